@@ -1,0 +1,18 @@
+"""funnelkit: sales-stage analytics from event logs of deals."""
+
+from . import datasets
+from ._version import __version__
+from .errors import EventLogError, EventLogWarning
+from .io import read_events
+from .log import EventLog
+from .quality import QualityReport
+
+__all__ = [
+    "EventLog",
+    "EventLogError",
+    "EventLogWarning",
+    "QualityReport",
+    "__version__",
+    "datasets",
+    "read_events",
+]

@@ -1,0 +1,316 @@
+"""Turn input columns into the integer arrays the kernel works on.
+
+Everything here is vectorised: deal ids become order-preserving integer keys (without
+hashing when the ids allow it), stages become small integer codes, times become int64
+nanoseconds (UTC for aware logs). Bad values are reported as boolean masks so the caller
+can reject the rows with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NAT = np.iinfo(np.int64).min
+# an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
+_TZ_SUFFIX = r"[T ]\d{1,2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def column(data: pd.DataFrame | pa.Table, name: str) -> pd.Series | pa.ChunkedArray:
+    """Return one column of a DataFrame or a pyarrow Table."""
+    if isinstance(data, pa.Table):
+        return data.column(name)
+    return data[name]
+
+
+def n_rows(data: pd.DataFrame | pa.Table) -> int:
+    return data.num_rows if isinstance(data, pa.Table) else len(data)
+
+
+def column_names(data: pd.DataFrame | pa.Table) -> list[str]:
+    return list(data.column_names) if isinstance(data, pa.Table) else list(data.columns)
+
+
+def take_rows(data: pd.DataFrame | pa.Table, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The input rows at positions ``rows`` (only ``columns``), as a DataFrame."""
+    if isinstance(data, pa.Table):
+        out = data.select(columns).take(pa.array(rows, type=pa.int64())).to_pandas()
+    else:
+        out = data[columns].iloc[rows].reset_index(drop=True)
+    return out
+
+
+def isna(col: pd.Series | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        return np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(col.isna().to_numpy(), dtype=bool)
+
+
+# --------------------------------------------------------------------------- deal ids
+@dataclass
+class IdKeys:
+    """Order-preserving integer keys of deal ids.
+
+    ``keys`` are >= 0 (garbage where ``null``), ``bits`` bounds their size and
+    ``labels(rows)`` returns the original ids at the given input rows.
+    """
+
+    keys: np.ndarray
+    bits: int
+    null: np.ndarray
+    source: pd.Series | pa.ChunkedArray
+
+    def labels(self, rows: np.ndarray) -> pd.Index:
+        if isinstance(self.source, pa.ChunkedArray):
+            taken = self.source.take(pa.array(rows, type=pa.int64()))
+            values = taken.to_pandas()
+            return pd.Index(values, name=None)
+        return pd.Index(self.source.array.take(rows), name=None)
+
+
+def _as_arrow(col: pd.Series | pa.ChunkedArray) -> pa.Array | None:
+    """A contiguous arrow string array for string-like columns, else None."""
+    if isinstance(col, pa.ChunkedArray):
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    else:
+        if not (pd.api.types.is_string_dtype(col.dtype) or col.dtype == object):
+            return None
+        try:
+            arr = pa.array(col, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return arr
+    return None
+
+
+def _fixed_width_keys(arr: pa.Array) -> tuple[np.ndarray, int] | None:
+    """Mixed-radix integer keys of fixed-width ids, without hashing.
+
+    Ids of one byte length ``w`` are a (n, w) byte matrix; byte positions that never vary
+    are dropped and the others form the digits of a mixed-radix number whose radix is the
+    range of that position. The map is injective and preserves lexicographic order.
+    Returns None when the ids are not fixed width or the key would not fit in 40 bits.
+    """
+    n = len(arr)
+    if n == 0 or arr.null_count:
+        return None
+    offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
+    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize)
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or width > 32 or int(offsets[-1] - offsets[0]) != width * n:
+        return None
+    if not np.all(np.diff(offsets) == width):
+        return None
+    raw = np.frombuffer(data_buf, dtype=np.uint8, count=width * n, offset=int(offsets[0]))
+    mat = raw.reshape(n, width)
+    lo = mat.min(axis=0).astype(np.int64)
+    hi = mat.max(axis=0).astype(np.int64)
+    radix = hi - lo + 1
+    varying = np.flatnonzero(radix > 1)
+    total_bits = float(np.sum(np.log2(radix[varying]))) if varying.size else 0.0
+    if total_bits > 40:
+        return None
+    keys = np.zeros(n, dtype=np.int64)
+    for j in varying:  # a loop over byte positions (<= 32), not over rows
+        keys *= int(radix[j])
+        keys += mat[:, j].astype(np.int64) - int(lo[j])
+    bits = max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
+    return keys, bits
+
+
+def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
+    """Integer keys for a deal-id column (see :class:`IdKeys`)."""
+    null = isna(col)
+    if isinstance(col, pd.Series) and pd.api.types.is_integer_dtype(col.dtype):
+        values = col.to_numpy(dtype=np.int64, na_value=0)
+        good = values[~null]
+        lo = int(good.min()) if good.size else 0
+        hi = int(good.max()) if good.size else 0
+        if hi - lo < 2**40:
+            keys = np.where(null, 0, values - lo)
+            return IdKeys(keys, max(1, (hi - lo).bit_length()), null, col)
+    arr = _as_arrow(col)
+    if arr is not None and not null.any():
+        fixed = _fixed_width_keys(arr)
+        if fixed is not None:
+            return IdKeys(fixed[0], fixed[1], null, col)
+    # general case: hash factorisation, sorted so deal order does not depend on row order
+    if isinstance(col, pa.ChunkedArray):
+        col = col.to_pandas()
+    codes, uniques = pd.factorize(col, sort=True, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    codes[codes < 0] = 0
+    return IdKeys(codes, max(1, (len(uniques)).bit_length()), null, col)
+
+
+# --------------------------------------------------------------------------- stages
+def stage_codes(
+    col: pd.Series | pa.ChunkedArray, stage_map: dict | None
+) -> tuple[np.ndarray, list[str]]:
+    """Small integer codes (-1 for null) and the stage names they stand for.
+
+    ``stage_map`` is applied to the distinct values, so it costs nothing per row. Names
+    are returned as ``str``.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        enc = col.dictionary_encode().combine_chunks()
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        codes = np.where(np.asarray(enc.indices.is_null()), -1, codes).astype(np.int64)
+        uniques = enc.dictionary.to_pylist()
+    elif isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy().astype(np.int64)
+        uniques = list(col.cat.categories)
+    else:
+        codes, uniq = pd.factorize(col, use_na_sentinel=True)
+        codes = codes.astype(np.int64)
+        uniques = list(uniq)
+    names = [str(u) for u in uniques]
+    if stage_map:
+        mapping = {str(k): str(v) for k, v in stage_map.items()}
+        names = [mapping.get(u, u) for u in names]
+    # merge names that became equal (through stage_map or str())
+    final: list[str] = []
+    index: dict[str, int] = {}
+    lookup = np.empty(len(names) + 1, dtype=np.int64)
+    for i, name in enumerate(names):  # loop over distinct stage names only
+        if name not in index:
+            index[name] = len(final)
+            final.append(name)
+        lookup[i] = index[name]
+    lookup[-1] = -1
+    codes = lookup[codes]  # code -1 indexes lookup[-1] = -1
+    return codes, final
+
+
+# --------------------------------------------------------------------------- times
+@dataclass
+class Times:
+    """int64 nanoseconds (UTC when ``aware``) and masks of bad values."""
+
+    ns: np.ndarray
+    aware: bool
+    null: np.ndarray
+    unparseable: np.ndarray
+    mixed_tz: np.ndarray
+
+
+def _datetime_ns(values: pd.Series) -> tuple[np.ndarray, bool]:
+    tz = getattr(values.dtype, "tz", None)
+    if tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return ns, tz is not None
+
+
+def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
+    """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision.
+
+    Aware values become UTC. In a string column that mixes values with and without an
+    offset, the rows of the less common kind are flagged ``mixed_tz`` (naive ones on a tie).
+    """
+    if isinstance(col, pa.ChunkedArray):
+        if pa.types.is_timestamp(col.type):
+            aware = col.type.tz is not None
+            arr = pc.cast(col, pa.timestamp("ns", tz=col.type.tz))
+            ns = arr.combine_chunks().to_numpy(zero_copy_only=False)
+            ns = ns.astype("datetime64[ns]").view(np.int64) if ns.dtype.kind == "M" else ns
+            null = isna(col)
+            ns = np.where(null, NAT, ns)
+            none = np.zeros(len(ns), dtype=bool)
+            return Times(ns, aware, null, none, none)
+        col = col.to_pandas()
+    null = isna(col)
+    n = len(col)
+    none = np.zeros(n, dtype=bool)
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        ns, aware = _datetime_ns(col)
+        return Times(np.where(null, NAT, ns), aware, null, none, none)
+    if isinstance(col.dtype, pd.ArrowDtype) and pa.types.is_timestamp(col.dtype.pyarrow_dtype):
+        return parse_times(pa.chunked_array([pa.array(col)]))
+    # strings, or an object column of datetime-like values
+    as_str = col.astype("string")
+    stripped = as_str.str.strip()
+    has_tz = stripped.str.contains(_TZ_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
+    is_obj_dt = False
+    if col.dtype == object:
+        sample = col[~null]
+        if len(sample) and not isinstance(sample.iloc[0], str):
+            is_obj_dt = True
+            has_tz = np.array(
+                [getattr(v, "tzinfo", None) is not None for v in col], dtype=bool
+            )  # object columns of datetimes only: pandas gives no vectorised tz test
+    n_aware = int((has_tz & ~null).sum())
+    n_naive = int((~has_tz & ~null).sum())
+    aware = n_aware > n_naive
+    mixed = (~null) & (has_tz != aware) if (n_aware and n_naive) else none
+    ok = ~null & ~mixed
+    ns = np.full(n, NAT, dtype=np.int64)
+    if ok.any():
+        source = col[ok] if is_obj_dt else stripped[ok]
+        if is_obj_dt:
+            parsed = pd.to_datetime(source, errors="coerce", utc=aware)
+        else:
+            parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=aware)
+        good_ns, _ = _datetime_ns(parsed)
+        ns[ok] = good_ns
+    unparseable = ok & (ns == NAT)
+    return Times(ns, aware, null, unparseable, mixed)
+
+
+def to_timestamp(value: object, aware: bool, name: str) -> int:
+    """A scalar time (``as_of``) as int64 ns on the log's clock (naive read as UTC)."""
+    from .errors import EventLogError
+
+    try:
+        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise EventLogError(
+            f"Parameter `{name}`: could not parse {value!r} as a timestamp; "
+            "pass an ISO 8601 string or a datetime."
+        ) from exc
+    if ts is pd.NaT:
+        raise EventLogError(f"Parameter `{name}` is NaT; pass a real timestamp or None.")
+    if aware:
+        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        ts = ts.tz_localize(None)
+    elif ts.tz is not None:
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} has a time zone but the log's timestamps are "
+            "naive; pass a naive timestamp or make the log's times time-zone aware."
+        )
+    return int(ts.as_unit("ns").value)
+
+
+# --------------------------------------------------------------------------- attributes
+def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
+    """Codes (-1 for null) and uniques of an attribute column."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.to_pandas()
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def numeric(col: pd.Series | pa.ChunkedArray, name: str) -> np.ndarray:
+    """A float64 array of an amount column (NaN for null)."""
+    from .errors import EventLogError
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.to_pandas()
+    try:
+        return pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError) as exc:
+        bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+        raise EventLogError(
+            f"Column `{name}` (amount) holds {int(bad.sum())} non-numeric values, e.g. "
+            f"{col[bad].head(3).tolist()}; clean or convert it to numbers first."
+        ) from exc

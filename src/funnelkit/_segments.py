@@ -1,0 +1,57 @@
+"""Segments for ``by=``: per-deal group codes from carried attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .errors import EventLogError
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+
+def normalize_by(by: str | Sequence[str] | None) -> list[str]:
+    if by is None:
+        return []
+    return [by] if isinstance(by, str) else list(by)
+
+
+def segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Dense per-deal segment codes and a table of segment labels (one column per attr).
+
+    Deals with a missing value form their own segment (label NaN): no deal is lost.
+    """
+    if not by:
+        return np.zeros(log.n_deals, dtype=np.int64), pd.DataFrame(index=[0])
+    unknown = [b for b in by if b not in log._attrs]
+    if unknown:
+        raise EventLogError(
+            f"`by`={unknown} is not a carried attribute of this log; carried: "
+            f"{log.attrs}. Pass attrs=[...] when building the EventLog."
+        )
+    key = np.zeros(log.n_deals, dtype=np.int64)
+    for b in by:
+        cat = log._attrs[b].cat
+        key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
+    uniq, seg = np.unique(key, return_inverse=True)
+    labels = {}
+    rem = uniq.copy()
+    for b in reversed(by):
+        cat = log._attrs[b].cat
+        base = len(cat.categories) + 1
+        code = rem % base - 1
+        rem = rem // base
+        labels[b] = pd.Categorical.from_codes(code, categories=cat.categories)
+    table = pd.DataFrame({b: np.asarray(labels[b]) for b in by})
+    return seg.reshape(-1).astype(np.int64), table
+
+
+def expand(table: pd.DataFrame, seg_of_row: np.ndarray, by: list[str]) -> pd.DataFrame:
+    """The label columns for rows that belong to segments ``seg_of_row``."""
+    if not by:
+        return pd.DataFrame(index=range(seg_of_row.size))
+    return table.iloc[seg_of_row].reset_index(drop=True)

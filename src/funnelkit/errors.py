@@ -1,0 +1,38 @@
+"""Exceptions raised by funnelkit."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["EventLogError", "EventLogWarning"]
+
+
+class EventLogError(ValueError):
+    """Bad input for an event log.
+
+    The message names the column or parameter, what was expected, what was found and how
+    to fix it. The offending input rows travel with the error as ``failure_cases`` (a
+    DataFrame with a ``row`` column giving the position in the input and a ``reason``
+    column), so an ETL job can log or quarantine them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import funnelkit as fk
+    >>> bad = pd.DataFrame({"deal": ["a"], "stage": ["A"], "ts": ["not a date"]})
+    >>> try:
+    ...     fk.EventLog(bad, deal="deal", stage="stage", time="ts")
+    ... except fk.EventLogError as err:
+    ...     print(err.failure_cases["reason"].tolist())
+    ['unparseable_time']
+    """
+
+    def __init__(self, message: str, failure_cases: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        if failure_cases is None:
+            failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
+        self.failure_cases = failure_cases
+
+
+class EventLogWarning(UserWarning):
+    """A questionable but usable input, e.g. an inferred stage order."""

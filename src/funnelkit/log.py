@@ -1,0 +1,851 @@
+"""`EventLog`: the validated, encoded event log every analysis starts from."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import _columns as C
+from . import _validate as V
+from .errors import EventLogError
+from .quality import REASONS, QualityReport
+
+if TYPE_CHECKING:
+    from ._kernel import Visits
+
+__all__ = ["EventLog"]
+
+_REASON_CODES = list(REASONS)
+_COLUMN_OF_REASON = {
+    "missing_deal": "deal",
+    "missing_stage": "stage",
+    "missing_time": "time",
+    "unparseable_time": "time",
+    "mixed_timezone": "time",
+    "unknown_stage": "stage",
+    "after_as_of": "time",
+    "conflicting_outcome": "stage",
+}
+_HINTS = {
+    "missing_deal": "every event needs a deal id",
+    "missing_stage": "every event needs a stage",
+    "missing_time": "every event needs a timestamp",
+    "unparseable_time": "timestamps must be datetimes or ISO 8601 strings such as "
+    "'2025-01-07' or '2025-01-07 09:00:00+01:00'",
+    "mixed_timezone": "timestamps mix naive and time-zone-aware values; make them all aware "
+    "(e.g. append '+00:00') or all naive",
+    "unknown_stage": "these stages are not in `stages`, `won` or `lost`; add them, merge them "
+    "with `stage_map`, or leave `stages=None` to infer the order",
+    "after_as_of": "events after `as_of` cannot be used; move `as_of` later or leave it None",
+    "conflicting_outcome": "the deal's final run of terminal events holds both a won and a lost "
+    "stage; fix the outcome in the CRM or drop the deal",
+}
+
+
+def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        names = [str(v) for v in value]
+    except TypeError:
+        raise TypeError(
+            f"Parameter `{param}` must be a stage name, a list of names or None; "
+            f"got {type(value).__name__}."
+        ) from None
+    return names
+
+
+class EventLog:
+    """A validated event log of deals moving through sales stages.
+
+    One input row is "deal *d* entered stage *s* at time *t*". The log applies the rules of
+    the funnelkit design once — bad rows, the sort with its tie rules, reopened deals,
+    collapsed repeats and terminal runs, stale deals — and every analysis derives from it.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame or pyarrow.Table
+        The event log, one row per event.
+    deal, stage, time : str, default "deal_id", "stage", "ts"
+        Columns holding the deal id, the stage name and the timestamp. Timestamps may be
+        datetimes (naive or aware) or ISO 8601 strings of any precision; aware values with
+        different offsets become UTC; naive mixed with aware is an error.
+    stage_map : mapping, optional
+        Applied to stage names first, so several raw CRM names form one funnel step
+        (``{"Discovery Call": "Discovery"}``).
+    stages : sequence of str, optional
+        The non-terminal stages in funnel order. Stages of the data missing from it (and
+        from ``won``/``lost``) are errors. ``None`` infers the order from the median
+        position of each stage's first visit in the deals' paths; ``log.quality`` says so.
+    won, lost : str or sequence of str or None, default "won", "lost"
+        Terminal stage names (a real log may have several ways to lose).
+    amount : str, optional
+        Column of deal amounts, carried per deal.
+    attrs : sequence of str, default ()
+        Columns carried per deal (owner, team, region, ...).
+        A carried value is the one on the deal's **first event (in path order) with a
+        non-null value**; ``log.quality.attr_changes`` counts deals whose value changes.
+    as_of : str or datetime, optional
+        The observation time; default the latest timestamp among the rows that pass
+        validation. A naive ``as_of`` on an aware log is read as UTC.
+    stale_after : str or timedelta, optional
+        An open deal whose latest event of any kind is strictly more than this before
+        ``as_of`` is lost as ``"stale"``.
+    errors : {"raise", "drop"}, default "raise"
+        Bad rows raise :class:`~funnelkit.EventLogError`, or are dropped and listed in
+        :attr:`rejects`.
+
+    Attributes
+    ----------
+    stages : list of str
+        Non-terminal stages in funnel order.
+    won, lost : list of str
+        Terminal stage names.
+    as_of : pandas.Timestamp
+        The observation time used.
+    quality : QualityReport
+        What happened to every input row and every deal.
+    rejects : pandas.DataFrame
+        Every input row that is not an event of the cleaned log: ``row`` (position in the
+        input), the mapped columns as given, and ``reason``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> log.quality.rows_in == log.quality.rows_used + log.quality.rows_rejected
+    True
+    """
+
+    def __init__(
+        self,
+        events: pd.DataFrame | pa.Table,
+        *,
+        deal: str = "deal_id",
+        stage: str = "stage",
+        time: str = "ts",
+        stage_map: Mapping[Any, str] | None = None,
+        stages: Sequence[str] | None = None,
+        won: str | Sequence[str] | None = "won",
+        lost: str | Sequence[str] | None = "lost",
+        amount: str | None = None,
+        attrs: Sequence[str] | str = (),
+        as_of: Any = None,
+        stale_after: Any = None,
+        errors: Literal["raise", "drop"] = "raise",
+    ) -> None:
+        if not isinstance(events, (pd.DataFrame, pa.Table)):
+            raise TypeError(
+                "`events` must be a pandas DataFrame or a pyarrow Table; got "
+                f"{type(events).__name__}. Use fk.read_events(path, ...) for files."
+            )
+        if errors not in ("raise", "drop"):
+            raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
+        if isinstance(attrs, str):
+            attrs = [attrs]
+        self._settings: dict[str, Any] = dict(
+            deal=deal, stage=stage, time=time, stage_map=dict(stage_map) if stage_map else None,
+            stages=list(stages) if stages is not None else None, won=won, lost=lost,
+            amount=amount, attrs=list(attrs), as_of=as_of, stale_after=stale_after, errors=errors,
+        )
+        self.won = _names(won, "won")
+        self.lost = _names(lost, "lost")
+        overlap = set(self.won) & set(self.lost)
+        if overlap:
+            raise EventLogError(f"Stages {sorted(overlap)} are in both `won` and `lost`.")
+        declared = None if stages is None else _names(stages, "stages")
+        if declared is not None:
+            dup = pd.Index(declared)[pd.Index(declared).duplicated()].tolist()
+            if dup:
+                raise EventLogError(f"Parameter `stages` lists {dup} more than once.")
+            term = set(declared) & (set(self.won) | set(self.lost))
+            if term:
+                raise EventLogError(
+                    f"Parameter `stages` holds terminal stages {sorted(term)}; list only "
+                    "non-terminal stages there and name outcomes in `won`/`lost`."
+                )
+        self.stale_after = None
+        if stale_after is not None:
+            try:
+                self.stale_after = pd.Timedelta(stale_after)
+            except (ValueError, TypeError) as exc:
+                raise EventLogError(
+                    f"Parameter `stale_after`={stale_after!r} is not a duration; pass e.g. "
+                    "'90D' or pd.Timedelta(days=90)."
+                ) from exc
+            if self.stale_after <= pd.Timedelta(0):
+                raise EventLogError("Parameter `stale_after` must be positive.")
+
+        mapped = {"deal": deal, "stage": stage, "time": time}
+        if amount is not None:
+            mapped["amount"] = amount
+        for a in attrs:
+            mapped[f"attr:{a}"] = a
+        available = C.column_names(events)
+        missing = [f"`{c}` ({role.removeprefix('attr:')})" for role, c in mapped.items() if c not in available]
+        if missing:
+            raise EventLogError(
+                f"Column(s) {', '.join(missing)} not found in the events. Available columns: "
+                f"{available}. Map your columns with deal=..., stage=..., time=..., amount=..., "
+                "attrs=[...]."
+            )
+        self._columns = list(dict.fromkeys(mapped.values()))
+        self._build(events, declared, as_of, errors)
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, events, declared, as_of, errors) -> None:
+        s = self._settings
+        n = C.n_rows(events)
+        ids = C.id_keys(C.column(events, s["deal"]))
+        raw_codes, raw_names = C.stage_codes(C.column(events, s["stage"]), s["stage_map"])
+        times = C.parse_times(C.column(events, s["time"]))
+        self._aware = times.aware
+
+        won_set, lost_set = set(self.won), set(self.lost)
+        raw_kind = np.array(
+            [V.WON_KIND if nm in won_set else V.LOST_KIND if nm in lost_set else V.STAGE for nm in raw_names],
+            dtype=np.int8,
+        )
+        raw_rank = np.zeros(len(raw_names) + 1, dtype=np.int64)
+        unknown_code = np.zeros(len(raw_names) + 1, dtype=bool)
+        if declared is not None:
+            pos = {nm: i for i, nm in enumerate(declared)}
+            for i, nm in enumerate(raw_names):  # loop over distinct stage names only
+                if raw_kind[i] == V.STAGE:
+                    if nm in pos:
+                        raw_rank[i] = pos[nm]
+                    else:
+                        unknown_code[i] = True
+
+        reason = np.zeros(n, dtype=np.int8)  # 0 = good, else 1 + index in _REASON_CODES
+
+        def mark(mask: np.ndarray, name: str) -> None:
+            reason[(reason == 0) & mask] = 1 + _REASON_CODES.index(name)
+
+        mark(ids.null, "missing_deal")
+        mark(raw_codes < 0, "missing_stage")
+        mark(times.null, "missing_time")
+        mark(times.unparseable, "unparseable_time")
+        mark(times.mixed_tz, "mixed_timezone")
+        mark(unknown_code[raw_codes], "unknown_stage")
+        if as_of is not None:
+            as_of_ns = C.to_timestamp(as_of, times.aware, "as_of")
+            mark(times.ns > as_of_ns, "after_as_of")
+        if errors == "raise" and reason.any():
+            self._raise_bad_rows(events, reason, raw_codes, raw_names)
+
+        conflict_rows = np.zeros(0, dtype=np.int64)
+        while True:
+            good = np.flatnonzero(reason == 0)
+            if good.size == 0:
+                raise EventLogError(
+                    f"No usable events: all {n:,} input rows were rejected "
+                    f"({self._reason_counts(reason)}). See the error's failure cases or "
+                    "log with errors='raise' for details.",
+                    self._failure_cases(events, np.flatnonzero(reason), reason),
+                )
+            kind_g = raw_kind[raw_codes[good]]
+            srt = V.sort_events(
+                good, ids.keys[good], ids.bits, times.ns[good], kind_g != V.STAGE,
+                raw_rank[raw_codes[good]], raw_codes[good],
+            )
+            st_code = raw_codes[srt.rows]
+            st_kind = raw_kind[st_code]
+            rules = V.path_rules(st_kind, st_code, srt.deal, srt.starts)
+            if not rules.conflict_deal.any():
+                break
+            bad_pos = rules.conflict_deal[srt.deal]
+            conflict_rows = srt.rows[bad_pos]
+            if errors == "raise":
+                reason[conflict_rows] = 1 + _REASON_CODES.index("conflicting_outcome")
+                self._raise_bad_rows(events, reason, raw_codes, raw_names)
+            reason[conflict_rows] = 1 + _REASON_CODES.index("conflicting_outcome")
+
+        n_sorted = srt.rows.size
+        ts = times.ns[srt.rows]
+        self.as_of = None
+        as_of_ns = C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
+        self._as_of_ns = as_of_ns
+        self.as_of = self._timestamp(np.array([as_of_ns]))[0]
+
+        # ---- stage catalogue: funnel stages in order, then won, then lost names
+        kept = rules.kept
+        kidx = np.flatnonzero(kept)
+        p_raw = st_code[kidx]
+        p_deal = srt.deal[kidx]
+        p_time = ts[kidx]
+        if declared is not None:
+            order_names = list(declared)
+            inferred = False
+        else:
+            order_names = self._infer_order(p_raw, p_deal, raw_kind, raw_names)
+            inferred = True
+        self.stages = order_names
+        self._stage_order_inferred = inferred
+        catalogue = order_names + self.won + self.lost
+        cat_index = {nm: i for i, nm in enumerate(catalogue)}
+        self._catalogue = catalogue
+        self._n_stages = len(order_names)
+        self._kind = np.array(
+            [V.STAGE] * len(order_names) + [V.WON_KIND] * len(self.won) + [V.LOST_KIND] * len(self.lost),
+            dtype=np.int8,
+        )
+        raw_to_cat = np.array([cat_index.get(nm, -1) for nm in raw_names] + [-1], dtype=np.int64)
+        p_stage = raw_to_cat[p_raw]
+
+        # ---- per deal
+        n_deals = srt.starts.size
+        ends = np.append(srt.starts[1:], n_sorted)
+        self._first_ns = ts[srt.starts]
+        self._last_ns = ts[ends - 1]
+        p_kind = self._kind[p_stage]
+        pterm = p_kind != V.STAGE
+        outcome = np.zeros(n_deals, dtype=np.int8)
+        outcome_stage = np.full(n_deals, -1, dtype=np.int64)
+        term_ns = np.full(n_deals, C.NAT, dtype=np.int64)
+        td = p_deal[pterm]
+        outcome[td] = np.where(p_kind[pterm] == V.WON_KIND, V.WON, V.LOST)
+        outcome_stage[td] = p_stage[pterm]
+        term_ns[td] = p_time[pterm]
+        if self.stale_after is not None:
+            stale = (outcome == V.OPEN) & (as_of_ns - self._last_ns > self.stale_after.value)
+            outcome[stale] = V.STALE
+        self._outcome = outcome
+        self._outcome_stage = outcome_stage
+        self._term_ns = term_ns
+        self._reopened = rules.reopened_deal
+        self._path_deal = p_deal
+        self._path_stage = p_stage
+        self._path_time = p_time
+        self._deal_labels = ids.labels(srt.rows[srt.starts])
+        self._n_deals = n_deals
+
+        # ---- carried columns: the first non-null value in path order
+        attr_changes: dict[str, int] = {}
+        self._amount: np.ndarray | None = None
+        deals_without_amount = 0
+        if s["amount"] is not None:
+            vals = C.numeric(C.column(events, s["amount"]), s["amount"])[srt.rows]
+            valid = ~np.isnan(vals)
+            first = V.first_notnull(valid, srt.starts, n_sorted)
+            amt = np.where(first >= 0, vals[np.maximum(first, 0)], np.nan)
+            self._amount = amt
+            deals_without_amount = int((first < 0).sum())
+            attr_changes[s["amount"]] = int(
+                np.unique(srt.deal[valid & (vals != amt[srt.deal])]).size
+            )
+        self._attrs: dict[str, pd.Series] = {}
+        for a in s["attrs"]:
+            codes, uniques = C.factorize(C.column(events, a))
+            cs = codes[srt.rows]
+            first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
+            dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
+            attr_changes[a] = int(np.unique(srt.deal[(cs >= 0) & (cs != dcode[srt.deal])]).size)
+            self._attrs[a] = pd.Series(
+                pd.Categorical.from_codes(dcode, categories=uniques) if len(uniques) else
+                pd.Categorical.from_codes(np.full(n_deals, -1), categories=pd.Index([], dtype=object)),
+                name=a,
+            )
+
+        # ---- rejects and quality
+        rej_rows = [np.flatnonzero(reason)]
+        rej_reason = [reason[rej_rows[0]]]
+        for mask, name in (
+            (rules.reopened_terminal, "reopened_terminal"),
+            (rules.repeat, "repeat"),
+            (rules.terminal_run, "terminal_run"),
+        ):
+            r = srt.rows[mask]
+            rej_rows.append(r)
+            rej_reason.append(np.full(r.size, 1 + _REASON_CODES.index(name), dtype=np.int8))
+        rows_all = np.concatenate(rej_rows)
+        reason_all = np.concatenate(rej_reason)
+        o = np.argsort(rows_all, kind="stable")
+        self._rejects = self._failure_cases(events, rows_all[o], None, reason_all[o])
+        counts = np.bincount(reason_all, minlength=len(_REASON_CODES) + 1)
+        by_reason = {nm: int(counts[i + 1]) for i, nm in enumerate(_REASON_CODES) if counts[i + 1]}
+        oc = np.bincount(outcome, minlength=4)
+        self.quality = QualityReport(
+            rows_in=n,
+            rows_used=int(kept.sum()),
+            rows_dropped=int((reason > 0).sum()),
+            rows_removed=int(rules.reopened_terminal.sum()),
+            rows_collapsed=int(rules.repeat.sum() + rules.terminal_run.sum()),
+            by_reason=by_reason,
+            deals=n_deals,
+            won=int(oc[V.WON]),
+            lost=int(oc[V.LOST]),
+            stale=int(oc[V.STALE]),
+            open=int(oc[V.OPEN]),
+            reopened=int(rules.reopened_deal.sum()),
+            deals_without_amount=deals_without_amount,
+            attr_changes=attr_changes,
+            unresolved_ties=srt.unresolved_ties,
+            stages=list(self.stages),
+            stage_order_inferred=inferred,
+            as_of=self.as_of,
+        )
+        self._cache: dict[Any, Any] = {}
+
+    @staticmethod
+    def _infer_order(p_raw, p_deal, raw_kind, raw_names) -> list[str]:
+        """Funnel order from the median position of each stage's first visit in paths."""
+        n = p_raw.size
+        if n == 0:
+            return []
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        new[1:] = p_deal[1:] != p_deal[:-1]
+        starts = np.flatnonzero(new)
+        position = np.arange(n) - starts[np.cumsum(new) - 1]
+        is_stage = raw_kind[p_raw] == V.STAGE
+        df = pd.DataFrame({"deal": p_deal[is_stage], "code": p_raw[is_stage], "pos": position[is_stage]})
+        first = df.drop_duplicates(["deal", "code"])
+        agg = first.groupby("code")["pos"].agg(["median", "mean"])
+        agg["name"] = [raw_names[c] for c in agg.index]
+        agg = agg.sort_values(["median", "mean", "name"])
+        return agg["name"].tolist()
+
+    def _timestamp(self, ns: np.ndarray) -> pd.DatetimeIndex:
+        idx = pd.DatetimeIndex(ns.astype("datetime64[ns]"))
+        return idx.tz_localize("UTC") if self._aware else idx
+
+    def _datetime_series(self, ns: np.ndarray, name: str) -> pd.Series:
+        return pd.Series(self._timestamp(ns), name=name)
+
+    @staticmethod
+    def _reason_counts(reason: np.ndarray) -> str:
+        counts = np.bincount(reason, minlength=len(_REASON_CODES) + 1)
+        return ", ".join(f"{_REASON_CODES[i - 1]}: {counts[i]:,}" for i in range(1, counts.size) if counts[i])
+
+    def _failure_cases(self, events, rows: np.ndarray, reason: np.ndarray | None, reason_of_rows=None) -> pd.DataFrame:
+        codes = reason[rows] if reason is not None else reason_of_rows
+        out = C.take_rows(events, rows, self._columns)
+        out.insert(0, "row", rows.astype(np.int64))
+        labels = np.array(_REASON_CODES, dtype=object)[np.asarray(codes, dtype=np.int64) - 1] if rows.size else np.array([], dtype=object)
+        out["reason"] = pd.Series(labels, dtype=object).astype(str) if rows.size else pd.Series([], dtype=str)
+        return out
+
+    def _raise_bad_rows(self, events, reason, raw_codes, raw_names) -> None:
+        s = self._settings
+        bad = np.flatnonzero(reason)
+        cases = self._failure_cases(events, bad, reason)
+        parts = []
+        for i, nm in enumerate(_REASON_CODES):
+            sel = reason == i + 1
+            k = int(sel.sum())
+            if not k:
+                continue
+            col = s[_COLUMN_OF_REASON[nm]]
+            ex = cases.loc[cases["reason"] == nm].head(3)
+            if nm == "unknown_stage":
+                names = sorted({raw_names[c] for c in np.unique(raw_codes[sel])})
+                shown = f"stages {names[:10]}"
+            elif nm == "conflicting_outcome":
+                shown = f"deals {ex[s['deal']].drop_duplicates().tolist()}"
+            else:
+                shown = f"rows {ex['row'].tolist()} ({col}={ex[col].tolist()})"
+            parts.append(f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}")
+        raise EventLogError(
+            f"{bad.size:,} of {C.n_rows(events):,} input rows are invalid:\n  - "
+            + "\n  - ".join(parts)
+            + "\nFix the input, or pass errors='drop' to build the log from the good rows "
+            "(the dropped rows are kept in log.rejects). The rows travel as "
+            "err.failure_cases.",
+            cases,
+        )
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def rejects(self) -> pd.DataFrame:
+        """Input rows that are not events of the cleaned log, with a ``reason``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            * ``row`` : position of the row in the input
+            * the mapped input columns, as given
+            * ``reason`` : one of ``funnelkit.quality.REASONS`` — dropped bad rows
+              (``missing_deal``, ``unparseable_time``, ``unknown_stage``, ...), removed
+              ``reopened_terminal`` events, or collapsed ``repeat``/``terminal_run`` rows
+        """
+        return self._rejects
+
+    @property
+    def n_deals(self) -> int:
+        """Number of deals."""
+        return self._n_deals
+
+    @property
+    def n_events(self) -> int:
+        """Number of events in the cleaned log."""
+        return int(self._path_stage.size)
+
+    @property
+    def attrs(self) -> list[str]:
+        """Carried per-deal columns."""
+        return list(self._attrs)
+
+    def _visits(self) -> Visits:
+        if "visits" not in self._cache:
+            from ._kernel import compute_visits
+
+            self._cache["visits"] = compute_visits(self)
+        return self._cache["visits"]
+
+    def visits(self) -> pd.DataFrame:
+        """One row per visit of a stage by a deal (DESIGN §2), in path order.
+
+        Computed once and cached.
+
+        Returns
+        -------
+        pandas.DataFrame
+            * ``deal`` : deal id
+            * ``stage`` : stage of this visit (categorical)
+            * ``visit`` : 1 for the deal's first visit of the stage, 2 for a re-entry, ...
+            * ``entered`` : time the deal entered the stage
+            * ``next_stage`` : where it went next — a stage, a won/lost name, ``"stale"``,
+              or null when still here at ``as_of``
+            * ``dwell`` : next entry − entered, or ``as_of`` − entered when still here;
+              NaT for the last visit of a stale deal (when it died is unknown)
+            * ``censored`` : True when still in the stage at ``as_of`` (dwell is a lower
+              bound)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> list(log.visits().columns)
+        ['deal', 'stage', 'visit', 'entered', 'next_stage', 'dwell', 'censored']
+        """
+        return self._visits().to_frame(self)
+
+    def deals(self) -> pd.DataFrame:
+        """One row per deal, so every number can be traced and joined back to the CRM.
+
+        Returns
+        -------
+        pandas.DataFrame
+            * ``deal`` : deal id
+            * ``outcome`` : ``"won"``, ``"lost"``, ``"stale"`` or ``"open"``
+            * ``outcome_stage`` : the terminal stage name, ``"stale"``, or null if open
+            * ``furthest_stage`` : furthest stage in funnel order the deal entered (null
+              when it only has a terminal event)
+            * ``first_event`` : the deal's first event (before any reopen)
+            * ``last_event`` : the deal's latest event of any kind
+            * ``cycle_time`` : first event to first terminal event (NaT when open or stale)
+            * ``amount`` : when an amount column is mapped
+            * one column per carried attribute
+            * ``reopened`` : True when a terminal event was followed by more stage events
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> d = log.deals()
+        >>> int((d["outcome"] == "won").sum()) == log.quality.won
+        True
+        """
+        vis = self._visits()
+        cat = self._catalogue + ["stale"]
+        oc_stage = np.where(self._outcome == V.STALE, len(self._catalogue), self._outcome_stage)
+        out = pd.DataFrame(
+            {
+                "deal": self._deal_labels,
+                "outcome": pd.Categorical.from_codes(
+                    self._outcome.astype(np.int64), categories=list(V.OUTCOMES)
+                ),
+                "outcome_stage": pd.Categorical.from_codes(oc_stage, categories=cat),
+                "furthest_stage": pd.Categorical.from_codes(
+                    vis.furthest, categories=self.stages, ordered=True
+                ),
+                "first_event": self._timestamp(self._first_ns),
+                "last_event": self._timestamp(self._last_ns),
+                "cycle_time": pd.to_timedelta(
+                    np.where(self._term_ns == C.NAT, C.NAT, self._term_ns - self._first_ns)
+                    .view("timedelta64[ns]")
+                ),
+            }
+        )
+        if self._amount is not None:
+            out["amount"] = self._amount
+        for a, ser in self._attrs.items():
+            out[a] = ser.to_numpy()
+        out["reopened"] = self._reopened
+        return out
+
+    # ------------------------------------------------------------------ metrics
+    def transitions(self) -> pd.DataFrame:
+        """Directly-follows table of visits: one row per (from, to) pair (DESIGN §3).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per observed move, from-stages in funnel order, to-stages in the order
+            stages, won names, lost names, ``"stale"``:
+
+            * ``from_stage`` : stage left
+            * ``to_stage`` : stage entered next, a won/lost name, or ``"stale"``
+            * ``transitions`` : number of such moves
+            * ``deals`` : distinct deals that made the move
+            * ``share`` : transitions / all completed exits from ``from_stage`` (sums to 1
+              per from-stage; still-open visits are censored and make no exit)
+            * ``dwell_mean``, ``dwell_median``, ``dwell_p90`` : time spent in
+              ``from_stage`` by the visits that ended in this move — plain sample
+              statistics (every such visit is complete), quantiles by linear
+              interpolation; NaT for stale exits (when the deal died is unknown)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> t = log.transitions()
+        >>> bool((t.groupby("from_stage")["share"].sum().round(12) == 1).all())
+        True
+        """
+        from .transitions import transitions
+
+        return transitions(self)
+
+    def transition_matrix(
+        self, kind: Literal["counts", "probabilities"] = "probabilities"
+    ) -> pd.DataFrame:
+        """The transition table as a square matrix over all states.
+
+        Rows and columns are the stages (funnel order), the won names, the lost names and
+        ``"stale"``. With ``kind="probabilities"`` rows of stages are exit shares of
+        completed visits and the terminal states are absorbing (1 on the diagonal): the
+        transition matrix of an absorbing Markov chain in which stale counts as a loss.
+        A stage with no completed exit has an all-zero row.
+
+        Parameters
+        ----------
+        kind : {"probabilities", "counts"}, default "probabilities"
+
+        Returns
+        -------
+        pandas.DataFrame
+            Square, index ``from_stage``, columns ``to_stage``.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> m = log.transition_matrix()
+        >>> m.shape[0] == len(log.stages) + len(log.won) + len(log.lost) + 1
+        True
+        """
+        from .transitions import transition_matrix
+
+        return transition_matrix(self, kind)
+
+    def funnel(
+        self,
+        *,
+        skips: Literal["implied", "strict"] = "implied",
+        weight: str | None = None,
+        by: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The stage table: reach, conversion and drop-off per stage (DESIGN §3).
+
+        Parameters
+        ----------
+        skips : {"implied", "strict"}, default "implied"
+            ``"implied"``: a deal that entered a later stage also reached the earlier ones,
+            and a won deal has reached every stage. ``"strict"``: only entering counts.
+        weight : {"amount"}, optional
+            Weight deals by their amount (revenue funnel). Deals without an amount weigh 0.
+        by : str or list of str, optional
+            Carried attributes; one block of rows per segment (a missing value is its own
+            segment).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per stage (per segment), in funnel order:
+
+            * ``by`` columns, when given
+            * ``stage`` : stage name
+            * ``reached`` : deals that reached the stage (see ``skips``)
+            * ``advanced`` : of those, deals whose furthest stage lies after it, or that won
+              (a backward move does not undo progress)
+            * ``dropped`` : deals whose furthest stage is this one and that were lost
+              (explicitly or stale)
+            * ``open`` : deals whose furthest stage is this one and that are still open
+            * ``conversion`` : advanced / (advanced + dropped) — open deals are censored,
+              not failures; NaN when no deal is resolved
+            * ``conversion_low``, ``conversion_high`` : Wilson 95% interval (z = Φ⁻¹(0.975));
+              weighted: with Kish's effective sample size (Σw)²/Σw²
+            * ``conversion_raw`` : advanced / reached
+            * ``cumulative`` : product of the conversions of the stages before this one
+              (1.0 for the first; NaN after a stage with no resolved deals)
+            * ``win_rate_from`` : won / (won + lost + stale) among deals that reached it
+            * ``skips`` : the skip rule used
+
+            Counts are integers, or sums of amounts with ``weight``.
+            Under ``"implied"``, ``reached == advanced + dropped + open``.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> f = log.funnel()
+        >>> bool((f["reached"] == f["advanced"] + f["dropped"] + f["open"]).all())
+        True
+        """
+        from .funnel import funnel
+
+        return funnel(self, skips=skips, weight=weight, by=by)
+
+    def dwell(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        visits: Literal["all", "first", "repeat"] = "all",
+    ) -> pd.DataFrame:
+        """Time spent per stage, from the Kaplan–Meier estimator over censored visits.
+
+        Visits still open at ``as_of`` are censored (their dwell is a lower bound); using
+        completed visits alone would bias dwell low. Stale visits have no dwell and are
+        left out. A quantile q is the smallest time t with S(t) <= 1 − q (+1e−9 against
+        floating-point error), NaT when the estimate never falls that low; the mean is
+        the restricted mean up to the largest observed dwell, event or censored.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attributes; one block of rows per segment.
+        visits : {"all", "first", "repeat"}, default "all"
+            Which visits: all, first visits only, or re-entries only.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per stage (per segment), in funnel order:
+
+            * ``by`` columns, when given
+            * ``stage`` : stage name
+            * ``visits`` : visits with a dwell (stale visits excluded)
+            * ``censored`` : of those, visits still open at ``as_of``
+            * ``mean`` : restricted mean dwell (timedelta)
+            * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> list(log.dwell().columns)
+        ['stage', 'visits', 'censored', 'mean', 'median', 'p75', 'p90']
+        """
+        from .dwell import dwell
+
+        return dwell(self, by=by, visits=visits)
+
+    def cycle_time(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Time from a deal's first event (before any reopen) to its first terminal event.
+
+        Rows ``won`` and ``lost`` use the complete times of deals with that outcome (plain
+        statistics, quantiles by linear interpolation). Row ``any`` is the time to any
+        resolution from the Kaplan–Meier estimator, open deals censored at ``as_of``.
+        Stale deals have no cycle time (when they died is unknown) and are left out.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attributes; one block of rows per segment.
+
+        Returns
+        -------
+        pandas.DataFrame
+            * ``by`` columns, when given
+            * ``outcome`` : ``"won"``, ``"lost"`` or ``"any"``
+            * ``deals`` : deals in the row (``any``: won + lost + open)
+            * ``censored`` : open deals (``any`` only; 0 otherwise)
+            * ``mean``, ``median``, ``p75``, ``p90`` : timedeltas (``any``: restricted
+              mean and Kaplan–Meier quantiles)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.cycle_time()["outcome"].tolist()
+        ['won', 'lost', 'any']
+        """
+        from .kpis import cycle_time
+
+        return cycle_time(self, by=by)
+
+    def kpis(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Headline KPIs of the management loop.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row (per segment):
+
+            * ``by`` columns, when given
+            * ``deals``, ``won``, ``lost``, ``stale``, ``open`` : deal counts
+            * ``win_rate`` : won / (won + lost + stale)
+            * ``avg_won_amount`` : mean amount of won deals with an amount (NaN without
+              an amount column)
+            * ``median_won_cycle_time`` : median first-event-to-win time of won deals
+            * ``pipeline_velocity`` : open × win_rate × avg_won_amount ÷
+              median_won_cycle_time in days — expected won amount per day
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> int(log.kpis()["deals"].iloc[0]) == log.n_deals
+        True
+        """
+        from .kpis import kpis
+
+        return kpis(self, by=by)
+
+    # analyses are defined in their own modules and attached below
+    def __repr__(self) -> str:
+        q = self.quality
+        return (
+            f"<EventLog: {q.deals:,} deals, {q.rows_used:,} events, {len(self.stages)} stages "
+            f"({' → '.join(self.stages[:8])}{' …' if len(self.stages) > 8 else ''}); "
+            f"won {q.won:,}, lost {q.lost:,}, stale {q.stale:,}, open {q.open:,}; "
+            f"as of {self.as_of}>"
+        )
+
+    def _repr_html_(self) -> str:
+        q = self.quality
+        span = f"{self._timestamp(np.array([self._first_ns.min()]))[0]} – {self.as_of}"
+        rows = [
+            ("deals", f"{q.deals:,}"),
+            ("events", f"{q.rows_used:,} used of {q.rows_in:,} rows"),
+            ("stages" + (" (inferred)" if q.stage_order_inferred else ""), " → ".join(self.stages)),
+            ("won / lost / stale / open", f"{q.won:,} / {q.lost:,} / {q.stale:,} / {q.open:,}"),
+            ("time span", span),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+            f"{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        warn = "".join(f"<li>{html.escape(w)}</li>" for w in q.warnings)
+        warn_html = f"<b>Data quality</b><ul>{warn}</ul>" if warn else ""
+        return f"<div><b>funnelkit.EventLog</b><table>{body}</table>{warn_html}</div>"
+
+
+def _from_milestones(cls, deals: pd.DataFrame, **kwargs: Any) -> EventLog:
+    from .io import from_milestones
+
+    return from_milestones(deals, **kwargs)
+
+
+_from_milestones.__doc__ = "Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`."
+EventLog.from_milestones = classmethod(_from_milestones)  # type: ignore[attr-defined]

@@ -1,0 +1,164 @@
+"""The data-quality report that travels with every event log."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+__all__ = ["QualityReport", "REASONS"]
+
+#: Why an input row is not an event of the cleaned log, by kind of treatment.
+REASONS: dict[str, str] = {
+    # dropped: bad rows (only under errors="drop"; under "raise" they raise)
+    "missing_deal": "dropped",
+    "missing_stage": "dropped",
+    "missing_time": "dropped",
+    "unparseable_time": "dropped",
+    "mixed_timezone": "dropped",
+    "unknown_stage": "dropped",
+    "after_as_of": "dropped",
+    "conflicting_outcome": "dropped",
+    # removed by the path rules
+    "reopened_terminal": "removed",
+    # collapsed into an earlier event of the same visit or outcome
+    "repeat": "collapsed",
+    "terminal_run": "collapsed",
+}
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """What happened to every input row and every deal.
+
+    Rows: ``rows_in == rows_used + rows_dropped + rows_removed + rows_collapsed``.
+    Deals: ``deals == won + lost + stale + open``.
+
+    Attributes
+    ----------
+    rows_in, rows_used, rows_dropped, rows_removed, rows_collapsed : int
+        Input rows; events of the cleaned log; bad rows dropped (``errors="drop"``);
+        reopened terminal events removed from the path; rows collapsed into an earlier
+        event (repeats, terminal runs).
+    by_reason : dict[str, int]
+        Rows per reason (see :data:`REASONS`), only reasons that occurred.
+    deals, won, lost, stale, open, reopened : int
+        Deal counts by outcome; ``reopened`` deals had a terminal event followed by more
+        stage events.
+    deals_without_amount : int
+        Deals with no non-null amount (they weigh 0 in revenue funnels); 0 when no
+        ``amount`` column was mapped.
+    attr_changes : dict[str, int]
+        Per carried column (amount and attrs), deals whose non-null value changes within
+        the deal (the first non-null value in event order is used).
+    unresolved_ties : int
+        Deals with events at the same timestamp whose order only the input order decides.
+    stages, stage_order_inferred : list[str], bool
+        The funnel order used and whether it was inferred from the data.
+    as_of : pandas.Timestamp
+        The observation time used.
+    """
+
+    rows_in: int
+    rows_used: int
+    rows_dropped: int
+    rows_removed: int
+    rows_collapsed: int
+    by_reason: dict[str, int]
+    deals: int
+    won: int
+    lost: int
+    stale: int
+    open: int
+    reopened: int
+    deals_without_amount: int
+    attr_changes: dict[str, int]
+    unresolved_ties: int
+    stages: list[str]
+    stage_order_inferred: bool
+    as_of: pd.Timestamp
+    filtered: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rows not used: dropped + removed + collapsed."""
+        return self.rows_dropped + self.rows_removed + self.rows_collapsed
+
+    @property
+    def warnings(self) -> list[str]:
+        """Plain-language warnings worth a look (empty when the log is clean)."""
+        out = []
+        if self.rows_dropped:
+            out.append(f"{self.rows_dropped:,} bad rows dropped (see log.rejects)")
+        if self.reopened:
+            out.append(f"{self.reopened:,} deals reopened after a terminal event")
+        if self.unresolved_ties:
+            out.append(
+                f"{self.unresolved_ties:,} deals have simultaneous events ordered only by "
+                "input order"
+            )
+        for col, n in self.attr_changes.items():
+            if n:
+                out.append(f"{n:,} deals change `{col}` within the deal (first value used)")
+        if self.deals_without_amount:
+            out.append(f"{self.deals_without_amount:,} deals have no amount (weight 0)")
+        if self.stage_order_inferred:
+            out.append("stage order inferred from the data: " + " → ".join(self.stages))
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """The report as a tidy table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per item:
+
+            * ``section`` : ``"rows"``, ``"reason"``, ``"deals"``, ``"attributes"`` or
+              ``"filtered"``
+            * ``item`` : what is counted (e.g. ``"rows_in"``, ``"repeat"``, ``"won"``)
+            * ``count`` : the count
+        """
+        rows: list[tuple[str, str, int]] = [
+            ("rows", "rows_in", self.rows_in),
+            ("rows", "rows_used", self.rows_used),
+            ("rows", "rows_dropped", self.rows_dropped),
+            ("rows", "rows_removed", self.rows_removed),
+            ("rows", "rows_collapsed", self.rows_collapsed),
+        ]
+        rows += [("reason", k, v) for k, v in self.by_reason.items()]
+        rows += [
+            ("deals", k, getattr(self, k))
+            for k in ("deals", "won", "lost", "stale", "open", "reopened", "unresolved_ties")
+        ]
+        rows.append(("deals", "deals_without_amount", self.deals_without_amount))
+        rows += [("attributes", k, v) for k, v in self.attr_changes.items()]
+        rows += [("filtered", k, v) for k, v in self.filtered.items()]
+        return pd.DataFrame(rows, columns=["section", "item", "count"])
+
+    def __str__(self) -> str:
+        lines = [
+            f"rows: {self.rows_in:,} in = {self.rows_used:,} used + {self.rows_dropped:,} "
+            f"dropped + {self.rows_removed:,} removed + {self.rows_collapsed:,} collapsed",
+        ]
+        if self.by_reason:
+            lines.append(
+                "  by reason: " + ", ".join(f"{k} {v:,}" for k, v in self.by_reason.items())
+            )
+        lines.append(
+            f"deals: {self.deals:,} = {self.won:,} won + {self.lost:,} lost + "
+            f"{self.stale:,} stale + {self.open:,} open; {self.reopened:,} reopened"
+        )
+        lines.append(
+            ("stages (inferred): " if self.stage_order_inferred else "stages: ")
+            + " → ".join(self.stages)
+        )
+        lines.append(f"as of: {self.as_of}")
+        lines += [f"warning: {w}" for w in self.warnings if not w.startswith("stage order")]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+        body = html.escape(str(self)).replace("\n", "<br>")
+        return f"<div><b>funnelkit quality report</b><br>{body}<ul>{items}</ul></div>"

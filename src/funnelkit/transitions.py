@@ -1,0 +1,99 @@
+"""Transition table (directly-follows between visits) and transition matrix (DESIGN §3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import _stats
+from ._columns import NAT
+from ._kernel import NO_NEXT
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+
+def duration_unit(values: np.ndarray) -> int:
+    """The coarsest of day/second/ms/µs/ns that divides every value (exact rescaling)."""
+    for unit in (86_400 * 10**9, 10**9, 10**6, 10**3):
+        if not np.any(values % unit):
+            return unit
+    return 1
+
+
+def to_timedelta(ns: np.ndarray) -> pd.Series:
+    """float ns (NaN = undefined) → timedelta64[ns] values."""
+    arr = np.asarray(ns, dtype=np.float64)
+    out = np.where(np.isnan(arr), NAT, np.round(arr)).astype(np.int64)
+    return pd.Series(out.view("timedelta64[ns]"))
+
+
+def transitions(log: EventLog) -> pd.DataFrame:
+    v = log._visits()
+    n_cat = len(log._catalogue) + 1  # + stale
+    exits = v.next != NO_NEXT
+    frm = v.stage[exits]
+    to = v.next[exits]
+    deal = v.deal[exits]
+    dwell = v.dwell[exits]
+    pair = frm * n_cat + to
+    n_pairs = log._n_stages * n_cat
+    counts = np.bincount(pair, minlength=n_pairs)
+    # distinct deals: a pair can repeat within a deal only from a re-visited stage
+    revisit_deal = np.zeros(log.n_deals, dtype=bool)
+    revisit_deal[v.deal[v.visit > 1]] = True
+    rd = revisit_deal[deal]
+    deals = np.bincount(pair[~rd], minlength=n_pairs)
+    if rd.any():
+        u = np.unique(deal[rd].astype(np.int64) * n_pairs + pair[rd])
+        deals += np.bincount(u % n_pairs, minlength=n_pairs)
+    exits_from = np.bincount(frm, minlength=log._n_stages)
+    # dwell statistics per pair (stale exits have none)
+    has = dwell != NAT
+    dv = dwell[has]
+    unit = duration_unit(dv) if dv.size else 1
+    g, val, _ = _stats.sort_by_group(pair[has], dv // unit)
+    start, end = _stats.group_bounds(g, n_pairs)
+    mean = _stats.grouped_mean(val, start, end) * unit
+    median = _stats.grouped_quantile(val, start, end, 0.5) * unit
+    p90 = _stats.grouped_quantile(val, start, end, 0.9) * unit
+    present = np.flatnonzero(counts)
+    names = np.array(log._catalogue + ["stale"], dtype=object)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = counts[present] / exits_from[present // n_cat]
+    out = pd.DataFrame(
+        {
+            "from_stage": names[present // n_cat].astype(str),
+            "to_stage": names[present % n_cat].astype(str),
+            "transitions": counts[present].astype(np.int64),
+            "deals": deals[present].astype(np.int64),
+            "share": share,
+            "dwell_mean": to_timedelta(mean[present]).to_numpy(),
+            "dwell_median": to_timedelta(median[present]).to_numpy(),
+            "dwell_p90": to_timedelta(p90[present]).to_numpy(),
+        }
+    )
+    return out
+
+
+def transition_matrix(
+    log: EventLog, kind: Literal["counts", "probabilities"] = "probabilities"
+) -> pd.DataFrame:
+    states = log._catalogue + ["stale"]
+    n = len(states)
+    mat = np.zeros((n, n), dtype=np.float64 if kind == "probabilities" else np.int64)
+    t = transitions(log)
+    idx = {s: i for i, s in enumerate(states)}
+    r = t["from_stage"].map(idx).to_numpy(dtype=np.int64)
+    c = t["to_stage"].map(idx).to_numpy(dtype=np.int64)
+    if kind == "counts":
+        mat[r, c] = t["transitions"].to_numpy()
+    elif kind == "probabilities":
+        mat[r, c] = t["share"].to_numpy()
+        absorbing = np.arange(log._n_stages, n)
+        mat[absorbing, absorbing] = 1.0
+    else:
+        raise ValueError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
+    return pd.DataFrame(mat, index=pd.Index(states, name="from_stage"), columns=pd.Index(states, name="to_stage"))
