@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import GOLDEN_KW
 
 import funnelkit as fk
+from conftest import GOLDEN_KW
 
 KW = dict(deal="deal", stage="stage", time="ts", won="W", lost=["L1", "L2"])
 
@@ -23,7 +23,10 @@ def ev(rows, **extra):
 # ---------------------------------------------------------------- errors
 def test_missing_column_lists_available():
     df = ev([["a", "A", "2025-01-01"]])
-    with pytest.raises(fk.EventLogError, match=r"`deal_id` \(deal\) not found.*Available columns: \['deal', 'stage', 'ts'\]"):
+    with pytest.raises(
+        fk.EventLogError,
+        match=r"`deal_id` \(deal\) not found.*Available columns: \['deal', 'stage', 'ts'\]",
+    ):
         fk.EventLog(df)
 
 
@@ -77,8 +80,15 @@ def test_events_after_as_of():
 
 
 def test_conflicting_outcome():
-    df = ev([["a", "A", "2025-01-01"], ["a", "W", "2025-01-02"], ["a", "L1", "2025-01-03"],
-             ["b", "A", "2025-01-01"], ["b", "W", "2025-01-05"]])
+    df = ev(
+        [
+            ["a", "A", "2025-01-01"],
+            ["a", "W", "2025-01-02"],
+            ["a", "L1", "2025-01-03"],
+            ["b", "A", "2025-01-01"],
+            ["b", "W", "2025-01-05"],
+        ]
+    )
     with pytest.raises(fk.EventLogError, match=r"conflicting outcome.*deals \['a'\]"):
         fk.EventLog(df, **KW)
     log = fk.EventLog(df, errors="drop", **KW)
@@ -91,7 +101,14 @@ def test_conflicting_outcome():
 
 def test_won_and_lost_overlap():
     with pytest.raises(fk.EventLogError, match="both `won` and `lost`"):
-        fk.EventLog(ev([["a", "A", "2025-01-01"]]), deal="deal", stage="stage", time="ts", won="X", lost="X")
+        fk.EventLog(
+            ev([["a", "A", "2025-01-01"]]),
+            deal="deal",
+            stage="stage",
+            time="ts",
+            won="X",
+            lost="X",
+        )
 
 
 def test_all_rows_bad():
@@ -114,12 +131,20 @@ def test_bad_parameters():
 # ---------------------------------------------------------------- time zones and parsing
 def test_mixed_offsets_become_utc():
     # a deal crossing the DST change in Amsterdam: +01:00 then +02:00
-    df = ev([["a", "A", "2025-03-29 10:00:00+01:00"], ["a", "B", "2025-03-31 10:00:00+02:00"],
-             ["a", "W", "2025-04-01T08:00:00Z"]])
+    df = ev(
+        [
+            ["a", "A", "2025-03-29 10:00:00+01:00"],
+            ["a", "B", "2025-03-31 10:00:00+02:00"],
+            ["a", "W", "2025-04-01T08:00:00Z"],
+        ]
+    )
     log = fk.EventLog(df, **KW)
     v = log.visits()
     assert str(v["entered"].dt.tz) == "UTC"
-    assert v["entered"].tolist() == [pd.Timestamp("2025-03-29 09:00", tz="UTC"), pd.Timestamp("2025-03-31 08:00", tz="UTC")]
+    assert v["entered"].tolist() == [
+        pd.Timestamp("2025-03-29 09:00", tz="UTC"),
+        pd.Timestamp("2025-03-31 08:00", tz="UTC"),
+    ]
     assert v["dwell"].tolist() == [pd.Timedelta(hours=47), pd.Timedelta(days=1)]
 
 
@@ -132,7 +157,13 @@ def test_aware_datetime_column_and_naive_as_of():
 
 
 def test_naive_mixed_with_aware_is_an_error():
-    df = ev([["a", "A", "2025-01-01 10:00+01:00"], ["a", "B", "2025-01-02 10:00+01:00"], ["a", "C", "2025-01-03 10:00"]])
+    df = ev(
+        [
+            ["a", "A", "2025-01-01 10:00+01:00"],
+            ["a", "B", "2025-01-02 10:00+01:00"],
+            ["a", "C", "2025-01-03 10:00"],
+        ]
+    )
     with pytest.raises(fk.EventLogError, match="mix naive and time-zone-aware"):
         fk.EventLog(df, **KW)
     log = fk.EventLog(df, errors="drop", **KW)
@@ -143,16 +174,31 @@ def test_naive_mixed_with_aware_is_an_error():
 def test_naive_object_datetimes_mixed_with_aware():
     import datetime as dt
 
-    vals = [dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2025, 1, 2), dt.datetime(2025, 1, 3, tzinfo=dt.timezone.utc)]
-    df = pd.DataFrame({"deal": ["a"] * 3, "stage": ["A", "B", "C"], "ts": pd.Series(vals, dtype=object)})
+    vals = [
+        dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(2025, 1, 2),
+        dt.datetime(2025, 1, 3, tzinfo=dt.timezone.utc),
+    ]
+    df = pd.DataFrame(
+        {"deal": ["a"] * 3, "stage": ["A", "B", "C"], "ts": pd.Series(vals, dtype=object)}
+    )
     with pytest.raises(fk.EventLogError, match="mixed timezone"):
         fk.EventLog(df, **KW)
 
 
 def test_iso_strings_of_mixed_precision():
-    df = ev([["a", "A", "2025-01-07"], ["a", "B", "2025-01-07 09:00"], ["a", "C", "2025-01-07T09:30:15.5"]])
+    df = ev(
+        [
+            ["a", "A", "2025-01-07"],
+            ["a", "B", "2025-01-07 09:00"],
+            ["a", "C", "2025-01-07T09:30:15.5"],
+        ]
+    )
     log = fk.EventLog(df, **KW)
-    assert log.visits()["dwell"].tolist()[:2] == [pd.Timedelta(hours=9), pd.Timedelta(minutes=30, seconds=15.5)]
+    assert log.visits()["dwell"].tolist()[:2] == [
+        pd.Timedelta(hours=9),
+        pd.Timedelta(minutes=30, seconds=15.5),
+    ]
 
 
 def test_as_of_with_tz_on_naive_log():
@@ -162,7 +208,14 @@ def test_as_of_with_tz_on_naive_log():
 
 # ---------------------------------------------------------------- path rules
 def test_ties_terminal_last_then_declared_order_then_input_order():
-    df = ev([["a", "W", "2025-01-02"], ["a", "B", "2025-01-01"], ["a", "A", "2025-01-01"], ["a", "C", "2025-01-02"]])
+    df = ev(
+        [
+            ["a", "W", "2025-01-02"],
+            ["a", "B", "2025-01-01"],
+            ["a", "A", "2025-01-01"],
+            ["a", "C", "2025-01-02"],
+        ]
+    )
     log = fk.EventLog(df, stages=["A", "B", "C"], **KW)
     assert log.visits()["stage"].astype(str).tolist() == ["A", "B", "C"]
     assert log.deals()["outcome"].tolist() == ["won"]
@@ -174,14 +227,24 @@ def test_ties_terminal_last_then_declared_order_then_input_order():
 
 
 def test_reopened_and_terminal_runs():
-    df = ev([["a", "A", "2025-01-01"], ["a", "L1", "2025-01-02"], ["a", "B", "2025-01-03"],
-             ["a", "W", "2025-01-04"], ["a", "W", "2025-01-05"]])
+    df = ev(
+        [
+            ["a", "A", "2025-01-01"],
+            ["a", "L1", "2025-01-02"],
+            ["a", "B", "2025-01-03"],
+            ["a", "W", "2025-01-04"],
+            ["a", "W", "2025-01-05"],
+        ]
+    )
     log = fk.EventLog(df, **KW)
     d = log.deals().iloc[0]
     assert d["outcome"] == "won" and d["reopened"]
     assert d["cycle_time"] == pd.Timedelta(days=3)
     assert d["last_event"] == pd.Timestamp("2025-01-05")
-    assert dict(zip(log.rejects["row"], log.rejects["reason"])) == {1: "reopened_terminal", 4: "terminal_run"}
+    assert dict(zip(log.rejects["row"], log.rejects["reason"], strict=False)) == {
+        1: "reopened_terminal",
+        4: "terminal_run",
+    }
 
 
 def test_several_won_names_collapse_into_first():
@@ -213,15 +276,31 @@ def test_relogged_stage_counts_as_activity_for_stale():
 
 
 def test_stage_map_merges_names():
-    df = ev([["a", "Discovery Call", "2025-01-01"], ["a", "Discovery", "2025-01-02"], ["a", "Demo", "2025-01-03"]])
-    log = fk.EventLog(df, stage_map={"Discovery Call": "Discovery"}, stages=["Discovery", "Demo"], **KW)
+    df = ev(
+        [
+            ["a", "Discovery Call", "2025-01-01"],
+            ["a", "Discovery", "2025-01-02"],
+            ["a", "Demo", "2025-01-03"],
+        ]
+    )
+    log = fk.EventLog(
+        df, stage_map={"Discovery Call": "Discovery"}, stages=["Discovery", "Demo"], **KW
+    )
     assert log.visits()["stage"].astype(str).tolist() == ["Discovery", "Demo"]
     assert log.rejects["reason"].tolist() == ["repeat"]
 
 
 def test_inferred_order_is_reported():
-    df = ev([["a", "B", "2025-01-02"], ["a", "A", "2025-01-01"], ["b", "A", "2025-01-01"],
-             ["b", "C", "2025-01-05"], ["c", "B", "2025-01-01"], ["c", "C", "2025-01-02"]])
+    df = ev(
+        [
+            ["a", "B", "2025-01-02"],
+            ["a", "A", "2025-01-01"],
+            ["b", "A", "2025-01-01"],
+            ["b", "C", "2025-01-05"],
+            ["c", "B", "2025-01-01"],
+            ["c", "C", "2025-01-02"],
+        ]
+    )
     log = fk.EventLog(df, **KW)
     assert log.stages == ["A", "B", "C"]
     assert log.quality.stage_order_inferred
@@ -229,8 +308,16 @@ def test_inferred_order_is_reported():
 
 
 def test_attrs_and_amount_first_non_null_value():
-    df = ev([["a", "A", "2025-01-02"], ["a", "B", "2025-01-01"], ["a", "C", "2025-01-03"], ["b", "A", "2025-01-01"]],
-            owner=["bob", None, "carol", "dan"], amount=[200.0, np.nan, 100.0, np.nan])
+    df = ev(
+        [
+            ["a", "A", "2025-01-02"],
+            ["a", "B", "2025-01-01"],
+            ["a", "C", "2025-01-03"],
+            ["b", "A", "2025-01-01"],
+        ],
+        owner=["bob", None, "carol", "dan"],
+        amount=[200.0, np.nan, 100.0, np.nan],
+    )
     log = fk.EventLog(df, amount="amount", attrs=["owner"], stages=["A", "B", "C"], **KW)
     d = log.deals().set_index("deal")
     # a: first event in time order is B (owner null, amount null) → next is A
@@ -255,8 +342,10 @@ def test_pyarrow_table_input(golden_events):
 
 
 def test_categorical_stage_and_variable_width_ids(golden_events):
-    df = golden_events.assign(stage=golden_events["stage"].astype("category"),
-                              deal=golden_events["deal"].map(lambda d: d * int(d[1:])))
+    df = golden_events.assign(
+        stage=golden_events["stage"].astype("category"),
+        deal=golden_events["deal"].map(lambda d: d * int(d[1:])),
+    )
     log = fk.EventLog(df, **GOLDEN_KW)
     assert log.quality.rows_used == 27
 

@@ -105,7 +105,9 @@ def _fixed_width_keys(arr: pa.Array) -> tuple[np.ndarray, int] | None:
         return None
     offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize)
+    offsets = np.frombuffer(
+        offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize
+    )
     width = int(offsets[1] - offsets[0])
     if width == 0 or width > 32 or int(offsets[-1] - offsets[0]) != width * n:
         return None
@@ -124,7 +126,9 @@ def _fixed_width_keys(arr: pa.Array) -> tuple[np.ndarray, int] | None:
     for j in varying:  # a loop over byte positions (<= 32), not over rows
         keys *= int(radix[j])
         keys += mat[:, j].astype(np.int64) - int(lo[j])
-    bits = max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
+    bits = (
+        max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
+    )
     return keys, bits
 
 

@@ -68,7 +68,9 @@ def group_bounds(sorted_group: np.ndarray, n_groups: int) -> tuple[np.ndarray, n
     )
 
 
-def grouped_quantile(values: np.ndarray, start: np.ndarray, end: np.ndarray, q: float) -> np.ndarray:
+def grouped_quantile(
+    values: np.ndarray, start: np.ndarray, end: np.ndarray, q: float
+) -> np.ndarray:
     """Linear-interpolation quantile (numpy's default) of sorted ``values`` in each
     [start, end) slice; NaN for empty slices."""
     n = end - start
@@ -101,66 +103,44 @@ def kaplan_meier(
 ) -> dict[str, np.ndarray]:
     """Kaplan–Meier estimates for every group at once.
 
-    One sort by (group, time, censored), then segmented cumulative products in log space.
-    Events come before censorings at the same time. A quantile ``q`` is the smallest time
-    with S(t) <= 1 - q + 1e-9 (NaN when S never falls that low); ``mean`` is the restricted
-    mean survival time up to the group's largest observed time, event or censored.
+    One packed sort by (group, time, censored) — events before censorings at the same
+    time — then, per sorted element *i* of a group of size *n* with rank *r*, the factor
+    ``1 - event_i / (n - r)``. Their running product is the survival function: for ``d``
+    tied events among ``n`` at risk the factors telescope to ``(n - d) / n``, and a
+    censoring multiplies by 1, so no pass to find tie blocks is needed. The cumulative
+    product runs per group (one ``np.cumprod`` per slice: a product across groups would
+    underflow); everything per element is vectorised.
+
+    A quantile ``q`` is the smallest time with S(t) <= 1 - q + 1e-9 (NaN when S never
+    falls that low); ``mean`` is the restricted mean survival time up to the group's
+    largest observed time, event or censored.
 
     Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean`` and one
-    entry per quantile named ``q{int(100 q)}`` (times in the input's unit, float).
+    entry per quantile named ``q{round(100 q)}`` (times in the input's unit, float).
     """
-    out: dict[str, np.ndarray] = {}
     g, t, c = sort_by_group(group, time, censored)
     start, end = group_bounds(g, n_groups)
-    out["n"] = end - start
-    out["censored"] = np.bincount(g[c == 1], minlength=n_groups)[:n_groups] if g.size else np.zeros(n_groups, dtype=np.int64)
-    n = g.size
-    if n == 0:
-        for q in quantiles:
-            out[f"q{round(100 * q)}"] = np.full(n_groups, np.nan)
-        out["mean"] = np.full(n_groups, np.nan)
-        return out
-    # blocks of equal (group, time)
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    new[1:] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
-    bstart = np.flatnonzero(new)
-    bg = g[bstart]
-    bt = t[bstart].astype(np.float64)
-    events = np.add.reduceat(1 - c, bstart)
-    at_risk = end[bg] - bstart
-    factor = 1.0 - events / at_risk
-    zero = factor <= 0.0
-    logf = np.where(zero, 0.0, np.log(np.where(zero, 1.0, factor)))
-    # segmented cumulative sums (groups are contiguous blocks)
-    gnew = np.empty(bstart.size, dtype=bool)
-    gnew[0] = True
-    gnew[1:] = bg[1:] != bg[:-1]
-    gfirst = np.flatnonzero(gnew)
-    gid = np.cumsum(gnew) - 1
-    cl = np.cumsum(logf)
-    cz = np.cumsum(zero)
-    base_l = (cl - logf)[gfirst][gid]
-    base_z = (cz - zero)[gfirst][gid]
-    surv = np.where(cz - base_z > 0, 0.0, np.exp(cl - base_l))
-    last = np.append(gfirst[1:], bstart.size) - 1  # last block of each present group
-    present = bg[gfirst]
-    big = np.iinfo(np.int64).max
-    bidx = np.arange(bstart.size)
-    for q in quantiles:
-        thr = 1.0 - q + KM_TOL
-        cand = np.where(surv <= thr, bidx, big)
-        first = np.minimum.reduceat(cand, gfirst)
-        val = np.full(n_groups, np.nan)
-        hit = first != big
-        val[present[hit]] = bt[first[hit]]
-        out[f"q{round(100 * q)}"] = val
-    # restricted mean: t_first + sum_b S_b (t_{b+1} - t_b) within the group
-    nxt_t = np.append(bt[1:], 0.0)
-    seg = surv * (nxt_t - bt)
-    seg[last] = 0.0
-    area = np.add.reduceat(seg, gfirst) + bt[gfirst]
+    out: dict[str, np.ndarray] = {"n": end - start}
+    out["censored"] = np.bincount(g[c == 1], minlength=n_groups)[:n_groups]
+    qs = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in quantiles}
     mean = np.full(n_groups, np.nan)
-    mean[present] = area
+    if g.size:
+        at_risk = (end[g] - np.arange(g.size)).astype(np.float64)
+        factor = 1.0 - (1 - c) / at_risk
+        tf = t.astype(np.float64)
+        dt = np.empty_like(tf)
+        dt[:-1] = tf[1:] - tf[:-1]
+        for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
+            a, b = start[k], end[k]
+            surv = np.cumprod(factor[a:b])
+            tk = tf[a:b]
+            # S is non-increasing: binary search for the first crossing
+            neg = -surv
+            for q in quantiles:
+                i = np.searchsorted(neg, -(1.0 - q + KM_TOL), side="left")
+                if i < b - a:
+                    qs[f"q{round(100 * q)}"][k] = tk[i]
+            mean[k] = tk[0] + float(np.dot(surv[:-1], dt[a : b - 1]))
+    out.update(qs)
     out["mean"] = mean
     return out

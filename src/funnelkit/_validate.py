@@ -27,7 +27,22 @@ class Sorted:
     rows: np.ndarray  # input positions
     deal: np.ndarray  # dense deal code
     starts: np.ndarray  # first position of each deal
+    time: np.ndarray  # int64 ns, sorted
     unresolved_ties: int
+
+
+_UNITS = (86_400 * 10**9, 10**9, 10**6, 10**3)
+
+
+def time_unit(values: np.ndarray) -> int:
+    """The coarsest of day/second/ms/µs that divides every value (else 1 ns).
+
+    A cheap look at the first values rules most units out before a full pass."""
+    head = values[:4096]
+    for unit in _UNITS:
+        if not np.any(head % unit) and not np.any(values % unit):
+            return unit
+    return 1
 
 
 def sort_events(
@@ -41,54 +56,77 @@ def sort_events(
 ) -> Sorted:
     """Sort good rows by deal, time, terminal-last, declared rank, then input order.
 
-    The four keys are packed into one int64 when they fit (the common case: one
-    ``argsort``); otherwise ``np.lexsort``. Rows whose packed keys are equal keep their
-    input order.
+    The keys are packed into one int64 (deal | time | terminal | rank) and sorted with a
+    single ``argsort``; the sorted deal and time are read back from the packed keys
+    instead of gathered. When the clock is too fine to pack exactly, a coarsened time is
+    packed and the rare runs of equal packed keys are ordered exactly afterwards. Runs of
+    equal keys always end up in input order (``argsort`` is not stable), and they are
+    also where unresolved ties live.
     """
     n = rows.size
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return Sorted(empty, empty, empty, 0)
-    t = time_ns - time_ns.min()
-    for unit in (86_400 * 10**9, 10**9, 10**6, 10**3, 1):
-        if unit == 1 or not np.any(t % unit):
-            break
-    t //= unit
+        return Sorted(empty, empty, empty, empty, 0)
+    tmin = int(time_ns.min())
+    t = time_ns - tmin
+    unit = time_unit(t)
+    if unit > 1:
+        t //= unit
     t_bits = max(1, int(t.max()).bit_length())
     r_bits = max(1, int(rank.max()).bit_length()) if rank.size else 1
     k_bits = 1 + r_bits
     tie = (is_terminal.astype(np.int64) << r_bits) | rank
     if deal_bits + t_bits + k_bits <= 63:
+        mode, shift = "exact", 0
         key = (deal_key << (t_bits + k_bits)) | (t << k_bits) | tie
+    elif deal_bits <= 40:
+        mode, shift = "coarse", t_bits - (63 - deal_bits)
+        key = (deal_key << (63 - deal_bits)) | (t >> shift)
+    else:
+        mode = "lexsort"
+    if mode == "lexsort":
+        order = np.lexsort((np.arange(n), tie, t, deal_key))
+        dk = deal_key[order]
+        ts = t[order]
+        to = tie[order]
+        same = (dk[1:] == dk[:-1]) & (ts[1:] == ts[:-1]) & (to[1:] == to[:-1])
+    else:
         order = np.argsort(key)
         ks = key[order]
         same = ks[1:] == ks[:-1]
-        if same.any():
-            # restore input order inside runs of equal keys (argsort is not stable)
-            in_run = np.zeros(n, dtype=bool)
-            in_run[1:] |= same
-            in_run[:-1] |= same
-            pos = np.flatnonzero(in_run)
-            run_id = np.cumsum(np.concatenate(([True], ~same)))[pos]
-            sub = order[pos]
+    unresolved = 0
+    if same.any():
+        in_run = np.zeros(n, dtype=bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        pos = np.flatnonzero(in_run)
+        run_id = np.cumsum(np.concatenate(([True], ~same)))[pos]
+        sub = order[pos]
+        if mode == "coarse":
+            order[pos] = sub[np.lexsort((sub, tie[sub], t[sub], run_id))]
+        elif mode == "exact":
             order[pos] = sub[np.lexsort((sub, run_id))]
+        sub = order[pos]
+        # unresolved ties: same run, same time and tie rank, a different stage name
+        tied = (run_id[1:] == run_id[:-1]) & (t[sub][1:] == t[sub][:-1])
+        tied &= (tie[sub][1:] == tie[sub][:-1]) & (stage[sub][1:] != stage[sub][:-1])
+        if tied.any():
+            unresolved = int(np.unique(deal_key[sub][1:][tied]).size)
+    if mode == "exact":
+        dk = ks >> (t_bits + k_bits)
+        ts = ((ks >> k_bits) & ((1 << t_bits) - 1)) * unit + tmin
+    elif mode == "coarse":
+        dk = ks >> (63 - deal_bits)
+        ts = t[order] * unit + tmin
     else:
-        order = np.lexsort((np.arange(n), tie, t, deal_key))
-        key = None
+        ts = ts * unit + tmin
     srows = rows[order]
-    dk = deal_key[order]
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(dk[1:], dk[:-1], out=new[1:])
     deal = np.cumsum(new) - 1
     starts = np.flatnonzero(new)
-    # unresolved ties: same deal, time and tie rank, different stage name
-    st = t[order]
-    tt = tie[order]
-    ss = stage[order]
-    tied = (~new[1:]) & (st[1:] == st[:-1]) & (tt[1:] == tt[:-1]) & (ss[1:] != ss[:-1])
-    unresolved = int(np.unique(deal[1:][tied]).size) if tied.any() else 0
-    return Sorted(srows, deal, starts, unresolved)
+    return Sorted(srows, deal, starts, ts, unresolved)
 
 
 @dataclass
@@ -103,7 +141,9 @@ class PathRules:
     reopened_deal: np.ndarray  # bool per deal
 
 
-def path_rules(kind: np.ndarray, stage: np.ndarray, deal: np.ndarray, starts: np.ndarray) -> PathRules:
+def path_rules(
+    kind: np.ndarray, stage: np.ndarray, deal: np.ndarray, starts: np.ndarray
+) -> PathRules:
     """Drop reopened terminals, collapse repeats, collapse the terminal run (in that order)."""
     n = kind.size
     n_deals = starts.size
@@ -130,7 +170,9 @@ def path_rules(kind: np.ndarray, stage: np.ndarray, deal: np.ndarray, starts: np
     kept = ~(reopened_terminal | repeat | terminal_run)
     won_deal = np.bincount(d1[k1 == WON_KIND], minlength=n_deals) > 0
     lost_deal = np.bincount(d1[k1 == LOST_KIND], minlength=n_deals) > 0
-    return PathRules(kept, reopened_terminal, repeat, terminal_run, won_deal & lost_deal, reopened_deal)
+    return PathRules(
+        kept, reopened_terminal, repeat, terminal_run, won_deal & lost_deal, reopened_deal
+    )
 
 
 def first_notnull(valid_sorted: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:

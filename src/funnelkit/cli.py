@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EventLogError, OSError, ArrowException) as exc:
         print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as exc:  # noqa: BLE001 - any other failure is an analysis failure
+    except Exception as exc:
         print(f"funnelkit: analysis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ANALYSIS
 

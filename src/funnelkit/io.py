@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from .errors import EventLogError
 from .log import EventLog
@@ -79,13 +80,8 @@ def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
                 f"Column(s) {missing} not found in `{path}`. Available columns: {present}. "
                 "Map your columns with deal=..., stage=..., time=..., amount=..., attrs=[...]."
             )
-        table = dataset.to_table(columns=cols)
-        stage = kwargs.get("stage", "stage")
-        if pa.types.is_string(table.schema.field(stage).type) or pa.types.is_large_string(
-            table.schema.field(stage).type
-        ):
-            i = table.schema.get_field_index(stage)
-            table = table.set_column(i, stage, table.column(stage).dictionary_encode())
+        # stages as dictionaries straight from the pages: no per-row string hashing
+        table = pq.read_table(p, columns=cols, read_dictionary=[kwargs.get("stage", "stage")])
     elif ".csv" in name or name.endswith(".txt"):
         header = _csv_header(p)
         missing = [c for c in cols if c not in header]
@@ -167,16 +163,16 @@ def from_milestones(
     missing = [c for c in dict.fromkeys(needed) if c not in deals.columns]
     if missing:
         raise EventLogError(
-            f"Column(s) {missing} not found in `deals`. Available columns: "
-            f"{list(deals.columns)}."
+            f"Column(s) {missing} not found in `deals`. Available columns: {list(deals.columns)}."
         )
     carried = [c for c in dict.fromkeys([deal, *([amount] if amount else []), *attrs])]
     parts = []
     for stage_name, col in stage_dates.items():  # loop over stage columns only
         dates = deals[col]
-        keep = dates.notna().to_numpy()
-        if isinstance(dates.dtype, (pd.StringDtype,)) or dates.dtype == object:
-            keep &= (dates.astype("string").str.strip() != "").fillna(False).to_numpy(dtype=bool)
+        keep = dates.notna().to_numpy(dtype=bool, copy=True)
+        if pd.api.types.is_string_dtype(dates.dtype) or dates.dtype == object:
+            blank = (dates.astype("string").str.strip() == "").fillna(False)
+            keep &= ~blank.to_numpy(dtype=bool)
         part = deals.loc[keep, carried].copy()
         part["stage"] = stage_name
         part["ts"] = dates[keep].to_numpy()
@@ -190,4 +186,6 @@ def from_milestones(
     )
     kwargs.setdefault("stages", [s for s in stage_dates if s not in terminal])
     long = long.drop(columns="_order")
-    return EventLog(long, deal=deal, stage="stage", time="ts", amount=amount, attrs=attrs, **kwargs)
+    return EventLog(
+        long, deal=deal, stage="stage", time="ts", amount=amount, attrs=attrs, **kwargs
+    )

@@ -151,9 +151,18 @@ class EventLog:
         if isinstance(attrs, str):
             attrs = [attrs]
         self._settings: dict[str, Any] = dict(
-            deal=deal, stage=stage, time=time, stage_map=dict(stage_map) if stage_map else None,
-            stages=list(stages) if stages is not None else None, won=won, lost=lost,
-            amount=amount, attrs=list(attrs), as_of=as_of, stale_after=stale_after, errors=errors,
+            deal=deal,
+            stage=stage,
+            time=time,
+            stage_map=dict(stage_map) if stage_map else None,
+            stages=list(stages) if stages is not None else None,
+            won=won,
+            lost=lost,
+            amount=amount,
+            attrs=list(attrs),
+            as_of=as_of,
+            stale_after=stale_after,
+            errors=errors,
         )
         self.won = _names(won, "won")
         self.lost = _names(lost, "lost")
@@ -189,7 +198,11 @@ class EventLog:
         for a in attrs:
             mapped[f"attr:{a}"] = a
         available = C.column_names(events)
-        missing = [f"`{c}` ({role.removeprefix('attr:')})" for role, c in mapped.items() if c not in available]
+        missing = [
+            f"`{c}` ({role.removeprefix('attr:')})"
+            for role, c in mapped.items()
+            if c not in available
+        ]
         if missing:
             raise EventLogError(
                 f"Column(s) {', '.join(missing)} not found in the events. Available columns: "
@@ -210,7 +223,10 @@ class EventLog:
 
         won_set, lost_set = set(self.won), set(self.lost)
         raw_kind = np.array(
-            [V.WON_KIND if nm in won_set else V.LOST_KIND if nm in lost_set else V.STAGE for nm in raw_names],
+            [
+                V.WON_KIND if nm in won_set else V.LOST_KIND if nm in lost_set else V.STAGE
+                for nm in raw_names
+            ],
             dtype=np.int8,
         )
         raw_rank = np.zeros(len(raw_names) + 1, dtype=np.int64)
@@ -253,8 +269,13 @@ class EventLog:
                 )
             kind_g = raw_kind[raw_codes[good]]
             srt = V.sort_events(
-                good, ids.keys[good], ids.bits, times.ns[good], kind_g != V.STAGE,
-                raw_rank[raw_codes[good]], raw_codes[good],
+                good,
+                ids.keys[good],
+                ids.bits,
+                times.ns[good],
+                kind_g != V.STAGE,
+                raw_rank[raw_codes[good]],
+                raw_codes[good],
             )
             st_code = raw_codes[srt.rows]
             st_kind = raw_kind[st_code]
@@ -269,9 +290,11 @@ class EventLog:
             reason[conflict_rows] = 1 + _REASON_CODES.index("conflicting_outcome")
 
         n_sorted = srt.rows.size
-        ts = times.ns[srt.rows]
+        ts = srt.time
         self.as_of = None
-        as_of_ns = C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
+        as_of_ns = (
+            C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
+        )
         self._as_of_ns = as_of_ns
         self.as_of = self._timestamp(np.array([as_of_ns]))[0]
 
@@ -294,7 +317,9 @@ class EventLog:
         self._catalogue = catalogue
         self._n_stages = len(order_names)
         self._kind = np.array(
-            [V.STAGE] * len(order_names) + [V.WON_KIND] * len(self.won) + [V.LOST_KIND] * len(self.lost),
+            [V.STAGE] * len(order_names)
+            + [V.WON_KIND] * len(self.won)
+            + [V.LOST_KIND] * len(self.lost),
             dtype=np.int8,
         )
         raw_to_cat = np.array([cat_index.get(nm, -1) for nm in raw_names] + [-1], dtype=np.int64)
@@ -349,8 +374,11 @@ class EventLog:
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
             attr_changes[a] = int(np.unique(srt.deal[(cs >= 0) & (cs != dcode[srt.deal])]).size)
             self._attrs[a] = pd.Series(
-                pd.Categorical.from_codes(dcode, categories=uniques) if len(uniques) else
-                pd.Categorical.from_codes(np.full(n_deals, -1), categories=pd.Index([], dtype=object)),
+                pd.Categorical.from_codes(dcode, categories=uniques)
+                if len(uniques)
+                else pd.Categorical.from_codes(
+                    np.full(n_deals, -1), categories=pd.Index([], dtype=object)
+                ),
                 name=a,
             )
 
@@ -406,7 +434,9 @@ class EventLog:
         starts = np.flatnonzero(new)
         position = np.arange(n) - starts[np.cumsum(new) - 1]
         is_stage = raw_kind[p_raw] == V.STAGE
-        df = pd.DataFrame({"deal": p_deal[is_stage], "code": p_raw[is_stage], "pos": position[is_stage]})
+        df = pd.DataFrame(
+            {"deal": p_deal[is_stage], "code": p_raw[is_stage], "pos": position[is_stage]}
+        )
         first = df.drop_duplicates(["deal", "code"])
         agg = first.groupby("code")["pos"].agg(["median", "mean"])
         agg["name"] = [raw_names[c] for c in agg.index]
@@ -423,14 +453,24 @@ class EventLog:
     @staticmethod
     def _reason_counts(reason: np.ndarray) -> str:
         counts = np.bincount(reason, minlength=len(_REASON_CODES) + 1)
-        return ", ".join(f"{_REASON_CODES[i - 1]}: {counts[i]:,}" for i in range(1, counts.size) if counts[i])
+        return ", ".join(
+            f"{_REASON_CODES[i - 1]}: {counts[i]:,}" for i in range(1, counts.size) if counts[i]
+        )
 
-    def _failure_cases(self, events, rows: np.ndarray, reason: np.ndarray | None, reason_of_rows=None) -> pd.DataFrame:
+    def _failure_cases(
+        self, events, rows: np.ndarray, reason: np.ndarray | None, reason_of_rows=None
+    ) -> pd.DataFrame:
         codes = reason[rows] if reason is not None else reason_of_rows
         out = C.take_rows(events, rows, self._columns)
         out.insert(0, "row", rows.astype(np.int64))
-        labels = np.array(_REASON_CODES, dtype=object)[np.asarray(codes, dtype=np.int64) - 1] if rows.size else np.array([], dtype=object)
-        out["reason"] = pd.Series(labels, dtype=object).astype(str) if rows.size else pd.Series([], dtype=str)
+        labels = (
+            np.array(_REASON_CODES, dtype=object)[np.asarray(codes, dtype=np.int64) - 1]
+            if rows.size
+            else np.array([], dtype=object)
+        )
+        out["reason"] = (
+            pd.Series(labels, dtype=object).astype(str) if rows.size else pd.Series([], dtype=str)
+        )
         return out
 
     def _raise_bad_rows(self, events, reason, raw_codes, raw_names) -> None:
@@ -452,7 +492,9 @@ class EventLog:
                 shown = f"deals {ex[s['deal']].drop_duplicates().tolist()}"
             else:
                 shown = f"rows {ex['row'].tolist()} ({col}={ex[col].tolist()})"
-            parts.append(f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}")
+            parts.append(
+                f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
+            )
         raise EventLogError(
             f"{bad.size:,} of {C.n_rows(events):,} input rows are invalid:\n  - "
             + "\n  - ".join(parts)
@@ -570,8 +612,9 @@ class EventLog:
                 "first_event": self._timestamp(self._first_ns),
                 "last_event": self._timestamp(self._last_ns),
                 "cycle_time": pd.to_timedelta(
-                    np.where(self._term_ns == C.NAT, C.NAT, self._term_ns - self._first_ns)
-                    .view("timedelta64[ns]")
+                    np.where(self._term_ns == C.NAT, C.NAT, self._term_ns - self._first_ns).view(
+                        "timedelta64[ns]"
+                    )
                 ),
             }
         )
@@ -827,7 +870,10 @@ class EventLog:
         rows = [
             ("deals", f"{q.deals:,}"),
             ("events", f"{q.rows_used:,} used of {q.rows_in:,} rows"),
-            ("stages" + (" (inferred)" if q.stage_order_inferred else ""), " → ".join(self.stages)),
+            (
+                "stages" + (" (inferred)" if q.stage_order_inferred else ""),
+                " → ".join(self.stages),
+            ),
             ("won / lost / stale / open", f"{q.won:,} / {q.lost:,} / {q.stale:,} / {q.open:,}"),
             ("time span", span),
         ]
@@ -847,5 +893,7 @@ def _from_milestones(cls, deals: pd.DataFrame, **kwargs: Any) -> EventLog:
     return from_milestones(deals, **kwargs)
 
 
-_from_milestones.__doc__ = "Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`."
+_from_milestones.__doc__ = (
+    "Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`."
+)
 EventLog.from_milestones = classmethod(_from_milestones)  # type: ignore[attr-defined]

@@ -10,17 +10,10 @@ import pandas as pd
 from . import _stats
 from ._columns import NAT
 from ._kernel import NO_NEXT
+from ._validate import time_unit as duration_unit
 
 if TYPE_CHECKING:
     from .log import EventLog
-
-
-def duration_unit(values: np.ndarray) -> int:
-    """The coarsest of day/second/ms/µs/ns that divides every value (exact rescaling)."""
-    for unit in (86_400 * 10**9, 10**9, 10**6, 10**3):
-        if not np.any(values % unit):
-            return unit
-    return 1
 
 
 def to_timedelta(ns: np.ndarray) -> pd.Series:
@@ -47,8 +40,10 @@ def transitions(log: EventLog) -> pd.DataFrame:
     rd = revisit_deal[deal]
     deals = np.bincount(pair[~rd], minlength=n_pairs)
     if rd.any():
-        u = np.unique(deal[rd].astype(np.int64) * n_pairs + pair[rd])
-        deals += np.bincount(u % n_pairs, minlength=n_pairs)
+        u = np.sort(deal[rd].astype(np.int64) * n_pairs + pair[rd])
+        first = np.ones(u.size, dtype=bool)
+        first[1:] = u[1:] != u[:-1]
+        deals += np.bincount(u[first] % n_pairs, minlength=n_pairs)
     exits_from = np.bincount(frm, minlength=log._n_stages)
     # dwell statistics per pair (stale exits have none)
     has = dwell != NAT
@@ -96,4 +91,6 @@ def transition_matrix(
         mat[absorbing, absorbing] = 1.0
     else:
         raise ValueError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
-    return pd.DataFrame(mat, index=pd.Index(states, name="from_stage"), columns=pd.Index(states, name="to_stage"))
+    return pd.DataFrame(
+        mat, index=pd.Index(states, name="from_stage"), columns=pd.Index(states, name="to_stage")
+    )
