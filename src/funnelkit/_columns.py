@@ -253,21 +253,26 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
             has_tz = np.array(
                 [getattr(v, "tzinfo", None) is not None for v in col], dtype=bool
             )  # object columns of datetimes only: pandas gives no vectorised tz test
-    n_aware = int((has_tz & ~null).sum())
-    n_naive = int((~has_tz & ~null).sum())
-    aware = n_aware > n_naive
-    mixed = (~null) & (has_tz != aware) if (n_aware and n_naive) else none
-    ok = ~null & ~mixed
     ns = np.full(n, NAT, dtype=np.int64)
-    if ok.any():
-        source = col[ok] if is_obj_dt else stripped[ok]
+    parsed_ok = np.zeros(n, dtype=bool)
+    for tz_kind in (True, False):  # parse the aware and the naive values apart
+        sel = ~null & (has_tz == tz_kind)
+        if not sel.any():
+            continue
+        source = col[sel] if is_obj_dt else stripped[sel]
         if is_obj_dt:
-            parsed = pd.to_datetime(source, errors="coerce", utc=aware)
+            parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
-            parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=aware)
-        good_ns, _ = _datetime_ns(parsed)
-        ns[ok] = good_ns
-    unparseable = ok & (ns == NAT)
+            parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)
+        vals, _ = _datetime_ns(parsed)
+        ns[sel] = vals
+        parsed_ok[sel] = vals != NAT
+    unparseable = ~null & ~parsed_ok
+    n_aware = int((parsed_ok & has_tz).sum())
+    n_naive = int((parsed_ok & ~has_tz).sum())
+    aware = n_aware > n_naive
+    mixed = parsed_ok & (has_tz != aware) if (n_aware and n_naive) else none
+    ns[mixed] = NAT
     return Times(ns, aware, null, unparseable, mixed)
 
 

@@ -20,6 +20,7 @@ SAMPLE_KWARGS: dict[str, Any] = {
     "lost": ["Lost", "Disqualified"],
     "amount": "amount",
     "attrs": ["region", "owner", "team"],
+    "stale_after": "60D",
 }
 """Keywords of :class:`funnelkit.EventLog` for the bundled sample (see :func:`load_sample`)."""
 
