@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import days
 from scipy import stats
 
 import funnelkit as fk
+from conftest import days
 from funnelkit import _stats
 
 
