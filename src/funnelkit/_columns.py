@@ -27,6 +27,39 @@ def column(data: pd.DataFrame | pa.Table, name: str) -> pd.Series | pa.ChunkedAr
     return data[name]
 
 
+def mapped_columns(kwargs: dict) -> dict[str, str]:
+    """Role of each mapped column (``{"deal": "deal_id", ..., "attr:owner": "owner"}``),
+    from EventLog keywords with their defaults."""
+    roles = {
+        "deal": kwargs.get("deal", "deal_id"),
+        "stage": kwargs.get("stage", "stage"),
+        "time": kwargs.get("time", "ts"),
+    }
+    if kwargs.get("amount") is not None:
+        roles["amount"] = kwargs["amount"]
+    attrs = kwargs.get("attrs", ())
+    for a in [attrs] if isinstance(attrs, str) else attrs:
+        roles[f"attr:{a}"] = a
+    return roles
+
+
+def check_columns(roles: dict[str, str], available: list[str], where: str = "the events") -> None:
+    """Raise a clear error naming every mapped column missing from ``available``."""
+    from .errors import EventLogError
+
+    missing = [
+        f"`{c}` ({'attrs' if role.startswith('attr:') else role})"
+        for role, c in roles.items()
+        if c not in available
+    ]
+    if missing:
+        raise EventLogError(
+            f"Column(s) {', '.join(missing)} not found in {where}. Available columns: "
+            f"{available}. Map your columns with deal=..., stage=..., time=..., amount=..., "
+            "attrs=[...]."
+        )
+
+
 def n_rows(data: pd.DataFrame | pa.Table) -> int:
     return data.num_rows if isinstance(data, pa.Table) else len(data)
 

@@ -14,19 +14,11 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from . import _columns as C
 from .errors import EventLogError
 from .log import EventLog
 
 __all__ = ["read_events", "from_milestones"]
-
-
-def _mapped_columns(kwargs: Mapping[str, Any]) -> list[str]:
-    cols = [kwargs.get("deal", "deal_id"), kwargs.get("stage", "stage"), kwargs.get("time", "ts")]
-    if kwargs.get("amount"):
-        cols.append(kwargs["amount"])
-    attrs = kwargs.get("attrs", ())
-    cols += [attrs] if isinstance(attrs, str) else list(attrs)
-    return list(dict.fromkeys(cols))
 
 
 def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
@@ -69,27 +61,15 @@ def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")
-    cols = _mapped_columns(kwargs)
+    roles = C.mapped_columns(kwargs)
+    cols = list(dict.fromkeys(roles.values()))
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
-        dataset = ds.dataset(p, format="parquet")
-        present = dataset.schema.names
-        missing = [c for c in cols if c not in present]
-        if missing:
-            raise EventLogError(
-                f"Column(s) {missing} not found in `{path}`. Available columns: {present}. "
-                "Map your columns with deal=..., stage=..., time=..., amount=..., attrs=[...]."
-            )
+        C.check_columns(roles, ds.dataset(p, format="parquet").schema.names, f"`{path}`")
         # stages as dictionaries straight from the pages: no per-row string hashing
         table = pq.read_table(p, columns=cols, read_dictionary=[kwargs.get("stage", "stage")])
     elif ".csv" in name or name.endswith(".txt"):
-        header = _csv_header(p)
-        missing = [c for c in cols if c not in header]
-        if missing:
-            raise EventLogError(
-                f"Column(s) {missing} not found in `{path}`. Available columns: {header}. "
-                "Map your columns with deal=..., stage=..., time=..., amount=..., attrs=[...]."
-            )
+        C.check_columns(roles, _csv_header(p), f"`{path}`")
         text = {c: pa.string() for c in cols if c != kwargs.get("amount")}
         table = pacsv.read_csv(
             p,

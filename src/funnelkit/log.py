@@ -192,23 +192,10 @@ class EventLog:
             if self.stale_after <= pd.Timedelta(0):
                 raise EventLogError("Parameter `stale_after` must be positive.")
 
-        mapped = {"deal": deal, "stage": stage, "time": time}
-        if amount is not None:
-            mapped["amount"] = amount
-        for a in attrs:
-            mapped[f"attr:{a}"] = a
-        available = C.column_names(events)
-        missing = [
-            f"`{c}` ({role.removeprefix('attr:')})"
-            for role, c in mapped.items()
-            if c not in available
-        ]
-        if missing:
-            raise EventLogError(
-                f"Column(s) {', '.join(missing)} not found in the events. Available columns: "
-                f"{available}. Map your columns with deal=..., stage=..., time=..., amount=..., "
-                "attrs=[...]."
-            )
+        mapped = C.mapped_columns(
+            dict(deal=deal, stage=stage, time=time, amount=amount, attrs=list(attrs))
+        )
+        C.check_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
 
