@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GOLDEN_KW
 
 import funnelkit as fk
+from conftest import GOLDEN_KW
 
 
 def sample_log() -> fk.EventLog:
