@@ -155,10 +155,17 @@ def _fixed_width_keys(arr: pa.Array) -> tuple[np.ndarray, int] | None:
     total_bits = float(np.sum(np.log2(radix[varying]))) if varying.size else 0.0
     if total_bits > 40:
         return None
+    # digits accumulate in place (no temporaries); the offsets sum(lo_j * place_j) are
+    # subtracted once at the end
     keys = np.zeros(n, dtype=np.int64)
+    offset = 0
     for j in varying:  # a loop over byte positions (<= 32), not over rows
-        keys *= int(radix[j])
-        keys += mat[:, j].astype(np.int64) - int(lo[j])
+        r = int(radix[j])
+        np.multiply(keys, r, out=keys)
+        np.add(keys, mat[:, j], out=keys, casting="unsafe")
+        offset = offset * r + int(lo[j])
+    if offset:
+        np.subtract(keys, offset, out=keys)
     bits = (
         max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
     )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["EventLog"]
 
 _REASON_CODES = list(REASONS)
+_PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 _COLUMN_OF_REASON = {
     "missing_deal": "deal",
     "missing_stage": "stage",
@@ -336,7 +337,9 @@ class EventLog:
         self._path_deal = p_deal
         self._path_stage = p_stage
         self._path_time = p_time
-        self._deal_labels = ids.labels(srt.rows[srt.starts])
+        # deal labels and rejects are materialised on first use: the analyses work on
+        # integer codes, so an ETL job that never asks for them does not pay for them
+        self._label_source = (ids, srt.rows[srt.starts])
         self._n_deals = n_deals
 
         # ---- carried columns: the first non-null value in path order
@@ -383,7 +386,11 @@ class EventLog:
         rows_all = np.concatenate(rej_rows)
         reason_all = np.concatenate(rej_reason)
         o = np.argsort(rows_all, kind="stable")
-        self._rejects = self._failure_cases(events, rows_all[o], None, reason_all[o])
+        self._rejects_frame: pd.DataFrame | None = None
+        source = self._keep_source(events)
+        self._reject_source = (source, rows_all[o], reason_all[o])
+        if source is None:  # pandas without copy-on-write: take the rows now
+            self._rejects_frame = self._failure_cases(events, rows_all[o], None, reason_all[o])
         counts = np.bincount(reason_all, minlength=len(_REASON_CODES) + 1)
         by_reason = {nm: int(counts[i + 1]) for i, nm in enumerate(_REASON_CODES) if counts[i + 1]}
         oc = np.bincount(outcome, minlength=4)
@@ -505,7 +512,28 @@ class EventLog:
               (``missing_deal``, ``unparseable_time``, ``unknown_stage``, ...), removed
               ``reopened_terminal`` events, or collapsed ``repeat``/``terminal_run`` rows
         """
-        return self._rejects
+        if self._rejects_frame is None:
+            source, rows, reasons = self._reject_source
+            self._rejects_frame = self._failure_cases(source, rows, None, reasons)
+            self._reject_source = (None, rows, reasons)
+        return self._rejects_frame
+
+    @property
+    def _deal_labels(self) -> pd.Index:
+        if "deal_labels" not in self._cache:
+            ids, rows = self._label_source
+            self._cache["deal_labels"] = ids.labels(rows)
+            self._label_source = (None, rows)
+        return self._cache["deal_labels"]
+
+    def _keep_source(self, events: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table | None:
+        """What rejects are built from later: the mapped input columns, without copying
+        data where that is safe (immutable Arrow tables; pandas copy-on-write)."""
+        if isinstance(events, pa.Table):
+            return events.select(self._columns)
+        if _PANDAS_MAJOR >= 3 or pd.get_option("mode.copy_on_write") is True:
+            return events[self._columns]
+        return None
 
     @property
     def n_deals(self) -> int:

@@ -1,0 +1,68 @@
+"""Encoding of input columns: deal-id keys without hashing, stage codes, time parsing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from funnelkit import _columns as C
+
+
+@pytest.mark.parametrize("kind", ["fixed", "fixed_arrow", "variable", "int", "object"])
+def test_id_keys_are_injective_and_order_preserving(rng, kind):
+    n = 2000
+    num = rng.integers(0, 10**6, n)
+    if kind == "int":
+        col = pd.Series(num * 13 - 5)
+        ref = col.to_numpy()
+    else:
+        ids = [f"D{v:07d}" if kind != "variable" else f"x{v}" for v in num]
+        ref = np.array(ids, dtype=object)
+        col = pd.Series(ids, dtype="object" if kind == "object" else None)
+        if kind == "fixed_arrow":
+            col = pa.chunked_array([pa.array(ids[:700]), pa.array(ids[700:])])
+    keys = C.id_keys(col)
+    assert keys.keys.min() >= 0 and int(keys.keys.max()).bit_length() <= keys.bits
+    # same id <=> same key, and key order = id order
+    order = np.argsort(keys.keys, kind="stable")
+    sorted_ref = ref[order]
+    assert all(a <= b for a, b in zip(sorted_ref[:-1], sorted_ref[1:], strict=True))
+    _, inv_ref = np.unique(ref, return_inverse=True)
+    _, inv_key = np.unique(keys.keys, return_inverse=True)
+    np.testing.assert_array_equal(inv_ref, inv_key)
+
+
+def test_fixed_width_uses_mixed_radix_without_hashing():
+    arr = pa.array(["D0000001", "D0999999", "D0500000", "D0000001"])
+    keys, bits = C._fixed_width_keys(arr)
+    assert keys.tolist() == [1, 999999, 500000, 1]  # digits minus their per-position minimum
+    assert bits <= 24
+    assert C._fixed_width_keys(pa.array(["a", "bb"])) is None  # not fixed width
+
+
+def test_id_nulls_flagged():
+    keys = C.id_keys(pd.Series(["a1", None, "a2"]))
+    assert keys.null.tolist() == [False, True, False]
+
+
+def test_stage_codes_with_map_merge_names():
+    codes, names = C.stage_codes(
+        pd.Series(["Disc", "Discovery", None, "Demo"]), {"Disc": "Discovery"}
+    )
+    assert names == ["Discovery", "Demo"]
+    assert codes.tolist() == [0, 0, -1, 1]
+
+
+def test_parse_times_flags():
+    t = C.parse_times(
+        pd.Series(
+            ["2025-01-01T10:00Z", "2025-01-02 11:00+01:00", "nope", None, "2025-01-03 09:00"]
+        )
+    )
+    assert t.aware
+    assert t.unparseable.tolist() == [False, False, True, False, False]
+    assert t.null.tolist() == [False, False, False, True, False]
+    assert t.mixed_tz.tolist() == [False, False, False, False, True]
+    assert t.ns[1] == pd.Timestamp("2025-01-02 10:00").value
