@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from statistics import NormalDist
 
 #: z for two-sided 95% intervals, Φ⁻¹(0.975)
-Z95 = float(stats.norm.ppf(0.975))
+Z95 = NormalDist().inv_cdf(0.975)
 #: tolerance of the Kaplan–Meier quantile rule S(t) <= 1 - q + TOL (DESIGN §3)
 KM_TOL = 1e-9
 
