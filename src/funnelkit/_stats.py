@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from statistics import NormalDist
+
+import numpy as np
 
 #: z for two-sided 95% intervals, Φ⁻¹(0.975)
 Z95 = NormalDist().inv_cdf(0.975)

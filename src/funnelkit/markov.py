@@ -1,0 +1,518 @@
+"""The absorbing Markov chain of the transition matrix (DESIGN §3) and what-if perturbations.
+
+Transient states are the funnel stages; absorbing states are the won names, the lost names
+and ``"stale"`` (a loss). Row *s* of the chain is the exit shares of the completed visits of
+stage *s* (still-open visits are censored and make no exit). With ``Q`` the transient block
+and ``R`` the transient → absorbing block, the fundamental matrix ``N = (I − Q)⁻¹`` holds the
+expected visits, ``B = N R`` the absorption probabilities, and the win probability of a
+deal starting in state *i* is ``h = N R w`` (``w`` marks the won states).
+
+Everything here is exact linear algebra, never simulation. The batched helpers
+(:func:`win_probability_batch`, :func:`reduce_loss`, :func:`leverage_batch`) take stacks
+of count matrices with any leading dimensions, so a bootstrap solves all its draws with a
+few calls to :func:`numpy.linalg.solve`; :func:`deal_counts` builds the per-deal count
+matrix such a (cluster) bootstrap multiplies by its weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from . import _validate as V
+from ._kernel import NO_NEXT
+from .errors import EventLogError
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+__all__ = [
+    "AbsorbingChain",
+    "bootstrap_counts",
+    "chain_from_log",
+    "deal_counts",
+    "exit_probabilities",
+    "leverage_batch",
+    "reduce_loss",
+    "win_probability_batch",
+]
+
+
+# --------------------------------------------------------------------------- batched core
+def exit_probabilities(counts: np.ndarray) -> np.ndarray:
+    """Row-normalise exit counts ``(..., t, n)``; a row without exits stays all zero."""
+    c = np.asarray(counts, dtype=np.float64)
+    tot = c.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, c / np.where(tot > 0, tot, 1.0), 0.0)
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``solve(a, b)`` over stacks; a singular system gives NaN instead of raising.
+
+    ``I − Q`` is singular only when some stages form a closed loop without any exit to an
+    outcome in the data (possible in a tiny bootstrap draw)."""
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        pass
+    a2 = a.reshape((-1, *a.shape[-2:]))
+    b2 = b.reshape((-1, *b.shape[-2:]))
+    out = np.full(b2.shape, np.nan)
+    for k in range(a2.shape[0]):  # only after a singular stack: loop over systems
+        try:
+            out[k] = np.linalg.solve(a2[k], b2[k])
+        except np.linalg.LinAlgError:
+            continue
+    return out.reshape(b.shape)
+
+
+def win_probability_batch(probs: np.ndarray, start: np.ndarray, won: np.ndarray) -> np.ndarray:
+    """Overall win probability of stacked chains.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (..., t, n)
+        Exit probabilities of the ``t`` transient states to all ``n`` states (transient
+        first, then absorbing).
+    start : ndarray, shape (..., n) or (n,)
+        Starting distribution over all states (sums to 1).
+    won : ndarray of bool, shape (n,)
+        Won states (absorbing).
+
+    Returns
+    -------
+    ndarray, shape (...)
+        ``start_t · (I − Q)⁻¹ R w + start_a · w``; NaN for a singular chain.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    t = probs.shape[-2]
+    q = probs[..., :, :t]
+    r_won = probs[..., :, t:] @ won[t:].astype(np.float64)
+    eye = np.eye(t)
+    h = _solve(eye - q, r_won[..., None])[..., 0]  # win probability from each stage
+    start = np.asarray(start, dtype=np.float64)
+    return np.einsum("...i,...i->...", start[..., :t], h) + start[..., t:] @ won[t:].astype(
+        np.float64
+    )
+
+
+def reduce_loss(
+    probs: np.ndarray,
+    stage: int,
+    uplift: float,
+    *,
+    loss: np.ndarray,
+    forward: np.ndarray,
+) -> np.ndarray:
+    """Cut stage ``stage``'s loss probability by ``uplift`` (relative), moving it forward.
+
+    Every loss destination of the row keeps ``1 − uplift`` of its probability; the removed
+    mass goes to the row's ``forward`` destinations in proportion to their current shares.
+    Backward moves are unchanged, so the row still sums to 1. A row with no forward
+    probability cannot receive the mass: it is returned unchanged and the caller decides
+    what that means (see :meth:`AbsorbingChain.leverage`).
+
+    Parameters
+    ----------
+    probs : ndarray, shape (..., t, n)
+        Exit probabilities (transient rows), stacked over any leading dimensions.
+    stage : int
+        Row to perturb.
+    uplift : float
+        Relative reduction of the loss probability, in [0, 1].
+    loss, forward : ndarray of bool, shape (t, n)
+        Per row, the loss destinations (lost names and stale) and the forward ones (later
+        stages in funnel order and the won names).
+
+    Returns
+    -------
+    ndarray
+        A perturbed copy of ``probs``.
+    """
+    out = np.array(probs, dtype=np.float64, copy=True)
+    row = out[..., stage, :]
+    lo = loss[stage]
+    fw = forward[stage]
+    removed = uplift * row[..., lo].sum(axis=-1)
+    fwd = row[..., fw]
+    fsum = fwd.sum(axis=-1)
+    ok = fsum > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        add = np.where(ok[..., None], fwd / np.where(ok, fsum, 1.0)[..., None], 0.0)
+    row[..., lo] = np.where(ok[..., None], row[..., lo] * (1.0 - uplift), row[..., lo])
+    row[..., fw] = fwd + add * np.where(ok, removed, 0.0)[..., None]
+    out[..., stage, :] = row
+    return out
+
+
+def leverage_batch(
+    probs: np.ndarray,
+    start: np.ndarray,
+    won: np.ndarray,
+    *,
+    loss: np.ndarray,
+    forward: np.ndarray,
+    uplift: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Win probability now and after cutting each stage's losses, for stacked chains.
+
+    Returns ``(base, after)`` with shapes ``(...)`` and ``(..., t)``: ``after[..., s]`` is
+    the win probability when only stage *s*'s loss is cut by ``uplift``. Stages without a
+    forward move (or without any exit) get NaN.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    t = probs.shape[-2]
+    base = win_probability_batch(probs, start, won)
+    pert = np.stack(
+        [reduce_loss(probs, s, uplift, loss=loss, forward=forward) for s in range(t)],
+        axis=-3,
+    )  # (..., t_perturbed, t, n): loop over stages only
+    start_b = np.asarray(start, dtype=np.float64)[..., None, :]
+    after = win_probability_batch(pert, start_b, won)
+    no_forward = (probs[..., :, :] * forward).sum(axis=-1) <= 0
+    return base, np.where(no_forward, np.nan, after)
+
+
+# --------------------------------------------------------------------------- the chain
+@dataclass(frozen=True, eq=False)
+class AbsorbingChain:
+    """An absorbing Markov chain over funnel stages and outcomes.
+
+    Build one from a log with :func:`chain_from_log` or from counts with
+    :meth:`from_counts`.
+
+    Attributes
+    ----------
+    states : tuple of str
+        All states: the transient stages in funnel order, then the absorbing ones.
+    n_transient : int
+        Number of transient states (stages).
+    counts : ndarray, shape (n_transient, n_states)
+        Exit counts (or any non-negative weights) of the transient states.
+    start : ndarray, shape (n_states,)
+        Starting distribution over all states (sums to 1). A deal that starts in an
+        absorbing state (a log with only a terminal event) is absorbed at once.
+    won : ndarray of bool, shape (n_states,)
+        Won states.
+    lost : ndarray of bool, shape (n_states,)
+        Loss states (lost names and ``"stale"``).
+    """
+
+    states: tuple[str, ...]
+    n_transient: int
+    counts: np.ndarray
+    start: np.ndarray
+    won: np.ndarray
+    lost: np.ndarray
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: np.ndarray | pd.DataFrame,
+        *,
+        stages: Sequence[str],
+        won: str | Sequence[str],
+        lost: str | Sequence[str] = (),
+        start: np.ndarray | Sequence[float] | pd.Series | None = None,
+    ) -> AbsorbingChain:
+        """A chain from exit counts (or probabilities) between named states.
+
+        Parameters
+        ----------
+        counts : ndarray or DataFrame, shape (n, n)
+            Square matrix; rows and columns are the states ``stages + won + lost`` in that
+            order (a DataFrame is reindexed by name; like
+            :meth:`funnelkit.EventLog.transition_matrix`). Rows of absorbing states are
+            ignored; transient rows are normalised.
+        stages : sequence of str
+            Transient states in funnel order.
+        won, lost : str or sequence of str
+            Absorbing states. Anything absorbing that is not won counts as a loss.
+        start : array-like of shape (n,), optional
+            Starting counts or distribution over all states; default: every deal starts
+            in the first stage.
+
+        Returns
+        -------
+        AbsorbingChain
+        """
+        stages = list(stages)
+        won_l = [won] if isinstance(won, str) else list(won)
+        lost_l = [lost] if isinstance(lost, str) else list(lost)
+        states = stages + won_l + lost_l
+        if len(set(states)) != len(states):
+            raise EventLogError(f"State names must be distinct; got {states}.")
+        if isinstance(counts, pd.DataFrame):
+            missing = [s for s in states if s not in counts.index or s not in counts.columns]
+            if missing:
+                raise EventLogError(
+                    f"`counts` has no row/column for states {missing}; it has rows "
+                    f"{list(counts.index)}."
+                )
+            counts = counts.loc[states, states].to_numpy(dtype=np.float64)
+        c = np.asarray(counts, dtype=np.float64)
+        n = len(states)
+        if c.shape != (n, n):
+            raise EventLogError(
+                f"`counts` must be square over the {n} states {states}; got shape {c.shape}."
+            )
+        if not np.all(np.isfinite(c)) or (c < 0).any():
+            raise EventLogError("`counts` must hold finite, non-negative numbers.")
+        t = len(stages)
+        if start is None:
+            st = np.zeros(n)
+            st[0] = 1.0
+        else:
+            st = np.asarray(start, dtype=np.float64).reshape(-1)
+            if st.shape != (n,) or (st < 0).any() or st.sum() <= 0:
+                raise EventLogError(
+                    f"`start` must be {n} non-negative numbers with a positive sum (one per "
+                    f"state {states}); got {np.asarray(start).tolist()}."
+                )
+        won_m = np.zeros(n, dtype=bool)
+        won_m[t : t + len(won_l)] = True
+        lost_m = np.zeros(n, dtype=bool)
+        lost_m[t + len(won_l) :] = True
+        return cls(tuple(states), t, c[:t].copy(), st / st.sum(), won_m, lost_m)
+
+    # ---- derived matrices
+    @property
+    def transient(self) -> tuple[str, ...]:
+        """Transient states (stages)."""
+        return self.states[: self.n_transient]
+
+    @property
+    def absorbing(self) -> tuple[str, ...]:
+        """Absorbing states (outcomes)."""
+        return self.states[self.n_transient :]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Exit probabilities of the transient rows, shape (t, n)."""
+        return exit_probabilities(self.counts)
+
+    def matrix(self) -> pd.DataFrame:
+        """The full transition matrix (absorbing states have 1 on the diagonal)."""
+        n = len(self.states)
+        p = np.zeros((n, n))
+        p[: self.n_transient] = self.probabilities
+        a = np.arange(self.n_transient, n)
+        p[a, a] = 1.0
+        idx = pd.Index(self.states)
+        return pd.DataFrame(p, index=idx.rename("from_stage"), columns=idx.rename("to_stage"))
+
+    @property
+    def forward(self) -> np.ndarray:
+        """Forward destinations per stage row: later stages and the won states, (t, n)."""
+        t, n = self.n_transient, len(self.states)
+        col = np.arange(n)
+        later = (col[None, :] > np.arange(t)[:, None]) & (col[None, :] < t)
+        return later | self.won[None, :]
+
+    @property
+    def loss_mask(self) -> np.ndarray:
+        """Loss destinations per stage row (lost names and stale), shape (t, n)."""
+        return np.broadcast_to(self.lost, (self.n_transient, len(self.states))).copy()
+
+    def fundamental(self) -> pd.DataFrame:
+        """``N = (I − Q)⁻¹``: expected visits of stage *j* by a deal now in stage *i*."""
+        t = self.n_transient
+        q = self.probabilities[:, :t]
+        n_mat = _solve(np.eye(t) - q, np.eye(t))
+        return pd.DataFrame(n_mat, index=list(self.transient), columns=list(self.transient))
+
+    def absorption(self) -> pd.DataFrame:
+        """``B = N R``: probability that a deal now in stage *i* ends in outcome *k*."""
+        t = self.n_transient
+        p = self.probabilities
+        b = _solve(np.eye(t) - p[:, :t], p[:, t:])
+        return pd.DataFrame(b, index=list(self.transient), columns=list(self.absorbing))
+
+    def expected_visits(self) -> pd.Series:
+        """Expected visits of each stage per deal, from the starting distribution."""
+        n_mat = self.fundamental().to_numpy()
+        return pd.Series(self.start[: self.n_transient] @ n_mat, index=list(self.transient))
+
+    def outcome_probabilities(self) -> pd.Series:
+        """Probability of ending in each absorbing state, from the starting distribution."""
+        t = self.n_transient
+        b = self.absorption().to_numpy()
+        return pd.Series(self.start[:t] @ b + self.start[t:], index=list(self.absorbing))
+
+    def win_probability(self) -> float:
+        """Overall probability of ending in a won state."""
+        return float(win_probability_batch(self.probabilities, self.start, self.won))
+
+    def reduce_loss(self, stage: str | int, uplift: float) -> AbsorbingChain:
+        """A copy with ``stage``'s loss probability cut by ``uplift`` (see
+        :func:`reduce_loss`); counts become probabilities."""
+        s = self._stage_index(stage)
+        _check_uplift(uplift)
+        p = reduce_loss(self.probabilities, s, uplift, loss=self.loss_mask, forward=self.forward)
+        return AbsorbingChain(self.states, self.n_transient, p, self.start, self.won, self.lost)
+
+    def leverage(self, uplift: float = 0.10) -> pd.DataFrame:
+        """Change of the win probability when one stage's losses fall by ``uplift``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per stage: ``stage``, ``win_probability`` (now), ``win_probability_after``
+            and ``leverage`` (after − now). NaN for a stage with no forward exit (the lost
+            mass has nowhere to go) or no exit at all.
+        """
+        _check_uplift(uplift)
+        base, after = leverage_batch(
+            self.probabilities,
+            self.start,
+            self.won,
+            loss=self.loss_mask,
+            forward=self.forward,
+            uplift=uplift,
+        )
+        return pd.DataFrame(
+            {
+                "stage": list(self.transient),
+                "win_probability": np.full(self.n_transient, float(base)),
+                "win_probability_after": after,
+                "leverage": after - base,
+            }
+        )
+
+    def _stage_index(self, stage: str | int) -> int:
+        if isinstance(stage, (int, np.integer)) and 0 <= stage < self.n_transient:
+            return int(stage)
+        if stage in self.transient:
+            return self.transient.index(stage)  # type: ignore[arg-type]
+        raise EventLogError(f"Unknown stage {stage!r}; stages: {list(self.transient)}.")
+
+
+def _check_uplift(uplift: float) -> None:
+    if not (isinstance(uplift, (int, float, np.floating)) and 0 <= float(uplift) <= 1):
+        raise EventLogError(
+            f"Parameter `uplift` must be a relative reduction in [0, 1] (0.1 = 10%); got "
+            f"{uplift!r}."
+        )
+
+
+# --------------------------------------------------------------------------- from a log
+def _states(log: EventLog) -> list[str]:
+    return list(log._catalogue) + ["stale"]
+
+
+def deal_counts(log: EventLog) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Per-deal exit counts and starting states, for a deal-level (cluster) bootstrap.
+
+    Returns
+    -------
+    exits : scipy.sparse.csr_matrix, shape (n_deals, n_stages * n_states)
+        Entry ``[d, s * n_states + k]`` counts deal *d*'s completed visits of stage *s* that
+        went to state *k* (states as in :func:`chain_from_log`).
+    start : scipy.sparse.csr_matrix, shape (n_deals, n_states)
+        One-hot state of each deal's first event.
+
+    With bootstrap weights ``w`` (one per deal), ``exits.T @ w`` and ``start.T @ w`` are the
+    counts of the resampled log.
+    """
+    v = log._visits()
+    n_states = len(log._catalogue) + 1
+    n_deals = log.n_deals
+    ex = v.next != NO_NEXT
+    pair = v.stage[ex] * n_states + v.next[ex]
+    exits = sparse.csr_matrix(
+        (np.ones(pair.size), (v.deal[ex], pair)),
+        shape=(n_deals, log._n_stages * n_states),
+    )
+    exits.sum_duplicates()
+    p_deal = log._path_deal
+    first = np.ones(p_deal.size, dtype=bool)
+    first[1:] = p_deal[1:] != p_deal[:-1]
+    start = sparse.csr_matrix(
+        (np.ones(int(first.sum())), (p_deal[first], log._path_stage[first])),
+        shape=(n_deals, n_states),
+    )
+    return exits, start
+
+
+def bootstrap_counts(
+    exits: sparse.spmatrix,
+    start: sparse.spmatrix,
+    *,
+    n_boot: int,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exit and start counts of ``n_boot`` deal-level bootstrap resamples.
+
+    Each draw resamples whole deals with replacement (``n`` draws from ``n`` deals): its
+    weights are the multiplicities ``w`` (multinomial), and its counts ``exits.T @ w`` and
+    ``start.T @ w`` are exactly those of the log made of the drawn deals. One sparse
+    product per draw; no loop over deals.
+
+    Parameters
+    ----------
+    exits, start : scipy.sparse matrix
+        From :func:`deal_counts`.
+    n_boot : int
+        Number of resamples.
+    rng : numpy.random.Generator
+        Source of the draws (``rng.integers(0, n, size=n)`` per draw, in order).
+    progress : callable, optional
+        Called as ``progress(done, n_boot)`` about 20 times.
+
+    Returns
+    -------
+    counts : ndarray, shape (n_boot, n_stages, n_states)
+    starts : ndarray, shape (n_boot, n_states)
+    """
+    n = exits.shape[0]
+    n_states = start.shape[1]
+    ex_t = sparse.csr_matrix(exits.T)
+    st_t = sparse.csr_matrix(start.T)
+    counts = np.empty((n_boot, exits.shape[1]))
+    starts = np.empty((n_boot, n_states))
+    step = max(1, n_boot // 20)
+    for b in range(n_boot):  # loop over bootstrap draws only
+        w = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+        counts[b] = ex_t @ w
+        starts[b] = st_t @ w
+        if progress is not None and ((b + 1) % step == 0 or b + 1 == n_boot):
+            progress(b + 1, n_boot)
+    return counts.reshape(n_boot, -1, n_states), starts
+
+
+def chain_from_log(log: EventLog) -> AbsorbingChain:
+    """The absorbing chain of a log's transition matrix (DESIGN §3).
+
+    States: the stages in funnel order, the won names, the lost names and ``"stale"``
+    (a loss). Transient rows are the exit counts of completed visits; the starting
+    distribution is the state of each deal's first event (a deal whose path is only a
+    terminal event starts, and ends, absorbed).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.markov import chain_from_log
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> chain = chain_from_log(log)
+    >>> chain.absorbing
+    ('Won', 'Lost', 'Disqualified', 'stale')
+    >>> bool(abs(chain.outcome_probabilities().sum() - 1) < 1e-12)
+    True
+    """
+    exits, start = deal_counts(log)
+    n_states = len(log._catalogue) + 1
+    counts = np.asarray(exits.sum(axis=0)).reshape(log._n_stages, n_states)
+    st = np.asarray(start.sum(axis=0)).reshape(-1)
+    kind = np.append(log._kind, V.LOST_KIND)
+    won = kind == V.WON_KIND
+    lost = kind == V.LOST_KIND
+    if st.sum() <= 0:
+        raise EventLogError("The log has no deals; a chain needs at least one.")
+    return AbsorbingChain(tuple(_states(log)), log._n_stages, counts, st / st.sum(), won, lost)
