@@ -104,8 +104,13 @@ def test_invariant_to_row_order_and_id_type(events, seed):
     other = build(shuffled)
     codes = {d: i * 7 + 3 for i, d in enumerate(sorted(events["deal"].unique()))}
     as_int = build(events.assign(deal=events["deal"].map(codes)))
+    # the first non-null amount of a deal is undefined between simultaneous events of one
+    # stage that carry different amounts: only then may the weighted funnel differ
+    tied = events.groupby(["deal", "stage", "ts"])["amount"].nunique() > 1
     if base.quality.unresolved_ties == 0:
         for name, table in _tables(base).items():
+            if name == "weighted" and tied.any():
+                continue
             pd.testing.assert_frame_equal(table, _tables(other)[name], obj=name)
     for name, table in _tables(base).items():
         pd.testing.assert_frame_equal(table, _tables(as_int)[name], obj=name)

@@ -1,6 +1,6 @@
 """funnelkit: sales-stage analytics from event logs of deals."""
 
-from . import datasets
+from . import datasets, plot
 from ._version import __version__
 from .errors import EventLogError, EventLogWarning
 from .io import read_events
@@ -14,5 +14,6 @@ __all__ = [
     "QualityReport",
     "__version__",
     "datasets",
+    "plot",
     "read_events",
 ]

@@ -108,4 +108,5 @@ def funnel(
     out["cumulative"] = cumulative.reshape(-1)
     out["win_rate_from"] = win_rate_from.reshape(-1)
     out["skips"] = skips
+    out["weight"] = "deals" if w is None else "amount"
     return out

@@ -661,6 +661,8 @@ class EventLog:
               ``from_stage`` by the visits that ended in this move — plain sample
               statistics (every such visit is complete), quantiles by linear
               interpolation; NaT for stale exits (when the deal died is unknown)
+            * ``kind`` : ``"forward"`` (to a later stage), ``"backward"`` (to an earlier
+              one), ``"won"``, ``"lost"`` or ``"stale"``
 
         Examples
         --------
@@ -748,6 +750,7 @@ class EventLog:
               (1.0 for the first; NaN after a stage with no resolved deals)
             * ``win_rate_from`` : won / (won + lost + stale) among deals that reached it
             * ``skips`` : the skip rule used
+            * ``weight`` : what the counts count, ``"deals"`` or ``"amount"``
 
             Counts are integers, or sums of amounts with ``weight``.
             Under ``"implied"``, ``reached == advanced + dropped + open``.

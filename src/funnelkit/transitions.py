@@ -58,6 +58,17 @@ def transitions(log: EventLog) -> pd.DataFrame:
     names = np.array(log._catalogue + ["stale"], dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = counts[present] / exits_from[present // n_cat]
+    frm_c, to_c = present // n_cat, present % n_cat
+    kinds = np.array(["forward", "backward", "won", "lost", "stale"], dtype=object)
+    kind_code = np.where(
+        to_c == n_cat - 1,
+        4,
+        np.where(
+            to_c >= log._n_stages,
+            np.where(log._kind[np.minimum(to_c, n_cat - 2)] == 1, 2, 3),
+            np.where(to_c > frm_c, 0, 1),
+        ),
+    )
     out = pd.DataFrame(
         {
             "from_stage": names[present // n_cat].astype(str),
@@ -68,6 +79,7 @@ def transitions(log: EventLog) -> pd.DataFrame:
             "dwell_mean": to_timedelta(mean[present]).to_numpy(),
             "dwell_median": to_timedelta(median[present]).to_numpy(),
             "dwell_p90": to_timedelta(p90[present]).to_numpy(),
+            "kind": kinds[kind_code].astype(str),
         }
     )
     return out

@@ -1,0 +1,36 @@
+"""Review-ready charts of funnelkit's tables (DESIGN §5).
+
+Every chart takes an :class:`funnelkit.EventLog` (and computes what it needs) or the
+matching precomputed table, draws on ``ax`` — default: a new figure sized for the data,
+with constrained layout — and returns the Axes. No chart shows, saves, calls
+``tight_layout`` or changes matplotlib's global state (rcParams), and matplotlib is
+imported only when a chart is drawn: ``import funnelkit.plot`` does not import it.
+
+* :func:`funnel` — deals reaching each stage, conversion and drop-off
+* :func:`flow` — stage-flow (Sankey-like) diagram of the transition table
+* :func:`heatmap` — transition matrix of exit shares
+* :func:`dwell` — dwell per stage, censored visits, Kaplan–Meier median and p90
+* :func:`survival` — Kaplan–Meier "still in stage" curves, per stage or per segment
+* :func:`key_stages` — effects with intervals and reasons from the key-stage table
+* :func:`segments` — conversion per stage per segment with Wilson intervals
+* :func:`trend` — conversion, win rate or cycle time per cohort with intervals
+"""
+
+from ._dwell import dwell, survival
+from ._flow import flow
+from ._funnel import funnel
+from ._heatmap import heatmap
+from ._keystages import key_stages
+from ._segments import segments
+from ._trend import trend
+
+__all__ = [
+    "dwell",
+    "flow",
+    "funnel",
+    "heatmap",
+    "key_stages",
+    "segments",
+    "survival",
+    "trend",
+]

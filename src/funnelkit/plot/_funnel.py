@@ -1,0 +1,210 @@
+"""The classic funnel chart: one centred bar per stage, widest at the top."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import _style as S
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+FUNNEL_COLUMNS = ["stage", "reached", "advanced", "dropped", "open", "conversion"]
+_FUNNEL_ALL = FUNNEL_COLUMNS + [
+    "conversion_low",
+    "conversion_high",
+    "conversion_raw",
+    "cumulative",
+    "win_rate_from",
+    "skips",
+    "weight",
+]
+
+#: where the bars end and the text column starts, in axes fraction
+_BARS_END = 0.6
+_TEXT_AT = 0.63
+
+
+def key_stage_names(key: Any, stages: Sequence[Any]) -> list[Any]:
+    """Stage names to highlight, from a list or a key-stages table (``stage``, ``is_key``)."""
+    if key is None:
+        return []
+    if isinstance(key, pd.DataFrame):
+        if not {"stage", "is_key"} <= set(key.columns):
+            raise ValueError(
+                "`key` as a table needs the columns 'stage' and 'is_key' of "
+                f"log.key_stages(); found {list(key.columns)}."
+            )
+        flagged = key.loc[key["is_key"].fillna(False).astype(bool), "stage"]
+        names = S.ordered_unique(flagged)
+        return [s for s in names if s in set(stages)]
+    if isinstance(key, str):
+        key = [key]
+    return S.stage_names(stages, key, "key")
+
+
+def segment_columns(table: pd.DataFrame) -> list[str]:
+    """The ``by`` columns of a funnel table: those before ``stage`` that are not metrics."""
+    return [c for c in table.columns if c not in _FUNNEL_ALL]
+
+
+def funnel(
+    data: Any,
+    *,
+    ax: Axes | None = None,
+    key: Sequence[str] | pd.DataFrame | None = None,
+    skips: Literal["implied", "strict"] = "implied",
+    weight: str | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Funnel chart: deals reaching each stage, with conversion and drop-off.
+
+    One horizontal bar per stage in funnel order, first stage at the top, bars centred;
+    the bar width is ``reached``. Each bar carries its count, and a text column on the
+    right gives the conversion to the next stage (to won, for the last stage), the deals
+    dropped there and the deals still open there.
+
+    Parameters
+    ----------
+    data : EventLog or pandas.DataFrame
+        An event log, or a funnel table from ``log.funnel()`` (columns ``stage``,
+        ``reached``, ``advanced``, ``dropped``, ``open``, ``conversion``; one row per
+        stage — for a segmented table use :func:`funnelkit.plot.segments`).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on. Default: a new figure sized for the number of stages.
+    key : list of str or DataFrame, optional
+        Stages to highlight: names, or a key-stages table (``stage``, ``is_key``) whose
+        flagged stages are highlighted.
+    skips : {"implied", "strict"}, default "implied"
+        Skip rule when ``data`` is an EventLog (see ``EventLog.funnel``); a table says
+        which rule it used in its ``skips`` column.
+    weight : {"amount"}, optional
+        With an EventLog: weight deals by amount (revenue funnel). With a table: say that
+        its counts are amounts; default: inferred (non-whole ``reached`` values).
+    title : str, optional
+        Default "Sales funnel" ("Revenue funnel" when weighted).
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.barh` (e.g. ``color``, ``height``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The bars are ``ax.containers[0]`` in funnel order (first stage first).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> ax = fk.plot.funnel(log, key=["Demo"])
+    >>> [int(bar.get_width()) for bar in ax.containers[0]][:2]  # deals reaching the stage
+    [600, 532]
+    >>> ax.get_title()
+    'Sales funnel'
+    """
+    table, _ = S.table_or_log(
+        data,
+        required=FUNNEL_COLUMNS,
+        compute=lambda log: log.funnel(skips=skips, weight=weight),
+        what="a funnel table (log.funnel())",
+    )
+    seg = segment_columns(table)
+    if seg or table["stage"].duplicated().any():
+        raise ValueError(
+            f"The funnel table has several rows per stage (segment columns {seg}); draw it "
+            "with fk.plot.segments, or pass one segment's rows."
+        )
+    if table.empty:
+        raise ValueError("The funnel table is empty: no stage to draw.")
+    stages = table["stage"].tolist()
+    n = len(stages)
+    reached = table["reached"].to_numpy(dtype=float)
+    if weight is None and "weight" in table.columns:
+        w = table["weight"].dropna()
+        weighted = bool(len(w)) and str(w.iloc[0]) != "deals"  # log.funnel() says
+    else:
+        weighted = weight is not None or not np.all(np.mod(reached, 1) == 0)
+    rule = str(table["skips"].iloc[0]) if "skips" in table.columns else None
+    keys = set(key_stage_names(key, stages))
+
+    ax = S.new_axes(ax, (10.0, 1.6 + 0.48 * max(n, 3)))
+    y = np.arange(n)[::-1].astype(float)  # first stage at the top
+    colors = [S.HIGHLIGHT if s in keys else S.BAR for s in stages]
+    bar_kw: dict[str, Any] = {"height": 0.72, "color": colors, "edgecolor": "none"}
+    bar_kw.update(kwargs)
+    ax.barh(y, reached, left=-reached / 2, **bar_kw)
+    top = float(np.nanmax(reached)) if np.nanmax(reached) > 0 else 1.0
+    span = top / (_BARS_END - 0.02)
+    ax.set_xlim(-top / 2 - 0.01 * span, -top / 2 - 0.01 * span + span)
+    ax.set_ylim(-0.6, n - 0.4)
+
+    # counts: inside wide bars, beside narrow ones
+    fmt = S.compact if weighted else S.count
+    for yi, r, c in zip(y, reached, colors, strict=True):
+        txt = fmt(r)
+        inside = r >= 0.16 * top
+        ax.text(
+            0 if inside else r / 2 + 0.01 * top,
+            yi,
+            txt,
+            ha="center" if inside else "left",
+            va="center",
+            fontsize=S.ANNOT_SIZE + 0.5,
+            fontweight="bold",
+            color=S.text_on(c) if inside else S.TEXT,
+            gid="funnel-count",
+        )
+    # text column: conversion, dropped, open
+    from matplotlib.transforms import blended_transform_factory
+
+    trans = blended_transform_factory(ax.transAxes, ax.transData)
+    conv = table["conversion"].to_numpy(dtype=float)
+    for i, (yi, row) in enumerate(zip(y, table.itertuples(index=False), strict=True)):
+        goes = "advance" if i < n - 1 else "won"
+        parts = [f"{S.pct(conv[i])} {goes}", f"{fmt(row.dropped)} dropped"]
+        if row.open > 0:
+            parts.append(f"{fmt(row.open)} open")
+        ax.text(
+            _TEXT_AT,
+            yi,
+            "  ·  ".join(parts),
+            transform=trans,
+            ha="left",
+            va="center",
+            fontsize=S.ANNOT_SIZE,
+            color=S.TEXT,
+            gid="funnel-conversion",
+        )
+    S.style_axes(ax, grid=None)
+    ax.spines["bottom"].set_visible(False)
+    ax.spines["left"].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xticks([])
+    ax.set_yticks(y, [S.wrap(s) for s in stages])
+    for tick, s in zip(ax.get_yticklabels(), stages, strict=True):
+        if s in keys:
+            tick.set_color(S.HIGHLIGHT)
+            tick.set_fontweight("bold")
+
+    what = "Amount (sum over deals)" if weighted else "Deals"
+    rule_txt = {
+        "implied": "skipped stages count as reached (skips implied)",
+        "strict": "only stages actually entered count (skips strict)",
+    }.get(rule or "", "")
+    sub = f"{what} reaching each stage" + (f"; {rule_txt}" if rule_txt else "")
+    sub += "\nconversion = advanced / (advanced + dropped); open deals are not counted"
+    S.titles(ax, title or ("Revenue funnel" if weighted else "Sales funnel"), sub)
+    if keys:
+        from matplotlib.patches import Patch
+
+        ax.legend(
+            handles=[Patch(color=S.HIGHLIGHT, label="key stage")],
+            loc="lower left",
+            frameon=False,
+            fontsize=S.ANNOT_SIZE,
+        )
+    return ax

@@ -1,0 +1,188 @@
+"""Segment comparison: conversion per stage per segment, with Wilson intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from . import _style as S
+from ._funnel import FUNNEL_COLUMNS, segment_columns
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+METRICS = {
+    "conversion": "Conversion",
+    "conversion_raw": "Advanced / reached",
+    "win_rate_from": "Win rate from stage",
+    "cumulative": "Cumulative conversion",
+}
+
+
+def segments(
+    data: Any,
+    *,
+    by: str | Sequence[str] | None = None,
+    ax: Axes | None = None,
+    metric: Literal["conversion", "conversion_raw", "win_rate_from", "cumulative"] = (
+        "conversion"
+    ),
+    skips: Literal["implied", "strict"] = "implied",
+    weight: str | None = None,
+    overall: bool = True,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Segment comparison: a stage metric per segment, with 95% Wilson intervals.
+
+    Stages on the vertical axis (first at the top), the metric on the horizontal axis;
+    within each stage one dot per segment (colour and marker per segment) with its
+    interval as a whisker (``conversion`` only — the other metrics have no interval in
+    the funnel table). With an EventLog, a black bar marks all deals together.
+
+    Parameters
+    ----------
+    data : EventLog or pandas.DataFrame
+        An event log (with ``by``), or a segmented funnel table from
+        ``log.funnel(by=...)``: its segment columns are the columns that are not funnel
+        metrics.
+    by : str or list of str, optional
+        Carried attribute(s) to compare; required with an EventLog.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on. Default: a new figure sized for stages and segments.
+    metric : {"conversion", "conversion_raw", "win_rate_from", "cumulative"}, default "conversion"
+        Column of the funnel table to draw.
+    skips, weight
+        Passed to ``log.funnel`` with an EventLog.
+    overall : bool, default True
+        With an EventLog, mark the metric of all deals together.
+    title : str, optional
+        Default "<Metric> by <segment>".
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.errorbar` for every segment.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One errorbar container per segment in ``ax.containers``, labelled with the
+        segment, in legend order (sorted by name, missing values last; the first drawn on
+        top in each stage).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> ax = fk.plot.segments(log, by="team")
+    >>> [c.get_label() for c in ax.containers]
+    ['Team A', 'Team B', 'Team C']
+    >>> ax.get_title()
+    'Conversion by team'
+    """
+    S.check_choice("metric", metric, list(METRICS))
+    if S.is_log(data) and by is None:
+        raise ValueError(
+            f"`by` is required with an EventLog: a carried attribute, one of {data.attrs}."
+        )
+    table, log = S.table_or_log(
+        data,
+        required=FUNNEL_COLUMNS + ([metric] if metric not in FUNNEL_COLUMNS else []),
+        compute=lambda lg: lg.funnel(by=by, skips=skips, weight=weight),
+        what="a segmented funnel table (log.funnel(by=...))",
+    )
+    seg_cols = segment_columns(table)
+    if not seg_cols:
+        raise ValueError(
+            "The funnel table has no segment column; pass log.funnel(by=...) or an "
+            "EventLog with by=..."
+        )
+    with_ci = metric == "conversion" and {"conversion_low", "conversion_high"} <= set(
+        table.columns
+    )
+    stages = list(log.stages) if log is not None else S.ordered_unique(table["stage"])
+    table = table.copy()
+    labels = table[seg_cols].astype(object).where(table[seg_cols].notna(), "(missing)")
+    table["_segment"] = labels.astype(str).agg(" · ".join, axis=1)
+    segs = sorted(S.ordered_unique(table["_segment"]), key=lambda g: ("(missing)" in g, g))
+    n, k = len(stages), len(segs)
+    ax = S.new_axes(ax, (11.0, 1.8 + max(n, 3) * (0.38 + 0.09 * min(k, 8))))
+    y_of = {s: float(n - 1 - i) for i, s in enumerate(stages)}
+    handles: list[Any] = []  # legend: segments with their deals at the first stage
+    texts: list[str] = []
+    band = 0.7
+    offs = np.linspace(-band / 2, band / 2, k + 2)[1:-1] if k > 1 else np.zeros(1)
+    for i in range(n):
+        if i % 2 == 0:
+            ax.axhspan(n - 1 - i - 0.5, n - 1 - i + 0.5, color="#F5F5F5", zorder=0, lw=0)
+    for j, seg in enumerate(segs):
+        rows = table.loc[table["_segment"] == seg].set_index("stage").reindex(stages)
+        x = rows[metric].to_numpy(dtype=float)
+        yy = np.array([y_of[s] for s in stages]) - offs[j]  # first segment on top
+        xerr = None
+        if with_ci:
+            lo = rows["conversion_low"].to_numpy(dtype=float)
+            hi = rows["conversion_high"].to_numpy(dtype=float)
+            # clip: a bound can miss the estimate by rounding (e.g. at 100%)
+            xerr = np.clip(np.vstack([x - lo, hi - x]), 0.0, None)
+        first = rows["reached"].iloc[0] if len(rows) else np.nan
+        style = S.series_style(j)
+        eb_kw: dict[str, Any] = {
+            "fmt": style["marker"],
+            "color": style["color"],
+            "ms": 6.5,
+            "elinewidth": 1.6,
+            "capsize": 0,
+            "markeredgecolor": "white",
+            "markeredgewidth": 0.6,
+        }
+        eb_kw.update(kwargs)
+        cont = ax.errorbar(x, yy, xerr=xerr, label=str(seg), zorder=3, **eb_kw)
+        handles.append(cont)
+        texts.append(f"{S.wrap(seg, 24)}  ({S.count(first)})")
+    if overall and log is not None:
+        tot = log.funnel(skips=skips, weight=weight).set_index("stage").reindex(stages)
+        overall_pts = ax.scatter(
+            tot[metric].to_numpy(dtype=float),
+            [y_of[s] for s in stages],
+            marker="|",
+            s=900 * band,
+            color="black",
+            linewidths=1.6,
+            zorder=4,
+            gid="segments-overall",
+            label="all deals",
+        )
+        handles.append(overall_pts)
+        texts.append("all deals")
+    ax.set_yticks([y_of[s] for s in stages], [S.wrap(s) for s in stages])
+    ax.set_ylim(-0.5, n - 0.5)
+    ax.set_xlim(-0.015, 1.015)  # room for markers at 0% and 100%
+    S.percent_axis(ax, "x")
+    S.style_axes(ax, grid="x")
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    name = METRICS[metric]
+    S.label(ax, x=name + (" (95% Wilson interval)" if with_ci else ""))
+    seg_name = S.esc(" × ".join(map(str, seg_cols)))
+    ax.legend(
+        handles,
+        texts,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize=S.ANNOT_SIZE if k <= 8 else S.SMALL_SIZE,
+        title=f"{seg_name} (deals)",
+        title_fontsize=S.ANNOT_SIZE,
+    )
+    sub = {
+        "conversion": "advanced / (advanced + dropped) per stage; open deals are not counted",
+        "conversion_raw": "advanced / reached per stage (open deals count as not advanced)",
+        "win_rate_from": "won / resolved among deals that reached the stage",
+        "cumulative": "product of the conversions of the earlier stages",
+    }[metric]
+    rule = table["skips"].iloc[0] if "skips" in table.columns else None
+    if rule:
+        sub += f"; skips {rule}"
+    S.titles(ax, title or f"{name} by {seg_name}", sub)
+    return ax

@@ -1,0 +1,453 @@
+"""Shared look of the charts: palette, fonts, number formats, wrapping, input handling.
+
+Nothing here touches matplotlib's global state: styles are passed to each artist
+explicitly, and matplotlib itself is imported only when a chart is drawn
+(:func:`pyplot`), so ``import funnelkit.plot`` stays cheap for jobs that never plot.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..log import EventLog
+
+# ---------------------------------------------------------------------------- palette
+#: Okabe & Ito (2008), "Color Universal Design": distinguishable under the common forms
+#: of colour-vision deficiency. Yellow is last: it is hard to read on white.
+OKABE_ITO = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish_green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "sky_blue": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
+}
+#: colours of categorical series (segments, stages), in order; yellow left out (it does not
+#: read on white), line styles change after the seventh series
+SERIES = [c for k, c in OKABE_ITO.items() if k != "yellow"]
+#: markers and line styles that, cycled with the colours, keep >8 series apart
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h"]
+LINESTYLES = ["-", "--", ":", "-."]
+
+BAR = OKABE_ITO["blue"]  # plain bars / points
+HIGHLIGHT = OKABE_ITO["vermillion"]  # key stages, flagged rows
+FORWARD = OKABE_ITO["sky_blue"]  # forward moves in the flow diagram
+BACKWARD = OKABE_ITO["reddish_purple"]  # backward moves
+WON = OKABE_ITO["bluish_green"]
+LOST = OKABE_ITO["vermillion"]
+STALE = "#8C8C8C"
+CENSORED = OKABE_ITO["orange"]  # visits still open at as_of
+NODE = "#3C3C3C"  # stage nodes
+NEUTRAL = "#A0A0A0"  # not flagged, reference lines
+GRID = "#E6E6E6"
+TEXT = "#222222"
+MUTED = "#5A5A5A"
+
+# ---------------------------------------------------------------------------- fonts (pt)
+TITLE_SIZE = 13.5
+SUBTITLE_SIZE = 9.5
+LABEL_SIZE = 11
+TICK_SIZE = 10
+ANNOT_SIZE = 9.5
+SMALL_SIZE = 8.5
+
+#: wrap stage names on tick labels after this many characters
+WRAP = 18
+SUBTITLE_GID = "funnelkit-subtitle"
+
+
+def pyplot():
+    """matplotlib.pyplot, imported on first use (never at ``import funnelkit``)."""
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def series_style(i: int) -> dict[str, Any]:
+    """Colour, marker and line style of the i-th categorical series."""
+    return {
+        "color": SERIES[i % len(SERIES)],
+        "marker": MARKERS[i % len(MARKERS)],
+        "linestyle": LINESTYLES[(i // len(SERIES)) % len(LINESTYLES)],
+    }
+
+
+# ---------------------------------------------------------------------------- axes
+def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    """``ax``, or the Axes of a new figure of ``figsize`` inches with constrained layout.
+
+    A new figure rather than ``plt.gca()``: each chart sizes itself to its data (number of
+    stages, of periods), and drawing over whatever axes happen to be current would mix
+    charts. The layout engine belongs to the new figure only (no global state).
+    """
+    if ax is not None:
+        return ax
+    plt = pyplot()
+    _, new = plt.subplots(figsize=figsize, layout="constrained")
+    return new
+
+
+def axes_inches(ax: Axes) -> tuple[float, float]:
+    """Current width and height of ``ax`` in inches (before any layout engine runs)."""
+    dpi = ax.figure.dpi
+    return ax.bbox.width / dpi, ax.bbox.height / dpi
+
+
+def style_axes(ax: Axes, *, grid: str | None = "x") -> None:
+    """Light, slide-friendly axes: no top/right spines, soft grid behind the data."""
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_color(NEUTRAL)
+    ax.tick_params(labelsize=TICK_SIZE, colors=TEXT, which="both")
+    ax.tick_params(color=NEUTRAL, which="both")
+    ax.set_axisbelow(True)
+    if grid in ("x", "y", "both"):
+        ax.grid(True, axis=grid, color=GRID, linewidth=0.8)  # type: ignore[arg-type]
+
+
+def titles(
+    ax: Axes, title: str | None, subtitle: str | None = None, extra_pad: float = 0.0
+) -> None:
+    """A bold title and a smaller grey subtitle under it, both above the axes.
+
+    The subtitle hangs from the title (it moves with it, e.g. above top tick labels); the
+    title's ``pad`` leaves it room (plus ``extra_pad`` points, e.g. for a legend row
+    between the subtitle and the axes).
+    """
+    sub = subtitle or ""
+    n_lines = sub.count("\n") + 1 if sub else 0
+    pad = 6 + n_lines * SUBTITLE_SIZE * 1.25 + extra_pad
+    ax.set_title(title or "", fontsize=TITLE_SIZE, fontweight="bold", color=TEXT, pad=pad)
+    if sub:
+        ax.annotate(
+            sub,
+            xy=(0.5, 0.0),
+            xycoords=ax.title,
+            xytext=(0, -2),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=SUBTITLE_SIZE,
+            color=MUTED,
+            gid=SUBTITLE_GID,
+        )
+
+
+def subtitle_of(ax: Axes) -> str:
+    """The subtitle drawn by :func:`titles` ('' when none)."""
+    for t in ax.texts:
+        if t.get_gid() == SUBTITLE_GID:
+            return t.get_text()
+    return ""
+
+
+def label(ax: Axes, *, x: str | None = None, y: str | None = None) -> None:
+    if x is not None:
+        ax.set_xlabel(x, fontsize=LABEL_SIZE, color=TEXT)
+    if y is not None:
+        ax.set_ylabel(y, fontsize=LABEL_SIZE, color=TEXT)
+
+
+def percent_axis(ax: Axes, axis: str = "x", decimals: int | None = 0) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(PercentFormatter(1.0, decimals=decimals))
+
+
+def days_axis(ax: Axes, axis: str, lo: float, hi: float, zero_at: float | None = None) -> None:
+    """A log days axis with ticks at readable durations (1 min, 1 h, 1 d, 1 wk, ...).
+
+    ``zero_at``: where zero durations were drawn (they have no place on a log axis); that
+    position gets the tick label "0".
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(lo, hi)
+    nice = NICE_DURATIONS if math.log10(hi / lo) <= 4 else SPARSE_DURATIONS
+    ticks = [t for t in nice if lo <= t <= hi]
+    if zero_at is not None:
+        ticks = [zero_at] + [t for t in ticks if t > 4 * zero_at]
+    if len(ticks) >= 2:
+        labels = {t: duration(t, short=True) for t in ticks}
+        if zero_at is not None:
+            labels[zero_at] = "0"
+        target.set_major_locator(FixedLocator(ticks))
+        target.set_major_formatter(FuncFormatter(lambda v, _pos: labels.get(v, "")))
+        target.set_minor_formatter(NullFormatter())
+
+
+#: readable tick positions of a log days axis, in days
+NICE_DURATIONS = [
+    1 / 86_400,
+    10 / 86_400,
+    1 / 1440,
+    10 / 1440,
+    1 / 24,
+    6 / 24,
+    1.0,
+    7.0,
+    30.0,
+    90.0,
+    365.0,
+    3 * 365.0,
+]
+#: the same for axes that span many decades
+SPARSE_DURATIONS = [1 / 86_400, 1 / 1440, 1 / 24, 1.0, 7.0, 30.0, 365.0]
+
+
+# ---------------------------------------------------------------------------- text
+def esc(text: Any) -> str:
+    """A data string as literal text: ``$`` would start matplotlib's math mode (stage
+    names, segments and reasons are untrusted CRM input)."""
+    return str(text).replace("$", r"\$")
+
+
+def wrap(name: Any, width: int = WRAP, max_lines: int = 3) -> str:
+    """Wrap a (stage) name onto lines of about ``width`` characters.
+
+    Breaks at spaces, and after ``_ / -`` so CRM codes such as ``A_PARTLYSUBMITTED`` wrap
+    too; a token much longer than the width is cut. More than ``max_lines`` lines end in
+    "…". The result is escaped for matplotlib (:func:`esc`).
+    """
+    text = str(name)
+    if len(text) <= width:
+        return esc(text)
+    tokens = [t for t in re.split(r"(?<=[\s_/\-])", text) if t]
+    pieces: list[str] = []
+    for t in tokens:
+        while len(t) > width + width // 2:  # cut only really long tokens
+            pieces.append(t[:width])
+            t = t[width:]
+        pieces.append(t)
+    lines: list[str] = []
+    cur = ""
+    for p in pieces:
+        short = len(cur.strip()) < 5  # never leave a stub such as "A_" alone on a line
+        if cur and not short and len(cur.rstrip()) + len(p.rstrip()) > width:
+            lines.append(cur.rstrip())
+            cur = p.lstrip()
+        else:
+            cur += p
+    if cur.strip():
+        lines.append(cur.rstrip())
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: max(width - 1, 1)].rstrip() + "…"
+    return esc("\n".join(lines))
+
+
+def pct(x: float, decimals: int = 1) -> str:
+    """``0.8957`` → ``"89.6%"``; tiny non-zero shares → ``"<0.1%"``; NaN → ``"–"``."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    if 0 < abs(x) < 0.5 * 10 ** -(decimals + 2):
+        return f"<{10**-decimals:.{decimals}f}%"
+    return f"{100 * x:.{decimals}f}%"
+
+
+def count(x: float) -> str:
+    """Whole counts with thousands separators; amounts (non-integers) compact: 26.0M."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    if float(x).is_integer() and abs(x) < 1e7:
+        return f"{int(x):,}"
+    return compact(x)
+
+
+def compact(x: float) -> str:
+    a = abs(x)
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{x / div:.1f}{suffix}"
+    return f"{x:,.0f}"
+
+
+def duration(days_: float, short: bool = False) -> str:
+    """A duration in days as text: ``"43 s"``, ``"12 min"``, ``"7.1 h"``, ``"8.6 d"``."""
+    if days_ is None or not np.isfinite(days_):
+        return "–"
+    s = days_ * 86_400
+    if short:
+        table = {1: "1 s", 10: "10 s", 60: "1 min", 600: "10 min", 3600: "1 h", 21600: "6 h"}
+        if round(s) in table and days_ < 1:
+            return table[round(s)]
+        named = {7.0: "1 wk", 30.0: "30 d", 90.0: "90 d", 365.0: "1 yr", 1095.0: "3 yr"}
+        if days_ in named:
+            return named[days_]
+        return f"{days_:g} d"
+    if s < 10:
+        return f"{s:.1g} s" if s < 1 else f"{s:.1f} s"
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if days_ < 1:
+        return f"{s / 3600:.1f} h"
+    if days_ < 10:
+        return f"{days_:.1f} d"
+    return f"{days_:.0f} d"
+
+
+def text_on(color: Any) -> str:
+    """White or dark text, whichever reads better on ``color``."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(color)
+    lum = 0.2126 * r**2.2 + 0.7152 * g**2.2 + 0.0722 * b**2.2
+    return "white" if lum < 0.35 else TEXT
+
+
+# ---------------------------------------------------------------------------- data
+def to_days(td: Any) -> np.ndarray:
+    """Timedeltas (Series, array, scalar) → float days; NaT → NaN. Numbers pass through."""
+    s = pd.Series(td) if not isinstance(td, pd.Series) else td
+    if pd.api.types.is_timedelta64_dtype(s.dtype):
+        return s.dt.total_seconds().to_numpy(dtype=float) / 86_400
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+
+def is_log(data: Any) -> bool:
+    from ..log import EventLog
+
+    return isinstance(data, EventLog)
+
+
+def table_or_log(
+    data: Any,
+    *,
+    required: Sequence[str],
+    compute: Callable[[EventLog], pd.DataFrame],
+    what: str,
+) -> tuple[pd.DataFrame, EventLog | None]:
+    """The table a chart draws: computed from an EventLog, or a DataFrame checked for
+    ``required`` columns. Returns ``(table, log or None)``."""
+    if is_log(data):
+        return compute(data), data
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in required if c not in data.columns]
+        if missing:
+            raise ValueError(
+                f"The table passed as `data` lacks the column(s) {missing} of {what}; "
+                f"found columns {list(data.columns)}. Pass an fk.EventLog, or {what} "
+                "with its documented columns."
+            )
+        return data, None
+    raise TypeError(
+        f"`data` must be an fk.EventLog or a pandas DataFrame ({what}); got {type(data).__name__}."
+    )
+
+
+def ordered_unique(values: Iterable[Any]) -> list[Any]:
+    """Distinct values in order of first appearance (the funnel order of a table)."""
+    return list(dict.fromkeys(values))
+
+
+def names(x: str | Sequence[str] | None) -> list[str]:
+    if x is None:
+        return []
+    return [x] if isinstance(x, str) else list(x)
+
+
+def outcomes(
+    others: Sequence[Any], won: str | Sequence[str] | None, lost: str | Sequence[str] | None
+) -> tuple[list[Any], dict[Any, str]]:
+    """Outcome states of a table (the to-states that are not stages) in drawing order —
+    won, lost, others, ``"stale"`` — and the kind of each.
+
+    Without an EventLog nothing says which outcome is a win: ``won`` names the wins (or
+    ``lost`` the losses, and the rest but ``"stale"`` are wins); by default ``"won"`` (any
+    case) is won and every other outcome but ``"stale"`` lost.
+    """
+    if won is not None:
+        won_l = names(won)
+    elif lost is not None:
+        won_l = [t for t in others if t not in names(lost) and t != "stale"]
+    else:
+        won_l = [t for t in others if str(t).lower() == "won"]
+    kinds: dict[Any, str] = {}
+    for t in others:
+        if t == "stale":
+            kinds[t] = "stale"
+        elif t in won_l:
+            kinds[t] = "won"
+        else:
+            kinds[t] = "lost"
+    rank = {"won": 0, "lost": 1, "stale": 2}
+    order = sorted(others, key=lambda t: rank[kinds[t]])  # stable: keeps table order
+    return order, kinds
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; got {value!r}.")
+
+
+def stage_names(stages: Sequence[Any], wanted: Iterable[Any], param: str) -> list[Any]:
+    """``wanted`` checked against ``stages``; a clear error names the unknown ones."""
+    wanted = list(wanted)
+    unknown = [s for s in wanted if s not in set(stages)]
+    if unknown:
+        raise ValueError(
+            f"`{param}` names stage(s) {unknown} that are not in the data; stages: {list(stages)}."
+        )
+    return wanted
+
+
+def auto_log(values: np.ndarray) -> bool:
+    """Whether durations spread widely enough to want a log axis: p95 / p25 > 20 or
+    max / median > 10 (a linear axis would squash most visits against zero)."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size < 2:
+        return False
+    p25, p50, p95 = np.quantile(v, [0.25, 0.5, 0.95])
+    return bool(p95 > 20 * p25 or v.max() > 10 * p50)
+
+
+def log_floor(values: np.ndarray) -> float:
+    """Where zero durations sit on a log axis: a decade below the smallest positive one."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size == 0:
+        return 1 / 86_400
+    return float(10 ** math.floor(math.log10(v.min()) - 0.5))
+
+
+def km_curve(time: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan–Meier step function of one sample.
+
+    Returns ``(t, s)``: the distinct event times and S just after each (the curve is 1
+    before ``t[0]``). Events come before censorings at equal times (DESIGN §3).
+    """
+    time = np.asarray(time, dtype=float)
+    event = ~np.asarray(censored, dtype=bool)
+    ok = np.isfinite(time)
+    time, event = time[ok], event[ok]
+    if time.size == 0:
+        return np.empty(0), np.empty(0)
+    uniq, inv = np.unique(time, return_inverse=True)
+    d = np.bincount(inv, weights=event.astype(float), minlength=uniq.size)
+    n_at = np.bincount(inv, minlength=uniq.size)
+    at_risk = time.size - np.concatenate(([0], np.cumsum(n_at)[:-1]))
+    has = d > 0
+    s = np.cumprod(1.0 - d[has] / at_risk[has])
+    return uniq[has], s
+
+
+def step_at(t_event: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Value of the KM step function (1 before the first event) at times ``t``."""
+    idx = np.searchsorted(t_event, t, side="right")
+    return np.concatenate(([1.0], s))[idx]

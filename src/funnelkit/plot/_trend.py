@@ -1,0 +1,393 @@
+"""Cohort / period trends of conversion, win rate or cycle time, with intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .. import _stats
+from . import _style as S
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ..log import EventLog
+
+Metric = Literal["conversion", "win_rate", "cycle_time"]
+_TITLES = {
+    "conversion": "Conversion by cohort",
+    "win_rate": "Win rate by cohort",
+    "cycle_time": "Won cycle time by cohort",
+}
+
+
+def cohort_trend(
+    log: EventLog, *, metric: Metric = "conversion", freq: str = "QE"
+) -> pd.DataFrame:
+    """A small per-cohort table for :func:`trend`, from ``log.deals()``.
+
+    Deals form cohorts by the period (``freq``, a pandas offset alias, UTC) of their first
+    event. Per cohort:
+
+    * ``conversion`` (per stage, skips implied as in ``log.funnel()``): advanced /
+      (advanced + dropped); a deal advanced past a stage when its furthest stage lies
+      after it or it won, dropped when its furthest stage is that stage and it was lost
+      or went stale; open deals are censored. Summed over cohorts, advanced and dropped
+      equal those of ``log.funnel()``.
+    * ``win_rate``: won / (won + lost + stale); open deals are censored.
+    * ``cycle_time``: median days from first event to win of the won deals, with a
+      distribution-free 95% interval (binomial order statistics; NaN with too few
+      deals). Recent cohorts have
+      had less time to win, so their times are biased low.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``period`` (the cohort's period end), ``stage`` (conversion only), ``metric``,
+        ``n`` (deals behind the value), ``value``, ``low``, ``high``.
+    """
+    S.check_choice("metric", metric, list(_TITLES))
+    d = log.deals()
+    outcome = d["outcome"].astype(str).to_numpy()
+    won = outcome == "won"
+    lost = np.isin(outcome, ["lost", "stale"])
+    frame = pd.DataFrame({"first_event": d["first_event"]})
+    if metric == "conversion":
+        pos = d["furthest_stage"].cat.codes.to_numpy()
+        for i in range(len(log.stages)):
+            frame[f"a{i}"] = (pos > i) | won
+            frame[f"d{i}"] = (pos == i) & lost
+    elif metric == "win_rate":
+        frame["a0"], frame["d0"] = won, lost
+    else:
+        frame["t"] = S.to_days(d["cycle_time"])
+        frame = frame.loc[won]
+    grouper = pd.Grouper(key="first_event", freq=freq)
+    if metric == "cycle_time":
+        rows = []
+        for period, g in frame.groupby(grouper):
+            t = np.sort(g["t"].dropna().to_numpy())
+            value, low, high = _median_ci(t)
+            rows.append((period, None, metric, t.size, value, low, high))
+        out = pd.DataFrame(
+            rows, columns=["period", "stage", "metric", "n", "value", "low", "high"]
+        )
+        return out.loc[out["n"] > 0].reset_index(drop=True)
+    sums = frame.groupby(grouper).sum(numeric_only=True)
+    parts = []
+    names = list(log.stages) if metric == "conversion" else [None]
+    for i, s in enumerate(names):
+        a = sums[f"a{i}"].to_numpy(dtype=float)
+        dd = sums[f"d{i}"].to_numpy(dtype=float)
+        n = a + dd
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = a / n
+        low, high = _stats.wilson(a, n)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "period": sums.index,
+                    "stage": s,
+                    "metric": metric,
+                    "n": n.astype(np.int64),
+                    "value": p,
+                    "low": low,
+                    "high": high,
+                }
+            )
+        )
+    out = pd.concat(parts, ignore_index=True)
+    return out.loc[out["n"] > 0].reset_index(drop=True)
+
+
+def _median_ci(t: np.ndarray) -> tuple[float, float, float]:
+    """Median of sorted ``t`` with the 95% order-statistic interval (NaN when too few)."""
+    n = t.size
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    half = _stats.Z95 * np.sqrt(n) / 2
+    j, k = int(np.floor(n / 2 - half)), int(np.ceil(n / 2 + half))
+    if j < 1 or k > n:  # too few deals for a 95% interval
+        return float(np.median(t)), np.nan, np.nan
+    return float(np.median(t)), float(t[j - 1]), float(t[k - 1])
+
+
+def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, str]:
+    """Any accepted trend table → columns period, series, value, low, high; the metric."""
+    if {"metric", "value"} <= set(table.columns):
+        metrics = S.ordered_unique(table["metric"])
+        chosen = metric if metric is not None else metrics[0]
+        if chosen not in metrics:
+            raise ValueError(f"`metric`={chosen!r} is not in the table; metrics: {metrics}.")
+        t = table.loc[table["metric"] == chosen]
+        out = pd.DataFrame({"period": t["period"], "value": t["value"]})
+        out["low"] = t["low"] if "low" in t.columns else np.nan
+        out["high"] = t["high"] if "high" in t.columns else np.nan
+        out["series"] = t["stage"] if "stage" in t.columns else chosen
+    elif "conversion" in table.columns:
+        chosen = "conversion"
+        out = pd.DataFrame(
+            {
+                "period": table["period"],
+                "value": table["conversion"],
+                "low": table.get("conversion_low", np.nan),
+                "high": table.get("conversion_high", np.nan),
+                "series": table["stage"] if "stage" in table.columns else "conversion",
+            }
+        )
+    else:
+        raise ValueError(
+            "A trend table needs the columns period, stage, conversion, conversion_low, "
+            "conversion_high, or period, metric, value, low, high; found "
+            f"{list(table.columns)}."
+        )
+    for c in ("value", "low", "high"):
+        if pd.api.types.is_timedelta64_dtype(out[c].dtype):
+            out[c] = S.to_days(out[c])
+    out["series"] = out["series"].astype(object).where(out["series"].notna(), chosen)
+    return out, chosen
+
+
+def _period_labels(periods: list[pd.Timestamp], sep: str = " ") -> list[str]:
+    """Readable period names: "2024 Q1", "Jan 2024", "2024", else the date."""
+    ts = pd.DatetimeIndex(periods)
+    if len(ts) and all(ts.is_quarter_end):
+        return [f"{t.year}{sep}Q{t.quarter}" for t in ts]
+    if len(ts) and all(ts.is_month_end):
+        return [t.strftime(f"%b{sep}%Y") for t in ts]
+    if len(ts) and all(ts.is_year_end):
+        return [str(t.year) for t in ts]
+    return [t.strftime("%Y-%m-%d") for t in ts]
+
+
+def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: dict) -> Any:
+    g = g.sort_values("period")
+    x = np.array([x_of[p] for p in g["period"]], dtype=float) + off
+    v = g["value"].to_numpy(dtype=float)
+    lo = g["low"].to_numpy(dtype=float)
+    hi = g["high"].to_numpy(dtype=float)
+    yerr = np.clip(np.vstack([v - lo, hi - v]), 0.0, None)  # rounding at 0% / 100%
+    yerr = np.where(np.isfinite(yerr), yerr, 0.0)
+    style = S.series_style(j)
+    eb_kw: dict[str, Any] = {
+        "fmt": style["marker"],
+        "linestyle": style["linestyle"],
+        "color": style["color"],
+        "ms": 6,
+        "linewidth": 1.8,
+        "elinewidth": 1.2,
+        "capsize": 3,
+    }
+    eb_kw.update(kw)
+    return ax.errorbar(x, v, yerr=yerr, **eb_kw)
+
+
+def _period_axis(ax: Axes, labels: list[str], rotate: bool) -> None:
+    ax.set_xticks(range(len(labels)), labels)
+    if rotate:
+        for t in ax.get_xticklabels():
+            t.set_rotation(35)
+            t.set_horizontalalignment("right")
+            t.set_rotation_mode("anchor")
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def _value_axis(ax: Axes, is_days: bool) -> None:
+    if is_days:
+        ax.set_ylim(bottom=0)
+    else:
+        ax.set_ylim(0, 1.02)
+        S.percent_axis(ax, "y")
+
+
+def trend(
+    data: Any,
+    *,
+    ax: Axes | None = None,
+    metric: Metric | str | None = None,
+    stage: str | Sequence[str] | None = None,
+    freq: str = "QE",
+    panels: bool | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Axes | Figure:
+    """Trend over periods: conversion (per stage), win rate or cycle time per cohort.
+
+    Each series (stage) is a line across periods, each point with its 95% interval as a
+    whisker; periods on the horizontal axis in order. Many series go into small
+    multiples, one panel per stage with shared axes.
+
+    Parameters
+    ----------
+    data : EventLog or pandas.DataFrame
+        An event log — cohorts by the period of each deal's first event, see
+        :func:`funnelkit.plot._trend.cohort_trend` — or a trend table: columns
+        ``period`` (timestamp), ``stage``, ``conversion``, ``conversion_low``,
+        ``conversion_high``; or ``period``, ``metric``, ``value``, ``low``, ``high``
+        (optionally ``stage``), as monitoring tables give.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (all series in it). Default: a new figure.
+    metric : {"conversion", "win_rate", "cycle_time"}, optional
+        With an EventLog: what to compute (default "conversion"). With a long table:
+        which ``metric`` rows to draw (default the first).
+    stage : str or list of str, optional
+        Only these stages (series).
+    freq : str, default "QE"
+        Cohort period with an EventLog (pandas offset alias: "ME", "QE", "YE", "W").
+    panels : bool, optional
+        One panel per series in a new figure. Default: when ``ax`` is None and there
+        are more than 4 series (more lines with whiskers do not read in one panel).
+    title : str, optional
+        Default "<Metric> by cohort".
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.errorbar` for every series.
+
+    Returns
+    -------
+    matplotlib.axes.Axes or matplotlib.figure.Figure
+        The Axes, with one errorbar container per series in ``ax.containers`` labelled
+        with the series name (x positions 0, 1, ... are the periods in order); or, in
+        panels, the Figure, its first axes per series in order (titled with the series).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> ax = fk.plot.trend(log, stage=["Demo", "Proposal"])
+    >>> [t.get_text() for t in ax.get_xticklabels()][:2]
+    ['2024 Q1', '2024 Q2']
+    >>> ax.get_title()
+    'Conversion by cohort'
+    >>> fig = fk.plot.trend(log)  # six stages: one panel each
+    >>> [a.get_title() for a in fig.axes][:2]
+    ['Lead', 'Qualified']
+    """
+    if S.is_log(data):
+        chosen = str(metric) if metric is not None else "conversion"
+        table = cohort_trend(data, metric=chosen, freq=freq)  # type: ignore[arg-type]
+        order = list(data.stages)
+        std, _ = _standard(table, chosen)
+    elif isinstance(data, pd.DataFrame):
+        if "period" not in data.columns:
+            raise ValueError(f"A trend table needs a 'period' column; found {list(data.columns)}.")
+        order = S.ordered_unique(data["stage"]) if "stage" in data.columns else []
+        std, chosen = _standard(data, metric)
+    else:
+        raise TypeError(
+            f"`data` must be an fk.EventLog or a pandas DataFrame; got {type(data).__name__}."
+        )
+    std["period"] = pd.to_datetime(std["period"])
+    series = S.ordered_unique(std["series"])
+    if order:
+        series = [s for s in order if s in set(series)] + [s for s in series if s not in order]
+    if stage is not None:
+        wanted = [stage] if isinstance(stage, str) else list(stage)
+        series = S.stage_names(series, wanted, "stage")
+    std = std.loc[std["series"].isin(series)]
+    if std.empty:
+        raise ValueError("The trend table has no rows to draw.")
+    periods = sorted(std["period"].unique())
+    x_of = {p: i for i, p in enumerate(periods)}
+    labels = _period_labels(periods)
+    k = len(series)
+    is_days = chosen == "cycle_time" or "time" in str(chosen)
+    if is_days:
+        ylab = "Days (median of won deals)" if chosen == "cycle_time" else f"{chosen} (days)"
+    else:
+        ylab = {"conversion": "Conversion", "win_rate": "Win rate"}.get(chosen, str(chosen))
+    xlab = "Cohort (period of the deal's first event)"
+    sub = {
+        "conversion": "advanced / (advanced + dropped) per cohort; open deals are not counted;"
+        " 95% Wilson intervals",
+        "win_rate": "won / (won + lost + stale) per cohort; open deals are not counted;"
+        " 95% Wilson intervals",
+        "cycle_time": "median first event → win of won deals, 95% interval (none for very few"
+        " deals)\nrecent cohorts have had less time to win, so their times run low",
+    }.get(chosen, "with 95% intervals")
+    title = title or _TITLES.get(chosen, f"{chosen} by period")
+    if panels is None:
+        panels = ax is None and k > 4
+    if panels:
+        labels = _period_labels(periods, sep="\n")
+        return _panels(std, series, x_of, labels, is_days, ylab, xlab, title, sub, kwargs)
+
+    ax = S.new_axes(ax, (min(max(5.5 + 0.75 * len(periods), 8.5), 14.0), 5.4))
+    spread = min(0.36, 0.08 * (k - 1))
+    offs = np.linspace(-spread / 2, spread / 2, k) if k > 1 else np.zeros(1)
+    handles = []
+    for j, s in enumerate(series):
+        cont = _draw_series(ax, std.loc[std["series"] == s], x_of, offs[j], j, kwargs)
+        cont.set_label(str(s))
+        handles.append(cont)
+    _period_axis(ax, labels, len(periods) > 8)
+    S.style_axes(ax, grid="y")
+    _value_axis(ax, is_days)
+    S.label(ax, x=xlab, y=ylab)
+    if k > 1 or chosen == "conversion":
+        ax.legend(
+            handles,
+            [S.wrap(s, 24) for s in series],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            fontsize=S.ANNOT_SIZE,
+            title="stage" if chosen == "conversion" else None,
+            title_fontsize=S.ANNOT_SIZE,
+        )
+    S.titles(ax, title, sub)
+    return ax
+
+
+def _panels(
+    std: pd.DataFrame,
+    series: list[Any],
+    x_of: dict,
+    labels: list[str],
+    is_days: bool,
+    ylab: str,
+    xlab: str,
+    title: str,
+    sub: str,
+    kwargs: dict[str, Any],
+) -> Figure:
+    """Small multiples: one panel per series, shared axes, in a new figure."""
+    k = len(series)
+    ncols = 3 if k <= 9 else 4
+    nrows = -(-k // ncols)
+    plt = S.pyplot()
+    width = min(3.6 * ncols, 15.0)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width, 1.3 + 2.5 * nrows),
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+        squeeze=False,
+    )
+    rotate = len(labels) * 0.5 > width / ncols - 0.6
+    for j, s in enumerate(series):
+        a = axes.flat[j]
+        cont = _draw_series(a, std.loc[std["series"] == s], x_of, 0.0, 0, kwargs)
+        cont.set_label(str(s))
+        a.set_title(
+            S.wrap(s, 34, max_lines=2),
+            fontsize=S.ANNOT_SIZE + 0.5,
+            color=S.TEXT,
+            fontweight="bold",
+        )
+        S.style_axes(a, grid="y")
+        _value_axis(a, is_days)
+        _period_axis(a, labels, rotate)
+    for a in axes.flat[k:]:
+        a.set_visible(False)
+    # labels only on the outer panels
+    for a in axes[:, 0]:
+        a.set_ylabel(ylab, fontsize=S.ANNOT_SIZE, color=S.TEXT)
+    fig.suptitle(title, fontsize=S.TITLE_SIZE, fontweight="bold", color=S.TEXT)
+    fig.supxlabel(f"{xlab}\n{sub}", fontsize=S.SUBTITLE_SIZE, color=S.MUTED)
+    return fig

@@ -1,0 +1,684 @@
+"""Charts: what is drawn equals the tables, no global state, readable layouts on real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
+from scipy import stats
+
+import funnelkit as fk
+import funnelkit.plot as fp
+from conftest import BPIC, days
+from funnelkit.plot import _style as S
+from funnelkit.plot._flow import classify
+from funnelkit.plot._trend import cohort_trend
+
+STAGES_12 = [
+    "Lead captured",
+    "Marketing qualified lead",
+    "Sales accepted lead",
+    "First contact",
+    "Needs analysis and discovery workshop",
+    "Solution design",
+    "Technical validation",
+    "Proposal sent",
+    "Contract negotiation and legal review",
+    "Procurement",
+    "Verbal commit",
+    "Signature pending",
+]
+STAGES_3 = ["Qualify", "Propose", "Close"]
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def log():
+    return fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+
+
+@pytest.fixture(scope="module")
+def bpic_log():
+    if not BPIC.exists():
+        pytest.skip(f"real data not present at {BPIC} (CI always has it)")
+    ev = pd.read_parquet(BPIC)
+    a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
+    band = pd.cut(a["amount_req"], [-1, 5_000, 15_000, np.inf], labels=["<5k", "5-15k", ">15k"])
+    a = a.assign(amount_band=band.astype(str))
+    return fk.EventLog(
+        a,
+        deal="case_id",
+        stage="activity",
+        time="ts",
+        won=["A_APPROVED", "A_REGISTERED", "A_ACTIVATED"],
+        lost=["A_DECLINED", "A_CANCELLED"],
+        amount="amount_req",
+        attrs=["amount_band"],
+    )
+
+
+def _synthetic_log(stages, n, seed):
+    ev = fk.datasets.synthetic(n, seed=seed, stages=stages)
+    return fk.EventLog(
+        ev,
+        stages=stages,
+        won="Won",
+        lost=["Lost", "Disqualified"],
+        amount="amount",
+        attrs=["team", "region"],
+        stale_after="60D",
+    )
+
+
+@pytest.fixture(scope="module")
+def log12():
+    return _synthetic_log(STAGES_12, 900, 3)
+
+
+@pytest.fixture(scope="module")
+def log3():
+    return _synthetic_log(STAGES_3, 300, 5)
+
+
+@pytest.fixture(autouse=True)
+def _rcparams_unchanged():
+    """Every test: no chart may change matplotlib's global settings."""
+    before = dict(plt.rcParams)
+    yield
+    assert dict(plt.rcParams) == before
+
+
+def key_table() -> pd.DataFrame:
+    """A hand-built key-stage table (log.key_stages() is another module's job)."""
+    return pd.DataFrame(
+        {
+            "stage": ["Demo", "Proposal", "Negotiation", "Lead", "Proposal"],
+            "signal": ["leverage", "leverage", "leverage", "dropoff", "dropoff"],
+            "effect": [0.031, 0.004, -0.01, np.nan, 0.12],
+            "ci_low": [0.018, -0.002, -0.03, np.nan, 0.05],
+            "ci_high": [0.044, 0.010, 0.01, np.nan, 0.19],
+            "p_value": [np.nan, np.nan, np.nan, np.nan, 0.001],
+            "q_value": [np.nan, np.nan, np.nan, np.nan, 0.012],
+            "is_key": [True, False, False, False, True],
+            "reason": [
+                "10% fewer losses at Demo add 3.1 points of win rate",
+                "small effect",
+                "no effect",
+                "no baseline given: drop-off excess not computed",
+                "Proposal loses 12 points more deals than last quarter",
+            ],
+        }
+    )
+
+
+def gid_texts(ax, gid):
+    return [t for t in ax.texts if t.get_gid() == gid]
+
+
+def gid_collections(ax, gid):
+    return [c for c in ax.collections if c.get_gid() == gid]
+
+
+def same_color(a, b) -> bool:
+    return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
+
+
+# ---------------------------------------------------------------------------- import cost
+def test_import_does_not_import_matplotlib():
+    code = (
+        "import sys, funnelkit, funnelkit.plot; "
+        "assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'matplot' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_api():
+    assert fp.__all__ == [
+        "dwell",
+        "flow",
+        "funnel",
+        "heatmap",
+        "key_stages",
+        "segments",
+        "survival",
+        "trend",
+    ]
+
+
+# ---------------------------------------------------------------------------- funnel
+def test_funnel_bars_equal_reached_and_centred(log):
+    f = log.funnel()
+    ax = fp.funnel(log)
+    bars = list(ax.containers[0])
+    assert [b.get_width() for b in bars] == f["reached"].astype(float).tolist()
+    assert [b.get_x() for b in bars] == (-f["reached"] / 2).tolist()
+    ys = [b.get_y() for b in bars]
+    assert ys == sorted(ys, reverse=True)  # first stage at the top
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == f["stage"].tolist()
+
+
+def test_funnel_labels_hold_counts_conversion_and_drop_off(log):
+    f = log.funnel()
+    ax = fp.funnel(log)
+    counts = [t.get_text() for t in gid_texts(ax, "funnel-count")]
+    assert counts == [f"{r:,}" for r in f["reached"]]
+    conv = [t.get_text() for t in gid_texts(ax, "funnel-conversion")]
+    for text, row in zip(conv, f.itertuples(), strict=True):
+        assert f"{100 * row.conversion:.1f}%" in text
+        assert f"{row.dropped:,} dropped" in text
+        assert (f"{row.open:,} open" in text) == (row.open > 0)
+    assert conv[-1].split("  ·  ")[0].endswith("won")
+    assert "skips implied" in S.subtitle_of(ax)
+    assert "skips strict" in S.subtitle_of(fp.funnel(log, skips="strict"))
+
+
+def test_funnel_highlights_key_stages(log):
+    ax = fp.funnel(log, key=["Demo", "Proposal"])
+    for bar, stage in zip(ax.containers[0], log.stages, strict=True):
+        want = S.HIGHLIGHT if stage in ("Demo", "Proposal") else S.BAR
+        assert same_color(bar.get_facecolor(), want)
+    ticks = {t.get_text(): t for t in ax.get_yticklabels()}
+    assert same_color(ticks["Demo"].get_color(), S.HIGHLIGHT)
+    assert same_color(ticks["Lead"].get_color(), S.TEXT)
+    # a key-stage table works too: flagged rows only
+    ax2 = fp.funnel(log, key=key_table())
+    flagged = [
+        s
+        for s, b in zip(log.stages, ax2.containers[0], strict=True)
+        if same_color(b.get_facecolor(), S.HIGHLIGHT)
+    ]
+    assert flagged == ["Demo", "Proposal"]
+
+
+def test_funnel_from_table_and_weighted(log):
+    f = log.funnel(weight="amount")
+    ax = fp.funnel(f)
+    widths = [b.get_width() for b in ax.containers[0]]
+    assert widths == pytest.approx(f["reached"].tolist(), rel=1e-12)  # unit conversion
+    assert ax.get_title() == "Revenue funnel"
+    assert gid_texts(ax, "funnel-count")[0].get_text() == S.compact(f["reached"].iloc[0])
+    assert S.subtitle_of(ax).startswith("Amount")
+
+
+def test_funnel_input_errors(log):
+    with pytest.raises(ValueError, match="several rows per stage"):
+        fp.funnel(log.funnel(by="team"))
+    with pytest.raises(ValueError, match=r"not in the data; stages: \['Lead'"):
+        fp.funnel(log, key=["Nope"])
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reached'"):
+        fp.funnel(pd.DataFrame({"stage": ["a"]}))
+    with pytest.raises(TypeError, match="EventLog or a pandas DataFrame"):
+        fp.funnel([1, 2, 3])
+
+
+def test_given_axes_are_used_and_no_figure_is_added(log):
+    fig, ax = plt.subplots()
+    assert fp.funnel(log, ax=ax) is ax
+    assert fp.heatmap(log, ax=ax, colorbar=False) is ax
+    assert plt.get_fignums() == [fig.number]
+    new = fp.funnel(log)  # without ax: a figure of its own, not the current axes
+    assert new is not ax and new.figure is not fig
+
+
+# ---------------------------------------------------------------------------- flow
+def _bands(ax, kind):
+    return [p for p in ax.patches if p.get_gid() == f"flow-{kind}"]
+
+
+@pytest.mark.parametrize("name", ["log", "bpic_log"])
+def test_flow_one_band_per_transition_by_kind(name, request):
+    lg = request.getfixturevalue(name)
+    t = lg.transitions()
+    kinds = classify(t, lg.stages, lg.won, lg.lost)
+    ax = fp.flow(lg)
+    for kind in ("forward", "backward", "won", "lost", "stale"):
+        assert len(_bands(ax, kind)) == int((kinds == kind).sum()), kind
+    # band thickness == transitions (forward and exit bands, in drawing order)
+    drawn = sorted(
+        round(p.get_path().vertices[0, 1] - p.get_path().vertices[7, 1], 6)
+        for k in ("forward", "won", "lost", "stale")
+        for p in _bands(ax, k)
+    )
+    want = sorted(float(x) for x in t.loc[kinds != "backward", "transitions"])
+    assert drawn == pytest.approx(want)
+    legend = [x.get_text() for x in ax.get_legend().get_texts()]
+    assert ("backward" in legend) == bool((kinds == "backward").any())
+
+
+def test_flow_from_table_matches_log(log):
+    t = log.transitions()
+    a = fp.flow(log)
+    b = fp.flow(t, won="Won", lost=["Lost", "Disqualified"])
+    gids = lambda ax: sorted(str(p.get_gid()) for p in ax.patches)  # noqa: E731
+    assert gids(a) == gids(b)
+    assert len(_bands(b, "backward")) == 7
+
+
+def test_flow_outcome_nodes_sized_by_inflow(log):
+    t = log.transitions()
+    ax = fp.flow(log)
+    nodes = [p for p in ax.patches if p.get_gid() == "flow-outcome"]
+    inflow = t.groupby("to_stage", observed=True)["transitions"].sum()
+    want = sorted(float(inflow[s]) for s in log.won + log.lost + ["stale"])
+    assert sorted(n.get_height() for n in nodes) == want
+
+
+# ---------------------------------------------------------------------------- heatmap
+def _check_cells(ax, m):
+    cells = gid_texts(ax, "heatmap-cell")
+    assert len(cells) == int((m.to_numpy() > 0).sum())
+    for t in cells:
+        x, y = t.get_position()
+        v = m.iloc[int(y), int(x)]
+        text = t.get_text()
+        if text.startswith("<"):
+            assert 0 < v < 0.0005
+        else:
+            assert float(text.rstrip("%")) == pytest.approx(100 * v, abs=0.051)
+
+
+def test_heatmap_annotations_equal_shares(log):
+    m = log.transition_matrix().loc[log.stages]
+    ax = fp.heatmap(log)
+    np.testing.assert_allclose(ax.images[0].get_array(), m.to_numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == log.stages  # no absorbing rows
+    _check_cells(ax, m)
+    xt = {t.get_text(): t for t in ax.get_xticklabels()}
+    assert same_color(xt["Won"].get_color(), S.WON)
+    assert same_color(xt["Lost"].get_color(), S.LOST)
+    assert same_color(xt["stale"].get_color(), S.STALE)
+
+
+def test_heatmap_from_tables(log, bpic_log):
+    m = log.transition_matrix().loc[log.stages]
+    for data in (log.transitions(), log.transition_matrix()):
+        ax = fp.heatmap(data)
+        np.testing.assert_allclose(ax.images[0].get_array(), m.to_numpy())
+        _check_cells(ax, m)
+    # an outcome that never happens gets no column (BPIC has no stale deals)
+    ax = fp.heatmap(bpic_log)
+    assert "stale" not in [t.get_text() for t in ax.get_xticklabels()]
+    mb = bpic_log.transition_matrix().loc[bpic_log.stages].drop(columns="stale")
+    _check_cells(ax, mb)
+
+
+# ---------------------------------------------------------------------------- dwell
+def test_dwell_marks_km_median_and_p90(log):
+    d = log.dwell()
+    ax = fp.dwell(log, logscale=True)
+    (med,) = gid_collections(ax, "dwell-median")
+    (p90,) = gid_collections(ax, "dwell-p90")
+    np.testing.assert_allclose(med.get_offsets()[:, 0], days(d["median"]), rtol=1e-12)
+    np.testing.assert_allclose(p90.get_offsets()[:, 0], days(d["p90"]), rtol=1e-12)
+    assert med.get_offsets()[:, 1].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    assert ax.get_xscale() == "log"
+
+
+def test_dwell_draws_every_visit_and_censored_ones_hollow(log):
+    v = log.visits()
+    v = v.loc[v["dwell"].notna()]
+    ax = fp.dwell(log)
+    done = sum(len(c.get_offsets()) for c in gid_collections(ax, "dwell-completed"))
+    cens = gid_collections(ax, "dwell-censored")
+    assert done == int((~v["censored"]).sum())
+    assert sum(len(c.get_offsets()) for c in cens) == int(v["censored"].sum())
+    for c in cens:
+        assert c.get_facecolor().size == 0 or np.all(c.get_facecolor()[:, 3] == 0)
+        assert same_color(c.get_edgecolor()[0], S.CENSORED)
+    # many visits: a capped, seeded sample is drawn, the markers still use all
+    ax2 = fp.dwell(log, max_points=50)
+    assert all(len(c.get_offsets()) <= 50 for c in gid_collections(ax2, "dwell-completed"))
+
+
+def test_dwell_auto_log_scale_on_bpic(bpic_log):
+    ax = fp.dwell(bpic_log)
+    assert ax.get_xscale() == "log"  # seconds to weeks
+
+
+# ---------------------------------------------------------------------------- survival
+def _step_value(line, t):
+    x, y = line.get_xdata(), line.get_ydata()
+    return y[np.searchsorted(x, t, side="right") - 1]
+
+
+def _scipy_sf(d, c):
+    return stats.ecdf(stats.CensoredData(uncensored=d[~c], right=d[c])).sf
+
+
+def test_survival_curves_equal_kaplan_meier(log):
+    v = log.visits()
+    v = v.loc[v["dwell"].notna()]
+    ax = fp.survival(log, logscale=False)  # on a log axis zero dwells sit at the floor
+    curves = [ln for ln in ax.lines if ln.get_gid() == "km-curve"]
+    assert [ln.get_label() for ln in curves] == log.stages
+    ticks = [ln for ln in ax.lines if ln.get_gid() == "km-censor"]
+    assert sum(len(t.get_xdata()) for t in ticks) == int(v["censored"].sum())
+    for line, stage in zip(curves, log.stages, strict=True):
+        g = v.loc[v["stage"] == stage]
+        d, c = days(g["dwell"]), g["censored"].to_numpy()
+        sf = _scipy_sf(d, c)
+        grid = np.unique(np.concatenate([d, d + 1e-6]))
+        np.testing.assert_allclose(_step_value(line, grid), sf.evaluate(grid), atol=1e-12)
+        assert line.get_ydata()[0] == 1.0
+
+
+def test_survival_per_segment_of_one_stage(log):
+    v = log.visits().merge(log.deals()[["deal", "team"]], on="deal")
+    v = v.loc[v["dwell"].notna() & (v["stage"] == "Proposal")]
+    ax = fp.survival(log, stage="Proposal", by="team", logscale=False)
+    curves = [ln for ln in ax.lines if ln.get_gid() == "km-curve"]
+    assert [ln.get_label() for ln in curves] == ["Team A", "Team B", "Team C"]
+    for line in curves:
+        g = v.loc[v["team"] == line.get_label()]
+        d, c = days(g["dwell"]), g["censored"].to_numpy()
+        np.testing.assert_allclose(_step_value(line, d), _scipy_sf(d, c).evaluate(d))
+    # the same from a visits table that carries the segment
+    ax2 = fp.survival(v, stage="Proposal", by="team", logscale=False)
+    a = [ln.get_ydata() for ln in ax2.lines if ln.get_gid() == "km-curve"]
+    b = [ln.get_ydata() for ln in curves]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="one curve per segment of one stage"):
+        fp.survival(log, by="team")
+    with pytest.raises(ValueError, match="not a carried attribute"):
+        fp.survival(log, stage="Demo", by="nope")
+
+
+def test_km_curve_ties_events_before_censorings():
+    # at t=5: two events and one censoring among 4 at risk → S(5) = 2/4; t=8 event: 0
+    t, s = S.km_curve(np.array([5, 5, 5, 8.0]), np.array([True, False, False, False]))
+    assert t.tolist() == [5.0, 8.0] and s.tolist() == [0.5, 0.0]
+
+
+# ---------------------------------------------------------------------------- key stages
+def test_key_stages_points_whiskers_and_reasons():
+    table = key_table()
+    ax = fp.key_stages(table)
+    (flag,) = gid_collections(ax, "key-effect-flagged")
+    (rest,) = gid_collections(ax, "key-effect")
+    key = table.loc[table["is_key"]]
+    np.testing.assert_allclose(flag.get_offsets()[:, 0], key["effect"])
+    assert same_color(flag.get_facecolor()[0], S.HIGHLIGHT)
+    other = table.loc[~table["is_key"] & table["effect"].notna()]
+    np.testing.assert_allclose(rest.get_offsets()[:, 0], other["effect"])
+    assert same_color(rest.get_facecolor()[0], S.NEUTRAL)
+    whiskers = [ln for ln in ax.lines if ln.get_gid() == "key-ci"]
+    finite = table.loc[table["ci_low"].notna()]
+    assert [list(ln.get_xdata()) for ln in whiskers] == finite[
+        ["ci_low", "ci_high"]
+    ].values.tolist()
+    reasons = [t.get_text().replace("\n", " ") for t in gid_texts(ax, "key-reason")]
+    assert len(reasons) == len(table)  # the NaN row still says why
+    for r, row in zip(reasons, table.itertuples(), strict=True):
+        assert row.reason in r
+    assert reasons[-1].startswith("q = 0.012")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "LEVERAGE" and "DROPOFF" in labels
+    ticks = {t.get_text(): t for t in ax.get_yticklabels()}
+    assert same_color(ticks["Demo"].get_color(), S.HIGHLIGHT)
+    assert "%" in ax.xaxis.get_major_formatter()(0.02)
+
+
+def test_key_stages_signal_filter_and_errors(log):
+    ax = fp.key_stages(key_table(), signal="dropoff")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["DROPOFF", "Lead", "Proposal"]
+    with pytest.raises(ValueError, match="not in the table"):
+        fp.key_stages(key_table(), signal="stall")
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reason'\]"):
+        fp.key_stages(key_table().drop(columns="reason"))
+    if not hasattr(log, "key_stages"):
+        with pytest.raises(TypeError, match="no key_stages"):
+            fp.key_stages(log)
+
+
+# ---------------------------------------------------------------------------- segments
+def test_segments_points_and_wilson_intervals(log):
+    f = log.funnel(by="team")
+    ax = fp.segments(log, by="team")
+    assert [c.get_label() for c in ax.containers] == ["Team A", "Team B", "Team C"]
+    for cont in ax.containers:
+        rows = f.loc[f["team"] == cont.get_label()]
+        np.testing.assert_allclose(cont.lines[0].get_xdata(), rows["conversion"])
+        segs = cont.lines[2][0].get_segments()
+        np.testing.assert_allclose([s[0][0] for s in segs], rows["conversion_low"])
+        np.testing.assert_allclose([s[1][0] for s in segs], rows["conversion_high"])
+    (overall,) = gid_collections(ax, "segments-overall")
+    np.testing.assert_allclose(overall.get_offsets()[:, 0], log.funnel()["conversion"])
+    # from the table: the same points
+    ax2 = fp.segments(f)
+    for a, b in zip(ax.containers, ax2.containers, strict=True):
+        np.testing.assert_array_equal(a.lines[0].get_xdata(), b.lines[0].get_xdata())
+    assert ax.get_title() == "Conversion by team"
+
+
+def test_segments_other_metric_and_errors(log):
+    f = log.funnel(by="region")
+    ax = fp.segments(log, by="region", metric="win_rate_from")
+    for cont in ax.containers:
+        rows = f.loc[f["region"] == cont.get_label()]
+        np.testing.assert_allclose(cont.lines[0].get_xdata(), rows["win_rate_from"])
+        assert cont.has_xerr is False
+    with pytest.raises(ValueError, match="`by` is required"):
+        fp.segments(log)
+    with pytest.raises(ValueError, match="no segment column"):
+        fp.segments(log.funnel())
+    with pytest.raises(ValueError, match="`metric` must be one of"):
+        fp.segments(log, by="team", metric="nope")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- trend
+def test_cohort_trend_adds_up_to_the_funnel(log):
+    t = cohort_trend(log)
+    f = log.funnel().set_index("stage")
+    per = t.assign(adv=t["value"] * t["n"]).groupby("stage")[["adv", "n"]].sum()
+    np.testing.assert_allclose(per.loc[log.stages, "adv"], f["advanced"])
+    np.testing.assert_allclose(per.loc[log.stages, "n"], f["advanced"] + f["dropped"])
+    assert (t["low"] <= t["value"] + 1e-12).all() and (t["value"] <= t["high"] + 1e-12).all()
+    w = cohort_trend(log, metric="win_rate")
+    q = log.quality
+    assert w["n"].sum() == q.won + q.lost + q.stale
+    assert (w["value"] * w["n"]).sum() == pytest.approx(q.won)
+    c = cohort_trend(log, metric="cycle_time")
+    assert c["n"].sum() == q.won
+
+
+def test_trend_draws_the_cohort_values(log):
+    t = cohort_trend(log)
+    ax = fp.trend(log, stage=["Demo", "Proposal"])
+    assert [c.get_label() for c in ax.containers] == ["Demo", "Proposal"]
+    for cont in ax.containers:
+        rows = t.loc[t["stage"] == cont.get_label()].sort_values("period")
+        np.testing.assert_allclose(cont.lines[0].get_ydata(), rows["value"])
+        segs = cont.lines[2][0].get_segments()
+        np.testing.assert_allclose([s[0][1] for s in segs], rows["low"])
+        np.testing.assert_allclose([s[1][1] for s in segs], rows["high"])
+    labels = [x.get_text() for x in ax.get_xticklabels()]
+    assert labels == ["2024 Q1", "2024 Q2", "2024 Q3", "2024 Q4", "2025 Q1", "2025 Q2"]
+
+
+def test_trend_tables_and_panels(log):
+    periods = pd.to_datetime(["2025-03-31", "2025-06-30"], utc=True)
+    wide = pd.DataFrame(
+        {
+            "period": periods.repeat(2),
+            "stage": ["Demo", "Proposal"] * 2,
+            "conversion": [0.5, 0.4, 0.6, 0.3],
+            "conversion_low": [0.4, 0.3, 0.5, 0.2],
+            "conversion_high": [0.6, 0.5, 0.7, 0.4],
+        }
+    )
+    ax = fp.trend(wide)
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [0.5, 0.6])
+    long = pd.DataFrame(
+        {
+            "period": list(periods) * 2,
+            "metric": ["win_rate"] * 2 + ["cycle_time"] * 2,
+            "value": [0.2, 0.25, pd.Timedelta("30D"), pd.Timedelta("40D")],
+            "low": [0.1, 0.15, pd.Timedelta("20D"), pd.Timedelta("30D")],
+            "high": [0.3, 0.35, pd.Timedelta("40D"), pd.Timedelta("50D")],
+        }
+    )
+    long_ct = long.loc[long["metric"] == "cycle_time"].copy()
+    for c in ("value", "low", "high"):
+        long_ct[c] = pd.to_timedelta(long_ct[c])
+    ax = fp.trend(long_ct)
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [30, 40])
+    assert ax.get_title() == "Won cycle time by cohort"
+    ax = fp.trend(long.loc[long["metric"] == "win_rate"].astype({"value": float}))
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [0.2, 0.25])
+    fig = fp.trend(log)  # six stages → one panel each
+    assert isinstance(fig, plt.Figure)
+    assert [a.get_title() for a in fig.axes if a.get_visible()] == log.stages
+    ax = fp.trend(log, ax=plt.subplots()[1])  # given axes: all stages in them
+    assert len(ax.containers) == len(log.stages)
+    with pytest.raises(ValueError, match="not in the data"):
+        fp.trend(log, stage="Nope")
+    with pytest.raises(ValueError, match="needs a 'period' column"):
+        fp.trend(wide.drop(columns="period"))
+
+
+# ---------------------------------------------------------------------------- no side effects
+CHARTS = {
+    "funnel": lambda lg: fp.funnel(lg, key=[lg.stages[1]]),
+    "funnel_amount": lambda lg: fp.funnel(lg, weight="amount", skips="strict"),
+    "flow": fp.flow,
+    "heatmap": fp.heatmap,
+    "dwell": fp.dwell,
+    "survival": fp.survival,
+    "survival_by": lambda lg: fp.survival(lg, stage=lg.stages[-1], by=lg.attrs[0]),
+    "key_stages": lambda lg: fp.key_stages(_key_table_for(lg)),
+    "segments": lambda lg: fp.segments(lg, by=lg.attrs[0]),
+    "trend": fp.trend,
+    "trend_win_rate": lambda lg: fp.trend(lg, metric="win_rate"),
+    "trend_cycle_time": lambda lg: fp.trend(lg, metric="cycle_time"),
+}
+
+
+def _key_table_for(lg) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = len(lg.stages)
+    e = rng.normal(0.02, 0.02, n)
+    return pd.DataFrame(
+        {
+            "stage": lg.stages,
+            "signal": "leverage",
+            "effect": e,
+            "ci_low": e - 0.015,
+            "ci_high": e + 0.015,
+            "p_value": np.nan,
+            "q_value": np.nan,
+            "is_key": e - 0.015 > 0.01,
+            "reason": [
+                f"10% fewer losses at {s} add {100 * x:.1f} points"
+                for s, x in zip(lg.stages, e, strict=True)
+            ],
+        }
+    )
+
+
+def test_no_show_savefig_or_tight_layout(log, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("a chart must not show, save or re-layout")
+
+    monkeypatch.setattr(plt, "show", boom)
+    monkeypatch.setattr(plt.Figure, "savefig", boom)
+    monkeypatch.setattr(plt.Figure, "tight_layout", boom)
+    monkeypatch.setattr(plt, "tight_layout", boom)
+    for name, chart in CHARTS.items():
+        before = dict(plt.rcParams)
+        chart(log)
+        assert dict(plt.rcParams) == before, name
+        plt.close("all")
+
+
+# ---------------------------------------------------------------------------- layouts
+def _boxes(fig, artists):
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for a in artists:
+        if a.get_visible() and a.get_text().strip():
+            out.append((a.get_text(), a.get_window_extent(renderer)))
+    return out
+
+
+def _shown_ticklabels(ax, which):
+    """Tick labels inside the view limits (matplotlib keeps a few outside, not drawn)."""
+    axis, (lo, hi) = (ax.xaxis, ax.get_xlim()) if which == "x" else (ax.yaxis, ax.get_ylim())
+    lo, hi = min(lo, hi), max(lo, hi)
+    k = 0 if which == "x" else 1
+    return [t for t in axis.get_ticklabels() if lo <= t.get_position()[k] <= hi]
+
+
+def check_layout(fig) -> None:
+    """No text leaves the figure; tick labels and text columns do not overlap."""
+    fig.canvas.draw()
+    fb = fig.bbox
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        xt, yt = _shown_ticklabels(ax, "x"), _shown_ticklabels(ax, "y")
+        texts = [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label, *xt, *yt]
+        leg = ax.get_legend()
+        if leg is not None:
+            texts += leg.get_texts()
+        for text, bb in _boxes(fig, texts):
+            assert bb.x0 >= fb.x0 - 1 and bb.x1 <= fb.x1 + 1, f"clipped: {text!r}"
+            assert bb.y0 >= fb.y0 - 1 and bb.y1 <= fb.y1 + 1, f"clipped: {text!r}"
+        groups = [xt, yt]
+        for gid in ("funnel-count", "funnel-conversion", "heatmap-cell", "key-reason"):
+            groups.append(gid_texts(ax, gid))
+        for group in groups:
+            if any(t.get_rotation() for t in group):
+                continue  # slanted labels: their boxes overlap, the glyphs do not
+            for (t1, b1), (t2, b2) in combinations(_boxes(fig, group), 2):
+                assert not b1.shrunk(0.97, 0.9).overlaps(b2.shrunk(0.97, 0.9)), (t1, t2)
+
+
+@pytest.mark.parametrize("name", ["log", "log3", "log12", "bpic_log"])
+def test_every_chart_renders_readably(name, request):
+    """Every chart on the sample, a 3- and a 12-stage funnel and BPIC 2012.
+
+    Set FUNNELKIT_PLOT_DIR to also write the PNGs for a look.
+    """
+    lg = request.getfixturevalue(name)
+    out_dir = os.environ.get("FUNNELKIT_PLOT_DIR")
+    for chart, fn in CHARTS.items():
+        out = fn(lg)
+        fig = out if isinstance(out, plt.Figure) else out.figure
+        check_layout(fig)
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            fig.savefig(Path(out_dir) / f"{chart}_{name}.png", dpi=110)
+        plt.close(fig)
+
+
+def test_untrusted_names_are_drawn_literally():
+    """Stage and segment names are CRM input: ``$`` must not switch on math mode."""
+    stages = ["$1M+ deals", r"Budget $\frac{$ 50k", "<script>alert(1)</script>"]
+    ev = fk.datasets.synthetic(150, seed=1, stages=stages, teams=["$A$", "B"])
+    lg = fk.EventLog(
+        ev,
+        stages=stages,
+        won="Won",
+        lost=["Lost", "Disqualified"],
+        attrs=["team"],
+        amount="amount",
+    )
+    for fn in CHARTS.values():
+        out = fn(lg)
+        fig = out if isinstance(out, plt.Figure) else out.figure
+        check_layout(fig)  # draws: a stray "$" would fail to parse or render as math
+        plt.close(fig)
+    ax = fp.funnel(lg)
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == [
+        r"\$1M+ deals",
+        r"Budget \$\frac{\$ 50k",
+    ]
