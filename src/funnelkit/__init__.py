@@ -2,12 +2,14 @@
 
 from . import datasets, plot
 from ._version import __version__
+from .businessdays import BusinessCalendar
 from .errors import EventLogError, EventLogWarning
 from .io import read_events
 from .log import EventLog
 from .quality import QualityReport
 
 __all__ = [
+    "BusinessCalendar",
     "EventLog",
     "EventLogError",
     "EventLogWarning",

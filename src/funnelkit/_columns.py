@@ -40,6 +40,9 @@ def mapped_columns(kwargs: dict) -> dict[str, str]:
     attrs = kwargs.get("attrs", ())
     for a in [attrs] if isinstance(attrs, str) else attrs:
         roles[f"attr:{a}"] = a
+    visit_attrs = kwargs.get("visit_attrs", ())
+    for a in [visit_attrs] if isinstance(visit_attrs, str) else visit_attrs:
+        roles.setdefault(f"attr:{a}", a)
     return roles
 
 

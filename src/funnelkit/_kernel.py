@@ -16,6 +16,7 @@ from . import _validate as V
 from ._columns import NAT
 
 if TYPE_CHECKING:
+    from .businessdays import BusinessCalendar
     from .log import EventLog
 
 NO_NEXT = -1
@@ -35,6 +36,7 @@ class Visits:
     censored: np.ndarray
     furthest: np.ndarray  # per deal: furthest stage rank entered, -1 if none
     stale_code: int
+    path_index: np.ndarray  # position of each visit in the log's cleaned path
 
     def to_frame(self, log: EventLog) -> pd.DataFrame:
         cats = log._catalogue + ["stale"]
@@ -47,6 +49,10 @@ class Visits:
                 "next_stage": pd.Categorical.from_codes(self.next, categories=cats),
                 "dwell": pd.to_timedelta(self.dwell.view("timedelta64[ns]")),
                 "censored": self.censored,
+                **{
+                    name: pd.Categorical.from_codes(codes[self.path_index], categories=uniques)
+                    for name, (codes, uniques) in log._visit_attrs.items()
+                },
             }
         )
 
@@ -81,8 +87,8 @@ def _visit_numbers(deal: np.ndarray, stage: np.ndarray, n_stages: int) -> np.nda
     return visit
 
 
-def compute_visits(log: EventLog) -> Visits:
-    """Visits of the log's cleaned path."""
+def compute_visits(log: EventLog, calendar: BusinessCalendar | None = None) -> Visits:
+    """Visits of the log's cleaned path; dwell in business time when ``calendar`` is given."""
     p_deal = log._path_deal
     p_stage = log._path_stage
     p_time = log._path_time
@@ -109,7 +115,8 @@ def compute_visits(log: EventLog) -> Visits:
     stale_last = ~has_next & (oc == V.STALE)
     open_last = ~has_next & ~stale_last
     nxt = np.where(stale_last, stale_code, nxt)
-    dwell = np.where(has_next, nxt_time[idx] - entered, log._as_of_ns - entered)
+    left = np.where(has_next, nxt_time[idx], log._as_of_ns)
+    dwell = left - entered if calendar is None else calendar.duration_ns(entered, left)
     dwell = np.where(stale_last, NAT, dwell)
     censored = open_last
     visit = _visit_numbers(deal, stage, n_stages)
@@ -120,4 +127,4 @@ def compute_visits(log: EventLog) -> Visits:
         new[1:] = deal[1:] != deal[:-1]
         st = np.flatnonzero(new)
         furthest[deal[st]] = np.maximum.reduceat(stage, st)
-    return Visits(deal, stage, visit, entered, nxt, dwell, censored, furthest, stale_code)
+    return Visits(deal, stage, visit, entered, nxt, dwell, censored, furthest, stale_code, idx)

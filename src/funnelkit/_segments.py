@@ -27,6 +27,12 @@ def segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
     """
     if not by:
         return np.zeros(log.n_deals, dtype=np.int64), pd.DataFrame(index=[0])
+    if is_visit_level(log, by):
+        va = [b for b in by if b in log._visit_attrs]
+        raise EventLogError(
+            f"`by`={va} names a visit attribute (who held the deal at each stage); this "
+            "analysis needs a deal attribute: add the column to attrs=[...] as well."
+        )
     unknown = [b for b in by if b not in log._attrs]
     if unknown:
         raise EventLogError(
@@ -55,3 +61,45 @@ def expand(table: pd.DataFrame, seg_of_row: np.ndarray, by: list[str]) -> pd.Dat
     if not by:
         return pd.DataFrame(index=range(seg_of_row.size))
     return table.iloc[seg_of_row].reset_index(drop=True)
+
+
+def is_visit_level(log: EventLog, by: list[str]) -> bool:
+    """True when ``by`` names a visit attribute (attribution per stage)."""
+    return any(b in log._visit_attrs for b in by)
+
+
+def path_segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Segment codes per event of the cleaned path and a table of segment labels.
+
+    Visit attributes take the value on the event itself (whoever held the deal when it
+    entered that stage); deal attributes the deal's carried value.
+    """
+    unknown = [b for b in by if b not in log._attrs and b not in log._visit_attrs]
+    if unknown:
+        raise EventLogError(
+            f"`by`={unknown} is not a carried attribute of this log; carried per deal: "
+            f"{log.attrs}, per visit: {list(log._visit_attrs)}. Pass attrs=[...] or "
+            "visit_attrs=[...] when building the EventLog."
+        )
+    n = log._path_deal.size
+    key = np.zeros(n, dtype=np.int64)
+    cats = []
+    for b in by:
+        if b in log._visit_attrs:
+            codes, uniques = log._visit_attrs[b]
+            codes = np.asarray(codes, dtype=np.int64)
+        else:
+            cat = log._attrs[b].cat
+            codes = cat.codes.to_numpy().astype(np.int64)[log._path_deal]
+            uniques = cat.categories
+        cats.append((b, uniques))
+        key = key * (len(uniques) + 1) + (codes + 1)
+    uniq, seg = np.unique(key, return_inverse=True)
+    rem = uniq.copy()
+    labels = {}
+    for b, uniques in reversed(cats):
+        base = len(uniques) + 1
+        code = rem % base - 1
+        rem = rem // base
+        labels[b] = np.asarray(pd.Categorical.from_codes(code, categories=uniques))
+    return seg.reshape(-1).astype(np.int64), pd.DataFrame({b: labels[b] for b in by})

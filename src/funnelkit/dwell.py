@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import _stats
 from ._columns import NAT
-from ._segments import expand, normalize_by, segments
+from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
 from .transitions import duration_unit, to_timedelta
 
@@ -27,21 +27,30 @@ def km_table(group, dur_ns, censored, n_groups) -> dict[str, np.ndarray]:
 
 
 def dwell(
-    log: EventLog, *, by=None, visits: Literal["all", "first", "repeat"] = "all"
+    log: EventLog,
+    *,
+    by=None,
+    visits: Literal["all", "first", "repeat"] = "all",
+    calendar=None,
 ) -> pd.DataFrame:
     if visits not in ("all", "first", "repeat"):
         raise EventLogError(f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}.")
     by_cols = normalize_by(by)
-    seg, labels = segments(log, by_cols)
-    n_seg = len(labels)
     S = log._n_stages
-    v = log._visits()
+    v = log._visits(calendar)
+    if is_visit_level(log, by_cols):
+        pseg, labels = path_segments(log, by_cols)
+        seg_of_visit = pseg[v.path_index]
+    else:
+        seg, labels = segments(log, by_cols)
+        seg_of_visit = seg[v.deal]
+    n_seg = len(labels)
     keep = v.dwell != NAT
     if visits == "first":
         keep &= v.visit == 1
     elif visits == "repeat":
         keep &= v.visit > 1
-    group = seg[v.deal[keep]] * S + v.stage[keep]
+    group = seg_of_visit[keep] * S + v.stage[keep]
     km = km_table(group, v.dwell[keep], v.censored[keep], n_seg * S)
     out = expand(labels, np.repeat(np.arange(n_seg), S), by_cols)
     out["stage"] = np.tile(np.array(log.stages, dtype=object), n_seg).astype(str)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import _stats
 from . import _validate as V
-from ._segments import expand, normalize_by, segments
+from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
 
 if TYPE_CHECKING:
@@ -37,10 +37,14 @@ def funnel(
     skips: Literal["implied", "strict"] = "implied",
     weight: str | None = None,
     by=None,
+    within=None,
+    calendar=None,
 ) -> pd.DataFrame:
     if skips not in ("implied", "strict"):
         raise EventLogError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     by_cols = normalize_by(by)
+    if within is not None or is_visit_level(log, by_cols):
+        return _funnel_by_stage(log, skips, weight, by_cols, within, calendar)
     seg, labels = segments(log, by_cols)
     n_seg = len(labels)
     S = log._n_stages
@@ -80,22 +84,57 @@ def funnel(
     advanced = reached - dropped - open_
     adv2 = E2.sum(axis=2) - F2[:, :, V.LOST] - F2[:, :, V.STALE] - F2[:, :, V.OPEN]
     drop2 = F2[:, :, V.LOST] + F2[:, :, V.STALE]
+    won_r = E[:, :, V.WON]
+    resolved_r = won_r + E[:, :, V.LOST] + E[:, :, V.STALE]
+    return _assemble(
+        log,
+        by_cols,
+        labels,
+        n_seg,
+        reached,
+        advanced,
+        dropped,
+        open_,
+        adv2,
+        drop2,
+        won_r,
+        resolved_r,
+        w is not None,
+        skips,
+    )
+
+
+def _assemble(
+    log,
+    by_cols,
+    labels,
+    n_seg,
+    reached,
+    advanced,
+    dropped,
+    open_,
+    adv2,
+    drop2,
+    won_r,
+    resolved_r,
+    weighted,
+    skips,
+) -> pd.DataFrame:
+    """The stage table from per (segment, stage) sums (and sums of squared weights)."""
+    S = log._n_stages
     resolved = advanced + dropped
     with np.errstate(invalid="ignore", divide="ignore"):
         conversion = advanced / resolved
-        n_eff = resolved**2 / (adv2 + drop2)
+        n_eff = resolved**2 / (adv2 + drop2) if weighted else resolved.astype(float)
         conversion_raw = advanced / reached
-        won_r = E[:, :, V.WON]
-        win_rate_from = won_r / (won_r + E[:, :, V.LOST] + E[:, :, V.STALE])
-    if w is None:
-        n_eff = resolved.astype(float)
+        win_rate_from = won_r / resolved_r
     low, high = _stats.wilson(advanced, n_eff, p=conversion)
     cumulative = np.ones_like(conversion, dtype=float)
     if S > 1:
         cumulative[:, 1:] = np.cumprod(conversion[:, :-1], axis=1)
     seg_idx = np.repeat(np.arange(n_seg), S)
     out = expand(labels, seg_idx, by_cols)
-    dtype = np.float64 if w is not None else np.int64
+    dtype = np.float64 if weighted else np.int64
     out["stage"] = np.tile(np.array(log.stages, dtype=object), n_seg).astype(str)
     out["reached"] = reached.reshape(-1).astype(dtype)
     out["advanced"] = advanced.reshape(-1).astype(dtype)
@@ -108,5 +147,137 @@ def funnel(
     out["cumulative"] = cumulative.reshape(-1)
     out["win_rate_from"] = win_rate_from.reshape(-1)
     out["skips"] = skips
-    out["weight"] = "deals" if w is None else "amount"
+    out["weight"] = "amount" if weighted else "deals"
     return out
+
+
+def windows(log: EventLog, within) -> np.ndarray:
+    """Window per stage in ns (int64 max = no window) from ``within``."""
+    big = np.iinfo(np.int64).max
+    out = np.full(log._n_stages, big, dtype=np.int64)
+    if within is None:
+        return out
+    items = within.items() if isinstance(within, dict) else [(s, within) for s in log.stages]
+    for stage, value in items:
+        if stage not in log.stages:
+            raise EventLogError(
+                f"`within` names stage {stage!r}, which is not a stage of this log ({log.stages})."
+            )
+        try:
+            td = pd.Timedelta(value)
+        except (ValueError, TypeError) as exc:
+            raise EventLogError(
+                f"`within`={value!r} for {stage!r} is not a duration; pass e.g. '30D'."
+            ) from exc
+        if td <= pd.Timedelta(0):
+            raise EventLogError(f"`within` for {stage!r} must be positive; got {value!r}.")
+        out[log.stages.index(stage)] = td.value
+    return out
+
+
+def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFrame:
+    """The funnel from a (deal × stage) status matrix.
+
+    Needed when the answer depends on the stage as well as the deal: conversion windows
+    (advanced only if a later stage or a win came within the window after reaching the
+    stage; still open and inside the window = censored) and visit attributes (each
+    stage's outcome is attributed to whoever held the deal when it reached the stage).
+    Without a window and with deal attributes it equals the per-deal fast path (tested).
+    """
+    from .businessdays import as_calendar
+
+    cal = log.calendar if calendar is None else as_calendar(calendar)
+    S, D = log._n_stages, log.n_deals
+    big = np.iinfo(np.int64).max
+    v = log._visits()
+    win = windows(log, within)
+    outcome = log._outcome.astype(np.int64)
+    won = outcome == V.WON
+    # time and path event of each deal's first entry into each stage
+    first = v.visit == 1
+    fe_t = np.full((D, S), big, dtype=np.int64)
+    fe_i = np.full((D, S), -1, dtype=np.int64)
+    fe_t[v.deal[first], v.stage[first]] = v.entered[first]
+    fe_i[v.deal[first], v.stage[first]] = v.path_index[first]
+    # the won event: reaches every stage under implied skips, progress for all
+    term_t = np.where(won, log._term_ns, big)
+    p_kind = log._kind[log._path_stage]
+    pterm = np.flatnonzero(p_kind != V.STAGE)
+    term_i = np.full(D, -1, dtype=np.int64)
+    term_i[log._path_deal[pterm]] = pterm
+    entry_t = fe_t.copy()
+    entry_i = fe_i.copy()
+    progress = np.full((D, S), big, dtype=np.int64)
+    run_t, run_i = term_t.copy(), np.where(won, term_i, -1)
+    for s in range(S - 1, -1, -1):  # loop over stages: suffix minima across later stages
+        progress[:, s] = run_t
+        earlier = fe_t[:, s] < run_t
+        run_t = np.where(earlier, fe_t[:, s], run_t)
+        run_i = np.where(earlier, fe_i[:, s], run_i)
+        if skips == "implied":
+            entry_t[:, s] = run_t
+            entry_i[:, s] = run_i
+    reached = entry_t < big
+    # advanced within the window (progress before entry counts: already past the stage)
+    has_progress = progress < big
+    if cal is None:
+        elapsed = np.where(has_progress & reached, progress - np.where(reached, entry_t, 0), big)
+    else:
+        e = np.where(reached, entry_t, 0)
+        p_ = np.where(has_progress, progress, 0)
+        elapsed = np.where(has_progress & reached, cal.duration_ns(e, p_), big)
+        elapsed = np.where(has_progress & reached & (progress < e), progress - e, elapsed)
+    advanced = reached & has_progress & (elapsed <= win[None, :])
+    if cal is None:
+        waited = np.where(reached, log._as_of_ns - np.where(reached, entry_t, 0), 0)
+    else:
+        waited = np.where(
+            reached,
+            cal.duration_ns(np.where(reached, entry_t, 0), np.full((D, S), log._as_of_ns)),
+            0,
+        )
+    is_open = reached & ~advanced & (outcome == V.OPEN)[:, None] & (waited < win[None, :])
+    dropped = reached & ~advanced & ~is_open
+    # segments per (deal, stage)
+    if by_cols:
+        pseg, labels = path_segments(log, by_cols)
+        if is_visit_level(log, by_cols):
+            seg = np.where(entry_i >= 0, pseg[np.maximum(entry_i, 0)], 0)
+        else:
+            seg_deal, labels = segments(log, by_cols)
+            seg = np.repeat(seg_deal[:, None], S, axis=1)
+    else:
+        seg = np.zeros((D, S), dtype=np.int64)
+        labels = pd.DataFrame(index=[0])
+    n_seg = len(labels)
+    w = deal_weights(log, weight)
+    wmat = np.ones((D, S)) if w is None else np.repeat(w[:, None], S, axis=1)
+    key = seg * S + np.arange(S)[None, :]
+    size = n_seg * S
+
+    def total(mask, power=1):
+        return np.bincount(key[mask], weights=wmat[mask] ** power, minlength=size).reshape(
+            n_seg, S
+        )
+
+    reached_n = total(reached)
+    adv, drop, opn = total(advanced), total(dropped), total(is_open)
+    adv2, drop2 = total(advanced, 2), total(dropped, 2)
+    won_r = total(reached & won[:, None])
+    resolved_r = total(reached & (outcome != V.OPEN)[:, None])
+    return _assemble(
+        log,
+        by_cols,
+        labels,
+        n_seg,
+        reached_n,
+        adv,
+        drop,
+        opn,
+        adv2,
+        drop2,
+        won_r,
+        resolved_r,
+        w is not None,
+        skips,
+    )

@@ -32,13 +32,25 @@ def _plain_stats(group: np.ndarray, values: np.ndarray, n_groups: int) -> dict[s
     }
 
 
-def cycle_time(log: EventLog, *, by=None) -> pd.DataFrame:
+def durations(log: EventLog, start: np.ndarray, end: np.ndarray, calendar=None) -> np.ndarray:
+    """end − start in ns, in business time when a calendar applies (the call's or the log's)."""
+    from .businessdays import as_calendar
+
+    cal = log.calendar if calendar is None else as_calendar(calendar)
+    return end - start if cal is None else cal.duration_ns(start, end)
+
+
+def cycle_time(log: EventLog, *, by=None, calendar=None) -> pd.DataFrame:
     by_cols = normalize_by(by)
     seg, labels = segments(log, by_cols)
     n_seg = len(labels)
     oc = log._outcome
     done = log._term_ns != NAT
-    ct = np.where(done, log._term_ns - log._first_ns, 0)
+    ct = np.where(
+        done,
+        durations(log, log._first_ns, np.where(done, log._term_ns, log._first_ns), calendar),
+        0,
+    )
     rows = []
     for name, code in (("won", V.WON), ("lost", V.LOST)):
         sel = oc == code
@@ -46,7 +58,8 @@ def cycle_time(log: EventLog, *, by=None) -> pd.DataFrame:
         rows.append((name, st, np.zeros(n_seg, dtype=np.int64)))
     # time to any resolution: won/lost are events, open deals censored at as_of
     sel = (oc == V.WON) | (oc == V.LOST) | (oc == V.OPEN)
-    dur = np.where(oc == V.OPEN, log._as_of_ns - log._first_ns, ct)[sel]
+    open_for = durations(log, log._first_ns, np.full(log.n_deals, log._as_of_ns), calendar)
+    dur = np.where(oc == V.OPEN, open_for, ct)[sel]
     km = km_table(seg[sel], dur, (oc == V.OPEN)[sel], n_seg)
     rows.append(("any", km, km["censored"]))
     parts = []
@@ -85,7 +98,7 @@ def kpis(log: EventLog, *, by=None) -> pd.DataFrame:
             avg_won = s / c
     else:
         avg_won = np.full(n_seg, np.nan)
-    ct = (log._term_ns - log._first_ns)[is_won]
+    ct = durations(log, log._first_ns[is_won], log._term_ns[is_won])
     med = _plain_stats(seg[is_won], ct, n_seg)["q50"]
     with np.errstate(invalid="ignore", divide="ignore"):
         velocity = open_ * win_rate * avg_won / (med / _DAY_NS)

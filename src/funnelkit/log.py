@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,6 +13,7 @@ import pyarrow as pa
 
 from . import _columns as C
 from . import _validate as V
+from .businessdays import BusinessCalendar, as_calendar
 from .errors import EventLogError
 from .quality import REASONS, QualityReport
 
@@ -93,12 +95,19 @@ class EventLog:
         Columns carried per deal (owner, team, region, ...).
         A carried value is the one on the deal's **first event (in path order) with a
         non-null value**; ``log.quality.attr_changes`` counts deals whose value changes.
+    visit_attrs : sequence of str, default ()
+        Columns carried per *visit* (hand-offs): the value on the event that entered the
+        stage appears in :meth:`visits`, and ``funnel(by=...)``/``dwell(by=...)`` then
+        attribute each stage to whoever held the deal there.
     as_of : str or datetime, optional
         The observation time; default the latest timestamp among the rows that pass
         validation. A naive ``as_of`` on an aware log is read as UTC.
     stale_after : str or timedelta, optional
         An open deal whose latest event of any kind is strictly more than this before
         ``as_of`` is lost as ``"stale"``.
+    calendar : BusinessCalendar or "business", optional
+        Measure dwell, cycle time and conversion windows in business days
+        (:class:`~funnelkit.BusinessCalendar`); calendar days by default.
     errors : {"raise", "drop"}, default "raise"
         Bad rows raise :class:`~funnelkit.EventLogError`, or are dropped and listed in
         :attr:`rejects`.
@@ -138,8 +147,10 @@ class EventLog:
         lost: str | Sequence[str] | None = "lost",
         amount: str | None = None,
         attrs: Sequence[str] | str = (),
+        visit_attrs: Sequence[str] | str = (),
         as_of: Any = None,
         stale_after: Any = None,
+        calendar: BusinessCalendar | str | None = None,
         errors: Literal["raise", "drop"] = "raise",
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
@@ -151,6 +162,9 @@ class EventLog:
             raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
         if isinstance(attrs, str):
             attrs = [attrs]
+        if isinstance(visit_attrs, str):
+            visit_attrs = [visit_attrs]
+        self.calendar = as_calendar(calendar)
         self._settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
@@ -161,8 +175,10 @@ class EventLog:
             lost=lost,
             amount=amount,
             attrs=list(attrs),
+            visit_attrs=list(visit_attrs),
             as_of=as_of,
             stale_after=stale_after,
+            calendar=self.calendar,
             errors=errors,
         )
         self.won = _names(won, "won")
@@ -193,9 +209,7 @@ class EventLog:
             if self.stale_after <= pd.Timedelta(0):
                 raise EventLogError("Parameter `stale_after` must be positive.")
 
-        mapped = C.mapped_columns(
-            dict(deal=deal, stage=stage, time=time, amount=amount, attrs=list(attrs))
-        )
+        mapped = C.mapped_columns(self._settings)
         C.check_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
@@ -248,6 +262,8 @@ class EventLog:
         conflict_rows = np.zeros(0, dtype=np.int64)
         while True:
             good = np.flatnonzero(reason == 0)
+            if n == 0:
+                raise EventLogError("The event log is empty: no rows to analyse.")
             if good.size == 0:
                 raise EventLogError(
                     f"No usable events: all {n:,} input rows were rejected "
@@ -372,6 +388,12 @@ class EventLog:
                 name=a,
             )
 
+        # ---- visit attributes: the value on the event that entered the stage
+        self._visit_attrs: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        for a in s["visit_attrs"]:
+            codes, uniques = C.factorize(C.column(events, a))
+            self._visit_attrs[a] = (codes[srt.rows[kidx]], uniques)
+
         # ---- rejects and quality
         rej_rows = [np.flatnonzero(reason)]
         rej_reason = [reason[rej_rows[0]]]
@@ -387,10 +409,8 @@ class EventLog:
         reason_all = np.concatenate(rej_reason)
         o = np.argsort(rows_all, kind="stable")
         self._rejects_frame: pd.DataFrame | None = None
-        source = self._keep_source(events)
-        self._reject_source = (source, rows_all[o], reason_all[o])
-        if source is None:  # pandas without copy-on-write: take the rows now
-            self._rejects_frame = self._failure_cases(events, rows_all[o], None, reason_all[o])
+        self._source = self._keep_source(events)
+        self._reject_rows = (rows_all[o], reason_all[o])
         counts = np.bincount(reason_all, minlength=len(_REASON_CODES) + 1)
         by_reason = {nm: int(counts[i + 1]) for i, nm in enumerate(_REASON_CODES) if counts[i + 1]}
         oc = np.bincount(outcome, minlength=4)
@@ -513,9 +533,8 @@ class EventLog:
               ``reopened_terminal`` events, or collapsed ``repeat``/``terminal_run`` rows
         """
         if self._rejects_frame is None:
-            source, rows, reasons = self._reject_source
-            self._rejects_frame = self._failure_cases(source, rows, None, reasons)
-            self._reject_source = (None, rows, reasons)
+            rows, reasons = self._reject_rows
+            self._rejects_frame = self._failure_cases(self._source, rows, None, reasons)
         return self._rejects_frame
 
     @property
@@ -527,14 +546,16 @@ class EventLog:
             self._label_source = (None, rows)
         return self._cache["deal_labels"]
 
-    def _keep_source(self, events: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table | None:
-        """What rejects are built from later: the mapped input columns, without copying
-        data where that is safe (immutable Arrow tables; pandas copy-on-write)."""
+    def _keep_source(self, events: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
+        """The mapped input columns, kept for rejects and ``filter``: no data is copied
+        for immutable Arrow tables and under pandas copy-on-write (pandas 3); pandas 2
+        without copy-on-write copies the mapped columns, so later edits of the caller's
+        frame cannot change them."""
         if isinstance(events, pa.Table):
             return events.select(self._columns)
         if _PANDAS_MAJOR >= 3 or pd.get_option("mode.copy_on_write") is True:
             return events[self._columns]
-        return None
+        return events[self._columns].copy()
 
     @property
     def n_deals(self) -> int:
@@ -551,12 +572,15 @@ class EventLog:
         """Carried per-deal columns."""
         return list(self._attrs)
 
-    def _visits(self) -> Visits:
-        if "visits" not in self._cache:
+    def _visits(self, calendar: BusinessCalendar | str | None = None) -> Visits:
+        """Visit arrays (cached), dwell in the log's calendar or the one given."""
+        cal = self.calendar if calendar is None else as_calendar(calendar)
+        key = ("visits", cal)
+        if key not in self._cache:
             from ._kernel import compute_visits
 
-            self._cache["visits"] = compute_visits(self)
-        return self._cache["visits"]
+            self._cache[key] = compute_visits(self, cal)
+        return self._cache[key]
 
     def visits(self) -> pd.DataFrame:
         """One row per visit of a stage by a deal (DESIGN §2), in path order.
@@ -627,11 +651,7 @@ class EventLog:
                 ),
                 "first_event": self._timestamp(self._first_ns),
                 "last_event": self._timestamp(self._last_ns),
-                "cycle_time": pd.to_timedelta(
-                    np.where(self._term_ns == C.NAT, C.NAT, self._term_ns - self._first_ns).view(
-                        "timedelta64[ns]"
-                    )
-                ),
+                "cycle_time": pd.to_timedelta(self._cycle_ns().view("timedelta64[ns]")),
             }
         )
         if self._amount is not None:
@@ -640,6 +660,136 @@ class EventLog:
             out[a] = ser.to_numpy()
         out["reopened"] = self._reopened
         return out
+
+    # ------------------------------------------------------------------ scoping
+    def filter(
+        self,
+        *,
+        where: str | Callable[[pd.DataFrame], Any] | Any = None,
+        created: tuple[Any, Any] | None = None,
+        deals: Iterable[Any] | None = None,
+        stages: Sequence[str] | None = None,
+    ) -> EventLog:
+        """A new validated log of some deals or stages, with the same settings.
+
+        The input rows of the chosen deals are validated again with this log's keywords,
+        ``as_of`` fixed to this log's (so "stale" means the same) and the stage order
+        fixed to this log's. ``log.quality.filtered`` of the result says what was
+        filtered out.
+
+        Parameters
+        ----------
+        where : str, boolean mask or callable, optional
+            Which deals to keep, over the deals table (:meth:`deals`: outcome, amount,
+            attributes, first_event, ...): a :meth:`pandas.DataFrame.query` expression
+            (``"region == 'EMEA'"``), a boolean array aligned with :meth:`deals`, or a
+            callable taking the deals table and returning such a mask.
+        created : (start, end), optional
+            Keep deals whose first event is in ``[start, end)``; either end may be None.
+        deals : iterable, optional
+            Keep these deal ids.
+        stages : sequence of str, optional
+            Keep only these stages: events of other stages are removed before the path
+            rules (terminal events are always kept), so a deal moving A → B → C seen
+            through ``stages=["A", "C"]`` moves A → C.
+
+        Returns
+        -------
+        EventLog
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> north = log.filter(where="region == 'North'")
+        >>> north.n_deals == int((log.deals()["region"] == "North").sum())
+        True
+        >>> north.quality.filtered["deals"] == log.n_deals - north.n_deals
+        True
+        """
+        table = self.deals()
+        keep = np.ones(len(table), dtype=bool)
+        if where is not None:
+            if isinstance(where, str):
+                try:
+                    mask = table.eval(where)
+                except Exception as exc:  # pandas raises many types for bad expressions
+                    raise EventLogError(
+                        f"`where`={where!r} could not be evaluated on the deals table "
+                        f"(columns {list(table.columns)}): {exc}"
+                    ) from exc
+            elif callable(where):
+                mask = where(table)
+            else:
+                mask = where
+            mask = np.asarray(mask)
+            if mask.dtype != bool or mask.shape != (len(table),):
+                raise EventLogError(
+                    f"`where` must give one boolean per deal ({len(table)}); got "
+                    f"{mask.dtype} of shape {mask.shape}."
+                )
+            keep &= mask
+        if created is not None:
+            start, end = created
+            first = table["first_event"]
+            if start is not None:
+                keep &= (first >= self._as_log_time(start, "created")).to_numpy()
+            if end is not None:
+                keep &= (first < self._as_log_time(end, "created")).to_numpy()
+        if deals is not None:
+            keep &= table["deal"].isin(list(deals)).to_numpy()
+        kept_ids = table["deal"][keep]
+        if kept_ids.empty:
+            raise EventLogError(
+                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
+                "or `deals`."
+            )
+        settings = dict(self._settings)
+        settings["as_of"] = self.as_of
+        settings["stages"] = list(self.stages)
+        source = self._source
+        deal_col, stage_col = settings["deal"], settings["stage"]
+        ids = source.column(deal_col) if isinstance(source, pa.Table) else source[deal_col]
+        if isinstance(source, pa.Table):
+            ids = ids.to_pandas()
+        row_keep = ids.isin(kept_ids).to_numpy(dtype=bool, copy=True)
+        if stages is not None:
+            unknown = [st for st in stages if st not in self.stages]
+            if unknown:
+                raise EventLogError(
+                    f"`stages`={unknown} are not stages of this log ({self.stages})."
+                )
+            codes, names = C.stage_codes(C.column(source, stage_col), settings["stage_map"])
+            allowed = set(stages) | set(self.won) | set(self.lost)
+            ok = np.array([nm in allowed for nm in names] + [True], dtype=bool)
+            row_keep &= ok[codes]
+            settings["stages"] = [st for st in self.stages if st in set(stages)]
+        if isinstance(source, pa.Table):
+            subset = source.filter(pa.array(row_keep))
+        else:
+            subset = source.loc[row_keep]
+        out = EventLog(subset, **settings)
+        filtered = {
+            "deals": int(self.n_deals - out.n_deals),
+            "rows": int(row_keep.size - row_keep.sum()),
+        }
+        out.quality = dataclasses.replace(out.quality, filtered=filtered)
+        return out
+
+    def _cycle_ns(self) -> np.ndarray:
+        """First event to first terminal event per deal (NAT when none), in the log's
+        calendar."""
+        done = self._term_ns != C.NAT
+        end = np.where(done, self._term_ns, self._first_ns)
+        dur = (
+            end - self._first_ns
+            if self.calendar is None
+            else self.calendar.duration_ns(self._first_ns, end)
+        )
+        return np.where(done, dur, C.NAT)
+
+    def _as_log_time(self, value: Any, name: str) -> pd.Timestamp:
+        return self._timestamp(np.array([C.to_timestamp(value, self._aware, name)]))[0]
 
     # ------------------------------------------------------------------ metrics
     def transitions(self) -> pd.DataFrame:
@@ -714,6 +864,8 @@ class EventLog:
         skips: Literal["implied", "strict"] = "implied",
         weight: str | None = None,
         by: str | Sequence[str] | None = None,
+        within: Any = None,
+        calendar: BusinessCalendar | str | None = None,
     ) -> pd.DataFrame:
         """The stage table: reach, conversion and drop-off per stage (DESIGN §3).
 
@@ -726,7 +878,19 @@ class EventLog:
             Weight deals by their amount (revenue funnel). Deals without an amount weigh 0.
         by : str or list of str, optional
             Carried attributes; one block of rows per segment (a missing value is its own
-            segment).
+            segment). A *visit* attribute (``visit_attrs``) attributes each stage's
+            outcome to whoever held the deal when it reached the stage: the value on
+            the event that entered it (for a stage skipped under ``implied``, the event
+            that first went past it).
+        within : str or timedelta or dict, optional
+            Conversion window, for every stage (``"30D"``) or per stage
+            (``{"Demo": "14D"}``): a deal counts as advanced from a stage only if it
+            reached a later stage (or won) within the window after reaching it. A deal
+            that reached the stage less than the window before ``as_of`` and has not
+            advanced is censored (counted in ``open``, not in the denominator), never a
+            failure; one whose window has elapsed without advancing is dropped.
+        calendar : BusinessCalendar or "business", optional
+            Measure windows in business days (default: the log's calendar).
 
         Returns
         -------
@@ -765,13 +929,14 @@ class EventLog:
         """
         from .funnel import funnel
 
-        return funnel(self, skips=skips, weight=weight, by=by)
+        return funnel(self, skips=skips, weight=weight, by=by, within=within, calendar=calendar)
 
     def dwell(
         self,
         *,
         by: str | Sequence[str] | None = None,
         visits: Literal["all", "first", "repeat"] = "all",
+        calendar: BusinessCalendar | str | None = None,
     ) -> pd.DataFrame:
         """Time spent per stage, from the Kaplan–Meier estimator over censored visits.
 
@@ -784,9 +949,12 @@ class EventLog:
         Parameters
         ----------
         by : str or list of str, optional
-            Carried attributes; one block of rows per segment.
+            Carried attributes; one block of rows per segment. A visit attribute
+            attributes each visit to whoever held the deal when it entered the stage.
         visits : {"all", "first", "repeat"}, default "all"
             Which visits: all, first visits only, or re-entries only.
+        calendar : BusinessCalendar or "business", optional
+            Measure dwell in business days (default: the log's calendar).
 
         Returns
         -------
@@ -809,9 +977,14 @@ class EventLog:
         """
         from .dwell import dwell
 
-        return dwell(self, by=by, visits=visits)
+        return dwell(self, by=by, visits=visits, calendar=calendar)
 
-    def cycle_time(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+    def cycle_time(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        calendar: BusinessCalendar | str | None = None,
+    ) -> pd.DataFrame:
         """Time from a deal's first event (before any reopen) to its first terminal event.
 
         Rows ``won`` and ``lost`` use the complete times of deals with that outcome (plain
@@ -823,6 +996,8 @@ class EventLog:
         ----------
         by : str or list of str, optional
             Carried attributes; one block of rows per segment.
+        calendar : BusinessCalendar or "business", optional
+            Measure cycle time in business days (default: the log's calendar).
 
         Returns
         -------
@@ -843,7 +1018,7 @@ class EventLog:
         """
         from .kpis import cycle_time
 
-        return cycle_time(self, by=by)
+        return cycle_time(self, by=by, calendar=calendar)
 
     def kpis(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Headline KPIs of the management loop.

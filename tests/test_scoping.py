@@ -1,0 +1,221 @@
+"""Scoping: filter, conversion windows, hand-offs (visit attributes), business calendars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+import funnelkit as fk
+from logs import event_logs
+
+KW = dict(deal="deal", stage="stage", time="ts", stages=["A", "B", "C"], won="W", lost="L")
+
+
+def ev(rows, **cols):
+    df = pd.DataFrame(rows, columns=["deal", "stage", "ts"])
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+def sample_log(**kw):
+    return fk.EventLog(fk.datasets.load_sample(), **{**fk.datasets.SAMPLE_KWARGS, **kw})
+
+
+# ---------------------------------------------------------------- filter
+def test_filter_where_equals_funnel_by_block():
+    log = sample_log()
+    by = log.funnel(by="team")
+    for team in ("Team A", "Team C"):
+        sub = log.filter(where=f"team == '{team}'")
+        block = by[by["team"] == team].drop(columns="team").reset_index(drop=True)
+        pd.testing.assert_frame_equal(sub.funnel(), block)
+        assert sub.quality.filtered["deals"] == log.n_deals - sub.n_deals
+        assert sub.as_of == log.as_of and sub.stages == log.stages
+
+
+def test_filter_mask_callable_created_and_deals():
+    log = sample_log()
+    d = log.deals()
+    a = log.filter(where=(d["amount"] > 30_000).to_numpy())
+    b = log.filter(where=lambda t: t["amount"] > 30_000)
+    assert a.n_deals == b.n_deals == int((d["amount"] > 30_000).sum())
+    c = log.filter(created=("2025-01-01", None))
+    assert c.n_deals == int((d["first_event"] >= pd.Timestamp("2025-01-01", tz="UTC")).sum())
+    ids = d["deal"].iloc[:5].tolist()
+    assert sorted(log.filter(deals=ids).deals()["deal"].tolist()) == sorted(ids)
+
+
+def test_filter_stages_removes_them_before_the_path_rules():
+    df = ev(
+        [
+            ["x", "A", "2025-01-01"],
+            ["x", "B", "2025-01-03"],
+            ["x", "C", "2025-01-06"],
+            ["x", "W", "2025-01-07"],
+        ]
+    )
+    log = fk.EventLog(df, **KW)
+    sub = log.filter(stages=["A", "C"])
+    assert sub.stages == ["A", "C"]
+    t = sub.transitions()
+    assert t[["from_stage", "to_stage"]].values.tolist() == [["A", "C"], ["C", "W"]]
+    assert t["dwell_mean"].tolist() == [pd.Timedelta(days=5), pd.Timedelta(days=1)]
+    assert sub.quality.filtered == {"deals": 0, "rows": 1}
+
+
+def test_filter_errors():
+    log = sample_log()
+    with pytest.raises(fk.EventLogError, match="could not be evaluated"):
+        log.filter(where="colour == 'red'")
+    with pytest.raises(fk.EventLogError, match="keeps no deals"):
+        log.filter(deals=["nope"])
+    with pytest.raises(fk.EventLogError, match="not stages of this log"):
+        log.filter(stages=["Zed"])
+    with pytest.raises(fk.EventLogError, match="one boolean per deal"):
+        log.filter(where=[True, False])
+
+
+# ---------------------------------------------------------------- conversion windows
+def window_log():
+    # as_of 2025-03-01
+    rows = [
+        ["fast", "A", "2025-01-01"],
+        ["fast", "B", "2025-01-05"],  # A→B in 4 days
+        ["slow", "A", "2025-01-01"],
+        ["slow", "B", "2025-01-25"],  # A→B in 24 days
+        ["recent", "A", "2025-02-25"],  # 4 days in A: censored
+        ["stuck", "A", "2025-01-10"],  # 50 days in A, open
+        ["lost", "A", "2025-02-26"],
+        ["lost", "L", "2025-02-27"],  # lost inside window
+        ["end", "A", "2025-03-01"],
+    ]
+    return fk.EventLog(ev(rows), as_of="2025-03-01", **KW)
+
+
+def test_window_hand_worked():
+    log = window_log()
+    f = log.funnel(within="10D").set_index("stage")
+    a = f.loc["A"]
+    # fast advanced; slow advanced too late → dropped; stuck open past the window → dropped;
+    # lost → dropped; recent and end still inside their window → open (censored)
+    assert (a["reached"], a["advanced"], a["dropped"], a["open"]) == (6, 1, 3, 2)
+    assert a["conversion"] == pytest.approx(1 / 4)
+    no_window = log.funnel().set_index("stage").loc["A"]
+    assert (no_window["advanced"], no_window["dropped"], no_window["open"]) == (2, 1, 3)
+
+
+def test_window_per_stage_dict_and_errors():
+    log = window_log()
+    f = log.funnel(within={"A": "30D"}).set_index("stage")
+    assert f.loc["A", "advanced"] == 2  # slow (24 days) is within 30 days
+    with pytest.raises(fk.EventLogError, match="not a stage"):
+        log.funnel(within={"Zed": "3D"})
+    with pytest.raises(fk.EventLogError, match="not a duration"):
+        log.funnel(within="soon")
+
+
+@settings(max_examples=20)
+@given(event_logs())
+def test_long_window_equals_no_window(events):
+    kw = dict(
+        deal="deal",
+        stage="stage",
+        time="ts",
+        stages=["A", "B", "C", "D"],
+        won="W",
+        lost=["L1", "L2"],
+        stale_after="30D",
+    )
+    log = fk.EventLog(events, **kw)
+    for skips in ("implied", "strict"):
+        pd.testing.assert_frame_equal(
+            log.funnel(skips=skips), log.funnel(skips=skips, within="36500D")
+        )
+
+
+# ---------------------------------------------------------------- hand-offs
+def test_handoff_attributes_each_stage_to_its_holder():
+    rows = [
+        ["x", "A", "2025-01-01"],
+        ["x", "B", "2025-01-05"],
+        ["x", "L", "2025-01-09"],
+        ["y", "A", "2025-01-01"],
+        ["y", "B", "2025-01-02"],
+        ["y", "W", "2025-01-04"],
+    ]
+    owners = ["ann", "bob", "bob", "ann", "ann", "ann"]
+    log = fk.EventLog(ev(rows, owner=owners), visit_attrs=["owner"], attrs=["owner"], **KW)
+    v = log.visits()
+    assert v["owner"].astype(str).tolist() == ["ann", "bob", "ann", "ann"]
+    f = log.funnel(by="owner").set_index(["owner", "stage"])
+    # stage A: both deals held by ann and both advanced
+    assert f.loc[("ann", "A"), "advanced"] == 2
+    # stage B: x held by bob (lost), y held by ann (won)
+    assert f.loc[("bob", "B"), "dropped"] == 1 and f.loc[("ann", "B"), "advanced"] == 1
+    d = log.dwell(by="owner").set_index(["owner", "stage"])
+    assert d.loc[("bob", "B"), "median"] == pd.Timedelta(days=4)
+    assert d.loc[("ann", "A"), "visits"] == 2
+    only_visits = fk.EventLog(ev(rows, owner=owners), visit_attrs=["owner"], **KW)
+    with pytest.raises(fk.EventLogError, match="visit attribute"):
+        only_visits.kpis(by="owner")
+
+
+def test_visit_attribute_constant_per_deal_equals_deal_attribute():
+    events = fk.datasets.load_sample()
+    log = fk.EventLog(events, visit_attrs=["team"], **fk.datasets.SAMPLE_KWARGS)
+    plain = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS)
+    pd.testing.assert_frame_equal(log.funnel(by="team"), plain.funnel(by="team"))
+    pd.testing.assert_frame_equal(log.dwell(by="team"), plain.dwell(by="team"))
+
+
+# ---------------------------------------------------------------- business calendars
+def test_weekend_and_holiday_inside_a_dwell():
+    # Wed 2025-12-24 12:00 → Mon 2025-12-29 12:00: half of Wed, 25th holiday, Fri, weekend, half of Mon
+    df = ev(
+        [
+            ["x", "A", "2025-12-24 12:00"],
+            ["x", "B", "2025-12-29 12:00"],
+            ["x", "W", "2025-12-30 12:00"],
+        ]
+    )
+    cal = fk.BusinessCalendar(holidays=["2025-12-25"])
+    log = fk.EventLog(df, calendar=cal, **KW)
+    assert log.visits()["dwell"].tolist() == [pd.Timedelta(days=2), pd.Timedelta(days=1)]
+    assert log.deals()["cycle_time"].iloc[0] == pd.Timedelta(days=3)
+    plain = fk.EventLog(df, **KW)
+    assert plain.dwell(calendar=cal).set_index("stage").loc["A", "median"] == pd.Timedelta(days=2)
+    assert plain.dwell().set_index("stage").loc["A", "median"] == pd.Timedelta(days=5)
+    assert plain.cycle_time(calendar="business").set_index("outcome").loc[
+        "won", "median"
+    ] == pd.Timedelta(days=4)
+    # a 3-business-day window covers the holiday week but 3 calendar days do not
+    assert plain.funnel(within="3D", calendar=cal).set_index("stage").loc["A", "advanced"] == 1
+    assert plain.funnel(within="3D").set_index("stage").loc["A", "advanced"] == 0
+
+
+def test_bad_calendar():
+    with pytest.raises(fk.EventLogError, match="calendar"):
+        fk.EventLog(ev([["x", "A", "2025-01-01"]]), calendar="lunar", **KW)
+    with pytest.raises(fk.EventLogError, match="BusinessCalendar"):
+        fk.BusinessCalendar(weekmask="Funday")
+
+
+@settings(max_examples=20)
+@given(event_logs())
+def test_business_dwell_never_exceeds_calendar_dwell(events):
+    kw = dict(
+        deal="deal",
+        stage="stage",
+        time="ts",
+        stages=["A", "B", "C", "D"],
+        won="W",
+        lost=["L1", "L2"],
+    )
+    log = fk.EventLog(events, **kw)
+    cal = log._visits().dwell
+    bus = log._visits(fk.BusinessCalendar()).dwell
+    ok = cal != np.iinfo(np.int64).min
+    assert (bus[ok] <= cal[ok]).all() and (bus[ok] >= 0).all()
