@@ -27,7 +27,16 @@ from scipy import stats
 
 from . import _stats
 from . import _validate as V
-from ._columns import NAT, to_timestamp
+from ._columns import NAT
+from ._periods import (
+    MIN_EXPECTED,
+    bh,
+    maturity_cutoffs,
+    newcombe,
+    period_split,
+    stage_counts,
+    two_proportions,
+)
 from ._segments import normalize_by, segments
 from .dwell import km_table
 from .errors import EventLogError
@@ -77,7 +86,6 @@ COLUMNS = [
 NO_BASELINE = "no baseline: pass benchmark=, period= or by="
 _DAY_NS = 86_400 * 10**9
 _HOUR_NS = 3_600 * 10**9
-_MIN_EXPECTED = 5.0  # chi-square / z approximations need expected counts >= 5
 _N_MONTE_CARLO = 20_000
 _STALL_QUANTILES = np.round(np.arange(0.05, 0.951, 0.05), 2)
 _MISSING = "(missing)"
@@ -114,34 +122,6 @@ def _days1(ns: float) -> str:
 
 
 # --------------------------------------------------------------------------- statistics
-def _newcombe(x1, n1, x2, n2, z: float) -> tuple[float, float]:
-    """Newcombe's hybrid score interval for p1 − p2 (method 10), from Wilson intervals."""
-    p1, p2 = x1 / n1, x2 / n2
-    l1, u1 = _stats.wilson(x1, n1, z=z)
-    l2, u2 = _stats.wilson(x2, n2, z=z)
-    d = p1 - p2
-    return (
-        float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
-        float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)),
-    )
-
-
-def _two_proportions(x1, n1, x2, n2, alternative: str) -> tuple[float, str]:
-    """p-value of H0: p1 == p2 — pooled z-test, Fisher's exact test for small counts.
-
-    ``alternative`` is ``"greater"`` (p1 > p2) or ``"two-sided"``."""
-    table = np.array([[x1, n1 - x1], [x2, n2 - x2]], dtype=np.float64)
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    if expected.min() < _MIN_EXPECTED:
-        res = stats.fisher_exact(table.astype(np.int64), alternative=alternative)
-        return float(res.pvalue), "fisher"
-    p = (x1 + x2) / (n1 + n2)
-    z = (x1 / n1 - x2 / n2) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
-    if alternative == "greater":
-        return float(stats.norm.sf(z)), "z"
-    return float(2 * stats.norm.sf(abs(z))), "z"
-
-
 def _chi2_stat(adv: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Pearson chi-square of 2 × k tables (advanced/dropped × segments); ``adv`` may be
     stacked ``(..., k)``."""
@@ -158,7 +138,7 @@ def _heterogeneity_test(adv: np.ndarray, n: np.ndarray, rng) -> tuple[float, str
     if a_tot == 0 or a_tot == tot:
         return 1.0, "none"
     expected = np.concatenate([n * a_tot / tot, n * (tot - a_tot) / tot])
-    if expected.min() >= _MIN_EXPECTED:
+    if expected.min() >= MIN_EXPECTED:
         table = np.stack([adv, n - adv])
         res = stats.chi2_contingency(table, correction=False)
         return float(res.pvalue), "chi-square"
@@ -171,105 +151,6 @@ def _heterogeneity_test(adv: np.ndarray, n: np.ndarray, rng) -> tuple[float, str
     sim = _chi2_stat(sims.astype(np.float64), n.astype(np.float64))
     p = (1 + np.count_nonzero(sim >= obs * (1 - 1e-12))) / (_N_MONTE_CARLO + 1)
     return float(p), "monte-carlo chi-square"
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values of the finite entries (NaN elsewhere)."""
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        q[ok] = stats.false_discovery_control(p[ok], method="bh")
-    return q
-
-
-# --------------------------------------------------------------------------- counts
-def _stage_counts(
-    log: EventLog, group: np.ndarray, n_groups: int, cutoff_ns: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """Per (group, stage) counts of the unweighted ``skips="implied"`` funnel: ``advanced``,
-    ``dropped``, ``won`` and ``resolved`` (won + lost + stale among deals that reached the
-    stage, for ``win_rate_from``) — the numbers of ``log.funnel(by=...)``.
-
-    With ``cutoff_ns`` (one time per stage), a deal counts at a stage only if it reached
-    the stage (entered it or a later one, or won) by then; its outcome is the one known at
-    ``as_of``. See :func:`_maturity_cutoffs`."""
-    S = log._n_stages
-    v = log._visits()
-    outcome = log._outcome.astype(np.int64)
-    has = v.furthest >= 0
-    F = np.bincount(
-        (group[has] * S + v.furthest[has]) * 4 + outcome[has], minlength=n_groups * S * 4
-    ).reshape(n_groups, S, 4)
-    E = np.flip(np.cumsum(np.flip(F, axis=1), axis=1), axis=1)
-    won_all = np.bincount(group[outcome == V.WON], minlength=n_groups)
-    E[:, :, V.WON] = won_all[:, None]
-    dropped = F[:, :, V.LOST] + F[:, :, V.STALE]
-    advanced = E.sum(axis=2) - dropped - F[:, :, V.OPEN]
-    resolved = E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE]
-    out = {"advanced": advanced, "dropped": dropped, "won": E[:, :, V.WON], "resolved": resolved}
-    if cutoff_ns is None:
-        return out
-    reach = _reach_times(log)
-    won = outcome == V.WON
-    lost = (outcome == V.LOST) | (outcome == V.STALE)
-    adv = np.zeros((n_groups, S), dtype=np.int64)
-    drop = np.zeros((n_groups, S), dtype=np.int64)
-    for s in range(S):  # loop over stages
-        ok = (reach[:, s] != NAT) & (reach[:, s] <= cutoff_ns[s])
-        adv[:, s] = np.bincount(group[ok & (won | (v.furthest > s))], minlength=n_groups)
-        drop[:, s] = np.bincount(group[ok & lost & (v.furthest == s)], minlength=n_groups)
-    return {"advanced": adv, "dropped": drop}
-
-
-def _maturity_cutoffs(log: EventLog) -> np.ndarray:
-    """Per stage, the latest time a deal may reach the stage and count in a period
-    comparison: ``as_of − stale_after − p90``, with ``p90`` the stage's Kaplan–Meier 90th
-    percentile of first-visit dwell (the largest observed dwell when the estimate never
-    falls that low).
-
-    Recent deals are compared on outcomes that are not all visible yet: a deal that fell
-    silent is stale only ``stale_after`` after its last event, while one that advanced is
-    counted at once; and a slow visit is still open. Both make a recent period look
-    different when nothing changed. Deals that reached the stage this long before ``as_of``
-    have (nearly always) a known outcome there, whichever it is."""
-    S = log._n_stages
-    v = log._visits()
-    keep = (v.visit == 1) & (v.dwell != NAT)
-    km = km_table(v.stage[keep], v.dwell[keep], v.censored[keep], S)
-    top = _grouped_max(v.stage[keep], v.dwell[keep], S)
-    p90 = np.where(np.isfinite(km["q90"]), km["q90"], top)
-    lag = 0 if log.stale_after is None else log.stale_after.value
-    return (log._as_of_ns - lag - np.ceil(p90)).astype(np.int64)
-
-
-def _grouped_max(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    out = np.zeros(n_groups)
-    np.maximum.at(out, group, values.astype(np.float64))
-    return out
-
-
-def _reach_times(log: EventLog) -> np.ndarray:
-    """``(n_deals, n_stages)`` time each deal reached each stage under ``skips="implied"``
-    — entered it or a later stage, or won — NAT when it never did."""
-    S = log._n_stages
-    deal, code, t = log._path_deal, log._path_stage, log._path_time
-    kind = log._kind[code]
-    rank = np.where(kind == V.STAGE, code, np.where(kind == V.WON_KIND, S, -1)).astype(np.int64)
-    width = S + 2
-    offset = deal.astype(np.int64) * width
-    running = np.maximum.accumulate(offset + rank + 1) - offset - 1  # furthest rank so far
-    first = np.ones(deal.size, dtype=bool)
-    first[1:] = deal[1:] != deal[:-1]
-    before = np.empty_like(running)
-    before[1:] = running[:-1]
-    before[first] = -1
-    rec = running > before  # the events where the deal's furthest rank grows
-    r_deal, r_before, r_after, r_time = deal[rec], before[rec], running[rec], t[rec]
-    out = np.full((log.n_deals, S), NAT, dtype=np.int64)
-    for s in range(S):  # loop over stages: the one record that reaches s, per deal
-        m = (r_before < s) & (r_after >= s)
-        out[r_deal[m], s] = r_time[m]
-    return out
 
 
 # --------------------------------------------------------------------------- context
@@ -396,7 +277,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     m = opt.min_effect["dropoff"]
     rows = []
     if opt.benchmark is not None:
-        c = _stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
+        c = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
         for s, name in enumerate(log.stages):
             x, n = int(c["dropped"][0, s]), int(c["advanced"][0, s] + c["dropped"][0, s])
             rate = x / n if n else np.nan
@@ -436,9 +317,9 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             )
         return rows
     if opt.period_ns is not None:
-        cut = _maturity_cutoffs(log)
+        cut = maturity_cutoffs(log)
         group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = since the date
-        c = _stage_counts(log, group, 2, cut)
+        c = stage_counts(log, group, 2, cut)
         when = opt.period_label
         comparisons: list[tuple[int, int, str | None, str, str]] = [
             (1, 0, None, f"deals created since {when}", f"deals created before {when}")
@@ -446,8 +327,8 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     elif opt.by:
         seg, labels = segments(log, opt.by)
         n_seg = len(labels)
-        c1 = _stage_counts(log, seg, n_seg)
-        tot = _stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
+        c1 = stage_counts(log, seg, n_seg)
+        tot = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
         # group 2k = segment k, 2k + 1 = every other deal
         c = {k: np.stack([c1[k], tot[k] - c1[k]], axis=1).reshape(2 * n_seg, S) for k in c1}
         names = _segment_names(labels)
@@ -455,7 +336,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             (2 * k, 2 * k + 1, names[k], f"{names[k]} deals", "other deals") for k in range(n_seg)
         ]
     else:
-        c = _stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
+        c = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
         for s, name in enumerate(log.stages):
             x, n = int(c["dropped"][0, s]), int(c["advanced"][0, s] + c["dropped"][0, s])
             rows.append(
@@ -483,8 +364,8 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 )
                 rows.append(_row(name, "dropoff", "loss_rate", reason=reason, **kw))
                 continue
-            p, test = _two_proportions(x1, n1, x0, n0, "greater")
-            lo, hi = _newcombe(x1, n1, x0, n0, opt.z)
+            p, test = two_proportions(x1, n1, x0, n0, "greater")
+            lo, hi = newcombe(x1, n1, x0, n0, opt.z)
             eff = r1 - r0
             reason = (
                 f"{name} loses {_pct(r1)} of {who} ({x1} of {n1}) vs {_pct(r0)} of "
@@ -526,7 +407,7 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     stage, dwell, won = stage[order], dwell[order], won[order]
     start, end = _stats.group_bounds(stage, log._n_stages)
     zero = np.zeros(log.n_deals, dtype=np.int64)
-    c = _stage_counts(log, zero, 1)
+    c = stage_counts(log, zero, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         baseline_wr = c["won"][0] / c["resolved"][0]
     m = opt.min_effect["stall"]
@@ -573,7 +454,7 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         na, nb = int(n_above[i]), int(n_below[i])
         xa, xb = int(won_above[i]), int(n_won - won_above[i])
         ra, rb = xa / na, xb / nb
-        lo, hi = _newcombe(xa, na, xb, nb, opt.z)
+        lo, hi = newcombe(xa, na, xb, nb, opt.z)
         median = "" if found else " (about the median)"
         tail = (
             ""
@@ -610,7 +491,7 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     seg, labels = segments(log, opt.by)
     n_seg = len(labels)
     names = _segment_names(labels)
-    c = _stage_counts(log, seg, n_seg)
+    c = stage_counts(log, seg, n_seg)
     rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[1])
     dim = " × ".join(opt.by)
     m = opt.min_effect["heterogeneity"]
@@ -633,7 +514,7 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         conv = a / nn
         lo_i, hi_i = int(np.argmin(conv)), int(np.argmax(conv))
         spread = float(conv[hi_i] - conv[lo_i])
-        ci = _newcombe(a[hi_i], nn[hi_i], a[lo_i], nn[lo_i], opt.z)
+        ci = newcombe(a[hi_i], nn[hi_i], a[lo_i], nn[lo_i], opt.z)
         worst, best = names[ok[lo_i]], names[ok[hi_i]]
         left_out = n_seg - ok.size
         note = f"; {left_out} smaller {dim} value(s) not tested" if left_out else ""
@@ -669,8 +550,8 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         return []
     S = log._n_stages
     group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = created since the date
-    cut = _maturity_cutoffs(log)
-    c = _stage_counts(log, group, 2, cut)
+    cut = maturity_cutoffs(log)
+    c = stage_counts(log, group, 2, cut)
     v = log._visits()
     keep = (v.visit == 1) & (v.dwell != NAT) & (v.entered <= cut[v.stage])
     km = km_table(group[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], v.censored[keep], 2 * S)
@@ -691,8 +572,8 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             )
             rows.append(_row(name, "change", "conversion", reason=reason, **kw))
             continue
-        p, test = _two_proportions(x1, n1, x0, n0, "two-sided")
-        lo, hi = _newcombe(x1, n1, x0, n0, opt.z)
+        p, test = two_proportions(x1, n1, x0, n0, "two-sided")
+        lo, hi = newcombe(x1, n1, x0, n0, opt.z)
         eff = r1 - r0
         verb = "rose" if eff > 0 else "fell" if eff < 0 else "stayed"
         reason = (
@@ -894,17 +775,7 @@ def key_stages(
     period_ns = None
     period_label = ""
     if period is not None:
-        period_ns = to_timestamp(period, log._aware, "period")
-        n_after = int((log._first_ns >= period_ns).sum())
-        if n_after in (0, log.n_deals):
-            side = "after" if n_after == 0 else "before"
-            raise EventLogError(
-                f"Parameter `period`={period!r}: no deal was created {side} it (deals were "
-                f"created from {log._timestamp(np.array([log._first_ns.min()]))[0]} to "
-                f"{log._timestamp(np.array([log._first_ns.max()]))[0]}); pick a date inside "
-                "that range."
-            )
-        period_label = str(pd.Timestamp(period).date()) if _is_midnight(period) else str(period)
+        period_ns, period_label = period_split(log, period)
     opt = _Options(
         by=by_cols,
         period_ns=period_ns,
@@ -926,7 +797,7 @@ def key_stages(
     for fam in FAMILIES:
         sel = (out["signal"] == fam).to_numpy()
         if sel.any():
-            out.loc[sel, "q_value"] = _bh(out.loc[sel, "p_value"].to_numpy(dtype=np.float64))
+            out.loc[sel, "q_value"] = bh(out.loc[sel, "p_value"].to_numpy(dtype=np.float64))
     material = out["_material"].to_numpy(dtype=bool)
     tested = out["signal"].isin(FAMILIES).to_numpy()
     q = out["q_value"].to_numpy(dtype=np.float64)
@@ -952,8 +823,3 @@ def key_stages(
         out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
     )
     return out.reset_index(drop=True)
-
-
-def _is_midnight(period: Any) -> bool:
-    ts = pd.Timestamp(period)
-    return bool(ts == ts.normalize())

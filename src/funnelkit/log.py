@@ -1020,13 +1020,26 @@ class EventLog:
 
         return cycle_time(self, by=by, calendar=calendar)
 
-    def kpis(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-        """Headline KPIs of the management loop.
+    def kpis(
+        self, *, by: str | Sequence[str] | None = None, freq: str | None = None
+    ) -> pd.DataFrame:
+        """Headline KPIs of the management loop, overall or per creation cohort.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attributes; one block of rows per segment.
+        freq : str, optional
+            Per creation cohort (the deal's first event, UTC periods): a pandas offset
+            alias such as ``"QE"`` or ``"ME"``. Adds ``period``, ``period_start``,
+            ``period_end`` (start included, end excluded), ``created_by`` and ``mature``
+            (the cohort's outcomes are almost always known) — see
+            :meth:`trend` for win rates that count only mature deals.
 
         Returns
         -------
         pandas.DataFrame
-            One row (per segment):
+            One row (per segment, per period with ``freq``):
 
             * ``by`` columns, when given
             * ``deals``, ``won``, ``lost``, ``stale``, ``open`` : deal counts
@@ -1044,6 +1057,10 @@ class EventLog:
         >>> int(log.kpis()["deals"].iloc[0]) == log.n_deals
         True
         """
+        if freq is not None:
+            from .monitoring import kpis_by_period
+
+            return kpis_by_period(self, freq=freq, by=by)
         from .kpis import kpis
 
         return kpis(self, by=by)
@@ -1262,6 +1279,363 @@ class EventLog:
             min_effect=min_effect,
             progress=progress,
         )
+
+    # ------------------------------------------------------------------ monitoring
+    def compare(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        period: Any = None,
+        alpha: float = 0.05,
+    ) -> pd.DataFrame:
+        """Compare conversion per stage across segments, or before and after a date.
+
+        With ``by``, each segment (team, region, owner, ...) is compared with all other deals;
+        with ``period``, deals created since the date are compared with those created before
+        (creation = the deal's first event) — the before/after view of an initiative ("we
+        changed how we run Demo in July: did it work?"). Exactly one of the two is required.
+
+        Conversion is the funnel's (:meth:`EventLog.funnel`, ``skips="implied"``): advanced /
+        (advanced + dropped), open deals censored. The test of each row is the pooled
+        two-proportion z-test of the group against the rest, Fisher's exact test when an
+        expected count is below 5 (two-sided); q-values are Benjamini–Hochberg across every
+        tested row of the table.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attributes defining segments; several columns combine. A missing value is
+            its own segment. Counts equal those of ``log.funnel(by=by)``.
+        period : str or datetime, optional
+            A date splitting deals by creation: ``"before"`` it and ``"after"`` (at or after
+            it). A naive date on a time-zone-aware log is read as UTC. Only deals whose
+            outcome at the stage is (almost always) known count: those that reached the stage
+            by ``reached_by`` (see Notes).
+        alpha : float, default=0.05
+            False discovery rate: ``differs`` when ``q_value <= alpha``. Intervals are at level
+            1 − ``alpha``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group and stage, groups in order (segments as in
+            ``log.funnel(by=...)``; ``"before"`` then ``"after"``), stages in funnel order:
+
+            * ``by`` columns (with ``by``) or ``period`` (with ``period``: ``"before"`` or
+              ``"after"``)
+            * ``stage`` : stage name
+            * ``deals`` : deals in the group (segment, or created before / after ``period``)
+            * ``reached`` : deals of the group that reached the stage (``skips="implied"``);
+              with ``period`` only those that reached it by ``reached_by``
+            * ``advanced``, ``dropped``, ``open`` : of those, deals that went past the stage
+              or won, that were lost there (explicitly or stale), that are still open there;
+              ``reached == advanced + dropped + open``
+            * ``conversion`` : advanced / (advanced + dropped); NaN when no deal is resolved
+            * ``conversion_low``, ``conversion_high`` : Wilson interval at level 1 − ``alpha``
+            * ``rest_advanced``, ``rest_dropped``, ``rest_conversion`` : the same for the rest —
+              every other deal (``by``), or the other period
+            * ``difference`` : conversion − rest_conversion (the group minus the rest; on the
+              ``"after"`` rows after − before)
+            * ``difference_low``, ``difference_high`` : Newcombe's hybrid score interval of
+              the difference at level 1 − ``alpha``
+            * ``p_value`` : two-sided test of equal conversion; NaN when the group or the rest
+              has no resolved deal
+            * ``q_value`` : Benjamini–Hochberg across the tested rows of the table
+            * ``differs`` : ``q_value <= alpha`` (False when not tested)
+            * ``test`` : ``"z"``, ``"fisher"`` or ``"none"``
+            * ``reached_by`` (with ``period``) : the latest time a deal may have reached the
+              stage to count
+
+            With two groups (``period``, or a ``by`` with two values) both rows of a stage
+            carry the same test, once with each sign; the q-values are then the same as over
+            the distinct tests.
+
+        Raises
+        ------
+        EventLogError
+            Neither or both of ``by`` and ``period``; an unknown ``by`` attribute; a
+            ``period`` that is no date or leaves no deal on one side; ``alpha`` outside (0, 1).
+
+        Notes
+        -----
+        Segments are compared over the same time span, so they share the censoring of recent
+        deals and every deal counts. Periods are not: a deal that fell silent is stale only
+        ``stale_after`` after its last event while an advance counts at once, and slow visits
+        are still open, so the recent period would look better than it is. With ``period`` a
+        deal therefore counts at a stage only if it reached the stage by ``reached_by`` =
+        ``as_of − stale_after − p90``, with ``p90`` the stage's Kaplan–Meier 90th-percentile
+        first-visit dwell — the rule of the ``change`` signal of :meth:`EventLog.key_stages`,
+        whose effects and p-values these rows reproduce.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> c = log.compare(by="team")
+        >>> cols = ["stage", "conversion", "rest_conversion", "q_value"]
+        >>> c.loc[c["differs"], ["team", *cols]].round(3)
+              team stage  conversion  rest_conversion  q_value
+        3   Team A  Demo       0.731            0.532    0.006
+        15  Team C  Demo       0.360            0.703    0.000
+
+        Before and after a date — deals that reached Demo by ``reached_by`` (2025-03-30):
+
+        >>> c = log.compare(period="2025-01-01")
+        >>> cols = ["period", "reached", "conversion", "difference", "p_value"]
+        >>> c.loc[c["stage"] == "Demo", cols].round(3)
+           period  reached  conversion  difference  p_value
+        3  before      232       0.616       0.105    0.198
+        9   after       43       0.512      -0.105    0.198
+        """
+        from .monitoring import compare
+
+        return compare(self, by=by, period=period, alpha=alpha)
+
+    def trend(
+        self,
+        *,
+        freq: str = "QE",
+        by: str | Sequence[str] | None = None,
+        metric: Literal["conversion", "win_rate", "cycle_time", "dwell"] = "conversion",
+    ) -> pd.DataFrame:
+        """A metric per creation cohort: how conversion, win rate, cycle time or dwell moved.
+
+        Deals form cohorts by the period of their **creation** — the deal's first event —
+        with period boundaries in UTC. Every period from the first creation to the last is a
+        row, empty ones included.
+
+        Recent cohorts are young: many of their deals are open, and a deal that fell silent
+        is stale only ``stale_after`` after its last event. Open deals are censored, never
+        counted as failures; and so that a recent cohort does not look better (its silent
+        deals are not stale yet) or worse (its slow deals are still open), a deal counts only
+        where its outcome is (almost always) known: at a stage when it reached the stage by
+        ``reached_by``, for the whole deal when it was created by ``created_by`` (see Notes).
+        ``counted`` says how many deals or visits a value rests on, and ``mature`` marks the
+        periods that ended before that cutoff — in an immature period only the deals created
+        (or reaching the stage) early count.
+
+        Parameters
+        ----------
+        freq : str, default="QE"
+            The period: a pandas offset alias — ``"QE"`` (or ``"Q"``) quarters, ``"ME"`` (or
+            ``"M"``) months, ``"W"`` weeks (ending Sunday; ``"W-MON"``, ... for other ends),
+            ``"YE"`` (or ``"Y"``) years, ``"D"`` days; quarter and year ends may be anchored
+            (``"QE-NOV"``).
+        by : str or list of str, optional
+            Carried attributes; one block of periods per segment.
+        metric : {"conversion", "win_rate", "cycle_time", "dwell"}, default="conversion"
+            ``"conversion"`` per stage, as in :meth:`EventLog.funnel`; ``"win_rate"`` per
+            cohort, as in :meth:`EventLog.kpis`; ``"cycle_time"`` per cohort, Kaplan–Meier
+            time to any resolution as in the ``"any"`` row of :meth:`EventLog.cycle_time`;
+            ``"dwell"`` per stage, Kaplan–Meier dwell as in :meth:`EventLog.dwell`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per period (per segment; per stage for ``conversion`` and ``dwell``, in
+            funnel order). Every metric starts with:
+
+            * ``by`` columns, when given
+            * ``period`` : the period's label, e.g. ``"2025Q1"``, ``"2025-01"``,
+              ``"2025-01-06/2025-01-12"``
+            * ``period_start``, ``period_end`` : its UTC boundaries, start included, end
+              excluded (time-zone aware on an aware log)
+
+            ``metric="conversion"``:
+
+            * ``stage`` : stage name
+            * ``reached`` : deals of the cohort that reached the stage (``skips="implied"``)
+            * ``counted`` : of those, the deals that reached it by ``reached_by``
+            * ``advanced``, ``dropped``, ``open`` : of the counted deals, those that went past
+              the stage or won, that were lost there (explicitly or stale), that are still open
+              there (``counted == advanced + dropped + open``)
+            * ``conversion`` : advanced / (advanced + dropped); NaN when none is resolved
+            * ``conversion_low``, ``conversion_high`` : Wilson 95% interval
+            * ``reached_by`` : the latest time a deal may have reached the stage to count
+            * ``mature`` : the period ended by ``reached_by``
+
+            ``metric="win_rate"``:
+
+            * ``deals`` : deals created in the period
+            * ``counted`` : of those, the deals created by ``created_by``
+            * ``won``, ``lost``, ``stale``, ``open`` : outcomes of the counted deals
+            * ``win_rate`` : won / (won + lost + stale); NaN when none is resolved
+            * ``win_rate_low``, ``win_rate_high`` : Wilson 95% interval
+            * ``created_by`` : the latest creation time of a counted deal
+            * ``mature`` : the period ended by ``created_by``
+
+            ``metric="cycle_time"``:
+
+            * ``deals`` : deals created in the period
+            * ``counted`` : deals behind the estimate: created by ``created_by`` and won, lost
+              or open (stale deals have no cycle time)
+            * ``censored`` : of those, open deals (censored at ``as_of``)
+            * ``mean`` : restricted mean time from the first event to the first terminal event
+              (timedelta)
+            * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta; NaT when the
+              estimate never falls that low)
+            * ``created_by``, ``mature`` : as for ``win_rate``
+
+            ``metric="dwell"``:
+
+            * ``stage`` : stage name
+            * ``visits`` : visits of the stage by the cohort's deals that have a dwell (stale
+              visits excluded)
+            * ``counted`` : of those, the visits that began by ``reached_by``
+            * ``censored`` : of the counted visits, those still open at ``as_of``
+            * ``mean``, ``median``, ``p75``, ``p90`` : Kaplan–Meier restricted mean and
+              quantiles of the counted visits (timedelta)
+            * ``reached_by``, ``mature`` : as for ``conversion``
+
+        Raises
+        ------
+        EventLogError
+            An unknown ``metric``, ``freq`` or ``by`` attribute.
+        TypeError
+            A ``freq`` that is not a string.
+
+        Notes
+        -----
+        The cutoffs are the maturity rule of :meth:`EventLog.key_stages` (``change``):
+        ``reached_by = as_of − stale_after − p90``, with ``p90`` the stage's Kaplan–Meier 90th
+        percentile of first-visit dwell (the largest observed dwell when the estimate never
+        falls that low); ``created_by = as_of − stale_after − p90`` with ``p90`` the
+        Kaplan–Meier 90th percentile of the time to any resolution, stale deals left out (the
+        largest observed time to a resolution when the estimate never falls that low).
+        Without ``stale_after`` the lag is the ``p90`` alone, and deals that fell silent stay
+        open (censored) for ever, so late stages may never mature: pass ``stale_after``.
+
+        Summed over the cohorts, ``reached`` equals ``log.funnel()["reached"]`` and ``deals``
+        equals ``log.n_deals``. In an immature period the counted deals are the early ones, so
+        a small bias can remain when fast deals convert differently from slow ones;
+        ``counted`` shows how much of the period a value rests on. On simulated logs without
+        any change over time, the latest cohort with counted deals stays within noise of the
+        first at every stage (``tests/test_monitoring.py``).
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> t = log.trend(freq="QE")
+        >>> demo = t[t["stage"] == "Demo"]
+        >>> demo[["period", "reached", "counted", "conversion", "mature"]].round(2)
+            period  reached  counted  conversion  mature
+        3   2024Q1       55       55        0.58    True
+        9   2024Q2       51       51        0.69    True
+        15  2024Q3       61       61        0.51    True
+        21  2024Q4       65       65        0.69    True
+        27  2025Q1       56       43        0.51   False
+        33  2025Q2       44        0         NaN   False
+
+        Win rates count only deals created by ``created_by``, so the young cohorts rest on
+        few deals or none:
+
+        >>> w = log.trend(freq="QE", metric="win_rate")
+        >>> w[["period", "deals", "counted", "win_rate", "mature"]].round(2)
+           period  deals  counted  win_rate  mature
+        0  2024Q1     86       86      0.14    True
+        1  2024Q2     86       86      0.16    True
+        2  2024Q3    111      111      0.05    True
+        3  2024Q4    108      108      0.14    True
+        4  2025Q1    111       36      0.14   False
+        5  2025Q2     98        0       NaN   False
+        """
+        from .monitoring import trend
+
+        return trend(self, freq=freq, by=by, metric=metric)
+
+    def movement(self, start: Any, end: Any) -> pd.DataFrame:
+        """The pipeline waterfall between two dates: what was open, what came in, what left.
+
+        Definitions, for a time *t* (all comparisons on the log's clock, UTC):
+
+        * a deal is **open** at *t* when its first event is at or before *t*, it has no
+          terminal event at or before *t*, and it is not stale at *t*;
+        * it is **stale** at *t* when it has no terminal event at or before *t* and its latest
+          event of any kind at or before *t* (a re-logged stage counts) is more than
+          ``stale_after`` before *t* — it becomes stale when the silence exceeds
+          ``stale_after``, and a later event revives it. Without ``stale_after`` no deal is
+          ever stale;
+        * it is **won** / **lost** at *t* when its terminal event is at or before *t*. The
+          terminal event is the one of the cleaned log: a terminal event that was reopened
+          (followed by more stage events) does not count, so the deal was open meanwhile.
+
+        The categories compare each deal's state at ``start`` and at ``end``, so the table
+        reconciles exactly::
+
+            open_at_start + created − won − lost − stale == open_at_end
+
+        Parameters
+        ----------
+        start, end : str or datetime
+            The window (``start``, ``end``]; ``start`` before ``end``, ``end`` not after
+            ``as_of``. A naive time on a time-zone-aware log is read as UTC.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Eight rows, in this order:
+
+            * ``category`` :
+
+              - ``open_at_start`` : deals open at ``start``
+              - ``created`` : deals that joined the open pipeline in the window: first event
+                in (``start``, ``end``] — whatever their state at ``end`` — or stale at
+                ``start`` and revived by a later event (open, won or lost at ``end``)
+              - ``advanced`` : deals open at both ``start`` and ``end`` whose furthest stage
+                (funnel order) at ``end`` lies after their furthest stage at ``start``
+              - ``regressed`` : deals open at both dates whose current stage (the stage of
+                their latest stage event) at ``end`` lies before the one at ``start``; a deal
+                can both advance and regress. ``advanced`` and ``regressed`` are movements
+                among open deals, not part of the identity
+              - ``won`` : deals whose (first, and only kept) terminal event, a won stage,
+                falls in (``start``, ``end``]
+              - ``lost`` : the same for a lost stage
+              - ``stale`` : deals stale at ``end`` that were not stale at ``start`` (open then,
+                or created in the window): they went stale in the window
+              - ``open_at_end`` : deals open at ``end``
+
+            * ``deals`` : number of deals
+            * ``amount`` : sum of the deals' amounts (deals without one add nothing); NaN when
+              the log has no amount column
+
+        Raises
+        ------
+        EventLogError
+            A ``start`` or ``end`` that is no time, ``start`` not before ``end``, or ``end``
+            after ``as_of``.
+
+        Notes
+        -----
+        A deal that went stale and revived within the window, or was stale at both dates, is
+        in no flow; one that went stale and was then won or lost in the window counts as won or
+        lost. With ``end = as_of`` the states at ``end`` are the log's outcomes
+        (``open_at_end == log.quality.open``).
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> m = log.movement("2025-03-31", log.as_of)
+        >>> m
+                category  deals      amount
+        0  open_at_start     63  2236719.22
+        1        created    102  4351005.70
+        2       advanced      2    62321.82
+        3      regressed      0        0.00
+        4            won     12   372817.63
+        5           lost     68  3259153.95
+        6          stale     26   684136.33
+        7    open_at_end     59  2271617.01
+        >>> d = m.set_index("category")["deals"]
+        >>> int(d["open_at_start"] + d["created"] - d["won"] - d["lost"] - d["stale"])
+        59
+        >>> log.quality.open
+        59
+        """
+        from .monitoring import movement
+
+        return movement(self, start, end)
 
     # analyses are defined in their own modules and attached below
     def __repr__(self) -> str:

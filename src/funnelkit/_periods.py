@@ -1,0 +1,220 @@
+"""Group and period comparisons shared by :mod:`funnelkit.keystages` and
+:mod:`funnelkit.monitoring`.
+
+* the two-group proportion tests: pooled z-test / Fisher's exact test, Newcombe's interval
+  for a difference, Benjamini–Hochberg q-values;
+* the funnel counts per group and stage (``skips="implied"``), optionally restricted to
+  deals whose outcome at the stage is (almost always) known;
+* the maturity rule of period comparisons: how long before ``as_of`` a deal must have
+  reached a stage (or been created) for its outcome to be visible. Without it a recent
+  period looks better than it is — a deal that fell silent is stale only ``stale_after``
+  after its last event, while an advance counts at once — and slow visits are still open.
+
+No Python loop over deals or events; loops run over stages only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import _stats
+from . import _validate as V
+from ._columns import NAT, to_timestamp
+from .dwell import km_table
+from .errors import EventLogError
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+#: chi-square / z approximations need expected counts >= 5; below, exact tests
+MIN_EXPECTED = 5.0
+
+
+# --------------------------------------------------------------------------- statistics
+def newcombe(x1, n1, x2, n2, z: float) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p1 − p2 (method 10), from Wilson intervals."""
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = _stats.wilson(x1, n1, z=z)
+    l2, u2 = _stats.wilson(x2, n2, z=z)
+    d = p1 - p2
+    return (
+        float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
+        float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)),
+    )
+
+
+def two_proportions(x1, n1, x2, n2, alternative: str) -> tuple[float, str]:
+    """p-value of H0: p1 == p2 — pooled z-test, Fisher's exact test for small counts.
+
+    ``alternative`` is ``"greater"`` (p1 > p2) or ``"two-sided"``."""
+    table = np.array([[x1, n1 - x1], [x2, n2 - x2]], dtype=np.float64)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    if expected.min() < MIN_EXPECTED:
+        res = stats.fisher_exact(table.astype(np.int64), alternative=alternative)
+        return float(res.pvalue), "fisher"
+    p = (x1 + x2) / (n1 + n2)
+    z = (x1 / n1 - x2 / n2) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    if alternative == "greater":
+        return float(stats.norm.sf(z)), "z"
+    return float(2 * stats.norm.sf(abs(z))), "z"
+
+
+def bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values of the finite entries (NaN elsewhere)."""
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return q
+
+
+# --------------------------------------------------------------------------- counts
+def stage_counts(
+    log: EventLog, group: np.ndarray, n_groups: int, cutoff_ns: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per (group, stage) counts of the unweighted ``skips="implied"`` funnel: ``reached``,
+    ``advanced``, ``dropped``, ``open``, ``won`` and ``resolved`` (won + lost + stale among
+    deals that reached the stage, for ``win_rate_from``) — the numbers of
+    ``log.funnel(by=...)``. Arrays of shape ``(n_groups, n_stages)``.
+
+    With ``cutoff_ns`` (one time per stage), a deal counts at a stage only if it reached
+    the stage (entered it or a later one, or won) by then; its outcome is the one known at
+    ``as_of``. Then only ``reached``, ``advanced``, ``dropped`` and ``open`` are returned
+    (``reached == advanced + dropped + open``). See :func:`maturity_cutoffs`."""
+    S = log._n_stages
+    v = log._visits()
+    outcome = log._outcome.astype(np.int64)
+    has = v.furthest >= 0
+    F = np.bincount(
+        (group[has] * S + v.furthest[has]) * 4 + outcome[has], minlength=n_groups * S * 4
+    ).reshape(n_groups, S, 4)
+    E = np.flip(np.cumsum(np.flip(F, axis=1), axis=1), axis=1)
+    won_all = np.bincount(group[outcome == V.WON], minlength=n_groups)
+    E[:, :, V.WON] = won_all[:, None]
+    dropped = F[:, :, V.LOST] + F[:, :, V.STALE]
+    reached = E.sum(axis=2)
+    advanced = reached - dropped - F[:, :, V.OPEN]
+    resolved = E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE]
+    if cutoff_ns is None:
+        return {
+            "reached": reached,
+            "advanced": advanced,
+            "dropped": dropped,
+            "open": F[:, :, V.OPEN],
+            "won": E[:, :, V.WON],
+            "resolved": resolved,
+        }
+    reach = reach_times(log)
+    won = outcome == V.WON
+    lost = (outcome == V.LOST) | (outcome == V.STALE)
+    is_open = outcome == V.OPEN
+    adv = np.zeros((n_groups, S), dtype=np.int64)
+    drop = np.zeros((n_groups, S), dtype=np.int64)
+    opn = np.zeros((n_groups, S), dtype=np.int64)
+    for s in range(S):  # loop over stages
+        ok = (reach[:, s] != NAT) & (reach[:, s] <= cutoff_ns[s])
+        adv[:, s] = np.bincount(group[ok & (won | (v.furthest > s))], minlength=n_groups)
+        drop[:, s] = np.bincount(group[ok & lost & (v.furthest == s)], minlength=n_groups)
+        opn[:, s] = np.bincount(group[ok & is_open & (v.furthest == s)], minlength=n_groups)
+    return {"reached": adv + drop + opn, "advanced": adv, "dropped": drop, "open": opn}
+
+
+def maturity_cutoffs(log: EventLog) -> np.ndarray:
+    """Per stage, the latest time a deal may reach the stage and count in a period
+    comparison: ``as_of − stale_after − p90``, with ``p90`` the stage's Kaplan–Meier 90th
+    percentile of first-visit dwell (the largest observed dwell when the estimate never
+    falls that low).
+
+    Recent deals are compared on outcomes that are not all visible yet: a deal that fell
+    silent is stale only ``stale_after`` after its last event, while one that advanced is
+    counted at once; and a slow visit is still open. Both make a recent period look
+    different when nothing changed. Deals that reached the stage this long before ``as_of``
+    have (nearly always) a known outcome there, whichever it is."""
+    S = log._n_stages
+    v = log._visits()
+    keep = (v.visit == 1) & (v.dwell != NAT)
+    km = km_table(v.stage[keep], v.dwell[keep], v.censored[keep], S)
+    top = grouped_max(v.stage[keep], v.dwell[keep], S)
+    p90 = np.where(np.isfinite(km["q90"]), km["q90"], top)
+    return log._as_of_ns - _lag(log) - np.ceil(p90).astype(np.int64)  # exact int64 ns
+
+
+def resolution_cutoff(log: EventLog) -> int:
+    """The deal-level counterpart of :func:`maturity_cutoffs`: the latest creation time of
+    a deal whose outcome is (almost always) known at ``as_of`` — ``as_of − stale_after −
+    p90``, with ``p90`` the Kaplan–Meier 90th percentile of the time from the first event
+    to the first terminal event (open deals censored at ``as_of``; stale deals, whose end
+    is unknown, left out). When the estimate never falls that low — more than a tenth of
+    the deals never resolve, as when silent deals stay open without ``stale_after`` — the
+    largest observed time to a resolution is used instead."""
+    oc = log._outcome
+    keep = oc != V.STALE
+    done = log._term_ns != NAT
+    dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+    km = km_table(np.zeros(int(keep.sum()), dtype=np.int64), dur[keep], (oc == V.OPEN)[keep], 1)
+    if np.isfinite(km["q90"][0]):
+        p90 = int(np.ceil(km["q90"][0]))
+    else:
+        p90 = int(dur[done].max(initial=0))
+    return int(log._as_of_ns) - _lag(log) - p90
+
+
+def _lag(log: EventLog) -> int:
+    return 0 if log.stale_after is None else int(log.stale_after.value)
+
+
+def grouped_max(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    out = np.zeros(n_groups)
+    np.maximum.at(out, group, values.astype(np.float64))
+    return out
+
+
+def reach_times(log: EventLog) -> np.ndarray:
+    """``(n_deals, n_stages)`` time each deal reached each stage under ``skips="implied"``
+    — entered it or a later stage, or won — NAT when it never did."""
+    S = log._n_stages
+    deal, code, t = log._path_deal, log._path_stage, log._path_time
+    kind = log._kind[code]
+    rank = np.where(kind == V.STAGE, code, np.where(kind == V.WON_KIND, S, -1)).astype(np.int64)
+    width = S + 2
+    offset = deal.astype(np.int64) * width
+    running = np.maximum.accumulate(offset + rank + 1) - offset - 1  # furthest rank so far
+    first = np.ones(deal.size, dtype=bool)
+    first[1:] = deal[1:] != deal[:-1]
+    before = np.empty_like(running)
+    before[1:] = running[:-1]
+    before[first] = -1
+    rec = running > before  # the events where the deal's furthest rank grows
+    r_deal, r_before, r_after, r_time = deal[rec], before[rec], running[rec], t[rec]
+    out = np.full((log.n_deals, S), NAT, dtype=np.int64)
+    for s in range(S):  # loop over stages: the one record that reaches s, per deal
+        m = (r_before < s) & (r_after >= s)
+        out[r_deal[m], s] = r_time[m]
+    return out
+
+
+# --------------------------------------------------------------------------- the period date
+def period_split(log: EventLog, period: Any) -> tuple[int, str]:
+    """``period`` as ns on the log's clock and as a label for reasons; raises when no deal
+    was created on one side of it (creation = the deal's first event)."""
+    period_ns = to_timestamp(period, log._aware, "period")
+    n_after = int((log._first_ns >= period_ns).sum())
+    if n_after in (0, log.n_deals):
+        side = "after" if n_after == 0 else "before"
+        raise EventLogError(
+            f"Parameter `period`={period!r}: no deal was created {side} it (deals were "
+            f"created from {log._timestamp(np.array([log._first_ns.min()]))[0]} to "
+            f"{log._timestamp(np.array([log._first_ns.max()]))[0]}); pick a date inside "
+            "that range."
+        )
+    label = str(pd.Timestamp(period).date()) if _is_midnight(period) else str(period)
+    return period_ns, label
+
+
+def _is_midnight(period: Any) -> bool:
+    ts = pd.Timestamp(period)
+    return bool(ts == ts.normalize())
