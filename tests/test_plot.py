@@ -475,19 +475,20 @@ def test_segments_other_metric_and_errors(log):
 
 
 # ---------------------------------------------------------------------------- trend
-def test_cohort_trend_adds_up_to_the_funnel(log):
+def test_cohort_trend_is_the_monitoring_trend(log):
     t = cohort_trend(log)
-    f = log.funnel().set_index("stage")
-    per = t.assign(adv=t["value"] * t["n"]).groupby("stage")[["adv", "n"]].sum()
-    np.testing.assert_allclose(per.loc[log.stages, "adv"], f["advanced"])
-    np.testing.assert_allclose(per.loc[log.stages, "n"], f["advanced"] + f["dropped"])
+    m = log.trend(freq="QE")
+    m = m.loc[(m["advanced"] + m["dropped"]) > 0].reset_index(drop=True)
+    np.testing.assert_allclose(t["value"], m["conversion"])
+    np.testing.assert_allclose(t["low"], m["conversion_low"])
+    assert t["n"].tolist() == (m["advanced"] + m["dropped"]).tolist()
     assert (t["low"] <= t["value"] + 1e-12).all() and (t["value"] <= t["high"] + 1e-12).all()
     w = cohort_trend(log, metric="win_rate")
-    q = log.quality
-    assert w["n"].sum() == q.won + q.lost + q.stale
-    assert (w["value"] * w["n"]).sum() == pytest.approx(q.won)
+    mw = log.trend(freq="QE", metric="win_rate")
+    mw = mw.loc[(mw["won"] + mw["lost"] + mw["stale"]) > 0]
+    np.testing.assert_allclose(w["value"], mw["win_rate"])
     c = cohort_trend(log, metric="cycle_time")
-    assert c["n"].sum() == q.won
+    assert c["n"].sum() == log.trend(freq="QE", metric="cycle_time")["counted"].sum()
 
 
 def test_trend_draws_the_cohort_values(log):
@@ -501,7 +502,8 @@ def test_trend_draws_the_cohort_values(log):
         np.testing.assert_allclose([s[0][1] for s in segs], rows["low"])
         np.testing.assert_allclose([s[1][1] for s in segs], rows["high"])
     labels = [x.get_text() for x in ax.get_xticklabels()]
-    assert labels == ["2024 Q1", "2024 Q2", "2024 Q3", "2024 Q4", "2025 Q1", "2025 Q2"]
+    # the 2025 Q2 cohort has no deal old enough to be counted yet (see EventLog.trend)
+    assert labels == ["2024 Q1", "2024 Q2", "2024 Q3", "2024 Q4", "2025 Q1"]
 
 
 def test_trend_tables_and_panels(log):

@@ -28,79 +28,46 @@ _TITLES = {
 def cohort_trend(
     log: EventLog, *, metric: Metric = "conversion", freq: str = "QE"
 ) -> pd.DataFrame:
-    """A small per-cohort table for :func:`trend`, from ``log.deals()``.
+    """The trend chart's table from :meth:`EventLog.trend` (creation cohorts, UTC periods).
 
-    Deals form cohorts by the period (``freq``, a pandas offset alias, UTC) of their first
-    event. Per cohort:
-
-    * ``conversion`` (per stage, skips implied as in ``log.funnel()``): advanced /
-      (advanced + dropped); a deal advanced past a stage when its furthest stage lies
-      after it or it won, dropped when its furthest stage is that stage and it was lost
-      or went stale; open deals are censored. Summed over cohorts, advanced and dropped
-      equal those of ``log.funnel()``.
-    * ``win_rate``: won / (won + lost + stale); open deals are censored.
-    * ``cycle_time``: median days from first event to win of the won deals, with a
-      distribution-free 95% interval (binomial order statistics; NaN with too few
-      deals). Recent cohorts have
-      had less time to win, so their times are biased low.
+    Recent cohorts count only deals whose outcome is almost always known, so the latest
+    periods do not look artificially good or bad (see :meth:`EventLog.trend`).
 
     Returns
     -------
     pandas.DataFrame
-        ``period`` (the cohort's period end), ``stage`` (conversion only), ``metric``,
-        ``n`` (deals behind the value), ``value``, ``low``, ``high``.
+        ``period`` (the last day of the cohort's period), ``stage`` (conversion only),
+        ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (NaN for
+        cycle time, whose median has no interval here), ``mature``.
     """
     S.check_choice("metric", metric, list(_TITLES))
-    d = log.deals()
-    outcome = d["outcome"].astype(str).to_numpy()
-    won = outcome == "won"
-    lost = np.isin(outcome, ["lost", "stale"])
-    frame = pd.DataFrame({"first_event": d["first_event"]})
+    t = log.trend(freq=freq, metric=metric)
+    period = (pd.to_datetime(t["period_end"]) - pd.Timedelta(days=1)).dt.tz_localize(None)
     if metric == "conversion":
-        pos = d["furthest_stage"].cat.codes.to_numpy()
-        for i in range(len(log.stages)):
-            frame[f"a{i}"] = (pos > i) | won
-            frame[f"d{i}"] = (pos == i) & lost
+        value, low, high = t["conversion"], t["conversion_low"], t["conversion_high"]
+        n = t["advanced"] + t["dropped"]
+        stage = t["stage"]
     elif metric == "win_rate":
-        frame["a0"], frame["d0"] = won, lost
+        value, low, high = t["win_rate"], t["win_rate_low"], t["win_rate_high"]
+        n = t["won"] + t["lost"] + t["stale"]
+        stage = None
     else:
-        frame["t"] = S.to_days(d["cycle_time"])
-        frame = frame.loc[won]
-    grouper = pd.Grouper(key="first_event", freq=freq)
-    if metric == "cycle_time":
-        rows = []
-        for period, g in frame.groupby(grouper):
-            t = np.sort(g["t"].dropna().to_numpy())
-            value, low, high = _median_ci(t)
-            rows.append((period, None, metric, t.size, value, low, high))
-        out = pd.DataFrame(
-            rows, columns=["period", "stage", "metric", "n", "value", "low", "high"]
-        )
-        return out.loc[out["n"] > 0].reset_index(drop=True)
-    sums = frame.groupby(grouper).sum(numeric_only=True)
-    parts = []
-    names = list(log.stages) if metric == "conversion" else [None]
-    for i, s in enumerate(names):
-        a = sums[f"a{i}"].to_numpy(dtype=float)
-        dd = sums[f"d{i}"].to_numpy(dtype=float)
-        n = a + dd
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = a / n
-        low, high = _stats.wilson(a, n)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "period": sums.index,
-                    "stage": s,
-                    "metric": metric,
-                    "n": n.astype(np.int64),
-                    "value": p,
-                    "low": low,
-                    "high": high,
-                }
-            )
-        )
-    out = pd.concat(parts, ignore_index=True)
+        value = S.to_days(t["median"])
+        low = high = pd.Series(np.nan, index=t.index)
+        n = t["counted"]
+        stage = None
+    out = pd.DataFrame(
+        {
+            "period": period.dt.normalize(),
+            "stage": stage,
+            "metric": metric,
+            "n": np.asarray(n, dtype=np.int64),
+            "value": np.asarray(value, dtype=float),
+            "low": np.asarray(low, dtype=float),
+            "high": np.asarray(high, dtype=float),
+            "mature": t["mature"].to_numpy(),
+        }
+    )
     return out.loc[out["n"] > 0].reset_index(drop=True)
 
 
