@@ -142,6 +142,7 @@ def test_import_does_not_import_matplotlib():
 
 def test_public_api():
     assert fp.__all__ == [
+        "calibration",
         "dwell",
         "flow",
         "funnel",

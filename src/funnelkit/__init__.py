@@ -9,6 +9,7 @@ from .log import EventLog
 from .quality import QualityReport
 
 __all__ = [
+    "backtest",
     "BusinessCalendar",
     "EventLog",
     "EventLogError",
@@ -19,3 +20,12 @@ __all__ = [
     "plot",
     "read_events",
 ]
+
+
+def __getattr__(name: str):
+    # fk.backtest lives in funnelkit.forecast, which imports scipy: load it on first use
+    if name == "backtest":
+        from .forecast import backtest
+
+        return backtest
+    raise AttributeError(f"module 'funnelkit' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
     from ._kernel import Visits
+    from .forecast import Forecast
 
 __all__ = ["EventLog"]
 
@@ -1636,6 +1637,214 @@ class EventLog:
         from .monitoring import movement
 
         return movement(self, start, end)
+
+    # ------------------------------------------------------------------ prediction
+    def what_if(
+        self,
+        changes: Mapping[str, Mapping[str, float]],
+        *,
+        by: str | Sequence[str] | None = None,
+        n_boot: int = 200,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """Expected effect of changing stages' conversion or dwell, on the absorbing chain.
+
+        The baseline is the absorbing Markov chain of the log's transition matrix
+        (:func:`funnelkit.markov.chain_from_log`: exit shares of completed visits, stale a
+        loss, deals starting where their first event is) with the Kaplan–Meier mean dwell of
+        each stage (:meth:`EventLog.dwell`). The scenario changes that chain and those means,
+        and every metric is computed exactly on both — no simulation.
+
+        Parameters
+        ----------
+        log : EventLog
+        changes : mapping
+            ``{stage: {"conversion": delta, "dwell": factor}}`` (either key or both; several
+            stages at once):
+
+            ``conversion``
+                Absolute change of the stage's **forward share** — the share of its completed
+                exits that go to a later stage or to won (+0.05 = 5 points more). The mass is
+                taken from the loss exits (lost names and stale) in proportion to their shares
+                and given to the forward exits in proportion to theirs; a negative change
+                moves it the other way; backward moves are unchanged
+                (:func:`shift_conversion`). Bounds: from −(forward share) (if the stage has a
+                loss exit) to +(loss share) (if it has a forward exit), checked for every
+                segment; in a bootstrap draw the change is clipped to the draw's bounds.
+            ``dwell``
+                Factor on the stage's mean dwell time (0.8 = 20% faster), >= 0. It changes
+                cycle times only: in this model the time spent in a stage does not change
+                where the deal goes.
+        by : str or list of str, optional
+            Carried attributes: one chain per segment (its own exit shares, starts and dwell),
+            the same changes applied to each.
+        n_boot : int, default=200
+            Deal-level (cluster) bootstrap resamples for the intervals
+            (:func:`funnelkit.markov.bootstrap_counts`; the same draws resample the dwell
+            curves and the won amounts). 0 skips them (NaN intervals).
+        seed : int or None, default=0
+            Seed of the bootstrap.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per metric (per segment):
+
+            * ``by`` columns, when given
+            * ``metric`` : ``"win_rate"`` — probability that a deal entering the funnel is
+              won, from the chain (every deal run to resolution; not won / resolved so far);
+              ``"wins"`` — expected wins **of the deals in the log** (of the segment):
+              ``deals × win_rate``; ``"won_amount"`` — average won amount (mean amount of the
+              won deals with an amount; kept fixed) × ``wins``, NaN without an amount column;
+              ``"cycle_time"`` — expected days from a deal's first event to its resolution
+              (won, lost or stale), ``start · N m`` with ``N = (I − Q)⁻¹`` and ``m`` the mean
+              dwell per stage (semi-Markov: a stale visit counts its stage's mean dwell);
+              ``"won_cycle_time"`` — expected days to a win given a win, from the chain
+              conditioned on winning: ``start · N (h ⊙ m) / P(win)``, ``h`` the win
+              probability from each stage
+            * ``unit`` : ``"share"``, ``"deals"``, ``"amount"`` or ``"days"`` (the log's
+              calendar: business days with a business calendar)
+            * ``baseline`` : the metric now
+            * ``scenario`` : the metric with the changes
+            * ``change`` : scenario − baseline
+            * ``change_low``, ``change_high`` : 95% percentile interval of the change over the
+              bootstrap draws (each draw computes baseline and scenario on the same resample)
+            * ``deals`` : deals the chain is built on
+
+        Raises
+        ------
+        EventLogError
+            An unknown stage, key or ``by`` attribute, a negative ``dwell`` factor, a
+            ``conversion`` change outside the stage's bounds, or ``n_boot < 0``.
+        TypeError
+            ``changes`` not a mapping of mappings of numbers, or a non-integer ``n_boot`` or
+            ``seed``.
+
+        Notes
+        -----
+        A stage without a forward exit cannot gain conversion and one without a loss exit
+        cannot lose it (the bounds are then 0 on that side). Stages never visited count zero
+        dwell. Mean dwells come from the Kaplan–Meier estimator (the restricted mean, as in
+        :meth:`EventLog.dwell`); in the bootstrap the curves are rebuilt from at most 256 dwell
+        bins per stage, which moves the interval ends by a negligible amount.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> w = log.what_if({"Demo": {"conversion": 0.05}, "Proposal": {"dwell": 0.8}}, n_boot=50)
+        >>> w["metric"].tolist()
+        ['win_rate', 'wins', 'won_amount', 'cycle_time', 'won_cycle_time']
+        >>> bool((w.set_index("metric").loc["win_rate", "change"] > 0))
+        True
+        >>> ok = (w["change_low"] <= w["change"]) & (w["change"] <= w["change_high"])
+        >>> bool(ok.all())
+        True
+        """
+        from .forecast import what_if
+
+        return what_if(self, changes, by=by, n_boot=n_boot, seed=seed)
+
+    def forecast(
+        self,
+        horizon: Any = "90D",
+        *,
+        by: str | Sequence[str] | None = None,
+        as_of: Any = None,
+        exits: Literal["shares", "by_dwell"] = "shares",
+    ) -> Forecast:
+        """Probability that each open deal is won, lost or still open ``horizon`` from now.
+
+        Built from the stages' exit shares (the rows of the absorbing chain,
+        :mod:`funnelkit.markov`) and Kaplan–Meier dwell curves, conditioned on the time each
+        deal has already spent in its stage, with every later move inside the horizon (a
+        semi-Markov recursion on a daily grid; the model is described in
+        :mod:`funnelkit.forecast`). Dwell is calendar time, whatever the log's calendar.
+
+        Parameters
+        ----------
+        log : EventLog
+        horizon : str or timedelta, default "90D"
+            How far ahead (calendar time), e.g. ``"30D"``.
+        by : str or list of str, optional
+            Carried attributes: each segment's deals are forecast with the segment's own exit
+            shares and dwell curves, and get their own totals.
+        as_of : str or datetime, optional
+            Forecast from this earlier time, using only the events up to it
+            (:func:`cut_log`); default ``log.as_of``.
+        exits : {"shares", "by_dwell"}, default "shares"
+            Where a deal goes when it leaves a stage. ``"shares"``: the stage's exit shares,
+            whatever the time spent there (the chain's rows with the Kaplan–Meier dwell
+            curve). ``"by_dwell"``: exit shares that depend on the time spent, from the
+            Aalen–Johansen estimator (cumulative incidence of each exit, open visits
+            censored; its total is the same Kaplan–Meier curve) — for processes where late
+            exits differ from early ones (BPIC 2012: applications that wait long are
+            cancelled; see ``benchmarks/RESULTS.md``). It needs more data per stage.
+
+        Returns
+        -------
+        Forecast
+            With two tables. ``deals``: one row per deal open at ``as_of``, in deal order:
+
+            * ``by`` columns, when given
+            * ``deal`` : deal id
+            * ``stage`` : the stage it is in (categorical, funnel order)
+            * ``entered`` : when it entered that stage (this visit)
+            * ``days_in_stage`` : time spent there so far, in days
+            * ``amount`` : the deal's amount (NaN without one)
+            * ``p_win`` : probability of being won by ``as_of + horizon``
+            * ``p_lost`` : probability of being lost by then: a lost event, or stale (silent
+              and declared stale by then, ``stale_after`` after its last event)
+            * ``p_open`` : 1 − ``p_win`` − ``p_lost``
+            * ``expected_amount`` : ``p_win × amount``
+
+            ``totals``: one row (per segment):
+
+            * ``by`` columns, when given
+            * ``deals`` : open deals
+            * ``expected_wins`` : sum of ``p_win``
+            * ``wins_low``, ``wins_high`` : 95% interval of the number of wins, normal
+              approximation of the Poisson-binomial (variance Σ p(1 − p)), clipped to
+              [0, deals]. It treats the probabilities as known: the model's own estimation
+              error is not included.
+            * ``expected_lost``, ``expected_open`` : sums of ``p_lost`` and ``p_open``
+            * ``deals_with_amount`` : open deals with an amount
+            * ``expected_amount`` : sum of ``expected_amount`` over them (NaN when none has an
+              amount)
+            * ``amount_low``, ``amount_high`` : 95% interval, variance Σ amount² p(1 − p)
+
+        Raises
+        ------
+        EventLogError
+            A non-positive or unparseable ``horizon``, an ``as_of`` outside the log, an
+            unknown ``by`` attribute.
+        TypeError
+            A bare number as ``horizon``.
+
+        Notes
+        -----
+        A deal beyond every completed dwell seen in its stage keeps the curve's last value:
+        when the curve ends on a censored visit (some deals stay for good), the deal may never
+        move; when it ends at 0 and the stage has no stale losses, the deal is forecast to stay
+        open. Exit shares and dwell curves are estimated from all visits in the log (or the
+        segment), so a small segment gives noisy forecasts.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> fc = log.forecast("90D")
+        >>> len(fc.deals) == log.quality.open
+        True
+        >>> p = fc.deals[["p_win", "p_lost", "p_open"]].sum(axis=1)
+        >>> bool(((p - 1).abs() < 1e-9).all())
+        True
+        >>> list(fc.totals.columns[:4])
+        ['deals', 'expected_wins', 'wins_low', 'wins_high']
+        """
+        from .forecast import forecast
+
+        return forecast(self, horizon, by=by, as_of=as_of, exits=exits)
 
     # analyses are defined in their own modules and attached below
     def __repr__(self) -> str:

@@ -14,8 +14,10 @@ imported only when a chart is drawn: ``import funnelkit.plot`` does not import i
 * :func:`key_stages` — effects with intervals and reasons from the key-stage table
 * :func:`segments` — conversion per stage per segment with Wilson intervals
 * :func:`trend` — conversion, win rate or cycle time per cohort with intervals
+* :func:`calibration` — reliability diagram of a forecast backtest
 """
 
+from ._calibration import calibration
 from ._dwell import dwell, survival
 from ._flow import flow
 from ._funnel import funnel
@@ -25,6 +27,7 @@ from ._segments import segments
 from ._trend import trend
 
 __all__ = [
+    "calibration",
     "dwell",
     "flow",
     "funnel",

@@ -1,0 +1,981 @@
+"""What-if scenarios, pipeline forecasts and their backtest, on the absorbing chain.
+
+* :func:`what_if` — change a stage's conversion or dwell and read the effect on win rate,
+  wins, won amount and cycle time, exactly on the absorbing Markov chain
+  (:mod:`funnelkit.markov`), with deal-level bootstrap intervals;
+* :func:`forecast` — for every open deal, the probability of being won, lost or still open
+  a horizon from now, and the expected wins and amount of the pipeline;
+* :func:`backtest` — forecast from a past date and compare with what happened;
+* :func:`cut_log` — the log as it was at a past date, rebuilt from its input rows.
+
+The forecast model
+------------------
+A semi-Markov model of the funnel. A deal entering stage *s* either goes **silent** with
+probability ``π_s`` — the stale share of the stage's completed exits; it logs nothing
+more and is declared stale ``stale_after`` after its last event, as the log would — or
+leaves after a dwell drawn from the stage's Kaplan–Meier curve ``S_s`` (over the
+non-stale visits, open visits censored) to the next state drawn from the stage's
+non-stale exit shares ``q_s`` (the rows of the chain), independently of the dwell
+(``exits="shares"``). With ``exits="by_dwell"`` the next state depends on the dwell: the
+sub-distribution of each exit is its Aalen–Johansen cumulative incidence, whose total is
+the same Kaplan–Meier curve.
+
+A deal that has already spent ``a`` in its stage without an event is conditioned on
+that: it is silent with probability ``π / (π + (1 − π) S(a))`` and otherwise leaves in
+``(a, a + u]`` with probability ``(S(a) − S(a + u)) / S(a)``, so for the deal
+``P(leave in (a, a + u]) = (1 − π)(S(a) − S(a + u)) / (π + (1 − π) S(a))`` (without
+stale losses, ``π = 0``: ``(S(a) − S(a + u)) / S(a)``), going to state *k* with
+probability ``q_sk``. With ``"by_dwell"`` the probability of leaving to *k* in that
+window is ``(1 − π)(F_k(a + u) − F_k(a)) / (π + (1 − π) S(a))``, ``F_k`` the exit's
+cumulative incidence.
+
+Later moves inside the horizon follow a discretised semi-Markov recursion on a grid of
+``n = ceil(horizon / 1 day)`` equal steps: the first exit of an open deal falls in the
+step that contains it; a later dwell is rounded to the nearest step (0 allowed: quick
+hops of seconds chain within a step), so the discretisation error is at most about a
+step and does not grow with the number of hops. The recursion runs backwards over steps
+once per segment (``W_s(t)`` = probability of being won by the horizon after entering
+*s* at step *t*) and is shared by every deal: the per-deal work is one vectorised
+evaluation of the curves at the deal's age.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import sparse
+
+from . import _columns as C
+from . import _validate as V
+from ._columns import NAT
+from ._segments import expand, normalize_by, segments
+from ._stats import Z95, wilson
+from .dwell import km_table
+from .errors import EventLogError
+from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
+
+if TYPE_CHECKING:
+    from ._kernel import Visits
+    from .log import EventLog
+
+__all__ = [
+    "WHAT_IF_METRICS",
+    "Backtest",
+    "Forecast",
+    "backtest",
+    "conversion_bounds",
+    "cut_log",
+    "forecast",
+    "shift_conversion",
+    "what_if",
+]
+
+_DAY_NS = 86_400 * 10**9
+#: rows of :func:`what_if`, in order, with their units
+WHAT_IF_METRICS = {
+    "win_rate": "share",
+    "wins": "deals",
+    "won_amount": "amount",
+    "cycle_time": "days",
+    "won_cycle_time": "days",
+}
+_CHANGE_KEYS = ("conversion", "dwell")
+#: dwell bins per stage for the bootstrap of mean dwell (ties share a bin)
+_KM_BINS = 256
+#: elements per block of the per-deal forecast (bounds memory on large pipelines)
+_BLOCK = 4_000_000
+
+
+# =========================================================================== what-if
+def conversion_bounds(
+    probs: np.ndarray, stage: int, *, loss: np.ndarray, forward: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest absolute change of ``stage``'s forward share that
+    :func:`shift_conversion` can make, for stacked chains.
+
+    Up to the whole loss share can move forward (if there is a forward exit to take it)
+    and up to the whole forward share can move to the losses (if there is a loss exit).
+    """
+    row = np.asarray(probs, dtype=np.float64)[..., stage, :]
+    lo_sum = row[..., loss[stage]].sum(axis=-1)
+    fw_sum = row[..., forward[stage]].sum(axis=-1)
+    low = np.where(lo_sum > 0, -fw_sum, 0.0)
+    high = np.where(fw_sum > 0, lo_sum, 0.0)
+    return low, high
+
+
+def shift_conversion(
+    probs: np.ndarray,
+    stage: int,
+    delta: float | np.ndarray,
+    *,
+    loss: np.ndarray,
+    forward: np.ndarray,
+) -> np.ndarray:
+    """Change stage ``stage``'s forward share of exits by ``delta`` (absolute).
+
+    A positive ``delta`` takes probability from the loss exits (lost names and stale) in
+    proportion to their shares and gives it to the forward exits (later stages, won) in
+    proportion to theirs; a negative one moves it the other way. Backward moves are
+    unchanged, so the row still sums to 1. Equivalently: loss exits are scaled by
+    ``1 − delta / loss_share`` and forward exits by ``1 + delta / forward_share``. For a
+    positive ``delta`` this is :func:`funnelkit.markov.reduce_loss` with
+    ``uplift = delta / loss_share``.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (..., t, n)
+        Exit probabilities, stacked over any leading dimensions.
+    stage : int
+        Row to change.
+    delta : float or ndarray of shape (...)
+        Absolute change of the forward share, within :func:`conversion_bounds` (not
+        checked here).
+    loss, forward : ndarray of bool, shape (t, n)
+        Loss and forward destinations per row (:attr:`AbsorbingChain.loss_mask`,
+        :attr:`AbsorbingChain.forward`).
+
+    Returns
+    -------
+    ndarray
+        A changed copy of ``probs``.
+    """
+    out = np.array(probs, dtype=np.float64, copy=True)
+    row = out[..., stage, :]
+    lo, fw = loss[stage], forward[stage]
+    lo_sum = row[..., lo].sum(axis=-1)
+    fw_sum = row[..., fw].sum(axis=-1)
+    d = np.asarray(delta, dtype=np.float64)
+    lo_f = np.where(lo_sum > 0, 1.0 - d / np.where(lo_sum > 0, lo_sum, 1.0), 1.0)
+    fw_f = np.where(fw_sum > 0, 1.0 + d / np.where(fw_sum > 0, fw_sum, 1.0), 1.0)
+    row[..., lo] = row[..., lo] * lo_f[..., None]
+    row[..., fw] = row[..., fw] * fw_f[..., None]
+    out[..., stage, :] = row
+    return out
+
+
+def _chain_metrics(
+    probs: np.ndarray, start: np.ndarray, won: np.ndarray, means: np.ndarray
+) -> np.ndarray:
+    """Win probability, expected time to absorption and expected time to win given a win,
+    for stacked chains: ``(..., 3)``.
+
+    With ``N = (I − Q)⁻¹``, ``h = N R w`` and ``m`` the mean dwell per stage:
+    ``E[T] = start · N m`` and ``E[T | win] = start · N (h ⊙ m) / P(win)`` — the expected
+    visits of stage *j* that are followed by a win are ``N_ij h_j`` (a visit's dwell does
+    not depend on where the deal goes next).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    t = probs.shape[-2]
+    q = probs[..., :, :t]
+    wv = won[t:].astype(np.float64)
+    eye = np.eye(t)
+    a = eye - q
+    h = _solve(a, (probs[..., :, t:] @ wv)[..., None])[..., 0]
+    means = np.broadcast_to(means, h.shape)
+    x = _solve(a, np.stack([means, h * means], axis=-1))
+    st = np.broadcast_to(np.asarray(start, dtype=np.float64), (*h.shape[:-1], probs.shape[-1]))
+    p_win = np.einsum("...i,...i->...", st[..., :t], h) + st[..., t:] @ wv
+    t_any = np.einsum("...i,...i->...", st[..., :t], x[..., 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_won = np.einsum("...i,...i->...", st[..., :t], x[..., 1]) / p_win
+    return np.stack([p_win, t_any, t_won], axis=-1)
+
+
+def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]]:
+    """``[(stage index, conversion delta, dwell factor), ...]`` from the ``changes``
+    mapping; bounds of ``conversion`` are checked against each chain later."""
+    if not isinstance(changes, Mapping) or not changes:
+        raise TypeError(
+            "Parameter `changes` must be a non-empty mapping {stage: {'conversion': delta, "
+            "'dwell': factor}}, e.g. {'Demo': {'conversion': 0.05}}; got "
+            f"{type(changes).__name__}."
+        )
+    plan = []
+    for stage, change in changes.items():
+        if stage not in log.stages:
+            raise EventLogError(
+                f"Parameter `changes` names stage {stage!r}, which is not a stage of the log; "
+                f"stages: {log.stages}."
+            )
+        if not isinstance(change, Mapping) or not change:
+            raise TypeError(
+                f"`changes[{stage!r}]` must be a non-empty mapping with keys {_CHANGE_KEYS}, "
+                f"e.g. {{'conversion': 0.05}} or {{'dwell': 0.8}}; got {change!r}."
+            )
+        unknown = [k for k in change if k not in _CHANGE_KEYS]
+        if unknown:
+            raise EventLogError(
+                f"`changes[{stage!r}]` has unknown key(s) {unknown}; use 'conversion' (absolute "
+                "change of the stage's forward share) and/or 'dwell' (factor on its dwell)."
+            )
+        vals = {}
+        for k in _CHANGE_KEYS:
+            if k not in change:
+                continue
+            x = change[k]
+            if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+                raise TypeError(f"`changes[{stage!r}][{k!r}]` must be a number; got {x!r}.")
+            if not math.isfinite(float(x)):
+                raise EventLogError(f"`changes[{stage!r}][{k!r}]` must be finite; got {x!r}.")
+            vals[k] = float(x)
+        if vals.get("dwell", 1.0) < 0:
+            raise EventLogError(
+                f"`changes[{stage!r}]['dwell']` is a factor on the stage's dwell time and must "
+                f"be >= 0 (0.8 = 20% faster); got {vals['dwell']!r}."
+            )
+        plan.append((log.stages.index(stage), vals.get("conversion", 0.0), vals.get("dwell", 1.0)))
+    return plan
+
+
+def _apply(
+    plan: list[tuple[int, float, float]],
+    probs: np.ndarray,
+    means: np.ndarray,
+    loss: np.ndarray,
+    forward: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scenario's chain and mean dwells; a conversion change is clipped to what each
+    (bootstrap) chain allows."""
+    p = probs
+    m = np.array(means, dtype=np.float64, copy=True)
+    for s, delta, factor in plan:  # loop over changed stages
+        if delta != 0.0:
+            low, high = conversion_bounds(p, s, loss=loss, forward=forward)
+            p = shift_conversion(p, s, np.clip(delta, low, high), loss=loss, forward=forward)
+        if factor != 1.0:
+            m[..., s] = m[..., s] * factor
+    return p, m
+
+
+def _dwell_bins(v: Visits, n_stages: int, n_deals: int) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Per-deal counts of (stage, dwell bin, censored) and the bins' times in days.
+
+    Each stage's visits with a dwell are cut into at most ``_KM_BINS`` bins of about equal
+    size (equal dwells share a bin); a bin's time is the mean dwell of its visits. A
+    bootstrap draw's Kaplan–Meier mean is computed from its weighted counts of these bins.
+    """
+    keep = np.flatnonzero(v.dwell != NAT)
+    stage = v.stage[keep].astype(np.int64)
+    dw = v.dwell[keep].astype(np.float64) / _DAY_NS
+    order = np.lexsort((dw, stage))
+    st_s, dw_s = stage[order], dw[order]
+    start = np.searchsorted(st_s, np.arange(n_stages), side="left")
+    end = np.searchsorted(st_s, np.arange(n_stages), side="right")
+    n_s = (end - start)[st_s]
+    # rank of the first visit with the same (stage, dwell): ties share a bin
+    new = np.ones(st_s.size, dtype=bool)
+    new[1:] = (st_s[1:] != st_s[:-1]) | (dw_s[1:] != dw_s[:-1])
+    first = np.maximum.accumulate(np.where(new, np.arange(st_s.size), 0))
+    b_sorted = ((first - start[st_s]) * _KM_BINS) // np.maximum(n_s, 1)
+    bins = np.empty_like(b_sorted)
+    bins[order] = b_sorted
+    key = stage * _KM_BINS + bins
+    n_keys = n_stages * _KM_BINS
+    cnt = np.bincount(key, minlength=n_keys)
+    tot = np.bincount(key, weights=dw, minlength=n_keys)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        times = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan).reshape(n_stages, _KM_BINS)
+    # empty bins take the previous bin's time (dt = 0 across them)
+    idx = np.where(np.isfinite(times), np.arange(_KM_BINS), 0)
+    idx = np.maximum.accumulate(idx, axis=1)
+    times = np.nan_to_num(np.take_along_axis(times, idx, axis=1), nan=0.0)
+    col = key * 2 + v.censored[keep].astype(np.int64)
+    mat = sparse.csr_matrix((np.ones(keep.size), (v.deal[keep], col)), shape=(n_deals, n_keys * 2))
+    mat.sum_duplicates()
+    return mat, times
+
+
+def _binned_km_mean(events: np.ndarray, censored: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier restricted mean from weighted counts per bin ``(..., S, B)``, as in
+    :func:`funnelkit._stats.kaplan_meier` (events before censorings within a bin); NaN for
+    a stage without visits."""
+    tot = events + censored
+    at_risk = np.flip(np.cumsum(np.flip(tot, -1), -1), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - events / np.where(at_risk > 0, at_risk, 1.0), 1.0)
+    surv = np.cumprod(factor, axis=-1)
+    nonempty = tot > 0
+    b = times.shape[-1]
+    first = np.argmax(nonempty, axis=-1)
+    last = b - 1 - np.argmax(np.flip(nonempty, -1), axis=-1)
+    tt = np.broadcast_to(times, tot.shape)
+    t0 = np.take_along_axis(tt, first[..., None], axis=-1)[..., 0]
+    k = np.arange(b - 1)
+    use = (k >= first[..., None]) & (k < last[..., None])
+    mean = t0 + (surv[..., :-1] * np.diff(tt, axis=-1) * use).sum(axis=-1)
+    return np.where(nonempty.any(axis=-1), mean, np.nan)
+
+
+def what_if(
+    log: EventLog,
+    changes: Mapping[str, Mapping[str, float]],
+    *,
+    by: str | Sequence[str] | None = None,
+    n_boot: int = 200,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Implementation of :meth:`funnelkit.EventLog.what_if` (documented there)."""
+    by_cols = normalize_by(by)
+    seg, labels = segments(log, by_cols)
+    n_boot = _int("n_boot", n_boot, 0)
+    if seed is not None:
+        seed = _int("seed", seed, 0)
+    plan = _check_changes(log, changes)
+    chain = chain_from_log(log)
+    loss, forward, won = chain.loss_mask, chain.forward, chain.won
+    S, n_states = log._n_stages, len(chain.states)
+    exits, start = deal_counts(log)
+    v = log._visits()
+    n_seg = len(labels)
+    keep = v.dwell != NAT
+    km = km_table(
+        seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], v.censored[keep], n_seg * S
+    )
+    means_all = (km["mean"] / _DAY_NS).reshape(n_seg, S)
+    amount = log._amount
+    if amount is not None:
+        won_amt = (log._outcome == V.WON) & np.isfinite(amount)
+        amt_cols = np.column_stack([np.where(won_amt, amount, 0.0), won_amt.astype(float)])
+    else:
+        amt_cols = np.zeros((log.n_deals, 2))
+    extra = None
+    if n_boot:
+        dwell_x, bin_times = _dwell_bins(v, S, log.n_deals)
+        extra = sparse.hstack([dwell_x, sparse.csr_matrix(amt_cols)]).tocsr()
+    children = np.random.SeedSequence(seed).spawn(n_seg)
+    lo_q, hi_q = 2.5, 97.5  # 95% percentile interval
+    blocks = []
+    for g in range(n_seg):  # loop over segments
+        rows = np.flatnonzero(seg == g)
+        n = rows.size
+        counts = np.asarray(exits[rows].sum(axis=0)).reshape(S, n_states)
+        st = np.asarray(start[rows].sum(axis=0)).reshape(-1)
+        probs = exit_probabilities(counts)
+        st = st / st.sum()
+        means = np.nan_to_num(means_all[g], nan=0.0)
+        a_sum, a_n = amt_cols[rows].sum(axis=0)
+        avg = a_sum / a_n if (amount is not None and a_n > 0) else np.nan
+        _check_bounds(plan, probs, loss, forward, log.stages, labels, g, by_cols)
+        p_s, m_s = _apply(plan, probs, means, loss, forward)
+        base = _metrics(probs, st, won, means, avg, n)
+        scen = _metrics(p_s, st, won, m_s, avg, n)
+        low = high = np.full(base.shape, np.nan)
+        if n_boot and extra is not None:
+            cb, sb = bootstrap_counts(
+                exits[rows], start[rows], n_boot=n_boot, rng=np.random.default_rng(children[g])
+            )
+            xb, _ = bootstrap_counts(
+                extra[rows],
+                sparse.csr_matrix(np.ones((n, 1))),
+                n_boot=n_boot,
+                rng=np.random.default_rng(children[g]),  # the same draws
+            )
+            xb = xb[..., 0]
+            dk = xb[:, : S * _KM_BINS * 2].reshape(n_boot, S, _KM_BINS, 2)
+            mb = np.nan_to_num(_binned_km_mean(dk[..., 0], dk[..., 1], bin_times), nan=0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                avg_b = xb[:, -2] / xb[:, -1] if amount is not None else np.full(n_boot, np.nan)
+            pb = exit_probabilities(cb)
+            sb = sb / sb.sum(axis=1, keepdims=True)
+            pb_s, mb_s = _apply(plan, pb, mb, loss, forward)
+            diff = _metrics(pb_s, sb, won, mb_s, avg_b, n) - _metrics(pb, sb, won, mb, avg_b, n)
+            low, high = np.full(base.shape, np.nan), np.full(base.shape, np.nan)
+            some = np.isfinite(diff).any(axis=0)  # won_amount is NaN without amounts
+            if some.any():
+                low[some], high[some] = np.nanpercentile(diff[:, some], [lo_q, hi_q], axis=0)
+        block = expand(labels, np.full(len(WHAT_IF_METRICS), g), by_cols)
+        block["metric"] = list(WHAT_IF_METRICS)
+        block["unit"] = list(WHAT_IF_METRICS.values())
+        block["baseline"] = base
+        block["scenario"] = scen
+        block["change"] = scen - base
+        block["change_low"] = low
+        block["change_high"] = high
+        block["deals"] = n
+        blocks.append(block)
+    out = pd.concat(blocks, ignore_index=True)
+    return out.astype({c: np.float64 for c in ("baseline", "scenario", "change")})
+
+
+def _metrics(
+    probs: np.ndarray,
+    start: np.ndarray,
+    won: np.ndarray,
+    means: np.ndarray,
+    avg_amount: float | np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """The :data:`WHAT_IF_METRICS` of stacked chains, ``(..., 5)``."""
+    cm = _chain_metrics(probs, start, won, means)
+    wins = n * cm[..., 0]
+    return np.stack([cm[..., 0], wins, avg_amount * wins, cm[..., 1], cm[..., 2]], axis=-1)
+
+
+def _check_bounds(plan, probs, loss, forward, stages, labels, g, by_cols) -> None:
+    for s, delta, _ in plan:
+        low, high = conversion_bounds(probs, s, loss=loss, forward=forward)
+        if not (float(low) - 1e-12 <= delta <= float(high) + 1e-12):
+            where = ""
+            if by_cols:
+                where = " in segment " + ", ".join(f"{b}={labels.iloc[g][b]!r}" for b in by_cols)
+            fw = float(probs[s][forward[s]].sum())
+            lo = float(probs[s][loss[s]].sum())
+            raise EventLogError(
+                f"`changes[{stages[s]!r}]['conversion']`={delta:+g} is out of bounds{where}: "
+                f"the stage's forward share is {fw:.4f} and its loss share {lo:.4f}, so the "
+                f"change must lie in [{float(low):+.4f}, {float(high):+.4f}]."
+            )
+
+
+# =========================================================================== cut
+def cut_log(log: EventLog, cut: Any) -> EventLog:
+    """The log as it was at ``cut``: its input rows up to ``cut``, validated again.
+
+    The input rows the log keeps (its mapped columns) with a timestamp at or before
+    ``cut`` make a new :class:`EventLog` with the same keywords, ``as_of=cut`` and the
+    stage order fixed to this log's. Every rule is applied again at ``cut``: a deal lost
+    before ``cut`` and reopened after it is lost, a deal silent for ``stale_after`` before
+    ``cut`` is stale, open visits are censored at ``cut``.
+
+    Parameters
+    ----------
+    log : EventLog
+    cut : str or datetime
+        A time at or before ``log.as_of`` (naive on an aware log: UTC). At ``log.as_of``
+        the log itself is returned.
+
+    Returns
+    -------
+    EventLog
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.forecast import cut_log
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> past = cut_log(log, "2025-01-01")
+    >>> str(past.as_of.date()), past.n_deals < log.n_deals
+    ('2025-01-01', True)
+    """
+    cut_ns = C.to_timestamp(cut, log._aware, "cut")
+    if cut_ns > log._as_of_ns:
+        raise EventLogError(
+            f"Parameter `cut`={cut!r} is after the log's as_of ({log.as_of}); a cut must lie "
+            "within the log."
+        )
+    if cut_ns == log._as_of_ns:
+        return log
+    if cut_ns < int(log._first_ns.min()):
+        raise EventLogError(
+            f"Parameter `cut`={cut!r} is before the log's first event "
+            f"({log._timestamp(np.array([log._first_ns.min()]))[0]}): nothing to cut."
+        )
+    from .log import EventLog
+
+    settings = dict(log._settings)
+    settings["as_of"] = log._timestamp(np.array([cut_ns]))[0]
+    settings["stages"] = list(log.stages)
+    source = log._source
+    times = C.parse_times(C.column(source, settings["time"]))
+    valid = ~(times.null | times.unparseable | times.mixed_tz)
+    keep = ~(valid & (times.ns > cut_ns))
+    if isinstance(source, pa.Table):
+        subset = source.filter(pa.array(keep))
+    else:
+        subset = source.loc[keep]
+    return EventLog(subset, **settings)
+
+
+# =========================================================================== forecast
+@dataclass(frozen=True, eq=False)
+class Forecast:
+    """A pipeline forecast: per-deal probabilities and totals (see :func:`forecast`).
+
+    Attributes
+    ----------
+    deals : pandas.DataFrame
+        One row per open deal (columns in :func:`forecast`).
+    totals : pandas.DataFrame
+        Expected wins and amount, one row (per segment).
+    as_of : pandas.Timestamp
+        The time forecast from.
+    horizon : pandas.Timedelta
+        How far ahead.
+    """
+
+    deals: pd.DataFrame
+    totals: pd.DataFrame
+    as_of: pd.Timestamp
+    horizon: pd.Timedelta
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (
+            f"<Forecast from {self.as_of} over {self.horizon}: {int(t['deals'].sum()):,} open "
+            f"deals, {float(t['expected_wins'].sum()):,.1f} expected wins>"
+        )
+
+    def _repr_html_(self) -> str:
+        head = html.escape(f"Forecast from {self.as_of}, horizon {self.horizon}")
+        return f"<div><b>{head}</b>{self.totals.to_html(index=False)}</div>"
+
+
+def _horizon(horizon: Any) -> int:
+    if isinstance(horizon, (bool, int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"Parameter `horizon` must be a duration such as '90D' or pd.Timedelta(days=90); "
+            f"got the number {horizon!r} (say which unit)."
+        )
+    try:
+        h = pd.Timedelta(horizon)
+    except (ValueError, TypeError) as exc:
+        raise EventLogError(
+            f"Parameter `horizon`={horizon!r} is not a duration; pass e.g. '90D'."
+        ) from exc
+    if h is pd.NaT or h <= pd.Timedelta(0):
+        raise EventLogError(f"Parameter `horizon` must be positive; got {horizon!r}.")
+    return int(h.value)
+
+
+def _calendar_visits(log: EventLog) -> Visits:
+    """Visits with dwell in calendar time (the horizon is calendar time)."""
+    if getattr(log, "calendar", None) is None:
+        return log._visits()
+    from ._kernel import compute_visits
+
+    return compute_visits(log)
+
+
+def _step_functions(
+    group: np.ndarray, time: np.ndarray, dest: np.ndarray, n_groups: int, n_dest: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Aalen–Johansen cumulative incidence per group: ``(times, cif)`` with ``cif`` of shape
+    ``(len(times), n_dest)`` just after each event time (0 before the first). ``dest`` is
+    the destination of a completed visit, −1 for a censored one; ``1 − cif.sum(1)`` is the
+    Kaplan–Meier survival."""
+    order = np.lexsort((dest < 0, time, group))
+    g, t, d = group[order], time[order], dest[order]
+    bounds = np.searchsorted(g, np.arange(n_groups + 1), side="left")
+    out = []
+    for k in range(n_groups):  # loop over (segment, stage) groups
+        a, b = bounds[k], bounds[k + 1]
+        tk, dk = t[a:b], d[a:b]
+        ev = dk >= 0
+        if not ev.any():
+            out.append((np.zeros(0), np.zeros((0, n_dest))))
+            continue
+        uniq, first = np.unique(tk, return_index=True)
+        at_risk = (b - a - first).astype(np.float64)
+        pos = np.searchsorted(uniq, tk[ev])
+        dcount = np.bincount(pos * n_dest + dk[ev], minlength=uniq.size * n_dest).reshape(
+            uniq.size, n_dest
+        )
+        dtot = dcount.sum(axis=1)
+        has = dtot > 0
+        uniq, at_risk, dcount, dtot = uniq[has], at_risk[has], dcount[has], dtot[has]
+        surv = np.cumprod(1.0 - dtot / at_risk)
+        before = np.concatenate(([1.0], surv[:-1]))
+        cif = np.cumsum(before[:, None] * dcount / at_risk[:, None], axis=0)
+        out.append((uniq.astype(np.float64), cif))
+    return out
+
+
+def _at(step: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Cumulative incidence at times ``x`` (any shape) → ``x.shape + (n_dest,)``."""
+    times, cif = step
+    table = np.vstack([np.zeros((1, cif.shape[1])), cif])
+    return table[np.searchsorted(times, x, side="right")]
+
+
+def _incidence(
+    step: tuple[np.ndarray, np.ndarray], q: np.ndarray, x: np.ndarray, competing: bool
+) -> np.ndarray:
+    """Sub-distribution of leaving to each state by time ``x``: the Kaplan–Meier share
+    that has left, split by the exit shares ``q`` (or, with ``competing``, the
+    Aalen–Johansen incidence itself)."""
+    c = _at(step, x)
+    if competing:
+        return c
+    return c.sum(axis=-1, keepdims=True) * q
+
+
+def _forecast(log: EventLog, h_ns: int, by_cols: list[str], exits: str) -> Forecast:
+    competing = exits == "by_dwell"
+    S = log._n_stages
+    M = len(log._catalogue)  # non-stale states: stages, won names, lost names
+    seg, labels = segments(log, by_cols)
+    G = len(labels)
+    v = _calendar_visits(log)
+    won = log._kind == V.WON_KIND
+    lost = log._kind == V.LOST_KIND
+    # ---- model per segment: exit shares, stale share, dwell curves
+    exit_counts, _ = deal_counts(log)
+    ind = sparse.csr_matrix(
+        (np.ones(log.n_deals), (seg, np.arange(log.n_deals))), shape=(G, log.n_deals)
+    )
+    counts = np.asarray((ind @ exit_counts).todense()).reshape(G, S, M + 1)
+    probs = exit_probabilities(counts)
+    pi = probs[..., M]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where((1 - pi)[..., None] > 0, probs[..., :M] / (1 - pi)[..., None], 0.0)
+    keep = v.dwell != NAT
+    dest = np.where(v.censored[keep], -1, v.next[keep])
+    steps = _step_functions(seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], dest, G * S, M)
+    # ---- grid and per-leg sub-distributions: phi[g, s, m, d], dwell rounded to d steps
+    n = max(1, math.ceil(h_ns / _DAY_NS))
+    step_ns = h_ns / n
+    edges = (np.arange(-1, n + 1) + 0.5) * step_ns  # (d ± ½) steps
+    edges[0] = -1.0
+    phi = np.zeros((G, S, M, n + 1))
+    for g in range(G):  # loop over segments and stages
+        for s in range(S):
+            inc = _incidence(steps[g * S + s], q[g, s], edges, competing)  # (n + 2, M)
+            phi[g, s] = np.diff(inc, axis=0).T * (1 - pi[g, s])
+    stale_ns = log.stale_after.value if log.stale_after is not None else None
+    t_idx = np.arange(n + 1)
+    if stale_ns is None:
+        stale_leg = np.zeros(n + 1)
+    else:  # a deal entering at step t (mid-step) is declared stale by the horizon
+        stale_leg = ((n - t_idx + 0.5) * step_ns > stale_ns).astype(np.float64)
+    # ---- backward recursion over steps: value of entering state m at step t
+    w_full = np.zeros((G, n + 1, M))
+    l_full = np.zeros((G, n + 1, M))
+    w_full[:, :, won] = 1.0
+    l_full[:, :, lost] = 1.0
+    eye = np.eye(S)
+    k0 = phi[:, :, :S, 0]  # same-step moves between stages
+    a0 = eye - k0
+    for t in range(n, -1, -1):  # loop over horizon steps
+        d_max = n - t
+        rhs_w = np.einsum("gsm,m->gs", phi[..., 0], won.astype(np.float64))
+        rhs_l = np.einsum("gsm,m->gs", phi[..., 0], lost.astype(np.float64))
+        if d_max:
+            rhs_w += np.einsum("gsmd,gdm->gs", phi[..., 1 : d_max + 1], w_full[:, t + 1 :])
+            rhs_l += np.einsum("gsmd,gdm->gs", phi[..., 1 : d_max + 1], l_full[:, t + 1 :])
+        rhs_l += pi * stale_leg[t]
+        sol = _solve(a0, np.stack([rhs_w, rhs_l], axis=-1))
+        w_full[:, t, :S] = sol[..., 0]
+        l_full[:, t, :S] = sol[..., 1]
+    # ---- first leg of every open deal, conditioned on its time in the stage
+    vis = np.flatnonzero(v.censored)
+    deal = v.deal[vis]
+    stage = v.stage[vis]
+    age = v.dwell[vis].astype(np.float64)
+    g_of = seg[deal]
+    if stale_ns is None:
+        stale_first = np.zeros(vis.size)
+    else:
+        stale_first = (log._as_of_ns + h_ns - log._last_ns[deal] > stale_ns).astype(float)
+    p_win = np.zeros(vis.size)
+    p_lost = np.zeros(vis.size)
+    offsets = np.arange(n + 1) * step_ns
+    group = g_of * S + stage
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(G * S + 1), side="left")
+    chunk = max(1, _BLOCK // ((n + 1) * M))
+    for k in range(G * S):  # loop over (segment, stage) groups, in blocks of deals
+        g, s = divmod(k, S)
+        for a in range(bounds[k], bounds[k + 1], chunk):
+            idx = order[a : min(a + chunk, bounds[k + 1])]
+            inc = _incidence(steps[k], q[g, s], age[idx, None] + offsets, competing)
+            surv_a = 1.0 - inc[:, 0, :].sum(axis=-1)
+            denom = pi[g, s] + (1 - pi[g, s]) * surv_a
+            d_inc = np.diff(inc, axis=1) * (1 - pi[g, s])  # (k, n, M)
+            win_ = np.einsum("kjm,jm->k", d_inc, w_full[g, 1:])
+            lost_ = np.einsum("kjm,jm->k", d_inc, l_full[g, 1:]) + pi[g, s] * stale_first[idx]
+            ok = denom > 0
+            safe = np.where(ok, denom, 1.0)
+            p_win[idx] = np.where(ok, win_ / safe, 0.0)
+            p_lost[idx] = np.where(ok, lost_ / safe, 0.0)
+    p_win = np.clip(p_win, 0.0, 1.0)
+    p_lost = np.clip(p_lost, 0.0, 1.0 - p_win)
+    amount = log._amount[deal] if log._amount is not None else np.full(vis.size, np.nan)
+    deals = expand(labels, g_of, by_cols)
+    deals["deal"] = log._deal_labels.take(deal)
+    deals["stage"] = pd.Categorical.from_codes(stage, categories=log.stages)
+    deals["entered"] = log._timestamp(v.entered[vis])
+    deals["days_in_stage"] = age / _DAY_NS
+    deals["amount"] = amount
+    deals["p_win"] = p_win
+    deals["p_lost"] = p_lost
+    deals["p_open"] = 1.0 - p_win - p_lost
+    deals["expected_amount"] = p_win * amount
+    totals = _totals(deals, g_of, G, labels, by_cols)
+    return Forecast(
+        deals=deals,
+        totals=totals,
+        as_of=log.as_of,
+        horizon=pd.Timedelta(h_ns, unit="ns"),
+    )
+
+
+def _totals(
+    deals: pd.DataFrame, g_of: np.ndarray, G: int, labels: pd.DataFrame, by_cols: list[str]
+) -> pd.DataFrame:
+    p = deals["p_win"].to_numpy()
+    a = deals["amount"].to_numpy(dtype=np.float64)
+    has = np.isfinite(a)
+    a0 = np.where(has, a, 0.0)
+    var = p * (1 - p)
+
+    def tot(x: np.ndarray) -> np.ndarray:
+        return np.bincount(g_of, weights=x, minlength=G)
+
+    n = np.bincount(g_of, minlength=G)
+    wins, sd_w = tot(p), np.sqrt(tot(var))
+    amt, sd_a = tot(a0 * p), np.sqrt(tot(a0 * a0 * var))
+    out = expand(labels, np.arange(G), by_cols)
+    out["deals"] = n.astype(np.int64)
+    out["expected_wins"] = wins
+    out["wins_low"] = np.clip(wins - Z95 * sd_w, 0.0, None)
+    out["wins_high"] = np.minimum(wins + Z95 * sd_w, n)
+    out["expected_lost"] = tot(deals["p_lost"].to_numpy())
+    out["expected_open"] = tot(deals["p_open"].to_numpy())
+    n_amt = np.bincount(g_of[has], minlength=G)
+    none = n_amt == 0
+    out["deals_with_amount"] = n_amt.astype(np.int64)
+    out["expected_amount"] = np.where(none, np.nan, amt)
+    out["amount_low"] = np.where(none, np.nan, np.clip(amt - Z95 * sd_a, 0.0, None))
+    out["amount_high"] = np.where(none, np.nan, amt + Z95 * sd_a)
+    return out
+
+
+def forecast(
+    log: EventLog,
+    horizon: Any = "90D",
+    *,
+    by: str | Sequence[str] | None = None,
+    as_of: Any = None,
+    exits: Literal["shares", "by_dwell"] = "shares",
+) -> Forecast:
+    """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there)."""
+    h_ns = _horizon(horizon)
+    by_cols = normalize_by(by)
+    _check_exits(exits)
+    if as_of is not None:
+        log = cut_log(log, as_of)
+    return _forecast(log, h_ns, by_cols, exits)
+
+
+# =========================================================================== backtest
+@dataclass(frozen=True, eq=False)
+class Backtest:
+    """A forecast from a past date set against what happened (see :func:`backtest`).
+
+    Attributes
+    ----------
+    cut : pandas.Timestamp
+        The date forecast from.
+    horizon : pandas.Timedelta
+    deals : pandas.DataFrame
+        The forecast's deals with the naive prediction and the outcome.
+    calibration : pandas.DataFrame
+        Reliability table per model and bin of predicted ``p_win``.
+    scores : pandas.DataFrame
+        Brier score and totals per model.
+    forecast : Forecast
+        The forecast made at ``cut``.
+    """
+
+    cut: pd.Timestamp
+    horizon: pd.Timedelta
+    deals: pd.DataFrame
+    calibration: pd.DataFrame
+    scores: pd.DataFrame
+    forecast: Forecast
+
+    def __repr__(self) -> str:
+        s = self.scores.set_index("model")
+        return (
+            f"<Backtest from {self.cut} over {self.horizon}: {len(self.deals):,} open deals; "
+            f"Brier {s.loc['forecast', 'brier']:.4f} (naive {s.loc['naive', 'brier']:.4f}); "
+            f"expected wins {s.loc['forecast', 'expected_wins']:,.1f}, observed "
+            f"{int(s.loc['forecast', 'observed_wins']):,}>"
+        )
+
+    def _repr_html_(self) -> str:
+        head = html.escape(f"Backtest from {self.cut}, horizon {self.horizon}")
+        return (
+            f"<div><b>{head}</b>{self.scores.to_html(index=False)}"
+            f"{self.calibration.to_html(index=False)}</div>"
+        )
+
+
+def _calibration(pred: dict[str, np.ndarray], won: np.ndarray, bins: int) -> pd.DataFrame:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    y = won.astype(np.float64)
+    parts = []
+    for model, p in pred.items():  # loop over the two models
+        b = np.clip(np.floor(p * bins).astype(np.int64), 0, bins - 1)
+        n = np.bincount(b, minlength=bins)
+        sp = np.bincount(b, weights=p, minlength=bins)
+        sy = np.bincount(b, weights=y, minlength=bins)
+        nz = np.flatnonzero(n)
+        lo, hi = wilson(sy[nz], n[nz])
+        parts.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "bin": nz.astype(np.int64),
+                    "bin_low": edges[nz],
+                    "bin_high": edges[nz + 1],
+                    "deals": n[nz].astype(np.int64),
+                    "mean_predicted": sp[nz] / n[nz],
+                    "observed": sy[nz] / n[nz],
+                    "observed_low": lo,
+                    "observed_high": hi,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def backtest(
+    log: EventLog,
+    cut: Any,
+    horizon: Any = "30D",
+    *,
+    exits: Literal["shares", "by_dwell"] = "shares",
+    bins: int = 10,
+) -> Backtest:
+    """Forecast from a past date and compare with what happened by ``cut + horizon``.
+
+    The log is cut at ``cut`` (:func:`cut_log`: its input rows up to ``cut``, validated
+    again as of ``cut``) and forecast ``horizon`` ahead (:func:`forecast`); the deals'
+    outcomes come from the log cut at ``cut + horizon`` (won, lost, stale or still open
+    then, by the same rules). The forecast is compared with a **naive** model: the
+    historic win rate from the deal's current stage (``win_rate_from`` of
+    :meth:`EventLog.funnel` at ``cut``; the overall win rate at ``cut`` where a stage has
+    no resolved deals), which ignores time.
+
+    Parameters
+    ----------
+    log : EventLog
+    cut : str or datetime
+        The past date forecast from; ``cut + horizon`` must not be after ``log.as_of``.
+    horizon : str or timedelta, default "30D"
+    exits : {"shares", "by_dwell"}, default "shares"
+        The forecast's exit model (see :func:`forecast`).
+    bins : int, default=10
+        Equal-width bins of predicted win probability for the calibration table.
+
+    Returns
+    -------
+    Backtest
+        With three tables. ``deals``: the forecast's deals table (see :func:`forecast`)
+        plus
+
+        * ``p_win_naive`` : the naive model's probability
+        * ``outcome`` : ``"won"``, ``"lost"``, ``"stale"`` or ``"open"`` at
+          ``cut + horizon``
+        * ``won`` : outcome is won
+
+        ``calibration``: one row per model and non-empty bin:
+
+        * ``model`` : ``"forecast"`` or ``"naive"``
+        * ``bin``, ``bin_low``, ``bin_high`` : bin number and its range of predicted
+          ``p_win`` (the last bin includes 1)
+        * ``deals`` : deals in the bin
+        * ``mean_predicted`` : their mean predicted ``p_win``
+        * ``observed`` : the share of them won by ``cut + horizon``
+        * ``observed_low``, ``observed_high`` : Wilson 95% interval of ``observed``
+
+        ``scores``: one row per model:
+
+        * ``model`` : ``"forecast"`` or ``"naive"``
+        * ``deals`` : open deals at ``cut``
+        * ``brier`` : mean of (p_win − won)²
+        * ``brier_skill`` : 1 − brier / brier of the naive model (0 for the naive row)
+        * ``expected_wins`` : sum of the predicted ``p_win``
+        * ``observed_wins`` : deals won by ``cut + horizon``
+
+    Raises
+    ------
+    EventLogError
+        ``cut`` outside the log or ``cut + horizon`` after ``log.as_of``, a bad
+        ``horizon``, ``bins < 1``, or no deal open at ``cut``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.forecast import backtest
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> bt = backtest(log, "2025-03-01", "60D")
+    >>> bt.scores["model"].tolist()
+    ['forecast', 'naive']
+    >>> s = bt.scores.set_index("model")["brier"]
+    >>> bool(s["forecast"] < s["naive"])
+    True
+    """
+    h_ns = _horizon(horizon)
+    bins = _int("bins", bins, 1)
+    _check_exits(exits)
+    past = cut_log(log, cut)
+    end_ns = past._as_of_ns + h_ns
+    if end_ns > log._as_of_ns:
+        raise EventLogError(
+            f"`cut` + `horizon` ({log._timestamp(np.array([end_ns]))[0]}) is after the log's "
+            f"as_of ({log.as_of}): what happened by then is not known yet. Pick an earlier "
+            "`cut` or a shorter `horizon`."
+        )
+    fc = _forecast(past, h_ns, [], exits)
+    if fc.deals.empty:
+        raise EventLogError(f"No deal is open at `cut`={cut!r}: nothing to forecast.")
+    later = cut_log(log, log._timestamp(np.array([end_ns]))[0])
+    d = fc.deals.copy()
+    f = past.funnel()
+    q = past.quality
+    resolved = q.won + q.lost + q.stale
+    overall = q.won / resolved if resolved else np.nan
+    rate = dict(zip(f["stage"].astype(str), f["win_rate_from"].to_numpy(dtype=float), strict=True))
+    naive = d["stage"].astype(str).map(rate).to_numpy(dtype=np.float64)
+    d["p_win_naive"] = np.where(np.isfinite(naive), naive, overall)
+    ld = later.deals()
+    pos = pd.Index(ld["deal"]).get_indexer(d["deal"])
+    d["outcome"] = pd.Categorical(
+        np.asarray(ld["outcome"].astype(str))[pos], categories=list(V.OUTCOMES)
+    )
+    won = d["outcome"].to_numpy() == "won"
+    d["won"] = won
+    pred = {"forecast": d["p_win"].to_numpy(), "naive": d["p_win_naive"].to_numpy()}
+    calibration = _calibration(pred, won, bins)
+    brier = {m: float(np.mean((p - won) ** 2)) for m, p in pred.items()}
+    scores = pd.DataFrame(
+        {
+            "model": list(pred),
+            "deals": len(d),
+            "brier": [brier[m] for m in pred],
+            "brier_skill": [1.0 - brier[m] / brier["naive"] for m in pred],
+            "expected_wins": [float(p.sum()) for p in pred.values()],
+            "observed_wins": int(won.sum()),
+        }
+    )
+    return Backtest(
+        cut=past.as_of,
+        horizon=fc.horizon,
+        deals=d,
+        calibration=calibration,
+        scores=scores,
+        forecast=fc,
+    )
+
+
+def _check_exits(exits: Any) -> None:
+    if exits not in ("shares", "by_dwell"):
+        raise EventLogError(f"Parameter `exits` must be 'shares' or 'by_dwell'; got {exits!r}.")
+
+
+def _int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Parameter `{name}` must be an int; got {type(value).__name__}.")
+    if value < low:
+        raise EventLogError(f"Parameter `{name}` must be >= {low}; got {value}.")
+    return int(value)
