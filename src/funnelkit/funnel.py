@@ -86,42 +86,29 @@ def funnel(
     drop2 = F2[:, :, V.LOST] + F2[:, :, V.STALE]
     won_r = E[:, :, V.WON]
     resolved_r = won_r + E[:, :, V.LOST] + E[:, :, V.STALE]
-    return _assemble(
-        log,
-        by_cols,
-        labels,
-        n_seg,
-        reached,
-        advanced,
-        dropped,
-        open_,
-        adv2,
-        drop2,
-        won_r,
-        resolved_r,
-        w is not None,
-        skips,
+    sums = dict(
+        reached=reached,
+        advanced=advanced,
+        dropped=dropped,
+        open=open_,
+        adv2=adv2,
+        drop2=drop2,
+        won=won_r,
+        resolved=resolved_r,
     )
+    return _assemble(log, by_cols, labels, sums, w is not None, skips)
 
 
 def _assemble(
-    log,
-    by_cols,
-    labels,
-    n_seg,
-    reached,
-    advanced,
-    dropped,
-    open_,
-    adv2,
-    drop2,
-    won_r,
-    resolved_r,
-    weighted,
-    skips,
+    log, by_cols, labels, sums: dict[str, np.ndarray], weighted: bool, skips: str
 ) -> pd.DataFrame:
-    """The stage table from per (segment, stage) sums (and sums of squared weights)."""
+    """The stage table from per (segment, stage) sums: reached, advanced, dropped, open,
+    won and resolved among the reached, and the sums of squared weights adv2 and drop2."""
     S = log._n_stages
+    n_seg = len(labels)
+    reached, advanced, dropped = sums["reached"], sums["advanced"], sums["dropped"]
+    open_, adv2, drop2 = sums["open"], sums["adv2"], sums["drop2"]
+    won_r, resolved_r = sums["won"], sums["resolved"]
     resolved = advanced + dropped
     with np.errstate(invalid="ignore", divide="ignore"):
         conversion = advanced / resolved
@@ -265,19 +252,14 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
     adv2, drop2 = total(advanced, 2), total(dropped, 2)
     won_r = total(reached & won[:, None])
     resolved_r = total(reached & (outcome != V.OPEN)[:, None])
-    return _assemble(
-        log,
-        by_cols,
-        labels,
-        n_seg,
-        reached_n,
-        adv,
-        drop,
-        opn,
-        adv2,
-        drop2,
-        won_r,
-        resolved_r,
-        w is not None,
-        skips,
+    sums = dict(
+        reached=reached_n,
+        advanced=adv,
+        dropped=drop,
+        open=opn,
+        adv2=adv2,
+        drop2=drop2,
+        won=won_r,
+        resolved=resolved_r,
     )
+    return _assemble(log, by_cols, labels, sums, w is not None, skips)
