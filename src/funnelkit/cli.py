@@ -1,15 +1,24 @@
-"""Command line: ``funnelkit validate ...`` (and ``python -m funnelkit``).
+"""Command line: ``funnelkit validate ...`` and ``funnelkit report ...`` (and ``python -m funnelkit``).
 
-The CLI holds no analysis logic: it maps options to the library's calls. Exit codes:
-0 ok, 1 analysis error, 2 bad input or usage (one line on stderr, no traceback).
+The CLI holds no analysis logic: it maps options (and an optional TOML config file) to
+the library's calls. A config file holds the options as keys (``deal``, ``stage``, ``time``,
+``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
+``by``, ``freq``, ``period``; lists as TOML arrays or comma-separated strings), plus a
+``[stage_map]`` table (raw name → stage) and a ``[key_stages]`` table of
+:meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given on the
+command line override it, and an unknown key is a usage error. Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (one line on
+stderr naming the column, file or option; no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pyarrow import ArrowException
@@ -17,7 +26,25 @@ from pyarrow import ArrowException
 from ._version import __version__
 from .errors import EventLogError
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 EXIT_OK, EXIT_ANALYSIS, EXIT_INPUT = 0, 1, 2
+
+#: config keys holding one name / value, and those holding a list of names
+_SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "errors")
+_LIST_KEYS = ("stages", "won", "lost", "attrs")
+_REPORT_KEYS = ("by", "freq", "period")
+_TABLE_KEYS = ("stage_map", "key_stages")
+CONFIG_KEYS = (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
+#: ``[key_stages]`` keys the report sets itself
+_KEY_STAGES_OWN = ("by", "period", "progress")
+
+
+class UsageError(Exception):
+    """Bad usage or configuration: exit 2 with the message."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,15 +53,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"funnelkit: error: {message}\n")
 
 
-def _names(value: str | None) -> list[str] | None:
+def _names(value: Any, key: str = "") -> list[str] | None:
+    """A list of names from ``"a,b"`` (command line) or a TOML string or list."""
     if value is None:
         return None
-    return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UsageError(f"config key `{key}` must be a string or a list of strings; got {value!r}")
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", nargs="?", help="event log: .csv, .parquet or a folder of Parquet")
     p.add_argument("--sample", action="store_true", help="use the bundled sample log")
+    p.add_argument(
+        "--config",
+        help="TOML file holding the options below as keys (as_of, stale_after, ...; lists as "
+        "TOML arrays), plus [stage_map] and [key_stages] tables; options given here override it",
+    )
     p.add_argument("--deal", help="deal id column")
     p.add_argument("--stage", help="stage column")
     p.add_argument("--time", help="timestamp column")
@@ -45,7 +82,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attrs", help="comma-separated columns carried per deal")
     p.add_argument("--as-of", dest="as_of", help="observation time (ISO 8601)")
     p.add_argument("--stale-after", dest="stale_after", help="e.g. 90D")
-    p.add_argument("--errors", choices=["raise", "drop"], default="raise")
+    p.add_argument("--errors", choices=["raise", "drop"], help="bad rows: raise (default) or drop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,41 +92,122 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check an event log and print its quality report")
     _add_input_options(v)
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    r = sub.add_parser(
+        "report",
+        help="write the full report: HTML page, tables (CSV, Parquet), charts, summary.json",
+    )
+    _add_input_options(r)
+    r.add_argument("--by", help="carried attribute(s) to compare segments by, comma-separated")
+    r.add_argument("--freq", help="cohort period of the trend, e.g. ME, QE (default QE)")
+    r.add_argument("--period", help="date splitting deals into before and since (ISO 8601)")
+    r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    r.add_argument("-o", "--output", required=True, help="report folder to write")
     return parser
 
 
-def _log_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    for name in ("deal", "stage", "time", "amount", "as_of", "stale_after"):
-        if getattr(args, name) is not None:
-            kw[name] = getattr(args, name)
-    for name in ("stages", "won", "lost", "attrs"):
-        val = _names(getattr(args, name))
-        if val is not None:
-            kw[name] = val
-    kw["errors"] = args.errors
+# ---------------------------------------------------------------------------- options
+def read_config(path: str) -> dict[str, Any]:
+    """The options of a TOML config file, checked against :data:`CONFIG_KEYS`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"config file `{path}` does not exist")
+    try:
+        with p.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file `{path}` is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file `{path}` is not UTF-8 text") from None
+    cfg: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in CONFIG_KEYS:
+            raise UsageError(
+                f"config file `{path}`: unknown key `{key}`; known keys: {', '.join(CONFIG_KEYS)}"
+            )
+        cfg[name] = _config_value(name, value, path)
+    return cfg
+
+
+def _config_value(name: str, value: Any, path: str) -> Any:
+    if name in _TABLE_KEYS:
+        if not isinstance(value, dict):
+            raise UsageError(f"config file `{path}`: `{name}` must be a table ([{name}])")
+        if name == "stage_map" and not all(isinstance(v, str) for v in value.values()):
+            raise UsageError(f"config file `{path}`: `stage_map` values must be stage names")
+        if name == "key_stages":
+            from .log import EventLog
+
+            allowed = set(inspect.signature(EventLog.key_stages).parameters) - {"self"}
+            allowed -= set(_KEY_STAGES_OWN)
+            for k in value:
+                if k not in allowed:
+                    raise UsageError(
+                        f"config file `{path}`: unknown key `key_stages.{k}`; known keys: "
+                        f"{', '.join(sorted(allowed))}"
+                    )
+        return dict(value)
+    if name in _LIST_KEYS or name == "by":
+        return _names(value, name)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):  # TOML dates
+        return value.isoformat()
+    if not isinstance(value, str):
+        raise UsageError(f"config file `{path}`: `{name}` must be a string; got {value!r}")
+    if name == "errors" and value not in ("raise", "drop"):
+        raise UsageError(
+            f"config file `{path}`: `errors` must be 'raise' or 'drop'; got {value!r}"
+        )
+    return value
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """Config file values overridden by the command line's (names as in the config)."""
+    cfg = read_config(args.config) if args.config else {}
+    for name in (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS):
+        value = getattr(args, name, None)
+        if value is not None:
+            cfg[name] = _names(value) if name in _LIST_KEYS or name == "by" else value
+    return cfg
+
+
+def _log_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    kw = {k: opts[k] for k in (*_SCALAR_KEYS, *_LIST_KEYS, "stage_map") if k in opts}
+    # a segment column must be carried to compare by it
+    by = [b for b in opts.get("by") or [] if b not in (kw.get("attrs") or [])]
+    if by:
+        kw["attrs"] = [*(kw.get("attrs") or []), *by]
+    kw.setdefault("errors", "raise")
     return kw
 
 
-def load_log(args: argparse.Namespace):
+def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
     """The EventLog the options describe (the bundled sample with ``--sample``)."""
     from . import datasets
     from .io import read_events
     from .log import EventLog
 
-    kw = _log_kwargs(args)
+    kw = _log_kwargs(options(args) if opts is None else opts)
     if args.sample:
         if args.input:
-            raise EventLogError("pass either INPUT or --sample, not both")
-        return EventLog(datasets.load_sample(), **{**datasets.SAMPLE_KWARGS, **kw})
+            raise UsageError("pass either INPUT or --sample, not both")
+        attrs = [*datasets.SAMPLE_KWARGS["attrs"], *kw.pop("attrs", [])]
+        sample_kw = {**datasets.SAMPLE_KWARGS, **kw, "attrs": list(dict.fromkeys(attrs))}
+        return EventLog(datasets.load_sample(), **sample_kw)
     if not args.input:
-        raise EventLogError("missing INPUT (a .csv, .parquet or folder), or pass --sample")
+        raise UsageError("missing INPUT (a .csv, .parquet or folder), or pass --sample")
     missing = [f"--{n}" for n in ("deal", "stage", "time") if n not in kw]
     if missing:
-        raise EventLogError(f"missing {', '.join(missing)}: name the columns of INPUT")
+        raise UsageError(f"missing {', '.join(missing)}: name the columns of INPUT")
     return read_events(args.input, **kw)
 
 
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    if getattr(args, "quiet", False):
+        return lambda msg: None
+    return lambda msg: print(f"funnelkit: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- commands
 def _cmd_validate(args: argparse.Namespace) -> int:
     log = load_log(args)
     q = log.quality
@@ -97,6 +215,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps({r.item: int(r.count) for r in q.to_frame().itertuples()}, indent=2))
     else:
         print(q)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if "matplotlib.pyplot" not in sys.modules:  # files only: no window, no display needed
+        import matplotlib
+
+        matplotlib.use("Agg")
+    from .report import build_report
+
+    say = _say(args)
+    opts = options(args)
+    say("reading…")
+    log = load_log(args, opts)
+    report = build_report(
+        log,
+        by=opts.get("by"),
+        freq=opts.get("freq"),
+        period=opts.get("period"),
+        key_kwargs=opts.get("key_stages"),
+        progress=say,
+    )
+    out = report.save(args.output, progress=say)
+    say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
     return EXIT_OK
 
 
@@ -121,12 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
     try:
-        return {"validate": _cmd_validate}[args.command](args)
-    except (EventLogError, OSError, ArrowException) as exc:
+        return {"validate": _cmd_validate, "report": _cmd_report}[args.command](args)
+    except (UsageError, EventLogError, OSError, ArrowException) as exc:
         print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
-        print(f"funnelkit: analysis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"funnelkit: analysis failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr
+        )
         return EXIT_ANALYSIS
 
 

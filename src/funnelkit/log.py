@@ -20,6 +20,7 @@ from .quality import REASONS, QualityReport
 if TYPE_CHECKING:
     from ._kernel import Visits
     from .forecast import Forecast
+    from .report import Report
 
 __all__ = ["EventLog"]
 
@@ -1845,6 +1846,71 @@ class EventLog:
         from .forecast import forecast
 
         return forecast(self, horizon, by=by, as_of=as_of, exits=exits)
+
+    # ------------------------------------------------------------------ report
+    def report(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        freq: str | None = None,
+        period: Any = None,
+        key_kwargs: Mapping[str, Any] | None = None,
+        charts: bool = True,
+        progress: bool | Callable[[str], None] | None = None,
+    ) -> Report:
+        """Every table and chart of the log, computed once: view in Jupyter, save to a folder.
+
+        See :func:`funnelkit.report.build_report`. ``report.save(outdir)`` writes
+        ``report.html`` (one self-contained page), ``tables/<name>.csv`` and ``.parquet``,
+        ``charts/<name>.png`` and ``.svg``, and ``summary.json``, atomically.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attribute(s) to compare segments by: the segment funnel and chart, the
+            ``heterogeneity`` and segment ``dropoff`` key-stage signals, ``compare(by=)``.
+        freq : str, optional
+            Cohort period of the trend (``trend(freq=)``); default ``"QE"``.
+        period : str or datetime, optional
+            A date splitting deals into before and since: the ``change`` and
+            previous-period ``dropoff`` key-stage signals, ``compare(period=)``.
+        key_kwargs : dict, optional
+            More keywords of :meth:`key_stages` (``n_boot``, ``alpha``, ``benchmark``...).
+        charts : bool, default=True
+            Draw the charts; ``False`` makes a tables-only report without matplotlib.
+        progress : bool or callable, optional
+            ``True`` prints the long steps to stderr; a callable gets each step's name.
+
+        Returns
+        -------
+        funnelkit.report.Report
+            ``tables`` (name → DataFrame), ``charts`` (name → matplotlib Figure),
+            ``summary`` (headline numbers and key stages, as in ``summary.json``) and
+            ``notes``; ``save(outdir)`` writes them.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> report = log.report(by="team", charts=False)
+        >>> [(k["stage"], k["signal"]) for k in report.summary["key_stages"]]
+        [('Demo', 'leverage'), ('Proposal', 'leverage'), ('Demo', 'dropoff'), ('Demo', 'heterogeneity')]
+        >>> import pathlib, tempfile
+        >>> out = report.save(pathlib.Path(tempfile.mkdtemp()) / "report")
+        >>> sorted(p.name for p in out.iterdir())
+        ['charts', 'report.html', 'summary.json', 'tables']
+        """
+        from .report import build_report
+
+        return build_report(
+            self,
+            by=by,
+            freq=freq,
+            period=period,
+            key_kwargs=key_kwargs,
+            charts=charts,
+            progress=progress,
+        )
 
     # analyses are defined in their own modules and attached below
     def __repr__(self) -> str:

@@ -1,0 +1,656 @@
+"""The full report of an event log: every table and chart, computed once, saved many ways.
+
+:func:`build_report` computes every table of the log (quality, rejects, funnel, flow,
+dwell, cycle time, KPIs, key stages and, where the library offers them, comparisons and
+trends) and draws every chart of :mod:`funnelkit.plot`; the :class:`Report` it returns
+renders in Jupyter and :meth:`Report.save` writes, atomically:
+
+* ``report.html`` — one self-contained page (charts embedded as PNG, no script, no
+  external file or network access), every string from the data HTML-escaped;
+* ``tables/<name>.parquet`` and ``tables/<name>.csv`` — every table, columns as the
+  library returns them; CSV text cells that a spreadsheet would run as a formula are
+  neutralised;
+* ``charts/<name>.png`` and ``charts/<name>.svg``;
+* ``summary.json`` — the headline numbers and the key stages, for alerting.
+
+Data is untrusted input (DESIGN §6): stage names, deal ids, segment values and reasons
+are escaped wherever they reach HTML, and never evaluated anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import _report_html as H
+from ._report_html import missing, number
+from ._version import __version__
+from .quality import REASONS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .log import EventLog
+    from .quality import QualityReport
+
+__all__ = ["CHART_NAMES", "TABLE_NAMES", "Report", "build_report", "neutralise_csv"]
+
+#: every table a report may hold, in file and page order (``funnel_by``, ``compare_by``:
+#: with ``by``; ``compare_period``: with ``period``; ``compare_*`` and ``trend``: when the
+#: installed funnelkit has ``EventLog.compare`` / ``EventLog.trend``)
+TABLE_NAMES = (
+    "kpis",
+    "funnel",
+    "funnel_strict",
+    "key_stages",
+    "transitions",
+    "dwell",
+    "cycle_time",
+    "funnel_by",
+    "compare_by",
+    "compare_period",
+    "trend",
+    "deals",
+    "quality",
+    "rejects",
+    "reject_examples",
+)
+#: every chart a report may hold, in page order
+CHART_NAMES = (
+    "funnel",
+    "key_stages",
+    "flow",
+    "heatmap",
+    "dwell",
+    "survival",
+    "segments",
+    "trend",
+)
+#: PNG resolution (dots per inch) of the charts, in the files and in the page
+DPI = 110
+#: example rows per reject reason in ``reject_examples``
+EXAMPLES_PER_REASON = 3
+#: first characters that make a spreadsheet read a cell as a formula (OWASP: ``=``, ``+``,
+#: ``-``, ``@``, and tab / carriage return, which some spreadsheets strip first)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+_REASON_TEXT = {
+    "missing_deal": "no deal id",
+    "missing_stage": "no stage",
+    "missing_time": "no timestamp",
+    "unparseable_time": "timestamp not a date",
+    "mixed_timezone": "naive timestamp in a time-zone-aware log",
+    "unknown_stage": "stage not among the declared stages or outcomes",
+    "after_as_of": "event after the observation time",
+    "conflicting_outcome": "deal ends in both a won and a lost stage",
+    "reopened_terminal": "won/lost event followed by more stages (deal reopened)",
+    "repeat": "stage logged again in a row (one visit)",
+    "terminal_run": "further won/lost events of the same outcome",
+}
+
+Progress = Callable[[str], None]
+
+
+# ============================================================================ building
+def build_report(
+    log: EventLog,
+    *,
+    by: str | Sequence[str] | None = None,
+    freq: str | None = None,
+    period: Any = None,
+    key_kwargs: Mapping[str, Any] | None = None,
+    charts: bool = True,
+    progress: bool | Progress | None = None,
+) -> Report:
+    """Compute every table and chart of an event log once, into a :class:`Report`.
+
+    Parameters
+    ----------
+    log : EventLog
+        The event log.
+    by : str or list of str, optional
+        Carried attribute(s) (team, owner, region...) to compare segments by: the
+        segment funnel (``funnel_by``) and its chart, the ``heterogeneity`` and
+        segment-vs-rest ``dropoff`` key-stage signals, and ``compare_by`` when the library
+        has ``EventLog.compare``.
+    freq : str, optional
+        Cohort period of the ``trend`` table and chart (pandas offset alias: ``"ME"``,
+        ``"QE"``, ``"YE"``...), when the library has ``EventLog.trend``. Default ``"QE"``.
+    period : str or datetime, optional
+        A date splitting deals by creation into before and since: the ``change`` and
+        previous-period ``dropoff`` key-stage signals, and ``compare_period`` when the
+        library has ``EventLog.compare``.
+    key_kwargs : dict, optional
+        More keywords of :meth:`EventLog.key_stages` (``alpha``, ``n_boot``,
+        ``benchmark``, ``min_deals``...); they override ``by`` and ``period`` there.
+    charts : bool, default=True
+        Draw the charts (matplotlib). ``False`` keeps a tables-only report and never
+        imports matplotlib.
+    progress : bool or callable, optional
+        Report the long steps: ``True`` prints them to stderr; a callable is called with
+        each step's name (``"tables…"``, ``"key stages…"``, ``"charts…"``).
+
+    Returns
+    -------
+    Report
+        Holds ``tables`` (name → DataFrame, see :data:`TABLE_NAMES`), ``charts`` (name →
+        matplotlib Figure, see :data:`CHART_NAMES`), ``summary`` (the headline numbers)
+        and ``notes`` (what was left out and why).
+
+    Raises
+    ------
+    EventLogError
+        An unknown ``by`` attribute or an unusable ``period`` (from the analyses).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.report import build_report
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> report = build_report(log, by="team", charts=False)
+    >>> report.tables["funnel"].equals(log.funnel())
+    True
+    >>> report.summary["deals"], report.summary["won"]
+    (600, 60)
+    >>> [k["stage"] for k in report.summary["key_stages"]][:2]
+    ['Demo', 'Proposal']
+    """
+    say = _progress(progress)
+    by_cols = [by] if isinstance(by, str) else (list(by) if by is not None else [])
+    freq = "QE" if freq is None else freq
+    notes: list[str] = []
+    tables: dict[str, pd.DataFrame] = {}
+
+    say("tables…")
+    tables["kpis"] = log.kpis()
+    tables["funnel"] = log.funnel()
+    tables["funnel_strict"] = log.funnel(skips="strict")
+    say("key stages…")
+    kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
+    tables["key_stages"] = log.key_stages(**kw)
+    say("flow and dwell…")
+    tables["transitions"] = log.transitions()
+    tables["dwell"] = log.dwell()
+    tables["cycle_time"] = log.cycle_time()
+    if by_cols:
+        tables["funnel_by"] = log.funnel(by=by_cols)
+    compare = getattr(log, "compare", None)
+    if compare is not None and (by_cols or period is not None):
+        say("comparisons…")
+        if by_cols:
+            tables["compare_by"] = compare(by=by_cols)
+        if period is not None:
+            tables["compare_period"] = compare(period=period)
+    trend = getattr(log, "trend", None)
+    if trend is not None:
+        say("trend…")
+        tables["trend"] = trend(freq=freq)
+    tables["deals"] = log.deals()
+    tables["quality"] = log.quality.to_frame()
+    tables["rejects"] = _rejects_summary(log.quality)
+    tables["reject_examples"] = _reject_examples(log.rejects)
+
+    figures: dict[str, Figure] = {}
+    if charts:
+        say("charts…")
+        figures = _draw_charts(log, tables, notes)
+    else:
+        notes.append("charts: not drawn (charts=False)")
+    settings = {
+        "by": by_cols or None,
+        "freq": freq if "trend" in tables else None,
+        "period": None if period is None else str(period),
+    }
+    return Report(
+        tables=tables,
+        charts=figures,
+        summary=_summary(log, tables, settings),
+        notes=notes,
+        quality=log.quality,
+    )
+
+
+def _progress(progress: bool | Progress | None) -> Progress:
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda step: print(f"funnelkit: {step}", file=sys.stderr, flush=True)
+    return lambda step: None
+
+
+def _rejects_summary(q: QualityReport) -> pd.DataFrame:
+    """Rows not used, per reason (reasons in the order of ``funnelkit.quality.REASONS``)."""
+    reasons = [r for r in REASONS if q.by_reason.get(r)]
+    return pd.DataFrame(
+        {
+            "reason": pd.Series(reasons, dtype=object),
+            "treatment": pd.Series([REASONS[r] for r in reasons], dtype=object),
+            "rows": pd.Series([q.by_reason[r] for r in reasons], dtype=np.int64),
+            "description": pd.Series([_REASON_TEXT.get(r, "") for r in reasons], dtype=object),
+        }
+    )
+
+
+def _reject_examples(rejects: pd.DataFrame) -> pd.DataFrame:
+    """The first few rejected rows per reason; input columns as text (they may mix types)."""
+    ex = rejects.groupby("reason", sort=False).head(EXAMPLES_PER_REASON)
+    order = {r: i for i, r in enumerate(REASONS)}
+    ex = ex.assign(_o=ex["reason"].map(order)).sort_values(["_o", "row"], kind="stable")
+    ex = ex.drop(columns="_o").reset_index(drop=True)
+    for col in ex.columns:
+        if col not in ("row", "reason"):
+            ex[col] = pd.Series(
+                [None if missing(v) else str(v) for v in ex[col]], dtype=object, index=ex.index
+            )
+    ex["reason"] = ex["reason"].astype(object)
+    return ex
+
+
+def _draw_charts(
+    log: EventLog, tables: dict[str, pd.DataFrame], notes: list[str]
+) -> dict[str, Figure]:
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    visits = log.visits()
+    won, lost = list(log.won), list(log.lost)
+    ks = tables["key_stages"]
+    draw: dict[str, Callable[[], Any]] = {
+        "funnel": lambda: plot.funnel(tables["funnel"], key=ks),
+        "key_stages": lambda: plot.key_stages(ks),
+        "flow": lambda: plot.flow(tables["transitions"], won=won, lost=lost),
+        "heatmap": lambda: plot.heatmap(tables["transitions"], won=won, lost=lost),
+        "dwell": lambda: plot.dwell(visits),
+        "survival": lambda: plot.survival(visits),
+    }
+    if "funnel_by" in tables:
+        draw["segments"] = lambda: plot.segments(tables["funnel_by"])
+    if "trend" in tables:
+        t = tables["trend"]
+        if "period_end" in t.columns:  # monitoring labels periods ("2025Q1"); the chart
+            # names periods by their last day (end excluded → the day before)
+            t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
+        draw["trend"] = lambda: plot.trend(t)
+    figures: dict[str, Figure] = {}
+    for name, fn in draw.items():
+        before = set(plt.get_fignums())
+        try:
+            drawn = fn()
+        except ValueError as exc:  # nothing to draw (e.g. a stage-less log): say so
+            notes.append(f"chart `{name}` not drawn: {exc}")
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)
+            continue
+        fig = drawn if hasattr(drawn, "savefig") else drawn.figure
+        plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
+        figures[name] = fig
+    return figures
+
+
+def _summary(
+    log: EventLog, tables: dict[str, pd.DataFrame], settings: dict[str, Any]
+) -> dict[str, Any]:
+    q = log.quality
+    k = tables["kpis"].iloc[0]
+    ks = tables["key_stages"]
+    key = ks.loc[ks["is_key"].astype(bool)]
+    key_rows = []
+    for r in key.itertuples(index=False):
+        row = {
+            "stage": str(r.stage),
+            "signal": str(r.signal),
+            "effect": number(r.effect),
+            "q_value": number(r.q_value),
+            "reason": str(r.reason),
+        }
+        seg = getattr(r, "segment", None)
+        if not missing(seg):
+            row["segment"] = str(seg)
+        key_rows.append(row)
+    return {
+        "funnelkit_version": __version__,
+        "as_of": pd.Timestamp(log.as_of).isoformat(),
+        "deals": int(k["deals"]),
+        "won": int(k["won"]),
+        "lost": int(k["lost"]),
+        "stale": int(k["stale"]),
+        "open": int(k["open"]),
+        "win_rate": number(k["win_rate"]),
+        "avg_won_amount": number(k["avg_won_amount"]),
+        "median_won_cycle_time_days": (
+            None
+            if missing(k["median_won_cycle_time"])
+            else pd.Timedelta(k["median_won_cycle_time"]).total_seconds() / 86_400
+        ),
+        "pipeline_velocity": number(k["pipeline_velocity"]),
+        "rows_in": q.rows_in,
+        "rows_used": q.rows_used,
+        "rows_rejected": q.rows_rejected,
+        "rows_by_reason": dict(q.by_reason),
+        "stages": [str(s) for s in log.stages],
+        "stage_order_inferred": q.stage_order_inferred,
+        "settings": settings,
+        "key_stages": key_rows,
+        "warnings": list(q.warnings),
+    }
+
+
+# ============================================================================ the report
+class Report:
+    """Every table and chart of an event log, computed once by :func:`build_report`.
+
+    Renders in Jupyter (a compact view: headline numbers, key stages, the funnel) and
+    writes the full report with :meth:`save`; neither recomputes anything.
+
+    Attributes
+    ----------
+    tables : dict of str to pandas.DataFrame
+        The tables, by name (see :data:`TABLE_NAMES`): the library's own results
+        (``kpis``, ``funnel``, ``funnel_strict``, ``key_stages``, ``transitions``,
+        ``dwell``, ``cycle_time``, ``funnel_by``, ``compare_by``, ``compare_period``,
+        ``trend``, ``deals``, ``quality`` = ``log.quality.to_frame()``), plus
+        ``rejects`` — rows not used per reason: ``reason``, ``treatment`` (dropped,
+        removed or collapsed), ``rows``, ``description`` — and ``reject_examples`` — the
+        first few rows of ``log.rejects`` per reason, input columns as text.
+    charts : dict of str to matplotlib.figure.Figure
+        The charts, by name (see :data:`CHART_NAMES`); empty with ``charts=False``.
+    summary : dict
+        The headline numbers, as written to ``summary.json``: ``deals``, ``won``,
+        ``lost``, ``stale``, ``open``, ``win_rate``, ``avg_won_amount``,
+        ``median_won_cycle_time_days``, ``pipeline_velocity``, ``as_of``, ``rows_in``,
+        ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``, ``settings``,
+        ``warnings`` and ``key_stages`` (the flagged rows: ``stage``, ``signal``,
+        ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
+        numbers are ``None``.
+    notes : list of str
+        What the report left out and why (e.g. a chart with nothing to draw).
+    """
+
+    def __init__(
+        self,
+        *,
+        tables: dict[str, pd.DataFrame],
+        charts: dict[str, Figure],
+        summary: dict[str, Any],
+        notes: list[str],
+        quality: QualityReport,
+    ) -> None:
+        self.tables = tables
+        self.charts = charts
+        self.summary = summary
+        self.notes = notes
+        self._quality = quality
+        self._rendered: dict[tuple[str, str], bytes] = {}
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (
+            f"<funnelkit Report: {s['deals']:,} deals as of {s['as_of']}; "
+            f"{len(self.tables)} tables, {len(self.charts)} charts, "
+            f"{len(s['key_stages'])} key-stage flags>"
+        )
+
+    # ------------------------------------------------------------------ rendering
+    def chart_bytes(self, name: str, fmt: str = "png") -> bytes:
+        """One chart as PNG or SVG bytes (rendered once, then cached).
+
+        Parameters
+        ----------
+        name : str
+            A key of :attr:`charts`.
+        fmt : {"png", "svg"}, default "png"
+
+        Returns
+        -------
+        bytes
+        """
+        if fmt not in ("png", "svg"):
+            raise ValueError(f"`fmt` must be 'png' or 'svg'; got {fmt!r}.")
+        if (name, fmt) not in self._rendered:
+            buf = io.BytesIO()
+            meta = {"Software": None} if fmt == "png" else {"Date": None}
+            self.charts[name].savefig(buf, format=fmt, dpi=DPI, facecolor="white", metadata=meta)
+            self._rendered[(name, fmt)] = buf.getvalue()
+        return self._rendered[(name, fmt)]
+
+    def to_html(self) -> str:
+        """The full report as one self-contained HTML page.
+
+        No script, no external stylesheet, font or image (charts are embedded as PNG
+        data), and a Content-Security-Policy that forbids loading anything else; every
+        string from the data is escaped.
+
+        Returns
+        -------
+        str
+        """
+        return H.page(self.summary, self.tables, self._quality, self.notes, self._img)
+
+    def _repr_html_(self) -> str:
+        return H.compact(self.summary, self.tables, self._img("funnel"))
+
+    def _img(self, name: str) -> str:
+        """The chart as an ``<img>`` with PNG data ('' when it was not drawn)."""
+        if name not in self.charts:
+            return ""
+        data = base64.b64encode(self.chart_bytes(name, "png")).decode("ascii")
+        w, h = (float(v) for v in self.charts[name].get_size_inches())
+        return (
+            f"<img class='chart' src='data:image/png;base64,{data}' width='{round(w * DPI)}' "
+            f"height='{round(h * DPI)}' alt='{H.esc(H.CHART_ALT.get(name, name))}'>"
+        )
+
+    # ------------------------------------------------------------------ writing
+    def save(
+        self,
+        outdir: str | os.PathLike,
+        *,
+        overwrite: bool = True,
+        progress: bool | Progress | None = None,
+    ) -> Path:
+        """Write the report into the folder ``outdir``, atomically.
+
+        Everything is written into a new hidden folder beside ``outdir``, which then
+        replaces it: a failure leaves no half-written report (and an earlier report in
+        ``outdir`` as it was).
+
+        Parameters
+        ----------
+        outdir : str or path-like
+            The report folder; created with its parents. Written:
+            ``report.html``, ``summary.json``, ``tables/<name>.parquet`` and
+            ``tables/<name>.csv`` per table, ``charts/<name>.png`` and
+            ``charts/<name>.svg`` per chart.
+        overwrite : bool, default=True
+            Replace an earlier report (a folder holding ``report.html`` and
+            ``summary.json``) or an empty folder. Any other existing path is never
+            replaced.
+        progress : bool or callable, optional
+            As in :func:`build_report` (step ``"writing…"``).
+
+        Returns
+        -------
+        pathlib.Path
+            ``outdir``.
+
+        Raises
+        ------
+        FileExistsError
+            ``outdir`` exists and is not an empty folder or an earlier report, or
+            ``overwrite=False``.
+
+        Notes
+        -----
+        CSV files neutralise text cells (and headers) that begin with ``=``, ``+``, ``-``,
+        ``@``, tab or carriage return with a leading ``'``, so a spreadsheet shows them as
+        text instead of running them as formulas (numbers are left alone); Parquet files
+        hold the values unchanged. JSON numbers that are missing (NaN) are ``null``.
+
+        Examples
+        --------
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> import funnelkit as fk
+        >>> from funnelkit.report import build_report
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> out = build_report(log, charts=False).save(Path(tempfile.mkdtemp()) / "report")
+        >>> json.loads((out / "summary.json").read_text())["deals"]
+        600
+        >>> (out / "tables" / "funnel.csv").exists(), (out / "report.html").exists()
+        (True, True)
+        """
+        out = Path(outdir)
+        _check_replaceable(out, overwrite)
+        _progress(progress)("writing…")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_sibling(out, "tmp")
+        try:
+            _write_tables(self, tmp)
+            _write_charts(self, tmp)
+            _write_summary(self, tmp)
+            (tmp / "report.html").write_text(self.to_html(), encoding="utf-8")
+            _replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+# ============================================================================ writing
+def neutralise_csv(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` safe to open in a spreadsheet: formula-like text made literal.
+
+    Text cells (and column names) that begin with ``=``, ``+``, ``-``, ``@``, tab or
+    carriage return get a leading ``'``, which spreadsheets read as "this is text".
+    Numbers, dates and durations are left alone (a negative number is not a formula).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from funnelkit.report import neutralise_csv
+    >>> df = pd.DataFrame({"stage": ["=1+1", "Demo", "-2"], "effect": [-0.5, 0.1, 0.2]})
+    >>> neutralise_csv(df)["stage"].tolist(), neutralise_csv(df)["effect"].tolist()
+    (["'=1+1", 'Demo', "'-2"], [-0.5, 0.1, 0.2])
+    """
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or _is_text(s):
+            out[col] = pd.Series(
+                [_safe_cell(v) for v in s.astype(object)], index=out.index, dtype=object
+            )
+    out.columns = [_safe_cell(c) if isinstance(c, str) else c for c in out.columns]
+    return out
+
+
+def _is_text(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype)
+
+
+def _safe_cell(v: Any) -> Any:
+    if isinstance(v, str) and v.startswith(FORMULA_START):
+        return "'" + v
+    return v
+
+
+def _write_tables(report: Report, root: Path) -> None:
+    d = root / "tables"
+    d.mkdir()
+    for name, df in report.tables.items():
+        df.to_parquet(d / f"{name}.parquet", index=False)
+        neutralise_csv(df).to_csv(d / f"{name}.csv", index=False)
+
+
+def _write_charts(report: Report, root: Path) -> None:
+    d = root / "charts"
+    d.mkdir()
+    for name in report.charts:
+        for fmt in ("png", "svg"):
+            (d / f"{name}.{fmt}").write_bytes(report.chart_bytes(name, fmt))
+
+
+def _write_summary(report: Report, root: Path) -> None:
+    summary = {
+        **report.summary,
+        "tables": list(report.tables),
+        "charts": list(report.charts),
+        "notes": list(report.notes),
+    }
+    text = json.dumps(_jsonable(summary), indent=2, ensure_ascii=False, allow_nan=False)
+    (root / "summary.json").write_text(text + "\n", encoding="utf-8")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return number(x)
+    return x
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
+        raise FileExistsError(f"Output `{out}` exists; pass overwrite=True or another folder.")
+    is_report = (
+        out.is_dir() and (out / "report.html").is_file() and (out / "summary.json").is_file()
+    )
+    if out.is_symlink() or not out.is_dir() or not (is_report or not any(out.iterdir())):
+        raise FileExistsError(
+            f"Output `{out}` exists and is not an earlier funnelkit report or an empty "
+            "folder; choose another output folder."
+        )
+
+
+def _new_sibling(out: Path, kind: str) -> Path:
+    """A new, hidden, uniquely named folder beside ``out`` (created with the umask)."""
+    while True:
+        p = out.parent / f".{out.name}.{kind}-{secrets.token_hex(4)}"
+        try:
+            p.mkdir()
+        except FileExistsError:
+            continue
+        return p
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out``; an earlier ``out`` is set aside until that succeeded."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = _new_sibling(out, "old")
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,375 @@
+"""`funnelkit.report`: the Report object, its files, escaping, CSV safety, atomic writes,
+and the page in a real headless browser."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import funnelkit as fk
+from funnelkit import report as R
+
+SCRIPT = "<script>alert(1)</script>"
+FORMULA = '=HYPERLINK("http://x","click")'
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def sample_log(**kw) -> fk.EventLog:
+    return fk.EventLog(fk.datasets.load_sample(), **{**fk.datasets.SAMPLE_KWARGS, **kw})
+
+
+@pytest.fixture(scope="module")
+def log() -> fk.EventLog:
+    return sample_log()
+
+
+@pytest.fixture(scope="module")
+def evil(tmp_path_factory):
+    """The sample with CRM strings that are markup, formulas and math-mode text."""
+    ev = fk.datasets.load_sample()
+    names = {"Demo": SCRIPT, "Proposal": FORMULA, "Lead": "$5 deals & up"}
+    ev["stage"] = ev["stage"].replace(names)
+    ev["team"] = ev["team"].replace({"Team C": "-2+3", "Team A": "@SUM(A1)"})
+    ev["deal_id"] = ev["deal_id"].replace({"D000001": "+cmd|' /C calc'!A0"})
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    kw["stages"] = [names.get(s, s) for s in kw["stages"]]
+    lg = fk.EventLog(ev, **kw)
+    rep = R.build_report(lg, by="team", key_kwargs={"n_boot": 50})
+    out = rep.save(tmp_path_factory.mktemp("evil") / "report")
+    return lg, rep, out
+
+
+def test_tables_are_the_librarys_and_saved_files_read_back(evil):
+    lg, rep, out = evil
+    expect = {
+        "kpis": lg.kpis(),
+        "funnel": lg.funnel(),
+        "funnel_strict": lg.funnel(skips="strict"),
+        "key_stages": lg.key_stages(by=["team"], n_boot=50),
+        "transitions": lg.transitions(),
+        "dwell": lg.dwell(),
+        "cycle_time": lg.cycle_time(),
+        "funnel_by": lg.funnel(by="team"),
+        "deals": lg.deals(),
+        "quality": lg.quality.to_frame(),
+    }
+    for name, table in expect.items():
+        pd.testing.assert_frame_equal(rep.tables[name], table, obj=name)
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / f"{name}.parquet"), table)
+        csv = pd.read_csv(out / "tables" / f"{name}.csv")
+        assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == sorted(rep.tables)
+    assert set(rep.tables) <= set(R.TABLE_NAMES) and set(rep.charts) <= set(R.CHART_NAMES)
+    rej = rep.tables["rejects"]
+    assert dict(zip(rej["reason"], rej["rows"], strict=True)) == lg.quality.by_reason
+    ex = rep.tables["reject_examples"]
+    assert set(ex["reason"]) == set(lg.quality.by_reason)
+    assert ex.groupby("reason").size().max() <= R.EXAMPLES_PER_REASON
+    assert set(ex["row"]) <= set(lg.rejects["row"])
+
+
+def test_html_escapes_every_data_string(evil):
+    _, rep, out = evil
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&quot;http://x&quot;" in page and "$5 deals &amp; up" in page
+    assert page.count("<img") == len(rep.charts) >= 7
+    for svg in (out / "charts").glob("*.svg"):
+        assert "<script" not in svg.read_text(encoding="utf-8").lower()
+    assert "<script" not in rep._repr_html_().lower()
+
+
+def test_csv_cells_cannot_become_formulas(evil):
+    lg, rep, out = evil
+    raw = pd.read_csv(out / "tables" / "funnel.csv", dtype=str)
+    assert "'" + FORMULA in set(raw["stage"]) and SCRIPT in set(raw["stage"])
+    by = pd.read_csv(out / "tables" / "funnel_by.csv", dtype=str)
+    assert {"'-2+3", "'@SUM(A1)", "Team B"} == set(by["team"])
+    deals = pd.read_csv(out / "tables" / "deals.csv", dtype=str)
+    assert "'+cmd|' /C calc'!A0" in set(deals["deal"])
+    # numbers are not text: negative effects stay numbers
+    ks = pd.read_csv(out / "tables" / "key_stages.csv")
+    assert ks["effect"].dtype == float and (ks["effect"] < 0).any()
+    for f in (out / "tables").glob("*.csv"):
+        cells = pd.read_csv(f, dtype=str, keep_default_na=False).to_numpy().ravel()
+        text = [c for c in cells if c[:1] in ("=", "+", "@")]
+        assert not text, (f.name, text[:3])
+    # Parquet keeps the values as they are
+    assert "+cmd|' /C calc'!A0" in set(pd.read_parquet(out / "tables" / "deals.parquet")["deal"])
+
+
+def test_neutralise_csv_only_touches_text():
+    df = pd.DataFrame(
+        {
+            "s": pd.Series(["=1", "-x", "ok", None], dtype=object),
+            "c": pd.Categorical(["@a", "b", "@a", "b"]),
+            "n": [-1.0, 2.0, np.nan, -3.5],
+            "t": pd.to_timedelta([-1, 0, 1, 2], unit="D"),
+            "=col": [1, 2, 3, 4],
+        }
+    )
+    out = R.neutralise_csv(df)
+    assert out["s"].tolist()[:3] == ["'=1", "'-x", "ok"] and out["s"].iloc[3] is None
+    assert out["c"].tolist() == ["'@a", "b", "'@a", "b"]
+    pd.testing.assert_series_equal(out["n"], df["n"])
+    pd.testing.assert_series_equal(out["t"], df["t"])
+    assert list(out.columns) == ["s", "c", "n", "t", "'=col"]
+
+
+def test_summary_json_is_valid_with_missing_numbers(tmp_path):
+    lg = sample_log(amount=None)  # no amount: average won amount and velocity are NaN
+    rep = R.build_report(lg, charts=False, key_kwargs={"n_boot": 0})
+    out = rep.save(tmp_path / "r")
+
+    def no_nan(token):
+        raise AssertionError(f"invalid JSON constant {token}")
+
+    s = json.loads((out / "summary.json").read_text(), parse_constant=no_nan)
+    assert s["avg_won_amount"] is None and s["pipeline_velocity"] is None
+    q = lg.quality
+    assert (s["deals"], s["won"], s["lost"], s["stale"], s["open"]) == (
+        q.deals,
+        q.won,
+        q.lost,
+        q.stale,
+        q.open,
+    )
+    assert (s["rows_in"], s["rows_used"], s["rows_rejected"]) == (
+        q.rows_in,
+        q.rows_used,
+        q.rows_rejected,
+    )
+    k = lg.kpis().iloc[0]
+    assert s["win_rate"] == pytest.approx(k["win_rate"])
+    assert s["median_won_cycle_time_days"] == pytest.approx(
+        k["median_won_cycle_time"] / pd.Timedelta(days=1)
+    )
+    assert pd.Timestamp(s["as_of"]) == lg.as_of
+    assert s["charts"] == [] and "report.html" in os.listdir(out)
+    assert "<img" not in (out / "report.html").read_text()
+
+
+def test_summary_key_stages_are_the_flagged_rows(log):
+    rep = R.build_report(log, by="team", charts=False, key_kwargs={"n_boot": 50})
+    ks = log.key_stages(by="team", n_boot=50)
+    flagged = ks[ks["is_key"]]
+    got = rep.summary["key_stages"]
+    assert [(k["stage"], k["signal"]) for k in got] == list(
+        zip(flagged["stage"], flagged["signal"], strict=True)
+    )
+    assert all(set(k) >= {"stage", "signal", "effect", "q_value", "reason"} for k in got)
+    assert got[-1]["segment"] == "Team C" and got[0]["q_value"] is None  # leverage: no test
+    page = rep.to_html()
+    for reason in flagged["reason"]:  # every key-stage reason is on the page, escaped
+        assert html.escape(reason) in page
+    assert page.index("id='summary'") < page.index("id='funnel'") < page.index("id='key-stages'")
+    assert page.index("id='key-stages'") < page.index("id='flow'") < page.index("id='quality'")
+
+
+def test_jupyter_view_does_not_recompute(log, monkeypatch):
+    rep = R.build_report(log, key_kwargs={"n_boot": 20})
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    for name in ("funnel", "key_stages", "transitions", "dwell", "kpis", "visits", "deals"):
+        monkeypatch.setattr(fk.EventLog, name, boom)
+    view = rep._repr_html_()
+    assert view.count("<img") == 1 and "Cutting Proposal" in view
+    assert "body{" not in view  # page-only styles stay out of the notebook
+    assert repr(rep).startswith("<funnelkit Report: 600 deals")
+    assert f"{len(rep.tables)} tables, {len(rep.charts)} charts" in repr(rep)
+    assert rep.chart_bytes("funnel") is rep.chart_bytes("funnel")  # rendered once
+    with pytest.raises(ValueError, match="fmt"):
+        rep.chart_bytes("funnel", "jpg")
+
+
+def test_progress_reports_steps(log):
+    steps: list[str] = []
+    R.build_report(log, charts=False, key_kwargs={"n_boot": 0}, progress=steps.append)
+    assert steps[0] == "tables…" and "key stages…" in steps
+
+
+def test_comparisons_and_trend_when_the_library_has_them(log, tmp_path):
+    """Stand-ins with the monitoring tables' shape, until EventLog.compare/trend land."""
+    lg = sample_log()
+    seg = lg.funnel(by="team")[["team", "stage", "reached", "conversion"]]
+    compare_by = seg.assign(difference=0.01, q_value=0.5, differs=seg["stage"] == "Demo")
+    before_after = lg.funnel()[["stage", "conversion"]].assign(period="after", differs=False)
+    starts = pd.date_range("2024-01-01", periods=6, freq="QS", tz="UTC")
+    trend = pd.DataFrame(
+        {
+            "period": np.repeat([f"{d.year}Q{d.quarter}" for d in starts], 2),
+            "period_start": np.repeat(starts, 2),
+            "period_end": np.repeat(starts + pd.offsets.QuarterBegin(startingMonth=1), 2),
+            "stage": ["Demo", "Proposal"] * 6,
+            "conversion": np.linspace(0.4, 0.6, 12),
+            "conversion_low": np.linspace(0.3, 0.5, 12),
+            "conversion_high": np.linspace(0.5, 0.7, 12),
+        }
+    )
+    calls: list[tuple] = []
+    lg.compare = lambda **kw: (  # type: ignore[attr-defined]
+        calls.append(("compare", kw)) or (compare_by if kw.get("by") else before_after)
+    )
+    lg.trend = lambda **kw: calls.append(("trend", kw)) or trend  # type: ignore[attr-defined]
+    rep = R.build_report(lg, by="team", period="2025-01-01", freq="QE", key_kwargs={"n_boot": 0})
+    assert ("compare", {"by": ["team"]}) in calls and ("trend", {"freq": "QE"}) in calls
+    assert ("compare", {"period": "2025-01-01"}) in calls
+    assert {"compare_by", "compare_period", "trend"} <= set(rep.tables)
+    assert {"segments", "trend"} <= set(rep.charts)
+    ticks = [t.get_text() for t in rep.charts["trend"].axes[0].get_xticklabels()]
+    assert ticks[:2] == ["2024 Q1", "2024 Q2"]
+    page = rep.to_html()
+    assert "id='trend'" in page and "id='period'" in page and "Each segment against" in page
+    out = rep.save(tmp_path / "r")
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / "trend.parquet"), trend)
+    assert json.loads((out / "summary.json").read_text())["settings"]["freq"] == "QE"
+
+
+def test_real_comparisons_and_trend(log):
+    if not (hasattr(fk.EventLog, "compare") and hasattr(fk.EventLog, "trend")):
+        pytest.skip("EventLog.compare / EventLog.trend not in this funnelkit yet")
+    rep = R.build_report(log, by="team", period="2025-01-01", key_kwargs={"n_boot": 0})
+    pd.testing.assert_frame_equal(rep.tables["compare_by"], log.compare(by=["team"]))
+    pd.testing.assert_frame_equal(rep.tables["trend"], log.trend(freq="QE"))
+    assert "trend" in rep.charts
+
+
+def test_sections_follow_the_options(log):
+    rep = R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+    assert not {"compare_by", "compare_period", "funnel_by"} & set(rep.tables)
+    assert ("trend" in rep.tables) == hasattr(log, "trend")
+    page = rep.to_html()
+    assert "id='segments'" not in page and "id='period'" not in page
+    assert ("id='trend'" in page) == hasattr(log, "trend")
+
+
+# ---------------------------------------------------------------------------- writing
+@pytest.fixture(scope="module")
+def small(log) -> R.Report:
+    return R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+def test_failed_write_leaves_nothing_half_written(small, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+
+    def fail(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(R, "_write_summary", fail)
+    with pytest.raises(OSError, match="No space"):
+        small.save(out)
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+    monkeypatch.undo()
+    small.save(out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(R, "_write_summary", fail)
+    with pytest.raises(OSError):
+        small.save(out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and _leftovers(tmp_path) == []
+
+
+def test_save_replaces_only_reports_and_empty_folders(small, tmp_path):
+    out = small.save(tmp_path / "a" / "b")  # parents are created
+    (out / "stray.txt").write_text("old")
+    small.save(out)  # an earlier report is replaced whole
+    assert not (out / "stray.txt").exists() and (out / "summary.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    small.save(empty)
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="not an earlier funnelkit report"):
+        small.save(other)
+    assert (other / "thesis.tex").read_text() == "precious"
+    with pytest.raises(FileExistsError):
+        small.save(tmp_path / "home" / "thesis.tex")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        small.save(out, overwrite=False)
+    assert _leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- browser
+def test_page_in_a_headless_browser(evil, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (CI installs Debian's chromium)")
+    lg, rep, out = evil
+    shot = tmp_path / "shot.png"
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--screenshot={shot}",
+        "--window-size=1280,4000",
+        "--dump-dom",
+        (out / "report.html").resolve().as_uri(),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []  # no script errors, no blocked loads
+    dom = r.stdout
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "<script" not in dom.lower()
+    key = rep.tables["key_stages"]
+    reason = key.loc[key["is_key"], "reason"].iloc[0]
+    assert html.escape(reason, quote=False) in dom
+    assert dom.count("<img") == len(rep.charts)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_a_chart_that_cannot_be_drawn_is_a_note(log, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    def nothing(*args, **kwargs):
+        plt.figure()  # a half-made figure must not be left open
+        raise ValueError("The transition table is empty: nothing to draw.")
+
+    monkeypatch.setattr(fk.plot, "heatmap", nothing)
+    mine = plt.figure()
+    rep = R.build_report(log, key_kwargs={"n_boot": 0})
+    assert "heatmap" not in rep.charts and "flow" in rep.charts
+    assert rep.notes == [
+        "chart `heatmap` not drawn: The transition table is empty: nothing to draw."
+    ]
+    assert "nothing to draw" in rep.to_html()
+    assert plt.get_fignums() == [mine.number]  # the caller's figure is left alone
+
+
+def test_tables_only_report_never_imports_matplotlib():
+    code = (
+        "import sys, funnelkit as fk; from funnelkit.report import build_report; "
+        "log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS); "
+        "r = build_report(log, charts=False, key_kwargs={'n_boot': 0}); r.to_html(); "
+        "print('matplotlib' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
