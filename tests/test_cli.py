@@ -337,3 +337,32 @@ def test_report_usage_errors(tmp_path):
     r = run("report", "--sample", "-o", busy, "--quiet")
     assert r.returncode == 2 and "not an earlier funnelkit report" in r.stderr
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_report_scoping_options_equal_the_library(tmp_path):
+    out = tmp_path / "scoped"
+    r = run(
+        "report",
+        "--sample",
+        "--where",
+        "team == 'Team C'",
+        "--created",
+        "2024-04-01,",
+        "--within",
+        "Demo=30D",
+        "--calendar",
+        "business",
+        "--holidays",
+        "2024-12-25",
+        "--quiet",
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    got = pd.read_parquet(out / "tables" / "funnel.parquet")
+    cal = fk.BusinessCalendar(holidays=["2024-12-25"])
+    log = fk.EventLog(fk.datasets.load_sample(), **{**fk.datasets.SAMPLE_KWARGS, "calendar": cal})
+    sub = log.filter(where="team == 'Team C'", created=("2024-04-01", None))
+    pd.testing.assert_frame_equal(got, sub.funnel(within={"Demo": "30D"}))
+    bad = run("report", "--sample", "--within", "Demo=", "-o", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--within" in bad.stderr

@@ -3,7 +3,8 @@
 The CLI holds no analysis logic: it maps options (and an optional TOML config file) to
 the library's calls. A config file holds the options as keys (``deal``, ``stage``, ``time``,
 ``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
-``by``, ``freq``, ``period``; lists as TOML arrays or comma-separated strings), plus a
+``by``, ``freq``, ``period``, ``visit_attrs``, ``where``, ``created``, ``within``,
+``calendar``, ``holidays``; lists as TOML arrays or comma-separated strings), plus a
 ``[stage_map]`` table (raw name → stage) and a ``[key_stages]`` table of
 :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given on the
 command line override it, and an unknown key is a usage error. Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (one line on
@@ -35,8 +36,10 @@ EXIT_OK, EXIT_ANALYSIS, EXIT_INPUT = 0, 1, 2
 
 #: config keys holding one name / value, and those holding a list of names
 _SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "errors")
-_LIST_KEYS = ("stages", "won", "lost", "attrs")
-_REPORT_KEYS = ("by", "freq", "period")
+_LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
+#: scoping: filter the deals, conversion windows, business days
+_SCOPE_KEYS = ("where", "created", "within", "calendar")
+_REPORT_KEYS = ("by", "freq", "period", *_SCOPE_KEYS)
 _TABLE_KEYS = ("stage_map", "key_stages")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
@@ -83,6 +86,14 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", dest="as_of", help="observation time (ISO 8601)")
     p.add_argument("--stale-after", dest="stale_after", help="e.g. 90D")
     p.add_argument("--errors", choices=["raise", "drop"], help="bad rows: raise (default) or drop")
+    p.add_argument(
+        "--visit-attrs", dest="visit_attrs", help="columns carried per visit (hand-offs)"
+    )
+    p.add_argument("--where", help="keep deals matching an expression, e.g. \"region == 'EMEA'\"")
+    p.add_argument("--created", help="keep deals created in START,END (either may be empty)")
+    p.add_argument("--within", help="conversion window: 30D, or per stage Demo=14D,Proposal=30D")
+    p.add_argument("--calendar", choices=["business"], help="measure durations in business days")
+    p.add_argument("--holidays", help="business-calendar holidays, comma-separated dates")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +141,10 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def _config_value(name: str, value: Any, path: str) -> Any:
+    if name == "within" and isinstance(value, dict):  # [within] Demo = "14D"
+        return {str(k): str(v) for k, v in value.items()}
+    if name == "created" and isinstance(value, list):  # created = ["2025-01-01", ""]
+        return [v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else str(v) for v in value]
     if name in _TABLE_KEYS:
         if not isinstance(value, dict):
             raise UsageError(f"config file `{path}`: `{name}` must be a table ([{name}])")
@@ -172,12 +187,43 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _log_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     kw = {k: opts[k] for k in (*_SCALAR_KEYS, *_LIST_KEYS, "stage_map") if k in opts}
+    holidays = kw.pop("holidays", None)
+    if opts.get("calendar") or holidays:
+        from .businessdays import BusinessCalendar
+
+        kw["calendar"] = BusinessCalendar(holidays=holidays or ())
     # a segment column must be carried to compare by it
     by = [b for b in opts.get("by") or [] if b not in (kw.get("attrs") or [])]
     if by:
         kw["attrs"] = [*(kw.get("attrs") or []), *by]
     kw.setdefault("errors", "raise")
     return kw
+
+
+def within_option(value: Any) -> Any:
+    """``"30D"`` → ``"30D"``; ``"Demo=14D,Proposal=30D"`` (or a TOML table) → a dict."""
+    if value is None or isinstance(value, dict):
+        return value
+    text = str(value)
+    if "=" not in text:
+        return text
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise UsageError(f"--within {text!r}: use 30D or Stage=14D,Other=30D")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def scoped(log: Any, opts: dict[str, Any]) -> Any:
+    """The log filtered by ``where`` / ``created`` (see :meth:`EventLog.filter`)."""
+    created = opts.get("created")
+    if created is not None:
+        parts = created if isinstance(created, list) else str(created).split(",")
+        if len(parts) != 2:
+            raise UsageError(f"--created {created!r}: use START,END (either may be empty)")
+        created = tuple(p.strip() or None for p in parts)
+    if opts.get("where") is None and created is None:
+        return log
+    return log.filter(where=opts.get("where"), created=created)
 
 
 def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
@@ -209,7 +255,8 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_validate(args: argparse.Namespace) -> int:
-    log = load_log(args)
+    opts = options(args)
+    log = scoped(load_log(args, opts), opts)
     q = log.quality
     if args.json:
         print(json.dumps({r.item: int(r.count) for r in q.to_frame().itertuples()}, indent=2))
@@ -228,13 +275,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     say = _say(args)
     opts = options(args)
     say("reading…")
-    log = load_log(args, opts)
+    log = scoped(load_log(args, opts), opts)
     report = build_report(
         log,
         by=opts.get("by"),
         freq=opts.get("freq"),
         period=opts.get("period"),
         key_kwargs=opts.get("key_stages"),
+        within=within_option(opts.get("within")),
         progress=say,
     )
     out = report.save(args.output, progress=say)
@@ -244,7 +292,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def one_line(exc: BaseException) -> str:
     """A one-line message: the summary, plus the first detail when the summary ends in ':'."""
-    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
     text = lines[0]

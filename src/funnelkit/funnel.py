@@ -156,6 +156,10 @@ def windows(log: EventLog, within) -> np.ndarray:
             raise EventLogError(
                 f"`within`={value!r} for {stage!r} is not a duration; pass e.g. '30D'."
             ) from exc
+        if pd.isna(td):
+            raise EventLogError(
+                f"`within`={value!r} for {stage!r} is not a duration; pass e.g. '30D'."
+            )
         if td <= pd.Timedelta(0):
             raise EventLogError(f"`within` for {stage!r} must be positive; got {value!r}.")
         out[log.stages.index(stage)] = td.value

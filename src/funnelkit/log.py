@@ -1855,6 +1855,7 @@ class EventLog:
         freq: str | None = None,
         period: Any = None,
         key_kwargs: Mapping[str, Any] | None = None,
+        within: Any = None,
         charts: bool = True,
         progress: bool | Callable[[str], None] | None = None,
     ) -> Report:
@@ -1876,6 +1877,8 @@ class EventLog:
             previous-period ``dropoff`` key-stage signals, ``compare(period=)``.
         key_kwargs : dict, optional
             More keywords of :meth:`key_stages` (``n_boot``, ``alpha``, ``benchmark``...).
+        within : str or dict, optional
+            Conversion window of the funnel tables (see :meth:`funnel`).
         charts : bool, default=True
             Draw the charts; ``False`` makes a tables-only report without matplotlib.
         progress : bool or callable, optional

@@ -110,6 +110,7 @@ def build_report(
     freq: str | None = None,
     period: Any = None,
     key_kwargs: Mapping[str, Any] | None = None,
+    within: Any = None,
     charts: bool = True,
     progress: bool | Progress | None = None,
 ) -> Report:
@@ -134,6 +135,8 @@ def build_report(
     key_kwargs : dict, optional
         More keywords of :meth:`EventLog.key_stages` (``alpha``, ``n_boot``,
         ``benchmark``, ``min_deals``...); they override ``by`` and ``period`` there.
+    within : str or dict, optional
+        Conversion window of the funnel tables (:meth:`EventLog.funnel`'s ``within``).
     charts : bool, default=True
         Draw the charts (matplotlib). ``False`` keeps a tables-only report and never
         imports matplotlib.
@@ -174,8 +177,8 @@ def build_report(
 
     say("tables…")
     tables["kpis"] = log.kpis()
-    tables["funnel"] = log.funnel()
-    tables["funnel_strict"] = log.funnel(skips="strict")
+    tables["funnel"] = log.funnel(within=within)
+    tables["funnel_strict"] = log.funnel(skips="strict", within=within)
     say("key stages…")
     kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
     tables["key_stages"] = log.key_stages(**kw)
@@ -184,7 +187,7 @@ def build_report(
     tables["dwell"] = log.dwell()
     tables["cycle_time"] = log.cycle_time()
     if by_cols:
-        tables["funnel_by"] = log.funnel(by=by_cols)
+        tables["funnel_by"] = log.funnel(by=by_cols, within=within)
     compare = getattr(log, "compare", None)
     if compare is not None and (by_cols or period is not None):
         say("comparisons…")
