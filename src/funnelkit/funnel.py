@@ -96,15 +96,15 @@ def funnel(
         won=won_r,
         resolved=resolved_r,
     )
-    return _assemble(log, by_cols, labels, sums, w is not None, skips)
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)
 
 
-def _assemble(
-    log, by_cols, labels, sums: dict[str, np.ndarray], weighted: bool, skips: str
+def assemble(
+    stages: list[str], by_cols, labels, sums: dict[str, np.ndarray], weighted: bool, skips: str
 ) -> pd.DataFrame:
     """The stage table from per (segment, stage) sums: reached, advanced, dropped, open,
     won and resolved among the reached, and the sums of squared weights adv2 and drop2."""
-    S = log._n_stages
+    S = len(stages)
     n_seg = len(labels)
     reached, advanced, dropped = sums["reached"], sums["advanced"], sums["dropped"]
     open_, adv2, drop2 = sums["open"], sums["adv2"], sums["drop2"]
@@ -122,7 +122,7 @@ def _assemble(
     seg_idx = np.repeat(np.arange(n_seg), S)
     out = expand(labels, seg_idx, by_cols)
     dtype = np.float64 if weighted else np.int64
-    out["stage"] = np.tile(np.array(log.stages, dtype=object), n_seg).astype(str)
+    out["stage"] = np.tile(np.array(stages, dtype=object), n_seg).astype(str)
     out["reached"] = reached.reshape(-1).astype(dtype)
     out["advanced"] = advanced.reshape(-1).astype(dtype)
     out["dropped"] = dropped.reshape(-1).astype(dtype)
@@ -266,4 +266,4 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
         won=won_r,
         resolved=resolved_r,
     )
-    return _assemble(log, by_cols, labels, sums, w is not None, skips)
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,15 @@ from . import _columns as C
 from .errors import EventLogError
 from .log import EventLog
 
+if TYPE_CHECKING:
+    from .dask import DaskEventLog
+
 __all__ = ["read_events", "from_milestones"]
 
 
-def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
+def read_events(
+    path: str | os.PathLike, *, engine: Literal["pandas", "dask"] = "pandas", **kwargs: Any
+) -> EventLog | DaskEventLog:
     """Read an event log from a CSV file, a Parquet file or a folder of Parquet files.
 
     Only the mapped columns are read (with pyarrow); Parquet stage columns are read as
@@ -33,6 +38,9 @@ def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
     path : str or path-like
         ``*.csv`` (optionally compressed, e.g. ``.csv.gz``), ``*.parquet``, or a directory
         of Parquet files.
+    engine : {"pandas", "dask"}, default "pandas"
+        ``"dask"`` reads with dask and returns a :class:`funnelkit.dask.DaskEventLog`
+        (needs the ``dask`` extra; see the scale-out page).
     **kwargs
         The keywords of :class:`EventLog` (``deal``, ``stage``, ``time``, ``stages``,
         ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``...).
@@ -40,6 +48,7 @@ def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
     Returns
     -------
     EventLog
+        (a :class:`funnelkit.dask.DaskEventLog` with ``engine="dask"``)
 
     Raises
     ------
@@ -58,6 +67,12 @@ def read_events(path: str | os.PathLike, **kwargs: Any) -> EventLog:
     >>> log.n_deals
     600
     """
+    if engine == "dask":
+        from .dask import read_events as read_with_dask
+
+        return read_with_dask(path, **kwargs)
+    if engine != "pandas":
+        raise EventLogError(f"Parameter `engine` must be 'pandas' or 'dask'; got {engine!r}.")
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,6 +68,12 @@ def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
     return names
 
 
+def _is_dask_frame(obj: Any) -> bool:
+    """True for a dask DataFrame, without importing dask (loaded already if obj is one)."""
+    dd = sys.modules.get("dask.dataframe")
+    return dd is not None and isinstance(obj, dd.DataFrame)
+
+
 class EventLog:
     """A validated event log of deals moving through sales stages.
 
@@ -76,8 +83,10 @@ class EventLog:
 
     Parameters
     ----------
-    events : pandas.DataFrame or pyarrow.Table
-        The event log, one row per event.
+    events : pandas.DataFrame or pyarrow.Table or dask.dataframe.DataFrame
+        The event log, one row per event. A dask DataFrame gives a
+        :class:`funnelkit.dask.DaskEventLog` (the analyses on a cluster; see the
+        scale-out page).
     deal, stage, time : str, default "deal_id", "stage", "ts"
         Columns holding the deal id, the stage name and the timestamp. Timestamps may be
         datetimes (naive or aware) or ISO 8601 strings of any precision; aware values with
@@ -136,6 +145,14 @@ class EventLog:
     True
     """
 
+    def __new__(cls, events: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # fk.EventLog(dask_dataframe, ...) → funnelkit.dask.DaskEventLog (imports dask)
+        if cls is EventLog and _is_dask_frame(events):
+            from .dask import DaskEventLog
+
+            return DaskEventLog(events, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         events: pd.DataFrame | pa.Table,
@@ -157,7 +174,7 @@ class EventLog:
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
             raise TypeError(
-                "`events` must be a pandas DataFrame or a pyarrow Table; got "
+                "`events` must be a pandas DataFrame, a pyarrow Table or a dask DataFrame; got "
                 f"{type(events).__name__}. Use fk.read_events(path, ...) for files."
             )
         if errors not in ("raise", "drop"):

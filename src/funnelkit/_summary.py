@@ -1,0 +1,1646 @@
+"""Engine-neutral partial summaries of an event log, for scale-out (DESIGN §7).
+
+A distributed engine splits the rows by deal (every row of a deal in one partition) and,
+per partition, calls :func:`summarize`: the partition's pandas rows → the in-memory kernel
+(:class:`funnelkit.EventLog` with the global ``as_of`` and the declared stages) → a
+:class:`Summary` of small long-form tables. :func:`merge` combines summaries (associative
+and commutative, so any tree of merges gives the same result), and the ``*_table``
+functions turn the final summary into the tables of the in-memory analyses.
+
+Plain pandas in, plain objects out: nothing here knows about dask. ``funnelkit.dask``
+drives it on a dask cluster; an adapter for another engine (Spark's ``mapInPandas`` /
+``applyInPandas``) calls the same three steps — see ``docs/scale-out.md``.
+
+The summary tables (every column but the listed value columns is a key; merging is a
+group-by sum over the keys):
+
+``deals``         attrs…, entered (JSON list of stage names), outcome → deals, amount_sum,
+                  amount_sq, amount_n
+``transitions``   from_stage, to_stage, to_kind → transitions, deals, dwell_n, dwell_sum
+``cycle_sums``    attrs…, outcome → deals, sum
+``positions``     stage, position → deals (first visits, for the inferred stage order)
+``patterns``      pattern (JSON: start state and exit counts) → deals (leverage bootstrap)
+sketches          ``transition_dwell`` (from_stage, to_stage, to_kind), ``dwell`` (attrs…,
+                  stage, first_visit), ``cycle`` (attrs…, outcome) → value, binned,
+                  events, censored
+
+Durations are kept exactly — (value, events, censored) per distinct value — while a group
+has at most ``exact_limit`` distinct values; beyond that the group switches to log-spaced
+bins of ratio :data:`BIN_RATIO`, each value represented by its bin's geometric centre, at
+most :data:`BIN_ERROR` (0.5%) from the true value. Whether a group ends up binned depends
+only on the union of its values, not on the order of merges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import _columns as C
+from . import _stats
+from . import _validate as V
+from ._columns import NAT
+from ._kernel import NO_NEXT
+from ._segments import expand
+from .errors import EventLogError
+from .funnel import assemble
+from .quality import REASONS, QualityReport
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+__all__ = [
+    "BIN_ERROR",
+    "BIN_RATIO",
+    "ROW",
+    "Config",
+    "Layout",
+    "Summary",
+    "from_frame",
+    "merge",
+    "summarize",
+    "time_stats",
+    "to_frame",
+]
+
+#: column holding each row's input-order key: (source partition << ROW_BITS) | position
+ROW = "__funnelkit_row"
+ROW_BITS = 40
+#: log-spaced duration bins: [r**b, r**(b+1)) ns, represented by r**(b + 1/2)
+BIN_RATIO = 1.01
+#: largest relative error of a binned duration: sqrt(BIN_RATIO) - 1 < 0.5%
+BIN_ERROR = math.sqrt(BIN_RATIO) - 1
+_LOG_RATIO = math.log(BIN_RATIO)
+_OUTCOME_NAMES = [str(o) for o in V.OUTCOMES]  # open, won, lost, stale
+_KINDS = np.array(["stage", "won", "lost"], dtype=object)
+_SKETCH_VALUES = ["value", "binned", "events", "censored"]
+
+
+def attr_column(name: str) -> str:
+    """Column of a carried attribute in the summary tables."""
+    return f"attr:{name}"
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Config:
+    """What every partition needs to build its part of the log.
+
+    ``settings`` are the :class:`funnelkit.EventLog` keywords except ``as_of``;
+    ``as_of_ns`` is the global observation time on the log's clock (naive ns, UTC for
+    aware logs); ``aware``/``mixed`` the global time-zone decision; ``removed`` row keys of
+    deals with a conflicting outcome to leave out up front (see ``funnelkit.dask``).
+    """
+
+    settings: dict[str, Any]
+    columns: tuple[str, ...]
+    as_of_ns: int | None = None
+    aware: bool = False
+    mixed: bool = False
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    exact_limit: int = 1024
+
+    @property
+    def attrs(self) -> list[str]:
+        return list(self.settings.get("attrs") or [])
+
+    @property
+    def errors(self) -> str:
+        return str(self.settings.get("errors", "raise"))
+
+    @property
+    def infer_order(self) -> bool:
+        return self.settings.get("stages") is None
+
+
+def row_keys(n: int, partition: int) -> np.ndarray:
+    """Input-order keys of the ``n`` rows of source partition ``partition``."""
+    return (np.int64(partition) << ROW_BITS) + np.arange(n, dtype=np.int64)
+
+
+def row_positions(keys: np.ndarray, source_rows: dict[int, int]) -> np.ndarray:
+    """Global input positions of row keys, from the row count of every source partition."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if not source_rows:
+        return keys
+    n_src = max(source_rows) + 1
+    counts = np.zeros(n_src, dtype=np.int64)
+    for number, k in source_rows.items():
+        counts[number] = k
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    pid = keys >> ROW_BITS
+    return offsets[pid] + (keys & ((np.int64(1) << ROW_BITS) - 1))
+
+
+# --------------------------------------------------------------------------- first pass
+def time_stats(pdf: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
+    """Per partition, before any shuffle: parsed times by kind (for the global time-zone
+    decision) and the latest time of a row that passes the row-level rules, per kind (the
+    default ``as_of`` under each decision). Merge with :func:`merge_time_stats`."""
+    out: dict[str, Any] = {"aware": 0, "naive": 0, "max_aware": None, "max_naive": None}
+    if len(pdf) == 0:
+        return out
+    t = C.parse_times(pdf[settings["time"]])
+    parsed = ~t.null & ~t.unparseable
+    row_aware = np.where(t.mixed_tz, not t.aware, t.aware) & parsed
+    row_naive = parsed & ~row_aware
+    ns = t.ns.copy()
+    if t.mixed_tz.any():  # parse_times blanks the minority kind: parse those rows alone
+        idx = np.flatnonzero(t.mixed_tz)
+        ns[idx] = C.parse_times(pdf[settings["time"]].iloc[idx]).ns
+    good = ~C.isna(pdf[settings["deal"]])
+    codes, names = C.stage_codes(pdf[settings["stage"]], settings.get("stage_map"))
+    good &= codes >= 0
+    if settings.get("stages") is not None:
+        known = (
+            set(settings["stages"])
+            | set(_names(settings.get("won")))
+            | set(_names(settings.get("lost")))
+        )
+        ok = np.array([nm in known for nm in names] + [False], dtype=bool)
+        good &= ok[codes]
+    out["aware"] = int(row_aware.sum())
+    out["naive"] = int(row_naive.sum())
+    for kind, mask in (("max_aware", row_aware), ("max_naive", row_naive)):
+        sel = good & mask
+        if sel.any():
+            out[kind] = int(ns[sel].max())
+    return out
+
+
+def merge_time_stats(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"aware": 0, "naive": 0, "max_aware": None, "max_naive": None}
+    for p in parts:
+        out["aware"] += p["aware"]
+        out["naive"] += p["naive"]
+        for k in ("max_aware", "max_naive"):
+            if p[k] is not None:
+                out[k] = p[k] if out[k] is None else max(out[k], p[k])
+    return out
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+# --------------------------------------------------------------------------- partition log
+@dataclass
+class Part:
+    """A partition's in-memory log and the rows it did not see.
+
+    ``keys`` are the row keys of the rows given to ``log`` (its ``row`` numbers index
+    them); ``extra`` holds rows rejected before or instead of the log (the mapped
+    columns, :data:`ROW` and ``reason``); ``failure`` the bad rows under
+    ``errors="raise"``."""
+
+    log: EventLog | None
+    keys: np.ndarray
+    extra: pd.DataFrame
+    failure: pd.DataFrame | None
+    all_keys: np.ndarray
+
+
+def _reject_frame(
+    events: pd.DataFrame, keys: np.ndarray, rows: np.ndarray, reason
+) -> pd.DataFrame:
+    out = events.iloc[rows].reset_index(drop=True)
+    out[ROW] = keys[rows]
+    out["reason"] = pd.Series(np.asarray(reason, dtype=object), dtype=object).astype(str)
+    return out
+
+
+def _cases_to_keys(cases: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
+    out = cases.drop(columns="row").reset_index(drop=True)
+    out[ROW] = keys[cases["row"].to_numpy(dtype=np.int64)]
+    return out
+
+
+def build_partition(pdf: pd.DataFrame, cfg: Config) -> Part:
+    """The in-memory :class:`~funnelkit.EventLog` of one partition of whole deals.
+
+    Rows are put back in input order (by :data:`ROW`), so ties resolve as in memory. Rows
+    of the time-zone kind that is the minority *globally* are rejected here
+    (``mixed_timezone``), since the partition alone could decide the other way; so are the
+    rows in ``cfg.removed`` (``conflicting_outcome``).
+    """
+    from .log import EventLog
+
+    keys = pdf[ROW].to_numpy(dtype=np.int64)
+    if keys.size > 1 and (np.diff(keys) < 0).any():
+        order = np.argsort(keys, kind="stable")
+        pdf, keys = pdf.iloc[order], keys[order]
+    events = pdf[list(cfg.columns)].reset_index(drop=True)
+    n = len(events)
+    reason = np.full(n, "", dtype=object)
+    s = cfg.settings
+    if cfg.mixed and n:
+        t = C.parse_times(events[s["time"]])
+        parsed = ~t.null & ~t.unparseable
+        row_aware = np.where(t.mixed_tz, not t.aware, t.aware)
+        minority = parsed & (row_aware != cfg.aware) & ~C.isna(events[s["deal"]])
+        minority &= ~C.isna(events[s["stage"]])
+        reason[minority] = "mixed_timezone"
+    if cfg.removed.size and n:
+        reason[(reason == "") & np.isin(keys, cfg.removed)] = "conflicting_outcome"
+    gone = reason != ""
+    extra = _reject_frame(events, keys, np.flatnonzero(gone), reason[gone])
+    kept_rows = np.flatnonzero(~gone)
+    kept_keys = keys[kept_rows]
+    log = None
+    failure = None
+    if kept_rows.size:
+        kept = events.iloc[kept_rows].reset_index(drop=True) if gone.any() else events
+        as_of = None if cfg.as_of_ns is None else pd.Timestamp(cfg.as_of_ns)
+        try:
+            log = EventLog(kept, **s, as_of=as_of)
+        except EventLogError as err:
+            cases = err.failure_cases
+            if not len(cases) or "row" not in cases.columns:
+                raise
+            if cfg.errors == "drop" and not str(err).startswith("No usable events"):
+                raise
+            frame = _cases_to_keys(cases, kept_keys)
+            if cfg.errors == "drop":
+                extra = pd.concat([f for f in (extra, frame) if len(f)], ignore_index=True)
+            else:
+                failure = frame
+    if cfg.errors == "raise" and len(extra):
+        failure = extra if failure is None else pd.concat([extra, failure], ignore_index=True)
+        extra = extra.iloc[:0]
+    return Part(log, kept_keys, extra, failure, keys)
+
+
+# --------------------------------------------------------------------------- sketches
+def to_bins(values: np.ndarray) -> np.ndarray:
+    """Bin index of durations in ns: -1 for 0, else floor(log(v) / log(BIN_RATIO))."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        b = np.floor(np.log(np.maximum(v, 1.0)) / _LOG_RATIO)
+    return np.where(v <= 0, -1, b).astype(np.int64)
+
+
+def bin_values(bins: np.ndarray) -> np.ndarray:
+    """Representative duration (ns, float) of each bin: its geometric centre."""
+    b = np.asarray(bins, dtype=np.float64)
+    return np.where(b < 0, 0.0, np.exp((b + 0.5) * _LOG_RATIO))
+
+
+def _aggregate(df: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    if df.empty:
+        return df[keys + values].reset_index(drop=True)
+    out = df.groupby(keys, dropna=False, sort=False, observed=True)[values].sum().reset_index()
+    return out
+
+
+def compress(df: pd.DataFrame, keys: list[str], exact_limit: int) -> pd.DataFrame:
+    """Aggregate sketch rows, switching to bins every group that holds a binned row or
+    more than ``exact_limit`` distinct exact values (order-independent)."""
+    cols = keys + ["value", "binned"]
+    df = _aggregate(df, cols, ["events", "censored"])
+    if df.empty:
+        return df
+    grp = df.groupby(keys, dropna=False, sort=False, observed=True) if keys else None
+    binned = df["binned"].to_numpy(dtype=bool)
+    if grp is not None:
+        any_binned = grp["binned"].transform("any").to_numpy(dtype=bool)
+        n_exact = grp["binned"].transform(lambda b: int((~b.astype(bool)).sum())).to_numpy()
+    else:
+        any_binned = np.full(len(df), binned.any())
+        n_exact = np.full(len(df), int((~binned).sum()))
+    convert = ~binned & (any_binned | (n_exact > exact_limit))
+    if convert.any():
+        value = df["value"].to_numpy(dtype=np.int64).copy()
+        value[convert] = to_bins(value[convert])
+        df = df.assign(value=value, binned=binned | convert)
+        df = _aggregate(df, cols, ["events", "censored"])
+    return df
+
+
+def _sketch(group: np.ndarray, values: np.ndarray, censored: np.ndarray, limit: int):
+    """Sketch rows of one partition: (group, value, binned, events, censored) arrays."""
+    g = group.astype(np.int64)
+    v = values.astype(np.int64)
+    c = censored.astype(bool)
+    if g.size == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0, dtype=bool), z, z
+    order = np.lexsort((v, g))
+    g, v, c = g[order], v[order], c[order]
+    new = np.ones(g.size, dtype=bool)
+    new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    start = np.flatnonzero(new)
+    run = np.cumsum(new) - 1
+    ev = np.bincount(run, weights=~c, minlength=start.size).astype(np.int64)
+    ce = np.bincount(run, weights=c, minlength=start.size).astype(np.int64)
+    ug, uv = g[start], v[start]
+    n_distinct = np.bincount(ug)
+    binned = n_distinct[ug] > limit
+    if binned.any():
+        uv = np.where(binned, to_bins(uv), uv)
+        key = pd.DataFrame({"g": ug, "v": uv, "b": binned, "e": ev, "c": ce})
+        key = key.groupby(["g", "b", "v"], sort=True)[["e", "c"]].sum().reset_index()
+        return (
+            key["g"].to_numpy(np.int64),
+            key["v"].to_numpy(np.int64),
+            key["b"].to_numpy(bool),
+            key["e"].to_numpy(np.int64),
+            key["c"].to_numpy(np.int64),
+        )
+    return ug, uv, binned, ev, ce
+
+
+# --------------------------------------------------------------------------- the summary
+_TABLE_VALUES: dict[str, list[str]] = {
+    "deals": ["deals", "amount_sum", "amount_sq", "amount_n"],
+    "transitions": ["transitions", "deals", "dwell_n", "dwell_sum"],
+    "cycle_sums": ["deals", "sum"],
+    "positions": ["deals"],
+    "patterns": ["deals"],
+}
+_SKETCHES = ("transition_dwell", "dwell", "cycle")
+
+
+def _table_keys(name: str, attrs: Sequence[str]) -> list[str]:
+    a = [attr_column(x) for x in attrs]
+    return {
+        "deals": [*a, "entered", "outcome"],
+        "transitions": ["from_stage", "to_stage", "to_kind"],
+        "cycle_sums": [*a, "outcome"],
+        "positions": ["stage", "position"],
+        "patterns": ["pattern"],
+        "transition_dwell": ["from_stage", "to_stage", "to_kind"],
+        "dwell": [*a, "stage", "first_visit"],
+        "cycle": [*a, "outcome"],
+    }[name]
+
+
+def _values(name: str) -> list[str]:
+    return _SKETCH_VALUES if name in _SKETCHES else _TABLE_VALUES[name]
+
+
+def _empty_table(name: str, attrs: Sequence[str]) -> pd.DataFrame:
+    cols: dict[str, Any] = {k: pd.Series([], dtype=object) for k in _table_keys(name, attrs)}
+    for v in _values(name):
+        dtype = (
+            bool
+            if v == "binned"
+            else np.float64
+            if v.startswith(("amount_s", "dwell_s", "sum"))
+            else np.int64
+        )
+        cols[v] = pd.Series([], dtype=dtype)
+    return pd.DataFrame(cols)
+
+
+_COUNTS = (
+    "rows_in",
+    "rows_used",
+    "rows_dropped",
+    "rows_removed",
+    "rows_collapsed",
+    "reopened",
+    "deals_without_amount",
+    "unresolved_ties",
+)
+
+
+@dataclass
+class Summary:
+    """Mergeable partial summary of some partitions of whole deals.
+
+    Attributes
+    ----------
+    attrs : list of str
+        Carried attributes (their values key the segment tables).
+    counts : dict
+        Row and deal counts of the quality report (``rows_in``, ``rows_used``, ...).
+    by_reason, attr_changes : dict
+        As in :class:`~funnelkit.QualityReport`.
+    source_rows : dict
+        Rows per source partition (numbers the rows of ``rejects`` globally).
+    max_time_ns : int or None
+        Latest event time among rows that passed validation.
+    conflict_rows : ndarray
+        Row keys of deals with a conflicting outcome (``errors="drop"``).
+    failure : DataFrame or None
+        Bad rows under ``errors="raise"`` (mapped columns, :data:`ROW`, ``reason``).
+    tables : dict of DataFrame
+        The long-form tables listed in the module docstring.
+    attr_first : dict of DataFrame
+        Per attribute, ``value`` → ``first_row`` (row key of its first appearance): the
+        order of segments, as in memory (first appearance in the input).
+    exact_limit : int
+        Distinct durations a sketch group keeps exactly.
+    """
+
+    attrs: list[str]
+    exact_limit: int
+    counts: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[str, int] = field(default_factory=dict)
+    attr_changes: dict[str, int] = field(default_factory=dict)
+    source_rows: dict[int, int] = field(default_factory=dict)
+    max_time_ns: int | None = None
+    conflict_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    failure: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    attr_first: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, attrs: Sequence[str], exact_limit: int) -> Summary:
+        names = [*_TABLE_VALUES, *_SKETCHES]
+        return cls(
+            attrs=list(attrs),
+            exact_limit=exact_limit,
+            counts=dict.fromkeys(_COUNTS, 0),
+            tables={n: _empty_table(n, attrs) for n in names},
+            attr_first={
+                a: pd.DataFrame({"value": pd.Series([], dtype=object), "first_row": []})
+                for a in attrs
+            },
+        )
+
+    @property
+    def n_deals(self) -> int:
+        return int(self.tables["deals"]["deals"].sum())
+
+
+def _add(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) + v
+    return out
+
+
+def merge(summaries: Iterable[Summary]) -> Summary:
+    """Combine partial summaries (associative and commutative)."""
+    items = list(summaries)
+    if not items:
+        raise ValueError("merge() needs at least one summary")
+    if len(items) == 1:
+        return items[0]
+    first = items[0]
+    out = Summary.empty(first.attrs, first.exact_limit)
+    for s in items:
+        out.counts = _add(out.counts, s.counts)
+        out.by_reason = _add(out.by_reason, s.by_reason)
+        out.attr_changes = _add(out.attr_changes, s.attr_changes)
+        out.source_rows = _add(out.source_rows, s.source_rows)
+        if s.max_time_ns is not None:
+            m = out.max_time_ns
+            out.max_time_ns = s.max_time_ns if m is None else max(m, s.max_time_ns)
+    out.conflict_rows = np.concatenate([s.conflict_rows for s in items])
+    failures = [s.failure for s in items if s.failure is not None]
+    out.failure = pd.concat(failures, ignore_index=True) if failures else None
+    for name in out.tables:
+        keys = _table_keys(name, first.attrs)
+        parts = [s.tables[name] for s in items if len(s.tables[name])]
+        if not parts:
+            continue
+        df = pd.concat(parts, ignore_index=True)
+        if name in _SKETCHES:
+            out.tables[name] = compress(df, keys, first.exact_limit)
+        else:
+            out.tables[name] = _aggregate(df, keys, _TABLE_VALUES[name])
+    for a in first.attrs:
+        parts = [s.attr_first[a] for s in items if len(s.attr_first[a])]
+        if parts:
+            df = pd.concat(parts, ignore_index=True)
+            out.attr_first[a] = (
+                df.groupby("value", sort=False, dropna=True)["first_row"].min().reset_index()
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- transport
+def _ipc(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(payload: bytes) -> pd.DataFrame:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all().to_pandas()
+
+
+def to_frame(summary: Summary) -> pd.DataFrame:
+    """A summary as a DataFrame of fixed schema ``summary`` (str), ``part`` (str),
+    ``payload`` (bytes): what an engine whose partition function must return a DataFrame
+    (Spark's ``applyInPandas``/``mapInPandas`` with schema ``"summary string, part string,
+    payload binary"``) sends back. Tables travel as Arrow IPC streams, the rest as JSON;
+    nothing is pickled. :func:`from_frame` reads any number of them back."""
+    import uuid
+
+    meta = {
+        "attrs": summary.attrs,
+        "exact_limit": summary.exact_limit,
+        "counts": summary.counts,
+        "by_reason": summary.by_reason,
+        "attr_changes": summary.attr_changes,
+        "source_rows": {str(k): v for k, v in summary.source_rows.items()},
+        "max_time_ns": summary.max_time_ns,
+        "conflict_rows": [int(x) for x in summary.conflict_rows],
+    }
+    parts = [("meta", json.dumps(meta).encode())]
+    parts += [(f"table:{k}", _ipc(v)) for k, v in summary.tables.items()]
+    parts += [(f"attr_first:{k}", _ipc(v)) for k, v in summary.attr_first.items()]
+    if summary.failure is not None:
+        parts.append(("failure", _ipc(summary.failure)))
+    sid = uuid.uuid4().hex
+    return pd.DataFrame(
+        {
+            "summary": [sid] * len(parts),
+            "part": [p for p, _ in parts],
+            "payload": [b for _, b in parts],
+        }
+    )
+
+
+def from_frame(frame: pd.DataFrame) -> list[Summary]:
+    """The summaries in rows made by :func:`to_frame` (rows of several summaries may be
+    concatenated in any order); combine them with :func:`merge`."""
+    out = []
+    for _, rows in frame.groupby("summary", sort=False):  # loop over summaries
+        parts = dict(zip(rows["part"], rows["payload"], strict=True))
+        meta = json.loads(bytes(parts["meta"]).decode())
+        s = Summary.empty(meta["attrs"], int(meta["exact_limit"]))
+        s.counts = {k: int(v) for k, v in meta["counts"].items()}
+        s.by_reason = {k: int(v) for k, v in meta["by_reason"].items()}
+        s.attr_changes = {k: int(v) for k, v in meta["attr_changes"].items()}
+        s.source_rows = {int(k): int(v) for k, v in meta["source_rows"].items()}
+        s.max_time_ns = meta["max_time_ns"]
+        s.conflict_rows = np.asarray(meta["conflict_rows"], dtype=np.int64)
+        for key, payload in parts.items():
+            kind, _, name = key.partition(":")
+            if kind == "table":
+                s.tables[name] = _from_ipc(bytes(payload))
+            elif kind == "attr_first":
+                s.attr_first[name] = _from_ipc(bytes(payload))
+            elif kind == "failure":
+                s.failure = _from_ipc(bytes(payload))
+        out.append(s)
+    return out
+
+
+# --------------------------------------------------------------------------- one partition
+def summarize(pdf: pd.DataFrame, cfg: Config) -> Summary:
+    """The partial summary of one partition of whole deals.
+
+    Parameters
+    ----------
+    pdf : pandas.DataFrame
+        Every row of the partition's deals: the mapped columns and :data:`ROW`.
+    cfg : Config
+        The global settings (``as_of``, stage order, time-zone decision).
+    """
+    part = build_partition(pdf, cfg)
+    out = Summary.empty(cfg.attrs, cfg.exact_limit)
+    src = np.bincount(part.all_keys >> ROW_BITS) if part.all_keys.size else np.zeros(0, int)
+    out.source_rows = {int(p): int(k) for p, k in enumerate(src) if k}
+    out.counts["rows_in"] = int(part.all_keys.size)
+    for a in cfg.attrs:
+        col = pdf[a]
+        frame = pd.DataFrame({"value": col.astype(object), "first_row": pdf[ROW].to_numpy()})
+        frame = frame[col.notna().to_numpy()]
+        out.attr_first[a] = (
+            frame.groupby("value", sort=False)["first_row"].min().reset_index()
+            if len(frame)
+            else out.attr_first[a]
+        )
+    if part.failure is not None:
+        out.failure = part.failure
+    if len(part.extra):
+        out.counts["rows_dropped"] += len(part.extra)
+        out.by_reason = _add(out.by_reason, part.extra["reason"].value_counts().to_dict())
+    log = part.log
+    if log is None:
+        return out
+    q = log.quality
+    out.counts["rows_used"] += q.rows_used
+    out.counts["rows_dropped"] += q.rows_dropped
+    out.counts["rows_removed"] += q.rows_removed
+    out.counts["rows_collapsed"] += q.rows_collapsed
+    out.counts["reopened"] += q.reopened
+    out.counts["deals_without_amount"] += q.deals_without_amount
+    out.counts["unresolved_ties"] += q.unresolved_ties
+    out.by_reason = _add(out.by_reason, q.by_reason)
+    out.attr_changes = _add(out.attr_changes, q.attr_changes)
+    out.max_time_ns = int(log._last_ns.max())
+    if q.by_reason.get("conflicting_outcome"):
+        rej = log.rejects
+        rows = rej.loc[rej["reason"] == "conflicting_outcome", "row"].to_numpy(dtype=np.int64)
+        out.conflict_rows = part.keys[rows]
+    _fill_tables(out, log, cfg)
+    return out
+
+
+def _segment_codes(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per deal a local segment code over all carried attributes, and each segment's
+    attribute values (object arrays, None for missing)."""
+    if not attrs:
+        return np.zeros(log.n_deals, dtype=np.int64), {}
+    key = np.zeros(log.n_deals, dtype=np.int64)
+    for a in attrs:
+        cat = log._attrs[a].cat
+        key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
+    uniq, seg = np.unique(key, return_inverse=True)
+    labels: dict[str, np.ndarray] = {}
+    rem = uniq.copy()
+    for a in reversed(attrs):
+        cat = log._attrs[a].cat
+        base = len(cat.categories) + 1
+        code = rem % base - 1
+        rem = rem // base
+        values = np.asarray(cat.categories.astype(object), dtype=object)
+        vals = np.full(code.size, None, dtype=object)
+        ok = code >= 0
+        vals[ok] = values[code[ok]]
+        labels[a] = vals
+    return seg.reshape(-1).astype(np.int64), labels
+
+
+def _seg_columns(labels: dict[str, np.ndarray], seg: np.ndarray) -> dict[str, np.ndarray]:
+    return {attr_column(a): vals[seg] for a, vals in labels.items()}
+
+
+def _durations(log: EventLog, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    cal = getattr(log, "calendar", None)
+    return end - start if cal is None else cal.duration_ns(start, end)
+
+
+def _fill_tables(out: Summary, log: EventLog, cfg: Config) -> None:
+    attrs = cfg.attrs
+    v = log._visits()
+    S = log._n_stages
+    cat = list(log._catalogue)
+    n_st = len(cat) + 1  # + stale
+    names = np.array([*cat, "stale"], dtype=object)
+    kinds = np.append(_KINDS[log._kind], "stale")
+    D = log.n_deals
+    seg, labels = _segment_codes(log, attrs)
+    n_seg = int(seg.max()) + 1 if seg.size else 1
+    oc = log._outcome.astype(np.int64)
+
+    # ---- deals: entered stages (bit words), outcome, amounts
+    n_words = max(1, -(-S // 62))
+    words = np.zeros((D, n_words), dtype=np.int64)
+    for word in range(n_words):  # loop over 62-stage words
+        sel = (v.stage // 62) == word
+        np.bitwise_or.at(words[:, word], v.deal[sel], np.left_shift(1, v.stage[sel] % 62))
+    if n_words == 1:
+        masks, mask_id = np.unique(words[:, 0], return_inverse=True)
+        mask_rows = masks[:, None]
+    else:
+        mask_rows, mask_id = np.unique(words, axis=0, return_inverse=True)
+    mask_id = mask_id.reshape(-1)
+    entered = np.empty(len(mask_rows), dtype=object)
+    for i, row in enumerate(mask_rows):  # loop over distinct sets of entered stages
+        st = [cat[s] for s in range(S) if (int(row[s // 62]) >> (s % 62)) & 1]
+        entered[i] = json.dumps(sorted(st))
+    key = (seg * len(mask_rows) + mask_id) * 4 + oc
+    uk, inv = np.unique(key, return_inverse=True)
+    amt = log._amount
+    w = np.zeros(D) if amt is None else np.nan_to_num(amt, nan=0.0)
+    has_amt = np.zeros(D) if amt is None else (~np.isnan(amt)).astype(np.float64)
+    k = uk.size
+    useg = uk // 4 // len(mask_rows)
+    out.tables["deals"] = pd.DataFrame(
+        {
+            **_seg_columns(labels, useg),
+            "entered": entered[(uk // 4) % len(mask_rows)],
+            "outcome": np.array(_OUTCOME_NAMES, dtype=object)[uk % 4],
+            "deals": np.bincount(inv, minlength=k).astype(np.int64),
+            "amount_sum": np.bincount(inv, weights=w, minlength=k),
+            "amount_sq": np.bincount(inv, weights=w * w, minlength=k),
+            "amount_n": np.bincount(inv, weights=has_amt, minlength=k).astype(np.int64),
+        }
+    )
+
+    # ---- transitions and the dwell of the visits that made them
+    ex = v.next != NO_NEXT
+    n_pairs = max(S * n_st, 1)
+    pair = v.stage[ex] * n_st + v.next[ex]
+    counts = np.bincount(pair, minlength=n_pairs)
+    dp = np.unique(v.deal[ex].astype(np.int64) * n_pairs + pair)
+    deals = np.bincount(dp % n_pairs, minlength=n_pairs)
+    dw = v.dwell[ex]
+    has = dw != NAT
+    dwell_n = np.bincount(pair[has], minlength=n_pairs)
+    dwell_sum = np.bincount(pair[has], weights=dw[has].astype(np.float64), minlength=n_pairs)
+    present = np.flatnonzero(counts)
+    frm, to = present // n_st, present % n_st
+    out.tables["transitions"] = pd.DataFrame(
+        {
+            "from_stage": names[frm],
+            "to_stage": names[to],
+            "to_kind": kinds[to],
+            "transitions": counts[present].astype(np.int64),
+            "deals": deals[present].astype(np.int64),
+            "dwell_n": dwell_n[present].astype(np.int64),
+            "dwell_sum": dwell_sum[present],
+        }
+    )
+    g, val, b, e, c = _sketch(pair[has], dw[has], np.zeros(int(has.sum()), bool), cfg.exact_limit)
+    out.tables["transition_dwell"] = pd.DataFrame(
+        {
+            "from_stage": names[g // n_st],
+            "to_stage": names[g % n_st],
+            "to_kind": kinds[g % n_st],
+            "value": val,
+            "binned": b,
+            "events": e,
+            "censored": c,
+        }
+    )
+
+    # ---- dwell per (segment, stage, first visit or not)
+    keep = v.dwell != NAT
+    group = (seg[v.deal[keep]] * max(S, 1) + v.stage[keep]) * 2 + (v.visit[keep] == 1)
+    g, val, b, e, c = _sketch(group, v.dwell[keep], v.censored[keep], cfg.exact_limit)
+    gs = g // 2
+    out.tables["dwell"] = pd.DataFrame(
+        {
+            **_seg_columns(labels, gs // max(S, 1)),
+            "stage": names[gs % max(S, 1)] if S else np.zeros(0, dtype=object),
+            "first_visit": (g % 2).astype(bool),
+            "value": val,
+            "binned": b,
+            "events": e,
+            "censored": c,
+        }
+    )
+
+    # ---- cycle time: won / lost complete, open censored at as_of; stale left out
+    first, term = log._first_ns, log._term_ns
+    done = term != NAT
+    ct = np.where(done, _durations(log, first, np.where(done, term, first)), 0)
+    open_for = _durations(log, first, np.full(D, log._as_of_ns, dtype=np.int64))
+    slot = np.select([oc == V.WON, oc == V.LOST, oc == V.OPEN], [0, 1, 2], -1)
+    sel = slot >= 0
+    dur = np.where(oc == V.OPEN, open_for, ct)
+    g, val, b, e, c = _sketch(
+        seg[sel] * 3 + slot[sel], dur[sel], (oc == V.OPEN)[sel], cfg.exact_limit
+    )
+    slot_names = np.array(["won", "lost", "open"], dtype=object)
+    out.tables["cycle"] = pd.DataFrame(
+        {
+            **_seg_columns(labels, g // 3),
+            "outcome": slot_names[g % 3],
+            "value": val,
+            "binned": b,
+            "events": e,
+            "censored": c,
+        }
+    )
+    wl = (slot == 0) | (slot == 1)
+    gk = seg[wl] * 2 + slot[wl]
+    n_c = np.bincount(gk, minlength=2 * n_seg)
+    s_c = np.bincount(gk, weights=ct[wl].astype(np.float64), minlength=2 * n_seg)
+    pres = np.flatnonzero(n_c)
+    out.tables["cycle_sums"] = pd.DataFrame(
+        {
+            **_seg_columns(labels, pres // 2),
+            "outcome": slot_names[pres % 2],
+            "deals": n_c[pres].astype(np.int64),
+            "sum": s_c[pres],
+        }
+    )
+
+    # ---- leverage: distinct (start state, exit counts) patterns of deals
+    out.tables["patterns"] = _patterns(log, v, ex, pair, n_pairs, names, kinds)
+
+    # ---- first-visit positions, for the inferred stage order
+    if cfg.infer_order:
+        out.tables["positions"] = _positions(log)
+
+
+def _patterns(log, v, ex, pair, n_pairs, names, kinds) -> pd.DataFrame:
+    D = log.n_deals
+    n_st = len(log._catalogue) + 1
+    p_deal = log._path_deal
+    first = np.ones(p_deal.size, dtype=bool)
+    first[1:] = p_deal[1:] != p_deal[:-1]
+    start = np.zeros(D, dtype=np.int64)
+    start[p_deal[first]] = log._path_stage[first]
+    u, cnt = np.unique(v.deal[ex].astype(np.int64) * n_pairs + pair, return_counts=True)
+    ud, up = u // n_pairs, u % n_pairs
+    pid = start.copy()  # refined level by level: the k-th exit entry of each deal
+    if u.size:
+        new = np.ones(u.size, dtype=bool)
+        new[1:] = ud[1:] != ud[:-1]
+        starts = np.flatnonzero(new)
+        level = np.arange(u.size) - starts[np.cumsum(new) - 1]
+        code = up * (int(cnt.max()) + 1) + cnt
+        base = n_pairs * (int(cnt.max()) + 1)
+        for k in range(int(level.max()) + 1):  # loop over exit entries per deal (few)
+            sel = level == k
+            d = ud[sel]
+            _, inv = np.unique(pid[d] * base + code[sel], return_inverse=True)
+            pid[d] = inv.reshape(-1) + int(pid.max()) + 1
+    _, rep, n = np.unique(pid, return_index=True, return_counts=True)
+    lo = np.searchsorted(ud, rep, side="left")
+    hi = np.searchsorted(ud, rep, side="right")
+    text = np.empty(rep.size, dtype=object)
+    for i in range(rep.size):  # loop over distinct patterns
+        exits = sorted(
+            [str(names[p // n_st]), str(kinds[p % n_st]), str(names[p % n_st]), int(c)]
+            for p, c in zip(up[lo[i] : hi[i]], cnt[lo[i] : hi[i]], strict=True)
+        )
+        st = int(start[rep[i]])
+        text[i] = json.dumps({"start": [str(kinds[st]), str(names[st])], "exits": exits})
+    return pd.DataFrame({"pattern": text, "deals": n.astype(np.int64)})
+
+
+def _positions(log: EventLog) -> pd.DataFrame:
+    p_deal, p_stage = log._path_deal, log._path_stage
+    n = p_deal.size
+    if n == 0:
+        return _empty_table("positions", [])
+    new = np.ones(n, dtype=bool)
+    new[1:] = p_deal[1:] != p_deal[:-1]
+    starts = np.flatnonzero(new)
+    position = np.arange(n) - starts[np.cumsum(new) - 1]
+    is_stage = log._kind[p_stage] == V.STAGE
+    n_cat = len(log._catalogue)
+    key = p_deal[is_stage].astype(np.int64) * n_cat + p_stage[is_stage]
+    _, first = np.unique(key, return_index=True)
+    st = p_stage[is_stage][first]
+    pos = position[is_stage][first]
+    hist = pd.DataFrame({"s": st, "p": pos}).value_counts().reset_index(name="deals")
+    names = np.array(log._catalogue, dtype=object)
+    return pd.DataFrame(
+        {
+            "stage": names[hist["s"].to_numpy()],
+            "position": hist["p"].to_numpy(dtype=np.int64),
+            "deals": hist["deals"].to_numpy(dtype=np.int64),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- final tables
+@dataclass(frozen=True)
+class Layout:
+    """The global shape of the log the final tables are laid out in."""
+
+    stages: list[str]
+    won: list[str]
+    lost: list[str]
+    inferred: bool
+    aware: bool
+    as_of_ns: int
+    amount: str | None
+    attrs: list[str]
+
+    @property
+    def catalogue(self) -> list[str]:
+        return [*self.stages, *self.won, *self.lost]
+
+    @property
+    def kind(self) -> np.ndarray:
+        return np.array(
+            [V.STAGE] * len(self.stages)
+            + [V.WON_KIND] * len(self.won)
+            + [V.LOST_KIND] * len(self.lost),
+            dtype=np.int8,
+        )
+
+    def codes(self, kinds: Sequence[Any], names: Sequence[Any]) -> np.ndarray:
+        """Catalogue codes of (kind, name) states; ``"stale"`` is ``len(catalogue)``."""
+        S, nw = len(self.stages), len(self.won)
+        lookup: dict[tuple[str, str], int] = {("stale", "stale"): len(self.catalogue)}
+        lookup.update({("stage", s): i for i, s in enumerate(self.stages)})
+        lookup.update({("won", s): S + i for i, s in enumerate(self.won)})
+        lookup.update({("lost", s): S + nw + i for i, s in enumerate(self.lost)})
+        return np.array(
+            [lookup[(str(k), str(n))] for k, n in zip(kinds, names, strict=True)],
+            dtype=np.int64,
+        )
+
+    def timestamp(self, ns: int) -> pd.Timestamp:
+        ts = pd.Timestamp(np.int64(ns).astype("datetime64[ns]"))
+        return ts.tz_localize("UTC") if self.aware else ts
+
+
+def infer_order(positions: pd.DataFrame) -> list[str]:
+    """Stage order from first-visit positions: median, then mean, then name (as in
+    memory: ``EventLog._infer_order``)."""
+    rows = []
+    for name, grp in positions.groupby("stage", sort=False):  # loop over stages
+        g = grp.groupby("position")["deals"].sum().sort_index()
+        pos = g.index.to_numpy(dtype=np.int64)
+        cnt = g.to_numpy(dtype=np.int64)
+        n = int(cnt.sum())
+        cum = np.cumsum(cnt)
+
+        def at(rank: int, pos=pos, cum=cum) -> int:
+            return int(pos[np.searchsorted(cum, rank, side="right")])
+
+        median = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+        mean = float((pos * cnt).sum()) / n
+        rows.append((float(median), mean, str(name)))
+    rows.sort()
+    return [r[2] for r in rows]
+
+
+def quality_report(sm: Summary, lay: Layout) -> QualityReport:
+    d = sm.tables["deals"]
+    oc = d.groupby("outcome")["deals"].sum()
+    c = sm.counts
+    keys = ([lay.amount] if lay.amount is not None else []) + list(lay.attrs)
+    return QualityReport(
+        rows_in=int(c["rows_in"]),
+        rows_used=int(c["rows_used"]),
+        rows_dropped=int(c["rows_dropped"]),
+        rows_removed=int(c["rows_removed"]),
+        rows_collapsed=int(c["rows_collapsed"]),
+        by_reason={r: int(sm.by_reason[r]) for r in REASONS if sm.by_reason.get(r)},
+        deals=int(d["deals"].sum()),
+        won=int(oc.get("won", 0)),
+        lost=int(oc.get("lost", 0)),
+        stale=int(oc.get("stale", 0)),
+        open=int(oc.get("open", 0)),
+        reopened=int(c["reopened"]),
+        deals_without_amount=int(c["deals_without_amount"]),
+        attr_changes={k: int(sm.attr_changes.get(k, 0)) for k in dict.fromkeys(keys)},
+        unresolved_ties=int(c["unresolved_ties"]),
+        stages=list(lay.stages),
+        stage_order_inferred=lay.inferred,
+        as_of=lay.timestamp(lay.as_of_ns),
+    )
+
+
+# ---- statistics from (value, events, censored) counts
+def _sorted_sketch(df: pd.DataFrame, group: np.ndarray):
+    """Sketch rows regrouped by ``group`` codes, sorted by (group, value): ``(group, value
+    in ns as float, events, censored, binned)``. A group that mixes exact and binned rows
+    is binned; an all-exact group stays exact (its values are all here)."""
+    frame = pd.DataFrame(
+        {
+            "g": np.asarray(group, dtype=np.int64),
+            "value": df["value"].to_numpy(dtype=np.int64),
+            "binned": df["binned"].to_numpy(dtype=bool),
+            "events": df["events"].to_numpy(dtype=np.int64),
+            "censored": df["censored"].to_numpy(dtype=np.int64),
+        }
+    )
+    frame = compress(frame, ["g"], np.iinfo(np.int64).max)
+    val = frame["value"].to_numpy(dtype=np.int64)
+    binned = frame["binned"].to_numpy(dtype=bool)
+    t = np.where(binned, bin_values(np.where(binned, val, -1)), val.astype(np.float64))
+    g = frame["g"].to_numpy(dtype=np.int64)
+    order = np.lexsort((t, g))
+    return (
+        g[order],
+        t[order],
+        frame["events"].to_numpy(dtype=np.int64)[order],
+        frame["censored"].to_numpy(dtype=np.int64)[order],
+        binned[order],
+    )
+
+
+def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
+    """Linear-interpolation quantiles (numpy's default) of complete durations given as
+    sorted (value, count) runs per group."""
+    start, end = _stats.group_bounds(g, n_groups)
+    out = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in qs}
+    n = np.zeros(n_groups, dtype=np.int64)
+    for k in np.flatnonzero(end > start):  # loop over groups
+        cnt = d[start[k] : end[k]]
+        cum = np.cumsum(cnt)
+        tot = int(cum[-1])
+        n[k] = tot
+        if tot == 0:
+            continue
+        tk = t[start[k] : end[k]]
+        for q in qs:
+            h = (tot - 1) * q
+            lo = math.floor(h)
+            hi = min(lo + 1, tot - 1)
+            a = tk[np.searchsorted(cum, lo, side="right")]
+            b = tk[np.searchsorted(cum, hi, side="right")]
+            out[f"q{round(100 * q)}"][k] = a + (h - lo) * (b - a)
+    out["n"] = n
+    return out
+
+
+def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
+    """Kaplan–Meier from sorted (value, events, censored) runs per group: as
+    :func:`funnelkit._stats.kaplan_meier` (quantile: smallest time with
+    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time).
+
+    In a bin (``binned``) the order of events and censorings is unknown: the censorings
+    count as at risk for half of the bin's events (the actuarial rule), which halves the
+    error of either extreme (measured in the tests)."""
+    start, end = _stats.group_bounds(g, n_groups)
+    out: dict[str, np.ndarray] = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in qs}
+    out["n"] = np.bincount(g, weights=d + c, minlength=n_groups)[:n_groups].astype(np.int64)
+    out["censored"] = np.bincount(g, weights=c, minlength=n_groups)[:n_groups].astype(np.int64)
+    mean = np.full(n_groups, np.nan)
+    for k in np.flatnonzero(end > start):  # loop over groups
+        a, b = start[k], end[k]
+        dk, ck, tk = d[a:b].astype(np.float64), c[a:b].astype(np.float64), t[a:b]
+        if dk.sum() + ck.sum() == 0:
+            continue
+        at_risk = (dk + ck).sum() - np.concatenate(([0.0], np.cumsum(dk + ck)[:-1]))
+        if binned is not None:
+            at_risk = at_risk - np.where(binned[a:b], 0.5 * ck, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            surv = np.cumprod(np.where(at_risk > 0, 1.0 - dk / at_risk, 1.0))
+        for q in qs:
+            i = np.searchsorted(-surv, -(1.0 - q + _stats.KM_TOL), side="left")
+            if i < b - a:
+                out[f"q{round(100 * q)}"][k] = tk[i]
+        mean[k] = tk[0] + float(np.dot(surv[:-1], np.diff(tk)))
+    out["mean"] = mean
+    return out
+
+
+# ---- segments
+def _by_columns(by: str | Sequence[str] | None, lay: Layout) -> list[str]:
+    cols = [] if by is None else [by] if isinstance(by, str) else list(by)
+    unknown = [b for b in cols if b not in lay.attrs]
+    if unknown:
+        raise EventLogError(
+            f"`by`={unknown} is not a carried attribute of this log; carried: "
+            f"{list(lay.attrs)}. Pass attrs=[...] when building the EventLog."
+        )
+    return cols
+
+
+def _segments(sm: Summary, by: list[str], frames: list[pd.DataFrame]):
+    """Segment codes of the rows of ``frames`` (the first is the deals table, which holds
+    every segment) and the label table, in the in-memory order."""
+    if not by:
+        return [np.zeros(len(f), dtype=np.int64) for f in frames], pd.DataFrame(index=[0])
+    cats = {}
+    for b in by:
+        first = sm.attr_first[b].sort_values("first_row", kind="stable")
+        cats[b] = pd.Index(first["value"].tolist())
+    keys = []
+    for f in frames:
+        key = np.zeros(len(f), dtype=np.int64)
+        for b in by:
+            code = cats[b].get_indexer(f[attr_column(b)].astype(object).to_numpy())
+            key = key * (len(cats[b]) + 1) + (code.astype(np.int64) + 1)
+        keys.append(key)
+    uniq = np.unique(keys[0])
+    codes = [np.searchsorted(uniq, k) for k in keys]
+    labels = {}
+    rem = uniq.copy()
+    for b in reversed(by):
+        base = len(cats[b]) + 1
+        labels[b] = pd.Categorical.from_codes(rem % base - 1, categories=cats[b])
+        rem = rem // base
+    table = pd.DataFrame({b: np.asarray(labels[b]) for b in by})
+    return codes, table
+
+
+# ---- the tables of the analyses
+def _td(ns: np.ndarray) -> np.ndarray:
+    from .transitions import to_timedelta
+
+    return to_timedelta(ns).to_numpy()
+
+
+def transitions_table(sm: Summary, lay: Layout) -> pd.DataFrame:
+    """``EventLog.transitions()`` from a summary."""
+    t = sm.tables["transitions"]
+    S = len(lay.stages)
+    n_cat = len(lay.catalogue) + 1
+    names = np.array([*lay.catalogue, "stale"], dtype=object)
+    frm = lay.codes(["stage"] * len(t), t["from_stage"])
+    to = lay.codes(t["to_kind"], t["to_stage"])
+    pair = frm * n_cat + to
+    order = np.argsort(pair, kind="stable")
+    pair, frm, to = pair[order], frm[order], to[order]
+    counts = t["transitions"].to_numpy(dtype=np.int64)[order]
+    deals = t["deals"].to_numpy(dtype=np.int64)[order]
+    dwell_n = t["dwell_n"].to_numpy(dtype=np.int64)[order]
+    dwell_sum = t["dwell_sum"].to_numpy(dtype=np.float64)[order]
+    exits_from = np.bincount(frm, weights=counts, minlength=max(S, 1))
+    td = sm.tables["transition_dwell"]
+    tpair = lay.codes(["stage"] * len(td), td["from_stage"]) * n_cat + lay.codes(
+        td["to_kind"], td["to_stage"]
+    )
+    g, tv, d, _, _ = _sorted_sketch(td, np.searchsorted(pair, tpair))
+    st = plain_stats(g, tv, d, len(pair), qs=(0.5, 0.9))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = counts / exits_from[frm]
+        mean = np.where(dwell_n > 0, dwell_sum / dwell_n, np.nan)
+    kinds = np.array(["forward", "backward", "won", "lost", "stale"], dtype=object)
+    kind_code = np.where(
+        to == n_cat - 1,
+        4,
+        np.where(
+            to >= S,
+            np.where(lay.kind[np.minimum(to, n_cat - 2)] == V.WON_KIND, 2, 3),
+            np.where(to > frm, 0, 1),
+        ),
+    )
+    return pd.DataFrame(
+        {
+            "from_stage": names[frm].astype(str),
+            "to_stage": names[to].astype(str),
+            "transitions": counts,
+            "deals": deals,
+            "share": share,
+            "dwell_mean": _td(mean),
+            "dwell_median": _td(st["q50"]),
+            "dwell_p90": _td(st["q90"]),
+            "kind": kinds[kind_code].astype(str),
+        }
+    )
+
+
+def _entered_sets(entered: pd.Series, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: furthest stage rank (-1 when none) and a (rows, S) membership matrix."""
+    S = len(lay.stages)
+    rank = {s: i for i, s in enumerate(lay.stages)}
+    uniq, inv = np.unique(entered.astype(str).to_numpy(), return_inverse=True)
+    member_u = np.zeros((uniq.size, S), dtype=bool)
+    for i, text in enumerate(uniq):  # loop over distinct sets of entered stages
+        for s in json.loads(text):
+            member_u[i, rank[s]] = True
+    member = member_u[inv.reshape(-1)]
+    if S == 0:
+        return np.full(member.shape[0], -1, dtype=np.int64), member
+    furthest = np.where(member.any(axis=1), S - 1 - np.argmax(member[:, ::-1], axis=1), -1)
+    return furthest.astype(np.int64), member
+
+
+def funnel_table(
+    sm: Summary, lay: Layout, *, skips: str = "implied", weight: str | None = None, by=None
+) -> pd.DataFrame:
+    """``EventLog.funnel()`` from a summary."""
+    if skips not in ("implied", "strict"):
+        raise EventLogError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
+    if weight is not None and (weight not in ("amount", lay.amount) or lay.amount is None):
+        raise EventLogError(
+            f"`weight`={weight!r}: only the mapped amount column can weight the funnel "
+            f"(amount={lay.amount!r}). Pass amount=... when building the EventLog and "
+            "weight='amount'."
+        )
+    by_cols = _by_columns(by, lay)
+    d = sm.tables["deals"]
+    (seg,), labels = _segments(sm, by_cols, [d])
+    n_seg = len(labels)
+    S = len(lay.stages)
+    outcome = pd.Index(_OUTCOME_NAMES).get_indexer(d["outcome"]).astype(np.int64)
+    furthest, member = _entered_sets(d["entered"], lay)
+    blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for power, col in ((1, "amount_sum"), (2, "amount_sq")):
+        ww = d["deals"].to_numpy(dtype=np.float64) if weight is None else d[col].to_numpy()
+        has = furthest >= 0
+        F = np.bincount(
+            (seg[has] * S + furthest[has]) * 4 + outcome[has],
+            weights=ww[has],
+            minlength=n_seg * S * 4,
+        ).reshape(n_seg, S, 4)
+        E: np.ndarray
+        if skips == "implied":
+            E = np.flip(np.cumsum(np.flip(F, axis=1), axis=1), axis=1)
+            won = outcome == V.WON
+            E[:, :, V.WON] = np.bincount(seg[won], weights=ww[won], minlength=n_seg)[:, None]
+        else:
+            E = np.zeros((n_seg, S, 4))
+            for s in range(S):  # loop over stages
+                m = member[:, s]
+                E[:, s, :] = np.bincount(
+                    seg[m] * 4 + outcome[m], weights=ww[m], minlength=n_seg * 4
+                ).reshape(n_seg, 4)
+        blocks[power] = (E, F)
+    E, F = blocks[1]
+    E2, F2 = blocks[2]
+    if weight is None:  # counts are exact integers
+        E, F = np.rint(E).astype(np.int64), np.rint(F).astype(np.int64)
+    dropped = F[:, :, V.LOST] + F[:, :, V.STALE]
+    sums = {
+        "reached": E.sum(axis=2),
+        "dropped": dropped,
+        "open": F[:, :, V.OPEN],
+        "advanced": E.sum(axis=2) - dropped - F[:, :, V.OPEN],
+        "adv2": E2.sum(axis=2) - F2[:, :, V.LOST] - F2[:, :, V.STALE] - F2[:, :, V.OPEN],
+        "drop2": F2[:, :, V.LOST] + F2[:, :, V.STALE],
+        "won": E[:, :, V.WON],
+        "resolved": E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE],
+    }
+    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips)
+
+
+def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd.DataFrame:
+    """``EventLog.dwell()`` from a summary (Kaplan–Meier over censored visits)."""
+    if visits not in ("all", "first", "repeat"):
+        raise EventLogError(f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}.")
+    by_cols = _by_columns(by, lay)
+    dw = sm.tables["dwell"]
+    if visits != "all":
+        dw = dw[dw["first_visit"].to_numpy(dtype=bool) == (visits == "first")]
+    (_, seg), labels = _segments(sm, by_cols, [sm.tables["deals"], dw])
+    n_seg = len(labels)
+    S = len(lay.stages)
+    stage = pd.Index(lay.stages).get_indexer(dw["stage"].astype(str)).astype(np.int64)
+    g, t, d, c, b = _sorted_sketch(dw, seg * S + stage)
+    km = km_stats(g, t, d, c, n_seg * S, binned=b)
+    out = expand(labels, np.repeat(np.arange(n_seg), S), by_cols)
+    out["stage"] = np.tile(np.array(lay.stages, dtype=object), n_seg).astype(str)
+    out["visits"] = km["n"].astype(np.int64)
+    out["censored"] = km["censored"].astype(np.int64)
+    out["mean"] = _td(km["mean"])
+    out["median"] = _td(km["q50"])
+    out["p75"] = _td(km["q75"])
+    out["p90"] = _td(km["q90"])
+    return out
+
+
+def _cycle_parts(sm: Summary, lay: Layout, by_cols: list[str]):
+    cy = sm.tables["cycle"]
+    cs = sm.tables["cycle_sums"]
+    (_, seg_c, seg_s), labels = _segments(sm, by_cols, [sm.tables["deals"], cy, cs])
+    return cy, cs, seg_c, seg_s, labels
+
+
+def cycle_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
+    """``EventLog.cycle_time()`` from a summary."""
+    by_cols = _by_columns(by, lay)
+    cy, cs, seg_c, seg_s, labels = _cycle_parts(sm, lay, by_cols)
+    n_seg = len(labels)
+    outcome = cy["outcome"].astype(str).to_numpy()
+    rows = []
+    for name in ("won", "lost"):
+        sel = outcome == name
+        g, t, d, _, _ = _sorted_sketch(cy[sel], seg_c[sel])
+        st = plain_stats(g, t, d, n_seg)
+        ss = (cs["outcome"].astype(str) == name).to_numpy()
+        n = np.bincount(seg_s[ss], weights=cs["deals"][ss], minlength=n_seg)
+        total = np.bincount(seg_s[ss], weights=cs["sum"][ss], minlength=n_seg)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            st["mean"] = np.where(n > 0, total / n, np.nan)
+        rows.append((name, st, np.zeros(n_seg, dtype=np.int64)))
+    g, t, d, c, b = _sorted_sketch(cy, seg_c)
+    km = km_stats(g, t, d, c, n_seg, binned=b)
+    rows.append(("any", km, km["censored"]))
+    parts = []
+    for name, st, cens in rows:
+        part = expand(labels, np.arange(n_seg), by_cols)
+        part["outcome"] = name
+        part["deals"] = np.asarray(st["n"]).astype(np.int64)
+        part["censored"] = np.asarray(cens, dtype=np.int64)
+        part["mean"] = _td(st["mean"])
+        part["median"] = _td(st["q50"])
+        part["p75"] = _td(st["q75"])
+        part["p90"] = _td(st["q90"])
+        part["_seg"] = np.arange(n_seg)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["_seg"], kind="stable").drop(columns="_seg").reset_index(drop=True)
+
+
+def kpis_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
+    """``EventLog.kpis()`` from a summary."""
+    by_cols = _by_columns(by, lay)
+    d = sm.tables["deals"]
+    cy = sm.tables["cycle"]
+    (seg, seg_c), labels = _segments(sm, by_cols, [d, cy])
+    n_seg = len(labels)
+    outcome = pd.Index(_OUTCOME_NAMES).get_indexer(d["outcome"]).astype(np.int64)
+    counts = np.bincount(seg * 4 + outcome, weights=d["deals"], minlength=n_seg * 4)
+    counts = np.rint(counts).astype(np.int64).reshape(n_seg, 4)
+    won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        win_rate = won / (won + lost + stale)
+    if lay.amount is not None:
+        w = outcome == V.WON
+        s = np.bincount(seg[w], weights=d["amount_sum"][w], minlength=n_seg)
+        c = np.bincount(seg[w], weights=d["amount_n"][w], minlength=n_seg)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg_won = s / c
+    else:
+        avg_won = np.full(n_seg, np.nan)
+    sel = (cy["outcome"].astype(str) == "won").to_numpy()
+    g, t, dd, _, _ = _sorted_sketch(cy[sel], seg_c[sel])
+    med = plain_stats(g, t, dd, n_seg, qs=(0.5,))["q50"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        velocity = open_ * win_rate * avg_won / (med / 86_400e9)
+    out = expand(labels, np.arange(n_seg), by_cols)
+    out["deals"] = counts.sum(axis=1).astype(np.int64)
+    out["won"] = won.astype(np.int64)
+    out["lost"] = lost.astype(np.int64)
+    out["stale"] = stale.astype(np.int64)
+    out["open"] = open_.astype(np.int64)
+    out["win_rate"] = win_rate
+    out["avg_won_amount"] = avg_won
+    out["median_won_cycle_time"] = _td(med)
+    out["pipeline_velocity"] = velocity
+    return out
+
+
+# ---- the absorbing chain and leverage
+@dataclass
+class ChainData:
+    """The chain of the transition counts and the deal patterns behind it.
+
+    ``exits`` (patterns × stages·states) and ``start`` (patterns × states) hold each
+    distinct pattern's exit counts and starting state; ``deals`` how many deals share it.
+    A deal-level bootstrap draws pattern multiplicities from Multinomial(n, deals / n):
+    the same distribution as resampling n deals with replacement."""
+
+    states: list[str]
+    exits: Any  # scipy.sparse.csr_matrix
+    start: Any  # scipy.sparse.csr_matrix
+    deals: np.ndarray
+
+
+def chain_data(sm: Summary, lay: Layout) -> ChainData:
+    from scipy import sparse
+
+    S = len(lay.stages)
+    n_states = len(lay.catalogue) + 1
+    pat = sm.tables["patterns"]
+    rows, cols, vals, srows, scols = [], [], [], [], []
+    for i, text in enumerate(pat["pattern"].astype(str)):  # loop over distinct patterns
+        p = json.loads(text)
+        srows.append(i)
+        scols.append(int(lay.codes([p["start"][0]], [p["start"][1]])[0]))
+        for frm, kind, to, count in p["exits"]:
+            rows.append(i)
+            cols.append(
+                int(lay.codes(["stage"], [frm])[0]) * n_states + int(lay.codes([kind], [to])[0])
+            )
+            vals.append(count)
+    n_pat = len(pat)
+    exits = sparse.csr_matrix(
+        (np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(n_pat, S * n_states)
+    )
+    start = sparse.csr_matrix((np.ones(len(srows)), (srows, scols)), shape=(n_pat, n_states))
+    return ChainData(
+        [*lay.catalogue, "stale"], exits, start, pat["deals"].to_numpy(dtype=np.int64)
+    )
+
+
+def transition_matrix_table(sm: Summary, lay: Layout, kind: str = "probabilities") -> pd.DataFrame:
+    """``EventLog.transition_matrix()`` from a summary."""
+    states = [*lay.catalogue, "stale"]
+    n = len(states)
+    if kind not in ("counts", "probabilities"):
+        raise ValueError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
+    mat = np.zeros((n, n), dtype=np.float64 if kind == "probabilities" else np.int64)
+    t = transitions_table(sm, lay)
+    idx = {s: i for i, s in enumerate(states)}
+    r = t["from_stage"].map(idx).to_numpy(dtype=np.int64)
+    c = t["to_stage"].map(idx).to_numpy(dtype=np.int64)
+    if kind == "counts":
+        mat[r, c] = t["transitions"].to_numpy()
+    else:
+        mat[r, c] = t["share"].to_numpy()
+        absorbing = np.arange(len(lay.stages), n)
+        mat[absorbing, absorbing] = 1.0
+    return pd.DataFrame(
+        mat, index=pd.Index(states, name="from_stage"), columns=pd.Index(states, name="to_stage")
+    )
+
+
+def key_stages_table(
+    sm: Summary,
+    lay: Layout,
+    *,
+    by=None,
+    period: Any = None,
+    benchmark: Any = None,
+    signals: Any = None,
+    alpha: float = 0.05,
+    uplift: float = 0.10,
+    n_boot: int = 200,
+    seed: int | None = 0,
+    min_deals: int = 30,
+    min_effect: Any = None,
+    progress: Any = None,
+) -> pd.DataFrame:
+    """``EventLog.key_stages(signals="leverage")`` from a summary.
+
+    Leverage needs only the transition counts, the starting states and, for its
+    bootstrap interval, the distinct deal patterns; the other signals need per-deal
+    visits and raise :class:`NotImplementedError`."""
+    from scipy import stats
+
+    from . import keystages as K
+
+    by_cols = _by_columns(by, lay)
+    alpha = K._unit_interval("alpha", alpha, closed_high=False)
+    uplift = K._unit_interval("uplift", uplift, closed_high=True)
+    n_boot = K._int("n_boot", n_boot, 0)
+    min_deals = K._int("min_deals", min_deals, 1)
+    if seed is not None:
+        seed = K._int("seed", seed, 0)
+    chosen = K._check_signals(signals, by_cols, period)
+    local = [s for s in chosen if s != "leverage"]
+    if local or period is not None or benchmark is not None:
+        what = [f"signal {s!r}" for s in local] + [
+            f"`{p}=`" for p, v in (("period", period), ("benchmark", benchmark)) if v is not None
+        ]
+        raise NotImplementedError(
+            f"A distributed log computes key_stages(signals='leverage') only (from transition "
+            f"counts); {', '.join(what)} need{'s' if len(what) == 1 else ''} every deal's "
+            "visits. Pass signals='leverage', or collect the log into memory with "
+            "log.compute() (an in-memory funnelkit.EventLog) for the other signals."
+        )
+    opt = K._Options(
+        by=by_cols,
+        period_ns=None,
+        period_label="",
+        benchmark=None,
+        alpha=alpha,
+        z=float(stats.norm.ppf(1 - alpha / 2)),
+        uplift=uplift,
+        n_boot=n_boot,
+        seed=seed,
+        min_deals=min_deals,
+        min_effect=K._check_min_effect(min_effect),
+        progress=K._check_progress(progress),
+    )
+    out = pd.DataFrame(_leverage_rows(sm, lay, opt, K), columns=[*K.COLUMNS, "_material"])
+    out["is_key"] = out["_material"].to_numpy(dtype=bool)
+    out = out[K.COLUMNS]
+    out = out.astype(
+        {
+            "effect": np.float64,
+            "ci_low": np.float64,
+            "ci_high": np.float64,
+            "p_value": np.float64,
+            "q_value": np.float64,
+            "is_key": bool,
+            "value": np.float64,
+            "baseline": np.float64,
+            "n_deals": np.int64,
+        }
+    )
+    for col in ("stage", "signal", "reason", "metric", "test"):
+        out[col] = out[col].astype(str)
+    out["dwell_threshold"] = pd.to_timedelta(
+        out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
+    )
+    return out.reset_index(drop=True)
+
+
+def _leverage_rows(sm: Summary, lay: Layout, opt, K) -> list[dict[str, Any]]:
+    """The rows of ``keystages._leverage``, from the pattern table."""
+    from .markov import AbsorbingChain, exit_probabilities, leverage_batch
+
+    S = len(lay.stages)
+    cd = chain_data(sm, lay)
+    n_states = len(cd.states)
+    m = cd.deals.astype(np.float64)
+    counts = np.asarray(cd.exits.T @ m).reshape(S, n_states)
+    st = np.asarray(cd.start.T @ m).reshape(-1)
+    kind = np.append(lay.kind, V.LOST_KIND)
+    if st.sum() <= 0:
+        raise EventLogError("The log has no deals; a chain needs at least one.")
+    chain = AbsorbingChain(
+        tuple(cd.states), S, counts, st / st.sum(), kind == V.WON_KIND, kind == V.LOST_KIND
+    )
+    loss, forward = chain.loss_mask, chain.forward
+    probs = chain.probabilities
+    base_arr, after = leverage_batch(
+        probs, chain.start, chain.won, loss=loss, forward=forward, uplift=opt.uplift
+    )
+    base = float(base_arr)
+    # deals with at least one completed exit from the stage
+    coo = cd.exits.tocoo()
+    has = np.zeros((cd.deals.size, max(S, 1)), dtype=bool)
+    has[coo.row, coo.col // n_states] = True
+    per_stage = (has.T.astype(np.float64) @ m).astype(np.int64)
+    boot = np.full((opt.n_boot, S), np.nan)
+    if opt.n_boot > 0:
+        rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
+        n = int(cd.deals.sum())
+        p = m / m.sum()
+        ex_t, st_t = cd.exits.T.tocsr(), cd.start.T.tocsr()
+        b_counts = np.empty((opt.n_boot, S * n_states))
+        b_starts = np.empty((opt.n_boot, n_states))
+        step = max(1, opt.n_boot // 20)
+        for b in range(opt.n_boot):  # loop over bootstrap draws only
+            w = rng.multinomial(n, p).astype(np.float64)
+            b_counts[b] = ex_t @ w
+            b_starts[b] = st_t @ w
+            if opt.progress is not None and ((b + 1) % step == 0 or b + 1 == opt.n_boot):
+                opt.progress(b + 1, opt.n_boot)
+        p_b = exit_probabilities(b_counts.reshape(opt.n_boot, S, n_states))
+        b_starts /= b_starts.sum(axis=1, keepdims=True)
+        b_base, b_after = leverage_batch(
+            p_b, b_starts, chain.won, loss=loss, forward=forward, uplift=opt.uplift
+        )
+        boot = b_after - b_base[:, None]
+    lo_q, hi_q = 100 * opt.alpha / 2, 100 * (1 - opt.alpha / 2)
+    level = f"{100 * (1 - opt.alpha):.0f}%"
+    threshold = opt.min_effect["leverage"] * base
+    rows = []
+    for s, name in enumerate(lay.stages):  # loop over stages
+        eff = after[s] - base
+        lo = hi = np.nan
+        finite = boot[:, s][np.isfinite(boot[:, s])]
+        if finite.size:
+            lo, hi = np.percentile(finite, [lo_q, hi_q])
+        loss_now = float(probs[s][loss[s]].sum())
+        n_s = int(per_stage[s])
+        if not np.isfinite(eff):
+            reason = f"{name}: no forward exit to move lost deals to, leverage undefined"
+        else:
+            ci = (
+                f"{level} CI {100 * lo:+.2f} to {100 * hi:+.2f}"
+                if np.isfinite(lo)
+                else "no bootstrap interval (n_boot=0)"
+            )
+            reason = (
+                f"Cutting {name}'s losses by {100 * opt.uplift:g}% "
+                f"({K._pct1(loss_now)} → {K._pct1(loss_now * (1 - opt.uplift))} of exits) "
+                f"lifts the overall win probability from {K._pct1(base)} to "
+                f"{K._pct1(after[s])} ({100 * eff:+.2f} points, {ci})"
+            )
+        material = bool(n_s >= opt.min_deals and np.isfinite(lo) and lo >= threshold)
+        rows.append(
+            K._row(
+                name,
+                "leverage",
+                "win_probability",
+                effect=float(eff),
+                ci_low=float(lo),
+                ci_high=float(hi),
+                reason=reason,
+                value=float(after[s]),
+                baseline=base,
+                n_deals=n_s,
+                test="bootstrap" if opt.n_boot > 0 else "none",
+                _material=material,
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- row-level frames
+def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return meta.iloc[:0].copy()
+    return frame[list(meta.columns)]
+
+
+def visits_frame(pdf: pd.DataFrame, cfg: Config, lay: Layout, meta: pd.DataFrame) -> pd.DataFrame:
+    """``EventLog.visits()`` of one partition of whole deals, in the global stage order."""
+    log = build_partition(pdf, cfg).log
+    if log is None:
+        return meta.iloc[:0].copy()
+    out = log.visits()
+    out["stage"] = pd.Categorical(out["stage"].astype(object), categories=lay.stages)
+    out["next_stage"] = pd.Categorical(
+        out["next_stage"].astype(object), categories=[*lay.catalogue, "stale"]
+    )
+    return _conform(out, meta)
+
+
+def deals_frame(pdf: pd.DataFrame, cfg: Config, lay: Layout, meta: pd.DataFrame) -> pd.DataFrame:
+    """``EventLog.deals()`` of one partition of whole deals, in the global stage order."""
+    log = build_partition(pdf, cfg).log
+    if log is None:
+        return meta.iloc[:0].copy()
+    out = log.deals()
+    v = log._visits()
+    rank = pd.Index(lay.stages).get_indexer(list(log.stages)).astype(np.int64)
+    furthest = np.full(log.n_deals, -1, dtype=np.int64)
+    np.maximum.at(furthest, v.deal, rank[v.stage])
+    out["furthest_stage"] = pd.Categorical.from_codes(
+        furthest, categories=lay.stages, ordered=True
+    )
+    out["outcome_stage"] = pd.Categorical(
+        out["outcome_stage"].astype(object), categories=[*lay.catalogue, "stale"]
+    )
+    for a in lay.attrs:
+        out[a] = out[a].astype(object)
+    return _conform(out, meta)
+
+
+def rejects_frame(
+    pdf: pd.DataFrame, cfg: Config, source_rows: dict[int, int], meta: pd.DataFrame
+) -> pd.DataFrame:
+    """``EventLog.rejects`` of one partition, ``row`` numbered over the whole input."""
+    part = build_partition(pdf, cfg)
+    frames = [part.extra] if len(part.extra) else []
+    if part.log is not None and part.log.quality.rows_rejected:
+        frames.append(_cases_to_keys(part.log.rejects, part.keys))
+    if not frames:
+        return meta.iloc[:0].copy()
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "row", row_positions(out[ROW].to_numpy(), source_rows))
+    out = out.drop(columns=ROW).sort_values("row", kind="stable").reset_index(drop=True)
+    out["reason"] = out["reason"].astype(str)
+    return _conform(out, meta)

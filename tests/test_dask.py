@@ -1,0 +1,397 @@
+"""The distributed log (funnelkit.dask) against the in-memory one, on a local cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+import dask.dataframe as dd  # noqa: E402
+
+import funnelkit as fk  # noqa: E402
+from funnelkit import _summary as SM  # noqa: E402
+from funnelkit.dask import DaskEventLog, read_events  # noqa: E402
+from logs import random_log  # noqa: E402
+
+KW = dict(
+    deal="deal",
+    stage="stage",
+    time="ts",
+    won="W",
+    lost=["L1", "L2"],
+    stale_after="30D",
+    amount="amount",
+    attrs=["team", "tier"],
+)
+NAT = np.iinfo(np.int64).min
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+def with_attrs(events: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Carried attributes per deal: a team (some deals without one, one deal that changes
+    team) and a numeric tier with missing values."""
+    deals = events["deal"].unique()
+    team = dict(
+        zip(
+            deals,
+            rng.choice(np.array(["x", "y", "z", None], dtype=object), deals.size),
+            strict=True,
+        )
+    )
+    tier = dict(zip(deals, rng.choice([1.0, 2.0, np.nan], deals.size), strict=True))
+    out = events.assign(team=events["deal"].map(team), tier=events["deal"].map(tier))
+    first = out.index[out["deal"] == deals[0]]
+    out.loc[first[-1], "team"] = "changed"
+    return out
+
+
+def distributed_log(events: pd.DataFrame, npartitions: int = 7, **kw) -> DaskEventLog:
+    """Rows spread over 3 input partitions in their (shuffled) order, 7 after the shuffle."""
+    return DaskEventLog(
+        dd.from_pandas(events, npartitions=3, sort=False), npartitions=npartitions, **kw
+    )
+
+
+def assert_same(
+    a: pd.DataFrame, b: pd.DataFrame, *, rel: float = 0.0, ns: int = 1_000, input_dtypes=()
+) -> None:
+    """Same columns, rows and dtypes; counts and labels equal; floats to 1e-9; durations
+    within ``ns`` nanoseconds or ``rel`` of the in-memory value. Columns copied from the
+    input (``input_dtypes``) may differ in dtype: dask reads strings as ``string``."""
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for c in a.columns:
+        x, y = a[c], b[c]
+        if pd.api.types.is_timedelta64_dtype(x.dtype):
+            assert pd.api.types.is_timedelta64_dtype(y.dtype), c
+            xi = x.to_numpy("m8[ns]").view(np.int64)
+            yi = y.to_numpy("m8[ns]").view(np.int64)
+            assert ((xi == NAT) == (yi == NAT)).all(), c
+            ok = xi != NAT
+            err = np.abs(xi[ok].astype(float) - yi[ok].astype(float))
+            tol = np.maximum(ns, rel * np.abs(xi[ok].astype(float)))
+            assert (err <= tol).all(), (c, np.max(err / np.maximum(np.abs(xi[ok]), 1)))
+        elif pd.api.types.is_float_dtype(x.dtype):
+            np.testing.assert_allclose(y.to_numpy(float), x.to_numpy(float), rtol=1e-9, err_msg=c)
+        else:
+            xs = x.astype(object).where(x.notna(), None).tolist()
+            ys = y.astype(object).where(y.notna(), None).tolist()
+            assert xs == ys, c
+        if c not in (*KW["attrs"], *input_dtypes):
+            assert x.dtype == y.dtype, (c, x.dtype, y.dtype)
+
+
+def assert_same_log(mem: fk.EventLog, dist: DaskEventLog, *, rel: float = 0.0) -> None:
+    assert dist.stages == mem.stages
+    assert dist.as_of == mem.as_of
+    assert dist.quality == mem.quality
+    assert_same(mem.transitions(), dist.transitions(), rel=rel)
+    assert_same(mem.transition_matrix("counts"), dist.transition_matrix("counts"))
+    for by in (None, "team", ["team", "tier"]):
+        for skips in ("implied", "strict"):
+            for weight in (None, "amount"):
+                assert_same(
+                    mem.funnel(skips=skips, weight=weight, by=by),
+                    dist.funnel(skips=skips, weight=weight, by=by),
+                )
+        for visits in ("all", "first", "repeat"):
+            assert_same(mem.dwell(by=by, visits=visits), dist.dwell(by=by, visits=visits), rel=rel)
+        assert_same(mem.cycle_time(by=by), dist.cycle_time(by=by), rel=rel)
+        assert_same(mem.kpis(by=by), dist.kpis(by=by), rel=rel)
+    assert_same(
+        mem.key_stages(signals="leverage", n_boot=0), dist.key_stages(signals="leverage", n_boot=0)
+    )
+
+
+# --------------------------------------------------------------------------- equality
+def test_import_funnelkit_does_not_import_dask():
+    code = (
+        "import sys, funnelkit as fk\n"
+        "log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)\n"
+        "log.funnel()\n"
+        "import funnelkit.dask\n"  # the module itself imports dask only when used
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("seed", "tz", "stages"),
+    [
+        (1, None, ["A", "B", "C", "D"]),
+        (2, "Europe/Amsterdam", None),
+        (3, "America/New_York", ["A", "B", "C", "D"]),
+    ],
+)
+def test_random_logs_equal_in_memory(client, seed, tz, stages):
+    rng = np.random.default_rng(seed)
+    events = with_attrs(random_log(rng, 160, tz=tz), rng)
+    kw = dict(KW, stages=stages)
+    mem = fk.EventLog(events, **kw)
+    dist = distributed_log(events, **kw)
+    assert_same_log(mem, dist)
+    assert dist.quality.stage_order_inferred == (stages is None)
+    # the lazy frames: the same rows, whatever the partitioning
+    key = ["deal", "entered", "visit", "stage"]
+    v_mem = mem.visits().sort_values(key, kind="stable").reset_index(drop=True)
+    v_dist = dist.visits().compute().sort_values(key, kind="stable").reset_index(drop=True)
+    assert_same(v_mem, v_dist, ns=0, input_dtypes=["deal"])
+    d_mem = mem.deals().sort_values("deal").reset_index(drop=True)
+    d_dist = dist.deals().compute().sort_values("deal").reset_index(drop=True)
+    assert_same(d_mem, d_dist, ns=0, input_dtypes=["deal"])
+    r_dist = dist.rejects.compute().sort_values("row").reset_index(drop=True)
+    assert_same(mem.rejects, r_dist, input_dtypes=events.columns)
+
+
+def test_synthetic_exact_and_binned(client):
+    events = fk.datasets.synthetic(20_000, seed=7)
+    events = events.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    mem = fk.EventLog(events, **kw)
+    # default: every (segment, stage) group has at most 1024 distinct durations → exact
+    dist = distributed_log(events, **kw)
+    assert_same(mem.dwell(by="team"), dist.dwell(by="team"))
+    assert_same(mem.cycle_time(), dist.cycle_time())
+    # transitions: some (from, to) pairs have more distinct durations → bins (≤ 0.5%)
+    assert dist.summary.tables["transition_dwell"]["binned"].any()
+    assert_same(mem.transitions(), dist.transitions(), rel=SM.BIN_ERROR)
+    assert_same(mem.funnel(by="region"), dist.funnel(by="region"))
+    # every group binned: complete durations within 0.5%; Kaplan–Meier within 1% for the
+    # groups large enough to be binned by default (more than 1024 distinct durations)
+    binned = distributed_log(events, exact_durations=0, **kw)
+    assert binned.summary.tables["dwell"]["binned"].all()
+    assert binned.quality == mem.quality
+    assert_same(mem.transitions(), binned.transitions(), rel=SM.BIN_ERROR)
+    won_lost = mem.cycle_time()["outcome"] != "any"
+    assert_same(mem.cycle_time()[won_lost], binned.cycle_time()[won_lost], rel=SM.BIN_ERROR)
+    for visits in ("all", "first"):
+        a, b = mem.dwell(visits=visits), binned.dwell(visits=visits)
+        large = a["visits"] > 1024
+        assert large.sum() >= 3
+        assert_same(a[large], b[large], rel=0.01)
+    assert_same(mem.cycle_time(), binned.cycle_time(), rel=0.01)
+    a, b = mem.kpis(by="team"), binned.kpis(by="team")
+    sketched = ["median_won_cycle_time", "pipeline_velocity"]
+    assert_same(a.drop(columns=sketched), b.drop(columns=sketched))
+    assert_same(a[sketched[:1]], b[sketched[:1]], rel=SM.BIN_ERROR)
+    np.testing.assert_allclose(b[sketched[1]], a[sketched[1]], rtol=0.006)
+
+
+def test_leverage_bootstrap(client):
+    events = fk.datasets.synthetic(5_000, seed=11)
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    mem = fk.EventLog(events, **kw).key_stages(signals="leverage", n_boot=300, seed=4)
+    dist_log = distributed_log(events, **kw)
+    dist = dist_log.key_stages(signals="leverage", n_boot=300, seed=4)
+    exact = ["stage", "signal", "effect", "value", "baseline", "n_deals", "metric", "test"]
+    assert_same(mem[exact], dist[exact])
+    # same bootstrap distribution, other draws: the interval ends agree to Monte-Carlo error
+    width = (mem["ci_high"] - mem["ci_low"]).to_numpy()
+    for end in ("ci_low", "ci_high"):
+        assert (np.abs(dist[end] - mem[end]).to_numpy() < 0.25 * width).all()
+    again = dist_log.key_stages(signals="leverage", n_boot=300, seed=4)
+    pd.testing.assert_frame_equal(dist, again)
+    with pytest.raises(NotImplementedError, match="signals='leverage'"):
+        dist_log.key_stages()
+    with pytest.raises(NotImplementedError, match="period"):
+        dist_log.key_stages(signals="leverage", period="2025-01-01")
+    with pytest.raises(NotImplementedError, match="compute"):
+        dist_log.filter(deals=["D000001"])
+
+
+# --------------------------------------------------------------------------- validation
+def bad_events() -> pd.DataFrame:
+    events = random_log(np.random.default_rng(5), 60)
+    events["ts"] = events["ts"].astype(str).astype(object)
+    events.loc[3, "deal"] = None
+    events.loc[5, "ts"] = "garbage"
+    events.loc[7, "stage"] = "Z"
+    events.loc[9, "ts"] = events.loc[9, "ts"] + "+02:00"
+    # a deal with a conflicting outcome holds the latest events
+    late = pd.DataFrame(
+        {
+            "deal": ["zz"] * 3,
+            "stage": ["A", "W", "L1"],
+            "ts": ["2025-07-01", "2025-07-09", "2025-07-09"],
+            "amount": [1.0] * 3,
+        }
+    )
+    return pd.concat([events, late], ignore_index=True)
+
+
+BAD_KW = dict(
+    deal="deal", stage="stage", time="ts", won="W", lost=["L1", "L2"], stages=["A", "B", "C", "D"]
+)
+
+
+def test_bad_rows_raise_one_error_for_all_partitions(client):
+    events = bad_events()
+    with pytest.raises(fk.EventLogError) as mem:
+        fk.EventLog(events, **BAD_KW)
+    with pytest.raises(fk.EventLogError) as dist:
+        distributed_log(events, **BAD_KW)
+    assert str(dist.value).replace("<NA>", "nan") == str(mem.value)
+    assert_same(mem.value.failure_cases, dist.value.failure_cases, input_dtypes=events.columns)
+
+
+def test_bad_rows_dropped_and_as_of_after_conflicting_deal(client):
+    events = bad_events()
+    kw = dict(BAD_KW, errors="drop", stale_after="30D")
+    mem = fk.EventLog(events, **kw)
+    dist = distributed_log(events, **kw)
+    # the latest valid row belongs to the deal dropped for its conflicting outcome
+    assert mem.as_of == pd.Timestamp("2025-07-05")
+    rejects = dist.rejects.compute().sort_values("row").reset_index(drop=True)
+    assert_same(mem.rejects, rejects, input_dtypes=events.columns)
+    assert dist.quality == mem.quality
+    assert_same(mem.funnel(), dist.funnel())
+    assert_same(mem.dwell(), dist.dwell())
+
+
+@pytest.mark.parametrize("errors", ["raise", "drop"])
+def test_time_zones_decided_globally(client, errors):
+    events = random_log(np.random.default_rng(8), 40)
+    ts = events["ts"].astype(str).astype(object)
+    ts.iloc[:30] = ts.iloc[:30] + "+00:00"  # aware rows sit in the first partition only
+    events["ts"] = ts
+    kw = dict(BAD_KW, errors=errors)
+    if errors == "raise":
+        with pytest.raises(fk.EventLogError) as mem:
+            fk.EventLog(events, **kw)
+        with pytest.raises(fk.EventLogError, match="mixed timezone") as dist:
+            distributed_log(events, **kw)
+        assert_same(mem.value.failure_cases, dist.value.failure_cases, input_dtypes=events.columns)
+        return
+    mem = fk.EventLog(events, **kw)
+    dist = distributed_log(events, **kw)
+    assert mem.quality.by_reason["mixed_timezone"] == 30
+    assert dist.quality == mem.quality
+    rejects = dist.rejects.compute().sort_values("row").reset_index(drop=True)
+    assert_same(mem.rejects, rejects, input_dtypes=events.columns)
+    assert_same(mem.dwell(), dist.dwell())
+
+
+def test_keyword_errors_and_empty_logs(client):
+    events = dd.from_pandas(random_log(np.random.default_rng(1), 5), npartitions=2)
+    with pytest.raises(fk.EventLogError, match="both `won` and `lost`"):
+        DaskEventLog(events, **dict(BAD_KW, lost="W"))
+    with pytest.raises(fk.EventLogError, match="not found"):
+        DaskEventLog(events, **dict(BAD_KW, amount="nope"))
+    with pytest.raises(TypeError, match="dask DataFrame"):
+        DaskEventLog(random_log(np.random.default_rng(1), 5), **BAD_KW)
+    with pytest.raises(fk.EventLogError, match="is empty"):
+        DaskEventLog(events[events["deal"] == "none"], **BAD_KW)
+    only_bad = random_log(np.random.default_rng(1), 5).assign(stage="Z")
+    with pytest.raises(fk.EventLogError, match="No usable events") as err:
+        DaskEventLog(dd.from_pandas(only_bad, npartitions=2), **dict(BAD_KW, errors="drop"))
+    assert len(err.value.failure_cases) == len(only_bad)
+
+
+# --------------------------------------------------------------------------- engine-neutral
+def test_summaries_merge_in_any_order():
+    """Partial summaries of whole deals combine to the same tables however they are
+    grouped (no cluster: the engine-neutral functions alone)."""
+    events = with_attrs(random_log(np.random.default_rng(3), 120), np.random.default_rng(3))
+    mem = fk.EventLog(events, **KW)
+    rows = events.assign(**{SM.ROW: SM.row_keys(len(events), 0)})
+    bucket = pd.util.hash_pandas_object(rows["deal"], index=False).to_numpy() % 5
+    cfg = SM.Config(
+        settings=dict(KW, stages=None, stage_map=None, errors="raise"),
+        columns=("deal", "stage", "ts", "amount", "team", "tier"),
+        as_of_ns=int(mem.as_of.value),
+        exact_limit=3,  # small: some groups switch to bins while merging
+    )
+    parts = [SM.summarize(rows[bucket == k], cfg) for k in range(5)]
+    one = SM.merge(parts)
+    tree = SM.merge(
+        [SM.merge([parts[4], parts[0]]), SM.merge([parts[2], SM.merge(parts[1:2])]), parts[3]]
+    )
+    lay = SM.Layout(
+        stages=SM.infer_order(one.tables["positions"]),
+        won=["W"],
+        lost=["L1", "L2"],
+        inferred=True,
+        aware=False,
+        as_of_ns=cfg.as_of_ns,
+        amount="amount",
+        attrs=["team", "tier"],
+    )
+    assert lay.stages == mem.stages
+    for table in (SM.transitions_table, SM.dwell_table, SM.cycle_table, SM.funnel_table):
+        pd.testing.assert_frame_equal(table(one, lay), table(tree, lay))
+    assert SM.quality_report(one, lay) == mem.quality
+    # through the engine-neutral transport (Arrow IPC, no pickle), in any row order
+    sent = pd.concat([SM.to_frame(p) for p in parts], ignore_index=True)
+    back = SM.merge(SM.from_frame(sent.sample(frac=1.0, random_state=2)))
+    for table in (SM.transitions_table, SM.dwell_table, SM.kpis_table):
+        pd.testing.assert_frame_equal(table(one, lay), table(back, lay))
+    assert SM.quality_report(back, lay) == mem.quality
+    assert_same(mem.funnel(by="team"), SM.funnel_table(one, lay, by="team"))
+
+
+def test_read_events_from_a_parquet_folder(client, tmp_path):
+    events = fk.datasets.synthetic(1_500, seed=2)
+    folder = tmp_path / "events"
+    folder.mkdir()
+    shuffled = events.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    for k, rows in enumerate(np.array_split(np.arange(len(shuffled)), 4)):
+        shuffled.iloc[rows].to_parquet(folder / f"part-{k}.parquet")
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    dist = read_events(folder, npartitions=5, **kw)
+    mem = fk.read_events(folder, **kw)
+    assert dist.quality == mem.quality
+    assert_same(mem.funnel(), dist.funnel())
+    assert_same(mem.dwell(), dist.dwell())
+    back = dist.compute()
+    assert isinstance(back, fk.EventLog)
+    assert back.quality == mem.quality
+
+
+def test_more_partitions_than_deals_and_csv(client, tmp_path):
+    """Empty partitions after the shuffle; CSV input (text columns) read with dask."""
+    events = random_log(np.random.default_rng(9), 4)
+    kw = dict(BAD_KW, stale_after="30D")
+    mem = fk.EventLog(events, **kw)
+    dist = distributed_log(events, npartitions=16, **kw).persist()
+    assert dist.quality == mem.quality
+    assert_same(mem.funnel(), dist.funnel())
+    assert_same(mem.dwell(), dist.dwell())
+    assert dist.visits().compute().shape == mem.visits().shape
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    assert read_events(path, **kw).quality == fk.read_events(path, **kw).quality
+
+
+def test_public_entry_points_dispatch_to_dask(client, tmp_path):
+    import dask.dataframe as dd
+
+    events = fk.datasets.load_sample()
+    log = fk.EventLog(dd.from_pandas(events, npartitions=3), **fk.datasets.SAMPLE_KWARGS)
+    assert isinstance(log, DaskEventLog)
+    mem = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS)
+    assert_same(mem.transitions(), log.transitions())
+    path = tmp_path / "sample.parquet"
+    events.to_parquet(path)
+    via_reader = fk.read_events(path, engine="dask", **fk.datasets.SAMPLE_KWARGS)
+    assert isinstance(via_reader, DaskEventLog)
+    assert via_reader.quality == mem.quality
+    with pytest.raises(fk.EventLogError, match="`engine`"):
+        fk.read_events(path, engine="spark", **fk.datasets.SAMPLE_KWARGS)
