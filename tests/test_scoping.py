@@ -219,3 +219,21 @@ def test_business_dwell_never_exceeds_calendar_dwell(events):
     bus = log._visits(fk.BusinessCalendar()).dwell
     ok = cal != np.iinfo(np.int64).min
     assert (bus[ok] <= cal[ok]).all() and (bus[ok] >= 0).all()
+
+
+def test_filter_stages_keeps_reopened_terminals_removed():
+    # Lost, then reopened into B, then won: without B the Lost would sit next to the Won
+    df = ev(
+        [
+            ["x", "A", "2025-01-01"],
+            ["x", "L", "2025-01-02"],
+            ["x", "B", "2025-01-03"],
+            ["x", "W", "2025-01-04"],
+        ]
+    )
+    log = fk.EventLog(df, **KW)
+    sub = log.filter(stages=["A"])
+    assert sub.deals()["outcome"].tolist() == ["won"]
+    assert sub.quality.filtered == {"deals": 0, "rows": 2}
+    sample = sample_log()
+    assert sample.filter(stages=["Lead", "Demo", "Proposal"]).n_deals == sample.n_deals

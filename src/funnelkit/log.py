@@ -602,7 +602,7 @@ class EventLog:
         return self._cache[key]
 
     def visits(self) -> pd.DataFrame:
-        """One row per visit of a stage by a deal (DESIGN §2), in path order.
+        """One row per visit of a stage by a deal, in path order (see Concepts: visits).
 
         Computed once and cached.
 
@@ -772,6 +772,11 @@ class EventLog:
         if isinstance(source, pa.Table):
             ids = ids.to_pandas()
         row_keep = ids.isin(kept_ids).to_numpy(dtype=bool, copy=True)
+        # a terminal event this log removed as reopened stays removed: without the stages
+        # that followed it, it would otherwise look like part of the final outcome
+        rej_rows, rej_reasons = self._reject_rows
+        reopened = rej_rows[rej_reasons == 1 + _REASON_CODES.index("reopened_terminal")]
+        row_keep[reopened] = False
         if stages is not None:
             unknown = [st for st in stages if st not in self.stages]
             if unknown:
@@ -812,7 +817,7 @@ class EventLog:
 
     # ------------------------------------------------------------------ metrics
     def transitions(self) -> pd.DataFrame:
-        """Directly-follows table of visits: one row per (from, to) pair (DESIGN §3).
+        """Directly-follows table of visits: one row per (from, to) pair.
 
         Returns
         -------
@@ -886,7 +891,7 @@ class EventLog:
         within: Any = None,
         calendar: BusinessCalendar | str | None = None,
     ) -> pd.DataFrame:
-        """The stage table: reach, conversion and drop-off per stage (DESIGN §3).
+        """The stage table: reach, conversion and drop-off per stage (see Concepts: funnel).
 
         Parameters
         ----------
@@ -1102,7 +1107,7 @@ class EventLog:
         """Flag the key stages: effect sizes, intervals, q-values and a reason per stage.
 
         A stage is *key* when it has a large, statistically supported effect on the outcome
-        (DESIGN §4). Each signal gives one row per stage (``dropoff`` with ``by``: per stage
+        (see Concepts: key stages). Each signal gives one row per stage (``dropoff`` with ``by``: per stage
         and segment):
 
         ``leverage``
@@ -1675,7 +1680,6 @@ class EventLog:
 
         Parameters
         ----------
-        log : EventLog
         changes : mapping
             ``{stage: {"conversion": delta, "dwell": factor}}`` (either key or both; several
             stages at once):
@@ -1781,7 +1785,6 @@ class EventLog:
 
         Parameters
         ----------
-        log : EventLog
         horizon : str or timedelta, default "90D"
             How far ahead (calendar time), e.g. ``"30D"``.
         by : str or list of str, optional

@@ -488,7 +488,7 @@ def bootstrap_counts(
 
 
 def chain_from_log(log: EventLog) -> AbsorbingChain:
-    """The absorbing chain of a log's transition matrix (DESIGN §3).
+    """The absorbing chain of a log's transition matrix (:meth:`EventLog.transition_matrix`).
 
     States: the stages in funnel order, the won names, the lost names and ``"stale"``
     (a loss). Transient rows are the exit counts of completed visits; the starting

@@ -129,7 +129,13 @@ def key_stages(
             labels.append(S.esc(str(r).replace("_", " ").upper()))
             colors_.append(S.MUTED)
             continue
-        labels.append(S.wrap(r.stage, 22))
+        seg = getattr(r, "segment", None)
+        name = (
+            f"{r.stage} · {seg}"
+            if seg is not None and pd.notna(seg) and r.signal == "dropoff"
+            else r.stage
+        )
+        labels.append(S.esc(S.wrap(str(name), 22)))
         flagged = bool(r.is_key) if pd.notna(r.is_key) else False
         colors_.append(S.HIGHLIGHT if flagged else S.TEXT)
         color = S.HIGHLIGHT if flagged else S.NEUTRAL

@@ -1,0 +1,141 @@
+"""Sphinx configuration of the funnelkit documentation.
+
+Build (from the repository root, with the ``docs`` extra installed)::
+
+    sphinx-build -W --keep-going -b html docs docs/_build/html
+
+No network is used: no intersphinx, no remote images. The pages under ``concepts/``,
+``howto/`` and ``getting-started.md`` are MyST notebooks executed at build time (cached in
+``docs/_build/.jupyter_cache``); the notebooks of ``notebooks/`` are copied to
+``docs/examples/`` and shown with their stored outputs (``tests/test_notebooks.py`` executes
+them and checks the stored outputs are current).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import funnelkit
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+
+# Kernels started by myst-nb inherit this environment. CI exports MPLBACKEND=Agg, which
+# would stop ipykernel from choosing its inline backend: the executed pages would have no
+# figures. Let the kernel pick the inline backend.
+os.environ.pop("MPLBACKEND", None)
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+project = "funnelkit"
+author = "funnelkit developers"
+copyright = "funnelkit developers"
+version = release = funnelkit.__version__
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "numpydoc",
+]
+
+# --------------------------------------------------------------------------- optional pages
+# Pages that exist only when another part of the project has landed. A missing one is
+# excluded from the build and its toctree line is dropped, so the build never fails on it.
+_MOCK = ["dask", "distributed"]  # funnelkit.dask is documented without dask installed
+
+
+def _importable(name: str) -> bool:
+    from sphinx.ext.autodoc.mock import mock
+
+    try:
+        with mock(_MOCK):
+            importlib.import_module(name)
+    except Exception:
+        return False
+    return True
+
+
+OPTIONAL_DOCS = {
+    "scale-out": (DOCS / "scale-out.md").is_file(),
+    "api/dask": _importable("funnelkit.dask") and (DOCS / "scale-out.md").is_file(),
+}
+MISSING_DOCS = sorted(doc for doc, present in OPTIONAL_DOCS.items() if not present)
+
+
+def _drop_missing_toc_entries(app, docname, source):
+    """Remove the toctree lines (written as absolute names, ``/api/dask``) of missing
+    optional pages."""
+    if MISSING_DOCS:
+        missing = {f"/{doc}" for doc in MISSING_DOCS}
+        lines = source[0].splitlines(keepends=True)
+        source[0] = "".join(line for line in lines if line.strip() not in missing)
+
+
+# --------------------------------------------------------------------------- notebooks
+# The example notebooks live in notebooks/ (run them there); the docs show copies with
+# their stored outputs.
+EXAMPLES = DOCS / "examples"
+EXAMPLES.mkdir(exist_ok=True)
+for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    dest = EXAMPLES / nb.name
+    if not dest.exists() or dest.read_bytes() != nb.read_bytes():
+        shutil.copyfile(nb, dest)
+
+# --------------------------------------------------------------------------- sources
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+root_doc = "index"
+exclude_patterns = [
+    "_build",
+    "**.ipynb_checkpoints",
+    "README.md",
+    *[f"{doc}.*" for doc in MISSING_DOCS],
+]
+templates_path = ["_templates"]
+
+# --------------------------------------------------------------------------- myst / myst-nb
+myst_enable_extensions = ["colon_fence", "deflist"]  # no math: MathJax would need the network
+myst_heading_anchors = 3
+nb_execution_mode = "cache"
+nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+nb_execution_excludepatterns = ["examples/*"]  # shown with stored outputs
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+nb_output_stderr = "warn"  # a warning printed by a page's code fails the -W build
+
+# --------------------------------------------------------------------------- API reference
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_typehints = "none"
+autodoc_mock_imports = _MOCK
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# --------------------------------------------------------------------------- HTML
+html_theme = "pydata_sphinx_theme"
+html_title = f"funnelkit {version}"
+html_static_path = ["_static"]
+html_css_files = ["funnelkit.css"]
+html_show_sourcelink = False
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "navbar_align": "left",
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_sidebars = {"getting-started": [], "changelog": []}
+html_context = {"default_mode": "light"}
+
+# no network at build time
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+
+
+def setup(app):
+    app.connect("source-read", _drop_missing_toc_entries)
