@@ -3,7 +3,7 @@
 from . import datasets, plot
 from ._version import __version__
 from .businessdays import BusinessCalendar
-from .errors import EventLogError, EventLogWarning
+from .errors import EventLogError
 from .io import read_events
 from .log import EventLog
 from .quality import QualityReport
@@ -13,7 +13,6 @@ __all__ = [
     "BusinessCalendar",
     "EventLog",
     "EventLogError",
-    "EventLogWarning",
     "QualityReport",
     "__version__",
     "datasets",

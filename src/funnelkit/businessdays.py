@@ -60,7 +60,20 @@ class BusinessCalendar:
         object.__setattr__(self, "_cal", cal)
 
     def duration_ns(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        """Business time in ns between int64 ns ``start`` and ``end`` (NAT propagates)."""
+        """Business time in ns between int64 ns ``start`` and ``end`` (NAT propagates).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import funnelkit as fk
+        >>> cal = fk.BusinessCalendar()
+        >>> def ns(*ts):
+        ...     return pd.to_datetime(list(ts)).as_unit("ns").asi8
+        >>> start = ns("2025-01-03 12:00", "2025-01-06 09:00")  # Friday, Monday
+        >>> end = ns("2025-01-06 12:00", "2025-01-06 17:00")  # Monday, Monday
+        >>> (cal.duration_ns(start, end) // 3_600_000_000_000).tolist()  # hours
+        [24, 8]
+        """
         start = np.asarray(start, dtype=np.int64)
         end = np.asarray(end, dtype=np.int64)
         bad = (start == NAT) | (end == NAT)
@@ -76,7 +89,15 @@ class BusinessCalendar:
         return np.where(bad, NAT, out)
 
     def between(self, start: Any, end: Any) -> pd.Timedelta:
-        """Business time between two timestamps."""
+        """Business time between two timestamps.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> cal = fk.BusinessCalendar()
+        >>> cal.between("2025-01-03 12:00", "2025-01-06 12:00")  # Friday noon to Monday noon
+        Timedelta('1 days 00:00:00')
+        """
         a = pd.Timestamp(start).as_unit("ns")
         b = pd.Timestamp(end).as_unit("ns")
         if a.tz is not None:

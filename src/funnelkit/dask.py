@@ -345,7 +345,20 @@ class DaskEventLog:
     # ------------------------------------------------------------------ lazy frames
     def persist(self) -> DaskEventLog:
         """Keep the rows, shuffled by deal, in cluster memory, so that :meth:`visits`,
-        :meth:`deals` and :attr:`rejects` do not shuffle again. Returns ``self``."""
+        :meth:`deals` and :attr:`rejects` do not shuffle again. Returns ``self``.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> log.persist() is log
+        True
+        >>> log.n_deals
+        600
+        """
         self._shuffled = self._shuffled.persist()
         return self
 
@@ -359,7 +372,23 @@ class DaskEventLog:
         """One row per visit (as :meth:`funnelkit.EventLog.visits`), as a dask DataFrame.
 
         Partitions hold whole deals, each in path order; the partitions are not in deal
-        order (sort after computing when the order matters)."""
+        order (sort after computing when the order matters).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> v = log.visits()
+        >>> v.npartitions
+        2
+        >>> list(v.columns)
+        ['deal', 'stage', 'visit', 'entered', 'next_stage', 'dwell', 'censored']
+        >>> len(v.compute())
+        2257
+        """
         lay = self._layout
         meta = pd.DataFrame(
             {
@@ -375,7 +404,19 @@ class DaskEventLog:
         return self._shuffled.map_partitions(SM.visits_frame, self._cfg, lay, meta, meta=meta)
 
     def deals(self) -> dd.DataFrame:
-        """One row per deal (as :meth:`funnelkit.EventLog.deals`), as a dask DataFrame."""
+        """One row per deal (as :meth:`funnelkit.EventLog.deals`), as a dask DataFrame.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> d = log.deals().compute()
+        >>> len(d), int((d["outcome"] == "won").sum())
+        (600, 60)
+        """
         lay = self._layout
         cols: dict[str, Any] = {
             "deal": pd.Series([], dtype=self._deal_dtype()),
@@ -398,7 +439,21 @@ class DaskEventLog:
     def rejects(self) -> dd.DataFrame:
         """Input rows that are not events of the cleaned log, with a ``reason`` (as
         :attr:`funnelkit.EventLog.rejects`), as a dask DataFrame; ``row`` is the position in
-        the whole input. Partitions are each sorted by ``row``, not across partitions."""
+        the whole input. Partitions are each sorted by ``row``, not across partitions.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> r = log.rejects.compute()
+        >>> len(r) == log.quality.rows_rejected
+        True
+        >>> r["reason"].value_counts().to_dict()
+        {'repeat': 418, 'reopened_terminal': 61}
+        """
         meta = self._events._meta[list(self._columns)].iloc[:0].copy()
         meta.insert(0, "row", pd.Series([], dtype=np.int64))
         meta["reason"] = pd.Series([], dtype=str)
@@ -408,29 +463,89 @@ class DaskEventLog:
 
     def compute(self) -> EventLog:
         """The in-memory :class:`funnelkit.EventLog` of the same rows and keywords (for the
-        analyses that are not distributed). Needs the whole log in local memory."""
+        analyses that are not distributed). Needs the whole log in local memory.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> mem = log.compute()
+        >>> type(mem).__name__, mem.n_deals
+        ('EventLog', 600)
+        >>> mem.funnel().equals(log.funnel())
+        True
+        """
         frame = self._events[list(self._columns)].compute()
         return EventLog(frame.reset_index(drop=True), **self._settings, as_of=self._as_of_arg)
 
     # ------------------------------------------------------------------ properties
     @property
     def n_deals(self) -> int:
-        """Number of deals."""
+        """Number of deals.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> log.n_deals
+        600
+        """
         return self.quality.deals
 
     @property
     def n_events(self) -> int:
-        """Number of events in the cleaned log."""
+        """Number of events in the cleaned log.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> log.n_events
+        2704
+        """
         return self.quality.rows_used
 
     @property
     def attrs(self) -> list[str]:
-        """Carried per-deal columns."""
+        """Carried per-deal columns.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> log.attrs
+        ['region', 'owner', 'team']
+        """
         return list(self._layout.attrs)
 
     @property
     def summary(self) -> SM.Summary:
-        """The merged partial summary every table is computed from."""
+        """The merged partial summary every table is computed from.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> log.summary.n_deals
+        600
+        >>> log.summary.counts["rows_in"]
+        3183
+        """
         return self._summary
 
     # ------------------------------------------------------------------ analyses
@@ -438,14 +553,43 @@ class DaskEventLog:
         """Directly-follows table; see :meth:`funnelkit.EventLog.transitions`.
 
         ``dwell_median`` and ``dwell_p90`` come from the duration sketch (exact, or within
-        0.5% when binned); the other columns are exact."""
+        0.5% when binned); the other columns are exact.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> t = log.transitions()
+        >>> t.head(2)[["from_stage", "to_stage", "transitions", "kind"]]
+          from_stage   to_stage  transitions     kind
+        0       Lead  Qualified          534  forward
+        1       Lead  Discovery           27  forward
+        >>> mem = log.compute().transitions()
+        >>> t["transitions"].equals(mem["transitions"])  # counts are exact
+        True
+        """
         return SM.transitions_table(self._summary, self._layout)
 
     def transition_matrix(
         self, kind: Literal["counts", "probabilities"] = "probabilities"
     ) -> pd.DataFrame:
         """The transition table as a square matrix; see
-        :meth:`funnelkit.EventLog.transition_matrix`."""
+        :meth:`funnelkit.EventLog.transition_matrix`.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> m = log.transition_matrix(kind="counts")
+        >>> int(m.loc["Demo", "Proposal"]), int(m.loc["Demo", "Lost"])
+        (176, 79)
+        """
         return SM.transition_matrix_table(self._summary, self._layout, kind)
 
     def funnel(
@@ -455,7 +599,22 @@ class DaskEventLog:
         weight: str | None = None,
         by: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The stage table; see :meth:`funnelkit.EventLog.funnel`. Exact."""
+        """The stage table; see :meth:`funnelkit.EventLog.funnel`. Exact.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> f = log.funnel()
+        >>> f[["stage", "reached", "advanced"]].head(3)
+               stage  reached  advanced
+        0       Lead      600       532
+        1  Qualified      532       441
+        2  Discovery      441       332
+        """
         return SM.funnel_table(self._summary, self._layout, skips=skips, weight=weight, by=by)
 
     def dwell(
@@ -467,17 +626,58 @@ class DaskEventLog:
         """Kaplan–Meier dwell per stage; see :meth:`funnelkit.EventLog.dwell`.
 
         ``visits`` and ``censored`` are exact; the estimates come from the duration
-        sketch (exact, or within 1% when binned)."""
+        sketch (exact, or within 1% when binned).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> d = log.dwell()
+        >>> list(d.columns)
+        ['stage', 'visits', 'censored', 'mean', 'median', 'p75', 'p90']
+        >>> d["visits"].equals(log.compute().dwell()["visits"])
+        True
+        """
         return SM.dwell_table(self._summary, self._layout, by=by, visits=visits)
 
     def cycle_time(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Cycle time per outcome; see :meth:`funnelkit.EventLog.cycle_time`. Counts and
-        won/lost means exact; quantiles and the ``any`` row from the duration sketch."""
+        won/lost means exact; quantiles and the ``any`` row from the duration sketch.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> c = log.cycle_time()
+        >>> c[["outcome", "deals"]]
+          outcome  deals
+        0     won     60
+        1    lost    387
+        2     any    506
+        """
         return SM.cycle_table(self._summary, self._layout, by=by)
 
     def kpis(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Headline KPIs; see :meth:`funnelkit.EventLog.kpis`. The median won cycle time
-        (and so the pipeline velocity) comes from the duration sketch."""
+        (and so the pipeline velocity) comes from the duration sketch.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> k = log.kpis()
+        >>> k[["deals", "won", "lost", "stale", "open"]].iloc[0].tolist()
+        [600, 60, 387, 94, 59]
+        """
         return SM.kpis_table(self._summary, self._layout, by=by)
 
     def key_stages(
@@ -501,7 +701,21 @@ class DaskEventLog:
 
         Effects, values, baselines and ``n_deals`` equal the in-memory ones; the bootstrap
         interval has the same distribution (whole deals resampled: multinomial counts of
-        the distinct deal patterns) but different draws."""
+        the distinct deal patterns) but different draws.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> ks = log.key_stages(signals="leverage", n_boot=0)
+        >>> ks["stage"].tolist() == log.stages
+        True
+        >>> ks["signal"].unique().tolist()
+        ['leverage']
+        """
         return SM.key_stages_table(
             self._summary,
             self._layout,
@@ -555,6 +769,17 @@ def read_events(
     Returns
     -------
     DaskEventLog
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import funnelkit as fk
+    >>> from funnelkit.dask import read_events
+    >>> path = os.path.join(tempfile.mkdtemp(), "events.parquet")
+    >>> fk.datasets.load_sample().to_parquet(path)
+    >>> log = read_events(path, npartitions=2, **fk.datasets.SAMPLE_KWARGS)
+    >>> type(log).__name__, log.n_deals, log.n_events
+    ('DaskEventLog', 600, 2704)
     """
     _, dd = _dask()
     text = str(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["EventLogError", "EventLogWarning"]
+__all__ = ["EventLogError"]
 
 
 class EventLogError(ValueError):
@@ -32,7 +32,3 @@ class EventLogError(ValueError):
         if failure_cases is None:
             failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
         self.failure_cases = failure_cases
-
-
-class EventLogWarning(UserWarning):
-    """A questionable but usable input, e.g. an inferred stage order."""

@@ -102,6 +102,17 @@ def conversion_bounds(
 
     Up to the whole loss share can move forward (if there is a forward exit to take it)
     and up to the whole forward share can move to the losses (if there is a loss exit).
+
+    Examples
+    --------
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]  # A, B, Won, Lost
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> from funnelkit.forecast import conversion_bounds
+    >>> low, high = conversion_bounds(chain.probabilities, 1, loss=chain.loss_mask,
+    ...                               forward=chain.forward)
+    >>> round(float(low), 3), round(float(high), 3)  # stage B: 0.6 forward, 0.4 lost
+    (-0.6, 0.4)
     """
     row = np.asarray(probs, dtype=np.float64)[..., stage, :]
     lo_sum = row[..., loss[stage]].sum(axis=-1)
@@ -146,6 +157,17 @@ def shift_conversion(
     -------
     ndarray
         A changed copy of ``probs``.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]  # A, B, Won, Lost
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> from funnelkit.forecast import shift_conversion
+    >>> p = shift_conversion(chain.probabilities, 1, -0.1, loss=chain.loss_mask,
+    ...                      forward=chain.forward)
+    >>> p[1].round(3).tolist()  # stage B: 10 points move from Won to Lost
+    [0.0, 0.0, 0.5, 0.5]
     """
     out = np.array(probs, dtype=np.float64, copy=True)
     row = out[..., stage, :]
@@ -322,7 +344,20 @@ def what_if(
     n_boot: int = 200,
     seed: int | None = 0,
 ) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.what_if` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.what_if` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.forecast import what_if
+    >>> changes = {"Demo": {"conversion": 0.05}}
+    >>> w = what_if(log, changes, n_boot=0)
+    >>> w.equals(log.what_if(changes, n_boot=0))
+    True
+    >>> bool(w.set_index("metric").loc["win_rate", "change"] > 0)
+    True
+    """
     by_cols = normalize_by(by)
     seg, labels = segments(log, by_cols)
     n_boot = _int("n_boot", n_boot, 0)
@@ -509,6 +544,18 @@ class Forecast:
         The time forecast from.
     horizon : pandas.Timedelta
         How far ahead.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> fc = log.forecast("90D")
+    >>> fc.as_of == log.as_of, fc.horizon
+    (True, Timedelta('90 days 00:00:00'))
+    >>> len(fc.deals), int(fc.totals["deals"].iloc[0])  # the open deals
+    (59, 59)
+    >>> round(float(fc.totals["expected_wins"].iloc[0]), 1)
+    10.5
     """
 
     deals: pd.DataFrame
@@ -756,7 +803,16 @@ def forecast(
     as_of: Any = None,
     exits: Literal["shares", "by_dwell"] = "shares",
 ) -> Forecast:
-    """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.forecast import forecast
+    >>> forecast(log, "90D").totals.equals(log.forecast("90D").totals)
+    True
+    """
     h_ns = _horizon(horizon)
     by_cols = normalize_by(by)
     _check_exits(exits)
@@ -783,6 +839,18 @@ class Backtest:
         Brier score and totals per model.
     forecast : Forecast
         The forecast made at ``cut``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> bt = fk.backtest(log, "2025-03-01", "60D")
+    >>> str(bt.cut.date()), bt.horizon
+    ('2025-03-01', Timedelta('60 days 00:00:00'))
+    >>> len(bt.deals), int(bt.deals["won"].sum())
+    (59, 10)
+    >>> bt.forecast.as_of == bt.cut
+    True
     """
 
     cut: pd.Timestamp

@@ -761,7 +761,19 @@ def key_stages(
     min_effect: Mapping[str, float] | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.key_stages` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.key_stages` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.keystages import key_stages
+    >>> ks = key_stages(log, n_boot=0)
+    >>> ks.equals(log.key_stages(n_boot=0))
+    True
+    >>> sorted(ks["signal"].unique())
+    ['dropoff', 'leverage', 'stall']
+    """
     by_cols = normalize_by(by)
     if by_cols:
         segments(log, by_cols)  # raises for an unknown attribute

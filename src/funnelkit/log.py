@@ -550,6 +550,16 @@ class EventLog:
             * ``reason`` : one of ``funnelkit.quality.REASONS`` — dropped bad rows
               (``missing_deal``, ``unparseable_time``, ``unknown_stage``, ...), removed
               ``reopened_terminal`` events, or collapsed ``repeat``/``terminal_run`` rows
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> r = log.rejects
+        >>> len(r) == log.quality.rows_rejected
+        True
+        >>> r["reason"].value_counts().to_dict()
+        {'repeat': 418, 'reopened_terminal': 61}
         """
         if self._rejects_frame is None:
             rows, reasons = self._reject_rows
@@ -578,17 +588,43 @@ class EventLog:
 
     @property
     def n_deals(self) -> int:
-        """Number of deals."""
+        """Number of deals.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.n_deals
+        600
+        """
         return self._n_deals
 
     @property
     def n_events(self) -> int:
-        """Number of events in the cleaned log."""
+        """Number of events in the cleaned log.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.n_events
+        2704
+        >>> log.n_events == log.quality.rows_used
+        True
+        """
         return int(self._path_stage.size)
 
     @property
     def attrs(self) -> list[str]:
-        """Carried per-deal columns."""
+        """Carried per-deal columns.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.attrs
+        ['region', 'owner', 'team']
+        """
         return list(self._attrs)
 
     def _visits(self, calendar: BusinessCalendar | str | None = None) -> Visits:
@@ -1969,12 +2005,34 @@ class EventLog:
 
 
 def _from_milestones(cls, deals: pd.DataFrame, **kwargs: Any) -> EventLog:
+    """Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`.
+
+    Parameters
+    ----------
+    deals : pandas.DataFrame
+        One row per deal, one "date entered stage" column per stage.
+    **kwargs
+        The keywords of :func:`funnelkit.io.from_milestones` (``deal``, ``stage_dates``,
+        ``amount``, ``attrs``) and of :class:`EventLog`.
+
+    Returns
+    -------
+    EventLog
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import funnelkit as fk
+    >>> wide = pd.DataFrame({"id": ["a", "b"], "lead": ["2025-01-01", "2025-01-02"],
+    ...                      "won": ["2025-01-20", None]})
+    >>> log = fk.EventLog.from_milestones(wide, deal="id", won="Won", lost=None,
+    ...     stage_dates={"Lead": "lead", "Won": "won"})
+    >>> log.n_deals, log.n_events
+    (2, 3)
+    """
     from .io import from_milestones
 
     return from_milestones(deals, **kwargs)
 
 
-_from_milestones.__doc__ = (
-    "Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`."
-)
 EventLog.from_milestones = classmethod(_from_milestones)  # type: ignore[attr-defined]

@@ -45,7 +45,14 @@ __all__ = [
 
 # --------------------------------------------------------------------------- batched core
 def exit_probabilities(counts: np.ndarray) -> np.ndarray:
-    """Row-normalise exit counts ``(..., t, n)``; a row without exits stays all zero."""
+    """Row-normalise exit counts ``(..., t, n)``; a row without exits stays all zero.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import exit_probabilities
+    >>> exit_probabilities([[3, 1, 0], [0, 0, 0]]).tolist()
+    [[0.75, 0.25, 0.0], [0.0, 0.0, 0.0]]
+    """
     c = np.asarray(counts, dtype=np.float64)
     tot = c.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -89,6 +96,18 @@ def win_probability_batch(probs: np.ndarray, start: np.ndarray, won: np.ndarray)
     -------
     ndarray, shape (...)
         ``start_t · (I − Q)⁻¹ R w + start_a · w``; NaN for a singular chain.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> import numpy as np
+    >>> from funnelkit.markov import win_probability_batch
+    >>> better = chain.reduce_loss("A", 0.5).probabilities
+    >>> stack = np.stack([chain.probabilities, better])  # shape (2, t, n)
+    >>> win_probability_batch(stack, chain.start, chain.won).round(3).tolist()
+    [0.48, 0.54]
     """
     probs = np.asarray(probs, dtype=np.float64)
     t = probs.shape[-2]
@@ -134,6 +153,17 @@ def reduce_loss(
     -------
     ndarray
         A perturbed copy of ``probs``.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> from funnelkit.markov import reduce_loss
+    >>> p = reduce_loss(chain.probabilities, 1, 0.5, loss=chain.loss_mask,
+    ...                 forward=chain.forward)
+    >>> p[1].round(3).tolist()  # stage B: half of its 0.4 loss moves to Won
+    [0.0, 0.0, 0.8, 0.2]
     """
     out = np.array(probs, dtype=np.float64, copy=True)
     row = out[..., stage, :]
@@ -165,6 +195,17 @@ def leverage_batch(
     Returns ``(base, after)`` with shapes ``(...)`` and ``(..., t)``: ``after[..., s]`` is
     the win probability when only stage *s*'s loss is cut by ``uplift``. Stages without a
     forward move (or without any exit) get NaN.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> from funnelkit.markov import leverage_batch
+    >>> base, after = leverage_batch(chain.probabilities, chain.start, chain.won,
+    ...     loss=chain.loss_mask, forward=chain.forward, uplift=0.5)
+    >>> round(float(base), 3), after.round(3).tolist()
+    (0.48, [0.54, 0.64])
     """
     probs = np.asarray(probs, dtype=np.float64)
     t = probs.shape[-2]
@@ -202,6 +243,18 @@ class AbsorbingChain:
         Won states.
     lost : ndarray of bool, shape (n_states,)
         Loss states (lost names and ``"stale"``).
+
+    Examples
+    --------
+    Stage A goes on to B 8 times in 10, B is won 6 times in 10:
+
+    >>> from funnelkit.markov import AbsorbingChain
+    >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+    >>> chain.states
+    ('A', 'B', 'Won', 'Lost')
+    >>> round(chain.win_probability(), 3)  # 0.8 * 0.6
+    0.48
     """
 
     states: tuple[str, ...]
@@ -241,6 +294,16 @@ class AbsorbingChain:
         Returns
         -------
         AbsorbingChain
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.n_transient, chain.absorbing
+        (2, ('Won', 'Lost'))
+        >>> chain.start.tolist()
+        [1.0, 0.0, 0.0, 0.0]
         """
         stages = list(stages)
         won_l = [won] if isinstance(won, str) else list(won)
@@ -284,21 +347,59 @@ class AbsorbingChain:
     # ---- derived matrices
     @property
     def transient(self) -> tuple[str, ...]:
-        """Transient states (stages)."""
+        """Transient states (stages).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.transient
+        ('A', 'B')
+        """
         return self.states[: self.n_transient]
 
     @property
     def absorbing(self) -> tuple[str, ...]:
-        """Absorbing states (outcomes)."""
+        """Absorbing states (outcomes).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.absorbing
+        ('Won', 'Lost')
+        """
         return self.states[self.n_transient :]
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Exit probabilities of the transient rows, shape (t, n)."""
+        """Exit probabilities of the transient rows, shape (t, n).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.probabilities.tolist()
+        [[0.0, 0.8, 0.0, 0.2], [0.0, 0.0, 0.6, 0.4]]
+        """
         return exit_probabilities(self.counts)
 
     def matrix(self) -> pd.DataFrame:
-        """The full transition matrix (absorbing states have 1 on the diagonal)."""
+        """The full transition matrix (absorbing states have 1 on the diagonal).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.matrix().loc["B"].tolist()
+        [0.0, 0.0, 0.6, 0.4]
+        >>> float(chain.matrix().loc["Won", "Won"])
+        1.0
+        """
         n = len(self.states)
         p = np.zeros((n, n))
         p[: self.n_transient] = self.probabilities
@@ -309,7 +410,16 @@ class AbsorbingChain:
 
     @property
     def forward(self) -> np.ndarray:
-        """Forward destinations per stage row: later stages and the won states, (t, n)."""
+        """Forward destinations per stage row: later stages and the won states, (t, n).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.forward.tolist()
+        [[False, True, True, False], [False, False, True, False]]
+        """
         t, n = self.n_transient, len(self.states)
         col = np.arange(n)
         later = (col[None, :] > np.arange(t)[:, None]) & (col[None, :] < t)
@@ -317,41 +427,111 @@ class AbsorbingChain:
 
     @property
     def loss_mask(self) -> np.ndarray:
-        """Loss destinations per stage row (lost names and stale), shape (t, n)."""
+        """Loss destinations per stage row (lost names and stale), shape (t, n).
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.loss_mask.tolist()
+        [[False, False, False, True], [False, False, False, True]]
+        """
         return np.broadcast_to(self.lost, (self.n_transient, len(self.states))).copy()
 
     def fundamental(self) -> pd.DataFrame:
-        """``N = (I − Q)⁻¹``: expected visits of stage *j* by a deal now in stage *i*."""
+        """``N = (I − Q)⁻¹``: expected visits of stage *j* by a deal now in stage *i*.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.fundamental().round(3)
+             A    B
+        A  1.0  0.8
+        B  0.0  1.0
+        """
         t = self.n_transient
         q = self.probabilities[:, :t]
         n_mat = _solve(np.eye(t) - q, np.eye(t))
         return pd.DataFrame(n_mat, index=list(self.transient), columns=list(self.transient))
 
     def absorption(self) -> pd.DataFrame:
-        """``B = N R``: probability that a deal now in stage *i* ends in outcome *k*."""
+        """``B = N R``: probability that a deal now in stage *i* ends in outcome *k*.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.absorption().round(3)
+            Won  Lost
+        A  0.48  0.52
+        B  0.60  0.40
+        """
         t = self.n_transient
         p = self.probabilities
         b = _solve(np.eye(t) - p[:, :t], p[:, t:])
         return pd.DataFrame(b, index=list(self.transient), columns=list(self.absorbing))
 
     def expected_visits(self) -> pd.Series:
-        """Expected visits of each stage per deal, from the starting distribution."""
+        """Expected visits of each stage per deal, from the starting distribution.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.expected_visits().round(3).to_dict()
+        {'A': 1.0, 'B': 0.8}
+        """
         n_mat = self.fundamental().to_numpy()
         return pd.Series(self.start[: self.n_transient] @ n_mat, index=list(self.transient))
 
     def outcome_probabilities(self) -> pd.Series:
-        """Probability of ending in each absorbing state, from the starting distribution."""
+        """Probability of ending in each absorbing state, from the starting distribution.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.outcome_probabilities().round(3).to_dict()
+        {'Won': 0.48, 'Lost': 0.52}
+        """
         t = self.n_transient
         b = self.absorption().to_numpy()
         return pd.Series(self.start[:t] @ b + self.start[t:], index=list(self.absorbing))
 
     def win_probability(self) -> float:
-        """Overall probability of ending in a won state."""
+        """Overall probability of ending in a won state.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> round(chain.win_probability(), 3)
+        0.48
+        """
         return float(win_probability_batch(self.probabilities, self.start, self.won))
 
     def reduce_loss(self, stage: str | int, uplift: float) -> AbsorbingChain:
         """A copy with ``stage``'s loss probability cut by ``uplift`` (see
-        :func:`reduce_loss`); counts become probabilities."""
+        :func:`reduce_loss`); counts become probabilities.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> better = chain.reduce_loss("B", 0.5)
+        >>> better.probabilities[1].round(3).tolist()
+        [0.0, 0.0, 0.8, 0.2]
+        >>> round(better.win_probability(), 3)
+        0.64
+        """
         s = self._stage_index(stage)
         _check_uplift(uplift)
         p = reduce_loss(self.probabilities, s, uplift, loss=self.loss_mask, forward=self.forward)
@@ -366,6 +546,16 @@ class AbsorbingChain:
             One row per stage: ``stage``, ``win_probability`` (now), ``win_probability_after``
             and ``leverage`` (after − now). NaN for a stage with no forward exit (the lost
             mass has nowhere to go) or no exit at all.
+
+        Examples
+        --------
+        >>> from funnelkit.markov import AbsorbingChain
+        >>> counts = [[0, 8, 0, 2], [0, 0, 6, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+        >>> chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="Won", lost="Lost")
+        >>> chain.leverage(uplift=0.5).round(3)
+          stage  win_probability  win_probability_after  leverage
+        0     A             0.48                   0.54      0.06
+        1     B             0.48                   0.64      0.16
         """
         _check_uplift(uplift)
         base, after = leverage_batch(
@@ -419,6 +609,17 @@ def deal_counts(log: EventLog) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
 
     With bootstrap weights ``w`` (one per deal), ``exits.T @ w`` and ``start.T @ w`` are the
     counts of the resampled log.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.markov import deal_counts
+    >>> exits, start = deal_counts(log)
+    >>> exits.shape, start.shape  # 6 stages; 10 states (+ Won, Lost, Disqualified, stale)
+    ((600, 60), (600, 10))
+    >>> int(start.sum()) == log.n_deals
+    True
     """
     v = log._visits()
     n_states = len(log._catalogue) + 1
@@ -470,6 +671,20 @@ def bootstrap_counts(
     -------
     counts : ndarray, shape (n_boot, n_stages, n_states)
     starts : ndarray, shape (n_boot, n_states)
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> import numpy as np
+    >>> from funnelkit.markov import bootstrap_counts, deal_counts
+    >>> exits, start = deal_counts(log)
+    >>> counts, starts = bootstrap_counts(exits, start, n_boot=3,
+    ...                                   rng=np.random.default_rng(0))
+    >>> counts.shape, starts.shape
+    ((3, 6, 10), (3, 10))
+    >>> starts.sum(axis=1).tolist()  # every draw holds 600 deals
+    [600.0, 600.0, 600.0]
     """
     n = exits.shape[0]
     n_states = start.shape[1]

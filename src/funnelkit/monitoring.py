@@ -177,7 +177,16 @@ def compare(
     period: Any = None,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.compare` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.compare` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.monitoring import compare
+    >>> compare(log, by="team").equals(log.compare(by="team"))
+    True
+    """
     if (by is None) == (period is None):
         got = "neither" if by is None else "both"
         raise EventLogError(
@@ -252,7 +261,19 @@ def trend(
     by: str | Sequence[str] | None = None,
     metric: Literal["conversion", "win_rate", "cycle_time", "dwell"] = "conversion",
 ) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.trend` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.trend` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.monitoring import trend
+    >>> t = trend(log, freq="YE", metric="win_rate")
+    >>> t.equals(log.trend(freq="YE", metric="win_rate"))
+    True
+    >>> t["deals"].tolist()
+    [391, 209]
+    """
     if metric not in METRICS:
         raise EventLogError(f"Parameter `metric` must be one of {list(METRICS)}; got {metric!r}.")
     by_cols = _check_by(by)
@@ -356,7 +377,21 @@ class _WithAttr:
 def kpis_by_period(
     log: EventLog, *, freq: str, by: str | Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.kpis` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.kpis` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.monitoring import kpis_by_period
+    >>> k = kpis_by_period(log, freq="YE")
+    >>> k.equals(log.kpis(freq="YE"))
+    True
+    >>> k[["period", "deals", "won"]]
+      period  deals  won
+    0   2024    391   47
+    1   2025    209   13
+    """
     by_cols = _check_by(by)
     group, G, head, end_ns = _groups(log, by_cols, freq)
     attr = pd.Series(pd.Categorical.from_codes(group, categories=np.arange(G)))
@@ -438,7 +473,19 @@ def _states(log: EventLog, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def movement(log: EventLog, start: Any, end: Any) -> pd.DataFrame:
-    """Implementation of :meth:`funnelkit.EventLog.movement` (documented there)."""
+    """Implementation of :meth:`funnelkit.EventLog.movement` (documented there).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> from funnelkit.monitoring import movement
+    >>> m = movement(log, "2025-03-31", log.as_of)
+    >>> m.equals(log.movement("2025-03-31", log.as_of))
+    True
+    >>> int(m.set_index("category").loc["open_at_end", "deals"]) == log.quality.open
+    True
+    """
     start_ns = to_timestamp(start, log._aware, "start")
     end_ns = to_timestamp(end, log._aware, "end")
     if not start_ns < end_ns:

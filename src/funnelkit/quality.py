@@ -58,6 +58,18 @@ class QualityReport:
         The funnel order used and whether it was inferred from the data.
     as_of : pandas.Timestamp
         The observation time used.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> q = log.quality
+    >>> q.rows_in, q.rows_used, q.rows_removed, q.rows_collapsed
+    (3183, 2704, 61, 418)
+    >>> q.deals == q.won + q.lost + q.stale + q.open
+    True
+    >>> q.by_reason
+    {'reopened_terminal': 61, 'repeat': 418}
     """
 
     rows_in: int
@@ -82,12 +94,30 @@ class QualityReport:
 
     @property
     def rows_rejected(self) -> int:
-        """Rows not used: dropped + removed + collapsed."""
+        """Rows not used: dropped + removed + collapsed.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.quality.rows_rejected
+        479
+        >>> log.quality.rows_rejected == len(log.rejects)
+        True
+        """
         return self.rows_dropped + self.rows_removed + self.rows_collapsed
 
     @property
     def warnings(self) -> list[str]:
-        """Plain-language warnings worth a look (empty when the log is clean)."""
+        """Plain-language warnings worth a look (empty when the log is clean).
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.quality.warnings
+        ['58 deals reopened after a terminal event']
+        """
         out = []
         if self.rows_dropped:
             out.append(f"{self.rows_dropped:,} bad rows dropped (see log.rejects)")
@@ -119,6 +149,16 @@ class QualityReport:
               ``"filtered"``
             * ``item`` : what is counted (e.g. ``"rows_in"``, ``"repeat"``, ``"won"``)
             * ``count`` : the count
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> t = log.quality.to_frame()
+        >>> list(t.columns)
+        ['section', 'item', 'count']
+        >>> t.set_index("item").loc[["rows_in", "won", "lost"], "count"].tolist()
+        [3183, 60, 387]
         """
         rows: list[tuple[str, str, int]] = [
             ("rows", "rows_in", self.rows_in),

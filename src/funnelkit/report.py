@@ -379,6 +379,19 @@ class Report:
         numbers are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.report import build_report
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> report = build_report(log, charts=False)
+    >>> report.summary["deals"], report.summary["won"]
+    (600, 60)
+    >>> report.tables["kpis"].equals(log.kpis()), report.charts
+    (True, {})
+    >>> report.notes
+    ['charts: not drawn (charts=False)']
     """
 
     def __init__(
@@ -418,6 +431,23 @@ class Report:
         Returns
         -------
         bytes
+
+        Examples
+        --------
+        A tables-only report, with one chart added by hand (cheaper than all of them):
+
+        >>> import matplotlib.pyplot as plt
+        >>> import funnelkit as fk
+        >>> from funnelkit.report import build_report
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> report = build_report(log, charts=False)
+        >>> fig = fk.plot.funnel(report.tables["funnel"]).figure
+        >>> plt.close(fig)  # held by the report, not by pyplot
+        >>> report.charts["funnel"] = fig
+        >>> report.chart_bytes("funnel")[:4]
+        b'\x89PNG'
+        >>> report.chart_bytes("funnel", "svg").startswith(b"<?xml")
+        True
         """
         if fmt not in ("png", "svg"):
             raise ValueError(f"`fmt` must be 'png' or 'svg'; got {fmt!r}.")
@@ -438,6 +468,16 @@ class Report:
         Returns
         -------
         str
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> from funnelkit.report import build_report
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> report = build_report(log, charts=False)
+        >>> page = report.to_html()
+        >>> page.startswith("<!DOCTYPE html>"), "<script" in page
+        (True, False)
         """
         return H.page(self.summary, self.tables, self._quality, self.notes, self._img)
 

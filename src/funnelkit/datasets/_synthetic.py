@@ -104,6 +104,19 @@ class SyntheticTruth:
         * ``last_event`` : time of the deal's latest event
         * ``n_events`` : number of rows of the deal in the log
         * ``amount``, ``region``, ``owner``, ``team`` : the deal's attributes
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> events, truth = fk.datasets.synthetic(300, seed=1, return_truth=True)
+    >>> truth.advance["Demo"], truth.loss["Demo"]
+    (0.65, 0.35)
+    >>> len(truth.deals) == truth.n_deals == 300
+    True
+    >>> log = fk.EventLog(events, deal="deal_id", stage="stage", time="ts",
+    ...     stages=list(truth.stages), won=truth.won, lost=list(truth.lost), as_of=truth.as_of)
+    >>> log.quality.won == int((truth.deals["outcome"] == "won").sum())
+    True
     """
 
     stages: tuple[str, ...]
