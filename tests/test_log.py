@@ -31,7 +31,7 @@ def test_missing_column_lists_available():
 
 
 def test_not_a_dataframe():
-    with pytest.raises(TypeError, match="pandas DataFrame or a pyarrow Table"):
+    with pytest.raises(TypeError, match="pandas DataFrame, a pyarrow Table or a dask DataFrame"):
         fk.EventLog([1, 2, 3])  # type: ignore[arg-type]
 
 

@@ -52,10 +52,21 @@ def sort_by_group(group: np.ndarray, value: np.ndarray, flag: np.ndarray | None 
         return group.astype(np.int64), value.astype(np.int64), fl
     gb = _bits(group.max())
     vb = _bits(value.max())
+    unit = 1
+    if gb + vb + 1 > 63:  # a coarser exact unit (e.g. whole seconds) may make it fit
+        from ._validate import fitting_unit
+
+        unit = fitting_unit(value, gb + vb + 1 - 63)
+        if unit > 1:
+            value = value // unit
+            vb = _bits(value.max())
     if gb + vb + 1 <= 63:
         key = (group.astype(np.int64) << (vb + 1)) | (value.astype(np.int64) << 1) | fl
         key.sort()
-        return key >> (vb + 1), (key >> 1) & ((1 << vb) - 1), key & 1
+        val = (key >> 1) & ((1 << vb) - 1)
+        if unit > 1:
+            val *= unit
+        return key >> (vb + 1), val, key & 1
     order = np.lexsort((fl, value, group))
     return group[order], value[order], fl[order]
 

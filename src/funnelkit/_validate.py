@@ -45,54 +45,81 @@ def time_unit(values: np.ndarray) -> int:
     return 1
 
 
+def fitting_unit(values: np.ndarray, excess_bits: int) -> int:
+    """The smallest of µs/ms/s/day that saves ``excess_bits`` bits and divides every value
+    (else 1). Coarser units are multiples of finer ones, so one unit is tested."""
+    for unit in reversed(_UNITS):  # finest first
+        if unit.bit_length() - 1 >= excess_bits:
+            head = values[:4096]
+            if not np.any(head % unit) and not np.any(values % unit):
+                return unit
+            return 1
+    return 1
+
+
 def sort_events(
-    rows: np.ndarray,
+    rows: np.ndarray | None,
     deal_key: np.ndarray,
     deal_bits: int,
     time_ns: np.ndarray,
-    is_terminal: np.ndarray,
-    rank: np.ndarray,
-    stage: np.ndarray,
+    codes: np.ndarray,
+    tie_of_code: np.ndarray,
 ) -> Sorted:
     """Sort good rows by deal, time, terminal-last, declared rank, then input order.
 
-    The keys are packed into one int64 (deal | time | terminal | rank) and sorted with a
-    single ``argsort``; the sorted deal and time are read back from the packed keys
-    instead of gathered. When the clock is too fine to pack exactly, a coarsened time is
-    packed and the rare runs of equal packed keys are ordered exactly afterwards. Runs of
-    equal keys always end up in input order (``argsort`` is not stable), and they are
-    also where unresolved ties live.
+    ``rows`` are the input positions of the given arrays (None: all rows, in order);
+    ``tie_of_code`` gives each stage code its tie rank (terminal flag above the declared
+    rank), so no per-row tie array is needed. The keys are packed into one int64
+    (deal | time | tie) and sorted with a single ``argsort``; the sorted deal and time are
+    read back from the packed keys instead of gathered. When the clock is too fine to
+    pack exactly, a coarsened time is packed and the rare runs of equal packed keys are
+    ordered exactly afterwards. Runs of equal keys always end up in input order
+    (``argsort`` is not stable), and they are also where unresolved ties live.
+
+    Fresh memory is expensive here (page faults cost about as much as the sort), so the
+    large temporaries are few and reused in place.
     """
-    n = rows.size
+    n = deal_key.size
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Sorted(empty, empty, empty, empty, 0)
     tmin = int(time_ns.min())
-    t = time_ns - tmin
-    unit = time_unit(t)
-    if unit > 1:
-        t //= unit
+    t = np.subtract(time_ns, tmin)  # our own buffer from here on
     t_bits = max(1, int(t.max()).bit_length())
-    r_bits = max(1, int(rank.max()).bit_length()) if rank.size else 1
-    k_bits = 1 + r_bits
-    tie = (is_terminal.astype(np.int64) << r_bits) | rank
+    k_bits = max(1, int(tie_of_code.max()).bit_length()) if tie_of_code.size else 1
+    unit = 1
+    excess = deal_bits + t_bits + k_bits - 63
+    if excess > 0:
+        # a coarser clock unit may make the exact key fit: only the smallest unit that
+        # saves enough bits is worth a (division) pass, and only if it divides all times
+        unit = fitting_unit(t, excess)
+        if unit > 1:
+            np.floor_divide(t, unit, out=t)
+            t_bits = max(1, int(t.max()).bit_length())
     if deal_bits + t_bits + k_bits <= 63:
-        mode, shift = "exact", 0
-        key = (deal_key << (t_bits + k_bits)) | (t << k_bits) | tie
+        mode = "exact"
+        key = np.left_shift(deal_key, t_bits + k_bits)
+        np.left_shift(t, k_bits, out=t)
+        key |= t
+        np.take(tie_of_code, codes, out=t)
+        key |= t
     elif deal_bits <= 40:
-        mode, shift = "coarse", t_bits - (63 - deal_bits)
-        key = (deal_key << (63 - deal_bits)) | (t >> shift)
+        mode = "coarse"
+        key = np.left_shift(deal_key, 63 - deal_bits)
+        np.right_shift(t, t_bits - (63 - deal_bits), out=t)
+        key |= t
     else:
         mode = "lexsort"
     if mode == "lexsort":
-        order = np.lexsort((np.arange(n), tie, t, deal_key))
+        tie = tie_of_code[codes]
+        order = np.lexsort((np.arange(n), tie, time_ns, deal_key))
         dk = deal_key[order]
-        ts = t[order]
+        ts = time_ns[order]
         to = tie[order]
         same = (dk[1:] == dk[:-1]) & (ts[1:] == ts[:-1]) & (to[1:] == to[:-1])
     else:
         order = np.argsort(key)
-        ks = key[order]
+        ks = np.take(key, order, out=t)  # t's buffer is free again
         same = ks[1:] == ks[:-1]
     unresolved = 0
     if same.any():
@@ -103,28 +130,33 @@ def sort_events(
         run_id = np.cumsum(np.concatenate(([True], ~same)))[pos]
         sub = order[pos]
         if mode == "coarse":
-            order[pos] = sub[np.lexsort((sub, tie[sub], t[sub], run_id))]
+            order[pos] = sub[np.lexsort((sub, tie_of_code[codes[sub]], time_ns[sub], run_id))]
         elif mode == "exact":
             order[pos] = sub[np.lexsort((sub, run_id))]
         sub = order[pos]
         # unresolved ties: same run, same time and tie rank, a different stage name
-        tied = (run_id[1:] == run_id[:-1]) & (t[sub][1:] == t[sub][:-1])
-        tied &= (tie[sub][1:] == tie[sub][:-1]) & (stage[sub][1:] != stage[sub][:-1])
+        tsub, csub = time_ns[sub], codes[sub]
+        tied = (run_id[1:] == run_id[:-1]) & (tsub[1:] == tsub[:-1])
+        tied &= tie_of_code[csub][1:] == tie_of_code[csub][:-1]
+        tied &= csub[1:] != csub[:-1]
         if tied.any():
             unresolved = int(np.unique(deal_key[sub][1:][tied]).size)
     if mode == "exact":
-        dk = ks >> (t_bits + k_bits)
-        ts = ((ks >> k_bits) & ((1 << t_bits) - 1)) * unit + tmin
+        ts = np.right_shift(ks, k_bits, out=key)  # key's buffer is free again
+        ts &= (1 << t_bits) - 1
+        if unit > 1:
+            ts *= unit
+        ts += tmin
+        dk = np.right_shift(ks, t_bits + k_bits, out=ks)
     elif mode == "coarse":
-        dk = ks >> (63 - deal_bits)
-        ts = t[order] * unit + tmin
-    else:
-        ts = ts * unit + tmin
-    srows = rows[order]
+        dk = np.right_shift(ks, 63 - deal_bits, out=ks)
+        ts = np.take(time_ns, order, out=key)
+    srows = order if rows is None else rows[order]
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(dk[1:], dk[:-1], out=new[1:])
-    deal = np.cumsum(new) - 1
+    deal = np.cumsum(new, dtype=np.int64)
+    deal -= 1
     starts = np.flatnonzero(new)
     return Sorted(srows, deal, starts, ts, unresolved)
 

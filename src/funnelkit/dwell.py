@@ -11,19 +11,15 @@ from . import _stats
 from ._columns import NAT
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
-from .transitions import duration_unit, to_timedelta
+from .transitions import to_timedelta
 
 if TYPE_CHECKING:
     from .log import EventLog
 
 
 def km_table(group, dur_ns, censored, n_groups) -> dict[str, np.ndarray]:
-    """Kaplan–Meier summary per group with durations in ns (exactly rescaled for the sort)."""
-    unit = duration_unit(dur_ns) if dur_ns.size else 1
-    km = _stats.kaplan_meier(group, dur_ns // unit, censored.astype(np.int64), n_groups)
-    for k in ("mean", "q50", "q75", "q90"):
-        km[k] = km[k] * unit
-    return km
+    """Kaplan–Meier summary per group with durations in ns."""
+    return _stats.kaplan_meier(group, dur_ns, censored.astype(np.int64), n_groups)
 
 
 def dwell(

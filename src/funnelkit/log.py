@@ -290,16 +290,14 @@ class EventLog:
                     "log with errors='raise' for details.",
                     self._failure_cases(events, np.flatnonzero(reason), reason),
                 )
-            kind_g = raw_kind[raw_codes[good]]
-            srt = V.sort_events(
-                good,
-                ids.keys[good],
-                ids.bits,
-                times.ns[good],
-                kind_g != V.STAGE,
-                raw_rank[raw_codes[good]],
-                raw_codes[good],
-            )
+            r_bits = max(1, int(raw_rank.max()).bit_length())
+            tie_of_code = ((raw_kind != V.STAGE).astype(np.int64) << r_bits) | raw_rank[:-1]
+            if good.size == n:  # the common case: no copies of the input columns
+                srt = V.sort_events(None, ids.keys, ids.bits, times.ns, raw_codes, tie_of_code)
+            else:
+                srt = V.sort_events(
+                    good, ids.keys[good], ids.bits, times.ns[good], raw_codes[good], tie_of_code
+                )
             st_code = raw_codes[srt.rows]
             st_kind = raw_kind[st_code]
             rules = V.path_rules(st_kind, st_code, srt.deal, srt.starts)

@@ -10,7 +10,6 @@ import pandas as pd
 from . import _stats
 from ._columns import NAT
 from ._kernel import NO_NEXT
-from ._validate import time_unit as duration_unit
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -48,12 +47,11 @@ def transitions(log: EventLog) -> pd.DataFrame:
     # dwell statistics per pair (stale exits have none)
     has = dwell != NAT
     dv = dwell[has]
-    unit = duration_unit(dv) if dv.size else 1
-    g, val, _ = _stats.sort_by_group(pair[has], dv // unit)
+    g, val, _ = _stats.sort_by_group(pair[has], dv)
     start, end = _stats.group_bounds(g, n_pairs)
-    mean = _stats.grouped_mean(val, start, end) * unit
-    median = _stats.grouped_quantile(val, start, end, 0.5) * unit
-    p90 = _stats.grouped_quantile(val, start, end, 0.9) * unit
+    mean = _stats.grouped_mean(val, start, end)
+    median = _stats.grouped_quantile(val, start, end, 0.5)
+    p90 = _stats.grouped_quantile(val, start, end, 0.9)
     present = np.flatnonzero(counts)
     names = np.array(log._catalogue + ["stale"], dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
