@@ -179,26 +179,41 @@ def path_rules(
     """Drop reopened terminals, collapse repeats, collapse the terminal run (in that order)."""
     n = kind.size
     n_deals = starts.size
-    pos = np.arange(n)
     term = kind != STAGE
     if n == 0:
         z = np.zeros(0, dtype=bool)
         return PathRules(z, z, z, z, z, z)
-    last_stage = np.maximum.reduceat(np.where(term, -1, pos), starts)
-    reopened_terminal = term & (pos < last_stage[deal])
+    # a terminal event is reopened when a stage event of its deal comes later: only
+    # terminal events that are not their deal's last event can be
+    ends = np.append(starts[1:], n) - 1
+    cand = np.flatnonzero(term)
+    last_of_deal = ends[deal[cand]]
+    cand = cand[cand < last_of_deal]
+    reopened_terminal = np.zeros(n, dtype=bool)
+    if cand.size:
+        pos = np.arange(n)
+        last_stage = np.maximum.reduceat(np.where(term, -1, pos), starts)
+        reopened_terminal[cand[cand < last_stage[deal[cand]]]] = True
     reopened_deal = np.bincount(deal[reopened_terminal], minlength=n_deals) > 0
-    idx = np.flatnonzero(~reopened_terminal)
-    d1, s1, k1 = deal[idx], stage[idx], kind[idx]
-    same_deal_prev = np.zeros(idx.size, dtype=bool)
+    if reopened_deal.any():
+        idx = np.flatnonzero(~reopened_terminal)
+        d1, s1, k1 = deal[idx], stage[idx], kind[idx]
+    else:  # nothing removed: no copies
+        idx = None
+        d1, s1, k1 = deal, stage, kind
+    same_deal_prev = np.zeros(d1.size, dtype=bool)
     same_deal_prev[1:] = d1[1:] == d1[:-1]
     repeat1 = same_deal_prev.copy()
     repeat1[1:] &= (s1[1:] == s1[:-1]) & (k1[1:] == STAGE)
     run1 = same_deal_prev.copy()
     run1[1:] &= (k1[1:] != STAGE) & (k1[:-1] != STAGE)
-    repeat = np.zeros(n, dtype=bool)
-    repeat[idx[repeat1]] = True
-    terminal_run = np.zeros(n, dtype=bool)
-    terminal_run[idx[run1]] = True
+    if idx is None:
+        repeat, terminal_run = repeat1, run1
+    else:
+        repeat = np.zeros(n, dtype=bool)
+        repeat[idx[repeat1]] = True
+        terminal_run = np.zeros(n, dtype=bool)
+        terminal_run[idx[run1]] = True
     kept = ~(reopened_terminal | repeat | terminal_run)
     won_deal = np.bincount(d1[k1 == WON_KIND], minlength=n_deals) > 0
     lost_deal = np.bincount(d1[k1 == LOST_KIND], minlength=n_deals) > 0
