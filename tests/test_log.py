@@ -367,3 +367,16 @@ def test_repr_html_escapes_stage_names():
     assert "<script>" not in log._repr_html_()
     assert "&lt;script&gt;" in log._repr_html_()
     assert "1 deals" in repr(log)
+
+
+def test_numpy_huge_page_setting_is_restored(golden_events):
+    from funnelkit._memory import _SET
+
+    if _SET is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = _SET(True)
+    _SET(before)
+    log = fk.EventLog(golden_events, **GOLDEN_KW)
+    log.transitions(), log.funnel(), log.dwell()
+    after = _SET(before)
+    assert after == before

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from . import _columns as C
 from . import _validate as V
+from ._memory import small_pages
 from .businessdays import BusinessCalendar, as_calendar
 from .errors import EventLogError
 from .quality import REASONS, QualityReport
@@ -234,6 +235,7 @@ class EventLog:
         self._build(events, declared, as_of, errors)
 
     # ------------------------------------------------------------------ construction
+    @small_pages
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)

@@ -10,6 +10,7 @@ import pandas as pd
 from . import _stats
 from ._columns import NAT
 from ._kernel import NO_NEXT
+from ._memory import small_pages
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -22,6 +23,7 @@ def to_timedelta(ns: np.ndarray) -> pd.Series:
     return pd.Series(out.view("timedelta64[ns]"))
 
 
+@small_pages
 def transitions(log: EventLog) -> pd.DataFrame:
     v = log._visits()
     n_cat = len(log._catalogue) + 1  # + stale
