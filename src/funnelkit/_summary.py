@@ -1542,50 +1542,7 @@ def _leverage_rows(sm: Summary, lay: Layout, opt, K) -> list[dict[str, Any]]:
             p_b, b_starts, chain.won, loss=loss, forward=forward, uplift=opt.uplift
         )
         boot = b_after - b_base[:, None]
-    lo_q, hi_q = 100 * opt.alpha / 2, 100 * (1 - opt.alpha / 2)
-    level = f"{100 * (1 - opt.alpha):.0f}%"
-    threshold = opt.min_effect["leverage"] * base
-    rows = []
-    for s, name in enumerate(lay.stages):  # loop over stages
-        eff = after[s] - base
-        lo = hi = np.nan
-        finite = boot[:, s][np.isfinite(boot[:, s])]
-        if finite.size:
-            lo, hi = np.percentile(finite, [lo_q, hi_q])
-        loss_now = float(probs[s][loss[s]].sum())
-        n_s = int(per_stage[s])
-        if not np.isfinite(eff):
-            reason = f"{name}: no forward exit to move lost deals to, leverage undefined"
-        else:
-            ci = (
-                f"{level} CI {100 * lo:+.2f} to {100 * hi:+.2f}"
-                if np.isfinite(lo)
-                else "no bootstrap interval (n_boot=0)"
-            )
-            reason = (
-                f"Cutting {name}'s losses by {100 * opt.uplift:g}% "
-                f"({K._pct1(loss_now)} → {K._pct1(loss_now * (1 - opt.uplift))} of exits) "
-                f"lifts the overall win probability from {K._pct1(base)} to "
-                f"{K._pct1(after[s])} ({100 * eff:+.2f} points, {ci})"
-            )
-        material = bool(n_s >= opt.min_deals and np.isfinite(lo) and lo >= threshold)
-        rows.append(
-            K._row(
-                name,
-                "leverage",
-                "win_probability",
-                effect=float(eff),
-                ci_low=float(lo),
-                ci_high=float(hi),
-                reason=reason,
-                value=float(after[s]),
-                baseline=base,
-                n_deals=n_s,
-                test="bootstrap" if opt.n_boot > 0 else "none",
-                _material=material,
-            )
-        )
-    return rows
+    return K.leverage_rows(list(lay.stages), probs, loss, base, after, boot, per_stage, opt)
 
 
 # --------------------------------------------------------------------------- row-level frames

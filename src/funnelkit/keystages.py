@@ -225,11 +225,25 @@ def _leverage(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             p_b, starts, chain.won, loss=loss, forward=forward, uplift=opt.uplift
         )
         boot = b_after - b_base[:, None]
+    return leverage_rows(log.stages, probs, loss, base, after, boot, per_stage, opt)
+
+
+def leverage_rows(
+    stages: list[str],
+    probs: np.ndarray,
+    loss: np.ndarray,
+    base: float,
+    after: np.ndarray,
+    boot: np.ndarray,
+    per_stage: np.ndarray,
+    opt: _Options,
+) -> list[dict[str, Any]]:
+    """The leverage rows from the chain's results (shared with the Dask engine)."""
     lo_q, hi_q = 100 * opt.alpha / 2, 100 * (1 - opt.alpha / 2)
     level = f"{100 * (1 - opt.alpha):.0f}%"
     threshold = opt.min_effect["leverage"] * base
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(stages):  # loop over stages
         eff = after[s] - base
         lo = hi = np.nan
         finite = boot[:, s][np.isfinite(boot[:, s])]
