@@ -24,7 +24,7 @@ import pandas as pd
 from . import _columns as C
 from . import _summary as SM
 from .errors import EventLogError
-from .log import _COLUMN_OF_REASON, _HINTS, EventLog, _names
+from .log import EventLog, _names, bad_rows_error
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
@@ -301,33 +301,10 @@ class DaskEventLog:
         rows = SM.row_positions(cases[SM.ROW].to_numpy(), summary.source_rows)
         cases = cases.drop(columns=SM.ROW).assign(row=rows).sort_values("row", kind="stable")
         cases = cases[["row", *self._columns, "reason"]].reset_index(drop=True)
-        parts = []
-        for nm in REASONS:
-            sel = cases["reason"] == nm
-            k = int(sel.sum())
-            if not k:
-                continue
-            col = s[_COLUMN_OF_REASON[nm]]
-            ex = cases[sel].head(3)
-            if nm == "unknown_stage":
-                mapping = {str(a): str(b) for a, b in (s["stage_map"] or {}).items()}
-                names = sorted({mapping.get(str(x), str(x)) for x in cases.loc[sel, col]})
-                shown = f"stages {names[:10]}"
-            elif nm == "conflicting_outcome":
-                shown = f"deals {ex[s['deal']].drop_duplicates().tolist()}"
-            else:
-                shown = f"rows {ex['row'].tolist()} ({col}={ex[col].tolist()})"
-            parts.append(
-                f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
-            )
-        raise EventLogError(
-            f"{len(cases):,} of {summary.counts['rows_in']:,} input rows are invalid:\n  - "
-            + "\n  - ".join(parts)
-            + "\nFix the input, or pass errors='drop' to build the log from the good rows "
-            "(the dropped rows are kept in log.rejects). The rows travel as "
-            "err.failure_cases.",
-            cases,
-        )
+        sel = cases["reason"] == "unknown_stage"
+        mapping = {str(a): str(b) for a, b in (s["stage_map"] or {}).items()}
+        names = sorted({mapping.get(str(x), str(x)) for x in cases.loc[sel, s["stage"]]})
+        raise bad_rows_error(cases, s, summary.counts["rows_in"], names)
 
     def _raise_no_events(self, summary: SM.Summary) -> None:
         if summary.counts["rows_in"] == 0:

@@ -69,6 +69,44 @@ def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
     return names
 
 
+def _shown(values: pd.Series) -> list[Any]:
+    """Example values for a message: missing ones read ``None`` whatever the dtype."""
+    return [None if v is None or (np.ndim(v) == 0 and pd.isna(v)) else v for v in values]
+
+
+def bad_rows_error(
+    cases: pd.DataFrame, settings: Mapping[str, Any], rows_in: int, unknown_stages: list[str]
+) -> EventLogError:
+    """The error for bad input rows: per reason the column, the count, a few examples and
+    how to fix it; ``cases`` (row, mapped columns, reason) travel as ``failure_cases``.
+    Shared by the in-memory and the Dask engines so both say the same."""
+    parts = []
+    for nm in _REASON_CODES:
+        sel = (cases["reason"] == nm).to_numpy()
+        k = int(sel.sum())
+        if not k:
+            continue
+        col = settings[_COLUMN_OF_REASON[nm]]
+        ex = cases[sel].head(3)
+        if nm == "unknown_stage":
+            shown = f"stages {unknown_stages[:10]}"
+        elif nm == "conflicting_outcome":
+            shown = f"deals {_shown(ex[settings['deal']].drop_duplicates())}"
+        else:
+            shown = f"rows {ex['row'].tolist()} ({col}={_shown(ex[col])})"
+        parts.append(
+            f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
+        )
+    return EventLogError(
+        f"{len(cases):,} of {rows_in:,} input rows are invalid:\n  - "
+        + "\n  - ".join(parts)
+        + "\nFix the input, or pass errors='drop' to build the log from the good rows "
+        "(the dropped rows are kept in log.rejects). The rows travel as "
+        "err.failure_cases.",
+        cases,
+    )
+
+
 def _is_dask_frame(obj: Any) -> bool:
     """True for a dask DataFrame, without importing dask (loaded already if obj is one)."""
     dd = sys.modules.get("dask.dataframe")
@@ -507,35 +545,11 @@ class EventLog:
         return out
 
     def _raise_bad_rows(self, events, reason, raw_codes, raw_names) -> None:
-        s = self._settings
         bad = np.flatnonzero(reason)
         cases = self._failure_cases(events, bad, reason)
-        parts = []
-        for i, nm in enumerate(_REASON_CODES):
-            sel = reason == i + 1
-            k = int(sel.sum())
-            if not k:
-                continue
-            col = s[_COLUMN_OF_REASON[nm]]
-            ex = cases.loc[cases["reason"] == nm].head(3)
-            if nm == "unknown_stage":
-                names = sorted({raw_names[c] for c in np.unique(raw_codes[sel])})
-                shown = f"stages {names[:10]}"
-            elif nm == "conflicting_outcome":
-                shown = f"deals {ex[s['deal']].drop_duplicates().tolist()}"
-            else:
-                shown = f"rows {ex['row'].tolist()} ({col}={ex[col].tolist()})"
-            parts.append(
-                f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
-            )
-        raise EventLogError(
-            f"{bad.size:,} of {C.n_rows(events):,} input rows are invalid:\n  - "
-            + "\n  - ".join(parts)
-            + "\nFix the input, or pass errors='drop' to build the log from the good rows "
-            "(the dropped rows are kept in log.rejects). The rows travel as "
-            "err.failure_cases.",
-            cases,
-        )
+        unknown = reason == 1 + _REASON_CODES.index("unknown_stage")
+        names = sorted({raw_names[c] for c in np.unique(raw_codes[unknown])})
+        raise bad_rows_error(cases, self._settings, C.n_rows(events), names)
 
     # ------------------------------------------------------------------ public API
     @property
