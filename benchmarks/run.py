@@ -270,34 +270,53 @@ def linearity_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def resummarise(session: dict) -> list[dict]:
-    """The session's rows, recomputed from its raw runs with the current rule."""
-    limit = session.get("max_other_load", 0.25)
-    out = []
-    for row in session["rows"]:
-        runs = [
-            r
-            for r in session["runs"]
-            if r["deals"] == row["deals"] and r["method"] == row["method"]
-        ]
-        out.append(summarise(runs, row["deals"], row["events"], row["method"], limit))
-    return out
+def pooled_rows(sessions: list[dict]) -> list[dict]:
+    """Rows recomputed from the raw runs of all sessions, pooled by (deals, method), so a
+    benchmark killed half-way can be completed by another session of the same sizes."""
+    events: dict[int, int] = {}
+    limit = max(sess.get("max_other_load", 0.25) for sess in sessions)
+    runs: dict[tuple[int, str], list[dict]] = {}
+    for sess in sessions:
+        events |= {int(k): v for k, v in sess.get("events", {}).items()}
+        events |= {r["deals"]: r["events"] for r in sess.get("rows", [])}
+        for r in sess["runs"]:
+            runs.setdefault((r["deals"], r["method"]), []).append(r)
+    order = {m: i for i, m in enumerate(METHODS)}
+    keys = sorted(runs, key=lambda k: (k[0], order[k[1]]))
+    return [summarise(runs[k], k[0], events[k[0]], k[1], limit) for k in keys]
 
 
 def report(sessions: list[dict]) -> str:
-    """Markdown section for one or more saved sessions (see ``main``); rows of later
-    sessions replace those of earlier ones for the same (deals, method)."""
+    """Markdown section for one or more saved sessions (see ``collect``); their runs are
+    pooled per (deals, method)."""
     info = sessions[0]["machine"]
-    rows_by_key: dict[tuple[int, str], dict] = {}
+    rows = pooled_rows(sessions)
     versions: dict[str, str] = {}
+    common = "Each run is a fresh process"
     notes: list[str] = []
-    for sess in sessions:
-        for r in resummarise(sess):
-            rows_by_key[(r["deals"], r["method"])] = r
+    for k, sess in enumerate(sessions, 1):
         versions.update(sess["versions"])
-        notes += [n for n in sess["notes"] if n not in notes]
-    order = {m: i for i, m in enumerate(METHODS)}
-    rows = sorted(rows_by_key.values(), key=lambda r: (r["deals"], order[r["method"]]))
+        for n in sess["notes"]:
+            if n.startswith("funnelkit's source changed"):
+                continue
+            if len(sessions) > 1 and not n.startswith(common):
+                n = f"Session {k}: {n}"
+            if n not in notes:
+                notes.append(n)
+    digests = sorted(
+        {
+            r["versions"]["funnelkit_source"]
+            for sess in sessions
+            for r in sess["runs"]
+            if "funnelkit_source" in r.get("versions", {})
+        }
+    )
+    if len(digests) > 1:
+        notes.insert(
+            0,
+            f"funnelkit's source changed between runs (digests {', '.join(digests)}): "
+            "its rows pool runs of different states of the code.",
+        )
     machine = (
         f"{info.get('nproc')} cores ({info.get('cpu', '?')}), {info.get('mem_gib', '?')} GiB RAM, "
         f"Linux {info.get('kernel')}, Python {info.get('python')}"
@@ -308,15 +327,15 @@ def report(sessions: list[dict]) -> str:
         versions["funnelkit"] += f" (source digest {source})"
     libs = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
     parts = [
-        f"## Speed and memory: funnelkit vs DuckDB, Polars, pandas, pm4py — {dates[0]}",
+        f"## Speed and memory: funnelkit vs DuckDB, Polars, pandas, pm4py — {dates[0]}"
+        + (f" to {dates[-1]}" if len(dates) > 1 else ""),
         "",
         f"- Machine: {machine}",
         f"- Libraries: {libs}",
     ]
-    if len(dates) > 1:
-        parts.append(f"- Sessions: {'; '.join(dates)}")
-    for sess in sessions:
-        parts.append(f"- Command: `python benchmarks/run.py {shlex.join(sess['argv'])}`")
+    for k, sess in enumerate(sessions, 1):
+        label = f"Session {k} ({sess['machine']['date']})" if len(sessions) > 1 else "Command"
+        parts.append(f"- {label}: `python benchmarks/run.py {shlex.join(sess['argv'])}`")
     if "env" in info:
         parts.append(f"- Environment: `{info['env']}`")
     parts += [f"- {n}" for n in notes]
@@ -328,12 +347,12 @@ def report(sessions: list[dict]) -> str:
 # --------------------------------------------------------------------------- check
 
 
-def cross_check(dump_dir: Path, n_deals: int) -> list[str]:
+def cross_check(dump_dir: Path, n_deals: int, methods: list[str]) -> list[str]:
     sys.path.insert(0, str(HERE))
     import baselines
 
     results = {}
-    for m in CHECKED:
+    for m in [m for m in CHECKED if m in methods]:
         f = dump_dir / f"{m}.pkl"
         if f.exists():
             with open(f, "rb") as fh:
@@ -439,16 +458,20 @@ def collect(args, argv: list[str]) -> dict:
         "notes": [],
         "problems": [],
         "max_other_load": args.max_other_load,
+        "events": {},
     }
     notes, redone = session["notes"], {}
     for n in args.sizes:
         path = ensure_data(n)
         n_events = pq.ParquetFile(path).metadata.num_rows
+        session["events"][str(n)] = n_events
         methods = [m for m in args.methods if not (m == "pm4py" and n > args.pm4py_max_deals)]
         if "pm4py" in args.methods and "pm4py" not in methods:
             notes.append(f"pm4py skipped at {n:,} deals (above --pm4py-max-deals; too slow).")
         runs = {m: (args.pm4py_runs if m == "pm4py" else args.runs) for m in methods}
         dump_dir = OUT_DIR / f"check_{n}"
+        for stale in dump_dir.glob("*.pkl"):  # results of earlier sessions
+            stale.unlink()
         records: dict[str, list[dict]] = {m: [] for m in methods}
         for i in range(max(runs.values())):
             for m in methods:
@@ -471,6 +494,7 @@ def collect(args, argv: list[str]) -> dict:
                 records[m].append(rec)
                 session["runs"].append({"deals": n, "run": i, **rec})
                 session["versions"].update(rec.get("versions", {}))
+                save_to.write_text(json.dumps(session, indent=1))  # survives a kill
                 shown = (
                     f"cold {rec['cold_s']:.3f} s, warm {rec.get('warm_s', float('nan')):.3f} s, "
                     f"peak {rec['peak_rss_mib']:.0f} MiB"
@@ -485,21 +509,9 @@ def collect(args, argv: list[str]) -> dict:
         for m in methods:
             session["rows"].append(summarise(records[m], n, n_events, m, args.max_other_load))
         if args.check:
-            session["problems"] += cross_check(dump_dir, n)
+            session["problems"] += cross_check(dump_dir, n, methods)
         save_to.write_text(json.dumps(session, indent=1))
 
-    digests = sorted(
-        {
-            r["versions"]["funnelkit_source"]
-            for r in session["runs"]
-            if "funnelkit_source" in r.get("versions", {})
-        }
-    )
-    if len(digests) > 1:
-        notes.append(
-            f"funnelkit's source changed during the session (digests {', '.join(digests)}): "
-            "its runs measured different states of the code."
-        )
     if redone:
         notes.append(
             "Runs redone because other processes were busy: "
