@@ -1472,26 +1472,7 @@ def key_stages_table(
     )
     out = pd.DataFrame(_leverage_rows(sm, lay, opt, K), columns=[*K.COLUMNS, "_material"])
     out["is_key"] = out["_material"].to_numpy(dtype=bool)
-    out = out[K.COLUMNS]
-    out = out.astype(
-        {
-            "effect": np.float64,
-            "ci_low": np.float64,
-            "ci_high": np.float64,
-            "p_value": np.float64,
-            "q_value": np.float64,
-            "is_key": bool,
-            "value": np.float64,
-            "baseline": np.float64,
-            "n_deals": np.int64,
-        }
-    )
-    for col in ("stage", "signal", "reason", "metric", "test"):
-        out[col] = out[col].astype(str)
-    out["dwell_threshold"] = pd.to_timedelta(
-        out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
-    )
-    return out.reset_index(drop=True)
+    return K.typed_table(out)
 
 
 def _leverage_rows(sm: Summary, lay: Layout, opt, K) -> list[dict[str, Any]]:

@@ -198,6 +198,30 @@ def _too_few(stage: str, n: int, what: str, min_deals: int) -> str:
     return f"{stage}: not tested, only {n} {what} (min_deals={min_deals})"
 
 
+def typed_table(out: pd.DataFrame) -> pd.DataFrame:
+    """The key-stage columns in order with their dtypes (shared with the Dask engine)."""
+    out = out[COLUMNS]
+    out = out.astype(
+        {
+            "effect": np.float64,
+            "ci_low": np.float64,
+            "ci_high": np.float64,
+            "p_value": np.float64,
+            "q_value": np.float64,
+            "is_key": bool,
+            "value": np.float64,
+            "baseline": np.float64,
+            "n_deals": np.int64,
+        }
+    )
+    for col in ("stage", "signal", "reason", "metric", "test"):
+        out[col] = out[col].astype(str)
+    out["dwell_threshold"] = pd.to_timedelta(
+        out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
+    )
+    return out.reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- leverage
 def _leverage(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     chain = chain_from_log(log)
@@ -829,23 +853,4 @@ def key_stages(
     q = out["q_value"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         out["is_key"] = np.where(tested, material & (q <= alpha), material)
-    out = out[COLUMNS]
-    out = out.astype(
-        {
-            "effect": np.float64,
-            "ci_low": np.float64,
-            "ci_high": np.float64,
-            "p_value": np.float64,
-            "q_value": np.float64,
-            "is_key": bool,
-            "value": np.float64,
-            "baseline": np.float64,
-            "n_deals": np.int64,
-        }
-    )
-    for col in ("stage", "signal", "reason", "metric", "test"):
-        out[col] = out[col].astype(str)
-    out["dwell_threshold"] = pd.to_timedelta(
-        out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
-    )
-    return out.reset_index(drop=True)
+    return typed_table(out)
