@@ -338,7 +338,7 @@ class EventLog:
                 srt = V.sort_events(
                     good, ids.keys[good], ids.bits, times.ns[good], raw_codes[good], tie_of_code
                 )
-            st_code = raw_codes[srt.rows]
+            st_code = srt.code
             st_kind = raw_kind[st_code]
             rules = V.path_rules(st_kind, st_code, srt.deal, srt.starts)
             if not rules.conflict_deal.any():

@@ -1,0 +1,102 @@
+"""The event sort (``_validate.sort_events``) in each of its modes against ``np.lexsort``.
+
+The modes are picked by how many bits the deal, time, tie and row fields need, so the
+cases below choose sizes that force each one: row-packed exact, row-packed with a coarse
+clock (and its fix-up of runs within one tick), the fall-back to ``argsort`` when such
+runs are common or the fields leave no room, and the lexsort of very wide deal keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from funnelkit import _validate as V
+
+
+def _reference(rows, deal_key, time_ns, codes, tie_of_code):
+    n = deal_key.size
+    tie = tie_of_code[codes]
+    order = np.lexsort((np.arange(n), tie, time_ns, deal_key))
+    dk, ts, tc, cs = deal_key[order], time_ns[order], tie[order], codes[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = dk[1:] != dk[:-1]
+    deal = np.cumsum(new) - 1
+    tied = (~new[1:]) & (ts[1:] == ts[:-1]) & (tc[1:] == tc[:-1]) & (cs[1:] != cs[:-1])
+    unresolved = np.unique(deal[1:][tied]).size
+    srows = order if rows is None else rows[order]
+    return srows, deal, np.flatnonzero(new), ts, unresolved, cs
+
+
+def _case(seed, n, n_deals, span, step, deal_spread=1, deal_offset=0):
+    rng = np.random.default_rng(seed)
+    d = rng.integers(0, n_deals, n).astype(np.int64)
+    deal_key = d * deal_spread
+    time_ns = rng.integers(0, span, n).astype(np.int64) * step + 1_700_000_000 * 10**9
+    time_ns += (d * 7919 % n_deals) * deal_offset
+    codes = rng.integers(0, 6, n).astype(np.int16)
+    tie_of_code = np.array([0, 1, 2, 2, 8, 8], dtype=np.int64)  # codes 2/3 and 4/5 tie
+    bits = max(1, int(deal_key.max()).bit_length())
+    return deal_key, bits, time_ns, codes, tie_of_code
+
+
+CASES = {
+    # day clock over a year: everything fits with the row number
+    "exact": dict(n=5_000, n_deals=500, span=365, step=86_400 * 10**9),
+    # ns clock over years: coarse ticks, few runs within one tick
+    "coarse": dict(n=5_000, n_deals=2_000, span=2**56 // 1_000, step=997),
+    # the same with events microseconds apart: a few runs within one tick are fixed up
+    "coarse_runs": dict(n=5_000, n_deals=50, span=3_000, step=2 * 10**4, deal_offset=2**50),
+    # deals years apart, each deal's events within microseconds: runs everywhere → argsort
+    "dense": dict(n=5_000, n_deals=50, span=3_000, step=101, deal_offset=2**50),
+    # deal keys so wide that the row does not fit → argsort with packed keys
+    "wide_deals": dict(n=3_000, n_deals=300, span=10_000, step=10**9, deal_spread=2**36),
+    # deal keys wider than 40 bits → lexsort
+    "lexsort": dict(n=3_000, n_deals=300, span=10_000, step=10**9, deal_spread=2**45),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("subset", [False, True])
+def test_sort_events_matches_lexsort(name, subset, monkeypatch):
+    fallback = []
+    real = V._argsort_events
+    monkeypatch.setattr(
+        V,
+        "_argsort_events",
+        lambda *a: fallback.append(1) or real(*a),  # type: ignore[func-returns-value]
+    )
+    deal_key, bits, time_ns, codes, tie_of_code = _case(7, **CASES[name])
+    rows = None
+    if subset:  # the caller passes the good rows' positions and their values
+        rows = np.flatnonzero(np.arange(deal_key.size) % 7 != 3)
+        deal_key, time_ns, codes = deal_key[rows], time_ns[rows], codes[rows]
+    got = V.sort_events(rows, deal_key, bits, time_ns, codes, tie_of_code)
+    srows, deal, starts, ts, unresolved, cs = _reference(
+        rows, deal_key, time_ns, codes, tie_of_code
+    )
+    np.testing.assert_array_equal(got.rows, srows)
+    np.testing.assert_array_equal(got.deal, deal)
+    np.testing.assert_array_equal(got.starts, starts)
+    np.testing.assert_array_equal(got.time, ts)
+    np.testing.assert_array_equal(got.code, cs)
+    assert got.unresolved_ties == unresolved
+    if name in ("exact", "dense", "coarse_runs"):
+        assert unresolved > 0  # the cases do exercise the tie count
+    assert bool(fallback) == (name in ("dense", "wide_deals", "lexsort"))
+
+
+def test_sort_events_single_row_and_empty():
+    one = V.sort_events(
+        None, np.array([5]), 3, np.array([10]), np.array([0], np.int16), np.array([0])
+    )
+    assert one.rows.tolist() == [0] and one.deal.tolist() == [0] and one.time.tolist() == [10]
+    empty = V.sort_events(
+        None,
+        np.zeros(0, np.int64),
+        1,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int16),
+        np.array([0]),
+    )
+    assert empty.rows.size == 0 and empty.code.size == 0
