@@ -36,10 +36,35 @@ def test_id_keys_are_injective_and_order_preserving(rng, kind):
 
 def test_fixed_width_uses_mixed_radix_without_hashing():
     arr = pa.array(["D0000001", "D0999999", "D0500000", "D0000001"])
-    keys, bits = C._fixed_width_keys(arr)
+    keys, bits = C._fixed_width_keys([arr])
     assert keys.tolist() == [1, 999999, 500000, 1]  # digits minus their per-position minimum
     assert bits <= 24
-    assert C._fixed_width_keys(pa.array(["a", "bb"])) is None  # not fixed width
+    assert C._fixed_width_keys([pa.array(["a", "bb"])]) is None  # not fixed width
+    # widths must agree across chunks too
+    assert C._fixed_width_keys([pa.array(["ab"]), pa.array(["abc"])]) is None
+
+
+def test_fixed_width_keys_over_chunks_order_like_the_strings():
+    rng = np.random.default_rng(3)
+    ids = np.array(
+        [
+            f"K{x:05d}-{y}"
+            for x, y in zip(
+                rng.integers(0, 99_999, 70_000), rng.choice(list("abcxyz"), 70_000), strict=True
+            )
+        ]
+    )
+    # uneven chunks, one of them a slice (non-zero offset), many rows per block
+    whole = pa.array(ids[:50_000])
+    chunks = [whole.slice(10_007, 39_993), pa.array(ids[:10_007]), pa.array(ids[50_000:])]
+    keys, bits = C._fixed_width_keys(chunks)
+    order = np.concatenate([ids[10_007:50_000], ids[:10_007], ids[50_000:]])
+    _, rank = np.unique(order, return_inverse=True)
+    _, key_rank = np.unique(keys, return_inverse=True)
+    np.testing.assert_array_equal(key_rank, rank)  # injective and order-preserving
+    assert keys.min() >= 0 and int(keys.max()).bit_length() <= bits
+    col = pa.chunked_array(chunks)
+    np.testing.assert_array_equal(C.id_keys(col).keys, keys)
 
 
 def test_id_nulls_flagged():

@@ -108,10 +108,11 @@ class IdKeys:
         return pd.Index(self.source.array.take(rows), name=None)
 
 
-def _as_arrow(col: pd.Series | pa.ChunkedArray) -> pa.Array | None:
-    """A contiguous arrow string array for string-like columns, else None."""
+def _as_arrow(col: pd.Series | pa.ChunkedArray) -> list[pa.Array] | None:
+    """The chunks of a string-like column as arrow string arrays (not combined: that
+    would copy every id once more), else None."""
     if isinstance(col, pa.ChunkedArray):
-        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        chunks = list(col.chunks)
     else:
         if not (pd.api.types.is_string_dtype(col.dtype) or col.dtype == object):
             return None
@@ -119,56 +120,105 @@ def _as_arrow(col: pd.Series | pa.ChunkedArray) -> pa.Array | None:
             arr = pa.array(col, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        return arr
-    return None
+        chunks = list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = []
+    for arr in chunks:
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.cast(arr.type.value_type)
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None
+        out.append(arr)
+    return out
 
 
-def _fixed_width_keys(arr: pa.Array) -> tuple[np.ndarray, int] | None:
+_BLOCK = 1 << 16  # rows per block in the passes below: a block stays in cache
+
+
+def _fixed_width_bytes(arr: pa.Array, width: int | None) -> np.ndarray | None:
+    """The ids of one arrow string chunk as an (n, width) byte matrix, or None when they
+    are not all ``width`` bytes long (``width=None``: the first id's length)."""
+    n = len(arr)
+    offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
+    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(
+        offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize
+    )
+    if width is None:
+        width = int(offsets[1] - offsets[0])
+    if width == 0 or width > 32 or int(offsets[-1] - offsets[0]) != width * n:
+        return None
+    for a in range(0, n, _BLOCK):  # equal steps, block by block (no n-sized temporary)
+        step = np.diff(offsets[a : a + _BLOCK + 1])
+        if step.min() != width or step.max() != width:
+            return None
+    raw = np.frombuffer(data_buf, dtype=np.uint8, count=width * n, offset=int(offsets[0]))
+    return raw.reshape(n, width)
+
+
+def _column_range(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest byte of each column of an (n, w) byte matrix.
+
+    A reduction over the rows of a narrow matrix is slow in numpy (0.15 s for 6.5M x 8);
+    folding k rows into one wide row first makes it ~40 times faster."""
+    n, w = mat.shape
+    k = 64
+    m = (n // k) * k
+    lo = np.full(w, 255, dtype=np.int64)
+    hi = np.zeros(w, dtype=np.int64)
+    if m:
+        wide = mat[:m].reshape(m // k, k * w)
+        lo = np.minimum(lo, wide.min(axis=0).reshape(k, w).min(axis=0))
+        hi = np.maximum(hi, wide.max(axis=0).reshape(k, w).max(axis=0))
+    if m < n:
+        lo = np.minimum(lo, mat[m:].min(axis=0))
+        hi = np.maximum(hi, mat[m:].max(axis=0))
+    return lo, hi
+
+
+def _fixed_width_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     """Mixed-radix integer keys of fixed-width ids, without hashing.
 
     Ids of one byte length ``w`` are a (n, w) byte matrix; byte positions that never vary
     are dropped and the others form the digits of a mixed-radix number whose radix is the
     range of that position. The map is injective and preserves lexicographic order.
     Returns None when the ids are not fixed width or the key would not fit in 40 bits.
+    Works chunk by chunk on the arrow buffers (no combined copy of the ids).
     """
-    n = len(arr)
-    if n == 0 or arr.null_count:
+    chunks = [c for c in chunks if len(c)]
+    if not chunks or any(c.null_count for c in chunks):
         return None
-    offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
-    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(
-        offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize
-    )
-    width = int(offsets[1] - offsets[0])
-    if width == 0 or width > 32 or int(offsets[-1] - offsets[0]) != width * n:
-        return None
-    if not np.all(np.diff(offsets) == width):
-        return None
-    raw = np.frombuffer(data_buf, dtype=np.uint8, count=width * n, offset=int(offsets[0]))
-    mat = raw.reshape(n, width)
-    lo = mat.min(axis=0).astype(np.int64)
-    hi = mat.max(axis=0).astype(np.int64)
+    mats: list[np.ndarray] = []
+    width: int | None = None
+    for c in chunks:
+        mat = _fixed_width_bytes(c, width)
+        if mat is None:
+            return None
+        width = mat.shape[1]
+        mats.append(mat)
+    ranges = [_column_range(m) for m in mats]
+    lo = np.min([r[0] for r in ranges], axis=0)
+    hi = np.max([r[1] for r in ranges], axis=0)
     radix = hi - lo + 1
     varying = np.flatnonzero(radix > 1)
     total_bits = float(np.sum(np.log2(radix[varying]))) if varying.size else 0.0
     if total_bits > 40:
         return None
-    # digits accumulate in place (no temporaries); the offsets sum(lo_j * place_j) are
-    # subtracted once at the end
-    keys = np.zeros(n, dtype=np.int64)
     offset = 0
-    for j in varying:  # a loop over byte positions (<= 32), not over rows
-        r = int(radix[j])
-        np.multiply(keys, r, out=keys)
-        np.add(keys, mat[:, j], out=keys, casting="unsafe")
-        offset = offset * r + int(lo[j])
-    if offset:
-        np.subtract(keys, offset, out=keys)
+    for j in varying:
+        offset = offset * int(radix[j]) + int(lo[j])
+    n = sum(m.shape[0] for m in mats)
+    keys = np.zeros(n, dtype=np.int64)
+    a = 0
+    for mat in mats:
+        for b in range(0, mat.shape[0], _BLOCK):  # digits accumulate in place, in cache
+            part = mat[b : b + _BLOCK]
+            out = keys[a + b : a + b + part.shape[0]]
+            for j in varying:  # a loop over byte positions (<= 32), not over rows
+                np.multiply(out, int(radix[j]), out=out)
+                np.add(out, part[:, j], out=out, casting="unsafe")
+            if offset:
+                np.subtract(out, offset, out=out)
+        a += mat.shape[0]
     bits = (
         max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
     )
@@ -186,9 +236,9 @@ def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
         if hi - lo < 2**40:
             keys = np.where(null, 0, values - lo)
             return IdKeys(keys, max(1, (hi - lo).bit_length()), null, col)
-    arr = _as_arrow(col)
-    if arr is not None and not null.any():
-        fixed = _fixed_width_keys(arr)
+    chunks = _as_arrow(col)
+    if chunks is not None and not null.any():
+        fixed = _fixed_width_keys(chunks)
         if fixed is not None:
             return IdKeys(fixed[0], fixed[1], null, col)
     # general case: hash factorisation, sorted so deal order does not depend on row order
