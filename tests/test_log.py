@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -367,6 +369,44 @@ def test_repr_html_escapes_stage_names():
     assert "<script>" not in log._repr_html_()
     assert "&lt;script&gt;" in log._repr_html_()
     assert "1 deals" in repr(log)
+
+
+def test_allocator_switches_are_set_once_and_restored(golden_events, monkeypatch):
+    from funnelkit import _memory
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(_memory, "_LIBC", FakeLibc())
+    log = fk.EventLog(golden_events, **GOLDEN_KW)
+    log.transitions()  # nested: transitions computes the visits inside
+    hot = [(-3, _memory._HOT_MMAP), (-1, _memory._HOT_TRIM)]
+    settled = [(-3, _memory._SETTLED_MMAP), (-1, _memory._SETTLED_TRIM)]
+    assert calls == (hot + settled) * 2  # once for the build, once for transitions
+    assert _memory._depth == 0
+
+    @_memory.hot_path
+    def fails():
+        raise RuntimeError("boom")
+
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        fails()
+    assert calls == hot + settled and _memory._depth == 0
+
+
+def test_allocator_switch_can_be_turned_off():
+    import subprocess
+    import sys
+
+    code = "from funnelkit import _memory; print(_memory._LIBC is None)"
+    env = {**os.environ, "FUNNELKIT_MALLOC": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr
 
 
 def test_numpy_huge_page_setting_is_restored(golden_events):

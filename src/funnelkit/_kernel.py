@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import _validate as V
 from ._columns import NAT
-from ._memory import small_pages
+from ._memory import hot_path
 
 if TYPE_CHECKING:
     from .businessdays import BusinessCalendar
@@ -88,7 +88,7 @@ def _visit_numbers(deal: np.ndarray, stage: np.ndarray, n_stages: int) -> np.nda
     return visit
 
 
-@small_pages
+@hot_path
 def compute_visits(log: EventLog, calendar: BusinessCalendar | None = None) -> Visits:
     """Visits of the log's cleaned path; dwell in business time when ``calendar`` is given."""
     p_deal = log._path_deal

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import _stats
 from ._columns import NAT
-from ._memory import small_pages
+from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
 from .transitions import to_timedelta
@@ -23,7 +23,7 @@ def km_table(group, dur_ns, censored, n_groups) -> dict[str, np.ndarray]:
     return _stats.kaplan_meier(group, dur_ns, censored.astype(np.int64), n_groups)
 
 
-@small_pages
+@hot_path
 def dwell(
     log: EventLog,
     *,

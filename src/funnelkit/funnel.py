@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import _stats
 from . import _validate as V
-from ._memory import small_pages
+from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
 
@@ -32,7 +32,7 @@ def deal_weights(log: EventLog, weight: str | None) -> np.ndarray | None:
     return np.nan_to_num(log._amount, nan=0.0)
 
 
-@small_pages
+@hot_path
 def funnel(
     log: EventLog,
     *,

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from . import _columns as C
 from . import _validate as V
-from ._memory import small_pages
+from ._memory import hot_path
 from .businessdays import BusinessCalendar, as_calendar
 from .errors import EventLogError
 from .quality import REASONS, QualityReport
@@ -273,7 +273,7 @@ class EventLog:
         self._build(events, declared, as_of, errors)
 
     # ------------------------------------------------------------------ construction
-    @small_pages
+    @hot_path
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)

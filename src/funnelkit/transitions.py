@@ -10,7 +10,7 @@ import pandas as pd
 from . import _stats
 from ._columns import NAT
 from ._kernel import NO_NEXT
-from ._memory import small_pages
+from ._memory import hot_path
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -23,7 +23,7 @@ def to_timedelta(ns: np.ndarray) -> pd.Series:
     return pd.Series(out.view("timedelta64[ns]"))
 
 
-@small_pages
+@hot_path
 def transitions(log: EventLog) -> pd.DataFrame:
     v = log._visits()
     n_cat = len(log._catalogue) + 1  # + stale
