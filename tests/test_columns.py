@@ -91,3 +91,35 @@ def test_parse_times_flags():
     assert t.null.tolist() == [False, False, False, True, False]
     assert t.mixed_tz.tolist() == [False, False, False, False, True]
     assert t.ns[1] == pd.Timestamp("2025-01-02 10:00").value
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
+def test_arrow_timestamps_of_any_unit_with_nulls_and_sliced_chunks(unit, tz):
+    values = [0, 1_700_000_000, None, 1_600_000_123, -86_400]
+    typ = pa.timestamp(unit, tz=tz)
+    whole = pa.array(
+        [None if v is None else v * C._NS_PER["s"] // C._NS_PER[unit] for v in values], type=typ
+    )
+    col = pa.chunked_array(
+        [whole.slice(1, 3), pa.array([], type=typ), whole.slice(0, 1), whole.slice(4)]
+    )
+    t = C.parse_times(col)
+    expected = pd.Series(col.to_pandas())
+    if tz:
+        expected = expected.dt.tz_convert("UTC").dt.tz_localize(None)
+    exp = expected.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    np.testing.assert_array_equal(t.ns, np.where(expected.isna(), C.NAT, exp))
+    assert t.null.tolist() == [False, True, False, False, False]
+    assert t.aware == (tz is not None)
+
+
+def test_arrow_timestamps_beyond_the_ns_range_are_unparseable():
+    year_33658 = 10**12
+    col = pa.chunked_array(
+        [pa.array([0, year_33658, None], type=pa.timestamp("s")), pa.array([5], pa.timestamp("s"))]
+    )
+    t = C.parse_times(col)
+    assert t.unparseable.tolist() == [False, True, False, False]
+    assert t.null.tolist() == [False, False, True, False]
+    assert t.ns.tolist() == [0, C.NAT, C.NAT, 5 * 10**9]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 NAT = np.iinfo(np.int64).min
 # an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
@@ -262,7 +261,8 @@ def stage_codes(
     if isinstance(col, pa.ChunkedArray):
         enc = col.dictionary_encode().combine_chunks()
         codes = enc.indices.to_numpy(zero_copy_only=False)
-        codes = np.where(np.asarray(enc.indices.is_null()), -1, codes).astype(np.int64)
+        if enc.indices.null_count:
+            codes = np.where(np.asarray(enc.indices.is_null()), -1, codes).astype(np.int64)
         uniques = enc.dictionary.to_pylist()
     elif isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy().astype(np.int64)
@@ -310,6 +310,35 @@ def _datetime_ns(values: pd.Series) -> tuple[np.ndarray, bool]:
     return ns, tz is not None
 
 
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _arrow_timestamps_ns(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ns of an arrow timestamp column, read from the chunks' buffers into one
+    array (no cast, no combined copy), and a mask of the values outside the ns range
+    (years 1677–2262), which are set to NaT. Null slots are not looked at here."""
+    factor = _NS_PER[col.type.unit]
+    limit = np.iinfo(np.int64).max // factor
+    ns = np.empty(len(col), dtype=np.int64)
+    out_of_range = np.zeros(len(col), dtype=bool)
+    a = 0
+    for chunk in col.chunks:
+        m = len(chunk)
+        if m == 0:
+            continue
+        vals = np.frombuffer(chunk.buffers()[1], dtype=np.int64, count=m, offset=chunk.offset * 8)
+        out = ns[a : a + m]
+        if factor > 1 and (int(vals.max()) > limit or int(vals.min()) < -limit):
+            bad = (vals > limit) | (vals < -limit)
+            out_of_range[a : a + m] = bad
+            np.multiply(np.where(bad, 0, vals), factor, out=out)
+            out[bad] = NAT
+        else:
+            np.multiply(vals, factor, out=out)
+        a += m
+    return ns, out_of_range
+
+
 def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision.
 
@@ -319,13 +348,13 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     if isinstance(col, pa.ChunkedArray):
         if pa.types.is_timestamp(col.type):
             aware = col.type.tz is not None
-            arr = pc.cast(col, pa.timestamp("ns", tz=col.type.tz))
-            ns = arr.combine_chunks().to_numpy(zero_copy_only=False)
-            ns = ns.astype("datetime64[ns]").view(np.int64) if ns.dtype.kind == "M" else ns
-            null = isna(col)
-            ns = np.where(null, NAT, ns)
+            ns, out_of_range = _arrow_timestamps_ns(col)
+            null = isna(col) if col.null_count else np.zeros(len(ns), dtype=bool)
+            if col.null_count:
+                ns[null] = NAT
+                out_of_range &= ~null
             none = np.zeros(len(ns), dtype=bool)
-            return Times(ns, aware, null, none, none)
+            return Times(ns, aware, null, out_of_range, none)
         col = col.to_pandas()
     null = isna(col)
     n = len(col)

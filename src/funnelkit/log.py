@@ -43,7 +43,7 @@ _HINTS = {
     "missing_stage": "every event needs a stage",
     "missing_time": "every event needs a timestamp",
     "unparseable_time": "timestamps must be datetimes or ISO 8601 strings such as "
-    "'2025-01-07' or '2025-01-07 09:00:00+01:00'",
+    "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262",
     "mixed_timezone": "timestamps mix naive and time-zone-aware values; make them all aware "
     "(e.g. append '+00:00') or all naive",
     "unknown_stage": "these stages are not in `stages`, `won` or `lost`; add them, merge them "
@@ -304,7 +304,8 @@ class EventLog:
         reason = np.zeros(n, dtype=np.int8)  # 0 = good, else 1 + index in _REASON_CODES
 
         def mark(mask: np.ndarray, name: str) -> None:
-            reason[(reason == 0) & mask] = 1 + _REASON_CODES.index(name)
+            if mask.any():
+                reason[(reason == 0) & mask] = 1 + _REASON_CODES.index(name)
 
         mark(ids.null, "missing_deal")
         mark(raw_codes < 0, "missing_stage")
