@@ -58,75 +58,88 @@ class Visits:
         )
 
 
-def _visit_numbers(deal: np.ndarray, stage: np.ndarray, n_stages: int) -> np.ndarray:
-    """1 for a deal's first visit of a stage, 2 for the next, ... (path order kept)."""
+def _visit_numbers(deal: np.ndarray, stage: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """1 for a deal's first visit of a stage, 2 for the next, ... (path order kept).
+
+    ``new`` marks each deal's first visit. Consecutive visits of a deal never repeat a
+    stage (repeats are collapsed), so a deal whose stages only go up visits each stage
+    once: only deals with a step down are ranked, by a stable sort of their visits.
+    """
     n = deal.size
     visit = np.ones(n, dtype=np.int64)
     if n == 0:
         return visit
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    new[1:] = deal[1:] != deal[:-1]
-    starts = np.flatnonzero(new)
-    if n_stages <= 62:
-        # a deal revisits a stage iff the sum of its stage bits differs from their OR
-        bit = np.left_shift(np.int64(1), stage.astype(np.int64))
-        has_repeat = np.add.reduceat(bit, starts) != np.bitwise_or.reduceat(bit, starts)
-        rows = np.flatnonzero(has_repeat[np.cumsum(new) - 1])
-    else:
-        rows = np.arange(n)
-    if rows.size:
-        key = deal[rows].astype(np.int64) * n_stages + stage[rows]
-        order = np.argsort(key, kind="stable")
-        ks = key[order]
-        first = np.empty(ks.size, dtype=bool)
-        first[0] = True
-        first[1:] = ks[1:] != ks[:-1]
-        grp_start = np.flatnonzero(first)
-        rank = np.arange(ks.size) - grp_start[np.cumsum(first) - 1] + 1
-        visit[rows[order]] = rank
+    down = stage[1:] <= stage[:-1]
+    down &= ~new[1:]
+    if not down.any():
+        return visit
+    flagged = np.zeros(int(deal[-1]) + 1, dtype=bool)
+    flagged[deal[1:][down]] = True
+    rows = np.flatnonzero(flagged[deal])
+    n_stages = int(stage.max()) + 1
+    key = deal[rows].astype(np.int64) * n_stages + stage[rows]
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.empty(ks.size, dtype=bool)
+    first[0] = True
+    first[1:] = ks[1:] != ks[:-1]
+    grp_start = np.flatnonzero(first)
+    rank = np.arange(ks.size) - grp_start[np.cumsum(first) - 1] + 1
+    visit[rows[order]] = rank
     return visit
 
 
 @hot_path
 def compute_visits(log: EventLog, calendar: BusinessCalendar | None = None) -> Visits:
-    """Visits of the log's cleaned path; dwell in business time when ``calendar`` is given."""
+    """Visits of the log's cleaned path; dwell in business time when ``calendar`` is given.
+
+    Every funnel-stage event of the path is a visit; what follows it in the path (the
+    next event of the same deal) is its exit. Works on gathers at the visits' positions
+    and their successors, with few full-size temporaries.
+    """
     p_deal = log._path_deal
     p_stage = log._path_stage
     p_time = log._path_time
     n = p_deal.size
     n_stages = log._n_stages
     stale_code = len(log._catalogue)
-    is_visit = log._kind[p_stage] == V.STAGE if n else np.zeros(0, dtype=bool)
-    # next event in the same deal
-    same_next = np.zeros(n, dtype=bool)
-    if n:
-        same_next[:-1] = p_deal[1:] == p_deal[:-1]
-    nxt_stage = np.full(n, NO_NEXT, dtype=np.int64)
-    nxt_time = np.full(n, NAT, dtype=np.int64)
-    nxt_stage[:-1] = np.where(same_next[:-1], p_stage[1:], NO_NEXT)
-    nxt_time[:-1] = np.where(same_next[:-1], p_time[1:], NAT)
-
-    idx = np.flatnonzero(is_visit)
+    # the catalogue lists the funnel stages first: a path event is a visit iff its code
+    # is below the number of stages
+    idx = np.flatnonzero(p_stage < n_stages)
     deal = p_deal[idx]
     stage = p_stage[idx]
     entered = p_time[idx]
-    nxt = nxt_stage[idx]
-    has_next = same_next[idx]
-    oc = log._outcome[deal]
-    stale_last = ~has_next & (oc == V.STALE)
-    open_last = ~has_next & ~stale_last
-    nxt = np.where(stale_last, stale_code, nxt)
-    left = np.where(has_next, nxt_time[idx], log._as_of_ns)
-    dwell = left - entered if calendar is None else calendar.duration_ns(entered, left)
-    dwell = np.where(stale_last, NAT, dwell)
-    censored = open_last
-    visit = _visit_numbers(deal, stage, n_stages)
-    furthest = np.full(log._n_deals, -1, dtype=np.int64)
-    if idx.size:
-        new = np.empty(deal.size, dtype=bool)
+    m = idx.size
+    # the next path event; the path's very last event has none
+    j = idx + 1
+    at_end = m > 0 and int(idx[-1]) == n - 1
+    if at_end:
+        j[-1] = n - 1
+    has_next = np.equal(p_deal[j], deal)
+    if at_end:
+        has_next[-1] = False
+    nxt = p_stage[j]
+    left = p_time[j]
+    last = np.flatnonzero(~has_next)  # a deal's last visit with nothing after: open or stale
+    stale = log._outcome[deal[last]] == V.STALE
+    stale_last, open_last = last[stale], last[~stale]
+    nxt[open_last] = NO_NEXT
+    nxt[stale_last] = stale_code
+    left[last] = log._as_of_ns
+    if calendar is None:
+        dwell = np.subtract(left, entered, out=left)
+    else:
+        dwell = calendar.duration_ns(entered, left)
+    dwell[stale_last] = NAT
+    censored = np.zeros(m, dtype=bool)
+    censored[open_last] = True
+    new = np.empty(m, dtype=bool)
+    if m:
         new[0] = True
-        new[1:] = deal[1:] != deal[:-1]
+        np.not_equal(deal[1:], deal[:-1], out=new[1:])
+    visit = _visit_numbers(deal, stage, new)
+    furthest = np.full(log._n_deals, -1, dtype=np.int64)
+    if m:
         st = np.flatnonzero(new)
         furthest[deal[st]] = np.maximum.reduceat(stage, st)
     return Visits(deal, stage, visit, entered, nxt, dwell, censored, furthest, stale_code, idx)

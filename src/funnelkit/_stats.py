@@ -39,36 +39,55 @@ def _bits(x: int) -> int:
     return max(1, int(x).bit_length())
 
 
-def sort_by_group(group: np.ndarray, value: np.ndarray, flag: np.ndarray | None = None):
-    """Sort int64 ``value`` (>= 0) within small int ``group`` codes (and an optional 0/1
-    ``flag`` that breaks ties, 0 first).
+def group_sort(
+    group: np.ndarray, value: np.ndarray, n_groups: int, flag: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Sort int64 ``value`` (>= 0) within the int ``group`` codes 0..n_groups-1 (and an
+    optional 0/1 ``flag`` that breaks ties, 0 first).
 
-    Returns ``(group, value, flag)`` sorted. When everything packs into one int64 this is a
-    single ``np.sort`` (no argsort, no gathers); otherwise a lexsort.
+    Returns ``(value, flag, start, end)``: the values (and flags, None when not given)
+    sorted by (group, value, flag) and the slice of each group. The group bounds come
+    from a ``bincount`` before the sort, so the sorted groups are never materialised; when
+    (group, value, flag) pack into one int64 this is a single ``np.sort`` (no argsort, no
+    gathers), otherwise a lexsort.
     """
+    counts = np.bincount(group, minlength=n_groups)[:n_groups] if group.size else None
+    end = np.cumsum(counts) if counts is not None else np.zeros(n_groups, dtype=np.int64)
+    start = end - (counts if counts is not None else 0)
     n = value.size
-    fl = np.zeros(n, dtype=np.int64) if flag is None else flag.astype(np.int64)
     if n == 0:
-        return group.astype(np.int64), value.astype(np.int64), fl
-    gb = _bits(group.max())
+        return value.astype(np.int64), None if flag is None else flag.astype(np.int64), start, end
+    fb = 0 if flag is None else 1
+    gb = _bits(n_groups - 1)
     vb = _bits(value.max())
     unit = 1
-    if gb + vb + 1 > 63:  # a coarser exact unit (e.g. whole seconds) may make it fit
+    buf = None
+    if gb + vb + fb > 63:  # a coarser exact unit (e.g. whole seconds) may make it fit
         from ._validate import fitting_unit
 
-        unit = fitting_unit(value, gb + vb + 1 - 63)
+        unit = fitting_unit(value, gb + vb + fb - 63)
         if unit > 1:
-            value = value // unit
-            vb = _bits(value.max())
-    if gb + vb + 1 <= 63:
-        key = (group.astype(np.int64) << (vb + 1)) | (value.astype(np.int64) << 1) | fl
+            buf = np.floor_divide(value, unit)
+            vb = _bits(buf.max())
+    if gb + vb + fb <= 63:
+        key = np.left_shift(group, vb + fb, dtype=np.int64)
+        if buf is None:
+            buf = np.left_shift(value, fb, dtype=np.int64)
+        elif fb:
+            np.left_shift(buf, fb, out=buf)
+        key |= buf
+        if flag is not None:
+            key |= flag
         key.sort()
-        val = (key >> 1) & ((1 << vb) - 1)
+        fl = np.bitwise_and(key, 1) if flag is not None else None
+        val = np.right_shift(key, fb, out=buf)
+        val &= (1 << vb) - 1
         if unit > 1:
             val *= unit
-        return key >> (vb + 1), val, key & 1
-    order = np.lexsort((fl, value, group))
-    return group[order], value[order], fl[order]
+        return val, fl, start, end
+    order = np.lexsort((value, group) if flag is None else (flag, value, group))
+    fl = None if flag is None else flag[order].astype(np.int64)
+    return value[order].astype(np.int64), fl, start, end
 
 
 def group_bounds(sorted_group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,16 +113,18 @@ def grouped_quantile(
     j = np.where(ok, np.minimum(start + lo + 1, end - 1), 0)
     if values.size == 0:
         return np.full(n.shape, np.nan)
-    v = values.astype(np.float64)
-    out = v[i] + frac * (v[j] - v[i])
+    vi = values[i].astype(np.float64)  # gather first: no float copy of all values
+    out = vi + frac * (values[j].astype(np.float64) - vi)
     return np.where(ok, out, np.nan)
 
 
 def grouped_mean(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    csum = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
-    n = end - start
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (csum[end] - csum[start]) / n, np.nan)
+    """Mean of each [start, end) slice of ``values`` (NaN for empty slices), summed in
+    float64 slice by slice (pairwise, no float copy of the whole array)."""
+    out = np.full(start.shape, np.nan)
+    for k in np.flatnonzero(end > start):  # a loop over groups, not elements
+        out[k] = values[start[k] : end[k]].sum(dtype=np.float64) / (end[k] - start[k])
+    return out
 
 
 def kaplan_meier(
@@ -130,29 +151,27 @@ def kaplan_meier(
     Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean`` and one
     entry per quantile named ``q{round(100 q)}`` (times in the input's unit, float).
     """
-    g, t, c = sort_by_group(group, time, censored)
-    start, end = group_bounds(g, n_groups)
+    t, c, start, end = group_sort(group, time, n_groups, censored)
     out: dict[str, np.ndarray] = {"n": end - start}
-    out["censored"] = np.bincount(g[c == 1], minlength=n_groups)[:n_groups]
+    cens = np.zeros(n_groups, dtype=np.int64)
     qs = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in quantiles}
     mean = np.full(n_groups, np.nan)
-    if g.size:
-        at_risk = (end[g] - np.arange(g.size)).astype(np.float64)
-        factor = 1.0 - (1 - c) / at_risk
-        tf = t.astype(np.float64)
-        dt = np.empty_like(tf)
-        dt[:-1] = tf[1:] - tf[:-1]
-        for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
-            a, b = start[k], end[k]
-            surv = np.cumprod(factor[a:b])
-            tk = tf[a:b]
-            # S is non-increasing: binary search for the first crossing
-            neg = -surv
-            for q in quantiles:
-                i = np.searchsorted(neg, -(1.0 - q + KM_TOL), side="left")
-                if i < b - a:
-                    qs[f"q{round(100 * q)}"][k] = tk[i]
-            mean[k] = tk[0] + float(np.dot(surv[:-1], dt[a : b - 1]))
+    assert c is not None
+    for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
+        a, b = int(start[k]), int(end[k])
+        ck, tk = c[a:b], t[a:b]
+        cens[k] = int(ck.sum())
+        # factor_i = 1 - event_i / at_risk_i, built in one buffer
+        surv = np.subtract(1.0, ck)  # event indicator as float
+        surv /= np.arange(b - a, 0, -1, dtype=np.float64)
+        np.subtract(1.0, surv, out=surv)
+        np.cumprod(surv, out=surv)
+        for q in quantiles:  # S is non-increasing: the times with S above the level lead
+            i = int(np.count_nonzero(surv > 1.0 - q + KM_TOL))
+            if i < b - a:
+                qs[f"q{round(100 * q)}"][k] = float(tk[i])
+        mean[k] = float(tk[0]) + float(np.dot(surv[:-1], np.diff(tk)))
+    out["censored"] = cens
     out.update(qs)
     out["mean"] = mean
     return out

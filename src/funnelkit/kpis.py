@@ -21,8 +21,7 @@ _DAY_NS = 86_400 * 10**9
 
 
 def _plain_stats(group: np.ndarray, values: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
-    g, val, _ = _stats.sort_by_group(group, values)
-    start, end = _stats.group_bounds(g, n_groups)
+    val, _, start, end = _stats.group_sort(group, values, n_groups)
     return {
         "n": end - start,
         "mean": _stats.grouped_mean(val, start, end),

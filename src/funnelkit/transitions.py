@@ -27,30 +27,32 @@ def to_timedelta(ns: np.ndarray) -> pd.Series:
 def transitions(log: EventLog) -> pd.DataFrame:
     v = log._visits()
     n_cat = len(log._catalogue) + 1  # + stale
-    exits = v.next != NO_NEXT
-    frm = v.stage[exits]
-    to = v.next[exits]
-    deal = v.deal[exits]
-    dwell = v.dwell[exits]
-    pair = frm * n_cat + to
     n_pairs = log._n_stages * n_cat
+    # pair code of every visit's exit; visits without one (open) are left out
+    pair_all = np.multiply(v.stage, n_cat)
+    pair_all += v.next
+    exits = v.next != NO_NEXT
+    pair = pair_all[exits]
     counts = np.bincount(pair, minlength=n_pairs)
+    exits_from = np.bincount(v.stage[exits], minlength=log._n_stages)
     # distinct deals: a pair can repeat within a deal only from a re-visited stage
     revisit_deal = np.zeros(log.n_deals, dtype=bool)
     revisit_deal[v.deal[v.visit > 1]] = True
-    rd = revisit_deal[deal]
-    deals = np.bincount(pair[~rd], minlength=n_pairs)
-    if rd.any():
-        u = np.sort(deal[rd].astype(np.int64) * n_pairs + pair[rd])
+    if revisit_deal.any():
+        rd = revisit_deal[v.deal]
+        rd &= exits
+        once = exits & ~rd
+        deals = np.bincount(pair_all[once], minlength=n_pairs)
+        u = np.sort(v.deal[rd].astype(np.int64) * n_pairs + pair_all[rd])
         first = np.ones(u.size, dtype=bool)
         first[1:] = u[1:] != u[:-1]
         deals += np.bincount(u[first] % n_pairs, minlength=n_pairs)
-    exits_from = np.bincount(frm, minlength=log._n_stages)
+    else:
+        deals = counts.copy()
     # dwell statistics per pair (stale exits have none)
-    has = dwell != NAT
-    dv = dwell[has]
-    g, val, _ = _stats.sort_by_group(pair[has], dv)
-    start, end = _stats.group_bounds(g, n_pairs)
+    has = v.dwell != NAT
+    has &= exits
+    val, _, start, end = _stats.group_sort(pair_all[has], v.dwell[has], n_pairs)
     mean = _stats.grouped_mean(val, start, end)
     median = _stats.grouped_quantile(val, start, end, 0.5)
     p90 = _stats.grouped_quantile(val, start, end, 0.9)
