@@ -4,7 +4,8 @@ A kernel over millions of events makes dozens of temporaries of 25–100 MB. Wit
 default settings every one of them is a fresh ``mmap`` that the kernel fills page by page
 on first touch and takes back on ``free`` — and on the VMs this project is benchmarked on,
 touching fresh memory costs 0.3–2 s per GiB. Measured on the 1M-deal benchmark, that was
-~0.9 s of a 2.5 s pipeline, more than the sort.
+~0.9 s of a 2.5 s pipeline when first found, more than the sort; with the kernels since
+made leaner, 0.55 s (2.0 s without the switch below, 1.5 s with it; benchmarks/RESULTS.md).
 
 :func:`hot_path` runs funnelkit's kernels with two process-wide switches flipped and
 restores them afterwards (neither ever changes a result):
@@ -17,8 +18,7 @@ restores them afterwards (neither ever changes a result):
   rule ends at in a numpy process once it has freed a large array (blocks up to 32 MiB
   from the heap, free heap above 64 MiB returned to the system).
 
-Peak memory is unchanged (1.6 GiB at 1M deals either way), and the pipeline ran in
-1.7 s instead of 2.5 s. The price: free heap that sits below live arrays (those of an
+Peak memory is unchanged (1.3 GiB at 1M deals either way). The price: free heap that sits below live arrays (those of an
 :class:`~funnelkit.EventLog` still in use) stays with the process for reuse instead of
 going back to the system — ~0.4 GiB while a 1M-deal log is alive; freed when it is.
 (Calling ``malloc_trim`` after every kernel returned it at once but gave back half of the
