@@ -305,7 +305,7 @@ def test_forecast_silent_deals_become_stale_after_stale_after(horizon, stale_par
     is silent with probability π and then declared stale 30 days after its last event."""
     log = two_stage(stale=2)
     assert log.quality.stale == 2
-    d = forecast(log, horizon).deals.set_index("deal")
+    d = forecast(log, horizon, exits="shares").deals.set_index("deal")
     # A: 5 → B, 5 → L, 2 → stale; B: 3 → W, 2 → L
     pi = 2 / 12
     assert d.loc["xa", "p_win"] == pytest.approx((1 - pi) * 0.5 * 0.6)
@@ -382,7 +382,7 @@ def simulate(log: fk.EventLog, fc: fk.forecast.Forecast, n_sims: int, rng) -> np
 
 
 def test_forecast_recursion_agrees_with_monte_carlo(sample_log, rng):
-    fc = forecast(sample_log, "90D")
+    fc = forecast(sample_log, "90D", exits="shares")
     mc = simulate(sample_log, fc, 20_000, rng)
     diff = fc.deals["p_win"].to_numpy() - mc
     assert np.abs(diff).max() < 0.015  # daily grid + Monte-Carlo error (SE <= 0.0035)
@@ -509,8 +509,8 @@ def test_bpic_backtest(bpic_events):
         lost=["A_DECLINED", "A_CANCELLED"],
         amount="amount_req",
     )
-    by_share = backtest(log, "2012-01-15", "30D").scores.set_index("model")
-    by_dwell = backtest(log, "2012-01-15", "30D", exits="by_dwell").scores.set_index("model")
+    by_share = backtest(log, "2012-01-15", "30D", exits="shares").scores.set_index("model")
+    by_dwell = backtest(log, "2012-01-15", "30D").scores.set_index("model")  # the default
     for s in (by_share, by_dwell):
         assert s.loc["forecast", "brier"] < s.loc["naive", "brier"]
     observed = by_dwell.loc["forecast", "observed_wins"]
