@@ -163,6 +163,47 @@ def test_handoff_attributes_each_stage_to_its_holder():
         only_visits.kpis(by="owner")
 
 
+def test_compare_by_holder_counts_each_stage_for_its_holder():
+    rows = [
+        ["x", "A", "2025-01-01"],  # ann reaches A, bob takes B and loses it
+        ["x", "B", "2025-01-05"],
+        ["x", "L", "2025-01-09"],
+        ["y", "A", "2025-01-01"],  # ann all the way to a win
+        ["y", "B", "2025-01-02"],
+        ["y", "W", "2025-01-04"],
+        ["z", "A", "2025-01-02"],  # bob: lost at A
+        ["z", "L", "2025-01-03"],
+        ["u", "A", "2025-01-03"],  # ann at A, bob at C (B implied: reached by bob's event)
+        ["u", "C", "2025-01-06"],
+    ]
+    owners = ["ann", "bob", "bob", "ann", "ann", "ann", "bob", "bob", "ann", "bob"]
+    log = fk.EventLog(ev(rows, owner=owners), visit_attrs=["owner"], **KW)
+    c = log.compare(by="owner").set_index(["owner", "stage"])
+    cols = ["reached", "advanced", "dropped", "open", "rest_advanced", "rest_dropped"]
+    assert c.loc[("ann", "A"), cols].tolist() == [3, 3, 0, 0, 0, 1]
+    assert c.loc[("bob", "A"), cols].tolist() == [1, 0, 1, 0, 3, 0]
+    assert c.loc[("ann", "B"), cols].tolist() == [1, 1, 0, 0, 1, 1]
+    assert c.loc[("bob", "B"), cols].tolist() == [2, 1, 1, 0, 1, 0]
+    # C: u is open there (bob); y's win reaches C too, attributed to ann's won event
+    assert c.loc[("bob", "C"), cols].tolist() == [1, 0, 0, 1, 1, 0]
+    assert c.loc[("ann", "C"), cols].tolist() == [1, 1, 0, 0, 0, 0]
+    assert c.loc[("ann", "A"), "deals"] == 3  # x, y, u
+    assert c.loc[("bob", "A"), "deals"] == 3  # x, z, u
+    assert c.loc[("bob", "B"), "conversion"] == 0.5
+    assert c.loc[("bob", "B"), "rest_conversion"] == 1.0
+    # the counts are those of the hand-off funnel
+    f = log.funnel(by="owner").set_index(["owner", "stage"])
+    for k in ("reached", "advanced", "dropped", "open"):
+        assert (c[k] == f.loc[c.index, k]).all()
+
+
+def test_compare_by_visit_attribute_constant_per_deal_equals_deal_attribute():
+    events = fk.datasets.load_sample()
+    log = fk.EventLog(events, visit_attrs=["team"], **fk.datasets.SAMPLE_KWARGS)
+    plain = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS)
+    pd.testing.assert_frame_equal(log.compare(by="team"), plain.compare(by="team"))
+
+
 def test_visit_attribute_constant_per_deal_equals_deal_attribute():
     events = fk.datasets.load_sample()
     log = fk.EventLog(events, visit_attrs=["team"], **fk.datasets.SAMPLE_KWARGS)

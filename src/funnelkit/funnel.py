@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -168,15 +169,20 @@ def windows(log: EventLog, within) -> np.ndarray:
     return out
 
 
-def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFrame:
-    """The funnel from a (deal × stage) status matrix.
+@dataclass
+class StageStatus:
+    """Each deal's status at each stage, as (deals × stages) boolean matrices, and the
+    path position of the event that reached the stage (-1 where not reached)."""
 
-    Needed when the answer depends on the stage as well as the deal: conversion windows
-    (advanced only if a later stage or a win came within the window after reaching the
-    stage; still open and inside the window = censored) and visit attributes (each
-    stage's outcome is attributed to whoever held the deal when it reached the stage).
-    Without a window and with deal attributes it equals the per-deal fast path (tested).
-    """
+    reached: np.ndarray
+    advanced: np.ndarray
+    dropped: np.ndarray
+    open: np.ndarray
+    entry_i: np.ndarray
+
+
+def stage_status(log: EventLog, skips: str, within=None, calendar=None) -> StageStatus:
+    """The (deal × stage) status behind :func:`_funnel_by_stage` (see there)."""
     from .businessdays import as_calendar
 
     cal = log.calendar if calendar is None else as_calendar(calendar)
@@ -231,17 +237,39 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
         )
     is_open = reached & ~advanced & (outcome == V.OPEN)[:, None] & (waited < win[None, :])
     dropped = reached & ~advanced & ~is_open
-    # segments per (deal, stage)
-    if by_cols:
-        pseg, labels = path_segments(log, by_cols)
-        if is_visit_level(log, by_cols):
-            seg = np.where(entry_i >= 0, pseg[np.maximum(entry_i, 0)], 0)
-        else:
-            seg_deal, labels = segments(log, by_cols)
-            seg = np.repeat(seg_deal[:, None], S, axis=1)
-    else:
-        seg = np.zeros((D, S), dtype=np.int64)
-        labels = pd.DataFrame(index=[0])
+    return StageStatus(reached, advanced, dropped, is_open, entry_i)
+
+
+def stage_segments(
+    log: EventLog, by_cols: list[str], entry_i: np.ndarray
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Segment code per (deal, stage) and the labels: visit attributes take the value on
+    the event that reached the stage (``entry_i``), deal attributes the deal's value."""
+    S = log._n_stages
+    if not by_cols:
+        return np.zeros(entry_i.shape, dtype=np.int64), pd.DataFrame(index=[0])
+    pseg, labels = path_segments(log, by_cols)
+    if is_visit_level(log, by_cols):
+        return np.where(entry_i >= 0, pseg[np.maximum(entry_i, 0)], 0), labels
+    seg_deal, labels = segments(log, by_cols)
+    return np.repeat(seg_deal[:, None], S, axis=1), labels
+
+
+def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFrame:
+    """The funnel from a (deal × stage) status matrix.
+
+    Needed when the answer depends on the stage as well as the deal: conversion windows
+    (advanced only if a later stage or a win came within the window after reaching the
+    stage; still open and inside the window = censored) and visit attributes (each
+    stage's outcome is attributed to whoever held the deal when it reached the stage).
+    Without a window and with deal attributes it equals the per-deal fast path (tested).
+    """
+    S, D = log._n_stages, log.n_deals
+    st = stage_status(log, skips, within, calendar)
+    reached, advanced, dropped, is_open = st.reached, st.advanced, st.dropped, st.open
+    outcome = log._outcome.astype(np.int64)
+    won = outcome == V.WON
+    seg, labels = stage_segments(log, by_cols, st.entry_i)
     n_seg = len(labels)
     w = deal_weights(log, weight)
     wmat = np.ones((D, S)) if w is None else np.repeat(w[:, None], S, axis=1)

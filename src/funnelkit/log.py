@@ -1380,7 +1380,13 @@ class EventLog:
         ----------
         by : str or list of str, optional
             Carried attributes defining segments; several columns combine. A missing value is
-            its own segment. Counts equal those of ``log.funnel(by=by)``.
+            its own segment. Counts equal those of ``log.funnel(by=by)``. A visit attribute
+            (``visit_attrs=``, e.g. the owner at each stage) compares whoever held the deal
+            at each stage: a deal counts at a stage in the segment of the event that
+            reached it (for a stage passed by an implied skip, the event that went past it;
+            a win reaches every stage), so one deal can count for different segments at
+            different stages; ``deals`` then counts the deals that reached some stage in
+            the segment.
         period : str or datetime, optional
             A date splitting deals by creation: ``"before"`` it and ``"after"`` (at or after
             it). A naive date on a time-zone-aware log is read as UTC. Only deals whose
@@ -1399,7 +1405,8 @@ class EventLog:
             * ``by`` columns (with ``by``) or ``period`` (with ``period``: ``"before"`` or
               ``"after"``)
             * ``stage`` : stage name
-            * ``deals`` : deals in the group (segment, or created before / after ``period``)
+            * ``deals`` : deals in the group (segment, or created before / after ``period``;
+              for a visit attribute, deals that reached some stage in the segment)
             * ``reached`` : deals of the group that reached the stage (``skips="implied"``);
               with ``period`` only those that reached it by ``reached_by``
             * ``advanced``, ``dropped``, ``open`` : of those, deals that went past the stage
