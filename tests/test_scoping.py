@@ -204,6 +204,38 @@ def test_compare_by_visit_attribute_constant_per_deal_equals_deal_attribute():
     pd.testing.assert_frame_equal(log.compare(by="team"), plain.compare(by="team"))
 
 
+def handoff_log() -> fk.EventLog:
+    events = fk.datasets.load_sample()
+    pod = {"Team A": "SDR pod 1", "Team B": "SDR pod 2", "Team C": "SDR pod 1"}
+    early = events["stage"].isin(["Lead", "Qualified"])
+    events["held_by"] = np.where(early, events["team"].map(pod), events["team"])
+    return fk.EventLog(events, visit_attrs=["held_by"], **fk.datasets.SAMPLE_KWARGS)
+
+
+def test_key_stages_by_holder_tests_the_compare_counts():
+    log = handoff_log()
+    ks = log.key_stages(by="held_by", n_boot=0, signals=["dropoff", "heterogeneity"])
+    c = log.compare(by="held_by").set_index(["held_by", "stage"])
+    drop = ks[(ks["signal"] == "dropoff") & ks["effect"].notna()]
+    assert len(drop) >= 10
+    for _, row in drop.iterrows():
+        r = c.loc[(row["segment"], row["stage"])]
+        # drop-off effect = the segment's loss share minus the rest's
+        assert row["effect"] == pytest.approx(r["rest_conversion"] - r["conversion"])
+    het = ks[(ks["signal"] == "heterogeneity") & ks["p_value"].notna()]
+    assert set(het["stage"]) >= {"Lead", "Discovery", "Demo"}  # pods early, teams later
+    report = log.report(by="held_by", key_kwargs={"n_boot": 0}, charts=False)
+    assert {"compare_by", "funnel_by", "key_stages"} <= set(report.tables)
+
+
+def test_key_stages_by_visit_attribute_constant_per_deal_equals_deal_attribute():
+    events = fk.datasets.load_sample()
+    log = fk.EventLog(events, visit_attrs=["team"], **fk.datasets.SAMPLE_KWARGS)
+    plain = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS)
+    kw = dict(by="team", n_boot=0, signals=["dropoff", "heterogeneity"])
+    pd.testing.assert_frame_equal(log.key_stages(**kw), plain.key_stages(**kw))
+
+
 def test_visit_attribute_constant_per_deal_equals_deal_attribute():
     events = fk.datasets.load_sample()
     log = fk.EventLog(events, visit_attrs=["team"], **fk.datasets.SAMPLE_KWARGS)

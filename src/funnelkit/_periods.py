@@ -24,6 +24,7 @@ from scipy import stats
 from . import _stats
 from . import _validate as V
 from ._columns import NAT, to_timestamp
+from ._segments import is_visit_level, segments
 from .dwell import km_table
 from .errors import EventLogError
 
@@ -73,6 +74,42 @@ def bh(p: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- counts
+def segment_counts(
+    log: EventLog, by: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame, np.ndarray]:
+    """:func:`stage_counts` per segment of ``by`` (deal or visit attributes), the totals
+    over all deals (shape ``(1, n_stages)``), the segment labels and the deals per segment.
+
+    With a visit attribute a deal counts at a stage in the segment of the event that
+    reached it (``skips="implied"``: for a skipped stage the event that went past it, a
+    win reaches every stage), so one deal can count for different segments at different
+    stages; its deals per segment are the deals that reached some stage in the segment.
+    Then only ``reached``, ``advanced``, ``dropped`` and ``open`` are returned."""
+    zero = np.zeros(log.n_deals, dtype=np.int64)
+    if not is_visit_level(log, by):
+        seg, labels = segments(log, by)
+        c = stage_counts(log, seg, len(labels))
+        return c, stage_counts(log, zero, 1), labels, np.bincount(seg, minlength=len(labels))
+    from .funnel import stage_segments, stage_status
+
+    st = stage_status(log, "implied")
+    seg2, labels = stage_segments(log, by, st.entry_i)
+    n_g, S = len(labels), log._n_stages
+    key = seg2 * S + np.arange(S)[None, :]
+    c, tot = {}, {}
+    for name, mask in (
+        ("reached", st.reached),
+        ("advanced", st.advanced),
+        ("dropped", st.dropped),
+        ("open", st.open),
+    ):
+        c[name] = np.bincount(key[mask], minlength=n_g * S).reshape(n_g, S)
+        tot[name] = mask.sum(axis=0)[None, :]
+    deal_of = np.repeat(np.arange(log.n_deals), S).reshape(log.n_deals, S)
+    pairs = np.unique(deal_of[st.reached] * n_g + seg2[st.reached])
+    return c, tot, labels, np.bincount(pairs % n_g, minlength=n_g)
+
+
 def stage_counts(
     log: EventLog, group: np.ndarray, n_groups: int, cutoff_ns: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:

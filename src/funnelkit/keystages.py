@@ -34,10 +34,11 @@ from ._periods import (
     maturity_cutoffs,
     newcombe,
     period_split,
+    segment_counts,
     stage_counts,
     two_proportions,
 )
-from ._segments import normalize_by, segments
+from ._segments import normalize_by, path_segments
 from .dwell import km_table
 from .errors import EventLogError
 from .markov import (
@@ -363,10 +364,8 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             (1, 0, None, f"deals created since {when}", f"deals created before {when}")
         ]
     elif opt.by:
-        seg, labels = segments(log, opt.by)
+        c1, tot, labels, _ = segment_counts(log, opt.by)
         n_seg = len(labels)
-        c1 = stage_counts(log, seg, n_seg)
-        tot = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
         # group 2k = segment k, 2k + 1 = every other deal
         c = {k: np.stack([c1[k], tot[k] - c1[k]], axis=1).reshape(2 * n_seg, S) for k in c1}
         names = _segment_names(labels)
@@ -526,10 +525,9 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- heterogeneity
 def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    seg, labels = segments(log, opt.by)
+    c, _, labels, _ = segment_counts(log, opt.by)
     n_seg = len(labels)
     names = _segment_names(labels)
-    c = stage_counts(log, seg, n_seg)
     rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[1])
     dim = " × ".join(opt.by)
     m = opt.min_effect["heterogeneity"]
@@ -814,7 +812,7 @@ def key_stages(
     """
     by_cols = normalize_by(by)
     if by_cols:
-        segments(log, by_cols)  # raises for an unknown attribute
+        path_segments(log, by_cols)  # raises for an unknown attribute
     alpha = _unit_interval("alpha", alpha, closed_high=False)
     uplift = _unit_interval("uplift", uplift, closed_high=True)
     n_boot = _int("n_boot", n_boot, 0)

@@ -1209,7 +1209,9 @@ class EventLog:
         by : str or list of str, optional
             Carried attributes (owner, team, region...) defining segments; several columns
             combine. Enables ``heterogeneity`` and, without ``benchmark`` or ``period``, the
-            segment-vs-rest ``dropoff`` baseline. A missing value is its own segment.
+            segment-vs-rest ``dropoff`` baseline. A missing value is its own segment. A visit
+            attribute (``visit_attrs=``) attributes each stage to whoever held the deal when
+            it reached the stage, with the counts of ``log.compare(by=...)``.
         period : str or datetime, optional
             A date splitting deals by creation: before it is the previous period. Enables
             ``change`` and, without ``benchmark``, the previous-period ``dropoff`` baseline.

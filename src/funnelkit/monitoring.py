@@ -31,13 +31,13 @@ from ._periods import (
     newcombe,
     period_split,
     resolution_cutoff,
+    segment_counts,
     stage_counts,
     two_proportions,
 )
-from ._segments import expand, is_visit_level, normalize_by, segments
+from ._segments import expand, normalize_by, segments
 from .dwell import km_table
 from .errors import EventLogError
-from .funnel import stage_segments, stage_status
 from .kpis import kpis
 from .transitions import to_timedelta
 
@@ -171,31 +171,6 @@ def _groups(
 
 
 # --------------------------------------------------------------------------- compare
-def _visit_level_counts(log: EventLog, by_cols: list[str]):
-    """Per (segment, stage) counts when ``by`` names a visit attribute: a deal counts at a
-    stage in the segment of the event that reached it (``skips="implied"``), so one deal
-    can count for different segments at different stages. ``deals`` per segment: deals
-    that reached a stage in it. Returns counts, totals per stage, labels and deals."""
-    st = stage_status(log, "implied")
-    seg, labels = stage_segments(log, by_cols, st.entry_i)
-    n_g, S = len(labels), log._n_stages
-    key = seg * S + np.arange(S)[None, :]
-    c, tot = {}, {}
-    for name, mask in (
-        ("reached", st.reached),
-        ("advanced", st.advanced),
-        ("dropped", st.dropped),
-        ("open", st.open),
-    ):
-        c[name] = np.bincount(key[mask], minlength=n_g * S).reshape(n_g, S)
-        tot[name] = mask.sum(axis=0)[None, :]
-    pairs = np.unique(
-        np.arange(log.n_deals)[:, None].repeat(S, axis=1)[st.reached] * n_g + seg[st.reached]
-    )
-    deals = np.bincount(pairs % n_g, minlength=n_g)
-    return c, tot, labels, deals
-
-
 def compare(
     log: EventLog,
     *,
@@ -225,13 +200,7 @@ def compare(
     cut: np.ndarray | None = None
     if period is None:
         by_cols = _check_by(by)
-        if is_visit_level(log, by_cols):
-            c, tot, labels, deals = _visit_level_counts(log, by_cols)
-        else:
-            seg, labels = segments(log, by_cols)
-            c = stage_counts(log, seg, len(labels))
-            tot = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
-            deals = np.bincount(seg, minlength=len(labels))
+        c, tot, labels, deals = segment_counts(log, by_cols)
         n_g = len(labels)
         rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
         head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
