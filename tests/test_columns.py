@@ -36,12 +36,42 @@ def test_id_keys_are_injective_and_order_preserving(rng, kind):
 
 def test_fixed_width_uses_mixed_radix_without_hashing():
     arr = pa.array(["D0000001", "D0999999", "D0500000", "D0000001"])
-    keys, bits = C._fixed_width_keys([arr])
+    keys, bits = C._byte_keys([arr])
     assert keys.tolist() == [1, 999999, 500000, 1]  # digits minus their per-position minimum
     assert bits <= 24
-    assert C._fixed_width_keys([pa.array(["a", "bb"])]) is None  # not fixed width
-    # widths must agree across chunks too
-    assert C._fixed_width_keys([pa.array(["ab"]), pa.array(["abc"])]) is None
+    # ids of different lengths: an "ended" digit below every byte, so prefixes sort first
+    # (digits per position: ended, a, b)
+    assert C._byte_keys([pa.array(["b", "a", "ab", "", "aa"])])[0].tolist() == [6, 3, 5, 0, 4]
+    assert C._byte_keys([pa.array(["ab"]), pa.array(["abc", "a"])])[0].tolist() == [2, 3, 0]
+    # too long, NUL bytes, or too many bits: None (the caller hashes)
+    assert C._byte_keys([pa.array(["x" * 33])]) is None
+    assert C._byte_keys([pa.array(["a\x00", "a"])]) is None
+    assert C._byte_keys([pa.array([f"{i:x}-{i * 7919 % 10**9}" for i in range(2000)])]) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_variable_width_keys_order_like_python_strings(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = list("0123456789abcxyzé-") if seed % 2 else list("0123456789")
+    n = 20_000 if seed < 4 else 200
+    lengths = rng.integers(0 if seed == 5 else 1, 9, n)
+    ids = np.array(["".join(rng.choice(alphabet, k)) for k in lengths], dtype=object)
+    whole = pa.array(ids[: n // 2].tolist())
+    chunks = [
+        whole.slice(7, n // 2 - 7),
+        pa.array(ids[:7].tolist()),
+        pa.array(ids[n // 2 :].tolist()),
+    ]
+    order = np.concatenate([ids[7 : n // 2], ids[:7], ids[n // 2 :]])
+    got = C._byte_keys(chunks)
+    if got is None:  # allowed only when the key really needs more than 40 bits
+        assert seed % 2
+        return
+    keys, bits = got
+    _, rank = np.unique(order.astype(str), return_inverse=True)
+    _, key_rank = np.unique(keys, return_inverse=True)
+    np.testing.assert_array_equal(key_rank, rank)
+    assert keys.min() >= 0 and int(keys.max()).bit_length() <= bits
 
 
 def test_fixed_width_keys_over_chunks_order_like_the_strings():
@@ -57,7 +87,7 @@ def test_fixed_width_keys_over_chunks_order_like_the_strings():
     # uneven chunks, one of them a slice (non-zero offset), many rows per block
     whole = pa.array(ids[:50_000])
     chunks = [whole.slice(10_007, 39_993), pa.array(ids[:10_007]), pa.array(ids[50_000:])]
-    keys, bits = C._fixed_width_keys(chunks)
+    keys, bits = C._byte_keys(chunks)
     order = np.concatenate([ids[10_007:50_000], ids[:10_007], ids[50_000:]])
     _, rank = np.unique(order, return_inverse=True)
     _, key_rank = np.unique(keys, return_inverse=True)

@@ -131,27 +131,65 @@ def _as_arrow(col: pd.Series | pa.ChunkedArray) -> list[pa.Array] | None:
 
 
 _BLOCK = 1 << 16  # rows per block in the passes below: a block stays in cache
+_MAX_ID_BYTES = 32
 
 
-def _fixed_width_bytes(arr: pa.Array, width: int | None) -> np.ndarray | None:
-    """The ids of one arrow string chunk as an (n, width) byte matrix, or None when they
-    are not all ``width`` bytes long (``width=None``: the first id's length)."""
+@dataclass
+class _IdBytes:
+    """The ids of one arrow string chunk: data bytes, offsets relative to them, lengths."""
+
+    raw: np.ndarray  # uint8
+    starts: np.ndarray  # int64, n + 1 (empty when ``fixed``)
+    fixed: int | None  # the common length, when all ids have one
+    n: int
+
+    def matrix(self, width: int) -> np.ndarray:
+        """All ids as an (n, width) byte matrix, right-padded with 0: a view of the arrow
+        buffer when they are all ``width`` bytes long, else built block by block (a gather
+        per byte position, each id's missing bytes read from one 0 byte)."""
+        f = self.fixed
+        if f == width:
+            return self.raw[: self.n * f].reshape(self.n, f)
+        out = np.zeros((self.n, width), dtype=np.uint8)
+        if f is not None:
+            out[:, :f] = self.raw[: self.n * f].reshape(self.n, f)
+            return out
+        for a in range(0, self.n, _BLOCK):
+            b = min(a + _BLOCK, self.n)
+            s0, s1 = int(self.starts[a]), int(self.starts[b])
+            local = np.zeros(s1 - s0 + 1, dtype=np.uint8)
+            local[:-1] = self.raw[s0:s1]
+            first = self.starts[a:b] - s0
+            lens = np.diff(self.starts[a : b + 1])
+            for j in range(width):  # a loop over byte positions (<= 32), not over rows
+                out[a:b, j] = local[np.where(lens > j, first + j, s1 - s0)]
+        return out
+
+
+def _id_bytes(arr: pa.Array) -> _IdBytes | None:
+    """The byte view of one arrow string chunk, or None for ids these keys cannot take
+    (longer than 32 bytes, or holding NUL bytes, which would collide with the padding)."""
     n = len(arr)
     offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     offsets = np.frombuffer(
         offsets_buf, dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(off_type).itemsize
     )
-    if width is None:
-        width = int(offsets[1] - offsets[0])
-    if width == 0 or width > 32 or int(offsets[-1] - offsets[0]) != width * n:
-        return None
-    for a in range(0, n, _BLOCK):  # equal steps, block by block (no n-sized temporary)
+    first, total = int(offsets[0]), int(offsets[-1] - offsets[0])
+    raw = (
+        np.frombuffer(data_buf, dtype=np.uint8, count=total, offset=first)
+        if total
+        else np.zeros(0, dtype=np.uint8)
+    )
+    lo_len, hi_len = n, 0
+    for a in range(0, n, _BLOCK):  # lengths block by block (no n-sized temporary)
         step = np.diff(offsets[a : a + _BLOCK + 1])
-        if step.min() != width or step.max() != width:
-            return None
-    raw = np.frombuffer(data_buf, dtype=np.uint8, count=width * n, offset=int(offsets[0]))
-    return raw.reshape(n, width)
+        lo_len, hi_len = min(lo_len, int(step.min())), max(hi_len, int(step.max()))
+    if hi_len > _MAX_ID_BYTES or (total and _column_range(raw.reshape(-1, 1))[0][0] == 0):
+        return None
+    fixed = hi_len if lo_len == hi_len else None
+    starts = (offsets - first).astype(np.int64) if fixed is None else np.zeros(0, np.int64)
+    return _IdBytes(raw, starts, fixed, n)
 
 
 def _column_range(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,50 +212,70 @@ def _column_range(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _fixed_width_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
-    """Mixed-radix integer keys of fixed-width ids, without hashing.
+def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
+    """Order-preserving integer keys of string ids, without hashing.
 
-    Ids of one byte length ``w`` are a (n, w) byte matrix; byte positions that never vary
-    are dropped and the others form the digits of a mixed-radix number whose radix is the
-    range of that position. The map is injective and preserves lexicographic order.
-    Returns None when the ids are not fixed width or the key would not fit in 40 bits.
-    Works chunk by chunk on the arrow buffers (no combined copy of the ids).
+    The ids, right-padded with 0 bytes to the longest one, are an (n, w) byte matrix
+    (for ids of one length, a view of the arrow buffer; else a copy of n × w bytes). Byte positions that never vary
+    are dropped; the others are the digits of a mixed-radix number whose radix is the
+    range of bytes at that position, plus one slot below it for "ended" where shorter
+    ids end. The map is injective and preserves lexicographic (code point) order, so a
+    shorter id sorts before its extensions, as Python sorts strings. Works chunk by chunk
+    and block by block. Returns None when the key would need more
+    than 40 bits (or for ids longer than 32 bytes, or with NUL bytes): then the caller
+    hashes.
     """
     chunks = [c for c in chunks if len(c)]
     if not chunks or any(c.null_count for c in chunks):
         return None
-    mats: list[np.ndarray] = []
-    width: int | None = None
+    views = []
     for c in chunks:
-        mat = _fixed_width_bytes(c, width)
-        if mat is None:
+        v = _id_bytes(c)
+        if v is None:
             return None
-        width = mat.shape[1]
-        mats.append(mat)
-    ranges = [_column_range(m) for m in mats]
-    lo = np.min([r[0] for r in ranges], axis=0)
-    hi = np.max([r[1] for r in ranges], axis=0)
-    radix = hi - lo + 1
+        views.append(v)
+    width = max(v.fixed if v.fixed is not None else int(np.diff(v.starts).max()) for v in views)
+    if width == 0:
+        return None
+    # per position: smallest and largest real byte, and whether some id has ended there
+    mats = [v.matrix(width) for v in views]
+    lo = np.full(width, 255, dtype=np.int64)
+    hi = np.zeros(width, dtype=np.int64)
+    ended = np.zeros(width, dtype=bool)
+    for v, mat in zip(views, mats, strict=True):
+        r_lo, r_hi = _column_range(mat)
+        hi = np.maximum(hi, r_hi)
+        if v.fixed == width:
+            lo = np.minimum(lo, r_lo)
+        else:  # the padding 0 wraps to 255 and drops out of the minimum
+            ended |= r_lo == 0
+            for a in range(0, v.n, _BLOCK):
+                low = _column_range(mat[a : a + _BLOCK] - np.uint8(1))[0] + 1
+                lo = np.minimum(lo, low)
+    lo = np.minimum(lo, hi)  # positions only ever ended: a single "ended" digit
+    radix = hi - lo + 1 + ended
     varying = np.flatnonzero(radix > 1)
     total_bits = float(np.sum(np.log2(radix[varying]))) if varying.size else 0.0
     if total_bits > 40:
         return None
-    offset = 0
+    offset = 0  # sum of (lo_j - ended_j) * place_j: the smallest digit of each position is 0
     for j in varying:
-        offset = offset * int(radix[j]) + int(lo[j])
-    n = sum(m.shape[0] for m in mats)
-    keys = np.zeros(n, dtype=np.int64)
-    a = 0
-    for mat in mats:
-        for b in range(0, mat.shape[0], _BLOCK):  # digits accumulate in place, in cache
-            part = mat[b : b + _BLOCK]
-            out = keys[a + b : a + b + part.shape[0]]
+        offset = offset * int(radix[j]) + int(lo[j]) - int(ended[j])
+    keys = np.zeros(sum(v.n for v in views), dtype=np.int64)
+    at = 0
+    for v, mat in zip(views, mats, strict=True):
+        for a in range(0, v.n, _BLOCK):  # digits accumulate in place, in cache
+            part = mat[a : a + _BLOCK]
+            out = keys[at + a : at + a + part.shape[0]]
             for j in varying:  # a loop over byte positions (<= 32), not over rows
                 np.multiply(out, int(radix[j]), out=out)
                 np.add(out, part[:, j], out=out, casting="unsafe")
+                if ended[j]:  # an ended id's 0 byte becomes the slot below lo
+                    gone = part[:, j] == 0
+                    out[gone] += int(lo[j]) - 1
             if offset:
                 np.subtract(out, offset, out=out)
-        a += mat.shape[0]
+        at += v.n
     bits = (
         max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
     )
@@ -237,7 +295,7 @@ def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
             return IdKeys(keys, max(1, (hi - lo).bit_length()), null, col)
     chunks = _as_arrow(col)
     if chunks is not None and not null.any():
-        fixed = _fixed_width_keys(chunks)
+        fixed = _byte_keys(chunks)
         if fixed is not None:
             return IdKeys(fixed[0], fixed[1], null, col)
     # general case: hash factorisation, sorted so deal order does not depend on row order
