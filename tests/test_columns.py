@@ -153,3 +153,30 @@ def test_arrow_timestamps_beyond_the_ns_range_are_unparseable():
     assert t.unparseable.tolist() == [False, True, False, False]
     assert t.null.tolist() == [False, False, True, False]
     assert t.ns.tolist() == [0, C.NAT, C.NAT, 5 * 10**9]
+
+
+def test_arrow_integer_ids_are_used_as_they_are():
+    col = pa.chunked_array([pa.array([5, None, 7], pa.int32()), pa.array([5, 1000], pa.int32())])
+    k = C.id_keys(col)
+    assert k.null.tolist() == [False, True, False, False, False]
+    assert k.keys[~k.null].tolist() == [0, 2, 0, 995]
+    big = pa.chunked_array([pa.array([2**63 + 5, 3], pa.uint64())])  # beyond int64: hashed
+    assert C.id_keys(big).keys.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("as_series", [False, True])
+def test_long_string_ids_get_sorted_hash_codes(as_series):
+    rng = np.random.default_rng(5)
+    ids = [f"{x:032x}-{'é' * int(x % 3)}" for x in rng.integers(0, 2**62, 3000)]
+    ids[7] = None
+    ids[100:200] = ids[:100]  # repeats
+    col = (
+        pd.Series(ids)
+        if as_series
+        else pa.chunked_array([pa.array(ids[:1000]), pa.array(ids[1000:])])
+    )
+    k = C.id_keys(col)
+    codes, _ = pd.factorize(pd.Series(ids), sort=True)
+    np.testing.assert_array_equal(k.keys[codes >= 0], codes[codes >= 0])
+    assert k.null.tolist() == [i in (7, 107) for i in range(3000)]
+    assert int(k.keys.max()).bit_length() <= k.bits

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 NAT = np.iinfo(np.int64).min
 # an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
@@ -282,23 +283,51 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     return keys, bits
 
 
+def _integer_ids(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
+    """int64 values of an integer id column (0 where null), else None."""
+    if isinstance(col, pa.ChunkedArray):
+        if not pa.types.is_integer(col.type) or col.type == pa.uint64():
+            return None
+        filled = pc.fill_null(col, 0) if col.null_count else col
+        return np.asarray(filled.to_numpy(), dtype=np.int64)
+    if pd.api.types.is_integer_dtype(col.dtype) and col.dtype != np.uint64:
+        return col.to_numpy(dtype=np.int64, na_value=0)
+    return None
+
+
+def _hashed_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int]:
+    """Dense ranks of string ids in sorted (code point) order, by arrow's hash
+    dictionary encoding plus a sort of the distinct ids (0 where null)."""
+    enc = pc.dictionary_encode(pa.chunked_array(chunks).combine_chunks())
+    order = pc.sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    idx = pc.fill_null(enc.indices, 0) if enc.indices.null_count else enc.indices
+    codes = rank[idx.to_numpy()] if order.size else np.zeros(len(idx), dtype=np.int64)
+    return codes, max(1, order.size.bit_length())
+
+
 def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
-    """Integer keys for a deal-id column (see :class:`IdKeys`)."""
+    """Integer keys for a deal-id column (see :class:`IdKeys`): the integers themselves,
+    byte-wise keys of string ids (:func:`_byte_keys`), else sorted hash codes."""
     null = isna(col)
-    if isinstance(col, pd.Series) and pd.api.types.is_integer_dtype(col.dtype):
-        values = col.to_numpy(dtype=np.int64, na_value=0)
-        good = values[~null]
+    values = _integer_ids(col)
+    if values is not None:
+        good = values[~null] if null.any() else values
         lo = int(good.min()) if good.size else 0
         hi = int(good.max()) if good.size else 0
         if hi - lo < 2**40:
-            keys = np.where(null, 0, values - lo)
+            keys = np.where(null, 0, values - lo) if null.any() else values - lo
             return IdKeys(keys, max(1, (hi - lo).bit_length()), null, col)
     chunks = _as_arrow(col)
-    if chunks is not None and not null.any():
-        fixed = _byte_keys(chunks)
-        if fixed is not None:
-            return IdKeys(fixed[0], fixed[1], null, col)
-    # general case: hash factorisation, sorted so deal order does not depend on row order
+    if chunks is not None:
+        if not null.any():
+            fixed = _byte_keys(chunks)
+            if fixed is not None:
+                return IdKeys(fixed[0], fixed[1], null, col)
+        codes, bits = _hashed_keys(chunks)
+        return IdKeys(codes, bits, null, col)
+    # other types (numbers as floats, mixed objects): pandas' sorted factorisation
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()
     codes, uniques = pd.factorize(col, sort=True, use_na_sentinel=True)
