@@ -392,37 +392,27 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             x1, x0 = int(c["dropped"][g1, s]), int(c["dropped"][g0, s])
             n1 = int(c["advanced"][g1, s] + x1)
             n0 = int(c["advanced"][g0, s] + x0)
-            r1 = x1 / n1 if n1 else np.nan
-            r0 = x0 / n0 if n0 else np.nan
-            kw = dict(segment=seg_name, value=r1, baseline=r0, n_deals=n1 + n0)
-            if min(n1, n0) < opt.min_deals:
-                reason = _too_few(
-                    name, min(n1, n0), "resolved deals in the smaller group", opt.min_deals
+
+            def describe(r1, r0, p, eff, x1, n1, x0, n0, name=name, s=s, who=who, other=other):
+                text = (
+                    f"{name} loses {_pct(r1)} of {who} ({x1} of {n1}) vs {_pct(r0)} of "
+                    f"{other} ({x0} of {n0}; {_pval(p)})"
                 )
-                rows.append(_row(name, "dropoff", "loss_rate", reason=reason, **kw))
-                continue
-            p, test = two_proportions(x1, n1, x0, n0, "greater")
-            lo, hi = newcombe(x1, n1, x0, n0, opt.z)
-            eff = r1 - r0
-            reason = (
-                f"{name} loses {_pct(r1)} of {who} ({x1} of {n1}) vs {_pct(r0)} of "
-                f"{other} ({x0} of {n0}; {_pval(p)})"
-            )
-            if opt.period_ns is not None:
-                reason += f"; deals that reached {name} by {_date(log, cut[s])}"
+                if opt.period_ns is not None:
+                    text += f"; deals that reached {name} by {_date(log, cut[s])}"
+                return text
+
             rows.append(
-                _row(
+                _two_proportion_row(
                     name,
-                    "dropoff",
-                    "loss_rate",
-                    effect=eff,
-                    ci_low=lo,
-                    ci_high=hi,
-                    p_value=p,
-                    reason=reason,
-                    test=test,
-                    _material=eff >= m,
-                    **kw,
+                    ("dropoff", "loss_rate"),
+                    (x1, n1, x0, n0),
+                    opt,
+                    alternative="greater",
+                    smaller="resolved deals in the smaller group",
+                    describe=describe,
+                    material=lambda eff: eff >= m,
+                    segment=seg_name,
                 )
             )
     return rows
@@ -599,41 +589,71 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         x0, x1 = int(c["advanced"][0, s]), int(c["advanced"][1, s])
         n0 = x0 + int(c["dropped"][0, s])
         n1 = x1 + int(c["dropped"][1, s])
-        r0 = x0 / n0 if n0 else np.nan
-        r1 = x1 / n1 if n1 else np.nan
-        kw = dict(value=r1, baseline=r0, n_deals=n0 + n1)
-        if min(n0, n1) < opt.min_deals:
-            reason = _too_few(
-                name, min(n0, n1), "resolved deals in the smaller period", opt.min_deals
+
+        def describe(r1, r0, p, eff, x1, n1, x0, n0, name=name, s=s):
+            verb = "rose" if eff > 0 else "fell" if eff < 0 else "stayed"
+            return (
+                f"{name} conversion {verb} from {_pct(r0)} (created before {when}, {x0} of "
+                f"{n0}) to {_pct(r1)} (since, {x1} of {n1}; {_pval(p)}); median first-visit "
+                f"dwell {_days1(med[0, s])} → {_days1(med[1, s])}; deals that reached {name} "
+                f"by {_date(log, cut[s])}"
             )
-            rows.append(_row(name, "change", "conversion", reason=reason, **kw))
-            continue
-        p, test = two_proportions(x1, n1, x0, n0, "two-sided")
-        lo, hi = newcombe(x1, n1, x0, n0, opt.z)
-        eff = r1 - r0
-        verb = "rose" if eff > 0 else "fell" if eff < 0 else "stayed"
-        reason = (
-            f"{name} conversion {verb} from {_pct(r0)} (created before {when}, {x0} of {n0}) "
-            f"to {_pct(r1)} (since, {x1} of {n1}; {_pval(p)}); median first-visit dwell "
-            f"{_days1(med[0, s])} → {_days1(med[1, s])}; deals that reached {name} by "
-            f"{_date(log, cut[s])}"
-        )
+
         rows.append(
-            _row(
+            _two_proportion_row(
                 name,
-                "change",
-                "conversion",
-                effect=eff,
-                ci_low=lo,
-                ci_high=hi,
-                p_value=p,
-                reason=reason,
-                test=test,
-                _material=abs(eff) >= m,
-                **kw,
+                ("change", "conversion"),
+                (x1, n1, x0, n0),
+                opt,
+                alternative="two-sided",
+                smaller="resolved deals in the smaller period",
+                describe=describe,
+                material=lambda eff: abs(eff) >= m,
             )
         )
     return rows
+
+
+def _two_proportion_row(
+    stage: str,
+    signal_metric: tuple[str, str],
+    counts: tuple[int, int, int, int],
+    opt: _Options,
+    *,
+    alternative: str,
+    smaller: str,
+    describe: Callable[..., str],
+    material: Callable[[float], bool],
+    segment: str | None = None,
+) -> dict[str, Any]:
+    """A row comparing the proportion x1/n1 with x0/n0 (``counts``): the pooled test of
+    :func:`two_proportions` (``alternative``), Newcombe's interval of the difference and
+    ``describe(r1, r0, p, effect, x1, n1, x0, n0)`` as the reason; not tested when the smaller group has
+    fewer than ``min_deals`` (``smaller`` names the groups in that reason)."""
+    signal, metric = signal_metric
+    x1, n1, x0, n0 = counts
+    r1 = x1 / n1 if n1 else np.nan
+    r0 = x0 / n0 if n0 else np.nan
+    kw = dict(segment=segment, value=r1, baseline=r0, n_deals=n1 + n0)
+    if min(n1, n0) < opt.min_deals:
+        reason = _too_few(stage, min(n1, n0), smaller, opt.min_deals)
+        return _row(stage, signal, metric, reason=reason, **kw)
+    p, test = two_proportions(x1, n1, x0, n0, alternative)
+    lo, hi = newcombe(x1, n1, x0, n0, opt.z)
+    eff = r1 - r0
+    return _row(
+        stage,
+        signal,
+        metric,
+        effect=eff,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=p,
+        reason=describe(r1, r0, p, eff, x1, n1, x0, n0),
+        test=test,
+        _material=material(eff),
+        **kw,
+    )
 
 
 _SIGNAL_FUNCS = {
