@@ -50,6 +50,7 @@ from ._kernel import NO_NEXT
 from ._segments import expand
 from .errors import EventLogError
 from .funnel import assemble
+from .kpis import kpi_table
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
@@ -1318,9 +1319,6 @@ def kpis_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
     outcome = pd.Index(_OUTCOME_NAMES).get_indexer(d["outcome"]).astype(np.int64)
     counts = np.bincount(seg * 4 + outcome, weights=d["deals"], minlength=n_seg * 4)
     counts = np.rint(counts).astype(np.int64).reshape(n_seg, 4)
-    won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        win_rate = won / (won + lost + stale)
     if lay.amount is not None:
         w = outcome == V.WON
         s = np.bincount(seg[w], weights=d["amount_sum"][w], minlength=n_seg)
@@ -1332,19 +1330,7 @@ def kpis_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
     sel = (cy["outcome"].astype(str) == "won").to_numpy()
     g, t, dd, _, _ = _sorted_sketch(cy[sel], seg_c[sel])
     med = plain_stats(g, t, dd, n_seg, qs=(0.5,))["q50"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        velocity = open_ * win_rate * avg_won / (med / 86_400e9)
-    out = expand(labels, np.arange(n_seg), by_cols)
-    out["deals"] = counts.sum(axis=1).astype(np.int64)
-    out["won"] = won.astype(np.int64)
-    out["lost"] = lost.astype(np.int64)
-    out["stale"] = stale.astype(np.int64)
-    out["open"] = open_.astype(np.int64)
-    out["win_rate"] = win_rate
-    out["avg_won_amount"] = avg_won
-    out["median_won_cycle_time"] = _td(med)
-    out["pipeline_velocity"] = velocity
-    return out
+    return kpi_table(labels, by_cols, counts, avg_won, med)
 
 
 # ---- the absorbing chain and leverage

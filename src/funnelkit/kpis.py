@@ -84,9 +84,6 @@ def kpis(log: EventLog, *, by=None) -> pd.DataFrame:
     n_seg = len(labels)
     oc = log._outcome.astype(np.int64)
     counts = np.bincount(seg * 4 + oc, minlength=n_seg * 4).reshape(n_seg, 4)
-    won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        win_rate = won / (won + lost + stale)
     is_won = oc == V.WON
     if log._amount is not None:
         amt = log._amount
@@ -99,9 +96,24 @@ def kpis(log: EventLog, *, by=None) -> pd.DataFrame:
         avg_won = np.full(n_seg, np.nan)
     ct = durations(log, log._first_ns[is_won], log._term_ns[is_won])
     med = _plain_stats(seg[is_won], ct, n_seg)["q50"]
+    return kpi_table(labels, by_cols, counts, avg_won, med)
+
+
+def kpi_table(
+    labels: pd.DataFrame,
+    by_cols: list[str],
+    counts: np.ndarray,
+    avg_won: np.ndarray,
+    median_won_ns: np.ndarray,
+) -> pd.DataFrame:
+    """The KPI table from per-segment outcome counts (``(n_seg, 4)``, columns by outcome
+    code), average won amounts and median won cycle times in ns (shared with the Dask
+    engine)."""
+    won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
     with np.errstate(invalid="ignore", divide="ignore"):
-        velocity = open_ * win_rate * avg_won / (med / _DAY_NS)
-    out = expand(labels, np.arange(n_seg), by_cols)
+        win_rate = won / (won + lost + stale)
+        velocity = open_ * win_rate * avg_won / (median_won_ns / _DAY_NS)
+    out = expand(labels, np.arange(len(labels)), by_cols)
     out["deals"] = counts.sum(axis=1).astype(np.int64)
     out["won"] = won.astype(np.int64)
     out["lost"] = lost.astype(np.int64)
@@ -109,6 +121,6 @@ def kpis(log: EventLog, *, by=None) -> pd.DataFrame:
     out["open"] = open_.astype(np.int64)
     out["win_rate"] = win_rate
     out["avg_won_amount"] = avg_won
-    out["median_won_cycle_time"] = to_timedelta(med).to_numpy()
+    out["median_won_cycle_time"] = to_timedelta(median_won_ns).to_numpy()
     out["pipeline_velocity"] = velocity
     return out
