@@ -180,3 +180,49 @@ def test_long_string_ids_get_sorted_hash_codes(as_series):
     np.testing.assert_array_equal(k.keys[codes >= 0], codes[codes >= 0])
     assert k.null.tolist() == [i in (7, 107) for i in range(3000)]
     assert int(k.keys.max()).bit_length() <= k.bits
+
+
+def test_odd_id_columns():
+    import funnelkit as fk
+
+    kw = dict(deal="deal", stage="stage", time="ts", stages=["A"], won="W", lost="L")
+    schema = pa.schema([("deal", pa.string()), ("stage", pa.string()), ("ts", pa.timestamp("us"))])
+    with pytest.raises(fk.EventLogError, match="empty"):  # an arrow table without chunks
+        fk.EventLog(pa.Table.from_batches([], schema), **kw)
+    # dictionary-encoded integers: deals in value order, not dictionary order
+    t = pa.table(
+        {
+            "deal": pa.array([5, 3, 7, 9, 5]).dictionary_encode(),
+            "stage": ["A", "A", "A", "A", "W"],
+            "ts": pa.array([1, 2, 3, 4, 5], pa.timestamp("s")),
+        }
+    )
+    assert fk.EventLog(t, **kw).deals()["deal"].tolist() == [3, 5, 7, 9]
+    # strings arrow cannot encode (a lone surrogate) are factorised by pandas
+    df = pd.DataFrame(
+        {
+            "deal": pd.Series(["\ud800", "a", "a"], dtype=object),
+            "stage": ["A", "A", "W"],
+            "ts": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03"]),
+        }
+    )
+    assert fk.EventLog(df, **kw).deals()["deal"].tolist() == ["a", "\ud800"]
+
+
+@pytest.mark.parametrize("as_strings", [False, True])
+def test_pandas_times_beyond_the_ns_range_are_unparseable(as_strings):
+    import funnelkit as fk
+
+    ts = np.array(["2025-01-01", "2999-01-01", "1600-05-01", "2025-01-02"], dtype="datetime64[s]")
+    col = pd.Series(ts.astype(str) if as_strings else ts)
+    t = C.parse_times(col)
+    assert t.unparseable.tolist() == [False, True, True, False]
+    assert (
+        t.ns[[0, 3]].tolist()
+        == pd.to_datetime(["2025-01-01", "2025-01-02"]).as_unit("ns").asi8.tolist()
+    )
+    df = pd.DataFrame({"deal": ["a", "a", "b", "b"], "stage": ["A", "W", "A", "A"], "ts": col})
+    log = fk.EventLog(
+        df, deal="deal", stage="stage", time="ts", stages=["A"], won="W", lost="L", errors="drop"
+    )
+    assert log.quality.by_reason == {"unparseable_time": 2}

@@ -9,6 +9,7 @@ runs are common or the fields leave no room, and the lexsort of very wide deal k
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from funnelkit import _validate as V
@@ -49,6 +50,8 @@ CASES = {
     "coarse_runs": dict(n=5_000, n_deals=50, span=3_000, step=2 * 10**4, deal_offset=2**50),
     # deals years apart, each deal's events within microseconds: runs everywhere → argsort
     "dense": dict(n=5_000, n_deals=50, span=3_000, step=101, deal_offset=2**50),
+    # few rows, ns clock: the time fits beside deal and row, the tie rank does not
+    "tie_does_not_fit": dict(n=40, n_deals=5, span=2**54 // 997, step=997),
     # deal keys so wide that the row does not fit → argsort with packed keys
     "wide_deals": dict(n=3_000, n_deals=300, span=10_000, step=10**9, deal_spread=2**36),
     # deal keys wider than 40 bits → lexsort
@@ -100,3 +103,41 @@ def test_sort_events_single_row_and_empty():
         np.array([0]),
     )
     assert empty.rows.size == 0 and empty.code.size == 0
+
+
+def test_argsort_fallback_when_time_fits_but_tie_rank_does_not():
+    # deal 7 bits + time 55 bits <= 63 < + tie 4 bits: the coarse shift would be negative
+    deal_key, bits, time_ns, codes, tie_of_code = _case(
+        3, n=400, n_deals=100, span=2**55 // 997, step=997, deal_spread=1
+    )
+    got = V._argsort_events(None, deal_key, 7, time_ns, codes, tie_of_code)
+    srows, deal, starts, ts, unresolved, cs = _reference(
+        None, deal_key, time_ns, codes, tie_of_code
+    )
+    np.testing.assert_array_equal(got.rows, srows)
+    np.testing.assert_array_equal(got.time, ts)
+    assert got.unresolved_ties == unresolved
+
+
+@pytest.mark.parametrize("fn", ["sort_events", "_argsort_events"])
+def test_times_more_than_292_years_apart_sort_exactly(fn):
+    ns = (
+        pd.to_datetime(
+            [
+                "2100-01-01",
+                "1700-01-02",
+                "1700-01-01",
+                "2100-01-01 00:00:00.000000001",
+                "1990-05-05",
+            ],
+            format="ISO8601",
+        )
+        .as_unit("ns")
+        .asi8
+    )
+    deal_key = np.array([0, 0, 1, 1, 0], dtype=np.int64)
+    codes = np.array([0, 1, 0, 1, 2], dtype=np.int16)
+    tie = np.array([0, 1, 2], dtype=np.int64)
+    got = getattr(V, fn)(None, deal_key, 1, ns, codes, tie)
+    assert got.rows.tolist() == [1, 4, 0, 2, 3]
+    assert got.time.tolist() == ns[[1, 4, 0, 2, 3]].tolist()

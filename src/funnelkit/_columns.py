@@ -105,7 +105,10 @@ class IdKeys:
             taken = self.source.take(pa.array(rows, type=pa.int64()))
             values = taken.to_pandas()
             return pd.Index(values, name=None)
-        return pd.Index(self.source.array.take(rows), name=None)
+        taken = self.source.array.take(rows)
+        # keep the column's dtype: an object column stays object (pandas 3 would infer
+        # str, which cannot hold every Python string, e.g. lone surrogates)
+        return pd.Index(taken, dtype=self.source.dtype, name=None)
 
 
 def _as_arrow(col: pd.Series | pa.ChunkedArray) -> list[pa.Array] | None:
@@ -118,8 +121,8 @@ def _as_arrow(col: pd.Series | pa.ChunkedArray) -> list[pa.Array] | None:
             return None
         try:
             arr = pa.array(col, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+            return None  # e.g. mixed types, lone surrogates: pandas factorises them
         chunks = list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
     out = []
     for arr in chunks:
@@ -310,7 +313,11 @@ def _hashed_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int]:
 def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
     """Integer keys for a deal-id column (see :class:`IdKeys`): the integers themselves,
     byte-wise keys of string ids (:func:`_byte_keys`), else sorted hash codes."""
+    if isinstance(col, pa.ChunkedArray) and pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)  # order by the values, not the dictionary
     null = isna(col)
+    if len(null) == 0:
+        return IdKeys(np.zeros(0, dtype=np.int64), 1, null, col)
     values = _integer_ids(col)
     if values is not None:
         good = values[~null] if null.any() else values
@@ -389,12 +396,27 @@ class Times:
     mixed_tz: np.ndarray
 
 
-def _datetime_ns(values: pd.Series) -> tuple[np.ndarray, bool]:
+def _datetime_ns(values: pd.Series) -> tuple[np.ndarray, bool, np.ndarray]:
+    """int64 ns (UTC) of a datetime64 Series of any unit, whether it was time-zone aware,
+    and a mask of the values outside the ns range (years 1677–2262), which become NaT
+    (a plain cast to ns would wrap them around silently)."""
     tz = getattr(values.dtype, "tz", None)
     if tz is not None:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    return ns, tz is not None
+    arr = values.to_numpy()
+    raw = arr.view(np.int64)
+    factor = _NS_PER.get(np.datetime_data(arr.dtype)[0], 0) if arr.dtype.kind == "M" else 0
+    if factor == 0:  # an unusual unit: let numpy convert (and check) it
+        raw = arr.astype("datetime64[ns]").view(np.int64)
+        factor = 1
+    if factor == 1:
+        return raw.copy(), tz is not None, np.zeros(raw.size, dtype=bool)
+    limit = np.iinfo(np.int64).max // factor
+    nat = raw == NAT
+    bad = ~nat & ((raw > limit) | (raw < -limit))
+    ns = np.where(nat | bad, 0, raw) * factor
+    ns[nat | bad] = NAT
+    return ns, tz is not None, bad
 
 
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -447,8 +469,8 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     n = len(col)
     none = np.zeros(n, dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        ns, aware = _datetime_ns(col)
-        return Times(np.where(null, NAT, ns), aware, null, none, none)
+        ns, aware, out_of_range = _datetime_ns(col)
+        return Times(np.where(null, NAT, ns), aware, null, out_of_range & ~null, none)
     if isinstance(col.dtype, pd.ArrowDtype) and pa.types.is_timestamp(col.dtype.pyarrow_dtype):
         return parse_times(pa.chunked_array([pa.array(col)]))
     # strings, or an object column of datetime-like values
@@ -474,7 +496,7 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
             parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
             parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)
-        vals, _ = _datetime_ns(parsed)
+        vals, _, _ = _datetime_ns(parsed)  # out of the ns range: NaT, so unparseable
         ns[sel] = vals
         parsed_ok[sel] = vals != NAT
     unparseable = ~null & ~parsed_ok

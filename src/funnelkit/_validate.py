@@ -87,7 +87,7 @@ def sort_events(
     n = deal_key.size
     r_bits = max(1, (n - 1).bit_length())
     room = 64 - deal_bits - r_bits
-    if n == 0 or room < _MIN_TIME_BITS:
+    if n == 0 or room < _MIN_TIME_BITS or _span_too_wide(time_ns):
         return _argsort_events(rows, deal_key, deal_bits, time_ns, codes, tie_of_code)
     tmin = int(time_ns.min())
     t = np.subtract(time_ns, tmin)  # our own buffer from here on
@@ -111,7 +111,7 @@ def sort_events(
         np.left_shift(tu, u64(r_bits), out=tu)
         key |= tu
     else:
-        shift = t_bits - room
+        shift = max(0, t_bits - room)  # 0: the time fits, the tie rank does not
         np.right_shift(tu, u64(shift), out=tu)
         np.left_shift(tu, u64(r_bits), out=tu)
         key |= tu
@@ -162,6 +162,11 @@ def sort_events(
 _MIN_TIME_BITS = 12
 
 
+def _span_too_wide(time_ns: np.ndarray) -> bool:
+    """True when the times are too far apart (over ~292 years) for int64 offsets."""
+    return int(time_ns.max()) - int(time_ns.min()) > np.iinfo(np.int64).max
+
+
 def _runs(same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions inside runs of equal neighbours (``same[i]``: i equals i + 1) and the
     run each belongs to (increasing)."""
@@ -194,20 +199,23 @@ def _argsort_events(
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Sorted(empty, empty, empty, empty, 0, codes[:0])
+    wide = _span_too_wide(time_ns)  # times more than 292 years apart: no offset fits
     tmin = int(time_ns.min())
-    t = np.subtract(time_ns, tmin)  # our own buffer from here on
-    t_bits = max(1, int(t.max()).bit_length())
+    t = time_ns.copy() if wide else np.subtract(time_ns, tmin)  # our own buffer from here on
+    t_bits = 63 if wide else max(1, int(t.max()).bit_length())
     k_bits = max(1, int(tie_of_code.max()).bit_length()) if tie_of_code.size else 1
     unit = 1
     excess = deal_bits + t_bits + k_bits - 63
-    if excess > 0:
+    if excess > 0 and not wide:
         # a coarser clock unit may make the exact key fit: only the smallest unit that
         # saves enough bits is worth a (division) pass, and only if it divides all times
         unit = fitting_unit(t, excess)
         if unit > 1:
             np.floor_divide(t, unit, out=t)
             t_bits = max(1, int(t.max()).bit_length())
-    if deal_bits + t_bits + k_bits <= 63:
+    if wide:
+        mode = "lexsort"
+    elif deal_bits + t_bits + k_bits <= 63:
         mode = "exact"
         key = np.left_shift(deal_key, t_bits + k_bits)
         np.left_shift(t, k_bits, out=t)
@@ -217,7 +225,7 @@ def _argsort_events(
     elif deal_bits <= 40:
         mode = "coarse"
         key = np.left_shift(deal_key, 63 - deal_bits)
-        np.right_shift(t, t_bits - (63 - deal_bits), out=t)
+        np.right_shift(t, max(0, t_bits - (63 - deal_bits)), out=t)
         key |= t
     else:
         mode = "lexsort"
