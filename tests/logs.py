@@ -18,6 +18,10 @@ from hypothesis import strategies as st
 START = pd.Timestamp("2025-01-06 00:00")  # in UTC
 SPAN_HOURS = 180 * 24  # END = 2025-07-05, after the March DST changes
 DAY = 24
+#: how the generated logs map to an EventLog: stages A–D, won W, lost L1 and L2
+LOG_KW = dict(
+    deal="deal", stage="stage", time="ts", stages=["A", "B", "C", "D"], won="W", lost=["L1", "L2"]
+)
 
 Script = list[tuple[str, int]]  # (stage, gap in hours since the previous event)
 

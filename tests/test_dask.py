@@ -17,7 +17,7 @@ import dask.dataframe as dd  # noqa: E402
 import funnelkit as fk  # noqa: E402
 from funnelkit import _summary as SM  # noqa: E402
 from funnelkit.dask import DaskEventLog, read_events  # noqa: E402
-from logs import random_log  # noqa: E402
+from logs import LOG_KW, random_log  # noqa: E402
 
 KW = dict(
     deal="deal",
@@ -237,9 +237,7 @@ def bad_events() -> pd.DataFrame:
     return pd.concat([events, late], ignore_index=True)
 
 
-BAD_KW = dict(
-    deal="deal", stage="stage", time="ts", won="W", lost=["L1", "L2"], stages=["A", "B", "C", "D"]
-)
+BAD_KW = LOG_KW
 
 
 def test_bad_rows_raise_one_error_for_all_partitions(client):

@@ -14,7 +14,7 @@ from scipy import stats
 import funnelkit as fk
 from funnelkit import monitoring as M
 from funnelkit.keystages import key_stages
-from logs import SPAN_HOURS, START, event_logs
+from logs import LOG_KW, SPAN_HOURS, START, event_logs
 from reference import deal_paths, km_summary
 
 KW = fk.datasets.SAMPLE_KWARGS
@@ -635,10 +635,7 @@ def test_movement_reconciles_and_equals_the_loop_reference(events, hours):
     """On generated logs with every edge case (ties, repeats keeping deals alive, reopens,
     stale deals that revive): the identity holds and every category equals a deal-by-deal
     reference."""
-    log = fk.EventLog(
-        events, deal="deal", stage="stage", time="ts", stages=["A", "B", "C", "D"],
-        won="W", lost=["L1", "L2"], amount="amount", stale_after="30D",
-    )  # fmt: skip
+    log = fk.EventLog(events, **LOG_KW, amount="amount", stale_after="30D")
     lo, hi = sorted(hours)
     start, end = START + pd.Timedelta(hours=lo), START + pd.Timedelta(hours=hi)
     if log.as_of.tzinfo is not None:

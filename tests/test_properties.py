@@ -8,17 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funnelkit as fk
-from logs import event_logs
+from logs import LOG_KW, event_logs
 
-KW = dict(
-    deal="deal",
-    stage="stage",
-    time="ts",
-    stages=["A", "B", "C", "D"],
-    won=["W"],
-    lost=["L1", "L2"],
-    stale_after="30D",
-)
+KW = {**LOG_KW, "won": ["W"], "stale_after": "30D"}
 
 
 def build(events: pd.DataFrame, **kw) -> fk.EventLog:

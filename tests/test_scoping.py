@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 import funnelkit as fk
-from logs import event_logs
+from logs import LOG_KW, event_logs
 
 KW = dict(deal="deal", stage="stage", time="ts", stages=["A", "B", "C"], won="W", lost="L")
 
@@ -120,16 +120,7 @@ def test_window_per_stage_dict_and_errors():
 @settings(max_examples=20)
 @given(event_logs())
 def test_long_window_equals_no_window(events):
-    kw = dict(
-        deal="deal",
-        stage="stage",
-        time="ts",
-        stages=["A", "B", "C", "D"],
-        won="W",
-        lost=["L1", "L2"],
-        stale_after="30D",
-    )
-    log = fk.EventLog(events, **kw)
+    log = fk.EventLog(events, **LOG_KW, stale_after="30D")
     for skips in ("implied", "strict"):
         pd.testing.assert_frame_equal(
             log.funnel(skips=skips), log.funnel(skips=skips, within="36500D")
@@ -279,15 +270,7 @@ def test_bad_calendar():
 @settings(max_examples=20)
 @given(event_logs())
 def test_business_dwell_never_exceeds_calendar_dwell(events):
-    kw = dict(
-        deal="deal",
-        stage="stage",
-        time="ts",
-        stages=["A", "B", "C", "D"],
-        won="W",
-        lost=["L1", "L2"],
-    )
-    log = fk.EventLog(events, **kw)
+    log = fk.EventLog(events, **LOG_KW)
     cal = log._visits().dwell
     bus = log._visits(fk.BusinessCalendar()).dwell
     ok = cal != np.iinfo(np.int64).min
