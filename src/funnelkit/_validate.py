@@ -87,11 +87,13 @@ def sort_events(
     n = deal_key.size
     r_bits = max(1, (n - 1).bit_length())
     room = 64 - deal_bits - r_bits
-    if n == 0 or room < _MIN_TIME_BITS or _span_too_wide(time_ns):
+    if n == 0 or room < _MIN_TIME_BITS:
         return _argsort_events(rows, deal_key, deal_bits, time_ns, codes, tie_of_code)
-    tmin = int(time_ns.min())
+    tmin, tmax = int(time_ns.min()), int(time_ns.max())
+    if tmax - tmin > _INT64_MAX:  # times over ~292 years apart: no int64 offset
+        return _argsort_events(rows, deal_key, deal_bits, time_ns, codes, tie_of_code)
     t = np.subtract(time_ns, tmin)  # our own buffer from here on
-    t_bits = max(1, int(t.max()).bit_length())
+    t_bits = max(1, (tmax - tmin).bit_length())
     k_bits = max(1, int(tie_of_code.max()).bit_length()) if tie_of_code.size else 1
     unit = 1
     if t_bits + k_bits > room:
@@ -162,9 +164,7 @@ def sort_events(
 _MIN_TIME_BITS = 12
 
 
-def _span_too_wide(time_ns: np.ndarray) -> bool:
-    """True when the times are too far apart (over ~292 years) for int64 offsets."""
-    return int(time_ns.max()) - int(time_ns.min()) > np.iinfo(np.int64).max
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _runs(same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -199,10 +199,10 @@ def _argsort_events(
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Sorted(empty, empty, empty, empty, 0, codes[:0])
-    wide = _span_too_wide(time_ns)  # times more than 292 years apart: no offset fits
-    tmin = int(time_ns.min())
+    tmin, tmax = int(time_ns.min()), int(time_ns.max())
+    wide = tmax - tmin > _INT64_MAX  # times more than 292 years apart: no offset fits
     t = time_ns.copy() if wide else np.subtract(time_ns, tmin)  # our own buffer from here on
-    t_bits = 63 if wide else max(1, int(t.max()).bit_length())
+    t_bits = 63 if wide else max(1, (tmax - tmin).bit_length())
     k_bits = max(1, int(tie_of_code.max()).bit_length()) if tie_of_code.size else 1
     unit = 1
     excess = deal_bits + t_bits + k_bits - 63
