@@ -155,7 +155,8 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    # settings that change timings: BLAS threads, funnelkit's allocator switch
+    blas = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "FUNNELKIT_"))}
     if blas:
         info["env"] = " ".join(f"{k}={v}" for k, v in sorted(blas.items()))
     return info
