@@ -44,7 +44,10 @@ def test_fixed_width_uses_mixed_radix_without_hashing():
     assert C._byte_keys([pa.array(["b", "a", "ab", "", "aa"])])[0].tolist() == [6, 3, 5, 0, 4]
     assert C._byte_keys([pa.array(["ab"]), pa.array(["abc", "a"])])[0].tolist() == [2, 3, 0]
     # too long, NUL bytes, or too many bits: None (the caller hashes)
-    assert C._byte_keys([pa.array(["x" * 33])]) is None
+    assert C._byte_keys([pa.array(["x" * 33, "x"])]) is None  # padding would copy too much
+    assert C._byte_keys([pa.array(["x" * 129])]) is None
+    long_fixed = [f"account-{i:04d}-{'z' * 40}" for i in (7, 3, 9)]  # one length: a view
+    assert C._byte_keys([pa.array(long_fixed)])[0].tolist() == [4, 0, 6]
     assert C._byte_keys([pa.array(["a\x00", "a"])]) is None
     assert C._byte_keys([pa.array([f"{i:x}-{i * 7919 % 10**9}" for i in range(2000)])]) is None
 

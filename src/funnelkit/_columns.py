@@ -135,7 +135,8 @@ def _as_arrow(col: pd.Series | pa.ChunkedArray) -> list[pa.Array] | None:
 
 
 _BLOCK = 1 << 16  # rows per block in the passes below: a block stays in cache
-_MAX_ID_BYTES = 32
+_MAX_ID_BYTES = 32  # ids of varying length: the padded copy costs n x width bytes
+_MAX_FIXED_ID_BYTES = 128  # ids of one length: a view of the arrow buffer, no copy
 
 
 @dataclass
@@ -172,7 +173,8 @@ class _IdBytes:
 
 def _id_bytes(arr: pa.Array) -> _IdBytes | None:
     """The byte view of one arrow string chunk, or None for ids these keys cannot take
-    (longer than 32 bytes, or holding NUL bytes, which would collide with the padding)."""
+    (longer than 32 bytes, 128 when all have one length, or holding NUL bytes, which would
+    collide with the padding)."""
     n = len(arr)
     offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
@@ -185,13 +187,14 @@ def _id_bytes(arr: pa.Array) -> _IdBytes | None:
         if total
         else np.zeros(0, dtype=np.uint8)
     )
-    lo_len, hi_len = n, 0
+    lo_len, hi_len = 2**62, 0
     for a in range(0, n, _BLOCK):  # lengths block by block (no n-sized temporary)
         step = np.diff(offsets[a : a + _BLOCK + 1])
         lo_len, hi_len = min(lo_len, int(step.min())), max(hi_len, int(step.max()))
-    if hi_len > _MAX_ID_BYTES or (total and _column_range(raw.reshape(-1, 1))[0][0] == 0):
-        return None
     fixed = hi_len if lo_len == hi_len else None
+    limit = _MAX_ID_BYTES if fixed is None else _MAX_FIXED_ID_BYTES
+    if hi_len > limit or (total and _column_range(raw.reshape(-1, 1))[0][0] == 0):
+        return None
     starts = (offsets - first).astype(np.int64) if fixed is None else np.zeros(0, np.int64)
     return _IdBytes(raw, starts, fixed, n)
 
@@ -226,8 +229,8 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     ids end. The map is injective and preserves lexicographic (code point) order, so a
     shorter id sorts before its extensions, as Python sorts strings. Works chunk by chunk
     and block by block. Returns None when the key would need more
-    than 40 bits (or for ids longer than 32 bytes, or with NUL bytes): then the caller
-    hashes.
+    than 40 bits (or for ids longer than 32 bytes — 128 when all have one length — or
+    with NUL bytes): then the caller hashes.
     """
     chunks = [c for c in chunks if len(c)]
     if not chunks or any(c.null_count for c in chunks):
@@ -239,8 +242,8 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
             return None
         views.append(v)
     width = max(v.fixed if v.fixed is not None else int(np.diff(v.starts).max()) for v in views)
-    if width == 0:
-        return None
+    if width == 0 or (width > _MAX_ID_BYTES and any(v.fixed != width for v in views)):
+        return None  # (padding to ``width`` would copy too much)
     # per position: smallest and largest real byte, and whether some id has ended there
     mats = [v.matrix(width) for v in views]
     lo = np.full(width, 255, dtype=np.int64)
