@@ -201,7 +201,8 @@ def _argsort_events(
         return Sorted(empty, empty, empty, empty, 0, codes[:0])
     tmin, tmax = int(time_ns.min()), int(time_ns.max())
     wide = tmax - tmin > _INT64_MAX  # times more than 292 years apart: no offset fits
-    t = time_ns.copy() if wide else np.subtract(time_ns, tmin)  # our own buffer from here on
+    # our own buffer from here on (not needed when wide: the lexsort reads time_ns)
+    t = time_ns if wide else np.subtract(time_ns, tmin)
     t_bits = 63 if wide else max(1, (tmax - tmin).bit_length())
     k_bits = max(1, int(tie_of_code.max()).bit_length()) if tie_of_code.size else 1
     unit = 1
