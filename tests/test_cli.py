@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
-from conftest import BPIC, GOLDEN
+from conftest import BPIC, GOLDEN, require_real_data
 
 CONSOLE = Path(sys.executable).parent / "funnelkit"
 
@@ -204,9 +204,7 @@ def test_report_writes_every_output(sample_report):
 
 
 def test_report_bpic2012(tmp_path):
-    if not BPIC.exists():
-        pytest.skip(f"real data not present at {BPIC} (CI always has it)")
-    ev = pd.read_parquet(BPIC)
+    ev = pd.read_parquet(require_real_data(BPIC))
     a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
     path = tmp_path / "bpic_a.parquet"
     a.to_parquet(path)

@@ -1,4 +1,5 @@
-"""The eight golden deals of shared/examples/golden: every table, exactly."""
+"""The eight golden deals (tests/data/golden, a copy of the design notes' example): every
+table, exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import GOLDEN, days
+from conftest import GOLDEN, SHARED, days
 
 
 def expected(name: str) -> pd.DataFrame:
@@ -134,3 +135,14 @@ def test_readme_numbers(golden_log):
     f = golden_log.funnel(skips="strict").set_index("stage")
     assert f.loc["D", "reached"] == 1
     assert f.loc["D", "cumulative"] == pytest.approx(8 / 21)
+
+
+def test_in_repo_copy_matches_the_design_notes_golden_example():
+    """tests/data/golden is a copy (a plain clone must pass its tests); it must not drift."""
+    original = SHARED / "examples" / "golden"
+    if not original.exists():
+        pytest.skip(f"the design notes' golden example is not beside the repository ({original})")
+    names = sorted(p.name for p in original.iterdir())
+    assert names == sorted(p.name for p in GOLDEN.iterdir())
+    for name in names:
+        assert (GOLDEN / name).read_bytes() == (original / name).read_bytes(), name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 
 import numpy as np
 import pandas as pd
@@ -371,42 +371,100 @@ def test_repr_html_escapes_stage_names():
     assert "1 deals" in repr(log)
 
 
-def test_allocator_switches_are_set_once_and_restored(golden_events, monkeypatch):
+class FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+
+def test_allocator_is_left_alone_by_default(golden_events, monkeypatch):
+    """A library is a guest: no mallopt and no numpy switch unless the user opts in."""
     from funnelkit import _memory
 
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(_memory, "_LIBC", FakeLibc())
+    monkeypatch.delenv("FUNNELKIT_MALLOC", raising=False)
+    libc = FakeLibc()
+    monkeypatch.setattr(_memory, "_LIBC", libc)
+    flips = []
+    monkeypatch.setattr(_memory, "_SET", lambda on: flips.append(on) or True)
     log = fk.EventLog(golden_events, **GOLDEN_KW)
-    log.transitions()  # nested: transitions computes the visits inside
+    log.transitions(), log.funnel(), log.dwell()
+    assert libc.calls == [] and flips == [] and _memory._depth == 0
+
+
+@pytest.mark.parametrize("how", ["block", "env"])
+def test_allocator_switches_when_opted_in_are_set_once_and_restored(
+    golden_events, monkeypatch, how
+):
+    from funnelkit import _memory
+
+    monkeypatch.delenv("FUNNELKIT_MALLOC", raising=False)
+    libc = FakeLibc()
+    monkeypatch.setattr(_memory, "_LIBC", libc)
     hot = [(-3, _memory._HOT_MMAP), (-1, _memory._HOT_TRIM)]
     settled = [(-3, _memory._SETTLED_MMAP), (-1, _memory._SETTLED_TRIM)]
-    assert calls == (hot + settled) * 2  # once for the build, once for transitions
+    if how == "env":
+        monkeypatch.setenv("FUNNELKIT_MALLOC", "1")
+        opt_in = contextlib.nullcontext()
+    else:
+        opt_in = fk.tuned_allocator()
+    with opt_in:
+        log = fk.EventLog(golden_events, **GOLDEN_KW)
+        log.transitions()  # nested: transitions computes the visits inside
+    assert libc.calls == (hot + settled) * 2  # once for the build, once for transitions
     assert _memory._depth == 0
 
     @_memory.hot_path
     def fails():
         raise RuntimeError("boom")
 
-    calls.clear()
-    with pytest.raises(RuntimeError):
+    libc.calls.clear()
+    with fk.tuned_allocator(), pytest.raises(RuntimeError):
         fails()
-    assert calls == hot + settled and _memory._depth == 0
+    assert libc.calls == hot + settled and _memory._depth == 0
+    libc.calls.clear()
+    if how == "block":
+        fails_outside = pytest.raises(RuntimeError)
+        with fails_outside:
+            fails()
+        assert libc.calls == []  # the block has ended: left alone again
 
 
-def test_allocator_switch_can_be_turned_off():
-    import subprocess
-    import sys
+def test_numpy_setting_restored_to_its_previous_value_across_threads(monkeypatch):
+    """The numpy switch is flipped and restored under the lock, once for all threads, to
+    the value it had before (not to a constant)."""
+    import threading
 
-    code = "from funnelkit import _memory; print(_memory._LIBC is None)"
-    env = {**os.environ, "FUNNELKIT_MALLOC": "0"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "True", out.stderr
+    from funnelkit import _memory
+
+    monkeypatch.setattr(_memory, "_LIBC", None)
+    state = {"on": None}
+
+    def fake_set(on):
+        before, state["on"] = state["on"], on
+        return before
+
+    monkeypatch.setattr(_memory, "_SET", fake_set)
+    barrier = threading.Barrier(4)
+    seen = []
+
+    @_memory.hot_path
+    def kernel():
+        barrier.wait(timeout=10)
+        seen.append(state["on"])
+
+    for before in (True, False):
+        state["on"] = before
+        with fk.tuned_allocator():
+            threads = [threading.Thread(target=kernel) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert seen[-4:] == [False] * 4  # off while any kernel runs
+        assert state["on"] is before and _memory._depth == 0
 
 
 def test_numpy_huge_page_setting_is_restored(golden_events):

@@ -17,7 +17,7 @@ from scipy import stats
 
 import funnelkit as fk
 import funnelkit.plot as fp
-from conftest import BPIC, days
+from conftest import BPIC, days, require_real_data
 from funnelkit.plot import _style as S
 from funnelkit.plot._flow import classify
 from funnelkit.plot._trend import cohort_trend
@@ -47,9 +47,7 @@ def log():
 
 @pytest.fixture(scope="module")
 def bpic_log():
-    if not BPIC.exists():
-        pytest.skip(f"real data not present at {BPIC} (CI always has it)")
-    ev = pd.read_parquet(BPIC)
+    ev = pd.read_parquet(require_real_data(BPIC))
     a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
     band = pd.cut(a["amount_req"], [-1, 5_000, 15_000, np.inf], labels=["<5k", "5-15k", ">15k"])
     a = a.assign(amount_band=band.astype(str))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from conftest import GOLDEN
 from logs import SCRIPT_NAMES, event_logs, random_log
 from reference import deal_paths, kaplan_meier, reference
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "examples" / "golden"
 STAGES = ["A", "B", "C", "D"]
 WON = ["W"]
 LOST = ["L1", "L2"]

@@ -1,6 +1,7 @@
 """funnelkit: sales-stage analytics from event logs of deals."""
 
 from . import datasets, plot
+from ._memory import tuned_allocator
 from ._version import __version__
 from .businessdays import BusinessCalendar
 from .errors import EventLogError
@@ -18,6 +19,7 @@ __all__ = [
     "datasets",
     "plot",
     "read_events",
+    "tuned_allocator",
 ]
 
 
