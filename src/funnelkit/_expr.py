@@ -79,6 +79,14 @@ _DIGITS = "0123456789"
 _NUMBER = re.compile(
     r"(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?", re.ASCII
 )
+_HINTS = {
+    "=": "use == to compare",
+    ".": "no attribute access",
+    "@": "no @ variables",
+    "*": "no arithmetic",
+    "/": "no arithmetic",
+    "%": "no arithmetic",
+}
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 #: a string read as a time must start with a date (no "now", "today", "12:00")
@@ -194,8 +202,7 @@ def _tokenize(source: str) -> Iterator[_Token]:
         else:
             op = next((p for p in _PUNCT if source.startswith(p, i)), None)
             if op is None:
-                hint = "use == to compare" if ch == "=" else ""
-                raise _error(source, i, ch, hint=hint)
+                raise _error(source, i, ch, hint=_HINTS.get(ch, ""))
             yield _Token("OP", op, op, i)
             i += len(op)
     yield _Token("END", "", None, n)
@@ -332,6 +339,12 @@ class _Parser:
                 t.pos,
                 "",
             )
+        if not hint and t.kind == "OP":
+            after_name = self.i > 0 and self.tokens[self.i - 1].kind in ("NAME", "QNAME")
+            if t.value in ("+", "-"):
+                hint = "no arithmetic"
+            elif after_name and t.value in ("(", "["):
+                hint = "no calls" if t.value == "(" else "no subscripts"
         return _error(self.source, t.pos, t.text, what, hint)
 
     def nest(self) -> None:
@@ -363,8 +376,8 @@ class _Parser:
 
     def conjunct(self) -> Node:
         if self.is_("not", "~"):
-            self.take()
             self.nest()
+            self.take()
             node = Not(self.conjunct())
             self.depth -= 1
             return node
@@ -372,8 +385,8 @@ class _Parser:
 
     def condition(self) -> Node:
         if self.is_("("):
-            self.take()
             self.nest()
+            self.take()
             node = self.expression()
             if not self.is_(")"):
                 raise self.fail("expected ')' but found")

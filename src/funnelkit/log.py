@@ -14,9 +14,9 @@ import pyarrow as pa
 
 from . import _columns as C
 from . import _validate as V
+from ._expr import where_mask
 from ._memory import hot_path
 from .businessdays import BusinessCalendar, as_calendar
-from ._expr import where_mask
 from .errors import EventLogError
 from .quality import REASONS, QualityReport
 
