@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from . import _columns as C
 from . import _validate as V
+from ._expr import where_mask
 from ._memory import hot_path
 from .businessdays import BusinessCalendar, as_calendar
 from .errors import EventLogError
@@ -751,9 +752,26 @@ class EventLog:
         ----------
         where : str, boolean mask or callable, optional
             Which deals to keep, over the deals table (:meth:`deals`: outcome, amount,
-            attributes, first_event, ...): a :meth:`pandas.DataFrame.query` expression
-            (``"region == 'EMEA'"``), a boolean array aligned with :meth:`deals`, or a
-            callable taking the deals table and returning such a mask.
+            attributes, first_event, ...): an expression (``"region == 'EMEA'"``), a
+            boolean array aligned with :meth:`deals`, or a callable taking the deals table
+            and returning such a mask.
+
+            An expression is parsed by funnelkit's own small grammar, never executed (it
+            may come from a config file): column names (bare identifiers in any script, or
+            in backticks: `` `deal owner` ``), literals (quoted strings, numbers, ``True``,
+            ``False``, ``None``), comparisons ``== != < <= > >=`` (chains such as
+            ``1000 <= amount < 5000`` allowed), ``in`` / ``not in`` with a list
+            ``[...]`` or ``(...)``, ``and`` / ``or`` / ``not`` (or ``&`` / ``|`` / ``~``
+            with the same precedence), and parentheses. Nothing else: no attribute
+            access, calls, subscripts, ``@`` variables or arithmetic. A string compared
+            with a time column is read as an ISO 8601 time (``first_event >=
+            '2025-01-01'``; naive is UTC on an aware log), with a duration column as a
+            duration with a unit (``cycle_time > '30D'``). A comparison with a missing
+            value is False; ``!=`` and ``not in`` are the negations of ``==`` and ``in``;
+            ``x == None`` is True where ``x`` is missing. Anything outside the grammar, an
+            unknown column or a literal of the wrong type raises :class:`EventLogError`
+            naming the token and its position (and the available columns). To run code,
+            pass a callable: it is the explicit way.
         created : (start, end), optional
             Keep deals whose first event is in ``[start, end)``; either end may be None.
         deals : iterable, optional
@@ -780,14 +798,8 @@ class EventLog:
         table = self.deals()
         keep = np.ones(len(table), dtype=bool)
         if where is not None:
-            if isinstance(where, str):
-                try:
-                    mask = table.eval(where)
-                except Exception as exc:  # pandas raises many types for bad expressions
-                    raise EventLogError(
-                        f"`where`={where!r} could not be evaluated on the deals table "
-                        f"(columns {list(table.columns)}): {exc}"
-                    ) from exc
+            if isinstance(where, str):  # parsed by a grammar of our own, never run
+                mask = where_mask(where, table, "the deals table")
             elif callable(where):
                 mask = where(table)
             else:
