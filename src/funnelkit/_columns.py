@@ -537,10 +537,18 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
 
 # --------------------------------------------------------------------------- attributes
 def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 for null) and uniques of an attribute column."""
+    """Codes (-1 for null) and uniques of an attribute column.
+
+    The uniques are a plain Index of the values, never a CategoricalIndex: for a
+    categorical column (pandas ``category``, arrow dictionary) ``pd.factorize`` returns
+    a Categorical whose *values* are the uniques, and a caller passing it as
+    ``categories=`` to ``Categorical.from_codes`` would get its sorted categories instead,
+    which swaps labels between deals."""
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
+        uniques = uniques.categories.take(np.asarray(uniques.codes))
     return codes.astype(np.int64), pd.Index(uniques)
 
 
