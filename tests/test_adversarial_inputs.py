@@ -101,3 +101,110 @@ def test_categorical_attr_dask(e):
     dd = pytest.importorskip("dask.dataframe")
     log = fk.EventLog(dd.from_pandas(_teams(e), npartitions=2), **K, attrs=["team"], amount="amt")
     assert _team_of(log) == {"a": "Zed", "b": "Alpha"}
+
+
+# --------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("stages", [{"Lead", "Demo"}, frozenset({"Lead", "Demo"})])
+def test_stages_as_a_set_is_refused(e, stages):
+    with pytest.raises(TypeError, match=r"`stages` must be an ordered sequence.*set"):
+        fk.EventLog(e, **K, stages=stages)
+
+
+def test_stages_as_dict_keys_keep_their_order(e):
+    log = fk.EventLog(e, **K, stages={"Lead": 1, "Demo": 2}.keys())
+    assert log.stages == ["Lead", "Demo"]
+
+
+_HASH_SEED_SCRIPT = """
+import pandas as pd, funnelkit as fk
+e = pd.DataFrame(dict(d=list("aaabbcc"), s=["Lead", "Demo", "won", "Lead", "lost", "Lead", "gone"],
+    t=["2025-01-01", "2025-01-05", "2025-01-10", "2025-01-02", "2025-01-03", "2025-01-02",
+       "2025-01-04"], team=list("xxxyyzz"), region=list("nnnssss")))
+log = fk.EventLog(e, deal="d", stage="s", time="t", won={"won"}, lost={"lost", "gone", "z1", "z2"},
+                  attrs={"team", "region"})
+print(log.lost, list(log.deals().columns), list(log.funnel(by={"team", "region"}).columns))
+"""
+
+
+def test_sets_where_order_is_not_meaning_are_read_sorted():
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        run = subprocess.run(
+            [sys.executable, "-c", _HASH_SEED_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outs.append(run.stdout)
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0].startswith("['gone', 'lost', 'z1', 'z2']")
+    assert "'region', 'team'" in outs[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        (dict(stale_after="90"), "stale_after"),
+        (dict(stale_after=90), "stale_after"),
+        (dict(stale_after=90.0), "stale_after"),
+        (dict(stale_after=" 1e3 "), "stale_after"),
+        (dict(stale_after=np.timedelta64(90)), "stale_after"),
+    ],
+)
+def test_unitless_stale_after_is_refused(e, kwargs, name):
+    with pytest.raises(fk.EventLogError, match=rf"`{name}`=.* has no unit.*'90D'"):
+        fk.EventLog(e, **K, **kwargs)
+    with pytest.raises(TypeError):  # a number is also the wrong type
+        fk.EventLog(e, **K, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("within", "name"),
+    [({"Demo": 14}, r"within\['Demo'\]"), ("14", "within"), (14, "within")],
+)
+def test_unitless_within_is_refused(e, within, name):
+    log = fk.EventLog(e, **K)
+    with pytest.raises(fk.EventLogError, match=rf"`{name}`=.* has no unit"):
+        log.funnel(within=within)
+
+
+def test_durations_with_a_unit_still_work(e):
+    log = fk.EventLog(e.assign(t=e.t.where(e.d != "b", "2025-01-01")), **K, stale_after="5D")
+    assert log.stale_after == pd.Timedelta(days=5)
+    # b: Lead and lost on 2025-01-01; a won on 2025-01-10: nothing open, nothing stale
+    assert log.quality.stale == 0
+    f = log.funnel(within={"Lead": "3D"}).set_index("stage")
+    assert f.loc["Lead", "advanced"] == 0  # a took 4 days from Lead to Demo
+    assert f.loc["Lead", "reached"] == 2
+    bd = fk.EventLog(e, **K, stale_after=pd.Timedelta(hours=12), calendar="business")
+    assert bd.stale_after == pd.Timedelta(hours=12)
+
+
+def test_unitless_forecast_horizon_is_refused(e):
+    log = fk.EventLog(e, **K)
+    with pytest.raises(fk.EventLogError, match=r"`horizon`='30' has no unit"):
+        log.forecast(horizon="30")
+
+
+# --------------------------------------------------------------------------- columns
+def test_duplicate_column_names_are_named(e):
+    dup = pd.concat([e, e[["s"]]], axis=1)
+    with pytest.raises(fk.EventLogError, match=r"`s` \(2 times\) appear more than once"):
+        fk.EventLog(dup, **K)
+    # a duplicate the log does not read is harmless
+    other = pd.concat([e.assign(x=1), e.assign(x=2)[["x"]]], axis=1)
+    assert fk.EventLog(other, **K).n_deals == 2
+
+
+def test_duplicate_column_names_arrow(e):
+    table = pa.Table.from_arrays(
+        [pa.array(e.d), pa.array(e.s), pa.array(e.t), pa.array(e.t)], names=["d", "s", "t", "t"]
+    )
+    with pytest.raises(fk.EventLogError, match=r"`t` \(2 times\)"):
+        fk.EventLog(table, **K)

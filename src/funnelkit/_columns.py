@@ -8,12 +8,17 @@ can reject the rows with a reason.
 
 from __future__ import annotations
 
+from collections.abc import KeysView
+from collections.abc import Set as AbcSet
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .errors import EventLogError
 
 NAT = np.iinfo(np.int64).min
 # an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
@@ -27,6 +32,33 @@ def column(data: pd.DataFrame | pa.Table, name: str) -> pd.Series | pa.ChunkedAr
     return data[name]
 
 
+def as_list(value: Any, param: str, *, ordered: bool) -> list:
+    """The items of a list-like parameter (a single string is one item).
+
+    A set's iteration order changes from run to run (``PYTHONHASHSEED``), so an
+    unordered collection is refused where the order means something (``ordered``:
+    ``stages`` is the funnel order) and read in sorted order elsewhere (``won``,
+    ``lost``, ``attrs``, ``by``: only the order of output columns or categories
+    depends on it). A dict (or its keys view) keeps its insertion order.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, AbcSet) and not isinstance(value, KeysView):
+        if ordered:
+            raise TypeError(
+                f"Parameter `{param}` must be an ordered sequence such as a list or tuple "
+                f"(its order is the funnel order); got a {type(value).__name__}, whose "
+                f"order changes from run to run. Pass e.g. `{param}=[...]` in funnel order."
+            )
+        return sorted(value, key=lambda v: (type(v).__name__, str(v)))
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(
+            f"Parameter `{param}` must be a name or a list of names; got {type(value).__name__}."
+        ) from None
+
+
 def mapped_columns(kwargs: dict) -> dict[str, str]:
     """Role of each mapped column (``{"deal": "deal_id", ..., "attr:owner": "owner"}``),
     from EventLog keywords with their defaults."""
@@ -37,11 +69,9 @@ def mapped_columns(kwargs: dict) -> dict[str, str]:
     }
     if kwargs.get("amount") is not None:
         roles["amount"] = kwargs["amount"]
-    attrs = kwargs.get("attrs", ())
-    for a in [attrs] if isinstance(attrs, str) else attrs:
+    for a in as_list(kwargs.get("attrs", ()), "attrs", ordered=False):
         roles[f"attr:{a}"] = a
-    visit_attrs = kwargs.get("visit_attrs", ())
-    for a in [visit_attrs] if isinstance(visit_attrs, str) else visit_attrs:
+    for a in as_list(kwargs.get("visit_attrs", ()), "visit_attrs", ordered=False):
         roles.setdefault(f"attr:{a}", a)
     return roles
 
@@ -60,6 +90,26 @@ def check_columns(roles: dict[str, str], available: list[str], where: str = "the
             f"Column(s) {', '.join(missing)} not found in {where}. Available columns: "
             f"{available}. Map your columns with deal=..., stage=..., time=..., amount=..., "
             "attrs=[...]."
+        )
+
+
+def check_unique_columns(roles: dict[str, str], available: list) -> None:
+    """Raise a clear error when a column the log reads appears more than once (pandas
+    would hand back a DataFrame where one column is expected)."""
+    from .errors import EventLogError
+
+    used = set(roles.values())
+    counts: dict = {}
+    for c in available:
+        if c in used:
+            counts[c] = counts.get(c, 0) + 1
+    dup = [c for c, k in counts.items() if k > 1]
+    if dup:
+        shown = ", ".join(f"`{c}` ({counts[c]} times)" for c in dup)
+        raise EventLogError(
+            f"Column(s) {shown} appear more than once in the events; the log cannot tell "
+            "which one to read. Rename or drop the duplicates first, e.g. "
+            "events.loc[:, ~events.columns.duplicated()]."
         )
 
 
@@ -533,6 +583,47 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
             "naive; pass a naive timestamp or make the log's times time-zone aware."
         )
     return int(ts.as_unit("ns").value)
+
+
+_UNITLESS = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
+
+
+def to_duration(value: object, name: str) -> pd.Timedelta:
+    """A duration parameter (``stale_after``, ``within``, ``horizon``) as a positive
+    Timedelta — the one place durations are read.
+
+    A duration needs a unit: a bare number (``90``) or a string of digits (``"90"``)
+    would be read by pandas as nanoseconds, so both are refused. On a business calendar
+    the duration is counted in business time, as the calendar's dwell is.
+    """
+    import re
+
+    example = "e.g. '90D', '12h' or pd.Timedelta(days=90)"
+    unitless = isinstance(value, (bool, int, float, np.integer, np.floating)) or (
+        isinstance(value, str) and re.match(_UNITLESS, value) is not None
+    )
+    if isinstance(value, np.timedelta64) and np.datetime_data(value.dtype)[0] == "generic":
+        unitless = True
+    if unitless:
+        raise _UnitlessDuration(
+            f"Parameter `{name}`={value!r} has no unit (pandas would read it as "
+            f"nanoseconds); pass a duration with a unit, {example}."
+        )
+    try:
+        td = pd.Timedelta(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} is not a duration; pass {example}."
+        ) from exc
+    if td is pd.NaT:
+        raise EventLogError(f"Parameter `{name}`={value!r} is not a duration; pass {example}.")
+    if td <= pd.Timedelta(0):
+        raise EventLogError(f"Parameter `{name}` must be positive; got {value!r}.")
+    return td
+
+
+class _UnitlessDuration(EventLogError, TypeError):
+    """A number where a duration with a unit is needed: a wrong value and a wrong type."""
 
 
 # --------------------------------------------------------------------------- attributes

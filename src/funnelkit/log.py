@@ -55,18 +55,20 @@ _HINTS = {
 
 
 def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
+    """Stage names of ``stages`` (an order: a set is refused), ``won`` or ``lost`` (a set
+    is read in sorted order)."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
     try:
-        names = [str(v) for v in value]
+        items = C.as_list(value, param, ordered=param == "stages")
     except TypeError:
+        if param == "stages" and not isinstance(value, (str, bytes)):
+            raise
         raise TypeError(
             f"Parameter `{param}` must be a stage name, a list of names or None; "
             f"got {type(value).__name__}."
         ) from None
-    return names
+    return [str(v) for v in items]
 
 
 def _shown(values: pd.Series) -> list[Any]:
@@ -218,17 +220,15 @@ class EventLog:
             )
         if errors not in ("raise", "drop"):
             raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
-        if isinstance(attrs, str):
-            attrs = [attrs]
-        if isinstance(visit_attrs, str):
-            visit_attrs = [visit_attrs]
+        attrs = C.as_list(attrs, "attrs", ordered=False)
+        visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
         self.calendar = as_calendar(calendar)
         self._settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
-            stages=list(stages) if stages is not None else None,
+            stages=_names(stages, "stages") if stages is not None else None,
             won=won,
             lost=lost,
             amount=amount,
@@ -257,18 +257,11 @@ class EventLog:
                 )
         self.stale_after = None
         if stale_after is not None:
-            try:
-                self.stale_after = pd.Timedelta(stale_after)
-            except (ValueError, TypeError) as exc:
-                raise EventLogError(
-                    f"Parameter `stale_after`={stale_after!r} is not a duration; pass e.g. "
-                    "'90D' or pd.Timedelta(days=90)."
-                ) from exc
-            if self.stale_after <= pd.Timedelta(0):
-                raise EventLogError("Parameter `stale_after` must be positive.")
+            self.stale_after = C.to_duration(stale_after, "stale_after")
 
         mapped = C.mapped_columns(self._settings)
         C.check_columns(mapped, C.column_names(events))
+        C.check_unique_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
 
