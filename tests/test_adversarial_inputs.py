@@ -208,3 +208,99 @@ def test_duplicate_column_names_arrow(e):
     )
     with pytest.raises(fk.EventLogError, match=r"`t` \(2 times\)"):
         fk.EventLog(table, **K)
+
+
+# --------------------------------------------------------------------------- times
+def _reasons(err: pytest.ExceptionInfo) -> dict:
+    cases = err.value.failure_cases
+    return dict(zip(cases["row"].tolist(), cases["reason"].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("word", ["now", "today", " Yesterday ", "TOMORROW", "Now\t"])
+def test_date_words_are_unparseable(e, word):
+    x = e.assign(t=e.t.where(e.index != 1, word))
+    with pytest.raises(fk.EventLogError, match="unparseable time") as err:
+        fk.EventLog(x, **K)
+    assert _reasons(err) == {1: "unparseable_time"}
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.as_of == pd.Timestamp("2025-01-10")  # not the wall clock
+    assert log.rejects["reason"].tolist() == ["unparseable_time"]
+    assert log.quality.by_reason == {"unparseable_time": 1}
+
+
+def test_date_words_among_datetime_objects(e):
+    t = pd.Series(list(pd.to_datetime(e.t)), dtype=object)
+    t[1] = "today"
+    with pytest.raises(fk.EventLogError, match="unparseable time") as err:
+        fk.EventLog(e.assign(t=t), **K)
+    assert _reasons(err) == {1: "unparseable_time"}
+
+
+@pytest.mark.parametrize("stray", [5, 1.5e18, True, 1j])
+def test_stray_number_among_timestamps_is_unparseable(e, stray):
+    t = pd.Series(list(pd.to_datetime(e.t)), dtype=object)
+    t[1] = stray
+    with pytest.raises(fk.EventLogError, match="unparseable time") as err:
+        fk.EventLog(e.assign(t=t), **K)
+    assert _reasons(err) == {1: "unparseable_time"}
+    log = fk.EventLog(e.assign(t=t), **K, errors="drop")
+    assert log.visits()["entered"].min() == pd.Timestamp("2025-01-01")  # no 1970
+
+
+def test_stray_number_among_strings_is_unparseable(e):
+    t = e.t.astype(object)
+    t[1] = 20250105
+    with pytest.raises(fk.EventLogError, match="unparseable time") as err:
+        fk.EventLog(e.assign(t=t), **K)
+    assert _reasons(err) == {1: "unparseable_time"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(5) * 10**9,
+        np.arange(5) * 1.5,
+        pd.array([1, 2, None, 4, 5], dtype="Int64"),
+        pd.Series([1, 2, 3, 4, 5], dtype=object),
+        pd.Series([1, 2, 3, 4, 5], dtype="int64[pyarrow]"),
+        [True, False, True, True, False],
+        pd.to_timedelta(np.arange(5), unit="D"),
+    ],
+)
+def test_wholly_numeric_time_column_is_refused(e, values):
+    x = e.assign(t=values)
+    for data in (x, pa.Table.from_pandas(x, preserve_index=False)):
+        for errors in ("raise", "drop"):
+            with pytest.raises(fk.EventLogError, match=r"`t` \(time\) holds numbers.*unit='s'"):
+                fk.EventLog(data, **K, errors=errors)
+
+
+def _dates(e: pd.DataFrame) -> dict:
+    ts = pd.to_datetime(e.t)
+    out = {
+        "date32": ts.astype("date32[pyarrow]"),
+        "date64": ts.astype("date64[pyarrow]"),
+        "date_objects": ts.dt.date.astype(object),
+    }
+    for u in ("s", "ms", "us", "ns"):
+        out[f"ts_{u}"] = ts.astype(pd.ArrowDtype(pa.timestamp(u)))
+        out[f"tz_{u}"] = ts.dt.tz_localize("Europe/Paris").astype(
+            pd.ArrowDtype(pa.timestamp(u, "Europe/Paris"))
+        )
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(_dates(_events())))
+@pytest.mark.parametrize("source", ["pandas", "arrow"])
+def test_arrow_dates_and_timestamps(e, kind, source):
+    x = e.assign(t=_dates(e)[kind])
+    data = x if source == "pandas" else pa.Table.from_pandas(x, preserve_index=False)
+    log = fk.EventLog(data, **K)
+    entered = log.visits().set_index(["deal", "stage"])["entered"]
+    if kind.startswith("tz_"):  # midnight in Paris is 23:00 UTC the day before
+        assert log.as_of == pd.Timestamp("2025-01-09 23:00", tz="UTC")
+        assert entered[("a", "Demo")] == pd.Timestamp("2025-01-04 23:00", tz="UTC")
+    else:
+        assert log.as_of == pd.Timestamp("2025-01-10")
+        assert entered[("a", "Demo")] == pd.Timestamp("2025-01-05")
+    assert log.visits()["dwell"].dropna().max() == pd.Timedelta(days=5)

@@ -8,6 +8,7 @@ can reject the rows with a reason.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import KeysView
 from collections.abc import Set as AbcSet
 from dataclasses import dataclass
@@ -501,12 +502,50 @@ def _arrow_timestamps_ns(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return ns, out_of_range
 
 
+#: words pandas would read as the wall clock: in a log they are data errors
+_DATE_WORDS = ("now", "today", "yesterday", "tomorrow")
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "boolean", "decimal", "complex")
+
+
+def check_time_dtype(col: pd.Series | pa.ChunkedArray, name: str) -> None:
+    """Refuse a time column that holds only numbers (or durations): funnelkit does not
+    guess an epoch or a unit, and pandas would read them as nanoseconds since 1970."""
+    if isinstance(col, pa.ChunkedArray):
+        t = col.type
+        numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        numeric = numeric or pa.types.is_decimal(t) or pa.types.is_duration(t)
+        kind = str(t)
+    else:
+        kind = str(col.dtype)
+        if col.dtype == object:
+            numeric = pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        else:
+            numeric = pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
+                col.dtype
+            )
+            numeric = numeric or pd.api.types.is_timedelta64_dtype(col.dtype)
+    if numeric:
+        raise EventLogError(
+            f"Column `{name}` (time) holds numbers ({kind}), not timestamps; funnelkit does "
+            "not guess their epoch or unit. Convert the column first, e.g. "
+            f"events[{name!r}] = pd.to_datetime(events[{name!r}], unit='s') for seconds "
+            "since 1970-01-01 (unit='ms' for milliseconds)."
+        )
+
+
 def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
-    """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision.
+    """Parse a time column: datetimes of any unit, dates (midnight), or ISO 8601 strings
+    of any precision.
 
     Aware values become UTC. In a string column that mixes values with and without an
     offset, the rows of the less common kind are flagged ``mixed_tz`` (naive ones on a tie).
+    Words pandas reads as the wall clock ("now", "today", ...) and, in an object column,
+    values that are neither strings nor datetimes/dates (a stray number) are unparseable.
     """
+    if isinstance(col, pa.ChunkedArray) and (
+        pa.types.is_date32(col.type) or pa.types.is_date64(col.type)
+    ):
+        col = col.cast(pa.timestamp("s" if pa.types.is_date32(col.type) else "ms"))
     if isinstance(col, pa.ChunkedArray):
         if pa.types.is_timestamp(col.type):
             aware = col.type.tz is not None
@@ -521,31 +560,48 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     null = isna(col)
     n = len(col)
     none = np.zeros(n, dtype=bool)
+    if isinstance(col.dtype, pd.ArrowDtype) and (
+        pa.types.is_timestamp(col.dtype.pyarrow_dtype)
+        or pa.types.is_date32(col.dtype.pyarrow_dtype)
+        or pa.types.is_date64(col.dtype.pyarrow_dtype)
+    ):
+        return parse_times(pa.chunked_array([pa.array(col)]))
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         ns, aware, out_of_range = _datetime_ns(col)
         return Times(np.where(null, NAT, ns), aware, null, out_of_range & ~null, none)
-    if isinstance(col.dtype, pd.ArrowDtype) and pa.types.is_timestamp(col.dtype.pyarrow_dtype):
-        return parse_times(pa.chunked_array([pa.array(col)]))
     # strings, or an object column of datetime-like values
     as_str = col.astype("string")
     stripped = as_str.str.strip()
     has_tz = stripped.str.contains(_TZ_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
-    is_obj_dt = False
+    skip = stripped.str.lower().isin(_DATE_WORDS).to_numpy(dtype=bool)  # never the clock
+    is_obj_dt: np.ndarray | bool = False
     if col.dtype == object:
-        sample = col[~null]
-        if len(sample) and not isinstance(sample.iloc[0], str):
+        kinds = pd.api.types.infer_dtype(col, skipna=True)
+        if kinds in ("datetime", "datetime64", "date"):
             is_obj_dt = True
-            has_tz = np.array(
+        elif kinds != "string" and kinds != "empty":  # mixed: look at each value
+            is_obj_dt = np.array(
+                [isinstance(v, (datetime.date, np.datetime64)) for v in col], dtype=bool
+            )
+            is_str = np.array([isinstance(v, str) for v in col], dtype=bool)
+            skip = skip | (~null & ~is_obj_dt & ~is_str)  # a stray number is no time
+        if np.any(is_obj_dt):
+            obj_tz = np.array(
                 [getattr(v, "tzinfo", None) is not None for v in col], dtype=bool
-            )  # object columns of datetimes only: pandas gives no vectorised tz test
+            )  # object columns of datetimes: pandas gives no vectorised tz test
+            has_tz = np.where(is_obj_dt, obj_tz, has_tz)
     ns = np.full(n, NAT, dtype=np.int64)
     parsed_ok = np.zeros(n, dtype=bool)
-    for tz_kind in (True, False):  # parse the aware and the naive values apart
-        sel = ~null & (has_tz == tz_kind)
+    obj_kinds = (True, False) if np.ndim(is_obj_dt) else (bool(is_obj_dt),)
+    for obj_kind, tz_kind in [(o, t) for o in obj_kinds for t in (True, False)]:
+        # parse the aware and the naive values apart (datetime objects apart from strings)
+        sel = ~null & ~skip & (has_tz == tz_kind)
+        if np.ndim(is_obj_dt):
+            sel &= is_obj_dt == obj_kind
         if not sel.any():
             continue
-        source = col[sel] if is_obj_dt else stripped[sel]
-        if is_obj_dt:
+        source = col[sel] if obj_kind else stripped[sel]
+        if obj_kind:
             parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
             parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)

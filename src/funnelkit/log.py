@@ -272,6 +272,7 @@ class EventLog:
         n = C.n_rows(events)
         ids = C.id_keys(C.column(events, s["deal"]))
         raw_codes, raw_names = C.stage_codes(C.column(events, s["stage"]), s["stage_map"])
+        C.check_time_dtype(C.column(events, s["time"]), s["time"])
         times = C.parse_times(C.column(events, s["time"]))
         self._aware = times.aware
 
