@@ -304,3 +304,143 @@ def test_arrow_dates_and_timestamps(e, kind, source):
         assert log.as_of == pd.Timestamp("2025-01-10")
         assert entered[("a", "Demo")] == pd.Timestamp("2025-01-05")
     assert log.visits()["dwell"].dropna().max() == pd.Timedelta(days=5)
+
+
+# --------------------------------------------------------------------------- huge spans
+def test_time_out_of_range_is_a_bad_row(e):
+    x = e.assign(t=e.t.where(e.index != 0, "1725-01-01"))  # a typo for 2025
+    with pytest.raises(fk.EventLogError, match=r"1 rows time out of range.*1725-01-01") as err:
+        fk.EventLog(x, **K)
+    assert _reasons(err) == {0: "time_out_of_range"}
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.quality.by_reason == {"time_out_of_range": 1}
+    assert log.rejects["row"].tolist() == [0]
+    dwell = log.visits().set_index(["deal", "stage"])["dwell"]
+    assert dwell[("a", "Demo")] == pd.Timedelta(days=5)  # was -103,927 days
+    assert (log.visits()["dwell"].dropna() >= pd.Timedelta(0)).all()
+
+
+def test_far_future_typo_does_not_move_as_of_or_hide_stale_deals():
+    x = pd.DataFrame(
+        dict(
+            d=["a", "a", "b", "z", "z"],
+            s=["Lead", "won", "Lead", "Lead", "lost"],
+            t=["2025-01-01", "2025-01-10", "2025-01-02", "2025-01-03", "2225-01-04"],
+        )
+    )
+    log = fk.EventLog(x, **K, stale_after="5D", errors="drop")
+    assert log.as_of == pd.Timestamp("2025-01-10")
+    out = log.deals().set_index("deal")["outcome"].astype(str).to_dict()
+    assert out == {"a": "won", "b": "stale", "z": "stale"}
+    assert log.quality.by_reason == {"time_out_of_range": 1}
+
+
+def test_spans_within_range_are_kept():
+    x = pd.DataFrame(
+        dict(d=["a", "a"], s=["Lead", "won"], t=["1900-01-01", "2040-01-01"])
+    )  # 140 years: inside the +-146 years around the median
+    log = fk.EventLog(x, **K)
+    assert log.visits()["dwell"].iloc[0] == pd.Timestamp("2040-01-01") - pd.Timestamp("1900-01-01")
+
+
+def test_as_of_too_far_after_the_events(e):
+    with pytest.raises(fk.EventLogError, match=r"`as_of`=.* more than 292 years"):
+        fk.EventLog(
+            e.assign(t=e.t.replace("2025-01-01", "1700-01-01")).iloc[:1], **K, as_of="2262-01-01"
+        )
+
+
+# --------------------------------------------------------------------------- ids, stages
+def _obj(values) -> pd.Series:
+    return pd.Series(values, dtype=object)
+
+
+def test_lone_surrogate_stage_is_a_bad_row(e):
+    x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
+    with pytest.raises(fk.EventLogError, match=r"column `s`: 1 rows invalid stage.*'Demo\\ud800'"):
+        fk.EventLog(x, **K)
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.stages == ["Lead"]
+    assert log.rejects["reason"].tolist() == ["invalid_stage"]
+    assert log.funnel()["reached"].tolist() == [2]
+
+
+@pytest.mark.parametrize("bad", [[1], {"k": 1}, np.array([1, 2]), {1, 2}])
+def test_unhashable_deal_ids_are_bad_rows(e, bad):
+    x = e.assign(d=_obj([bad] * 3 + ["b", "b"]))
+    with pytest.raises(fk.EventLogError, match=r"column `d`: 3 rows invalid deal") as err:
+        fk.EventLog(x, **K)
+    assert set(_reasons(err).values()) == {"invalid_deal"}
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.deals()["deal"].tolist() == ["b"]
+    assert log.quality.by_reason == {"invalid_deal": 3}
+
+
+def test_unhashable_stage_is_a_bad_row(e):
+    x = e.assign(s=_obj(["Lead", ["Demo"], "won", "Lead", "lost"]))
+    with pytest.raises(fk.EventLogError, match=r"1 rows invalid stage") as err:
+        fk.EventLog(x, **K)
+    assert _reasons(err) == {1: "invalid_stage"}
+
+
+# --------------------------------------------------------------------------- amounts
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        [30, -5, 30, 10, 10],
+        [30, np.inf, 30, 10, 10],
+        [30, -np.inf, 30, 10, 10],
+        _obj([30, "x", 30, 10, 10]),
+        _obj([30, "1e400", 30, 10, 10]),
+        _obj([30, 2j, 30, 10, 10]),
+        _obj([30, pd.Timedelta("1D"), 30, 10, 10]),
+        _obj([30, True, 30, 10, 10]),
+        _obj([30, [1], 30, 10, 10]),
+        pd.Series(["30", "-5", "30", "10", "10"], dtype="string"),
+    ],
+)
+def test_bad_amount_values_are_bad_rows(e, amounts):
+    x = e.assign(amt=amounts)
+    with pytest.raises(fk.EventLogError, match=r"column `amt`: 1 rows invalid amount") as err:
+        fk.EventLog(x, **K, amount="amt")
+    assert _reasons(err) == {1: "invalid_amount"}
+    assert err.value.failure_cases.columns.tolist() == ["row", "d", "s", "t", "amt", "reason"]
+    log = fk.EventLog(x, **K, amount="amt", errors="drop")
+    assert log.rejects["reason"].tolist() == ["invalid_amount"]
+    assert log.quality.by_reason == {"invalid_amount": 1}
+    f = log.funnel(weight="amount").set_index("stage")
+    assert f.loc["Lead", "reached"] == 40.0
+    assert 0 <= f.loc["Lead", "conversion"] <= 1
+
+
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        [1j, 2j, 3j, 1, 2],
+        pd.to_timedelta([1, 2, 3, 4, 5], unit="D"),
+        pd.to_datetime(["2025-01-01"] * 5),
+        [True, False, True, True, False],
+        _obj([pd.Timestamp("2025-01-01")] * 5),
+    ],
+)
+def test_non_numeric_amount_columns_are_refused(e, amounts):
+    for errors in ("raise", "drop"):
+        with pytest.raises(
+            fk.EventLogError, match=r"Column `amt` \(amount\) holds .* not amounts"
+        ):
+            fk.EventLog(e.assign(amt=amounts), **K, amount="amt", errors=errors)
+
+
+def test_amounts_too_large_to_add_up(e):
+    with pytest.raises(fk.EventLogError, match=r"`amt` \(amount\).* too large to add up"):
+        fk.EventLog(e.assign(amt=[1e308] * 5), **K, amount="amt")
+    with pytest.raises(fk.EventLogError, match="too large"):  # squares overflow
+        fk.EventLog(e.assign(amt=[1e160] * 5), **K, amount="amt")
+    log = fk.EventLog(e.assign(amt=[1e150] * 5), **K, amount="amt")
+    assert log.funnel(weight="amount")["reached"].iloc[0] == 2e150
+
+
+def test_missing_amounts_are_still_allowed(e):
+    log = fk.EventLog(e.assign(amt=[30, None, None, np.nan, 10]), **K, amount="amt")
+    assert log.quality.deals_without_amount == 0
+    assert log.deals()["amount"].tolist() == [30.0, 10.0]

@@ -12,6 +12,7 @@ import datetime
 from collections.abc import KeysView
 from collections.abc import Set as AbcSet
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -397,6 +398,42 @@ def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
     return IdKeys(codes, max(1, (len(uniques)).bit_length()), null, col)
 
 
+def invalid_values(col: pd.Series | pa.ChunkedArray, text: bool) -> np.ndarray | None:
+    """Mask of values an id or a name cannot be: unhashable ones (lists, dicts, arrays)
+    and, for names (``text``), strings that are not valid Unicode (a lone surrogate
+    cannot be compared, written or shown). None when there are none (the common case:
+    only object columns are looked at, each value only when the column is mixed)."""
+    if isinstance(col, pa.ChunkedArray) or col.dtype != object:
+        return None
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    bad = None
+    if kind.startswith("mixed") or kind == "unknown-array":
+        bad = np.zeros(len(col), dtype=bool)
+        for i, v in enumerate(col.to_numpy(dtype=object)):  # mixed columns only
+            try:
+                hash(v)
+            except TypeError:
+                bad[i] = True
+    if text and kind in ("string", "mixed"):
+        values = col.to_numpy(dtype=object)
+        if bad is not None:
+            values = np.where(bad, None, values)
+        codes, uniq = pd.factorize(values)
+        wrong = [i for i, u in enumerate(uniq) if isinstance(u, str) and not _is_unicode(u)]
+        if wrong:
+            bad = np.zeros(len(col), dtype=bool) if bad is None else bad
+            bad |= np.isin(codes, wrong)
+    return bad if bad is not None and bad.any() else None
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- stages
 def stage_codes(
     col: pd.Series | pa.ChunkedArray, stage_map: dict | None
@@ -617,6 +654,30 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     return Times(ns, aware, null, unparseable, mixed)
 
 
+#: the widest distance (ns, about 146 years) of an accepted time from the log's median
+#: time: then any two accepted times are less than 2**63 ns apart, so every duration
+#: (dwell, cycle time, as_of - last event) fits in int64
+MAX_FROM_MEDIAN = 2**62
+
+
+def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Mask of the parsed times (not NaT) more than :data:`MAX_FROM_MEDIAN` from their
+    median — typos such as 1725 for 2025 — or None when there are none, and the median
+    (0 when not computed). One min/max pass; the median only when the span is too wide."""
+    has = ns != NAT
+    if not has.any():
+        return None, 0
+    good = ns if has.all() else ns[has]
+    lo, hi = int(good.min()), int(good.max())
+    if hi - lo < MAX_FROM_MEDIAN:
+        return None, 0
+    median = int(np.partition(good, good.size // 2)[good.size // 2])
+    upper = min(median + MAX_FROM_MEDIAN, int(np.iinfo(np.int64).max))
+    lower = max(median - MAX_FROM_MEDIAN, NAT + 1)
+    bad = has & ((ns > upper) | (ns < lower))
+    return (bad if bad.any() else None), median
+
+
 def to_timestamp(value: object, aware: bool, name: str) -> int:
     """A scalar time (``as_of``) as int64 ns on the log's clock (naive read as UTC)."""
     from .errors import EventLogError
@@ -699,17 +760,64 @@ def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(uniques)
 
 
-def numeric(col: pd.Series | pa.ChunkedArray, name: str) -> np.ndarray:
-    """A float64 array of an amount column (NaN for null)."""
-    from .errors import EventLogError
+_TEMPORAL_KINDS = ("datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period")
 
+
+def amounts(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """An amount column as float64 (NaN for null) and a mask of its invalid values.
+
+    Amounts are finite real numbers >= 0 (numbers, or strings of numbers). A column of
+    another kind — booleans, complex numbers, dates, durations — is refused as a whole;
+    single values that are text, complex, negative, infinite (or beyond float64) are
+    invalid rows (NaN in the values), which the caller rejects with a reason.
+    """
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()
-    try:
-        return pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    except (ValueError, TypeError) as exc:
-        bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+    if isinstance(col.dtype, pd.CategoricalDtype):  # the values, not the category codes
+        col = pd.Series(col.cat.categories.take(col.cat.codes), dtype=object).where(
+            col.cat.codes.to_numpy() >= 0, None
+        )
+    dtype = col.dtype
+    is_object = pd.api.types.is_object_dtype(dtype)
+    kind = pd.api.types.infer_dtype(col, skipna=True) if is_object else ""
+    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
+    refused = (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_complex_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or (arrow is not None and pa.types.is_temporal(arrow))
+        or kind in (*_TEMPORAL_KINDS, "boolean", "complex")
+    )
+    if refused:
         raise EventLogError(
-            f"Column `{name}` (amount) holds {int(bad.sum())} non-numeric values, e.g. "
-            f"{col[bad].head(3).tolist()}; clean or convert it to numbers first."
-        ) from exc
+            f"Column `{name}` (amount) holds {kind or dtype} values, not amounts; amounts "
+            "must be real numbers >= 0 (a deal's value). Convert the column to numbers "
+            "first, or leave amount=None."
+        )
+    null = np.asarray(col.isna().to_numpy(), dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype) or kind in ("integer", "floating", "decimal"):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.zeros(values.size, dtype=bool)
+    elif kind in ("string", "empty") or (not is_object and pd.api.types.is_string_dtype(dtype)):
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(values) & ~null
+    else:  # mixed objects: look at each value (no bool, complex, dates, containers)
+        values = np.full(len(col), np.nan)
+        objs = col.to_numpy(dtype=object)
+        real = (int, float, np.integer, np.floating, Decimal)
+        for i, v in enumerate(objs):
+            if isinstance(v, real) and not isinstance(v, (bool, np.bool_)):
+                values[i] = float(v)
+        text = np.array([isinstance(v, str) for v in objs], dtype=bool)
+        if text.any():
+            values[text] = pd.to_numeric(pd.Series(objs[text]), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        bad = np.isnan(values) & ~null
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.isfinite(values) & ~np.isnan(values)
+        bad |= values < 0
+    if bad.any():
+        values = np.where(bad, np.nan, values)
+    return values, bad
