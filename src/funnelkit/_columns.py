@@ -8,12 +8,19 @@ can reject the rows with a reason.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import KeysView
+from collections.abc import Set as AbcSet
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .errors import EventLogError
 
 NAT = np.iinfo(np.int64).min
 # an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
@@ -27,6 +34,33 @@ def column(data: pd.DataFrame | pa.Table, name: str) -> pd.Series | pa.ChunkedAr
     return data[name]
 
 
+def as_list(value: Any, param: str, *, ordered: bool) -> list:
+    """The items of a list-like parameter (a single string is one item).
+
+    A set's iteration order changes from run to run (``PYTHONHASHSEED``), so an
+    unordered collection is refused where the order means something (``ordered``:
+    ``stages`` is the funnel order) and read in sorted order elsewhere (``won``,
+    ``lost``, ``attrs``, ``by``: only the order of output columns or categories
+    depends on it). A dict (or its keys view) keeps its insertion order.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, AbcSet) and not isinstance(value, KeysView):
+        if ordered:
+            raise TypeError(
+                f"Parameter `{param}` must be an ordered sequence such as a list or tuple "
+                f"(its order is the funnel order); got a {type(value).__name__}, whose "
+                f"order changes from run to run. Pass e.g. `{param}=[...]` in funnel order."
+            )
+        return sorted(value, key=lambda v: (type(v).__name__, str(v)))
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(
+            f"Parameter `{param}` must be a name or a list of names; got {type(value).__name__}."
+        ) from None
+
+
 def mapped_columns(kwargs: dict) -> dict[str, str]:
     """Role of each mapped column (``{"deal": "deal_id", ..., "attr:owner": "owner"}``),
     from EventLog keywords with their defaults."""
@@ -37,11 +71,9 @@ def mapped_columns(kwargs: dict) -> dict[str, str]:
     }
     if kwargs.get("amount") is not None:
         roles["amount"] = kwargs["amount"]
-    attrs = kwargs.get("attrs", ())
-    for a in [attrs] if isinstance(attrs, str) else attrs:
+    for a in as_list(kwargs.get("attrs", ()), "attrs", ordered=False):
         roles[f"attr:{a}"] = a
-    visit_attrs = kwargs.get("visit_attrs", ())
-    for a in [visit_attrs] if isinstance(visit_attrs, str) else visit_attrs:
+    for a in as_list(kwargs.get("visit_attrs", ()), "visit_attrs", ordered=False):
         roles.setdefault(f"attr:{a}", a)
     return roles
 
@@ -60,6 +92,26 @@ def check_columns(roles: dict[str, str], available: list[str], where: str = "the
             f"Column(s) {', '.join(missing)} not found in {where}. Available columns: "
             f"{available}. Map your columns with deal=..., stage=..., time=..., amount=..., "
             "attrs=[...]."
+        )
+
+
+def check_unique_columns(roles: dict[str, str], available: list) -> None:
+    """Raise a clear error when a column the log reads appears more than once (pandas
+    would hand back a DataFrame where one column is expected)."""
+    from .errors import EventLogError
+
+    used = set(roles.values())
+    counts: dict = {}
+    for c in available:
+        if c in used:
+            counts[c] = counts.get(c, 0) + 1
+    dup = [c for c, k in counts.items() if k > 1]
+    if dup:
+        shown = ", ".join(f"`{c}` ({counts[c]} times)" for c in dup)
+        raise EventLogError(
+            f"Column(s) {shown} appear more than once in the events; the log cannot tell "
+            "which one to read. Rename or drop the duplicates first, e.g. "
+            "events.loc[:, ~events.columns.duplicated()]."
         )
 
 
@@ -346,6 +398,42 @@ def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
     return IdKeys(codes, max(1, (len(uniques)).bit_length()), null, col)
 
 
+def invalid_values(col: pd.Series | pa.ChunkedArray, text: bool) -> np.ndarray | None:
+    """Mask of values an id or a name cannot be: unhashable ones (lists, dicts, arrays)
+    and, for names (``text``), strings that are not valid Unicode (a lone surrogate
+    cannot be compared, written or shown). None when there are none (the common case:
+    only object columns are looked at, each value only when the column is mixed)."""
+    if isinstance(col, pa.ChunkedArray) or col.dtype != object:
+        return None
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    bad = None
+    if kind.startswith("mixed") or kind == "unknown-array":
+        bad = np.zeros(len(col), dtype=bool)
+        for i, v in enumerate(col.to_numpy(dtype=object)):  # mixed columns only
+            try:
+                hash(v)
+            except TypeError:
+                bad[i] = True
+    if text and kind in ("string", "mixed"):
+        values = col.to_numpy(dtype=object)
+        if bad is not None:
+            values = np.where(bad, None, values)
+        codes, uniq = pd.factorize(values)
+        wrong = [i for i, u in enumerate(uniq) if isinstance(u, str) and not _is_unicode(u)]
+        if wrong:
+            bad = np.zeros(len(col), dtype=bool) if bad is None else bad
+            bad |= np.isin(codes, wrong)
+    return bad if bad is not None and bad.any() else None
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- stages
 def stage_codes(
     col: pd.Series | pa.ChunkedArray, stage_map: dict | None
@@ -451,12 +539,50 @@ def _arrow_timestamps_ns(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return ns, out_of_range
 
 
+#: words pandas would read as the wall clock: in a log they are data errors
+_DATE_WORDS = ("now", "today", "yesterday", "tomorrow")
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "boolean", "decimal", "complex")
+
+
+def check_time_dtype(col: pd.Series | pa.ChunkedArray, name: str) -> None:
+    """Refuse a time column that holds only numbers (or durations): funnelkit does not
+    guess an epoch or a unit, and pandas would read them as nanoseconds since 1970."""
+    if isinstance(col, pa.ChunkedArray):
+        t = col.type
+        numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        numeric = numeric or pa.types.is_decimal(t) or pa.types.is_duration(t)
+        kind = str(t)
+    else:
+        kind = str(col.dtype)
+        if col.dtype == object:
+            numeric = pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        else:
+            numeric = pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
+                col.dtype
+            )
+            numeric = numeric or pd.api.types.is_timedelta64_dtype(col.dtype)
+    if numeric:
+        raise EventLogError(
+            f"Column `{name}` (time) holds numbers ({kind}), not timestamps; funnelkit does "
+            "not guess their epoch or unit. Convert the column first, e.g. "
+            f"events[{name!r}] = pd.to_datetime(events[{name!r}], unit='s') for seconds "
+            "since 1970-01-01 (unit='ms' for milliseconds)."
+        )
+
+
 def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
-    """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision.
+    """Parse a time column: datetimes of any unit, dates (midnight), or ISO 8601 strings
+    of any precision.
 
     Aware values become UTC. In a string column that mixes values with and without an
     offset, the rows of the less common kind are flagged ``mixed_tz`` (naive ones on a tie).
+    Words pandas reads as the wall clock ("now", "today", ...) and, in an object column,
+    values that are neither strings nor datetimes/dates (a stray number) are unparseable.
     """
+    if isinstance(col, pa.ChunkedArray) and (
+        pa.types.is_date32(col.type) or pa.types.is_date64(col.type)
+    ):
+        col = col.cast(pa.timestamp("s" if pa.types.is_date32(col.type) else "ms"))
     if isinstance(col, pa.ChunkedArray):
         if pa.types.is_timestamp(col.type):
             aware = col.type.tz is not None
@@ -471,31 +597,48 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     null = isna(col)
     n = len(col)
     none = np.zeros(n, dtype=bool)
+    if isinstance(col.dtype, pd.ArrowDtype) and (
+        pa.types.is_timestamp(col.dtype.pyarrow_dtype)
+        or pa.types.is_date32(col.dtype.pyarrow_dtype)
+        or pa.types.is_date64(col.dtype.pyarrow_dtype)
+    ):
+        return parse_times(pa.chunked_array([pa.array(col)]))
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         ns, aware, out_of_range = _datetime_ns(col)
         return Times(np.where(null, NAT, ns), aware, null, out_of_range & ~null, none)
-    if isinstance(col.dtype, pd.ArrowDtype) and pa.types.is_timestamp(col.dtype.pyarrow_dtype):
-        return parse_times(pa.chunked_array([pa.array(col)]))
     # strings, or an object column of datetime-like values
     as_str = col.astype("string")
     stripped = as_str.str.strip()
     has_tz = stripped.str.contains(_TZ_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
-    is_obj_dt = False
+    skip = stripped.str.lower().isin(_DATE_WORDS).to_numpy(dtype=bool)  # never the clock
+    is_obj_dt: np.ndarray | bool = False
     if col.dtype == object:
-        sample = col[~null]
-        if len(sample) and not isinstance(sample.iloc[0], str):
+        kinds = pd.api.types.infer_dtype(col, skipna=True)
+        if kinds in ("datetime", "datetime64", "date"):
             is_obj_dt = True
-            has_tz = np.array(
+        elif kinds != "string" and kinds != "empty":  # mixed: look at each value
+            is_obj_dt = np.array(
+                [isinstance(v, (datetime.date, np.datetime64)) for v in col], dtype=bool
+            )
+            is_str = np.array([isinstance(v, str) for v in col], dtype=bool)
+            skip = skip | (~null & ~is_obj_dt & ~is_str)  # a stray number is no time
+        if np.any(is_obj_dt):
+            obj_tz = np.array(
                 [getattr(v, "tzinfo", None) is not None for v in col], dtype=bool
-            )  # object columns of datetimes only: pandas gives no vectorised tz test
+            )  # object columns of datetimes: pandas gives no vectorised tz test
+            has_tz = np.where(is_obj_dt, obj_tz, has_tz)
     ns = np.full(n, NAT, dtype=np.int64)
     parsed_ok = np.zeros(n, dtype=bool)
-    for tz_kind in (True, False):  # parse the aware and the naive values apart
-        sel = ~null & (has_tz == tz_kind)
+    obj_kinds = (True, False) if np.ndim(is_obj_dt) else (bool(is_obj_dt),)
+    for obj_kind, tz_kind in [(o, t) for o in obj_kinds for t in (True, False)]:
+        # parse the aware and the naive values apart (datetime objects apart from strings)
+        sel = ~null & ~skip & (has_tz == tz_kind)
+        if np.ndim(is_obj_dt):
+            sel &= is_obj_dt == obj_kind
         if not sel.any():
             continue
-        source = col[sel] if is_obj_dt else stripped[sel]
-        if is_obj_dt:
+        source = col[sel] if obj_kind else stripped[sel]
+        if obj_kind:
             parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
             parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)
@@ -509,6 +652,30 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     mixed = parsed_ok & (has_tz != aware) if (n_aware and n_naive) else none
     ns[mixed] = NAT
     return Times(ns, aware, null, unparseable, mixed)
+
+
+#: the widest distance (ns, about 146 years) of an accepted time from the log's median
+#: time: then any two accepted times are less than 2**63 ns apart, so every duration
+#: (dwell, cycle time, as_of - last event) fits in int64
+MAX_FROM_MEDIAN = 2**62
+
+
+def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Mask of the parsed times (not NaT) more than :data:`MAX_FROM_MEDIAN` from their
+    median — typos such as 1725 for 2025 — or None when there are none, and the median
+    (0 when not computed). One min/max pass; the median only when the span is too wide."""
+    has = ns != NAT
+    if not has.any():
+        return None, 0
+    good = ns if has.all() else ns[has]
+    lo, hi = int(good.min()), int(good.max())
+    if hi - lo < MAX_FROM_MEDIAN:
+        return None, 0
+    median = int(np.partition(good, good.size // 2)[good.size // 2])
+    upper = min(median + MAX_FROM_MEDIAN, int(np.iinfo(np.int64).max))
+    lower = max(median - MAX_FROM_MEDIAN, NAT + 1)
+    bad = has & ((ns > upper) | (ns < lower))
+    return (bad if bad.any() else None), median
 
 
 def to_timestamp(value: object, aware: bool, name: str) -> int:
@@ -535,26 +702,122 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
     return int(ts.as_unit("ns").value)
 
 
+_UNITLESS = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
+
+
+def to_duration(value: object, name: str) -> pd.Timedelta:
+    """A duration parameter (``stale_after``, ``within``, ``horizon``) as a positive
+    Timedelta — the one place durations are read.
+
+    A duration needs a unit: a bare number (``90``) or a string of digits (``"90"``)
+    would be read by pandas as nanoseconds, so both are refused. On a business calendar
+    the duration is counted in business time, as the calendar's dwell is.
+    """
+    import re
+
+    example = "e.g. '90D', '12h' or pd.Timedelta(days=90)"
+    unitless = isinstance(value, (bool, int, float, np.integer, np.floating)) or (
+        isinstance(value, str) and re.match(_UNITLESS, value) is not None
+    )
+    if isinstance(value, np.timedelta64) and np.datetime_data(value.dtype)[0] == "generic":
+        unitless = True
+    if unitless:
+        raise _UnitlessDuration(
+            f"Parameter `{name}`={value!r} has no unit (pandas would read it as "
+            f"nanoseconds); pass a duration with a unit, {example}."
+        )
+    try:
+        td = pd.Timedelta(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} is not a duration; pass {example}."
+        ) from exc
+    if td is pd.NaT:
+        raise EventLogError(f"Parameter `{name}`={value!r} is not a duration; pass {example}.")
+    if td <= pd.Timedelta(0):
+        raise EventLogError(f"Parameter `{name}` must be positive; got {value!r}.")
+    return td
+
+
+class _UnitlessDuration(EventLogError, TypeError):
+    """A number where a duration with a unit is needed: a wrong value and a wrong type."""
+
+
 # --------------------------------------------------------------------------- attributes
 def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 for null) and uniques of an attribute column."""
+    """Codes (-1 for null) and uniques of an attribute column.
+
+    The uniques are a plain Index of the values, never a CategoricalIndex: for a
+    categorical column (pandas ``category``, arrow dictionary) ``pd.factorize`` returns
+    a Categorical whose *values* are the uniques, and a caller passing it as
+    ``categories=`` to ``Categorical.from_codes`` would get its sorted categories instead,
+    which swaps labels between deals."""
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
+        uniques = uniques.categories.take(np.asarray(uniques.codes))
     return codes.astype(np.int64), pd.Index(uniques)
 
 
-def numeric(col: pd.Series | pa.ChunkedArray, name: str) -> np.ndarray:
-    """A float64 array of an amount column (NaN for null)."""
-    from .errors import EventLogError
+_TEMPORAL_KINDS = ("datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period")
 
+
+def amounts(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """An amount column as float64 (NaN for null) and a mask of its invalid values.
+
+    Amounts are finite real numbers >= 0 (numbers, or strings of numbers). A column of
+    another kind — booleans, complex numbers, dates, durations — is refused as a whole;
+    single values that are text, complex, negative, infinite (or beyond float64) are
+    invalid rows (NaN in the values), which the caller rejects with a reason.
+    """
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()
-    try:
-        return pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    except (ValueError, TypeError) as exc:
-        bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+    if isinstance(col.dtype, pd.CategoricalDtype):  # the values, not the category codes
+        col = pd.Series(col.cat.categories.take(col.cat.codes), dtype=object).where(
+            col.cat.codes.to_numpy() >= 0, None
+        )
+    dtype = col.dtype
+    is_object = pd.api.types.is_object_dtype(dtype)
+    kind = pd.api.types.infer_dtype(col, skipna=True) if is_object else ""
+    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
+    refused = (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_complex_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or (arrow is not None and pa.types.is_temporal(arrow))
+        or kind in (*_TEMPORAL_KINDS, "boolean", "complex")
+    )
+    if refused:
         raise EventLogError(
-            f"Column `{name}` (amount) holds {int(bad.sum())} non-numeric values, e.g. "
-            f"{col[bad].head(3).tolist()}; clean or convert it to numbers first."
-        ) from exc
+            f"Column `{name}` (amount) holds {kind or dtype} values, not amounts; amounts "
+            "must be real numbers >= 0 (a deal's value). Convert the column to numbers "
+            "first, or leave amount=None."
+        )
+    null = np.asarray(col.isna().to_numpy(), dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype) or kind in ("integer", "floating", "decimal"):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.zeros(values.size, dtype=bool)
+    elif kind in ("string", "empty") or (not is_object and pd.api.types.is_string_dtype(dtype)):
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(values) & ~null
+    else:  # mixed objects: look at each value (no bool, complex, dates, containers)
+        values = np.full(len(col), np.nan)
+        objs = col.to_numpy(dtype=object)
+        real = (int, float, np.integer, np.floating, Decimal)
+        for i, v in enumerate(objs):
+            if isinstance(v, real) and not isinstance(v, (bool, np.bool_)):
+                values[i] = float(v)
+        text = np.array([isinstance(v, str) for v in objs], dtype=bool)
+        if text.any():
+            values[text] = pd.to_numeric(pd.Series(objs[text]), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        bad = np.isnan(values) & ~null
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.isfinite(values) & ~np.isnan(values)
+        bad |= values < 0
+    if bad.any():
+        values = np.where(bad, np.nan, values)
+    return values, bad

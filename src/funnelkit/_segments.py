@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._columns import as_list
 from .errors import EventLogError
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def normalize_by(by: str | Sequence[str] | None) -> list[str]:
     if by is None:
         return []
-    return [by] if isinstance(by, str) else list(by)
+    return as_list(by, "by", ordered=False)  # a set of columns: sorted, not hash order
 
 
 def segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:

@@ -173,14 +173,13 @@ class DaskEventLog:
             raise TypeError("Parameter `exact_durations` must be an int.")
         if exact_durations < 0:
             raise EventLogError("Parameter `exact_durations` must be >= 0.")
-        if isinstance(attrs, str):
-            attrs = [attrs]
+        attrs = C.as_list(attrs, "attrs", ordered=False)
         settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
-            stages=list(stages) if stages is not None else None,
+            stages=_names(stages, "stages") if stages is not None else None,
             won=won,
             lost=lost,
             amount=amount,
@@ -195,7 +194,9 @@ class DaskEventLog:
         self._events = events
         self.won = _names(won, "won")
         self.lost = _names(lost, "lost")
-        self.stale_after = None if stale_after is None else pd.Timedelta(stale_after)
+        self.stale_after = (
+            None if stale_after is None else C.to_duration(stale_after, "stale_after")
+        )
         columns = tuple(dict.fromkeys(C.mapped_columns(settings).values()))
         self._columns = columns
         meta = events._meta[list(columns)].assign(**{SM.ROW: np.zeros(0, dtype=np.int64)})
@@ -260,7 +261,7 @@ class DaskEventLog:
         # (3) the global layout
         assert cfg.as_of_ns is not None
         if stages is not None:
-            order, inferred = list(stages), False
+            order, inferred = list(settings["stages"]), False
         else:
             order, inferred = SM.infer_order(summary.tables["positions"]), True
         self.stages = order

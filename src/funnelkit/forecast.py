@@ -578,20 +578,7 @@ class Forecast:
 
 
 def _horizon(horizon: Any) -> int:
-    if isinstance(horizon, (bool, int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"Parameter `horizon` must be a duration such as '90D' or pd.Timedelta(days=90); "
-            f"got the number {horizon!r} (say which unit)."
-        )
-    try:
-        h = pd.Timedelta(horizon)
-    except (ValueError, TypeError) as exc:
-        raise EventLogError(
-            f"Parameter `horizon`={horizon!r} is not a duration; pass e.g. '90D'."
-        ) from exc
-    if h is pd.NaT or h <= pd.Timedelta(0):
-        raise EventLogError(f"Parameter `horizon` must be positive; got {horizon!r}.")
-    return int(h.value)
+    return int(C.to_duration(horizon, "horizon").value)
 
 
 def _calendar_visits(log: EventLog) -> Visits:

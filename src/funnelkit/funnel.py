@@ -10,6 +10,7 @@ import pandas as pd
 
 from . import _stats
 from . import _validate as V
+from ._columns import to_duration
 from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from .errors import EventLogError
@@ -153,19 +154,8 @@ def windows(log: EventLog, within) -> np.ndarray:
             raise EventLogError(
                 f"`within` names stage {stage!r}, which is not a stage of this log ({log.stages})."
             )
-        try:
-            td = pd.Timedelta(value)
-        except (ValueError, TypeError) as exc:
-            raise EventLogError(
-                f"`within`={value!r} for {stage!r} is not a duration; pass e.g. '30D'."
-            ) from exc
-        if pd.isna(td):
-            raise EventLogError(
-                f"`within`={value!r} for {stage!r} is not a duration; pass e.g. '30D'."
-            )
-        if td <= pd.Timedelta(0):
-            raise EventLogError(f"`within` for {stage!r} must be positive; got {value!r}.")
-        out[log.stages.index(stage)] = td.value
+        param = f"within[{stage!r}]" if isinstance(within, dict) else "within"
+        out[log.stages.index(stage)] = to_duration(value, param).value
     return out
 
 

@@ -30,44 +30,60 @@ __all__ = ["EventLog"]
 _REASON_CODES = list(REASONS)
 _PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 _COLUMN_OF_REASON = {
+    "invalid_deal": "deal",
     "missing_deal": "deal",
+    "invalid_stage": "stage",
     "missing_stage": "stage",
     "missing_time": "time",
     "unparseable_time": "time",
     "mixed_timezone": "time",
+    "time_out_of_range": "time",
     "unknown_stage": "stage",
     "after_as_of": "time",
+    "invalid_amount": "amount",
     "conflicting_outcome": "stage",
 }
 _HINTS = {
+    "invalid_deal": "a deal id must be a single value such as a string or an integer, not "
+    "a list, dict or array",
     "missing_deal": "every event needs a deal id",
+    "invalid_stage": "a stage name must be valid text: not a list, dict or array, and no "
+    "lone surrogates such as '\\ud800' (a broken decoding; re-read the file with the right "
+    "encoding)",
     "missing_stage": "every event needs a stage",
     "missing_time": "every event needs a timestamp",
     "unparseable_time": "timestamps must be datetimes or ISO 8601 strings such as "
     "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262",
     "mixed_timezone": "timestamps mix naive and time-zone-aware values; make them all aware "
     "(e.g. append '+00:00') or all naive",
+    "time_out_of_range": "these timestamps are more than 146 years from the log's median "
+    "time, almost surely a typo in the year (1725 for 2025); fix them (durations across "
+    "them cannot be measured)",
     "unknown_stage": "these stages are not in `stages`, `won` or `lost`; add them, merge them "
     "with `stage_map`, or leave `stages=None` to infer the order",
     "after_as_of": "events after `as_of` cannot be used; move `as_of` later or leave it None",
+    "invalid_amount": "amounts must be finite numbers >= 0 (not text, negative, infinite or "
+    "complex); fix them, or leave the cell empty for an unknown amount",
     "conflicting_outcome": "the deal's final run of terminal events holds both a won and a lost "
     "stage; fix the outcome in the CRM or drop the deal",
 }
 
 
 def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
+    """Stage names of ``stages`` (an order: a set is refused), ``won`` or ``lost`` (a set
+    is read in sorted order)."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
     try:
-        names = [str(v) for v in value]
+        items = C.as_list(value, param, ordered=param == "stages")
     except TypeError:
+        if param == "stages" and not isinstance(value, (str, bytes)):
+            raise
         raise TypeError(
             f"Parameter `{param}` must be a stage name, a list of names or None; "
             f"got {type(value).__name__}."
         ) from None
-    return names
+    return [str(v) for v in items]
 
 
 def _shown(values: pd.Series) -> list[Any]:
@@ -219,17 +235,15 @@ class EventLog:
             )
         if errors not in ("raise", "drop"):
             raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
-        if isinstance(attrs, str):
-            attrs = [attrs]
-        if isinstance(visit_attrs, str):
-            visit_attrs = [visit_attrs]
+        attrs = C.as_list(attrs, "attrs", ordered=False)
+        visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
         self.calendar = as_calendar(calendar)
         self._settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
-            stages=list(stages) if stages is not None else None,
+            stages=_names(stages, "stages") if stages is not None else None,
             won=won,
             lost=lost,
             amount=amount,
@@ -258,18 +272,11 @@ class EventLog:
                 )
         self.stale_after = None
         if stale_after is not None:
-            try:
-                self.stale_after = pd.Timedelta(stale_after)
-            except (ValueError, TypeError) as exc:
-                raise EventLogError(
-                    f"Parameter `stale_after`={stale_after!r} is not a duration; pass e.g. "
-                    "'90D' or pd.Timedelta(days=90)."
-                ) from exc
-            if self.stale_after <= pd.Timedelta(0):
-                raise EventLogError("Parameter `stale_after` must be positive.")
+            self.stale_after = C.to_duration(stale_after, "stale_after")
 
         mapped = C.mapped_columns(self._settings)
         C.check_columns(mapped, C.column_names(events))
+        C.check_unique_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
 
@@ -278,8 +285,21 @@ class EventLog:
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)
-        ids = C.id_keys(C.column(events, s["deal"]))
-        raw_codes, raw_names = C.stage_codes(C.column(events, s["stage"]), s["stage_map"])
+        # values no id or name can be (unhashable, not Unicode): bad rows, encoded as null
+        deal_col = C.column(events, s["deal"])
+        bad_deal = C.invalid_values(deal_col, text=False)
+        if bad_deal is not None:
+            deal_col = deal_col.where(~bad_deal, None)
+        stage_col = C.column(events, s["stage"])
+        bad_stage = C.invalid_values(stage_col, text=True)
+        if bad_stage is not None:
+            stage_col = stage_col.where(~bad_stage, None)
+        ids = C.id_keys(deal_col)
+        raw_codes, raw_names = C.stage_codes(stage_col, s["stage_map"])
+        amount_vals = bad_amount = None
+        if s["amount"] is not None:
+            amount_vals, bad_amount = C.amounts(C.column(events, s["amount"]), s["amount"])
+        C.check_time_dtype(C.column(events, s["time"]), s["time"])
         times = C.parse_times(C.column(events, s["time"]))
         self._aware = times.aware
 
@@ -308,12 +328,21 @@ class EventLog:
             if mask.any():
                 reason[(reason == 0) & mask] = 1 + _REASON_CODES.index(name)
 
+        if bad_deal is not None:
+            mark(bad_deal, "invalid_deal")
         mark(ids.null, "missing_deal")
+        if bad_stage is not None:
+            mark(bad_stage, "invalid_stage")
         mark(raw_codes < 0, "missing_stage")
         mark(times.null, "missing_time")
         mark(times.unparseable, "unparseable_time")
         mark(times.mixed_tz, "mixed_timezone")
+        far, _ = C.out_of_range(times.ns)
+        if far is not None:
+            mark(far, "time_out_of_range")
         mark(unknown_code[raw_codes], "unknown_stage")
+        if bad_amount is not None:
+            mark(bad_amount, "invalid_amount")
         if as_of is not None:
             as_of_ns = C.to_timestamp(as_of, times.aware, "as_of")
             mark(times.ns > as_of_ns, "after_as_of")
@@ -358,6 +387,12 @@ class EventLog:
         as_of_ns = (
             C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
         )
+        if as_of_ns - int(ts.min()) >= 2 * C.MAX_FROM_MEDIAN:  # a given as_of, far out
+            raise EventLogError(
+                f"Parameter `as_of`={as_of!r} is more than 292 years after the first event "
+                f"({self._timestamp(ts[:1].copy())[0]}); durations up to it cannot be "
+                "measured. Pass an as_of near the events or leave it None."
+            )
         self._as_of_ns = as_of_ns
         self.as_of = self._timestamp(np.array([as_of_ns]))[0]
 
@@ -422,10 +457,20 @@ class EventLog:
         self._amount: np.ndarray | None = None
         deals_without_amount = 0
         if s["amount"] is not None:
-            vals = C.numeric(C.column(events, s["amount"]), s["amount"])[srt.rows]
+            assert amount_vals is not None
+            vals = amount_vals[srt.rows]
             valid = ~np.isnan(vals)
             first = V.first_notnull(valid, srt.starts, n_sorted)
             amt = np.where(first >= 0, vals[np.maximum(first, 0)], np.nan)
+            with np.errstate(over="ignore"):
+                too_big = not (np.isfinite(np.nansum(amt)) and np.isfinite(np.nansum(amt * amt)))
+            if too_big:
+                raise EventLogError(
+                    f"Column `{s['amount']}` (amount): the deals' amounts are too large to add "
+                    f"up in float64 (largest {np.nanmax(amt):.3g}; their total or the total "
+                    "of their squares, used for weighted intervals, would be infinite). "
+                    "Rescale the column, e.g. to thousands or millions."
+                )
             self._amount = amt
             deals_without_amount = int((first < 0).sum())
             attr_changes[s["amount"]] = int(

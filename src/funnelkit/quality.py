@@ -12,13 +12,17 @@ __all__ = ["QualityReport", "REASONS"]
 #: Why an input row is not an event of the cleaned log, by kind of treatment.
 REASONS: dict[str, str] = {
     # dropped: bad rows (only under errors="drop"; under "raise" they raise)
+    "invalid_deal": "dropped",
     "missing_deal": "dropped",
+    "invalid_stage": "dropped",
     "missing_stage": "dropped",
     "missing_time": "dropped",
     "unparseable_time": "dropped",
     "mixed_timezone": "dropped",
+    "time_out_of_range": "dropped",
     "unknown_stage": "dropped",
     "after_as_of": "dropped",
+    "invalid_amount": "dropped",
     "conflicting_outcome": "dropped",
     # removed by the path rules
     "reopened_terminal": "removed",

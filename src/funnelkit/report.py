@@ -86,13 +86,17 @@ EXAMPLES_PER_REASON = 3
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 _REASON_TEXT = {
+    "invalid_deal": "deal id not a single value (list, dict, ...)",
     "missing_deal": "no deal id",
+    "invalid_stage": "stage not valid text",
     "missing_stage": "no stage",
     "missing_time": "no timestamp",
     "unparseable_time": "timestamp not a date",
     "mixed_timezone": "naive timestamp in a time-zone-aware log",
     "unknown_stage": "stage not among the declared stages or outcomes",
+    "time_out_of_range": "timestamp over 146 years from the log's median time",
     "after_as_of": "event after the observation time",
+    "invalid_amount": "amount not a finite number >= 0",
     "conflicting_outcome": "deal ends in both a won and a lost stage",
     "reopened_terminal": "won/lost event followed by more stages (deal reopened)",
     "repeat": "stage logged again in a row (one visit)",
