@@ -378,6 +378,23 @@ def test_more_partitions_than_deals_and_csv(client, tmp_path):
     assert read_events(path, **kw).quality == fk.read_events(path, **kw).quality
 
 
+def test_csv_missing_cells_and_encoding_as_the_pandas_reader(client, tmp_path):
+    """NA-like, empty and whitespace-only cells are missing; encoding= reaches dask."""
+    path = tmp_path / "events.csv"
+    text = (
+        "deal,stage,ts\na,Lead,2025-01-01\na,Démo,2025-01-05\na,W,2025-01-10\n"
+        ",Lead,2025-01-02\nNA,L1,2025-01-03\nb,  ,2025-01-02\nb,null,2025-01-03\n"
+        "c,Lead,\nc,Lead,N/A\nd,Lead,2025-01-04\n"
+    )
+    path.write_bytes(text.encode("latin-1"))
+    kw = dict(deal="deal", stage="stage", time="ts", won="W", lost="L1", errors="drop")
+    mem = fk.read_events(path, encoding="latin-1", **kw)
+    dist = fk.read_events(path, engine="dask", encoding="latin-1", **kw)
+    assert dist.quality == mem.quality
+    assert mem.quality.by_reason == {"missing_deal": 2, "missing_stage": 2, "missing_time": 2}
+    assert mem.stages == ["Lead", "Démo"]
+
+
 def test_public_entry_points_dispatch_to_dask(client, tmp_path):
     import dask.dataframe as dd
 

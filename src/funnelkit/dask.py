@@ -727,7 +727,12 @@ class DaskEventLog:
 
 
 def read_events(
-    path: str | os.PathLike[str], *, npartitions: int | None = None, **kwargs: Any
+    path: str | os.PathLike[str],
+    *,
+    npartitions: int | None = None,
+    encoding: str = "utf-8",
+    na_values: Iterable[str] | None = None,
+    **kwargs: Any,
 ) -> DaskEventLog:
     """Read an event log with dask: a Parquet file or folder (or glob), or CSV file(s).
 
@@ -741,6 +746,11 @@ def read_events(
         of Parquet files, or ``*.csv`` (globs allowed).
     npartitions : int, optional
         Partitions after the shuffle by deal; see :class:`DaskEventLog`.
+    encoding : str, default "utf-8"
+        Text encoding of CSV files.
+    na_values : iterable of str, optional
+        CSV cells read as missing values (default :data:`funnelkit.io.NA_VALUES`); empty
+        and whitespace-only cells are always missing, as in :func:`funnelkit.read_events`.
     **kwargs
         The keywords of :class:`DaskEventLog`.
 
@@ -773,10 +783,32 @@ def read_events(
         events = events[cols]
     elif ".csv" in name or name.endswith(".txt"):
         amount = kwargs.get("amount")
-        events = dd.read_csv(text, usecols=cols, dtype={c: "string" for c in cols if c != amount})
+        from .io import NA_VALUES
+
+        nas = list(dict.fromkeys(("", *(NA_VALUES if na_values is None else na_values))))
+        str_cols = [c for c in cols if c != amount]
+        events = dd.read_csv(
+            text,
+            usecols=cols,
+            dtype=dict.fromkeys(str_cols, "string"),
+            encoding=encoding,
+            na_values=nas,
+            keep_default_na=False,
+        )
+        events = events.map_partitions(_blank_as_missing, str_cols)
     else:
         raise EventLogError(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "
             "Parquet files."
         )
     return DaskEventLog(events, npartitions=npartitions, **kwargs)
+
+
+def _blank_as_missing(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Whitespace-only text cells of a CSV partition as missing (as the pandas reader)."""
+    out = df.copy()
+    for c in cols:
+        blank = out[c].str.isspace().fillna(False).to_numpy(dtype=bool)
+        if blank.any():
+            out[c] = out[c].mask(blank)
+    return out

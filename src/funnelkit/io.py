@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -21,17 +24,53 @@ from .log import EventLog
 if TYPE_CHECKING:
     from .dask import DaskEventLog
 
-__all__ = ["read_events", "from_milestones"]
+__all__ = ["NA_VALUES", "read_events", "from_milestones"]
+
+#: CSV cells read as missing values by :func:`read_events` (pandas' default ``na_values``);
+#: cells holding only whitespace are missing too.
+NA_VALUES: tuple[str, ...] = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
 
 
 def read_events(
-    path: str | os.PathLike, *, engine: Literal["pandas", "dask"] = "pandas", **kwargs: Any
+    path: str | os.PathLike,
+    *,
+    engine: Literal["pandas", "dask"] = "pandas",
+    encoding: str = "utf-8",
+    na_values: Iterable[str] = NA_VALUES,
+    **kwargs: Any,
 ) -> EventLog | DaskEventLog:
     """Read an event log from a CSV file, a Parquet file or a folder of Parquet files.
 
     Only the mapped columns are read (with pyarrow); Parquet stage columns are read as
     dictionaries, CSV timestamps as text (then parsed as ISO 8601 like any other input).
     Nothing in the file is executed.
+
+    In a CSV file, a cell that is empty, holds only whitespace, or is one of ``na_values``
+    (by default pandas' list: ``NA``, ``N/A``, ``null``, ``NULL``, ``NaN``, ``None``...)
+    is a missing value: a missing deal id, stage or time makes the row a bad row (an error,
+    or a reject under ``errors="drop"``), never a deal or stage named ``""`` or ``"NA"``.
+    The files of a Parquet folder must agree on the type of each mapped column (time-zone
+    aware timestamps with different zones are fine: they become UTC).
 
     Parameters
     ----------
@@ -41,6 +80,13 @@ def read_events(
     engine : {"pandas", "dask"}, default "pandas"
         ``"dask"`` reads with dask and returns a :class:`funnelkit.dask.DaskEventLog`
         (needs the ``dask`` extra; see the scale-out page).
+    encoding : str, default "utf-8"
+        Text encoding of a CSV file (``"latin-1"``, ``"cp1252"``, ``"utf-16"``...); Parquet
+        text is always UTF-8.
+    na_values : iterable of str, default :data:`NA_VALUES`
+        CSV cells read as missing values, compared exactly (case matters). Pass a shorter
+        list to keep such a text as a value, e.g. ``na_values=[""]`` when ``"NA"`` is a
+        real deal id. Empty and whitespace-only cells are always missing.
     **kwargs
         The keywords of :class:`EventLog` (``deal``, ``stage``, ``time``, ``stages``,
         ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``...).
@@ -55,7 +101,10 @@ def read_events(
     FileNotFoundError
         When ``path`` does not exist.
     EventLogError
-        When a mapped column is missing, or for bad rows under ``errors="raise"``.
+        When a mapped column is missing, the files of a Parquet folder disagree on a
+        column's type or time zone (``failure_cases`` lists ``file``, ``column``, ``type``
+        and ``reason`` per file), the CSV file is not in ``encoding`` or cannot be parsed,
+        or for bad rows under ``errors="raise"``.
 
     Examples
     --------
@@ -67,29 +116,23 @@ def read_events(
     >>> log.n_deals
     600
     """
+    encoding = _check_encoding(encoding)
+    nas = _check_na_values(na_values)
     if engine == "dask":
         from .dask import read_events as read_with_dask
 
-        return read_with_dask(path, **kwargs)
+        return read_with_dask(path, encoding=encoding, na_values=nas, **kwargs)
     if engine != "pandas":
         raise EventLogError(f"Parameter `engine` must be 'pandas' or 'dask'; got {engine!r}.")
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")
     roles = C.mapped_columns(kwargs)
-    cols = list(dict.fromkeys(roles.values()))
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
-        C.check_columns(roles, ds.dataset(p, format="parquet").schema.names, f"`{path}`")
-        # stages as dictionaries straight from the pages: no per-row string hashing
-        table = pq.read_table(p, columns=cols, read_dictionary=[kwargs.get("stage", "stage")])
+        table = _read_parquet(p, roles, kwargs.get("stage", "stage"), f"`{path}`")
     elif ".csv" in name or name.endswith(".txt"):
-        C.check_columns(roles, _csv_header(p), f"`{path}`")
-        text = {c: pa.string() for c in cols if c != kwargs.get("amount")}
-        table = pacsv.read_csv(
-            p,
-            convert_options=pacsv.ConvertOptions(include_columns=cols, column_types=text),
-        )
+        table = _read_csv(p, roles, kwargs.get("amount"), encoding, nas, f"`{path}`")
     else:
         raise EventLogError(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "
@@ -98,9 +141,215 @@ def read_events(
     return EventLog(table, **kwargs)
 
 
-def _csv_header(p: Path) -> list[str]:
-    reader = pacsv.open_csv(p)
+def _check_encoding(encoding: Any) -> str:
+    if not isinstance(encoding, str):
+        raise TypeError(f"Parameter `encoding` must be a str; got {type(encoding).__name__}.")
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(
+            f"Parameter `encoding`: unknown text encoding {encoding!r}; use a Python codec "
+            "name such as 'utf-8', 'latin-1', 'cp1252' or 'utf-16'."
+        ) from None
+
+
+def _check_na_values(na_values: Any) -> tuple[str, ...]:
+    if isinstance(na_values, str) or not isinstance(na_values, Iterable):
+        raise TypeError(f"Parameter `na_values` must be a list of strings; got {na_values!r}.")
+    values = tuple(dict.fromkeys(na_values))
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"Parameter `na_values` must hold strings only; got {bad[0]!r}.")
+    return tuple(dict.fromkeys(("", *values)))
+
+
+# ------------------------------------------------------------------------------ Parquet
+def _read_parquet(p: Path, roles: dict[str, str], stage: str, where: str) -> pa.Table:
+    dataset = ds.dataset(p, format="parquet")
+    C.check_columns(roles, dataset.schema.names, where)
+    cols = list(dict.fromkeys(roles.values()))
+    schema = _folder_schema(dataset, p, roles, where) if p.is_dir() else None
+    try:
+        # stages as dictionaries straight from the pages: no per-row string hashing
+        return pq.read_table(p, columns=cols, schema=schema, read_dictionary=[stage])
+    except pa.ArrowException as exc:
+        raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
+
+
+def _type_kind(t: pa.DataType, role: str) -> str | None:
+    """What a Parquet column type means for its role; files of one folder must agree."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):  # a column of nulls only: fits any type
+        return None
+    if pa.types.is_timestamp(t):
+        return "time-zone-aware timestamp" if t.tz is not None else "naive timestamp"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_integer(t):
+        return "number" if role == "amount" else "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_date(t):
+        return "date"
+    return str(t)
+
+
+def _file_list(files: list[str], n: int = 3) -> str:
+    more = f" and {len(files) - n} more" if len(files) > n else ""
+    return ", ".join(files[:n]) + more
+
+
+def _common_type(types: list[pa.DataType]) -> pa.DataType:
+    """One type the (compatible) types of a column in several files are read as."""
+    if len(set(types)) == 1:
+        return types[0]
+    plain = [t.value_type if pa.types.is_dictionary(t) else t for t in types]
+    first = plain[0]
+    if pa.types.is_timestamp(first):  # the finest unit: no value is truncated
+        unit = min((t.unit for t in plain), key=["ns", "us", "ms", "s"].index)
+        return pa.timestamp(unit, "UTC" if first.tz is not None else None)
+    if all(pa.types.is_integer(t) for t in plain):
+        return pa.int64()
+    if pa.types.is_integer(first) or pa.types.is_floating(first) or pa.types.is_decimal(first):
+        return pa.float64()
+    if pa.types.is_string(first) or pa.types.is_large_string(first):
+        return pa.large_string()
+    return first
+
+
+def _folder_schema(
+    dataset: ds.Dataset, root: Path, roles: dict[str, str], where: str
+) -> pa.Schema:
+    """The schema to read the mapped columns of a Parquet folder with; raises when the
+    files disagree on a mapped column: missing in some files, a different kind of type,
+    or time-zone-aware in some and naive in others (pyarrow would fill, cast or relabel
+    such columns silently to the first file's schema)."""
+    kinds: dict[str, dict[str, list[str]]] = {}  # column -> kind -> files
+    types: dict[str, list[pa.DataType]] = {}
+    n_files = 0
+    for frag in dataset.get_fragments():  # loop over files: footers only
+        n_files += 1
+        schema = frag.physical_schema
+        name = os.path.relpath(frag.path, root)
+        for role, col in roles.items():
+            i = schema.get_field_index(col)
+            kind = "missing" if i < 0 else _type_kind(schema.field(i).type, role)
+            if i >= 0 and kind is not None:
+                types.setdefault(col, []).append(schema.field(i).type)
+            if kind is not None:
+                kinds.setdefault(col, {}).setdefault(kind, []).append(name)
+    role_of = {col: ("attrs" if r.startswith("attr:") else r) for r, col in roles.items()}
+    problems, cases = [], []
+    for col, by_kind in kinds.items():
+        if len(by_kind) < 2:
+            continue
+        if "missing" in by_kind:
+            files = by_kind["missing"]
+            reason = "missing_column"
+            text = (
+                f"column `{col}` ({role_of[col]}) is missing from {len(files)} of {n_files} "
+                f"files ({_file_list(files)}); every file must hold the mapped columns"
+            )
+        elif set(by_kind) == {"time-zone-aware timestamp", "naive timestamp"}:
+            reason = "mixed_timezone"
+            text = (
+                f"column `{col}` ({role_of[col]}) mixes time zones: time-zone-aware "
+                f"timestamps in {_file_list(by_kind['time-zone-aware timestamp'])}, naive "
+                f"ones in {_file_list(by_kind['naive timestamp'])}; write them all aware "
+                "(e.g. tz_localize('UTC') the naive ones) or all naive"
+            )
+        else:
+            reason = "mixed_types"
+            found = "; ".join(f"{k} in {_file_list(f)}" for k, f in by_kind.items())
+            text = (
+                f"column `{col}` ({role_of[col]}) has different types: {found}; write every "
+                "file with one type (e.g. ids as text), or read the files, cast the column "
+                "and pass the table to fk.EventLog"
+            )
+        problems.append(text)
+        for kind, files in by_kind.items():
+            cases += [(f, col, kind, reason) for f in files]
+    if problems:
+        raise EventLogError(
+            f"Input {where}: the Parquet files disagree:\n"
+            + "\n".join(f"  - {t}" for t in problems),
+            failure_cases=pd.DataFrame(cases, columns=["file", "column", "type", "reason"]),
+        )
+    cols = dict.fromkeys(roles.values())
+    return pa.schema([(c, _common_type(types[c]) if c in types else pa.null()) for c in cols])
+
+
+# ---------------------------------------------------------------------------------- CSV
+def _read_csv(
+    p: Path,
+    roles: dict[str, str],
+    amount: str | None,
+    encoding: str,
+    na_values: tuple[str, ...],
+    where: str,
+) -> pa.Table:
+    read = pacsv.ReadOptions(encoding=encoding)
+    header = _csv_header(p, read, where, encoding)
+    C.check_columns(roles, header, where)
+    cols = list(dict.fromkeys(roles.values()))
+    text = [c for c in cols if c != amount]
+    convert = pacsv.ConvertOptions(
+        include_columns=cols,
+        column_types=dict.fromkeys(text, pa.string()),
+        null_values=list(na_values),
+        strings_can_be_null=True,
+    )
+    try:
+        table = pacsv.read_csv(p, read_options=read, convert_options=convert)
+    except (pa.ArrowException, UnicodeError) as exc:
+        raise _csv_error(exc, header, where, encoding) from exc
+    for c in text:  # whitespace-only cells are missing too
+        col = table.column(c)
+        blank = pc.utf8_is_space(col)
+        if pc.any(blank).as_py():
+            col = pc.if_else(blank, pa.scalar(None, col.type), col)
+            table = table.set_column(table.schema.get_field_index(c), c, col)
+    return table
+
+
+def _csv_header(p: Path, read: pacsv.ReadOptions, where: str, encoding: str) -> list[str]:
+    if encoding == "utf-8" and ".csv" == p.suffix.lower():
+        with p.open("rb") as fh:
+            if fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                raise EventLogError(
+                    f"Input {where} is UTF-16 text, not UTF-8: pass encoding='utf-16' "
+                    "(command line: --encoding utf-16) or save the file as UTF-8."
+                )
+    try:
+        reader = pacsv.open_csv(p, read_options=read)
+    except (pa.ArrowException, UnicodeError) as exc:
+        raise _csv_error(exc, None, where, encoding) from exc
     return list(reader.schema.names)
+
+
+def _csv_error(
+    exc: BaseException, header: list[str] | None, where: str, encoding: str
+) -> EventLogError:
+    """A clear error for a CSV file pyarrow could not read, naming the column."""
+    msg = str(exc)
+    found = re.search(r"CSV column #(\d+)", msg)
+    column = ""
+    if found and header is not None and int(found.group(1)) < len(header):
+        column = f" (column `{header[int(found.group(1))]}`)"
+    if "invalid UTF8" in msg or isinstance(exc, UnicodeError):
+        if encoding == "utf-8":
+            return EventLogError(
+                f"Input {where} is not UTF-8 text{column}: it holds bytes that are not "
+                "valid UTF-8 (Latin-1 / Windows-1252 files, as Excel saves them, look like "
+                "this). Pass encoding='latin-1' or 'cp1252' (command line: --encoding), or "
+                "convert the file to UTF-8 (e.g. iconv -f cp1252 -t utf-8 in.csv > out.csv)."
+            )
+        return EventLogError(
+            f"Input {where} is not {encoding} text{column}: {msg}. Pass the file's encoding "
+            "as encoding=... (command line: --encoding)."
+        )
+    return EventLogError(f"Input {where} could not be read as CSV{column}: {msg}")
 
 
 def from_milestones(
