@@ -99,6 +99,36 @@ def test_leverage_is_the_exact_chain_what_if(planted_log, planted_ks):
     assert lev["effect"].idxmax() == "Proposal" and lev.loc["Proposal", "is_key"]
 
 
+# ci of `key_stages(sample, signals="leverage", n_boot=50, seed=7)` from the former,
+# all-draws-at-once implementation (commit d6e1fbf): effect, ci_low, ci_high per stage
+LEVERAGE_BEFORE = [
+    [0.0014284419956212685, 0.0010519201743245585, 0.0019045579273148914],
+    [0.0022231042264617973, 0.0016831858053182249, 0.002861789931621435],
+    [0.0034711404271275115, 0.002715498764908394, 0.004233435966810027],
+    [0.008253034790671382, 0.006682723714201538, 0.010349892020039893],
+    [0.01443175700113139, 0.012304095232721583, 0.01680047172579108],
+    [0.003690505871749794, 0.0018199059222694376, 0.005195194374615924],
+]
+
+
+def test_leverage_bootstrap_in_blocks_gives_the_same_interval(sample_log, monkeypatch):
+    cols = ["effect", "ci_low", "ci_high"]
+    whole = key_stages(sample_log, signals="leverage", n_boot=50, seed=7)
+    np.testing.assert_allclose(whole[cols].to_numpy(), LEVERAGE_BEFORE, rtol=1e-9, atol=0)
+    monkeypatch.setattr(fk.markov, "BATCH_BYTES", 1)  # blocks of one draw
+    calls = []
+    blocks = key_stages(
+        sample_log,
+        signals="leverage",
+        n_boot=50,
+        seed=7,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    np.testing.assert_allclose(blocks[cols].to_numpy(), whole[cols].to_numpy(), atol=1e-15)
+    assert blocks["reason"].tolist() == whole["reason"].tolist()
+    assert calls[-1] == (50, 50) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
 def test_leverage_reason_quotes_its_numbers(planted_log, planted_ks):
     lev = rows(planted_ks, "leverage")
     chain = chain_from_log(planted_log)

@@ -297,3 +297,100 @@ def test_bootstrap_progress_is_reported(sample_log):
     assert calls[-1] == (40, 40)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert 10 <= len(calls) <= 40
+
+
+# --------------------------------------------------------------------------- leverage at scale
+def explicit_leverage(probs, start, won, *, loss, forward, uplift):
+    """The leverage by building every perturbed chain (the former implementation)."""
+    t = probs.shape[-2]
+    base = win_probability_batch(probs, start, won)
+    pert = np.stack(
+        [reduce_loss(probs, s, uplift, loss=loss, forward=forward) for s in range(t)], axis=-3
+    )
+    after = win_probability_batch(pert, np.asarray(start)[..., None, :], won)
+    no_forward = (probs * forward).sum(axis=-1) <= 0
+    return base, np.where(no_forward, np.nan, after)
+
+
+def random_chains(rng, n_chains: int, t: int, n_abs: int = 3) -> np.ndarray:
+    """Chains with forward, backward and terminal moves, some rows without a forward move."""
+    p = rng.dirichlet(np.full(t + n_abs, 0.3), size=(n_chains, t))
+    p[..., np.arange(t), np.arange(t)] = 0.0  # no self-loops (repeats collapse)
+    p[:, t - 1, : t - 1] *= rng.random((n_chains, 1)) < 0.5  # last stage: sometimes only ends
+    p[:, 1, 2:t] = 0.0
+    p[:, 1, t] = 0.0  # stage 1: no forward move at all (leverage undefined)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def test_leverage_equals_explicit_perturbation_and_does_not_depend_on_blocks(rng, monkeypatch):
+    t, n_abs = 9, 3
+    probs = random_chains(rng, 40, t, n_abs)
+    starts = rng.dirichlet(np.ones(t + n_abs), size=40)
+    chain = AbsorbingChain.from_counts(
+        np.vstack([probs[0], np.zeros((n_abs, t + n_abs))]),
+        stages=[f"S{i}" for i in range(t)],
+        won="W",
+        lost=["L", "stale"],
+    )
+    kw = dict(loss=chain.loss_mask, forward=chain.forward, uplift=0.25)
+    want_base, want_after = explicit_leverage(probs, starts, chain.won, **kw)
+    got_base, got_after = leverage_batch(probs, starts, chain.won, **kw)
+    np.testing.assert_allclose(got_base, want_base, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got_after, want_after, rtol=0, atol=1e-12)
+    assert np.isnan(got_after[:, 1]).all() and np.isfinite(got_after[:, 0]).all()
+    # blocks of 1 chain (a tiny byte budget) give the same numbers
+    monkeypatch.setattr(fk.markov, "BATCH_BYTES", 1)
+    one_base, one_after = leverage_batch(probs, starts, chain.won, **kw)
+    np.testing.assert_array_equal(one_base, got_base)
+    np.testing.assert_allclose(one_after, got_after, rtol=0, atol=1e-15)
+
+
+def test_leverage_of_a_cut_that_closes_a_loop_is_nan():
+    # A → B 0.5, A → L 0.5; B → A only. Cutting A's losses entirely leaves A ⇄ B forever.
+    counts = np.zeros((4, 4))
+    counts[0, 1] = counts[0, 3] = 5
+    counts[1, 0] = 5
+    chain = AbsorbingChain.from_counts(counts, stages=["A", "B"], won="W", lost="L")
+    base, after = leverage_batch(
+        chain.probabilities,
+        chain.start,
+        chain.won,
+        loss=chain.loss_mask,
+        forward=chain.forward,
+        uplift=1.0,
+    )
+    assert float(base) == 0.0
+    assert np.isnan(after[0]) and np.isnan(after[1])  # B has no forward move either
+
+
+def test_leverage_of_200_stages_stays_small(rng):
+    # the former implementation held n_boot × t × t × n floats (25 GB at 200 × 200 stages)
+    import tracemalloc
+
+    t, n_abs, n_boot = 200, 4, 20
+    probs = np.zeros((n_boot, t, t + n_abs))
+    idx = np.arange(t - 1)
+    probs[:, idx, idx + 1] = 0.9
+    probs[:, t - 1, t] = 0.9
+    probs[:, :, t + 1] = 0.1
+    chain = AbsorbingChain.from_counts(
+        np.vstack([probs[0], np.zeros((n_abs, t + n_abs))]),
+        stages=[f"S{i}" for i in range(t)],
+        won="W",
+        lost=["L", "D", "stale"],
+    )
+    tracemalloc.start()
+    base, after = leverage_batch(
+        probs,
+        chain.start,
+        chain.won,
+        loss=chain.loss_mask,
+        forward=chain.forward,
+        uplift=0.1,
+    )
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * 2**20
+    # a straight chain: cutting any stage's loss by 10% lifts the win by the factor 0.91/0.9
+    np.testing.assert_allclose(base, 0.9**200, rtol=1e-9)
+    np.testing.assert_allclose(after, 0.9**199 * 0.91, rtol=1e-9)

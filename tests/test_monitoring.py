@@ -13,6 +13,7 @@ from scipy import stats
 
 import funnelkit as fk
 from funnelkit import monitoring as M
+from funnelkit._periods import newcombe
 from funnelkit.keystages import key_stages
 from logs import LOG_KW, SPAN_HOURS, START, event_logs
 from reference import deal_paths, km_summary
@@ -93,6 +94,62 @@ def test_compare_tests_and_q_values(sample_log):
         c["differs"], (c["q_value"] <= 0.05).fillna(False), check_names=False
     )
     assert c["differs"].dtype == bool
+
+
+def test_vectorised_fisher_equals_scipy_per_table():
+    import itertools
+
+    from funnelkit._stats import fisher_exact_2x2
+
+    small = np.array(list(itertools.product(range(7), repeat=4)))  # every table up to 6
+    rng = np.random.default_rng(5)
+    lopsided = np.column_stack(
+        [
+            rng.integers(0, 4, 400),
+            rng.integers(0, 300, 400),
+            rng.integers(0, 40, 400),
+            rng.integers(0, 3000, 400),
+        ]
+    )
+    tables = np.vstack([small, lopsided, lopsided[:, [1, 0, 3, 2]]])
+    for alternative in ("two-sided", "greater", "less"):
+        got = fisher_exact_2x2(*tables.T, alternative=alternative)
+        want = [
+            stats.fisher_exact(t.reshape(2, 2), alternative=alternative).pvalue for t in tables
+        ]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="alternative"):
+        fisher_exact_2x2(1, 2, 3, 4, alternative="bigger")
+
+
+def test_compare_of_many_small_segments_equals_one_test_per_row(monkeypatch):
+    # 1,500 deals in 600 segments: mostly Fisher tests, computed all at once
+    events = fk.datasets.synthetic(1500, seed=8)
+    rng = np.random.default_rng(9)
+    codes = events["deal_id"].astype("category").cat.codes.to_numpy()
+    seg = rng.integers(0, 600, codes.max() + 1)[codes]
+    events["seg"] = np.char.add("s", seg.astype(str))
+    log = fk.EventLog(
+        events, deal="deal_id", stage="stage", time="ts", won="Won",
+        lost=["Lost", "Disqualified"], attrs=["seg"],
+    )  # fmt: skip
+    with monkeypatch.context() as mp:  # vectorised: no scipy call per row
+        mp.setattr(fk._periods.stats, "fisher_exact", None)
+        c = M.compare(log, by="seg")
+    assert (c["test"] == "fisher").sum() > 1000
+    tested = c["test"] != "none"
+    for r in c.loc[tested].itertuples():
+        x, n = r.advanced, r.advanced + r.dropped
+        xr, nr = r.rest_advanced, r.rest_advanced + r.rest_dropped
+        table = [[x, n - x], [xr, nr - xr]]
+        if r.test == "fisher":
+            want = stats.fisher_exact(table).pvalue
+        else:
+            want = z_test_p(x, n, xr, nr)[0]
+        assert r.p_value == pytest.approx(want, rel=0, abs=1e-12)
+        lo, hi = newcombe(x, n, xr, nr, stats.norm.ppf(0.975))
+        assert r.difference_low == pytest.approx(lo, abs=1e-15)
+        assert r.difference_high == pytest.approx(hi, abs=1e-15)
 
 
 def test_compare_alpha_sets_the_interval_level_and_the_flag(sample_log):

@@ -38,13 +38,21 @@ MIN_EXPECTED = 5.0
 # --------------------------------------------------------------------------- statistics
 def newcombe(x1, n1, x2, n2, z: float) -> tuple[float, float]:
     """Newcombe's hybrid score interval for p1 − p2 (method 10), from Wilson intervals."""
-    p1, p2 = x1 / n1, x2 / n2
+    low, high = newcombe_many(x1, n1, x2, n2, z)
+    return float(low), float(high)
+
+
+def newcombe_many(x1, n1, x2, n2, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`newcombe` of arrays of counts, element by element."""
+    x1, n1, x2, n2 = (np.asarray(v, dtype=np.float64) for v in (x1, n1, x2, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p2 = x1 / n1, x2 / n2
     l1, u1 = _stats.wilson(x1, n1, z=z)
     l2, u2 = _stats.wilson(x2, n2, z=z)
     d = p1 - p2
     return (
-        float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
-        float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)),
+        d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
     )
 
 
@@ -52,16 +60,35 @@ def two_proportions(x1, n1, x2, n2, alternative: str) -> tuple[float, str]:
     """p-value of H0: p1 == p2 — pooled z-test, Fisher's exact test for small counts.
 
     ``alternative`` is ``"greater"`` (p1 > p2) or ``"two-sided"``."""
-    table = np.array([[x1, n1 - x1], [x2, n2 - x2]], dtype=np.float64)
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    if expected.min() < MIN_EXPECTED:
-        res = stats.fisher_exact(table.astype(np.int64), alternative=alternative)
-        return float(res.pvalue), "fisher"
-    p = (x1 + x2) / (n1 + n2)
-    z = (x1 / n1 - x2 / n2) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
-    if alternative == "greater":
-        return float(stats.norm.sf(z)), "z"
-    return float(2 * stats.norm.sf(abs(z))), "z"
+    p, test = two_proportions_many([x1], [n1], [x2], [n2], alternative)
+    return float(p[0]), str(test[0])
+
+
+def two_proportions_many(x1, n1, x2, n2, alternative: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`two_proportions` of arrays of counts (every ``n`` > 0), all at once: the
+    p-values and the test of each (``"z"`` or ``"fisher"``, when an expected count of the
+    2×2 table is below :data:`MIN_EXPECTED`)."""
+    x1, n1, x2, n2 = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (x1, n1, x2, n2))
+    total = (n1 + n2).astype(np.float64)
+    yes, no = (x1 + x2).astype(np.float64), (n1 - x1 + n2 - x2).astype(np.float64)
+    expected = np.minimum(n1, n2) * np.minimum(yes, no) / total  # the smallest cell's
+    fisher = expected < MIN_EXPECTED
+    p = np.full(x1.size, np.nan)
+    f = np.flatnonzero(fisher)
+    if f.size:
+        p[f] = _stats.fisher_exact_2x2(
+            x1[f], n1[f] - x1[f], x2[f], n2[f] - x2[f], alternative=alternative
+        )
+    z_rows = np.flatnonzero(~fisher)
+    if z_rows.size:
+        a1, m1, a2, m2 = (v[z_rows].astype(np.float64) for v in (x1, n1, x2, n2))
+        pooled = (a1 + a2) / (m1 + m2)
+        z = (a1 / m1 - a2 / m2) / np.sqrt(pooled * (1 - pooled) * (1 / m1 + 1 / m2))
+        if alternative == "greater":
+            p[z_rows] = stats.norm.sf(z)
+        else:
+            p[z_rows] = 2 * stats.norm.sf(np.abs(z))
+    return p, np.where(fisher, "fisher", "z")
 
 
 def bh(p: np.ndarray) -> np.ndarray:

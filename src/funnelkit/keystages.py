@@ -42,6 +42,7 @@ from ._segments import normalize_by, path_segments
 from .dwell import km_table
 from .errors import EventLogError
 from .markov import (
+    batch_size,
     bootstrap_counts,
     chain_from_log,
     deal_counts,
@@ -239,18 +240,35 @@ def _leverage(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     deal_stage = np.unique(coo.row.astype(np.int64) * S + coo.col // n_states)
     per_stage = np.bincount(deal_stage % S, minlength=S)
     boot = np.full((opt.n_boot, S), np.nan)
-    if opt.n_boot > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
+    rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
+    block = batch_size(S, n_states)
+    for i in range(0, opt.n_boot, block):  # loop over blocks of bootstrap draws
+        # the draws of one block at a time (the same draws, in the same order, as all at
+        # once): memory O(block × stages²) whatever the number of draws
+        size = min(block, opt.n_boot - i)
         counts, starts = bootstrap_counts(
-            exits, start, n_boot=opt.n_boot, rng=rng, progress=opt.progress
+            exits, start, n_boot=size, rng=rng, progress=_offset(opt.progress, i, opt.n_boot)
         )
-        p_b = exit_probabilities(counts)
         starts /= starts.sum(axis=1, keepdims=True)
         b_base, b_after = leverage_batch(
-            p_b, starts, chain.won, loss=loss, forward=forward, uplift=opt.uplift
+            exit_probabilities(counts),
+            starts,
+            chain.won,
+            loss=loss,
+            forward=forward,
+            uplift=opt.uplift,
         )
-        boot = b_after - b_base[:, None]
+        boot[i : i + size] = b_after - b_base[:, None]
     return leverage_rows(log.stages, probs, loss, base, after, boot, per_stage, opt)
+
+
+def _offset(
+    progress: Callable[[int, int], None] | None, done: int, total: int
+) -> Callable[[int, int], None] | None:
+    """``progress`` for one block of draws: ``(draws so far, all draws)``."""
+    if progress is None:
+        return None
+    return lambda k, _size: progress(done + k, total)
 
 
 def leverage_rows(

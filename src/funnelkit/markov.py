@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .log import EventLog
 
 __all__ = [
+    "BATCH_BYTES",
     "AbsorbingChain",
+    "batch_size",
     "bootstrap_counts",
     "chain_from_log",
     "deal_counts",
@@ -193,8 +195,15 @@ def leverage_batch(
     """Win probability now and after cutting each stage's losses, for stacked chains.
 
     Returns ``(base, after)`` with shapes ``(...)`` and ``(..., t)``: ``after[..., s]`` is
-    the win probability when only stage *s*'s loss is cut by ``uplift``. Stages without a
-    forward move (or without any exit) get NaN.
+    the win probability when only stage *s*'s loss is cut by ``uplift`` (as
+    :func:`reduce_loss` does). Stages without a forward move (or without any exit) get
+    NaN, as does a cut that leaves some stages in a loop with no way out.
+
+    Cutting stage *s*'s losses changes row *s* of the chain only, so every "after" follows
+    from the fundamental matrix ``N = (I − Q)⁻¹`` of the unperturbed chain by the
+    Sherman–Morrison formula: no perturbed chain is built. Memory is O(t²) per chain, and
+    the stack is solved in blocks of at most :data:`BATCH_BYTES` bytes of work arrays, so
+    a bootstrap of 200 draws over 200 stages needs tens of MB, not tens of GB.
 
     Examples
     --------
@@ -208,16 +217,87 @@ def leverage_batch(
     (0.48, [0.54, 0.64])
     """
     probs = np.asarray(probs, dtype=np.float64)
-    t = probs.shape[-2]
-    base = win_probability_batch(probs, start, won)
-    pert = np.stack(
-        [reduce_loss(probs, s, uplift, loss=loss, forward=forward) for s in range(t)],
-        axis=-3,
-    )  # (..., t_perturbed, t, n): loop over stages only
-    start_b = np.asarray(start, dtype=np.float64)[..., None, :]
-    after = win_probability_batch(pert, start_b, won)
-    no_forward = (probs[..., :, :] * forward).sum(axis=-1) <= 0
-    return base, np.where(no_forward, np.nan, after)
+    lead, (t, n) = probs.shape[:-2], probs.shape[-2:]
+    p2 = probs.reshape(-1, t, n)
+    st = np.broadcast_to(np.asarray(start, dtype=np.float64), (*lead, n)).reshape(-1, n)
+    w = np.asarray(won, dtype=bool)[t:].astype(np.float64)
+    loss = np.asarray(loss, dtype=bool)
+    forward = np.asarray(forward, dtype=bool)
+    base = np.empty(p2.shape[0])
+    after = np.empty((p2.shape[0], t))
+    step = batch_size(t, n)
+    for i in range(0, p2.shape[0], step):  # loop over blocks of chains
+        j = i + step
+        base[i:j], after[i:j] = _leverage_block(p2[i:j], st[i:j], w, loss, forward, uplift)
+    return base.reshape(lead), after.reshape((*lead, t))
+
+
+#: bytes of work arrays :func:`leverage_batch` may hold at once (its blocks of chains)
+BATCH_BYTES = 64 * 2**20
+
+
+def batch_size(t: int, n: int, budget: int | None = None) -> int:
+    """Chains per block so that the work arrays of one block fit in ``budget`` bytes
+    (default :data:`BATCH_BYTES`).
+
+    One chain of ``t`` stages and ``n`` states needs about ``8 × (3 t² + 4 t n)`` bytes
+    (``I − Q``, ``N``, the per-stage changes and their masks); at least one chain per
+    block.
+
+    Examples
+    --------
+    >>> from funnelkit.markov import batch_size
+    >>> batch_size(7, 11)  # a usual funnel: a 200-draw bootstrap in one block
+    18436
+    >>> batch_size(200, 204)  # 200 stages: blocks of 29 draws
+    29
+    """
+    per_chain = 8 * (3 * t * t + 4 * t * n)
+    return max(1, int(BATCH_BYTES if budget is None else budget) // max(per_chain, 1))
+
+
+def _leverage_block(
+    p: np.ndarray,
+    start: np.ndarray,
+    w: np.ndarray,
+    loss: np.ndarray,
+    forward: np.ndarray,
+    uplift: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`leverage_batch` of chains ``p`` (b, t, n) with starts (b, n); ``w`` marks the
+    won states among the absorbing ones.
+
+    With ``A = I − Q``, ``N = A⁻¹``, ``h = N r`` (win probability per stage) and the cut of
+    stage *s* changing its row by ``δq`` (to stages) and ``δr`` (to won), the perturbed
+    ``h'`` is ``h + c N e_s`` with ``c = (δq·h + δr) / (1 − δq·N e_s)`` (Sherman–Morrison),
+    so the overall win probability moves by ``c × (start · N e_s)``."""
+    b, t, _ = p.shape
+    r = p[:, :, t:] @ w  # (b, t): probability of winning at the next step
+    eye = np.eye(t)
+    n_mat = _solve(eye - p[:, :, :t], np.broadcast_to(eye, (b, t, t)).copy())
+    h = np.einsum("bij,bj->bi", n_mat, r)
+    base = np.einsum("bi,bi->b", start[:, :t], h) + start[:, t:] @ w
+    u = np.einsum("bi,bis->bs", start[:, :t], n_mat)  # start · N e_s
+    # the change of each row s under its own cut (reduce_loss, as differences)
+    lost_p = np.where(loss, p, 0.0)
+    fwd = np.where(forward, p, 0.0)
+    fsum = fwd.sum(axis=-1)
+    ok = fsum > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moved = uplift * lost_p.sum(axis=-1) / np.where(ok, fsum, 1.0)
+    delta = np.where(ok[..., None], fwd * moved[..., None] - uplift * lost_p, 0.0)
+    del lost_p, fwd
+    num = np.einsum("bsj,bj->bs", delta[:, :, :t], h) + delta[:, :, t:] @ w
+    den = 1.0 - np.einsum("bsj,bjs->bs", delta[:, :, :t], n_mat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        after = base[:, None] + num / den * u
+    # den <= 0: the cut closes a loop with no way out (the perturbed I − Q is singular)
+    after = np.where(ok & (den > _SINGULAR), after, np.nan)
+    return base, after
+
+
+#: below this, ``1 − δq·N e_s`` counts as zero (a singular perturbed chain)
+_SINGULAR = 1e-12
 
 
 # --------------------------------------------------------------------------- the chain

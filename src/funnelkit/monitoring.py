@@ -28,12 +28,12 @@ from ._columns import NAT, to_timestamp
 from ._periods import (
     bh,
     maturity_cutoffs,
-    newcombe,
+    newcombe_many,
     period_split,
     resolution_cutoff,
     segment_counts,
     stage_counts,
-    two_proportions,
+    two_proportions_many,
 )
 from ._segments import expand, normalize_by, segments
 from .dwell import km_table
@@ -223,9 +223,9 @@ def compare(
     d_low = np.full(x.size, np.nan)
     d_high = np.full(x.size, np.nan)
     test = np.full(x.size, "none", dtype=object)
-    for i in np.flatnonzero((n > 0) & (nr > 0)):  # loop over (group, stage) rows
-        p[i], test[i] = two_proportions(int(x[i]), int(n[i]), int(xr[i]), int(nr[i]), "two-sided")
-        d_low[i], d_high[i] = newcombe(int(x[i]), int(n[i]), int(xr[i]), int(nr[i]), z)
+    i = np.flatnonzero((n > 0) & (nr > 0))  # every testable (group, stage) row at once
+    p[i], test[i] = two_proportions_many(x[i], n[i], xr[i], nr[i], "two-sided")
+    d_low[i], d_high[i] = newcombe_many(x[i], n[i], xr[i], nr[i], z)
     q = bh(p)
     out = head
     out["stage"] = np.tile(np.array(log.stages, dtype=object), n_g).astype(str)
