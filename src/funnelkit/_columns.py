@@ -451,11 +451,13 @@ def _arrow_timestamps_ns(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return ns, out_of_range
 
 
-def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
-    """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision.
+def parse_times(col: pd.Series | pa.ChunkedArray, date_format: str | None = None) -> Times:
+    """Parse a time column: datetimes of any unit, or ISO 8601 strings of any precision
+    (strings in ``date_format``, a strftime format such as ``"%d-%m-%y"``, when given).
 
     Aware values become UTC. In a string column that mixes values with and without an
     offset, the rows of the less common kind are flagged ``mixed_tz`` (naive ones on a tie).
+    Blank strings are missing values, like nulls.
     """
     if isinstance(col, pa.ChunkedArray):
         if pa.types.is_timestamp(col.type):
@@ -479,6 +481,9 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     # strings, or an object column of datetime-like values
     as_str = col.astype("string")
     stripped = as_str.str.strip()
+    blank = (stripped == "").fillna(False).to_numpy(dtype=bool)
+    if blank.any():  # an empty CSV cell read as text is a missing time, not a bad one
+        null = null | blank
     has_tz = stripped.str.contains(_TZ_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
     is_obj_dt = False
     if col.dtype == object:
@@ -498,7 +503,8 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
         if is_obj_dt:
             parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
-            parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)
+            fmt = "ISO8601" if date_format is None else date_format
+            parsed = pd.to_datetime(source, format=fmt, errors="coerce", utc=tz_kind)
         vals, _, _ = _datetime_ns(parsed)  # out of the ns range: NaT, so unparseable
         ns[sel] = vals
         parsed_ok[sel] = vals != NAT

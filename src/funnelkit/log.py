@@ -43,7 +43,8 @@ _HINTS = {
     "missing_stage": "every event needs a stage",
     "missing_time": "every event needs a timestamp",
     "unparseable_time": "timestamps must be datetimes or ISO 8601 strings such as "
-    "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262",
+    "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262; for other "
+    "formats, e.g. day-first '31-01-25', pass date_format='%d-%m-%y'",
     "mixed_timezone": "timestamps mix naive and time-zone-aware values; make them all aware "
     "(e.g. append '+00:00') or all naive",
     "unknown_stage": "these stages are not in `stages`, `won` or `lost`; add them, merge them "
@@ -88,6 +89,9 @@ def bad_rows_error(
             continue
         col = settings[_COLUMN_OF_REASON[nm]]
         ex = cases[sel].head(3)
+        hint = _HINTS[nm]
+        if nm == "unparseable_time" and settings.get("date_format") is not None:
+            hint = f"timestamps must match date_format={settings['date_format']!r}"
         if nm == "unknown_stage":
             shown = f"stages {unknown_stages[:10]}"
         elif nm == "conflicting_outcome":
@@ -95,7 +99,7 @@ def bad_rows_error(
         else:
             shown = f"rows {ex['row'].tolist()} ({col}={_shown(ex[col])})"
         parts.append(
-            f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
+            f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {hint}"
         )
     return EventLogError(
         f"{len(cases):,} of {rows_in:,} input rows are invalid:\n  - "
@@ -105,6 +109,22 @@ def bad_rows_error(
         "err.failure_cases.",
         cases,
     )
+
+
+def check_date_format(date_format: Any) -> None:
+    """Raise a clear error for a ``date_format`` that is not a strftime format string."""
+    if date_format is None:
+        return
+    if not isinstance(date_format, str):
+        raise TypeError(
+            f"Parameter `date_format` must be a strftime format string such as '%d-%m-%y' or "
+            f"None; got {type(date_format).__name__}."
+        )
+    if "%" not in date_format:
+        raise ValueError(
+            f"Parameter `date_format`={date_format!r} has no % directive; pass a strftime "
+            "format such as '%d-%m-%y' (day-month-year) or '%m/%d/%Y'."
+        )
 
 
 def _is_dask_frame(obj: Any) -> bool:
@@ -145,6 +165,11 @@ class EventLog:
         Columns carried per deal (owner, team, region, ...).
         A carried value is the one on the deal's **first event (in path order) with a
         non-null value**; ``log.quality.attr_changes`` counts deals whose value changes.
+    date_format : str, optional
+        A strftime format for timestamps given as text, e.g. ``"%d-%m-%y"`` for day-first
+        dates such as ``"31-01-25"``; values that do not match are unparseable (bad rows).
+        Default: ISO 8601 of any precision — day-first dates then fail loudly rather than
+        being read month-first. Ignored for columns that already hold datetimes.
     visit_attrs : sequence of str, default ()
         Columns carried per *visit* (hand-offs): the value on the event that entered the
         stage appears in :meth:`visits`, and ``funnel(by=...)``/``dwell(by=...)`` then
@@ -210,6 +235,7 @@ class EventLog:
         stale_after: Any = None,
         calendar: BusinessCalendar | str | None = None,
         errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
             raise TypeError(
@@ -218,6 +244,7 @@ class EventLog:
             )
         if errors not in ("raise", "drop"):
             raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
+        check_date_format(date_format)
         if isinstance(attrs, str):
             attrs = [attrs]
         if isinstance(visit_attrs, str):
@@ -238,6 +265,7 @@ class EventLog:
             stale_after=stale_after,
             calendar=self.calendar,
             errors=errors,
+            date_format=date_format,
         )
         self.won = _names(won, "won")
         self.lost = _names(lost, "lost")
@@ -279,7 +307,7 @@ class EventLog:
         n = C.n_rows(events)
         ids = C.id_keys(C.column(events, s["deal"]))
         raw_codes, raw_names = C.stage_codes(C.column(events, s["stage"]), s["stage_map"])
-        times = C.parse_times(C.column(events, s["time"]))
+        times = C.parse_times(C.column(events, s["time"]), s["date_format"])
         self._aware = times.aware
 
         won_set, lost_set = set(self.won), set(self.lost)
