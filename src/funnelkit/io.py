@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -108,31 +107,34 @@ def from_milestones(
     *,
     deal: str = "deal_id",
     stage_dates: Mapping[str, str],
+    status: str | None = None,
+    closed_at: str | None = None,
+    created_at: str | None = None,
+    date_format: str | Mapping[str, str] | None = None,
+    stage_map: Mapping[Any, str] | None = None,
+    stages: Sequence[str] | None = None,
+    won: str | Sequence[str] | None = "won",
+    lost: str | Sequence[str] | None = "lost",
     amount: str | None = None,
-    attrs: Sequence[str] = (),
-    **kwargs: Any,
+    attrs: Sequence[str] | str = (),
+    as_of: Any = None,
+    stale_after: Any = None,
+    calendar: Any = None,
+    errors: Literal["raise", "drop"] = "raise",
 ) -> EventLog:
-    """Build an event log from the wide shape CRMs export: one row per deal, one
-    "date entered stage X" column per stage.
+    """Build an event log from a wide export: one row per deal, one date column per stage.
 
-    Each non-null date becomes one event ``(deal, stage, date)``; empty cells are stages
-    the deal never entered. Terminal stages can be milestones too (``{"Won": "close_date"}``
-    with ``won="Won"``).
+    The same as :meth:`EventLog.from_milestones`, which documents every parameter: each
+    date becomes an event, ``status`` and ``closed_at`` give won/lost outcomes, and every
+    deal is either in the log or in ``log.rejects`` with a reason.
 
     Parameters
     ----------
     deals : pandas.DataFrame
         One row per deal.
-    deal : str, default "deal_id"
-        Column of deal ids.
-    stage_dates : mapping of str to str
-        Stage name → column holding the date the deal entered it, in funnel order.
-    amount, attrs
-        Carried per deal, as in :class:`EventLog`.
-    **kwargs
-        Other keywords of :class:`EventLog` (``won``, ``lost``, ``stages``, ``as_of``,
-        ``stale_after``, ``errors``...). ``stages`` defaults to the non-terminal keys of
-        ``stage_dates`` in the given order.
+    deal, stage_dates, status, closed_at, created_at, date_format, stage_map, stages, won, \
+lost, amount, attrs, as_of, stale_after, calendar, errors
+        See :meth:`EventLog.from_milestones`.
 
     Returns
     -------
@@ -144,43 +146,27 @@ def from_milestones(
     >>> import funnelkit as fk
     >>> wide = pd.DataFrame({"id": ["a", "b"], "lead": ["2025-01-01", "2025-01-02"],
     ...                      "demo": ["2025-01-05", None], "won": ["2025-01-20", None]})
-    >>> log = fk.EventLog.from_milestones(wide, deal="id", won="Won", lost=None,
+    >>> log = fk.io.from_milestones(wide, deal="id", won="Won", lost=None,
     ...     stage_dates={"Lead": "lead", "Demo": "demo", "Won": "won"})
-    >>> log.stages
-    ['Lead', 'Demo']
+    >>> log.stages, log.n_deals, log.n_events
+    (['Lead', 'Demo'], 2, 4)
     """
-    if not isinstance(deals, pd.DataFrame):
-        raise TypeError(f"`deals` must be a pandas DataFrame; got {type(deals).__name__}.")
-    if not stage_dates:
-        raise EventLogError("Parameter `stage_dates` is empty; map each stage to its date column.")
-    attrs = [attrs] if isinstance(attrs, str) else list(attrs)
-    needed = [deal, *stage_dates.values(), *([amount] if amount else []), *attrs]
-    missing = [c for c in dict.fromkeys(needed) if c not in deals.columns]
-    if missing:
-        raise EventLogError(
-            f"Column(s) {missing} not found in `deals`. Available columns: {list(deals.columns)}."
-        )
-    carried = [c for c in dict.fromkeys([deal, *([amount] if amount else []), *attrs])]
-    parts = []
-    for stage_name, col in stage_dates.items():  # loop over stage columns only
-        dates = deals[col]
-        keep = dates.notna().to_numpy(dtype=bool, copy=True)
-        if pd.api.types.is_string_dtype(dates.dtype) or dates.dtype == object:
-            blank = (dates.astype("string").str.strip() == "").fillna(False)
-            keep &= ~blank.to_numpy(dtype=bool)
-        part = deals.loc[keep, carried].copy()
-        part["stage"] = stage_name
-        part["ts"] = dates[keep].to_numpy()
-        part["_order"] = np.flatnonzero(keep)
-        parts.append(part)
-    long = pd.concat(parts, ignore_index=True)
-    won = kwargs.get("won", "won")
-    lost = kwargs.get("lost", "lost")
-    terminal = set([won] if isinstance(won, str) else (won or [])) | set(
-        [lost] if isinstance(lost, str) else (lost or [])
-    )
-    kwargs.setdefault("stages", [s for s in stage_dates if s not in terminal])
-    long = long.drop(columns="_order")
-    return EventLog(
-        long, deal=deal, stage="stage", time="ts", amount=amount, attrs=attrs, **kwargs
+    return EventLog.from_milestones(
+        deals,
+        deal=deal,
+        stage_dates=stage_dates,
+        status=status,
+        closed_at=closed_at,
+        created_at=created_at,
+        date_format=date_format,
+        stage_map=stage_map,
+        stages=stages,
+        won=won,
+        lost=lost,
+        amount=amount,
+        attrs=attrs,
+        as_of=as_of,
+        stale_after=stale_after,
+        calendar=calendar,
+        errors=errors,
     )
