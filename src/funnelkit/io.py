@@ -29,8 +29,11 @@ def read_events(
     """Read an event log from a CSV file, a Parquet file or a folder of Parquet files.
 
     Only the mapped columns are read (with pyarrow); Parquet stage columns are read as
-    dictionaries, CSV timestamps as text (then parsed as ISO 8601 like any other input).
-    Nothing in the file is executed.
+    dictionaries, CSV timestamps as text (then parsed as ISO 8601 like any other input, or
+    with ``date_format``). Nothing in the file is executed.
+
+    A wide export (one row per deal, one date column per stage) is read when ``stage_dates``
+    is given: the keywords are then those of :meth:`EventLog.from_milestones`.
 
     Parameters
     ----------
@@ -42,7 +45,9 @@ def read_events(
         (needs the ``dask`` extra; see the scale-out page).
     **kwargs
         The keywords of :class:`EventLog` (``deal``, ``stage``, ``time``, ``stages``,
-        ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``...).
+        ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
+        ``date_format``...); with ``stage_dates``, those of
+        :meth:`EventLog.from_milestones` (``status``, ``closed_at``, ``created_at``...).
 
     Returns
     -------
@@ -66,7 +71,12 @@ def read_events(
     >>> log.n_deals
     600
     """
+    wide = "stage_dates" in kwargs
     if engine == "dask":
+        if wide:
+            raise EventLogError(
+                "A wide export (`stage_dates`) is read in memory only; use engine='pandas'."
+            )
         from .dask import read_events as read_with_dask
 
         return read_with_dask(path, **kwargs)
@@ -75,7 +85,7 @@ def read_events(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")
-    roles = C.mapped_columns(kwargs)
+    roles = _wide_columns(kwargs) if wide else C.mapped_columns(kwargs)
     cols = list(dict.fromkeys(roles.values()))
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
@@ -94,7 +104,28 @@ def read_events(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "
             "Parquet files."
         )
+    if wide:
+        return EventLog.from_milestones(table.to_pandas(), **kwargs)
     return EventLog(table, **kwargs)
+
+
+def _wide_columns(kwargs: dict[str, Any]) -> dict[str, str]:
+    """Role of each column a wide export maps (``{"deal": ..., "Engaging": ...}``)."""
+    stage_dates = kwargs["stage_dates"]
+    if not isinstance(stage_dates, Mapping) or not stage_dates:
+        raise EventLogError(
+            "Parameter `stage_dates` must be a non-empty mapping of stage name → date column; "
+            f"got {stage_dates!r}."
+        )
+    roles = {"deal": kwargs.get("deal", "deal_id")}
+    roles.update({f"stage_dates[{st!r}]": str(col) for st, col in stage_dates.items()})
+    for key in ("status", "closed_at", "created_at", "amount"):
+        if kwargs.get(key) is not None:
+            roles[key] = kwargs[key]
+    attrs = kwargs.get("attrs", ())
+    for a in [attrs] if isinstance(attrs, str) else attrs:
+        roles[f"attr:{a}"] = a
+    return roles
 
 
 def _csv_header(p: Path) -> list[str]:

@@ -140,7 +140,8 @@ class QualityReport:
             if self.rows_dropped:
                 out.append(f"{self.rows_dropped:,} deals left out (see log.rejects)")
             if cells > 0:
-                out.append(f"{cells:,} values of deals in the log rejected (see log.rejects)")
+                values = "value" if cells == 1 else "values"
+                out.append(f"{cells:,} {values} of deals in the log rejected (see log.rejects)")
         elif self.rows_dropped:
             out.append(f"{self.rows_dropped:,} bad rows dropped (see log.rejects)")
         if self.reopened:
