@@ -570,14 +570,16 @@ def check_time_dtype(col: pd.Series | pa.ChunkedArray, name: str) -> None:
         )
 
 
-def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
+def parse_times(col: pd.Series | pa.ChunkedArray, date_format: str | None = None) -> Times:
     """Parse a time column: datetimes of any unit, dates (midnight), or ISO 8601 strings
-    of any precision.
+    of any precision (strings in ``date_format``, a strftime format such as ``"%d-%m-%y"``,
+    when given).
 
     Aware values become UTC. In a string column that mixes values with and without an
     offset, the rows of the less common kind are flagged ``mixed_tz`` (naive ones on a tie).
     Words pandas reads as the wall clock ("now", "today", ...) and, in an object column,
     values that are neither strings nor datetimes/dates (a stray number) are unparseable.
+    Blank strings are missing values, like nulls.
     """
     if isinstance(col, pa.ChunkedArray) and (
         pa.types.is_date32(col.type) or pa.types.is_date64(col.type)
@@ -609,6 +611,9 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
     # strings, or an object column of datetime-like values
     as_str = col.astype("string")
     stripped = as_str.str.strip()
+    blank = (stripped == "").fillna(False).to_numpy(dtype=bool)
+    if blank.any():  # an empty CSV cell read as text is a missing time, not a bad one
+        null = null | blank
     has_tz = stripped.str.contains(_TZ_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
     skip = stripped.str.lower().isin(_DATE_WORDS).to_numpy(dtype=bool)  # never the clock
     is_obj_dt: np.ndarray | bool = False
@@ -641,7 +646,8 @@ def parse_times(col: pd.Series | pa.ChunkedArray) -> Times:
         if obj_kind:
             parsed = pd.to_datetime(source, errors="coerce", utc=tz_kind)
         else:
-            parsed = pd.to_datetime(source, format="ISO8601", errors="coerce", utc=tz_kind)
+            fmt = "ISO8601" if date_format is None else date_format
+            parsed = pd.to_datetime(source, format=fmt, errors="coerce", utc=tz_kind)
         vals, _, _ = _datetime_ns(parsed)  # out of the ns range: NaT, so unparseable
         ns[sel] = vals
         parsed_ok[sel] = vals != NAT

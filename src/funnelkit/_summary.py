@@ -147,14 +147,14 @@ def time_stats(pdf: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"aware": 0, "naive": 0, "max_aware": None, "max_naive": None}
     if len(pdf) == 0:
         return out
-    t = C.parse_times(pdf[settings["time"]])
+    t = C.parse_times(pdf[settings["time"]], settings.get("date_format"))
     parsed = ~t.null & ~t.unparseable
     row_aware = np.where(t.mixed_tz, not t.aware, t.aware) & parsed
     row_naive = parsed & ~row_aware
     ns = t.ns.copy()
     if t.mixed_tz.any():  # parse_times blanks the minority kind: parse those rows alone
         idx = np.flatnonzero(t.mixed_tz)
-        ns[idx] = C.parse_times(pdf[settings["time"]].iloc[idx]).ns
+        ns[idx] = C.parse_times(pdf[settings["time"]].iloc[idx], settings.get("date_format")).ns
     good = ~C.isna(pdf[settings["deal"]])
     codes, names = C.stage_codes(pdf[settings["stage"]], settings.get("stage_map"))
     good &= codes >= 0
@@ -243,7 +243,7 @@ def build_partition(pdf: pd.DataFrame, cfg: Config) -> Part:
     reason = np.full(n, "", dtype=object)
     s = cfg.settings
     if cfg.mixed and n:
-        t = C.parse_times(events[s["time"]])
+        t = C.parse_times(events[s["time"]], s.get("date_format"))
         parsed = ~t.null & ~t.unparseable
         row_aware = np.where(t.mixed_tz, not t.aware, t.aware)
         minority = parsed & (row_aware != cfg.aware) & ~C.isna(events[s["deal"]])

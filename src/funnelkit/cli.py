@@ -3,12 +3,16 @@
 The CLI holds no analysis logic: it maps options (and an optional TOML config file) to
 the library's calls. A config file holds the options as keys (``deal``, ``stage``, ``time``,
 ``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
+``date_format``, ``status``, ``closed_at``, ``created_at``,
 ``by``, ``freq``, ``period``, ``visit_attrs``, ``where``, ``created``, ``within``,
 ``calendar``, ``holidays``; lists as TOML arrays or comma-separated strings), plus a
-``[stage_map]`` table (raw name → stage) and a ``[key_stages]`` table of
-:meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given on the
-command line override it, and an unknown key is a usage error. Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (one line on
-stderr naming the column, file or option; no traceback).
+``[stage_map]`` table (raw name → stage), a ``[milestones]`` table (stage → date column of
+a wide export; also ``milestone = {Engaging = "engage_date"}``) and a ``[key_stages]``
+table of :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given
+on the command line override it, and an unknown key is a usage error. ``--milestone``
+(or the ``[milestones]`` table) selects the wide shape (:meth:`EventLog.from_milestones`).
+Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (on stderr, in the words of the
+command line: the column, file or option, the count per reason; no traceback).
 """
 
 from __future__ import annotations
@@ -35,13 +39,15 @@ else:  # pragma: no cover - Python 3.10
 EXIT_OK, EXIT_ANALYSIS, EXIT_INPUT = 0, 1, 2
 
 #: config keys holding one name / value, and those holding a list of names
-_SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "errors")
+_SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "errors", "date_format")
+#: wide exports (one row per deal): the milestone dates, status and its dates
+_WIDE_KEYS = ("status", "closed_at", "created_at")
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
 _REPORT_KEYS = ("by", "freq", "period", *_SCOPE_KEYS)
-_TABLE_KEYS = ("stage_map", "key_stages")
-CONFIG_KEYS = (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
+_TABLE_KEYS = ("stage_map", "key_stages", "milestones")
+CONFIG_KEYS = (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
 _KEY_STAGES_OWN = ("by", "period", "progress")
 
@@ -68,16 +74,21 @@ def _names(value: Any, key: str = "") -> list[str] | None:
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", nargs="?", help="event log: .csv, .parquet or a folder of Parquet")
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="the CRM export: .csv, .parquet or a folder of Parquet (required unless --sample)",
+    )
     p.add_argument("--sample", action="store_true", help="use the bundled sample log")
     p.add_argument(
         "--config",
         help="TOML file holding the options below as keys (as_of, stale_after, ...; lists as "
-        "TOML arrays), plus [stage_map] and [key_stages] tables; options given here override it",
+        "TOML arrays), plus [stage_map], [milestones] and [key_stages] tables; options given "
+        "here override it",
     )
-    p.add_argument("--deal", help="deal id column")
-    p.add_argument("--stage", help="stage column")
-    p.add_argument("--time", help="timestamp column")
+    p.add_argument("--deal", help="deal id column (required with INPUT)")
+    p.add_argument("--stage", help="stage column (required with INPUT, unless --milestone)")
+    p.add_argument("--time", help="timestamp column (required with INPUT, unless --milestone)")
     p.add_argument("--stages", help="comma-separated non-terminal stages in funnel order")
     p.add_argument("--won", help="won stage name(s), comma-separated")
     p.add_argument("--lost", help="lost stage name(s), comma-separated")
@@ -94,25 +105,112 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--within", help="conversion window: 30D, or per stage Demo=14D,Proposal=30D")
     p.add_argument("--calendar", choices=["business"], help="measure durations in business days")
     p.add_argument("--holidays", help="business-calendar holidays, comma-separated dates")
+    p.add_argument(
+        "--date-format",
+        dest="date_format",
+        metavar="FORMAT",
+        help="strftime format of dates written as text, e.g. %%d-%%m-%%y for 31-01-25 "
+        "(default ISO 8601; day-first dates then fail)",
+    )
+    w = p.add_argument_group(
+        "wide exports (one row per deal; --milestone selects this shape, with --deal)"
+    )
+    w.add_argument(
+        "--milestone",
+        action="append",
+        metavar="STAGE=COLUMN",
+        help="the column holding the date the deal entered STAGE; repeat it, in funnel order",
+    )
+    w.add_argument("--status", metavar="COLUMN", help="column of the current stage or outcome")
+    w.add_argument(
+        "--closed-at",
+        dest="closed_at",
+        metavar="COLUMN",
+        help="column of the date of the won/lost outcome named by --status",
+    )
+    w.add_argument(
+        "--created-at",
+        dest="created_at",
+        metavar="COLUMN",
+        help="column of the creation date: the entry of the first stage",
+    )
+
+
+EXIT_CODES = """\
+exit codes:
+  0  ok
+  1  analysis failure (a bug or a computation that could not finish)
+  2  bad input or usage: a missing file, column or option, invalid values
+     (the message names the column and counts the rows per reason)"""
+
+_SHAPES = """\
+input shapes:
+  long   one row per stage change: --deal, --stage and --time name its columns
+  wide   one row per deal (a CRM opportunity export): --deal, one --milestone
+         STAGE=COLUMN per dated stage, optionally --status/--closed-at/--created-at"""
+
+_VALIDATE_EXAMPLES = """\
+examples:
+  funnelkit validate --sample
+  funnelkit validate history.csv --deal OpportunityId --stage StageName \\
+      --time CreatedDate --won "Closed Won" --lost "Closed Lost"
+  funnelkit validate opportunities.csv --deal opportunity_id \\
+      --milestone Engaging=engage_date --status deal_stage --closed-at close_date \\
+      --stages Prospecting,Engaging --won Won --lost Lost --date-format %d-%m-%y \\
+      --errors drop
+  funnelkit validate history.parquet --config funnel.toml --json"""
+
+_REPORT_EXAMPLES = """\
+examples:
+  funnelkit report --sample --by team -o report
+  funnelkit report history.parquet --config funnel.toml --period 2025-01-01 -o report
+  funnelkit report opportunities.csv --deal opportunity_id \\
+      --milestone Engaging=engage_date --status deal_stage --closed-at close_date \\
+      --stages Prospecting,Engaging --won Won --lost Lost --date-format %d-%m-%y \\
+      --errors drop --by sales_agent -o report
+
+required: -o/--output, and INPUT (or --sample); with INPUT, --deal and either
+--stage/--time (long) or --milestone (wide), on the command line or in --config."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="funnelkit", description="Sales-stage analytics from event logs.")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="funnelkit",
+        description="Sales-stage analytics from CRM exports: validate an event log, or write "
+        "a full report (HTML page, tables, charts, summary.json).",
+        epilog=f"{_SHAPES}\n\nexamples:\n  funnelkit validate --sample\n"
+        "  funnelkit report --sample --by team -o report\n"
+        "  funnelkit report --help   (every option, and the wide-export examples)\n\n"
+        f"{EXIT_CODES}",
+        formatter_class=raw,
+    )
     parser.add_argument("--version", action="version", version=f"funnelkit {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    v = sub.add_parser("validate", help="check an event log and print its quality report")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    v = sub.add_parser(
+        "validate",
+        help="check an event log and print its quality report",
+        description="Read an event log (long or wide), apply the validation rules and print "
+        "its quality report: every row in, used or rejected per reason; deals by outcome.",
+        epilog=f"{_SHAPES}\n\n{_VALIDATE_EXAMPLES}\n\n{EXIT_CODES}",
+        formatter_class=raw,
+    )
     _add_input_options(v)
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     r = sub.add_parser(
         "report",
         help="write the full report: HTML page, tables (CSV, Parquet), charts, summary.json",
+        description="Read an event log (long or wide) and write the full report to a folder: "
+        "report.html, tables/*.csv and *.parquet, charts/*.png and *.svg, summary.json.",
+        epilog=f"{_SHAPES}\n\n{_REPORT_EXAMPLES}\n\n{EXIT_CODES}",
+        formatter_class=raw,
     )
     _add_input_options(r)
     r.add_argument("--by", help="carried attribute(s) to compare segments by, comma-separated")
     r.add_argument("--freq", help="cohort period of the trend, e.g. ME, QE (default QE)")
     r.add_argument("--period", help="date splitting deals into before and since (ISO 8601)")
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
-    r.add_argument("-o", "--output", required=True, help="report folder to write")
+    r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
     return parser
 
 
@@ -132,6 +230,8 @@ def read_config(path: str) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name == "milestone":  # milestone = {Engaging = "engage_date"} reads naturally too
+            name = "milestones"
         if name not in CONFIG_KEYS:
             raise UsageError(
                 f"config file `{path}`: unknown key `{key}`; known keys: {', '.join(CONFIG_KEYS)}"
@@ -141,6 +241,14 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def _config_value(name: str, value: Any, path: str) -> Any:
+    if name == "milestones":  # [milestones] Engaging = "engage_date", or a list of STAGE=COLUMN
+        if isinstance(value, list):
+            return milestone_option(_names(value, name) or [])
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise UsageError(
+                f'config file `{path}`: `milestones` must be a table of stage = "date column"'
+            )
+        return {str(k): v for k, v in value.items()}
     if name == "within" and isinstance(value, dict):  # [within] Demo = "14D"
         return {str(k): str(v) for k, v in value.items()}
     if name == "created" and isinstance(value, list):  # created = ["2025-01-01", ""]
@@ -178,15 +286,33 @@ def _config_value(name: str, value: Any, path: str) -> Any:
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """Config file values overridden by the command line's (names as in the config)."""
     cfg = read_config(args.config) if args.config else {}
-    for name in (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS):
+    for name in (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS):
         value = getattr(args, name, None)
         if value is not None:
             cfg[name] = _names(value) if name in _LIST_KEYS or name == "by" else value
+    if getattr(args, "milestone", None):
+        cfg["milestones"] = milestone_option(args.milestone)
     return cfg
+
+
+def milestone_option(values: Sequence[str]) -> dict[str, str]:
+    """``["Engaging=engage_date", ...]`` → ``{"Engaging": "engage_date", ...}`` (in order)."""
+    out: dict[str, str] = {}
+    for text in values:
+        stage, sep, column = str(text).partition("=")
+        if not sep or not stage.strip() or not column.strip():
+            raise UsageError(f"--milestone {text!r}: use STAGE=COLUMN, e.g. Engaging=engage_date")
+        if stage.strip() in out:
+            raise UsageError(f"--milestone: stage {stage.strip()!r} is given twice")
+        out[stage.strip()] = column.strip()
+    return out
 
 
 def _log_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     kw = {k: opts[k] for k in (*_SCALAR_KEYS, *_LIST_KEYS, "stage_map") if k in opts}
+    if opts.get("milestones"):
+        kw["stage_dates"] = opts["milestones"]
+        kw.update({k: opts[k] for k in _WIDE_KEYS if k in opts})
     holidays = kw.pop("holidays", None)
     if opts.get("calendar") or holidays:
         from .businessdays import BusinessCalendar
@@ -232,8 +358,29 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
     from .io import read_events
     from .log import EventLog
 
-    kw = _log_kwargs(options(args) if opts is None else opts)
+    opts = options(args) if opts is None else opts
+    kw = _log_kwargs(opts)
+    wide = "stage_dates" in kw
+    given = opts.keys()
+    if wide:
+        both = [f"--{n}" for n in ("stage", "time") if n in kw]
+        if both:
+            raise UsageError(
+                f"{' and '.join(both)} name the columns of a long log; a wide export "
+                "(--milestone) has one date column per stage: drop one or the other"
+            )
+        if "visit_attrs" in kw:
+            raise UsageError("--visit-attrs needs a long log; a wide export has one row per deal")
+    else:
+        alone = [f"--{n.replace('_', '-')}" for n in _WIDE_KEYS if n in given]
+        if alone:
+            raise UsageError(
+                f"{', '.join(alone)} describe a wide export: add --milestone STAGE=COLUMN "
+                "for each dated stage"
+            )
     if args.sample:
+        if wide:
+            raise UsageError("--milestone reads a wide export from INPUT; --sample is a long log")
         if args.input:
             raise UsageError("pass either INPUT or --sample, not both")
         attrs = [*datasets.SAMPLE_KWARGS["attrs"], *kw.pop("attrs", [])]
@@ -241,9 +388,11 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
         return EventLog(datasets.load_sample(), **sample_kw)
     if not args.input:
         raise UsageError("missing INPUT (a .csv, .parquet or folder), or pass --sample")
-    missing = [f"--{n}" for n in ("deal", "stage", "time") if n not in kw]
+    needed = ("deal",) if wide else ("deal", "stage", "time")
+    missing = [f"--{n}" for n in needed if n not in kw]
     if missing:
-        raise UsageError(f"missing {', '.join(missing)}: name the columns of INPUT")
+        shape = "" if wide else " (or --milestone STAGE=COLUMN for a wide export)"
+        raise UsageError(f"missing {', '.join(missing)}: name the columns of INPUT{shape}")
     return read_events(args.input, **kw)
 
 
@@ -261,7 +410,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({r.item: int(r.count) for r in q.to_frame().itertuples()}, indent=2))
     else:
-        print(q)
+        print(cli_words(str(q)))
     return EXIT_OK
 
 
@@ -290,17 +439,60 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: the library's words for its keywords → the command line's (regex → replacement)
+_CLI_WORDS: list[tuple[str, Any]] = [
+    (r" (?:The rows|The values) travel as err\.failure_cases\.", ""),
+    (r"See the error's failure cases or log with errors='raise' for details\.",
+     "Run with --errors raise to see the problems per column."),
+    (r"\(the dropped rows are kept in log\.rejects\)", "(validate counts them; report lists "
+     "them in tables/rejects.csv)"),
+    (r"\(the rejected ones are kept in log\.rejects\)", "(validate counts them; report lists "
+     "them in tables/rejects.csv)"),
+    (r"\((?:listed in|see) log\.rejects\)", "(report lists them in tables/rejects.csv)"),
+    (r"errors='(drop|raise)'", r"--errors \1"),
+    (r"date_format='([^']*)'", r"--date-format '\1'"),
+    (r"created_at='<creation date column>'", "--created-at COLUMN"),
+    (r"closed_at='<close date column>'", "--closed-at COLUMN"),
+    (r"date the outcome in `stage_dates`", "date the outcome with --milestone"),
+    (r"`stages=None`", "out --stages"),
+    (r"with `stage_map`", "with a [stage_map] table in --config"),
+    (r"with stage_map\b", "with a [stage_map] table in --config"),
+    (r"rows of `deals`", "rows of INPUT"),
+    (r"Parameter `(as_of|stale_after|date_format|errors|stages|won|lost|period|freq)`",
+     lambda m: f"--{m.group(1).replace('_', '-')} (`{m.group(1)}`)"),
+    (r"`(stages|won|lost)`", r"--\1"),
+]  # fmt: skip
+
+
+def cli_words(text: str) -> str:
+    """A library message in the words of the command line (``--errors drop``, not
+    ``errors='drop'``; no ``err.failure_cases``)."""
+    import re
+
+    for pattern, repl in _CLI_WORDS:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
 def one_line(exc: BaseException) -> str:
-    """A one-line message: the summary, plus the first detail when the summary ends in ':'."""
-    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    """The message in command-line words: one line for one problem (the summary, plus the
+    detail when the summary ends in ':'); one line per problem when there are several, so
+    each reason keeps its count."""
+    text = cli_words(str(exc)) if isinstance(exc, EventLogError) else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    text = lines[0]
-    if text.endswith(":") and len(lines) > 1:
-        text = f"{text} {lines[1]}"
-        if len(lines) > 3:
-            text += f" (and {len(lines) - 3} more problems)"
-    return text
+    head = lines[0]
+    problems = [line.removeprefix("- ") for line in lines[1:] if line.startswith("- ")]
+    rest = [line for line in lines[1:] if not line.startswith("- ")]
+    if not (head.endswith(":") and problems):
+        more = lines[1:2] if head.endswith(":") else []
+        return " ".join([head, *(line.removeprefix("- ") for line in more)])
+    fix = next((line for line in rest if "--errors drop" in line), "")
+    if len(problems) == 1:
+        suffix = " (or pass --errors drop to keep the good rows)" if fix else ""
+        return f"{head} {problems[0]}{suffix}"
+    return "\n".join([head, *(f"  - {p}" for p in problems), *([fix] if fix else [])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -521,7 +521,7 @@ def cut_log(log: EventLog, cut: Any) -> EventLog:
     settings["as_of"] = log._timestamp(np.array([cut_ns]))[0]
     settings["stages"] = list(log.stages)
     source = log._source
-    times = C.parse_times(C.column(source, settings["time"]))
+    times = C.parse_times(C.column(source, settings["time"]), settings.get("date_format"))
     valid = ~(times.null | times.unparseable | times.mixed_tz)
     keep = ~(valid & (times.ns > cut_ns))
     if isinstance(source, pa.Table):

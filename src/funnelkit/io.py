@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,8 +61,11 @@ def read_events(
     """Read an event log from a CSV file, a Parquet file or a folder of Parquet files.
 
     Only the mapped columns are read (with pyarrow); Parquet stage columns are read as
-    dictionaries, CSV timestamps as text (then parsed as ISO 8601 like any other input).
-    Nothing in the file is executed.
+    dictionaries, CSV timestamps as text (then parsed as ISO 8601 like any other input, or
+    with ``date_format``). Nothing in the file is executed.
+
+    A wide export (one row per deal, one date column per stage) is read when ``stage_dates``
+    is given: the keywords are then those of :meth:`EventLog.from_milestones`.
 
     In a CSV file, a cell that is empty, holds only whitespace, or is one of ``na_values``
     (by default pandas' list: ``NA``, ``N/A``, ``null``, ``NULL``, ``NaN``, ``None``...)
@@ -89,7 +91,9 @@ def read_events(
         real deal id. Empty and whitespace-only cells are always missing.
     **kwargs
         The keywords of :class:`EventLog` (``deal``, ``stage``, ``time``, ``stages``,
-        ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``...).
+        ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
+        ``date_format``...); with ``stage_dates``, those of
+        :meth:`EventLog.from_milestones` (``status``, ``closed_at``, ``created_at``...).
 
     Returns
     -------
@@ -118,7 +122,12 @@ def read_events(
     """
     encoding = _check_encoding(encoding)
     nas = _check_na_values(na_values)
+    wide = "stage_dates" in kwargs
     if engine == "dask":
+        if wide:
+            raise EventLogError(
+                "A wide export (`stage_dates`) is read in memory only; use engine='pandas'."
+            )
         from .dask import read_events as read_with_dask
 
         return read_with_dask(path, encoding=encoding, na_values=nas, **kwargs)
@@ -127,7 +136,7 @@ def read_events(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")
-    roles = C.mapped_columns(kwargs)
+    roles = _wide_columns(kwargs) if wide else C.mapped_columns(kwargs)
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
         table = _read_parquet(p, roles, kwargs.get("stage", "stage"), f"`{path}`")
@@ -138,7 +147,28 @@ def read_events(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "
             "Parquet files."
         )
+    if wide:
+        return EventLog.from_milestones(table.to_pandas(), **kwargs)
     return EventLog(table, **kwargs)
+
+
+def _wide_columns(kwargs: dict[str, Any]) -> dict[str, str]:
+    """Role of each column a wide export maps (``{"deal": ..., "Engaging": ...}``)."""
+    stage_dates = kwargs["stage_dates"]
+    if not isinstance(stage_dates, Mapping) or not stage_dates:
+        raise EventLogError(
+            "Parameter `stage_dates` must be a non-empty mapping of stage name → date column; "
+            f"got {stage_dates!r}."
+        )
+    roles = {"deal": kwargs.get("deal", "deal_id")}
+    roles.update({f"stage_dates[{st!r}]": str(col) for st, col in stage_dates.items()})
+    for key in ("status", "closed_at", "created_at", "amount"):
+        if kwargs.get(key) is not None:
+            roles[key] = kwargs[key]
+    attrs = kwargs.get("attrs", ())
+    for a in [attrs] if isinstance(attrs, str) else attrs:
+        roles[f"attr:{a}"] = a
+    return roles
 
 
 def _check_encoding(encoding: Any) -> str:
@@ -357,31 +387,34 @@ def from_milestones(
     *,
     deal: str = "deal_id",
     stage_dates: Mapping[str, str],
+    status: str | None = None,
+    closed_at: str | None = None,
+    created_at: str | None = None,
+    date_format: str | Mapping[str, str] | None = None,
+    stage_map: Mapping[Any, str] | None = None,
+    stages: Sequence[str] | None = None,
+    won: str | Sequence[str] | None = "won",
+    lost: str | Sequence[str] | None = "lost",
     amount: str | None = None,
-    attrs: Sequence[str] = (),
-    **kwargs: Any,
+    attrs: Sequence[str] | str = (),
+    as_of: Any = None,
+    stale_after: Any = None,
+    calendar: Any = None,
+    errors: Literal["raise", "drop"] = "raise",
 ) -> EventLog:
-    """Build an event log from the wide shape CRMs export: one row per deal, one
-    "date entered stage X" column per stage.
+    """Build an event log from a wide export: one row per deal, one date column per stage.
 
-    Each non-null date becomes one event ``(deal, stage, date)``; empty cells are stages
-    the deal never entered. Terminal stages can be milestones too (``{"Won": "close_date"}``
-    with ``won="Won"``).
+    The same as :meth:`EventLog.from_milestones`, which documents every parameter: each
+    date becomes an event, ``status`` and ``closed_at`` give won/lost outcomes, and every
+    deal is either in the log or in ``log.rejects`` with a reason.
 
     Parameters
     ----------
     deals : pandas.DataFrame
         One row per deal.
-    deal : str, default "deal_id"
-        Column of deal ids.
-    stage_dates : mapping of str to str
-        Stage name → column holding the date the deal entered it, in funnel order.
-    amount, attrs
-        Carried per deal, as in :class:`EventLog`.
-    **kwargs
-        Other keywords of :class:`EventLog` (``won``, ``lost``, ``stages``, ``as_of``,
-        ``stale_after``, ``errors``...). ``stages`` defaults to the non-terminal keys of
-        ``stage_dates`` in the given order.
+    deal, stage_dates, status, closed_at, created_at, date_format, stage_map, stages, won, \
+lost, amount, attrs, as_of, stale_after, calendar, errors
+        See :meth:`EventLog.from_milestones`.
 
     Returns
     -------
@@ -393,43 +426,27 @@ def from_milestones(
     >>> import funnelkit as fk
     >>> wide = pd.DataFrame({"id": ["a", "b"], "lead": ["2025-01-01", "2025-01-02"],
     ...                      "demo": ["2025-01-05", None], "won": ["2025-01-20", None]})
-    >>> log = fk.EventLog.from_milestones(wide, deal="id", won="Won", lost=None,
+    >>> log = fk.io.from_milestones(wide, deal="id", won="Won", lost=None,
     ...     stage_dates={"Lead": "lead", "Demo": "demo", "Won": "won"})
-    >>> log.stages
-    ['Lead', 'Demo']
+    >>> log.stages, log.n_deals, log.n_events
+    (['Lead', 'Demo'], 2, 4)
     """
-    if not isinstance(deals, pd.DataFrame):
-        raise TypeError(f"`deals` must be a pandas DataFrame; got {type(deals).__name__}.")
-    if not stage_dates:
-        raise EventLogError("Parameter `stage_dates` is empty; map each stage to its date column.")
-    attrs = [attrs] if isinstance(attrs, str) else list(attrs)
-    needed = [deal, *stage_dates.values(), *([amount] if amount else []), *attrs]
-    missing = [c for c in dict.fromkeys(needed) if c not in deals.columns]
-    if missing:
-        raise EventLogError(
-            f"Column(s) {missing} not found in `deals`. Available columns: {list(deals.columns)}."
-        )
-    carried = [c for c in dict.fromkeys([deal, *([amount] if amount else []), *attrs])]
-    parts = []
-    for stage_name, col in stage_dates.items():  # loop over stage columns only
-        dates = deals[col]
-        keep = dates.notna().to_numpy(dtype=bool, copy=True)
-        if pd.api.types.is_string_dtype(dates.dtype) or dates.dtype == object:
-            blank = (dates.astype("string").str.strip() == "").fillna(False)
-            keep &= ~blank.to_numpy(dtype=bool)
-        part = deals.loc[keep, carried].copy()
-        part["stage"] = stage_name
-        part["ts"] = dates[keep].to_numpy()
-        part["_order"] = np.flatnonzero(keep)
-        parts.append(part)
-    long = pd.concat(parts, ignore_index=True)
-    won = kwargs.get("won", "won")
-    lost = kwargs.get("lost", "lost")
-    terminal = set([won] if isinstance(won, str) else (won or [])) | set(
-        [lost] if isinstance(lost, str) else (lost or [])
-    )
-    kwargs.setdefault("stages", [s for s in stage_dates if s not in terminal])
-    long = long.drop(columns="_order")
-    return EventLog(
-        long, deal=deal, stage="stage", time="ts", amount=amount, attrs=attrs, **kwargs
+    return EventLog.from_milestones(
+        deals,
+        deal=deal,
+        stage_dates=stage_dates,
+        status=status,
+        closed_at=closed_at,
+        created_at=created_at,
+        date_format=date_format,
+        stage_map=stage_map,
+        stages=stages,
+        won=won,
+        lost=lost,
+        amount=amount,
+        attrs=attrs,
+        as_of=as_of,
+        stale_after=stale_after,
+        calendar=calendar,
+        errors=errors,
     )

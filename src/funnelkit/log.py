@@ -53,7 +53,8 @@ _HINTS = {
     "missing_stage": "every event needs a stage",
     "missing_time": "every event needs a timestamp",
     "unparseable_time": "timestamps must be datetimes or ISO 8601 strings such as "
-    "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262",
+    "'2025-01-07' or '2025-01-07 09:00:00+01:00', between the years 1677 and 2262; for other "
+    "formats, e.g. day-first '31-01-25', pass date_format='%d-%m-%y'",
     "mixed_timezone": "timestamps mix naive and time-zone-aware values; make them all aware "
     "(e.g. append '+00:00') or all naive",
     "time_out_of_range": "these timestamps are more than 146 years from the log's median "
@@ -105,15 +106,16 @@ def bad_rows_error(
             continue
         col = settings[_COLUMN_OF_REASON[nm]]
         ex = cases[sel].head(3)
+        hint = _HINTS[nm]
+        if nm == "unparseable_time" and settings.get("date_format") is not None:
+            hint = f"timestamps must match date_format={settings['date_format']!r}"
         if nm == "unknown_stage":
             shown = f"stages {unknown_stages[:10]}"
         elif nm == "conflicting_outcome":
             shown = f"deals {_shown(ex[settings['deal']].drop_duplicates())}"
         else:
             shown = f"rows {ex['row'].tolist()} ({col}={_shown(ex[col])})"
-        parts.append(
-            f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {_HINTS[nm]}"
-        )
+        parts.append(f"column `{col}`: {k:,} rows {nm.replace('_', ' ')} — e.g. {shown}; {hint}")
     return EventLogError(
         f"{len(cases):,} of {rows_in:,} input rows are invalid:\n  - "
         + "\n  - ".join(parts)
@@ -122,6 +124,22 @@ def bad_rows_error(
         "err.failure_cases.",
         cases,
     )
+
+
+def check_date_format(date_format: Any) -> None:
+    """Raise a clear error for a ``date_format`` that is not a strftime format string."""
+    if date_format is None:
+        return
+    if not isinstance(date_format, str):
+        raise TypeError(
+            f"Parameter `date_format` must be a strftime format string such as '%d-%m-%y' or "
+            f"None; got {type(date_format).__name__}."
+        )
+    if "%" not in date_format:
+        raise ValueError(
+            f"Parameter `date_format`={date_format!r} has no % directive; pass a strftime "
+            "format such as '%d-%m-%y' (day-month-year) or '%m/%d/%Y'."
+        )
 
 
 def _is_dask_frame(obj: Any) -> bool:
@@ -162,6 +180,11 @@ class EventLog:
         Columns carried per deal (owner, team, region, ...).
         A carried value is the one on the deal's **first event (in path order) with a
         non-null value**; ``log.quality.attr_changes`` counts deals whose value changes.
+    date_format : str, optional
+        A strftime format for timestamps given as text, e.g. ``"%d-%m-%y"`` for day-first
+        dates such as ``"31-01-25"``; values that do not match are unparseable (bad rows).
+        Default: ISO 8601 of any precision — day-first dates then fail loudly rather than
+        being read month-first. Ignored for columns that already hold datetimes.
     visit_attrs : sequence of str, default ()
         Columns carried per *visit* (hand-offs): the value on the event that entered the
         stage appears in :meth:`visits`, and ``funnel(by=...)``/``dwell(by=...)`` then
@@ -227,6 +250,7 @@ class EventLog:
         stale_after: Any = None,
         calendar: BusinessCalendar | str | None = None,
         errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
             raise TypeError(
@@ -235,6 +259,7 @@ class EventLog:
             )
         if errors not in ("raise", "drop"):
             raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
+        check_date_format(date_format)
         attrs = C.as_list(attrs, "attrs", ordered=False)
         visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
         self.calendar = as_calendar(calendar)
@@ -253,6 +278,7 @@ class EventLog:
             stale_after=stale_after,
             calendar=self.calendar,
             errors=errors,
+            date_format=date_format,
         )
         self.won = _names(won, "won")
         self.lost = _names(lost, "lost")
@@ -280,6 +306,160 @@ class EventLog:
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
 
+    @classmethod
+    def from_milestones(
+        cls,
+        deals: pd.DataFrame,
+        *,
+        deal: str = "deal_id",
+        stage_dates: Mapping[str, str],
+        status: str | None = None,
+        closed_at: str | None = None,
+        created_at: str | None = None,
+        date_format: str | Mapping[str, str] | None = None,
+        stage_map: Mapping[Any, str] | None = None,
+        stages: Sequence[str] | None = None,
+        won: str | Sequence[str] | None = "won",
+        lost: str | Sequence[str] | None = "lost",
+        amount: str | None = None,
+        attrs: Sequence[str] | str = (),
+        as_of: Any = None,
+        stale_after: Any = None,
+        calendar: BusinessCalendar | str | None = None,
+        errors: Literal["raise", "drop"] = "raise",
+    ) -> EventLog:
+        """Build an event log from the wide shape CRMs export: one row per deal.
+
+        Each deal row holds dates ("date entered stage X", one column per stage in
+        ``stage_dates``), optionally its current stage or outcome (``status``), the date of
+        that outcome (``closed_at``) and its creation date (``created_at``). Each date
+        becomes an event; every deal of ``deals`` is then either in the log or in
+        :attr:`rejects` with a reason, and :attr:`quality` counts rows of ``deals``
+        (``log.quality.source == "deals"``). Errors name your columns and count deals.
+
+        Parameters
+        ----------
+        deals : pandas.DataFrame
+            One row per deal (a pyarrow Table is converted).
+        deal : str, default "deal_id"
+            Column of deal ids.
+        stage_dates : mapping of str to str
+            Stage name → column holding the date the deal entered it, in funnel order.
+            Empty cells are stages the deal never entered. Terminal stages can be dated
+            here too (``{"Won": "won_date"}`` with ``won="Won"``).
+        status : str, optional
+            Column holding the deal's current stage or outcome (e.g. ``deal_stage`` with
+            Prospecting, Engaging, Won, Lost; names pass through ``stage_map``). A won/lost
+            value gives the deal a terminal event at ``closed_at``. A stage value says where
+            the deal is: it needs a date there (its ``stage_dates`` column, or
+            ``created_at`` for the first stage), else the value is rejected
+            (``missing_time``). An empty status is ``missing_stage``; a value that is no
+            stage or outcome is ``unknown_stage``.
+        closed_at : str, optional
+            Column of the date of the won/lost outcome named by ``status`` (needs
+            ``status``). It is read only for deals whose status is won or lost, so the
+            *expected* close date CRMs keep on open deals is not an event.
+        created_at : str, optional
+            Column of the creation date, used as the entry of the first stage (the first
+            of ``stages``) when the deal has no date of its own for that stage: deals still
+            in the first stage then have a place in time.
+        date_format : str or mapping of str to str, optional
+            strftime format of dates given as text, e.g. ``"%d-%m-%y"`` for ``31-01-25``,
+            or one per column (``{"close_date": "%d-%m-%y"}``; columns not named: ISO 8601).
+            Default: ISO 8601 (day-first dates then fail loudly rather than being read
+            month-first). Values that do not match are ``unparseable_time``.
+        stage_map : mapping, optional
+            Applied to stage names (keys of ``stage_dates`` and ``status`` values) first.
+        stages : sequence of str, optional
+            Non-terminal stages in funnel order; default: the non-terminal keys of
+            ``stage_dates`` in the given order. List stages with no date column here
+            (e.g. ``"Prospecting"``) when ``status`` or ``created_at`` uses them.
+        won, lost : str or sequence of str or None, default "won", "lost"
+            Terminal stage names, as in :class:`EventLog`.
+        amount : str, optional
+            Column of deal amounts.
+        attrs : sequence of str, default ()
+            Columns carried per deal (owner, team, product, ...).
+        as_of, stale_after, calendar
+            As in :class:`EventLog`.
+        errors : {"raise", "drop"}, default "raise"
+            Invalid values — a date that does not parse, a won/lost status with no close
+            date, a deal with no date for any stage — raise one
+            :class:`~funnelkit.EventLogError` naming the columns and counting deals, or are
+            left out and listed in :attr:`rejects`.
+
+        Returns
+        -------
+        EventLog
+            Its :attr:`rejects` lists, per rejected value or deal: ``row`` (position in
+            ``deals``), the deal id column, ``column`` (your column; for ``no_dates`` the
+            date columns consulted), ``value`` as given, ``stage`` and ``time`` of the
+            event it would have been, and ``reason`` (one of
+            ``funnelkit.quality.REASONS``, e.g. ``no_dates``, ``unparseable_time``).
+
+        Raises
+        ------
+        EventLogError
+            Missing columns; under ``errors="raise"``, invalid values (the rows travel as
+            ``failure_cases``).
+
+        See Also
+        --------
+        funnelkit.read_events : long logs (one row per stage change) from files.
+
+        Examples
+        --------
+        A wide export: the current ``deal_stage``, the date the deal started engaging and,
+        for closed deals, the close date, written day-first. Deal ``o4`` is still
+        prospecting and has no date at all:
+
+        >>> import pandas as pd
+        >>> import funnelkit as fk
+        >>> wide = pd.DataFrame({
+        ...     "opportunity_id": ["o1", "o2", "o3", "o4"],
+        ...     "deal_stage": ["Won", "Lost", "Engaging", "Prospecting"],
+        ...     "engage_date": ["02-01-25", "03-01-25", "05-01-25", None],
+        ...     "close_date": ["28-02-25", "15-01-25", None, None],
+        ... })
+        >>> log = fk.EventLog.from_milestones(
+        ...     wide, deal="opportunity_id", stage_dates={"Engaging": "engage_date"},
+        ...     status="deal_stage", closed_at="close_date", date_format="%d-%m-%y",
+        ...     stages=["Prospecting", "Engaging"], won="Won", lost="Lost", errors="drop")
+        >>> log.deals()[["deal", "outcome", "cycle_time"]]
+          deal outcome cycle_time
+        0   o1     won    57 days
+        1   o2    lost    12 days
+        2   o3    open        NaT
+        >>> log.rejects[["row", "opportunity_id", "column", "reason"]]
+           row opportunity_id                   column    reason
+        0    3             o4  engage_date, close_date  no_dates
+        >>> q = log.quality
+        >>> q.rows_in == q.rows_used + q.rows_dropped
+        True
+        """
+        from ._milestones import from_milestones
+
+        return from_milestones(
+            cls,
+            deals,
+            deal=deal,
+            stage_dates=stage_dates,
+            status=status,
+            closed_at=closed_at,
+            created_at=created_at,
+            date_format=date_format,
+            stage_map=stage_map,
+            stages=stages,
+            won=won,
+            lost=lost,
+            amount=amount,
+            attrs=attrs,
+            as_of=as_of,
+            stale_after=stale_after,
+            calendar=calendar,
+            errors=errors,
+        )
+
     # ------------------------------------------------------------------ construction
     @hot_path
     def _build(self, events, declared, as_of, errors) -> None:
@@ -300,7 +480,7 @@ class EventLog:
         if s["amount"] is not None:
             amount_vals, bad_amount = C.amounts(C.column(events, s["amount"]), s["amount"])
         C.check_time_dtype(C.column(events, s["time"]), s["time"])
-        times = C.parse_times(C.column(events, s["time"]))
+        times = C.parse_times(C.column(events, s["time"]), s["date_format"])
         self._aware = times.aware
 
         won_set, lost_set = set(self.won), set(self.lost)
@@ -2059,7 +2239,7 @@ class EventLog:
     def __repr__(self) -> str:
         q = self.quality
         return (
-            f"<EventLog: {q.deals:,} deals, {q.rows_used:,} events, {len(self.stages)} stages "
+            f"<EventLog: {q.deals:,} deals, {self.n_events:,} events, {len(self.stages)} stages "
             f"({' → '.join(self.stages[:8])}{' …' if len(self.stages) > 8 else ''}); "
             f"won {q.won:,}, lost {q.lost:,}, stale {q.stale:,}, open {q.open:,}; "
             f"as of {self.as_of}>"
@@ -2070,7 +2250,12 @@ class EventLog:
         span = f"{self._timestamp(np.array([self._first_ns.min()]))[0]} – {self.as_of}"
         rows = [
             ("deals", f"{q.deals:,}"),
-            ("events", f"{q.rows_used:,} used of {q.rows_in:,} rows"),
+            (
+                "events",
+                f"{self.n_events:,} from {q.rows_in:,} rows of deals"
+                if q.source == "deals"
+                else f"{q.rows_used:,} used of {q.rows_in:,} rows",
+            ),
             (
                 "stages" + (" (inferred)" if q.stage_order_inferred else ""),
                 " → ".join(self.stages),
@@ -2086,37 +2271,3 @@ class EventLog:
         warn = "".join(f"<li>{html.escape(w)}</li>" for w in q.warnings)
         warn_html = f"<b>Data quality</b><ul>{warn}</ul>" if warn else ""
         return f"<div><b>funnelkit.EventLog</b><table>{body}</table>{warn_html}</div>"
-
-
-def _from_milestones(cls, deals: pd.DataFrame, **kwargs: Any) -> EventLog:
-    """Build an event log from a wide export; see :func:`funnelkit.io.from_milestones`.
-
-    Parameters
-    ----------
-    deals : pandas.DataFrame
-        One row per deal, one "date entered stage" column per stage.
-    **kwargs
-        The keywords of :func:`funnelkit.io.from_milestones` (``deal``, ``stage_dates``,
-        ``amount``, ``attrs``) and of :class:`EventLog`.
-
-    Returns
-    -------
-    EventLog
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> import funnelkit as fk
-    >>> wide = pd.DataFrame({"id": ["a", "b"], "lead": ["2025-01-01", "2025-01-02"],
-    ...                      "won": ["2025-01-20", None]})
-    >>> log = fk.EventLog.from_milestones(wide, deal="id", won="Won", lost=None,
-    ...     stage_dates={"Lead": "lead", "Won": "won"})
-    >>> log.n_deals, log.n_events
-    (2, 3)
-    """
-    from .io import from_milestones
-
-    return from_milestones(deals, **kwargs)
-
-
-EventLog.from_milestones = classmethod(_from_milestones)  # type: ignore[attr-defined]

@@ -420,7 +420,7 @@ def _activity(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes = log._deal_labels.get_indexer(extra[log._settings["deal"]])
         if (codes < 0).any():  # cannot happen: every such row belongs to a deal of the log
             raise RuntimeError("funnelkit: rejected rows of unknown deals")
-        times = C.parse_times(extra[log._settings["time"]]).ns
+        times = C.parse_times(extra[log._settings["time"]], log._settings.get("date_format")).ns
         deal = np.concatenate([deal, codes.astype(np.int64)])
         time = np.concatenate([time, times])
         order = np.lexsort((time, deal))

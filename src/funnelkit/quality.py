@@ -24,6 +24,8 @@ REASONS: dict[str, str] = {
     "after_as_of": "dropped",
     "invalid_amount": "dropped",
     "conflicting_outcome": "dropped",
+    # wide exports (EventLog.from_milestones): a deal with no date at all
+    "no_dates": "dropped",
     # removed by the path rules
     "reopened_terminal": "removed",
     # collapsed into an earlier event of the same visit or outcome
@@ -38,6 +40,13 @@ class QualityReport:
 
     Rows: ``rows_in == rows_used + rows_dropped + rows_removed + rows_collapsed``.
     Deals: ``deals == won + lost + stale + open``.
+
+    For a log built from a wide export (:meth:`EventLog.from_milestones`, ``source ==
+    "deals"``) the rows are the rows of the caller's table, one per deal: ``rows_used``
+    rows whose deal is in the log, ``rows_dropped`` rows left out (each listed in
+    ``log.rejects`` with its reason, e.g. ``no_dates``); ``by_reason`` and ``by_column``
+    count the entries of ``log.rejects`` — a rejected row, or one rejected value (a cell) of
+    a row whose deal is still in the log.
 
     Attributes
     ----------
@@ -62,6 +71,11 @@ class QualityReport:
         The funnel order used and whether it was inferred from the data.
     as_of : pandas.Timestamp
         The observation time used.
+    source : {"events", "deals"}
+        What a row of the input is: an event (long logs), or a deal of a wide export.
+    by_column : dict[str, dict[str, int]]
+        Wide exports only: per column of the caller's table, entries of ``log.rejects``
+        per reason (e.g. ``{"close_date": {"unparseable_time": 3}}``).
 
     Examples
     --------
@@ -95,6 +109,8 @@ class QualityReport:
     stage_order_inferred: bool
     as_of: pd.Timestamp
     filtered: dict[str, int] = field(default_factory=dict)
+    source: str = "events"
+    by_column: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
@@ -123,7 +139,14 @@ class QualityReport:
         ['58 deals reopened after a terminal event']
         """
         out = []
-        if self.rows_dropped:
+        if self.source == "deals":
+            cells = sum(self.by_reason.values()) - self.rows_dropped
+            if self.rows_dropped:
+                out.append(f"{self.rows_dropped:,} deals left out (see log.rejects)")
+            if cells > 0:
+                values = "value" if cells == 1 else "values"
+                out.append(f"{cells:,} {values} of deals in the log rejected (see log.rejects)")
+        elif self.rows_dropped:
             out.append(f"{self.rows_dropped:,} bad rows dropped (see log.rejects)")
         if self.reopened:
             out.append(f"{self.reopened:,} deals reopened after a terminal event")
@@ -149,9 +172,10 @@ class QualityReport:
         pandas.DataFrame
             One row per item:
 
-            * ``section`` : ``"rows"``, ``"reason"``, ``"deals"``, ``"attributes"`` or
-              ``"filtered"``
-            * ``item`` : what is counted (e.g. ``"rows_in"``, ``"repeat"``, ``"won"``)
+            * ``section`` : ``"rows"``, ``"reason"``, ``"deals"``, ``"attributes"``,
+              ``"filtered"`` or (wide exports) ``"column"``
+            * ``item`` : what is counted (e.g. ``"rows_in"``, ``"repeat"``, ``"won"``;
+              ``"close_date: unparseable_time"`` in the ``"column"`` section)
             * ``count`` : the count
 
         Examples
@@ -179,14 +203,29 @@ class QualityReport:
         rows.append(("deals", "deals_without_amount", self.deals_without_amount))
         rows += [("attributes", k, v) for k, v in self.attr_changes.items()]
         rows += [("filtered", k, v) for k, v in self.filtered.items()]
+        rows += [
+            ("column", f"{col}: {reason}", n)
+            for col, counts in self.by_column.items()
+            for reason, n in counts.items()
+        ]
         return pd.DataFrame(rows, columns=["section", "item", "count"])
 
     def __str__(self) -> str:
-        lines = [
-            f"rows: {self.rows_in:,} in = {self.rows_used:,} used + {self.rows_dropped:,} "
-            f"dropped + {self.rows_removed:,} removed + {self.rows_collapsed:,} collapsed",
-        ]
-        if self.by_reason:
+        if self.source == "deals":
+            lines = [
+                f"rows (deals): {self.rows_in:,} in = {self.rows_used:,} in the log + "
+                f"{self.rows_dropped:,} left out",
+            ]
+            for col, counts in self.by_column.items():
+                lines.append(
+                    f"  rejected in `{col}`: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                )
+        else:
+            lines = [
+                f"rows: {self.rows_in:,} in = {self.rows_used:,} used + {self.rows_dropped:,} "
+                f"dropped + {self.rows_removed:,} removed + {self.rows_collapsed:,} collapsed",
+            ]
+        if self.by_reason and self.source != "deals":
             lines.append(
                 "  by reason: " + ", ".join(f"{k} {v:,}" for k, v in self.by_reason.items())
             )

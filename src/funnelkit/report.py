@@ -98,6 +98,7 @@ _REASON_TEXT = {
     "after_as_of": "event after the observation time",
     "invalid_amount": "amount not a finite number >= 0",
     "conflicting_outcome": "deal ends in both a won and a lost stage",
+    "no_dates": "deal with no date for any stage (wide export)",
     "reopened_terminal": "won/lost event followed by more stages (deal reopened)",
     "repeat": "stage logged again in a row (one visit)",
     "terminal_run": "further won/lost events of the same outcome",
