@@ -3,7 +3,7 @@
 from . import datasets, plot
 from ._version import __version__
 from .businessdays import BusinessCalendar
-from .errors import EventLogError
+from .errors import EventLogError, FunnelkitWarning
 from .io import read_events
 from .log import EventLog
 from .quality import QualityReport
@@ -13,6 +13,7 @@ __all__ = [
     "BusinessCalendar",
     "EventLog",
     "EventLogError",
+    "FunnelkitWarning",
     "QualityReport",
     "__version__",
     "datasets",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["EventLogError"]
+__all__ = ["EventLogError", "FunnelkitWarning"]
 
 
 class EventLogError(ValueError):
@@ -32,3 +32,24 @@ class EventLogError(ValueError):
         if failure_cases is None:
             failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
         self.failure_cases = failure_cases
+
+
+class FunnelkitWarning(UserWarning):
+    """A result that is computed but probably not what the caller meant.
+
+    Raised (with :func:`warnings.warn`) when an analysis runs on input that makes its answer
+    empty or misleading — e.g. a cohort trend whose every value is NaN, or a revenue funnel
+    whose lost deals weigh nothing. The message says why and what to do. funnelkit never
+    changes the warnings filters; silence one with :func:`warnings.filterwarnings` and this
+    class.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import funnelkit as fk
+    >>> issubclass(fk.FunnelkitWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", fk.FunnelkitWarning)
+    ...     warnings.warn("example", fk.FunnelkitWarning)
+    """

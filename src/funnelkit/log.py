@@ -1578,6 +1578,13 @@ class EventLog:
         TypeError
             A ``freq`` that is not a string.
 
+        Warns
+        -----
+        FunnelkitWarning
+            For ``conversion`` or ``win_rate``, when every value is NaN although deals
+            exist: no counted deal is resolved yet (typically a young log without
+            ``stale_after``). The message gives the counts and what to do.
+
         Notes
         -----
         The cutoffs are the maturity rule of :meth:`EventLog.key_stages` (``change``):
