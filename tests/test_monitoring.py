@@ -342,8 +342,15 @@ def young_log(stale_after=None) -> fk.EventLog:
         rows += [(f"b{i}", "A", t0 + (12 + 9 * i) * day), (f"b{i}", "B", t0 + (13 + 9 * i) * day)]
     events = pd.DataFrame(rows, columns=["deal", "stage", "ts"])
     return fk.EventLog(
-        events, deal="deal", stage="stage", time="ts", stages=["A", "B"], won="Won",
-        lost="Lost", as_of=t0 + 60 * day, stale_after=stale_after,
+        events,
+        deal="deal",
+        stage="stage",
+        time="ts",
+        stages=["A", "B"],
+        won="Won",
+        lost="Lost",
+        as_of=t0 + 60 * day,
+        stale_after=stale_after,
     )
 
 

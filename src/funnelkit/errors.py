@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import pandas as pd
 
 __all__ = ["EventLogError", "FunnelkitWarning"]
@@ -53,3 +57,17 @@ class FunnelkitWarning(UserWarning):
     ...     warnings.simplefilter("ignore", fk.FunnelkitWarning)
     ...     warnings.warn("example", fk.FunnelkitWarning)
     """
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`FunnelkitWarning` attributed to the first caller outside funnelkit
+    (so the warning names the user's line, whatever the depth of the call inside the
+    package). The warnings filters are left as they are."""
+    level, frame = 2, sys._getframe(1)  # level 2: the caller of warn()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, FunnelkitWarning, stacklevel=level)

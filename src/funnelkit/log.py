@@ -951,6 +951,9 @@ class EventLog:
             and a won deal has reached every stage. ``"strict"``: only entering counts.
         weight : {"amount"}, optional
             Weight deals by their amount (revenue funnel). Deals without an amount weigh 0.
+            A :class:`~funnelkit.FunnelkitWarning` says when 90% or more of the lost deals weigh 0
+            while won deals have amounts (CRMs often zero the value of lost deals: the
+            funnel would then lose nothing).
         by : str or list of str, optional
             Carried attributes; one block of rows per segment (a missing value is its own
             segment). A *visit* attribute (``visit_attrs``) attributes each stage's

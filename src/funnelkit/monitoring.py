@@ -14,7 +14,6 @@ maturity rule of :mod:`funnelkit._periods`, shared with :mod:`funnelkit.keystage
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -38,7 +37,7 @@ from ._periods import (
 )
 from ._segments import expand, normalize_by, segments
 from .dwell import km_table
-from .errors import EventLogError, FunnelkitWarning
+from .errors import EventLogError, warn
 from .kpis import kpis
 from .transitions import to_timedelta
 
@@ -314,13 +313,11 @@ def _warn_if_empty(log: EventLog, out: pd.DataFrame, metric: str) -> None:
         if metric == "conversion"
         else "log.funnel() or log.kpis() (which count every deal)"
     )
-    warnings.warn(
+    warn(
         f"log.trend(metric={metric!r}): every {metric} is NaN. Of {total:,} {unit}, "
         f"{counted:,} are early enough to count (before `{cutoff}`, when their outcome is "
         "almost always known) and none of those is resolved yet. "
-        f"{why}, or use {other}.",
-        FunnelkitWarning,
-        stacklevel=4,
+        f"{why}, or use {other}."
     )
 
 
