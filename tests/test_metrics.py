@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,6 +72,32 @@ def test_weighted_funnel_hand_worked():
         fk.EventLog(ev, deal="deal", stage="stage", time="ts", won="W", lost="L").funnel(
             weight="amount"
         )
+
+
+def zeroed_lost_sample() -> pd.DataFrame:
+    """The sample as a CRM exports it when it zeroes the value of lost deals."""
+    ev = fk.datasets.load_sample()
+    last = ev.sort_values("ts", kind="stable").groupby("deal_id")["stage"].last()
+    lost = last.index[last.isin(["Lost", "Disqualified"])]
+    return ev.assign(amount=ev["amount"].where(~ev["deal_id"].isin(lost), 0.0))
+
+
+def test_weighted_funnel_warns_when_lost_deals_weigh_nothing():
+    kw = {k: v for k, v in fk.datasets.SAMPLE_KWARGS.items() if k != "stale_after"}
+    log = fk.EventLog(zeroed_lost_sample(), **kw)
+    with pytest.warns(fk.FunnelkitWarning, match="zeroed the value of lost deals") as rec:
+        f = log.funnel(weight="amount")
+    assert (f["conversion"] > 0.98).all()  # what the warning is about
+    msg = str(rec[0].message)
+    assert "382 of 387 lost deals have an amount (column 'amount') of 0 or none" in msg
+    assert "60 of 60 won deals have a positive amount" in msg and "weight=None" in msg
+    assert rec[0].filename == __file__
+    with pytest.warns(fk.FunnelkitWarning, match="382 of 387"):
+        log.funnel(weight="amount", by="team")  # the per-segment path warns too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fk.FunnelkitWarning)
+        log.funnel()  # unweighted: nothing to warn about
+        sample_log().funnel(weight="amount")  # real amounts on lost deals
 
 
 def test_transition_matrix(golden_log):

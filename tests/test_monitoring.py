@@ -383,6 +383,60 @@ def test_trend_bad_parameters(sample_log):
         M.kpis_by_period(sample_log, freq="QE", by="period")
 
 
+def young_log(stale_after=None) -> fk.EventLog:
+    """A young CRM log without stale_after: silent deals stay open in both stages from the
+    first days, so every stage's maturity cutoff falls on an open visit."""
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    day = pd.Timedelta(days=1)
+    rows = [("d0", "A", t0)]  # the first deal falls silent in A
+    rows += [("d21", "A", t0 + day), ("d21", "B", t0 + 1.5 * day)]  # ... and one in B
+    for i in range(1, 21):
+        start = t0 + i * day
+        rows += [(f"d{i}", "A", start), (f"d{i}", "B", start + 2 * day)]
+        rows += [(f"d{i}", "Won" if i % 3 else "Lost", start + 5 * day)]
+    rows += [(f"s{i}", "A", t0 + (10 + 8 * i) * day) for i in range(4)]  # silent in A
+    for i in range(3):  # silent in B
+        rows += [(f"b{i}", "A", t0 + (12 + 9 * i) * day), (f"b{i}", "B", t0 + (13 + 9 * i) * day)]
+    events = pd.DataFrame(rows, columns=["deal", "stage", "ts"])
+    return fk.EventLog(
+        events,
+        deal="deal",
+        stage="stage",
+        time="ts",
+        stages=["A", "B"],
+        won="Won",
+        lost="Lost",
+        as_of=t0 + 60 * day,
+        stale_after=stale_after,
+    )
+
+
+def test_trend_all_nan_conversion_warns_why_and_what_to_do():
+    log = young_log()
+    with pytest.warns(fk.FunnelkitWarning, match="every conversion is NaN") as rec:
+        t = log.trend(metric="conversion", freq="ME")
+    assert t["conversion"].isna().all()
+    assert t["counted"].sum() == 2 and t["reached"].sum() == 29 + 24
+    msg = str(rec[0].message)
+    assert "Of 53 deal-stage pairs, 2 are early enough" in msg
+    assert "stale_after='60D'" in msg and "metric='win_rate'" in msg
+    assert rec[0].filename == __file__  # points at the caller's line
+    w = log.trend(metric="win_rate", freq="ME")  # values: no warning
+    assert w["win_rate"].notna().any()
+    # with stale_after the silent deals resolve and the conversions have values
+    t = young_log(stale_after="10D").trend(metric="conversion", freq="ME")
+    assert t["conversion"].notna().any()
+
+
+def test_trend_with_values_does_not_warn(sample_log):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fk.FunnelkitWarning)
+        for metric in ("conversion", "win_rate"):
+            M.trend(sample_log, metric=metric)
+
+
 def test_trend_win_rate_and_cycle_time(sample_events, sample_log):
     w = M.trend(sample_log, metric="win_rate")
     c = M.trend(sample_log, metric="cycle_time")

@@ -473,6 +473,75 @@ def test_segments_other_metric_and_errors(log):
         fp.segments(log, by="team", metric="nope")  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------- the computation's keywords
+def test_key_stages_takes_the_computations_keywords(log):
+    """fk.plot.key_stages(log, by="team") used to fail in matplotlib (PathCollection.set)."""
+    want = log.key_stages(by="team", signals="heterogeneity", n_boot=20, seed=1)
+    ax = fp.key_stages(log, by="team", signals="heterogeneity", n_boot=20, seed=1, s=30)
+    dots = np.concatenate(
+        [c.get_offsets()[:, 0] for c in ax.collections if str(c.get_gid()).startswith("key-")]
+    )
+    np.testing.assert_allclose(np.sort(dots), np.sort(want["effect"].dropna()))
+    reasons = [t.get_text().replace("\n", " ") for t in gid_texts(ax, "key-reason")]
+    assert len(reasons) == len(want) and "team" in reasons[0]
+    with pytest.warns(DeprecationWarning, match="key_kwargs=...\\) is deprecated"):
+        old = fp.key_stages(log, key_kwargs={"by": "team", "signals": "heterogeneity"})
+    assert len(gid_texts(old, "key-reason")) == len(want)
+
+
+def test_funnel_and_segments_take_the_funnels_keywords(log):
+    f = log.funnel(within="7D")
+    ax = fp.funnel(log, within="7D")
+    conv = [t.get_text() for t in gid_texts(ax, "funnel-conversion")]
+    for text, row in zip(conv, f.itertuples(), strict=True):
+        assert f"{100 * row.conversion:.1f}%" in text and f"{row.dropped:,} dropped" in text
+    assert "within 7D" in S.subtitle_of(ax)
+    by = log.funnel(by="team", within="7D")
+    ax = fp.segments(log, by="team", within="7D")
+    for cont in ax.containers:
+        rows = by.loc[by["team"] == cont.get_label()]
+        np.testing.assert_allclose(cont.lines[0].get_xdata(), rows["conversion"])
+    (overall,) = gid_collections(ax, "segments-overall")
+    np.testing.assert_allclose(overall.get_offsets()[:, 0], f["conversion"])
+
+
+def test_trend_takes_by(log):
+    t = log.trend(metric="win_rate", by="team")
+    ax = fp.trend(log, metric="win_rate", by="team")
+    assert [c.get_label() for c in ax.containers] == ["Team A", "Team B", "Team C"]
+    for cont in ax.containers:
+        rows = t.loc[(t["team"] == cont.get_label()) & t["win_rate"].notna()]
+        np.testing.assert_allclose(cont.lines[0].get_ydata(), rows["win_rate"])
+    assert ax.get_title() == "Win rate by cohort, per team"
+    ax = fp.trend(log, stage="Demo", by="team")
+    assert [c.get_label() for c in ax.containers] == [f"Demo · Team {x}" for x in "ABC"]
+
+
+@pytest.mark.parametrize(
+    ("chart", "kwargs", "match"),
+    [
+        (fp.flow, {"by": "team"}, "fk.plot.flow takes none"),
+        (fp.heatmap, {"skips": "strict"}, "fk.plot.heatmap takes none"),
+        (fp.dwell, {"by": "team"}, "fk.plot.dwell takes none"),
+        (fp.survival, {"n_boot": 10}, "fk.plot.survival takes none"),
+        (fp.key_stages, {"skips": "strict"}, r"log.key_stages\(\) does not take them"),
+        (fp.funnel, {"signals": "stall"}, r"log.funnel\(\) does not take them"),
+    ],
+)
+def test_analysis_keywords_a_chart_does_not_compute_are_clear_errors(log, chart, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        chart(log, **kwargs)
+
+
+def test_analysis_keywords_with_a_table_need_a_log(log):
+    with pytest.raises(TypeError, match=r"go to log.funnel\(\) and need an fk.EventLog"):
+        fp.funnel(log.funnel(), within="7D")
+    with pytest.raises(TypeError, match=r"go to log.key_stages\(\) and need an fk.EventLog"):
+        fp.key_stages(key_table(), by="team")
+    ax = fp.key_stages(key_table(), alpha=0.5)  # with a table, alpha is matplotlib's
+    assert gid_collections(ax, "key-effect")[0].get_alpha() == 0.5
+
+
 # ---------------------------------------------------------------------------- trend
 def test_cohort_trend_is_the_monitoring_trend(log):
     t = cohort_trend(log)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import pandas as pd
 
-__all__ = ["EventLogError"]
+__all__ = ["EventLogError", "FunnelkitWarning"]
 
 
 class EventLogError(ValueError):
@@ -32,3 +36,38 @@ class EventLogError(ValueError):
         if failure_cases is None:
             failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
         self.failure_cases = failure_cases
+
+
+class FunnelkitWarning(UserWarning):
+    """A result that is computed but probably not what the caller meant.
+
+    Raised (with :func:`warnings.warn`) when an analysis runs on input that makes its answer
+    empty or misleading — e.g. a cohort trend whose every value is NaN, or a revenue funnel
+    whose lost deals weigh nothing. The message says why and what to do. funnelkit never
+    changes the warnings filters; silence one with :func:`warnings.filterwarnings` and this
+    class.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import funnelkit as fk
+    >>> issubclass(fk.FunnelkitWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", fk.FunnelkitWarning)
+    ...     warnings.warn("example", fk.FunnelkitWarning)
+    """
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`FunnelkitWarning` attributed to the first caller outside funnelkit
+    (so the warning names the user's line, whatever the depth of the call inside the
+    package). The warnings filters are left as they are."""
+    level, frame = 2, sys._getframe(1)  # level 2: the caller of warn()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, FunnelkitWarning, stacklevel=level)

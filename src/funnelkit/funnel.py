@@ -13,7 +13,7 @@ from . import _validate as V
 from ._columns import to_duration
 from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
-from .errors import EventLogError
+from .errors import EventLogError, warn
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -31,7 +31,35 @@ def deal_weights(log: EventLog, weight: str | None) -> np.ndarray | None:
             f"(amount={amount_col!r}). Pass amount=... when building the EventLog and "
             "weight='amount'."
         )
-    return np.nan_to_num(log._amount, nan=0.0)
+    w = np.nan_to_num(log._amount, nan=0.0)
+    _warn_if_lost_weigh_nothing(log, w)
+    return w
+
+
+def _warn_if_lost_weigh_nothing(log: EventLog, w: np.ndarray) -> None:
+    """Warn when (nearly) every explicitly lost deal weighs 0 while won deals (or, without
+    any, open deals) mostly have amounts: CRMs often zero the value of a lost deal, and the
+    revenue funnel then loses nothing."""
+    outcome = log._outcome
+    lost = outcome == V.LOST
+    n_lost = int(lost.sum())
+    zero_lost = int((w[lost] <= 0).sum())
+    if n_lost < 3 or zero_lost < 0.9 * n_lost:
+        return
+    won = outcome == V.WON
+    others = won if won.any() else outcome == V.OPEN
+    paid = int((w[others] > 0).sum())
+    if paid == 0 or paid < 0.5 * int(others.sum()):
+        return
+    kind = "won" if won.any() else "open"
+    warn(
+        f"weight='amount': {zero_lost:,} of {n_lost:,} lost deals have an amount (column "
+        f"{log._settings['amount']!r}) of 0 or none, while {paid:,} of {int(others.sum()):,} "
+        f"{kind} deals have a positive amount. The CRM probably zeroed the value of lost "
+        "deals, so the revenue funnel counts no lost revenue and its conversions run near "
+        "1.0. Map amount= to the deal's value before it was lost (e.g. the expected or "
+        "original amount), or use weight=None."
+    )
 
 
 @hot_path

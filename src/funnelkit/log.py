@@ -1188,6 +1188,9 @@ class EventLog:
             and a won deal has reached every stage. ``"strict"``: only entering counts.
         weight : {"amount"}, optional
             Weight deals by their amount (revenue funnel). Deals without an amount weigh 0.
+            A :class:`~funnelkit.FunnelkitWarning` says when 90% or more of the lost deals weigh 0
+            while won deals have amounts (CRMs often zero the value of lost deals: the
+            funnel would then lose nothing).
         by : str or list of str, optional
             Carried attributes; one block of rows per segment (a missing value is its own
             segment). A *visit* attribute (``visit_attrs``) attributes each stage's
@@ -1814,6 +1817,13 @@ class EventLog:
             An unknown ``metric``, ``freq`` or ``by`` attribute.
         TypeError
             A ``freq`` that is not a string.
+
+        Warns
+        -----
+        FunnelkitWarning
+            For ``conversion`` or ``win_rate``, when every value is NaN although deals
+            exist: no counted deal is resolved yet (typically a young log without
+            ``stale_after``). The message gives the counts and what to do.
 
         Notes
         -----

@@ -37,7 +37,7 @@ from ._periods import (
 )
 from ._segments import expand, normalize_by, segments
 from .dwell import km_table
-from .errors import EventLogError
+from .errors import EventLogError, warn
 from .kpis import kpis
 from .transitions import to_timedelta
 
@@ -277,8 +277,48 @@ def trend(
     by_cols = _check_by(by)
     group, G, head, end_ns = _groups(log, by_cols, freq)
     if metric in ("conversion", "dwell"):
-        return _trend_by_stage(log, metric, group, G, head, end_ns)
-    return _trend_by_deal(log, metric, group, G, head, end_ns)
+        out = _trend_by_stage(log, metric, group, G, head, end_ns)
+    else:
+        out = _trend_by_deal(log, metric, group, G, head, end_ns)
+    if metric in ("conversion", "win_rate"):
+        _warn_if_empty(log, out, metric)
+    return out
+
+
+def _warn_if_empty(log: EventLog, out: pd.DataFrame, metric: str) -> None:
+    """Warn when every value of a rate trend is NaN although deals exist: the maturity
+    cutoffs left no resolved deal to count, which a table of NaN does not explain."""
+    if out.empty or out[metric].notna().any():
+        return
+    total = int(out["reached" if metric == "conversion" else "deals"].sum())
+    if total == 0:
+        return
+    counted = int(out["counted"].sum())
+    unit = "deal-stage pairs" if metric == "conversion" else "deals"
+    cutoff = "reached_by" if metric == "conversion" else "created_by"
+    if log.stale_after is None:
+        why = (
+            "Without `stale_after`, a deal that fell silent stays open for ever, so the "
+            "cutoff (as_of minus the longest time to an outcome) falls near the start of "
+            "the log. Set stale_after= when building the EventLog (e.g. stale_after='60D') "
+            "so silent deals count as lost"
+        )
+    else:
+        why = (
+            f"The log is young next to stale_after={log.stale_after} plus the slow deals' "
+            "time to an outcome. Use a longer log or a shorter stale_after"
+        )
+    other = (
+        "metric='win_rate' or log.funnel() (which censors open deals instead)"
+        if metric == "conversion"
+        else "log.funnel() or log.kpis() (which count every deal)"
+    )
+    warn(
+        f"log.trend(metric={metric!r}): every {metric} is NaN. Of {total:,} {unit}, "
+        f"{counted:,} are early enough to count (before `{cutoff}`, when their outcome is "
+        "almost always known) and none of those is resolved yet. "
+        f"{why}, or use {other}."
+    )
 
 
 def _trend_by_stage(

@@ -103,6 +103,7 @@ def dwell(
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
+    _, kwargs = S.split_kwargs("dwell", data, kwargs, None)
     v, stages = _visits(data)
     n = len(stages)
     if n == 0:
@@ -293,6 +294,7 @@ def survival(
     >>> ax.get_title()
     'Still in stage: Proposal'
     """
+    _, kwargs = S.split_kwargs("survival", data, kwargs, None, taken=["by"])
     extra = [by] if (by is not None and not S.is_log(data)) else []
     v, stages = _visits(data, extra)
     if stage is None:

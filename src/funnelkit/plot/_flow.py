@@ -175,6 +175,7 @@ def flow(
     from matplotlib.patches import FancyArrowPatch, Patch, PathPatch, Rectangle
     from matplotlib.path import Path
 
+    _, kwargs = S.split_kwargs("flow", data, kwargs, None)
     table, stages, terminals, size = flow_parts(data, won, lost)
     if not stages:
         raise ValueError("The transition table is empty: no move to draw.")

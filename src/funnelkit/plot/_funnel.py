@@ -89,7 +89,9 @@ def funnel(
     title : str, optional
         Default "Sales funnel" ("Revenue funnel" when weighted).
     **kwargs
-        Passed to :meth:`matplotlib.axes.Axes.barh` (e.g. ``color``, ``height``).
+        With an EventLog, the keywords of :meth:`EventLog.funnel` (``within``,
+        ``calendar``); the rest go to :meth:`matplotlib.axes.Axes.barh` (e.g. ``color``,
+        ``height``).
 
     Returns
     -------
@@ -106,10 +108,11 @@ def funnel(
     >>> ax.get_title()
     'Sales funnel'
     """
+    comp, kwargs = S.split_kwargs("funnel", data, kwargs, "funnel", taken=["skips", "weight"])
     table, _ = S.table_or_log(
         data,
         required=FUNNEL_COLUMNS,
-        compute=lambda log: log.funnel(skips=skips, weight=weight),
+        compute=lambda log: log.funnel(skips=skips, weight=weight, **comp),
         what="a funnel table (log.funnel())",
     )
     seg = segment_columns(table)
@@ -197,6 +200,8 @@ def funnel(
     }.get(rule or "", "")
     sub = f"{what} reaching each stage" + (f"; {rule_txt}" if rule_txt else "")
     sub += "\nconversion = advanced / (advanced + dropped); open deals are not counted"
+    if comp.get("within") is not None:
+        sub += f"; advanced = within {comp['within']} of reaching the stage"
     S.titles(ax, title or ("Revenue funnel" if weighted else "Sales funnel"), sub)
     if keys:
         from matplotlib.patches import Patch

@@ -127,6 +127,7 @@ def heatmap(
     >>> ax.get_title()
     'Where deals go next'
     """
+    _, kwargs = S.split_kwargs("heatmap", data, kwargs, None)
     m, stages, kinds = share_matrix(data, won, lost)
     if m.empty:
         raise ValueError("The transition matrix is empty: no stage to draw.")

@@ -70,9 +70,11 @@ def key_stages(
         [-1, 1].
     title : str, default "Key stages"
     key_kwargs : dict, optional
-        Passed to ``log.key_stages()`` when ``data`` is an EventLog.
+        Deprecated: pass the keywords of ``log.key_stages()`` directly.
     **kwargs
-        Passed to :meth:`matplotlib.axes.Axes.scatter` for the effect dots.
+        With an EventLog, the keywords of :meth:`EventLog.key_stages` (``by``,
+        ``signals``, ``n_boot``, ``seed``, ``alpha`` — the significance level —, ...);
+        the rest go to :meth:`matplotlib.axes.Axes.scatter` for the effect dots.
 
     Returns
     -------
@@ -98,7 +100,9 @@ def key_stages(
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
-    table = _key_table(data, dict(key_kwargs or {}))
+    comp, kwargs = S.split_kwargs("key_stages", data, kwargs, "key_stages")
+    comp = {**S.deprecated_kwargs("key_stages", "key_kwargs", key_kwargs), **comp}
+    table = _key_table(data, comp)
     if signal is not None:
         wanted = [signal] if isinstance(signal, str) else list(signal)
         have = S.ordered_unique(table["signal"])

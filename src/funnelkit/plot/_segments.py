@@ -61,7 +61,9 @@ def segments(
     title : str, optional
         Default "<Metric> by <segment>".
     **kwargs
-        Passed to :meth:`matplotlib.axes.Axes.errorbar` for every segment.
+        With an EventLog, the keywords of :meth:`EventLog.funnel` (``within``,
+        ``calendar``); the rest go to :meth:`matplotlib.axes.Axes.errorbar` for every
+        segment.
 
     Returns
     -------
@@ -85,10 +87,13 @@ def segments(
         raise ValueError(
             f"`by` is required with an EventLog: a carried attribute, one of {data.attrs}."
         )
+    comp, kwargs = S.split_kwargs(
+        "segments", data, kwargs, "funnel", taken=["by", "skips", "weight"]
+    )
     table, log = S.table_or_log(
         data,
         required=FUNNEL_COLUMNS + ([metric] if metric not in FUNNEL_COLUMNS else []),
-        compute=lambda lg: lg.funnel(by=by, skips=skips, weight=weight),
+        compute=lambda lg: lg.funnel(by=by, skips=skips, weight=weight, **comp),
         what="a segmented funnel table (log.funnel(by=...))",
     )
     seg_cols = segment_columns(table)
@@ -141,7 +146,7 @@ def segments(
         handles.append(cont)
         texts.append(f"{S.wrap(seg, 24)}  ({S.count(first)})")
     if overall and log is not None:
-        tot = log.funnel(skips=skips, weight=weight).set_index("stage").reindex(stages)
+        tot = log.funnel(skips=skips, weight=weight, **comp).set_index("stage").reindex(stages)
         overall_pts = ax.scatter(
             tot[metric].to_numpy(dtype=float),
             [y_of[s] for s in stages],
@@ -184,5 +189,7 @@ def segments(
     rule = table["skips"].iloc[0] if "skips" in table.columns else None
     if rule:
         sub += f"; skips {rule}"
+    if comp.get("within") is not None:
+        sub += f"; advanced within {comp['within']}"
     S.titles(ax, title or f"{name} by {seg_name}", sub)
     return ax

@@ -7,8 +7,10 @@ explicitly, and matplotlib itself is imported only when a chart is drawn
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -350,6 +352,70 @@ def table_or_log(
     raise TypeError(
         f"`data` must be an fk.EventLog or a pandas DataFrame ({what}); got {type(data).__name__}."
     )
+
+
+#: EventLog methods whose keywords a chart may forward (the analyses charts draw)
+_ANALYSES = ("funnel", "dwell", "key_stages", "trend", "compare", "transition_matrix")
+#: keywords that are matplotlib properties too: never an error, matplotlib's unless the
+#: chart's computation takes them
+_SHARED = frozenset({"alpha"})
+
+
+def _keywords(method: str) -> set[str]:
+    from ..log import EventLog
+
+    params = inspect.signature(getattr(EventLog, method)).parameters.values()
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {p.name for p in params if p.kind in kinds and p.name != "self"}
+
+
+def split_kwargs(
+    chart: str,
+    data: Any,
+    kwargs: dict[str, Any],
+    compute: str | None,
+    *,
+    taken: Iterable[str] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a chart's ``**kwargs`` into the keywords of the analysis it computes from an
+    EventLog — the keyword parameters of ``EventLog.<compute>`` not in ``taken`` (those the
+    chart sets itself) — and the rest, for matplotlib.
+
+    Every chart that computes from a log thus accepts that computation's keywords directly
+    (``fk.plot.key_stages(log, by="team", n_boot=500)``). Clear errors instead of a
+    matplotlib ``AttributeError``: an analysis keyword with a precomputed table (nothing to
+    compute), or one the chart's computation does not take.
+    """
+    own = _keywords(compute) - set(taken) if compute is not None else set()
+    known: set[str] = set().union(*(_keywords(m) for m in _ANALYSES)) - _SHARED
+    log = is_log(data)
+    comp = {k: v for k, v in kwargs.items() if log and k in own}
+    rest = {k: v for k, v in kwargs.items() if k not in comp}
+    wrong = sorted(k for k in rest if k in known | (own - _SHARED))
+    if wrong:
+        if compute is None:
+            why = f"fk.plot.{chart} takes none"
+        elif log:
+            accepted = sorted(own - _SHARED)
+            why = f"log.{compute}() does not take them (it takes {accepted})"
+        else:
+            why = f"they go to log.{compute}() and need an fk.EventLog, not a table"
+        raise TypeError(f"fk.plot.{chart}: keyword(s) {wrong} are analysis keywords; {why}.")
+    return comp, rest
+
+
+def deprecated_kwargs(chart: str, name: str, value: dict[str, Any] | None) -> dict[str, Any]:
+    """The keywords of a deprecated ``name=`` dict (e.g. ``key_kwargs``), with a
+    DeprecationWarning saying to pass them directly."""
+    if value is None:
+        return {}
+    warnings.warn(
+        f"fk.plot.{chart}({name}=...) is deprecated: pass those keywords directly, e.g. "
+        f"fk.plot.{chart}(log, by='team').",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return dict(value)
 
 
 def ordered_unique(values: Iterable[Any]) -> list[Any]:

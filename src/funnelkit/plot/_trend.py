@@ -26,7 +26,11 @@ _TITLES = {
 
 
 def cohort_trend(
-    log: EventLog, *, metric: Metric = "conversion", freq: str = "QE"
+    log: EventLog,
+    *,
+    metric: Metric = "conversion",
+    freq: str = "QE",
+    by: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The trend chart's table from :meth:`EventLog.trend` (creation cohorts, UTC periods).
 
@@ -38,10 +42,11 @@ def cohort_trend(
     pandas.DataFrame
         ``period`` (the last day of the cohort's period), ``stage`` (conversion only),
         ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (NaN for
-        cycle time, whose median has no interval here), ``mature``.
+        cycle time, whose median has no interval here), ``mature``; with ``by``, also
+        ``segment`` (the ``by`` values joined by " / ").
     """
     S.check_choice("metric", metric, list(_TITLES))
-    t = log.trend(freq=freq, metric=metric)
+    t = log.trend(freq=freq, metric=metric, by=by)
     period = (pd.to_datetime(t["period_end"]) - pd.Timedelta(days=1)).dt.tz_localize(None)
     if metric == "conversion":
         value, low, high = t["conversion"], t["conversion_low"], t["conversion_high"]
@@ -68,6 +73,9 @@ def cohort_trend(
             "mature": t["mature"].to_numpy(),
         }
     )
+    if by is not None:
+        cols = S.names(by)
+        out["segment"] = t[cols].astype(str).agg(" / ".join, axis=1).to_numpy()
     return out.loc[out["n"] > 0].reset_index(drop=True)
 
 
@@ -116,6 +124,8 @@ def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, st
         if pd.api.types.is_timedelta64_dtype(out[c].dtype):
             out[c] = S.to_days(out[c])
     out["series"] = out["series"].astype(object).where(out["series"].notna(), chosen)
+    if "segment" in table.columns:
+        out["segment"] = table.loc[out.index, "segment"]
     return out, chosen
 
 
@@ -211,7 +221,9 @@ def trend(
     title : str, optional
         Default "<Metric> by cohort".
     **kwargs
-        Passed to :meth:`matplotlib.axes.Axes.errorbar` for every series.
+        With an EventLog, the keywords of :meth:`EventLog.trend` (``by``: one series per
+        segment — per stage and segment for conversion); the rest go to
+        :meth:`matplotlib.axes.Axes.errorbar` for every series.
 
     Returns
     -------
@@ -233,9 +245,10 @@ def trend(
     >>> [a.get_title() for a in fig.axes][:2]
     ['Lead', 'Qualified']
     """
+    comp, kwargs = S.split_kwargs("trend", data, kwargs, "trend", taken=["freq", "metric"])
     if S.is_log(data):
         chosen = str(metric) if metric is not None else "conversion"
-        table = cohort_trend(data, metric=chosen, freq=freq)  # type: ignore[arg-type]
+        table = cohort_trend(data, metric=chosen, freq=freq, **comp)  # type: ignore[arg-type]
         order = list(data.stages)
         std, _ = _standard(table, chosen)
     elif isinstance(data, pd.DataFrame):
@@ -255,6 +268,15 @@ def trend(
         wanted = [stage] if isinstance(stage, str) else list(stage)
         series = S.stage_names(series, wanted, "stage")
     std = std.loc[std["series"].isin(series)]
+    if "segment" in std.columns:  # by=...: a series per segment (per stage and segment)
+        segs = S.ordered_unique(std["segment"])
+        if chosen == "conversion":
+            std = std.assign(series=std["series"].astype(str) + " · " + std["segment"])
+            series = [f"{s} · {g}" for s in series for g in segs]
+        else:
+            std = std.assign(series=std["segment"])
+            series = segs
+        series = [s for s in series if s in set(std["series"])]
     if std.empty:
         raise ValueError("The trend table has no rows to draw.")
     periods = sorted(std["period"].unique())
@@ -275,7 +297,13 @@ def trend(
         "cycle_time": "median first event → win of won deals, 95% interval (none for very few"
         " deals)\nrecent cohorts have had less time to win, so their times run low",
     }.get(chosen, "with 95% intervals")
-    title = title or _TITLES.get(chosen, f"{chosen} by period")
+    by_label = " / ".join(S.names(comp["by"])) if comp.get("by") is not None else None
+    title = title or _TITLES.get(chosen, f"{chosen} by period") + (
+        f", per {by_label}" if by_label else ""
+    )
+    legend_title = " · ".join(
+        t for t in ("stage" if chosen == "conversion" else None, by_label) if t is not None
+    )
     if panels is None:
         panels = ax is None and k > 4
     if panels:
@@ -302,7 +330,7 @@ def trend(
             bbox_to_anchor=(1.01, 1.0),
             frameon=False,
             fontsize=S.ANNOT_SIZE,
-            title="stage" if chosen == "conversion" else None,
+            title=legend_title or None,
             title_fontsize=S.ANNOT_SIZE,
         )
     S.titles(ax, title, sub)
