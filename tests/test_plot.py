@@ -260,6 +260,12 @@ def test_flow_from_table_matches_log(log):
     gids = lambda ax: sorted(str(p.get_gid()) for p in ax.patches)  # noqa: E731
     assert gids(a) == gids(b)
     assert len(_bands(b, "backward")) == 7
+    # node numbers: visits from the log (open ones too); a table has only the moves
+    visits = log.visits()["stage"].value_counts()
+    assert a.get_xticklabels()[0].get_text() == f"Lead\n{visits['Lead']}" == "Lead\n629"
+    assert "numbers under stage names: visits" in S.subtitle_of(a)
+    assert b.get_xticklabels()[0].get_text() == "Lead\n623"
+    assert "moves in or out, the larger" in S.subtitle_of(b)
 
 
 def test_flow_outcome_nodes_sized_by_inflow(log):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
+from funnelkit import _report_html as H
 from funnelkit import report as R
 
 SCRIPT = "<script>alert(1)</script>"
@@ -64,9 +66,12 @@ def test_tables_are_the_librarys_and_saved_files_read_back(evil):
     }
     for name, table in expect.items():
         pd.testing.assert_frame_equal(rep.tables[name], table, obj=name)
-        pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / f"{name}.parquet"), table)
+        # in the files, durations are float days in `<column>_days` (see the next test)
+        in_files = R._days_columns(table)
+        parquet = pd.read_parquet(out / "tables" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(parquet, in_files, obj=name)
         csv = pd.read_csv(out / "tables" / f"{name}.csv")
-        assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+        assert list(csv.columns) == list(in_files.columns) and len(csv) == len(table)
     assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == sorted(rep.tables)
     assert set(rep.tables) <= set(R.TABLE_NAMES) and set(rep.charts) <= set(R.CHART_NAMES)
     rej = rep.tables["rejects"]
@@ -75,6 +80,91 @@ def test_tables_are_the_librarys_and_saved_files_read_back(evil):
     assert set(ex["reason"]) == set(lg.quality.by_reason)
     assert ex.groupby("reason").size().max() <= R.EXAMPLES_PER_REASON
     assert set(ex["row"]) <= set(lg.rejects["row"])
+
+
+def test_files_hold_durations_as_days_and_dates_as_dates(tmp_path, log):
+    """Files used to hold `63 days 19:11:21` and `2024-01-01 00:00:00+00:00`."""
+    rep = R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+    out = rep.save(tmp_path / "r")
+    kpis = pd.read_csv(out / "tables" / "kpis.csv")
+    want = log.kpis()["median_won_cycle_time"].iloc[0] / pd.Timedelta(days=1)
+    assert kpis["median_won_cycle_time_days"].iloc[0] == pytest.approx(want)  # 63.7995...
+    assert "median_won_cycle_time" not in kpis.columns
+    tr = pd.read_parquet(out / "tables" / "transitions.parquet")
+    assert {"dwell_mean_days", "dwell_median_days", "dwell_p90_days"} <= set(tr.columns)
+    assert tr["dwell_mean_days"].dtype == np.float64 and tr["dwell_mean_days"].notna().any()
+    np.testing.assert_allclose(
+        tr["dwell_mean_days"], log.transitions()["dwell_mean"] / pd.Timedelta(days=1)
+    )
+    dwell = pd.read_csv(out / "tables" / "dwell.csv")
+    assert list(dwell.columns) == [
+        "stage",
+        "visits",
+        "censored",
+        "mean_days",
+        "median_days",
+        "p75_days",
+        "p90_days",
+    ]
+    for f in (out / "tables").glob("*.csv"):
+        text = f.read_text(encoding="utf-8")
+        assert not re.search(r"\d days \d\d:\d\d", text), f.name  # no timedelta text
+        assert "00:00:00+00:00" not in text, f.name
+    trend = pd.read_csv(out / "tables" / "trend.csv", dtype=str)
+    assert trend["period_start"].iloc[0] == "2024-01-01"  # midnight: a date
+    assert trend["reached_by"].iloc[0] == "2025-04-21T00:11:36+00:00"  # a time: ISO 8601
+    deals = pd.read_parquet(out / "tables" / "deals.parquet")  # times stay typed
+    assert str(deals["first_event"].dtype).startswith("datetime64")
+    assert deals["cycle_time_days"].dtype == np.float64
+
+
+def test_page_shows_dates_and_rounded_durations(log):
+    rep = R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+    page = rep.to_html()
+    assert not re.search(r"\d days \d\d:\d\d", page)
+    assert "00:00:00+00:00" not in page  # (rejected input rows are shown as they came)
+    assert "<td class='num'>14.1 days</td>" in page  # Discovery's mean dwell
+    assert "<div class='v'>63.8 days</div>" in page  # median won cycle time card
+    assert "<td>2024-01-01</td>" in page  # a trend period start (midnight)
+    assert "<td>2025-04-21 00:11 UTC</td>" in page  # a reached_by time
+    assert [H._duration(pd.Timedelta(x)) for x in ("14D2h", "3h12min", "12min", "40s")] == [
+        "14.1 days",
+        "3.2 h",
+        "12 min",
+        "40 s",
+    ]
+
+
+def test_one_page_one_number_each(tmp_path):
+    """The flow chart counted 623 Lead visits where log.visits() has 629; the win rate card
+    sat beside another 'win probability'; one comparison had two q-values, unexplained."""
+    lg = sample_log()
+    rep = R.build_report(lg, by="team", key_kwargs={"n_boot": 50})
+    visits = lg.visits()["stage"].value_counts()
+    ticks = [t.get_text() for t in rep.charts["flow"].axes[0].get_xticklabels()]
+    assert ticks[0] == f"Lead\n{visits['Lead']}" == "Lead\n629"
+    page = rep.to_html()
+    assert "win rate (won ÷ resolved deals)" in page
+    assert "(11.1%) is won ÷ resolved deals" in page
+    assert "overall win probability</b> in the leverage reasons (12.3%)" in page
+    assert "<th>q_value (two-sided)</th>" in page and "<th>sided</th>" in page
+    assert "(one-sided z test, q &lt; 0.0001)" in page  # Demo's drop-off in Team C
+    ks = rep.tables["key_stages"]
+    tested = ks.loc[ks["test"] != "none"]
+    sides = tested.groupby("signal")["alternative"].agg(lambda a: set(a)).to_dict()
+    assert sides == {
+        "leverage": {""},
+        "dropoff": {"greater"},
+        "stall": {"less"},
+        "heterogeneity": {"two-sided"},
+    }
+    # the same comparison, one-sided in key stages and two-sided in compare_by: p halves
+    cmp = rep.tables["compare_by"].set_index(["team", "stage"])
+    d = ks.loc[(ks["signal"] == "dropoff") & (ks["test"] == "z")]
+    d = d.loc[d["effect"] > 0].rename(columns={"segment": "team"}).set_index(["team", "stage"])
+    both = d.join(cmp["p_value"].rename("p2"), how="inner")
+    assert len(both) >= 5
+    np.testing.assert_allclose(both["p_value"] * 2, both["p2"], rtol=1e-9)
 
 
 def test_html_escapes_every_data_string(evil):

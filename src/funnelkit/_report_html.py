@@ -38,7 +38,14 @@ _FUNNEL_SHOWN = (
     "stage reached advanced dropped open conversion conversion_low conversion_high "
     "cumulative win_rate_from"
 ).split()
-_KEY_SHOWN = "signal stage segment effect ci_low ci_high q_value is_key reason".split()
+_KEY_SHOWN = (
+    "signal stage segment effect ci_low ci_high q_value test alternative is_key reason".split()
+)
+#: the page's words for a test's side (the files keep the ``alternative`` of the table)
+_SIDED = {"greater": "one-sided", "less": "one-sided", "two-sided": "two-sided"}
+_KEY_HEADERS = {"q_value": "q_value (BH, per signal)", "alternative": "sided"}
+#: ``log.compare`` tests are two-sided: say so where its p- and q-values are shown
+_COMPARE_HEADERS = {"p_value": "p_value (two-sided)", "q_value": "q_value (two-sided)"}
 _COMPARE_SHOWN = (
     "stage deals reached conversion rest_conversion difference difference_low difference_high "
     "q_value differs"
@@ -140,10 +147,23 @@ def _pvalue(v: Any) -> str:
 
 
 def _duration(v: Any) -> str:
+    """A duration for readers, rounded: ``14.1 days``, ``3.2 h``, ``12 min``, ``40 s``."""
     if missing(v):
         return ""
-    days = pd.Timedelta(v).total_seconds() / 86_400
-    return f"{days * 24:.1f} h" if abs(days) < 2 else f"{days:,.1f} d"
+    seconds = pd.Timedelta(v).total_seconds()
+    if abs(seconds) >= 2 * 86_400:
+        return f"{seconds / 86_400:,.1f} days"
+    if abs(seconds) >= 3_600:
+        return f"{seconds / 3_600:.1f} h"
+    if abs(seconds) >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def _date(v: Any) -> str:
+    """A timestamp in a table: ``2024-01-01`` at midnight, else ``2025-02-14 23:27 UTC``."""
+    t = pd.Timestamp(v)
+    return t.strftime("%Y-%m-%d") if t == t.normalize() else when(t)
 
 
 def _amount(v: Any) -> str:
@@ -159,6 +179,8 @@ def _cell(col: str, v: Any) -> tuple[str, str]:
     """(text, css class) of one table cell; the caller escapes the text."""
     if col in ("p_value", "q_value"):
         return _pvalue(v), "num"
+    if col == "alternative":
+        return _SIDED.get(str(v), ""), ""
     if isinstance(v, (bool, np.bool_)):
         return ("yes" if v else ""), ""
     if missing(v):
@@ -166,7 +188,7 @@ def _cell(col: str, v: Any) -> tuple[str, str]:
     if isinstance(v, (pd.Timedelta, np.timedelta64)):
         return _duration(v), "num"
     if isinstance(v, (pd.Timestamp, np.datetime64)):
-        return str(pd.Timestamp(v)), ""
+        return _date(v), ""
     if isinstance(v, (int, np.integer)):
         return f"{int(v):,}", "num"
     if isinstance(v, (float, np.floating)):
@@ -185,11 +207,14 @@ def table(
     *,
     highlight: Iterable[bool] | None = None,
     max_rows: int = 200,
+    headers: Mapping[str, str] | None = None,
 ) -> str:
-    """An HTML table of ``df`` (every cell escaped), highlighted rows marked ``key``."""
+    """An HTML table of ``df`` (every cell escaped), highlighted rows marked ``key``;
+    ``headers`` renames columns on the page (e.g. to say a test is two-sided)."""
     cols = [c for c in (columns or list(df.columns)) if c in df.columns]
     flags = list(highlight) if highlight is not None else [False] * len(df)
-    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    names = dict(headers or {})
+    head = "".join(f"<th>{esc(names.get(c, c))}</th>" for c in cols)
     body = []
     for i, row in enumerate(df[cols].head(max_rows).itertuples(index=False, name=None)):
         cells = []
@@ -217,7 +242,7 @@ def kpi_cards(s: Mapping[str, Any]) -> str:
     days = s["median_won_cycle_time_days"]
     cards = [
         ("deals", f"{s['deals']:,}"),
-        ("win rate (won / resolved)", _pct(s["win_rate"]) or "–"),
+        ("win rate (won ÷ resolved deals)", _pct(s["win_rate"]) or "–"),
         (
             "won · lost · stale · open",
             f"{s['won']:,} · {s['lost']:,} · {s['stale']:,} · {s['open']:,}",
@@ -243,12 +268,43 @@ def key_list(ks: pd.DataFrame, limit: int | None = None) -> str:
         )
     rows = key if limit is None else key.head(limit)
     items = "".join(
-        f"<li><b>{esc(r.stage)}</b> · {esc(r.signal)}: {esc(r.reason)}</li>"
+        f"<li><b>{esc(r.stage)}</b> · {esc(r.signal)}: {esc(r.reason)} "
+        f"<span class='muted'>({esc(_test_words(r))})</span></li>"
         for r in rows.itertuples(index=False)
     )
     more = len(key) - len(rows)
     return f"<ul class='keys'>{items}</ul>" + (
         f"<p class='muted'>… and {more} more.</p>" if more else ""
+    )
+
+
+def _test_words(r: Any) -> str:
+    """How a key-stage row was decided: ``one-sided z test, q = 0.0495``, or, for an
+    estimate, ``bootstrap interval, no test``."""
+    test = str(getattr(r, "test", "") or "")
+    if test in ("bootstrap", "none", ""):
+        return "estimate with a bootstrap interval, no test" if test == "bootstrap" else "no test"
+    sided = _SIDED.get(str(getattr(r, "alternative", "")), "")
+    q = _pvalue(r.q_value)
+    q = q.replace("< ", "q < ") if q.startswith("<") else f"q = {q}"
+    return f"{sided} {test} test, {q}".strip()
+
+
+def win_note(summary: Mapping[str, Any], ks: pd.DataFrame) -> str:
+    """Why the leverage reasons quote another win figure than the win-rate card."""
+    lev = ks.loc[(ks["signal"] == "leverage") & ks["baseline"].notna()] if len(ks) else ks
+    if lev.empty or missing(summary["win_rate"]):
+        return ""
+    chain = float(lev["baseline"].iloc[0])
+    first = summary["stages"][0] if summary["stages"] else "the first stage"
+    return (
+        "<p class='muted'>Two win figures, two definitions. The <b>win rate</b> card "
+        f"({_pct(summary['win_rate'])}) is won ÷ resolved deals (won + lost + stale); open "
+        "deals are left out. The <b>overall win probability</b> in the leverage reasons "
+        f"({_pct(chain)}) is the absorbing Markov chain's probability that a deal entering "
+        f"{esc(first)} eventually wins, from the exit shares of completed stage visits (open "
+        "visits are censored): it counts open deals by the stage they are in, so it differs "
+        "from the ratio of closed deals.</p>"
     )
 
 
@@ -284,7 +340,11 @@ def page(
         return tag + (f"<p class='muted'>{esc(caption)}</p>" if tag and caption else "")
 
     sections: list[tuple[str, str, list[str]]] = [
-        ("summary", "Headline", [kpi_cards(s), "<h3>Key stages</h3>", key_list(ks)]),
+        (
+            "summary",
+            "Headline",
+            [kpi_cards(s), "<h3>Key stages</h3>", key_list(ks), win_note(s, ks)],
+        ),
         (
             "funnel",
             "Funnel",
@@ -314,7 +374,7 @@ def page(
                 chart("key_stages"),
                 details(
                     f"Key-stage table: every signal and stage with its reason ({len(ks)} rows)",
-                    table(ks, _KEY_SHOWN, highlight=flagged),
+                    table(ks, _KEY_SHOWN, highlight=flagged, headers=_KEY_HEADERS),
                 ),
             ],
         ),
@@ -343,7 +403,14 @@ def page(
     if "funnel_by" in t or "compare_by" in t:
         body = [chart("segments")]
         if "compare_by" in t:
-            body += ["<h3>Each segment against the rest</h3>", _compare(t["compare_by"])]
+            body += [
+                "<h3>Each segment against the rest</h3>",
+                "<p class='muted'>Two-sided tests: a segment that converts better or worse "
+                "than the rest. The key-stage <i>dropoff</i> signal tests the same counts "
+                "one-sided (only a segment that loses more is a signal), so its p- and "
+                "q-values for a segment that loses more are about half of these.</p>",
+                _compare(t["compare_by"]),
+            ]
         if "funnel_by" in t:
             body.append(details("Funnel per segment", table(t["funnel_by"])))
         sections.append(("segments", "Segments", body))
@@ -384,7 +451,7 @@ def _compare(df: pd.DataFrame) -> str:
     """A comparison table (``log.compare``): its groups, then the columns a reader needs."""
     groups = list(df.columns[: list(df.columns).index("stage")]) if "stage" in df else []
     hl = df["differs"].astype(bool) if "differs" in df.columns else None
-    return table(df, [*groups, *_COMPARE_SHOWN], highlight=hl)
+    return table(df, [*groups, *_COMPARE_SHOWN], highlight=hl, headers=_COMPARE_HEADERS)
 
 
 def _quality(t: Mapping[str, pd.DataFrame], q: QualityReport) -> list[str]:

@@ -83,6 +83,7 @@ COLUMNS = [
     "baseline",
     "n_deals",
     "test",
+    "alternative",
     "dwell_threshold",
 ]
 NO_BASELINE = "no baseline: pass benchmark=, period= or by="
@@ -189,6 +190,7 @@ def _row(stage: str, signal: str, metric: str, **kw: Any) -> dict[str, Any]:
         "baseline": np.nan,
         "n_deals": 0,
         "test": "none",
+        "alternative": "",
         "dwell_threshold": NAT,
         "_material": False,
     }
@@ -216,7 +218,7 @@ def typed_table(out: pd.DataFrame) -> pd.DataFrame:
             "n_deals": np.int64,
         }
     )
-    for col in ("stage", "signal", "reason", "metric", "test"):
+    for col in ("stage", "signal", "reason", "metric", "test", "alternative"):
         out[col] = out[col].astype(str)
     out["dwell_threshold"] = pd.to_timedelta(
         out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
@@ -368,6 +370,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                     baseline=p0,
                     reason=reason,
                     test="binomial",
+                    alternative="greater",
                     _material=eff >= m,
                     **kw,
                 )
@@ -524,6 +527,7 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 baseline=rb,
                 n_deals=n,
                 test="mann-whitney",
+                alternative="less",
                 dwell_threshold=t,
                 _material=ra - rb <= -m,
             )
@@ -582,6 +586,7 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 baseline=float(conv[hi_i]),
                 n_deals=int(nn.sum()),
                 test=test,
+                alternative="two-sided",
                 _material=spread >= m,
             )
         )
@@ -669,6 +674,7 @@ def _two_proportion_row(
         p_value=p,
         reason=describe(r1, r0, p, eff, x1, n1, x0, n0),
         test=test,
+        alternative=alternative,
         _material=material(eff),
         **kw,
     )

@@ -1529,6 +1529,11 @@ class EventLog:
             * ``n_deals`` : deals the row is computed on
             * ``test`` : ``"bootstrap"``, ``"binomial"``, ``"z"``, ``"fisher"``,
               ``"mann-whitney"``, ``"chi-square"``, ``"monte-carlo chi-square"`` or ``"none"``
+            * ``alternative`` : the side the test looks at — ``"greater"`` (``dropoff``: the
+              loss rate exceeds the baseline), ``"less"`` (``stall``: long dwellers win
+              less), ``"two-sided"`` (``heterogeneity``, ``change``); ``""`` without a test.
+              A one-sided p-value is about half the two-sided one of the same comparison
+              (e.g. :meth:`EventLog.compare`, whose tests are two-sided)
             * ``dwell_threshold`` : ``stall``: the dwell threshold (timedelta); NaT elsewhere
 
             Returned numbers are not rounded; only the reason text rounds.
@@ -1666,7 +1671,9 @@ class EventLog:
               has no resolved deal
             * ``q_value`` : Benjamini–Hochberg across the tested rows of the table
             * ``differs`` : ``q_value <= alpha`` (False when not tested)
-            * ``test`` : ``"z"``, ``"fisher"`` or ``"none"``
+            * ``test`` : ``"z"``, ``"fisher"`` or ``"none"`` — two-sided (a segment that does
+              better or worse than the rest); the ``dropoff`` signal of
+              :meth:`EventLog.key_stages` tests the same counts one-sided
             * ``reached_by`` (with ``period``) : the latest time a deal may have reached the
               stage to count
 

@@ -8,8 +8,11 @@ renders in Jupyter and :meth:`Report.save` writes, atomically:
 * ``report.html`` — one self-contained page (charts embedded as PNG, no script, no
   external file or network access), every string from the data HTML-escaped;
 * ``tables/<name>.parquet`` and ``tables/<name>.csv`` — every table, columns as the
-  library returns them; CSV text cells that a spreadsheet would run as a formula are
-  neutralised;
+  library returns them except durations: a duration column ``x`` (timedelta in the
+  library) is written as ``x_days``, a float number of days (``dwell_mean_days``,
+  ``cycle_time_days``...), which every tool reads; in CSV, a time column whose values are
+  all midnight is written as dates (``2024-01-01``), other times in ISO 8601 with their
+  UTC offset; CSV text cells that a spreadsheet would run as a formula are neutralised;
 * ``charts/<name>.png`` and ``charts/<name>.svg``;
 * ``summary.json`` — the headline numbers and the key stages, for alerting.
 
@@ -278,7 +281,8 @@ def _draw_charts(
     draw: dict[str, Callable[[], Any]] = {
         "funnel": lambda: plot.funnel(tables["funnel"], key=ks),
         "key_stages": lambda: plot.key_stages(ks),
-        "flow": lambda: plot.flow(tables["transitions"], won=won, lost=lost),
+        # from the log: its nodes count visits (open ones too), as fk.plot.flow(log) does
+        "flow": lambda: plot.flow(log),
         "heatmap": lambda: plot.heatmap(tables["transitions"], won=won, lost=lost),
         "dwell": lambda: plot.dwell(visits),
         "survival": lambda: plot.survival(visits),
@@ -544,7 +548,10 @@ class Report:
         CSV files neutralise text cells (and headers) that begin with ``=``, ``+``, ``-``,
         ``@``, tab or carriage return with a leading ``'``, so a spreadsheet shows them as
         text instead of running them as formulas (numbers are left alone); Parquet files
-        hold the values unchanged. JSON numbers that are missing (NaN) are ``null``.
+        hold the values unchanged. In both, a duration column ``x`` is written as ``x_days``
+        (float days; the tables in :attr:`tables` keep timedeltas), and CSV writes a time
+        column of midnights as dates, other times in ISO 8601 with their offset. JSON
+        numbers that are missing (NaN) are ``null``.
 
         Examples
         --------
@@ -625,8 +632,40 @@ def _write_tables(report: Report, root: Path) -> None:
     d = root / "tables"
     d.mkdir()
     for name, df in report.tables.items():
+        df = _days_columns(df)
         df.to_parquet(d / f"{name}.parquet", index=False)
-        neutralise_csv(df).to_csv(d / f"{name}.csv", index=False)
+        neutralise_csv(_dates_as_text(df)).to_csv(d / f"{name}.csv", index=False)
+
+
+def _days_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Each timedelta column ``x`` replaced, in place, by ``x_days``: float days (NaT → NaN).
+    A number of days reads the same in every tool; ``63 days 19:11:21`` does not."""
+    cols = [c for c in df.columns if pd.api.types.is_timedelta64_dtype(df[c].dtype)]
+    if not cols:
+        return df
+    out = df.copy()
+    for c in cols:
+        out[c] = out[c].dt.total_seconds() / 86_400
+    return out.rename(columns={c: f"{c}_days" for c in cols})
+
+
+def _dates_as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Time columns as CSV text: ``2024-01-01`` when every value is midnight, else ISO 8601
+    with seconds and the UTC offset (``2025-02-14T23:27:32+00:00``)."""
+    cols = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c].dtype)]
+    if not cols:
+        return df
+    out = df.copy()
+    for c in cols:
+        t = out[c]
+        midnight = bool((t.dropna() == t.dropna().dt.normalize()).all())
+        whole = bool((t.dropna() == t.dropna().dt.floor("s")).all())
+        fmt = "%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S" + ("" if whole else ".%f")
+        text = t.dt.strftime(fmt)
+        if not midnight and t.dt.tz is not None:
+            text = text + t.dt.strftime("%z").str.replace(r"(\d\d)$", r":\1", regex=True)
+        out[c] = pd.Series(text.astype(object), index=t.index).where(t.notna(), None)
+    return out
 
 
 def _write_charts(report: Report, root: Path) -> None:

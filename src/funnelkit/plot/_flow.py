@@ -144,7 +144,9 @@ def flow(
     data : EventLog or pandas.DataFrame
         An event log, or a transition table from ``log.transitions()`` (columns
         ``from_stage``, ``to_stage``, ``transitions``). From a table, stages are the
-        from-stages in order of appearance and every other to-state is an outcome.
+        from-stages in order of appearance and every other to-state is an outcome. A
+        table has no open visits, so a node then counts the moves into or out of the
+        stage, whichever is larger (the subtitle says so); pass the log to count visits.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on. Default: a new figure sized for the number of stages.
     won, lost : str or list of str, optional
@@ -357,7 +359,12 @@ def flow(
     S.titles(
         ax,
         title,
-        "Band width ∝ transitions  ·  numbers under stage names: visits\n"
+        "Band width ∝ transitions  ·  numbers under stage names: "
+        + (
+            "visits\n"
+            if S.is_log(data)
+            else "moves in or out, the larger (a transition table has no open visits)\n"
+        )
         + (
             "Backward moves arc above the stages  ·  outcomes on the right"
             if len(back)
