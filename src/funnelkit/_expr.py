@@ -570,7 +570,9 @@ class _Eval:
                     lit.pos,
                     one_line(exc),
                 ) from None
-            tz = getattr(dtype, "tz", None)
+            tz = getattr(dtype, "tz", None) or getattr(
+                getattr(dtype, "pyarrow_dtype", None), "tz", None
+            )
             if tz is not None:
                 ts = ts.tz_localize("UTC") if ts.tz is None else ts
                 return ts.tz_convert(tz)
@@ -612,7 +614,10 @@ class _Eval:
                     "use a number (no quotes)",
                 )
             return value
-        if isinstance(dtype, pd.StringDtype) and not isinstance(value, str):
+        text = pd.api.types.is_string_dtype(dtype) and not isinstance(
+            dtype, (np.dtype, pd.CategoricalDtype)
+        )  # str, string[pyarrow], ArrowDtype(string): not object, not categories
+        if text and not isinstance(value, str):
             raise self.fail(
                 f"cannot compare text column {_name(name)} with {value!r}",
                 lit.pos,
