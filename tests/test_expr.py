@@ -98,6 +98,9 @@ INJECTIONS = [
     "\\\nregion == 'North'",
     "region == 'North' \\ or True",
     "region == 'North'; import os",
+    "region not 'in' ['North']",
+    "region not",
+    "region \U000e0001== 'North'",  # a tag character (not printable)
     "region == 'North'\nimport os",
     "region == 'North' # comment",
     "amount + 1 > 5",
