@@ -7,8 +7,13 @@ the library's calls. A config file holds the options as keys (``deal``, ``stage`
 ``calendar``, ``holidays``; lists as TOML arrays or comma-separated strings), plus a
 ``[stage_map]`` table (raw name → stage) and a ``[key_stages]`` table of
 :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given on the
-command line override it, and an unknown key is a usage error. Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (one line on
-stderr naming the column, file or option; no traceback).
+command line override it, and an unknown key is a usage error. Times (``as_of``, ``period``,
+``created``, ``holidays``: TOML dates or datetimes, or ISO 8601 strings) must hold a date, and
+durations (``stale_after``, ``within``) a unit (``"90D"``): a TOML time such as ``12:00:00``
+or a bare ``90`` is a usage error, not today at noon or 90 nanoseconds. A ``where``
+expression is parsed by funnelkit's own grammar (see :meth:`EventLog.filter`), never run.
+Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (one line on stderr naming the
+column, file or option; no traceback).
 """
 
 from __future__ import annotations
@@ -202,7 +207,10 @@ def _config_value(name: str, value: Any, path: str) -> Any:
         return duration_text(value, label)
     if name == "within":
         if isinstance(value, dict):  # [within] Demo = "14D"
-            return {str(k): duration_text(v, f"{label[:-1]}.{k}`") for k, v in value.items()}
+            return {
+                str(k): duration_text(v, f"config file `{path}`: `within.{k}`")
+                for k, v in value.items()
+            }
         return duration_text(value, label)
     if name == "created":  # created = [2025-01-01, ""] or "2025-01-01,"
         parts = value.split(",") if isinstance(value, str) else value
