@@ -167,6 +167,10 @@ def test_injections_are_one_clear_error(where, sample_log, tmp_path, monkeypatch
         ("region.upper", "(no attribute access)"),
         ("len(region) > 1", "unexpected '(' at position 3 in \"len(region) > 1\" (no calls)"),
         ("region[0] > 1", "(no subscripts)"),
+        (
+            "region == ['North']",
+            "unexpected '[' at position 10 in \"region == ['North']\" (a list goes after `in`",
+        ),
         ("region == 'North", "unclosed string"),
         ("region == 'a\\qb'", "unknown escape '\\\\q' at position 12"),
         ("region == 'North' and", "unexpected end of expression at position 21"),

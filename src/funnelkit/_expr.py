@@ -443,6 +443,8 @@ class _Parser:
             return Literal({"True": True, "False": False, "None": None}[t.value], t.pos)
         if t.kind == "OP" and t.value in ("-", "+"):
             raise self.fail(hint="a sign goes only before a number; no arithmetic")
+        if t.kind == "OP" and t.value == "[":
+            raise self.fail(hint="a list goes after `in`: x in [...]")
         raise self.fail()
 
     def values(self) -> tuple[Literal, ...]:
