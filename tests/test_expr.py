@@ -98,6 +98,9 @@ INJECTIONS = [
     "\\\nregion == 'North'",
     "region == 'North' \\ or True",
     "region == 'North'; import os",
+    "region not 'in' ['North']",
+    "region not",
+    "region \U000e0001== 'North'",  # a tag character (not printable)
     "region == 'North'\nimport os",
     "region == 'North' # comment",
     "amount + 1 > 5",
@@ -164,6 +167,10 @@ def test_injections_are_one_clear_error(where, sample_log, tmp_path, monkeypatch
         ("region.upper", "(no attribute access)"),
         ("len(region) > 1", "unexpected '(' at position 3 in \"len(region) > 1\" (no calls)"),
         ("region[0] > 1", "(no subscripts)"),
+        (
+            "region == ['North']",
+            "unexpected '[' at position 10 in \"region == ['North']\" (a list goes after `in`",
+        ),
         ("region == 'North", "unclosed string"),
         ("region == 'a\\qb'", "unknown escape '\\\\q' at position 12"),
         ("region == 'North' and", "unexpected end of expression at position 21"),
@@ -307,6 +314,33 @@ def test_non_ascii_and_backtick_column_names():
     ev = E.assign(区域=["华北", "华北", "华北", "华南", "华南"])
     log = fk.EventLog(ev, **K, attrs=["区域"])
     assert log.filter(where="区域 == '华南'").deals()["deal"].tolist() == ["b"]
+
+
+def test_arrow_nullable_and_categorical_dtypes():
+    pa = pytest.importorskip("pyarrow")
+    utc = [pd.Timestamp("2025-01-01", tz="UTC"), None, pd.Timestamp("2025-03-01", tz="UTC")]
+    t = pd.DataFrame(
+        {
+            "s": pd.array(["a", None, "b"], dtype=pd.ArrowDtype(pa.string())),
+            "ts": pd.array(utc, dtype=pd.ArrowDtype(pa.timestamp("ns", tz="Europe/Paris"))),
+            "b": pd.array([True, None, False], dtype=pd.ArrowDtype(pa.bool_())),
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "c": pd.Categorical(["x", "y", None]),
+        }
+    )
+    m = lambda w: where_mask(w, t).tolist()  # noqa: E731
+    assert m("s == 'a'") == [True, False, False] and m("s != 'a'") == [False, True, True]
+    assert m("ts >= '2025-02-01'") == [False, False, True]
+    assert m("ts <= '2025-01-01T01:00:00+01:00'") == [True, False, False]
+    assert m("ts < '2025-01-01T01:00:00+01:00'") == [False, False, False]
+    assert m("b") == [True, False, False] and m("not b") == [False, True, True]
+    assert m("n > 1") == [False, False, True] and m("n != 1") == [False, True, True]
+    assert m("n in [1, None]") == [True, True, False]
+    assert m("c == 'x'") == [True, False, False] and m("c not in ['x']") == [False, True, True]
+    with pytest.raises(ExpressionError, match="cannot compare text column `s` with 1"):
+        where_mask("s == 1", t)
+    with pytest.raises(ExpressionError, match="Unordered Categoricals"):
+        where_mask("c > 'x'", t)
 
 
 def test_callable_where_still_runs_code_explicitly(sample_log):

@@ -73,7 +73,6 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _PUNCT = ("==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ",", "&", "|", "~", "-", "+")
 _DIGITS = "0123456789"
 _NUMBER = re.compile(
@@ -94,7 +93,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
 _UNITLESS = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 
 
-def one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
     """An exception's message on one line, shortened."""
     return _show(" ".join(str(exc).split()), 120)[1:-1]
 
@@ -124,7 +123,13 @@ def _show(text: str, limit: int = 80) -> str:
             out.append(ch)
         else:
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
     return '"' + "".join(out) + ("…" if len(text) > limit else "") + '"'
 
 
@@ -394,7 +399,9 @@ class _Parser:
             self.depth -= 1
             return node
         first = self.operand()
-        if self.is_("in") or (self.is_("not") and self.peek(1).value == "in"):
+        if self.is_("in") or (
+            self.is_("not") and self.peek(1).kind == "KW" and self.peek(1).value == "in"
+        ):
             pos = self.tok.pos
             negated = self.take().value == "not"
             if negated:
@@ -436,6 +443,8 @@ class _Parser:
             return Literal({"True": True, "False": False, "None": None}[t.value], t.pos)
         if t.kind == "OP" and t.value in ("-", "+"):
             raise self.fail(hint="a sign goes only before a number; no arithmetic")
+        if t.kind == "OP" and t.value == "[":
+            raise self.fail(hint="a list goes after `in`: x in [...]")
         raise self.fail()
 
     def values(self) -> tuple[Literal, ...]:
@@ -568,9 +577,11 @@ class _Eval:
                 raise self.fail(
                     f"could not read {value!r} as a time for column {_name(name)}",
                     lit.pos,
-                    one_line(exc),
+                    _one_line(exc),
                 ) from None
-            tz = getattr(dtype, "tz", None)
+            tz = getattr(dtype, "tz", None) or getattr(
+                getattr(dtype, "pyarrow_dtype", None), "tz", None
+            )
             if tz is not None:
                 ts = ts.tz_localize("UTC") if ts.tz is None else ts
                 return ts.tz_convert(tz)
@@ -594,7 +605,7 @@ class _Eval:
                 raise self.fail(
                     f"could not read {value!r} as a duration for column {_name(name)}",
                     lit.pos,
-                    one_line(exc),
+                    _one_line(exc),
                 ) from None
         if pd.api.types.is_bool_dtype(dtype):
             if not isinstance(value, bool):
@@ -612,7 +623,10 @@ class _Eval:
                     "use a number (no quotes)",
                 )
             return value
-        if isinstance(dtype, pd.StringDtype) and not isinstance(value, str):
+        text = pd.api.types.is_string_dtype(dtype) and not isinstance(
+            dtype, (np.dtype, pd.CategoricalDtype)
+        )  # str, string[pyarrow], ArrowDtype(string): not object, not categories
+        if text and not isinstance(value, str):
             raise self.fail(
                 f"cannot compare text column {_name(name)} with {value!r}",
                 lit.pos,
@@ -648,7 +662,7 @@ class _Eval:
         try:
             res = _COMPARE[op](lv, rv)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise self.fail(f"cannot compare {lname} {op} {rname}", pos, one_line(exc)) from None
+            raise self.fail(f"cannot compare {lname} {op} {rname}", pos, _one_line(exc)) from None
         return self._bool(res)
 
     def isin(self, node: IsIn) -> np.ndarray:
@@ -664,7 +678,7 @@ class _Eval:
             out = self._bool(ser.isin(present)) if present else np.zeros(len(ser), dtype=bool)
         except (TypeError, ValueError, OverflowError) as exc:
             raise self.fail(
-                f"cannot test {_name(operand.name)} in {present!r}", node.pos, one_line(exc)
+                f"cannot test {_name(operand.name)} in {present!r}", node.pos, _one_line(exc)
             ) from None
         if len(present) < len(values):
             out |= self._bool(ser.isna())

@@ -11,6 +11,11 @@ a wide export; also ``milestone = {Engaging = "engage_date"}``) and a ``[key_sta
 table of :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given
 on the command line override it, and an unknown key is a usage error. ``--milestone``
 (or the ``[milestones]`` table) selects the wide shape (:meth:`EventLog.from_milestones`).
+Times (``as_of``, ``period``, ``created``, ``holidays``: TOML dates or datetimes, or ISO 8601
+strings) must hold a date, and durations (``stale_after``, ``within``) a unit (``"90D"``): a
+TOML time such as ``12:00:00`` or a bare ``90`` is a usage error, not today at noon or 90
+nanoseconds. A ``where`` expression is parsed by funnelkit's own grammar (see
+:meth:`EventLog.filter`), never run.
 Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (on stderr, in the words of the
 command line: the column, file or option, the count per reason; no traceback).
 """
@@ -21,6 +26,7 @@ import argparse
 import datetime as dt
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +56,12 @@ _TABLE_KEYS = ("stage_map", "key_stages", "milestones")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
 _KEY_STAGES_OWN = ("by", "period", "progress")
+#: keys holding a point in time, one or two (created), or days (holidays)
+_TIME_KEYS = ("as_of", "period")
+#: a time given as text must hold a date (ISO 8601): no bare "12:00", "now" or "today"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+#: a duration without a unit ("90", "1.5") that pandas would read as nanoseconds
+_UNITLESS = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 class UsageError(Exception):
@@ -240,6 +252,53 @@ def read_config(path: str) -> dict[str, Any]:
     return cfg
 
 
+def _option(name: str) -> str:
+    """How the command line spells a config key."""
+    return "--" + name.replace("_", "-")
+
+
+def time_text(value: Any, label: str, *, empty: bool = False) -> str:
+    """A TOML date / datetime or an ISO 8601 string as text holding a date.
+
+    A TOML local time (``12:00:00``) or a string without a date (``"12:00"``, ``"now"``)
+    would become a time *today*: a usage error naming ``label``. ``empty`` allows ``""``
+    (an open end of ``created``).
+    """
+    if isinstance(value, dt.datetime | dt.date):  # TOML (offset or local) datetime, date
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        raise UsageError(
+            f"{label} = {value.isoformat()} is a time of day without a date; give a date, "
+            "e.g. 2025-06-30 or 2025-06-30T12:00:00"
+        )
+    if not isinstance(value, str):
+        raise UsageError(
+            f"{label} must be a date (a TOML date or an ISO 8601 string such as "
+            f"'2025-06-30'); got {value!r}"
+        )
+    text = value.strip()
+    if (empty and not text) or _ISO_DATE.match(text):
+        return text
+    raise UsageError(
+        f"{label} = {value!r} holds no date; give an ISO 8601 date, e.g. 2025-06-30 or "
+        "2025-06-30T12:00:00"
+    )
+
+
+def duration_text(value: Any, label: str) -> str:
+    """A duration string with a unit (``"90D"``); a bare number is a usage error."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise UsageError(f"{label} = {value!r} has no unit: give a unit, e.g. '{value}D'")
+    if not isinstance(value, str):
+        raise UsageError(
+            f"{label} must be a duration with a unit, e.g. '90D' or '12h'; got {value!r}"
+        )
+    text = value.strip()
+    if _UNITLESS.fullmatch(text):
+        raise UsageError(f"{label} = {value!r} has no unit: give a unit, e.g. '{text}D'")
+    return text
+
+
 def _config_value(name: str, value: Any, path: str) -> Any:
     if name == "milestones":  # [milestones] Engaging = "engage_date", or a list of STAGE=COLUMN
         if isinstance(value, list):
@@ -249,10 +308,29 @@ def _config_value(name: str, value: Any, path: str) -> Any:
                 f'config file `{path}`: `milestones` must be a table of stage = "date column"'
             )
         return {str(k): v for k, v in value.items()}
-    if name == "within" and isinstance(value, dict):  # [within] Demo = "14D"
-        return {str(k): str(v) for k, v in value.items()}
-    if name == "created" and isinstance(value, list):  # created = ["2025-01-01", ""]
-        return [v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else str(v) for v in value]
+    label = f"config file `{path}`: `{name}`"
+    if name in _TIME_KEYS:
+        return time_text(value, label)
+    if name == "stale_after":
+        return duration_text(value, label)
+    if name == "within":
+        if isinstance(value, dict):  # [within] Demo = "14D"
+            return {
+                str(k): duration_text(v, f"config file `{path}`: `within.{k}`")
+                for k, v in value.items()
+            }
+        return duration_text(value, label)
+    if name == "created":  # created = [2025-01-01, ""] or "2025-01-01,"
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list) or len(parts) != 2:
+            raise UsageError(
+                f'{label} must be [START, END] (dates; "" for an open end); got {value!r}'
+            )
+        return [time_text(v, label, empty=True) for v in parts]
+    if name == "holidays" and isinstance(value, list):
+        return [time_text(v, label) for v in value]
+    if name == "holidays" and isinstance(value, dt.date | dt.time):
+        return [time_text(value, label)]
     if name in _TABLE_KEYS:
         if not isinstance(value, dict):
             raise UsageError(f"config file `{path}`: `{name}` must be a table ([{name}])")
@@ -271,15 +349,18 @@ def _config_value(name: str, value: Any, path: str) -> Any:
                     )
         return dict(value)
     if name in _LIST_KEYS or name == "by":
-        return _names(value, name)
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):  # TOML dates
-        return value.isoformat()
+        names = _names(value, name)
+        if name == "holidays" and names is not None:
+            return [time_text(v, label) for v in names]
+        return names
     if not isinstance(value, str):
         raise UsageError(f"config file `{path}`: `{name}` must be a string; got {value!r}")
     if name == "errors" and value not in ("raise", "drop"):
         raise UsageError(
             f"config file `{path}`: `errors` must be 'raise' or 'drop'; got {value!r}"
         )
+    if name == "calendar" and value != "business":
+        raise UsageError(f"config file `{path}`: `calendar` must be 'business'; got {value!r}")
     return value
 
 
@@ -288,8 +369,23 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     cfg = read_config(args.config) if args.config else {}
     for name in (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS):
         value = getattr(args, name, None)
-        if value is not None:
-            cfg[name] = _names(value) if name in _LIST_KEYS or name == "by" else value
+        if value is None:
+            continue
+        label = f"`{name}` ({_option(name)})"
+        if name in _TIME_KEYS:
+            value = time_text(value, label)
+        elif name == "stale_after":
+            value = duration_text(value, label)
+        elif name == "holidays":
+            value = [time_text(v, label) for v in _names(value) or []]
+        elif name == "created":
+            parts = value.split(",")
+            if len(parts) != 2:
+                raise UsageError(f"--created {value!r}: use START,END (either may be empty)")
+            value = [time_text(v, label, empty=True) for v in parts]
+        elif name in _LIST_KEYS or name == "by":
+            value = _names(value)
+        cfg[name] = value
     if getattr(args, "milestone", None):
         cfg["milestones"] = milestone_option(args.milestone)
     return cfg
@@ -332,11 +428,13 @@ def within_option(value: Any) -> Any:
         return value
     text = str(value)
     if "=" not in text:
-        return text
+        return duration_text(text, "`within` (--within)")
     pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
     if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
         raise UsageError(f"--within {text!r}: use 30D or Stage=14D,Other=30D")
-    return {k.strip(): v.strip() for k, v in pairs}
+    return {
+        k.strip(): duration_text(v.strip(), f"`within.{k.strip()}` (--within)") for k, v in pairs
+    }
 
 
 def scoped(log: Any, opts: dict[str, Any]) -> Any:
@@ -408,7 +506,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     log = scoped(load_log(args, opts), opts)
     q = log.quality
     if args.json:
-        print(json.dumps({r.item: int(r.count) for r in q.to_frame().itertuples()}, indent=2))
+        print(json.dumps(q.to_dict(), indent=2))
     else:
         print(cli_words(str(q)))
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -209,6 +210,51 @@ class QualityReport:
             for reason, n in counts.items()
         ]
         return pd.DataFrame(rows, columns=["section", "item", "count"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready values, one key per attribute.
+
+        Counts of different kinds live in separate keys (``by_reason``,
+        ``attr_changes``, ``filtered``), so no name can overwrite another: the deals a
+        filter left out are ``filtered["deals"]``, never ``deals``.
+
+        Returns
+        -------
+        dict
+            ``rows_in``, ``rows_used``, ``rows_dropped``, ``rows_removed``,
+            ``rows_collapsed``, ``by_reason`` (dict), ``deals``, ``won``, ``lost``,
+            ``stale``, ``open``, ``reopened``, ``unresolved_ties``,
+            ``deals_without_amount``, ``attr_changes`` (dict), ``filtered`` (dict, empty
+            unless the log came from :meth:`EventLog.filter`), ``stages`` (list),
+            ``stage_order_inferred`` (bool), ``as_of`` (ISO 8601 string).
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> won = log.filter(where="outcome == 'won'").quality.to_dict()
+        >>> won["deals"], won["won"], won["filtered"]["deals"]
+        (60, 60, 540)
+        """
+        return {
+            "rows_in": int(self.rows_in),
+            "rows_used": int(self.rows_used),
+            "rows_dropped": int(self.rows_dropped),
+            "rows_removed": int(self.rows_removed),
+            "rows_collapsed": int(self.rows_collapsed),
+            "by_reason": {k: int(v) for k, v in self.by_reason.items()},
+            **{
+                k: int(getattr(self, k))
+                for k in ("deals", "won", "lost", "stale", "open", "reopened")
+            },
+            "unresolved_ties": int(self.unresolved_ties),
+            "deals_without_amount": int(self.deals_without_amount),
+            "attr_changes": {str(k): int(v) for k, v in self.attr_changes.items()},
+            "filtered": {k: int(v) for k, v in self.filtered.items()},
+            "stages": [str(st) for st in self.stages],
+            "stage_order_inferred": bool(self.stage_order_inferred),
+            "as_of": pd.Timestamp(self.as_of).isoformat(),
+        }
 
     def __str__(self) -> str:
         if self.source == "deals":
