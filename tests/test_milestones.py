@@ -308,3 +308,19 @@ def test_wide_log_analyses_equal_the_same_events_given_long():
     moved = log.movement("2025-01-04", "2025-02-02")
     pd.testing.assert_frame_equal(moved, ref.movement("2025-01-04", "2025-02-02"))
     assert moved.set_index("category").loc["stale", "deals"] == 0
+
+
+def test_date_format_on_the_dask_engine_equals_in_memory():
+    dd = pytest.importorskip("dask.dataframe")
+    df = pd.DataFrame(
+        {
+            "deal": list("aabbc"),
+            "stage": ["A", "B", "A", "B", "A"],
+            "ts": ["01-02-23", "05-02-23", "03-02-23", "", "31-01-23"],
+        }
+    )
+    kw = dict(deal="deal", stage="stage", time="ts", date_format=DMY, errors="drop")
+    ref = fk.EventLog(df, **kw)
+    dist = fk.EventLog(dd.from_pandas(df, npartitions=2), **kw)
+    assert ref.quality.by_reason == dist.quality.by_reason == {"missing_time": 1}
+    pd.testing.assert_frame_equal(ref.funnel(), dist.funnel())
