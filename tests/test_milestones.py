@@ -324,3 +324,17 @@ def test_date_format_on_the_dask_engine_equals_in_memory():
     dist = fk.EventLog(dd.from_pandas(df, npartitions=2), **kw)
     assert ref.quality.by_reason == dist.quality.by_reason == {"missing_time": 1}
     pd.testing.assert_frame_equal(ref.funnel(), dist.funnel())
+
+
+def test_read_events_reads_a_wide_export_from_csv_and_parquet(wide, tmp_path):
+    kw = {**KW, "date_format": DMY, "errors": "drop"}
+    ref = fk.EventLog.from_milestones(wide, **kw)
+    path = tmp_path / "crm.parquet"
+    wide.to_parquet(path)
+    for source in (WIDE, path):
+        log = fk.read_events(source, **kw)
+        pd.testing.assert_frame_equal(log.funnel(), ref.funnel())
+        assert log.quality.by_column == ref.quality.by_column
+        assert log.rejects["opportunity_id"].tolist() == ref.rejects["opportunity_id"].tolist()
+    with pytest.raises(fk.EventLogError, match=r"`nope` \(status\) not found"):
+        fk.read_events(WIDE, **{**kw, "status": "nope"})
