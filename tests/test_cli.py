@@ -366,3 +366,152 @@ def test_report_scoping_options_equal_the_library(tmp_path):
     pd.testing.assert_frame_equal(got, sub.funnel(within={"Demo": "30D"}))
     bad = run("report", "--sample", "--within", "Demo=", "-o", str(tmp_path / "x"))
     assert bad.returncode == 2 and "--within" in bad.stderr
+
+
+# ---------------------------------------------------------------------------- wide exports
+WIDE = Path(__file__).parent / "data" / "crm_wide.csv"
+WIDE_ARGS = [
+    "--deal",
+    "opportunity_id",
+    "--milestone",
+    "Engaging=engage_date",
+    "--status",
+    "deal_stage",
+    "--closed-at",
+    "close_date",
+    "--stages",
+    "Prospecting,Engaging",
+    "--won",
+    "Won",
+    "--lost",
+    "Lost",
+]
+WIDE_KW = dict(
+    deal="opportunity_id",
+    stage_dates={"Engaging": "engage_date"},
+    status="deal_stage",
+    closed_at="close_date",
+    stages=["Prospecting", "Engaging"],
+    won="Won",
+    lost="Lost",
+)
+
+
+def test_validate_wide_export_accounts_for_every_deal():
+    r = run("validate", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
+            "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["rows_in"] == 600 and out["deals"] == 556 and out["rows_dropped"] == 44
+    assert out["deals"] + out["rows_dropped"] == len(pd.read_csv(WIDE))
+    assert out["engage_date, close_date: no_dates"] == 40
+    assert out["close_date: unparseable_time"] == 2 and out["close_date: missing_time"] == 2
+    assert out["won"] == 292 and out["lost"] == 169
+    text = run("validate", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop")
+    assert "600 in = 556 in the log + 44 left out" in text.stdout
+    assert "log.rejects" not in text.stdout and "tables/rejects.csv" in text.stdout
+
+
+def test_report_wide_export_equals_the_library(tmp_path):
+    out = tmp_path / "wide"
+    r = run("report", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
+            "--created-at", "created_on", "--amount", "close_value", "--quiet", "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    log = fk.EventLog.from_milestones(
+        pd.read_csv(WIDE), **WIDE_KW, created_at="created_on", amount="close_value",
+        date_format="%d-%m-%y", errors="drop",
+    )  # fmt: skip
+    tables = out / "tables"
+    pd.testing.assert_frame_equal(pd.read_parquet(tables / "funnel.parquet"), log.funnel())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_in"] == 600 and summary["deals"] == 596
+    rejects = pd.read_parquet(tables / "rejects.parquet")
+    assert rejects.set_index("reason")["rows"].to_dict() == {
+        "missing_time": 2,
+        "unparseable_time": 3,
+    }
+    deals = set(pd.read_parquet(tables / "deals.parquet")["deal"])
+    examples = pd.read_parquet(tables / "reject_examples.parquet")
+    left_out = set(examples["opportunity_id"]) - deals
+    assert len(deals) + len(left_out) == 600
+
+
+def test_wide_export_from_config_file(tmp_path):
+    base = """
+deal = "opportunity_id"
+status = "deal_stage"
+closed_at = "close_date"
+date_format = "%d-%m-%y"
+errors = "drop"
+stages = ["Prospecting", "Engaging"]
+won = "Won"
+lost = "Lost"
+"""
+    for table in ('[milestones]\nEngaging = "engage_date"\n',
+                  'milestone = {Engaging = "engage_date"}\n',
+                  'milestones = ["Engaging=engage_date"]\n'):  # fmt: skip
+        cfg = _config(tmp_path, table + base if table.startswith("mile") else base + table)
+        r = run("validate", str(WIDE), "--config", cfg, "--json")
+        assert r.returncode == 0, (table, r.stderr)
+        out = json.loads(r.stdout)
+        assert (out["rows_in"], out["deals"], out["won"]) == (600, 556, 292), table
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([str(WIDE), *WIDE_ARGS, "--milestone", "Engaging"], "--milestone 'Engaging': use STAGE="),
+        ([str(WIDE), "--deal", "opportunity_id", "--status", "deal_stage"], "add --milestone"),
+        ([str(WIDE), *WIDE_ARGS, "--stage", "deal_stage"], "--stage name the columns of a long"),
+        (["--sample", "--milestone", "Won=close_date"], "--sample is a long log"),
+        ([str(WIDE), *WIDE_ARGS[2:]], "missing --deal"),
+        ([str(WIDE), *WIDE_ARGS, "--milestone", "Won=nope"], "`nope`"),
+    ],
+)
+def test_wide_usage_errors_exit_2(args, words):
+    r = run("validate", *args)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_errors_are_told_in_command_line_words_with_counts_per_reason(tmp_path):
+    p = tmp_path / "both.csv"
+    p.write_text("deal,stage,ts\na,A,\nb,A,01-02-23\nc,A,\nd,B,13-02-23\n")
+    r = run("validate", str(p), *COLS)
+    assert r.returncode == 2
+    err = r.stderr
+    assert (
+        "column `ts`: 2 rows missing time" in err and "column `ts`: 2 rows unparseable time" in err
+    )
+    assert "--errors drop" in err and "--date-format '%d-%m-%y'" in err
+    assert "errors='" not in err and "failure_cases" not in err and "failure cases" not in err
+    assert "Traceback" not in err
+    r = run("validate", str(p), *COLS, "--errors", "drop")
+    assert r.returncode == 2
+    assert "(missing_time: 2, unparseable_time: 2)" in r.stderr
+    assert "--errors raise" in r.stderr and "failure cases" not in r.stderr
+    r = run("validate", str(p), *COLS, "--errors", "drop", "--date-format", "%d-%m-%y")
+    assert r.returncode == 0 and "by reason: missing_time 2" in r.stdout
+    # a wide export: the user's column, counted in deals
+    r = run("validate", str(WIDE), *WIDE_ARGS)
+    assert r.returncode == 2
+    n = int(pd.read_csv(WIDE)["engage_date"].notna().sum())
+    assert "600 of 600 deals (rows of INPUT)" in r.stderr
+    assert f"column `engage_date`: {n} deals with an unparseable date" in r.stderr
+    assert "--created-at COLUMN" in r.stderr and "`ts`" not in r.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["report"]])
+def test_help_pages_have_examples_and_exit_codes(command):
+    r = run(*command, "--help")
+    assert r.returncode == 0, r.stderr
+    page = r.stdout
+    assert "examples:" in page and "exit codes:" in page
+    assert "0  ok" in page and "1  analysis failure" in page and "2  bad input or usage" in page
+    assert "wide" in page
+    if command:
+        assert "--milestone STAGE=COLUMN" in page and "--date-format FORMAT" in page
+        assert "(required with INPUT)" in page
+    if command == ["report"]:
+        assert " -o OUTPUT" in page.split("\n\n")[0]  # required: no brackets in the usage
+        assert "[-o OUTPUT]" not in page and "(required)" in page

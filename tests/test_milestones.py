@@ -272,3 +272,69 @@ def test_aware_and_naive_columns_do_not_mix():
     )
     with pytest.raises(fk.EventLogError, match="column `demo`: 1 deal: mixed timezone"):
         fk.EventLog.from_milestones(wide, deal="id", stage_dates={"Lead": "lead", "Demo": "demo"})
+
+
+def test_wide_log_analyses_equal_the_same_events_given_long():
+    wide = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "status": ["Won", "Lost", "Engaging", "Won"],
+            "created": ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-01"],
+            "engage": ["2025-03-01", "2025-01-05", "2025-01-06", "2025-01-09"],
+            "closed": ["2025-01-05", "2025-02-01", "2025-03-01", "2025-01-20"],
+        }
+    )
+    kw = dict(stages=["New", "Engaging"], won="Won", lost="Lost", stale_after="30D")
+    log = fk.EventLog.from_milestones(
+        wide, deal="id", stage_dates={"Engaging": "engage"}, status="status",
+        closed_at="closed", created_at="created", **kw,
+    )  # fmt: skip
+    long = pd.DataFrame(
+        [("a", "New", "2025-01-01"), ("a", "Won", "2025-01-05"), ("a", "Engaging", "2025-03-01"),
+         ("b", "New", "2025-01-02"), ("b", "Engaging", "2025-01-05"), ("b", "Lost", "2025-02-01"),
+         ("c", "New", "2025-01-03"), ("c", "Engaging", "2025-01-06"),
+         ("d", "New", "2025-01-01"), ("d", "Engaging", "2025-01-09"), ("d", "Won", "2025-01-20")],
+        columns=["id", "stage", "ts"],
+    )  # fmt: skip
+    ref = fk.EventLog(long, deal="id", stage="stage", time="ts", **kw)
+    pd.testing.assert_frame_equal(log.funnel(), ref.funnel())
+    pd.testing.assert_frame_equal(log.deals(), ref.deals())
+    # a won close date before the engage date: the deal was reopened (a's won is removed)
+    assert log.rejects[["id", "column", "reason"]].values.tolist() == [
+        ["a", "closed", "reopened_terminal"]
+    ]
+    # the removed event is still activity: on 2 February deal a was last active on
+    # 5 January (28 days), so it is not stale — as in the long log
+    moved = log.movement("2025-01-04", "2025-02-02")
+    pd.testing.assert_frame_equal(moved, ref.movement("2025-01-04", "2025-02-02"))
+    assert moved.set_index("category").loc["stale", "deals"] == 0
+
+
+def test_date_format_on_the_dask_engine_equals_in_memory():
+    dd = pytest.importorskip("dask.dataframe")
+    df = pd.DataFrame(
+        {
+            "deal": list("aabbc"),
+            "stage": ["A", "B", "A", "B", "A"],
+            "ts": ["01-02-23", "05-02-23", "03-02-23", "", "31-01-23"],
+        }
+    )
+    kw = dict(deal="deal", stage="stage", time="ts", date_format=DMY, errors="drop")
+    ref = fk.EventLog(df, **kw)
+    dist = fk.EventLog(dd.from_pandas(df, npartitions=2), **kw)
+    assert ref.quality.by_reason == dist.quality.by_reason == {"missing_time": 1}
+    pd.testing.assert_frame_equal(ref.funnel(), dist.funnel())
+
+
+def test_read_events_reads_a_wide_export_from_csv_and_parquet(wide, tmp_path):
+    kw = {**KW, "date_format": DMY, "errors": "drop"}
+    ref = fk.EventLog.from_milestones(wide, **kw)
+    path = tmp_path / "crm.parquet"
+    wide.to_parquet(path)
+    for source in (WIDE, path):
+        log = fk.read_events(source, **kw)
+        pd.testing.assert_frame_equal(log.funnel(), ref.funnel())
+        assert log.quality.by_column == ref.quality.by_column
+        assert log.rejects["opportunity_id"].tolist() == ref.rejects["opportunity_id"].tolist()
+    with pytest.raises(fk.EventLogError, match=r"`nope` \(status\) not found"):
+        fk.read_events(WIDE, **{**kw, "status": "nope"})

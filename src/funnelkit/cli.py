@@ -170,7 +170,10 @@ examples:
       --milestone Engaging=engage_date --status deal_stage --closed-at close_date \\
       --stages Prospecting,Engaging --won Won --lost Lost --date-format %d-%m-%y \\
       --errors drop
-  funnelkit validate history.parquet --config funnel.toml --json"""
+  funnelkit validate history.parquet --config funnel.toml --json
+
+required: INPUT (or --sample); with INPUT, --deal and either --stage/--time (long)
+or --milestone (wide), on the command line or in --config."""
 
 _REPORT_EXAMPLES = """\
 examples:

@@ -84,6 +84,9 @@ _ANCHORED = {"W", "Q", "QE", "Y", "YE", "A"}
 # deal states at a time t, for movement()
 _NONE, _OPEN, _WON, _LOST, _STALE = 0, 1, 2, 3, 4
 
+#: rejected rows that are still activity of a deal of the log
+REMOVED_OR_COLLAPSED = ["repeat", "reopened_terminal", "terminal_run"]
+
 
 # --------------------------------------------------------------------------- checks
 def _check_alpha(alpha: Any) -> float:
@@ -454,9 +457,12 @@ def _activity(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return log._cache["activity"]
     deal, time = log._path_deal, log._path_time
     q = log.quality
-    if q.rows_collapsed + q.rows_removed:
+    extra_rows = q.rows_collapsed + q.rows_removed
+    if q.source == "deals":  # a wide export counts its own rows: count the rejected events
+        extra_rows = sum(q.by_reason.get(r, 0) for r in REMOVED_OR_COLLAPSED)
+    if extra_rows:
         rej = log.rejects
-        extra = rej[rej["reason"].isin(["repeat", "reopened_terminal", "terminal_run"])]
+        extra = rej[rej["reason"].isin(REMOVED_OR_COLLAPSED)]
         codes = log._deal_labels.get_indexer(extra[log._settings["deal"]])
         if (codes < 0).any():  # cannot happen: every such row belongs to a deal of the log
             raise RuntimeError("funnelkit: rejected rows of unknown deals")
