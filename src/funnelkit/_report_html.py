@@ -284,7 +284,11 @@ def page(
         return tag + (f"<p class='muted'>{esc(caption)}</p>" if tag and caption else "")
 
     sections: list[tuple[str, str, list[str]]] = [
-        ("summary", "Headline", [kpi_cards(s), "<h3>Key stages</h3>", key_list(ks)]),
+        (
+            "summary",
+            "Headline",
+            [_no_visits(s), kpi_cards(s), "<h3>Key stages</h3>", key_list(ks)],
+        ),
         (
             "funnel",
             "Funnel",
@@ -377,6 +381,17 @@ def page(
         + f"<p class='muted'>Made by funnelkit {esc(__version__)}. Every number is defined "
         "in the funnelkit design notes; every table is also in tables/ as CSV and Parquet."
         "</p></div></body></html>\n"
+    )
+
+
+def _no_visits(s: Mapping[str, Any]) -> str:
+    """A warning on a log without stage visits ('' otherwise)."""
+    if s.get("stage_visits", 1):
+        return ""
+    return (
+        "<ul class='warn'><li>No stage visits: every deal in this log has only won/lost "
+        "events, so there is no funnel, key stage, flow or time in stage to show. Check the "
+        "stage column and the won/lost names.</li></ul>"
     )
 
 

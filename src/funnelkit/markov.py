@@ -210,6 +210,8 @@ def leverage_batch(
     probs = np.asarray(probs, dtype=np.float64)
     t = probs.shape[-2]
     base = win_probability_batch(probs, start, won)
+    if t == 0:  # no stage (a log of won/lost events only): nothing to cut
+        return base, np.zeros((*probs.shape[:-2], 0))
     pert = np.stack(
         [reduce_loss(probs, s, uplift, loss=loss, forward=forward) for s in range(t)],
         axis=-3,

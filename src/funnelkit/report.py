@@ -101,6 +101,12 @@ _REASON_TEXT = {
 
 Progress = Callable[[str], None]
 
+#: the note of a report on a log without stage visits (only won/lost events)
+NO_VISITS = (
+    "no stage visits: every deal has only won/lost events, so the funnel, key stages, flow "
+    "and time in stage are empty; the headline counts outcomes only"
+)
+
 
 # ============================================================================ building
 def build_report(
@@ -204,6 +210,9 @@ def build_report(
     tables["rejects"] = _rejects_summary(log.quality)
     tables["reject_examples"] = _reject_examples(log.rejects)
 
+    n_visits = len(log.visits())
+    if n_visits == 0:
+        notes.append(NO_VISITS)
     figures: dict[str, Figure] = {}
     if charts:
         say("charts…")
@@ -218,7 +227,7 @@ def build_report(
     return Report(
         tables=tables,
         charts=figures,
-        summary=_summary(log, tables, settings),
+        summary={**_summary(log, tables, settings), "stage_visits": n_visits},
         notes=notes,
         quality=log.quality,
     )
@@ -373,7 +382,9 @@ class Report:
         The headline numbers, as written to ``summary.json``: ``deals``, ``won``,
         ``lost``, ``stale``, ``open``, ``win_rate``, ``avg_won_amount``,
         ``median_won_cycle_time_days``, ``pipeline_velocity``, ``as_of``, ``rows_in``,
-        ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``, ``settings``,
+        ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``,
+        ``stage_visits`` (the number of rows of ``log.visits()``; 0 when the log holds
+        only won/lost events, and the page says so), ``settings``,
         ``warnings`` and ``key_stages`` (the flagged rows: ``stage``, ``signal``,
         ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
         numbers are ``None``.
