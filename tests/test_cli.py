@@ -506,3 +506,33 @@ def test_latin1_csv_exits_2_and_reads_with_encoding(tmp_path):
     assert "Lead → Démo" in r.stdout
     r = run("validate", str(path), *cols, "--encoding", "klingon")
     assert r.returncode == 2 and "unknown text encoding 'klingon'" in r.stderr
+
+
+def test_next_report_removes_the_folder_of_a_killed_writer(tmp_path):
+    # before: each kill while writing left a hidden .<out>.tmp-XXXX folder behind for good
+    import signal
+    import time
+
+    out = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funnelkit", "report", "--sample", "-o", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:
+            if "writing…" in line:
+                break
+        deadline = time.monotonic() + 20
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".report.tmp-")]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # no cleanup possible
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".report.tmp-")
+    r = run("report", "--sample", "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
