@@ -115,6 +115,16 @@ def read_events(
     >>> log = fk.read_events(path, **fk.datasets.SAMPLE_KWARGS)
     >>> log.n_deals
     600
+
+    A CSV file saved by a spreadsheet in Windows-1252, with a row whose deal id is ``NA``:
+
+    >>> csv = os.path.join(tempfile.mkdtemp(), "events.csv")
+    >>> fk.datasets.load_sample().to_csv(csv, index=False, encoding="cp1252")
+    >>> with open(csv, "a", encoding="cp1252") as fh:
+    ...     _ = fh.write("NA,Lead,2025-01-01,,North,Owner 01,Team A\\n")
+    >>> log = fk.read_events(csv, encoding="cp1252", errors="drop", **fk.datasets.SAMPLE_KWARGS)
+    >>> log.n_deals, log.quality.by_reason["missing_deal"]
+    (600, 1)
     """
     encoding = _check_encoding(encoding)
     nas = _check_na_values(na_values)
