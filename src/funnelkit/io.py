@@ -175,10 +175,15 @@ def _check_na_values(na_values: Any) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------ Parquet
 def _read_parquet(p: Path, roles: dict[str, str], stage: str, where: str) -> pa.Table:
-    dataset = ds.dataset(p, format="parquet")
-    C.check_columns(roles, dataset.schema.names, where)
+    try:
+        dataset = ds.dataset(p, format="parquet")
+        if not dataset.files:
+            raise EventLogError(f"Input {where} is a folder without Parquet files.")
+        C.check_columns(roles, dataset.schema.names, where)
+        schema = _folder_schema(dataset, p, roles, where) if p.is_dir() else None
+    except pa.ArrowException as exc:
+        raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
     cols = list(dict.fromkeys(roles.values()))
-    schema = _folder_schema(dataset, p, roles, where) if p.is_dir() else None
     try:
         # stages as dictionaries straight from the pages: no per-row string hashing
         return pq.read_table(p, columns=cols, schema=schema, read_dictionary=[stage])
