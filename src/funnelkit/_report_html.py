@@ -31,6 +31,11 @@ CHART_ALT = {
     "segments": "Conversion per stage per segment with intervals",
     "trend": "Conversion per cohort over time",
 }
+#: the note of a report on a log without stage visits (only won/lost events)
+NO_VISITS = (
+    "no stage visits: every deal has only won/lost events, so the funnel, key stages, flow "
+    "and time in stage are empty; the headline counts outcomes only"
+)
 #: forbid loading anything: images only from data URIs, styles only inline
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -287,7 +292,7 @@ def page(
         (
             "summary",
             "Headline",
-            [_no_visits(s), kpi_cards(s), "<h3>Key stages</h3>", key_list(ks)],
+            [_no_visits(notes), kpi_cards(s), "<h3>Key stages</h3>", key_list(ks)],
         ),
         (
             "funnel",
@@ -384,9 +389,9 @@ def page(
     )
 
 
-def _no_visits(s: Mapping[str, Any]) -> str:
+def _no_visits(notes: Sequence[str]) -> str:
     """A warning on a log without stage visits ('' otherwise)."""
-    if s.get("stage_visits", 1):
+    if NO_VISITS not in notes:
         return ""
     return (
         "<ul class='warn'><li>No stage visits: every deal in this log has only won/lost "

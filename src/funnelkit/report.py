@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import _report_html as H
-from ._report_html import missing, number
+from ._report_html import NO_VISITS, missing, number
 from ._version import __version__
 from .quality import REASONS
 
@@ -104,12 +104,6 @@ _REASON_TEXT = {
 }
 
 Progress = Callable[[str], None]
-
-#: the note of a report on a log without stage visits (only won/lost events)
-NO_VISITS = (
-    "no stage visits: every deal has only won/lost events, so the funnel, key stages, flow "
-    "and time in stage are empty; the headline counts outcomes only"
-)
 
 
 # ============================================================================ building
@@ -214,8 +208,7 @@ def build_report(
     tables["rejects"] = _rejects_summary(log.quality)
     tables["reject_examples"] = _reject_examples(log.rejects)
 
-    n_visits = len(log.visits())
-    if n_visits == 0:
+    if log.visits().empty:  # only won/lost events: say so on the page
         notes.append(NO_VISITS)
     figures: dict[str, Figure] = {}
     if charts:
@@ -231,7 +224,7 @@ def build_report(
     return Report(
         tables=tables,
         charts=figures,
-        summary={**_summary(log, tables, settings), "stage_visits": n_visits},
+        summary=_summary(log, tables, settings),
         notes=notes,
         quality=log.quality,
     )
@@ -386,14 +379,14 @@ class Report:
         The headline numbers, as written to ``summary.json``: ``deals``, ``won``,
         ``lost``, ``stale``, ``open``, ``win_rate``, ``avg_won_amount``,
         ``median_won_cycle_time_days``, ``pipeline_velocity``, ``as_of``, ``rows_in``,
-        ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``,
-        ``stage_visits`` (the number of rows of ``log.visits()``; 0 when the log holds
-        only won/lost events, and the page says so), ``settings``,
+        ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``, ``settings``,
         ``warnings`` and ``key_stages`` (the flagged rows: ``stage``, ``signal``,
         ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
         numbers are ``None``.
     notes : list of str
-        What the report left out and why (e.g. a chart with nothing to draw).
+        What the report left out and why (e.g. a chart with nothing to draw; first of
+        all ``funnelkit._report_html.NO_VISITS`` when the log holds only won/lost events,
+        which the page then shows in its headline).
 
     Examples
     --------
