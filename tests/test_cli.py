@@ -515,3 +515,173 @@ def test_help_pages_have_examples_and_exit_codes(command):
     if command == ["report"]:
         assert " -o OUTPUT" in page.split("\n\n")[0]  # required: no brackets in the usage
         assert "[-o OUTPUT]" not in page and "(required)" in page
+
+
+# ------------------------------------------------------------ hostile use (issue 25)
+def _interrupt_report(out: Path, when: str, *extra: str) -> tuple[int, str]:
+    """Run `funnelkit report --sample`, send SIGINT once stderr shows `when` (and, for
+    "writing…", once the hidden folder exists), return the exit code and stderr."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funnelkit", "report", "--sample", "--by", "team", "-o", str(out)]
+        + list(extra),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in proc.stderr:  # progress lines, one per step
+            lines.append(line)
+            if when in line:
+                break
+        deadline = time.monotonic() + 20
+        while when == "writing…" and time.monotonic() < deadline:
+            if any(p.name.startswith(f".{out.name}.tmp-") for p in out.parent.iterdir()):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the report finished before the interrupt"
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, "".join(lines) + rest
+
+
+def test_ctrl_c_while_writing_keeps_the_earlier_report(tmp_path):
+    # before: a KeyboardInterrupt traceback and exit 1
+    out = tmp_path / "report"
+    from funnelkit.report import build_report
+
+    build_report(
+        fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS),
+        charts=False,
+        key_kwargs={"n_boot": 0},
+    ).save(out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, err = _interrupt_report(out, "writing…")
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"funnelkit: interrupted; nothing written (the earlier report in {out} is unchanged)"
+    )
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no hidden folder left
+
+
+def test_ctrl_c_while_computing_writes_nothing(tmp_path):
+    out = tmp_path / "report"
+    code, err = _interrupt_report(out, "key stages…")
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "funnelkit: interrupted; nothing written"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('n_boot = "many"', "`key_stages.n_boot` must be an integer"),
+        ("n_boot = 2.5", "`key_stages.n_boot` must be an integer"),
+        ("n_boot = true", "`key_stages.n_boot` must be an integer"),
+        ("n_boot = -1", "`n_boot` must be >= 0"),
+        ('seed = "x"', "`key_stages.seed` must be an integer"),
+        ('alpha = "x"', "`key_stages.alpha` must be a number"),
+        ("alpha = 2", "`alpha` must be in (0, 1)"),
+        ("uplift = 0", "`uplift` must be in (0, 1]"),
+        ("min_deals = 0", "`min_deals` must be >= 1"),
+        ("signals = 3", "`key_stages.signals` must be a signal name"),
+        ('signals = ["bogus"]', "unknown signal(s) ['bogus']"),
+        ("benchmark = 0.3", "`key_stages.benchmark` must be a table"),
+        ('benchmark = {Demo = "x"}', "the loss rate of 'Demo'"),
+        ("min_effect = 3", "`key_stages.min_effect` must be a table"),
+        ("min_effect = {bogus = 1}", "unknown signal 'bogus'"),
+    ],
+)
+def test_bad_key_stages_values_exit_2_with_one_line(tmp_path, toml, words):
+    # before: n_boot = "many" (and other wrong types) exited 1 ("analysis failed")
+    out = tmp_path / "out"
+    config = _config(tmp_path, f"[key_stages]\n{toml}\n")
+    r = run("report", "--sample", "--config", config, "-o", str(out), "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_parameter_type_errors_are_usage_errors_others_analysis_errors(monkeypatch, capsys):
+    from funnelkit import cli
+
+    def bad_parameter(args):
+        raise TypeError("Parameter `n_boot` must be an int; got str.")
+
+    def bug(args):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(cli, "_cmd_validate", bad_parameter)
+    assert cli.main(["validate", "--sample"]) == 2
+    assert capsys.readouterr().err == (
+        "funnelkit: error: Parameter `n_boot` must be an int; got str.\n"
+    )
+    monkeypatch.setattr(cli, "_cmd_validate", bug)
+    assert cli.main(["validate", "--sample"]) == 1
+    assert "analysis failed: TypeError" in capsys.readouterr().err
+
+
+def test_report_on_terminal_events_only_exits_0(tmp_path):
+    # before: "analysis failed: ValueError: need at least one array to stack", exit 1
+    path = tmp_path / "events.csv"
+    path.write_text("d,s,t\na,won,2025-01-01\nb,lost,2025-01-02\nc,won,2025-01-03\n")
+    out = tmp_path / "out"
+    cols = ["--deal", "d", "--stage", "s", "--time", "t", "--won", "won", "--lost", "lost"]
+    r = run("report", str(path), *cols, "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["won"] == 2 and summary["notes"][0].startswith("no stage visits")
+    assert "No stage visits" in (out / "report.html").read_text()
+
+
+def test_latin1_csv_exits_2_and_reads_with_encoding(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes("d,s,t\nx,Lead,2025-01-01\nx,Démo,2025-01-03\n".encode("latin-1"))
+    cols = ["--deal", "d", "--stage", "s", "--time", "t"]
+    r = run("validate", str(path), *cols)
+    assert r.returncode == 2 and "is not UTF-8 text (column `s`)" in r.stderr
+    assert "--encoding" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("validate", str(path), *cols, "--encoding", "latin-1")
+    assert r.returncode == 0, r.stderr
+    assert "Lead → Démo" in r.stdout
+    r = run("validate", str(path), *cols, "--encoding", "klingon")
+    assert r.returncode == 2 and "unknown text encoding 'klingon'" in r.stderr
+
+
+def test_next_report_removes_the_folder_of_a_killed_writer(tmp_path):
+    # before: each kill while writing left a hidden .<out>.tmp-XXXX folder behind for good
+    import signal
+    import time
+
+    out = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funnelkit", "report", "--sample", "-o", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:
+            if "writing…" in line:
+                break
+        deadline = time.monotonic() + 20
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".report.tmp-")]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # no cleanup possible
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".report.tmp-")
+    r = run("report", "--sample", "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]

@@ -395,6 +395,18 @@ def test_csv_missing_cells_and_encoding_as_the_pandas_reader(client, tmp_path):
     assert mem.stages == ["Lead", "Démo"]
 
 
+def test_leverage_of_a_log_of_terminal_events_only(client):
+    """No stage: an empty key-stage table, as in memory (before: a numpy ValueError)."""
+    events = pd.DataFrame(
+        {"deal": list("abc"), "stage": ["W", "L1", "W"], "ts": ["2025-01-01"] * 3}
+    )
+    kw = dict(deal="deal", stage="stage", time="ts", won="W", lost="L1")
+    dist = DaskEventLog(dd.from_pandas(events, npartitions=1), **kw)
+    ks = dist.key_stages(signals="leverage", n_boot=5)
+    mem = fk.EventLog(events, **kw).key_stages(signals="leverage", n_boot=5)
+    assert ks.empty and list(ks.columns) == list(mem.columns) and mem.empty
+
+
 def test_public_entry_points_dispatch_to_dask(client, tmp_path):
     import dask.dataframe as dd
 

@@ -246,3 +246,18 @@ def test_unparseable_csv_names_the_file(tmp_path):
     path.write_text("d,s,t\na,Lead,2025-01-01,extra\n")
     with pytest.raises(fk.EventLogError, match=r"events\.csv` could not be read as CSV"):
         fk.read_events(path, **K)
+
+
+def test_corrupt_parquet_and_empty_folder_name_the_input(tmp_path):
+    bad = tmp_path / "events.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(fk.EventLogError, match=r"events\.parquet` could not be read as Parquet"):
+        fk.read_events(bad, **K)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    with pytest.raises(fk.EventLogError, match="folder without Parquet files"):
+        fk.read_events(folder, **K)
+    _events().to_parquet(folder / "a.parquet")
+    (folder / "b.parquet").write_bytes(b"junk")
+    with pytest.raises(fk.EventLogError, match=r"could not be read as Parquet.*b\.parquet"):
+        fk.read_events(folder, **K)

@@ -583,3 +583,37 @@ def test_null_p_values_are_not_small_too_often():
         share = float((p < 0.05).mean())
         print(f"{fam}: {p.size} p-values, share < 0.05 = {share:.3f}")
         assert share <= 0.05 + 3 * se, (fam, share)
+
+
+# ------------------------------------------------------------ degenerate logs (issue 25)
+def _tiny(d, s, t, **kw) -> fk.EventLog:
+    events = pd.DataFrame({"d": list(d), "s": s, "t": t})
+    return fk.EventLog(events, deal="d", stage="s", time="t", won="won", lost="lost", **kw)
+
+
+def test_terminal_events_only_give_an_empty_table(sample_log):
+    # before: ValueError "need at least one array to stack" from the leverage bootstrap
+    log = _tiny("abc", ["won", "lost", "won"], ["2025-01-01", "2025-01-02", "2025-01-03"])
+    assert log.stages == []
+    ks = log.key_stages(by=None)
+    assert ks.empty and list(ks.columns) == COLUMNS
+    assert ks.dtypes.equals(sample_log.key_stages(n_boot=0).dtypes)
+    # declared stages that no deal entered: one row per stage and signal, with a reason
+    log = _tiny(
+        "abc", ["won", "lost", "won"], ["2025-01-01", "2025-01-02", "2025-01-03"], stages=["A"]
+    )
+    ks = log.key_stages(n_boot=20)
+    assert ks["stage"].tolist() == ["A"] * 3 and not ks["is_key"].any()
+    assert ks["n_deals"].tolist()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("d", "s"),
+    [("aaa", ["Lead", "Demo", "won"]), ("aab", ["Lead", "Demo", "Lead"]), ("a", ["Lead"])],
+    ids=["one_deal", "all_open", "one_row"],
+)
+def test_one_deal_and_all_open_logs(d, s):
+    times = ["2025-01-01", "2025-01-02", "2025-01-03"][: len(d)]
+    ks = _tiny(d, s, times).key_stages(n_boot=20)
+    assert set(ks["stage"]) == set(s) - {"won"}
+    assert not ks["is_key"].any()  # one deal can never support a flag

@@ -394,3 +394,17 @@ def test_leverage_of_200_stages_stays_small(rng):
     # a straight chain: cutting any stage's loss by 10% lifts the win by the factor 0.91/0.9
     np.testing.assert_allclose(base, 0.9**200, rtol=1e-9)
     np.testing.assert_allclose(after, 0.9**199 * 0.91, rtol=1e-9)
+
+
+def test_leverage_batch_without_stages():
+    # a log of won/lost events only: before, ValueError "need at least one array to stack"
+    from funnelkit.markov import leverage_batch
+
+    won = np.array([True, False])  # states: won, lost (no transient stage)
+    mask = np.zeros((0, 2), dtype=bool)
+    kw = dict(loss=mask, forward=mask, uplift=0.1)
+    base, after = leverage_batch(np.zeros((0, 2)), np.array([0.75, 0.25]), won, **kw)
+    assert float(base) == 0.75 and after.shape == (0,)
+    starts = np.array([[0.5, 0.5], [1.0, 0.0]])
+    base, after = leverage_batch(np.zeros((2, 0, 2)), starts, won, **kw)
+    assert base.tolist() == [0.5, 1.0] and after.shape == (2, 0)

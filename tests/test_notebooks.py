@@ -77,7 +77,8 @@ def same_output(stored: str, fresh: str, rel_tol: float = REL_TOL) -> bool:
         return False
     a, b = _NUMBER.findall(stored), _NUMBER.findall(fresh)
     return len(a) == len(b) and all(
-        math.isclose(float(x), float(y), rel_tol=rel_tol, abs_tol=0.0) for x, y in zip(a, b, strict=True)
+        math.isclose(float(x), float(y), rel_tol=rel_tol, abs_tol=0.0)
+        for x, y in zip(a, b, strict=True)
     )
 
 

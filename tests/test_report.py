@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -463,3 +464,52 @@ def test_tables_only_report_never_imports_matplotlib():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_log_of_terminal_events_only_says_there_are_no_stage_visits(tmp_path):
+    # before: ValueError "need at least one array to stack" from key_stages
+    events = pd.DataFrame({"d": list("abc"), "s": ["won", "lost", "won"], "t": ["2025-01-01"] * 3})
+    log = fk.EventLog(events, deal="d", stage="s", time="t", won="won", lost="lost")
+    report = R.build_report(log)
+    assert report.summary["won"] == 2 and report.summary["lost"] == 1
+    assert report.notes[0] == R.NO_VISITS
+    assert report.tables["key_stages"].empty
+    out = report.save(tmp_path / "report")
+    page = (out / "report.html").read_text()
+    assert "No stage visits: every deal in this log has only won/lost events" in page
+    assert json.loads((out / "summary.json").read_text())["notes"][0] == R.NO_VISITS
+    normal = R.build_report(sample_log(), charts=False, key_kwargs={"n_boot": 0})
+    assert R.NO_VISITS not in normal.notes and "No stage visits" not in normal.to_html()
+
+
+def test_save_removes_what_killed_writers_left_behind(small, tmp_path):
+    # before: each kill while writing left a hidden .<out>.tmp-XXXX folder for good
+    out = tmp_path / "report"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)  # a process that has exited: no writer any more
+    host = R._HOST
+    names = {
+        "dead_tmp": f".report.tmp-{host}-{dead_pid}-0123abcd",
+        "dead_old": f".report.old-{host}-{dead_pid}-89abcdef",
+        "live": f".report.tmp-{host}-{os.getpid()}-00000000",  # this process writes it
+        "other_host": f".report.tmp-00000000-{dead_pid}-11111111",
+        "legacy_old": ".report.tmp-22222222",
+        "legacy_new": ".report.tmp-33333333",
+        "other_output": f".report2.tmp-{host}-{dead_pid}-44444444",
+        "not_ours": f".report.tmp-{host}-{dead_pid}-notours!",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.html").write_text("half")
+    day_ago = time.time() - R.STALE_LEGACY_SECONDS - 60
+    os.utime(tmp_path / names["legacy_old"], (day_ago, day_ago))
+    small.save(out)
+    left = {p.name for p in tmp_path.iterdir()}
+    gone = {"dead_tmp", "dead_old", "legacy_old"}
+    assert left == {"report"} | {n for k, n in names.items() if k not in gone}
+    assert (out / "summary.json").exists()

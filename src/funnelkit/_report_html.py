@@ -31,6 +31,11 @@ CHART_ALT = {
     "segments": "Conversion per stage per segment with intervals",
     "trend": "Conversion per cohort over time",
 }
+#: the note of a report on a log without stage visits (only won/lost events)
+NO_VISITS = (
+    "no stage visits: every deal has only won/lost events, so the funnel, key stages, flow "
+    "and time in stage are empty; the headline counts outcomes only"
+)
 #: forbid loading anything: images only from data URIs, styles only inline
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -343,7 +348,13 @@ def page(
         (
             "summary",
             "Headline",
-            [kpi_cards(s), "<h3>Key stages</h3>", key_list(ks), win_note(s, ks)],
+            [
+                _no_visits(notes),
+                kpi_cards(s),
+                "<h3>Key stages</h3>",
+                key_list(ks),
+                win_note(s, ks),
+            ],
         ),
         (
             "funnel",
@@ -444,6 +455,17 @@ def page(
         + f"<p class='muted'>Made by funnelkit {esc(__version__)}. Every number is defined "
         "in the funnelkit design notes; every table is also in tables/ as CSV and Parquet."
         "</p></div></body></html>\n"
+    )
+
+
+def _no_visits(notes: Sequence[str]) -> str:
+    """A warning on a log without stage visits ('' otherwise)."""
+    if NO_VISITS not in notes:
+        return ""
+    return (
+        "<ul class='warn'><li>No stage visits: every deal in this log has only won/lost "
+        "events, so there is no funnel, key stage, flow or time in stage to show. Check the "
+        "stage column and the won/lost names.</li></ul>"
     )
 
 

@@ -3,7 +3,7 @@
 The CLI holds no analysis logic: it maps options (and an optional TOML config file) to
 the library's calls. A config file holds the options as keys (``deal``, ``stage``, ``time``,
 ``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
-``date_format``, ``status``, ``closed_at``, ``created_at``,
+``date_format``, ``encoding``, ``status``, ``closed_at``, ``created_at``,
 ``by``, ``freq``, ``period``, ``visit_attrs``, ``where``, ``created``, ``within``,
 ``calendar``, ``holidays``; lists as TOML arrays or comma-separated strings), plus a
 ``[stage_map]`` table (raw name → stage), a ``[milestones]`` table (stage → date column of
@@ -17,7 +17,8 @@ TOML time such as ``12:00:00`` or a bare ``90`` is a usage error, not today at n
 nanoseconds. A ``where`` expression is parsed by funnelkit's own grammar (see
 :meth:`EventLog.filter`), never run.
 Exit codes: 0 ok, 1 analysis error, 2 bad input or usage (on stderr, in the words of the
-command line: the column, file or option, the count per reason; no traceback).
+command line: the column, file or option, the count per reason; no traceback), 130
+interrupted (Ctrl-C; one line saying what was written).
 """
 
 from __future__ import annotations
@@ -43,9 +44,21 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 EXIT_OK, EXIT_ANALYSIS, EXIT_INPUT = 0, 1, 2
+#: interrupted (Ctrl-C): 128 + SIGINT, the shells' convention
+EXIT_INTERRUPTED = 130
 
 #: config keys holding one name / value, and those holding a list of names
-_SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "errors", "date_format")
+_SCALAR_KEYS = (
+    "deal",
+    "stage",
+    "time",
+    "amount",
+    "as_of",
+    "stale_after",
+    "errors",
+    "date_format",
+    "encoding",
+)
 #: wide exports (one row per deal): the milestone dates, status and its dates
 _WIDE_KEYS = ("status", "closed_at", "created_at")
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
@@ -109,6 +122,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", dest="as_of", help="observation time (ISO 8601)")
     p.add_argument("--stale-after", dest="stale_after", help="e.g. 90D")
     p.add_argument("--errors", choices=["raise", "drop"], help="bad rows: raise (default) or drop")
+    p.add_argument("--encoding", help="text encoding of a CSV INPUT, e.g. latin-1 (default utf-8)")
     p.add_argument(
         "--visit-attrs", dest="visit_attrs", help="columns carried per visit (hand-offs)"
     )
@@ -350,6 +364,7 @@ def _config_value(name: str, value: Any, path: str) -> Any:
                         f"config file `{path}`: unknown key `key_stages.{k}`; known keys: "
                         f"{', '.join(sorted(allowed))}"
                     )
+                _check_key_stages_type(k, value[k], path)
         return dict(value)
     if name in _LIST_KEYS or name == "by":
         names = _names(value, name)
@@ -365,6 +380,28 @@ def _config_value(name: str, value: Any, path: str) -> Any:
     if name == "calendar" and value != "business":
         raise UsageError(f"config file `{path}`: `calendar` must be 'business'; got {value!r}")
     return value
+
+
+#: the TOML type of each ``[key_stages]`` key (the library then checks the value itself)
+_KEY_STAGES_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "n_boot": ((int,), "an integer, e.g. n_boot = 200"),
+    "seed": ((int,), "an integer, e.g. seed = 0"),
+    "min_deals": ((int,), "an integer, e.g. min_deals = 30"),
+    "alpha": ((int, float), "a number, e.g. alpha = 0.05"),
+    "uplift": ((int, float), "a number, e.g. uplift = 0.1"),
+    "signals": ((str, list), 'a signal name or a list of them, e.g. signals = ["leverage"]'),
+    "benchmark": ((dict,), "a table of loss rates per stage, e.g. benchmark = {Demo = 0.3}"),
+    "min_effect": ((dict,), "a table of thresholds per signal, e.g. min_effect = {stall = 0.15}"),
+}
+
+
+def _check_key_stages_type(key: str, value: Any, path: str) -> None:
+    """A usage error when a ``[key_stages]`` value has the wrong TOML type."""
+    types, expected = _KEY_STAGES_TYPES.get(key, ((object,), ""))
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise UsageError(
+            f"config file `{path}`: `key_stages.{key}` must be {expected}; got {value!r}"
+        )
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -461,6 +498,7 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
 
     opts = options(args) if opts is None else opts
     kw = _log_kwargs(opts)
+    encoding = kw.pop("encoding", None)  # a reader option, not the log's
     wide = "stage_dates" in kw
     given = opts.keys()
     if wide:
@@ -494,6 +532,8 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
     if missing:
         shape = "" if wide else " (or --milestone STAGE=COLUMN for a wide export)"
         raise UsageError(f"missing {', '.join(missing)}: name the columns of INPUT{shape}")
+    if encoding is not None:
+        kw["encoding"] = encoding
     return read_events(args.input, **kw)
 
 
@@ -536,6 +576,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         progress=say,
     )
     out = report.save(args.output, progress=say)
+    args.written = out
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
     return EXIT_OK
 
@@ -596,6 +637,17 @@ def one_line(exc: BaseException) -> str:
     return "\n".join([head, *(f"  - {p}" for p in problems), *([fix] if fix else [])])
 
 
+def _interrupted(args: argparse.Namespace) -> str:
+    """What is true after a Ctrl-C: a report is replaced whole or not at all."""
+    written = getattr(args, "written", None)
+    if written is not None:
+        return f"interrupted; the report was written to {written}"
+    output = getattr(args, "output", None)
+    if output is not None and Path(output, "report.html").is_file():
+        return f"interrupted; nothing written (the earlier report in {output} is unchanged)"
+    return "interrupted; nothing written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``funnelkit`` command."""
     parser = build_parser()
@@ -605,10 +657,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     try:
         return {"validate": _cmd_validate, "report": _cmd_report}[args.command](args)
+    except KeyboardInterrupt:
+        print(f"funnelkit: {_interrupted(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, EventLogError, OSError, ArrowException) as exc:
         print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
+        if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("Parameter `"):
+            # the library's parameter checks: a bad value from the config or command line
+            print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_INPUT
         print(
             f"funnelkit: analysis failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr
         )

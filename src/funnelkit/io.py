@@ -119,6 +119,16 @@ def read_events(
     >>> log = fk.read_events(path, **fk.datasets.SAMPLE_KWARGS)
     >>> log.n_deals
     600
+
+    A CSV file saved by a spreadsheet in Windows-1252, with a row whose deal id is ``NA``:
+
+    >>> csv = os.path.join(tempfile.mkdtemp(), "events.csv")
+    >>> fk.datasets.load_sample().to_csv(csv, index=False, encoding="cp1252")
+    >>> with open(csv, "a", encoding="cp1252") as fh:
+    ...     _ = fh.write("NA,Lead,2025-01-01,,North,Owner 01,Team A\\n")
+    >>> log = fk.read_events(csv, encoding="cp1252", errors="drop", **fk.datasets.SAMPLE_KWARGS)
+    >>> log.n_deals, log.quality.by_reason["missing_deal"]
+    (600, 1)
     """
     encoding = _check_encoding(encoding)
     nas = _check_na_values(na_values)
@@ -195,10 +205,15 @@ def _check_na_values(na_values: Any) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------ Parquet
 def _read_parquet(p: Path, roles: dict[str, str], stage: str, where: str) -> pa.Table:
-    dataset = ds.dataset(p, format="parquet")
-    C.check_columns(roles, dataset.schema.names, where)
+    try:
+        dataset = ds.dataset(p, format="parquet")
+        if not dataset.files:
+            raise EventLogError(f"Input {where} is a folder without Parquet files.")
+        C.check_columns(roles, dataset.schema.names, where)
+        schema = _folder_schema(dataset, p, roles, where) if p.is_dir() else None
+    except pa.ArrowException as exc:
+        raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
     cols = list(dict.fromkeys(roles.values()))
-    schema = _folder_schema(dataset, p, roles, where) if p.is_dir() else None
     try:
         # stages as dictionaries straight from the pages: no per-row string hashing
         return pq.read_table(p, columns=cols, schema=schema, read_dictionary=[stage])

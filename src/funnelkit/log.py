@@ -1496,7 +1496,7 @@ class EventLog:
         -------
         pandas.DataFrame
             One row per (signal, stage[, segment]), signals in the order above, stages in
-            funnel order:
+            funnel order (no rows when the log has no stages: only won/lost events):
 
             * ``stage`` : stage name
             * ``signal`` : ``"leverage"``, ``"dropoff"``, ``"stall"``, ``"heterogeneity"`` or

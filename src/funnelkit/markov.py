@@ -223,6 +223,8 @@ def leverage_batch(
     w = np.asarray(won, dtype=bool)[t:].astype(np.float64)
     loss = np.asarray(loss, dtype=bool)
     forward = np.asarray(forward, dtype=bool)
+    if t == 0:  # no stage (a log of won/lost events only): nothing to cut
+        return (st @ w).reshape(lead), np.zeros((*lead, 0))
     base = np.empty(p2.shape[0])
     after = np.empty((p2.shape[0], t))
     step = batch_size(t, n)

@@ -26,9 +26,13 @@ import base64
 import io
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import sys
+import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import _report_html as H
-from ._report_html import missing, number
+from ._report_html import NO_VISITS, missing, number
 from ._version import __version__
 from .quality import REASONS
 
@@ -212,6 +216,8 @@ def build_report(
     tables["rejects"] = _rejects_summary(log.quality)
     tables["reject_examples"] = _reject_examples(log.rejects)
 
+    if log.visits().empty:  # only won/lost events: say so on the page
+        notes.append(NO_VISITS)
     figures: dict[str, Figure] = {}
     if charts:
         say("charts…")
@@ -387,7 +393,9 @@ class Report:
         ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
         numbers are ``None``.
     notes : list of str
-        What the report left out and why (e.g. a chart with nothing to draw).
+        What the report left out and why (e.g. a chart with nothing to draw; first of
+        all ``funnelkit._report_html.NO_VISITS`` when the log holds only won/lost events,
+        which the page then shows in its headline).
 
     Examples
     --------
@@ -516,7 +524,8 @@ class Report:
 
         Everything is written into a new hidden folder beside ``outdir``, which then
         replaces it: a failure leaves no half-written report (and an earlier report in
-        ``outdir`` as it was).
+        ``outdir`` as it was). A process killed while writing cannot remove that folder;
+        the next successful save to the same ``outdir`` does (see Notes).
 
         Parameters
         ----------
@@ -553,6 +562,15 @@ class Report:
         column of midnights as dates, other times in ISO 8601 with their offset. JSON
         numbers that are missing (NaN) are ``null``.
 
+        The hidden folders are named ``.<outdir name>.tmp-<host>-<pid>-<random>`` (and
+        ``.old-`` for an earlier report set aside while it is replaced), ``<host>`` being
+        a hash of the machine's name. After writing, the folders of this pattern for the
+        same ``outdir`` whose writer is gone (same machine, and no running process has
+        that pid) are removed; folders of a running process or of another machine are
+        left alone. Folders named without host and pid (by funnelkit before this rule)
+        are removed when untouched for a day (``STALE_LEGACY_SECONDS``). On Windows, where
+        no pid can be probed safely, that age rule applies to every such folder.
+
         Examples
         --------
         >>> import json, tempfile
@@ -580,6 +598,7 @@ class Report:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _remove_stale_siblings(out)
         return out
 
 
@@ -716,10 +735,17 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
         )
 
 
+#: seconds after which a hidden folder of an older funnelkit (no pid in its name) is stale
+STALE_LEGACY_SECONDS = 24 * 3600
+#: this machine, in the names of the hidden folders (8 hex digits)
+_HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+
+
 def _new_sibling(out: Path, kind: str) -> Path:
-    """A new, hidden, uniquely named folder beside ``out`` (created with the umask)."""
+    """A new, hidden, uniquely named folder beside ``out`` (created with the umask),
+    named after this machine and process (see :meth:`Report.save`)."""
     while True:
-        p = out.parent / f".{out.name}.{kind}-{secrets.token_hex(4)}"
+        p = out.parent / f".{out.name}.{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             p.mkdir()
         except FileExistsError:
@@ -741,3 +767,47 @@ def _replace(tmp: Path, out: Path) -> None:
         os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (POSIX: signal 0 only probes)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale_siblings(out: Path) -> list[Path]:
+    """Remove the hidden folders that writers of ``out`` left behind when they were killed
+    (the rule is in :meth:`Report.save`'s Notes); returns the folders removed."""
+    pattern = re.compile(
+        rf"\.{re.escape(out.name)}\.(?:tmp|old)-"
+        r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-)?[0-9a-f]{8}"
+    )
+    removed: list[Path] = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m is None or p.is_symlink() or not p.is_dir():
+            continue
+        if m["pid"] is not None and os.name != "nt":
+            if m["host"] != _HOST or _pid_running(int(m["pid"])):
+                continue
+        else:  # no pid to probe: stale when untouched for long
+            try:
+                age = time.time() - p.stat().st_mtime
+            except OSError:
+                continue
+            if age < STALE_LEGACY_SECONDS:
+                continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
