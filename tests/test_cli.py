@@ -404,8 +404,9 @@ def test_validate_wide_export_accounts_for_every_deal():
     out = json.loads(r.stdout)
     assert out["rows_in"] == 600 and out["deals"] == 556 and out["rows_dropped"] == 44
     assert out["deals"] + out["rows_dropped"] == len(pd.read_csv(WIDE))
-    assert out["engage_date, close_date: no_dates"] == 40
-    assert out["close_date: unparseable_time"] == 2 and out["close_date: missing_time"] == 2
+    cols = out["by_column"]
+    assert cols["engage_date, close_date"] == {"no_dates": 40}
+    assert cols["close_date"] == {"unparseable_time": 2, "missing_time": 2}
     assert out["won"] == 292 and out["lost"] == 169
     text = run("validate", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop")
     assert "600 in = 556 in the log + 44 left out" in text.stdout

@@ -214,7 +214,7 @@ class QualityReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready values, one key per attribute.
 
-        Counts of different kinds live in separate keys (``by_reason``,
+        Counts of different kinds live in separate keys (``by_reason``, ``by_column``,
         ``attr_changes``, ``filtered``), so no name can overwrite another: the deals a
         filter left out are ``filtered["deals"]``, never ``deals``.
 
@@ -222,7 +222,9 @@ class QualityReport:
         -------
         dict
             ``rows_in``, ``rows_used``, ``rows_dropped``, ``rows_removed``,
-            ``rows_collapsed``, ``by_reason`` (dict), ``deals``, ``won``, ``lost``,
+            ``rows_collapsed``, ``by_reason`` (dict), ``by_column`` (dict of the user's
+            column → reason → rows; empty unless the log came from a wide export),
+            ``deals``, ``won``, ``lost``,
             ``stale``, ``open``, ``reopened``, ``unresolved_ties``,
             ``deals_without_amount``, ``attr_changes`` (dict), ``filtered`` (dict, empty
             unless the log came from :meth:`EventLog.filter`), ``stages`` (list),
@@ -243,6 +245,10 @@ class QualityReport:
             "rows_removed": int(self.rows_removed),
             "rows_collapsed": int(self.rows_collapsed),
             "by_reason": {k: int(v) for k, v in self.by_reason.items()},
+            "by_column": {
+                str(col): {k: int(v) for k, v in counts.items()}
+                for col, counts in self.by_column.items()
+            },
             **{
                 k: int(getattr(self, k))
                 for k in ("deals", "won", "lost", "stale", "open", "reopened")
