@@ -144,19 +144,27 @@ class EventLog:
         scale-out page).
     deal, stage, time : str, default "deal_id", "stage", "ts"
         Columns holding the deal id, the stage name and the timestamp. Timestamps may be
-        datetimes (naive or aware) or ISO 8601 strings of any precision; aware values with
-        different offsets become UTC; naive mixed with aware is an error.
+        datetimes (naive or aware, any unit, pandas or Arrow), dates (read as midnight) or
+        ISO 8601 strings of any precision; aware values with different offsets become UTC;
+        naive mixed with aware is an error. Words such as ``"now"`` or ``"today"``, and
+        numbers among the times, are unparseable rows; a time column of numbers only is
+        refused (convert it with ``pd.to_datetime(..., unit=...)``). A time more than 146
+        years from the log's median time (a typo in the year) is a bad row.
     stage_map : mapping, optional
         Applied to stage names first, so several raw CRM names form one funnel step
         (``{"Discovery Call": "Discovery"}``).
     stages : sequence of str, optional
-        The non-terminal stages in funnel order. Stages of the data missing from it (and
+        The non-terminal stages in funnel order (a list or tuple: a set, whose order
+        changes from run to run, is refused). Stages of the data missing from it (and
         from ``won``/``lost``) are errors. ``None`` infers the order from the median
         position of each stage's first visit in the deals' paths; ``log.quality`` says so.
     won, lost : str or sequence of str or None, default "won", "lost"
-        Terminal stage names (a real log may have several ways to lose).
+        Terminal stage names (a real log may have several ways to lose); a set is read
+        in sorted order.
     amount : str, optional
-        Column of deal amounts, carried per deal.
+        Column of deal amounts, carried per deal: finite real numbers >= 0 (or empty).
+        Text, negative, infinite or complex values are bad rows (``invalid_amount``); a
+        column of booleans, dates or durations is refused.
     attrs : sequence of str, default ()
         Columns carried per deal (owner, team, region, ...).
         A carried value is the one on the deal's **first event (in path order) with a
@@ -170,7 +178,9 @@ class EventLog:
         validation. A naive ``as_of`` on an aware log is read as UTC.
     stale_after : str or timedelta, optional
         An open deal whose latest event of any kind is strictly more than this before
-        ``as_of`` is lost as ``"stale"``.
+        ``as_of`` is lost as ``"stale"``. A duration needs a unit (``"90D"``, ``"12h"``,
+        ``pd.Timedelta(days=90)``): a bare number, which pandas would read as nanoseconds,
+        is refused.
     calendar : BusinessCalendar or "business", optional
         Measure dwell, cycle time and conversion windows in business days
         (:class:`~funnelkit.BusinessCalendar`); calendar days by default.
@@ -1008,7 +1018,8 @@ class EventLog:
             reached a later stage (or won) within the window after reaching it. A deal
             that reached the stage less than the window before ``as_of`` and has not
             advanced is censored (counted in ``open``, not in the denominator), never a
-            failure; one whose window has elapsed without advancing is dropped.
+            failure; one whose window has elapsed without advancing is dropped. Each
+            duration needs a unit: a bare number (``14``, ``"14"``) is refused.
         calendar : BusinessCalendar or "business", optional
             Measure windows in business days (default: the log's calendar).
 
