@@ -368,6 +368,13 @@ def test_lone_surrogate_stage_is_a_bad_row(e):
     assert log.funnel()["reached"].tolist() == [2]
 
 
+def test_lone_surrogate_stage_mapped_to_a_real_name_is_fine(e):
+    x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
+    log = fk.EventLog(x, **K, stage_map={"Demo\ud800": "Demo"})
+    assert log.stages == ["Lead", "Demo"]
+    assert log.funnel()["reached"].tolist() == [2, 1]
+
+
 @pytest.mark.parametrize("bad", [[1], {"k": 1}, np.array([1, 2]), {1, 2}])
 def test_unhashable_deal_ids_are_bad_rows(e, bad):
     x = e.assign(d=_obj([bad] * 3 + ["b", "b"]))

@@ -294,17 +294,21 @@ class EventLog:
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)
-        # values no id or name can be (unhashable, not Unicode): bad rows, encoded as null
+        # values no id or name can be (unhashable; names that are not Unicode): bad rows
         deal_col = C.column(events, s["deal"])
-        bad_deal = C.invalid_values(deal_col, text=False)
+        bad_deal = C.unhashable(deal_col)
         if bad_deal is not None:
             deal_col = deal_col.where(~bad_deal, None)
         stage_col = C.column(events, s["stage"])
-        bad_stage = C.invalid_values(stage_col, text=True)
+        bad_stage = C.unhashable(stage_col)
         if bad_stage is not None:
             stage_col = stage_col.where(~bad_stage, None)
         ids = C.id_keys(deal_col)
         raw_codes, raw_names = C.stage_codes(stage_col, s["stage_map"])
+        not_text = [not C.is_unicode(nm) for nm in raw_names]  # distinct names only
+        if any(not_text):
+            wrong = np.array([*not_text, False])[raw_codes]  # code -1 (null): False
+            bad_stage = wrong if bad_stage is None else bad_stage | wrong
         amount_vals = bad_amount = None
         if s["amount"] is not None:
             amount_vals, bad_amount = C.amounts(C.column(events, s["amount"]), s["amount"])
