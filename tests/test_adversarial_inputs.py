@@ -620,3 +620,13 @@ class TestAdversarialProperties:
         assert np.isfinite(f["reached"]).all()
         conv = f["conversion"].dropna()
         assert ((conv >= 0) & (conv <= 1)).all()
+
+
+def test_by_as_a_set_is_read_sorted_in_both_engines(e):
+    x = e.assign(team=list("xxxyy"), region=list("nnnss"))
+    log = fk.EventLog(x, **K, attrs=["team", "region"])
+    want = log.funnel(by=["region", "team"])
+    pd.testing.assert_frame_equal(log.funnel(by={"team", "region"}), want)
+    dd = pytest.importorskip("dask.dataframe")
+    dlog = fk.EventLog(dd.from_pandas(x, npartitions=2), **K, attrs=["team", "region"])
+    assert list(dlog.funnel(by={"team", "region"}).columns[:2]) == ["region", "team"]
