@@ -545,8 +545,11 @@ def check_time_dtype(col: pd.Series | pa.ChunkedArray, name: str) -> None:
         kind = str(t)
     else:
         kind = str(col.dtype)
-        if col.dtype == object:
-            numeric = pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        if col.dtype == object:  # (a leading string: not numbers only, no pass needed)
+            lead = col.iloc[0] if len(col) else None
+            numeric = not isinstance(lead, str) and (
+                pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+            )
         else:
             numeric = pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
                 col.dtype
