@@ -630,3 +630,31 @@ def test_by_as_a_set_is_read_sorted_in_both_engines(e):
     dd = pytest.importorskip("dask.dataframe")
     dlog = fk.EventLog(dd.from_pandas(x, npartitions=2), **K, attrs=["team", "region"])
     assert list(dlog.funnel(by={"team", "region"}).columns[:2]) == ["region", "team"]
+
+
+def test_categorical_sample_key_stages_and_report_tables_match_plain():
+    ev = fk.datasets.load_sample()
+    kw = fk.datasets.SAMPLE_KWARGS
+    cat = ev.astype(
+        {
+            a: pd.CategoricalDtype(sorted(ev[a].unique(), reverse=True) + ["unused"])
+            for a in kw["attrs"]
+        }
+    )
+    plain, categorical = fk.EventLog(ev, **kw), fk.EventLog(cat, **kw)
+    for a in kw["attrs"]:
+        assert (plain.deals()[a].astype(str) == categorical.deals()[a].astype(str)).all()
+    ks = dict(by="team", n_boot=0, signals=["dropoff", "heterogeneity"])
+    want = plain.key_stages(**ks)
+    got = categorical.key_stages(**ks)
+    pd.testing.assert_series_equal(got["reason"], want["reason"])
+    rep_plain = plain.report(by="team", charts=False, key_kwargs=dict(n_boot=0))
+    rep_cat = categorical.report(by="team", charts=False, key_kwargs=dict(n_boot=0))
+    checked = 0
+    for name, table in rep_plain.tables.items():
+        if "team" in table.columns:
+            other = rep_cat.tables[name]
+            assert table["team"].astype(str).tolist() == other["team"].astype(str).tolist()
+            checked += 1
+    assert checked
+    assert rep_plain.to_html() == rep_cat.to_html()  # segment names in the page too
