@@ -386,6 +386,16 @@ def test_unhashable_deal_ids_are_bad_rows(e, bad):
     assert log.quality.by_reason == {"invalid_deal": 3}
 
 
+def test_arrow_list_columns_as_deal_or_stage(e):
+    table = pa.table({"d": pa.array([[1]] * 3 + [[2]] * 2), "s": e.s, "t": e.t})
+    with pytest.raises(fk.EventLogError, match=r"column `d`: 5 rows invalid deal") as err:
+        fk.EventLog(table, **K)
+    assert set(_reasons(err).values()) == {"invalid_deal"}
+    table = pa.table({"d": e.d, "s": pa.array([[v] for v in e.s]), "t": e.t})
+    with pytest.raises(fk.EventLogError, match=r"column `s`: 5 rows invalid stage"):
+        fk.EventLog(table, **K)
+
+
 def test_unhashable_stage_is_a_bad_row(e):
     x = e.assign(s=_obj(["Lead", ["Demo"], "won", "Lead", "lost"]))
     with pytest.raises(fk.EventLogError, match=r"1 rows invalid stage") as err:

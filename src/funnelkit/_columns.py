@@ -402,7 +402,11 @@ def unhashable(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
     """Mask of values no id or name can be — unhashable ones (lists, dicts, arrays) — or
     None when there are none (the common case: only object columns that infer_dtype
     calls mixed are looked at value by value)."""
-    if isinstance(col, pa.ChunkedArray) or not pd.api.types.is_object_dtype(col.dtype):
+    if isinstance(col, pa.ChunkedArray):
+        if not pa.types.is_nested(col.type):
+            return None
+        col = col.to_pandas()  # lists, structs, maps: every value is bad
+    if not pd.api.types.is_object_dtype(col.dtype):
         return None
     kind = pd.api.types.infer_dtype(col, skipna=True)
     if not (kind.startswith("mixed") or kind == "unknown-array"):
@@ -414,6 +418,13 @@ def unhashable(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
         except TypeError:
             bad[i] = True
     return bad if bad.any() else None
+
+
+def blank(col: pd.Series | pa.ChunkedArray, bad: np.ndarray) -> pd.Series:
+    """The column as an object Series with the ``bad`` values set to None."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.to_pandas()
+    return col.astype(object).where(~bad, None)
 
 
 def is_unicode(value: str) -> bool:

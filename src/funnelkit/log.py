@@ -298,11 +298,11 @@ class EventLog:
         deal_col = C.column(events, s["deal"])
         bad_deal = C.unhashable(deal_col)
         if bad_deal is not None:
-            deal_col = deal_col.where(~bad_deal, None)
+            deal_col = C.blank(deal_col, bad_deal)
         stage_col = C.column(events, s["stage"])
         bad_stage = C.unhashable(stage_col)
         if bad_stage is not None:
-            stage_col = stage_col.where(~bad_stage, None)
+            stage_col = C.blank(stage_col, bad_stage)
         ids = C.id_keys(deal_col)
         raw_codes, raw_names = C.stage_codes(stage_col, s["stage_map"])
         not_text = [not C.is_unicode(nm) for nm in raw_names]  # distinct names only
