@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import funnelkit as fk
+from logs import LOG_KW, event_logs
 
 K = dict(deal="d", stage="s", time="t", won="won", lost="lost")
 
@@ -365,6 +368,13 @@ def test_lone_surrogate_stage_is_a_bad_row(e):
     assert log.funnel()["reached"].tolist() == [2]
 
 
+def test_lone_surrogate_stage_mapped_to_a_real_name_is_fine(e):
+    x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
+    log = fk.EventLog(x, **K, stage_map={"Demo\ud800": "Demo"})
+    assert log.stages == ["Lead", "Demo"]
+    assert log.funnel()["reached"].tolist() == [2, 1]
+
+
 @pytest.mark.parametrize("bad", [[1], {"k": 1}, np.array([1, 2]), {1, 2}])
 def test_unhashable_deal_ids_are_bad_rows(e, bad):
     x = e.assign(d=_obj([bad] * 3 + ["b", "b"]))
@@ -374,6 +384,16 @@ def test_unhashable_deal_ids_are_bad_rows(e, bad):
     log = fk.EventLog(x, **K, errors="drop")
     assert log.deals()["deal"].tolist() == ["b"]
     assert log.quality.by_reason == {"invalid_deal": 3}
+
+
+def test_arrow_list_columns_as_deal_or_stage(e):
+    table = pa.table({"d": pa.array([[1]] * 3 + [[2]] * 2), "s": e.s, "t": e.t})
+    with pytest.raises(fk.EventLogError, match=r"column `d`: 5 rows invalid deal") as err:
+        fk.EventLog(table, **K)
+    assert set(_reasons(err).values()) == {"invalid_deal"}
+    table = pa.table({"d": e.d, "s": pa.array([[v] for v in e.s]), "t": e.t})
+    with pytest.raises(fk.EventLogError, match=r"column `s`: 5 rows invalid stage"):
+        fk.EventLog(table, **K)
 
 
 def test_unhashable_stage_is_a_bad_row(e):
@@ -444,3 +464,207 @@ def test_missing_amounts_are_still_allowed(e):
     log = fk.EventLog(e.assign(amt=[30, None, None, np.nan, 10]), **K, amount="amt")
     assert log.quality.deals_without_amount == 0
     assert log.deals()["amount"].tolist() == [30.0, 10.0]
+
+
+def test_dictionary_chunks_with_different_dictionaries():
+    def dic(first, second):
+        return pa.chunked_array(
+            [pa.array(first).dictionary_encode(), pa.array(second).dictionary_encode()]
+        )
+
+    table = pa.table(
+        {
+            "d": dic(["a", "a", "a"], ["b", "b"]),
+            "s": dic(["Lead", "Demo", "won"], ["Lead", "lost"]),
+            "t": pa.chunked_array(
+                [
+                    pa.array(["2025-01-01", "2025-01-05", "2025-01-10"]),
+                    pa.array(["2025-01-02"] * 2),
+                ]
+            ),
+            "team": dic(["Zed"] * 3, ["Alpha"] * 2),
+        }
+    )
+    log = fk.EventLog(table, **K, attrs=["team"])
+    assert _team_of(log) == {"a": "Zed", "b": "Alpha"}
+
+
+# --------------------------------------------------------------------------- properties
+class TestAdversarialProperties:
+    """Generated logs (tests/logs.py: every edge case of the path rules) with hostile
+    columns and parameters: a bad value costs exactly its own row, with its reason, and
+    the rest of the log comes out as if the row had never been there."""
+
+    KW = {**LOG_KW, "won": ["W"], "stale_after": "30D"}
+
+    @staticmethod
+    def _same(log: fk.EventLog, ref: fk.EventLog) -> None:
+        assert log.as_of == ref.as_of
+        assert log.stages == ref.stages
+        pd.testing.assert_frame_equal(log.funnel(), ref.funnel())
+        pd.testing.assert_frame_equal(log.deals(), ref.deals())
+
+    def _drop_check(self, x: pd.DataFrame, events: pd.DataFrame, rows, reason: str, **kw):
+        """Under errors='drop' exactly ``rows`` go to the rejects as ``reason`` and the
+        log equals the one built without them; under 'raise' they are the failure cases."""
+        rows = sorted(rows)
+        log = fk.EventLog(x, **self.KW, **kw, errors="drop")
+        bad = log.rejects[log.rejects["reason"] == reason]
+        assert bad["row"].tolist() == rows
+        assert log.quality.by_reason.get(reason, 0) == len(rows)
+        keep = events.drop(index=events.index[rows])
+        kept = x.drop(index=x.index[rows]).astype(keep.dtypes.to_dict())
+        self._same(log, fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw))
+        with pytest.raises(fk.EventLogError) as err:
+            fk.EventLog(x, **self.KW, **kw)
+        cases = err.value.failure_cases
+        assert cases.loc[cases["reason"] == reason, "row"].tolist() == rows
+        return log
+
+    @settings(max_examples=20)
+    @given(event_logs(max_deals=25), st.integers(0, 2**32 - 1))
+    def test_categorical_and_dictionary_columns(self, events, seed):
+        rng = np.random.default_rng(seed)
+        deals = events["deal"].unique()
+        team_of = dict(zip(deals, rng.choice(["Zed", "Mid", "Alpha"], len(deals)), strict=True))
+        x = events.assign(team=events["deal"].map(team_of).astype(str))
+        ref = fk.EventLog(x, **self.KW, attrs=["team"], amount="amount")
+        cats = pd.CategoricalDtype(list(rng.permutation(["Zed", "Mid", "Alpha", "Unused"])))
+        y = x.astype({"team": cats, "stage": "category", "deal": "category"})
+        want = ref.funnel(by="team").sort_values(["team", "stage"], ignore_index=True)
+        for data in (y, pa.Table.from_pandas(y, preserve_index=False)):
+            log = fk.EventLog(data, **self.KW, attrs=["team"], amount="amount")
+            assert _team_of(log) == {str(d): t for d, t in team_of.items()}
+            got = log.funnel(by="team")
+            got = got.assign(team=got["team"].astype(str))
+            got = got.sort_values(["team", "stage"], ignore_index=True)
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+    @settings(max_examples=20)
+    @given(event_logs(max_deals=15), st.data())
+    def test_date_words(self, events, data):
+        n = len(events)
+        rows = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=max(1, n // 3)))
+        words = st.sampled_from(["now", "today", "yesterday", "tomorrow"])
+        spelled = st.tuples(words, st.sampled_from([str.lower, str.upper, str.title]))
+        pad = st.sampled_from(["", " ", "\t"])
+        t = events["ts"].astype(str).astype(object)
+        for r in rows:
+            w, case = data.draw(spelled)
+            t.iloc[r] = data.draw(pad) + case(w) + data.draw(pad)
+        self._drop_check(events.assign(ts=t), events, rows, "unparseable_time")
+
+    @settings(max_examples=20)
+    @given(event_logs(max_deals=15, tz=(None,)), st.data())
+    def test_stray_values_in_an_object_time_column(self, events, data):
+        n = len(events)
+        rows = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=max(1, n // 3)))
+        stray = st.one_of(
+            st.integers(-(2**62), 2**62), st.floats(allow_nan=False), st.booleans(), st.just(1j)
+        )
+        t = pd.Series(list(events["ts"]), dtype=object)
+        for r in rows:
+            t.iloc[r] = data.draw(stray)
+        self._drop_check(events.assign(ts=t), events, rows, "unparseable_time")
+
+    @settings(max_examples=20)
+    @given(event_logs(max_deals=15, tz=(None,)), st.data())
+    def test_huge_spans(self, events, data):
+        n = len(events)
+        rows = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=max(1, (n - 1) // 3)))
+        t = events["ts"].copy()
+        for r in rows:  # a typo in the year: 150 to 340 years back (still in the ns range)
+            years = data.draw(st.integers(150, 340))
+            t.iloc[r] = t.iloc[r] - pd.DateOffset(years=years)
+        log = self._drop_check(events.assign(ts=t), events, rows, "time_out_of_range")
+        assert (log.visits()["dwell"].dropna() >= pd.Timedelta(0)).all()
+        assert (log.deals()["cycle_time"].dropna() >= pd.Timedelta(0)).all()
+
+    @settings(max_examples=10)
+    @given(event_logs(max_deals=10), st.permutations(["A", "B", "C", "D"]))
+    def test_unordered_collections(self, events, order):
+        with pytest.raises(TypeError, match="`stages`"):
+            fk.EventLog(events, **{**self.KW, "stages": set(order)})
+        with pytest.raises(TypeError, match="`stages`"):
+            fk.EventLog(events, **{**self.KW, "stages": frozenset(order)})
+        ref = fk.EventLog(events, **self.KW)
+        log = fk.EventLog(events, **{**self.KW, "won": {"W"}, "lost": {"L2", "L1"}})
+        assert log.lost == ["L1", "L2"]
+        self._same(log, ref)
+
+    @settings(max_examples=30)
+    @given(
+        st.one_of(
+            st.integers(1, 10**6),
+            st.floats(0.001, 1e6),
+            st.integers(1, 10**6).map(str),
+            st.floats(0.001, 1e6).map(lambda v: f" {v!r} "),
+        ),
+        st.sampled_from(["stale_after", "within", "horizon"]),
+    )
+    def test_unitless_durations(self, value, where):
+        log = fk.EventLog(_events(), **K)
+        with pytest.raises(fk.EventLogError, match=f"`{where}`=.*no unit"):
+            if where == "stale_after":
+                fk.EventLog(_events(), **K, stale_after=value)
+            elif where == "within":
+                log.funnel(within=value)
+            else:
+                log.forecast(horizon=value)
+
+    @settings(max_examples=20)
+    @given(event_logs(max_deals=15), st.data())
+    def test_bad_amounts(self, events, data):
+        n = len(events)
+        rows = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=max(1, n // 3)))
+        bad = st.one_of(
+            st.floats(max_value=-1e-9),
+            st.sampled_from([np.inf, -np.inf, "x", "1e400", "-3", 2j, True, "", [1]]),
+        )
+        amt = events["amount"].astype(object)
+        for r in rows:
+            amt.iloc[r] = data.draw(bad)
+        x = events.assign(amount=amt)
+        log = self._drop_check(x, events, rows, "invalid_amount", amount="amount")
+        f = log.funnel(weight="amount")
+        assert np.isfinite(f["reached"]).all()
+        conv = f["conversion"].dropna()
+        assert ((conv >= 0) & (conv <= 1)).all()
+
+
+def test_by_as_a_set_is_read_sorted_in_both_engines(e):
+    x = e.assign(team=list("xxxyy"), region=list("nnnss"))
+    log = fk.EventLog(x, **K, attrs=["team", "region"])
+    want = log.funnel(by=["region", "team"])
+    pd.testing.assert_frame_equal(log.funnel(by={"team", "region"}), want)
+    dd = pytest.importorskip("dask.dataframe")
+    dlog = fk.EventLog(dd.from_pandas(x, npartitions=2), **K, attrs=["team", "region"])
+    assert list(dlog.funnel(by={"team", "region"}).columns[:2]) == ["region", "team"]
+
+
+def test_categorical_sample_key_stages_and_report_tables_match_plain():
+    ev = fk.datasets.load_sample()
+    kw = fk.datasets.SAMPLE_KWARGS
+    cat = ev.astype(
+        {
+            a: pd.CategoricalDtype(sorted(ev[a].unique(), reverse=True) + ["unused"])
+            for a in kw["attrs"]
+        }
+    )
+    plain, categorical = fk.EventLog(ev, **kw), fk.EventLog(cat, **kw)
+    for a in kw["attrs"]:
+        assert (plain.deals()[a].astype(str) == categorical.deals()[a].astype(str)).all()
+    ks = dict(by="team", n_boot=0, signals=["dropoff", "heterogeneity"])
+    want = plain.key_stages(**ks)
+    got = categorical.key_stages(**ks)
+    pd.testing.assert_series_equal(got["reason"], want["reason"])
+    rep_plain = plain.report(by="team", charts=False, key_kwargs=dict(n_boot=0))
+    rep_cat = categorical.report(by="team", charts=False, key_kwargs=dict(n_boot=0))
+    checked = 0
+    for name, table in rep_plain.tables.items():
+        if "team" in table.columns:
+            other = rep_cat.tables[name]
+            assert table["team"].astype(str).tolist() == other["team"].astype(str).tolist()
+            checked += 1
+    assert checked
+    assert rep_plain.to_html() == rep_cat.to_html()  # segment names in the page too

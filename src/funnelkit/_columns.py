@@ -398,35 +398,37 @@ def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
     return IdKeys(codes, max(1, (len(uniques)).bit_length()), null, col)
 
 
-def invalid_values(col: pd.Series | pa.ChunkedArray, text: bool) -> np.ndarray | None:
-    """Mask of values an id or a name cannot be: unhashable ones (lists, dicts, arrays)
-    and, for names (``text``), strings that are not valid Unicode (a lone surrogate
-    cannot be compared, written or shown). None when there are none (the common case:
-    only object columns are looked at, each value only when the column is mixed)."""
-    if isinstance(col, pa.ChunkedArray) or col.dtype != object:
+def unhashable(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
+    """Mask of values no id or name can be — unhashable ones (lists, dicts, arrays) — or
+    None when there are none (the common case: only object columns that infer_dtype
+    calls mixed are looked at value by value)."""
+    if isinstance(col, pa.ChunkedArray):
+        if not pa.types.is_nested(col.type):
+            return None
+        col = col.to_pandas()  # lists, structs, maps: every value is bad
+    if not pd.api.types.is_object_dtype(col.dtype):
         return None
     kind = pd.api.types.infer_dtype(col, skipna=True)
-    bad = None
-    if kind.startswith("mixed") or kind == "unknown-array":
-        bad = np.zeros(len(col), dtype=bool)
-        for i, v in enumerate(col.to_numpy(dtype=object)):  # mixed columns only
-            try:
-                hash(v)
-            except TypeError:
-                bad[i] = True
-    if text and kind in ("string", "mixed"):
-        values = col.to_numpy(dtype=object)
-        if bad is not None:
-            values = np.where(bad, None, values)
-        codes, uniq = pd.factorize(values)
-        wrong = [i for i, u in enumerate(uniq) if isinstance(u, str) and not _is_unicode(u)]
-        if wrong:
-            bad = np.zeros(len(col), dtype=bool) if bad is None else bad
-            bad |= np.isin(codes, wrong)
-    return bad if bad is not None and bad.any() else None
+    if not (kind.startswith("mixed") or kind == "unknown-array"):
+        return None
+    bad = np.zeros(len(col), dtype=bool)
+    for i, v in enumerate(col.to_numpy(dtype=object)):  # mixed columns only
+        try:
+            hash(v)
+        except TypeError:
+            bad[i] = True
+    return bad if bad.any() else None
 
 
-def _is_unicode(value: str) -> bool:
+def blank(col: pd.Series | pa.ChunkedArray, bad: np.ndarray) -> pd.Series:
+    """The column as an object Series with the ``bad`` values set to None."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.to_pandas()
+    return col.astype(object).where(~bad, None)
+
+
+def is_unicode(value: str) -> bool:
+    """False for text that cannot be encoded (a lone surrogate such as ``"\\ud800"``)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -554,8 +556,11 @@ def check_time_dtype(col: pd.Series | pa.ChunkedArray, name: str) -> None:
         kind = str(t)
     else:
         kind = str(col.dtype)
-        if col.dtype == object:
-            numeric = pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        if col.dtype == object:  # (a leading string: not numbers only, no pass needed)
+            lead = col.iloc[0] if len(col) else None
+            numeric = not isinstance(lead, str) and (
+                pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+            )
         else:
             numeric = pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
                 col.dtype

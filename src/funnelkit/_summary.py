@@ -47,7 +47,7 @@ from . import _stats
 from . import _validate as V
 from ._columns import NAT
 from ._kernel import NO_NEXT
-from ._segments import expand
+from ._segments import expand, normalize_by
 from .errors import EventLogError
 from .funnel import assemble
 from .kpis import kpi_table
@@ -1071,7 +1071,7 @@ def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dic
 
 # ---- segments
 def _by_columns(by: str | Sequence[str] | None, lay: Layout) -> list[str]:
-    cols = [] if by is None else [by] if isinstance(by, str) else list(by)
+    cols = normalize_by(by)
     unknown = [b for b in cols if b not in lay.attrs]
     if unknown:
         raise EventLogError(

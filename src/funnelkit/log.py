@@ -163,19 +163,27 @@ class EventLog:
         scale-out page).
     deal, stage, time : str, default "deal_id", "stage", "ts"
         Columns holding the deal id, the stage name and the timestamp. Timestamps may be
-        datetimes (naive or aware) or ISO 8601 strings of any precision; aware values with
-        different offsets become UTC; naive mixed with aware is an error.
+        datetimes (naive or aware, any unit, pandas or Arrow), dates (read as midnight) or
+        ISO 8601 strings of any precision; aware values with different offsets become UTC;
+        naive mixed with aware is an error. Words such as ``"now"`` or ``"today"``, and
+        numbers among the times, are unparseable rows; a time column of numbers only is
+        refused (convert it with ``pd.to_datetime(..., unit=...)``). A time more than 146
+        years from the log's median time (a typo in the year) is a bad row.
     stage_map : mapping, optional
         Applied to stage names first, so several raw CRM names form one funnel step
         (``{"Discovery Call": "Discovery"}``).
     stages : sequence of str, optional
-        The non-terminal stages in funnel order. Stages of the data missing from it (and
+        The non-terminal stages in funnel order (a list or tuple: a set, whose order
+        changes from run to run, is refused). Stages of the data missing from it (and
         from ``won``/``lost``) are errors. ``None`` infers the order from the median
         position of each stage's first visit in the deals' paths; ``log.quality`` says so.
     won, lost : str or sequence of str or None, default "won", "lost"
-        Terminal stage names (a real log may have several ways to lose).
+        Terminal stage names (a real log may have several ways to lose); a set is read
+        in sorted order.
     amount : str, optional
-        Column of deal amounts, carried per deal.
+        Column of deal amounts, carried per deal: finite real numbers >= 0 (or empty).
+        Text, negative, infinite or complex values are bad rows (``invalid_amount``); a
+        column of booleans, dates or durations is refused.
     attrs : sequence of str, default ()
         Columns carried per deal (owner, team, region, ...).
         A carried value is the one on the deal's **first event (in path order) with a
@@ -194,7 +202,9 @@ class EventLog:
         validation. A naive ``as_of`` on an aware log is read as UTC.
     stale_after : str or timedelta, optional
         An open deal whose latest event of any kind is strictly more than this before
-        ``as_of`` is lost as ``"stale"``.
+        ``as_of`` is lost as ``"stale"``. A duration needs a unit (``"90D"``, ``"12h"``,
+        ``pd.Timedelta(days=90)``): a bare number, which pandas would read as nanoseconds,
+        is refused.
     calendar : BusinessCalendar or "business", optional
         Measure dwell, cycle time and conversion windows in business days
         (:class:`~funnelkit.BusinessCalendar`); calendar days by default.
@@ -465,17 +475,21 @@ class EventLog:
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)
-        # values no id or name can be (unhashable, not Unicode): bad rows, encoded as null
+        # values no id or name can be (unhashable; names that are not Unicode): bad rows
         deal_col = C.column(events, s["deal"])
-        bad_deal = C.invalid_values(deal_col, text=False)
+        bad_deal = C.unhashable(deal_col)
         if bad_deal is not None:
-            deal_col = deal_col.where(~bad_deal, None)
+            deal_col = C.blank(deal_col, bad_deal)
         stage_col = C.column(events, s["stage"])
-        bad_stage = C.invalid_values(stage_col, text=True)
+        bad_stage = C.unhashable(stage_col)
         if bad_stage is not None:
-            stage_col = stage_col.where(~bad_stage, None)
+            stage_col = C.blank(stage_col, bad_stage)
         ids = C.id_keys(deal_col)
         raw_codes, raw_names = C.stage_codes(stage_col, s["stage_map"])
+        not_text = [not C.is_unicode(nm) for nm in raw_names]  # distinct names only
+        if any(not_text):
+            wrong = np.array([*not_text, False])[raw_codes]  # code -1 (null): False
+            bad_stage = wrong if bad_stage is None else bad_stage | wrong
         amount_vals = bad_amount = None
         if s["amount"] is not None:
             amount_vals, bad_amount = C.amounts(C.column(events, s["amount"]), s["amount"])
@@ -1203,7 +1217,8 @@ class EventLog:
             reached a later stage (or won) within the window after reaching it. A deal
             that reached the stage less than the window before ``as_of`` and has not
             advanced is censored (counted in ``open``, not in the denominator), never a
-            failure; one whose window has elapsed without advancing is dropped.
+            failure; one whose window has elapsed without advancing is dropped. Each
+            duration needs a unit: a bare number (``14``, ``"14"``) is refused.
         calendar : BusinessCalendar or "business", optional
             Measure windows in business days (default: the log's calendar).
 

@@ -42,6 +42,7 @@ import pandas as pd
 
 from . import _report_html as H
 from ._report_html import NO_VISITS, missing, number
+from ._segments import normalize_by
 from ._version import __version__
 from .quality import REASONS
 
@@ -182,7 +183,7 @@ def build_report(
     ['Demo', 'Proposal']
     """
     say = _progress(progress)
-    by_cols = [by] if isinstance(by, str) else (list(by) if by is not None else [])
+    by_cols = normalize_by(by)
     freq = "QE" if freq is None else freq
     notes: list[str] = []
     tables: dict[str, pd.DataFrame] = {}
