@@ -218,13 +218,14 @@ def leverage_batch(
     """
     probs = np.asarray(probs, dtype=np.float64)
     lead, (t, n) = probs.shape[:-2], probs.shape[-2:]
-    p2 = probs.reshape(-1, t, n)
-    st = np.broadcast_to(np.asarray(start, dtype=np.float64), (*lead, n)).reshape(-1, n)
+    st = np.broadcast_to(np.asarray(start, dtype=np.float64), (*lead, n))
     w = np.asarray(won, dtype=bool)[t:].astype(np.float64)
+    if t == 0:  # no stage (a log of won/lost events only): nothing to cut
+        return st @ w, np.zeros((*lead, 0))
+    p2 = probs.reshape(-1, t, n)
+    st = st.reshape(-1, n)
     loss = np.asarray(loss, dtype=bool)
     forward = np.asarray(forward, dtype=bool)
-    if t == 0:  # no stage (a log of won/lost events only): nothing to cut
-        return (st @ w).reshape(lead), np.zeros((*lead, 0))
     base = np.empty(p2.shape[0])
     after = np.empty((p2.shape[0], t))
     step = batch_size(t, n)
