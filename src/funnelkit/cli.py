@@ -39,7 +39,7 @@ _SCALAR_KEYS = ("deal", "stage", "time", "amount", "as_of", "stale_after", "erro
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
-_REPORT_KEYS = ("by", "freq", "period", *_SCOPE_KEYS)
+_REPORT_KEYS = ("by", "freq", "period", "csv", *_SCOPE_KEYS)
 _TABLE_KEYS = ("stage_map", "key_stages")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--by", help="carried attribute(s) to compare segments by, comma-separated")
     r.add_argument("--freq", help="cohort period of the trend, e.g. ME, QE (default QE)")
     r.add_argument("--period", help="date splitting deals into before and since (ISO 8601)")
+    r.add_argument(
+        "--csv",
+        choices=["small", "all", "none"],
+        help="tables also written as CSV (all are Parquet): small = all but the per-deal "
+        "deals table (default), all, none",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write")
     return parser
@@ -171,6 +177,10 @@ def _config_value(name: str, value: Any, path: str) -> Any:
     if name == "errors" and value not in ("raise", "drop"):
         raise UsageError(
             f"config file `{path}`: `errors` must be 'raise' or 'drop'; got {value!r}"
+        )
+    if name == "csv" and value not in ("small", "all", "none"):
+        raise UsageError(
+            f"config file `{path}`: `csv` must be 'small', 'all' or 'none'; got {value!r}"
         )
     return value
 
@@ -285,7 +295,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         within=within_option(opts.get("within")),
         progress=say,
     )
-    out = report.save(args.output, progress=say)
+    out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
     return EXIT_OK
 
