@@ -1945,8 +1945,9 @@ class EventLog:
         """Every table and chart of the log, computed once: view in Jupyter, save to a folder.
 
         See :func:`funnelkit.report.build_report`. ``report.save(outdir)`` writes
-        ``report.html`` (one self-contained page), ``tables/<name>.csv`` and ``.parquet``,
-        ``charts/<name>.png`` and ``.svg``, and ``summary.json``, atomically.
+        ``report.html`` (one self-contained page), ``tables/<name>.parquet`` (and ``.csv``
+        but for the per-deal table; ``save(csv=...)``), ``charts/<name>.png`` and ``.svg``,
+        and ``summary.json``, atomically.
 
         Parameters
         ----------
