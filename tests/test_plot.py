@@ -372,6 +372,30 @@ def test_survival_curves_equal_kaplan_meier(log):
         assert line.get_ydata()[0] == 1.0
 
 
+def test_survival_of_many_visits_is_drawn_through_fewer_steps_and_ticks():
+    from funnelkit.plot._dwell import MAX_TICKS
+
+    rng = np.random.default_rng(2)
+    n = 30_000
+    visits = pd.DataFrame(
+        {
+            "stage": "Demo",
+            "dwell": pd.to_timedelta(rng.exponential(10.0, n) * 86_400, unit="s"),
+            "censored": rng.random(n) < 0.3,
+        }
+    )
+    ax = fp.survival(visits)
+    (line,) = [ln for ln in ax.lines if ln.get_gid() == "km-curve"]
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert x.size <= 2002
+    t, surv = S.km_curve(np.asarray(S.to_days(visits["dwell"])), visits["censored"].to_numpy())
+    # the drawn step function stays within 1/2000 of the estimate at every event time
+    drawn = y[np.searchsorted(x, t, side="right") - 1]
+    assert np.abs(drawn - surv).max() < 1 / 2000
+    (ticks,) = [ln for ln in ax.lines if ln.get_gid() == "km-censor"]
+    assert len(ticks.get_xdata()) == MAX_TICKS
+
+
 def test_survival_per_segment_of_one_stage(log):
     v = log.visits().merge(log.deals()[["deal", "team"]], on="deal")
     v = v.loc[v["dwell"].notna() & (v["stage"] == "Proposal")]
