@@ -134,3 +134,11 @@ def test_readme_numbers(golden_log):
     f = golden_log.funnel(skips="strict").set_index("stage")
     assert f.loc["D", "reached"] == 1
     assert f.loc["D", "cumulative"] == pytest.approx(8 / 21)
+
+
+def test_visits_columns_selects_without_building_the_others(golden_log):
+    full = golden_log.visits()
+    some = golden_log.visits(columns=["dwell", "stage"])
+    pd.testing.assert_frame_equal(some, full[["dwell", "stage"]])
+    with pytest.raises(ValueError, match=r"`columns`: \['nope'\] are not columns"):
+        golden_log.visits(columns=["stage", "nope"])
