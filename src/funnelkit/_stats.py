@@ -202,14 +202,16 @@ def fisher_exact_2x2(a, b, c, d, alternative: str = "two-sided") -> np.ndarray:
     p = np.ones(a.size)
     empty = (n1 == 0) | (n2 == 0) | (n == 0) | (b + d == 0)
     todo = np.flatnonzero(~empty & (hi > lo))
-    width = (hi - lo + 1)[todo]
-    order = todo[np.argsort(width, kind="stable")]
+    by_width = np.argsort((hi - lo)[todo], kind="stable")
+    order = todo[by_width]
+    width = (hi - lo + 1)[order]  # ascending
     start = 0
     while start < order.size:  # blocks of tables of similar support width
-        w = int(hi[order[start]] - lo[order[start]] + 1)
-        rows = max(1, _FISHER_CELLS // max(w, 1))
+        rows = max(1, _FISHER_CELLS // int(width[start]))
+        w = int(width[min(start + rows, order.size) - 1])  # the block's widest
+        rows = max(1, min(rows, _FISHER_CELLS // w))  # at most _FISHER_CELLS cells
         block = order[start : start + rows]
-        w = int((hi[block] - lo[block]).max() + 1)
+        w = int(width[start + block.size - 1])
         p[block] = _fisher_block(
             a[block], n1[block], n2[block], n[block], lo[block], hi[block], w, alternative
         )
