@@ -26,6 +26,7 @@ are escaped wherever they reach HTML, and never evaluated anywhere.
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import os
@@ -237,7 +238,8 @@ def build_report(
         "freq": freq if "trend" in tables else None,
         "period": None if period is None else str(period),
     }
-    limits = _limits(tables, by_cols, figures, kw.get("min_deals", 30), notes)
+    min_deals = kw.get("min_deals", _default(log.key_stages, "min_deals"))
+    limits = _limits(tables, by_cols, figures, min_deals, notes)
     return Report(
         tables=tables,
         charts=figures,
@@ -245,6 +247,10 @@ def build_report(
         notes=notes,
         quality=log.quality,
     )
+
+
+def _default(func: Callable[..., Any], name: str) -> Any:
+    return inspect.signature(func).parameters[name].default
 
 
 def _limits(
