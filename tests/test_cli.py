@@ -181,6 +181,9 @@ def test_report_writes_every_output(sample_report):
     for name, table in expect.items():
         table = _days_columns(table)  # the files hold durations as float days
         pd.testing.assert_frame_equal(pd.read_parquet(tables / f"{name}.parquet"), table)
+        if name == "deals":  # per-deal: Parquet only by default (--csv small)
+            assert not (tables / "deals.csv").exists()
+            continue
         csv = pd.read_csv(tables / f"{name}.csv")
         assert list(csv.columns) == list(table.columns) and len(csv) == len(table), name
     for name in ("rejects", "reject_examples"):
@@ -240,6 +243,27 @@ stale-after = "30D"
 [key_stages]
 n_boot = 0
 """
+
+
+def test_report_csv_option_and_config_key(tmp_path):
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text('csv = "all"\n' + GOLDEN_TOML)
+    out = tmp_path / "a"
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "tables" / "deals.csv").exists()
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "--csv", "none",
+            "-o", str(out), "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not list((out / "tables").glob("*.csv"))
+    assert (out / "tables" / "deals.parquet").exists()
+    assert json.loads((out / "summary.json").read_text())["csv"] == "none"
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "--csv", "some",
+            "-o", str(out), "--quiet")  # fmt: skip
+    assert r.returncode == 2 and "--csv" in r.stderr
+    cfg.write_text('csv = "some"\n' + GOLDEN_TOML)
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
+    assert r.returncode == 2 and "`csv` must be" in r.stderr
 
 
 def test_report_from_config_file_command_line_overrides(tmp_path):

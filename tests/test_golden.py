@@ -146,3 +146,11 @@ def test_in_repo_copy_matches_the_design_notes_golden_example():
     assert names == sorted(p.name for p in GOLDEN.iterdir())
     for name in names:
         assert (GOLDEN / name).read_bytes() == (original / name).read_bytes(), name
+
+
+def test_visits_columns_selects_without_building_the_others(golden_log):
+    full = golden_log.visits()
+    some = golden_log.visits(columns=["dwell", "stage"])
+    pd.testing.assert_frame_equal(some, full[["dwell", "stage"]])
+    with pytest.raises(ValueError, match=r"`columns`: \['nope'\] are not columns"):
+        golden_log.visits(columns=["stage", "nope"])

@@ -96,10 +96,13 @@ def test_compare_tests_and_q_values(sample_log):
     assert c["differs"].dtype == bool
 
 
-def test_vectorised_fisher_equals_scipy_per_table():
+@pytest.mark.parametrize("cells", [1 << 21, 50])  # blocks of tables: one, or many small
+def test_vectorised_fisher_equals_scipy_per_table(monkeypatch, cells):
     import itertools
 
     from funnelkit._stats import fisher_exact_2x2
+
+    monkeypatch.setattr(fk._stats, "_FISHER_CELLS", cells)
 
     small = np.array(list(itertools.product(range(7), repeat=4)))  # every table up to 6
     rng = np.random.default_rng(5)

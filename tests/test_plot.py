@@ -376,6 +376,30 @@ def test_survival_curves_equal_kaplan_meier(log):
         assert line.get_ydata()[0] == 1.0
 
 
+def test_survival_of_many_visits_is_drawn_through_fewer_steps_and_ticks():
+    from funnelkit.plot._dwell import MAX_TICKS
+
+    rng = np.random.default_rng(2)
+    n = 30_000
+    visits = pd.DataFrame(
+        {
+            "stage": "Demo",
+            "dwell": pd.to_timedelta(rng.exponential(10.0, n) * 86_400, unit="s"),
+            "censored": rng.random(n) < 0.3,
+        }
+    )
+    ax = fp.survival(visits)
+    (line,) = [ln for ln in ax.lines if ln.get_gid() == "km-curve"]
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert x.size <= 2002
+    t, surv = S.km_curve(np.asarray(S.to_days(visits["dwell"])), visits["censored"].to_numpy())
+    # the drawn step function stays within 1/2000 of the estimate at every event time
+    drawn = y[np.searchsorted(x, t, side="right") - 1]
+    assert np.abs(drawn - surv).max() < 1 / 2000
+    (ticks,) = [ln for ln in ax.lines if ln.get_gid() == "km-censor"]
+    assert len(ticks.get_xdata()) == MAX_TICKS
+
+
 def test_survival_per_segment_of_one_stage(log):
     v = log.visits().merge(log.deals()[["deal", "team"]], on="deal")
     v = v.loc[v["dwell"].notna() & (v["stage"] == "Proposal")]
@@ -430,6 +454,27 @@ def test_key_stages_points_whiskers_and_reasons():
     ticks = {t.get_text(): t for t in ax.get_yticklabels()}
     assert same_color(ticks["Demo"].get_color(), S.HIGHLIGHT)
     assert "%" in ax.xaxis.get_major_formatter()(0.02)
+
+
+def test_key_stages_chart_caps_its_rows_and_says_so(log):
+    ks = log.key_stages(by="owner", n_boot=20)  # 6 stages x 12 owners of drop-off rows
+    assert len(ks) > 40
+    ax = fp.key_stages(ks, max_rows=10)
+    reasons = [t.get_text().replace("\n", " ") for t in gid_texts(ax, "key-reason")]
+    assert len(reasons) == 10
+    flagged = ks.loc[ks["is_key"]]
+    no_segment = ks.loc[~ks["is_key"] & ks["segment"].isna()]
+    no_segment = no_segment.sort_values("q_value", kind="stable", na_position="last")
+    want = pd.concat([flagged, no_segment]).head(10).sort_index()
+    assert len(flagged) + len(no_segment) >= 10
+    for r, row in zip(reasons, want.itertuples(), strict=True):
+        assert row.reason[:40] in r
+    (sub,) = gid_texts(ax, S.SUBTITLE_GID)
+    assert f"10 of {len(ks):,} rows drawn" in sub.get_text()
+    everything = fp.key_stages(ks, max_rows=None)
+    assert "rows drawn" not in gid_texts(everything, S.SUBTITLE_GID)[0].get_text()
+    with pytest.raises(ValueError, match="`max_rows` must be a positive integer"):
+        fp.key_stages(ks, max_rows=0)
 
 
 def test_key_stages_signal_filter_and_errors(log):
@@ -546,6 +591,41 @@ def test_analysis_keywords_with_a_table_need_a_log(log):
         fp.key_stages(key_table(), by="team")
     ax = fp.key_stages(key_table(), alpha=0.5)  # with a table, alpha is matplotlib's
     assert gid_collections(ax, "key-effect")[0].get_alpha() == 0.5
+
+
+def test_segments_draws_the_largest_and_says_what_it_left_out(log):
+    f = log.funnel(by="owner")  # 12 owners
+    size = f.groupby("owner")["reached"].max()
+    want = sorted(size.sort_values(ascending=False, kind="stable").index[:5])
+    assert size.sort_values(ascending=False).iloc[4] > size.sort_values(ascending=False).iloc[5]
+    ax = fp.segments(log, by="owner", top=5)
+    assert [c.get_label() for c in ax.containers] == want
+    for cont in ax.containers:  # the drawn segments keep their own numbers
+        rows = f.loc[f["owner"] == cont.get_label()]
+        np.testing.assert_allclose(cont.lines[0].get_xdata(), rows["conversion"])
+    (sub,) = gid_texts(ax, S.SUBTITLE_GID)
+    hidden = size.drop(want).sum() / size.sum()
+    assert f"the 5 largest of 12 segments; the other 7 ({hidden:.0%} of deals)" in sub.get_text()
+    assert "top=5" in sub.get_text()
+    # under the cap: everything drawn, nothing said
+    ax = fp.segments(f, top=12)
+    assert len(ax.containers) == 12
+    assert "largest" not in gid_texts(ax, S.SUBTITLE_GID)[0].get_text()
+    with pytest.raises(ValueError, match="`top` must be a positive integer"):
+        fp.segments(f, top=0)
+
+
+def test_segments_default_cap_keeps_thousands_of_segments_fast():
+    events = fk.datasets.synthetic(3000, seed=4)
+    codes = events["deal_id"].astype("category").cat.codes.to_numpy()
+    events["seg"] = np.char.add("s", (codes % 1500).astype(str))  # 1,500 segments of 2 deals
+    lg = fk.EventLog(
+        events, deal="deal_id", stage="stage", time="ts", won="Won",
+        lost=["Lost", "Disqualified"], attrs=["seg"],
+    )  # fmt: skip
+    ax = fp.segments(lg.funnel(by="seg"))
+    assert len(ax.containers) == 20
+    assert "the 20 largest of 1,500 segments" in gid_texts(ax, S.SUBTITLE_GID)[0].get_text()
 
 
 # ---------------------------------------------------------------------------- trend

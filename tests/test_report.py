@@ -71,9 +71,14 @@ def test_tables_are_the_librarys_and_saved_files_read_back(evil):
         in_files = R._days_columns(table)
         parquet = pd.read_parquet(out / "tables" / f"{name}.parquet")
         pd.testing.assert_frame_equal(parquet, in_files, obj=name)
+        if name == "deals":  # per-deal: Parquet only by default (csv="small")
+            assert not (out / "tables" / "deals.csv").exists()
+            continue
         csv = pd.read_csv(out / "tables" / f"{name}.csv")
         assert list(csv.columns) == list(in_files.columns) and len(csv) == len(table)
-    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == sorted(rep.tables)
+    assert sorted(p.stem for p in (out / "tables").glob("*.parquet")) == sorted(rep.tables)
+    small = sorted(set(rep.tables) - set(R.PER_DEAL_TABLES))
+    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == small
     assert set(rep.tables) <= set(R.TABLE_NAMES) and set(rep.charts) <= set(R.CHART_NAMES)
     rej = rep.tables["rejects"]
     assert dict(zip(rej["reason"], rej["rows"], strict=True)) == lg.quality.by_reason
@@ -180,8 +185,9 @@ def test_html_escapes_every_data_string(evil):
     assert "<script" not in rep._repr_html_().lower()
 
 
-def test_csv_cells_cannot_become_formulas(evil):
-    lg, rep, out = evil
+def test_csv_cells_cannot_become_formulas(evil, tmp_path):
+    lg, rep, _ = evil
+    out = rep.save(tmp_path / "all", csv="all")
     raw = pd.read_csv(out / "tables" / "funnel.csv", dtype=str)
     assert "'" + FORMULA in set(raw["stage"]) and SCRIPT in set(raw["stage"])
     by = pd.read_csv(out / "tables" / "funnel_by.csv", dtype=str)
@@ -197,6 +203,62 @@ def test_csv_cells_cannot_become_formulas(evil):
         assert not text, (f.name, text[:3])
     # Parquet keeps the values as they are
     assert "+cmd|' /C calc'!A0" in set(pd.read_parquet(out / "tables" / "deals.parquet")["deal"])
+
+
+@pytest.mark.parametrize("csv", ["small", "all", "none"])
+def test_parquet_first_csv_as_asked_and_the_page_links_what_exists(log, tmp_path, csv):
+    rep = R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+    out = rep.save(tmp_path / csv, csv=csv)
+    parquet = sorted(p.stem for p in (out / "tables").glob("*.parquet"))
+    csvs = sorted(p.stem for p in (out / "tables").glob("*.csv"))
+    assert parquet == sorted(rep.tables)
+    want = {"all": sorted(rep.tables), "none": []}.get(csv, sorted(set(rep.tables) - {"deals"}))
+    assert csvs == want
+    s = json.loads((out / "summary.json").read_text())
+    assert s["csv"] == csv
+    written = sorted(str(p.relative_to(out)) for p in (out / "tables").iterdir())
+    assert sorted(f for fs in s["files"]["tables"].values() for f in fs) == written
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for f in written:
+        assert f"href='{f}'" in page
+    assert ("href='tables/deals.csv'" in page) == (csv == "all")
+    with pytest.raises(ValueError, match="`csv` must be one of"):
+        rep.save(tmp_path / "bad", csv="some")
+
+
+def test_the_report_caps_charts_and_says_so(tmp_path):
+    events = fk.datasets.synthetic(2000, seed=6)
+    codes = events["deal_id"].astype("category").cat.codes.to_numpy()
+    events["seg"] = np.char.add("s", (codes % 300).astype(str))  # 300 segments
+    events.loc[codes < 400, "seg"] = "big"  # one segment by far the largest
+    lg = fk.EventLog(
+        events, deal="deal_id", stage="stage", time="ts", won="Won",
+        lost=["Lost", "Disqualified"], attrs=["seg"],
+    )  # fmt: skip
+    rep = R.build_report(lg, by="seg", key_kwargs={"n_boot": 20, "min_deals": 30})
+    n_seg = lg.deals()["seg"].nunique()
+    ks = rep.tables["key_stages"]
+    lim = rep.summary["limits"]
+    assert lim["segments_chart"] == {"segments": n_seg, "drawn": R.SEGMENTS_DRAWN}
+    assert lim["key_stages_chart"] == {"rows": len(ks), "drawn": R.KEY_ROWS_DRAWN}
+    assert lim["page_table_rows"] == 200
+    assert lim["segment_tests"] == {"segments": n_seg, "tested": 1, "min_deals": 30}
+    tested = ks.loc[(ks["signal"] == "dropoff") & (ks["test"] != "none"), "segment"]
+    assert set(tested) == {"big"}
+    # the tables keep every segment; the chart draws the largest, "big" among them
+    assert rep.tables["funnel_by"]["seg"].nunique() == n_seg
+    drawn = [c.get_label() for c in rep.charts["segments"].axes[0].containers]
+    assert len(drawn) == R.SEGMENTS_DRAWN and "big" in drawn
+    notes = " | ".join(rep.notes)
+    assert f"the {R.SEGMENTS_DRAWN} largest of {n_seg:,} segments are drawn" in notes
+    assert f"{R.KEY_ROWS_DRAWN} of {len(ks):,} rows are drawn" in notes
+    assert f"1 of {n_seg:,} segments had at least min_deals=30" in notes
+    out = rep.save(tmp_path / "r")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["limits"] == json.loads(json.dumps(lim)) and s["notes"] == rep.notes
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for note in rep.notes:
+        assert html.escape(note, quote=True) in page
 
 
 def test_neutralise_csv_only_touches_text():

@@ -17,6 +17,8 @@ from ._columns import NAT
 from ._memory import hot_path
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .businessdays import BusinessCalendar
     from .log import EventLog
 
@@ -39,23 +41,31 @@ class Visits:
     stale_code: int
     path_index: np.ndarray  # position of each visit in the log's cleaned path
 
-    def to_frame(self, log: EventLog) -> pd.DataFrame:
+    def to_frame(self, log: EventLog, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The visits table of ``EventLog.visits``; only ``columns`` when given (in order)."""
         cats = log._catalogue + ["stale"]
-        return pd.DataFrame(
-            {
-                "deal": log._deal_labels.take(self.deal),
-                "stage": pd.Categorical.from_codes(self.stage, categories=log.stages),
-                "visit": self.visit,
-                "entered": log._timestamp(self.entered),
-                "next_stage": pd.Categorical.from_codes(self.next, categories=cats),
-                "dwell": pd.to_timedelta(self.dwell.view("timedelta64[ns]")),
-                "censored": self.censored,
-                **{
-                    name: pd.Categorical.from_codes(codes[self.path_index], categories=uniques)
-                    for name, (codes, uniques) in log._visit_attrs.items()
-                },
-            }
-        )
+        names = ["deal", "stage", "visit", "entered", "next_stage", "dwell", "censored"]
+        names += list(log._visit_attrs)
+
+        def column(name: str) -> object:
+            if name == "deal":
+                return log._deal_labels.take(self.deal)
+            if name == "stage":
+                return pd.Categorical.from_codes(self.stage, categories=log.stages)
+            if name == "visit":
+                return self.visit
+            if name == "entered":
+                return log._timestamp(self.entered)
+            if name == "next_stage":
+                return pd.Categorical.from_codes(self.next, categories=cats)
+            if name == "dwell":
+                return pd.to_timedelta(self.dwell.view("timedelta64[ns]"))
+            if name == "censored":
+                return self.censored
+            codes, uniques = log._visit_attrs[name]
+            return pd.Categorical.from_codes(codes[self.path_index], categories=uniques)
+
+        return pd.DataFrame({c: column(c) for c in (names if columns is None else columns)})
 
 
 def _visit_numbers(deal: np.ndarray, stage: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -36,6 +36,9 @@ NO_VISITS = (
     "no stage visits: every deal has only won/lost events, so the funnel, key stages, flow "
     "and time in stage are empty; the headline counts outcomes only"
 )
+
+#: rows a page table shows (the files hold every row)
+TABLE_ROWS = 200
 #: forbid loading anything: images only from data URIs, styles only inline
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -211,11 +214,13 @@ def table(
     columns: Sequence[str] | None = None,
     *,
     highlight: Iterable[bool] | None = None,
-    max_rows: int = 200,
+    max_rows: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> str:
-    """An HTML table of ``df`` (every cell escaped), highlighted rows marked ``key``;
-    ``headers`` renames columns on the page (e.g. to say a test is two-sided)."""
+    """An HTML table of ``df`` (every cell escaped), highlighted rows marked ``key``: its
+    first ``max_rows`` rows (default :data:`TABLE_ROWS`); ``headers`` renames columns on the
+    page (e.g. to say a test is two-sided)."""
+    max_rows = TABLE_ROWS if max_rows is None else max_rows
     cols = [c for c in (columns or list(df.columns)) if c in df.columns]
     flags = list(highlight) if highlight is not None else [False] * len(df)
     names = dict(headers or {})
@@ -322,7 +327,8 @@ def compact(summary: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], img:
         + key_list(tables["key_stages"], limit=8)
         + img
         + f"<p class='muted'>{len(tables)} tables ({esc(', '.join(tables))}); "
-        "<code>report.save(outdir)</code> writes the full page, the tables (CSV, Parquet), "
+        "<code>report.save(outdir)</code> writes the full page, the tables (Parquet; CSV "
+        "but for the per-deal table), "
         "the charts (PNG, SVG) and summary.json.</p></div>"
     )
 
@@ -334,8 +340,10 @@ def page(
     quality: QualityReport,
     notes: Sequence[str],
     img: Callable[[str], str],
+    files: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The full report page; ``img(name)`` is a chart's ``<img>`` ('' when not drawn)."""
+    """The full report page; ``img(name)`` is a chart's ``<img>`` ('' when not drawn);
+    ``files``: the formats written per table (links to ``tables/<name>.<format>``)."""
     s, t = summary, tables
     ks = t["key_stages"]
     flagged = ks["is_key"].astype(bool)
@@ -452,9 +460,9 @@ def page(
         f"{esc(' → '.join(s['stages']))}{inferred}</p>"
         f"<nav>{nav}</nav>{main}"
         + (f"<h3>Notes</h3><ul>{note_list}</ul>" if notes else "")
+        + _files(files)
         + f"<p class='muted'>Made by funnelkit {esc(__version__)}. Every number is defined "
-        "in the funnelkit design notes; every table is also in tables/ as CSV and Parquet."
-        "</p></div></body></html>\n"
+        "in the funnelkit design notes.</p></div></body></html>\n"
     )
 
 
@@ -467,6 +475,23 @@ def _no_visits(notes: Sequence[str]) -> str:
         "events, so there is no funnel, key stage, flow or time in stage to show. Check the "
         "stage column and the won/lost names.</li></ul>"
     )
+
+
+def _files(files: Mapping[str, Sequence[str]] | None) -> str:
+    """The table files written beside the page, as links ('' before saving)."""
+    if not files:
+        return ""
+    label = {"parquet": "Parquet", "csv": "CSV"}
+    items = "".join(
+        f"<li>{esc(name)}: "
+        + ", ".join(
+            f"<a href='tables/{esc(name)}.{esc(fmt)}'>{esc(label.get(fmt, fmt))}</a>"
+            for fmt in fmts
+        )
+        + "</li>"
+        for name, fmts in files.items()
+    )
+    return f"<h3>Table files</h3><ul>{items}</ul>"
 
 
 def _compare(df: pd.DataFrame) -> str:

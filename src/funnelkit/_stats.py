@@ -180,85 +180,80 @@ def kaplan_meier(
 def fisher_exact_2x2(a, b, c, d, alternative: str = "two-sided") -> np.ndarray:
     """p-values of Fisher's exact test of many 2×2 tables ``[[a, b], [c, d]]`` at once.
 
-    The computation of :func:`scipy.stats.fisher_exact`, vectorised over the tables (its
-    binary search for the far tail of a two-sided test runs on every table together), so
-    the p-values agree with it to rounding. ``alternative`` is ``"two-sided"``,
-    ``"greater"`` (odds ratio > 1) or ``"less"``. A table with an empty row or column
-    gets 1.
+    The p-values of :func:`scipy.stats.fisher_exact` (two-sided: the tables at most as
+    likely as the observed one, with its relative tolerance of 1e-14 for ties), computed
+    for every table together. The hypergeometric probabilities over each table's support
+    come from the ratio of consecutive terms, in logs, normalised over the support: the
+    work is proportional to the support's width, not to the table's total as for
+    :data:`scipy.stats.hypergeom` (whose pmf took most of 160 s for 300,000 tables of
+    100,000 deals). ``alternative`` is ``"two-sided"``, ``"greater"`` (odds ratio > 1)
+    or ``"less"``. A table with an empty row or column gets 1.
     """
-    from scipy.stats import hypergeom
-
-    a, b, c, d = (np.asarray(v, dtype=np.int64) for v in (a, b, c, d))
-    a, b, c, d = np.broadcast_arrays(a, b, c, d)
-    n1, n2, n = a + b, c + d, a + c
-    m = n1 + n2
-    empty = (n1 == 0) | (n2 == 0) | (n == 0) | (b + d == 0)
-    if alternative == "less":
-        p = hypergeom.cdf(a, m, n1, n)
-    elif alternative == "greater":
-        p = hypergeom.cdf(b, m, n1, b + d)
-    elif alternative == "two-sided":
-        p = _fisher_two_sided(a, n1, n, m)
-    else:
+    if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(
             f"`alternative` must be 'two-sided', 'greater' or 'less'; got {alternative!r}."
         )
-    p = np.minimum(np.asarray(p, dtype=np.float64), 1.0)
-    return np.where(empty, 1.0, p)
-
-
-def _fisher_two_sided(a: np.ndarray, n1: np.ndarray, n: np.ndarray, m: np.ndarray):
-    from scipy.stats import hypergeom
-
-    def pmf(x: np.ndarray, sel: np.ndarray) -> np.ndarray:
-        return hypergeom.pmf(x, m[sel], n1[sel], n[sel])
-
-    eps = 1e-14
-    gamma = 1 + eps
-    everything = np.ones(a.shape, dtype=bool)
-    mode = ((n + 1) * (n1 + 1) / (m + 2)).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pexact = hypergeom.pmf(a, m, n1, n)
-        pmode = hypergeom.pmf(mode, m, n1, n)
-        at_mode = np.abs(pexact - pmode) / np.maximum(pexact, pmode) <= eps
-    low_side = a < mode
-    p = np.where(low_side, hypergeom.cdf(a, m, n1, n), hypergeom.sf(a - 1, m, n1, n)).astype(
-        np.float64
-    )
-    # the far tail: tables at least as unlikely on the other side of the mode
-    far_end = np.where(low_side, n, 0)
-    one_tail = pmf(far_end, everything) > pexact * gamma
-    # binary search (scipy's), on f = -pmf above the mode and f = pmf below it
-    sign = np.where(low_side, -1.0, 1.0)
-    target = sign * pexact * gamma
-    lo = np.where(low_side, mode, 0)
-    hi = np.where(low_side, n, mode)
-    done = at_mode | one_tail
-    found = np.full(a.shape, -1, dtype=np.int64)
-    active = ~done & (lo < hi)
-    while active.any():  # about log2(support) passes over the undecided tables
-        idx = np.flatnonzero(active)
-        mid = lo[idx] + (hi[idx] - lo[idx]) // 2
-        val = sign[idx] * pmf(mid, idx)
-        less, more = val < target[idx], val > target[idx]
-        lo[idx[less]] = mid[less] + 1
-        hi[idx[more]] = mid[more] - 1
-        hit = ~less & ~more
-        found[idx[hit]] = mid[hit]
-        active[idx[hit]] = False
-        active &= lo < hi
-    rest = np.flatnonzero(~done & (found < 0))
-    if rest.size:
-        val = sign[rest] * pmf(lo[rest], rest)
-        found[rest] = np.where(val <= target[rest], lo[rest], lo[rest] - 1)
-    tail = np.zeros(a.shape)
-    sel = np.flatnonzero(~done)
-    if sel.size:
-        g = found[sel]
-        tail[sel] = np.where(
-            low_side[sel],
-            hypergeom.sf(g, m[sel], n1[sel], n[sel]),
-            hypergeom.cdf(g, m[sel], n1[sel], n[sel]),
+    a, b, c, d = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (a, b, c, d)))
+    shape = a.shape
+    a, b, c, d = (v.reshape(-1) for v in (a, b, c, d))
+    n1, n2, n = a + b, c + d, a + c  # row totals; column total: x ~ Hypergeom(M, n1, n)
+    lo = np.maximum(0, n - n2)
+    hi = np.minimum(n, n1)
+    p = np.ones(a.size)
+    empty = (n1 == 0) | (n2 == 0) | (n == 0) | (b + d == 0)
+    todo = np.flatnonzero(~empty & (hi > lo))
+    by_width = np.argsort((hi - lo)[todo], kind="stable")
+    order = todo[by_width]
+    width = (hi - lo + 1)[order]  # ascending
+    start = 0
+    while start < order.size:  # blocks of tables of similar support width
+        rows = max(1, _FISHER_CELLS // int(width[start]))
+        w = int(width[min(start + rows, order.size) - 1])  # the block's widest
+        rows = max(1, min(rows, _FISHER_CELLS // w))  # at most _FISHER_CELLS cells
+        block = order[start : start + rows]
+        w = int(width[start + block.size - 1])
+        p[block] = _fisher_block(
+            a[block], n1[block], n2[block], n[block], lo[block], hi[block], w, alternative
         )
-    p = np.where(one_tail, p, p + tail)
-    return np.where(at_mode, 1.0, p)
+        start += block.size
+    return np.minimum(p, 1.0).reshape(shape)
+
+
+#: cells of the (tables × support) work arrays of one block of :func:`fisher_exact_2x2`
+_FISHER_CELLS = 1 << 21
+
+
+def _fisher_block(a, n1, n2, n, lo, hi, w, alternative):
+    """Fisher p-values of tables with supports ``lo..hi`` (at most ``w`` values)."""
+    x = lo[:, None] + np.arange(w)[None, :]  # (tables, w)
+    inside = x <= hi[:, None]
+    # log pmf(x + 1) / pmf(x) = log (n1 − x)(n − x) / ((x + 1)(n2 − n + x + 1))
+    num = (n1[:, None] - x) * (n[:, None] - x)
+    den = (x + 1) * (n2[:, None] - n[:, None] + x + 1)
+    ok = inside & (x < hi[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(
+            ok,
+            np.log(np.where(ok, num, 1).astype(np.float64))
+            - np.log(np.where(ok, den, 1).astype(np.float64)),
+            0.0,
+        )
+    logw = np.zeros(x.shape)
+    logw[:, 1:] = np.cumsum(step[:, :-1], axis=1)
+    logw = np.where(inside, logw, -np.inf)
+    top = logw.max(axis=1, keepdims=True)
+    weight = np.exp(logw - top)
+    total = weight.sum(axis=1)
+    k = (a - lo)[:, None]
+    col = np.arange(w)[None, :]
+    if alternative == "greater":
+        sel = col >= k
+    elif alternative == "less":
+        sel = col <= k
+    else:
+        at = np.take_along_axis(logw, k, axis=1)
+        # scipy's tie rule pmf(x) <= pmf(a) (1 + 1e-14), with room for the rounding of the
+        # running sums of log ratios (a few ulps per step between x and a)
+        tol = np.log1p(1e-14) + 4e-16 * np.abs(col - k)
+        sel = inside & (logw <= at + tol)
+    return np.where(sel, weight, 0.0).sum(axis=1) / total

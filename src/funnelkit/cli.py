@@ -64,7 +64,7 @@ _WIDE_KEYS = ("status", "closed_at", "created_at")
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
-_REPORT_KEYS = ("by", "freq", "period", *_SCOPE_KEYS)
+_REPORT_KEYS = ("by", "freq", "period", "csv", *_SCOPE_KEYS)
 _TABLE_KEYS = ("stage_map", "key_stages", "milestones")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--by", help="carried attribute(s) to compare segments by, comma-separated")
     r.add_argument("--freq", help="cohort period of the trend, e.g. ME, QE (default QE)")
     r.add_argument("--period", help="date splitting deals into before and since (ISO 8601)")
+    r.add_argument(
+        "--csv",
+        choices=["small", "all", "none"],
+        help="tables also written as CSV (all are Parquet): small = all but the per-deal "
+        "deals table (default), all, none",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
     return parser
@@ -379,6 +385,10 @@ def _config_value(name: str, value: Any, path: str) -> Any:
         )
     if name == "calendar" and value != "business":
         raise UsageError(f"config file `{path}`: `calendar` must be 'business'; got {value!r}")
+    if name == "csv" and value not in ("small", "all", "none"):
+        raise UsageError(
+            f"config file `{path}`: `csv` must be 'small', 'all' or 'none'; got {value!r}"
+        )
     return value
 
 
@@ -575,7 +585,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         within=within_option(opts.get("within")),
         progress=say,
     )
-    out = report.save(args.output, progress=say)
+    out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     args.written = out
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
     return EXIT_OK

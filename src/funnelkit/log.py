@@ -892,10 +892,17 @@ class EventLog:
             self._cache[key] = compute_visits(self, cal)
         return self._cache[key]
 
-    def visits(self) -> pd.DataFrame:
+    def visits(self, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per visit of a stage by a deal, in path order (see Concepts: visits).
 
         Computed once and cached.
+
+        Parameters
+        ----------
+        columns : list of str, optional
+            Only these columns, in this order (e.g. ``["stage", "dwell", "censored"]``:
+            on millions of visits the ``deal`` ids take most of the table's memory).
+            Default: every column.
 
         Returns
         -------
@@ -917,8 +924,20 @@ class EventLog:
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
         >>> list(log.visits().columns)
         ['deal', 'stage', 'visit', 'entered', 'next_stage', 'dwell', 'censored']
+        >>> list(log.visits(columns=["stage", "dwell"]).columns)
+        ['stage', 'dwell']
         """
-        return self._visits().to_frame(self)
+        if columns is not None:
+            have = ["deal", "stage", "visit", "entered", "next_stage", "dwell", "censored"]
+            have += list(self._visit_attrs)
+            columns = [columns] if isinstance(columns, str) else list(columns)
+            unknown = [c for c in columns if c not in have]
+            if unknown:
+                raise ValueError(
+                    f"Parameter `columns`: {unknown} are not columns of visits(); "
+                    f"choose from {have}."
+                )
+        return self._visits().to_frame(self, columns)
 
     def deals(self) -> pd.DataFrame:
         """One row per deal, so every number can be traced and joined back to the CRM.
@@ -2214,8 +2233,9 @@ class EventLog:
         """Every table and chart of the log, computed once: view in Jupyter, save to a folder.
 
         See :func:`funnelkit.report.build_report`. ``report.save(outdir)`` writes
-        ``report.html`` (one self-contained page), ``tables/<name>.csv`` and ``.parquet``,
-        ``charts/<name>.png`` and ``.svg``, and ``summary.json``, atomically.
+        ``report.html`` (one self-contained page), ``tables/<name>.parquet`` (and ``.csv``
+        but for the per-deal table; ``save(csv=...)``), ``charts/<name>.png`` and ``.svg``,
+        and ``summary.json``, atomically.
 
         Parameters
         ----------

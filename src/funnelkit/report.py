@@ -7,14 +7,21 @@ renders in Jupyter and :meth:`Report.save` writes, atomically:
 
 * ``report.html`` — one self-contained page (charts embedded as PNG, no script, no
   external file or network access), every string from the data HTML-escaped;
-* ``tables/<name>.parquet`` and ``tables/<name>.csv`` — every table, columns as the
-  library returns them except durations: a duration column ``x`` (timedelta in the
-  library) is written as ``x_days``, a float number of days (``dwell_mean_days``,
-  ``cycle_time_days``...), which every tool reads; in CSV, a time column whose values are
-  all midnight is written as dates (``2024-01-01``), other times in ISO 8601 with their
-  UTC offset; CSV text cells that a spreadsheet would run as a formula are neutralised;
+* ``tables/<name>.parquet`` — every table — and ``tables/<name>.csv`` for the tables
+  ``csv=`` asks for (default ``"small"``: all but the per-deal ``deals`` table, whose CSV is
+  the slowest and largest file of a big report); columns as the library returns them except
+  durations: a duration column ``x`` (timedelta in the library) is written as ``x_days``, a
+  float number of days (``dwell_mean_days``, ``cycle_time_days``...), which every tool
+  reads; in CSV, a time column whose values are all midnight is written as dates
+  (``2024-01-01``), other times in ISO 8601 with their UTC offset; CSV text cells that a
+  spreadsheet would run as a formula are neutralised;
 * ``charts/<name>.png`` and ``charts/<name>.svg``;
 * ``summary.json`` — the headline numbers and the key stages, for alerting.
+
+A report caps what it draws (the segment chart: the :data:`SEGMENTS_DRAWN` largest
+segments; the key-stage chart: :data:`KEY_ROWS_DRAWN` rows; page tables: their first
+rows) and says so on the page and in ``summary.json`` (``limits``); the tables and files
+always hold everything.
 
 Data is untrusted input (DESIGN §6): stage names, deal ids, segment values and reasons
 are escaped wherever they reach HTML, and never evaluated anywhere.
@@ -23,6 +30,7 @@ are escaped wherever they reach HTML, and never evaluated anywhere.
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import os
@@ -52,7 +60,15 @@ if TYPE_CHECKING:
     from .log import EventLog
     from .quality import QualityReport
 
-__all__ = ["CHART_NAMES", "TABLE_NAMES", "Report", "build_report", "neutralise_csv"]
+__all__ = [
+    "CHART_NAMES",
+    "CSV_CHOICES",
+    "PER_DEAL_TABLES",
+    "TABLE_NAMES",
+    "Report",
+    "build_report",
+    "neutralise_csv",
+]
 
 #: every table a report may hold, in file and page order (``funnel_by``, ``compare_by``:
 #: with ``by``; ``compare_period``: with ``period``; ``compare_*`` and ``trend``: when the
@@ -85,6 +101,14 @@ CHART_NAMES = (
     "segments",
     "trend",
 )
+#: the tables with one row per deal: Parquet only under ``csv="small"``
+PER_DEAL_TABLES = ("deals",)
+#: ``Report.save(csv=...)``: CSV of every table but the per-deal ones, of all, of none
+CSV_CHOICES = ("small", "all", "none")
+#: segments the report's segment chart draws (the largest; ``plot.segments(top=)``)
+SEGMENTS_DRAWN = 20
+#: rows the report's key-stage chart draws (``plot.key_stages(max_rows=)``)
+KEY_ROWS_DRAWN = 60
 #: PNG resolution (dots per inch) of the charts, in the files and in the page
 DPI = 110
 #: example rows per reject reason in ``reject_examples``
@@ -230,13 +254,67 @@ def build_report(
         "freq": freq if "trend" in tables else None,
         "period": None if period is None else str(period),
     }
+    min_deals = kw.get("min_deals", _default(log.key_stages, "min_deals"))
+    limits = _limits(tables, by_cols, figures, min_deals, notes)
     return Report(
         tables=tables,
         charts=figures,
-        summary=_summary(log, tables, settings),
+        summary={**_summary(log, tables, settings), "limits": limits},
         notes=notes,
         quality=log.quality,
     )
+
+
+def _default(func: Callable[..., Any], name: str) -> Any:
+    return inspect.signature(func).parameters[name].default
+
+
+def _limits(
+    tables: dict[str, pd.DataFrame],
+    by_cols: list[str],
+    figures: Mapping[str, Any],
+    min_deals: Any,
+    notes: list[str],
+) -> dict[str, Any]:
+    """The caps the report applied (for ``summary.json``), each also said in ``notes``."""
+    limits: dict[str, Any] = {"page_table_rows": H.TABLE_ROWS}
+    shown = {n: 500 if n == "trend" else H.TABLE_ROWS for n in tables if n not in ("deals",)}
+    long = [n for n, cap in shown.items() if len(tables[n]) > cap]
+    if long:
+        notes.append(
+            f"page tables show their first {H.TABLE_ROWS:,} rows ({', '.join(long)} have "
+            "more); every row is in the table files"
+        )
+    if "funnel_by" in tables:
+        n_seg = len(tables["funnel_by"][by_cols].drop_duplicates())
+        ks = tables["key_stages"]
+        seg_rows = ks.loc[(ks["signal"] == "dropoff") & ks["segment"].notna()]
+        tested = int(seg_rows.loc[seg_rows["test"] != "none", "segment"].nunique())
+        limits["segment_tests"] = {"segments": n_seg, "tested": tested, "min_deals": min_deals}
+        if tested < n_seg:
+            notes.append(
+                f"key stages: {tested:,} of {n_seg:,} segments had at least "
+                f"min_deals={min_deals} resolved deals in both groups at some stage and were "
+                "tested against the other deals; the others are listed as not tested"
+            )
+        if "segments" in figures:
+            drawn = min(n_seg, SEGMENTS_DRAWN)
+            limits["segments_chart"] = {"segments": n_seg, "drawn": drawn}
+            if drawn < n_seg:
+                notes.append(
+                    f"segment chart: the {drawn} largest of {n_seg:,} segments are drawn; "
+                    "every segment is in the funnel_by and compare_by tables"
+                )
+    if "key_stages" in figures:
+        rows = len(tables["key_stages"])
+        drawn = min(rows, KEY_ROWS_DRAWN)
+        limits["key_stages_chart"] = {"rows": rows, "drawn": drawn}
+        if drawn < rows:
+            notes.append(
+                f"key-stage chart: {drawn} of {rows:,} rows are drawn (flagged rows first, "
+                "then rows not about one segment); every row is in the key_stages table"
+            )
+    return limits
 
 
 def _progress(progress: bool | Progress | None) -> Progress:
@@ -282,12 +360,12 @@ def _draw_charts(
 
     from . import plot
 
-    visits = log.visits()
+    visits = log.visits(columns=["stage", "dwell", "censored"])  # no deal ids: 40% of it
     won, lost = list(log.won), list(log.lost)
     ks = tables["key_stages"]
     draw: dict[str, Callable[[], Any]] = {
         "funnel": lambda: plot.funnel(tables["funnel"], key=ks),
-        "key_stages": lambda: plot.key_stages(ks),
+        "key_stages": lambda: plot.key_stages(ks, max_rows=KEY_ROWS_DRAWN),
         # from the log: its nodes count visits (open ones too), as fk.plot.flow(log) does
         "flow": lambda: plot.flow(log),
         "heatmap": lambda: plot.heatmap(tables["transitions"], won=won, lost=lost),
@@ -295,7 +373,7 @@ def _draw_charts(
         "survival": lambda: plot.survival(visits),
     }
     if "funnel_by" in tables:
-        draw["segments"] = lambda: plot.segments(tables["funnel_by"])
+        draw["segments"] = lambda: plot.segments(tables["funnel_by"], top=SEGMENTS_DRAWN)
     if "trend" in tables:
         t = tables["trend"]
         if "period_end" in t.columns:  # monitoring labels periods ("2025Q1"); the chart
@@ -520,6 +598,7 @@ class Report:
         *,
         overwrite: bool = True,
         progress: bool | Progress | None = None,
+        csv: str = "small",
     ) -> Path:
         """Write the report into the folder ``outdir``, atomically.
 
@@ -532,8 +611,8 @@ class Report:
         ----------
         outdir : str or path-like
             The report folder; created with its parents. Written:
-            ``report.html``, ``summary.json``, ``tables/<name>.parquet`` and
-            ``tables/<name>.csv`` per table, ``charts/<name>.png`` and
+            ``report.html``, ``summary.json``, ``tables/<name>.parquet`` per table,
+            ``tables/<name>.csv`` per table ``csv`` asks for, ``charts/<name>.png`` and
             ``charts/<name>.svg`` per chart.
         overwrite : bool, default=True
             Replace an earlier report (a folder holding ``report.html`` and
@@ -541,6 +620,12 @@ class Report:
             replaced.
         progress : bool or callable, optional
             As in :func:`build_report` (step ``"writing…"``).
+        csv : {"small", "all", "none"}, default "small"
+            Which tables are also written as CSV (every table is written as Parquet):
+            ``"small"`` all but the per-deal tables (:data:`PER_DEAL_TABLES`: ``deals``,
+            one row per deal — on two million deals its CSV took 40 s and 261 MB),
+            ``"all"`` every table, ``"none"`` none. The page links the files written, and
+            ``summary.json`` lists them (``files``).
 
         Returns
         -------
@@ -585,16 +670,21 @@ class Report:
         >>> (out / "tables" / "funnel.csv").exists(), (out / "report.html").exists()
         (True, True)
         """
+        if csv not in CSV_CHOICES:
+            raise ValueError(f"`csv` must be one of {list(CSV_CHOICES)}; got {csv!r}.")
         out = Path(outdir)
         _check_replaceable(out, overwrite)
         _progress(progress)("writing…")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_sibling(out, "tmp")
         try:
-            _write_tables(self, tmp)
+            files = _write_tables(self, tmp, csv)
             _write_charts(self, tmp)
-            _write_summary(self, tmp)
-            (tmp / "report.html").write_text(self.to_html(), encoding="utf-8")
+            _write_summary(self, tmp, files, csv)
+            page = H.page(
+                self.summary, self.tables, self._quality, self.notes, self._img, files=files
+            )
+            (tmp / "report.html").write_text(page, encoding="utf-8")
             _replace(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -648,13 +738,19 @@ def _safe_cell(v: Any) -> Any:
     return v
 
 
-def _write_tables(report: Report, root: Path) -> None:
+def _write_tables(report: Report, root: Path, csv: str) -> dict[str, list[str]]:
+    """Every table as Parquet, and as CSV when ``csv`` asks for it; name → formats."""
     d = root / "tables"
     d.mkdir()
+    files: dict[str, list[str]] = {}
     for name, df in report.tables.items():
         df = _days_columns(df)
         df.to_parquet(d / f"{name}.parquet", index=False)
-        neutralise_csv(_dates_as_text(df)).to_csv(d / f"{name}.csv", index=False)
+        files[name] = ["parquet"]
+        if csv == "all" or (csv == "small" and name not in PER_DEAL_TABLES):
+            neutralise_csv(_dates_as_text(df)).to_csv(d / f"{name}.csv", index=False)
+            files[name].append("csv")
+    return files
 
 
 def _days_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -696,11 +792,16 @@ def _write_charts(report: Report, root: Path) -> None:
             (d / f"{name}.{fmt}").write_bytes(report.chart_bytes(name, fmt))
 
 
-def _write_summary(report: Report, root: Path) -> None:
+def _write_summary(report: Report, root: Path, files: dict[str, list[str]], csv: str) -> None:
     summary = {
         **report.summary,
         "tables": list(report.tables),
         "charts": list(report.charts),
+        "files": {
+            "tables": {n: [f"tables/{n}.{fmt}" for fmt in fmts] for n, fmts in files.items()},
+            "charts": [f"charts/{n}.{fmt}" for n in report.charts for fmt in ("png", "svg")],
+        },
+        "csv": csv,
         "notes": list(report.notes),
     }
     text = json.dumps(_jsonable(summary), indent=2, ensure_ascii=False, allow_nan=False)

@@ -36,6 +36,28 @@ def _visits(data: Any, extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[An
     return v, stages
 
 
+#: a Kaplan–Meier curve with more steps is drawn through fewer (see ``_thin_steps``)
+MAX_STEPS = 4000
+#: censoring ticks drawn per curve at most (evenly spaced among the censoring times)
+MAX_TICKS = 500
+
+
+def _thin_steps(x: np.ndarray, y: np.ndarray, levels: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """A decreasing step curve with at most ``levels`` + 2 steps, off by under 1/``levels``.
+
+    Keeps the first point of each band of height 1/``levels`` (and the last point), so the
+    drawn curve is never more than 0.05 percentage points from the estimate (by default)
+    — invisible — while a curve over a million visits no longer costs a million vertices
+    in every PNG and SVG. Curves with at most :data:`MAX_STEPS` points are left whole."""
+    if x.size <= MAX_STEPS:
+        return x, y
+    band = np.floor(np.asarray(y) * levels)
+    keep = np.ones(x.size, dtype=bool)
+    keep[1:] = band[1:] != band[:-1]
+    keep[-1] = True
+    return x[keep], y[keep]
+
+
 def km_quantile(t: np.ndarray, s: np.ndarray, q: float) -> float:
     """Smallest time with S(t) <= 1 - q (+1e-9, DESIGN §3); NaN when S stays above."""
     hit = np.flatnonzero(s <= 1.0 - q + 1e-9)
@@ -255,7 +277,9 @@ def survival(
     """Kaplan–Meier "still in stage" curves: per stage, or per segment for one stage.
 
     Each curve is the Kaplan–Meier estimate of the share of visits still in the stage
-    after *t* days, visits still open at ``as_of`` censored (small vertical ticks).
+    after *t* days, visits still open at ``as_of`` censored (small vertical ticks; at most
+    500 per curve, evenly spaced). A curve of more than 4,000 steps is drawn through
+    fewer, never more than 0.05 percentage points from the estimate.
     Where a curve crosses the dotted 50% line is the median dwell of ``log.dwell()``.
 
     Parameters
@@ -338,10 +362,13 @@ def survival(
         kw: dict[str, Any] = {"where": "post", "color": style["color"], "linewidth": 2.0}
         kw["linestyle"] = style["linestyle"]
         kw.update(kwargs)
+        x, y = _thin_steps(x, y)
         (line,) = ax.step(x, y, label=name, **kw)
         line.set_gid("km-curve")
         drawn.append((line, f"{S.wrap(name, 24)}  ({len(g):,})"))
         cens = g.loc[g["censored"], "days"].to_numpy()
+        if cens.size > MAX_TICKS:  # evenly spaced among the sorted censoring times
+            cens = np.sort(cens)[np.linspace(0, cens.size - 1, MAX_TICKS).round().astype(int)]
         if cens.size:
             ax.plot(
                 np.maximum(cens, floor),

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 KEY_COLUMNS = ["stage", "signal", "effect", "ci_low", "ci_high", "is_key", "reason"]
+#: rows drawn by default (see ``max_rows``)
+MAX_ROWS = 60
 
 
 def _key_table(data: Any, kwargs: dict[str, Any]) -> pd.DataFrame:
@@ -43,6 +45,7 @@ def key_stages(
     percent: bool | None = None,
     title: str | None = "Key stages",
     key_kwargs: dict[str, Any] | None = None,
+    max_rows: int | None = MAX_ROWS,
     **kwargs: Any,
 ) -> Axes:
     """Key-stage chart: each (stage, signal) effect with its interval and reason.
@@ -71,6 +74,11 @@ def key_stages(
     title : str, default "Key stages"
     key_kwargs : dict, optional
         Deprecated: pass the keywords of ``log.key_stages()`` directly.
+    max_rows : int or None, default 60
+        Draw at most this many rows of the table: the flagged rows first, then the rows
+        that are not about one segment, then the others (by q-value), each kept in the
+        table's order. The subtitle says how many rows were left out. ``None`` draws
+        every row (a key-stage table by 50,000 segments has 300,000 of them).
     **kwargs
         With an EventLog, the keywords of :meth:`EventLog.key_stages` (``by``,
         ``signals``, ``n_boot``, ``seed``, ``alpha`` — the significance level —, ...);
@@ -112,6 +120,8 @@ def key_stages(
         table = table.loc[table["signal"].isin(wanted)]
     if table.empty:
         raise ValueError("The key-stage table is empty: nothing to draw.")
+    n_all = len(table)
+    table = _first_rows(table, max_rows)
     signals = S.ordered_unique(table["signal"])
     rows: list[tuple[str, Any]] = []  # ("header", signal) or ("row", row)
     for sig in signals:
@@ -206,11 +216,37 @@ def key_stages(
         fontsize=S.SMALL_SIZE,
         borderaxespad=0.2,
     )
-    S.titles(
-        ax,
-        title,
+    sub = (
         "Each stage's effect per signal; q-values corrected (Benjamini–Hochberg) within "
-        "each signal",
-        extra_pad=18,
+        "each signal"
     )
+    if len(table) < n_all:
+        sub += (
+            f"\n{len(table):,} of {n_all:,} rows drawn (flagged first, then rows not about "
+            f"one segment; max_rows={max_rows}); every row is in the key-stage table"
+        )
+    S.titles(ax, title, sub, extra_pad=18)
     return ax
+
+
+def _first_rows(table: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
+    """At most ``max_rows`` rows: flagged, then without a segment, then by q-value; in
+    the table's order."""
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1
+    ):
+        raise ValueError(f"`max_rows` must be a positive integer or None; got {max_rows!r}.")
+    if max_rows is None or len(table) <= max_rows:
+        return table
+    flagged = table["is_key"].fillna(False).to_numpy(dtype=bool)
+    seg = table["segment"] if "segment" in table.columns else pd.Series(None, index=table.index)
+    q = table["q_value"] if "q_value" in table.columns else pd.Series(np.nan, index=table.index)
+    order = np.lexsort(
+        (
+            np.arange(len(table)),
+            q.to_numpy(dtype=np.float64, na_value=np.inf),
+            seg.notna().to_numpy(),
+            ~flagged,
+        )
+    )
+    return table.iloc[np.sort(order[:max_rows])]

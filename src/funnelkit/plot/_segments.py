@@ -13,6 +13,9 @@ from ._funnel import FUNNEL_COLUMNS, segment_columns
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+#: segments drawn by default (the largest; see ``top``)
+TOP = 20
+
 METRICS = {
     "conversion": "Conversion",
     "conversion_raw": "Advanced / reached",
@@ -32,6 +35,7 @@ def segments(
     skips: Literal["implied", "strict"] = "implied",
     weight: str | None = None,
     overall: bool = True,
+    top: int | None = TOP,
     title: str | None = None,
     **kwargs: Any,
 ) -> Axes:
@@ -58,6 +62,10 @@ def segments(
         Passed to ``log.funnel`` with an EventLog.
     overall : bool, default True
         With an EventLog, mark the metric of all deals together.
+    top : int or None, default 20
+        Draw only the ``top`` largest segments (most deals reached at any stage; ties by
+        name). The subtitle says how many segments were left out and their share of the
+        deals. ``None`` draws every segment (slow, and unreadable with thousands).
     title : str, optional
         Default "<Metric> by <segment>".
     **kwargs
@@ -68,7 +76,7 @@ def segments(
     Returns
     -------
     matplotlib.axes.Axes
-        One errorbar container per segment in ``ax.containers``, labelled with the
+        One errorbar container per drawn segment in ``ax.containers``, labelled with the
         segment, in legend order (sorted by name, missing values last; the first drawn on
         top in each stage).
 
@@ -106,6 +114,7 @@ def segments(
         table.columns
     )
     stages = list(log.stages) if log is not None else S.ordered_unique(table["stage"])
+    table, n_total, hidden_share = _largest(table, seg_cols, top)
     table = table.copy()
     labels = table[seg_cols].astype(object).where(table[seg_cols].notna(), "(missing)")
     table["_segment"] = labels.astype(str).agg(" · ".join, axis=1)
@@ -191,5 +200,34 @@ def segments(
         sub += f"; skips {rule}"
     if comp.get("within") is not None:
         sub += f"; advanced within {comp['within']}"
+    if k < n_total:
+        sub += (
+            f"\nthe {k:,} largest of {n_total:,} segments; the other {n_total - k:,} "
+            f"({hidden_share:.0%} of deals) are not drawn (top={top})"
+        )
     S.titles(ax, title or f"{name} by {seg_name}", sub)
     return ax
+
+
+def _largest(table: Any, seg_cols: list[str], top: int | None) -> tuple[Any, int, float]:
+    """The rows of the ``top`` largest segments (deals reached at any stage, ties by
+    label), the number of segments, and the share of deals in the segments left out."""
+    if top is not None and (
+        isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1
+    ):
+        raise ValueError(f"`top` must be a positive integer or None; got {top!r}.")
+    gid = table.groupby(seg_cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
+    n_total = int(gid.max()) + 1 if gid.size else 0
+    if top is None or n_total <= top:
+        return table, n_total, 0.0
+    size = np.zeros(n_total)
+    np.maximum.at(size, gid, table["reached"].to_numpy(dtype=np.float64, na_value=0.0))
+    first = np.unique(gid, return_index=True)[1]  # one row per segment, for its label
+    head = table[seg_cols].iloc[first].astype(object)
+    label = head.where(head.notna(), "(missing)").astype(str).agg(" · ".join, axis=1)
+    order = np.lexsort((label.to_numpy(dtype=str), -size))  # most deals first, then name
+    keep = np.zeros(n_total, dtype=bool)
+    keep[order[:top]] = True
+    total = size.sum()
+    hidden = float(size[~keep].sum() / total) if total > 0 else 0.0
+    return table.loc[keep[gid]], n_total, hidden
