@@ -547,11 +547,14 @@ def _interrupt_report(out: Path, when: str, *extra: str) -> tuple[int, str]:
     import signal
     import time
 
+    # a shell starts background jobs (`pytest &`, nohup) with SIGINT ignored, and the child
+    # would inherit that: Ctrl-C as a terminal sends it needs the default disposition
     proc = subprocess.Popen(
         [sys.executable, "-m", "funnelkit", "report", "--sample", "--by", "team", "-o", str(out)]
         + list(extra),
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     try:
