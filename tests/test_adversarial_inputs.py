@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funnelkit as fk
-from logs import LOG_KW, event_logs
+from logs import LOG_KW, event_logs, random_log
 
 K = dict(deal="d", stage="s", time="t", won="won", lost="lost")
 
@@ -514,7 +514,10 @@ class TestAdversarialProperties:
         assert log.quality.by_reason.get(reason, 0) == len(rows)
         keep = events.drop(index=events.index[rows])
         kept = x.drop(index=x.index[rows]).astype(keep.dtypes.to_dict())
-        self._same(log, fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw))
+        # without the rows a deal's path can break a rule of its own (W, A, L1 minus A is a
+        # conflicting outcome): the same rule then applies to both logs
+        ref = fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw, errors="drop")
+        self._same(log, ref)
         with pytest.raises(fk.EventLogError) as err:
             fk.EventLog(x, **self.KW, **kw)
         cases = err.value.failure_cases
@@ -553,6 +556,22 @@ class TestAdversarialProperties:
             w, case = data.draw(spelled)
             t.iloc[r] = data.draw(pad) + case(w) + data.draw(pad)
         self._drop_check(events.assign(ts=t), events, rows, "unparseable_time")
+
+    def test_dropped_rows_that_leave_a_conflicting_outcome(self):
+        # found by a random run from a plain clone: dropping d008's A and B between its L1
+        # and W leaves L1, W — a conflicting outcome in both logs, not only in the reference
+        events = random_log(np.random.default_rng(1780570), 11, tz=None)
+        rows = [0, 1, 2, 3, 12, 38]
+        t = pd.Series(list(events["ts"]), dtype=object)
+        t.iloc[rows] = 1j
+        log = self._drop_check(events.assign(ts=t), events, rows, "unparseable_time")
+        assert log.rejects["reason"].value_counts().to_dict() == {
+            "unparseable_time": 6,
+            "conflicting_outcome": 3,
+            "reopened_terminal": 2,
+            "repeat": 1,
+        }
+        assert "d008" not in set(log.deals()["deal"])
 
     @settings(max_examples=20)
     @given(event_logs(max_deals=15, tz=(None,)), st.data())

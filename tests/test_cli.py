@@ -437,6 +437,28 @@ def test_validate_wide_export_accounts_for_every_deal():
     assert "log.rejects" not in text.stdout and "tables/rejects.csv" in text.stdout
 
 
+def test_wide_export_errors_say_where_the_rejects_go(tmp_path):
+    """The CLI said the report 'lists them in tables/rejects.csv', which holds counts per
+    reason (examples are in reject_examples.csv); and a single problem that already says
+    --errors drop got '(or pass --errors drop to keep the good rows)' after it."""
+    p = tmp_path / "opps.csv"
+    p.write_text(
+        "opportunity_id,deal_stage,engage_date,close_date\n"
+        "o1,Won,02-01-25,28-02-25\no2,Engaging,05-01-25,\no3,Prospecting,,\n"
+    )
+    r = run("validate", str(p), *WIDE_ARGS, "--date-format", "%d-%m-%y")
+    assert r.returncode == 2
+    assert "1 of 3 deals (rows of INPUT)" in r.stderr and "no date for any stage" in r.stderr
+    assert r.stderr.count("--errors drop") == 1, r.stderr
+    assert "lists them" not in r.stderr
+    assert "counts them in tables/rejects.csv, with examples in tables/reject_examples.csv" in (
+        r.stderr
+    )
+    ok = run("validate", str(p), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop")
+    assert ok.returncode == 0 and "3 in = 2 in the log + 1 left out" in ok.stdout
+    assert "lists them" not in ok.stdout and "tables/reject_examples.csv" in ok.stdout
+
+
 def test_report_wide_export_equals_the_library(tmp_path):
     out = tmp_path / "wide"
     r = run("report", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
@@ -549,11 +571,14 @@ def _interrupt_report(out: Path, when: str, *extra: str) -> tuple[int, str]:
     import signal
     import time
 
+    # a shell starts background jobs (`pytest &`, nohup) with SIGINT ignored, and the child
+    # would inherit that: Ctrl-C as a terminal sends it needs the default disposition
     proc = subprocess.Popen(
         [sys.executable, "-m", "funnelkit", "report", "--sample", "--by", "team", "-o", str(out)]
         + list(extra),
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     try:

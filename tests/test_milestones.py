@@ -238,6 +238,20 @@ def test_help_shows_the_signature_and_docstring():
     assert inspect.signature(fk.io.from_milestones).parameters.keys() == sig.parameters.keys()
 
 
+def test_help_of_the_class_shows_its_real_signature():
+    """help(fk.EventLog) showed ``EventLog(events=None, *args, **kwargs)`` (its __new__,
+    which sends dask frames to DaskEventLog): the keywords, date_format among them, were
+    only in the docstring."""
+    sig = inspect.signature(fk.EventLog)
+    assert list(sig.parameters)[:4] == ["events", "deal", "stage", "time"]
+    assert {"date_format", "errors", "stale_after", "visit_attrs"} <= set(sig.parameters)
+    assert sig.parameters["date_format"].default is None
+    text = pydoc.render_doc(fk.EventLog, renderer=pydoc.plaintext)
+    assert "EventLog(events: 'pd.DataFrame | pa.Table', *, deal: 'str' = 'deal_id'" in text
+    first = next(line for line in text.splitlines() if "EventLog(events" in line)
+    assert "*args" not in first and "date_format: 'str | None' = None" in first
+
+
 def test_long_logs_take_date_format(tmp_path):
     p = tmp_path / "long.csv"
     p.write_text("deal,stage,ts\na,A,\nb,A,01-02-23\nc,A,\nd,B,13-02-23\ne,B,2023-02-13\n")

@@ -316,6 +316,35 @@ def test_heatmap_from_tables(log, bpic_log):
     _check_cells(ax, mb)
 
 
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_heatmap_of_a_one_stage_log_keeps_its_layout(fmt):
+    """A wide export with one dated stage (the issue's CRM export: report --milestone
+    Engaging=...) gave a 5.1-inch heatmap narrower than its subtitle: saving it as SVG
+    warned 'constrained_layout not applied because axes sizes collapsed to zero'."""
+    import io
+    import warnings
+
+    wide = pd.DataFrame({
+        "id": [f"o{i}" for i in range(6)],
+        "status": ["Won", "Lost", "Engaging", "Won", "Lost", "Engaging"],
+        "engaged": ["2025-01-02"] * 6,
+        "closed": ["2025-02-01", "2025-02-03", None, "2025-02-05", "2025-02-07", None],
+    })  # fmt: skip
+    one = fk.EventLog.from_milestones(
+        wide, deal="id", stage_dates={"Engaging": "engaged"}, status="status",
+        closed_at="closed", won="Won", lost="Lost",
+    )  # fmt: skip
+    ax = fp.heatmap(one)
+    assert ax.images[0].get_array().shape == (1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax.figure.savefig(io.BytesIO(), format=fmt)
+    renderer = ax.figure.canvas.get_renderer()
+    sub = next(t for t in ax.texts if t.get_gid() == S.SUBTITLE_GID)
+    assert sub.get_window_extent(renderer).width <= ax.figure.bbox.width
+    assert ax.get_position().width > 0.3
+
+
 # ---------------------------------------------------------------------------- dwell
 def test_dwell_marks_km_median_and_p90(log):
     d = log.dwell()

@@ -111,3 +111,23 @@ def test_invariant_to_row_order_and_id_type(events, seed):
             pd.testing.assert_frame_equal(table, shuffled_tables[name], obj=name)
     for name, table in _tables(base).items():
         pd.testing.assert_frame_equal(table, _tables(as_int)[name], obj=name)
+
+
+def test_property_tests_are_deterministic_without_ci():
+    """The README's `pytest` in a plain clone (no CI variable) drew new hypothesis examples
+    on every run, unlike CI: a newcomer could meet a failure CI never saw."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    code = "import conftest, hypothesis; print(hypothesis.settings.default.derandomize)"
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    run = subprocess.run([sys.executable, "-c", code], cwd=tests, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert run.stdout.strip() == "True"
+    env["HYPOTHESIS_PROFILE"] = "dev"  # new examples on each run: opt in
+    run = subprocess.run([sys.executable, "-c", code], cwd=tests, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert run.stdout.strip() == "False"

@@ -591,16 +591,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: where a report puts what log.rejects holds: counts per reason, and a few example rows
+_REJECTS_FILES = "counts them in tables/rejects.csv, with examples in tables/reject_examples.csv"
 #: the library's words for its keywords → the command line's (regex → replacement)
 _CLI_WORDS: list[tuple[str, Any]] = [
     (r" (?:The rows|The values) travel as err\.failure_cases\.", ""),
     (r"See the error's failure cases or log with errors='raise' for details\.",
      "Run with --errors raise to see the problems per column."),
-    (r"\(the dropped rows are kept in log\.rejects\)", "(validate counts them; report lists "
-     "them in tables/rejects.csv)"),
-    (r"\(the rejected ones are kept in log\.rejects\)", "(validate counts them; report lists "
-     "them in tables/rejects.csv)"),
-    (r"\((?:listed in|see) log\.rejects\)", "(report lists them in tables/rejects.csv)"),
+    (r"\(the (?:dropped rows|rejected ones) are kept in log\.rejects\)", f"(validate counts "
+     f"them; report {_REJECTS_FILES})"),
+    (r"\((?:listed in|see) log\.rejects\)", f"(report {_REJECTS_FILES})"),
     (r"errors='(drop|raise)'", r"--errors \1"),
     (r"date_format='([^']*)'", r"--date-format '\1'"),
     (r"created_at='<creation date column>'", "--created-at COLUMN"),
@@ -642,7 +642,8 @@ def one_line(exc: BaseException) -> str:
         return " ".join([head, *(line.removeprefix("- ") for line in more)])
     fix = next((line for line in rest if "--errors drop" in line), "")
     if len(problems) == 1:
-        suffix = " (or pass --errors drop to keep the good rows)" if fix else ""
+        says_it = "--errors drop" in problems[0]
+        suffix = " (or pass --errors drop to keep the good rows)" if fix and not says_it else ""
         return f"{head} {problems[0]}{suffix}"
     return "\n".join([head, *(f"  - {p}" for p in problems), *([fix] if fix else [])])
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -233,6 +234,9 @@ class EventLog:
     >>> log.quality.rows_in == log.quality.rows_used + log.quality.rows_rejected
     True
     """
+
+    #: what help() and inspect.signature show: __init__'s keywords, not __new__'s *args
+    __signature__: ClassVar[inspect.Signature]
 
     def __new__(cls, events: Any = None, *args: Any, **kwargs: Any) -> Any:
         # fk.EventLog(dask_dataframe, ...) → funnelkit.dask.DaskEventLog (imports dask)
@@ -2323,3 +2327,10 @@ class EventLog:
         warn = "".join(f"<li>{html.escape(w)}</li>" for w in q.warnings)
         warn_html = f"<b>Data quality</b><ul>{warn}</ul>" if warn else ""
         return f"<div><b>funnelkit.EventLog</b><table>{body}</table>{warn_html}</div>"
+
+
+_init = inspect.signature(EventLog.__init__)
+EventLog.__signature__ = _init.replace(
+    parameters=list(_init.parameters.values())[1:], return_annotation=inspect.Signature.empty
+)
+del _init

@@ -133,7 +133,10 @@ def heatmap(
         raise ValueError("The transition matrix is empty: no stage to draw.")
     values = m.to_numpy(dtype=float)
     n_rows, n_cols = values.shape
-    ax = S.new_axes(ax, (min(2.8 + 0.78 * n_cols, 15.0), min(1.9 + 0.5 * n_rows, 10.0)))
+    # at least as wide as the subtitle (one stage and two outcomes made it 5.1 inches, and
+    # constrained layout then collapsed the axes in SVG and PDF)
+    width = min(max(2.8 + 0.78 * n_cols, 6.0), 15.0)
+    ax = S.new_axes(ax, (width, min(1.9 + 0.5 * n_rows, 10.0)))
     fig = ax.figure
     im_kw: dict[str, Any] = {"cmap": "Blues", "vmin": 0.0, "vmax": 1.0, "aspect": "auto"}
     im_kw.update(kwargs)
