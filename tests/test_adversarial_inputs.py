@@ -118,6 +118,21 @@ def test_stages_as_dict_keys_keep_their_order(e):
     assert log.stages == ["Lead", "Demo"]
 
 
+def test_stage_names_as_iterators_are_read_once(e):
+    """A generator of stages, won or lost names is read once: the funnel order is the
+    given one and a filtered log (rebuilt from the settings) still knows the outcomes."""
+    log = fk.EventLog(
+        e,
+        **K | {"won": iter(["won"]), "lost": (s for s in ["lost"])},
+        stages=(s for s in ["Lead", "Demo"]),
+    )
+    assert log.stages == ["Lead", "Demo"]
+    assert log.funnel()["reached"].tolist() == [2, 1]
+    won = log.filter(where="outcome == 'won'")
+    assert (won.won, won.lost, won.n_deals) == (["won"], ["lost"], 1)
+    assert won.deals()["outcome"].tolist() == ["won"]
+
+
 _HASH_SEED_SCRIPT = """
 import pandas as pd, funnelkit as fk
 e = pd.DataFrame(dict(d=list("aaabbcc"), s=["Lead", "Demo", "won", "Lead", "lost", "Lead", "gone"],

@@ -273,14 +273,19 @@ class EventLog:
         attrs = C.as_list(attrs, "attrs", ordered=False)
         visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
         self.calendar = as_calendar(calendar)
+        # stage names are read once: an iterator passed as `stages`, `won` or `lost` would be
+        # empty the second time (and filter() rebuilds the log from these settings)
+        declared = None if stages is None else _names(stages, "stages")
+        self.won = _names(won, "won")
+        self.lost = _names(lost, "lost")
         self._settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
-            stages=_names(stages, "stages") if stages is not None else None,
-            won=won,
-            lost=lost,
+            stages=declared,
+            won=self.won,
+            lost=self.lost,
             amount=amount,
             attrs=list(attrs),
             visit_attrs=list(visit_attrs),
@@ -290,12 +295,9 @@ class EventLog:
             errors=errors,
             date_format=date_format,
         )
-        self.won = _names(won, "won")
-        self.lost = _names(lost, "lost")
         overlap = set(self.won) & set(self.lost)
         if overlap:
             raise EventLogError(f"Stages {sorted(overlap)} are in both `won` and `lost`.")
-        declared = None if stages is None else _names(stages, "stages")
         if declared is not None:
             dup = pd.Index(declared)[pd.Index(declared).duplicated()].tolist()
             if dup:
