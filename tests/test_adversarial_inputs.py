@@ -373,6 +373,12 @@ def _obj(values) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
+@pytest.mark.parametrize("as_of", ["2400-01-01", "1600-06-30", pd.Timestamp("2500-01-01")])
+def test_as_of_outside_nanosecond_range_names_as_of(e, as_of):
+    with pytest.raises(fk.EventLogError, match=r"`as_of`=.* outside the years 1677 to 2262"):
+        fk.EventLog(e, **K, as_of=as_of)
+
+
 def test_lone_surrogate_stage_is_a_bad_row(e):
     x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
     with pytest.raises(fk.EventLogError, match=r"column `s`: 1 rows invalid stage.*'Demo\\ud800'"):

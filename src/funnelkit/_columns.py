@@ -710,7 +710,13 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
             f"Parameter `{name}`={value!r} has a time zone but the log's timestamps are "
             "naive; pass a naive timestamp or make the log's times time-zone aware."
         )
-    return int(ts.as_unit("ns").value)
+    try:
+        return int(ts.as_unit("ns").value)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} is outside the years 1677 to 2262 that "
+            "nanosecond timestamps hold; pass a time near the events or leave it None."
+        ) from None
 
 
 _UNITLESS = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
