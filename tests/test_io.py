@@ -200,6 +200,32 @@ def test_parquet_folder_with_int_and_text_ids_raises(tmp_path):
         fk.read_events(folder2, **K)
 
 
+@pytest.mark.parametrize(
+    "first, second, words",
+    [
+        ("aware", "naive", r"column `t` \(time\) mixes time zones"),
+        ("int_ids", "text", r"column `d` \(deal\) has different types: integer in part-0"),
+        ("text", "no_stage", r"column `s` \(stage\) is missing from 1 of 2 files"),
+    ],
+)
+def test_dask_engine_checks_a_parquet_folder_like_the_pandas_one(tmp_path, first, second, words):
+    # before: dask read the folder with the first file's schema (naive times relabelled,
+    # ids cast, a raw KeyError for a missing column) and gave two deals or crashed
+    pytest.importorskip("dask.dataframe")
+    e = _events()
+    parts = {
+        "aware": e.iloc[:3].assign(t=e["t"].iloc[:3].dt.tz_localize("UTC")),
+        "int_ids": e.iloc[:3].assign(d=[1, 1, 1]),
+        "text": e.iloc[:3],
+        "naive": e.iloc[3:],
+        "no_stage": e.iloc[3:].rename(columns={"s": "stage"}),
+    }
+    folder = _parquet_folder(tmp_path, parts[first], parts[second])
+    for engine in ("pandas", "dask"):
+        with pytest.raises(fk.EventLogError, match=words):
+            fk.read_events(folder, engine=engine, **K)
+
+
 def test_parquet_folder_with_a_column_missing_from_a_file_raises(tmp_path):
     e = _events().assign(amt=1.0)
     folder = _parquet_folder(tmp_path, e.iloc[:3], e.iloc[3:].drop(columns="amt"))

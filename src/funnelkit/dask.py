@@ -778,6 +778,13 @@ def read_events(
     cols = list(dict.fromkeys(roles.values()))
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
+        if "://" not in text and p.is_dir():
+            # dask reads a folder with its first file's schema: files that disagree on a
+            # mapped column (aware beside naive times, int beside text ids) are an error,
+            # as with the in-memory reader, not silently cast or relabelled
+            from .io import check_parquet_folder
+
+            check_parquet_folder(p, roles, f"`{path}`")
         events = dd.read_parquet(text)
         C.check_columns(roles, list(events.columns), f"`{path}`")
         events = events[cols]

@@ -221,6 +221,19 @@ def _read_parquet(p: Path, roles: dict[str, str], stage: str, where: str) -> pa.
         raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
 
 
+def check_parquet_folder(p: Path, roles: dict[str, str], where: str) -> None:
+    """Raise the reader's error when the Parquet files of folder ``p`` disagree on a
+    mapped column (for readers, like the Dask engine's, that read the files themselves)."""
+    try:
+        dataset = ds.dataset(p, format="parquet")
+        if not dataset.files:
+            raise EventLogError(f"Input {where} is a folder without Parquet files.")
+        C.check_columns(roles, dataset.schema.names, where)
+        _folder_schema(dataset, p, roles, where)
+    except pa.ArrowException as exc:
+        raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
+
+
 def _type_kind(t: pa.DataType, role: str) -> str | None:
     """What a Parquet column type means for its role; files of one folder must agree."""
     if pa.types.is_dictionary(t):
