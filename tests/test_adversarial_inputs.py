@@ -379,6 +379,25 @@ def test_as_of_outside_nanosecond_range_names_as_of(e, as_of):
         fk.EventLog(e, **K, as_of=as_of)
 
 
+@pytest.mark.parametrize("when", ["now", " Today ", "12:00", "3pm", "June 30"])
+def test_time_parameters_without_a_date_are_refused(e, when):
+    # before: as_of="now" / "12:00" became the wall clock (today at noon), "June 30" the year 1
+    with pytest.raises(fk.EventLogError, match=r"`as_of`=.* holds no date with a year"):
+        fk.EventLog(e, **K, as_of=when)
+    log = fk.EventLog(e, **K)
+    with pytest.raises(fk.EventLogError, match=r"`created`=.* holds no date with a year"):
+        log.filter(created=(when, None))
+    with pytest.raises(fk.EventLogError, match=r"`end`=.* holds no date with a year"):
+        log.movement("2025-01-01", when)
+
+
+def test_time_parameters_with_a_date_still_work(e):
+    assert fk.EventLog(e, **K, as_of="2025-06").as_of == pd.Timestamp("2025-06-01")
+    assert fk.EventLog(e, **K, as_of="June 30, 2025").as_of == pd.Timestamp("2025-06-30")
+    at_noon = fk.EventLog(e, **K, as_of="2025-01-10T12:00")
+    assert at_noon.as_of == pd.Timestamp("2025-01-10 12:00")
+
+
 def test_lone_surrogate_stage_is_a_bad_row(e):
     x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
     with pytest.raises(fk.EventLogError, match=r"column `s`: 1 rows invalid stage.*'Demo\\ud800'"):

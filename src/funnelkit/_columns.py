@@ -689,10 +689,33 @@ def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, int]:
     return (bad if bad.any() else None), median
 
 
+def _on_the_clock(text: str) -> bool:
+    """True for text pandas reads relative to the wall clock: ``"now"``, ``"today"``, a
+    time of day without a date (``"12:00"``, today at noon)."""
+    import datetime as dt
+
+    from dateutil import parser
+
+    if text.strip().lower() in _DATE_WORDS:
+        return True
+    try:  # a string without a year takes it from the default (pandas: today's date)
+        one = parser.parse(text, default=dt.datetime(2000, 1, 1))
+        other = parser.parse(text, default=dt.datetime(2001, 2, 2))
+    except (ValueError, OverflowError):
+        return False  # pandas decides (and raises what it cannot read)
+    return one.year != other.year
+
+
 def to_timestamp(value: object, aware: bool, name: str) -> int:
     """A scalar time (``as_of``) as int64 ns on the log's clock (naive read as UTC)."""
     from .errors import EventLogError
 
+    if isinstance(value, str) and _on_the_clock(value):
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} holds no date with a year (pandas would fill "
+            "in today's date, or the year 1); pass a date, e.g. '2025-06-30' or "
+            "'2025-06-30 12:00'."
+        )
     try:
         ts = pd.Timestamp(value)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
