@@ -415,6 +415,47 @@ def test_lone_surrogate_stage_mapped_to_a_real_name_is_fine(e):
     assert log.funnel()["reached"].tolist() == [2, 1]
 
 
+def test_lone_surrogate_deal_id_is_a_bad_row(e):
+    # before: "a\ud800" was a third deal, and log.report().save() a raw UnicodeEncodeError
+    x = e.assign(d=_obj(["a", "a\ud800", "a", "b", "b"]))
+    with pytest.raises(fk.EventLogError, match=r"column `d`: 1 rows invalid deal.*'a\\ud800'"):
+        fk.EventLog(x, **K)
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.deals()["deal"].tolist() == ["a", "b"]
+    assert log.quality.by_reason == {"invalid_deal": 1}
+
+
+def test_report_of_a_log_that_dropped_surrogates_is_written(e, tmp_path):
+    # before: writing the reject examples raised UnicodeEncodeError
+    x = e.assign(
+        d=_obj(["a", "a", "a", "b\udcff", "b"]),
+        s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]),
+    )
+    log = fk.EventLog(x, **K, errors="drop")
+    log.report().save(tmp_path / "out")
+    examples = pd.read_csv(tmp_path / "out" / "tables" / "reject_examples.csv")
+    assert examples[["d", "s", "reason"]].values.tolist() == [
+        ["b\\udcff", "Lead", "invalid_deal"],
+        ["a", "Demo\\ud800", "invalid_stage"],
+    ]
+
+
+@pytest.mark.parametrize("bad", [["x"], {"k": 1}, np.array([1, 2])])
+@pytest.mark.parametrize("param", ["attrs", "visit_attrs"])
+def test_attribute_values_that_are_not_one_value_are_named(e, bad, param):
+    # before: a raw "TypeError: unhashable type: 'list'" naming no column
+    x = e.assign(team=_obj([bad] * 3 + ["b", "b"]))
+    with pytest.raises(fk.EventLogError, match=r"Column `team` \(attrs\) holds 3 values that are"):
+        fk.EventLog(x, **K, **{param: ["team"]})
+
+
+def test_attribute_text_with_a_lone_surrogate_is_named(e):
+    # before: the log built, then log.deals() raised a raw UnicodeEncodeError
+    x = e.assign(team=_obj(["Zed\ud800"] * 3 + ["Alpha"] * 2))
+    with pytest.raises(fk.EventLogError, match=r"Column `team` \(attrs\) .* lone surrogate"):
+        fk.EventLog(x, **K, attrs=["team"])
+
+
 @pytest.mark.parametrize("bad", [[1], {"k": 1}, np.array([1, 2]), {1, 2}])
 def test_unhashable_deal_ids_are_bad_rows(e, bad):
     x = e.assign(d=_obj([bad] * 3 + ["b", "b"]))

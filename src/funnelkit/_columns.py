@@ -420,6 +420,21 @@ def unhashable(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
     return bad if bad.any() else None
 
 
+def not_unicode(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
+    """Mask of text values with a lone surrogate (``"a\\ud800"``, a broken decoding), or
+    None when there are none. Only object columns can hold them (Arrow text cannot), and
+    one encode of all their strings at once rules them out in the common case."""
+    if isinstance(col, pa.ChunkedArray) or not pd.api.types.is_object_dtype(col.dtype):
+        return None
+    values = col.to_numpy(dtype=object)
+    text = [v for v in values if isinstance(v, str)]
+    try:
+        "".join(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return np.array([isinstance(v, str) and not is_unicode(v) for v in values])
+    return None
+
+
 def blank(col: pd.Series | pa.ChunkedArray, bad: np.ndarray) -> pd.Series:
     """The column as an object Series with the ``bad`` values set to None."""
     if isinstance(col, pa.ChunkedArray):
@@ -784,20 +799,48 @@ class _UnitlessDuration(EventLogError, TypeError):
 
 
 # --------------------------------------------------------------------------- attributes
-def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 for null) and uniques of an attribute column.
+def factorize(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, pd.Index]:
+    """Codes (-1 for null) and uniques of the attribute column ``name``.
 
     The uniques are a plain Index of the values, never a CategoricalIndex: for a
     categorical column (pandas ``category``, arrow dictionary) ``pd.factorize`` returns
     a Categorical whose *values* are the uniques, and a caller passing it as
     ``categories=`` to ``Categorical.from_codes`` would get its sorted categories instead,
-    which swaps labels between deals."""
+    which swaps labels between deals.
+
+    Values no attribute can hold — lists, dicts, arrays (no segment can be made of
+    them), text with a lone surrogate (no table or page can be written with it) — are an
+    error naming the column and a row."""
+    from .errors import EventLogError
+
     if isinstance(col, pa.ChunkedArray):
-        col = col.to_pandas()
+        col = col.to_pandas()  # lists and structs become object values
+    bad = unhashable(col)
+    if bad is not None:
+        i = int(np.flatnonzero(bad)[0])
+        raise EventLogError(
+            f"Column `{name}` (attrs) holds {int(bad.sum()):,} values that are lists, dicts "
+            f"or arrays, e.g. row {i}: {_one_value(col.iloc[i])}; an attribute must be one "
+            "value per row (text, a number, a date). Turn them into text or pick one item."
+        )
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
         uniques = uniques.categories.take(np.asarray(uniques.codes))
+    broken = [u for u in uniques if isinstance(u, str) and not is_unicode(u)]  # distinct
+    if broken:
+        raise EventLogError(
+            f"Column `{name}` (attrs) holds text that is not valid Unicode (a lone surrogate, "
+            f"from a broken decoding), e.g. {_one_value(broken[0])}; re-read the file with "
+            "the right encoding, or clean the column, e.g. "
+            "col.str.encode('utf-8', 'replace').str.decode('utf-8')."
+        )
     return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _one_value(value: Any) -> str:
+    """A value for a message: its repr (surrogates escaped), cut to 60 characters."""
+    text = ascii(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _TEMPORAL_KINDS = ("datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period")

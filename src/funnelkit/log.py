@@ -45,7 +45,8 @@ _COLUMN_OF_REASON = {
 }
 _HINTS = {
     "invalid_deal": "a deal id must be a single value such as a string or an integer, not "
-    "a list, dict or array",
+    "a list, dict or array, and text without lone surrogates such as '\\ud800' (a broken "
+    "decoding; re-read the file with the right encoding)",
     "missing_deal": "every event needs a deal id",
     "invalid_stage": "a stage name must be valid text: not a list, dict or array, and no "
     "lone surrogates such as '\\ud800' (a broken decoding; re-read the file with the right "
@@ -480,6 +481,9 @@ class EventLog:
         # values no id or name can be (unhashable; names that are not Unicode): bad rows
         deal_col = C.column(events, s["deal"])
         bad_deal = C.unhashable(deal_col)
+        broken = C.not_unicode(deal_col)
+        if broken is not None:
+            bad_deal = broken if bad_deal is None else bad_deal | broken
         if bad_deal is not None:
             deal_col = C.blank(deal_col, bad_deal)
         stage_col = C.column(events, s["stage"])
@@ -674,7 +678,7 @@ class EventLog:
             )
         self._attrs: dict[str, pd.Series] = {}
         for a in s["attrs"]:
-            codes, uniques = C.factorize(C.column(events, a))
+            codes, uniques = C.factorize(C.column(events, a), a)
             cs = codes[srt.rows]
             first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
@@ -691,7 +695,7 @@ class EventLog:
         # ---- visit attributes: the value on the event that entered the stage
         self._visit_attrs: dict[str, tuple[np.ndarray, pd.Index]] = {}
         for a in s["visit_attrs"]:
-            codes, uniques = C.factorize(C.column(events, a))
+            codes, uniques = C.factorize(C.column(events, a), a)
             self._visit_attrs[a] = (codes[srt.rows[kidx]], uniques)
 
         # ---- rejects and quality
