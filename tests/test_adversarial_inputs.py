@@ -595,7 +595,10 @@ class TestAdversarialProperties:
         assert log.quality.by_reason.get(reason, 0) == len(rows)
         keep = events.drop(index=events.index[rows])
         kept = x.drop(index=x.index[rows]).astype(keep.dtypes.to_dict())
-        self._same(log, fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw))
+        # the reference drops too: without the bad rows, a deal's won and lost events may
+        # meet in one terminal run (conflicting_outcome), which both logs set aside alike
+        ref = fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw, errors="drop")
+        self._same(log, ref)
         with pytest.raises(fk.EventLogError) as err:
             fk.EventLog(x, **self.KW, **kw)
         cases = err.value.failure_cases
