@@ -148,6 +148,21 @@ def _events() -> pd.DataFrame:
     )
 
 
+def test_csv_with_a_mapped_column_twice_in_the_header_raises(tmp_path):
+    # before: the first `s` column was read, the second ignored without a word
+    path = tmp_path / "dup.csv"
+    path.write_text("d,s,t,s\na,Lead,2025-01-01,Demo\na,won,2025-01-02,won\n")
+    with pytest.raises(
+        fk.EventLogError,
+        match=r"Column\(s\) `s` \(2 times\) appear more than once in the "
+        r"header of `.*dup\.csv`",
+    ):
+        fk.read_events(path, **K)
+    # a duplicated column the log does not read is fine
+    path.write_text("d,s,t,x,x\na,Lead,2025-01-01,1,2\na,won,2025-01-02,1,2\n")
+    assert fk.read_events(path, **K).n_deals == 1
+
+
 def test_parquet_folder_mixing_aware_and_naive_times_raises(tmp_path):
     # before: the naive file was silently read as UTC
     e = _events()

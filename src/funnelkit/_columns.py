@@ -95,9 +95,10 @@ def check_columns(roles: dict[str, str], available: list[str], where: str = "the
         )
 
 
-def check_unique_columns(roles: dict[str, str], available: list) -> None:
+def check_unique_columns(roles: dict[str, str], available: list, where: str = "") -> None:
     """Raise a clear error when a column the log reads appears more than once (pandas
-    would hand back a DataFrame where one column is expected)."""
+    would hand back a DataFrame where one column is expected; a CSV reader would pick
+    one silently). ``where`` names a file (default: the events in memory)."""
     from .errors import EventLogError
 
     used = set(roles.values())
@@ -108,6 +109,11 @@ def check_unique_columns(roles: dict[str, str], available: list) -> None:
     dup = [c for c, k in counts.items() if k > 1]
     if dup:
         shown = ", ".join(f"`{c}` ({counts[c]} times)" for c in dup)
+        if where:
+            raise EventLogError(
+                f"Column(s) {shown} appear more than once in the header of {where}; the "
+                "log cannot tell which one to read. Rename the duplicates in the file."
+            )
         raise EventLogError(
             f"Column(s) {shown} appear more than once in the events; the log cannot tell "
             "which one to read. Rename or drop the duplicates first, e.g. "

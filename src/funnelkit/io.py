@@ -350,6 +350,7 @@ def _read_csv(
     read = pacsv.ReadOptions(encoding=encoding)
     header = _csv_header(p, read, where, encoding)
     C.check_columns(roles, header, where)
+    C.check_unique_columns(roles, header, where)
     cols = list(dict.fromkeys(roles.values()))
     text = [c for c in cols if c != amount]
     convert = pacsv.ConvertOptions(
