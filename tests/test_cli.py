@@ -573,9 +573,14 @@ def test_ctrl_c_while_writing_keeps_the_earlier_report(tmp_path):
 
 
 def test_ctrl_c_while_computing_writes_nothing(tmp_path):
+    import signal
+
     out = tmp_path / "report"
     code, err = _interrupt_report(out, "key stages…")
-    assert code == 130, err
+    # 130, or death by SIGINT (a shell shows 130 for both): when the interrupt lands while a
+    # C extension (scipy) is being imported, CPython 3.11 ends the process by SIGINT after
+    # main() caught the KeyboardInterrupt and returned 130; seen 1 run in ~15
+    assert code in (130, -signal.SIGINT), err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "funnelkit: interrupted; nothing written"
     assert list(tmp_path.iterdir()) == []
