@@ -649,6 +649,19 @@ def test_report_on_terminal_events_only_exits_0(tmp_path):
     assert "No stage visits" in (out / "report.html").read_text()
 
 
+def test_report_by_segment_on_terminal_events_only_exits_0(tmp_path):
+    # before: "analysis failed: IndexError: single positional indexer is out-of-bounds"
+    # from the segments chart of an empty funnel_by table, exit 1
+    path = tmp_path / "events.csv"
+    path.write_text("d,s,t,team\na,won,2025-01-01,x\nb,lost,2025-01-02,y\n")
+    out = tmp_path / "out"
+    cols = ["--deal", "d", "--stage", "s", "--time", "t", "--attrs", "team", "--by", "team"]
+    r = run("report", str(path), *cols, "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    assert "chart `segments` not drawn: The funnel table is empty: no stage to draw." in notes
+
+
 def test_latin1_csv_exits_2_and_reads_with_encoding(tmp_path):
     path = tmp_path / "events.csv"
     path.write_bytes("d,s,t\nx,Lead,2025-01-01\nx,Démo,2025-01-03\n".encode("latin-1"))
