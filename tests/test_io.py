@@ -163,6 +163,21 @@ def test_csv_with_a_mapped_column_twice_in_the_header_raises(tmp_path):
     assert fk.read_events(path, **K).n_deals == 1
 
 
+def test_dask_engine_checks_a_csv_like_the_pandas_one(tmp_path):
+    # before: a raw UnicodeDecodeError, and the first of two `s` columns read silently
+    pytest.importorskip("dask.dataframe")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("d,s,t\nä,Lead,2025-01-01\nä,won,2025-01-02\n".encode("latin-1"))
+    with pytest.raises(fk.EventLogError, match=r"`.*latin\.csv` is not UTF-8 text.*encoding="):
+        fk.read_events(latin, engine="dask", **K)
+    log = fk.read_events(latin, engine="dask", encoding="latin-1", **K)
+    assert log.deals().compute()["deal"].tolist() == ["ä"]
+    dup = tmp_path / "dup.csv"
+    dup.write_text("d,s,t,s\na,Lead,2025-01-01,Demo\na,won,2025-01-02,won\n")
+    with pytest.raises(fk.EventLogError, match=r"`s` \(2 times\) appear more than once"):
+        fk.read_events(dup, engine="dask", **K)
+
+
 def test_parquet_folder_mixing_aware_and_naive_times_raises(tmp_path):
     # before: the naive file was silently read as UTC
     e = _events()

@@ -794,15 +794,27 @@ def read_events(
 
         nas = list(dict.fromkeys(("", *(NA_VALUES if na_values is None else na_values))))
         str_cols = [c for c in cols if c != amount]
-        events = dd.read_csv(
-            text,
-            usecols=cols,
-            dtype=dict.fromkeys(str_cols, "string"),
-            encoding=encoding,
-            na_values=nas,
-            keep_default_na=False,
-        )
-        events = events.map_partitions(_blank_as_missing, str_cols)
+        if p.is_file():  # one local file: its header checked as the in-memory reader does
+            from .io import csv_header
+
+            header = csv_header(p, encoding, f"`{path}`")
+            C.check_columns(roles, header, f"`{path}`")
+            C.check_unique_columns(roles, header, f"`{path}`")
+        try:  # bytes of another encoding: in the sample dask reads now, or further down
+            events = dd.read_csv(
+                text,
+                usecols=cols,
+                dtype=dict.fromkeys(str_cols, "string"),
+                encoding=encoding,
+                na_values=nas,
+                keep_default_na=False,
+            )
+            events = events.map_partitions(_blank_as_missing, str_cols)
+            return DaskEventLog(events, npartitions=npartitions, **kwargs)
+        except UnicodeError as exc:
+            from .io import _csv_error
+
+            raise _csv_error(exc, None, f"`{path}`", encoding) from exc
     else:
         raise EventLogError(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "

@@ -372,6 +372,12 @@ def _read_csv(
     return table
 
 
+def csv_header(p: Path, encoding: str, where: str) -> list[str]:
+    """The column names of CSV file ``p`` (for readers that read the rows themselves);
+    a clear error when the header cannot be read in ``encoding``."""
+    return _csv_header(p, pacsv.ReadOptions(encoding=encoding), where, encoding)
+
+
 def _csv_header(p: Path, read: pacsv.ReadOptions, where: str, encoding: str) -> list[str]:
     if encoding == "utf-8" and ".csv" == p.suffix.lower():
         with p.open("rb") as fh:
