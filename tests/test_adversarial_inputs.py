@@ -133,6 +133,18 @@ def test_stage_names_as_iterators_are_read_once(e):
     assert won.deals()["outcome"].tolist() == ["won"]
 
 
+def test_stage_names_as_iterators_dask(e):
+    dd = pytest.importorskip("dask.dataframe")
+    log = fk.EventLog(
+        dd.from_pandas(e, npartitions=2),
+        **K | {"won": iter(["won"]), "lost": (s for s in ["lost"])},
+        stages=iter(["Lead", "Demo"]),
+    )
+    assert (log.won, log.lost, log.stages) == (["won"], ["lost"], ["Lead", "Demo"])
+    outcome = log.deals().compute().set_index("deal")["outcome"].astype(str).to_dict()
+    assert outcome == {"a": "won", "b": "lost"}
+
+
 _HASH_SEED_SCRIPT = """
 import pandas as pd, funnelkit as fk
 e = pd.DataFrame(dict(d=list("aaabbcc"), s=["Lead", "Demo", "won", "Lead", "lost", "Lead", "gone"],

@@ -174,14 +174,17 @@ class DaskEventLog:
         if exact_durations < 0:
             raise EventLogError("Parameter `exact_durations` must be >= 0.")
         attrs = C.as_list(attrs, "attrs", ordered=False)
+        # stage names read once: an iterator would be empty on a second read
+        self.won = _names(won, "won")
+        self.lost = _names(lost, "lost")
         settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
             stages=_names(stages, "stages") if stages is not None else None,
-            won=won,
-            lost=lost,
+            won=self.won,
+            lost=self.lost,
             amount=amount,
             attrs=list(attrs),
             stale_after=stale_after,
@@ -192,8 +195,6 @@ class DaskEventLog:
         self._settings = settings
         self._as_of_arg = as_of
         self._events = events
-        self.won = _names(won, "won")
-        self.lost = _names(lost, "lost")
         self.stale_after = (
             None if stale_after is None else C.to_duration(stale_after, "stale_after")
         )
