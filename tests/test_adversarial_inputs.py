@@ -410,6 +410,18 @@ def test_time_parameters_with_a_date_still_work(e):
     assert at_noon.as_of == pd.Timestamp("2025-01-10 12:00")
 
 
+@pytest.mark.parametrize("day", ["now", "12:00", "June 30", 5, np.int64(3)])
+def test_holidays_that_are_not_dates_are_refused(day):
+    # before: "now" and "12:00" became today, "June 30" the year 1, 5 1970-01-01
+    with pytest.raises(fk.EventLogError, match=r"holiday .* is not a date"):
+        fk.BusinessCalendar(holidays=[day])
+
+
+def test_a_single_holiday_string_is_one_date():
+    # before: read as its characters ("Given date string '2' not likely a datetime")
+    assert fk.BusinessCalendar(holidays="2025-12-25").holidays == ("2025-12-25",)
+
+
 def test_lone_surrogate_stage_is_a_bad_row(e):
     x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
     with pytest.raises(fk.EventLogError, match=r"column `s`: 1 rows invalid stage.*'Demo\\ud800'"):
