@@ -216,6 +216,26 @@ def test_durations_with_a_unit_still_work(e):
     assert bd.stale_after == pd.Timedelta(hours=12)
 
 
+def test_numpy_durations_with_a_unit_are_accepted(e):
+    # before: np.timedelta64 is an np.integer, so np.timedelta64(90, "D") was "no unit"
+    log = fk.EventLog(e, **K, stale_after=np.timedelta64(90, "D"))
+    assert log.stale_after == pd.Timedelta(days=90)
+    assert log.funnel(within={"Demo": np.timedelta64(12, "h")})["stage"].tolist() == [
+        "Lead",
+        "Demo",
+    ]
+    with pytest.raises(fk.EventLogError, match="has no unit"):
+        fk.EventLog(e, **K, stale_after=np.timedelta64(90))
+
+
+@pytest.mark.parametrize("months", ["P3M", "P3MT1H", " P1M"])
+def test_iso_durations_in_months_are_refused(e, months):
+    # before: pandas read "P3M" (three months) as three minutes: every open deal stale
+    with pytest.raises(fk.EventLogError, match=r"`stale_after`=.* holds months"):
+        fk.EventLog(e, **K, stale_after=months)
+    assert fk.EventLog(e, **K, stale_after="PT3M").stale_after == pd.Timedelta(minutes=3)
+
+
 def test_unitless_forecast_horizon_is_refused(e):
     log = fk.EventLog(e, **K)
     with pytest.raises(fk.EventLogError, match=r"`horizon`='30' has no unit"):

@@ -780,8 +780,14 @@ def to_duration(value: object, name: str) -> pd.Timedelta:
     unitless = isinstance(value, (bool, int, float, np.integer, np.floating)) or (
         isinstance(value, str) and re.match(_UNITLESS, value) is not None
     )
-    if isinstance(value, np.timedelta64) and np.datetime_data(value.dtype)[0] == "generic":
-        unitless = True
+    if isinstance(value, np.timedelta64):  # an np.integer too: its unit decides
+        unitless = np.datetime_data(value.dtype)[0] == "generic"
+    if isinstance(value, str) and re.match(r"\s*P[^T]*M", value):
+        # ISO 8601 "P3M" is three months; pandas reads it as three minutes
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} holds months, which have no fixed length (and "
+            f"pandas would read 'P3M' as minutes); pass days, {example}."
+        )
     if unitless:
         raise _UnitlessDuration(
             f"Parameter `{name}`={value!r} has no unit (pandas would read it as "
