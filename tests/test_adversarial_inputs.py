@@ -118,6 +118,33 @@ def test_stages_as_dict_keys_keep_their_order(e):
     assert log.stages == ["Lead", "Demo"]
 
 
+def test_stage_names_as_iterators_are_read_once(e):
+    """A generator of stages, won or lost names is read once: the funnel order is the
+    given one and a filtered log (rebuilt from the settings) still knows the outcomes."""
+    log = fk.EventLog(
+        e,
+        **K | {"won": iter(["won"]), "lost": (s for s in ["lost"])},
+        stages=(s for s in ["Lead", "Demo"]),
+    )
+    assert log.stages == ["Lead", "Demo"]
+    assert log.funnel()["reached"].tolist() == [2, 1]
+    won = log.filter(where="outcome == 'won'")
+    assert (won.won, won.lost, won.n_deals) == (["won"], ["lost"], 1)
+    assert won.deals()["outcome"].tolist() == ["won"]
+
+
+def test_stage_names_as_iterators_dask(e):
+    dd = pytest.importorskip("dask.dataframe")
+    log = fk.EventLog(
+        dd.from_pandas(e, npartitions=2),
+        **K | {"won": iter(["won"]), "lost": (s for s in ["lost"])},
+        stages=iter(["Lead", "Demo"]),
+    )
+    assert (log.won, log.lost, log.stages) == (["won"], ["lost"], ["Lead", "Demo"])
+    outcome = log.deals().compute().set_index("deal")["outcome"].astype(str).to_dict()
+    assert outcome == {"a": "won", "b": "lost"}
+
+
 _HASH_SEED_SCRIPT = """
 import pandas as pd, funnelkit as fk
 e = pd.DataFrame(dict(d=list("aaabbcc"), s=["Lead", "Demo", "won", "Lead", "lost", "Lead", "gone"],
@@ -187,6 +214,26 @@ def test_durations_with_a_unit_still_work(e):
     assert f.loc["Lead", "reached"] == 2
     bd = fk.EventLog(e, **K, stale_after=pd.Timedelta(hours=12), calendar="business")
     assert bd.stale_after == pd.Timedelta(hours=12)
+
+
+def test_numpy_durations_with_a_unit_are_accepted(e):
+    # before: np.timedelta64 is an np.integer, so np.timedelta64(90, "D") was "no unit"
+    log = fk.EventLog(e, **K, stale_after=np.timedelta64(90, "D"))
+    assert log.stale_after == pd.Timedelta(days=90)
+    assert log.funnel(within={"Demo": np.timedelta64(12, "h")})["stage"].tolist() == [
+        "Lead",
+        "Demo",
+    ]
+    with pytest.raises(fk.EventLogError, match="has no unit"):
+        fk.EventLog(e, **K, stale_after=np.timedelta64(90))
+
+
+@pytest.mark.parametrize("months", ["P3M", "P3MT1H", " P1M"])
+def test_iso_durations_in_months_are_refused(e, months):
+    # before: pandas read "P3M" (three months) as three minutes: every open deal stale
+    with pytest.raises(fk.EventLogError, match=r"`stale_after`=.* holds months"):
+        fk.EventLog(e, **K, stale_after=months)
+    assert fk.EventLog(e, **K, stale_after="PT3M").stale_after == pd.Timedelta(minutes=3)
 
 
 def test_unitless_forecast_horizon_is_refused(e):
@@ -358,6 +405,43 @@ def _obj(values) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
+@pytest.mark.parametrize("as_of", ["2400-01-01", "1600-06-30", pd.Timestamp("2500-01-01")])
+def test_as_of_outside_nanosecond_range_names_as_of(e, as_of):
+    with pytest.raises(fk.EventLogError, match=r"`as_of`=.* outside the years 1677 to 2262"):
+        fk.EventLog(e, **K, as_of=as_of)
+
+
+@pytest.mark.parametrize("when", ["now", " Today ", "12:00", "3pm", "June 30"])
+def test_time_parameters_without_a_date_are_refused(e, when):
+    # before: as_of="now" / "12:00" became the wall clock (today at noon), "June 30" the year 1
+    with pytest.raises(fk.EventLogError, match=r"`as_of`=.* holds no date with a year"):
+        fk.EventLog(e, **K, as_of=when)
+    log = fk.EventLog(e, **K)
+    with pytest.raises(fk.EventLogError, match=r"`created`=.* holds no date with a year"):
+        log.filter(created=(when, None))
+    with pytest.raises(fk.EventLogError, match=r"`end`=.* holds no date with a year"):
+        log.movement("2025-01-01", when)
+
+
+def test_time_parameters_with_a_date_still_work(e):
+    assert fk.EventLog(e, **K, as_of="2025-06").as_of == pd.Timestamp("2025-06-01")
+    assert fk.EventLog(e, **K, as_of="June 30, 2025").as_of == pd.Timestamp("2025-06-30")
+    at_noon = fk.EventLog(e, **K, as_of="2025-01-10T12:00")
+    assert at_noon.as_of == pd.Timestamp("2025-01-10 12:00")
+
+
+@pytest.mark.parametrize("day", ["now", "12:00", "June 30", 5, np.int64(3)])
+def test_holidays_that_are_not_dates_are_refused(day):
+    # before: "now" and "12:00" became today, "June 30" the year 1, 5 1970-01-01
+    with pytest.raises(fk.EventLogError, match=r"holiday .* is not a date"):
+        fk.BusinessCalendar(holidays=[day])
+
+
+def test_a_single_holiday_string_is_one_date():
+    # before: read as its characters ("Given date string '2' not likely a datetime")
+    assert fk.BusinessCalendar(holidays="2025-12-25").holidays == ("2025-12-25",)
+
+
 def test_lone_surrogate_stage_is_a_bad_row(e):
     x = e.assign(s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]))
     with pytest.raises(fk.EventLogError, match=r"column `s`: 1 rows invalid stage.*'Demo\\ud800'"):
@@ -373,6 +457,47 @@ def test_lone_surrogate_stage_mapped_to_a_real_name_is_fine(e):
     log = fk.EventLog(x, **K, stage_map={"Demo\ud800": "Demo"})
     assert log.stages == ["Lead", "Demo"]
     assert log.funnel()["reached"].tolist() == [2, 1]
+
+
+def test_lone_surrogate_deal_id_is_a_bad_row(e):
+    # before: "a\ud800" was a third deal, and log.report().save() a raw UnicodeEncodeError
+    x = e.assign(d=_obj(["a", "a\ud800", "a", "b", "b"]))
+    with pytest.raises(fk.EventLogError, match=r"column `d`: 1 rows invalid deal.*'a\\ud800'"):
+        fk.EventLog(x, **K)
+    log = fk.EventLog(x, **K, errors="drop")
+    assert log.deals()["deal"].tolist() == ["a", "b"]
+    assert log.quality.by_reason == {"invalid_deal": 1}
+
+
+def test_report_of_a_log_that_dropped_surrogates_is_written(e, tmp_path):
+    # before: writing the reject examples raised UnicodeEncodeError
+    x = e.assign(
+        d=_obj(["a", "a", "a", "b\udcff", "b"]),
+        s=_obj(["Lead", "Demo\ud800", "won", "Lead", "lost"]),
+    )
+    log = fk.EventLog(x, **K, errors="drop")
+    log.report().save(tmp_path / "out")
+    examples = pd.read_csv(tmp_path / "out" / "tables" / "reject_examples.csv")
+    assert examples[["d", "s", "reason"]].values.tolist() == [
+        ["b\\udcff", "Lead", "invalid_deal"],
+        ["a", "Demo\\ud800", "invalid_stage"],
+    ]
+
+
+@pytest.mark.parametrize("bad", [["x"], {"k": 1}, np.array([1, 2])])
+@pytest.mark.parametrize("param", ["attrs", "visit_attrs"])
+def test_attribute_values_that_are_not_one_value_are_named(e, bad, param):
+    # before: a raw "TypeError: unhashable type: 'list'" naming no column
+    x = e.assign(team=_obj([bad] * 3 + ["b", "b"]))
+    with pytest.raises(fk.EventLogError, match=r"Column `team` \(attrs\) holds 3 values that are"):
+        fk.EventLog(x, **K, **{param: ["team"]})
+
+
+def test_attribute_text_with_a_lone_surrogate_is_named(e):
+    # before: the log built, then log.deals() raised a raw UnicodeEncodeError
+    x = e.assign(team=_obj(["Zed\ud800"] * 3 + ["Alpha"] * 2))
+    with pytest.raises(fk.EventLogError, match=r"Column `team` \(attrs\) .* lone surrogate"):
+        fk.EventLog(x, **K, attrs=["team"])
 
 
 @pytest.mark.parametrize("bad", [[1], {"k": 1}, np.array([1, 2]), {1, 2}])
@@ -514,8 +639,8 @@ class TestAdversarialProperties:
         assert log.quality.by_reason.get(reason, 0) == len(rows)
         keep = events.drop(index=events.index[rows])
         kept = x.drop(index=x.index[rows]).astype(keep.dtypes.to_dict())
-        # without the rows a deal's path can break a rule of its own (W, A, L1 minus A is a
-        # conflicting outcome): the same rule then applies to both logs
+        # the reference drops too: without the bad rows, a deal's won and lost events may
+        # meet in one terminal run (conflicting_outcome), which both logs set aside alike
         ref = fk.EventLog(kept.reset_index(drop=True), **self.KW, **kw, errors="drop")
         self._same(log, ref)
         with pytest.raises(fk.EventLogError) as err:

@@ -148,6 +148,36 @@ def _events() -> pd.DataFrame:
     )
 
 
+def test_csv_with_a_mapped_column_twice_in_the_header_raises(tmp_path):
+    # before: the first `s` column was read, the second ignored without a word
+    path = tmp_path / "dup.csv"
+    path.write_text("d,s,t,s\na,Lead,2025-01-01,Demo\na,won,2025-01-02,won\n")
+    with pytest.raises(
+        fk.EventLogError,
+        match=r"Column\(s\) `s` \(2 times\) appear more than once in the "
+        r"header of `.*dup\.csv`",
+    ):
+        fk.read_events(path, **K)
+    # a duplicated column the log does not read is fine
+    path.write_text("d,s,t,x,x\na,Lead,2025-01-01,1,2\na,won,2025-01-02,1,2\n")
+    assert fk.read_events(path, **K).n_deals == 1
+
+
+def test_dask_engine_checks_a_csv_like_the_pandas_one(tmp_path):
+    # before: a raw UnicodeDecodeError, and the first of two `s` columns read silently
+    pytest.importorskip("dask.dataframe")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("d,s,t\nä,Lead,2025-01-01\nä,won,2025-01-02\n".encode("latin-1"))
+    with pytest.raises(fk.EventLogError, match=r"`.*latin\.csv` is not UTF-8 text.*encoding="):
+        fk.read_events(latin, engine="dask", **K)
+    log = fk.read_events(latin, engine="dask", encoding="latin-1", **K)
+    assert log.deals().compute()["deal"].tolist() == ["ä"]
+    dup = tmp_path / "dup.csv"
+    dup.write_text("d,s,t,s\na,Lead,2025-01-01,Demo\na,won,2025-01-02,won\n")
+    with pytest.raises(fk.EventLogError, match=r"`s` \(2 times\) appear more than once"):
+        fk.read_events(dup, engine="dask", **K)
+
+
 def test_parquet_folder_mixing_aware_and_naive_times_raises(tmp_path):
     # before: the naive file was silently read as UTC
     e = _events()
@@ -198,6 +228,32 @@ def test_parquet_folder_with_int_and_text_ids_raises(tmp_path):
     e.iloc[:3].assign(d=[1, 1, 1]).to_parquet(folder2 / "part-1.parquet")
     with pytest.raises(fk.EventLogError, match="integer in part-1.parquet"):
         fk.read_events(folder2, **K)
+
+
+@pytest.mark.parametrize(
+    "first, second, words",
+    [
+        ("aware", "naive", r"column `t` \(time\) mixes time zones"),
+        ("int_ids", "text", r"column `d` \(deal\) has different types: integer in part-0"),
+        ("text", "no_stage", r"column `s` \(stage\) is missing from 1 of 2 files"),
+    ],
+)
+def test_dask_engine_checks_a_parquet_folder_like_the_pandas_one(tmp_path, first, second, words):
+    # before: dask read the folder with the first file's schema (naive times relabelled,
+    # ids cast, a raw KeyError for a missing column) and gave two deals or crashed
+    pytest.importorskip("dask.dataframe")
+    e = _events()
+    parts = {
+        "aware": e.iloc[:3].assign(t=e["t"].iloc[:3].dt.tz_localize("UTC")),
+        "int_ids": e.iloc[:3].assign(d=[1, 1, 1]),
+        "text": e.iloc[:3],
+        "naive": e.iloc[3:],
+        "no_stage": e.iloc[3:].rename(columns={"s": "stage"}),
+    }
+    folder = _parquet_folder(tmp_path, parts[first], parts[second])
+    for engine in ("pandas", "dask"):
+        with pytest.raises(fk.EventLogError, match=words):
+            fk.read_events(folder, engine=engine, **K)
 
 
 def test_parquet_folder_with_a_column_missing_from_a_file_raises(tmp_path):

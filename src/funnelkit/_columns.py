@@ -95,9 +95,10 @@ def check_columns(roles: dict[str, str], available: list[str], where: str = "the
         )
 
 
-def check_unique_columns(roles: dict[str, str], available: list) -> None:
+def check_unique_columns(roles: dict[str, str], available: list, where: str = "") -> None:
     """Raise a clear error when a column the log reads appears more than once (pandas
-    would hand back a DataFrame where one column is expected)."""
+    would hand back a DataFrame where one column is expected; a CSV reader would pick
+    one silently). ``where`` names a file (default: the events in memory)."""
     from .errors import EventLogError
 
     used = set(roles.values())
@@ -108,6 +109,11 @@ def check_unique_columns(roles: dict[str, str], available: list) -> None:
     dup = [c for c, k in counts.items() if k > 1]
     if dup:
         shown = ", ".join(f"`{c}` ({counts[c]} times)" for c in dup)
+        if where:
+            raise EventLogError(
+                f"Column(s) {shown} appear more than once in the header of {where}; the "
+                "log cannot tell which one to read. Rename the duplicates in the file."
+            )
         raise EventLogError(
             f"Column(s) {shown} appear more than once in the events; the log cannot tell "
             "which one to read. Rename or drop the duplicates first, e.g. "
@@ -420,6 +426,21 @@ def unhashable(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
     return bad if bad.any() else None
 
 
+def not_unicode(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
+    """Mask of text values with a lone surrogate (``"a\\ud800"``, a broken decoding), or
+    None when there are none. Only object columns can hold them (Arrow text cannot), and
+    one encode of all their strings at once rules them out in the common case."""
+    if isinstance(col, pa.ChunkedArray) or not pd.api.types.is_object_dtype(col.dtype):
+        return None
+    values = col.to_numpy(dtype=object)
+    text = [v for v in values if isinstance(v, str)]
+    try:
+        "".join(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return np.array([isinstance(v, str) and not is_unicode(v) for v in values])
+    return None
+
+
 def blank(col: pd.Series | pa.ChunkedArray, bad: np.ndarray) -> pd.Series:
     """The column as an object Series with the ``bad`` values set to None."""
     if isinstance(col, pa.ChunkedArray):
@@ -689,10 +710,33 @@ def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, int]:
     return (bad if bad.any() else None), median
 
 
+def _on_the_clock(text: str) -> bool:
+    """True for text pandas reads relative to the wall clock: ``"now"``, ``"today"``, a
+    time of day without a date (``"12:00"``, today at noon)."""
+    import datetime as dt
+
+    from dateutil import parser
+
+    if text.strip().lower() in _DATE_WORDS:
+        return True
+    try:  # a string without a year takes it from the default (pandas: today's date)
+        one = parser.parse(text, default=dt.datetime(2000, 1, 1))
+        other = parser.parse(text, default=dt.datetime(2001, 2, 2))
+    except (ValueError, OverflowError):
+        return False  # pandas decides (and raises what it cannot read)
+    return one.year != other.year
+
+
 def to_timestamp(value: object, aware: bool, name: str) -> int:
     """A scalar time (``as_of``) as int64 ns on the log's clock (naive read as UTC)."""
     from .errors import EventLogError
 
+    if isinstance(value, str) and _on_the_clock(value):
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} holds no date with a year (pandas would fill "
+            "in today's date, or the year 1); pass a date, e.g. '2025-06-30' or "
+            "'2025-06-30 12:00'."
+        )
     try:
         ts = pd.Timestamp(value)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
@@ -710,7 +754,13 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
             f"Parameter `{name}`={value!r} has a time zone but the log's timestamps are "
             "naive; pass a naive timestamp or make the log's times time-zone aware."
         )
-    return int(ts.as_unit("ns").value)
+    try:
+        return int(ts.as_unit("ns").value)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} is outside the years 1677 to 2262 that "
+            "nanosecond timestamps hold; pass a time near the events or leave it None."
+        ) from None
 
 
 _UNITLESS = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
@@ -730,8 +780,14 @@ def to_duration(value: object, name: str) -> pd.Timedelta:
     unitless = isinstance(value, (bool, int, float, np.integer, np.floating)) or (
         isinstance(value, str) and re.match(_UNITLESS, value) is not None
     )
-    if isinstance(value, np.timedelta64) and np.datetime_data(value.dtype)[0] == "generic":
-        unitless = True
+    if isinstance(value, np.timedelta64):  # an np.integer too: its unit decides
+        unitless = np.datetime_data(value.dtype)[0] == "generic"
+    if isinstance(value, str) and re.match(r"\s*P[^T]*M", value):
+        # ISO 8601 "P3M" is three months; pandas reads it as three minutes
+        raise EventLogError(
+            f"Parameter `{name}`={value!r} holds months, which have no fixed length (and "
+            f"pandas would read 'P3M' as minutes); pass days, {example}."
+        )
     if unitless:
         raise _UnitlessDuration(
             f"Parameter `{name}`={value!r} has no unit (pandas would read it as "
@@ -755,20 +811,48 @@ class _UnitlessDuration(EventLogError, TypeError):
 
 
 # --------------------------------------------------------------------------- attributes
-def factorize(col: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 for null) and uniques of an attribute column.
+def factorize(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, pd.Index]:
+    """Codes (-1 for null) and uniques of the attribute column ``name``.
 
     The uniques are a plain Index of the values, never a CategoricalIndex: for a
     categorical column (pandas ``category``, arrow dictionary) ``pd.factorize`` returns
     a Categorical whose *values* are the uniques, and a caller passing it as
     ``categories=`` to ``Categorical.from_codes`` would get its sorted categories instead,
-    which swaps labels between deals."""
+    which swaps labels between deals.
+
+    Values no attribute can hold — lists, dicts, arrays (no segment can be made of
+    them), text with a lone surrogate (no table or page can be written with it) — are an
+    error naming the column and a row."""
+    from .errors import EventLogError
+
     if isinstance(col, pa.ChunkedArray):
-        col = col.to_pandas()
+        col = col.to_pandas()  # lists and structs become object values
+    bad = unhashable(col)
+    if bad is not None:
+        i = int(np.flatnonzero(bad)[0])
+        raise EventLogError(
+            f"Column `{name}` (attrs) holds {int(bad.sum()):,} values that are lists, dicts "
+            f"or arrays, e.g. row {i}: {_one_value(col.iloc[i])}; an attribute must be one "
+            "value per row (text, a number, a date). Turn them into text or pick one item."
+        )
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
         uniques = uniques.categories.take(np.asarray(uniques.codes))
+    broken = [u for u in uniques if isinstance(u, str) and not is_unicode(u)]  # distinct
+    if broken:
+        raise EventLogError(
+            f"Column `{name}` (attrs) holds text that is not valid Unicode (a lone surrogate, "
+            f"from a broken decoding), e.g. {_one_value(broken[0])}; re-read the file with "
+            "the right encoding, or clean the column, e.g. "
+            "col.str.encode('utf-8', 'replace').str.decode('utf-8')."
+        )
     return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _one_value(value: Any) -> str:
+    """A value for a message: its repr (surrogates escaped), cut to 60 characters."""
+    text = ascii(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _TEMPORAL_KINDS = ("datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period")

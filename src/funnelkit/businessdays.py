@@ -48,8 +48,20 @@ class BusinessCalendar:
     holidays: tuple[Any, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        from ._columns import _on_the_clock
+
+        days = [self.holidays] if isinstance(self.holidays, str) else list(self.holidays)
+        for day in days:  # what pandas would read as today, the year 1 or 1970
+            if isinstance(day, (bool, int, float, np.number)) or (
+                isinstance(day, str) and _on_the_clock(day)
+            ):
+                raise EventLogError(
+                    f"BusinessCalendar: holiday {day!r} is not a date (pandas would read "
+                    "it as today, the year 1 or 1970-01-01); give dates such as "
+                    "'2025-12-25'."
+                )
         try:
-            hol = tuple(pd.to_datetime(list(self.holidays)).strftime("%Y-%m-%d"))
+            hol = tuple(pd.to_datetime(days).strftime("%Y-%m-%d"))
             cal = np.busdaycalendar(weekmask=self.weekmask, holidays=list(hol))
         except (ValueError, TypeError) as exc:
             raise EventLogError(

@@ -174,14 +174,17 @@ class DaskEventLog:
         if exact_durations < 0:
             raise EventLogError("Parameter `exact_durations` must be >= 0.")
         attrs = C.as_list(attrs, "attrs", ordered=False)
+        # stage names read once: an iterator would be empty on a second read
+        self.won = _names(won, "won")
+        self.lost = _names(lost, "lost")
         settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
             stages=_names(stages, "stages") if stages is not None else None,
-            won=won,
-            lost=lost,
+            won=self.won,
+            lost=self.lost,
             amount=amount,
             attrs=list(attrs),
             stale_after=stale_after,
@@ -192,8 +195,6 @@ class DaskEventLog:
         self._settings = settings
         self._as_of_arg = as_of
         self._events = events
-        self.won = _names(won, "won")
-        self.lost = _names(lost, "lost")
         self.stale_after = (
             None if stale_after is None else C.to_duration(stale_after, "stale_after")
         )
@@ -778,6 +779,13 @@ def read_events(
     cols = list(dict.fromkeys(roles.values()))
     name = p.name.lower()
     if p.is_dir() or name.endswith((".parquet", ".pq", ".parq")):
+        if "://" not in text and p.is_dir():
+            # dask reads a folder with its first file's schema: files that disagree on a
+            # mapped column (aware beside naive times, int beside text ids) are an error,
+            # as with the in-memory reader, not silently cast or relabelled
+            from .io import check_parquet_folder
+
+            check_parquet_folder(p, roles, f"`{path}`")
         events = dd.read_parquet(text)
         C.check_columns(roles, list(events.columns), f"`{path}`")
         events = events[cols]
@@ -787,15 +795,27 @@ def read_events(
 
         nas = list(dict.fromkeys(("", *(NA_VALUES if na_values is None else na_values))))
         str_cols = [c for c in cols if c != amount]
-        events = dd.read_csv(
-            text,
-            usecols=cols,
-            dtype=dict.fromkeys(str_cols, "string"),
-            encoding=encoding,
-            na_values=nas,
-            keep_default_na=False,
-        )
-        events = events.map_partitions(_blank_as_missing, str_cols)
+        if p.is_file():  # one local file: its header checked as the in-memory reader does
+            from .io import csv_header
+
+            header = csv_header(p, encoding, f"`{path}`")
+            C.check_columns(roles, header, f"`{path}`")
+            C.check_unique_columns(roles, header, f"`{path}`")
+        try:  # bytes of another encoding: in the sample dask reads now, or further down
+            events = dd.read_csv(
+                text,
+                usecols=cols,
+                dtype=dict.fromkeys(str_cols, "string"),
+                encoding=encoding,
+                na_values=nas,
+                keep_default_na=False,
+            )
+            events = events.map_partitions(_blank_as_missing, str_cols)
+            return DaskEventLog(events, npartitions=npartitions, **kwargs)
+        except UnicodeError as exc:
+            from .io import _csv_error
+
+            raise _csv_error(exc, None, f"`{path}`", encoding) from exc
     else:
         raise EventLogError(
             f"Input `{path}`: unknown file type; expected .csv, .parquet or a folder of "

@@ -221,6 +221,19 @@ def _read_parquet(p: Path, roles: dict[str, str], stage: str, where: str) -> pa.
         raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
 
 
+def check_parquet_folder(p: Path, roles: dict[str, str], where: str) -> None:
+    """Raise the reader's error when the Parquet files of folder ``p`` disagree on a
+    mapped column (for readers, like the Dask engine's, that read the files themselves)."""
+    try:
+        dataset = ds.dataset(p, format="parquet")
+        if not dataset.files:
+            raise EventLogError(f"Input {where} is a folder without Parquet files.")
+        C.check_columns(roles, dataset.schema.names, where)
+        _folder_schema(dataset, p, roles, where)
+    except pa.ArrowException as exc:
+        raise EventLogError(f"Input {where} could not be read as Parquet: {exc}") from exc
+
+
 def _type_kind(t: pa.DataType, role: str) -> str | None:
     """What a Parquet column type means for its role; files of one folder must agree."""
     if pa.types.is_dictionary(t):
@@ -337,6 +350,7 @@ def _read_csv(
     read = pacsv.ReadOptions(encoding=encoding)
     header = _csv_header(p, read, where, encoding)
     C.check_columns(roles, header, where)
+    C.check_unique_columns(roles, header, where)
     cols = list(dict.fromkeys(roles.values()))
     text = [c for c in cols if c != amount]
     convert = pacsv.ConvertOptions(
@@ -356,6 +370,12 @@ def _read_csv(
             col = pc.if_else(blank, pa.scalar(None, col.type), col)
             table = table.set_column(table.schema.get_field_index(c), c, col)
     return table
+
+
+def csv_header(p: Path, encoding: str, where: str) -> list[str]:
+    """The column names of CSV file ``p`` (for readers that read the rows themselves);
+    a clear error when the header cannot be read in ``encoding``."""
+    return _csv_header(p, pacsv.ReadOptions(encoding=encoding), where, encoding)
 
 
 def _csv_header(p: Path, read: pacsv.ReadOptions, where: str, encoding: str) -> list[str]:

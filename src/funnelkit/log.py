@@ -46,7 +46,8 @@ _COLUMN_OF_REASON = {
 }
 _HINTS = {
     "invalid_deal": "a deal id must be a single value such as a string or an integer, not "
-    "a list, dict or array",
+    "a list, dict or array, and text without lone surrogates such as '\\ud800' (a broken "
+    "decoding; re-read the file with the right encoding)",
     "missing_deal": "every event needs a deal id",
     "invalid_stage": "a stage name must be valid text: not a list, dict or array, and no "
     "lone surrogates such as '\\ud800' (a broken decoding; re-read the file with the right "
@@ -277,14 +278,19 @@ class EventLog:
         attrs = C.as_list(attrs, "attrs", ordered=False)
         visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
         self.calendar = as_calendar(calendar)
+        # stage names are read once: an iterator passed as `stages`, `won` or `lost` would be
+        # empty the second time (and filter() rebuilds the log from these settings)
+        declared = None if stages is None else _names(stages, "stages")
+        self.won = _names(won, "won")
+        self.lost = _names(lost, "lost")
         self._settings: dict[str, Any] = dict(
             deal=deal,
             stage=stage,
             time=time,
             stage_map=dict(stage_map) if stage_map else None,
-            stages=_names(stages, "stages") if stages is not None else None,
-            won=won,
-            lost=lost,
+            stages=declared,
+            won=self.won,
+            lost=self.lost,
             amount=amount,
             attrs=list(attrs),
             visit_attrs=list(visit_attrs),
@@ -294,12 +300,9 @@ class EventLog:
             errors=errors,
             date_format=date_format,
         )
-        self.won = _names(won, "won")
-        self.lost = _names(lost, "lost")
         overlap = set(self.won) & set(self.lost)
         if overlap:
             raise EventLogError(f"Stages {sorted(overlap)} are in both `won` and `lost`.")
-        declared = None if stages is None else _names(stages, "stages")
         if declared is not None:
             dup = pd.Index(declared)[pd.Index(declared).duplicated()].tolist()
             if dup:
@@ -482,6 +485,9 @@ class EventLog:
         # values no id or name can be (unhashable; names that are not Unicode): bad rows
         deal_col = C.column(events, s["deal"])
         bad_deal = C.unhashable(deal_col)
+        broken = C.not_unicode(deal_col)
+        if broken is not None:
+            bad_deal = broken if bad_deal is None else bad_deal | broken
         if bad_deal is not None:
             deal_col = C.blank(deal_col, bad_deal)
         stage_col = C.column(events, s["stage"])
@@ -676,7 +682,7 @@ class EventLog:
             )
         self._attrs: dict[str, pd.Series] = {}
         for a in s["attrs"]:
-            codes, uniques = C.factorize(C.column(events, a))
+            codes, uniques = C.factorize(C.column(events, a), a)
             cs = codes[srt.rows]
             first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
@@ -693,7 +699,7 @@ class EventLog:
         # ---- visit attributes: the value on the event that entered the stage
         self._visit_attrs: dict[str, tuple[np.ndarray, pd.Index]] = {}
         for a in s["visit_attrs"]:
-            codes, uniques = C.factorize(C.column(events, a))
+            codes, uniques = C.factorize(C.column(events, a), a)
             self._visit_attrs[a] = (codes[srt.rows[kidx]], uniques)
 
         # ---- rejects and quality

@@ -339,7 +339,9 @@ def _rejects_summary(q: QualityReport) -> pd.DataFrame:
 
 
 def _reject_examples(rejects: pd.DataFrame) -> pd.DataFrame:
-    """The first few rejected rows per reason; input columns as text (they may mix types)."""
+    """The first few rejected rows per reason; input columns as text (they may mix types),
+    a lone surrogate (a row rejected for it) escaped as ``\\ud800`` so the table can be
+    written."""
     ex = rejects.groupby("reason", sort=False).head(EXAMPLES_PER_REASON)
     order = {r: i for i, r in enumerate(REASONS)}
     ex = ex.assign(_o=ex["reason"].map(order)).sort_values(["_o", "row"], kind="stable")
@@ -347,10 +349,17 @@ def _reject_examples(rejects: pd.DataFrame) -> pd.DataFrame:
     for col in ex.columns:
         if col not in ("row", "reason"):
             ex[col] = pd.Series(
-                [None if missing(v) else str(v) for v in ex[col]], dtype=object, index=ex.index
+                [None if missing(v) else _writable(str(v)) for v in ex[col]],
+                dtype=object,
+                index=ex.index,
             )
     ex["reason"] = ex["reason"].astype(object)
     return ex
+
+
+def _writable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``"\\ud800"``): UTF-8 cannot hold them."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _draw_charts(

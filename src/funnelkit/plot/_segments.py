@@ -110,6 +110,8 @@ def segments(
             "The funnel table has no segment column; pass log.funnel(by=...) or an "
             "EventLog with by=..."
         )
+    if table.empty:  # e.g. a log of won/lost events only
+        raise ValueError("The funnel table is empty: no stage to draw.")
     with_ci = metric == "conversion" and {"conversion_low", "conversion_high"} <= set(
         table.columns
     )
