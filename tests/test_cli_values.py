@@ -145,3 +145,32 @@ def test_toml_offset_datetime_on_a_naive_log_is_a_clear_error(tmp_path):
     exit2(r, "`as_of`", "time zone")
     ok = validate_json(EVENTS, *COLS, "--config", config(tmp_path, "as_of = 2025-03-01\n"))
     assert ok["as_of"] == "2025-03-01T00:00:00"
+
+
+def test_a_huge_n_boot_is_a_usage_error_not_a_memory_error(tmp_path):
+    """[key_stages] n_boot = 99999999999999999 ran out of memory (exit 1)."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[key_stages]\nn_boot = 99999999999999999\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "funnelkit", "report", "--sample", "--config", str(cfg),
+         "-o", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "n_boot" in r.stderr and "<= 100,000" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_n_boot_has_an_upper_bound_in_the_library():
+    import pytest
+
+    import funnelkit as fk
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    with pytest.raises(fk.EventLogError, match=r"`n_boot` must be <= 100,000"):
+        log.key_stages(n_boot=10**9)
+    with pytest.raises(fk.EventLogError, match=r"`n_boot` must be <= 100,000"):
+        log.what_if({"Demo": {"conversion": 0.05}}, n_boot=10**9)

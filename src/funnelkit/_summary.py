@@ -48,7 +48,7 @@ from . import _validate as V
 from ._columns import NAT
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
-from .errors import EventLogError
+from .errors import MAX_BOOT, EventLogError, int_param
 from .funnel import assemble
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
@@ -1426,10 +1426,10 @@ def key_stages_table(
     by_cols = _by_columns(by, lay)
     alpha = K._unit_interval("alpha", alpha, closed_high=False)
     uplift = K._unit_interval("uplift", uplift, closed_high=True)
-    n_boot = K._int("n_boot", n_boot, 0)
-    min_deals = K._int("min_deals", min_deals, 1)
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
+    min_deals = int_param("min_deals", min_deals, 1)
     if seed is not None:
-        seed = K._int("seed", seed, 0)
+        seed = int_param("seed", seed, 0)
     chosen = K._check_signals(signals, by_cols, period)
     local = [s for s in chosen if s != "leverage"]
     if local or period is not None or benchmark is not None:

@@ -6,6 +6,7 @@ import os
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["EventLogError", "FunnelkitWarning"]
@@ -71,3 +72,23 @@ def warn(message: str) -> None:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     warnings.warn(message, FunnelkitWarning, stacklevel=level)
+
+
+#: more bootstrap draws than this add nothing to a 95% interval and take hours
+MAX_BOOT = 100_000
+
+
+def int_param(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``, or a clear error naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Parameter `{name}` must be an int; got {type(value).__name__}.")
+    if value < low:
+        raise EventLogError(f"Parameter `{name}` must be >= {low}; got {value}.")
+    if high is not None and value > high:
+        raise EventLogError(
+            f"Parameter `{name}` must be <= {high:,}; got {value:,} (more draws than that do "
+            "not change a 95% interval and would take hours)."
+            if name == "n_boot"
+            else f"Parameter `{name}` must be <= {high:,}; got {value:,}."
+        )
+    return int(value)

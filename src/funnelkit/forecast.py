@@ -60,7 +60,7 @@ from ._columns import NAT
 from ._segments import expand, normalize_by, segments
 from ._stats import Z95, wilson
 from .dwell import km_table
-from .errors import EventLogError
+from .errors import MAX_BOOT, EventLogError, int_param
 from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
 
 if TYPE_CHECKING:
@@ -362,9 +362,9 @@ def what_if(
     """
     by_cols = normalize_by(by)
     seg, labels = segments(log, by_cols)
-    n_boot = _int("n_boot", n_boot, 0)
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
     if seed is not None:
-        seed = _int("seed", seed, 0)
+        seed = int_param("seed", seed, 0)
     plan = _check_changes(log, changes)
     chain = chain_from_log(log)
     loss, forward, won = chain.loss_mask, chain.forward, chain.won
@@ -973,7 +973,7 @@ def backtest(
     True
     """
     h_ns = _horizon(horizon)
-    bins = _int("bins", bins, 1)
+    bins = int_param("bins", bins, 1)
     _check_exits(exits)
     past = cut_log(log, cut)
     end_ns = past._as_of_ns + h_ns
@@ -1028,11 +1028,3 @@ def backtest(
 def _check_exits(exits: Any) -> None:
     if exits not in ("shares", "by_dwell"):
         raise EventLogError(f"Parameter `exits` must be 'shares' or 'by_dwell'; got {exits!r}.")
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Parameter `{name}` must be an int; got {type(value).__name__}.")
-    if value < low:
-        raise EventLogError(f"Parameter `{name}` must be >= {low}; got {value}.")
-    return int(value)

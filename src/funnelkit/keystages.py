@@ -40,7 +40,7 @@ from ._periods import (
 )
 from ._segments import normalize_by, path_segments
 from .dwell import km_table
-from .errors import EventLogError
+from .errors import MAX_BOOT, EventLogError, int_param
 from .markov import (
     batch_size,
     bootstrap_counts,
@@ -805,14 +805,6 @@ def _check_progress(progress: Any) -> Callable[[int, int], None] | None:
     )
 
 
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Parameter `{name}` must be an int; got {type(value).__name__}.")
-    if value < low:
-        raise EventLogError(f"Parameter `{name}` must be >= {low}; got {value}.")
-    return int(value)
-
-
 def _unit_interval(name: str, value: Any, *, closed_high: bool) -> float:
     try:
         x = float(value)
@@ -859,10 +851,10 @@ def key_stages(
         path_segments(log, by_cols)  # raises for an unknown attribute
     alpha = _unit_interval("alpha", alpha, closed_high=False)
     uplift = _unit_interval("uplift", uplift, closed_high=True)
-    n_boot = _int("n_boot", n_boot, 0)
-    min_deals = _int("min_deals", min_deals, 1)
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
+    min_deals = int_param("min_deals", min_deals, 1)
     if seed is not None:
-        seed = _int("seed", seed, 0)
+        seed = int_param("seed", seed, 0)
     chosen = _check_signals(signals, by_cols, period)
     period_ns = None
     period_label = ""
