@@ -232,6 +232,17 @@ def test_type_errors_are_clear(where, words, sample_log):
     assert "\n" not in str(info.value)
 
 
+def test_object_text_columns_take_only_strings(deals):
+    """pandas 2.2 holds text as object: `region == 5` matched nothing (filter: 'keeps no
+    deals') instead of the clear error pandas 3's str columns get (CI's pandas 2.2 run)."""
+    obj = deals.astype({"region": object})
+    with pytest.raises(ExpressionError, match="cannot compare text column `region` with 5"):
+        where_mask("region == 5", obj)
+    assert where_mask("region == 'West'", obj).sum() == (deals["region"] == "West").sum() > 0
+    mixed = pd.DataFrame({"code": pd.Series(["a", 5, None], dtype=object)})
+    assert where_mask("code == 5", mixed).tolist() == [False, True, False]  # not all text
+
+
 # ---------------------------------------------------------------- semantics
 def test_equivalences_by_hand(deals):
     m = lambda w: where_mask(w, deals)  # noqa: E731

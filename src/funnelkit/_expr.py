@@ -626,6 +626,8 @@ class _Eval:
         text = pd.api.types.is_string_dtype(dtype) and not isinstance(
             dtype, (np.dtype, pd.CategoricalDtype)
         )  # str, string[pyarrow], ArrowDtype(string): not object, not categories
+        if not text and pd.api.types.is_object_dtype(dtype):  # pandas 2.2 keeps text as object
+            text = pd.api.types.infer_dtype(ser, skipna=True) == "string"
         if text and not isinstance(value, str):
             raise self.fail(
                 f"cannot compare text column {_name(name)} with {value!r}",
