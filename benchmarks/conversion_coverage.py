@@ -31,6 +31,10 @@ issue 17).
   still unresolved at that stage (column ``unresolved`` > 0), in which case it spans that
   mass.
 
+**Yardstick.** ``reference_aj`` is a textbook Aalen–Johansen estimate written in this
+script from ``log.visits()`` and ``log.deals()`` (see :func:`reference_aj`), so the study
+also shows what a plain competing-risks estimate achieves on the same logs.
+
 **Output** per scenario, stage and estimator: coverage of the 95% interval with its
 simulation standard error ``sqrt(c (1 - c) / n)``, mean error (bias) and its standard error
 in points, mean interval width in points, the share of widened intervals and the coverage
@@ -65,6 +69,8 @@ import funnelkit as fk
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 Z = 1.959963984540054
+MIN_AT_RISK = int(os.environ.get("FK_REFERENCE_MIN_AT_RISK", "1"))
+REFERENCE = os.environ.get("FK_REFERENCE_AJ", "1") == "1"  # see reference_aj
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,89 @@ def widened(table: pd.DataFrame, name: str) -> np.ndarray:
     return np.zeros(len(table), dtype=bool)
 
 
+def reference_aj(log: fk.EventLog) -> pd.DataFrame:
+    """A plain Aalen–Johansen conversion per stage, written here from the public tables as
+    a yardstick for the library's estimate (``skips="implied"`` with no skipped stage, no
+    weights, no segments).
+
+    Time in stage runs from the deal's first entry into the stage. Events: *advance* at the
+    first entry into a later stage or the win; *drop* at the lost event, or for a stale
+    deal at the moment the stale rule fires (last event + ``stale_after``); deals still open
+    there are censored at ``as_of``. Variance of the cumulative incidence by the delta
+    method (Aalen-type terms); interval ``F ± z·SE``. When the curves have not levelled off
+    (mass ``unresolved = S(τ) > 0`` at the largest follow-up ``τ``) the interval runs from
+    the lower end to the upper end plus that mass, and the point is ``F_adv + S(τ)·share``
+    with ``share`` the advancing share of the resolved mass. ``FK_REFERENCE_MIN_AT_RISK=k``
+    cuts the curves where fewer than ``k`` deals are at risk (default 1: no cut); the mass
+    left there counts as unresolved. ``FK_REFERENCE_AJ=0`` leaves the yardstick out.
+    """
+    v = log.visits()
+    d = log.deals()
+    stages = list(log.stages)
+    S = len(stages)
+    deals = pd.Index(d["deal"])
+    first = v[v["visit"] == 1]
+    ns = np.full((len(deals), S), np.nan)
+    ent = first["entered"].astype("datetime64[ns, UTC]").astype("int64").to_numpy(float)
+    ns[deals.get_indexer(first["deal"]), pd.Index(stages).get_indexer(first["stage"])] = ent
+    as_of = float(log.as_of.value)
+    first_ev = d["first_event"].astype("datetime64[ns, UTC]").astype("int64").to_numpy(float)
+    last_ev = d["last_event"].astype("datetime64[ns, UTC]").astype("int64").to_numpy(float)
+    cyc = d["cycle_time"].astype("timedelta64[ns]").astype("int64").to_numpy(float)
+    term = np.where(d["cycle_time"].notna(), first_ev + cyc, np.nan)
+    outcome = d["outcome"].astype(str).to_numpy()
+    won_t = np.where(outcome == "won", term, np.inf)
+    stale_t = last_ev + float(pd.Timedelta(log.stale_after).value)
+    end_t = np.where(outcome == "lost", term, np.where(outcome == "stale", stale_t, np.nan))
+    furthest = pd.Index(stages).get_indexer(d["furthest_stage"].astype(str))
+    # progress past stage s: first entry into a later stage, or the win
+    later = np.full(len(deals), np.inf)
+    rows = []
+    for s in range(S - 1, -1, -1):  # loop over stages
+        progress = np.minimum(later, won_t)
+        entered = ~np.isnan(ns[:, s])
+        adv = entered & np.isfinite(progress)
+        drop = entered & ~adv & (furthest == s) & ~np.isnan(end_t)
+        t = np.where(adv, progress, np.where(drop, end_t, as_of)) - ns[:, s]
+        kind = np.where(adv, 1, np.where(drop, 2, 0))[entered]
+        rows.append((stages[s], *_aj_at_end(t[entered], kind)))
+        later = np.minimum(later, np.where(entered, ns[:, s], np.inf))
+    out = pd.DataFrame(rows[::-1], columns=["stage", "f_adv", "f_drop", "se", "unresolved"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = out["f_adv"] / (out["f_adv"] + out["f_drop"])
+    out["estimate"] = out["f_adv"] + out["unresolved"] * share
+    out["low"] = np.clip(out["f_adv"] - Z * out["se"], 0, 1)
+    out["high"] = np.clip(out["f_adv"] + out["unresolved"] + Z * out["se"], 0, 1)
+    return out
+
+
+def _aj_at_end(t: np.ndarray, kind: np.ndarray) -> tuple[float, float, float, float]:
+    """Cumulative incidences of kind 1 and 2 at the largest time, the delta-method SE of
+    the first, and the survival left there (kind 0 = censored; events before censorings
+    at a tied time)."""
+    if t.size == 0:
+        return (np.nan,) * 4
+    times, inv = np.unique(t, return_inverse=True)
+    d1 = np.bincount(inv, weights=kind == 1, minlength=times.size)
+    d2 = np.bincount(inv, weights=kind == 2, minlength=times.size)
+    c = np.bincount(inv, weights=kind == 0, minlength=times.size)
+    n = t.size - np.concatenate([[0], np.cumsum(d1 + d2 + c)[:-1]])
+    keep = n >= MIN_AT_RISK  # the curve's tail past a thin risk set counts as unresolved
+    if not keep.any():
+        return (np.nan,) * 4
+    times, d1, d2, n = times[keep], d1[keep], d2[keep], n[keep]
+    dd = d1 + d2
+    surv = np.cumprod(1 - dd / n)
+    s_prev = np.concatenate([[1.0], surv[:-1]])
+    f1 = np.cumsum(s_prev * d1 / n)
+    f2 = np.cumsum(s_prev * d2 / n)
+    tail = f1[-1] - f1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(n > dd, dd / (n * (n - dd)), 0.0)
+    var = np.sum(tail**2 * g + s_prev**2 * d1 * (n - d1) / n**3 - 2 * tail * s_prev * d1 / n**2)
+    return float(f1[-1]), float(f2[-1]), float(np.sqrt(max(var, 0.0))), float(surv[-1])
+
+
 def one_seed(args: tuple[Scenario, int, int]) -> pd.DataFrame:
     """One simulated log: per stage and estimator, truth, estimate, interval, flags."""
     scenario, n_deals, seed = args
@@ -139,6 +228,24 @@ def one_seed(args: tuple[Scenario, int, int]) -> pd.DataFrame:
                     "high": table[high].to_numpy(float),
                     "widened": widened(table, name),
                     "open_share": table["open"].to_numpy(float) / table["reached"].to_numpy(float),
+                }
+            )
+        )
+    if REFERENCE:
+        ref = reference_aj(log).set_index("stage").loc[stages]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scenario": scenario.name,
+                    "seed": seed,
+                    "stage": stages,
+                    "estimator": "reference_aj",
+                    "truth": true,
+                    "estimate": ref["estimate"].to_numpy(float),
+                    "low": ref["low"].to_numpy(float),
+                    "high": ref["high"].to_numpy(float),
+                    "widened": ref["unresolved"].to_numpy(float) > 1e-12,
+                    "open_share": frames[0]["open_share"].to_numpy(),
                 }
             )
         )
