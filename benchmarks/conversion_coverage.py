@@ -70,6 +70,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 Z = 1.959963984540054
 MIN_AT_RISK = int(os.environ.get("FK_REFERENCE_MIN_AT_RISK", "1"))
+BOOT = int(os.environ.get("FK_REFERENCE_BOOT", "0"))  # > 0: add a bootstrap yardstick
 REFERENCE = os.environ.get("FK_REFERENCE_AJ", "1") == "1"  # see reference_aj
 
 
@@ -128,7 +129,10 @@ def reference_aj(log: fk.EventLog) -> pd.DataFrame:
     the lower end to the upper end plus that mass, and the point is ``F_adv + S(τ)·share``
     with ``share`` the advancing share of the resolved mass. ``FK_REFERENCE_MIN_AT_RISK=k``
     cuts the curves where fewer than ``k`` deals are at risk (default 1: no cut); the mass
-    left there counts as unresolved. ``FK_REFERENCE_AJ=0`` leaves the yardstick out.
+    left there counts as unresolved. ``FK_REFERENCE_AJ=0`` leaves the yardstick out;
+    ``FK_REFERENCE_BOOT=B`` adds ``reference_aj_boot``: the same point with the percentile
+    interval of a Poisson (deal-level) bootstrap of ``B`` replicates, its upper end plus the
+    unresolved mass.
     """
     v = log.visits()
     d = log.deals()
@@ -159,15 +163,44 @@ def reference_aj(log: fk.EventLog) -> pd.DataFrame:
         drop = entered & ~adv & (furthest == s) & ~np.isnan(end_t)
         t = np.where(adv, progress, np.where(drop, end_t, as_of)) - ns[:, s]
         kind = np.where(adv, 1, np.where(drop, 2, 0))[entered]
-        rows.append((stages[s], *_aj_at_end(t[entered], kind)))
+        boot = _aj_bootstrap(t[entered], kind, BOOT, seed=s) if BOOT else (np.nan, np.nan)
+        rows.append((stages[s], *_aj_at_end(t[entered], kind), *boot))
         later = np.minimum(later, np.where(entered, ns[:, s], np.inf))
-    out = pd.DataFrame(rows[::-1], columns=["stage", "f_adv", "f_drop", "se", "unresolved"])
+    cols = ["stage", "f_adv", "f_drop", "se", "unresolved", "boot_low", "boot_high"]
+    out = pd.DataFrame(rows[::-1], columns=cols)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = out["f_adv"] / (out["f_adv"] + out["f_drop"])
     out["estimate"] = out["f_adv"] + out["unresolved"] * share
     out["low"] = np.clip(out["f_adv"] - Z * out["se"], 0, 1)
     out["high"] = np.clip(out["f_adv"] + out["unresolved"] + Z * out["se"], 0, 1)
     return out
+
+
+def _aj_bootstrap(t: np.ndarray, kind: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of the advance incidence at the largest time from a Poisson
+    (deal-level) bootstrap of ``n_boot`` replicates."""
+    from scipy import sparse
+
+    if t.size == 0:
+        return np.nan, np.nan
+    times, inv = np.unique(t, return_inverse=True)
+    T, m = times.size, t.size
+    w = np.random.default_rng(seed).poisson(1.0, size=(n_boot, m)).astype(np.float64)
+
+    def per_time(mask: np.ndarray) -> np.ndarray:
+        M = sparse.csr_matrix((mask.astype(np.float64), (np.arange(m), inv)), shape=(m, T))
+        return np.asarray((sparse.csr_matrix(w) @ M).todense())
+
+    d1, d2, c = per_time(kind == 1), per_time(kind == 2), per_time(kind == 0)
+    tot = d1 + d2 + c
+    n = np.flip(np.cumsum(np.flip(tot, axis=1), axis=1), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = np.where(n > 0, (d1 + d2) / n, 0.0)
+        surv = np.cumprod(1 - h, axis=1)
+        s_prev = np.concatenate([np.ones((n_boot, 1)), surv[:, :-1]], axis=1)
+        f1 = np.cumsum(s_prev * np.where(n > 0, d1 / n, 0.0), axis=1)[:, -1]
+    lo, hi = np.quantile(f1, [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 def _aj_at_end(t: np.ndarray, kind: np.ndarray) -> tuple[float, float, float, float]:
@@ -249,6 +282,18 @@ def one_seed(args: tuple[Scenario, int, int]) -> pd.DataFrame:
                 }
             )
         )
+        if BOOT:
+            boot = frames[-1].assign(
+                estimator="reference_aj_boot",
+                low=np.minimum(ref["boot_low"].to_numpy(float), ref["f_adv"].to_numpy(float)),
+                high=np.clip(
+                    np.maximum(ref["boot_high"].to_numpy(float), ref["f_adv"].to_numpy(float))
+                    + ref["unresolved"].to_numpy(float),
+                    0,
+                    1,
+                ),
+            )
+            frames.append(boot)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -365,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=2000, help="deals per log")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--issue-scenarios", action="store_true", help="also p_stale=0.2")
+    ap.add_argument("--only", default="", help="run the scenarios whose name has this text")
     ap.add_argument("--raw", type=Path, help="write the per-seed rows to this CSV")
     ap.add_argument("--from-raw", type=Path, help="summarise a --raw CSV instead of running")
     ap.add_argument("--append", action="store_true", help="append the report to RESULTS.md")
@@ -372,6 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     scenarios = SCENARIOS + (ISSUE_SCENARIOS if args.issue_scenarios else ())
+    scenarios = tuple(s for s in scenarios if args.only in s.name)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     if args.from_raw:
