@@ -1033,6 +1033,12 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
             a = tk[np.searchsorted(cum, lo, side="right")]
             b = tk[np.searchsorted(cum, hi, side="right")]
             out[f"q{round(100 * q)}"][k] = a + (h - lo) * (b - a)
+        for key, x in _stats.plain_intervals(tk, cnt, qs).items():
+            out.setdefault(key, np.full(n_groups, np.nan))[k] = x
+    for key in [k for _, k in _stats.CI_COLUMNS if k[1:3] in {f"{round(100 * q)}" for q in qs}]:
+        out.setdefault(key, np.full(n_groups, np.nan))
+    out.setdefault("mean_low", np.full(n_groups, np.nan))
+    out.setdefault("mean_high", np.full(n_groups, np.nan))
     out["n"] = n
     return out
 
@@ -1040,7 +1046,8 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
 def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
     """Kaplan–Meier from sorted (value, events, censored) runs per group: as
     :func:`funnelkit._stats.kaplan_meier` (quantile: smallest time with
-    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time).
+    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time; 95% intervals
+    from :func:`funnelkit._stats.km_intervals`, the same function).
 
     In a bin (``binned``) the order of events and censorings is unknown: the censorings
     count as at risk for half of the bin's events (the actuarial rule), which halves the
@@ -1049,6 +1056,9 @@ def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dic
     out: dict[str, np.ndarray] = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in qs}
     out["n"] = np.bincount(g, weights=d + c, minlength=n_groups)[:n_groups].astype(np.int64)
     out["censored"] = np.bincount(g, weights=c, minlength=n_groups)[:n_groups].astype(np.int64)
+    names = ["mean_low", "mean_high"]
+    names += [f"q{round(100 * q)}_{side}" for q in qs for side in ("low", "high")]
+    out.update({name: np.full(n_groups, np.nan) for name in names})
     mean = np.full(n_groups, np.nan)
     for k in np.flatnonzero(end > start):  # loop over groups
         a, b = start[k], end[k]
@@ -1064,7 +1074,10 @@ def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dic
             i = np.searchsorted(-surv, -(1.0 - q + _stats.KM_TOL), side="left")
             if i < b - a:
                 out[f"q{round(100 * q)}"][k] = tk[i]
-        mean[k] = tk[0] + float(np.dot(surv[:-1], np.diff(tk)))
+        res = _stats.km_intervals(tk, dk, at_risk, surv, qs)
+        mean[k] = res["mean"]
+        for name in names:
+            out[name][k] = res[name]
     out["mean"] = mean
     return out
 
@@ -1263,6 +1276,8 @@ def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd
     out["median"] = _td(km["q50"])
     out["p75"] = _td(km["q75"])
     out["p90"] = _td(km["q90"])
+    for col, key in _stats.CI_COLUMNS:
+        out[col] = _td(km[key])
     return out
 
 
@@ -1303,6 +1318,8 @@ def cycle_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
         part["median"] = _td(st["q50"])
         part["p75"] = _td(st["q75"])
         part["p90"] = _td(st["q90"])
+        for col, key in _stats.CI_COLUMNS:
+            part[col] = _td(st[key])
         part["_seg"] = np.arange(n_seg)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
