@@ -1297,13 +1297,25 @@ class EventLog:
             * ``censored`` : of those, visits still open at ``as_of``
             * ``mean`` : restricted mean dwell (timedelta)
             * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta)
+            * ``mean_low``, ``mean_high`` : 95% normal interval of the restricted mean
+              (Greenwood-type variance Σ A_i² d_i / (n_i (n_i − d_i)), A_i the area
+              under S after t_i; lower end clipped at 0)
+            * ``median_low``, ``median_high``, ``p75_low``, ``p75_high``, ``p90_low``,
+              ``p90_high`` : 95% Brookmeyer–Crowley intervals of the quantiles — the
+              times at which the log(−log) test of S(t) = 1 − q is not rejected, as R
+              survival's ``quantile.survfit(conf.type="log-log")`` (without its midpoint
+              rule on exactly flat stretches). NaT when undefined: an upper end when the
+              upper band never falls to 1 − q (heavy censoring, few visits)
 
         Examples
         --------
         >>> import funnelkit as fk
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-        >>> list(log.dwell().columns)
+        >>> list(log.dwell().columns)[:7]
         ['stage', 'visits', 'censored', 'mean', 'median', 'p75', 'p90']
+        >>> d = log.dwell()
+        >>> bool((d["median_low"] <= d["median"]).all() and (d["median"] <= d["median_high"]).all())
+        True
         """
         from .dwell import dwell
 
@@ -1338,6 +1350,15 @@ class EventLog:
             * ``censored`` : open deals (``any`` only; 0 otherwise)
             * ``mean``, ``median``, ``p75``, ``p90`` : timedeltas (``any``: restricted
               mean and Kaplan–Meier quantiles)
+            * ``mean_low``, ``mean_high``, ``median_low``, ``median_high``, ``p75_low``,
+              ``p75_high``, ``p90_low``, ``p90_high`` : 95% intervals (timedelta, NaT
+              when undefined). ``any``: as :meth:`dwell` (Brookmeyer–Crowley log(−log)
+              for the quantiles, Greenwood for the restricted mean). ``won``/``lost``:
+              Student's t interval of the mean (NaT below 2 deals) and the
+              distribution-free order-statistic interval [x_(l), x_(u)] of each
+              quantile, l and u the 2.5% and 97.5% points of Binomial(n, q) (u + 1),
+              coverage >= 95%; NaT when there are too few deals (fewer than 6 for the
+              median)
 
         Examples
         --------
