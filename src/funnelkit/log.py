@@ -1842,6 +1842,8 @@ class EventLog:
             * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta; NaT when the
               estimate never falls that low)
             * ``created_by``, ``mature`` : as for ``win_rate``
+            * ``median_low``, ``median_high`` : 95% Brookmeyer–Crowley interval of the
+              median, as in :meth:`EventLog.dwell` (NaT when undefined)
 
             ``metric="dwell"``:
 
