@@ -240,7 +240,7 @@ def dwell(
             x0 = max(med_lo[k], floor)
             x1 = max(med_hi[k], floor) if np.isfinite(med_hi[k]) else right
             band = Rectangle(
-                (x0, ys[k] - 0.2), x1 - x0, 0.4, color=S.NEUTRAL, alpha=0.45, lw=0, zorder=0.8
+                (x0, ys[k] - 0.2), x1 - x0, 0.4, color="black", alpha=0.25, lw=0, zorder=4
             )
             band.set_gid("dwell-median-ci")
             ax.add_patch(band)
@@ -262,7 +262,7 @@ def dwell(
             label="still in stage (censored)",
         ),
         Line2D([], [], ls="", marker="D", ms=7, color="black", label="median (Kaplan–Meier)"),
-        Line2D([], [], ls="", marker="s", ms=9, color=S.NEUTRAL, alpha=0.45, label="95% CI"),
+        Line2D([], [], ls="", marker="s", ms=9, color="black", alpha=0.25, label="95% CI"),
         Line2D([], [], ls="", marker="|", ms=13, mew=2.4, color="black", label="p90"),
     ]
     ax.legend(
