@@ -170,6 +170,10 @@ def test_synthetic_exact_and_binned(client):
     dist = distributed_log(events, **kw)
     assert_same(mem.dwell(by="team"), dist.dwell(by="team"))
     assert_same(mem.cycle_time(), dist.cycle_time())
+    # the 95% intervals are among the compared columns, defined and bracketing the median
+    d = dist.dwell()
+    assert {"median_low", "median_high", "mean_low", "p90_high"} <= set(d.columns)
+    assert (d["median_low"] < d["median"]).all() and (d["median"] < d["median_high"]).all()
     # transitions: some (from, to) pairs have more distinct durations → bins (≤ 0.5%)
     assert dist.summary.tables["transition_dwell"]["binned"].any()
     assert_same(mem.transitions(), dist.transitions(), rel=SM.BIN_ERROR)
