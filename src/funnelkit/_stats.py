@@ -227,16 +227,23 @@ def km_intervals(
     last[:-1] = time[1:] != time[:-1]
     ts, s, v = time[last], surv[last], np.cumsum(gw)[last]
     inside = (s > 0) & (s < 1)
+    # on the log(−log) scale g = log(−log S) with se = √V / |log S|: the band
+    # S^exp(±z se) is <= level exactly when g ± z se >= log(−log level) — two logs and a
+    # root per time instead of powers
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(inside, z * np.sqrt(v) / np.abs(np.log(np.where(inside, s, 0.5))), 0.0)
-    lower = np.where(inside, s ** np.exp(w), s)
-    # at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0, the
-    # upper one unknown, so a quantile's upper end is never read from there
-    upper = np.where(inside, s ** np.exp(-w), np.where(s > 0, s, np.nan))
+        neg_log = -np.log(np.where(inside, s, 0.5))
+        g = np.log(neg_log)
+        w = z * np.sqrt(v) / neg_log
     for q in quantiles:
         level = 1.0 - q + KM_TOL
-        for name, band in (("low", lower), ("high", upper)):
-            hit = band <= level
+        c = np.log(-np.log(level))
+        # at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0, the
+        # upper one unknown, so a quantile's upper end is never read from there
+        hits = (
+            ("low", np.where(inside, g + w >= c, s <= level)),
+            ("high", inside & (g - w >= c)),
+        )
+        for name, hit in hits:
             i = int(np.argmax(hit))
             out[f"q{round(100 * q)}_{name}"] = float(ts[i]) if hit[i] else np.nan
     return out
