@@ -76,13 +76,16 @@ def aalen_johansen(
     n_causes: int,
     weights: np.ndarray | None = None,
     *,
+    weights2: np.ndarray | None = None,
     curves: bool = False,
 ) -> AJ:
     """Aalen–Johansen cumulative incidence of ``n_causes`` competing causes per group.
 
     ``group`` in ``0..n_groups-1``, ``time`` any sortable numbers (ties allowed: events
     and censorings at the same time count the censored as still at risk), ``cause`` in
-    ``0..n_causes`` (0 = censored), ``weights`` non-negative (default 1). See the module
+    ``0..n_causes`` (0 = censored), ``weights`` non-negative (default 1); ``weights2`` the
+    sums of squared weights when a row stands for several subjects (aggregated counts:
+    ``weights`` = Σw, ``weights2`` = Σw²; default ``weights**2``). See the module
     docstring for the variance.
     """
     K = int(n_causes)
@@ -91,7 +94,8 @@ def aalen_johansen(
     time = np.asarray(time)
     w = np.ones(group.size) if weights is None else np.asarray(weights, dtype=np.float64)
     n = np.bincount(group, weights=w, minlength=n_groups).astype(np.float64)
-    n2 = np.bincount(group, weights=w * w, minlength=n_groups)
+    w2 = w * w if weights2 is None else np.asarray(weights2, dtype=np.float64)
+    n2 = np.bincount(group, weights=w2, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = n * n / n2
         scale = np.where(n2 > 0, n / n2, 0.0)  # weights rescaled to sum to n_eff

@@ -128,14 +128,28 @@ def funnel(
         won=won_r,
         resolved=resolved_r,
     )
-    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)
+    st = stage_status(log, skips)
+    sub = competing_subjects(log, st)
+    aj = subject_estimates(
+        seg[sub.deal] * S + sub.stage, sub, n_seg * S, None if w is None else w[sub.deal]
+    )
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
 
 
 def assemble(
-    stages: list[str], by_cols, labels, sums: dict[str, np.ndarray], weighted: bool, skips: str
+    stages: list[str],
+    by_cols,
+    labels,
+    sums: dict[str, np.ndarray],
+    weighted: bool,
+    skips: str,
+    aj: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """The stage table from per (segment, stage) sums: reached, advanced, dropped, open,
-    won and resolved among the reached, and the sums of squared weights adv2 and drop2."""
+    """The stage table from per (segment, stage) sums — reached, advanced, dropped, open,
+    won and resolved among the reached, the sums of squared weights adv2 and drop2 — and
+    the competing-risks estimates ``aj`` of :func:`competing_estimates`."""
+    from ._competing import interval
+
     S = len(stages)
     n_seg = len(labels)
     reached, advanced, dropped = sums["reached"], sums["advanced"], sums["dropped"]
@@ -143,14 +157,27 @@ def assemble(
     won_r, resolved_r = sums["won"], sums["resolved"]
     resolved = advanced + dropped
     with np.errstate(invalid="ignore", divide="ignore"):
-        conversion = advanced / resolved
+        closed = advanced / resolved
         n_eff = resolved**2 / (adv2 + drop2) if weighted else resolved.astype(float)
         conversion_raw = advanced / reached
-        win_rate_from = won_r / resolved_r
-    low, high = _stats.wilson(advanced, n_eff, p=conversion)
+        win_closed = won_r / resolved_r
+    c_low, c_high = _stats.wilson(advanced, n_eff, p=closed)
+    # the Aalen–Johansen estimates; NaN where no subject has advanced or dropped yet
+    shape = (n_seg, S)
+    events = aj["events"].reshape(shape)
+    conversion = np.where(events > 0, aj["cif"].reshape(shape), np.nan)
+    unresolved = np.where(events > 0, aj["unresolved"].reshape(shape), np.nan)
+    low, high = interval(conversion, aj["var"].reshape(shape), aj["n_eff"].reshape(shape))
+    high = np.minimum(high + np.nan_to_num(unresolved), 1.0)
+    win_rate_from = np.where(
+        aj["win_events"].reshape(shape) > 0, aj["win"].reshape(shape), np.nan
+    )
+    _warn_unidentified(stages, labels, by_cols, reached, events)
     cumulative = np.ones_like(conversion, dtype=float)
+    cumulative_closed = np.ones_like(closed, dtype=float)
     if S > 1:
         cumulative[:, 1:] = np.cumprod(conversion[:, :-1], axis=1)
+        cumulative_closed[:, 1:] = np.cumprod(closed[:, :-1], axis=1)
     seg_idx = np.repeat(np.arange(n_seg), S)
     out = expand(labels, seg_idx, by_cols)
     dtype = np.float64 if weighted else np.int64
@@ -162,12 +189,37 @@ def assemble(
     out["conversion"] = conversion.reshape(-1)
     out["conversion_low"] = low.reshape(-1)
     out["conversion_high"] = high.reshape(-1)
+    out["unresolved"] = unresolved.reshape(-1)
+    out["conversion_closed"] = closed.reshape(-1)
+    out["conversion_closed_low"] = c_low.reshape(-1)
+    out["conversion_closed_high"] = c_high.reshape(-1)
     out["conversion_raw"] = conversion_raw.reshape(-1)
     out["cumulative"] = cumulative.reshape(-1)
+    out["cumulative_closed"] = cumulative_closed.reshape(-1)
     out["win_rate_from"] = win_rate_from.reshape(-1)
+    out["win_rate_from_closed"] = win_closed.reshape(-1)
     out["skips"] = skips
     out["weight"] = "amount" if weighted else "deals"
     return out
+
+
+def _warn_unidentified(stages, labels, by_cols, reached, events) -> None:
+    """Say which stages have a NaN conversion because none of their deals is resolved."""
+    bad = (reached > 0) & ~(events > 0)
+    if not bad.any():
+        return
+    seg, st = np.nonzero(bad)
+    where = [
+        stages[j] + (f" ({', '.join(f'{b}={labels[b].iloc[i]!r}' for b in by_cols)})" if by_cols else "")
+        for i, j in zip(seg[:5], st[:5], strict=True)
+    ]
+    more = f" and {bad.sum() - 5} more" if bad.sum() > 5 else ""
+    warn(
+        f"funnel: conversion is NaN for {int(bad.sum())} stage(s): {', '.join(where)}{more}. "
+        "None of the deals that reached them has advanced, been lost or gone stale yet, so "
+        "the data cannot tell the conversion (conversion_raw and the counts are still "
+        "given). Wait for outcomes, or pass stale_after so silent deals count as lost."
+    )
 
 
 def windows(log: EventLog, within) -> np.ndarray:
@@ -197,6 +249,8 @@ class StageStatus:
     dropped: np.ndarray
     open: np.ndarray
     entry_i: np.ndarray
+    entry_t: np.ndarray | None = None  # first entry (or implied reach) time, ns
+    progress: np.ndarray | None = None  # first time past the stage (later entry or won)
 
 
 def stage_status(log: EventLog, skips: str, within=None, calendar=None) -> StageStatus:
@@ -255,7 +309,7 @@ def stage_status(log: EventLog, skips: str, within=None, calendar=None) -> Stage
         )
     is_open = reached & ~advanced & (outcome == V.OPEN)[:, None] & (waited < win[None, :])
     dropped = reached & ~advanced & ~is_open
-    return StageStatus(reached, advanced, dropped, is_open, entry_i)
+    return StageStatus(reached, advanced, dropped, is_open, entry_i, entry_t, progress)
 
 
 def stage_segments(
@@ -304,6 +358,13 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
     adv2, drop2 = total(advanced, 2), total(dropped, 2)
     won_r = total(reached & won[:, None])
     resolved_r = total(reached & (outcome != V.OPEN)[:, None])
+    sub = competing_subjects(log, st, within, calendar)
+    aj = subject_estimates(
+        seg[sub.deal, sub.stage] * S + sub.stage,
+        sub,
+        size,
+        None if w is None else w[sub.deal],
+    )
     sums = dict(
         reached=reached_n,
         advanced=adv,
@@ -314,4 +375,96 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
         won=won_r,
         resolved=resolved_r,
     )
-    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
+
+
+# ---- conversion as competing risks (DESIGN §3)
+ADVANCE, LOST_CAUSE, STALE_CAUSE = 1, 2, 3  # causes; 0 = still open (censored)
+
+
+@dataclass
+class Subjects:
+    """One subject per (deal, stage reached): the clock starts at the deal's first entry
+    into the stage (for a reach implied by a later stage or a win, the moment it went
+    past, so it advances at time 0). ``t_adv``/``c_adv``: time and cause of leaving for
+    conversion — advance (first entry of a later stage in funnel order, or the win; a
+    backward move does not undo it), lost (the loss), stale (last event + stale_after, when
+    the stale rule fires) or censored at ``as_of``; ``t_win``/``c_win`` the same for
+    winning (cause 1 = won) against lost/stale. Times in ns, never negative."""
+
+    deal: np.ndarray
+    stage: np.ndarray
+    t_adv: np.ndarray
+    c_adv: np.ndarray
+    t_win: np.ndarray
+    c_win: np.ndarray
+
+
+def competing_subjects(
+    log: EventLog, st: StageStatus, within=None, calendar=None
+) -> Subjects:
+    """The subjects of the conversion and win-rate estimates (see :class:`Subjects`).
+
+    With a conversion window ``within``, an advance counts only within the window and a
+    subject that has neither advanced nor been lost by then is censored at the window,
+    so the estimate is the cumulative incidence of advancing by the window."""
+    assert st.entry_t is not None and st.progress is not None
+    d, s = np.nonzero(st.reached)
+    entry = st.entry_t[d, s]
+    outcome = log._outcome[d].astype(np.int64)
+    term = log._term_ns[d]
+    as_of = log._as_of_ns
+    stale_at = (
+        log._last_ns[d] + log.stale_after.value if log.stale_after is not None else term
+    )
+    end = np.select(
+        [outcome == V.WON, outcome == V.LOST, outcome == V.STALE], [term, term, stale_at], as_of
+    )
+    t_end = np.maximum(end - entry, 0)
+    c_out = np.select(
+        [outcome == V.WON, outcome == V.LOST, outcome == V.STALE],
+        [ADVANCE, LOST_CAUSE, STALE_CAUSE],
+        0,
+    )
+    adv = st.advanced[d, s]
+    t_adv = np.where(adv, np.maximum(st.progress[d, s] - entry, 0), t_end)
+    c_adv = np.where(adv, ADVANCE, np.where(c_out == ADVANCE, 0, c_out))
+    if within is not None:
+        from .businessdays import as_calendar
+
+        cal = log.calendar if calendar is None else as_calendar(calendar)
+        win = windows(log, within)[s]
+        span = t_end if cal is None else cal.duration_ns(entry, np.maximum(end, entry))
+        late = ~adv & ((c_adv == 0) | (span > win))
+        t_adv = np.where(late, np.minimum(t_adv, win), t_adv)
+        c_adv = np.where(late, 0, c_adv)
+    return Subjects(d, s, t_adv, c_adv, t_end, c_out)
+
+
+def competing_estimates(
+    adv: tuple, win: tuple, n_groups: int
+) -> dict[str, np.ndarray]:
+    """Aalen–Johansen conversion and win rate per group from ``(group, time, cause,
+    weights, weights2)`` of each (weights None = 1 per row)."""
+    from ._competing import aalen_johansen
+
+    a = aalen_johansen(adv[0], adv[1], adv[2], n_groups, 3, adv[3], weights2=adv[4])
+    b = aalen_johansen(win[0], win[1], win[2], n_groups, 3, win[3], weights2=win[4])
+    return {
+        "cif": a.cif[:, 0],
+        "var": a.var[:, 0],
+        "n_eff": a.n_eff,
+        "events": a.events,
+        "unresolved": a.unresolved,
+        "win": b.cif[:, 0],
+        "win_events": b.events,
+    }
+
+
+def subject_estimates(
+    group: np.ndarray, sub: Subjects, n_groups: int, w: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """:func:`competing_estimates` for in-memory subjects."""
+    return competing_estimates(
+        (group, sub.t_adv, sub.c_adv, w, None), (group, sub.t_win, sub.c_win, w, None), n_groups
+    )
