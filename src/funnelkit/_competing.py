@@ -161,7 +161,10 @@ def aalen_johansen(
         C = _within(cj, first)
         FC = _within(F * cj, first)
     var = F * F * A - 2 * F * B1 + B2 + second - 2 * (F * C - FC)
-    var = np.maximum(var, 0.0)
+    # rounding: a sum of shares that is 1 may land at 1 ± 2e-16, and the order of the
+    # sums (per-subject or pre-aggregated weights) must not decide the interval's formula
+    F = np.where(F > 1.0 - 1e-12, 1.0, np.where(F < 1e-12, 0.0, F))
+    var = np.where(var < 1e-18, 0.0, var)
     last = gend - 1
     grp = gb[last]
     out.cif[grp] = F[last]

@@ -49,7 +49,7 @@ from ._columns import NAT
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
 from .errors import EventLogError
-from .funnel import assemble
+from .funnel import assemble, competing_estimates
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
 
@@ -365,6 +365,10 @@ _TABLE_VALUES: dict[str, list[str]] = {
     "cycle_sums": ["deals", "sum"],
     "positions": ["deals"],
     "patterns": ["deals"],
+    # competing-risks subjects of the funnel (one per deal and stage reached), counted
+    # per (segment, stage, time, cause): the sufficient statistics of the Aalen–Johansen
+    "aj_advance": ["deals", "amount_sum", "amount_sq"],
+    "aj_win": ["deals", "amount_sum", "amount_sq"],
 }
 _SKETCHES = ("transition_dwell", "dwell", "cycle")
 
@@ -377,6 +381,8 @@ def _table_keys(name: str, attrs: Sequence[str]) -> list[str]:
         "cycle_sums": [*a, "outcome"],
         "positions": ["stage", "position"],
         "patterns": ["pattern"],
+        "aj_advance": [*a, "skips", "stage", "time", "cause"],
+        "aj_win": [*a, "skips", "stage", "time", "cause"],
         "transition_dwell": ["from_stage", "to_stage", "to_kind"],
         "dwell": [*a, "stage", "first_visit"],
         "cycle": [*a, "outcome"],
@@ -823,9 +829,62 @@ def _fill_tables(out: Summary, log: EventLog, cfg: Config) -> None:
     # ---- leverage: distinct (start state, exit counts) patterns of deals
     out.tables["patterns"] = _patterns(log, v, ex, pair, n_pairs, names, kinds)
 
+    # ---- competing-risks subjects of the funnel (needs the funnel order: with an
+    # inferred order the partitions cannot know it, see DaskEventLog.funnel)
+    if not cfg.infer_order:
+        _fill_competing(out, log, seg, labels)
+
     # ---- first-visit positions, for the inferred stage order
     if cfg.infer_order:
         out.tables["positions"] = _positions(log)
+
+
+def _fill_competing(out: Summary, log: EventLog, seg: np.ndarray, labels) -> None:
+    """Per (segment, skip rule, stage, time, cause) the subjects of the funnel's
+    Aalen–Johansen estimates (see ``funnel.competing_subjects``): counts, amounts and
+    squared amounts, merged by summing."""
+    from .funnel import competing_subjects, stage_status
+
+    S = log._n_stages
+    amt = log._amount
+    w = np.zeros(log.n_deals) if amt is None else np.nan_to_num(amt, nan=0.0)
+    names = np.array(log.stages, dtype=object)
+    parts: dict[str, list[pd.DataFrame]] = {"aj_advance": [], "aj_win": []}
+    for skips in ("implied", "strict"):  # the two skip rules
+        sub = competing_subjects(log, stage_status(log, skips))
+        for name, t, c in (
+            ("aj_advance", sub.t_adv, sub.c_adv),
+            ("aj_win", sub.t_win, sub.c_win),
+        ):
+            g = seg[sub.deal] * max(S, 1) + sub.stage
+            frame = pd.DataFrame(
+                {
+                    "g": g,
+                    "time": t.astype(np.int64),
+                    "cause": c.astype(np.int64),
+                    "deals": np.ones(g.size, dtype=np.int64),
+                    "amount_sum": w[sub.deal],
+                    "amount_sq": w[sub.deal] ** 2,
+                }
+            )
+            agg = frame.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
+            gg = agg["g"].to_numpy(dtype=np.int64)
+            parts[name].append(
+                pd.DataFrame(
+                    {
+                        **_seg_columns(labels, gg // max(S, 1)),
+                        "skips": skips,
+                        "stage": names[gg % max(S, 1)] if S else np.zeros(0, dtype=object),
+                        "time": agg["time"].to_numpy(dtype=np.int64),
+                        "cause": agg["cause"].to_numpy(dtype=np.int64),
+                        "deals": agg["deals"].to_numpy(dtype=np.int64),
+                        "amount_sum": agg["amount_sum"].to_numpy(dtype=np.float64),
+                        "amount_sq": agg["amount_sq"].to_numpy(dtype=np.float64),
+                    }
+                )
+            )
+    for name, frames in parts.items():
+        out.tables[name] = pd.concat(frames, ignore_index=True)
 
 
 def _patterns(log, v, ex, pair, n_pairs, names, kinds) -> pd.DataFrame:
@@ -1238,7 +1297,30 @@ def funnel_table(
         "won": E[:, :, V.WON],
         "resolved": E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE],
     }
-    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips)
+    if len(sm.tables["aj_advance"]) == 0 and np.any(E.sum(axis=2) > 0):
+        raise RuntimeError(
+            "funnel_table: the summary has no competing-risks tables although deals reached "
+            "stages; they need the stage order, so summarise with stages= (DaskEventLog "
+            "does a second pass with the inferred order)."
+        )
+    aj_args = []
+    for name in ("aj_advance", "aj_win"):
+        t = sm.tables[name]
+        t = t[(t["skips"].astype(str) == skips).to_numpy()]
+        (_, g_seg), _lab = _segments(sm, by_cols, [d, t])
+        stage = pd.Index(lay.stages).get_indexer(t["stage"].astype(str)).astype(np.int64)
+        wcol, w2col = ("deals", "deals") if weight is None else ("amount_sum", "amount_sq")
+        aj_args.append(
+            (
+                g_seg * S + stage,
+                t["time"].to_numpy(dtype=np.int64),
+                t["cause"].to_numpy(dtype=np.int64),
+                t[wcol].to_numpy(dtype=np.float64),
+                t[w2col].to_numpy(dtype=np.float64),
+            )
+        )
+    aj = competing_estimates(aj_args[0], aj_args[1], n_seg * S)
+    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)
 
 
 def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd.DataFrame:

@@ -593,7 +593,27 @@ class DaskEventLog:
         1  Qualified      532       441
         2  Discovery      441       332
         """
-        return SM.funnel_table(self._summary, self._layout, skips=skips, weight=weight, by=by)
+        return SM.funnel_table(
+            self._competing_summary(), self._layout, skips=skips, weight=weight, by=by
+        )
+
+    def _competing_summary(self) -> SM.Summary:
+        """The summary with the funnel's competing-risks tables. Those need the funnel
+        order; with an inferred order the first pass could not know it, so one more pass
+        over the partitions (once, then cached) builds them with the inferred order."""
+        if not self._layout.inferred:
+            return self._summary
+        cached = getattr(self, "_competing_cache", None)
+        if cached is None:
+            import dataclasses
+
+            settings = {**self._cfg.settings, "stages": list(self.stages)}
+            second = self._summarize(dataclasses.replace(self._cfg, settings=settings))
+            cached = dataclasses.replace(self._summary, tables=dict(self._summary.tables))
+            for name in ("aj_advance", "aj_win"):
+                cached.tables[name] = second.tables[name]
+            self._competing_cache = cached
+        return cached
 
     def dwell(
         self,
