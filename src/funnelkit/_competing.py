@@ -68,6 +68,42 @@ def _within(x: np.ndarray, first: np.ndarray) -> np.ndarray:
     return cs - (cs[first] - x[first])
 
 
+def _snap(F: np.ndarray) -> np.ndarray:
+    """Rounding: a sum of shares that is 1 may land at 1 ± 2e-16, and the order of the
+    sums (per-subject or pre-aggregated weights) must not decide the interval's formula."""
+    F = np.where(F > 1.0 - 1e-12, 1.0, F)
+    return np.where(F < 1e-12, 0.0, F)
+
+
+def _snap_var(v: np.ndarray) -> np.ndarray:
+    return np.where(v < 1e-18, 0.0, v)
+
+
+def _sorted(group, time, cause, w, scale, K):
+    """Subjects in (group, time) order with their causes and rescaled weights. Integer
+    times that fit pack group, time and cause into one int64 key: one plain sort (an
+    argsort only when the weights must follow)."""
+    t = np.asarray(time)
+    if t.dtype.kind in "iu" and t.size and t.min() >= 0:
+        tmax = int(t.max()) + 1
+        cbits = max(1, int(K).bit_length())
+        n_groups = int(group.max()) + 1
+        if n_groups * tmax < (1 << (62 - cbits)):
+            key = ((group * tmax + t.astype(np.int64)) << cbits) | cause
+            if np.all(w == 1.0) and np.all(scale[group] == 1.0):
+                key = np.sort(key)
+                ws = np.ones(key.size)
+            else:
+                order = np.argsort(key)
+                key = key[order]
+                ws = w[order] * scale[group[order]]
+            gt = key >> cbits
+            return gt // tmax, gt % tmax, key & ((1 << cbits) - 1), ws
+    order = np.lexsort((t, group))
+    g = group[order]
+    return g, t[order], cause[order], w[order] * scale[g]
+
+
 def aalen_johansen(
     group: np.ndarray,
     time: np.ndarray,
@@ -78,6 +114,7 @@ def aalen_johansen(
     *,
     weights2: np.ndarray | None = None,
     curves: bool = False,
+    report: int | None = None,
 ) -> AJ:
     """Aalen–Johansen cumulative incidence of ``n_causes`` competing causes per group.
 
@@ -86,7 +123,8 @@ def aalen_johansen(
     ``0..n_causes`` (0 = censored), ``weights`` non-negative (default 1); ``weights2`` the
     sums of squared weights when a row stands for several subjects (aggregated counts:
     ``weights`` = Σw, ``weights2`` = Σw²; default ``weights**2``). See the module
-    docstring for the variance.
+    docstring for the variance. ``report``: estimate only causes 1..report (the others
+    still compete; their columns stay NaN) — the funnel needs the first cause only.
     """
     K = int(n_causes)
     group = np.asarray(group, dtype=np.int64)
@@ -117,9 +155,7 @@ def aalen_johansen(
             out.c_var = np.zeros((0, K))
             out.c_surv = np.zeros(0)
         return out
-    order = np.lexsort((time, group))
-    g, t, c = group[order], time[order], cause[order]
-    ws = w[order] * scale[g]
+    g, t, c, ws = _sorted(group, time, cause, w, scale, K)
     new = np.empty(g.size, dtype=bool)
     new[0] = True
     np.not_equal(g[1:], g[:-1], out=new[1:])
@@ -130,52 +166,59 @@ def aalen_johansen(
     tb = t[new]
     dk = np.bincount(block * (K + 1) + c, weights=ws, minlength=nb * (K + 1)).reshape(nb, K + 1)
     m = dk.sum(axis=1)
-    d_k = dk[:, 1:]
-    d = d_k.sum(axis=1)
+    d = m - dk[:, 0]
     gstart = np.flatnonzero(np.r_[True, gb[1:] != gb[:-1]])
     gend = np.r_[gstart[1:], nb]
     first = np.repeat(gstart, gend - gstart)
     cs = np.cumsum(m)
-    total_to_end = cs[gend - 1]
-    Y = np.repeat(total_to_end, gend - gstart) - cs + m  # at risk just before the block
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.where(Y > 0, d / Y, 0.0)
-        dead = h >= 1.0 - 1e-12
-        logf = np.where(dead, 0.0, np.log1p(-np.where(dead, 0.0, h)))
-        S = np.exp(_within(logf, first)) * (_within(dead.astype(np.float64), first) == 0)
-        lagS = np.r_[1.0, S[:-1]]
-        lagS[gstart] = 1.0
-        inc = lagS[:, None] * np.where(Y[:, None] > 0, d_k / Y[:, None], 0.0)
-        F = _within(inc, first)
-        # variance, as running sums
-        a = np.where(Y - d > 1e-12 * np.maximum(Y, 1.0), d / (Y * (Y - d)), 0.0)
-        A = _within(a, first)[:, None]
-        B1 = _within(F * a[:, None], first)
-        B2 = _within(F * F * a[:, None], first)
-        second = _within(
-            np.where(Y[:, None] > 0, lagS[:, None] ** 2 * d_k * (Y[:, None] - d_k), 0.0)
-            / np.where(Y > 0, Y**3, 1.0)[:, None],
-            first,
-        )
-        cj = np.where(Y[:, None] > 0, lagS[:, None] * d_k / np.where(Y > 0, Y**2, 1.0)[:, None], 0.0)
-        C = _within(cj, first)
-        FC = _within(F * cj, first)
-    var = F * F * A - 2 * F * B1 + B2 + second - 2 * (F * C - FC)
-    # rounding: a sum of shares that is 1 may land at 1 ± 2e-16, and the order of the
-    # sums (per-subject or pre-aggregated weights) must not decide the interval's formula
-    F = np.where(F > 1.0 - 1e-12, 1.0, np.where(F < 1e-12, 0.0, F))
-    var = np.where(var < 1e-18, 0.0, var)
+    Y = np.repeat(cs[gend - 1], gend - gstart) - cs + m  # at risk just before the block
     last = gend - 1
     grp = gb[last]
-    out.cif[grp] = F[last]
-    out.var[grp] = var[last]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Ys = np.where(Y > 0, Y, 1.0)
+        h = d / Ys
+        dead = h >= 1.0 - 1e-12
+        logf = np.log1p(-np.where(dead, 0.0, h))
+        S = np.exp(_within(logf, first))
+        S[_within(dead.astype(np.float64), first) > 0] = 0.0
+        lagS = np.empty(nb)
+        lagS[0] = 1.0
+        lagS[1:] = S[:-1]
+        lagS[gstart] = 1.0
+        a = np.where(Y - d > 1e-12 * np.maximum(Y, 1.0), d / (Ys * (Y - d)), 0.0)
+        if curves:
+            A = _within(a, first)
+        F_all = np.empty((nb, K)) if curves else None
+        V_all = np.empty((nb, K)) if curves else None
+        for k in range(K if report is None or curves else min(report, K)):  # causes
+            dkk = dk[:, k + 1]
+            inc = lagS * dkk / Ys
+            F = _within(inc, first)
+            sec = lagS * lagS * dkk * (Y - dkk) / (Ys * Ys * Ys)
+            cj = lagS * dkk / (Ys * Ys)
+            if curves:
+                B1 = _within(F * a, first)
+                B2 = _within(F * F * a, first)
+                var = (
+                    F * F * A - 2 * F * B1 + B2 + _within(sec, first)
+                    - 2 * (F * _within(cj, first) - _within(F * cj, first))
+                )
+                assert F_all is not None and V_all is not None
+                F_all[:, k], V_all[:, k] = F, var
+            Fe = F[last]
+            diff = Fe[np.searchsorted(gstart, np.arange(nb), side="right") - 1] - F
+            terms = diff * diff * a + sec - 2 * diff * cj
+            var_end = np.bincount(first, weights=terms, minlength=nb)[gstart]
+            out.cif[grp, k] = _snap(Fe)
+            out.var[grp, k] = _snap_var(var_end)
     out.unresolved[grp] = S[last]
     if curves:
+        assert F_all is not None and V_all is not None
         out.c_group = gb
         out.c_time = tb
         out.c_at_risk = Y / np.where(scale[gb] > 0, scale[gb], 1.0)
-        out.c_cif = F
-        out.c_var = var
+        out.c_cif = _snap(F_all)
+        out.c_var = _snap_var(V_all)
         out.c_surv = S
     return out
 

@@ -448,8 +448,8 @@ def competing_estimates(
     weights, weights2)`` of each (weights None = 1 per row)."""
     from ._competing import aalen_johansen
 
-    a = aalen_johansen(adv[0], adv[1], adv[2], n_groups, 3, adv[3], weights2=adv[4])
-    b = aalen_johansen(win[0], win[1], win[2], n_groups, 3, win[3], weights2=win[4])
+    a = aalen_johansen(adv[0], adv[1], adv[2], n_groups, 3, adv[3], weights2=adv[4], report=1)
+    b = aalen_johansen(win[0], win[1], win[2], n_groups, 3, win[3], weights2=win[4], report=1)
     return {
         "cif": a.cif[:, 0],
         "var": a.var[:, 0],
@@ -468,3 +468,74 @@ def subject_estimates(
     return competing_estimates(
         (group, sub.t_adv, sub.c_adv, w, None), (group, sub.t_win, sub.c_win, w, None), n_groups
     )
+
+
+def incidence(log: EventLog, stage=None, *, by=None) -> pd.DataFrame:
+    """The table behind :meth:`EventLog.incidence` (see there)."""
+    from ._competing import aalen_johansen, interval
+
+    S = log._n_stages
+    stages = list(log.stages)
+    if stage is None:
+        wanted = np.ones(S, dtype=bool)
+    else:
+        names = [stage] if isinstance(stage, str) else list(stage)
+        unknown = [s for s in names if s not in stages]
+        if unknown:
+            raise ValueError(
+                f"`stage`={stage!r}: {unknown!r} is not a stage of this log; the stages are "
+                f"{stages}."
+            )
+        wanted = np.isin(np.arange(S), [stages.index(s) for s in names])
+    by_cols = normalize_by(by)
+    st = stage_status(log, "implied")
+    sub = competing_subjects(log, st)
+    seg_m, labels = stage_segments(log, by_cols, st.entry_i)
+    keep = wanted[sub.stage]
+    d, s = sub.deal[keep], sub.stage[keep]
+    group = seg_m[d, s] * S + s
+    G = len(labels) * S
+    t_adv, c_adv, t_win, c_win = sub.t_adv[keep], sub.c_adv[keep], sub.t_win[keep], sub.c_win[keep]
+    a = aalen_johansen(group, t_adv, c_adv, G, 3, curves=True)
+    b = aalen_johansen(group, t_win, c_win, G, 3, curves=True)
+    assert a.c_group is not None and b.c_group is not None and a.c_time is not None
+    assert b.c_time is not None and a.c_cif is not None and b.c_cif is not None
+    assert a.c_var is not None and b.c_var is not None and a.c_surv is not None
+    # one row per (group, time) where either curve moves: dense time ranks make a key
+    uniq_t, rank = np.unique(np.concatenate([a.c_time, b.c_time]), return_inverse=True)
+    R = max(uniq_t.size, 1)
+    ka = a.c_group * R + rank[: a.c_time.size]
+    kb = b.c_group * R + rank[a.c_time.size :]
+    keys = np.unique(np.concatenate([ka, kb]))
+    g_u, t_u = keys // R, uniq_t[keys % R] if keys.size else np.zeros(0, dtype=np.int64)
+
+    def at(k, gk, values, before):
+        i = np.searchsorted(k, keys, side="right") - 1
+        ok = (i >= 0) & (gk[np.maximum(i, 0)] == g_u) if k.size else np.zeros(keys.size, bool)
+        v = values[np.maximum(i, 0)] if k.size else np.zeros((keys.size,) + values.shape[1:])
+        fill = np.full_like(v, before, dtype=np.float64)
+        return np.where(ok.reshape((-1,) + (1,) * (v.ndim - 1)), v, fill)
+
+    F_a, V_a = at(ka, a.c_group, a.c_cif, 0.0), at(ka, a.c_group, a.c_var, 0.0)
+    S_a = at(ka, a.c_group, a.c_surv, 1.0)
+    F_b, V_b = at(kb, b.c_group, b.c_cif[:, 0], 0.0), at(kb, b.c_group, b.c_var[:, 0], 0.0)
+    # at risk on the conversion clock: subjects of the group observed at or after the time
+    subj = np.sort(group * R + np.searchsorted(uniq_t, t_adv)) if keys.size else keys
+    group_end = np.searchsorted(subj, (g_u + 1) * R, side="left")
+    at_risk = group_end - np.searchsorted(subj, keys, side="left")
+    n_eff = a.n_eff[g_u]
+    out = expand(labels, g_u // S, by_cols)
+    out["stage"] = np.array(stages, dtype=object)[g_u % S].astype(str)
+    out["time"] = pd.to_timedelta(np.asarray(t_u, dtype=np.int64).view("timedelta64[ns]"))
+    out["at_risk"] = at_risk.astype(np.int64)
+    for k, name in enumerate(("advanced", "lost", "stale")):
+        low, high = interval(F_a[:, k], V_a[:, k], n_eff)
+        out[name] = F_a[:, k]
+        out[f"{name}_low"] = low
+        out[f"{name}_high"] = high
+    out["open"] = S_a
+    low, high = interval(F_b, V_b, n_eff)
+    out["won"] = F_b
+    out["won_low"] = low
+    out["won_high"] = high
+    return out.reset_index(drop=True)

@@ -1261,6 +1261,62 @@ class EventLog:
 
         return funnel(self, skips=skips, weight=weight, by=by, within=within, calendar=calendar)
 
+    def incidence(
+        self,
+        stage: str | Sequence[str] | None = None,
+        *,
+        by: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Cumulative incidence curves behind ``funnel()``'s conversion (Aalen–Johansen).
+
+        For every deal that reached a stage (``skips="implied"``; a reach implied by a
+        later stage or a win starts and advances at 0), on time since its first entry:
+        the probability of having advanced, been lost, gone stale (at last event +
+        ``stale_after``) or still being open, deals still open censored at ``as_of``;
+        and, on the same clock, the probability of having been won (against lost or
+        stale). The last row of a stage holds ``funnel()``'s ``conversion``,
+        ``unresolved`` (= ``open``) and ``win_rate_from``.
+
+        Parameters
+        ----------
+        stage : str or list of str, optional
+            Only these stages (default: all).
+        by : str or list of str, optional
+            Carried attributes; one curve per segment, as in ``funnel(by=...)``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (segment, stage, time) at which a curve moves or a deal is censored,
+            in segment, funnel and time order:
+
+            * ``by`` columns, when given
+            * ``stage`` : stage name
+            * ``time`` : time since entering the stage (Timedelta)
+            * ``at_risk`` : deals still in the stage (unresolved, observed) at that time
+            * ``advanced`` : cumulative incidence of advancing (a later stage or the win)
+              by that time; ``advanced_low``, ``advanced_high`` its 95% interval
+              (log(−log) scale; Wilson where the estimate is 0 or 1)
+            * ``lost``, ``lost_low``, ``lost_high`` : of being lost explicitly
+            * ``stale``, ``stale_low``, ``stale_high`` : of going stale
+            * ``open`` : probability still unresolved (1 − advanced − lost − stale)
+            * ``won``, ``won_low``, ``won_high`` : of having been won (won against lost or
+              stale, same clock)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> c = log.incidence("Demo")
+        >>> last = c.iloc[-1]
+        >>> f = log.funnel().set_index("stage")
+        >>> bool(abs(last["advanced"] - f.loc["Demo", "conversion"]) < 1e-12)
+        True
+        """
+        from .funnel import incidence
+
+        return incidence(self, stage, by=by)
+
     def dwell(
         self,
         *,
