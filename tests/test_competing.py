@@ -129,3 +129,46 @@ def test_interval_contains_estimate_and_stays_in_unit_range():
     assert np.all((low[:4] >= 0) & (high[:4] <= 1))
     assert np.isnan(low[4]) and np.isnan(high[4])
     assert high[0] > 0 and low[3] < 1  # Wilson where there is no spread to transform
+
+
+def test_incidence_table_ends_at_the_funnel_numbers():
+    import funnelkit as fk
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    f = log.funnel().set_index("stage")
+    c = log.incidence()
+    assert c["stage"].unique().tolist() == log.stages
+    last = c.groupby("stage", sort=False).tail(1).set_index("stage")
+    np.testing.assert_allclose(last["advanced"], f["conversion"], atol=1e-12)
+    np.testing.assert_allclose(last["open"], f["unresolved"], atol=1e-12)
+    np.testing.assert_allclose(last["won"], f["win_rate_from"], atol=1e-12)
+    total = c["advanced"] + c["lost"] + c["stale"] + c["open"]
+    np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    assert (c.groupby("stage")["advanced"].diff().dropna() >= -1e-12).all()
+    first = c.groupby("stage", sort=False).head(1).set_index("stage")
+    assert (first["at_risk"] == f["reached"]).all()  # everyone is at risk at the start
+    by = log.incidence("Demo", by="team")
+    fb = log.funnel(by="team")
+    fb = fb[fb["stage"] == "Demo"].set_index("team")
+    lb = by.groupby("team").tail(1).set_index("team")
+    np.testing.assert_allclose(lb["advanced"], fb.loc[lb.index, "conversion"], atol=1e-12)
+    with pytest.raises(ValueError, match="not a stage"):
+        log.incidence("Nope")
+
+
+def test_plot_incidence_bands():
+    import funnelkit as fk
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    ax = fk.plot.incidence(log, "Demo")
+    gids = {c.get_gid() for c in ax.collections}
+    assert {"incidence-advanced", "incidence-lost", "incidence-stale", "incidence-open"} <= gids
+    assert ax.get_ylim() == (0.0, 1.0)
+    table = log.incidence("Demo")
+    ax2 = fk.plot.incidence(table)
+    assert "Demo" in ax2.get_title()
+    with pytest.raises(ValueError, match="lacks the column"):
+        fk.plot.incidence(table.drop(columns="open"))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
