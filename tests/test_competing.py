@@ -26,8 +26,11 @@ def reference_aj(time, cause, K, weights=None):
     F = [0.0] * K
     rows = []  # (Y, d, d_k list, lagS, F after)
     for tt in times:
-        Y = sum(wi for ti, wi in zip(time, w) if ti >= tt)
-        dk = [sum(wi for ti, ci, wi in zip(time, cause, w) if ti == tt and ci == k + 1) for k in range(K)]
+        Y = sum(wi for ti, wi in zip(time, w, strict=True) if ti >= tt)
+        dk = [
+            sum(wi for ti, ci, wi in zip(time, cause, w, strict=True) if ti == tt and ci == k + 1)
+            for k in range(K)
+        ]
         d = sum(dk)
         lag = S
         for k in range(K):

@@ -200,7 +200,10 @@ def aalen_johansen(
                 B1 = _within(F * a, first)
                 B2 = _within(F * F * a, first)
                 var = (
-                    F * F * A - 2 * F * B1 + B2 + _within(sec, first)
+                    F * F * A
+                    - 2 * F * B1
+                    + B2
+                    + _within(sec, first)
                     - 2 * (F * _within(cj, first) - _within(F * cj, first))
                 )
                 assert F_all is not None and V_all is not None

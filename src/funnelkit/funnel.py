@@ -169,9 +169,7 @@ def assemble(
     unresolved = np.where(events > 0, aj["unresolved"].reshape(shape), np.nan)
     low, high = interval(conversion, aj["var"].reshape(shape), aj["n_eff"].reshape(shape))
     high = np.minimum(high + np.nan_to_num(unresolved), 1.0)
-    win_rate_from = np.where(
-        aj["win_events"].reshape(shape) > 0, aj["win"].reshape(shape), np.nan
-    )
+    win_rate_from = np.where(aj["win_events"].reshape(shape) > 0, aj["win"].reshape(shape), np.nan)
     _warn_unidentified(stages, labels, by_cols, reached, events)
     cumulative = np.ones_like(conversion, dtype=float)
     cumulative_closed = np.ones_like(closed, dtype=float)
@@ -210,7 +208,8 @@ def _warn_unidentified(stages, labels, by_cols, reached, events) -> None:
         return
     seg, st = np.nonzero(bad)
     where = [
-        stages[j] + (f" ({', '.join(f'{b}={labels[b].iloc[i]!r}' for b in by_cols)})" if by_cols else "")
+        stages[j]
+        + (f" ({', '.join(f'{b}={labels[b].iloc[i]!r}' for b in by_cols)})" if by_cols else "")
         for i, j in zip(seg[:5], st[:5], strict=True)
     ]
     more = f" and {bad.sum() - 5} more" if bad.sum() > 5 else ""
@@ -400,9 +399,7 @@ class Subjects:
     c_win: np.ndarray
 
 
-def competing_subjects(
-    log: EventLog, st: StageStatus, within=None, calendar=None
-) -> Subjects:
+def competing_subjects(log: EventLog, st: StageStatus, within=None, calendar=None) -> Subjects:
     """The subjects of the conversion and win-rate estimates (see :class:`Subjects`).
 
     With a conversion window ``within``, an advance counts only within the window and a
@@ -414,9 +411,7 @@ def competing_subjects(
     outcome = log._outcome[d].astype(np.int64)
     term = log._term_ns[d]
     as_of = log._as_of_ns
-    stale_at = (
-        log._last_ns[d] + log.stale_after.value if log.stale_after is not None else term
-    )
+    stale_at = log._last_ns[d] + log.stale_after.value if log.stale_after is not None else term
     end = np.select(
         [outcome == V.WON, outcome == V.LOST, outcome == V.STALE], [term, term, stale_at], as_of
     )
@@ -441,9 +436,7 @@ def competing_subjects(
     return Subjects(d, s, t_adv, c_adv, t_end, c_out)
 
 
-def competing_estimates(
-    adv: tuple, win: tuple, n_groups: int
-) -> dict[str, np.ndarray]:
+def competing_estimates(adv: tuple, win: tuple, n_groups: int) -> dict[str, np.ndarray]:
     """Aalen–Johansen conversion and win rate per group from ``(group, time, cause,
     weights, weights2)`` of each (weights None = 1 per row)."""
     from ._competing import aalen_johansen

@@ -1235,14 +1235,32 @@ class EventLog:
             * ``dropped`` : deals whose furthest stage is this one and that were lost
               (explicitly or stale)
             * ``open`` : deals whose furthest stage is this one and that are still open
-            * ``conversion`` : advanced / (advanced + dropped) — open deals are censored,
-              not failures; NaN when no deal is resolved
-            * ``conversion_low``, ``conversion_high`` : Wilson 95% interval (z = Φ⁻¹(0.975));
-              weighted: with Kish's effective sample size (Σw)²/Σw²
+            * ``conversion`` : the probability that a deal entering the stage eventually
+              advances — the Aalen–Johansen cumulative incidence of "advance" (first entry
+              of a later stage, or the win) against "drop" (lost, or stale when the stale
+              rule fires: last event + ``stale_after``) on time since the deal first
+              entered the stage (a reach implied by a later stage or the win starts and
+              advances at 0), deals still open censored at ``as_of``; see
+              :meth:`incidence` for the curves. NaN, with a warning, when none of the
+              deals that reached the stage has resolved.
+            * ``conversion_low``, ``conversion_high`` : 95% interval from the delta-method
+              variance on the log(−log) scale (Wilson where the estimate is 0 or 1), its
+              upper end raised by ``unresolved``; weighted: the variance of Kish's
+              effective sample size (Σw)²/Σw²
+            * ``unresolved`` : probability still unresolved at the longest follow-up (the
+              share the data cannot assign yet; included in the interval)
+            * ``conversion_closed`` : advanced / (advanced + dropped), the closed-deal
+              ratio (biased high on young pipelines); NaN when no deal is resolved
+            * ``conversion_closed_low``, ``conversion_closed_high`` : its Wilson 95%
+              interval (z = Φ⁻¹(0.975); weighted: Kish's effective sample size)
             * ``conversion_raw`` : advanced / reached
             * ``cumulative`` : product of the conversions of the stages before this one
-              (1.0 for the first; NaN after a stage with no resolved deals)
-            * ``win_rate_from`` : won / (won + lost + stale) among deals that reached it
+              (1.0 for the first; NaN after a stage with no estimable conversion)
+            * ``cumulative_closed`` : the same product of ``conversion_closed``
+            * ``win_rate_from`` : probability of winning from the stage on — the same
+              estimator for "won" against lost/stale, same subjects and clock
+            * ``win_rate_from_closed`` : won / (won + lost + stale) among deals that
+              reached it
             * ``skips`` : the skip rule used
             * ``weight`` : what the counts count, ``"deals"`` or ``"amount"``
 

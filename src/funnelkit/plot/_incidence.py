@@ -82,9 +82,12 @@ def incidence(
     elif stage not in stages:
         raise ValueError(f"`stage`={stage!r} is not in the table; its stages are {stages}.")
     rows = table.loc[table["stage"] == stage]
-    extra = [c for c in table.columns if c not in {*INCIDENCE_COLUMNS} and not str(c).startswith(
-        ("advanced_", "lost_", "stale_", "won", "at_risk")
-    )]
+    extra = [
+        c
+        for c in table.columns
+        if c not in {*INCIDENCE_COLUMNS}
+        and not str(c).startswith(("advanced_", "lost_", "stale_", "won", "at_risk"))
+    ]
     if extra and rows[extra].drop_duplicates().shape[0] > 1:
         raise ValueError(
             f"The table has several segments ({extra}); select one segment's rows first."
@@ -107,8 +110,16 @@ def incidence(
     if {"advanced_low", "advanced_high"} <= set(rows.columns):
         for col in ("advanced_low", "advanced_high"):
             v = np.concatenate([[0.0], rows[col].to_numpy(dtype=float)])
-            ax.step(t, v, where="post", color=S.TEXT, linestyle="--", linewidth=0.9,
-                    gid="incidence-ci", label="95% interval (advanced)" if col.endswith("low") else None)
+            ax.step(
+                t,
+                v,
+                where="post",
+                color=S.TEXT,
+                linestyle="--",
+                linewidth=0.9,
+                gid="incidence-ci",
+                label="95% interval (advanced)" if col.endswith("low") else None,
+            )
     last = rows.iloc[-1]
     ax.set_xlim(0, max(float(t[-1]), 1e-9))
     ax.set_ylim(0, 1)
