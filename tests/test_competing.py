@@ -175,3 +175,16 @@ def test_plot_incidence_bands():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_conversion_window_is_the_incidence_at_the_window():
+    import pandas as pd
+
+    import funnelkit as fk
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    f = log.funnel(within="14D").set_index("stage")
+    c = log.incidence()
+    at = c[c["time"] <= pd.Timedelta(days=14)].groupby("stage").tail(1).set_index("stage")
+    np.testing.assert_allclose(at.loc[log.stages, "advanced"], f["conversion"], atol=1e-12)
+    assert (f["conversion"] <= log.funnel().set_index("stage")["conversion"] + 1e-12).all()
