@@ -145,6 +145,7 @@ def test_public_api():
         "flow",
         "funnel",
         "heatmap",
+        "incidence",
         "key_stages",
         "segments",
         "survival",
