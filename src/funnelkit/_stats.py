@@ -127,6 +127,128 @@ def grouped_mean(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.n
     return out
 
 
+#: interval columns of the dwell and cycle-time tables and their keys in the stats dicts
+CI_COLUMNS = (
+    ("mean_low", "mean_low"),
+    ("mean_high", "mean_high"),
+    ("median_low", "q50_low"),
+    ("median_high", "q50_high"),
+    ("p75_low", "q75_low"),
+    ("p75_high", "q75_high"),
+    ("p90_low", "q90_low"),
+    ("p90_high", "q90_high"),
+)
+
+
+def plain_intervals(
+    values: np.ndarray, counts: np.ndarray, quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
+) -> dict[str, float]:
+    """95% intervals of complete (uncensored) times of one group, given as sorted
+    ``values`` with their ``counts`` (one per value, or sketch runs).
+
+    * Quantile q: the distribution-free order-statistic interval [x_(l), x_(u)] with
+      l = F⁻¹(0.025) and u = F⁻¹(0.975) + 1 of Binomial(n, q) (coverage >= 95% for any
+      continuous distribution); NaN when n is too small for such ranks (n < 6 for the
+      median).
+    * Mean: Student's t interval ``mean ± t(0.975, n − 1) s / √n`` (NaN for n < 2).
+
+    Returns a dict of floats keyed ``mean_low``, ``mean_high`` and ``q{round(100 q)}_low``
+    / ``_high``.
+    """
+    from scipy import stats
+
+    cnt = counts.astype(np.float64)
+    n = int(cnt.sum())
+    out: dict[str, float] = {}
+    cum = np.cumsum(counts)
+    for q in quantiles:
+        lo = int(stats.binom.ppf(0.025, n, q)) if n else 0
+        hi = int(stats.binom.ppf(0.975, n, q)) + 1 if n else 0
+        key = f"q{round(100 * q)}"
+        ok = 1 <= lo and hi <= n
+        # the r-th smallest (1-based) is the value of the run holding rank r
+        out[f"{key}_low"] = float(values[np.searchsorted(cum, lo)]) if ok else np.nan
+        out[f"{key}_high"] = float(values[np.searchsorted(cum, hi)]) if ok else np.nan
+    if n >= 2:
+        v = values.astype(np.float64)
+        mean = float(np.dot(cnt, v)) / n
+        sd = float(np.sqrt(np.dot(cnt, (v - mean) ** 2) / (n - 1)))
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / np.sqrt(n)
+        out["mean_low"], out["mean_high"] = mean - half, mean + half
+    else:
+        out["mean_low"] = out["mean_high"] = np.nan
+    return out
+
+
+def km_intervals(
+    time: np.ndarray,
+    events: np.ndarray,
+    at_risk: np.ndarray,
+    surv: np.ndarray,
+    quantiles: tuple[float, ...] = (0.5, 0.75, 0.9),
+    z: float = Z95,
+) -> dict[str, float]:
+    """Restricted mean and 95% intervals of one group's Kaplan–Meier curve.
+
+    The inputs are the curve's entries in time order (times non-decreasing, events before
+    censorings at a time): ``events`` and ``at_risk`` of each entry and ``surv``, the
+    estimate S after it. Entries may split a block of tied times (one per deal, as in
+    :func:`kaplan_meier`, or one per sketch run): Greenwood's terms
+    ``d / (n (n − d))`` telescope over a split block, so the sum is the same.
+
+    * Quantile q (Brookmeyer–Crowley): the times t at which the test of S(t) = 1 − q is
+      not rejected, with the log(−log) transformed statistic — i.e. where 1 − q lies in the
+      pointwise interval ``S^exp(±z σ / |log S|)``, σ² = Σ d / (n (n − d)) (Greenwood).
+      ``q_low`` is the smallest time whose lower band is <= 1 − q (+1e−9), ``q_high`` the
+      smallest whose upper band is; NaN when the band never falls that low (at S = 0 the
+      band is undefined: lower 0, upper unknown — one event alone gives [t, NaN]). This is R
+      survival's ``quantile.survfit`` with ``conf.type="log-log"`` (and lifelines'
+      ``qth_survival_time`` of its exponential-Greenwood band) without R's midpoint rule
+      on exactly flat stretches, matching the point quantile's rule (DESIGN §3).
+    * Restricted mean up to the largest observed time: variance
+      Σ A_i² d_i / (n_i (n_i − d_i)), A_i the area under S after t_i; a normal interval
+      ``mean ± z se`` with the lower end clipped at 0.
+
+    Returns a dict of floats: ``mean``, ``mean_low``, ``mean_high`` and per quantile
+    ``q{round(100 q)}_low`` / ``_high``.
+    """
+    e = events.astype(np.float64)
+    n = at_risk.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gw = np.where((e > 0) & (n > e), e / (n * (n - e)), 0.0)
+    widths = np.diff(time).astype(np.float64)
+    # area under S after each entry, up to the largest time
+    area = np.zeros(time.size)
+    area[:-1] = np.cumsum((surv[:-1] * widths)[::-1])[::-1]
+    mean = float(time[0]) + float(area[0]) if time.size else np.nan
+    se = float(np.sqrt(np.dot(area * area, gw)))
+    out = {"mean": mean, "mean_low": max(mean - z * se, 0.0), "mean_high": mean + z * se}
+    last = np.ones(time.size, dtype=bool)  # the last entry of each distinct time
+    last[:-1] = time[1:] != time[:-1]
+    ts, s, v = time[last], surv[last], np.cumsum(gw)[last]
+    inside = (s > 0) & (s < 1)
+    # on the log(−log) scale g = log(−log S) with se = √V / |log S|: the band
+    # S^exp(±z se) is <= level exactly when g ± z se >= log(−log level) — two logs and a
+    # root per time instead of powers
+    with np.errstate(invalid="ignore", divide="ignore"):
+        neg_log = -np.log(np.where(inside, s, 0.5))
+        g = np.log(neg_log)
+        w = z * np.sqrt(v) / neg_log
+    for q in quantiles:
+        level = 1.0 - q + KM_TOL
+        c = np.log(-np.log(level))
+        # at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0, the
+        # upper one unknown, so a quantile's upper end is never read from there
+        hits = (
+            ("low", np.where(inside, g + w >= c, s <= level)),
+            ("high", inside & (g - w >= c)),
+        )
+        for name, hit in hits:
+            i = int(np.argmax(hit))
+            out[f"q{round(100 * q)}_{name}"] = float(ts[i]) if hit[i] else np.nan
+    return out
+
+
 def kaplan_meier(
     group: np.ndarray,
     time: np.ndarray,
@@ -148,13 +270,21 @@ def kaplan_meier(
     falls that low); ``mean`` is the restricted mean survival time up to the group's
     largest observed time, event or censored.
 
-    Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean`` and one
-    entry per quantile named ``q{round(100 q)}`` (times in the input's unit, float).
+    Intervals (95%) come from :func:`km_intervals`: Brookmeyer–Crowley with the log(−log)
+    statistic for the quantiles, Greenwood's formula for the restricted mean.
+
+    Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean``,
+    ``mean_low``, ``mean_high`` and per quantile ``q{round(100 q)}``,
+    ``q{round(100 q)}_low`` and ``q{round(100 q)}_high`` (times in the input's unit, float;
+    NaN when undefined).
     """
     t, c, start, end = group_sort(group, time, n_groups, censored)
     out: dict[str, np.ndarray] = {"n": end - start}
     cens = np.zeros(n_groups, dtype=np.int64)
     qs = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in quantiles}
+    names = ["mean_low", "mean_high"]
+    names += [f"q{round(100 * q)}_{side}" for q in quantiles for side in ("low", "high")]
+    ci = {name: np.full(n_groups, np.nan) for name in names}
     mean = np.full(n_groups, np.nan)
     assert c is not None
     for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
@@ -170,10 +300,15 @@ def kaplan_meier(
             i = int(np.count_nonzero(surv > 1.0 - q + KM_TOL))
             if i < b - a:
                 qs[f"q{round(100 * q)}"][k] = float(tk[i])
-        mean[k] = float(tk[0]) + float(np.dot(surv[:-1], np.diff(tk)))
+        at_risk = np.arange(b - a, 0, -1)
+        res = km_intervals(tk, 1 - ck, at_risk, surv, quantiles)
+        mean[k] = res["mean"]
+        for name in names:
+            ci[name][k] = res[name]
     out["censored"] = cens
     out.update(qs)
     out["mean"] = mean
+    out.update(ci)
     return out
 
 

@@ -58,4 +58,6 @@ def dwell(
     out["median"] = to_timedelta(km["q50"]).to_numpy()
     out["p75"] = to_timedelta(km["q75"]).to_numpy()
     out["p90"] = to_timedelta(km["q90"]).to_numpy()
+    for col, key in _stats.CI_COLUMNS:
+        out[col] = to_timedelta(km[key]).to_numpy()
     return out

@@ -22,13 +22,20 @@ _DAY_NS = 86_400 * 10**9
 
 def _plain_stats(group: np.ndarray, values: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
     val, _, start, end = _stats.group_sort(group, values, n_groups)
-    return {
+    out = {
         "n": end - start,
         "mean": _stats.grouped_mean(val, start, end),
         "q50": _stats.grouped_quantile(val, start, end, 0.5),
         "q75": _stats.grouped_quantile(val, start, end, 0.75),
         "q90": _stats.grouped_quantile(val, start, end, 0.9),
     }
+    for _, key in _stats.CI_COLUMNS:
+        out[key] = np.full(n_groups, np.nan)
+    for k in np.flatnonzero(end > start):  # loop over groups
+        tk = val[start[k] : end[k]]  # sorted: one run per value
+        for key, x in _stats.plain_intervals(tk, np.ones(tk.size, dtype=np.int64)).items():
+            out[key][k] = x
+    return out
 
 
 def durations(log: EventLog, start: np.ndarray, end: np.ndarray, calendar=None) -> np.ndarray:
@@ -71,6 +78,8 @@ def cycle_time(log: EventLog, *, by=None, calendar=None) -> pd.DataFrame:
         part["median"] = to_timedelta(st["q50"]).to_numpy()
         part["p75"] = to_timedelta(st["q75"]).to_numpy()
         part["p90"] = to_timedelta(st["q90"]).to_numpy()
+        for col, key in _stats.CI_COLUMNS:
+            part[col] = to_timedelta(st[key]).to_numpy()
         part["_seg"] = np.arange(n_seg)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

@@ -400,6 +400,9 @@ def _trend_by_deal(
         out["p90"] = to_timedelta(km["q90"]).to_numpy()
     out["created_by"] = log._timestamp(np.full(G, cut, dtype=np.int64))
     out["mature"] = end_ns - 1 <= cut
+    if metric != "win_rate":  # new columns after the existing ones
+        out["median_low"] = to_timedelta(km["q50_low"]).to_numpy()
+        out["median_high"] = to_timedelta(km["q50_high"]).to_numpy()
     return out
 
 

@@ -64,6 +64,27 @@ def km_quantile(t: np.ndarray, s: np.ndarray, q: float) -> float:
     return float(t[hit[0]]) if hit.size else float("nan")
 
 
+def km_median_ci(g: pd.DataFrame) -> tuple[float, float]:
+    """95% interval (days) of the Kaplan–Meier median of visits ``g`` — the numbers of
+    ``log.dwell()``'s ``median_low`` / ``median_high`` (the same function,
+    :func:`funnelkit._stats.kaplan_meier`, on the same nanoseconds)."""
+    from .. import _stats
+
+    dw = g["dwell"]
+    if pd.api.types.is_timedelta64_dtype(dw.dtype):
+        ns = pd.to_timedelta(dw).to_numpy().astype("timedelta64[ns]").astype(np.int64)
+    else:
+        ns = np.rint(g["days"].to_numpy() * 86_400e9).astype(np.int64)
+    c = g["censored"].to_numpy().astype(np.int64)
+    km = _stats.kaplan_meier(np.zeros(ns.size, dtype=np.int64), ns, c, 1, quantiles=(0.5,))
+    return float(km["q50_low"][0]) / 86_400e9, float(km["q50_high"][0]) / 86_400e9
+
+
+def _ci_text(low: float, high: float) -> str:
+    hi = S.duration(high) if np.isfinite(high) else "undefined"
+    return f"95% CI {S.duration(low)}–{hi}" if np.isfinite(low) else "95% CI undefined"
+
+
 def _scale(days: np.ndarray, logscale: bool | None) -> tuple[bool, float]:
     use_log = S.auto_log(days) if logscale is None else bool(logscale)
     return use_log, S.log_floor(days) if use_log else 0.0
@@ -85,7 +106,9 @@ def dwell(
     visits still in the stage at ``as_of`` (censored: their dwell is a lower bound) are
     hollow orange rings, and the Kaplan–Meier median (diamond) and p90 (bar) — the
     numbers of ``log.dwell()``, which account for censoring — are marked and written on
-    the right. Stale visits have no dwell and are left out.
+    the right, the median with its 95% interval (a grey band: ``median_low`` to
+    ``median_high``; open to the right edge when the upper end is undefined). Stale
+    visits have no dwell and are left out.
 
     Parameters
     ----------
@@ -110,7 +133,10 @@ def dwell(
     -------
     matplotlib.axes.Axes
         Dots carry the gid ``"dwell-completed"`` / ``"dwell-censored"``, the markers
-        ``"dwell-median"`` / ``"dwell-p90"`` (one point per stage, in funnel order).
+        ``"dwell-median"`` / ``"dwell-p90"`` (one point per stage, in funnel order); the
+        median's interval is one rectangle per stage with a defined lower end, gid
+        ``"dwell-median-ci"``, spanning ``median_low`` to ``median_high`` (to the axis'
+        right edge when that is undefined).
 
     Examples
     --------
@@ -139,6 +165,7 @@ def dwell(
     sc_kw: dict[str, Any] = {"s": 9, "color": S.BAR, "linewidths": 0}
     sc_kw.update(kwargs)
     med, p90 = np.full(n, np.nan), np.full(n, np.nan)
+    med_lo, med_hi = np.full(n, np.nan), np.full(n, np.nan)
     groups = dict(list(v.groupby("stage", sort=False)))
     for i, s in enumerate(stages):
         g = groups.get(s)
@@ -150,6 +177,7 @@ def dwell(
         c = g["censored"].to_numpy()
         t, surv = S.km_curve(d, c)
         med[i], p90[i] = km_quantile(t, surv, 0.5), km_quantile(t, surv, 0.9)
+        med_lo[i], med_hi[i] = km_median_ci(g)
         # completed and censored visits are sampled separately: the few open ones all show
         parts = []
         for sel in (np.flatnonzero(~c), np.flatnonzero(c)):
@@ -173,7 +201,8 @@ def dwell(
                 zorder=3,
             )
         n_open = int(c.sum())
-        note = f"median {S.duration(med[i])}  ·  p90 {S.duration(p90[i])}\n{len(d):,} visits"
+        note = f"median {S.duration(med[i])} ({_ci_text(med_lo[i], med_hi[i])})"
+        note += f"  ·  p90 {S.duration(p90[i])}\n{len(d):,} visits"
         note += f", {n_open:,} still open" if n_open else ""
         ax.text(
             1.015,
@@ -225,6 +254,18 @@ def dwell(
         ax.set_xlim(0, hi * 1.03)
         xlab = "Time in stage (days)"
     ax.set_ylim(-0.6, n - 0.4)
+    from matplotlib.patches import Rectangle
+
+    right = ax.get_xlim()[1]
+    for k in range(n):  # the median's 95% interval, behind the markers
+        if np.isfinite(med_lo[k]):
+            x0 = max(med_lo[k], floor)
+            x1 = max(med_hi[k], floor) if np.isfinite(med_hi[k]) else right
+            band = Rectangle(
+                (x0, ys[k] - 0.2), x1 - x0, 0.4, color="black", alpha=0.25, lw=0, zorder=4
+            )
+            band.set_gid("dwell-median-ci")
+            ax.add_patch(band)
     ax.set_yticks(ys, [S.wrap(s) for s in stages])
     S.style_axes(ax, grid="x")
     ax.tick_params(axis="y", length=0)
@@ -243,13 +284,14 @@ def dwell(
             label="still in stage (censored)",
         ),
         Line2D([], [], ls="", marker="D", ms=7, color="black", label="median (Kaplan–Meier)"),
+        Line2D([], [], ls="", marker="s", ms=9, color="black", alpha=0.25, label="95% CI"),
         Line2D([], [], ls="", marker="|", ms=13, mew=2.4, color="black", label="p90"),
     ]
     ax.legend(
         handles=handles,
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
-        ncol=4,
+        ncol=5,
         frameon=False,
         fontsize=S.SMALL_SIZE,
         borderaxespad=0.2,
@@ -257,8 +299,8 @@ def dwell(
     S.titles(
         ax,
         title,
-        "One dot per visit; median and p90 from the Kaplan–Meier estimator, which counts "
-        "open visits as censored",
+        "One dot per visit; median (with its 95% CI, Brookmeyer–Crowley) and p90 from the\n"
+        "Kaplan–Meier estimator, which counts open visits as censored",
         extra_pad=18,
     )
     return ax
@@ -280,7 +322,10 @@ def survival(
     after *t* days, visits still open at ``as_of`` censored (small vertical ticks; at most
     500 per curve, evenly spaced). A curve of more than 4,000 steps is drawn through
     fewer, never more than 0.05 percentage points from the estimate.
-    Where a curve crosses the dotted 50% line is the median dwell of ``log.dwell()``.
+    Where a curve crosses the dotted 50% line is the median dwell of ``log.dwell()``; a
+    bar in the curve's colour spans its 95% interval (``median_low`` to ``median_high``;
+    to the axis' right edge when the upper end is undefined): on the line for one curve,
+    stacked just below it in draw order for several.
 
     Parameters
     ----------
@@ -306,7 +351,9 @@ def survival(
     -------
     matplotlib.axes.Axes
         One line per curve with gid ``"km-curve"`` and the curve's name as label, in
-        draw order; its points are (0, 1) followed by (t, S(t)) at each event time.
+        draw order; its points are (0, 1) followed by (t, S(t)) at each event time. The
+        median intervals are lines with gid ``"km-median-ci"`` (x = low, high), one per
+        curve with a defined lower end, in the same order.
 
     Examples
     --------
@@ -351,6 +398,7 @@ def survival(
     ax = S.new_axes(ax, (10.5, 5.6))
     hi = float(v["days"].max()) if len(v) else 1.0
     drawn = []
+    cis: list[tuple[Any, float, float]] = []
     for k, (name, g) in enumerate(curves):
         style = S.series_style(k)
         t, surv = S.km_curve(g["days"].to_numpy(), g["censored"].to_numpy())
@@ -366,6 +414,8 @@ def survival(
         (line,) = ax.step(x, y, label=name, **kw)
         line.set_gid("km-curve")
         drawn.append((line, f"{S.wrap(name, 24)}  ({len(g):,})"))
+        if len(g):
+            cis.append((line.get_color(), *km_median_ci(g)))
         cens = g.loc[g["censored"], "days"].to_numpy()
         if cens.size > MAX_TICKS:  # evenly spaced among the sorted censoring times
             cens = np.sort(cens)[np.linspace(0, cens.size - 1, MAX_TICKS).round().astype(int)]
@@ -389,6 +439,21 @@ def survival(
         ax.set_xlim(0, hi * 1.02)
         xlab = "Time in stage (days)"
     ax.set_ylim(-0.02, 1.03)
+    right = ax.get_xlim()[1]
+    for k, (color, lo, hi_ci) in enumerate(cis):  # the medians' 95% intervals
+        if np.isfinite(lo):
+            x1 = max(hi_ci, floor) if np.isfinite(hi_ci) else right
+            y_ci = 0.5 - 0.018 * (k + 1) if len(cis) > 1 else 0.5
+            ax.plot(
+                [max(lo, floor), x1],
+                [y_ci, y_ci],
+                color=color,
+                lw=4,
+                alpha=0.45,
+                solid_capstyle="butt",
+                gid="km-median-ci",
+                zorder=2,
+            )
     S.percent_axis(ax, "y")
     S.style_axes(ax, grid="both")
     S.label(ax, x=xlab, y="Still in stage")
@@ -408,6 +473,7 @@ def survival(
         ax,
         title,
         "Kaplan–Meier estimate; ticks mark visits still open at the observation time\n"
-        "(censored); a curve crosses the dotted line at its median dwell",
+        "(censored); a curve crosses the dotted line at its median dwell; bars at the line\n"
+        "in the curve's colour: that median's 95% CI (Brookmeyer–Crowley)",
     )
     return ax
