@@ -515,21 +515,25 @@ def _funnel_frame(
                 "advanced": _count(advanced, weighted),
                 "dropped": _count(dropped, weighted),
                 "open": _count(still_open, weighted),
-                "conversion": conversion,
-                "conversion_low": low,
-                "conversion_high": high,
+                # the closed-deal ratios; the Aalen–Johansen `conversion`,
+                # `cumulative` and `win_rate_from` are checked in test_competing.py and
+                # test_golden.py (hand-worked)
+                "conversion_closed": conversion,
+                "conversion_closed_low": low,
+                "conversion_closed_high": high,
                 "conversion_raw": _ratio(advanced, reached),
-                "cumulative": cumulative,
-                "win_rate_from": _ratio(won, resolved),
+                "cumulative_closed": cumulative,
+                "win_rate_from_closed": _ratio(won, resolved),
             }
         )
         cumulative = cumulative * conversion  # NaN from here on once a conversion is NaN
     count = "float64" if weighted else "int64"
     dtypes: dict[str, Any] = {"stage": object}
     dtypes |= {c: count for c in ("reached", "advanced", "dropped", "open")}
-    for c in ("conversion", "conversion_low", "conversion_high", "conversion_raw"):
+    for c in ("conversion_closed", "conversion_closed_low", "conversion_closed_high"):
         dtypes[c] = "float64"
-    dtypes |= {"cumulative": "float64", "win_rate_from": "float64"}
+    dtypes["conversion_raw"] = "float64"
+    dtypes |= {"cumulative_closed": "float64", "win_rate_from_closed": "float64"}
     return _frame(rows, dtypes)
 
 

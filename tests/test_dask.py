@@ -115,6 +115,9 @@ def assert_same_log(mem: fk.EventLog, dist: DaskEventLog, *, rel: float = 0.0) -
             assert_same(mem.dwell(by=by, visits=visits), dist.dwell(by=by, visits=visits), rel=rel)
         assert_same(mem.cycle_time(by=by), dist.cycle_time(by=by), rel=rel)
         assert_same(mem.kpis(by=by), dist.kpis(by=by), rel=rel)
+        assert_same(mem.incidence(by=by), dist.incidence(by=by))
+    stage = mem.stages[len(mem.stages) // 2]
+    assert_same(mem.incidence(stage), dist.incidence(stage))
     assert_same(
         mem.key_stages(signals="leverage", n_boot=0), dist.key_stages(signals="leverage", n_boot=0)
     )
@@ -170,6 +173,10 @@ def test_synthetic_exact_and_binned(client):
     dist = distributed_log(events, **kw)
     assert_same(mem.dwell(by="team"), dist.dwell(by="team"))
     assert_same(mem.cycle_time(), dist.cycle_time())
+    # the 95% intervals are among the compared columns, defined and bracketing the median
+    d = dist.dwell()
+    assert {"median_low", "median_high", "mean_low", "p90_high"} <= set(d.columns)
+    assert (d["median_low"] < d["median"]).all() and (d["median"] < d["median_high"]).all()
     # transitions: some (from, to) pairs have more distinct durations → bins (≤ 0.5%)
     assert dist.summary.tables["transition_dwell"]["binned"].any()
     assert_same(mem.transitions(), dist.transitions(), rel=SM.BIN_ERROR)
@@ -331,9 +338,10 @@ def test_summaries_merge_in_any_order():
         as_of_ns=cfg.as_of_ns,
         amount="amount",
         attrs=["team", "tier"],
+        stale_after_ns=int(pd.Timedelta(KW["stale_after"]).value),
     )
     assert lay.stages == mem.stages
-    for table in (SM.transitions_table, SM.dwell_table, SM.cycle_table, SM.funnel_table):
+    for table in (SM.transitions_table, SM.dwell_table, SM.cycle_table):
         pd.testing.assert_frame_equal(table(one, lay), table(tree, lay))
     assert SM.quality_report(one, lay) == mem.quality
     # through the engine-neutral transport (Arrow IPC, no pickle), in any row order
@@ -342,7 +350,16 @@ def test_summaries_merge_in_any_order():
     for table in (SM.transitions_table, SM.dwell_table, SM.kpis_table):
         pd.testing.assert_frame_equal(table(one, lay), table(back, lay))
     assert SM.quality_report(back, lay) == mem.quality
-    assert_same(mem.funnel(by="team"), SM.funnel_table(one, lay, by="team"))
+    # the funnel's competing-risks tables need the stage order: with an inferred order
+    # DaskEventLog builds them in a second pass with the order it inferred, as here
+    cfg2 = SM.Config(**{**cfg.__dict__, "settings": dict(cfg.settings, stages=lay.stages)})
+    parts2 = [SM.summarize(rows[bucket == k], cfg2) for k in range(5)]
+    one2 = SM.merge(parts2)
+    tree2 = SM.merge([SM.merge([parts2[4], parts2[0]]), SM.merge(parts2[1:4])])
+    pd.testing.assert_frame_equal(SM.funnel_table(one2, lay), SM.funnel_table(tree2, lay))
+    assert_same(mem.funnel(by="team"), SM.funnel_table(one2, lay, by="team"))
+    with pytest.raises(RuntimeError, match="stage order"):
+        SM.funnel_table(one, lay)
 
 
 def test_read_events_from_a_parquet_folder(client, tmp_path):

@@ -66,8 +66,18 @@ def test_weighted_funnel_hand_worked():
     z = 1.959963984540054
     centre = (0.75 + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
     half = z * np.sqrt(0.75 * 0.25 / n_eff + z * z / (4 * n_eff**2)) / (1 + z * z / n_eff)
-    assert f["conversion_low"] == pytest.approx(centre - half)
-    assert f["conversion_high"] == pytest.approx(centre + half)
+    assert f["conversion_closed_low"] == pytest.approx(centre - half)
+    assert f["conversion_closed_high"] == pytest.approx(centre + half)
+    # Aalen–Johansen: y is lost at day 1 (S = 300/400), x advances at day 4 (F = 0.75).
+    # Variance with the weights rescaled to n_eff (y 0.4, x 1.2): only the first term at
+    # day 1 is non-zero, F² d / (Y (Y − d)) = 0.75² · 0.4 / (1.6 · 1.2)
+    assert f["conversion_closed"] == pytest.approx(0.75)
+    var = 0.75**2 * 0.4 / (1.6 * 1.2)
+    se = np.sqrt(var) / (0.75 * abs(np.log(0.75)))
+    theta = np.log(-np.log(0.75))
+    assert f["conversion_low"] == pytest.approx(np.exp(-np.exp(theta + z * se)))
+    assert f["conversion_high"] == pytest.approx(np.exp(-np.exp(theta - z * se)))
+    assert f["unresolved"] == 0.0
     with pytest.raises(fk.EventLogError, match="only the mapped amount column"):
         fk.EventLog(ev, deal="deal", stage="stage", time="ts", won="W", lost="L").funnel(
             weight="amount"
@@ -87,7 +97,7 @@ def test_weighted_funnel_warns_when_lost_deals_weigh_nothing():
     log = fk.EventLog(zeroed_lost_sample(), **kw)
     with pytest.warns(fk.FunnelkitWarning, match="zeroed the value of lost deals") as rec:
         f = log.funnel(weight="amount")
-    assert (f["conversion"] > 0.98).all()  # what the warning is about
+    assert (f["conversion_closed"] > 0.98).all()  # what the warning is about
     msg = str(rec[0].message)
     assert "382 of 387 lost deals have an amount (column 'amount') of 0 or none" in msg
     assert "60 of 60 won deals have a positive amount" in msg and "weight=None" in msg

@@ -145,6 +145,7 @@ def test_public_api():
         "flow",
         "funnel",
         "heatmap",
+        "incidence",
         "key_stages",
         "segments",
         "survival",
@@ -355,6 +356,38 @@ def test_dwell_marks_km_median_and_p90(log):
     np.testing.assert_allclose(p90.get_offsets()[:, 0], days(d["p90"]), rtol=1e-12)
     assert med.get_offsets()[:, 1].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
     assert ax.get_xscale() == "log"
+
+
+def test_dwell_draws_the_tables_median_interval(log, golden_log):
+    for lg in (log, golden_log):
+        d = lg.dwell()
+        ax = fp.dwell(lg, logscale=False)
+        bands = [p for p in ax.patches if p.get_gid() == "dwell-median-ci"]
+        has = d["median_low"].notna().to_numpy()
+        assert len(bands) == int(has.sum())
+        right = ax.get_xlim()[1]
+        los, his = days(d.loc[has, "median_low"]), days(d.loc[has, "median_high"])
+        for band, lo, hi in zip(bands, los, his, strict=True):
+            assert band.get_x() == pytest.approx(lo, rel=1e-12, abs=1e-12)
+            end = hi if np.isfinite(hi) else right  # open-ended: to the right edge
+            assert band.get_x() + band.get_width() == pytest.approx(end, rel=1e-12)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "95% CI" in labels and "95% CI" in S.subtitle_of(ax)
+    # golden C: 3 days to undefined (d4 censored at 14 days)
+    notes = [t.get_text() for t in ax.texts]
+    assert any(n.startswith("median 10 d (95% CI 3.0 d–undefined)") for n in notes)
+
+
+def test_survival_draws_the_median_intervals(log):
+    d = log.dwell().set_index("stage")
+    ax = fp.survival(log, logscale=False)
+    cis = [ln for ln in ax.lines if ln.get_gid() == "km-median-ci"]
+    assert len(cis) == len(log.stages)
+    for line, stage in zip(cis, log.stages, strict=True):
+        ci = d.loc[[stage], ["median_low", "median_high"]]
+        want = [days(ci["median_low"])[0], days(ci["median_high"])[0]]
+        np.testing.assert_allclose(line.get_xdata(), want, rtol=1e-12)
+    assert "95% CI" in S.subtitle_of(ax)
 
 
 def test_dwell_draws_every_visit_and_censored_ones_hollow(log):
@@ -671,7 +704,13 @@ def test_cohort_trend_is_the_monitoring_trend(log):
     mw = mw.loc[(mw["won"] + mw["lost"] + mw["stale"]) > 0]
     np.testing.assert_allclose(w["value"], mw["win_rate"])
     c = cohort_trend(log, metric="cycle_time")
-    assert c["n"].sum() == log.trend(freq="QE", metric="cycle_time")["counted"].sum()
+    mc = log.trend(freq="QE", metric="cycle_time")
+    assert c["n"].sum() == mc["counted"].sum()
+    # the median's 95% interval is the trend table's (it was NaN: no interval drawn)
+    mc = mc.loc[mc["counted"] > 0].reset_index(drop=True)
+    np.testing.assert_allclose(c["low"], days(mc["median_low"]), rtol=1e-12)
+    np.testing.assert_allclose(c["high"], days(mc["median_high"]), rtol=1e-12)
+    assert (c["low"] < c["value"]).all() and (c["value"] < c["high"]).all()
 
 
 def test_trend_draws_the_cohort_values(log):
@@ -716,7 +755,7 @@ def test_trend_tables_and_panels(log):
         long_ct[c] = pd.to_timedelta(long_ct[c])
     ax = fp.trend(long_ct)
     np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [30, 40])
-    assert ax.get_title() == "Won cycle time by cohort"
+    assert ax.get_title() == "Cycle time by cohort"
     ax = fp.trend(long.loc[long["metric"] == "win_rate"].astype({"value": float}))
     np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [0.2, 0.25])
     fig = fp.trend(log)  # six stages → one panel each

@@ -19,6 +19,7 @@ import pytest
 
 import funnelkit as fk
 from funnelkit import _report_html as H
+from funnelkit import _stats
 from funnelkit import report as R
 
 SCRIPT = "<script>alert(1)</script>"
@@ -111,6 +112,7 @@ def test_files_hold_durations_as_days_and_dates_as_dates(tmp_path, log):
         "median_days",
         "p75_days",
         "p90_days",
+        *(f"{c}_days" for c, _ in _stats.CI_COLUMNS),  # the 95% intervals, after
     ]
     for f in (out / "tables").glob("*.csv"):
         text = f.read_text(encoding="utf-8")

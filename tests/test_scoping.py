@@ -102,7 +102,15 @@ def test_window_hand_worked():
     # fast advanced; slow advanced too late → dropped; stuck open past the window → dropped;
     # lost → dropped; recent and end still inside their window → open (censored)
     assert (a["reached"], a["advanced"], a["dropped"], a["open"]) == (6, 1, 3, 2)
-    assert a["conversion"] == pytest.approx(1 / 4)
+    assert a["conversion_closed"] == pytest.approx(1 / 4)
+    # Aalen–Johansen by 10 days: end censored at 0; lost at 1 day (Y = 5, S = 0.8); fast
+    # advances at 4 days while recent is censored there (Y = 4): F = 0.8 / 4 = 0.2, S = 0.6;
+    # slow (advances at 24 days) and stuck are censored at the window
+    assert a["conversion"] == pytest.approx(0.2)
+    # the 0.6 left at the window did not advance within it: resolved. But after "end" is
+    # censored at 0 fewer than 10 deals are at risk, so the 0.2 lost (Y = 5) and the 0.2
+    # advanced (Y = 4) rest on too few deals: unresolved 0.4, 0.2 each side
+    assert a["unresolved"] == pytest.approx(0.4)
     no_window = log.funnel().set_index("stage").loc["A"]
     assert (no_window["advanced"], no_window["dropped"], no_window["open"]) == (2, 1, 3)
 

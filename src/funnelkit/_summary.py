@@ -49,7 +49,7 @@ from ._columns import NAT
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
 from .errors import MAX_BOOT, EventLogError, int_param
-from .funnel import assemble
+from .funnel import assemble, competing_estimates
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
 
@@ -365,6 +365,10 @@ _TABLE_VALUES: dict[str, list[str]] = {
     "cycle_sums": ["deals", "sum"],
     "positions": ["deals"],
     "patterns": ["deals"],
+    # competing-risks subjects of the funnel (one per deal and stage reached), counted
+    # per (segment, stage, time, cause): the sufficient statistics of the Aalen–Johansen
+    "aj_advance": ["deals", "amount_sum", "amount_sq"],
+    "aj_win": ["deals", "amount_sum", "amount_sq"],
 }
 _SKETCHES = ("transition_dwell", "dwell", "cycle")
 
@@ -377,6 +381,8 @@ def _table_keys(name: str, attrs: Sequence[str]) -> list[str]:
         "cycle_sums": [*a, "outcome"],
         "positions": ["stage", "position"],
         "patterns": ["pattern"],
+        "aj_advance": [*a, "skips", "stage", "time", "cause"],
+        "aj_win": [*a, "skips", "stage", "time", "cause"],
         "transition_dwell": ["from_stage", "to_stage", "to_kind"],
         "dwell": [*a, "stage", "first_visit"],
         "cycle": [*a, "outcome"],
@@ -823,9 +829,62 @@ def _fill_tables(out: Summary, log: EventLog, cfg: Config) -> None:
     # ---- leverage: distinct (start state, exit counts) patterns of deals
     out.tables["patterns"] = _patterns(log, v, ex, pair, n_pairs, names, kinds)
 
+    # ---- competing-risks subjects of the funnel (needs the funnel order: with an
+    # inferred order the partitions cannot know it, see DaskEventLog.funnel)
+    if not cfg.infer_order:
+        _fill_competing(out, log, seg, labels)
+
     # ---- first-visit positions, for the inferred stage order
     if cfg.infer_order:
         out.tables["positions"] = _positions(log)
+
+
+def _fill_competing(out: Summary, log: EventLog, seg: np.ndarray, labels) -> None:
+    """Per (segment, skip rule, stage, time, cause) the subjects of the funnel's
+    Aalen–Johansen estimates (see ``funnel.competing_subjects``): counts, amounts and
+    squared amounts, merged by summing."""
+    from .funnel import log_subjects
+
+    S = log._n_stages
+    amt = log._amount
+    w = np.zeros(log.n_deals) if amt is None else np.nan_to_num(amt, nan=0.0)
+    names = np.array(log.stages, dtype=object)
+    parts: dict[str, list[pd.DataFrame]] = {"aj_advance": [], "aj_win": []}
+    for skips in ("implied", "strict"):  # the two skip rules
+        sub = log_subjects(log, skips)
+        for name, t, c in (
+            ("aj_advance", sub.t_adv, sub.c_adv),
+            ("aj_win", sub.t_win, sub.c_win),
+        ):
+            g = seg[sub.deal] * max(S, 1) + sub.stage
+            frame = pd.DataFrame(
+                {
+                    "g": g,
+                    "time": t.astype(np.int64),
+                    "cause": c.astype(np.int64),
+                    "deals": np.ones(g.size, dtype=np.int64),
+                    "amount_sum": w[sub.deal],
+                    "amount_sq": w[sub.deal] ** 2,
+                }
+            )
+            agg = frame.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
+            gg = agg["g"].to_numpy(dtype=np.int64)
+            parts[name].append(
+                pd.DataFrame(
+                    {
+                        **_seg_columns(labels, gg // max(S, 1)),
+                        "skips": skips,
+                        "stage": names[gg % max(S, 1)] if S else np.zeros(0, dtype=object),
+                        "time": agg["time"].to_numpy(dtype=np.int64),
+                        "cause": agg["cause"].to_numpy(dtype=np.int64),
+                        "deals": agg["deals"].to_numpy(dtype=np.int64),
+                        "amount_sum": agg["amount_sum"].to_numpy(dtype=np.float64),
+                        "amount_sq": agg["amount_sq"].to_numpy(dtype=np.float64),
+                    }
+                )
+            )
+    for name, frames in parts.items():
+        out.tables[name] = pd.concat(frames, ignore_index=True)
 
 
 def _patterns(log, v, ex, pair, n_pairs, names, kinds) -> pd.DataFrame:
@@ -904,6 +963,8 @@ class Layout:
     as_of_ns: int
     amount: str | None
     attrs: list[str]
+    #: the stale rule in ns (None: no rule); the funnel's estimate needs it
+    stale_after_ns: int | None = None
 
     @property
     def catalogue(self) -> list[str]:
@@ -1033,6 +1094,12 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
             a = tk[np.searchsorted(cum, lo, side="right")]
             b = tk[np.searchsorted(cum, hi, side="right")]
             out[f"q{round(100 * q)}"][k] = a + (h - lo) * (b - a)
+        for key, x in _stats.plain_intervals(tk, cnt, qs).items():
+            out.setdefault(key, np.full(n_groups, np.nan))[k] = x
+    for key in [k for _, k in _stats.CI_COLUMNS if k[1:3] in {f"{round(100 * q)}" for q in qs}]:
+        out.setdefault(key, np.full(n_groups, np.nan))
+    out.setdefault("mean_low", np.full(n_groups, np.nan))
+    out.setdefault("mean_high", np.full(n_groups, np.nan))
     out["n"] = n
     return out
 
@@ -1040,7 +1107,8 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
 def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
     """Kaplan–Meier from sorted (value, events, censored) runs per group: as
     :func:`funnelkit._stats.kaplan_meier` (quantile: smallest time with
-    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time).
+    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time; 95% intervals
+    from :func:`funnelkit._stats.km_intervals`, the same function).
 
     In a bin (``binned``) the order of events and censorings is unknown: the censorings
     count as at risk for half of the bin's events (the actuarial rule), which halves the
@@ -1049,6 +1117,9 @@ def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dic
     out: dict[str, np.ndarray] = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in qs}
     out["n"] = np.bincount(g, weights=d + c, minlength=n_groups)[:n_groups].astype(np.int64)
     out["censored"] = np.bincount(g, weights=c, minlength=n_groups)[:n_groups].astype(np.int64)
+    names = ["mean_low", "mean_high"]
+    names += [f"q{round(100 * q)}_{side}" for q in qs for side in ("low", "high")]
+    out.update({name: np.full(n_groups, np.nan) for name in names})
     mean = np.full(n_groups, np.nan)
     for k in np.flatnonzero(end > start):  # loop over groups
         a, b = start[k], end[k]
@@ -1064,7 +1135,10 @@ def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dic
             i = np.searchsorted(-surv, -(1.0 - q + _stats.KM_TOL), side="left")
             if i < b - a:
                 out[f"q{round(100 * q)}"][k] = tk[i]
-        mean[k] = tk[0] + float(np.dot(surv[:-1], np.diff(tk)))
+        res = _stats.km_intervals(tk, dk, at_risk, surv, qs)
+        mean[k] = res["mean"]
+        for name in names:
+            out[name][k] = res[name]
     out["mean"] = mean
     return out
 
@@ -1183,7 +1257,12 @@ def _entered_sets(entered: pd.Series, lay: Layout) -> tuple[np.ndarray, np.ndarr
 
 
 def funnel_table(
-    sm: Summary, lay: Layout, *, skips: str = "implied", weight: str | None = None, by=None
+    sm: Summary,
+    lay: Layout,
+    *,
+    skips: str = "implied",
+    weight: str | None = None,
+    by=None,
 ) -> pd.DataFrame:
     """``EventLog.funnel()`` from a summary."""
     if skips not in ("implied", "strict"):
@@ -1238,7 +1317,55 @@ def funnel_table(
         "won": E[:, :, V.WON],
         "resolved": E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE],
     }
-    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips)
+    if len(sm.tables["aj_advance"]) == 0 and np.any(E.sum(axis=2) > 0):
+        raise RuntimeError(
+            "funnel_table: the summary has no competing-risks tables although deals reached "
+            "stages; they need the stage order, so summarise with stages= (DaskEventLog "
+            "does a second pass with the inferred order)."
+        )
+    aj_args = _competing_rows(sm, lay, by_cols, skips, weight)
+    aj = competing_estimates(aj_args[0], aj_args[1], n_seg * S, level_after=lay.stale_after_ns)
+    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)
+
+
+def _competing_rows(sm: Summary, lay: Layout, by_cols: list[str], skips: str, weight=None):
+    """The (group, time, cause, Σw, Σw²) rows of the conversion and win clocks, group =
+    segment × S + stage, from the merged ``aj_advance`` / ``aj_win`` tables."""
+    S = len(lay.stages)
+    d = sm.tables["deals"]
+    out = []
+    for name in ("aj_advance", "aj_win"):
+        t = sm.tables[name]
+        t = t[(t["skips"].astype(str) == skips).to_numpy()]
+        (_, g_seg), _lab = _segments(sm, by_cols, [d, t])
+        stage = pd.Index(lay.stages).get_indexer(t["stage"].astype(str)).astype(np.int64)
+        wcol, w2col = ("deals", "deals") if weight is None else ("amount_sum", "amount_sq")
+        out.append(
+            (
+                g_seg * S + stage,
+                t["time"].to_numpy(dtype=np.int64),
+                t["cause"].to_numpy(dtype=np.int64),
+                t[wcol].to_numpy(dtype=np.float64),
+                t[w2col].to_numpy(dtype=np.float64),
+            )
+        )
+    return out
+
+
+def incidence_table(sm: Summary, lay: Layout, *, stage=None, by=None) -> pd.DataFrame:
+    """``EventLog.incidence()`` from a summary: the same rows, aggregated per time."""
+    from .funnel import incidence_table as build
+    from .funnel import wanted_stages
+
+    wanted = wanted_stages(list(lay.stages), stage)
+    by_cols = _by_columns(by, lay)
+    (_, labels) = _segments(sm, by_cols, [sm.tables["deals"]])
+    S = max(len(lay.stages), 1)
+    rows = []
+    for g, t, c, n, _n2 in _competing_rows(sm, lay, by_cols, "implied"):
+        keep = wanted[g % S]
+        rows.append((g[keep], t[keep], c[keep], n[keep]))
+    return build(list(lay.stages), labels, by_cols, rows[0], rows[1])
 
 
 def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd.DataFrame:
@@ -1263,6 +1390,8 @@ def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd
     out["median"] = _td(km["q50"])
     out["p75"] = _td(km["q75"])
     out["p90"] = _td(km["q90"])
+    for col, key in _stats.CI_COLUMNS:
+        out[col] = _td(km[key])
     return out
 
 
@@ -1303,6 +1432,8 @@ def cycle_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
         part["median"] = _td(st["q50"])
         part["p75"] = _td(st["q75"])
         part["p90"] = _td(st["q90"])
+        for col, key in _stats.CI_COLUMNS:
+            part[col] = _td(st[key])
         part["_seg"] = np.arange(n_seg)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

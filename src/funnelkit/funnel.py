@@ -128,14 +128,33 @@ def funnel(
         won=won_r,
         resolved=resolved_r,
     )
-    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)
+    key = ("competing_estimates", skips)
+    if n_seg == 1 and w is None and key in log._cache:
+        aj = log._cache[key]  # the log is immutable: the estimate of the whole log is too
+    else:
+        sub = log_subjects(log, skips)
+        aj = subject_estimates(
+            log, seg[sub.deal] * S + sub.stage, sub, n_seg * S, None if w is None else w[sub.deal]
+        )
+        if n_seg == 1 and w is None:
+            log._cache[key] = aj
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
 
 
 def assemble(
-    stages: list[str], by_cols, labels, sums: dict[str, np.ndarray], weighted: bool, skips: str
+    stages: list[str],
+    by_cols,
+    labels,
+    sums: dict[str, np.ndarray],
+    weighted: bool,
+    skips: str,
+    aj: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """The stage table from per (segment, stage) sums: reached, advanced, dropped, open,
-    won and resolved among the reached, and the sums of squared weights adv2 and drop2."""
+    """The stage table from per (segment, stage) sums — reached, advanced, dropped, open,
+    won and resolved among the reached, the sums of squared weights adv2 and drop2 — and
+    the competing-risks estimates ``aj`` of :func:`competing_estimates`."""
+    from ._competing import interval
+
     S = len(stages)
     n_seg = len(labels)
     reached, advanced, dropped = sums["reached"], sums["advanced"], sums["dropped"]
@@ -143,14 +162,32 @@ def assemble(
     won_r, resolved_r = sums["won"], sums["resolved"]
     resolved = advanced + dropped
     with np.errstate(invalid="ignore", divide="ignore"):
-        conversion = advanced / resolved
+        closed = advanced / resolved
         n_eff = resolved**2 / (adv2 + drop2) if weighted else resolved.astype(float)
         conversion_raw = advanced / reached
-        win_rate_from = won_r / resolved_r
-    low, high = _stats.wilson(advanced, n_eff, p=conversion)
+        win_closed = won_r / resolved_r
+    c_low, c_high = _stats.wilson(advanced, n_eff, p=closed)
+    # the Aalen–Johansen estimates; NaN where no subject has advanced or dropped yet
+    shape = (n_seg, S)
+    known = aj["known"].reshape(shape)
+    conversion = np.where(known, aj["cif"].reshape(shape), np.nan)
+    unresolved = np.where(known, aj["unresolved"].reshape(shape), np.nan)
+    low, high = interval(conversion, aj["var"].reshape(shape), aj["n_eff"].reshape(shape))
+    low = np.maximum(low - aj["down"].reshape(shape), 0.0)
+    high = np.minimum(high + aj["up"].reshape(shape), 1.0)
+    win_events = aj["win_known"].reshape(shape)
+    win_rate_from = np.where(win_events, aj["win"].reshape(shape), np.nan)
+    w_low, w_high = interval(
+        win_rate_from, aj["win_var"].reshape(shape), aj["win_n_eff"].reshape(shape)
+    )
+    w_low = np.maximum(w_low - aj["win_down"].reshape(shape), 0.0)
+    w_high = np.minimum(w_high + aj["win_up"].reshape(shape), 1.0)
+    _warn_unidentified(stages, labels, by_cols, reached, known)
     cumulative = np.ones_like(conversion, dtype=float)
+    cumulative_closed = np.ones_like(closed, dtype=float)
     if S > 1:
         cumulative[:, 1:] = np.cumprod(conversion[:, :-1], axis=1)
+        cumulative_closed[:, 1:] = np.cumprod(closed[:, :-1], axis=1)
     seg_idx = np.repeat(np.arange(n_seg), S)
     out = expand(labels, seg_idx, by_cols)
     dtype = np.float64 if weighted else np.int64
@@ -162,12 +199,42 @@ def assemble(
     out["conversion"] = conversion.reshape(-1)
     out["conversion_low"] = low.reshape(-1)
     out["conversion_high"] = high.reshape(-1)
+    out["unresolved"] = unresolved.reshape(-1)
+    out["conversion_closed"] = closed.reshape(-1)
+    out["conversion_closed_low"] = c_low.reshape(-1)
+    out["conversion_closed_high"] = c_high.reshape(-1)
     out["conversion_raw"] = conversion_raw.reshape(-1)
     out["cumulative"] = cumulative.reshape(-1)
+    out["cumulative_closed"] = cumulative_closed.reshape(-1)
     out["win_rate_from"] = win_rate_from.reshape(-1)
+    out["win_rate_from_low"] = w_low.reshape(-1)
+    out["win_rate_from_high"] = w_high.reshape(-1)
+    out["win_rate_from_closed"] = win_closed.reshape(-1)
     out["skips"] = skips
     out["weight"] = "amount" if weighted else "deals"
     return out
+
+
+def _warn_unidentified(stages, labels, by_cols, reached, known) -> None:
+    """Say which stages have a NaN conversion because none of their deals is resolved."""
+    bad = (reached > 0) & ~known
+    if not bad.any():
+        return
+    seg, st = np.nonzero(bad)
+    where = [
+        stages[j]
+        + (f" ({', '.join(f'{b}={labels[b].iloc[i]!r}' for b in by_cols)})" if by_cols else "")
+        for i, j in zip(seg[:5], st[:5], strict=True)
+    ]
+    more = f" and {bad.sum() - 5} more" if bad.sum() > 5 else ""
+    warn(
+        f"funnel: conversion is NaN for {int(bad.sum())} stage(s): {', '.join(where)}{more}. "
+        "None of the deals that reached them has advanced or been lost yet, and silent deals "
+        "count as stale (lost) only once no deal has advanced from the stage for "
+        "stale_after, so the data cannot tell the conversion (conversion_raw and the counts "
+        "are still given). Wait for outcomes, or pass stale_after so silent deals can count "
+        "as lost."
+    )
 
 
 def windows(log: EventLog, within) -> np.ndarray:
@@ -197,6 +264,8 @@ class StageStatus:
     dropped: np.ndarray
     open: np.ndarray
     entry_i: np.ndarray
+    entry_t: np.ndarray | None = None  # first entry (or implied reach) time, ns
+    progress: np.ndarray | None = None  # first time past the stage (later entry or won)
 
 
 def stage_status(log: EventLog, skips: str, within=None, calendar=None) -> StageStatus:
@@ -255,7 +324,7 @@ def stage_status(log: EventLog, skips: str, within=None, calendar=None) -> Stage
         )
     is_open = reached & ~advanced & (outcome == V.OPEN)[:, None] & (waited < win[None, :])
     dropped = reached & ~advanced & ~is_open
-    return StageStatus(reached, advanced, dropped, is_open, entry_i)
+    return StageStatus(reached, advanced, dropped, is_open, entry_i, entry_t, progress)
 
 
 def stage_segments(
@@ -304,6 +373,15 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
     adv2, drop2 = total(advanced, 2), total(dropped, 2)
     won_r = total(reached & won[:, None])
     resolved_r = total(reached & (outcome != V.OPEN)[:, None])
+    sub = competing_subjects(log, st, within, calendar)
+    aj = subject_estimates(
+        log,
+        seg[sub.deal, sub.stage] * S + sub.stage,
+        sub,
+        size,
+        None if w is None else w[sub.deal],
+        within,
+    )
     sums = dict(
         reached=reached_n,
         advanced=adv,
@@ -314,4 +392,303 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
         won=won_r,
         resolved=resolved_r,
     )
-    return assemble(log.stages, by_cols, labels, sums, w is not None, skips)
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
+
+
+# ---- conversion as competing risks (DESIGN §3)
+ADVANCE, LOST_CAUSE = 1, 2  # causes; 0 = not resolved at as_of (open or stale: censored)
+N_CAUSES = 2
+#: below this many deals at risk, what the estimate allocates counts as unresolved
+MIN_AT_RISK = 10
+
+
+@dataclass
+class Subjects:
+    """One subject per (deal, stage reached): the clock starts at the deal's first entry
+    into the stage (for a reach implied by a later stage or a win, the moment it went
+    past, so it advances at time 0). ``t_adv``/``c_adv``: time and cause of leaving for
+    conversion — advance (first entry of a later stage in funnel order, or the win; a
+    backward move does not undo it), lost (the loss) or censored at ``as_of`` (open, and
+    stale: a silent deal may still move, see :func:`competing_estimates`);
+    ``t_win``/``c_win`` the same for winning (cause 1 = won) against lost. Times in ns,
+    never negative."""
+
+    deal: np.ndarray
+    stage: np.ndarray
+    t_adv: np.ndarray
+    c_adv: np.ndarray
+    t_win: np.ndarray
+    c_win: np.ndarray
+
+
+def log_subjects(log: EventLog, skips: str) -> Subjects:
+    """:func:`competing_subjects` without a window, straight from the first visits: the
+    same subjects (tested), without the status matrices :func:`stage_status` also builds
+    for windows — one (deals × stages) matrix of first entries and its suffix minima."""
+    S, D = log._n_stages, log.n_deals
+    big = np.iinfo(np.int64).max
+    v = log._visits()
+    first = v.visit == 1
+    fe = np.full((D, S), big, dtype=np.int64)
+    fe[v.deal[first], v.stage[first]] = v.entered[first]
+    won = log._outcome == V.WON
+    progress = np.empty((D, S), dtype=np.int64)
+    run = np.where(won, log._term_ns, big)
+    for s in range(S - 1, -1, -1):  # loop over stages: first time past each stage
+        progress[:, s] = run
+        np.minimum(run, fe[:, s], out=run)
+    entry = np.minimum(fe, progress, out=fe) if skips == "implied" else fe
+    dd, ss = np.nonzero(entry < big)
+    return _subjects(log, dd, ss, entry[dd, ss], progress[dd, ss])
+
+
+def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:
+    """Subjects from each (deal, stage reached)'s entry and first time past the stage
+    (int64 max: never), without a window. Per-deal values first, one gather each."""
+    outcome = log._outcome
+    closed = (outcome == V.WON) | (outcome == V.LOST)
+    end_d = np.where(closed, log._term_ns, log._as_of_ns)
+    c_out_d = np.where(outcome == V.WON, ADVANCE, np.where(outcome == V.LOST, LOST_CAUSE, 0))
+    c_out_d = c_out_d.astype(np.int8)
+    t_end = end_d[d]
+    t_end -= entry
+    np.maximum(t_end, 0, out=t_end)
+    c_out = c_out_d[d]
+    adv = progress != np.iinfo(np.int64).max
+    t_adv = np.where(adv, progress - entry, t_end)
+    np.maximum(t_adv, 0, out=t_adv)
+    not_adv = np.where(c_out_d == ADVANCE, 0, c_out_d).astype(np.int8)  # won: no stage left
+    c_adv = np.where(adv, np.int8(ADVANCE), not_adv[d])
+    return Subjects(d, s, t_adv, c_adv, t_end, c_out)
+
+
+def competing_subjects(log: EventLog, st: StageStatus, within=None, calendar=None) -> Subjects:
+    """The subjects of the conversion and win-rate estimates (see :class:`Subjects`).
+
+    With a conversion window ``within``, an advance counts only within the window and a
+    subject that has neither advanced nor been lost by then is censored at the window,
+    so the estimate is the cumulative incidence of advancing by the window."""
+    assert st.entry_t is not None and st.progress is not None
+    d, s = np.nonzero(st.reached)
+    entry = st.entry_t[d, s]
+    outcome = log._outcome[d].astype(np.int64)
+    term = log._term_ns[d]
+    as_of = log._as_of_ns
+    closed = (outcome == V.WON) | (outcome == V.LOST)
+    end = np.where(closed, term, as_of)  # open and stale deals: censored at as_of
+    t_end = np.maximum(end - entry, 0)
+    c_out = np.select([outcome == V.WON, outcome == V.LOST], [ADVANCE, LOST_CAUSE], 0)
+    adv = st.advanced[d, s]
+    t_adv = np.where(adv, np.maximum(st.progress[d, s] - entry, 0), t_end)
+    c_adv = np.where(adv, ADVANCE, np.where(c_out == ADVANCE, 0, c_out))
+    if within is not None:
+        from .businessdays import as_calendar
+
+        cal = log.calendar if calendar is None else as_calendar(calendar)
+        win = windows(log, within)[s]
+        span = t_end if cal is None else cal.duration_ns(entry, np.maximum(end, entry))
+        late = ~adv & ((c_adv == 0) | (span > win))
+        t_adv = np.where(late, np.minimum(t_adv, win), t_adv)
+        c_adv = np.where(late, 0, c_adv)
+    return Subjects(d, s, t_adv, c_adv, t_end, c_out)
+
+
+def competing_estimates(
+    adv: tuple,
+    win: tuple,
+    n_groups: int,
+    *,
+    level_after: int | None = None,
+    horizon: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Aalen–Johansen conversion and win rate per group from ``(group, time, cause,
+    weights, weights2)`` of each (weights None = 1 per row).
+
+    ``unresolved`` is the probability mass not resolved at the group's largest
+    follow-up τ (the overall survival there: deals open, or silent, that long), except
+    where the data say it is settled:
+
+    * the stale rule (``level_after``, ``stale_after`` in ns): when no deal of the group
+      has advanced during the last ``stale_after`` before τ although deals were still at
+      risk, the curve has levelled off and the silent deals left are stale — lost, as
+      DESIGN §2 defines them;
+    * a conversion window (``horizon`` per group, ns): mass still unresolved at the
+      window has not advanced within it.
+
+    The mass the estimator hands out once fewer than ``MIN_AT_RISK`` deals remain at
+    risk (from the first censoring after which that is so) rests on too few deals for the
+    variance formula, so it is unresolved too: ``down`` is the part of it the estimate
+    gave to advancing (the interval's lower end subtracts it), ``up`` the rest plus the
+    unresolved tail (the upper end adds it); ``unresolved`` = ``down`` + ``up``.
+    """
+    from ._competing import aalen_johansen
+
+    K, m = N_CAUSES, MIN_AT_RISK
+    a = aalen_johansen(
+        adv[0], adv[1], adv[2], n_groups, K, adv[3], weights2=adv[4], report=1, thin=m
+    )
+    b = aalen_johansen(
+        win[0], win[1], win[2], n_groups, K, win[3], weights2=win[4], report=1, thin=m
+    )
+
+    def settled(aj) -> np.ndarray:
+        done = np.zeros(n_groups, dtype=bool)
+        if level_after is not None:
+            done |= aj.t_max - aj.t_max1 >= level_after
+        if horizon is not None:
+            done |= aj.t_max >= horizon
+        return done
+
+    def shares(aj) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(unresolved, thin advanced, thin other): mass not resolved at τ unless settled,
+        plus the mass resolved by fewer than MIN_AT_RISK deals at risk — the part that
+        went to cause 1 and the part that went elsewhere."""
+        tail = np.where(settled(aj), 0.0, aj.unresolved)
+        thin_1 = np.clip(aj.cif[:, 0] - aj.thin_F1, 0.0, 1.0)
+        thin_o = np.clip(aj.thin_S - aj.unresolved - thin_1, 0.0, 1.0)
+        return tail + thin_1 + thin_o, thin_1, thin_o + tail
+
+    ua, a_down, a_up = shares(a)
+    ub, b_down, b_up = shares(b)
+    return {
+        "cif": a.cif[:, 0],
+        "var": a.var[:, 0],
+        "n_eff": a.n_eff,
+        "events": a.events,
+        # estimable: something resolved, or the silent rest settled as stale (lost)
+        "known": (a.events > 0) | (settled(a) & (a.n > 0)),
+        "unresolved": ua,
+        "down": a_down,
+        "up": a_up,
+        "win": b.cif[:, 0],
+        "win_var": b.var[:, 0],
+        "win_n_eff": b.n_eff,
+        "win_events": b.events,
+        "win_known": (b.events > 0) | (settled(b) & (b.n > 0)),
+        "win_unresolved": ub,
+        "win_down": b_down,
+        "win_up": b_up,
+    }
+
+
+def subject_estimates(
+    log: EventLog,
+    group: np.ndarray,
+    sub: Subjects,
+    n_groups: int,
+    w: np.ndarray | None,
+    within=None,
+) -> dict[str, np.ndarray]:
+    """:func:`competing_estimates` for in-memory subjects (``group`` = segment × S +
+    stage)."""
+    S = max(log._n_stages, 1)
+    horizon = None
+    if within is not None:
+        horizon = windows(log, within)[np.arange(n_groups) % S].astype(np.float64)
+    return competing_estimates(
+        (group, sub.t_adv, sub.c_adv, w, None),
+        (group, sub.t_win, sub.c_win, w, None),
+        n_groups,
+        level_after=stale_ns(log.stale_after),
+        horizon=horizon,
+    )
+
+
+def stale_ns(stale_after) -> int | None:
+    """``stale_after`` (a Timedelta or None) in ns."""
+    return None if stale_after is None else int(pd.Timedelta(stale_after).value)
+
+
+def incidence(log: EventLog, stage=None, *, by=None) -> pd.DataFrame:
+    """The table behind :meth:`EventLog.incidence` (see there)."""
+    S = log._n_stages
+    wanted = wanted_stages(list(log.stages), stage)
+    by_cols = normalize_by(by)
+    st = stage_status(log, "implied")
+    sub = competing_subjects(log, st)
+    seg_m, labels = stage_segments(log, by_cols, st.entry_i)
+    keep = wanted[sub.stage]
+    d, s = sub.deal[keep], sub.stage[keep]
+    group = seg_m[d, s] * S + s
+    return incidence_table(
+        list(log.stages),
+        labels,
+        by_cols,
+        (group, sub.t_adv[keep], sub.c_adv[keep], None),
+        (group, sub.t_win[keep], sub.c_win[keep], None),
+    )
+
+
+def wanted_stages(stages: list[str], stage) -> np.ndarray:
+    """Mask of the stages asked for by ``stage`` (None: all; a name or a list)."""
+    if stage is None:
+        return np.ones(len(stages), dtype=bool)
+    names = [stage] if isinstance(stage, str) else list(stage)
+    unknown = [s for s in names if s not in stages]
+    if unknown:
+        raise ValueError(
+            f"`stage`={stage!r}: {unknown!r} is not a stage of this log; the stages are {stages}."
+        )
+    return np.isin(np.arange(len(stages)), [stages.index(s) for s in names])
+
+
+def incidence_table(
+    stages: list[str], labels: pd.DataFrame, by_cols: list[str], adv: tuple, win: tuple
+) -> pd.DataFrame:
+    """The incidence curves from ``(group, time, cause, count)`` rows of the conversion
+    and the win clocks (group = segment × S + stage; count None = one subject per row, or
+    the number of subjects a row stands for — the two engines feed the same builder)."""
+    from ._competing import aalen_johansen, interval
+
+    S = len(stages)
+    G = len(labels) * S
+    group, t_adv, c_adv, n_adv = adv
+    w2 = None if n_adv is None else np.asarray(n_adv, dtype=np.float64)
+    a = aalen_johansen(group, t_adv, c_adv, G, N_CAUSES, n_adv, weights2=w2, curves=True)
+    wb = None if win[3] is None else np.asarray(win[3], dtype=np.float64)
+    b = aalen_johansen(win[0], win[1], win[2], G, N_CAUSES, win[3], weights2=wb, curves=True)
+    assert a.c_group is not None and b.c_group is not None and a.c_time is not None
+    assert b.c_time is not None and a.c_cif is not None and b.c_cif is not None
+    assert a.c_var is not None and b.c_var is not None and a.c_surv is not None
+    # one row per (group, time) where either curve moves: dense time ranks make a key
+    uniq_t, rank = np.unique(np.concatenate([a.c_time, b.c_time]), return_inverse=True)
+    R = max(uniq_t.size, 1)
+    ka = a.c_group * R + rank[: a.c_time.size]
+    kb = b.c_group * R + rank[a.c_time.size :]
+    keys = np.unique(np.concatenate([ka, kb]))
+    g_u, t_u = keys // R, uniq_t[keys % R] if keys.size else np.zeros(0, dtype=np.int64)
+
+    def at(k, gk, values, before):
+        i = np.searchsorted(k, keys, side="right") - 1
+        ok = (i >= 0) & (gk[np.maximum(i, 0)] == g_u) if k.size else np.zeros(keys.size, bool)
+        v = values[np.maximum(i, 0)] if k.size else np.zeros((keys.size,) + values.shape[1:])
+        fill = np.full_like(v, before, dtype=np.float64)
+        return np.where(ok.reshape((-1,) + (1,) * (v.ndim - 1)), v, fill)
+
+    F_a, V_a = at(ka, a.c_group, a.c_cif, 0.0), at(ka, a.c_group, a.c_var, 0.0)
+    S_a = at(ka, a.c_group, a.c_surv, 1.0)
+    F_b, V_b = at(kb, b.c_group, b.c_cif[:, 0], 0.0), at(kb, b.c_group, b.c_var[:, 0], 0.0)
+    # at risk on the conversion clock: subjects of the group observed at or after the time
+    rk = np.asarray(group, dtype=np.int64) * R + np.searchsorted(uniq_t, t_adv)
+    order = np.argsort(rk, kind="stable")
+    rk = rk[order]
+    cnt = np.ones(rk.size) if n_adv is None else np.asarray(n_adv, dtype=np.float64)[order]
+    before = np.r_[0.0, np.cumsum(cnt)]  # subjects with a smaller key
+    group_end = before[np.searchsorted(rk, (g_u + 1) * R, side="left")]
+    at_risk = np.rint(group_end - before[np.searchsorted(rk, keys, side="left")])
+    n_eff = a.n_eff[g_u]
+    out = expand(labels, g_u // S, by_cols)
+    out["stage"] = np.array(stages, dtype=object)[g_u % S].astype(str)
+    out["time"] = pd.to_timedelta(np.asarray(t_u, dtype=np.int64).view("timedelta64[ns]"))
+    out["at_risk"] = at_risk.astype(np.int64)
+    for k, name in enumerate(("advanced", "lost")):
+        low, high = interval(F_a[:, k], V_a[:, k], n_eff)
+        out[name] = F_a[:, k]
+        out[f"{name}_low"] = low
+        out[f"{name}_high"] = high
+    out["unresolved"] = S_a
+    low, high = interval(F_b, V_b, n_eff)
+    out["won"] = F_b
+    out["won_low"] = low
+    out["won_high"] = high
+    return out.reset_index(drop=True)

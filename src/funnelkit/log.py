@@ -1264,14 +1264,40 @@ class EventLog:
             * ``dropped`` : deals whose furthest stage is this one and that were lost
               (explicitly or stale)
             * ``open`` : deals whose furthest stage is this one and that are still open
-            * ``conversion`` : advanced / (advanced + dropped) — open deals are censored,
-              not failures; NaN when no deal is resolved
-            * ``conversion_low``, ``conversion_high`` : Wilson 95% interval (z = Φ⁻¹(0.975));
-              weighted: with Kish's effective sample size (Σw)²/Σw²
+            * ``conversion`` : the probability that a deal entering the stage eventually
+              advances — the Aalen–Johansen cumulative incidence of "advance" (first entry
+              of a later stage, or the win) against "lost" on time since the deal first
+              entered the stage (a reach implied by a later stage or the win starts and
+              advances at 0); deals not resolved at ``as_of`` — open, and stale (a silent
+              deal may still move) — are censored there. See :meth:`incidence` for the
+              curves. NaN, with a warning, when none of the deals that reached the stage
+              has resolved. Where ``unresolved`` > 0 it is the incidence reached so far:
+              a lower end, not a forecast — read the interval.
+            * ``conversion_low``, ``conversion_high`` : 95% interval from the delta-method
+              variance on the log(−log) scale (Wilson where the estimate is 0 or 1);
+              weighted: the variance of Kish's effective sample size (Σw)²/Σw². It spans
+              the ``unresolved`` mass: the upper end adds what could still advance, the
+              lower end subtracts what the estimate handed to advancing on too few deals.
+            * ``unresolved`` : probability mass the data do not settle yet: still open or
+              silent at the stage's longest follow-up — unless the curve has levelled off
+              (no deal advanced from the stage during the last ``stale_after`` of
+              follow-up: then the silent rest is stale, i.e. lost, as DESIGN §2 says) or a
+              window (``within``) has passed — plus the mass the estimator handed on once
+              fewer than 10 deals remained at risk after a censoring
+            * ``conversion_closed`` : advanced / (advanced + dropped), the closed-deal
+              ratio (biased high on young pipelines); NaN when no deal is resolved
+            * ``conversion_closed_low``, ``conversion_closed_high`` : its Wilson 95%
+              interval (z = Φ⁻¹(0.975); weighted: Kish's effective sample size)
             * ``conversion_raw`` : advanced / reached
             * ``cumulative`` : product of the conversions of the stages before this one
-              (1.0 for the first; NaN after a stage with no resolved deals)
-            * ``win_rate_from`` : won / (won + lost + stale) among deals that reached it
+              (1.0 for the first; NaN after a stage with no estimable conversion)
+            * ``cumulative_closed`` : the same product of ``conversion_closed``
+            * ``win_rate_from`` : probability of winning from the stage on — the same
+              estimator for "won" against lost, same subjects and clock;
+              ``win_rate_from_low``, ``win_rate_from_high`` its 95% interval, spanning
+              its own unresolved mass as for ``conversion``
+            * ``win_rate_from_closed`` : won / (won + lost + stale) among deals that
+              reached it
             * ``skips`` : the skip rule used
             * ``weight`` : what the counts count, ``"deals"`` or ``"amount"``
 
@@ -1289,6 +1315,63 @@ class EventLog:
         from .funnel import funnel
 
         return funnel(self, skips=skips, weight=weight, by=by, within=within, calendar=calendar)
+
+    def incidence(
+        self,
+        stage: str | Sequence[str] | None = None,
+        *,
+        by: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Cumulative incidence curves behind ``funnel()``'s conversion (Aalen–Johansen).
+
+        For every deal that reached a stage (``skips="implied"``; a reach implied by a
+        later stage or a win starts and advances at 0), on time since its first entry:
+        the probability of having advanced or been lost, deals not resolved at ``as_of``
+        (open, or silent) censored there; and, on the same clock, the probability of
+        having been won (against lost). The last row of a stage holds ``funnel()``'s
+        ``conversion`` and ``win_rate_from``, and its ``unresolved`` share — which
+        ``funnel()`` counts as stale (lost) when the curves have levelled off: no deal of
+        the stage advanced during the last ``stale_after`` of follow-up.
+
+        Parameters
+        ----------
+        stage : str or list of str, optional
+            Only these stages (default: all).
+        by : str or list of str, optional
+            Carried attributes; one curve per segment, as in ``funnel(by=...)``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (segment, stage, time) at which a curve moves or a deal is censored,
+            in segment, funnel and time order:
+
+            * ``by`` columns, when given
+            * ``stage`` : stage name
+            * ``time`` : time since entering the stage (Timedelta)
+            * ``at_risk`` : deals still in the stage (unresolved, observed) at that time
+            * ``advanced`` : cumulative incidence of advancing (a later stage or the win)
+              by that time; ``advanced_low``, ``advanced_high`` its 95% interval
+              (log(−log) scale; Wilson where the estimate is 0 or 1)
+            * ``lost``, ``lost_low``, ``lost_high`` : of being lost explicitly
+            * ``unresolved`` : probability not resolved by then (1 − advanced − lost):
+              still open, or silent
+            * ``won``, ``won_low``, ``won_high`` : of having been won (won against lost,
+              same clock)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> c = log.incidence("Demo")
+        >>> last = c.iloc[-1]
+        >>> f = log.funnel().set_index("stage")
+        >>> bool(abs(last["advanced"] - f.loc["Demo", "conversion"]) < 1e-12)
+        True
+        """
+        from .funnel import incidence
+
+        return incidence(self, stage, by=by)
 
     def dwell(
         self,
@@ -1326,13 +1409,25 @@ class EventLog:
             * ``censored`` : of those, visits still open at ``as_of``
             * ``mean`` : restricted mean dwell (timedelta)
             * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta)
+            * ``mean_low``, ``mean_high`` : 95% normal interval of the restricted mean
+              (Greenwood-type variance Σ A_i² d_i / (n_i (n_i − d_i)), A_i the area
+              under S after t_i; lower end clipped at 0)
+            * ``median_low``, ``median_high``, ``p75_low``, ``p75_high``, ``p90_low``,
+              ``p90_high`` : 95% Brookmeyer–Crowley intervals of the quantiles — the
+              times at which the log(−log) test of S(t) = 1 − q is not rejected, as R
+              survival's ``quantile.survfit(conf.type="log-log")`` (without its midpoint
+              rule on exactly flat stretches). NaT when undefined: an upper end when the
+              upper band never falls to 1 − q (heavy censoring, few visits)
 
         Examples
         --------
         >>> import funnelkit as fk
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-        >>> list(log.dwell().columns)
+        >>> list(log.dwell().columns)[:7]
         ['stage', 'visits', 'censored', 'mean', 'median', 'p75', 'p90']
+        >>> d = log.dwell()
+        >>> bool((d["median_low"] <= d["median"]).all() and (d["median"] <= d["median_high"]).all())
+        True
         """
         from .dwell import dwell
 
@@ -1367,6 +1462,15 @@ class EventLog:
             * ``censored`` : open deals (``any`` only; 0 otherwise)
             * ``mean``, ``median``, ``p75``, ``p90`` : timedeltas (``any``: restricted
               mean and Kaplan–Meier quantiles)
+            * ``mean_low``, ``mean_high``, ``median_low``, ``median_high``, ``p75_low``,
+              ``p75_high``, ``p90_low``, ``p90_high`` : 95% intervals (timedelta, NaT
+              when undefined). ``any``: as :meth:`dwell` (Brookmeyer–Crowley log(−log)
+              for the quantiles, Greenwood for the restricted mean). ``won``/``lost``:
+              Student's t interval of the mean (NaT below 2 deals) and the
+              distribution-free order-statistic interval [x_(l), x_(u)] of each
+              quantile, l and u the 2.5% and 97.5% points of Binomial(n, q) (u + 1),
+              coverage >= 95%; NaT when there are too few deals (fewer than 6 for the
+              median)
 
         Examples
         --------
@@ -1850,6 +1954,8 @@ class EventLog:
             * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta; NaT when the
               estimate never falls that low)
             * ``created_by``, ``mature`` : as for ``win_rate``
+            * ``median_low``, ``median_high`` : 95% Brookmeyer–Crowley interval of the
+              median, as in :meth:`EventLog.dwell` (NaT when undefined)
 
             ``metric="dwell"``:
 

@@ -15,6 +15,7 @@ imported only when a chart is drawn: ``import funnelkit.plot`` does not import i
 * :func:`segments` — conversion per stage per segment with Wilson intervals
 * :func:`trend` — conversion, win rate or cycle time per cohort with intervals
 * :func:`calibration` — reliability diagram of a forecast backtest
+* :func:`incidence` — cumulative incidence of advancing, lost, stale and still open
 """
 
 from ._calibration import calibration
@@ -22,6 +23,7 @@ from ._dwell import dwell, survival
 from ._flow import flow
 from ._funnel import funnel
 from ._heatmap import heatmap
+from ._incidence import incidence
 from ._keystages import key_stages
 from ._segments import segments
 from ._trend import trend
@@ -32,6 +34,7 @@ __all__ = [
     "flow",
     "funnel",
     "heatmap",
+    "incidence",
     "key_stages",
     "segments",
     "survival",

@@ -17,9 +17,17 @@ FUNNEL_COLUMNS = ["stage", "reached", "advanced", "dropped", "open", "conversion
 _FUNNEL_ALL = FUNNEL_COLUMNS + [
     "conversion_low",
     "conversion_high",
+    "unresolved",
+    "conversion_closed",
+    "conversion_closed_low",
+    "conversion_closed_high",
     "conversion_raw",
     "cumulative",
+    "cumulative_closed",
     "win_rate_from",
+    "win_rate_from_low",
+    "win_rate_from_high",
+    "win_rate_from_closed",
     "skips",
     "weight",
 ]

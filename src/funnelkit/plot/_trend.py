@@ -21,7 +21,7 @@ Metric = Literal["conversion", "win_rate", "cycle_time"]
 _TITLES = {
     "conversion": "Conversion by cohort",
     "win_rate": "Win rate by cohort",
-    "cycle_time": "Won cycle time by cohort",
+    "cycle_time": "Cycle time by cohort",
 }
 
 
@@ -41,8 +41,10 @@ def cohort_trend(
     -------
     pandas.DataFrame
         ``period`` (the last day of the cohort's period), ``stage`` (conversion only),
-        ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (NaN for
-        cycle time, whose median has no interval here), ``mature``; with ``by``, also
+        ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (cycle
+        time: the median's 95% Brookmeyer–Crowley interval, ``median_low`` /
+        ``median_high`` of :meth:`EventLog.trend`; NaN when undefined), ``mature``; with
+        ``by``, also
         ``segment`` (the ``by`` values joined by " / ").
     """
     S.check_choice("metric", metric, list(_TITLES))
@@ -58,7 +60,7 @@ def cohort_trend(
         stage = None
     else:
         value = S.to_days(t["median"])
-        low = high = pd.Series(np.nan, index=t.index)
+        low, high = S.to_days(t["median_low"]), S.to_days(t["median_high"])
         n = t["counted"]
         stage = None
     out = pd.DataFrame(
@@ -285,7 +287,7 @@ def trend(
     k = len(series)
     is_days = chosen == "cycle_time" or "time" in str(chosen)
     if is_days:
-        ylab = "Days (median of won deals)" if chosen == "cycle_time" else f"{chosen} (days)"
+        ylab = "Days (median)" if chosen == "cycle_time" else f"{chosen} (days)"
     else:
         ylab = {"conversion": "Conversion", "win_rate": "Win rate"}.get(chosen, str(chosen))
     xlab = "Cohort (period of the deal's first event)"
@@ -294,8 +296,8 @@ def trend(
         " 95% Wilson intervals",
         "win_rate": "won / (won + lost + stale) per cohort; open deals are not counted;"
         " 95% Wilson intervals",
-        "cycle_time": "median first event → win of won deals, 95% interval (none for very few"
-        " deals)\nrecent cohorts have had less time to win, so their times run low",
+        "cycle_time": "Kaplan–Meier median time from first event to resolution, open deals"
+        " censored;\n95% CI (Brookmeyer–Crowley; no upper arm where the upper end is undefined)",
     }.get(chosen, "with 95% intervals")
     by_label = " / ".join(S.names(comp["by"])) if comp.get("by") is not None else None
     title = title or _TITLES.get(chosen, f"{chosen} by period") + (

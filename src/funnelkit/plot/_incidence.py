@@ -1,0 +1,143 @@
+"""Cumulative incidence of advancing and being lost per stage (the curves behind the
+funnel's Aalen–Johansen conversion), with the unresolved share visible."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _style as S
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+INCIDENCE_COLUMNS = ["stage", "time", "advanced", "lost", "unresolved"]
+#: the stacked bands, bottom to top: resolved outcomes, then what is not resolved yet
+_BANDS = (
+    ("advanced", "advanced", S.WON),
+    ("lost", "lost", S.LOST),
+    ("unresolved", "not resolved (open or silent)", S.CENSORED),
+)
+
+
+def incidence(
+    data: Any,
+    stage: str | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Stacked cumulative incidence of one stage: advanced, lost and not yet resolved.
+
+    At each time since entering the stage the three bands add up to 1: the share of
+    deals that have advanced (a later stage or the win), been lost, and — on top,
+    hatched — the share not resolved by then (still open, or silent: a silent deal may
+    still move). The height of the green band at the right edge is ``funnel()``'s
+    ``conversion``; the hatched band left there is its ``unresolved`` share, unless the
+    curves have levelled off (no advance during the last ``stale_after``), in which case
+    ``funnel()`` counts the silent rest as stale, i.e. lost. A dashed line marks the 95%
+    interval of the advanced share.
+
+    Parameters
+    ----------
+    data : EventLog or pandas.DataFrame
+        A log, or the table of :meth:`funnelkit.EventLog.incidence` (columns ``stage``,
+        ``time``, ``advanced``, ``lost``, ``unresolved``; optional
+        ``advanced_low``, ``advanced_high``).
+    stage : str, optional
+        The stage to draw; default the first stage of the table.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on. Default: a new figure.
+    title : str, optional
+        Default: "Outcome of deals entering <stage>".
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.fill_between` for every band.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The bands carry the gids ``"incidence-advanced"``, ``"incidence-lost"``,
+        ``"incidence-unresolved"``; the interval lines
+        ``"incidence-ci"``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> ax = fk.plot.incidence(log, "Demo")
+    >>> sorted(c.get_gid() for c in ax.collections)[:2]
+    ['incidence-advanced', 'incidence-lost']
+    """
+    table, _ = S.table_or_log(
+        data,
+        required=INCIDENCE_COLUMNS,
+        compute=lambda log: log.incidence(stage),
+        what="an incidence table (EventLog.incidence)",
+    )
+    stages = S.ordered_unique(table["stage"])
+    if not stages:
+        raise ValueError("The incidence table is empty: nothing to draw.")
+    if stage is None:
+        stage = stages[0]
+    elif stage not in stages:
+        raise ValueError(f"`stage`={stage!r} is not in the table; its stages are {stages}.")
+    rows = table.loc[table["stage"] == stage]
+    extra = [
+        c
+        for c in table.columns
+        if c not in {*INCIDENCE_COLUMNS}
+        and not str(c).startswith(("advanced_", "lost_", "won", "at_risk"))
+    ]
+    if extra and rows[extra].drop_duplicates().shape[0] > 1:
+        raise ValueError(
+            f"The table has several segments ({extra}); select one segment's rows first."
+        )
+    t = np.concatenate([[0.0], S.to_days(rows["time"])])
+    ax = S.new_axes(ax, (7.2, 4.4))
+    base = np.zeros(t.size)
+    for col, name, color in _BANDS:
+        v = np.concatenate(
+            [[1.0 if col == "unresolved" else 0.0], rows[col].to_numpy(dtype=float)]
+        )
+        band_kw: dict[str, Any] = {
+            "step": "post",
+            "color": color,
+            "alpha": 0.85,
+            "linewidth": 0,
+            **({"hatch": "//", "alpha": 0.35} if col == "unresolved" else {}),
+        }
+        band_kw.update(kwargs)
+        ax.fill_between(t, base, base + v, gid=f"incidence-{col}", label=name, **band_kw)
+        base = base + v
+    if {"advanced_low", "advanced_high"} <= set(rows.columns):
+        for col in ("advanced_low", "advanced_high"):
+            v = np.concatenate([[0.0], rows[col].to_numpy(dtype=float)])
+            ax.step(
+                t,
+                v,
+                where="post",
+                color=S.TEXT,
+                linestyle="--",
+                linewidth=0.9,
+                gid="incidence-ci",
+                label="95% interval (advanced)" if col.endswith("low") else None,
+            )
+    last = rows.iloc[-1]
+    ax.set_xlim(0, max(float(t[-1]), 1e-9))
+    ax.set_ylim(0, 1)
+    S.style_axes(ax, grid="y")
+    S.percent_axis(ax, "y")
+    S.label(ax, x="Days since entering the stage", y="Share of deals")
+    S.titles(
+        ax,
+        title if title is not None else f"Outcome of deals entering {S.wrap(stage, 60)}",
+        f"advanced {S.pct(float(last['advanced']))}, not resolved "
+        f"{S.pct(float(last['unresolved']))} at the longest follow-up",
+    )
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=S.TICK_SIZE)
+    return ax
+
+
+__all__ = ["incidence"]
