@@ -72,6 +72,9 @@ Z = 1.959963984540054
 MIN_AT_RISK = int(os.environ.get("FK_REFERENCE_MIN_AT_RISK", "1"))
 BOOT = int(os.environ.get("FK_REFERENCE_BOOT", "0"))  # > 0: add a bootstrap yardstick
 REFERENCE = os.environ.get("FK_REFERENCE_AJ", "1") == "1"  # see reference_aj
+#: ``FK_WEIGHT=amount``: the revenue funnel, ``funnel(weight="amount")`` (the generator's
+#: amounts do not depend on the outcome, so the truth is the same); no yardstick then
+WEIGHT = os.environ.get("FK_WEIGHT") or None
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ def one_seed(args: tuple[Scenario, int, int]) -> pd.DataFrame:
         return_truth=True,
     )
     log = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS, as_of=truth.as_of)
-    table = log.funnel()
+    table = log.funnel(weight=WEIGHT)
     stages = table["stage"].astype(str).to_numpy()
     true = np.array([truth.advance[s] for s in stages])
     frames = []
@@ -264,7 +267,7 @@ def one_seed(args: tuple[Scenario, int, int]) -> pd.DataFrame:
                 }
             )
         )
-    if REFERENCE:
+    if REFERENCE and WEIGHT is None:
         ref = reference_aj(log).set_index("stage").loc[stages]
         frames.append(
             pd.DataFrame(
@@ -448,7 +451,9 @@ def main(argv: list[str] | None = None) -> None:
         '(`stale_after="60D"`) and `as_of=truth.as_of`; truth = `truth.advance[stage]`. '
         "Coverage of the 95% interval ± its simulation SE; bias = mean(estimate − truth) "
         "in points ± its SE (and among intervals not widened); width = mean(high − low) in points; widened = the interval "
-        "spans unresolved mass (`unresolved` > 0).\n"
+        "spans unresolved mass (`unresolved` > 0)."
+        + (f" Weighted: `funnel(weight={WEIGHT!r})` (FK_WEIGHT)." if WEIGHT else "")
+        + "\n"
     )
     text = head + "\n" + markdown(summary)
     print(text)
