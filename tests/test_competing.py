@@ -69,6 +69,26 @@ def test_matches_reference_with_ties_and_weights(seed, weighted):
         assert res.unresolved[g] == pytest.approx(S, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compressed_path_equals_the_full_one(seed, weighted):
+    """End values computed from blocks between censorings (``compress``) equal the time-by-time curves' last values — estimates,
+    variances, what is unresolved and the largest times. (``thin_S``/``thin_F1`` are
+    taken at block starts, i.e. right after a censoring, so they need not agree.)"""
+    rng = np.random.default_rng(100 + seed)
+    G, K, n = 5, 2, 400
+    group = rng.integers(0, G - 1, n)  # the last group stays empty
+    time = np.where(rng.random(n) < 0.2, 0, rng.integers(0, 40, n)) * 1_000
+    cause = rng.integers(0, K + 1, n)
+    w = rng.uniform(0.1, 5.0, n) if weighted else None
+    fast = _competing.aalen_johansen(group, time, cause, G, K, w, thin=10)
+    full = _competing.aalen_johansen(group, time, cause, G, K, w, thin=10, curves=True)
+    for field in ("cif", "var", "unresolved", "t_max", "t_max1"):
+        np.testing.assert_allclose(
+            getattr(fast, field), getattr(full, field), rtol=1e-9, atol=1e-13, err_msg=field
+        )
+
+
 def test_curves_match_reference_at_every_time():
     rng = np.random.default_rng(7)
     time = rng.integers(0, 10, 40)
