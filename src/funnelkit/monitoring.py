@@ -32,6 +32,7 @@ from ._periods import (
     resolution_cutoff,
     segment_counts,
     stage_counts,
+    two_proportions_many,
 )
 from ._segments import expand, is_visit_level, normalize_by, segments
 from ._stats import Z95
@@ -246,8 +247,17 @@ def compare(
         aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
     conv, low, high, unresolved = _conversion(aj, z)
     conv_rest, _, _, unresolved_rest = _conversion(aj_rest, z)
-    p, d_low, d_high = _difference_test(aj, aj_rest, conv, conv_rest, z)
+    p, d_low, d_high, reachable = _difference_test(aj, aj_rest, conv, conv_rest, z)
     x, n = c["advanced"].reshape(-1), (c["advanced"] + c["dropped"]).reshape(-1)
+    xr, nr = rest["advanced"].reshape(-1), (rest["advanced"] + rest["dropped"]).reshape(-1)
+    test = np.where(np.isfinite(p), "z", "none").astype(object)
+    # small counts: the normal approximation fails, Fisher's exact test of the resolved
+    # deals instead (unless the unresolved mass already allows no difference: p = 1)
+    i = np.flatnonzero(np.isfinite(p) & ~reachable & (n > 0) & (nr > 0))
+    p_small, kind = two_proportions_many(x[i], n[i], xr[i], nr[i], "two-sided")
+    small = kind == "fisher"
+    p[i[small]] = p_small[small]
+    test[i[small]] = "fisher"
     with np.errstate(invalid="ignore", divide="ignore"):
         closed = x / n
     c_low, c_high = _stats.wilson(x, n.astype(np.float64), z=z)
@@ -275,7 +285,7 @@ def compare(
     out["q_value"] = q
     with np.errstate(invalid="ignore"):
         out["differs"] = (q <= alpha) & ((d_low > 0) | (d_high < 0))
-    out["test"] = np.where(np.isfinite(p), "z", "none").astype(str)
+    out["test"] = test.astype(str)
     return out
 
 
@@ -378,7 +388,7 @@ def _difference_test(
     conv: np.ndarray,
     conv_rest: np.ndarray,
     z: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Two-sided Wald test of equal conversion of a group and its rest (disjoint deals,
     so independent estimates), and the interval of the difference, both at the least
     favourable allocation of the unresolved mass.
@@ -391,7 +401,7 @@ def _difference_test(
     variance ``F̄ (1 − F̄) / n`` at the pooled estimate ``F̄`` (subject-weighted), as the
     pooled z-test has it: an estimate of 0 or 1, or one resting on a single block of
     events, has a variance of 0 that would make any difference "significant". NaN where
-    either side is not identified."""
+    either side is not identified. Also returns where a difference of 0 is reachable."""
     n1, n2 = aj["n_eff"], aj_rest["n_eff"]
     ok = np.isfinite(conv) & np.isfinite(conv_rest) & (n1 > 0) & (n2 > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -408,6 +418,7 @@ def _difference_test(
         np.where(ok, p, nan),
         np.where(ok, np.maximum(lo - z * se, -1.0), nan),
         np.where(ok, np.minimum(hi + z * se, 1.0), nan),
+        ok & (nearest == 0),
     )
 
 
