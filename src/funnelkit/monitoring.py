@@ -2,14 +2,20 @@
 and KPIs per period — the "monitor it with KPIs" step of the sales node method.
 
 * :func:`compare` — conversion per stage of each segment against the rest, or of deals
-  created after a date against those created before, with tests and q-values;
+  created after a date against those created before, with Wald tests and q-values;
 * :func:`trend` — conversion, win rate, cycle time or dwell per creation cohort;
 * :func:`movement` — the pipeline waterfall between two dates, which reconciles;
 * :func:`kpis_by_period` — the headline KPIs per creation cohort.
 
+Conversion and win rate are the funnel's estimand everywhere: the Aalen–Johansen
+cumulative incidence of :mod:`funnelkit.funnel`, open and silent deals censored at
+``as_of``, with the mass the data cannot resolve yet (``unresolved``) widening intervals
+and tests — so recent deals and young cohorts count without a maturity rule. Cycle time
+and dwell per cohort keep the maturity rule of :mod:`funnelkit._periods` (shared with
+:mod:`funnelkit.keystages`), which also marks the ``mature`` periods.
+
 Everything works on the log's integer arrays: no Python loop over deals or events (loops
-run over stages, segments and compared rows only). Recent deals are handled with the
-maturity rule of :mod:`funnelkit._periods`, shared with :mod:`funnelkit.keystages`.
+run over stages, blocks of segments and compared rows only).
 """
 
 from __future__ import annotations
