@@ -199,7 +199,7 @@ def _groups(
 #: of at most ``_CHUNK_ROWS``; beyond, from the whole and the segment (see
 #: :func:`_complement_mixture`)
 _REST_ROWS = 20_000_000
-_CHUNK_ROWS = 4_000_000
+_CHUNK_ROWS = 1_000_000
 #: the conversion columns of :func:`competing_estimates` a complement needs
 _ADV_KEYS = ("cif", "var", "n_eff", "events", "known", "unresolved", "down", "up")
 
