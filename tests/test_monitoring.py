@@ -13,8 +13,6 @@ from scipy import stats
 
 import funnelkit as fk
 from funnelkit import monitoring as M
-from funnelkit._periods import newcombe
-from funnelkit.keystages import key_stages
 from logs import LOG_KW, SPAN_HOURS, START, event_logs
 from reference import deal_paths, km_summary
 
@@ -41,71 +39,146 @@ def sub_log(events: pd.DataFrame, deals, as_of) -> fk.EventLog:
     return fk.EventLog(events[events["deal_id"].isin(deals)], **KW, as_of=as_of)
 
 
-def z_test_p(x1: int, n1: int, x2: int, n2: int) -> tuple[float, str]:
-    """Two-sided pooled z-test, Fisher's exact test when an expected count is below 5."""
-    table = np.array([[x1, n1 - x1], [x2, n2 - x2]])
-    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
-    if expected.min() < 5:
-        return float(stats.fisher_exact(table).pvalue), "fisher"
-    p = (x1 + x2) / (n1 + n2)
-    z = (x1 / n1 - x2 / n2) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
-    return float(2 * stats.norm.sf(abs(z))), "z"
-
-
 # --------------------------------------------------------------------------- compare
+AJ_COLS = ["conversion", "conversion_low", "conversion_high", "unresolved"]
+CLOSED_COLS = ["conversion_closed", "conversion_closed_low", "conversion_closed_high"]
+COUNTS = ["reached", "advanced", "dropped", "open"]
+
+
 @pytest.mark.parametrize("by", ["team", ["team", "region"]])
 def test_compare_by_equals_the_funnel_by_segment(sample_log, by):
+    """Each segment's row is the funnel's (the Aalen–Johansen conversion, its widened
+    interval, the unresolved mass, the closed ratio); the rest's conversion is the funnel
+    of the log of every other deal."""
     c = M.compare(sample_log, by=by)
     f = sample_log.funnel(by=by)
-    cols = ["reached", "advanced", "dropped", "open", "conversion"]
-    cols += ["conversion_low", "conversion_high"]
     keys = [by] if isinstance(by, str) else by
-    # compare() still reports the closed-deal ratio (switching it to the Aalen–Johansen
-    # estimate is separate work): it equals funnel()'s conversion_closed columns
-    closed = f.rename(
-        columns={
-            "conversion": "_aj",
-            "conversion_low": "_aj_low",
-            "conversion_high": "_aj_high",
-            "conversion_closed": "conversion",
-            "conversion_closed_low": "conversion_low",
-            "conversion_closed_high": "conversion_high",
-        }
-    )
-    pd.testing.assert_frame_equal(
-        c[[*keys, "stage", *cols]], closed[[*keys, "stage", *cols]], check_exact=True
-    )
-    # the rest is every other deal
+    cols = [*keys, "stage", *COUNTS, *AJ_COLS, *CLOSED_COLS]
+    pd.testing.assert_frame_equal(c[cols], f[cols], check_exact=True)
+    # the rest is every other deal: its counts, and its own estimate
     total = sample_log.funnel().set_index("stage")
     rest_adv = total.loc[c["stage"], "advanced"].to_numpy() - c["advanced"].to_numpy()
     rest_drop = total.loc[c["stage"], "dropped"].to_numpy() - c["dropped"].to_numpy()
     np.testing.assert_array_equal(c["rest_advanced"], rest_adv)
     np.testing.assert_array_equal(c["rest_dropped"], rest_drop)
-    np.testing.assert_allclose(c["rest_conversion"], rest_adv / (rest_adv + rest_drop))
+    labels = c[keys].drop_duplicates()
+    for _, lab in labels.iterrows():
+        inside = np.ones(sample_log.n_deals, dtype=bool)
+        d = sample_log.deals()
+        for k in keys:
+            inside &= (d[k] == lab[k]).to_numpy()
+        rest = sample_log.filter(where=~inside).funnel()
+        rows = c.loc[(c[keys] == lab[keys].to_numpy()).all(axis=1)]
+        np.testing.assert_allclose(rows["rest_conversion"], rest["conversion"], atol=1e-12)
+        np.testing.assert_allclose(rows["rest_unresolved"], rest["unresolved"], atol=1e-12)
     np.testing.assert_allclose(c["difference"], c["conversion"] - c["rest_conversion"])
     deals = sample_log.deals().groupby(keys, dropna=False, observed=True).size()
     assert c.groupby(keys, dropna=False, observed=True)["deals"].first().sum() == deals.sum()
+    assert "reached_by" not in c.columns
+
+
+def one_stage_log(groups: dict[str, tuple[int, int, int]]) -> fk.EventLog:
+    """Deals of one stage A in segments: per segment (advanced, lost, open). Every win and
+    loss comes within 20 days of entering A; the open deals entered A 100 days before
+    as_of, so they are censored after every event: the Aalen–Johansen estimate is the
+    plain share, its variance the binomial one, and the open share is unresolved."""
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    rows = []
+    for seg, (adv, lost, still) in groups.items():
+        for i in range(adv + lost + still):
+            deal, start = f"{seg}{i}", t0 + pd.Timedelta(hours=i)
+            rows.append((deal, "A", start, seg))
+            if i < adv + lost:
+                end = start + pd.Timedelta(days=1 + i % 19)
+                rows.append((deal, "Won" if i < adv else "Lost", end, seg))
+    events = pd.DataFrame(rows, columns=["deal", "stage", "ts", "seg"])
+    return fk.EventLog(
+        events, deal="deal", stage="stage", time="ts", stages=["A"], won="Won", lost="Lost",
+        attrs=["seg"], as_of=t0 + pd.Timedelta(days=100),
+    )  # fmt: skip
+
+
+def test_compare_wald_test_by_hand():
+    """x: 30 of 40 advance; y: 30 of 60. No censoring before the events: F = x/n,
+    V = F(1 − F)/n, at least the binomial variance at the pooled estimate."""
+    log = one_stage_log({"x": (30, 10, 0), "y": (30, 30, 0)})
+    c = M.compare(log, by="seg").set_index("seg")
+    F1, n1, F2, n2 = 0.75, 40, 0.5, 60
+    pooled = (n1 * F1 + n2 * F2) / (n1 + n2)  # 0.6
+    v1 = max(F1 * (1 - F1) / n1, pooled * (1 - pooled) / n1)  # the floor: 0.006
+    v2 = max(F2 * (1 - F2) / n2, pooled * (1 - pooled) / n2)  # its own: 0.25 / 60
+    se = np.sqrt(v1 + v2)
+    z = (F1 - F2) / se
+    p = 2 * stats.norm.sf(z)
+    assert p == pytest.approx(0.0131595, abs=1e-7)  # z = 2.47942
+    x = c.loc["x"]
+    assert x["conversion"] == pytest.approx(F1, rel=1e-12) and x["unresolved"] == 0
+    assert x["rest_conversion"] == pytest.approx(F2, rel=1e-12)
+    assert x["p_value"] == pytest.approx(p, rel=1e-12)
+    assert c.loc["y", "p_value"] == pytest.approx(p, rel=1e-12)
+    q = stats.norm.ppf(0.975)
+    assert x["difference_low"] == pytest.approx(F1 - F2 - q * se, rel=1e-12)
+    assert x["difference_high"] == pytest.approx(F1 - F2 + q * se, rel=1e-12)
+    assert x["differs"] and c.loc["y", "differs"] and x["test"] == "z"
+    # the conversion and its interval are the funnel's of the segment alone
+    f = log.filter(where="seg == 'x'").funnel().iloc[0]
+    assert (x["conversion_low"], x["conversion_high"]) == (
+        f["conversion_low"],
+        f["conversion_high"],
+    )
+
+
+def test_compare_wald_test_at_the_least_favourable_allocation():
+    """x: 12 advanced, 4 lost, 4 open of 20 — F = 0.6, and the open 0.2 is unresolved
+    (no stale_after: nothing settles it), so x may lie anywhere in [0.6, 0.8]; y: 10 of
+    30 advance, all resolved. The test is at the allocation nearest to y, 0.6."""
+    c = M.compare(one_stage_log({"x": (12, 4, 4), "y": (10, 20, 0)}), by="seg")
+    x = c.set_index("seg").loc["x"]
+    assert x["conversion"] == pytest.approx(0.6, rel=1e-12)
+    assert x["unresolved"] == pytest.approx(0.2, rel=1e-12)
+    assert x["conversion_high"] >= 0.8
+    F1, n1, F2, n2 = 0.6, 20, 1 / 3, 30
+    pooled = (n1 * F1 + n2 * F2) / (n1 + n2)  # 0.44
+    se = np.sqrt(
+        max(F1 * (1 - F1) / n1, pooled * (1 - pooled) / n1)
+        + max(F2 * (1 - F2) / n2, pooled * (1 - pooled) / n2)
+    )
+    nearest = (F1 - 0.0) - (F2 + 0.0)  # x's lowest allocation minus y's highest
+    assert x["p_value"] == pytest.approx(2 * stats.norm.sf(nearest / se), rel=1e-9)
+    q = stats.norm.ppf(0.975)
+    assert x["difference_low"] == pytest.approx(nearest - q * se, rel=1e-9)
+    assert x["difference_high"] == pytest.approx((F1 + 0.2) - F2 + q * se, rel=1e-9)
+    assert x["difference"] == pytest.approx(F1 - F2, rel=1e-12)
+    # y at 0.7 is inside x's range [0.6, 0.8]: a difference of 0 is possible, p = 1
+    c = M.compare(one_stage_log({"x": (12, 4, 4), "y": (21, 9, 0)}), by="seg")
+    x = c.set_index("seg").loc["x"]
+    assert x["p_value"] == 1.0 and not x["differs"]
+    assert x["difference_low"] < 0 < x["difference_high"]
 
 
 def test_compare_tests_and_q_values(sample_log):
     c = M.compare(sample_log, by="region")
-    for _, r in c.iterrows():
-        x, n = r["advanced"], r["advanced"] + r["dropped"]
-        xr, nr = r["rest_advanced"], r["rest_advanced"] + r["rest_dropped"]
-        if n == 0 or nr == 0:
-            assert np.isnan(r["p_value"]) and r["test"] == "none" and not r["differs"]
-            continue
-        p, test = z_test_p(x, n, xr, nr)
-        assert r["p_value"] == pytest.approx(p, rel=1e-9, abs=1e-300)
-        assert r["test"] == test
-        assert r["difference_low"] <= r["difference"] <= r["difference_high"]
     tested = c["p_value"].notna().to_numpy()
-    q = stats.false_discovery_control(c.loc[tested, "p_value"], method="bh")
-    np.testing.assert_allclose(c.loc[tested, "q_value"], q, rtol=1e-12)
-    pd.testing.assert_series_equal(
-        c["differs"], (c["q_value"] <= 0.05).fillna(False), check_names=False
-    )
+    assert tested.sum() >= len(c) - 2
+    assert (c.loc[~tested, "test"] == "none").all()
+    assert set(c.loc[tested, "test"]) == {"z", "fisher"}  # Fisher: small expected counts
+    ok = c.loc[tested]
+    assert (ok["difference_low"] <= ok["difference"]).all()
+    assert (ok["difference"] <= ok["difference_high"]).all()
+    q = stats.false_discovery_control(ok["p_value"], method="bh")
+    np.testing.assert_allclose(ok["q_value"], q, rtol=1e-12)
+    excludes = (c["difference_low"] > 0) | (c["difference_high"] < 0)
+    want = (c["q_value"] <= 0.05).fillna(False) & excludes
+    pd.testing.assert_series_equal(c["differs"], want, check_names=False)
     assert c["differs"].dtype == bool
+    # where nothing is unresolved on either side, the p-value is the plain Wald test
+    # with the interval half-width: p < alpha exactly when the interval excludes 0
+    plain = ok[(ok["unresolved"] == 0) & (ok["rest_unresolved"] == 0) & (ok["test"] == "z")]
+    assert len(plain) >= 10
+    np.testing.assert_array_equal(
+        plain["p_value"] < 0.05,
+        (plain["difference_low"] > 0) | (plain["difference_high"] < 0),
+    )
 
 
 @pytest.mark.parametrize("cells", [1 << 21, 50])  # blocks of tables: one, or many small
@@ -137,76 +210,105 @@ def test_vectorised_fisher_equals_scipy_per_table(monkeypatch, cells):
         fisher_exact_2x2(1, 2, 3, 4, alternative="bigger")
 
 
-def test_compare_of_many_small_segments_equals_one_test_per_row(monkeypatch):
-    # 1,500 deals in 600 segments: mostly Fisher tests, computed all at once
-    events = fk.datasets.synthetic(1500, seed=8)
-    rng = np.random.default_rng(9)
+def seg_log(n_deals: int, n_seg: int, seed: int) -> fk.EventLog:
+    """A synthetic log with a random segment attribute ``seg`` of ``n_seg`` values."""
+    events = fk.datasets.synthetic(n_deals, seed=seed)
+    rng = np.random.default_rng(seed + 1)
     codes = events["deal_id"].astype("category").cat.codes.to_numpy()
-    seg = rng.integers(0, 600, codes.max() + 1)[codes]
+    seg = rng.integers(0, n_seg, codes.max() + 1)[codes]
     events["seg"] = np.char.add("s", seg.astype(str))
-    log = fk.EventLog(
-        events, deal="deal_id", stage="stage", time="ts", won="Won",
-        lost=["Lost", "Disqualified"], attrs=["seg"],
-    )  # fmt: skip
-    with monkeypatch.context() as mp:  # vectorised: no scipy call per row
-        mp.setattr(fk._periods.stats, "fisher_exact", None)
-        c = M.compare(log, by="seg")
-    assert (c["test"] == "fisher").sum() > 1000
-    tested = c["test"] != "none"
-    for r in c.loc[tested].itertuples():
+    return fk.EventLog(events, **{**KW, "attrs": [*KW["attrs"], "seg"]})
+
+
+def test_compare_of_many_small_segments_estimates_every_complement(monkeypatch):
+    """1,500 deals in 300 segments, the complements estimated in many blocks of segments:
+    each complement is the funnel of the log without the segment; nothing is planted, and
+    nothing differs."""
+    log = seg_log(1500, 300, seed=8)
+    monkeypatch.setattr(M, "_CHUNK_ROWS", 50_000)  # about 10 segments per block
+    c = M.compare(log, by="seg")
+    f = log.funnel(by="seg")
+    pd.testing.assert_frame_equal(c[["seg", "stage", *AJ_COLS]], f[["seg", "stage", *AJ_COLS]])
+    for seg in ("s0", "s137", "s299"):
+        rest = log.filter(where=f"seg != '{seg}'").funnel()
+        rows = c[c["seg"] == seg]
+        np.testing.assert_allclose(rows["rest_conversion"], rest["conversion"], atol=1e-12)
+        np.testing.assert_allclose(rows["rest_unresolved"], rest["unresolved"], atol=1e-12)
+    # tiny segments: Fisher's exact test of the resolved deals (a segment of 2 lost deals
+    # against a rest converting 91% has a Wald p of 7e-6 but an exact p of 0.008)
+    tested = c[c["test"] != "none"]
+    assert len(tested) > 1000 and (tested["test"] == "fisher").mean() > 0.9
+    for r in tested.itertuples():
         x, n = r.advanced, r.advanced + r.dropped
         xr, nr = r.rest_advanced, r.rest_advanced + r.rest_dropped
-        table = [[x, n - x], [xr, nr - xr]]
         if r.test == "fisher":
-            want = stats.fisher_exact(table).pvalue
-        else:
-            want = z_test_p(x, n, xr, nr)[0]
-        assert r.p_value == pytest.approx(want, rel=0, abs=1e-12)
-        lo, hi = newcombe(x, n, xr, nr, stats.norm.ppf(0.975))
-        assert r.difference_low == pytest.approx(lo, abs=1e-15)
-        assert r.difference_high == pytest.approx(hi, abs=1e-15)
+            want = stats.fisher_exact([[x, n - x], [xr, nr - xr]]).pvalue
+            assert r.p_value == pytest.approx(want, rel=0, abs=1e-12)
+    assert not c["differs"].any()
+
+
+def test_compare_beyond_the_row_budget_approximates_the_complements(monkeypatch):
+    """Above the row budget the complements come from the whole and the segment
+    (``_complement_mixture``): close to the exact estimates, with the same flags."""
+    for log, by in (
+        (fk.EventLog(fk.datasets.load_sample(), **KW), "team"),
+        (seg_log(3000, 12, seed=4), "seg"),
+    ):
+        exact = M.compare(log, by=by)
+        with monkeypatch.context() as mp:
+            mp.setattr(M, "_REST_ROWS", 0)
+            approx = M.compare(log, by=by)
+        gap = (approx["rest_conversion"] - exact["rest_conversion"]).abs()
+        gap_u = (approx["rest_unresolved"] - exact["rest_unresolved"]).abs()
+        print(f"rest estimate from the mixture, by={by}: largest gap {gap.max():.4f}")
+        assert gap.max() <= 0.02 and gap_u.max() <= 0.02
+        pd.testing.assert_series_equal(approx["differs"], exact["differs"])
+        pd.testing.assert_frame_equal(approx[AJ_COLS], exact[AJ_COLS])
 
 
 def test_compare_alpha_sets_the_interval_level_and_the_flag(sample_log):
     a = M.compare(sample_log, by="team", alpha=0.05)
     b = M.compare(sample_log, by="team", alpha=0.2)
-    assert (
-        b["conversion_high"] - b["conversion_low"] < a["conversion_high"] - a["conversion_low"]
-    ).all()
+    for col in ("conversion", "conversion_closed", "difference"):
+        wide = a[f"{col}_high"] - a[f"{col}_low"]
+        narrow = b[f"{col}_high"] - b[f"{col}_low"]
+        assert (narrow <= wide).all() and (narrow < wide).mean() > 0.9
     np.testing.assert_array_equal(a["q_value"], b["q_value"])
     assert b["differs"].sum() >= a["differs"].sum()
-    np.testing.assert_array_equal(b["differs"], (b["q_value"] <= 0.2).to_numpy())
+    excludes = (b["difference_low"] > 0) | (b["difference_high"] < 0)
+    np.testing.assert_array_equal(b["differs"], (b["q_value"] <= 0.2) & excludes)
 
 
-def test_compare_period_reproduces_the_change_signal(sample_log):
-    """Same maturity rule as key_stages' `change`: the same counts, effects and p-values."""
+def test_compare_period_is_the_funnel_of_each_period(sample_log):
+    """Before and after a date: each side's row is the funnel of the log of the deals
+    created on that side (every deal counts: open deals are censored), and the rest is
+    the other side."""
     c = M.compare(sample_log, period="2025-01-01")
     assert c["period"].tolist() == ["before"] * 6 + ["after"] * 6
-    ks = key_stages(sample_log, period="2025-01-01", signals="change", min_deals=1)
-    ks = ks.set_index("stage")
-    after = c[c["period"] == "after"].set_index("stage")
+    assert "reached_by" not in c.columns
     before = c[c["period"] == "before"].set_index("stage")
-    np.testing.assert_allclose(after["difference"], ks["effect"], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(after["conversion"], ks["value"])
-    np.testing.assert_allclose(after["rest_conversion"], ks["baseline"])
-    np.testing.assert_allclose(after["p_value"], ks["p_value"], rtol=1e-12)
-    np.testing.assert_allclose(after["difference_low"], ks["ci_low"], rtol=1e-12)
-    n = after["advanced"] + after["dropped"] + before["advanced"] + before["dropped"]
-    np.testing.assert_array_equal(n, ks["n_deals"])
+    after = c[c["period"] == "after"].set_index("stage")
+    cols = [*COUNTS, *AJ_COLS, *CLOSED_COLS]
+    for side, created in ((after, ("2025-01-01", None)), (before, (None, "2025-01-01"))):
+        f = sample_log.filter(created=created).funnel().set_index("stage")
+        np.testing.assert_allclose(side[cols], f[cols], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(after["rest_conversion"], before["conversion"])
+    np.testing.assert_allclose(after["rest_unresolved"], before["unresolved"])
+    np.testing.assert_array_equal(before["rest_advanced"], after["advanced"])
+    np.testing.assert_array_equal(before["rest_dropped"], after["dropped"])
     # both rows of a stage carry the same test, with opposite signs
     np.testing.assert_allclose(before["difference"], -after["difference"])
     np.testing.assert_allclose(before["p_value"], after["p_value"])
-    np.testing.assert_array_equal(before["rest_advanced"], after["advanced"])
-    for stage, r in after.iterrows():
-        assert f"deals that reached {stage} by {r['reached_by'].date()}" in ks.loc[stage, "reason"]
-    # every deal is in one group; reached == advanced + dropped + open (matured deals only)
+    np.testing.assert_allclose(before["difference_low"], -after["difference_high"])
+    # every deal is in one group; summed over the groups, reached is the funnel's
     first = sample_log.deals()["first_event"]
     assert before["deals"].iloc[0] == (first < pd.Timestamp("2025-01-01", tz="UTC")).sum()
     assert before["deals"].iloc[0] + after["deals"].iloc[0] == sample_log.n_deals
     assert (c["reached"] == c["advanced"] + c["dropped"] + c["open"]).all()
     f = sample_log.funnel().set_index("stage")
-    sums = c.groupby("stage", sort=False)["reached"].sum()
-    assert (sums <= f.loc[sums.index, "reached"]).all()
+    np.testing.assert_array_equal(before["reached"] + after["reached"], f["reached"])
+    # the young period's open deals leave mass unresolved
+    assert after["open"].sum() > 0 and after["unresolved"].max() > 0.1
 
 
 @pytest.mark.parametrize(
@@ -249,18 +351,19 @@ def test_compare_power_planted_segment_and_change_are_found():
 def test_compare_null_no_false_differences_beyond_the_nominal_rate():
     """Nothing planted: the share of analyses with any `differs` stays within alpha plus two
     standard errors (BH under the complete null controls it at alpha), and the p-values are
-    below 0.05 about 5% of the time."""
+    below 0.05 at most about 5% of the time — by team, region, a random two-way split
+    (two segments of the same process) and before/after a date."""
     alpha = 0.05
     flagged = n = 0
     ps: list[float] = []
     for seed in range(20):
-        log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=500 + seed), **KW)
-        for kw in (dict(by="team"), dict(by="region"), dict(period="2025-01-01")):
+        log = seg_log(N_DEALS, 2, seed=500 + seed)
+        for kw in (dict(by="team"), dict(by="region"), dict(by="seg"), dict(period="2025-01-01")):
             c = M.compare(log, **kw)
             flagged += bool(c["differs"].any())
             n += 1
-            if "period" in c:  # both rows of a stage carry the same test: count it once
-                c = c[c["period"] == "after"]
+            if "period" in c or "seg" in c:  # two groups: both rows carry the same test
+                c = c.iloc[len(c) // 2 :]
             ps.extend(c["p_value"].dropna())
     rate = flagged / n
     bound = alpha + 2 * np.sqrt(alpha * (1 - alpha) / n)
@@ -274,58 +377,45 @@ def test_compare_null_no_false_differences_beyond_the_nominal_rate():
 
 
 # --------------------------------------------------------------------------- trend
-def reach_and_cutoffs(log: fk.EventLog) -> tuple[pd.DataFrame, pd.Series]:
-    """Independently, with pandas: when each deal reached each stage (skips implied: a
-    visit of the stage or a later one, or its win) and the maturity cutoffs
-    as_of − stale_after − KM p90 of first-visit dwell."""
-    v = log.visits()
-    d = log.deals().set_index("deal")
-    rank = {s: i for i, s in enumerate(log.stages)}
-    v["rank"] = v["stage"].astype(str).map(rank)
-    won_time = (d["first_event"] + d["cycle_time"])[d["outcome"] == "won"]
-    reach = {}
-    for s, name in enumerate(log.stages):
-        later = v[v["rank"] >= s].groupby("deal")["entered"].min()
-        reach[name] = pd.concat([later, won_time]).groupby(level=0).min().reindex(d.index)
+def maturity_cutoffs(log: fk.EventLog) -> pd.Series:
+    """Independently, with pandas: per stage, as_of − stale_after − KM p90 of first-visit
+    dwell."""
     p90 = log.dwell(visits="first").set_index("stage")["p90"]
-    cutoff = log.as_of - log.stale_after - p90
-    return pd.DataFrame(reach), cutoff
+    return log.as_of - log.stale_after - p90
 
 
 def quarter_of(times: pd.Series) -> pd.Series:
     return times.dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("Q").astype(str)
 
 
-def test_trend_conversion_counts_recomputed(sample_log):
+def test_trend_conversion_equals_the_funnel_of_each_cohort(sample_log):
+    """Each cohort's rows are the funnel of the log of the cohort's deals (same as_of):
+    counts, Aalen–Johansen conversion, interval, unresolved mass and closed ratio."""
     t = M.trend(sample_log, freq="QE")
-    d = sample_log.deals().set_index("deal")
-    reach, cutoff = reach_and_cutoffs(sample_log)
-    rank = {s: i for i, s in enumerate(sample_log.stages)}
-    furthest = d["furthest_stage"].astype(str).map(rank)
+    d = sample_log.deals()
     quarter = quarter_of(d["first_event"])
-    rows = []
+    assert t["period"].unique().tolist() == sorted(quarter.unique())
+    cols = [*COUNTS, *AJ_COLS, *CLOSED_COLS]
     for period in sorted(quarter.unique()):
-        for s, name in enumerate(sample_log.stages):
-            ok = (quarter == period) & (reach[name] <= cutoff[name])
-            adv = ok & ((d["outcome"] == "won") | (furthest > s))
-            drop = ok & d["outcome"].isin(["lost", "stale"]) & (furthest == s)
-            opn = ok & (d["outcome"] == "open") & (furthest == s)
-            reached = (quarter == period) & reach[name].notna()
-            rows.append((period, name, reached.sum(), ok.sum(), adv.sum(), drop.sum(), opn.sum()))
-    cols = ["period", "stage", "reached", "counted", "advanced", "dropped", "open"]
-    want = pd.DataFrame(rows, columns=cols)
-    got = t[cols].copy()
-    got["period"] = got["period"].astype(str)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False)
-    np.testing.assert_allclose(t["conversion"], t["advanced"] / (t["advanced"] + t["dropped"]))
+        cohort = sample_log.filter(deals=d.loc[quarter == period, "deal"])
+        assert cohort.as_of == sample_log.as_of
+        f = cohort.funnel()
+        rows = t[t["period"] == period]
+        assert rows["stage"].tolist() == f["stage"].tolist()
+        np.testing.assert_allclose(rows[cols].to_numpy(float), f[cols].to_numpy(float), atol=1e-12)
+    assert "counted" not in t.columns
+    # reached_by (informative now) and mature, recomputed
+    cutoff = maturity_cutoffs(sample_log)
     cut = t.drop_duplicates("stage").set_index("stage")["reached_by"]
     pd.testing.assert_series_equal(cut, cutoff.loc[cut.index], check_names=False)
     want_mature = t["period_end"] - pd.Timedelta(1, "ns") <= t["reached_by"]
     pd.testing.assert_series_equal(t["mature"], want_mature, check_names=False)
-    # summed over cohorts, reached is the funnel's
+    # summed over cohorts, reached is the funnel's; the young cohort has unresolved mass
     f = sample_log.funnel().set_index("stage")["reached"]
     sums = t.groupby("stage")["reached"].sum()
     pd.testing.assert_series_equal(sums, f.loc[sums.index], check_names=False)
+    last = t[t["period"] == t["period"].iloc[-1]]
+    assert last["open"].sum() > 0 and (last["unresolved"] > 0).sum() >= 3
 
 
 def test_trend_cohort_table_and_by(sample_log):
@@ -340,9 +430,16 @@ def test_trend_cohort_table_and_by(sample_log):
     assert t["period"].iloc[0] == "2024-01"
     assert (t["period_end"] > t["period_start"]).all()
     whole = M.trend(sample_log, freq="ME")
-    for col in ("reached", "counted", "advanced", "dropped", "open"):
+    for col in COUNTS:
         sums = t.groupby(["period", "stage"], sort=False)[col].sum().to_numpy()
         np.testing.assert_array_equal(sums, whole[col].to_numpy())
+    # one cell: the funnel of the team's deals created that month
+    d = sample_log.deals()
+    month = d["first_event"].dt.tz_localize(None).dt.to_period("M").astype(str)
+    sel = (d["team"] == "Team B") & (month == "2024-08")
+    f = sample_log.filter(deals=d.loc[sel, "deal"]).funnel()
+    cell = t[(t["team"] == "Team B") & (t["period"] == "2024-08")]
+    np.testing.assert_allclose(cell[AJ_COLS].to_numpy(float), f[AJ_COLS].to_numpy(float))
     pd.testing.assert_frame_equal(M.trend(sample_log, freq="M"), whole)
     pd.testing.assert_frame_equal(M.trend(sample_log, freq="Q"), M.trend(sample_log, freq="QE"))
     w = M.trend(sample_log, freq="W", metric="win_rate")
@@ -398,49 +495,36 @@ def test_trend_bad_parameters(sample_log):
         M.kpis_by_period(sample_log, freq="QE", by="period")
 
 
-def young_log(stale_after=None) -> fk.EventLog:
-    """A young CRM log without stale_after: silent deals stay open in both stages from the
-    first days, so every stage's maturity cutoff falls on an open visit."""
+def silent_log(stale_after=None) -> fk.EventLog:
+    """Ten deals created a day apart that never move past A and never close."""
     t0 = pd.Timestamp("2024-01-01", tz="UTC")
-    day = pd.Timedelta(days=1)
-    rows = [("d0", "A", t0)]  # the first deal falls silent in A
-    rows += [("d21", "A", t0 + day), ("d21", "B", t0 + 1.5 * day)]  # ... and one in B
-    for i in range(1, 21):
-        start = t0 + i * day
-        rows += [(f"d{i}", "A", start), (f"d{i}", "B", start + 2 * day)]
-        rows += [(f"d{i}", "Won" if i % 3 else "Lost", start + 5 * day)]
-    rows += [(f"s{i}", "A", t0 + (10 + 8 * i) * day) for i in range(4)]  # silent in A
-    for i in range(3):  # silent in B
-        rows += [(f"b{i}", "A", t0 + (12 + 9 * i) * day), (f"b{i}", "B", t0 + (13 + 9 * i) * day)]
-    events = pd.DataFrame(rows, columns=["deal", "stage", "ts"])
-    return fk.EventLog(
-        events,
-        deal="deal",
-        stage="stage",
-        time="ts",
-        stages=["A", "B"],
-        won="Won",
-        lost="Lost",
-        as_of=t0 + 60 * day,
-        stale_after=stale_after,
+    events = pd.DataFrame(
+        [(f"d{i}", "A", t0 + pd.Timedelta(days=i)) for i in range(10)],
+        columns=["deal", "stage", "ts"],
     )
+    return fk.EventLog(
+        events, deal="deal", stage="stage", time="ts", stages=["A", "B"], won="Won",
+        lost="Lost", as_of=t0 + pd.Timedelta(days=60), stale_after=stale_after,
+    )  # fmt: skip
 
 
-def test_trend_all_nan_conversion_warns_why_and_what_to_do():
-    log = young_log()
+def test_trend_all_nan_warns_why_and_what_to_do():
+    log = silent_log()
     with pytest.warns(fk.FunnelkitWarning, match="every conversion is NaN") as rec:
         t = log.trend(metric="conversion", freq="ME")
-    assert t["conversion"].isna().all()
-    assert t["counted"].sum() == 2 and t["reached"].sum() == 29 + 24
+    assert t["conversion"].isna().all() and t["reached"].sum() == 10
     msg = str(rec[0].message)
-    assert "Of 53 deal-stage pairs, 2 are early enough" in msg
-    assert "stale_after='60D'" in msg and "metric='win_rate'" in msg
+    assert "None of the 10 deal-stage pairs has advanced or been lost yet" in msg
+    assert "stale_after='60D'" in msg
     assert rec[0].filename == __file__  # points at the caller's line
-    w = log.trend(metric="win_rate", freq="ME")  # values: no warning
-    assert w["win_rate"].notna().any()
-    # with stale_after the silent deals resolve and the conversions have values
-    t = young_log(stale_after="10D").trend(metric="conversion", freq="ME")
-    assert t["conversion"].notna().any()
+    with pytest.warns(fk.FunnelkitWarning, match="None of the 10 deals has been won or lost"):
+        w = log.trend(metric="win_rate", freq="ME")
+    assert w["win_rate"].isna().all()
+    # with stale_after the silent deals settle as stale: a conversion and win rate of 0
+    log = silent_log(stale_after="10D")
+    t = log.trend(metric="conversion", freq="ME")
+    assert (t.loc[t["stage"] == "A", "conversion"] == 0).all()
+    assert (log.trend(metric="win_rate", freq="ME")["win_rate"] == 0).all()
 
 
 def test_trend_with_values_does_not_warn(sample_log):
@@ -452,8 +536,44 @@ def test_trend_with_values_does_not_warn(sample_log):
             M.trend(sample_log, metric=metric)
 
 
-def test_trend_win_rate_and_cycle_time(sample_events, sample_log):
+def test_trend_win_rate_equals_the_funnels_win_rate_from_creation(sample_log):
+    """Per cohort: the Aalen–Johansen win rate from the first stage of the cohort's own
+    funnel (every deal of the sample starts in a stage, so that clock starts at
+    creation); the outcome counts of every deal; the closed ratio is the cohort's
+    ``kpis`` win rate."""
     w = M.trend(sample_log, metric="win_rate")
+    d = sample_log.deals()
+    assert d["furthest_stage"].notna().all()
+    quarter = quarter_of(d["first_event"])
+    for _, r in w.iterrows():
+        cohort = d[quarter == r["period"]]
+        oc = cohort["outcome"].value_counts().reindex(["won", "lost", "stale", "open"])
+        assert (r["deals"], r["won"], r["lost"], r["stale"], r["open"]) == (
+            len(cohort),
+            *oc.fillna(0).astype(int),
+        )
+        f = sample_log.filter(deals=cohort["deal"]).funnel().iloc[0]
+        for col in ("", "_low", "_high"):
+            assert r[f"win_rate{col}"] == pytest.approx(f[f"win_rate_from{col}"], abs=1e-12)
+    k = M.kpis_by_period(sample_log, freq="QE")
+    pd.testing.assert_series_equal(w["win_rate_closed"], k["win_rate"], check_names=False)
+    assert "counted" not in w.columns
+    assert not w["mature"].all() and w["mature"].iloc[0]
+
+
+def test_trend_win_rate_by_hand():
+    """12 won, 4 lost and 4 open of 20 deals created the same day, each closed within
+    20 days, the open ones 100 days old: a win rate of 0.6 with 0.2 unresolved, against
+    a closed ratio of 12 / 16."""
+    w = one_stage_log({"x": (12, 4, 4)}).trend(metric="win_rate", freq="QE").iloc[0]
+    assert (w["won"], w["lost"], w["stale"], w["open"]) == (12, 4, 0, 4)
+    assert w["win_rate"] == pytest.approx(0.6, rel=1e-12)
+    assert w["unresolved"] == pytest.approx(0.2, rel=1e-12)
+    assert w["win_rate_low"] < 0.6 and w["win_rate_high"] >= 0.8
+    assert w["win_rate_closed"] == 0.75
+
+
+def test_trend_cycle_time(sample_events, sample_log):
     c = M.trend(sample_log, metric="cycle_time")
     d = sample_log.deals()
     # created_by: as_of − stale_after − KM p90 of the time to any resolution (stale out)
@@ -461,36 +581,26 @@ def test_trend_win_rate_and_cycle_time(sample_events, sample_log):
     dur = d["cycle_time"].fillna(sample_log.as_of - d["first_event"])[keep]
     km = km_summary(dur.astype("int64").tolist(), (d["outcome"] == "open")[keep].tolist())
     created_by = sample_log.as_of - sample_log.stale_after - km["p90"]
-    assert (w["created_by"] == created_by).all() and (c["created_by"] == created_by).all()
+    assert (c["created_by"] == created_by).all()
+    assert (M.trend(sample_log, metric="win_rate")["created_by"] == created_by).all()
     quarter = quarter_of(d["first_event"])
-    for i, r in w.iterrows():
-        cohort = d[quarter == r["period"]]
-        counted = cohort[cohort["first_event"] <= created_by]
-        oc = (
-            counted["outcome"]
-            .value_counts()
-            .reindex(["won", "lost", "stale", "open"], fill_value=0)
-        )
-        assert (r["deals"], r["counted"]) == (len(cohort), len(counted))
-        assert (r["won"], r["lost"], r["stale"], r["open"]) == tuple(oc)
-        assert r["mature"] == (r["period_end"] - pd.Timedelta(1, "ns") <= created_by)
-        if r["mature"]:  # every deal counts: the cohort's own KPIs and cycle time
+    for _, cr in c.iterrows():
+        cohort = d[quarter == cr["period"]]
+        assert cr["deals"] == len(cohort)
+        assert cr["mature"] == (cr["period_end"] - pd.Timedelta(1, "ns") <= created_by)
+        if cr["mature"]:  # every deal counts: the cohort's own cycle time
             sub = sub_log(sample_events, cohort["deal"], sample_log.as_of)
-            assert r["win_rate"] == pytest.approx(sub.kpis()["win_rate"].iloc[0], rel=1e-12)
             anyrow = sub.cycle_time().set_index("outcome").loc["any"]
-            cr = c.loc[i]
             assert (cr["counted"], cr["censored"]) == (anyrow["deals"], anyrow["censored"])
             for col in ("mean", "median", "p75", "p90"):
                 assert cr[col] == anyrow[col]
-    np.testing.assert_allclose(w["win_rate"], w["won"] / (w["won"] + w["lost"] + w["stale"]))
-    assert not w["mature"].all() and w["mature"].iloc[0]
 
 
 def test_trend_dwell_counts_visits_that_began_by_the_cutoff(sample_log):
     t = M.trend(sample_log, metric="dwell")
     v = sample_log.visits()
     d = sample_log.deals().set_index("deal")
-    _, cutoff = reach_and_cutoffs(sample_log)
+    cutoff = maturity_cutoffs(sample_log)
     v["quarter"] = quarter_of(d.loc[v["deal"], "first_event"]).to_numpy()
     v = v[v["dwell"].notna()]
     for _, r in t.iterrows():
@@ -512,52 +622,51 @@ def test_trend_shows_a_planted_change():
     created after it converts visibly better than every cohort created well before."""
     log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=7, change=CHANGE), **KW)
     t = M.trend(log, freq="QE")
-    demo = t[(t["stage"] == "Demo") & (t["counted"] >= 30)].set_index("period")
+    resolved = t["advanced"] + t["dropped"]
+    demo = t[(t["stage"] == "Demo") & (resolved >= 30)].set_index("period")
     before = demo.loc[["2024Q1", "2024Q2"]]
     after = demo[demo["period_start"] >= pd.Timestamp(CHANGE_DATE, tz="UTC")]
-    assert len(after) >= 2
-    assert after["conversion_low"].min() > before["conversion"].max()
+    assert len(after) >= 3
     assert before["conversion_high"].max() < after["conversion"].min()
+    # the youngest cohort's interval is widened by its unresolved mass (open deals)
+    settled = after[after["unresolved"] <= 0.05]
+    assert len(settled) >= 2
+    assert settled["conversion_low"].min() > before["conversion"].max()
 
 
 def test_trend_recent_cohorts_are_not_biased_on_a_null_log():
-    """Nothing changes over time: the conversion (and win rate) of the latest cohort with
-    counted deals stays within 3 standard errors of the first cohort at every stage —
-    open deals are censored and the silent deals of recent cohorts are not missing."""
-    parts, wins, naive = [], [], []
-    for seed in range(5):
-        log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=900 + seed), **KW)
-        parts.append(M.trend(log, freq="QE"))
-        wins.append(M.trend(log, freq="QE", metric="win_rate"))
-        naive.append(M.kpis_by_period(log, freq="QE"))
-    t = pd.concat(parts).groupby(["stage", "period"], sort=False)[["advanced", "dropped"]].sum()
-    t["n"] = t["advanced"] + t["dropped"]
-    zs = {}
-    for stage in KW["stages"]:
-        rows = t.loc[stage]
-        rows = rows[rows["n"] >= 50]
-        first, last = rows.iloc[0], rows.iloc[-1]
-        p1, p2 = first["advanced"] / first["n"], last["advanced"] / last["n"]
-        se = np.sqrt(p1 * (1 - p1) / first["n"] + p2 * (1 - p2) / last["n"])
-        zs[stage] = (p2 - p1) / se
-    w = pd.concat(wins).groupby("period", sort=False)[["won", "lost", "stale"]].sum()
-    w["n"] = w.sum(axis=1)
-    w = w[w["n"] >= 50]
-    p1, p2 = (w["won"] / w["n"]).iloc[[0, -1]]
-    zs["win_rate"] = (p2 - p1) / np.sqrt(
-        p1 * (1 - p1) / w["n"].iloc[0] + p2 * (1 - p2) / w["n"].iloc[-1]
-    )
-    print(
-        "latest vs first cohort, in standard errors:",
-        {k: round(float(v), 2) for k, v in zs.items()},
-    )
-    assert all(abs(z) <= 3 for z in zs.values())
-    # why: the plain win rate of the latest cohort (every deal, as kpis_by_period gives it,
-    # flagged immature) is far too low — its slow deals, the winners, are still open
-    k = pd.concat(naive).groupby("period", sort=False)[["won", "lost", "stale"]].sum()
-    plain = k["won"] / k.sum(axis=1)
-    assert plain.iloc[-1] < p1 - 0.05
-    assert not naive[0]["mature"].iloc[-1]
+    """Nothing changes over time (and no stage is skipped, so every stage's conversion is
+    the planted `advance`): in every cohort, the young ones included, the intervals cover
+    the truth, and the estimate of the youngest cohort is unbiased — where the closed
+    ratio is not (an advance counts at once, a silent deal turns stale only later). The
+    youngest cohort's win rate interval covers the true win rate thanks to its
+    unresolved mass."""
+    parts, wins = [], []
+    for seed in range(8):
+        events, truth = fk.datasets.synthetic(
+            N_DEALS, seed=900 + seed, p_skip=0, return_truth=True
+        )
+        log = fk.EventLog(events, **KW)
+        t = M.trend(log, freq="QE")
+        parts.append(t.assign(truth=t["stage"].map(truth.advance)))
+        w = M.trend(log, freq="QE", metric="win_rate")
+        wins.append(w.assign(truth=np.prod(list(truth.advance.values()))))
+    t = pd.concat(parts)
+    t = t[t["conversion"].notna()]
+    t["cover"] = (t["conversion_low"] <= t["truth"]) & (t["truth"] <= t["conversion_high"])
+    t["error"] = t["conversion"] - t["truth"]
+    t["error_closed"] = t["conversion_closed"] - t["truth"]
+    per = t.groupby("period")[["cover", "error", "error_closed", "unresolved"]].mean()
+    print("per cohort, over 8 logs and 6 stages:\n", per.round(3))
+    assert (per["cover"] >= 0.9).all()
+    young = per.iloc[-1]
+    assert abs(young["error"]) <= 0.02 and young["error_closed"] >= 0.03
+    assert young["unresolved"] > 0.1
+    w = pd.concat(wins)
+    w = w[w["period"] == w["period"].max()]
+    covered = (w["win_rate_low"] <= w["truth"]) & (w["truth"] <= w["win_rate_high"])
+    assert covered.all() and (w["unresolved"] > 0.2).all()
+    assert (w["win_rate_closed"] < w["truth"]).mean() >= 0.75  # the plain ratio: too low
 
 
 # --------------------------------------------------------------------------- KPIs

@@ -166,13 +166,25 @@ def test_one_page_one_number_each(tmp_path):
         "stall": {"less"},
         "heterogeneity": {"two-sided"},
     }
-    # the same comparison, one-sided in key stages and two-sided in compare_by: p halves
+    # key stages' drop-off is one-sided on compare_by's resolved counts: the two-sided
+    # test of those counts has twice its p (compare_by's own p_value tests the censored
+    # Aalen–Johansen conversion)
+    from funnelkit._periods import two_proportions_many
+
     cmp = rep.tables["compare_by"].set_index(["team", "stage"])
     d = ks.loc[(ks["signal"] == "dropoff") & (ks["test"] == "z")]
     d = d.loc[d["effect"] > 0].rename(columns={"segment": "team"}).set_index(["team", "stage"])
-    both = d.join(cmp["p_value"].rename("p2"), how="inner")
+    counts = cmp[["advanced", "dropped", "rest_advanced", "rest_dropped"]]
+    both = d[["p_value"]].join(counts, how="inner")
     assert len(both) >= 5
-    np.testing.assert_allclose(both["p_value"] * 2, both["p2"], rtol=1e-9)
+    p2, _ = two_proportions_many(
+        both["advanced"],
+        both["advanced"] + both["dropped"],
+        both["rest_advanced"],
+        both["rest_advanced"] + both["rest_dropped"],
+        "two-sided",
+    )
+    np.testing.assert_allclose(both["p_value"] * 2, p2, rtol=1e-9)
 
 
 def test_html_escapes_every_data_string(evil):

@@ -190,10 +190,16 @@ def test_compare_by_holder_counts_each_stage_for_its_holder():
     assert c.loc[("bob", "A"), "deals"] == 3  # x, z, u
     assert c.loc[("bob", "B"), "conversion"] == 0.5
     assert c.loc[("bob", "B"), "rest_conversion"] == 1.0
-    # the counts are those of the hand-off funnel
+    assert c.loc[("ann", "A"), "rest_conversion"] == 0.0  # z, lost at A under bob
+    # counts and conversions are those of the hand-off funnel
     f = log.funnel(by="owner").set_index(["owner", "stage"])
-    for k in ("reached", "advanced", "dropped", "open"):
-        assert (c[k] == f.loc[c.index, k]).all()
+    cols = ["reached", "advanced", "dropped", "open", "conversion", "conversion_low"]
+    cols += ["conversion_high", "unresolved", "conversion_closed"]
+    pd.testing.assert_frame_equal(c[cols], f.loc[c.index, cols])
+    # two holders: the rest of each is the other, stage by stage
+    for a, b in (("ann", "bob"), ("bob", "ann")):
+        np.testing.assert_array_equal(c.loc[a, "rest_conversion"], c.loc[b, "conversion"])
+        np.testing.assert_array_equal(c.loc[a, "rest_unresolved"], c.loc[b, "unresolved"])
 
 
 def test_compare_by_visit_attribute_constant_per_deal_equals_deal_attribute():
@@ -219,8 +225,9 @@ def test_key_stages_by_holder_tests_the_compare_counts():
     assert len(drop) >= 10
     for _, row in drop.iterrows():
         r = c.loc[(row["segment"], row["stage"])]
-        # drop-off effect = the segment's loss share minus the rest's
-        assert row["effect"] == pytest.approx(r["rest_conversion"] - r["conversion"])
+        # drop-off effect = the segment's loss share minus the rest's (closed ratios)
+        rest = r["rest_advanced"] / (r["rest_advanced"] + r["rest_dropped"])
+        assert row["effect"] == pytest.approx(rest - r["conversion_closed"])
     het = ks[(ks["signal"] == "heterogeneity") & ks["p_value"].notna()]
     assert set(het["stage"]) >= {"Lead", "Discovery", "Demo"}  # pods early, teams later
     report = log.report(by="held_by", key_kwargs={"n_boot": 0}, charts=False)

@@ -13,6 +13,7 @@ from . import _validate as V
 from ._columns import to_duration
 from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
+from ._stats import Z95
 from .errors import EventLogError, warn
 
 if TYPE_CHECKING:
@@ -153,8 +154,6 @@ def assemble(
     """The stage table from per (segment, stage) sums — reached, advanced, dropped, open,
     won and resolved among the reached, the sums of squared weights adv2 and drop2 — and
     the competing-risks estimates ``aj`` of :func:`competing_estimates`."""
-    from ._competing import interval
-
     S = len(stages)
     n_seg = len(labels)
     reached, advanced, dropped = sums["reached"], sums["advanced"], sums["dropped"]
@@ -172,16 +171,12 @@ def assemble(
     known = aj["known"].reshape(shape)
     conversion = np.where(known, aj["cif"].reshape(shape), np.nan)
     unresolved = np.where(known, aj["unresolved"].reshape(shape), np.nan)
-    low, high = interval(conversion, aj["var"].reshape(shape), aj["n_eff"].reshape(shape))
-    low = np.maximum(low - aj["down"].reshape(shape), 0.0)
-    high = np.minimum(high + aj["up"].reshape(shape), 1.0)
+    low, high = widened_interval(conversion, aj)
+    low, high = low.reshape(shape), high.reshape(shape)
     win_events = aj["win_known"].reshape(shape)
     win_rate_from = np.where(win_events, aj["win"].reshape(shape), np.nan)
-    w_low, w_high = interval(
-        win_rate_from, aj["win_var"].reshape(shape), aj["win_n_eff"].reshape(shape)
-    )
-    w_low = np.maximum(w_low - aj["win_down"].reshape(shape), 0.0)
-    w_high = np.minimum(w_high + aj["win_up"].reshape(shape), 1.0)
+    w_low, w_high = widened_interval(win_rate_from, aj, prefix="win_")
+    w_low, w_high = w_low.reshape(shape), w_high.reshape(shape)
     _warn_unidentified(stages, labels, by_cols, reached, known)
     cumulative = np.ones_like(conversion, dtype=float)
     cumulative_closed = np.ones_like(closed, dtype=float)
@@ -213,6 +208,24 @@ def assemble(
     out["skips"] = skips
     out["weight"] = "amount" if weighted else "deals"
     return out
+
+
+def widened_interval(
+    estimate: np.ndarray, aj: dict[str, np.ndarray], *, prefix: str = "", z: float = Z95
+) -> tuple[np.ndarray, np.ndarray]:
+    """The confidence interval of an Aalen–Johansen estimate (``estimate``, NaN where it
+    is not identified) from :func:`competing_estimates` ``aj`` — :func:`._competing.interval`
+    at the normal quantile ``z`` — widened by the mass the data cannot resolve yet: the
+    lower end subtracts ``down``, the upper end adds ``up``, within [0, 1]. ``prefix``:
+    ``""`` for the conversion, ``"win_"`` for the win rate. Flat arrays, one per group."""
+    from ._competing import interval
+
+    p = np.asarray(estimate, dtype=np.float64).reshape(-1)
+    low, high = interval(p, aj[f"{prefix}var"], aj[f"{prefix}n_eff"], z=z)
+    return (
+        np.maximum(low - aj[f"{prefix}down"], 0.0),
+        np.minimum(high + aj[f"{prefix}up"], 1.0),
+    )
 
 
 def _warn_unidentified(stages, labels, by_cols, reached, known) -> None:

@@ -1765,17 +1765,21 @@ class EventLog:
         (creation = the deal's first event) — the before/after view of an initiative ("we
         changed how we run Demo in July: did it work?"). Exactly one of the two is required.
 
-        Conversion is the funnel's (:meth:`EventLog.funnel`, ``skips="implied"``): advanced /
-        (advanced + dropped), open deals censored. The test of each row is the pooled
-        two-proportion z-test of the group against the rest, Fisher's exact test when an
-        expected count is below 5 (two-sided); q-values are Benjamini–Hochberg across every
-        tested row of the table.
+        Conversion is the funnel's (:meth:`EventLog.funnel`, ``skips="implied"``): the
+        Aalen–Johansen probability of advancing from the stage, open and silent deals
+        censored at ``as_of``, with the mass the data cannot resolve yet as ``unresolved``.
+        Each group and its rest — every other deal, or the other period — get their own
+        estimate. The test of each row is a two-sided Wald test of the difference (the
+        deals are disjoint, so the estimates are independent) at the least favourable
+        allocation of the unresolved mass; Fisher's exact test of the resolved deals where
+        counts are small. q-values are Benjamini–Hochberg across every tested row of the
+        table.
 
         Parameters
         ----------
         by : str or list of str, optional
             Carried attributes defining segments; several columns combine. A missing value is
-            its own segment. Counts equal those of ``log.funnel(by=by)``. A visit attribute
+            its own segment. Rows equal those of ``log.funnel(by=by)``. A visit attribute
             (``visit_attrs=``, e.g. the owner at each stage) compares whoever held the deal
             at each stage: a deal counts at a stage in the segment of the event that
             reached it (for a stage passed by an implied skip, the event that went past it;
@@ -1784,12 +1788,12 @@ class EventLog:
             the segment.
         period : str or datetime, optional
             A date splitting deals by creation: ``"before"`` it and ``"after"`` (at or after
-            it). A naive date on a time-zone-aware log is read as UTC. Only deals whose
-            outcome at the stage is (almost always) known count: those that reached the stage
-            by ``reached_by`` (see Notes).
+            it). A naive date on a time-zone-aware log is read as UTC. Every deal counts:
+            the recent deals' open visits are censored, and what they leave unknown is in
+            ``unresolved`` (see Notes).
         alpha : float, default=0.05
-            False discovery rate: ``differs`` when ``q_value <= alpha``. Intervals are at level
-            1 − ``alpha``.
+            False discovery rate: ``differs`` when ``q_value <= alpha`` and the interval of
+            the difference excludes 0. Intervals are at level 1 − ``alpha``.
 
         Returns
         -------
@@ -1802,28 +1806,39 @@ class EventLog:
             * ``stage`` : stage name
             * ``deals`` : deals in the group (segment, or created before / after ``period``;
               for a visit attribute, deals that reached some stage in the segment)
-            * ``reached`` : deals of the group that reached the stage (``skips="implied"``);
-              with ``period`` only those that reached it by ``reached_by``
+            * ``reached`` : deals of the group that reached the stage (``skips="implied"``)
             * ``advanced``, ``dropped``, ``open`` : of those, deals that went past the stage
               or won, that were lost there (explicitly or stale), that are still open there;
               ``reached == advanced + dropped + open``
-            * ``conversion`` : advanced / (advanced + dropped); NaN when no deal is resolved
-            * ``conversion_low``, ``conversion_high`` : Wilson interval at level 1 − ``alpha``
-            * ``rest_advanced``, ``rest_dropped``, ``rest_conversion`` : the same for the rest —
-              every other deal (``by``), or the other period
+            * ``conversion`` : Aalen–Johansen probability of advancing, as in
+              :meth:`EventLog.funnel` (the group's own funnel); NaN when no deal has
+              advanced or been lost yet
+            * ``conversion_low``, ``conversion_high`` : its interval at level 1 − ``alpha``,
+              widened by the unresolved mass as in :meth:`EventLog.funnel`
+            * ``unresolved`` : probability mass the data cannot resolve yet (deals open, or
+              silent, for longer than any resolved one; or resting on fewer than 10 deals
+              at risk)
+            * ``conversion_closed`` : advanced / (advanced + dropped), the ratio of
+              resolved deals (biased when open deals differ from resolved ones)
+            * ``conversion_closed_low``, ``conversion_closed_high`` : its Wilson interval at
+              level 1 − ``alpha``
+            * ``rest_advanced``, ``rest_dropped`` : the counts of the rest — every other deal
+              (``by``), or the other period
+            * ``rest_conversion``, ``rest_unresolved`` : the rest's own Aalen–Johansen
+              conversion and unresolved mass
             * ``difference`` : conversion − rest_conversion (the group minus the rest; on the
               ``"after"`` rows after − before)
-            * ``difference_low``, ``difference_high`` : Newcombe's hybrid score interval of
-              the difference at level 1 − ``alpha``
-            * ``p_value`` : two-sided test of equal conversion; NaN when the group or the rest
-              has no resolved deal
+            * ``difference_low``, ``difference_high`` : Wald interval of the difference at
+              level 1 − ``alpha``, widened by the unresolved mass: the low end from
+              (conversion − its lower share) − (rest_conversion + its upper share), the high
+              end the other way round
+            * ``p_value`` : two-sided test of equal conversion (see Notes); NaN when the group
+              or the rest has no conversion
             * ``q_value`` : Benjamini–Hochberg across the tested rows of the table
-            * ``differs`` : ``q_value <= alpha`` (False when not tested)
-            * ``test`` : ``"z"``, ``"fisher"`` or ``"none"`` — two-sided (a segment that does
-              better or worse than the rest); the ``dropoff`` signal of
-              :meth:`EventLog.key_stages` tests the same counts one-sided
-            * ``reached_by`` (with ``period``) : the latest time a deal may have reached the
-              stage to count
+            * ``differs`` : ``q_value <= alpha`` and the interval of the difference excludes
+              0 (False when not tested)
+            * ``test`` : ``"z"`` (Wald), ``"fisher"`` or ``"none"`` — two-sided (a segment
+              that does better or worse than the rest)
 
             With two groups (``period``, or a ``by`` with two values) both rows of a stage
             carry the same test, once with each sign; the q-values are then the same as over
@@ -1837,14 +1852,32 @@ class EventLog:
 
         Notes
         -----
-        Segments are compared over the same time span, so they share the censoring of recent
-        deals and every deal counts. Periods are not: a deal that fell silent is stale only
-        ``stale_after`` after its last event while an advance counts at once, and slow visits
-        are still open, so the recent period would look better than it is. With ``period`` a
-        deal therefore counts at a stage only if it reached the stage by ``reached_by`` =
-        ``as_of − stale_after − p90``, with ``p90`` the stage's Kaplan–Meier 90th-percentile
-        first-visit dwell — the rule of the ``change`` signal of :meth:`EventLog.key_stages`,
-        whose effects and p-values these rows reproduce.
+        The test: with ``F`` each side's conversion and ``V`` its variance, ``z = (F1 −
+        F2) / sqrt(V1 + V2)``. Each side's variance is its Aalen–Johansen variance, but at
+        least the binomial variance at the pooled conversion, as in the pooled z-test (an
+        estimate of 0 or 1 has a variance of 0). Where mass is unresolved, each side may lie
+        anywhere from ``conversion`` minus the share of the unresolved mass the estimate
+        gave to advancing to ``conversion`` plus the rest of it; the p-value is that of
+        the allocation that brings the difference closest to 0, and 1 when 0 is
+        reachable. When an expected count of the 2×2 table of resolved deals is below 5,
+        the normal approximation fails (two lost deals against a rest converting 91%:
+        Wald p = 7e-6, exact p = 0.008), so the row uses Fisher's exact test of
+        ``advanced`` and ``dropped`` against the rest's (p = 1 still when the unresolved
+        mass allows no difference).
+
+        The rest of a segment is estimated on its own subjects. When that would replicate
+        more than 20 million (deal, stage) subjects (many segments of a large log), it is
+        approximated from the whole log's estimate ``W`` and the segment's ``G`` as
+        ``(n W − n_g G) / (n − n_g)`` (exact without censoring; within 0.01 of the exact
+        estimate on the sample and on a synthetic log, ``tests/test_monitoring.py``).
+
+        Segments share the time span, and periods now share the estimator: a recent period
+        is no longer restricted to deals old enough for their outcome to be known (the
+        ``reached_by`` cutoff of earlier versions). Its open deals are censored — an
+        advance is not counted sooner than a loss — and what they leave open shows as
+        ``unresolved``, which widens the interval and weakens the test. The
+        ``change`` signal of :meth:`EventLog.key_stages` still compares closed ratios of
+        matured deals.
 
         Examples
         --------
@@ -1854,17 +1887,17 @@ class EventLog:
         >>> cols = ["stage", "conversion", "rest_conversion", "q_value"]
         >>> c.loc[c["differs"], ["team", *cols]].round(3)
               team stage  conversion  rest_conversion  q_value
-        3   Team A  Demo       0.731            0.532    0.006
-        15  Team C  Demo       0.360            0.703    0.000
+        3   Team A  Demo       0.732            0.528    0.011
+        15  Team C  Demo       0.355            0.703    0.000
 
-        Before and after a date — deals that reached Demo by ``reached_by`` (2025-03-30):
+        Before and after a date — every deal, the recent ones' open visits censored:
 
         >>> c = log.compare(period="2025-01-01")
-        >>> cols = ["period", "reached", "conversion", "difference", "p_value"]
+        >>> cols = ["period", "reached", "conversion", "unresolved", "difference", "p_value"]
         >>> c.loc[c["stage"] == "Demo", cols].round(3)
-           period  reached  conversion  difference  p_value
-        3  before      232       0.616       0.105    0.198
-        9   after       43       0.512      -0.105    0.198
+           period  reached  conversion  unresolved  difference  p_value
+        3  before      232       0.616       0.000       0.091    0.215
+        9   after      100       0.525       0.015      -0.091    0.215
         """
         from .monitoring import compare
 
@@ -1884,14 +1917,14 @@ class EventLog:
         row, empty ones included.
 
         Recent cohorts are young: many of their deals are open, and a deal that fell silent
-        is stale only ``stale_after`` after its last event. Open deals are censored, never
-        counted as failures; and so that a recent cohort does not look better (its silent
-        deals are not stale yet) or worse (its slow deals are still open), a deal counts only
-        where its outcome is (almost always) known: at a stage when it reached the stage by
-        ``reached_by``, for the whole deal when it was created by ``created_by`` (see Notes).
-        ``counted`` says how many deals or visits a value rests on, and ``mature`` marks the
-        periods that ended before that cutoff — in an immature period only the deals created
-        (or reaching the stage) early count.
+        is stale only ``stale_after`` after its last event. Conversion and win rate are the
+        funnel's Aalen–Johansen estimates on the cohort's deals, open and silent deals
+        censored at ``as_of``: every deal counts, an advance is not counted sooner than a
+        loss, and what a young cohort cannot tell yet shows as ``unresolved`` and widens
+        its interval. Cycle time and dwell are Kaplan–Meier estimates over the deals (or
+        visits) whose outcome is (almost always) known: created by ``created_by``, or
+        reached the stage by ``reached_by`` (see Notes). ``mature`` marks the periods that
+        ended before that cutoff.
 
         Parameters
         ----------
@@ -1904,9 +1937,10 @@ class EventLog:
             Carried attributes; one block of periods per segment.
         metric : {"conversion", "win_rate", "cycle_time", "dwell"}, default="conversion"
             ``"conversion"`` per stage, as in :meth:`EventLog.funnel`; ``"win_rate"`` per
-            cohort, as in :meth:`EventLog.kpis`; ``"cycle_time"`` per cohort, Kaplan–Meier
-            time to any resolution as in the ``"any"`` row of :meth:`EventLog.cycle_time`;
-            ``"dwell"`` per stage, Kaplan–Meier dwell as in :meth:`EventLog.dwell`.
+            cohort, the probability of winning from creation (as ``win_rate_from`` of the
+            funnel's first stage); ``"cycle_time"`` per cohort, Kaplan–Meier time to any
+            resolution as in the ``"any"`` row of :meth:`EventLog.cycle_time`; ``"dwell"``
+            per stage, Kaplan–Meier dwell as in :meth:`EventLog.dwell`.
 
         Returns
         -------
@@ -1920,27 +1954,44 @@ class EventLog:
             * ``period_start``, ``period_end`` : its UTC boundaries, start included, end
               excluded (time-zone aware on an aware log)
 
-            ``metric="conversion"``:
+            ``metric="conversion"`` — each cohort's rows are ``log.funnel()`` of a log of
+            the cohort's deals (same ``as_of``):
 
             * ``stage`` : stage name
             * ``reached`` : deals of the cohort that reached the stage (``skips="implied"``)
-            * ``counted`` : of those, the deals that reached it by ``reached_by``
-            * ``advanced``, ``dropped``, ``open`` : of the counted deals, those that went past
-              the stage or won, that were lost there (explicitly or stale), that are still open
-              there (``counted == advanced + dropped + open``)
-            * ``conversion`` : advanced / (advanced + dropped); NaN when none is resolved
-            * ``conversion_low``, ``conversion_high`` : Wilson 95% interval
-            * ``reached_by`` : the latest time a deal may have reached the stage to count
+            * ``advanced``, ``dropped``, ``open`` : of those, deals that went past the stage
+              or won, that were lost there (explicitly or stale), that are still open there
+              (``reached == advanced + dropped + open``)
+            * ``conversion`` : Aalen–Johansen probability of advancing, as in
+              :meth:`EventLog.funnel`; NaN when no deal has advanced or been lost yet
+            * ``conversion_low``, ``conversion_high`` : its 95% interval, widened by the
+              unresolved mass
+            * ``unresolved`` : probability mass the data cannot resolve yet (as in
+              :meth:`EventLog.funnel`); large in young cohorts
+            * ``conversion_closed`` : advanced / (advanced + dropped), the ratio of resolved
+              deals — biased upwards in young cohorts, whose silent deals are not stale yet
+            * ``conversion_closed_low``, ``conversion_closed_high`` : its Wilson 95% interval
+            * ``reached_by`` : the time by which a deal must have reached the stage for its
+              outcome there to be (almost always) known — it defines ``mature`` and
+              filters no deal
             * ``mature`` : the period ended by ``reached_by``
 
             ``metric="win_rate"``:
 
             * ``deals`` : deals created in the period
-            * ``counted`` : of those, the deals created by ``created_by``
-            * ``won``, ``lost``, ``stale``, ``open`` : outcomes of the counted deals
-            * ``win_rate`` : won / (won + lost + stale); NaN when none is resolved
-            * ``win_rate_low``, ``win_rate_high`` : Wilson 95% interval
-            * ``created_by`` : the latest creation time of a counted deal
+            * ``won``, ``lost``, ``stale``, ``open`` : their outcomes at ``as_of``
+            * ``win_rate`` : Aalen–Johansen probability of winning, on the time from
+              creation to the win or the loss, open and stale deals censored at ``as_of``;
+              NaN when no deal is won or lost yet
+            * ``win_rate_low``, ``win_rate_high`` : its 95% interval, widened by the
+              unresolved mass
+            * ``unresolved`` : probability mass the data cannot resolve yet
+            * ``win_rate_closed`` : won / (won + lost + stale), the cohort's
+              :meth:`EventLog.kpis` win rate — biased downwards in young cohorts, whose
+              slow deals (the winners) are still open
+            * ``win_rate_closed_low``, ``win_rate_closed_high`` : its Wilson 95% interval
+            * ``created_by`` : the latest creation time of a deal whose outcome is (almost
+              always) known — it defines ``mature`` and filters no deal
             * ``mature`` : the period ended by ``created_by``
 
             ``metric="cycle_time"``:
@@ -1953,7 +2004,8 @@ class EventLog:
               (timedelta)
             * ``median``, ``p75``, ``p90`` : Kaplan–Meier quantiles (timedelta; NaT when the
               estimate never falls that low)
-            * ``created_by``, ``mature`` : as for ``win_rate``
+            * ``created_by``, ``mature`` : as for ``win_rate``; here only deals created by
+              ``created_by`` count
             * ``median_low``, ``median_high`` : 95% Brookmeyer–Crowley interval of the
               median, as in :meth:`EventLog.dwell` (NaT when undefined)
 
@@ -1966,7 +2018,8 @@ class EventLog:
             * ``censored`` : of the counted visits, those still open at ``as_of``
             * ``mean``, ``median``, ``p75``, ``p90`` : Kaplan–Meier restricted mean and
               quantiles of the counted visits (timedelta)
-            * ``reached_by``, ``mature`` : as for ``conversion``
+            * ``reached_by``, ``mature`` : as for ``conversion``; here only visits that
+              began by ``reached_by`` count
 
         Raises
         ------
@@ -1979,8 +2032,8 @@ class EventLog:
         -----
         FunnelkitWarning
             For ``conversion`` or ``win_rate``, when every value is NaN although deals
-            exist: no counted deal is resolved yet (typically a young log without
-            ``stale_after``). The message gives the counts and what to do.
+            exist: no deal has advanced, won or been lost yet (typically a young log
+            without ``stale_after``). The message gives the counts and what to do.
 
         Notes
         -----
@@ -1992,13 +2045,16 @@ class EventLog:
         largest observed time to a resolution when the estimate never falls that low).
         Without ``stale_after`` the lag is the ``p90`` alone, and deals that fell silent stay
         open (censored) for ever, so late stages may never mature: pass ``stale_after``.
+        Conversion and win rate no longer use the cutoffs to pick deals (earlier versions
+        counted only deals that reached the stage by ``reached_by``, or were created by
+        ``created_by``, in a ``counted`` column): censoring handles the young deals.
 
         Summed over the cohorts, ``reached`` equals ``log.funnel()["reached"]`` and ``deals``
-        equals ``log.n_deals``. In an immature period the counted deals are the early ones, so
-        a small bias can remain when fast deals convert differently from slow ones;
-        ``counted`` shows how much of the period a value rests on. On simulated logs without
-        any change over time, the latest cohort with counted deals stays within noise of the
-        first at every stage (``tests/test_monitoring.py``).
+        equals ``log.n_deals``. On 8 simulated logs without any change over time, the
+        conversion intervals of every cohort, the youngest included, cover the true
+        conversion in 94–100% of the stages, and the youngest cohort's estimate is off by
+        −1 point on average where its closed ratio runs 4 points high
+        (``tests/test_monitoring.py``).
 
         Examples
         --------
@@ -2006,27 +2062,28 @@ class EventLog:
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
         >>> t = log.trend(freq="QE")
         >>> demo = t[t["stage"] == "Demo"]
-        >>> demo[["period", "reached", "counted", "conversion", "mature"]].round(2)
-            period  reached  counted  conversion  mature
-        3   2024Q1       55       55        0.58    True
-        9   2024Q2       51       51        0.69    True
-        15  2024Q3       61       61        0.51    True
-        21  2024Q4       65       65        0.69    True
-        27  2025Q1       56       43        0.51   False
-        33  2025Q2       44        0         NaN   False
+        >>> cols = ["period", "reached", "open", "conversion", "unresolved", "conversion_closed"]
+        >>> demo[cols].round(2)
+            period  reached  open  conversion  unresolved  conversion_closed
+        3   2024Q1       55     0        0.58        0.00               0.58
+        9   2024Q2       51     0        0.69        0.00               0.69
+        15  2024Q3       61     0        0.51        0.00               0.51
+        21  2024Q4       65     0        0.69        0.00               0.69
+        27  2025Q1       56     0        0.50        0.00               0.50
+        33  2025Q2       44    10        0.56        0.09               0.62
 
-        Win rates count only deals created by ``created_by``, so the young cohorts rest on
-        few deals or none:
+        The youngest cohort's win rate rests on few resolved deals: most of it is still
+        unresolved, and its interval says so:
 
         >>> w = log.trend(freq="QE", metric="win_rate")
-        >>> w[["period", "deals", "counted", "win_rate", "mature"]].round(2)
-           period  deals  counted  win_rate  mature
-        0  2024Q1     86       86      0.14    True
-        1  2024Q2     86       86      0.16    True
-        2  2024Q3    111      111      0.05    True
-        3  2024Q4    108      108      0.14    True
-        4  2025Q1    111       36      0.14   False
-        5  2025Q2     98        0       NaN   False
+        >>> w[["period", "deals", "open", "win_rate", "win_rate_high", "unresolved"]].round(2)
+           period  deals  open  win_rate  win_rate_high  unresolved
+        0  2024Q1     86     0      0.14           0.22        0.00
+        1  2024Q2     86     0      0.16           0.25        0.00
+        2  2024Q3    111     0      0.05           0.11        0.00
+        3  2024Q4    108     0      0.14           0.21        0.00
+        4  2025Q1    111     3      0.08           0.14        0.00
+        5  2025Q2     98    56      0.13           0.64        0.42
         """
         from .monitoring import trend
 

@@ -2,14 +2,20 @@
 and KPIs per period — the "monitor it with KPIs" step of the sales node method.
 
 * :func:`compare` — conversion per stage of each segment against the rest, or of deals
-  created after a date against those created before, with tests and q-values;
+  created after a date against those created before, with Wald tests and q-values;
 * :func:`trend` — conversion, win rate, cycle time or dwell per creation cohort;
 * :func:`movement` — the pipeline waterfall between two dates, which reconciles;
 * :func:`kpis_by_period` — the headline KPIs per creation cohort.
 
+Conversion and win rate are the funnel's estimand everywhere: the Aalen–Johansen
+cumulative incidence of :mod:`funnelkit.funnel`, open and silent deals censored at
+``as_of``, with the mass the data cannot resolve yet (``unresolved``) widening intervals
+and tests — so recent deals and young cohorts count without a maturity rule. Cycle time
+and dwell per cohort keep the maturity rule of :mod:`funnelkit._periods` (shared with
+:mod:`funnelkit.keystages`), which also marks the ``mature`` periods.
+
 Everything works on the log's integer arrays: no Python loop over deals or events (loops
-run over stages, segments and compared rows only). Recent deals are handled with the
-maturity rule of :mod:`funnelkit._periods`, shared with :mod:`funnelkit.keystages`.
+run over stages, blocks of segments and compared rows only).
 """
 
 from __future__ import annotations
@@ -28,16 +34,29 @@ from ._columns import NAT, to_timestamp
 from ._periods import (
     bh,
     maturity_cutoffs,
-    newcombe_many,
     period_split,
     resolution_cutoff,
     segment_counts,
     stage_counts,
     two_proportions_many,
 )
-from ._segments import expand, normalize_by, segments
+from ._segments import expand, is_visit_level, normalize_by, segments
+from ._stats import Z95
 from .dwell import km_table
 from .errors import EventLogError, warn
+from .funnel import (
+    ADVANCE,
+    LOST_CAUSE,
+    Subjects,
+    competing_estimates,
+    competing_subjects,
+    log_subjects,
+    stage_segments,
+    stage_status,
+    stale_ns,
+    subject_estimates,
+    widened_interval,
+)
 from .kpis import kpis
 from .transitions import to_timedelta
 
@@ -62,7 +81,8 @@ CATEGORIES = (
 # names of output columns a `by` attribute must not take
 _RESERVED = (
     "period period_start period_end stage deals reached counted advanced dropped open "
-    "conversion won lost stale win_rate visits censored reached_by created_by mature"
+    "conversion won lost stale win_rate visits censored reached_by created_by mature "
+    "unresolved"
 ).split()
 _GROUP_KEY = "\x00group"  # the cohort × segment attribute handed to kpis()
 # offset aliases → period aliases (anchors such as "W-MON", "QE-NOV" carry over)
@@ -174,6 +194,16 @@ def _groups(
 
 
 # --------------------------------------------------------------------------- compare
+#: the complements of ``compare(by=...)`` are estimated exactly — every subject once more
+#: for each segment it is not in — up to this many replicated subjects in all, in calls
+#: of at most ``_CHUNK_ROWS``; beyond, from the whole and the segment (see
+#: :func:`_complement_mixture`)
+_REST_ROWS = 20_000_000
+_CHUNK_ROWS = 1_000_000
+#: the conversion columns of :func:`competing_estimates` a complement needs
+_ADV_KEYS = ("cif", "var", "n_eff", "events", "known", "unresolved", "down", "up")
+
+
 def compare(
     log: EventLog,
     *,
@@ -200,35 +230,43 @@ def compare(
     alpha = _check_alpha(alpha)
     z = NormalDist().inv_cdf(1 - alpha / 2)
     S = log._n_stages
-    cut: np.ndarray | None = None
     if period is None:
         by_cols = _check_by(by)
         c, tot, labels, deals = segment_counts(log, by_cols)
         n_g = len(labels)
         rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
         head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
+        sub, seg = _segment_subjects(log, by_cols)
+        aj = subject_estimates(log, seg * S + sub.stage, sub, n_g * S, None)
+        aj_rest = _complement_estimates(log, sub, seg, n_g)
     else:
         period_ns, _ = period_split(log, period)
         group = (log._first_ns >= period_ns).astype(np.int64)  # 1 = after
-        cut = maturity_cutoffs(log)
-        c = stage_counts(log, group, 2, cut)
+        c = stage_counts(log, group, 2)
         rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
         n_g = 2
         head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
         deals = np.bincount(group, minlength=2)
+        sub = log_subjects(log, "implied")
+        aj = subject_estimates(log, group[sub.deal] * S + sub.stage, sub, 2 * S, None)
+        # the rest of each period is the other one: its rows in swapped order
+        aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
+    conv, low, high, unresolved = _conversion(aj, z)
+    conv_rest, _, _, unresolved_rest = _conversion(aj_rest, z)
+    p, d_low, d_high, reachable = _difference_test(aj, aj_rest, conv, conv_rest, z)
     x, n = c["advanced"].reshape(-1), (c["advanced"] + c["dropped"]).reshape(-1)
     xr, nr = rest["advanced"].reshape(-1), (rest["advanced"] + rest["dropped"]).reshape(-1)
+    test = np.where(np.isfinite(p), "z", "none").astype(object)
+    # small counts: the normal approximation fails, Fisher's exact test of the resolved
+    # deals instead (unless the unresolved mass already allows no difference: p = 1)
+    i = np.flatnonzero(np.isfinite(p) & ~reachable & (n > 0) & (nr > 0))
+    p_small, kind = two_proportions_many(x[i], n[i], xr[i], nr[i], "two-sided")
+    small = kind == "fisher"
+    p[i[small]] = p_small[small]
+    test[i[small]] = "fisher"
     with np.errstate(invalid="ignore", divide="ignore"):
-        conv = x / n
-        conv_rest = xr / nr
-    low, high = _stats.wilson(x, n.astype(np.float64), z=z)
-    p = np.full(x.size, np.nan)
-    d_low = np.full(x.size, np.nan)
-    d_high = np.full(x.size, np.nan)
-    test = np.full(x.size, "none", dtype=object)
-    i = np.flatnonzero((n > 0) & (nr > 0))  # every testable (group, stage) row at once
-    p[i], test[i] = two_proportions_many(x[i], n[i], xr[i], nr[i], "two-sided")
-    d_low[i], d_high[i] = newcombe_many(x[i], n[i], xr[i], nr[i], z)
+        closed = x / n
+    c_low, c_high = _stats.wilson(x, n.astype(np.float64), z=z)
     q = bh(p)
     out = head
     out["stage"] = np.tile(np.array(log.stages, dtype=object), n_g).astype(str)
@@ -238,20 +276,163 @@ def compare(
     out["conversion"] = conv
     out["conversion_low"] = low
     out["conversion_high"] = high
-    out["rest_advanced"] = xr.astype(np.int64)
+    out["unresolved"] = unresolved
+    out["conversion_closed"] = closed
+    out["conversion_closed_low"] = c_low
+    out["conversion_closed_high"] = c_high
+    out["rest_advanced"] = rest["advanced"].reshape(-1).astype(np.int64)
     out["rest_dropped"] = rest["dropped"].reshape(-1).astype(np.int64)
     out["rest_conversion"] = conv_rest
+    out["rest_unresolved"] = unresolved_rest
     out["difference"] = conv - conv_rest
     out["difference_low"] = d_low
     out["difference_high"] = d_high
     out["p_value"] = p
     out["q_value"] = q
     with np.errstate(invalid="ignore"):
-        out["differs"] = q <= alpha
+        out["differs"] = (q <= alpha) & ((d_low > 0) | (d_high < 0))
     out["test"] = test.astype(str)
-    if cut is not None:
-        out["reached_by"] = log._timestamp(np.tile(cut, n_g))
     return out
+
+
+def _segment_subjects(log: EventLog, by_cols: list[str]) -> tuple[Subjects, np.ndarray]:
+    """The subjects of the funnel's conversion (``skips="implied"``, one per deal and
+    stage reached) and the segment of each — as :meth:`EventLog.funnel` forms them: a
+    deal attribute's value, or a visit attribute's value on the event that reached the
+    stage."""
+    if is_visit_level(log, by_cols):
+        st = stage_status(log, "implied")
+        sub = competing_subjects(log, st)
+        seg_m, _ = stage_segments(log, by_cols, st.entry_i)
+        return sub, seg_m[sub.deal, sub.stage]
+    seg, _ = segments(log, by_cols)
+    sub = log_subjects(log, "implied")
+    return sub, seg[sub.deal]
+
+
+def _conversion_estimates(log: EventLog, group, t, cause, n_groups: int) -> dict[str, np.ndarray]:
+    """The conversion estimates of :func:`competing_estimates` (``_ADV_KEYS``) per group
+    from ``(group, time, cause)`` of each subject."""
+    none = np.zeros(0, dtype=np.int64)  # no win-rate subjects: that estimate is not needed
+    aj = competing_estimates(
+        (group, t, cause, None, None),
+        (none, none, none, None, None),
+        n_groups,
+        level_after=stale_ns(log.stale_after),
+    )
+    return {k: aj[k] for k in _ADV_KEYS}
+
+
+def _complement_estimates(
+    log: EventLog, sub: Subjects, seg: np.ndarray, n_seg: int
+) -> dict[str, np.ndarray]:
+    """Per (segment, stage), the conversion estimates of every subject *not* in the
+    segment — each complement's own Aalen–Johansen estimate, from the subjects repeated
+    once for each segment they are not in (in blocks of segments, so that no call holds
+    more than ``_CHUNK_ROWS`` of them). When that would replicate more than ``_REST_ROWS``
+    subjects in all (many segments of a large log), :func:`_complement_mixture`."""
+    S = log._n_stages
+    n = seg.size
+    if n * max(n_seg - 1, 0) > _REST_ROWS:
+        return _complement_mixture(log, sub, seg, n_seg)
+    per = max(1, _CHUNK_ROWS // max(n, 1))
+    parts = []
+    for a in range(0, n_seg, per):  # loop over blocks of segments
+        k = min(per, n_seg - a)
+        idx = np.repeat(np.arange(n), k)
+        g = np.tile(np.arange(a, a + k), n)
+        keep = g != seg[idx]
+        idx, g = idx[keep], g[keep]
+        group = (g - a) * S + sub.stage[idx]
+        parts.append(_conversion_estimates(log, group, sub.t_adv[idx], sub.c_adv[idx], k * S))
+    return {key: np.concatenate([part[key] for part in parts]) for key in _ADV_KEYS}
+
+
+def _complement_mixture(
+    log: EventLog, sub: Subjects, seg: np.ndarray, n_seg: int
+) -> dict[str, np.ndarray]:
+    """An approximation of :func:`_complement_estimates` from two estimates per stage:
+    the whole log's ``W`` and the segment's ``G``. Without censoring a cumulative
+    incidence is a share, so the whole is the subject-weighted mixture of the segment and
+    its complement, and the complement's is ``(n W − n_g G) / (n − n_g)``; with
+    censoring this holds approximately (exactly when the segment and the rest are
+    censored alike). The same for the unresolved mass and its parts ``down`` and ``up``;
+    the variance is the whole's scaled to the complement's size, ``V_W n / (n − n_g)``.
+    Used only above ``_REST_ROWS`` replicated subjects; tested close to the exact
+    estimate (``tests/test_monitoring.py``)."""
+    S = log._n_stages
+    whole = _conversion_estimates(log, sub.stage, sub.t_adv, sub.c_adv, S)
+    part = _conversion_estimates(log, seg * S + sub.stage, sub.t_adv, sub.c_adv, n_seg * S)
+    n_all = np.tile(whole["n_eff"], n_seg)
+    n_part = part["n_eff"]
+    n_rest = n_all - n_part
+    out: dict[str, np.ndarray] = {"n_eff": n_rest.astype(np.float64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for k in ("cif", "unresolved", "down", "up"):
+            w, g = np.tile(whole[k], n_seg), np.nan_to_num(part[k])
+            out[k] = np.clip((n_all * w - n_part * g) / n_rest, 0.0, 1.0)
+        out["var"] = np.tile(whole["var"], n_seg) * n_all / n_rest
+    events_all = np.tile(whole["events"], n_seg)
+    out["events"] = events_all - part["events"]
+    known_all = np.tile(whole["known"], n_seg)
+    out["known"] = (n_rest > 0) & known_all & ((out["events"] > 0) | (events_all == 0))
+    return out
+
+
+def _conversion(aj: dict[str, np.ndarray], z: float) -> tuple[np.ndarray, ...]:
+    """Conversion, its interval at ``z`` widened by the unresolved mass (as in
+    :meth:`EventLog.funnel`) and the unresolved mass; NaN where not identified."""
+    known = aj["known"]
+    conv = np.where(known, aj["cif"], np.nan)
+    low, high = widened_interval(conv, aj, z=z)
+    return conv, low, high, np.where(known, aj["unresolved"], np.nan)
+
+
+def _difference_test(
+    aj: dict[str, np.ndarray],
+    aj_rest: dict[str, np.ndarray],
+    conv: np.ndarray,
+    conv_rest: np.ndarray,
+    z: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided Wald test of equal conversion of a group and its rest (disjoint deals,
+    so independent estimates), and the interval of the difference, both at the least
+    favourable allocation of the unresolved mass.
+
+    Each side's conversion may lie anywhere in ``[F − down, F + up]`` (the mass the data
+    cannot resolve yet). The p-value is that of the allocation that brings the difference
+    closest to 0 (1 when 0 is reachable), with ``z = d / sqrt(V1 + V2)``; the interval
+    runs from ``(F1 − down1) − (F2 + up2) − z se`` to ``(F1 + up1) − (F2 − down2) + z se``.
+    Each side's variance is its Aalen–Johansen variance, but at least the binomial
+    variance ``F̄ (1 − F̄) / n`` at the pooled estimate ``F̄`` (subject-weighted), as the
+    pooled z-test has it: an estimate of 0 or 1, or one resting on a single block of
+    events, has a variance of 0 that would make any difference "significant". NaN where
+    either side is not identified. Also returns where a difference of 0 is reachable."""
+    n1, n2 = aj["n_eff"], aj_rest["n_eff"]
+    ok = np.isfinite(conv) & np.isfinite(conv_rest) & (n1 > 0) & (n2 > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = (n1 * conv + n2 * conv_rest) / (n1 + n2)
+        floor = pooled * (1 - pooled)
+        se = np.sqrt(np.maximum(aj["var"], floor / n1) + np.maximum(aj_rest["var"], floor / n2))
+    lo = (conv - aj["down"]) - (conv_rest + aj_rest["up"])
+    hi = (conv + aj["up"]) - (conv_rest - aj_rest["down"])
+    nearest = np.where(lo > 0, lo, np.where(hi < 0, hi, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(nearest == 0, 1.0, 2 * _norm_sf(np.abs(nearest) / se))
+    nan = np.full(conv.shape, np.nan)
+    return (
+        np.where(ok, p, nan),
+        np.where(ok, np.maximum(lo - z * se, -1.0), nan),
+        np.where(ok, np.minimum(hi + z * se, 1.0), nan),
+        ok & (nearest == 0),
+    )
+
+
+def _norm_sf(x: np.ndarray) -> np.ndarray:
+    """The standard normal survival function (``inf`` → 0)."""
+    from scipy.special import ndtr
+
+    return ndtr(-np.asarray(x, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- trend
@@ -289,38 +470,26 @@ def trend(
 
 
 def _warn_if_empty(log: EventLog, out: pd.DataFrame, metric: str) -> None:
-    """Warn when every value of a rate trend is NaN although deals exist: the maturity
-    cutoffs left no resolved deal to count, which a table of NaN does not explain."""
+    """Warn when every value of a rate trend is NaN although deals exist: no deal of any
+    cohort has advanced, won or been lost yet, which a table of NaN does not explain."""
     if out.empty or out[metric].notna().any():
         return
     total = int(out["reached" if metric == "conversion" else "deals"].sum())
     if total == 0:
         return
-    counted = int(out["counted"].sum())
     unit = "deal-stage pairs" if metric == "conversion" else "deals"
-    cutoff = "reached_by" if metric == "conversion" else "created_by"
+    event = "advanced or been lost" if metric == "conversion" else "been won or lost"
     if log.stale_after is None:
         why = (
-            "Without `stale_after`, a deal that fell silent stays open for ever, so the "
-            "cutoff (as_of minus the longest time to an outcome) falls near the start of "
-            "the log. Set stale_after= when building the EventLog (e.g. stale_after='60D') "
-            "so silent deals count as lost"
+            "Without `stale_after`, a deal that fell silent stays open for ever and never "
+            "counts as lost. Set stale_after= when building the EventLog (e.g. "
+            "stale_after='60D') so silent deals count as lost"
         )
     else:
-        why = (
-            f"The log is young next to stale_after={log.stale_after} plus the slow deals' "
-            "time to an outcome. Use a longer log or a shorter stale_after"
-        )
-    other = (
-        "metric='win_rate' or log.funnel() (which censors open deals instead)"
-        if metric == "conversion"
-        else "log.funnel() or log.kpis() (which count every deal)"
-    )
+        why = "The log is young: wait for outcomes"
     warn(
-        f"log.trend(metric={metric!r}): every {metric} is NaN. Of {total:,} {unit}, "
-        f"{counted:,} are early enough to count (before `{cutoff}`, when their outcome is "
-        "almost always known) and none of those is resolved yet. "
-        f"{why}, or use {other}."
+        f"log.trend(metric={metric!r}): every {metric} is NaN. None of the {total:,} {unit} "
+        f"has {event} yet, so the data cannot tell the {metric}. {why}."
     )
 
 
@@ -332,20 +501,24 @@ def _trend_by_stage(
     out = head.iloc[np.repeat(np.arange(G), S)].reset_index(drop=True)
     out["stage"] = np.tile(np.array(log.stages, dtype=object), G).astype(str)
     if metric == "conversion":
-        every = stage_counts(log, group, G)
-        c = stage_counts(log, group, G, cut)
+        c = stage_counts(log, group, G)
+        sub = log_subjects(log, "implied")
+        aj = subject_estimates(log, group[sub.deal] * S + sub.stage, sub, G * S, None)
+        conv, low, high, unresolved = _conversion(aj, Z95)
         x = c["advanced"].reshape(-1)
         n = x + c["dropped"].reshape(-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            conv = x / n
-        low, high = _stats.wilson(x, n.astype(np.float64))
-        out["reached"] = every["reached"].reshape(-1).astype(np.int64)
-        out["counted"] = c["reached"].reshape(-1).astype(np.int64)
-        for k in ("advanced", "dropped", "open"):
+            closed = x / n
+        c_low, c_high = _stats.wilson(x, n.astype(np.float64))
+        for k in ("reached", "advanced", "dropped", "open"):
             out[k] = c[k].reshape(-1).astype(np.int64)
         out["conversion"] = conv
         out["conversion_low"] = low
         out["conversion_high"] = high
+        out["unresolved"] = unresolved
+        out["conversion_closed"] = closed
+        out["conversion_closed_low"] = c_low
+        out["conversion_closed_high"] = c_high
     else:
         v = log._visits()
         has = v.dwell != NAT
@@ -369,17 +542,17 @@ def _trend_by_deal(
 ) -> pd.DataFrame:
     cut = resolution_cutoff(log)
     oc = log._outcome.astype(np.int64)
-    ok = log._first_ns <= cut
     out = head.copy()
     out["deals"] = np.bincount(group, minlength=G).astype(np.int64)
     if metric == "win_rate":
-        counts = np.bincount(group[ok] * 4 + oc[ok], minlength=G * 4).reshape(G, 4)
+        counts = np.bincount(group * 4 + oc, minlength=G * 4).reshape(G, 4)
         won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
         n = won + lost + stale
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = won / n
-        low, high = _stats.wilson(won, n.astype(np.float64))
-        out["counted"] = counts.sum(axis=1).astype(np.int64)
+            closed = won / n
+        c_low, c_high = _stats.wilson(won, n.astype(np.float64))
+        aj = _conversion_estimates(log, group, *_win_clock(log), G)
+        rate, low, high, unresolved = _conversion(aj, Z95)
         out["won"] = won.astype(np.int64)
         out["lost"] = lost.astype(np.int64)
         out["stale"] = stale.astype(np.int64)
@@ -387,8 +560,12 @@ def _trend_by_deal(
         out["win_rate"] = rate
         out["win_rate_low"] = low
         out["win_rate_high"] = high
+        out["unresolved"] = unresolved
+        out["win_rate_closed"] = closed
+        out["win_rate_closed_low"] = c_low
+        out["win_rate_closed_high"] = c_high
     else:
-        sel = ok & (oc != V.STALE)
+        sel = (log._first_ns <= cut) & (oc != V.STALE)
         done = log._term_ns != NAT
         dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
         km = km_table(group[sel], dur[sel], (oc == V.OPEN)[sel], G)
@@ -404,6 +581,18 @@ def _trend_by_deal(
         out["median_low"] = to_timedelta(km["q50_low"]).to_numpy()
         out["median_high"] = to_timedelta(km["q50_high"]).to_numpy()
     return out
+
+
+def _win_clock(log: EventLog) -> tuple[np.ndarray, np.ndarray]:
+    """Per deal, the time from creation (its first event) to its outcome and the cause:
+    won (1) or lost (2) at the terminal event; open and stale deals censored (0) at
+    ``as_of`` — a silent deal may still move, and the stale rule of
+    :func:`competing_estimates` settles a cohort whose curve has levelled off."""
+    oc = log._outcome
+    closed = (oc == V.WON) | (oc == V.LOST)
+    end = np.where(closed, log._term_ns, log._as_of_ns)
+    cause = np.where(oc == V.WON, ADVANCE, np.where(oc == V.LOST, LOST_CAUSE, 0))
+    return np.maximum(end - log._first_ns, 0), cause.astype(np.int8)
 
 
 # --------------------------------------------------------------------------- KPIs
