@@ -474,7 +474,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         since = (log._first_ns >= opt.period_ns).astype(np.int64)[sub.deal]  # 1 = since
         both = _rates(log, sub, since, 2, opt.z).complement()
         when = opt.period_label
-        pairs = [
+        pairs: list[tuple[Rate, Rate, str | None, str, str]] = [
             (
                 both.take(S + np.arange(S)),
                 both.take(np.arange(S)),
