@@ -518,7 +518,7 @@ def test_heterogeneity_numbers_and_reason(planted_log, planted_ks):
         assert r["test"] == "chi-square"
         assert r["p_value"] == pytest.approx(stats.chi2.sf(q, len(F) - 1), rel=1e-6)
         assert (
-            f"ranges from {pct(F.min())} ({worst}, {g.loc[worst, 'reached']} deals) to "
+            f"across 3 team values ranges from {pct(F.min())} ({worst}, {g.loc[worst, 'reached']} deals) to "
             f"{pct(F.max())} ({best}, {g.loc[best, 'reached']} deals)" in r["reason"]
         )
         checked += 1

@@ -667,8 +667,8 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             return f"{_pct(x.p[0])} ({label}, {int(x.deals[0])} deals{tail})"
 
         reason = (
-            f"{name} conversion ranges from {one(worst, w_name)} to {one(best, b_name)} "
-            f"across {ok.size} {dim} values ({test} {_pval(p)}){note}"
+            f"{name} conversion across {ok.size} {dim} values ranges from "
+            f"{one(worst, w_name)} to {one(best, b_name)} ({test} {_pval(p)}){note}"
         )
         rows.append(
             _row(

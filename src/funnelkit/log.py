@@ -1743,7 +1743,7 @@ class EventLog:
         >>> key[["stage", "signal"]].to_numpy().tolist()
         [['Demo', 'leverage'], ['Proposal', 'leverage'], ['Demo', 'dropoff'], ['Demo', 'heterogeneity']]
         >>> print(key["reason"].iloc[-1])
-        Demo conversion ranges from 35% (Team C, 104 deals) to 73% (Team A, 107 deals; est., 2% unresolved) across 3 team values (chi-square p < 0.0001)
+        Demo conversion across 3 team values ranges from 35% (Team C, 104 deals) to 73% (Team A, 107 deals; est., 2% unresolved) (chi-square p < 0.0001)
         """
         from .keystages import key_stages
 
