@@ -33,13 +33,14 @@ from . import _validate as V
 from ._ajtests import _FIELDS, Rate, conversion_rates, many_groups, mover, one_sample, two_groups
 from ._columns import NAT
 from ._periods import bh, newcombe, period_split, stage_counts
-from ._segments import normalize_by, path_segments
+from ._segments import is_visit_level, normalize_by, path_segments, segments
 from .dwell import km_table
 from .errors import MAX_BOOT, EventLogError, int_param
 from .funnel import (
     Subjects,
     competing_estimates,
     competing_subjects,
+    log_subjects,
     stage_segments,
     stage_status,
     stale_ns,
@@ -96,7 +97,7 @@ _N_MONTE_CARLO = 20_000
 _STALL_QUANTILES = np.round(np.arange(0.05, 0.951, 0.05), 2)
 _MISSING = "(missing)"
 #: subject rows per Aalen–Johansen call of the segment-vs-rest drop-off
-_REST_ROWS = 4_000_000
+_REST_ROWS = 2_000_000
 
 
 # --------------------------------------------------------------------------- formatting
@@ -135,10 +136,19 @@ def _subjects(log: EventLog, opt: _Options) -> tuple[Subjects, np.ndarray, pd.Da
     skips), the segment of each (0 without ``by``; a visit attribute: the holder when the
     deal reached the stage) and the segment labels. Computed once per call."""
     if "subjects" not in opt.cache:
-        st = stage_status(log, "implied")
-        sub = competing_subjects(log, st)
-        seg_m, labels = stage_segments(log, opt.by, st.entry_i)
-        opt.cache["subjects"] = (sub, seg_m[sub.deal, sub.stage].astype(np.int64), labels)
+        if opt.by and is_visit_level(log, opt.by):
+            st = stage_status(log, "implied")
+            sub = competing_subjects(log, st)
+            seg_m, labels = stage_segments(log, opt.by, st.entry_i)
+            seg = seg_m[sub.deal, sub.stage].astype(np.int64)
+        else:  # the lighter per-deal path of funnel() (the same subjects)
+            sub = log_subjects(log, "implied")
+            if opt.by:
+                seg_d, labels = segments(log, opt.by)
+                seg = seg_d[sub.deal].astype(np.int64)
+            else:
+                seg, labels = np.zeros(sub.deal.size, dtype=np.int64), pd.DataFrame(index=[0])
+        opt.cache["subjects"] = (sub, seg, labels)
     return opt.cache["subjects"]
 
 
