@@ -13,7 +13,15 @@ runs the full ones and appends a section to ``benchmarks/RESULTS.md``:
    bundled sample's effects) and, separately, a planted change at Demo: the share of logs
    where the planted stage is flagged, by log size; and the false discovery proportion
    among the other flags of the same families.
-3. **Leverage interval coverage.** The deal-level bootstrap interval against the
+3. **The Aalen–Johansen signals** (``--aj``; issue 17 item 5): ``dropoff``,
+   ``heterogeneity`` and ``change`` compare the Aalen–Johansen conversion of ``funnel()``.
+   Their false-positive rate under the null in four set-ups — a mature pipeline, a young
+   one (deals created over 2.5 months), 40 owners (many small segments), and 40 owners on
+   the young pipeline — for each baseline of ``dropoff`` (segment vs the rest, previous
+   period, a benchmark equal to the true loss rate); and the power to find a planted
+   effect. Run it on the code before the change too (``PYTHONPATH`` of an older tree,
+   ``--label ratio``) to compare with the ratio of counts.
+4. **Leverage interval coverage.** The deal-level bootstrap interval against the
    probability limit of the estimator (the chain of a 1,000,000-deal log from the same
    generator).
 
@@ -22,6 +30,7 @@ Examples::
     python benchmarks/keystages_calibration.py                  # full run, prints
     python benchmarks/keystages_calibration.py --append         # and appends to RESULTS.md
     python benchmarks/keystages_calibration.py --quick          # a smoke run
+    python benchmarks/keystages_calibration.py --aj --append    # the Aalen–Johansen study
 """
 
 from __future__ import annotations
@@ -221,6 +230,175 @@ def report(args, cal, pw, cov, elapsed) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- AJ study
+OWNERS_40 = tuple(f"Owner {i:02d}" for i in range(1, 41))
+#: null set-ups: generator keywords and the period date splitting deals in about half
+SETUPS = {
+    "mature": ({}, "2025-01-01"),
+    "young": ({"start": "2025-04-15", "end": "2025-06-30"}, "2025-05-23"),
+    "40 owners": ({"owners": OWNERS_40}, "2025-01-01"),
+    "40 owners, young": (
+        {"owners": OWNERS_40, "start": "2025-04-15", "end": "2025-06-30"},
+        "2025-05-23",
+    ),
+}
+#: (column label, key_stages keywords, signal): one tested family per cell
+CELLS = (
+    ("dropoff by team", {"by": "team"}, "dropoff"),
+    ("dropoff by owner", {"by": "owner"}, "dropoff"),
+    ("dropoff vs period", {"period": True}, "dropoff"),
+    ("dropoff vs benchmark", {"benchmark": True}, "dropoff"),
+    ("heterogeneity by team", {"by": "team"}, "heterogeneity"),
+    ("heterogeneity by owner", {"by": "owner"}, "heterogeneity"),
+    ("change", {"period": True}, "change"),
+)
+
+
+def true_loss(n_deals: int) -> dict[str, float]:
+    """The loss rate 1 − conversion per stage of one large mature log (the estimand's
+    limit under the generator's defaults; its own error is negligible at that size)."""
+    log = fk.EventLog(fk.datasets.synthetic(n_deals, seed=1), **KW)
+    f = log.funnel().set_index("stage")
+    return {s: float(1 - f.loc[s, "conversion"]) for s in log.stages}
+
+
+def aj_null(n_deals: int, seeds: int, setup: str, bench: dict[str, float]) -> dict:
+    """Any-flag rate and share of p-values below alpha per cell, under the null."""
+    gen, period = SETUPS[setup]
+    flagged = {c[0]: 0 for c in CELLS}
+    below = {c[0]: 0 for c in CELLS}
+    tested = {c[0]: 0 for c in CELLS}
+    for seed in range(seeds):
+        log = fk.EventLog(fk.datasets.synthetic(n_deals, seed=50_000 + seed, **gen), **KW)
+        runs: dict[tuple, pd.DataFrame] = {}
+        for label, kw, signal in CELLS:
+            args = dict(kw)
+            if args.pop("period", False):
+                args["period"] = period
+            if args.pop("benchmark", False):
+                args["benchmark"] = bench
+            key = tuple(sorted((k, str(v)) for k, v in args.items()))
+            if key not in runs:
+                sig = [
+                    s
+                    for s in ("dropoff", "heterogeneity", "change")
+                    if s != "heterogeneity" or "by" in args
+                ]
+                sig = [s for s in sig if s != "change" or "period" in args]
+                runs[key] = key_stages(log, signals=sig, seed=seed, n_boot=0, **args)
+            ks = runs[key]
+            rows = ks[ks["signal"] == signal]
+            p = rows["p_value"].dropna()
+            flagged[label] += bool(rows["is_key"].any())
+            below[label] += int((p < ALPHA).sum())
+            tested[label] += int(p.size)
+    return {"flagged": flagged, "below": below, "tested": tested, "seeds": seeds}
+
+
+PLANT_TEAM = {"segment_effect": SEGMENT}
+PLANT_CHANGE = {"change": CHANGE}
+
+
+def aj_power(n_deals: int, seeds: int, young: bool = False) -> dict:
+    """Share of logs where the planted stage is flagged: Team C at Demo (dropoff by team,
+    heterogeneity by team) and the change at Demo."""
+    gen, period = SETUPS["young" if young else "mature"]
+    change = dict(CHANGE, date=period)
+    hit = {"dropoff (Team C, Demo)": 0, "heterogeneity (Demo)": 0, "change (Demo)": 0}
+    for seed in range(seeds):
+        ev = fk.datasets.synthetic(n_deals, seed=60_000 + seed, segment_effect=SEGMENT, **gen)
+        ks = key_stages(
+            fk.EventLog(ev, **KW), by="team", signals=["dropoff", "heterogeneity"], seed=seed
+        )
+        key = ks[ks["is_key"] & (ks["stage"] == "Demo")]
+        hit["dropoff (Team C, Demo)"] += bool(
+            ((key["signal"] == "dropoff") & (key["segment"] == "Team C")).any()
+        )
+        hit["heterogeneity (Demo)"] += bool((key["signal"] == "heterogeneity").any())
+        ev = fk.datasets.synthetic(n_deals, seed=70_000 + seed, change=change, **gen)
+        ks = key_stages(fk.EventLog(ev, **KW), period=period, signals="change", seed=seed)
+        hit["change (Demo)"] += bool((ks["is_key"] & (ks["stage"] == "Demo")).any())
+    return {"hit": hit, "seeds": seeds}
+
+
+def aj_report(args, null: dict, pw: dict, elapsed: float) -> str:
+    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    labels = [c[0] for c in CELLS]
+    lines = [
+        "",
+        f"## Key stages on the Aalen–Johansen conversion: calibration and power ({args.label})",
+        "",
+        f"`python benchmarks/keystages_calibration.py --aj --label {args.label}` — {now}; "
+        f"{machine()}; {elapsed:.0f} s wall clock. Synthetic logs of {args.aj_deals:,} deals "
+        f"(`fk.datasets.synthetic`, `SAMPLE_KWARGS`: stale after 60 days), null seeds "
+        f"50,000–{50_000 + args.aj_seeds - 1}, power seeds 60,000+/70,000+; alpha = {ALPHA}, "
+        "default `min_deals` and `min_effect`. Set-ups: *mature* = deals created 2024-01-01 "
+        "to 2025-06-30, period 2025-01-01; *young* = created 2025-04-15 to 2025-06-30 "
+        "(as_of = end), period 2025-05-23; *40 owners* = 40 owners (about 75 deals each) "
+        "instead of 12. The benchmark is the true loss rate (1 − conversion of one "
+        f"{args.truth_deals:,}-deal mature log).",
+        "",
+        "**Any flag in the family** (`is_key` anywhere; BH under the complete null: should be "
+        f"≤ alpha; bound = alpha + 2 simulation SE = {bound(args.aj_seeds):.3f}):",
+        "",
+        "| set-up | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for setup, c in null.items():
+        cells = [f"{c['flagged'][k] / c['seeds']:.3f}" for k in labels]
+        lines.append(f"| {setup} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "**Share of single p-values below alpha** (all tested rows; a calibrated test gives "
+        "≤ alpha; conservative tests less):",
+        "",
+        "| set-up | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for setup, c in null.items():
+        cells = []
+        for k in labels:
+            n = c["tested"][k]
+            cells.append(f"{c['below'][k] / n:.3f} (n={n})" if n else "n/a")
+        lines.append(f"| {setup} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "**Power** (share of logs flagging the planted stage; Team C advances from Demo with "
+        "0.35 instead of 0.65; separately, Demo visits entering after the period date advance "
+        "with 0.45 instead of 0.65):",
+        "",
+        "| set-up | deals | seeds | " + " | ".join(next(iter(pw.values()))["hit"]) + " |",
+        "|---|---|---|" + "---|" * 3,
+    ]
+    for (setup, n), p in pw.items():
+        rates = [f"{v / p['seeds']:.2f}" for v in p["hit"].values()]
+        lines.append(f"| {setup} | {n:,} | {p['seeds']} | " + " | ".join(rates) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run_aj(args) -> None:
+    t0 = time.perf_counter()
+    bench = true_loss(args.truth_deals)
+    print("true loss:", {k: round(v, 4) for k, v in bench.items()}, flush=True)
+    null = {}
+    for setup in args.setups:
+        t = time.perf_counter()
+        null[setup] = aj_null(args.aj_deals, args.aj_seeds, setup, bench)
+        print(f"null {setup}: {time.perf_counter() - t:.0f} s", flush=True)
+    pw = {}
+    for n in args.power_sizes:
+        pw[("mature", n)] = aj_power(n, args.power_seeds)
+        print(f"power mature {n}", flush=True)
+    pw[("young", args.aj_deals)] = aj_power(args.aj_deals, args.power_seeds, young=True)
+    text = aj_report(args, null, pw, time.perf_counter() - t0)
+    print(text)
+    if args.append:
+        with open(RESULTS, "a", encoding="utf-8") as f:  # append only: others write here too
+            f.write(text)
+        print(f"appended to {RESULTS}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--null-sizes", type=int, nargs="+", default=[3000, 30000])
@@ -234,7 +412,19 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="few seeds, small sizes")
     ap.add_argument("--append", action="store_true", help=f"append the section to {RESULTS}")
+    ap.add_argument("--aj", action="store_true", help="the Aalen–Johansen signal study only")
+    ap.add_argument("--label", default="Aalen–Johansen", help="estimator name in the title")
+    ap.add_argument("--aj-deals", type=int, default=3000)
+    ap.add_argument("--aj-seeds", type=int, default=300)
+    ap.add_argument("--truth-deals", type=int, default=200_000)
+    ap.add_argument("--setups", nargs="+", default=list(SETUPS))
     args = ap.parse_args()
+    if args.aj:
+        if args.quick:
+            args.aj_seeds, args.power_sizes, args.power_seeds = 5, [2000], 5
+            args.truth_deals, args.aj_deals = 20_000, 2000
+        run_aj(args)
+        return
     if args.quick:
         args.null_sizes, args.null_seeds = [2000], [10]
         args.power_sizes, args.power_seeds = [2000], 5

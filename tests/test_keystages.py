@@ -8,6 +8,20 @@ import pytest
 from scipy import stats
 
 import funnelkit as fk
+from funnelkit._ajtests import (
+    Rate,
+    allocate_many,
+    allocate_two,
+    conversion_rates,
+    effective_n,
+    many_groups,
+    mover,
+    one_sample,
+    two_groups,
+)
+from funnelkit._periods import newcombe
+from funnelkit._stats import wilson
+from funnelkit.funnel import competing_estimates
 from funnelkit.keystages import COLUMNS, NO_BASELINE, SIGNALS, key_stages
 from funnelkit.markov import chain_from_log
 
@@ -80,7 +94,9 @@ def test_deterministic_and_invariant_to_row_order(sample_log):
     d = key_stages(sample_log, by="team", period="2025-01-01", n_boot=40, seed=4)
     lev = (a["signal"] == "leverage").to_numpy()
     assert not np.allclose(a.loc[lev, "ci_low"], d.loc[lev, "ci_low"])
-    pd.testing.assert_frame_equal(a.loc[~lev], d.loc[~lev])
+    # the seed moves the bootstrap and the Monte-Carlo tests only
+    fixed = ~lev & (a["test"] != "monte-carlo chi-square").to_numpy()
+    pd.testing.assert_frame_equal(a.loc[fixed], d.loc[fixed])
 
 
 # --------------------------------------------------------------------------- leverage
@@ -163,8 +179,97 @@ def test_dropoff_without_baseline_says_so(sample_log):
     assert (ks["reason"] == NO_BASELINE).all()
     assert ks[["effect", "ci_low", "ci_high", "p_value", "q_value"]].isna().all().all()
     assert not ks["is_key"].any()
-    want = f["dropped"] / (f["advanced"] + f["dropped"])
-    np.testing.assert_allclose(ks["value"], want.to_numpy())
+    np.testing.assert_allclose(ks["value"], 1 - f["conversion"].to_numpy(), rtol=1e-13)
+    np.testing.assert_array_equal(ks["n_deals"], f["reached"])
+
+
+# ---- references computed from funnel() tables, independently of keystages / _ajtests
+Z = stats.norm.ppf(0.975)
+
+
+def aj_from_funnel(row) -> tuple[float, float, float]:
+    """(conversion F, its variance V, effective deals F(1−F)/V) of a funnel() row, V read
+    back from the log(−log) interval: log(−log low) − log(−log high) = 2 z se(log(−log F))
+    and se(log(−log F)) = √V / (F |log F|). Valid where nothing is unresolved (the
+    interval is not widened) and 0 < F < 1."""
+    F, lo, hi = row["conversion"], row["conversion_low"], row["conversion_high"]
+    assert row["unresolved"] == 0 and 0 < lo < F < hi < 1
+    se = (np.log(-np.log(lo)) - np.log(-np.log(hi))) / (2 * Z)
+    V = (se * F * abs(np.log(F))) ** 2
+    return F, V, F * (1 - F) / V
+
+
+def two_group_p(p1, V1, p0, V0, alternative):
+    """Wald test of two independent estimates; Fisher on rounded effective counts when a
+    group has fewer than 100 effective deals."""
+    n1, n0 = p1 * (1 - p1) / V1, p0 * (1 - p0) / V0
+    if min(n1, n0) >= 100:
+        z = (p1 - p0) / np.sqrt(V1 + V0)
+        return stats.norm.sf(z) if alternative == "greater" else 2 * stats.norm.sf(abs(z))
+    m1, m0 = round(n1), round(n0)
+    x1, x0 = round(p1 * m1), round(p0 * m0)
+    return stats.fisher_exact([[x1, m1 - x1], [x0, m0 - x0]], alternative=alternative).pvalue
+
+
+def sub_funnel(events: pd.DataFrame, log: fk.EventLog, deals) -> pd.DataFrame:
+    """funnel() of the log of some deals only (same as_of: per-deal subjects unchanged)."""
+    sub = events[events["deal_id"].isin(set(deals))]
+    return fk.EventLog(sub, **KW, as_of=log.as_of).funnel().set_index("stage")
+
+
+def test_effective_counts_on_hand_examples():
+    # F = 0.25 with variance 0.0075: as informative as 25 binomial deals, 6.25 advanced
+    n = effective_n(np.array([0.25, 0.0, 1.0]), np.array([0.0075, 0.0, 0.0]), np.array([9, 7, 4]))
+    np.testing.assert_allclose(n, [25.0, 7.0, 4.0])  # 0 or 1: the fallback (resolved deals)
+    # without censoring the Aalen–Johansen estimate is the proportion and its variance the
+    # binomial one: the effective counts are the counts (3 of 8 advanced)
+    t = np.arange(1, 9)
+    cause = np.array([1, 2, 1, 2, 2, 1, 2, 2])
+    g = np.zeros(8, dtype=np.int64)
+    aj = competing_estimates((g, t, cause, None, None), (g, t, cause, None, None), 1)
+    assert aj["cif"][0] == pytest.approx(3 / 8, rel=1e-14)
+    assert aj["var"][0] == pytest.approx(3 / 8 * 5 / 8 / 8, rel=1e-12)
+    r = conversion_rates(aj, np.array([8]), Z)
+    assert r.n[0] == pytest.approx(8, rel=1e-12) and r.p[0] * r.n[0] == pytest.approx(3)
+    # with Wilson-type intervals MOVER is Newcombe's interval
+    a = Rate(*(np.atleast_1d(v) for v in (0.3, 0, 50, 0, 0, *wilson(15, 50, z=Z), 50)))
+    b = Rate(*(np.atleast_1d(v) for v in (0.5, 0, 40, 0, 0, *wilson(20, 40, z=Z), 40)))
+    lo, hi = mover(a, b)
+    assert (lo[0], hi[0]) == pytest.approx(newcombe(15, 50, 20, 40, Z), rel=1e-12)
+
+
+def test_unresolved_mass_is_allocated_least_favourably():
+    def rate(p, n, below, above):
+        return Rate(*(np.atleast_1d(float(v)) for v in (p, 0, n, below, above, 0, 1, n)))
+
+    # 0.60 ∈ [0.55, 0.62] vs 0.40 ∈ [0.38, 0.50]: closest to equal are 0.55 and 0.50
+    a, b = rate(0.60, 500, 0.05, 0.02), rate(0.40, 400, 0.02, 0.10)
+    assert allocate_two(a, b, "two-sided") == pytest.approx((0.55, 0.50))
+    p, test = two_groups(a, b, "two-sided")
+    z = 0.05 / np.sqrt(0.55 * 0.45 / 500 + 0.5 * 0.5 / 400)
+    assert test == "z" and p == pytest.approx(2 * stats.norm.sf(z), rel=1e-12)
+    # equality reachable: p = 1
+    assert two_groups(a, rate(0.40, 400, 0.0, 0.16), "two-sided")[0] == 1.0
+    # one-sided "a above b": a at its lowest, b at its highest (may reverse the sign)
+    assert allocate_two(rate(0.5, 500, 0.04, 0), rate(0.45, 500, 0, 0.03), "greater") == (
+        pytest.approx(0.46),
+        pytest.approx(0.48),
+    )
+    # k groups: the box point with the smallest weighted spread (here, equal weights)
+    r = Rate(
+        np.array([0.2, 0.5, 0.9]),
+        np.zeros(3),
+        np.array([100.0, 100.0, 100.0]),
+        np.array([0.0, 0.1, 0.1]),
+        np.array([0.1, 0.1, 0.0]),
+        np.zeros(3),
+        np.ones(3),
+        np.full(3, 100.0),
+    )
+    np.testing.assert_allclose(allocate_many(r), [0.3, 0.55, 0.8])  # m = 0.55
+    r.above[:] = [0.7, 0.3, 0.0]  # reachable (at 0.8): all equal
+    v = allocate_many(r)
+    assert np.ptp(v) == 0 and many_groups(r, np.random.default_rng(0))[0] == 1.0
 
 
 def test_dropoff_against_a_benchmark(sample_log):
@@ -177,121 +282,141 @@ def test_dropoff_against_a_benchmark(sample_log):
     )
     f = sample_log.funnel().set_index("stage")
     for stage, p0 in bench.items():
-        x, n = (
-            int(f.loc[stage, "dropped"]),
-            int(f.loc[stage, "advanced"] + f.loc[stage, "dropped"]),
-        )
-        r = ks.loc[stage]
-        assert r["value"] == pytest.approx(x / n, abs=1e-15)
-        assert r["effect"] == pytest.approx(x / n - p0, abs=1e-15)
-        p = stats.binomtest(x, n, p0, alternative="greater").pvalue
-        assert r["p_value"] == pytest.approx(p, rel=1e-12)
-        assert (
-            f"{stage} loses {pct(x / n)} of resolved deals ({x} of {n}) vs the {pct(p0)}"
-            in r["reason"]
-        )
-    assert ks.loc["Demo", "is_key"]  # 40% lost vs a 25% benchmark
+        r, fr = ks.loc[stage], f.loc[stage]
+        loss = 1 - fr["conversion"]
+        assert r["value"] == pytest.approx(loss, abs=1e-15)
+        assert r["effect"] == pytest.approx(loss - p0, abs=1e-15)
+        # the interval is funnel()'s conversion interval, turned into a loss interval
+        assert r["ci_low"] == pytest.approx(1 - fr["conversion_high"] - p0, abs=1e-12)
+        assert r["ci_high"] == pytest.approx(1 - fr["conversion_low"] - p0, abs=1e-12)
+        assert r["n_deals"] == fr["reached"] and r["test"] == "binomial"
+        if fr["unresolved"] == 0:
+            _, V, n = aj_from_funnel(fr)
+            x = round(loss * round(n))
+            p = stats.binomtest(x, round(n), p0, alternative="greater").pvalue
+            assert r["p_value"] == pytest.approx(p, rel=1e-9)
+            assert (
+                f"{stage} loses {pct(loss)} of the {fr['reached']} deals that reached it vs "
+                f"the {pct(p0)} benchmark" in r["reason"]
+            )
+    assert ks.loc["Demo", "is_key"]  # 41% lost vs a 25% benchmark
     assert not ks.loc["Proposal", "is_key"]  # better than the benchmark: one-sided
     assert (
         ks.loc[["Lead", "Discovery", "Negotiation"], "reason"] == "no benchmark for this stage"
     ).all()
 
 
-def two_prop_p(x1, n1, x0, n0, alternative):
-    """Independent: chi-square without correction (= z²) or Fisher for small counts."""
-    table = np.array([[x1, n1 - x1], [x0, n0 - x0]])
-    expected = stats.contingency.expected_freq(table)
-    if expected.min() < 5:
-        return stats.fisher_exact(table, alternative=alternative).pvalue
-    p2 = stats.chi2_contingency(table, correction=False).pvalue
-    if alternative == "two-sided":
-        return p2
-    return p2 / 2 if x1 / n1 > x0 / n0 else 1 - p2 / 2
+def test_dropoff_benchmark_unresolved_mass_counts_for_the_stage():
+    """The loss the unresolved mass could still turn into an advance is no evidence
+    against the benchmark: the test runs at loss − (the conversion's up mass)."""
+    # hand example: loss 0.40 of 200 effective deals, 0.05 of it may still advance
+    r = Rate(*(np.atleast_1d(float(v)) for v in (0.40, 0.0012, 200, 0.05, 0.02, 0.3, 0.5, 260)))
+    p, v, test = one_sample(r, 0.30)
+    assert v == pytest.approx(0.35) and test == "binomial"
+    assert p == stats.binomtest(70, 200, 0.30, alternative="greater").pvalue
+    # a young pipeline: unresolved mass at the late stages, said in the reasons
+    log = fk.EventLog(
+        fk.datasets.synthetic(1500, seed=3, start="2025-04-15", end="2025-06-30"), **KW
+    )
+    f = log.funnel().set_index("stage")
+    ks = rows(
+        key_stages(log, benchmark=dict.fromkeys(log.stages, 0.2), signals="dropoff"), "dropoff"
+    )
+    late = f.index[f["unresolved"] >= 0.005]
+    assert len(late) >= 3
+    for stage in late:
+        r = ks.loc[stage]
+        assert r["value"] == pytest.approx(1 - f.loc[stage, "conversion"], abs=1e-15)
+        assert f"(est., {pct(f.loc[stage, 'unresolved'])} unresolved)" in r["reason"]
+        assert r["ci_high"] == pytest.approx(1 - f.loc[stage, "conversion_low"] - 0.2, abs=1e-12)
 
 
-def test_dropoff_segment_against_the_rest(sample_log):
-    ks = key_stages(sample_log, by="team", signals="dropoff")
-    f = sample_log.funnel(by="team")
-    tot = sample_log.funnel().set_index("stage")
-    assert len(ks) == len(f)
-    for _, r in ks.iterrows():
-        seg = f[(f["team"] == r["segment"]) & (f["stage"] == r["stage"])].iloc[0]
-        x1, n1 = int(seg["dropped"]), int(seg["advanced"] + seg["dropped"])
-        x0 = int(tot.loc[r["stage"], "dropped"]) - x1
-        n0 = int(tot.loc[r["stage"], "advanced"] + tot.loc[r["stage"], "dropped"]) - n1
-        if min(n1, n0) < 30:
-            assert "not tested" in r["reason"] and np.isnan(r["p_value"])
-            continue
-        assert r["effect"] == pytest.approx(x1 / n1 - x0 / n0, abs=1e-15)
-        assert r["p_value"] == pytest.approx(two_prop_p(x1, n1, x0, n0, "greater"), rel=1e-9)
-        assert (
-            f"loses {pct(x1 / n1)} of {r['segment']} deals ({x1} of {n1}) vs "
-            f"{pct(x0 / n0)} of other deals ({x0} of {n0}" in r["reason"]
-        )
+def test_dropoff_segment_against_the_rest(planted_log):
+    events = fk.datasets.synthetic(3000, seed=11, **PLANTED)
+    ks = key_stages(planted_log, by="team", signals="dropoff")
+    f = planted_log.funnel(by="team")
+    d = planted_log.deals()
+    checked = 0
+    for team in ["Team A", "Team B", "Team C"]:
+        rest = sub_funnel(events, planted_log, d.loc[d["team"] != team, "deal"])
+        own = f[f["team"] == team].set_index("stage")
+        got = ks[ks["segment"] == team].set_index("stage")
+        for stage in planted_log.stages:
+            r = got.loc[stage]
+            l1, l0 = 1 - own.loc[stage, "conversion"], 1 - rest.loc[stage, "conversion"]
+            assert r["value"] == pytest.approx(l1, abs=1e-14)
+            assert r["baseline"] == pytest.approx(l0, abs=1e-14)
+            assert r["n_deals"] == own.loc[stage, "reached"] + rest.loc[stage, "reached"]
+            if own.loc[stage, "unresolved"] or rest.loc[stage, "unresolved"]:
+                continue
+            _, V1, n1 = aj_from_funnel(own.loc[stage])
+            _, V0, n0 = aj_from_funnel(rest.loc[stage])
+            if min(n1, n0) < 30:
+                assert "not tested" in r["reason"] and np.isnan(r["p_value"])
+                continue
+            assert r["effect"] == pytest.approx(l1 - l0, abs=1e-14)
+            assert r["p_value"] == pytest.approx(two_group_p(l1, V1, l0, V0, "greater"), rel=1e-6)
+            assert (
+                f"{stage} loses {pct(l1)} of the {own.loc[stage, 'reached']} {team} deals vs "
+                f"{pct(l0)} of the {rest.loc[stage, 'reached']} other deals" in r["reason"]
+            )
+            checked += 1
+    assert checked >= 12
     demo_c = ks[(ks["stage"] == "Demo") & (ks["segment"] == "Team C")].iloc[0]
-    assert demo_c["is_key"]
+    assert demo_c["is_key"] and demo_c["test"] == "z"
 
 
-def matured_counts(log: fk.EventLog, period: str) -> pd.DataFrame:
-    """The maturity rule, written independently with pandas: a deal counts at stage s if it
-    reached s (a visit of s or a later stage, or its win) by as_of − stale_after − the KM
-    p90 of first-visit dwell at s; then advanced / dropped as in the funnel."""
-    v = log.visits()
-    d = log.deals().set_index("deal")
-    rank = {s: i for i, s in enumerate(log.stages)}
-    v["rank"] = v["stage"].astype(str).map(rank)
-    won_visit = v[v["next_stage"].astype(str).isin(log.won)]
-    won_time = (won_visit["entered"] + won_visit["dwell"]).groupby(won_visit["deal"]).min()
-    bare_won = d.index[(d["outcome"] == "won") & d["furthest_stage"].isna()]
-    won_time = pd.concat([won_time, d.loc[bare_won, "first_event"]])
-    p90 = log.dwell(visits="first").set_index("stage")["p90"]
-    created_after = d["first_event"] >= pd.Timestamp(period, tz="UTC")
-    furthest = d["furthest_stage"].astype(str).map(rank)
-    out = []
-    for s, name in enumerate(log.stages):
-        cutoff = log.as_of - log.stale_after - p90[name]
-        later = v[v["rank"] >= s].groupby("deal")["entered"].min()
-        reach = pd.concat([later, won_time]).groupby(level=0).min()
-        ok = reach.index[reach <= cutoff]
-        dd = d.loc[ok]
-        adv = (dd["outcome"] == "won") | (furthest[ok] > s)
-        drop = dd["outcome"].isin(["lost", "stale"]) & (furthest[ok] == s)
-        for after in (False, True):
-            sel = created_after[ok] == after
-            out.append((name, after, int((adv & sel).sum()), int((drop & sel).sum()), cutoff))
-    return pd.DataFrame(out, columns=["stage", "after", "advanced", "dropped", "cutoff"])
-
-
-def test_period_comparisons_use_matured_deals(planted_log, planted_ks):
-    m = matured_counts(planted_log, "2025-01-01").set_index(["stage", "after"])
-    change = rows(planted_ks, "change")
-    drop = rows(planted_ks, "dropoff")
+def test_period_signals_are_wald_tests_of_the_two_periods_funnels(planted_log, planted_ks):
+    """change (two-sided) and dropoff vs the previous period (one-sided, on 1 − conversion)
+    from funnel() of the log of deals created before the date and of those since."""
+    events = fk.datasets.synthetic(3000, seed=11, **PLANTED)
+    d = planted_log.deals()
+    since = d["first_event"] >= pd.Timestamp("2025-01-01", tz="UTC")
+    before = sub_funnel(events, planted_log, d.loc[~since, "deal"])
+    after = sub_funnel(events, planted_log, d.loc[since, "deal"])
+    change, drop = rows(planted_ks, "change"), rows(planted_ks, "dropoff")
+    checked = 0
     for stage in planted_log.stages:
-        x0, l0 = m.loc[(stage, False), ["advanced", "dropped"]]
-        x1, l1 = m.loc[(stage, True), ["advanced", "dropped"]]
-        n0, n1 = x0 + l0, x1 + l1
         c, o = change.loc[stage], drop.loc[stage]
-        assert c["n_deals"] == n0 + n1 == o["n_deals"]
-        if min(n0, n1) < 30:
-            assert "not tested" in c["reason"] and np.isnan(c["p_value"])
+        F0, F1 = before.loc[stage, "conversion"], after.loc[stage, "conversion"]
+        assert c["value"] == pytest.approx(F1, abs=1e-14)
+        assert c["baseline"] == pytest.approx(F0, abs=1e-14)
+        assert o["value"] == pytest.approx(1 - F1, abs=1e-14)
+        assert c["n_deals"] == before.loc[stage, "reached"] + after.loc[stage, "reached"]
+        assert c["n_deals"] == o["n_deals"]
+        if before.loc[stage, "unresolved"] or after.loc[stage, "unresolved"]:
+            # unresolved mass: never more significant than the point estimates alone
             continue
-        assert c["effect"] == pytest.approx(x1 / n1 - x0 / n0, abs=1e-15)
-        assert c["p_value"] == pytest.approx(two_prop_p(x1, n1, x0, n0, "two-sided"), rel=1e-9)
-        verb = "rose" if x1 / n1 > x0 / n0 else "fell"
+        _, V0, _ = aj_from_funnel(before.loc[stage])
+        _, V1, _ = aj_from_funnel(after.loc[stage])
+        assert c["effect"] == pytest.approx(F1 - F0, abs=1e-14)
+        assert c["p_value"] == pytest.approx(two_group_p(F1, V1, F0, V0, "two-sided"), rel=1e-6)
+        p_drop = two_group_p(1 - F1, V1, 1 - F0, V0, "greater")
+        assert o["p_value"] == pytest.approx(p_drop, rel=1e-6)
+        verb = "rose" if F1 > F0 else "fell"
         assert (
-            f"{stage} conversion {verb} from {pct(x0 / n0)} (created before 2025-01-01, {x0} of {n0})"
-            in c["reason"]
+            f"{stage} conversion {verb} from {pct(F0)} of the {before.loc[stage, 'reached']} "
+            f"deals created before 2025-01-01 to {pct(F1)} of the {after.loc[stage, 'reached']} "
+            "since" in c["reason"]
         )
-        assert f"to {pct(x1 / n1)} (since, {x1} of {n1};" in c["reason"]
-        cutoff = m.loc[(stage, False), "cutoff"]
-        assert f"deals that reached {stage} by {cutoff.date()}" in c["reason"]
-        assert o["effect"] == pytest.approx(l1 / n1 - l0 / n0, abs=1e-15)
-        assert o["p_value"] == pytest.approx(two_prop_p(l1, n1, l0, n0, "greater"), rel=1e-9)
-        assert f"vs {pct(l0 / n0)} of deals created before 2025-01-01 ({l0} of {n0}" in o["reason"]
+        # the interval: MOVER from the two funnel intervals
+        lo = (
+            F1
+            - F0
+            - np.hypot(
+                F1 - after.loc[stage, "conversion_low"], before.loc[stage, "conversion_high"] - F0
+            )
+        )
+        assert c["ci_low"] == pytest.approx(lo, abs=1e-12)
+        checked += 1
+    assert checked >= 4
+    # the planted stage with unresolved mass: the test at the allocation closest to equal
+    r = change.loc["Proposal"]
+    assert after.loc["Proposal", "unresolved"] > 0
+    assert "unresolved" in r["reason"]
 
 
-def test_change_reason_quotes_matured_median_dwell(planted_log, planted_ks):
-    m = matured_counts(planted_log, "2025-01-01").set_index(["stage", "after"])
+def test_change_reason_quotes_median_dwell(planted_log, planted_ks):
     v = planted_log.visits()
     d = planted_log.deals().set_index("deal")
     v["after"] = (
@@ -299,15 +424,10 @@ def test_change_reason_quotes_matured_median_dwell(planted_log, planted_ks):
     ).to_numpy()
     change = rows(planted_ks, "change")
     stage = "Lead"
-    cutoff = m.loc[(stage, False), "cutoff"]
     meds = []
     for after in (False, True):
         x = v[
-            (v["stage"] == stage)
-            & (v["visit"] == 1)
-            & v["dwell"].notna()
-            & (v["after"] == after)
-            & (v["entered"] <= cutoff)
+            (v["stage"] == stage) & (v["visit"] == 1) & v["dwell"].notna() & (v["after"] == after)
         ]
         secs = x["dwell"].dt.total_seconds().to_numpy()
         cens = x["censored"].to_numpy()
@@ -378,24 +498,31 @@ def test_stall_excludes_open_deals_and_silent_visits(planted_log):
 def test_heterogeneity_numbers_and_reason(planted_log, planted_ks):
     het = rows(planted_ks, "heterogeneity")
     f = planted_log.funnel(by="team")
+    checked = 0
     for stage in planted_log.stages:
         g = f[f["stage"] == stage].set_index("team")
-        n = g["advanced"] + g["dropped"]
-        g = g[n >= 30]
-        table = np.stack([g["advanced"], g["dropped"]]).astype(int)
         r = het.loc[stage]
-        assert r["p_value"] == pytest.approx(
-            stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9
-        )
-        conv = g["advanced"] / (g["advanced"] + g["dropped"])
-        worst, best = conv.idxmin(), conv.idxmax()
+        worst, best = g["conversion"].idxmin(), g["conversion"].idxmax()
         assert r["segment"] == worst
-        assert r["effect"] == pytest.approx(conv.max() - conv.min(), abs=1e-15)
+        assert r["effect"] == pytest.approx(g["conversion"].max() - g["conversion"].min())
+        assert r["n_deals"] == g["reached"].sum()
+        if (g["unresolved"] > 0).any():
+            continue
+        est = [aj_from_funnel(g.loc[t]) for t in g.index]
+        F, V, n = (np.array(x) for x in zip(*est, strict=True))
+        if n.min() < 100:
+            continue
+        # Cochran's Q: Σ (F − F̄)² / V with inverse-variance weights, k − 1 df
+        w = 1 / V
+        q = np.sum(w * (F - np.average(F, weights=w)) ** 2)
+        assert r["test"] == "chi-square"
+        assert r["p_value"] == pytest.approx(stats.chi2.sf(q, len(F) - 1), rel=1e-6)
         assert (
-            f"ranges from {pct(conv.min())} ({worst}, {g.loc[worst, 'advanced']} of "
-            f"{g.loc[worst, 'advanced'] + g.loc[worst, 'dropped']}) to {pct(conv.max())} ({best},"
-            in r["reason"]
+            f"across 3 team values ranges from {pct(F.min())} ({worst}, {g.loc[worst, 'reached']} deals) to "
+            f"{pct(F.max())} ({best}, {g.loc[best, 'reached']} deals)" in r["reason"]
         )
+        checked += 1
+    assert checked >= 4
     assert het.loc["Demo", "is_key"] and het.loc["Demo", "segment"] == "Team C"
 
 
@@ -405,18 +532,28 @@ def chi2(advanced, n):
     return ((advanced - e) ** 2 / e + ((n - advanced) - (n - e)) ** 2 / (n - e)).sum(axis=-1)
 
 
-def test_heterogeneity_small_counts_use_exact_or_monte_carlo(sample_log):
-    ks = rows(
-        key_stages(sample_log, by="owner", signals="heterogeneity", min_deals=10), "heterogeneity"
-    )
-    mc = ks[ks["test"] == "monte-carlo chi-square"]
-    assert len(mc)  # 12 owners: early stages convert ~90%, expected losses < 5
-    f = sample_log.funnel(by="owner")
+def test_heterogeneity_small_counts_use_exact_or_monte_carlo():
+    # every deal resolved long before as_of: nothing unresolved, effective = actual counts
+    log = fk.EventLog(fk.datasets.synthetic(600, seed=2, as_of="2026-06-30"), **KW)
+    ks = rows(key_stages(log, by="owner", signals="heterogeneity", min_deals=10), "heterogeneity")
+    mc = ks[(ks["test"] == "monte-carlo chi-square")]
+    assert len(mc) == 6  # 12 owners of about 50 deals: under 100 effective deals each
+    f = log.funnel(by="owner")
+    checked = 0
     for stage, r in mc.iterrows():
-        g = f[f["stage"] == stage]
-        g = g[(g["advanced"] + g["dropped"]) >= 10]
-        adv, n = g["advanced"].to_numpy(int), (g["advanced"] + g["dropped"]).to_numpy(int)
-        # independent permutation test: shuffle the deals' outcomes across segments
+        g = f[f["stage"] == stage].set_index("owner")
+        if (g["unresolved"] > 0).any():
+            continue
+        # an owner that lost none: effective deals = its deals (all resolved)
+        est = [
+            aj_from_funnel(g.loc[o]) if g.loc[o, "dropped"] else (1.0, 0.0, g.loc[o, "reached"])
+            for o in g.index
+        ]
+        F, _, n_eff = (np.array(x) for x in zip(*est, strict=True))
+        keep = n_eff >= 10
+        n = np.rint(n_eff[keep]).astype(int)
+        adv = np.rint(F[keep] * n).astype(int)
+        # independent permutation test: shuffle the rounded outcomes across segments
         outcome = np.concatenate(
             [np.r_[np.ones(a), np.zeros(k - a)] for a, k in zip(adv, n, strict=True)]
         )
@@ -424,8 +561,10 @@ def test_heterogeneity_small_counts_use_exact_or_monte_carlo(sample_log):
         sims = np.add.reduceat(perm, np.r_[0, np.cumsum(n)[:-1]], axis=1)
         p_perm = (1 + (chi2(sims, n) >= chi2(adv, n) * (1 - 1e-12)).sum()) / 20_001
         assert abs(r["p_value"] - p_perm) < 0.02  # two Monte-Carlo errors of ~0.0035 each
+        checked += 1
+    assert checked == 6
     again = rows(
-        key_stages(sample_log, by="owner", signals="heterogeneity", min_deals=10), "heterogeneity"
+        key_stages(log, by="owner", signals="heterogeneity", min_deals=10), "heterogeneity"
     )
     pd.testing.assert_frame_equal(ks, again)
 
@@ -547,42 +686,102 @@ def test_power_planted_segment_and_stall_are_found():
     assert het / n >= 0.85 and stall / n >= 0.85
 
 
-def test_calibration_no_flags_beyond_the_nominal_rate_under_the_null():
-    """With nothing planted, the share of logs with any flag in a family stays at or below
-    alpha plus two simulation standard errors (40 logs of 3,000 deals)."""
-    seeds = range(40)
+OWNERS_40 = tuple(f"Owner {i:02d}" for i in range(1, 41))
+#: null set-ups (generator keywords, by, period): mature, young (2.5 months), 40 owners
+NULL_SETUPS = {
+    "mature": ({}, "team", "2025-01-01"),
+    "young": ({"start": "2025-04-15", "end": "2025-06-30"}, "team", "2025-05-23"),
+    "40 owners": ({"owners": OWNERS_40}, "owner", "2025-01-01"),
+}
+AJ_FAMILIES = ["dropoff", "heterogeneity", "change"]
+
+
+@pytest.fixture(scope="module")
+def null_runs():
+    """20 null logs per set-up; per log the segment dropoff and heterogeneity (by=) and
+    the period dropoff and change (period=)."""
+    out = {}
+    for name, (gen, by, period) in NULL_SETUPS.items():
+        runs = []
+        for seed in range(20):
+            log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=700 + seed, **gen), **KW)
+            seg = key_stages(log, by=by, signals=["dropoff", "heterogeneity"], seed=seed)
+            per = key_stages(log, period=period, signals=["dropoff", "change"], seed=seed)
+            runs.append((seg, per))
+        out[name] = runs
+    return out
+
+
+def family_rows(run, fam: str) -> list[pd.DataFrame]:
+    seg, per = run
+    return [t[t["signal"] == fam] for t in (seg, per) if (t["signal"] == fam).any()]
+
+
+def test_calibration_no_flags_beyond_the_nominal_rate_under_the_null(null_runs):
+    """With nothing planted, the share of analyses with any flag in a family stays at or
+    below alpha plus two simulation standard errors, pooled over the mature, young and
+    40-owner set-ups (20 logs of 3,000 deals each); and within each set-up at or below
+    alpha plus three."""
     alpha = 0.05
-    flagged = dict.fromkeys(SIGNALS_TESTED, 0)
-    for seed in seeds:
+    pooled = dict.fromkeys(AJ_FAMILIES, (0, 0))
+    for name, runs in null_runs.items():
+        for fam in AJ_FAMILIES:
+            flags = [bool(t["is_key"].any()) for run in runs for t in family_rows(run, fam)]
+            n = len(flags)
+            rate = sum(flags) / n
+            print(f"{name} {fam}: any-flag rate {rate:.3f} over {n} analyses")
+            assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / n), (name, fam, rate)
+            pooled[fam] = (pooled[fam][0] + sum(flags), pooled[fam][1] + n)
+    for fam, (k, n) in pooled.items():
+        assert k / n <= alpha + 2 * np.sqrt(alpha * (1 - alpha) / n), (fam, k / n)
+
+
+def test_null_p_values_are_not_small_too_often(null_runs):
+    """Below the flags: under the null the share of p-values below 0.05 across stages,
+    segments and logs stays at or below 0.05 plus three standard errors in each set-up
+    (the tests may be conservative: unresolved mass and exact tests only lower it) —
+    materiality does not hide a miscalibrated test."""
+    for name, runs in null_runs.items():
+        for fam in AJ_FAMILIES:
+            p = np.concatenate(
+                [t["p_value"].dropna().to_numpy() for run in runs for t in family_rows(run, fam)]
+            )
+            se = np.sqrt(0.05 * 0.95 / p.size)
+            share = float((p < 0.05).mean())
+            print(f"{name} {fam}: {p.size} p-values, share < 0.05 = {share:.3f}")
+            assert p.size >= 60 and share <= 0.05 + 3 * se, (name, fam, share)
+
+
+def test_stall_calibration_under_the_null():
+    """stall is unchanged (not on the Aalen–Johansen conversion): its any-flag rate over
+    40 analyses stays at or below alpha plus two simulation standard errors."""
+    flagged = 0
+    for seed in range(40):
         log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=500 + seed), **KW)
-        for by in ("team", "region"):
-            ks = key_stages(log, by=by, period="2025-01-01", signals=SIGNALS_TESTED, seed=seed)
-            for fam in SIGNALS_TESTED:
-                flagged[fam] += bool(ks.loc[ks["signal"] == fam, "is_key"].any())
-    n = 2 * len(seeds)
-    bound = alpha + 2 * np.sqrt(alpha * (1 - alpha) / n)
-    rates = {fam: flagged[fam] / n for fam in SIGNALS_TESTED}
-    print(f"null any-flag rates over {n} analyses (bound {bound:.3f}): {rates}")
-    for fam, rate in rates.items():
-        assert rate <= bound, (fam, rate)
+        ks = key_stages(log, signals="stall", seed=seed)
+        flagged += bool(ks["is_key"].any())
+    assert flagged / 40 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 40)
 
 
-def test_null_p_values_are_not_small_too_often():
-    """Below the flags: under the null the tests' p-values are (nearly) uniform, so the
-    share below 0.05 across stages and logs is near 0.05 — materiality does not hide a
-    miscalibrated test."""
-    ps = {fam: [] for fam in SIGNALS_TESTED}
+def test_power_on_a_young_pipeline_and_for_a_change():
+    """Power, 20 logs of 3,000 deals each: the planted weak team at Demo on a young
+    pipeline (2.5 months of deals: much of it unresolved, which the tests give the
+    benefit of the doubt — the benchmark finds 0.38 for dropoff, against 1.00 on a mature
+    log), and a planted change at Demo on a mature one (0.45 instead of 0.65 for visits
+    entering Demo since 2025-01-01; benchmark 0.81)."""
+    young = dict(start="2025-04-15", end="2025-06-30")
+    seg_effect = PLANTED["segment_effect"]
+    drop = change = 0
     for seed in range(20):
-        log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=900 + seed), **KW)
-        ks = key_stages(log, by="team", period="2025-01-01", signals=SIGNALS_TESTED, seed=seed)
-        for fam in SIGNALS_TESTED:
-            ps[fam].extend(ks.loc[ks["signal"] == fam, "p_value"].dropna())
-    for fam, p in ps.items():
-        p = np.asarray(p)
-        se = np.sqrt(0.05 * 0.95 / p.size)
-        share = float((p < 0.05).mean())
-        print(f"{fam}: {p.size} p-values, share < 0.05 = {share:.3f}")
-        assert share <= 0.05 + 3 * se, (fam, share)
+        ev = fk.datasets.synthetic(N_DEALS, seed=300 + seed, segment_effect=seg_effect, **young)
+        ks = key_stages(fk.EventLog(ev, **KW), by="team", signals="dropoff", seed=seed)
+        drop += bool((ks["is_key"] & (ks["stage"] == "Demo") & (ks["segment"] == "Team C")).any())
+        plant = {"date": "2025-01-01", "stage": "Demo", "advance": 0.45}
+        ev = fk.datasets.synthetic(N_DEALS, seed=400 + seed, change=plant)
+        ks = key_stages(fk.EventLog(ev, **KW), period="2025-01-01", signals="change")
+        change += bool((ks["is_key"] & (ks["stage"] == "Demo")).any())
+    print(f"power over 20 logs: young dropoff {drop / 20:.2f}, change {change / 20:.2f}")
+    assert drop / 20 >= 0.2 and change / 20 >= 0.7
 
 
 # ------------------------------------------------------------ degenerate logs (issue 25)

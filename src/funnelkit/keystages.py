@@ -11,14 +11,17 @@ events; loops run over stages, segments and bootstrap draws only):
 * ``heterogeneity`` — conversion differs across segments;
 * ``change`` — conversion differs for deals created before and after a date.
 
-Tests are corrected with Benjamini–Hochberg within each signal family.
+``dropoff``, ``heterogeneity`` and ``change`` compare the conversion of ``funnel()`` — the
+Aalen–Johansen estimate, open deals censored — and its loss rate 1 − conversion, with the
+tests of :mod:`funnelkit._ajtests` (effective counts; unresolved mass allocated
+least-favourably). Tests are corrected with Benjamini–Hochberg within each signal family.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,20 +30,21 @@ from scipy import stats
 
 from . import _stats
 from . import _validate as V
+from ._ajtests import _FIELDS, Rate, conversion_rates, many_groups, mover, one_sample, two_groups
 from ._columns import NAT
-from ._periods import (
-    MIN_EXPECTED,
-    bh,
-    maturity_cutoffs,
-    newcombe,
-    period_split,
-    segment_counts,
-    stage_counts,
-    two_proportions,
-)
-from ._segments import normalize_by, path_segments
+from ._periods import bh, newcombe, period_split, stage_counts
+from ._segments import is_visit_level, normalize_by, path_segments, segments
 from .dwell import km_table
 from .errors import MAX_BOOT, EventLogError, int_param
+from .funnel import (
+    Subjects,
+    competing_estimates,
+    competing_subjects,
+    log_subjects,
+    stage_segments,
+    stage_status,
+    stale_ns,
+)
 from .markov import (
     batch_size,
     bootstrap_counts,
@@ -92,6 +96,8 @@ _HOUR_NS = 3_600 * 10**9
 _N_MONTE_CARLO = 20_000
 _STALL_QUANTILES = np.round(np.arange(0.05, 0.951, 0.05), 2)
 _MISSING = "(missing)"
+#: subject rows per Aalen–Johansen call of the segment-vs-rest drop-off
+_REST_ROWS = 2_000_000
 
 
 # --------------------------------------------------------------------------- formatting
@@ -124,36 +130,126 @@ def _days1(ns: float) -> str:
     return "n/a" if not np.isfinite(ns) else f"{ns / _DAY_NS:.1f} days"
 
 
-# --------------------------------------------------------------------------- statistics
-def _chi2_stat(adv: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Pearson chi-square of 2 × k tables (advanced/dropped × segments); ``adv`` may be
-    stacked ``(..., k)``."""
-    tot = n.sum()
-    a_tot = adv.sum(axis=-1, keepdims=True)
-    e_a = n * a_tot / tot
-    e_d = n * (tot - a_tot) / tot
-    return (((adv - e_a) ** 2) / e_a + ((n - adv - (e_d)) ** 2) / e_d).sum(axis=-1)
+# --------------------------------------------------------------------------- estimates
+def _subjects(log: EventLog, opt: _Options) -> tuple[Subjects, np.ndarray, pd.DataFrame]:
+    """The conversion subjects of ``funnel()`` (one per deal and stage reached, implied
+    skips), the segment of each (0 without ``by``; a visit attribute: the holder when the
+    deal reached the stage) and the segment labels. Computed once per call."""
+    if "subjects" not in opt.cache:
+        if opt.by and is_visit_level(log, opt.by):
+            st = stage_status(log, "implied")
+            sub = competing_subjects(log, st)
+            seg_m, labels = stage_segments(log, opt.by, st.entry_i)
+            seg = seg_m[sub.deal, sub.stage].astype(np.int64)
+        else:  # the lighter per-deal path of funnel() (the same subjects)
+            sub = log_subjects(log, "implied")
+            if opt.by:
+                seg_d, labels = segments(log, opt.by)
+                seg = seg_d[sub.deal].astype(np.int64)
+            else:
+                seg, labels = np.zeros(sub.deal.size, dtype=np.int64), pd.DataFrame(index=[0])
+        opt.cache["subjects"] = (sub, seg, labels)
+    return opt.cache["subjects"]
 
 
-def _heterogeneity_test(adv: np.ndarray, n: np.ndarray, rng) -> tuple[float, str]:
-    """p-value of "conversion is the same in every segment" for a 2 × k table."""
-    a_tot, tot = adv.sum(), n.sum()
-    if a_tot == 0 or a_tot == tot:
-        return 1.0, "none"
-    expected = np.concatenate([n * a_tot / tot, n * (tot - a_tot) / tot])
-    if expected.min() >= MIN_EXPECTED:
-        table = np.stack([adv, n - adv])
-        res = stats.chi2_contingency(table, correction=False)
-        return float(res.pvalue), "chi-square"
-    if n.size == 2:
-        table = np.stack([adv, n - adv]).astype(np.int64)
-        return float(stats.fisher_exact(table).pvalue), "fisher"
-    # Monte-Carlo: tables with the observed margins (multivariate hypergeometric)
-    sims = rng.multivariate_hypergeometric(n.astype(np.int64), int(a_tot), size=_N_MONTE_CARLO)
-    obs = _chi2_stat(adv.astype(np.float64), n.astype(np.float64))
-    sim = _chi2_stat(sims.astype(np.float64), n.astype(np.float64))
-    p = (1 + np.count_nonzero(sim >= obs * (1 - 1e-12))) / (_N_MONTE_CARLO + 1)
-    return float(p), "monte-carlo chi-square"
+def _rates(
+    log: EventLog, sub: Subjects, group: np.ndarray, n_groups: int, z: float, rows=None
+) -> Rate:
+    """The Aalen–Johansen conversion of ``funnel()`` per (group, stage) — index
+    ``group × n_stages + stage`` — of the subjects ``rows`` (all by default) in their
+    ``group``."""
+    S = log._n_stages
+    take = slice(None) if rows is None else rows
+    g = group * S + sub.stage[take]
+    aj = competing_estimates(
+        (g, sub.t_adv[take], sub.c_adv[take], None, None),
+        (g, sub.t_win[take], sub.c_win[take], None, None),
+        n_groups * S,
+        level_after=stale_ns(log.stale_after),
+    )
+    return conversion_rates(aj, np.bincount(g, minlength=n_groups * S), z)
+
+
+def _rest_rates(log: EventLog, sub: Subjects, seg: np.ndarray, n_seg: int, z: float) -> Rate:
+    """Per (segment k, stage): the conversion of every subject outside segment k (the
+    "other deals" of a segment-vs-rest comparison). Segments in blocks of at most
+    ``_REST_ROWS`` subject rows."""
+    per = max(1, _REST_ROWS // max(seg.size, 1))
+    parts = []
+    for k0 in range(0, n_seg, per):  # loop over blocks of segments
+        ks = np.arange(k0, min(n_seg, k0 + per))
+        idx = [np.flatnonzero(seg != k) for k in ks]  # loop over segments
+        rows = np.concatenate(idx)
+        group = np.repeat(np.arange(ks.size), [i.size for i in idx])
+        parts.append(_rates(log, sub, group, ks.size, z, rows))
+    return Rate(*(np.concatenate([getattr(r, f) for r in parts]) for f in _FIELDS))
+
+
+def _est(p: float, unresolved: float) -> str:
+    """A rate for the reasons, saying how much of it is not resolved yet."""
+    if unresolved < 0.005:
+        return _pct(p)
+    return f"{_pct(p)} (est., {_pct(unresolved)} unresolved)"
+
+
+def _not_estimable(stage: str, where: str) -> str:
+    return f"{stage}: not tested, no deal {where} has advanced or been lost here yet"
+
+
+def _effective(stage: str, n: float, what: str, min_deals: int) -> str:
+    return (
+        f"{stage}: not tested, only {n:.0f} resolved deals' worth of data for {what} "
+        f"(effective number; min_deals={min_deals})"
+    )
+
+
+def _two_group_row(
+    stage: str,
+    signal_metric: tuple[str, str],
+    a: Rate,
+    b: Rate,
+    opt: _Options,
+    *,
+    alternative: str,
+    names: tuple[str, str],
+    describe: Callable[[float, float], str],
+    material: Callable[[float], bool],
+    segment: str | None = None,
+) -> dict[str, Any]:
+    """A row comparing the rate of group ``a`` with that of group ``b`` (one group each,
+    independent deals): :func:`two_groups` (``alternative``), the MOVER interval of the
+    difference and ``describe(p, effect)`` as the reason; not tested when a group has
+    fewer than ``min_deals`` effective deals (``names`` the two groups, for that
+    reason)."""
+    signal, metric = signal_metric
+    r1, r0 = float(a.p[0]), float(b.p[0])
+    kw = dict(segment=segment, value=r1, baseline=r0, n_deals=int(a.deals[0] + b.deals[0]))
+    for r, who in ((a, names[0]), (b, names[1])):
+        if not np.isfinite(r.p[0]):
+            return _row(stage, signal, metric, reason=_not_estimable(stage, f"of {who}"), **kw)
+    small = int(np.argmin([a.n[0], b.n[0]]))
+    if min(a.n[0], b.n[0]) < opt.min_deals:
+        n = min(a.n[0], b.n[0])
+        return _row(
+            stage, signal, metric, reason=_effective(stage, n, names[small], opt.min_deals), **kw
+        )
+    p, test = two_groups(a, b, alternative)
+    lo, hi = mover(a, b)
+    eff = r1 - r0
+    return _row(
+        stage,
+        signal,
+        metric,
+        effect=eff,
+        ci_low=float(lo[0]),
+        ci_high=float(hi[0]),
+        p_value=p,
+        reason=describe(p, eff),
+        test=test,
+        alternative=alternative,
+        _material=material(eff),
+        **kw,
+    )
 
 
 # --------------------------------------------------------------------------- context
@@ -171,6 +267,7 @@ class _Options:
     min_deals: int
     min_effect: dict[str, float]
     progress: Callable[[int, int], None] | None
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def _row(stage: str, signal: str, metric: str, **kw: Any) -> dict[str, Any]:
@@ -334,29 +431,36 @@ def leverage_rows(
 def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     S = log._n_stages
     m = opt.min_effect["dropoff"]
+    sub, seg, labels = _subjects(log, opt)
     rows = []
-    if opt.benchmark is not None:
-        c = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
-        for s, name in enumerate(log.stages):
-            x, n = int(c["dropped"][0, s]), int(c["advanced"][0, s] + c["dropped"][0, s])
-            rate = x / n if n else np.nan
-            kw: dict[str, Any] = dict(value=rate, n_deals=n)
+    if opt.benchmark is not None or (opt.period_ns is None and not opt.by):
+        loss = _rates(log, sub, np.zeros(sub.deal.size, dtype=np.int64), 1, opt.z).complement()
+        for s, name in enumerate(log.stages):  # loop over stages
+            r = loss.take(s)
+            rate, u = float(r.p[0]), float(r.unresolved[0])
+            kw: dict[str, Any] = dict(value=rate, n_deals=int(r.deals[0]))
+            if opt.benchmark is None:
+                rows.append(_row(name, "dropoff", "loss_rate", reason=NO_BASELINE, **kw))
+                continue
             if name not in opt.benchmark:
                 rows.append(
                     _row(name, "dropoff", "loss_rate", reason="no benchmark for this stage", **kw)
                 )
                 continue
             p0 = opt.benchmark[name]
-            if n < opt.min_deals:
-                reason = _too_few(name, n, "resolved deals", opt.min_deals)
+            if not np.isfinite(rate) or r.n[0] < opt.min_deals:
+                reason = (
+                    _not_estimable(name, "that reached it")
+                    if not np.isfinite(rate)
+                    else _effective(name, float(r.n[0]), "the stage", opt.min_deals)
+                )
                 rows.append(_row(name, "dropoff", "loss_rate", baseline=p0, reason=reason, **kw))
                 continue
-            p = float(stats.binomtest(x, n, p0, alternative="greater").pvalue)
-            lo, hi = _stats.wilson(x, n, z=opt.z)
+            p, _, test = one_sample(r, p0)
             eff = rate - p0
             reason = (
-                f"{name} loses {_pct(rate)} of resolved deals ({x} of {n}) vs the "
-                f"{_pct(p0)} benchmark ({_pval(p)})"
+                f"{name} loses {_est(rate, u)} of the {int(r.deals[0])} deals that reached it "
+                f"vs the {_pct(p0)} benchmark ({_pval(p)})"
             )
             rows.append(
                 _row(
@@ -364,12 +468,12 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                     "dropoff",
                     "loss_rate",
                     effect=eff,
-                    ci_low=float(lo) - p0,
-                    ci_high=float(hi) - p0,
+                    ci_low=float(r.low[0]) - p0,
+                    ci_high=float(r.high[0]) - p0,
                     p_value=p,
                     baseline=p0,
                     reason=reason,
-                    test="binomial",
+                    test=test,
                     alternative="greater",
                     _material=eff >= m,
                     **kw,
@@ -377,60 +481,53 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             )
         return rows
     if opt.period_ns is not None:
-        cut = maturity_cutoffs(log)
-        group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = since the date
-        c = stage_counts(log, group, 2, cut)
+        since = (log._first_ns >= opt.period_ns).astype(np.int64)[sub.deal]  # 1 = since
+        both = _rates(log, sub, since, 2, opt.z).complement()
         when = opt.period_label
-        comparisons: list[tuple[int, int, str | None, str, str]] = [
-            (1, 0, None, f"deals created since {when}", f"deals created before {when}")
-        ]
-    elif opt.by:
-        c1, tot, labels, _ = segment_counts(log, opt.by)
-        n_seg = len(labels)
-        # group 2k = segment k, 2k + 1 = every other deal
-        c = {k: np.stack([c1[k], tot[k] - c1[k]], axis=1).reshape(2 * n_seg, S) for k in c1}
-        names = _segment_names(labels)
-        comparisons = [
-            (2 * k, 2 * k + 1, names[k], f"{names[k]} deals", "other deals") for k in range(n_seg)
+        pairs: list[tuple[Rate, Rate, str | None, str, str]] = [
+            (
+                both.take(S + np.arange(S)),
+                both.take(np.arange(S)),
+                None,
+                f"deals created since {when}",
+                f"deals created before {when}",
+            )
         ]
     else:
-        c = stage_counts(log, np.zeros(log.n_deals, dtype=np.int64), 1)
-        for s, name in enumerate(log.stages):
-            x, n = int(c["dropped"][0, s]), int(c["advanced"][0, s] + c["dropped"][0, s])
-            rows.append(
-                _row(
-                    name,
-                    "dropoff",
-                    "loss_rate",
-                    value=x / n if n else np.nan,
-                    n_deals=n,
-                    reason=NO_BASELINE,
-                )
+        n_seg = len(labels)
+        own = _rates(log, sub, seg, n_seg, opt.z).complement()
+        rest = _rest_rates(log, sub, seg, n_seg, opt.z).complement()
+        names = _segment_names(labels)
+        pairs = [
+            (
+                own.take(k * S + np.arange(S)),
+                rest.take(k * S + np.arange(S)),
+                names[k],
+                f"{names[k]} deals",
+                "other deals",
             )
-        return rows
-    for s, name in enumerate(log.stages):
-        for g1, g0, seg_name, who, other in comparisons:  # loop over segments
-            x1, x0 = int(c["dropped"][g1, s]), int(c["dropped"][g0, s])
-            n1 = int(c["advanced"][g1, s] + x1)
-            n0 = int(c["advanced"][g0, s] + x0)
+            for k in range(n_seg)
+        ]
+    for s, name in enumerate(log.stages):  # loop over stages
+        for a_all, b_all, seg_name, who, other in pairs:  # loop over segments
+            a, b = a_all.take(s), b_all.take(s)
 
-            def describe(r1, r0, p, eff, x1, n1, x0, n0, name=name, s=s, who=who, other=other):
-                text = (
-                    f"{name} loses {_pct(r1)} of {who} ({x1} of {n1}) vs {_pct(r0)} of "
-                    f"{other} ({x0} of {n0}; {_pval(p)})"
+            def describe(p, eff, name=name, a=a, b=b, who=who, other=other):
+                return (
+                    f"{name} loses {_est(a.p[0], a.unresolved[0])} of the {int(a.deals[0])} "
+                    f"{who} vs {_est(b.p[0], b.unresolved[0])} of the {int(b.deals[0])} "
+                    f"{other} ({_pval(p)})"
                 )
-                if opt.period_ns is not None:
-                    text += f"; deals that reached {name} by {_date(log, cut[s])}"
-                return text
 
             rows.append(
-                _two_proportion_row(
+                _two_group_row(
                     name,
                     ("dropoff", "loss_rate"),
-                    (x1, n1, x0, n0),
+                    a,
+                    b,
                     opt,
                     alternative="greater",
-                    smaller="resolved deals in the smaller group",
+                    names=(who, other),
                     describe=describe,
                     material=lambda eff: eff >= m,
                     segment=seg_name,
@@ -537,39 +634,51 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- heterogeneity
 def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    c, _, labels, _ = segment_counts(log, opt.by)
+    S = log._n_stages
+    sub, seg, labels = _subjects(log, opt)
     n_seg = len(labels)
+    conv = _rates(log, sub, seg, n_seg, opt.z)
     names = _segment_names(labels)
     rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[1])
     dim = " × ".join(opt.by)
     m = opt.min_effect["heterogeneity"]
     rows = []
     for s, name in enumerate(log.stages):  # loop over stages
-        adv = c["advanced"][:, s].astype(np.int64)
-        n = adv + c["dropped"][:, s].astype(np.int64)
-        ok = np.flatnonzero(n >= opt.min_deals)
+        r_all = conv.take(np.arange(n_seg) * S + s)
+        ok = np.flatnonzero(np.isfinite(r_all.p) & (r_all.n >= opt.min_deals))
         if ok.size < 2:
             reason = (
                 f"{name}: not tested, {ok.size} {dim} value(s) with at least "
-                f"{opt.min_deals} resolved deals (need 2)"
+                f"{opt.min_deals} resolved deals' worth of data (need 2)"
             )
             rows.append(
-                _row(name, "heterogeneity", "conversion", n_deals=int(n[ok].sum()), reason=reason)
+                _row(
+                    name,
+                    "heterogeneity",
+                    "conversion",
+                    n_deals=int(r_all.deals[ok].sum()),
+                    reason=reason,
+                )
             )
             continue
-        a, nn = adv[ok], n[ok]
-        p, test = _heterogeneity_test(a, nn, rng)
-        conv = a / nn
-        lo_i, hi_i = int(np.argmin(conv)), int(np.argmax(conv))
-        spread = float(conv[hi_i] - conv[lo_i])
-        ci = newcombe(a[hi_i], nn[hi_i], a[lo_i], nn[lo_i], opt.z)
-        worst, best = names[ok[lo_i]], names[ok[hi_i]]
+        r = r_all.take(ok)
+        p, test, _ = many_groups(r, rng)
+        lo_i, hi_i = int(np.argmin(r.p)), int(np.argmax(r.p))
+        worst, best = r.take(lo_i), r.take(hi_i)
+        spread = float(best.p[0] - worst.p[0])
+        ci = mover(best, worst)
+        w_name, b_name = names[ok[lo_i]], names[ok[hi_i]]
         left_out = n_seg - ok.size
         note = f"; {left_out} smaller {dim} value(s) not tested" if left_out else ""
+
+        def one(x: Rate, label: str) -> str:
+            u = float(x.unresolved[0])
+            tail = "" if u < 0.005 else f"; est., {_pct(u)} unresolved"
+            return f"{_pct(x.p[0])} ({label}, {int(x.deals[0])} deals{tail})"
+
         reason = (
-            f"{name} conversion ranges from {_pct(conv[lo_i])} ({worst}, {a[lo_i]} of "
-            f"{nn[lo_i]}) to {_pct(conv[hi_i])} ({best}, {a[hi_i]} of {nn[hi_i]}) across "
-            f"{ok.size} {dim} values ({test} {_pval(p)}){note}"
+            f"{name} conversion across {ok.size} {dim} values ranges from "
+            f"{one(worst, w_name)} to {one(best, b_name)} ({test} {_pval(p)}){note}"
         )
         rows.append(
             _row(
@@ -577,14 +686,14 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 "heterogeneity",
                 "conversion",
                 effect=spread,
-                ci_low=ci[0],
-                ci_high=ci[1],
+                ci_low=float(ci[0][0]),
+                ci_high=float(ci[1][0]),
                 p_value=p,
                 reason=reason,
-                segment=worst,
-                value=float(conv[lo_i]),
-                baseline=float(conv[hi_i]),
-                n_deals=int(nn.sum()),
+                segment=w_name,
+                value=float(worst.p[0]),
+                baseline=float(best.p[0]),
+                n_deals=int(r.deals.sum()),
                 test=test,
                 alternative="two-sided",
                 _material=spread >= m,
@@ -599,85 +708,41 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         return []
     S = log._n_stages
     group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = created since the date
-    cut = maturity_cutoffs(log)
-    c = stage_counts(log, group, 2, cut)
+    sub, _, _ = _subjects(log, opt)
+    conv = _rates(log, sub, group[sub.deal], 2, opt.z)
     v = log._visits()
-    keep = (v.visit == 1) & (v.dwell != NAT) & (v.entered <= cut[v.stage])
+    keep = (v.visit == 1) & (v.dwell != NAT)
     km = km_table(group[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], v.censored[keep], 2 * S)
     med = km["q50"].reshape(2, S)
     m = opt.min_effect["change"]
     when = opt.period_label
     rows = []
     for s, name in enumerate(log.stages):  # loop over stages
-        x0, x1 = int(c["advanced"][0, s]), int(c["advanced"][1, s])
-        n0 = x0 + int(c["dropped"][0, s])
-        n1 = x1 + int(c["dropped"][1, s])
+        a, b = conv.take(S + s), conv.take(s)
 
-        def describe(r1, r0, p, eff, x1, n1, x0, n0, name=name, s=s):
+        def describe(p, eff, name=name, s=s, a=a, b=b):
             verb = "rose" if eff > 0 else "fell" if eff < 0 else "stayed"
             return (
-                f"{name} conversion {verb} from {_pct(r0)} (created before {when}, {x0} of "
-                f"{n0}) to {_pct(r1)} (since, {x1} of {n1}; {_pval(p)}); median first-visit "
-                f"dwell {_days1(med[0, s])} → {_days1(med[1, s])}; deals that reached {name} "
-                f"by {_date(log, cut[s])}"
+                f"{name} conversion {verb} from {_est(b.p[0], b.unresolved[0])} of the "
+                f"{int(b.deals[0])} deals created before {when} to "
+                f"{_est(a.p[0], a.unresolved[0])} of the {int(a.deals[0])} since ({_pval(p)}); "
+                f"median first-visit dwell {_days1(med[0, s])} → {_days1(med[1, s])}"
             )
 
         rows.append(
-            _two_proportion_row(
+            _two_group_row(
                 name,
                 ("change", "conversion"),
-                (x1, n1, x0, n0),
+                a,
+                b,
                 opt,
                 alternative="two-sided",
-                smaller="resolved deals in the smaller period",
+                names=(f"the deals created since {when}", f"the deals created before {when}"),
                 describe=describe,
                 material=lambda eff: abs(eff) >= m,
             )
         )
     return rows
-
-
-def _two_proportion_row(
-    stage: str,
-    signal_metric: tuple[str, str],
-    counts: tuple[int, int, int, int],
-    opt: _Options,
-    *,
-    alternative: str,
-    smaller: str,
-    describe: Callable[..., str],
-    material: Callable[[float], bool],
-    segment: str | None = None,
-) -> dict[str, Any]:
-    """A row comparing the proportion x1/n1 with x0/n0 (``counts``): the pooled test of
-    :func:`two_proportions` (``alternative``), Newcombe's interval of the difference and
-    ``describe(r1, r0, p, effect, x1, n1, x0, n0)`` as the reason; not tested when the smaller group has
-    fewer than ``min_deals`` (``smaller`` names the groups in that reason)."""
-    signal, metric = signal_metric
-    x1, n1, x0, n0 = counts
-    r1 = x1 / n1 if n1 else np.nan
-    r0 = x0 / n0 if n0 else np.nan
-    kw = dict(segment=segment, value=r1, baseline=r0, n_deals=n1 + n0)
-    if min(n1, n0) < opt.min_deals:
-        reason = _too_few(stage, min(n1, n0), smaller, opt.min_deals)
-        return _row(stage, signal, metric, reason=reason, **kw)
-    p, test = two_proportions(x1, n1, x0, n0, alternative)
-    lo, hi = newcombe(x1, n1, x0, n0, opt.z)
-    eff = r1 - r0
-    return _row(
-        stage,
-        signal,
-        metric,
-        effect=eff,
-        ci_low=lo,
-        ci_high=hi,
-        p_value=p,
-        reason=describe(r1, r0, p, eff, x1, n1, x0, n0),
-        test=test,
-        alternative=alternative,
-        _material=material(eff),
-        **kw,
-    )
 
 
 _SIGNAL_FUNCS = {

@@ -1560,14 +1560,16 @@ class EventLog:
             Interval: percentile interval of a deal-level (cluster) bootstrap, ``n_boot``
             resamples of whole deals. An estimate, not a test: no p-value.
         ``dropoff``
-            The stage's loss rate, dropped / (advanced + dropped) as in
-            :meth:`EventLog.funnel`, against a baseline: ``benchmark`` (exact binomial test),
-            else the deals created before ``period`` (the previous period), else, with ``by``,
-            each segment against all other deals (pooled two-proportion z-test; Fisher's exact
-            test when an expected count is below 5). One-sided: only an excess loss is a signal.
-            Without a baseline it is not computed: one row per stage with the observed loss
-            rate in ``value``, NaN statistics and the reason
-            ``"no baseline: pass benchmark=, period= or by="``.
+            The stage's loss rate, 1 − ``conversion`` of :meth:`EventLog.funnel` (the
+            Aalen–Johansen estimate, open deals censored), against a baseline: ``benchmark``
+            (exact binomial test on the effective counts; interval: ``funnel()``'s, as a loss
+            rate), else the deals created before ``period`` (the previous period), else, with
+            ``by``, each segment against all other deals (Wald z-test of the two estimates;
+            Fisher's exact test on the rounded effective counts when a group has fewer than
+            100 effective deals; MOVER interval from the two groups' ``funnel()`` intervals).
+            One-sided: only an excess loss is a signal. Without a baseline it is not
+            computed: one row per stage with the loss rate in ``value``, NaN statistics and
+            the reason ``"no baseline: pass benchmark=, period= or by="``.
         ``stall``
             Whether long dwell in the stage predicts losing. Among resolved deals (won, lost,
             stale) whose first visit of the stage completed, a one-sided Mann–Whitney U test
@@ -1579,18 +1581,27 @@ class EventLog:
             under two days) with at least ``min_deals`` deals on each side; the median when no
             dwell qualifies (the reason says so).
         ``heterogeneity`` (needs ``by``)
-            Conversion differs across segments: per stage, the Pearson chi-square test of
-            segments × (advanced, dropped) over the segments with at least ``min_deals``
-            resolved deals; Fisher's exact test (two segments) or a Monte-Carlo test with the
-            observed margins (20,000 tables) when an expected count is below 5. The effect is
-            the spread, best minus worst conversion, with the Newcombe interval of those two
-            segments (descriptive: not adjusted for picking the extremes); ``segment`` names
-            the worst.
+            Conversion (as in ``funnel(by=...)``) differs across segments: per stage, the Wald
+            chi-square test (Cochran's Q: inverse-variance weighted spread, k − 1 degrees of
+            freedom) over the segments with at least ``min_deals`` effective deals; when a
+            segment has fewer than 100 effective deals, the exact conditional test on the
+            rounded effective counts — Fisher's (two segments) or a Monte-Carlo chi-square
+            with the observed margins (20,000 tables). The effect is the spread, best minus
+            worst conversion, with the MOVER interval of those two segments (descriptive: not
+            adjusted for picking the extremes); ``segment`` names the worst.
         ``change`` (needs ``period``)
             Conversion differs between deals created before ``period`` and since (creation =
-            the deal's first event): two-sided two-proportion test as for ``dropoff``; effect =
-            since − before. The reason also quotes both groups' Kaplan–Meier median
-            first-visit dwell.
+            the deal's first event; every deal counts, its open time censored): two-sided
+            test as for ``dropoff``; effect = since − before. The reason also quotes both
+            groups' Kaplan–Meier median first-visit dwell.
+
+        ``dropoff``, ``heterogeneity`` and ``change`` compare the Aalen–Johansen estimates of
+        ``funnel()``. An estimate ``F`` with variance ``V`` counts as ``n = F (1 − F) / V``
+        effective deals (without censoring, the resolved deals). Where the data cannot
+        resolve part of the mass yet (``funnel()``'s ``unresolved``), each group's value may
+        lie anywhere in its range and the test runs at the values closest to "no
+        difference" (p = 1 when no difference is possible; a one-sided p-value of about 0.5 or
+        more); the reasons say "(est., 8% unresolved)".
 
         Parameters
         ----------
@@ -1624,10 +1635,11 @@ class EventLog:
             Seed of the bootstrap and of the Monte-Carlo tests; the same seed gives the same
             table.
         min_deals : int, default=30
-            Minimum sample: every group a test compares needs this many resolved deals
-            (``stall``: won and lost deals, and deals on each side of the threshold;
-            ``heterogeneity``: segments below it are left out; ``leverage``: deals that left
-            the stage). Rows below it are not tested (NaN p-value, reason says so).
+            Minimum sample: every group a test compares needs this many resolved deals —
+            the effective number ``F (1 − F) / V`` for ``dropoff``, ``heterogeneity`` and
+            ``change`` (``stall``: won and lost deals, and deals on each side of the
+            threshold; ``heterogeneity``: segments below it are left out; ``leverage``: deals
+            that left the stage). Rows below it are not tested (NaN p-value, reason says so).
         min_effect : dict, optional
             Materiality thresholds by signal; defaults ``{"leverage": 0.05, "dropoff": 0.05,
             "stall": 0.10, "heterogeneity": 0.10, "change": 0.05}``. ``leverage`` is relative:
@@ -1674,7 +1686,8 @@ class EventLog:
             * ``baseline`` : what it is compared with — win probability now, the baseline loss
               rate, win rate at or below the threshold, best segment's conversion, conversion
               before ``period``
-            * ``n_deals`` : deals the row is computed on
+            * ``n_deals`` : deals the row is computed on (``dropoff``, ``heterogeneity``,
+              ``change``: deals that reached the stage in the groups compared)
             * ``test`` : ``"bootstrap"``, ``"binomial"``, ``"z"``, ``"fisher"``,
               ``"mann-whitney"``, ``"chi-square"``, ``"monte-carlo chi-square"`` or ``"none"``
             * ``alternative`` : the side the test looks at — ``"greater"`` (``dropoff``: the
@@ -1699,8 +1712,10 @@ class EventLog:
 
         Notes
         -----
-        Censoring. Open deals are unresolved and left out of every rate (as in
-        :meth:`EventLog.funnel`); still-open visits make no exit in the chain. ``stall``
+        Censoring. ``dropoff``, ``heterogeneity`` and ``change`` use the Aalen–Johansen
+        conversion of :meth:`EventLog.funnel`: open deals count until ``as_of`` (censored),
+        so a young pipeline is not biased against, and the mass still unresolved only
+        weakens a test (see above). Still-open visits make no exit in the chain. ``stall``
         uses resolved deals only, so it needs no censored dwell; a stale deal's last visit has
         no dwell (when it died is unknown), so deals that went silent in the stage are left
         out of that stage's ``stall`` test. Without a stall this leaves the comparison
@@ -1710,14 +1725,11 @@ class EventLog:
         under-represented; on simulated logs without a stall the test's p-values stay uniform
         (``benchmarks/RESULTS.md``), so this bias is negligible there.
 
-        Period comparisons (``change``, ``dropoff`` against the previous period) compare
-        deals whose outcome at the stage is (almost always) known: a deal counts at a stage
-        only if it reached the stage at least ``stale_after`` plus the stage's Kaplan–Meier
-        90th-percentile first-visit dwell before ``as_of``. Otherwise the recent period looks
-        better than it is (a deal that fell silent is stale only ``stale_after`` after its
-        last event, while an advance counts at once). The reason names that date. A small
-        bias remains (on simulated logs of 30,000 deals, up to about one point against the
-        recent period at the last stages), far below the default ``min_effect``.
+        Period comparisons (``change``, ``dropoff`` against the previous period) use every
+        deal: the recent period's open deals are censored, and what they may still do is
+        its unresolved mass. On simulated logs under the null, including a pipeline only
+        2.5 months old and 40 owners of about 75 deals, no family flags more often than
+        ``alpha``; the price is power on young pipelines (``benchmarks/RESULTS.md``).
 
         Materiality and minimum samples keep large logs from flagging tiny differences and
         small ones from flagging noise; the p-values and q-values are reported regardless.
@@ -1731,7 +1743,7 @@ class EventLog:
         >>> key[["stage", "signal"]].to_numpy().tolist()
         [['Demo', 'leverage'], ['Proposal', 'leverage'], ['Demo', 'dropoff'], ['Demo', 'heterogeneity']]
         >>> print(key["reason"].iloc[-1])
-        Demo conversion ranges from 36% (Team C, 36 of 100) to 73% (Team A, 76 of 104) across 3 team values (chi-square p < 0.0001)
+        Demo conversion across 3 team values ranges from 35% (Team C, 104 deals) to 73% (Team A, 107 deals; est., 2% unresolved) (chi-square p < 0.0001)
         """
         from .keystages import key_stages
 
