@@ -225,9 +225,9 @@ def test_key_stages_by_holder_tests_the_compare_counts():
     assert len(drop) >= 10
     for _, row in drop.iterrows():
         r = c.loc[(row["segment"], row["stage"])]
-        # drop-off effect = the segment's loss share minus the rest's (closed ratios)
-        rest = r["rest_advanced"] / (r["rest_advanced"] + r["rest_dropped"])
-        assert row["effect"] == pytest.approx(rest - r["conversion_closed"])
+        # drop-off effect = the segment's loss (1 - conversion) minus the rest's: the
+        # same Aalen-Johansen estimates compare() gives, stage by stage for the holder
+        assert row["effect"] == pytest.approx(r["rest_conversion"] - r["conversion"])
     het = ks[(ks["signal"] == "heterogeneity") & ks["p_value"].notna()]
     assert set(het["stage"]) >= {"Lead", "Discovery", "Demo"}  # pods early, teams later
     report = log.report(by="held_by", key_kwargs={"n_boot": 0}, charts=False)
