@@ -220,6 +220,73 @@ def compress(group, time, cause, w, w2, K, n_groups):
     return rows, (t_max * unit, t_max1 * unit)
 
 
+def _compress_counts(group, time, cause, K, n_groups):
+    """:func:`compress` of unweighted subjects without decoding every row: one sort of
+    packed (group, time, code) keys, then the blocks from the positions of the
+    censorings and of causes 2..K alone — events of cause 1 are the rest of a block. The
+    same rows as :func:`compress` (tested), and per group the number of subjects and of
+    events. None when the keys do not fit in 63 bits (the caller falls back)."""
+    t = np.asarray(time)
+    if t.dtype.kind not in "iu" or t.size == 0 or t.min() < 0:
+        return None
+    cbits = max(1, int(K + 1).bit_length())
+    gbits = max(1, int(max(n_groups - 1, 0)).bit_length())
+    unit = 1
+    if gbits + max(1, int(t.max()).bit_length()) + cbits > 63:
+        t, unit = _gcd_scaled(t)
+    tbits = max(1, int(t.max()).bit_length())
+    if gbits + tbits + cbits > 63:
+        return None
+    group = np.asarray(group, dtype=np.int64)
+    code = np.asarray(cause, dtype=np.int64)
+    t_max1 = np.full(n_groups, -1, dtype=np.int64)  # the largest time of cause 1
+    np.maximum.at(t_max1, group, np.where(code == 1, t, -1))
+    code = np.where(code == 0, K + 1, code)  # at one time: events first, then censored
+    key = np.left_shift(group, tbits + cbits)
+    key |= np.left_shift(t.astype(np.int64, copy=False), cbits)
+    key |= code
+    del code
+    key.sort()
+    shift, cmask, tmask = tbits + cbits, (1 << cbits) - 1, (1 << tbits) - 1
+    bounds = np.searchsorted(key, np.arange(n_groups + 1, dtype=np.int64) << shift)
+    n = np.diff(bounds)
+    c = key & cmask
+    pos_c = np.flatnonzero(c == K + 1)  # the censorings, in (group, time) order
+    pos_k = [np.flatnonzero(c == k) for k in range(2, K + 1)]
+    has = np.flatnonzero(n > 0)
+    t_max = np.zeros(n_groups)
+    t_max[has] = (key[bounds[has + 1] - 1] >> cbits) & tmask
+    del c, key
+    # blocks: each censoring closes one (the events since the group's start or its
+    # previous censoring); each group ends with a tail block of the events after its
+    # last censoring. Block numbers as in ``compress``: censorings before + group.
+    g_c = np.searchsorted(bounds, pos_c, side="right") - 1
+    first_c = np.r_[True, g_c[1:] != g_c[:-1]] if pos_c.size else np.zeros(0, dtype=bool)
+    start_c = np.where(first_c, bounds[g_c], np.r_[0, pos_c[:-1] + 1][: pos_c.size])
+    n_cens = np.bincount(g_c, minlength=n_groups)
+    cum_c = np.cumsum(n_cens)
+    last_c = np.full(n_groups, -1, dtype=np.int64)
+    last_c[g_c] = pos_c  # the last censoring of each group (later ones overwrite)
+    start_t = np.where(last_c >= 0, last_c + 1, bounds[:-1])[has]
+    b_start = np.concatenate([start_c, start_t])
+    b_end = np.concatenate([pos_c, bounds[has + 1]])
+    b_group = np.concatenate([g_c, has])
+    b_id = np.concatenate([np.arange(pos_c.size) + g_c, cum_c[has] + has])
+    counts = np.empty((b_id.size, K + 1))
+    counts[:, 0] = np.r_[np.ones(pos_c.size), np.zeros(has.size)]
+    other = np.zeros(b_id.size)
+    for k, pk in enumerate(pos_k, start=2):  # loop over causes 2..K
+        counts[:, k] = np.searchsorted(pk, b_end) - np.searchsorted(pk, b_start)
+        other += counts[:, k]
+    counts[:, 1] = (b_end - b_start) - other
+    bb, kk = np.nonzero(counts > 0)
+    cnt = counts[bb, kk]
+    rows = (b_group[bb], b_id[bb], kk, cnt, cnt)
+    t_max1 = np.maximum(t_max1, 0).astype(np.float64) * unit
+    events = n - n_cens
+    return rows, (t_max * unit, t_max1), n.astype(np.float64), events.astype(np.float64)
+
+
 def aalen_johansen(
     group: np.ndarray,
     time: np.ndarray,
@@ -245,17 +312,24 @@ def aalen_johansen(
     ``thin``: the risk-set size below which ``thin_S``/``thin_F1`` are taken.
     """
     K = int(n_causes)
-    group = np.asarray(group, dtype=np.int64)
-    cause = np.asarray(cause, dtype=np.int64)
-    time = np.asarray(time)
-    w = np.ones(group.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    n = np.bincount(group, weights=w, minlength=n_groups).astype(np.float64)
-    w2 = w * w if weights2 is None else np.asarray(weights2, dtype=np.float64)
-    n2 = np.bincount(group, weights=w2, minlength=n_groups)
+    fast = None
+    if weights is None and weights2 is None and not curves:
+        fast = _compress_counts(group, time, cause, K, n_groups)
+    if fast is not None:  # unweighted: per-group totals come with the blocks
+        rows, t_maxes, n, events = fast
+        n2 = n
+    else:
+        group = np.asarray(group, dtype=np.int64)
+        cause = np.asarray(cause, dtype=np.int64)
+        time = np.asarray(time)
+        w = np.ones(group.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        n = np.bincount(group, weights=w, minlength=n_groups).astype(np.float64)
+        w2 = w * w if weights2 is None else np.asarray(weights2, dtype=np.float64)
+        n2 = np.bincount(group, weights=w2, minlength=n_groups)
+        events = np.bincount(group[cause > 0], weights=w[cause > 0], minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = n * n / n2
         scale = np.where(n2 > 0, n / n2, 0.0)  # weights rescaled to sum to n_eff
-    events = np.bincount(group[cause > 0], weights=w[cause > 0], minlength=n_groups)
     out = AJ(
         cif=np.full((n_groups, K), np.nan),
         var=np.full((n_groups, K), np.nan),
@@ -268,7 +342,11 @@ def aalen_johansen(
         thin_S=np.full(n_groups, np.nan),
         thin_F1=np.full(n_groups, np.nan),
     )
-    if group.size == 0:
+    if fast is not None:
+        group, time, cause, w, w2 = rows
+        out.t_max, out.t_max1 = t_maxes
+        g, t, c, ws = _sorted(group, time, cause, w, scale, K)
+    elif group.size == 0:
         if curves:
             out.c_group = np.zeros(0, dtype=np.int64)
             out.c_time = time[:0]
@@ -277,7 +355,7 @@ def aalen_johansen(
             out.c_var = np.zeros((0, K))
             out.c_surv = np.zeros(0)
         return out
-    if not curves and np.any(cause == 0):
+    elif not curves and np.any(cause == 0):
         # only the end values are wanted: the events between two censorings of a group
         # can share one time (see ``compress``), which leaves the estimate unchanged
         (group, time, cause, w, w2), (out.t_max, out.t_max1) = compress(

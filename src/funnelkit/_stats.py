@@ -212,38 +212,45 @@ def km_intervals(
     Returns a dict of floats: ``mean``, ``mean_low``, ``mean_high`` and per quantile
     ``q{round(100 q)}_low`` / ``_high``.
     """
-    e = events.astype(np.float64)
-    n = at_risk.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gw = np.where((e > 0) & (n > e), e / (n * (n - e)), 0.0)
-    widths = np.diff(time).astype(np.float64)
+    e = np.asarray(events, dtype=np.float64)
+    n = np.asarray(at_risk, dtype=np.float64)
+    denom = n - e
+    denom *= n
+    gw = np.zeros(time.size)
+    np.divide(e, denom, out=gw, where=(denom > 0) & (e > 0))
+    del denom
     # area under S after each entry, up to the largest time
     area = np.zeros(time.size)
-    area[:-1] = np.cumsum((surv[:-1] * widths)[::-1])[::-1]
+    if time.size > 1:
+        step = np.diff(time).astype(np.float64)
+        step *= surv[:-1]
+        area[:-1] = np.cumsum(step[::-1])[::-1]
     mean = float(time[0]) + float(area[0]) if time.size else np.nan
-    se = float(np.sqrt(np.dot(area * area, gw)))
+    area *= area
+    se = float(np.sqrt(np.dot(area, gw)))
     out = {"mean": mean, "mean_low": max(mean - z * se, 0.0), "mean_high": mean + z * se}
     last = np.ones(time.size, dtype=bool)  # the last entry of each distinct time
-    last[:-1] = time[1:] != time[:-1]
-    ts, s, v = time[last], surv[last], np.cumsum(gw)[last]
+    np.not_equal(time[1:], time[:-1], out=last[:-1])
+    np.cumsum(gw, out=gw)
+    ts, s, v = time[last], surv[last], gw[last]
     inside = (s > 0) & (s < 1)
     # on the log(−log) scale g = log(−log S) with se = √V / |log S|: the band
     # S^exp(±z se) is <= level exactly when g ± z se >= log(−log level) — two logs and a
-    # root per time instead of powers
+    # root per time instead of powers. Outside (0, 1): S = 1 (before any event) never
+    # hits; at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0,
+    # the upper one unknown, so a quantile's upper end is never read from there.
     with np.errstate(invalid="ignore", divide="ignore"):
         neg_log = -np.log(np.where(inside, s, 0.5))
         g = np.log(neg_log)
-        w = z * np.sqrt(v) / neg_log
+        np.sqrt(v, out=v)
+        v *= z
+        v /= neg_log  # the half-width z se on the log(−log) scale
+    lower = np.where(inside, g + v, np.where(s <= 0, np.inf, -np.inf))
+    upper = np.where(inside, g - v, -np.inf)
     for q in quantiles:
-        level = 1.0 - q + KM_TOL
-        c = np.log(-np.log(level))
-        # at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0, the
-        # upper one unknown, so a quantile's upper end is never read from there
-        hits = (
-            ("low", np.where(inside, g + w >= c, s <= level)),
-            ("high", inside & (g - w >= c)),
-        )
-        for name, hit in hits:
+        c = np.log(-np.log(1.0 - q + KM_TOL))
+        for name, band in (("low", lower), ("high", upper)):
+            hit = band >= c
             i = int(np.argmax(hit))
             out[f"q{round(100 * q)}_{name}"] = float(ts[i]) if hit[i] else np.nan
     return out
@@ -300,8 +307,8 @@ def kaplan_meier(
             i = int(np.count_nonzero(surv > 1.0 - q + KM_TOL))
             if i < b - a:
                 qs[f"q{round(100 * q)}"][k] = float(tk[i])
-        at_risk = np.arange(b - a, 0, -1)
-        res = km_intervals(tk, 1 - ck, at_risk, surv, quantiles)
+        at_risk = np.arange(b - a, 0, -1, dtype=np.float64)
+        res = km_intervals(tk, np.subtract(1.0, ck), at_risk, surv, quantiles)
         mean[k] = res["mean"]
         for name in names:
             ci[name][k] = res[name]

@@ -437,22 +437,24 @@ class Subjects:
 def log_subjects(log: EventLog, skips: str) -> Subjects:
     """:func:`competing_subjects` without a window, straight from the first visits: the
     same subjects (tested), without the status matrices :func:`stage_status` also builds
-    for windows — one (deals × stages) matrix of first entries and its suffix minima."""
+    for windows — one (stages × deals) matrix of first entries and its suffix minima."""
     S, D = log._n_stages, log.n_deals
     big = np.iinfo(np.int64).max
     v = log._visits()
-    first = v.visit == 1
-    fe = np.full((D, S), big, dtype=np.int64)
-    fe[v.deal[first], v.stage[first]] = v.entered[first]
+    first = np.flatnonzero(v.visit == 1)
+    # (stages × deals): each stage's row is contiguous, so the loop below streams
+    fe = np.full((S, D), big, dtype=np.int64)
+    fe[v.stage[first], v.deal[first]] = v.entered[first]
     won = log._outcome == V.WON
-    progress = np.empty((D, S), dtype=np.int64)
+    progress = np.empty((S, D), dtype=np.int64)
     run = np.where(won, log._term_ns, big)
     for s in range(S - 1, -1, -1):  # loop over stages: first time past each stage
-        progress[:, s] = run
-        np.minimum(run, fe[:, s], out=run)
+        progress[s] = run
+        np.minimum(run, fe[s], out=run)
     entry = np.minimum(fe, progress, out=fe) if skips == "implied" else fe
-    dd, ss = np.nonzero(entry < big)
-    return _subjects(log, dd, ss, entry[dd, ss], progress[dd, ss])
+    flat = np.flatnonzero(entry.reshape(-1) < big)  # stage-major; no estimate needs order
+    ss, dd = np.divmod(flat, D)
+    return _subjects(log, dd, ss, entry.reshape(-1)[flat], progress.reshape(-1)[flat])
 
 
 def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:
