@@ -495,6 +495,18 @@ def test_trend_bad_parameters(sample_log):
         M.kpis_by_period(sample_log, freq="QE", by="period")
 
 
+@pytest.mark.parametrize("name", ["difference", "rest_conversion", "conversion_closed"])
+def test_compare_refuses_a_segment_named_like_an_output_column(name):
+    """A segment column named like one of compare's own columns would be overwritten."""
+    events = fk.datasets.load_sample()
+    events[name] = events["team"]
+    kw = {**fk.datasets.SAMPLE_KWARGS, "attrs": ["team", name]}
+    log = fk.EventLog(events, **kw)
+    with pytest.raises(fk.EventLogError, match="output column"):
+        log.compare(by=name)
+    assert log.compare(by="team")["team"].nunique() == 3
+
+
 def silent_log(stale_after=None) -> fk.EventLog:
     """Ten deals created a day apart that never move past A and never close."""
     t0 = pd.Timestamp("2024-01-01", tz="UTC")

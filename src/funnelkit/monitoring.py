@@ -82,7 +82,11 @@ CATEGORIES = (
 _RESERVED = (
     "period period_start period_end stage deals reached counted advanced dropped open "
     "conversion won lost stale win_rate visits censored reached_by created_by mature "
-    "unresolved"
+    "unresolved conversion_low conversion_high conversion_closed conversion_closed_low "
+    "conversion_closed_high win_rate_low win_rate_high win_rate_closed win_rate_closed_low "
+    "win_rate_closed_high rest_advanced rest_dropped rest_conversion rest_unresolved "
+    "difference difference_low difference_high p_value q_value differs test mean median "
+    "p75 p90 median_low median_high"
 ).split()
 _GROUP_KEY = "\x00group"  # the cohort × segment attribute handed to kpis()
 # offset aliases → period aliases (anchors such as "W-MON", "QE-NOV" carry over)
