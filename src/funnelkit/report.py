@@ -65,6 +65,7 @@ __all__ = [
     "CSV_CHOICES",
     "PER_DEAL_TABLES",
     "TABLE_NAMES",
+    "headline_stages",
     "Report",
     "build_report",
     "neutralise_csv",
@@ -93,6 +94,7 @@ TABLE_NAMES = (
 #: every chart a report may hold, in page order
 CHART_NAMES = (
     "funnel",
+    "incidence",
     "key_stages",
     "flow",
     "heatmap",
@@ -109,6 +111,8 @@ CSV_CHOICES = ("small", "all", "none")
 SEGMENTS_DRAWN = 20
 #: rows the report's key-stage chart draws (``plot.key_stages(max_rows=)``)
 KEY_ROWS_DRAWN = 60
+#: stages the report's incidence chart draws, one panel each (see :func:`headline_stages`)
+INCIDENCE_DRAWN = 3
 #: PNG resolution (dots per inch) of the charts, in the files and in the page
 DPI = 110
 #: example rows per reject reason in ``reject_examples``
@@ -305,6 +309,9 @@ def _limits(
                     f"segment chart: the {drawn} largest of {n_seg:,} segments are drawn; "
                     "every segment is in the funnel_by and compare_by tables"
                 )
+    if "incidence" in figures:
+        heads = headline_stages(tables["funnel"], tables["key_stages"])
+        limits["incidence_chart"] = {"stages": heads}
     if "key_stages" in figures:
         rows = len(tables["key_stages"])
         drawn = min(rows, KEY_ROWS_DRAWN)
@@ -381,6 +388,9 @@ def _draw_charts(
         "dwell": lambda: plot.dwell(visits),
         "survival": lambda: plot.survival(visits),
     }
+    heads = headline_stages(tables["funnel"], ks)
+    if heads:
+        draw["incidence"] = lambda: _incidence_panels(log, heads)
     if "funnel_by" in tables:
         draw["segments"] = lambda: plot.segments(tables["funnel_by"], top=SEGMENTS_DRAWN)
     if "trend" in tables:
@@ -390,7 +400,8 @@ def _draw_charts(
             t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
         draw["trend"] = lambda: plot.trend(t)
     figures: dict[str, Figure] = {}
-    for name, fn in draw.items():
+    for name in sorted(draw, key=CHART_NAMES.index):  # page order
+        fn = draw[name]
         before = set(plt.get_fignums())
         try:
             drawn = fn()
@@ -403,6 +414,99 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+def headline_stages(funnel: pd.DataFrame, key_stages: pd.DataFrame) -> list[str]:
+    """The stages the report's incidence chart draws, in funnel order: the key stages
+    (flagged rows of the key-stage table), else the stage with the lowest conversion; at
+    most :data:`INCIDENCE_DRAWN`.
+
+    Parameters
+    ----------
+    funnel : pandas.DataFrame
+        ``log.funnel()``.
+    key_stages : pandas.DataFrame
+        ``log.key_stages()``.
+
+    Returns
+    -------
+    list of str
+        Empty when the funnel has no stage with a conversion.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.report import headline_stages
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> headline_stages(log.funnel(), log.key_stages(n_boot=50))
+    ['Demo', 'Proposal']
+    """
+    stages = [str(s) for s in funnel["stage"]]
+    flagged = {str(s) for s in key_stages.loc[key_stages["is_key"].astype(bool), "stage"]}
+    heads = [s for s in stages if s in flagged]
+    if not heads:
+        conv = funnel["conversion"].astype(float)
+        if conv.notna().any():
+            heads = [stages[int(np.nanargmin(conv.to_numpy()))]]
+    return heads[:INCIDENCE_DRAWN]
+
+
+def _incidence_panels(log: EventLog, stages: list[str]) -> Figure:
+    """The incidence chart of ``stages``, one panel each, the legend on the first."""
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    table = log.incidence(stages)
+    fig, axes = plt.subplots(
+        len(stages), 1, figsize=(8.0, 0.3 + 3.5 * len(stages)), layout="constrained", squeeze=False
+    )
+    for i, (stage, ax) in enumerate(zip(stages, axes[:, 0], strict=True)):
+        plot.incidence(table, stage, ax=ax)
+        legend = ax.get_legend()
+        if i > 0 and legend is not None:
+            legend.remove()
+    return fig
+
+
+#: the columns of a funnel row in ``summary.json`` (``summary["funnel"]``)
+SUMMARY_FUNNEL = (
+    "reached",
+    "advanced",
+    "dropped",
+    "open",
+    "conversion",
+    "conversion_low",
+    "conversion_high",
+    "unresolved",
+    "conversion_closed",
+    "conversion_closed_low",
+    "conversion_closed_high",
+    "win_rate_from",
+)
+
+
+_COUNTS = ("reached", "advanced", "dropped", "open")
+
+
+def _funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
+    """One dict per funnel stage for ``summary.json``, with ``settled`` (unresolved below
+    :data:`funnelkit.plot._style.UNRESOLVED_MIN`)."""
+    from .plot._style import unsettled
+
+    cols = [c for c in SUMMARY_FUNNEL if c in funnel.columns]
+    open_ = unsettled(funnel["unresolved"]) if "unresolved" in funnel.columns else None
+    rows = []
+    for i, r in enumerate(funnel[["stage", *cols]].itertuples(index=False)):
+        row: dict[str, Any] = {"stage": str(r[0])}
+        for c, v in zip(cols, r[1:], strict=True):
+            x = number(v)
+            whole = c in _COUNTS and x is not None and x.is_integer()
+            row[c] = int(x) if whole else x  # type: ignore[arg-type]
+        if open_ is not None:
+            row["settled"] = not bool(open_[i])
+        rows.append(row)
+    return rows
 
 
 def _summary(
@@ -448,6 +552,7 @@ def _summary(
         "stages": [str(s) for s in log.stages],
         "stage_order_inferred": q.stage_order_inferred,
         "settings": settings,
+        "funnel": _funnel_rows(tables["funnel"]),
         "key_stages": key_rows,
         "warnings": list(q.warnings),
     }
@@ -477,9 +582,17 @@ class Report:
         ``lost``, ``stale``, ``open``, ``win_rate``, ``avg_won_amount``,
         ``median_won_cycle_time_days``, ``pipeline_velocity``, ``as_of``, ``rows_in``,
         ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``, ``settings``,
-        ``warnings`` and ``key_stages`` (the flagged rows: ``stage``, ``signal``,
-        ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
-        numbers are ``None``.
+        ``warnings``, ``funnel`` (one dict per stage of ``log.funnel()``: ``stage``,
+        ``reached``, ``advanced``, ``dropped``, ``open``, ``conversion`` with
+        ``conversion_low`` / ``conversion_high``, ``unresolved`` — the share not resolved
+        yet —, ``conversion_closed`` with ``conversion_closed_low`` /
+        ``conversion_closed_high`` — the old ratio advanced / (advanced + dropped) —,
+        ``win_rate_from``, and ``settled``: ``unresolved`` below 0.05%; where it is
+        ``false``, read the interval, not ``conversion``), ``key_stages`` (the flagged
+        rows: ``stage``, ``signal``, ``effect``, ``q_value``, ``reason``, and ``segment``
+        when there is one) and ``limits`` (what the report capped: ``page_table_rows``,
+        ``segment_tests``, ``segments_chart``, ``key_stages_chart``, ``incidence_chart``
+        — its ``stages``). Missing numbers are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw; first of
         all ``funnelkit._report_html.NO_VISITS`` when the log holds only won/lost events,
