@@ -611,9 +611,9 @@ def test_funnel_table_shows_unresolved_and_the_range_where_not_settled(young, tm
         "conversion",
         "conversion_low",
         "conversion_high",
-        "unresolved (not resolved yet)",
+        "unresolved",
         "not settled yet",
-        "conversion_closed (advanced ÷ closed)",
+        "conversion_closed",
         "cumulative",
         "win_rate_from",
     ]
@@ -651,7 +651,8 @@ def test_settled_funnel_table_has_no_unresolved_column(log):
     assert (f["unresolved"] == 0).all()
     funnel = _funnel_table_html(rep.to_html())
     assert "unresolved" not in funnel and "Not settled yet" not in funnel
-    assert "<th>conversion_closed (advanced ÷ closed)</th>" in funnel
+    assert "<th>conversion_closed</th>" in funnel
+    assert "Every stage has settled." in funnel
     assert [r["settled"] for r in rep.summary["funnel"]] == [True] * len(f)
     assert [r["conversion"] for r in rep.summary["funnel"]] == f["conversion"].tolist()
     # one stage just past the threshold: the column and that stage's range, no other
@@ -661,7 +662,7 @@ def test_settled_funnel_table_has_no_unresolved_column(log):
     assert notes == ["", "", "", f"Not settled yet: {100 * low:.0f}–{100 * high:.0f}%", "", ""]
     assert notes[3] == "Not settled yet: 54–64%"  # Demo: 0.5375 – 0.6449
     html_ = "".join(H._funnel_table(t, set()))
-    assert "<th>unresolved (not resolved yet)</th>" in html_ and html_.count("Not settled") == 1
+    assert "<th>unresolved</th>" in html_ and html_.count("Not settled") == 1
 
 
 def test_incidence_chart_of_the_headline_stages(young, log):
@@ -683,6 +684,16 @@ def test_incidence_chart_of_the_headline_stages(young, log):
         last = c.loc[c["stage"] == stage].iloc[-1]
         (hi,) = [ln for ln in ax.lines if ln.get_gid() == "incidence-ci"][1:]
         assert hi.get_ydata()[-1] == last["advanced_high"]
+        # and, at the right edge, the funnel's conversion with its interval
+        (fci,) = [c for c in ax.containers if c.lines[0].get_gid() == "incidence-funnel-ci"]
+        row = rep.tables["funnel"].set_index("stage").loc[stage]
+        assert fci.lines[0].get_ydata()[0] == row["conversion"]
+        assert row["conversion"] == pytest.approx(last["advanced"], abs=1e-14)  # the curve's end
+        (seg,) = fci.lines[2][0].get_segments()
+        np.testing.assert_allclose(
+            [seg[0][1], seg[1][1]], [row["conversion_low"], row["conversion_high"]], rtol=1e-12
+        )
+        assert seg[0][0] == ax.get_xlim()[1]
     assert "Share of deals entering a stage" in rep.to_html()
     # no key stage: the stage with the lowest conversion
     lg, young_rep = young

@@ -49,11 +49,7 @@ _FUNNEL_SHOWN = (
     "unresolved not_settled conversion_closed cumulative win_rate_from"
 ).split()
 #: the page's words for the funnel's columns (the files keep the table's names)
-_FUNNEL_HEADERS = {
-    "unresolved": "unresolved (not resolved yet)",
-    "not_settled": "not settled yet",
-    "conversion_closed": "conversion_closed (advanced ÷ closed)",
-}
+_FUNNEL_HEADERS = {"not_settled": "not settled yet"}
 _KEY_SHOWN = (
     "signal stage segment effect ci_low ci_high q_value test alternative is_key reason".split()
 )
@@ -389,10 +385,11 @@ def page(
                     "incidence",
                     "Over time since entering the stage: the share of deals that advanced, "
                     "were lost, or are not resolved yet (hatched). The key stages are drawn, "
-                    "or the stage with the lowest conversion when none is key. The curve "
-                    "ends at the stage's conversion; the funnel's unresolved share can be "
-                    "larger: it also counts what the estimate hands on once fewer than 10 "
-                    "deals remain at risk.",
+                    "or the stage with the lowest conversion when none is key. The green band "
+                    "ends at the stage's conversion; the black bar at the right edge is the "
+                    "funnel's 95% interval, which also spans the unresolved share (it counts "
+                    "too what the estimate hands on once fewer than 10 deals remain at risk, "
+                    "so it can be wider than the dashed curves).",
                 ),
                 details(
                     "Funnel counting only the stages deals entered (skips strict)",
@@ -508,18 +505,22 @@ def _funnel_table(funnel: pd.DataFrame, key: set[Any]) -> list[str]:
     when some stage has 0.05% or more unresolved (else they would be columns of zeros)."""
     shown = list(_FUNNEL_SHOWN)
     notes = not_settled(funnel)
-    body = []
+    closed = (
+        "<code>conversion_closed</code> is the ratio advanced ÷ (advanced + dropped): it "
+        "leaves the open deals out"
+    )
     if (notes != "").any():
         funnel = funnel.assign(not_settled=notes)
-        body.append(
-            "<p class='muted'>Some deals have not resolved yet (still open, or silent for "
-            "less than the stale rule allows): at those stages <code>conversion</code> is "
-            "only what has happened so far, and the answer lies in the range given — "
-            "<code>conversion_closed</code>, the ratio advanced ÷ (advanced + dropped), "
-            "leaves the open deals out and runs high on a young pipeline.</p>"
-        )
+        body = [
+            "<p class='muted'>Some of the probability is not resolved yet "
+            "(<code>unresolved</code>: deals still open, or silent for less than the stale "
+            "rule allows, or a curve's tail that rests on fewer than 10 deals). At those "
+            "stages <code>conversion</code> is only what has happened so far: the answer "
+            f"lies in the range given. {closed}, and runs high on a young pipeline.</p>"
+        ]
     else:
         shown = [c for c in shown if c not in ("unresolved", "not_settled")]
+        body = [f"<p class='muted'>Every stage has settled. {closed}.</p>"]
     highlight = funnel["stage"].isin(key)
     return [*body, table(funnel, shown, highlight=highlight, headers=_FUNNEL_HEADERS)]
 

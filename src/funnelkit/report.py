@@ -390,7 +390,7 @@ def _draw_charts(
     }
     heads = headline_stages(tables["funnel"], ks)
     if heads:
-        draw["incidence"] = lambda: _incidence_panels(log, heads)
+        draw["incidence"] = lambda: _incidence_panels(log, heads, tables["funnel"])
     if "funnel_by" in tables:
         draw["segments"] = lambda: plot.segments(tables["funnel_by"], top=SEGMENTS_DRAWN)
     if "trend" in tables:
@@ -451,22 +451,53 @@ def headline_stages(funnel: pd.DataFrame, key_stages: pd.DataFrame) -> list[str]
     return heads[:INCIDENCE_DRAWN]
 
 
-def _incidence_panels(log: EventLog, stages: list[str]) -> Figure:
-    """The incidence chart of ``stages``, one panel each, the legend on the first."""
+def _incidence_panels(log: EventLog, stages: list[str], funnel: pd.DataFrame) -> Figure:
+    """The incidence chart of ``stages``, one panel each, the legend on the first; at the
+    right edge of each, the funnel's conversion with its 95% interval (gid
+    ``"incidence-funnel-ci"``), which also spans the unresolved share."""
     import matplotlib.pyplot as plt
 
     from . import plot
+    from .plot import _style as S
 
     table = log.incidence(stages)
+    row = funnel.set_index("stage")
     fig, axes = plt.subplots(
         len(stages), 1, figsize=(8.0, 0.3 + 3.5 * len(stages)), layout="constrained", squeeze=False
     )
     for i, (stage, ax) in enumerate(zip(stages, axes[:, 0], strict=True)):
         plot.incidence(table, stage, ax=ax)
+        conv, low, high = (float(row.loc[stage, c]) for c in _CONV)
+        if np.isfinite(conv) and np.isfinite(low) and np.isfinite(high):
+            ax.errorbar(
+                [ax.get_xlim()[1]],
+                [conv],
+                yerr=[[max(conv - low, 0.0)], [max(high - conv, 0.0)]],
+                fmt="D",
+                ms=5,
+                color=S.TEXT,
+                elinewidth=2.2,
+                capsize=5,
+                capthick=2.2,
+                clip_on=False,
+                zorder=5,
+                gid="incidence-funnel-ci",
+                label="funnel: conversion, 95% interval",
+            )
         legend = ax.get_legend()
-        if i > 0 and legend is not None:
+        if legend is not None:
             legend.remove()
+        if i == 0:
+            ax.legend(
+                loc="center left",
+                bbox_to_anchor=(1.03, 0.5),
+                frameon=False,
+                fontsize=S.TICK_SIZE,
+            )
     return fig
+
+
+_CONV = ("conversion", "conversion_low", "conversion_high")
 
 
 #: the columns of a funnel row in ``summary.json`` (``summary["funnel"]``)

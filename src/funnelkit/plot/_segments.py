@@ -216,7 +216,7 @@ def segments(
                 markeredgewidth=1.5,
             )
         )
-        texts.append("hollow: not settled yet\n(deals still open may\nadvance; read the interval)")
+        texts.append("hollow: not settled yet\n(part unresolved:\nread the interval)")
     ax.set_yticks([y_of[s] for s in stages], [S.wrap(s) for s in stages])
     ax.set_ylim(-0.5, n - 0.5)
     ax.set_xlim(-0.015, 1.015)  # room for markers at 0% and 100%

@@ -191,7 +191,7 @@ def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: 
 
 
 #: the note of a trend with points not settled yet
-_OPEN_NOTE = "hollow: not settled yet (deals still open may advance; read the interval)"
+_OPEN_NOTE = "hollow: not settled yet (part of the probability unresolved: read the interval)"
 
 
 def _period_axis(ax: Axes, labels: list[str], rotate: bool) -> None:
