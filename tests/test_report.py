@@ -495,6 +495,10 @@ def test_page_in_a_headless_browser(evil, tmp_path):
     reason = key.loc[key["is_key"], "reason"].iloc[0]
     assert html.escape(reason, quote=False) in dom
     assert dom.count("<img") == len(rep.charts)
+    # the funnel's new estimand is said in the page as rendered: settled here, the closed
+    # ratio beside the estimate, and the incidence chart of the key stages below the table
+    assert "Every stage has settled." in dom and "<th>conversion_closed</th>" in dom
+    assert dom.index("<th>conversion_closed</th>") < dom.index('alt="Share of deals entering')
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
@@ -591,7 +595,7 @@ def young():
 
 def _funnel_table_html(page: str) -> str:
     """The page's main funnel table (the strict one follows in a <details>)."""
-    start = page.index("id='funnel'")
+    start = re.search(r"id=['\"]funnel['\"]", page).start()  # a browser's DOM: "funnel"
     return page[start : page.index("</table>", start)]
 
 
@@ -679,9 +683,8 @@ def test_incidence_chart_of_the_headline_stages(young, log):
     assert [a.get_legend() is not None for a in fig.axes] == [True, False]  # one legend
     assert rep.summary["limits"]["incidence_chart"] == {"stages": heads}
     # each panel is the stage's incidence curve (log.incidence), its last step exact
-    c = log.incidence(heads)
     for ax, stage in zip(fig.axes, heads, strict=True):
-        last = c.loc[c["stage"] == stage].iloc[-1]
+        last = log.incidence(stage).iloc[-1]
         (hi,) = [ln for ln in ax.lines if ln.get_gid() == "incidence-ci"][1:]
         assert hi.get_ydata()[-1] == last["advanced_high"]
         # and, at the right edge, the funnel's conversion with its interval
@@ -735,3 +738,28 @@ def test_chinese_stage_names_reach_the_page_and_the_charts(tmp_path):
     assert inc.startswith("Deals entering ") and inc[len("Deals entering ") :] in kw["stages"]
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [r["stage"] for r in s["funnel"]] == kw["stages"]
+
+
+def test_unsettled_funnel_in_a_headless_browser(young, tmp_path):
+    """The young log's page as a browser renders it: the range where the answer lies."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (CI installs Debian's chromium)")
+    _, rep = young
+    out = rep.save(tmp_path / "r")
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        (out / "report.html").resolve().as_uri(),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    funnel = _funnel_table_html(r.stdout)
+    assert "<td>Not settled yet: 31–87%</td>" in funnel  # Proposal
+    assert funnel.count("Not settled yet:") == 6 and "<th>unresolved</th>" in funnel
+    assert "the answer lies in the range given" in funnel
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)

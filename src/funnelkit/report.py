@@ -65,7 +65,6 @@ __all__ = [
     "CSV_CHOICES",
     "PER_DEAL_TABLES",
     "TABLE_NAMES",
-    "headline_stages",
     "Report",
     "build_report",
     "neutralise_csv",
@@ -460,13 +459,15 @@ def _incidence_panels(log: EventLog, stages: list[str], funnel: pd.DataFrame) ->
     from . import plot
     from .plot import _style as S
 
-    table = log.incidence(stages)
     row = funnel.set_index("stage")
     fig, axes = plt.subplots(
         len(stages), 1, figsize=(8.0, 0.3 + 3.5 * len(stages)), layout="constrained", squeeze=False
     )
     for i, (stage, ax) in enumerate(zip(stages, axes[:, 0], strict=True)):
-        plot.incidence(table, stage, ax=ax)
+        # one stage at a time: a curve has a row per deal that reached the stage, and the
+        # chart keeps only its thinned steps (at 200,000 deals: +103 MiB at most for Lead
+        # instead of +235 MiB for Lead, Demo and Proposal at once)
+        plot.incidence(log.incidence(stage), stage, ax=ax)
         conv, low, high = (float(row.loc[stage, c]) for c in _CONV)
         if np.isfinite(conv) and np.isfinite(low) and np.isfinite(high):
             ax.errorbar(

@@ -1,4 +1,4 @@
-"""Segment comparison: conversion per stage per segment, with Wilson intervals."""
+"""Segment comparison: a stage metric per segment, with 95% intervals; unsettled points hollow."""
 
 from __future__ import annotations
 
