@@ -386,10 +386,13 @@ def page(
                     "Over time since entering the stage: the share of deals that advanced, "
                     "were lost, or are not resolved yet (hatched). The key stages are drawn, "
                     "or the stage with the lowest conversion when none is key. The green band "
-                    "ends at the stage's conversion; the black bar at the right edge is the "
-                    "funnel's 95% interval, which also spans the unresolved share (it counts "
-                    "too what the estimate hands on once fewer than 10 deals remain at risk, "
-                    "so it can be wider than the dashed curves).",
+                    "ends at the stage's conversion. The hatched band left at the right edge "
+                    "is its unresolved share, unless the curve has levelled off (no deal "
+                    "advanced during the last stale_after): then the funnel counts those "
+                    "silent deals as stale, i.e. lost. The black bar at the right edge is the "
+                    "funnel's 95% interval; it spans the unresolved share, including what the "
+                    "estimate hands on once fewer than 10 deals remain at risk, so it can be "
+                    "wider than the dashed curves.",
                 ),
                 details(
                     "Funnel counting only the stages deals entered (skips strict)",
