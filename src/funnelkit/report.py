@@ -533,8 +533,7 @@ def _funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"stage": str(r[0])}
         for c, v in zip(cols, r[1:], strict=True):
             x = number(v)
-            whole = c in _COUNTS and x is not None and x.is_integer()
-            row[c] = int(x) if whole else x  # type: ignore[arg-type]
+            row[c] = int(x) if x is not None and c in _COUNTS and x.is_integer() else x
         if open_ is not None:
             row["settled"] = not bool(open_[i])
         rows.append(row)
