@@ -763,3 +763,14 @@ def test_unsettled_funnel_in_a_headless_browser(young, tmp_path):
     assert funnel.count("Not settled yet:") == 6 and "<th>unresolved</th>" in funnel
     assert "the answer lies in the range given" in funnel
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_no_conversion_yet_means_no_incidence_chart_and_a_note():
+    ev = pd.DataFrame({"d": ["a", "b"], "s": ["A", "A"], "t": ["2025-01-01", "2025-01-02"]})
+    lg = fk.EventLog(ev, deal="d", stage="s", time="t", stages=["A", "B"], won="won", lost="lost")
+    with pytest.warns(fk.errors.FunnelkitWarning, match="conversion is NaN"):
+        rep = R.build_report(lg, key_kwargs={"n_boot": 0})
+    assert "incidence" not in rep.charts and "funnel" in rep.charts
+    assert "chart `incidence` not drawn: no stage has a conversion yet" in rep.notes
+    assert rep.summary["funnel"][0]["conversion"] is None
+    assert rep.summary["funnel"][0]["settled"] is None

@@ -390,6 +390,8 @@ def _draw_charts(
     heads = headline_stages(tables["funnel"], ks)
     if heads:
         draw["incidence"] = lambda: _incidence_panels(log, heads, tables["funnel"])
+    elif not tables["funnel"].empty:
+        notes.append("chart `incidence` not drawn: no stage has a conversion yet")
     if "funnel_by" in tables:
         draw["segments"] = lambda: plot.segments(tables["funnel_by"], top=SEGMENTS_DRAWN)
     if "trend" in tables:
@@ -534,8 +536,8 @@ def _funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
         for c, v in zip(cols, r[1:], strict=True):
             x = number(v)
             row[c] = int(x) if x is not None and c in _COUNTS and x.is_integer() else x
-        if open_ is not None:
-            row["settled"] = not bool(open_[i])
+        if open_ is not None:  # no conversion (nothing resolved): nothing is settled
+            row["settled"] = None if row.get("conversion") is None else not bool(open_[i])
         rows.append(row)
     return rows
 
@@ -618,8 +620,8 @@ class Report:
         ``conversion_low`` / ``conversion_high``, ``unresolved`` — the share not resolved
         yet —, ``conversion_closed`` with ``conversion_closed_low`` /
         ``conversion_closed_high`` — the old ratio advanced / (advanced + dropped) —,
-        ``win_rate_from``, and ``settled``: ``unresolved`` below 0.05%; where it is
-        ``false``, read the interval, not ``conversion``), ``key_stages`` (the flagged
+        ``win_rate_from``, and ``settled``: ``unresolved`` below 0.05% — where it is
+        ``false``, read the interval, not ``conversion``; ``null`` with no conversion), ``key_stages`` (the flagged
         rows: ``stage``, ``signal``, ``effect``, ``q_value``, ``reason``, and ``segment``
         when there is one) and ``limits`` (what the report capped: ``page_table_rows``,
         ``segment_tests``, ``segments_chart``, ``key_stages_chart``, ``incidence_chart``
