@@ -621,11 +621,12 @@ class Report:
         yet —, ``conversion_closed`` with ``conversion_closed_low`` /
         ``conversion_closed_high`` — the old ratio advanced / (advanced + dropped) —,
         ``win_rate_from``, and ``settled``: ``unresolved`` below 0.05% — where it is
-        ``false``, read the interval, not ``conversion``; ``null`` with no conversion), ``key_stages`` (the flagged
-        rows: ``stage``, ``signal``, ``effect``, ``q_value``, ``reason``, and ``segment``
-        when there is one) and ``limits`` (what the report capped: ``page_table_rows``,
-        ``segment_tests``, ``segments_chart``, ``key_stages_chart``, ``incidence_chart``
-        — its ``stages``). Missing numbers are ``None``.
+        ``false``, read the interval, not ``conversion``; ``null`` with no conversion),
+        ``key_stages`` (the flagged rows: ``stage``, ``signal``, ``effect``,
+        ``q_value``, ``reason``, and ``segment`` when there is one) and ``limits`` (what
+        the report capped: ``page_table_rows``, ``segment_tests``, ``segments_chart``,
+        ``key_stages_chart``, ``incidence_chart`` — its ``stages``). Missing numbers
+        are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw; first of
         all ``funnelkit._report_html.NO_VISITS`` when the log holds only won/lost events,
