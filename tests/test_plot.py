@@ -956,6 +956,11 @@ def test_incidence_of_many_deals_is_thinned_within_a_tenth_of_a_point(big_incide
     for band in ("advanced", "lost", "unresolved"):
         (poly,) = gid_collections(ax, f"incidence-{band}")
         assert len(poly.get_paths()[0].vertices) < 4 * 5_000
+    # the rows drawn, as the report holds them: thinning them again keeps them all
+    from funnelkit.plot._incidence import curve_rows
+
+    kept = curve_rows(c)
+    assert len(kept) == x.size - 1 and curve_rows(kept).index.equals(kept.index)
 
 
 def test_thin_steps_keeps_every_curve_within_the_step():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from . import _style as S
 
@@ -103,9 +104,7 @@ def incidence(
         raise ValueError(
             f"The table has several segments ({extra}); select one segment's rows first."
         )
-    drawn = [c for c in ("advanced", "lost", "unresolved", "advanced_low", "advanced_high")]
-    drawn = [c for c in drawn if c in rows.columns]
-    rows = rows.iloc[thin_steps(rows[drawn].to_numpy(dtype=float))]
+    rows = curve_rows(rows)
     t = np.concatenate([[0.0], S.to_days(rows["time"])])
     ax = S.new_axes(ax, (7.2, 4.4))
     base = np.zeros(t.size)
@@ -150,6 +149,28 @@ def incidence(
     )
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=S.TICK_SIZE)
     return ax
+
+
+#: the columns the chart draws, which :func:`curve_rows` keeps within THIN_STEP
+DRAWN = ("advanced", "lost", "unresolved", "advanced_low", "advanced_high")
+
+
+def curve_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one curve of an incidence table that the chart draws (:func:`thin_steps`
+    over the drawn columns), so a caller can hold them instead of the whole table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One stage (and segment) of :meth:`funnelkit.EventLog.incidence`, in time order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Its kept rows, index and columns unchanged; thinning them again keeps them all.
+    """
+    drawn = [c for c in DRAWN if c in table.columns]
+    return table.iloc[thin_steps(table[drawn].to_numpy(dtype=float))]
 
 
 def thin_steps(values: np.ndarray, step: float = THIN_STEP) -> np.ndarray:
