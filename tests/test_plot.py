@@ -86,6 +86,14 @@ def log3():
     return _synthetic_log(STAGES_3, 300, 5)
 
 
+@pytest.fixture(scope="module")
+def young():
+    """2,000 deals created over 2.5 months: much of the funnel is not resolved yet
+    (docs/concepts/censoring.md)."""
+    ev = fk.datasets.synthetic(2000, seed=0, p_skip=0.0, start="2025-01-01", end="2025-03-15")
+    return fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+
+
 @pytest.fixture(autouse=True)
 def _rcparams_unchanged():
     """Every test: no chart may change matplotlib's global settings."""
@@ -207,6 +215,69 @@ def test_funnel_from_table_and_weighted(log):
     assert ax.get_title() == "Revenue funnel"
     assert gid_texts(ax, "funnel-count")[0].get_text() == S.compact(f["reached"].iloc[0])
     assert S.subtitle_of(ax).startswith("Amount")
+
+
+def _gauge_x(ax, share):
+    """Axes-fraction x of a share on the funnel's gauges."""
+    from funnelkit.plot._funnel import _GAUGE
+
+    return _GAUGE[0] + (_GAUGE[1] - _GAUGE[0]) * np.asarray(share)
+
+
+def test_funnel_gives_the_interval_where_the_stage_is_not_settled(young):
+    f = young.funnel()
+    ax = fp.funnel(young)
+    unsettled = (f["unresolved"] >= S.UNRESOLVED_MIN).to_numpy()
+    assert unsettled.all()  # 2.5 months old: every stage has deals still open
+    texts = [t.get_text() for t in gid_texts(ax, "funnel-conversion")]
+    for text, row, last in zip(texts, f.itertuples(), [False] * 5 + [True], strict=True):
+        goes = "won" if last else "advance"
+        head, counts = text.split("\n")
+        assert head == (
+            f"{100 * row.conversion_low:.1f}–{100 * row.conversion_high:.1f}% {goes}, "
+            f"{100 * row.unresolved:.1f}% unresolved"
+        )
+        assert counts == f"{row.dropped:,} dropped  ·  {row.open:,} open"
+    # Proposal, by hand from the table (docs/concepts/censoring.md): 0.3073, 0.8690, 0.2427
+    assert texts[4].split("\n")[0] == "30.7–86.9% advance, 24.3% unresolved"
+    # the gauge: green to the estimate, the unresolved share hatched after it, the interval
+    adv = [p for p in ax.patches if p.get_gid() == "funnel-advance"]
+    unres = [p for p in ax.patches if p.get_gid() == "funnel-unresolved"]
+    ci = [ln for ln in ax.lines if ln.get_gid() == "funnel-ci"]
+    assert len(adv) == len(unres) == len(ci) == len(f)
+    np.testing.assert_allclose(
+        [p.get_x() + p.get_width() for p in adv], _gauge_x(ax, f["conversion"])
+    )
+    end = np.minimum(f["conversion"] + f["unresolved"], 1.0)
+    np.testing.assert_allclose([p.get_x() for p in unres], _gauge_x(ax, f["conversion"]))
+    np.testing.assert_allclose([p.get_x() + p.get_width() for p in unres], _gauge_x(ax, end))
+    assert all(p.get_hatch() for p in unres)
+    np.testing.assert_allclose([ln.get_xdata()[0] for ln in ci], _gauge_x(ax, f["conversion_low"]))
+    np.testing.assert_allclose(
+        [ln.get_xdata()[1] for ln in ci], _gauge_x(ax, f["conversion_high"])
+    )
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["advanced", "unresolved", "95% interval"]
+    assert "hatched = not resolved yet" in S.subtitle_of(ax)
+
+
+def test_funnel_of_a_settled_log_gives_points_and_no_unresolved_share(log):
+    f = log.funnel()
+    assert (f["unresolved"] == 0).all()
+    ax = fp.funnel(log)
+    assert not [p for p in ax.patches if p.get_gid() == "funnel-unresolved"]
+    assert len([ln for ln in ax.lines if ln.get_gid() == "funnel-ci"]) == len(f)
+    texts = [t.get_text() for t in gid_texts(ax, "funnel-conversion")]
+    assert texts[3] == "59.3% advance  ·  130 dropped  ·  10 open"  # Demo: 0.593419
+    assert "unresolved" not in "".join(texts) and "hatched" not in S.subtitle_of(ax)
+    # one stage below the threshold, one above: only that one gets the interval
+    t = f.assign(unresolved=[0.0, S.UNRESOLVED_MIN / 2, 0.0, S.UNRESOLVED_MIN, 0.0, 0.0])
+    texts = [x.get_text() for x in gid_texts(fp.funnel(t), "funnel-conversion")]
+    assert [("unresolved" in x) for x in texts] == [False, False, False, True, False, False]
+    # a table without the interval columns: no gauges, the points as before
+    ax = fp.funnel(f[["stage", "reached", "advanced", "dropped", "open", "conversion"]])
+    assert not [p for p in ax.patches if str(p.get_gid()).startswith("funnel-")]
+    assert gid_texts(ax, "funnel-conversion")[3].get_text().startswith("59.3% advance")
 
 
 def test_funnel_input_errors(log):
@@ -571,13 +642,61 @@ def test_segments_points_and_wilson_intervals(log):
     assert ax.get_title() == "Conversion by team"
 
 
+def _hollow(ax, gid):
+    return {ln.get_label(): ln for ln in ax.lines if ln.get_gid() == gid}
+
+
+def test_segments_draws_unsettled_conversions_hollow(young):
+    f = young.funnel(by="team")
+    ax = fp.segments(young, by="team")
+    hollow = _hollow(ax, "segments-unresolved")
+    for cont in ax.containers:
+        rows = f.loc[f["team"] == cont.get_label()]
+        open_ = (rows["unresolved"] >= S.UNRESOLVED_MIN).to_numpy()
+        assert open_.any()
+        line = hollow[cont.get_label()]
+        np.testing.assert_array_equal(line.get_xdata(), rows["conversion"].to_numpy()[open_])
+        assert line.get_markerfacecolor() == "white"
+        shown = cont.lines[0].get_markevery()
+        assert list(shown) == list(np.flatnonzero(~open_))  # filled: the settled ones only
+    assert "not settled yet" in ax.get_legend().get_texts()[-1].get_text()
+
+
+def test_segments_hollow_exactly_where_the_table_says_unresolved(log):
+    f = log.funnel(by="team").reset_index(drop=True)
+    assert (f["unresolved"] > 0).any()  # thin tails (fewer than 10 deals at risk)
+    f = f.assign(unresolved=0.0)
+    u = np.zeros(len(f))
+    u[[1, 4, 9]] = [0.2, S.UNRESOLVED_MIN, 0.01]
+    u[7] = S.UNRESOLVED_MIN / 2  # below the threshold: settled
+    t = f.assign(unresolved=u)
+    ax = fp.segments(t)
+    hollow = _hollow(ax, "segments-unresolved")
+    want = t.loc[u >= S.UNRESOLVED_MIN]
+    got = sorted((k, float(x)) for k, ln in hollow.items() for x in ln.get_xdata())
+    assert got == sorted(zip(want["team"], want["conversion"].astype(float), strict=True))
+    # nothing unresolved, or another metric: all filled, no note
+    for ax in (fp.segments(f), fp.segments(t, metric="conversion_closed")):
+        assert not _hollow(ax, "segments-unresolved")
+        assert "not settled" not in ax.get_legend().get_texts()[-1].get_text()
+    ax = fp.segments(t, metric="conversion_closed")  # the closed ratio, with its interval
+    for cont in ax.containers:
+        rows = t.loc[t["team"] == cont.get_label()]
+        segs = cont.lines[2][0].get_segments()
+        np.testing.assert_allclose([s[0][0] for s in segs], rows["conversion_closed_low"])
+
+
 def test_segments_other_metric_and_errors(log):
     f = log.funnel(by="region")
     ax = fp.segments(log, by="region", metric="win_rate_from")
     for cont in ax.containers:
         rows = f.loc[f["region"] == cont.get_label()]
         np.testing.assert_allclose(cont.lines[0].get_xdata(), rows["win_rate_from"])
-        assert cont.has_xerr is False
+        segs = cont.lines[2][0].get_segments()  # its interval, from the table
+        np.testing.assert_allclose([s[0][0] for s in segs], rows["win_rate_from_low"])
+        np.testing.assert_allclose([s[1][0] for s in segs], rows["win_rate_from_high"])
+    for cont in fp.segments(log, by="region", metric="cumulative").containers:
+        assert cont.has_xerr is False  # no interval in the table
     with pytest.raises(ValueError, match="`by` is required"):
         fp.segments(log)
     with pytest.raises(ValueError, match="no segment column"):
@@ -769,6 +888,97 @@ def test_trend_tables_and_panels(log):
         fp.trend(wide.drop(columns="period"))
 
 
+def test_trend_draws_unsettled_points_hollow_when_the_table_says_so(log):
+    periods = pd.to_datetime(["2024-12-31", "2025-03-31", "2025-06-30"])
+    t = pd.DataFrame(
+        {
+            "period": periods.repeat(2),
+            "stage": ["Demo", "Proposal"] * 3,
+            "conversion": [0.5, 0.4, 0.6, 0.3, 0.55, 0.35],
+            "conversion_low": [0.4, 0.3, 0.5, 0.2, 0.3, 0.1],
+            "conversion_high": [0.6, 0.5, 0.7, 0.4, 0.8, 0.7],
+            "unresolved": [0.0, 0.0, 0.0, S.UNRESOLVED_MIN / 2, 0.12, 0.3],
+        }
+    )
+    ax = fp.trend(t)
+    hollow = [ln for ln in ax.lines if ln.get_gid() == "trend-unresolved"]
+    assert len(hollow) == 2  # the last period of each stage
+    for cont, ln, value in zip(ax.containers, hollow, [0.55, 0.35], strict=True):
+        np.testing.assert_allclose(ln.get_ydata(), [value])
+        np.testing.assert_allclose(ln.get_xdata(), [2 + cont.lines[0].get_xdata()[0]])
+        assert list(cont.lines[0].get_markevery()) == [0, 1]
+        assert ln.get_markerfacecolor() == "white"
+    assert "hollow: not settled yet" in S.subtitle_of(ax)
+    assert S.subtitle_of(ax).startswith("probability of advancing per cohort")
+    # panels too
+    fig = fp.trend(t, panels=True)
+    assert sum(ln.get_gid() == "trend-unresolved" for a in fig.axes for ln in a.lines) == 2
+    # without the column (or nothing unresolved): filled points, the old note
+    for table in (t.drop(columns="unresolved"), t.assign(unresolved=0.0)):
+        ax = fp.trend(table)
+        assert not [ln for ln in ax.lines if ln.get_gid() == "trend-unresolved"]
+        assert "hollow" not in S.subtitle_of(ax)
+    assert S.subtitle_of(fp.trend(t.drop(columns="unresolved"))).startswith("advanced /")
+
+
+# ---------------------------------------------------------------------------- incidence
+@pytest.fixture(scope="module")
+def big_incidence():
+    ev = fk.datasets.synthetic(50_000, seed=1)
+    return fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS).incidence("Lead")
+
+
+def _drawn_at(x, y, t):
+    """The drawn post-step curve through (x, y) at times t."""
+    return np.asarray(y)[np.searchsorted(np.asarray(x), t, side="right") - 1]
+
+
+def test_incidence_of_many_deals_is_thinned_within_a_tenth_of_a_point(big_incidence):
+    from funnelkit.plot._incidence import THIN_STEP
+
+    c = big_incidence
+    assert len(c) > 80_000  # one row per step: as many as deals that reached Lead, about
+    ax = fp.incidence(c)
+    t = np.concatenate([[0.0], days(c["time"])])
+    for ln, col in zip(
+        [ln for ln in ax.lines if ln.get_gid() == "incidence-ci"],
+        ["advanced_low", "advanced_high"],
+        strict=True,
+    ):
+        x, y = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
+        assert x.size < 5_000
+        full = np.concatenate([[0.0], c[col].to_numpy(float)])
+        # exact where kept, and within THIN_STEP of the full step curve everywhere
+        pos = np.searchsorted(t, x[1:], side="right") - 1  # (the first row is at 0 too)
+        np.testing.assert_array_equal(y[1:], full[pos])
+        assert x[-1] == t[-1]
+        assert np.abs(_drawn_at(x, y, t[1:]) - full[1:]).max() < THIN_STEP
+    for band in ("advanced", "lost", "unresolved"):
+        (poly,) = gid_collections(ax, f"incidence-{band}")
+        assert len(poly.get_paths()[0].vertices) < 4 * 5_000
+    # the rows drawn, as the report holds them: thinning them again keeps them all
+    from funnelkit.plot._incidence import curve_rows
+
+    kept = curve_rows(c)
+    assert len(kept) == x.size - 1 and curve_rows(kept).index.equals(kept.index)
+
+
+def test_thin_steps_keeps_every_curve_within_the_step():
+    from funnelkit.plot._incidence import thin_steps
+
+    rng = np.random.default_rng(4)
+    n = 20_000
+    up = np.cumsum(rng.exponential(1.0, n)) / n / 1.2  # monotone, 0 .. ~0.83
+    wiggle = 0.5 + 0.01 * np.sin(np.arange(n) / 300.0)  # not monotone
+    v = np.column_stack([up, wiggle])
+    keep = thin_steps(v, 0.001)
+    assert keep[0] == 0 and keep[-1] == n - 1 and np.all(np.diff(keep) > 0)
+    assert keep.size < 1_000 + 2 * 20 * 11  # ~830 bands of one curve, ~20 per swing of the other
+    held = v[keep][np.searchsorted(keep, np.arange(n), side="right") - 1]
+    assert np.abs(held - v).max() < 0.001
+    assert list(thin_steps(np.array([[0.2], [np.nan], [np.nan], [0.2]]))) == [0, 1, 3]
+
+
 # ---------------------------------------------------------------------------- no side effects
 CHARTS = {
     "funnel": lambda lg: fp.funnel(lg, key=[lg.stages[1]]),
@@ -783,6 +993,7 @@ CHARTS = {
     "trend": fp.trend,
     "trend_win_rate": lambda lg: fp.trend(lg, metric="win_rate"),
     "trend_cycle_time": lambda lg: fp.trend(lg, metric="cycle_time"),
+    "incidence": lambda lg: fp.incidence(lg, lg.stages[-1]),
 }
 
 

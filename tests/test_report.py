@@ -508,6 +508,10 @@ def test_page_in_a_headless_browser(evil, tmp_path):
     reason = key.loc[key["is_key"], "reason"].iloc[0]
     assert html.escape(reason, quote=False) in dom
     assert dom.count("<img") == len(rep.charts)
+    # the funnel's new estimand is said in the page as rendered: settled here, the closed
+    # ratio beside the estimate, and the incidence chart of the key stages below the table
+    assert "Every stage has settled." in dom and "<th>conversion_closed</th>" in dom
+    assert dom.index("<th>conversion_closed</th>") < dom.index('alt="Share of deals entering')
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
@@ -590,3 +594,196 @@ def test_save_removes_what_killed_writers_left_behind(small, tmp_path):
     gone = {"dead_tmp", "dead_old", "legacy_old"}
     assert left == {"report"} | {n for k, n in names.items() if k not in gone}
     assert (out / "summary.json").exists()
+
+
+# ---------------------------------------------------------------------------- not settled yet
+@pytest.fixture(scope="module")
+def young():
+    """2,000 deals created over 2.5 months (docs/concepts/censoring.md): every stage
+    still has deals open, so the conversions are not settled yet."""
+    ev = fk.datasets.synthetic(2000, seed=0, p_skip=0.0, start="2025-01-01", end="2025-03-15")
+    lg = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    return lg, R.build_report(lg, key_kwargs={"n_boot": 0})
+
+
+def _funnel_table_html(page: str) -> str:
+    """The page's main funnel table (the strict one follows in a <details>)."""
+    start = re.search(r"id=['\"]funnel['\"]", page).start()  # a browser's DOM: "funnel"
+    return page[start : page.index("</table>", start)]
+
+
+def test_funnel_table_shows_unresolved_and_the_range_where_not_settled(young, tmp_path):
+    lg, rep = young
+    f = lg.funnel()
+    assert (f["unresolved"] >= 0.0005).all()
+    page = rep.to_html()
+    funnel = _funnel_table_html(page)
+    heads = re.findall(r"<th>([^<]*)</th>", funnel)
+    assert heads == [
+        "stage",
+        "reached",
+        "advanced",
+        "dropped",
+        "open",
+        "conversion",
+        "conversion_low",
+        "conversion_high",
+        "unresolved",
+        "not settled yet",
+        "conversion_closed",
+        "cumulative",
+        "win_rate_from",
+    ]
+    rows = re.findall(r"<tr(?: class='key')?>(.*?)</tr>", funnel)[1:]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in rows]
+    for row, cell in zip(f.itertuples(), cells, strict=True):
+        assert cell[8] == f"{100 * row.unresolved:.1f}%"
+        assert cell[9] == (
+            f"Not settled yet: {100 * row.conversion_low:.0f}–{100 * row.conversion_high:.0f}%"
+        )
+        assert cell[10] == f"{100 * row.conversion_closed:.1f}%"
+    assert cells[4][9] == "Not settled yet: 31–87%"  # Proposal: 0.3073 – 0.8690
+    assert cells[4][8] == "24.3%" and cells[4][10] == "67.4%"  # 0.2427; 93 / 138
+    # summary.json: the same numbers, and which stages are settled
+    out = rep.save(tmp_path / "r")
+    s = json.loads((out / "summary.json").read_text())
+    assert [r["stage"] for r in s["funnel"]] == f["stage"].tolist()
+    for r, row in zip(s["funnel"], f.itertuples(), strict=True):
+        assert (r["reached"], r["advanced"], r["dropped"], r["open"]) == (
+            row.reached,
+            row.advanced,
+            row.dropped,
+            row.open,
+        )
+        for c in ("conversion", "conversion_low", "conversion_high", "unresolved"):
+            assert r[c] == pytest.approx(getattr(row, c), abs=1e-15)
+        assert r["conversion_closed"] == pytest.approx(row.advanced / (row.advanced + row.dropped))
+        assert r["settled"] is False
+    assert s["funnel"] == rep.summary["funnel"]
+
+
+def test_settled_funnel_table_has_no_unresolved_column(log):
+    rep = R.build_report(log, charts=False, key_kwargs={"n_boot": 0})
+    f = log.funnel()
+    assert (f["unresolved"] == 0).all()
+    funnel = _funnel_table_html(rep.to_html())
+    assert "unresolved" not in funnel and "Not settled yet" not in funnel
+    assert "<th>conversion_closed</th>" in funnel
+    assert "Every stage has settled." in funnel
+    assert [r["settled"] for r in rep.summary["funnel"]] == [True] * len(f)
+    assert [r["conversion"] for r in rep.summary["funnel"]] == f["conversion"].tolist()
+    # one stage just past the threshold: the column and that stage's range, no other
+    t = f.assign(unresolved=[0.0, 0.0, 0.0004, 0.0005, 0.0, 0.0])
+    notes = H.not_settled(t).tolist()
+    low, high = f.loc[3, "conversion_low"], f.loc[3, "conversion_high"]
+    assert notes == ["", "", "", f"Not settled yet: {100 * low:.0f}–{100 * high:.0f}%", "", ""]
+    assert notes[3] == "Not settled yet: 54–64%"  # Demo: 0.5375 – 0.6449
+    html_ = "".join(H._funnel_table(t, set()))
+    assert "<th>unresolved</th>" in html_ and html_.count("Not settled") == 1
+
+
+def test_incidence_chart_of_the_headline_stages(young, log):
+    # the key stages, in funnel order
+    rep = R.build_report(log, key_kwargs={"n_boot": 50})
+    ks = rep.tables["key_stages"]
+    flagged = set(ks.loc[ks["is_key"], "stage"])
+    heads = R.headline_stages(rep.tables["funnel"], ks)
+    assert heads == [s for s in log.stages if s in flagged][: R.INCIDENCE_DRAWN]
+    assert heads == ["Demo", "Proposal"]
+    assert list(rep.charts) == [n for n in R.CHART_NAMES if n in rep.charts]  # page order
+    fig = rep.charts["incidence"]
+    assert [a.get_title() for a in fig.axes] == ["Deals entering Demo", "Deals entering Proposal"]
+    assert [a.get_legend() is not None for a in fig.axes] == [True, False]  # one legend
+    assert rep.summary["limits"]["incidence_chart"] == {"stages": heads}
+    # each panel is the stage's incidence curve (log.incidence), its last step exact
+    for ax, stage in zip(fig.axes, heads, strict=True):
+        last = log.incidence(stage).iloc[-1]
+        (hi,) = [ln for ln in ax.lines if ln.get_gid() == "incidence-ci"][1:]
+        assert hi.get_ydata()[-1] == last["advanced_high"]
+        # and, at the right edge, the funnel's conversion with its interval
+        (fci,) = [c for c in ax.containers if c.lines[0].get_gid() == "incidence-funnel-ci"]
+        row = rep.tables["funnel"].set_index("stage").loc[stage]
+        assert fci.lines[0].get_ydata()[0] == row["conversion"]
+        assert row["conversion"] == pytest.approx(last["advanced"], abs=1e-14)  # the curve's end
+        (seg,) = fci.lines[2][0].get_segments()
+        np.testing.assert_allclose(
+            [seg[0][1], seg[1][1]], [row["conversion_low"], row["conversion_high"]], rtol=1e-12
+        )
+        assert seg[0][0] == ax.get_xlim()[1]
+    assert "Share of deals entering a stage" in rep.to_html()
+    # no key stage: the stage with the lowest conversion
+    lg, young_rep = young
+    f = lg.funnel()
+    assert not young_rep.tables["key_stages"]["is_key"].any()
+    assert young_rep.summary["limits"]["incidence_chart"] == {"stages": ["Proposal"]}
+    assert f.loc[f["conversion"].idxmin(), "stage"] == "Proposal"  # 0.5864 < 0.5945
+    none = ks.assign(is_key=False)
+    assert R.headline_stages(f.assign(conversion=np.nan), none) == []
+
+
+def test_chinese_stage_names_reach_the_page_and_the_charts(tmp_path):
+    """CRM exports in Chinese: the names are text on the page and in the charts' labels
+    (whether the glyphs show depends on the fonts installed: DejaVu Sans has none)."""
+    names = {
+        "Lead": "线索",
+        "Qualified": "合格",
+        "Discovery": "需求分析",
+        "Demo": "演示",
+        "Proposal": "报价",
+        "Negotiation": "谈判",
+    }
+    ev = fk.datasets.load_sample()
+    ev["stage"] = ev["stage"].replace(names)
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    kw["stages"] = [names[s] for s in kw["stages"]]
+    lg = fk.EventLog(ev, **kw)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Glyph", UserWarning)  # no CJK font installed
+        rep = R.build_report(lg, key_kwargs={"n_boot": 0})
+        out = rep.save(tmp_path / "r")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "线索 → 合格 → 需求分析 → 演示 → 报价 → 谈判" in page
+    funnel_ax = rep.charts["funnel"].axes[0]
+    assert [t.get_text() for t in funnel_ax.get_yticklabels()] == kw["stages"]
+    inc = rep.charts["incidence"].axes[0].get_title()
+    assert inc.startswith("Deals entering ") and inc[len("Deals entering ") :] in kw["stages"]
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [r["stage"] for r in s["funnel"]] == kw["stages"]
+
+
+def test_unsettled_funnel_in_a_headless_browser(young, tmp_path):
+    """The young log's page as a browser renders it: the range where the answer lies."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (CI installs Debian's chromium)")
+    _, rep = young
+    out = rep.save(tmp_path / "r")
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        (out / "report.html").resolve().as_uri(),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    funnel = _funnel_table_html(r.stdout)
+    assert "<td>Not settled yet: 31–87%</td>" in funnel  # Proposal
+    assert funnel.count("Not settled yet:") == 6 and "<th>unresolved</th>" in funnel
+    assert "the answer lies in the range given" in funnel
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_no_conversion_yet_means_no_incidence_chart_and_a_note():
+    ev = pd.DataFrame({"d": ["a", "b"], "s": ["A", "A"], "t": ["2025-01-01", "2025-01-02"]})
+    lg = fk.EventLog(ev, deal="d", stage="s", time="t", stages=["A", "B"], won="won", lost="lost")
+    with pytest.warns(fk.errors.FunnelkitWarning, match="conversion is NaN"):
+        rep = R.build_report(lg, key_kwargs={"n_boot": 0})
+    assert "incidence" not in rep.charts and "funnel" in rep.charts
+    assert "chart `incidence` not drawn: no stage has a conversion yet" in rep.notes
+    assert rep.summary["funnel"][0]["conversion"] is None
+    assert rep.summary["funnel"][0]["settled"] is None

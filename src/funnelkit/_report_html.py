@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: what a chart shows, for its ``alt`` text
 CHART_ALT = {
     "funnel": "Funnel chart: deals reaching each stage, conversion and drop-off",
+    "incidence": "Share of deals entering a stage that advanced, were lost or are not "
+    "resolved yet, over time in the stage",
     "key_stages": "Key-stage chart: effect of each stage and signal with its interval",
     "flow": "Stage-flow diagram of the transitions between stages",
     "heatmap": "Transition matrix: share of each stage's exits going to each next state",
@@ -44,8 +46,10 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 _FUNNEL_SHOWN = (
     "stage reached advanced dropped open conversion conversion_low conversion_high "
-    "cumulative win_rate_from"
+    "unresolved not_settled conversion_closed cumulative win_rate_from"
 ).split()
+#: the page's words for the funnel's columns (the files keep the table's names)
+_FUNNEL_HEADERS = {"not_settled": "not settled yet"}
 _KEY_SHOWN = (
     "signal stage segment effect ci_low ci_high q_value test alternative is_key reason".split()
 )
@@ -61,7 +65,9 @@ _COMPARE_SHOWN = (
 _PCT_COLS = set(
     (
         "conversion conversion_low conversion_high conversion_raw cumulative win_rate_from "
-        "share win_rate win_rate_low win_rate_high rest_conversion value baseline"
+        "share win_rate win_rate_low win_rate_high rest_conversion value baseline unresolved "
+        "conversion_closed conversion_closed_low conversion_closed_high cumulative_closed "
+        "win_rate_from_low win_rate_from_high win_rate_from_closed"
     ).split()
 )
 _POINT_COLS = set("effect ci_low ci_high difference difference_low difference_high".split())
@@ -370,13 +376,23 @@ def page(
             [
                 chart(
                     "funnel",
-                    "Conversion = advanced / (advanced + dropped): deals still open are not "
-                    "counted as failures. Key stages are highlighted.",
+                    "Conversion is the probability that a deal entering the stage advances "
+                    "(competing risks: advanced against lost, deals still open counted for "
+                    "the time they have been open). Key stages are highlighted.",
                 ),
-                table(
-                    t["funnel"],
-                    _FUNNEL_SHOWN,
-                    highlight=t["funnel"]["stage"].isin(set(ks.loc[flagged, "stage"])),
+                *_funnel_table(t["funnel"], set(ks.loc[flagged, "stage"])),
+                chart(
+                    "incidence",
+                    "Over time since entering the stage: the share of deals that advanced, "
+                    "were lost, or are not resolved yet (hatched). The key stages are drawn, "
+                    "or the stage with the lowest conversion when none is key. The green band "
+                    "ends at the stage's conversion. The hatched band left at the right edge "
+                    "is its unresolved share, unless the curve has levelled off (no deal "
+                    "advanced during the last stale_after): then the funnel counts those "
+                    "silent deals as stale, i.e. lost. The black bar at the right edge is the "
+                    "funnel's 95% interval; it spans the unresolved share, including what the "
+                    "estimate hands on once fewer than 10 deals remain at risk, so it can be "
+                    "wider than the dashed curves.",
                 ),
                 details(
                     "Funnel counting only the stages deals entered (skips strict)",
@@ -464,6 +480,52 @@ def page(
         + f"<p class='muted'>Made by funnelkit {esc(__version__)}. Every number is defined "
         "in the funnelkit design notes.</p></div></body></html>\n"
     )
+
+
+def not_settled(funnel: pd.DataFrame) -> pd.Series:
+    """Per stage "Not settled yet: 31–87%" (the conversion's 95% interval, in whole
+    percent) where the stage's unresolved share is at least 0.05%, else ''."""
+    from .plot._style import unsettled
+
+    if "unresolved" not in funnel.columns or not {"conversion_low", "conversion_high"} <= set(
+        funnel.columns
+    ):
+        return pd.Series("", index=funnel.index, dtype=object)
+    open_ = unsettled(funnel["unresolved"])
+    text = [
+        f"Not settled yet: {lo * 100:.0f}–{hi * 100:.0f}%"
+        if o and not (missing(lo) or missing(hi))
+        else ""
+        for o, lo, hi in zip(
+            open_, funnel["conversion_low"], funnel["conversion_high"], strict=True
+        )
+    ]
+    return pd.Series(text, index=funnel.index, dtype=object)
+
+
+def _funnel_table(funnel: pd.DataFrame, key: set[Any]) -> list[str]:
+    """The page's funnel table: the unresolved share and the "not settled yet" range only
+    when some stage has 0.05% or more unresolved (else they would be columns of zeros)."""
+    shown = list(_FUNNEL_SHOWN)
+    notes = not_settled(funnel)
+    closed = (
+        "<code>conversion_closed</code> is the ratio advanced ÷ (advanced + dropped): it "
+        "leaves the open deals out"
+    )
+    if (notes != "").any():
+        funnel = funnel.assign(not_settled=notes)
+        body = [
+            "<p class='muted'>Some of the probability is not resolved yet "
+            "(<code>unresolved</code>: deals still open, or silent for less than the stale "
+            "rule allows, or a curve's tail that rests on fewer than 10 deals). At those "
+            "stages <code>conversion</code> is only what has happened so far: the answer "
+            f"lies in the range given. {closed}, and runs high on a young pipeline.</p>"
+        ]
+    else:
+        shown = [c for c in shown if c not in ("unresolved", "not_settled")]
+        body = [f"<p class='muted'>Every stage has settled. {closed}.</p>"]
+    highlight = funnel["stage"].isin(key)
+    return [*body, table(funnel, shown, highlight=highlight, headers=_FUNNEL_HEADERS)]
 
 
 def _no_visits(notes: Sequence[str]) -> str:

@@ -93,6 +93,7 @@ TABLE_NAMES = (
 #: every chart a report may hold, in page order
 CHART_NAMES = (
     "funnel",
+    "incidence",
     "key_stages",
     "flow",
     "heatmap",
@@ -109,6 +110,8 @@ CSV_CHOICES = ("small", "all", "none")
 SEGMENTS_DRAWN = 20
 #: rows the report's key-stage chart draws (``plot.key_stages(max_rows=)``)
 KEY_ROWS_DRAWN = 60
+#: stages the report's incidence chart draws, one panel each (see :func:`headline_stages`)
+INCIDENCE_DRAWN = 3
 #: PNG resolution (dots per inch) of the charts, in the files and in the page
 DPI = 110
 #: example rows per reject reason in ``reject_examples``
@@ -219,6 +222,9 @@ def build_report(
     say("key stages…")
     kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
     tables["key_stages"] = log.key_stages(**kw)
+    # the incidence chart's curves now, thinned, while few tables are held: a curve has a
+    # row per deal that reached its stage (at 1M deals, computing one added ~550 MiB)
+    curves = _headline_curves(log, tables["funnel"], tables["key_stages"]) if charts else {}
     say("flow and dwell…")
     tables["transitions"] = log.transitions()
     tables["dwell"] = log.dwell()
@@ -246,7 +252,7 @@ def build_report(
     figures: dict[str, Figure] = {}
     if charts:
         say("charts…")
-        figures = _draw_charts(log, tables, notes)
+        figures = _draw_charts(log, tables, notes, curves)
     else:
         notes.append("charts: not drawn (charts=False)")
     settings = {
@@ -305,6 +311,9 @@ def _limits(
                     f"segment chart: the {drawn} largest of {n_seg:,} segments are drawn; "
                     "every segment is in the funnel_by and compare_by tables"
                 )
+    if "incidence" in figures:
+        heads = headline_stages(tables["funnel"], tables["key_stages"])
+        limits["incidence_chart"] = {"stages": heads}
     if "key_stages" in figures:
         rows = len(tables["key_stages"])
         drawn = min(rows, KEY_ROWS_DRAWN)
@@ -363,7 +372,10 @@ def _writable(text: str) -> str:
 
 
 def _draw_charts(
-    log: EventLog, tables: dict[str, pd.DataFrame], notes: list[str]
+    log: EventLog,
+    tables: dict[str, pd.DataFrame],
+    notes: list[str],
+    curves: dict[str, pd.DataFrame],
 ) -> dict[str, Figure]:
     import matplotlib.pyplot as plt
 
@@ -381,6 +393,10 @@ def _draw_charts(
         "dwell": lambda: plot.dwell(visits),
         "survival": lambda: plot.survival(visits),
     }
+    if curves:
+        draw["incidence"] = lambda: _incidence_panels(curves, tables["funnel"])
+    elif not tables["funnel"].empty:
+        notes.append("chart `incidence` not drawn: no stage has a conversion yet")
     if "funnel_by" in tables:
         draw["segments"] = lambda: plot.segments(tables["funnel_by"], top=SEGMENTS_DRAWN)
     if "trend" in tables:
@@ -390,7 +406,8 @@ def _draw_charts(
             t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
         draw["trend"] = lambda: plot.trend(t)
     figures: dict[str, Figure] = {}
-    for name, fn in draw.items():
+    for name in sorted(draw, key=CHART_NAMES.index):  # page order
+        fn = draw[name]
         before = set(plt.get_fignums())
         try:
             drawn = fn()
@@ -403,6 +420,141 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+def headline_stages(funnel: pd.DataFrame, key_stages: pd.DataFrame) -> list[str]:
+    """The stages the report's incidence chart draws, in funnel order: the key stages
+    (flagged rows of the key-stage table), else the stage with the lowest conversion; at
+    most :data:`INCIDENCE_DRAWN`.
+
+    Parameters
+    ----------
+    funnel : pandas.DataFrame
+        ``log.funnel()``.
+    key_stages : pandas.DataFrame
+        ``log.key_stages()``.
+
+    Returns
+    -------
+    list of str
+        Empty when the funnel has no stage with a conversion.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.report import headline_stages
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> headline_stages(log.funnel(), log.key_stages(n_boot=50))
+    ['Demo', 'Proposal']
+    """
+    stages = [str(s) for s in funnel["stage"]]
+    flagged = {str(s) for s in key_stages.loc[key_stages["is_key"].astype(bool), "stage"]}
+    heads = [s for s in stages if s in flagged]
+    if not heads:
+        conv = funnel["conversion"].astype(float)
+        if conv.notna().any():
+            heads = [stages[int(np.nanargmin(conv.to_numpy()))]]
+    return heads[:INCIDENCE_DRAWN]
+
+
+def _headline_curves(
+    log: EventLog, funnel: pd.DataFrame, key_stages: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The incidence curves of the :func:`headline_stages`, thinned as
+    :func:`funnelkit.plot.incidence` draws them; computed one stage at a time (a curve has
+    a row per deal that reached the stage)."""
+    from .plot._incidence import curve_rows
+
+    return {s: curve_rows(log.incidence(s)) for s in headline_stages(funnel, key_stages)}
+
+
+def _incidence_panels(curves: Mapping[str, pd.DataFrame], funnel: pd.DataFrame) -> Figure:
+    """The incidence chart of the ``curves`` (stage → ``log.incidence(stage)``), one panel
+    each, the legend on the first; at the right edge of each, the funnel's conversion with
+    its 95% interval (gid ``"incidence-funnel-ci"``), which also spans the unresolved
+    share."""
+    import matplotlib.pyplot as plt
+
+    from . import plot
+    from .plot import _style as S
+
+    row = funnel.set_index("stage")
+    stages = list(curves)
+    fig, axes = plt.subplots(
+        len(stages), 1, figsize=(8.0, 0.3 + 3.5 * len(stages)), layout="constrained", squeeze=False
+    )
+    for i, (stage, ax) in enumerate(zip(stages, axes[:, 0], strict=True)):
+        plot.incidence(curves[stage], stage, ax=ax)
+        conv, low, high = (float(row.loc[stage, c]) for c in _CONV)
+        if np.isfinite(conv) and np.isfinite(low) and np.isfinite(high):
+            ax.errorbar(
+                [ax.get_xlim()[1]],
+                [conv],
+                yerr=[[max(conv - low, 0.0)], [max(high - conv, 0.0)]],
+                fmt="D",
+                ms=5,
+                color=S.TEXT,
+                elinewidth=2.2,
+                capsize=5,
+                capthick=2.2,
+                clip_on=False,
+                zorder=5,
+                gid="incidence-funnel-ci",
+                label="funnel: conversion, 95% interval",
+            )
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+        if i == 0:
+            ax.legend(
+                loc="center left",
+                bbox_to_anchor=(1.03, 0.5),
+                frameon=False,
+                fontsize=S.TICK_SIZE,
+            )
+    return fig
+
+
+_CONV = ("conversion", "conversion_low", "conversion_high")
+
+
+#: the columns of a funnel row in ``summary.json`` (``summary["funnel"]``)
+SUMMARY_FUNNEL = (
+    "reached",
+    "advanced",
+    "dropped",
+    "open",
+    "conversion",
+    "conversion_low",
+    "conversion_high",
+    "unresolved",
+    "conversion_closed",
+    "conversion_closed_low",
+    "conversion_closed_high",
+    "win_rate_from",
+)
+
+
+_COUNTS = ("reached", "advanced", "dropped", "open")
+
+
+def _funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
+    """One dict per funnel stage for ``summary.json``, with ``settled`` (unresolved below
+    :data:`funnelkit.plot._style.UNRESOLVED_MIN`)."""
+    from .plot._style import unsettled
+
+    cols = [c for c in SUMMARY_FUNNEL if c in funnel.columns]
+    open_ = unsettled(funnel["unresolved"]) if "unresolved" in funnel.columns else None
+    rows = []
+    for i, r in enumerate(funnel[["stage", *cols]].itertuples(index=False)):
+        row: dict[str, Any] = {"stage": str(r[0])}
+        for c, v in zip(cols, r[1:], strict=True):
+            x = number(v)
+            row[c] = int(x) if x is not None and c in _COUNTS and x.is_integer() else x
+        if open_ is not None:  # no conversion (nothing resolved): nothing is settled
+            row["settled"] = None if row.get("conversion") is None else not bool(open_[i])
+        rows.append(row)
+    return rows
 
 
 def _summary(
@@ -448,6 +600,7 @@ def _summary(
         "stages": [str(s) for s in log.stages],
         "stage_order_inferred": q.stage_order_inferred,
         "settings": settings,
+        "funnel": _funnel_rows(tables["funnel"]),
         "key_stages": key_rows,
         "warnings": list(q.warnings),
     }
@@ -477,9 +630,18 @@ class Report:
         ``lost``, ``stale``, ``open``, ``win_rate``, ``avg_won_amount``,
         ``median_won_cycle_time_days``, ``pipeline_velocity``, ``as_of``, ``rows_in``,
         ``rows_used``, ``rows_rejected``, ``rows_by_reason``, ``stages``, ``settings``,
-        ``warnings`` and ``key_stages`` (the flagged rows: ``stage``, ``signal``,
-        ``effect``, ``q_value``, ``reason``, and ``segment`` when there is one). Missing
-        numbers are ``None``.
+        ``warnings``, ``funnel`` (one dict per stage of ``log.funnel()``: ``stage``,
+        ``reached``, ``advanced``, ``dropped``, ``open``, ``conversion`` with
+        ``conversion_low`` / ``conversion_high``, ``unresolved`` — the share not resolved
+        yet —, ``conversion_closed`` with ``conversion_closed_low`` /
+        ``conversion_closed_high`` — the old ratio advanced / (advanced + dropped) —,
+        ``win_rate_from``, and ``settled``: ``unresolved`` below 0.05% — where it is
+        ``false``, read the interval, not ``conversion``; ``null`` with no conversion),
+        ``key_stages`` (the flagged rows: ``stage``, ``signal``, ``effect``,
+        ``q_value``, ``reason``, and ``segment`` when there is one) and ``limits`` (what
+        the report capped: ``page_table_rows``, ``segment_tests``, ``segments_chart``,
+        ``key_stages_chart``, ``incidence_chart`` — its ``stages``). Missing numbers
+        are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw; first of
         all ``funnelkit._report_html.NO_VISITS`` when the log holds only won/lost events,

@@ -35,6 +35,13 @@ _FUNNEL_ALL = FUNNEL_COLUMNS + [
 #: where the bars end and the text column starts, in axes fraction
 _BARS_END = 0.6
 _TEXT_AT = 0.63
+#: with conversion gauges: bars end, gauge from .. to, text column (axes fraction)
+_GAUGE_BARS_END = 0.47
+_GAUGE = (0.49, 0.635)
+_GAUGE_TEXT_AT = 0.655
+#: gauge height, in stage rows
+_GAUGE_HEIGHT = 0.3
+_TRACK = "#E4E4E4"
 
 
 def key_stage_names(key: Any, stages: Sequence[Any]) -> list[Any]:
@@ -77,12 +84,21 @@ def funnel(
     right gives the conversion to the next stage (to won, for the last stage), the deals
     dropped there and the deals still open there.
 
+    With the interval columns of ``log.funnel()``, a gauge per stage shows the conversion
+    on a 0–100% track: green up to the estimate, the 95% interval as a black line over it
+    and, where part of the probability is not resolved yet (``unresolved`` >= 0.05%,
+    :data:`funnelkit.plot._style.UNRESOLVED_MIN`), that share hatched after the estimate.
+    Such a stage is *not settled yet*: its estimate is only what has happened so far, so
+    the text gives the interval instead of a point, e.g. "30.7–86.9% advance, 24.3%
+    unresolved".
+
     Parameters
     ----------
     data : EventLog or pandas.DataFrame
         An event log, or a funnel table from ``log.funnel()`` (columns ``stage``,
-        ``reached``, ``advanced``, ``dropped``, ``open``, ``conversion``; one row per
-        stage — for a segmented table use :func:`funnelkit.plot.segments`).
+        ``reached``, ``advanced``, ``dropped``, ``open``, ``conversion``; optional
+        ``conversion_low``, ``conversion_high`` — the gauges — and ``unresolved``; one
+        row per stage — for a segmented table use :func:`funnelkit.plot.segments`).
     ax : matplotlib.axes.Axes, optional
         Axes to draw on. Default: a new figure sized for the number of stages.
     key : list of str or DataFrame, optional
@@ -104,7 +120,12 @@ def funnel(
     Returns
     -------
     matplotlib.axes.Axes
-        The bars are ``ax.containers[0]`` in funnel order (first stage first).
+        The bars are ``ax.containers[0]`` in funnel order (first stage first). Texts
+        carry the gids ``"funnel-count"`` and ``"funnel-conversion"`` (one per stage, in
+        funnel order); the gauges' patches ``"funnel-gauge"`` (the tracks),
+        ``"funnel-advance"`` (the estimates) and ``"funnel-unresolved"`` (one per stage
+        not settled yet), their interval lines ``"funnel-ci"`` (one per stage with an
+        interval).
 
     Examples
     --------
@@ -142,14 +163,26 @@ def funnel(
     rule = str(table["skips"].iloc[0]) if "skips" in table.columns else None
     keys = set(key_stage_names(key, stages))
 
-    ax = S.new_axes(ax, (10.0, 1.6 + 0.48 * max(n, 3)))
+    conv = table["conversion"].to_numpy(dtype=float)
+    gauges = {"conversion_low", "conversion_high"} <= set(table.columns)
+    if gauges:
+        low = table["conversion_low"].to_numpy(dtype=float)
+        high = table["conversion_high"].to_numpy(dtype=float)
+    unres = (
+        table["unresolved"].to_numpy(dtype=float) if "unresolved" in table.columns else np.zeros(n)
+    )
+    open_ = S.unsettled(unres) & gauges  # not settled yet: an interval, not a point
+    bars_end = _GAUGE_BARS_END if gauges else _BARS_END
+    text_at = _GAUGE_TEXT_AT if gauges else _TEXT_AT
+
+    ax = S.new_axes(ax, (10.5 if gauges else 10.0, 1.6 + 0.48 * max(n, 3)))
     y = np.arange(n)[::-1].astype(float)  # first stage at the top
     colors = [S.HIGHLIGHT if s in keys else S.BAR for s in stages]
     bar_kw: dict[str, Any] = {"height": 0.72, "color": colors, "edgecolor": "none"}
     bar_kw.update(kwargs)
     ax.barh(y, reached, left=-reached / 2, **bar_kw)
     top = float(np.nanmax(reached)) if np.nanmax(reached) > 0 else 1.0
-    span = top / (_BARS_END - 0.02)
+    span = top / (bars_end - 0.02)
     ax.set_xlim(-top / 2 - 0.01 * span, -top / 2 - 0.01 * span + span)
     ax.set_ylim(-0.6, n - 0.4)
 
@@ -169,25 +202,32 @@ def funnel(
             color=S.text_on(c) if inside else S.TEXT,
             gid="funnel-count",
         )
-    # text column: conversion, dropped, open
     from matplotlib.transforms import blended_transform_factory
 
     trans = blended_transform_factory(ax.transAxes, ax.transData)
-    conv = table["conversion"].to_numpy(dtype=float)
+    if gauges:
+        _draw_gauges(ax, trans, y, conv, low, high, unres, open_)
+    # text column: conversion (its interval when not settled), dropped, open
     for i, (yi, row) in enumerate(zip(y, table.itertuples(index=False), strict=True)):
         goes = "advance" if i < n - 1 else "won"
-        parts = [f"{S.pct(conv[i])} {goes}", f"{fmt(row.dropped)} dropped"]
+        if open_[i]:
+            head = f"{S.pct_range(low[i], high[i])} {goes}, {S.pct(unres[i])} unresolved"
+        else:
+            head = f"{S.pct(conv[i])} {goes}"
+        counts = [f"{fmt(row.dropped)} dropped"]
         if row.open > 0:
-            parts.append(f"{fmt(row.open)} open")
+            counts.append(f"{fmt(row.open)} open")
+        text = f"{head}\n{'  ·  '.join(counts)}" if open_[i] else "  ·  ".join([head, *counts])
         ax.text(
-            _TEXT_AT,
+            text_at,
             yi,
-            "  ·  ".join(parts),
+            text,
             transform=trans,
             ha="left",
             va="center",
             fontsize=S.ANNOT_SIZE,
             color=S.TEXT,
+            linespacing=1.25,
             gid="funnel-conversion",
         )
     S.style_axes(ax, grid=None)
@@ -207,17 +247,108 @@ def funnel(
         "strict": "only stages actually entered count (skips strict)",
     }.get(rule or "", "")
     sub = f"{what} reaching each stage" + (f"; {rule_txt}" if rule_txt else "")
-    sub += "\nconversion = advanced / (advanced + dropped); open deals are not counted"
+    if gauges:
+        sub += (
+            "\nconversion = probability of advancing; open deals count for the time they "
+            "have been open"
+        )
+        if open_.any():
+            sub += "\nhatched = not resolved yet: such a stage's conversion is its 95% interval"
+    else:
+        sub += "\nconversion as given in the table"
     if comp.get("within") is not None:
         sub += f"; advanced = within {comp['within']} of reaching the stage"
-    S.titles(ax, title or ("Revenue funnel" if weighted else "Sales funnel"), sub)
-    if keys:
-        from matplotlib.patches import Patch
+    S.titles(
+        ax,
+        title or ("Revenue funnel" if weighted else "Sales funnel"),
+        sub,
+        extra_pad=S.ANNOT_SIZE * 1.9 if gauges else 0.0,
+    )
+    from matplotlib.patches import Patch
 
-        ax.legend(
+    if keys:
+        key_legend = ax.legend(
             handles=[Patch(color=S.HIGHLIGHT, label="key stage")],
             loc="lower left",
             frameon=False,
             fontsize=S.ANNOT_SIZE,
         )
+    if gauges:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Patch(color=S.WON, label="advanced"),
+            Line2D([], [], color=S.TEXT, linewidth=1.4, label="95% interval"),
+        ]
+        if open_.any():
+            handles.insert(1, Patch(**_UNRESOLVED_STYLE, label="unresolved"))
+        gauge_legend = ax.legend(
+            handles=handles,
+            loc="lower left",
+            bbox_to_anchor=(_GAUGE[0] - 0.01, 1.0),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=S.SMALL_SIZE,
+            handlelength=1.4,
+            columnspacing=1.0,
+            borderaxespad=0.2,
+        )
+        gauge_legend.set_gid("funnel-gauge-legend")
+        if keys:
+            ax.add_artist(key_legend)  # a second legend replaces the first otherwise
     return ax
+
+
+#: the hatched look of unresolved probability (the same as in fk.plot.incidence)
+_UNRESOLVED_STYLE: dict[str, Any] = {
+    "facecolor": "white",
+    "edgecolor": S.CENSORED,
+    "hatch": "////",
+    "linewidth": 0.0,
+}
+
+
+def _draw_gauges(
+    ax: Axes,
+    trans: Any,
+    y: np.ndarray,
+    conv: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    unres: np.ndarray,
+    open_: np.ndarray,
+) -> None:
+    """Per stage a 0–100% track: green to the estimate, the unresolved share hatched
+    after it (stages not settled yet), the 95% interval as a line with end ticks."""
+    from matplotlib.patches import Rectangle
+
+    x0, x1 = _GAUGE
+    w = x1 - x0
+    h = _GAUGE_HEIGHT
+
+    def rect(a: float, b: float, yi: float, gid: str, **style: Any) -> None:
+        ax.add_patch(
+            Rectangle((x0 + w * a, yi - h / 2), w * (b - a), h, transform=trans, gid=gid, **style)
+        )
+
+    for i, yi in enumerate(y):
+        rect(0.0, 1.0, yi, "funnel-gauge", facecolor=_TRACK, edgecolor="none", zorder=2)
+        if np.isfinite(conv[i]):
+            rect(0.0, conv[i], yi, "funnel-advance", facecolor=S.WON, edgecolor="none", zorder=3)
+            if open_[i]:
+                end = min(conv[i] + unres[i], 1.0)
+                rect(conv[i], end, yi, "funnel-unresolved", zorder=3, **_UNRESOLVED_STYLE)
+        if np.isfinite(low[i]) and np.isfinite(high[i]):
+            ax.plot(
+                [x0 + w * low[i], x0 + w * high[i]],
+                [yi, yi],
+                transform=trans,
+                color=S.TEXT,
+                linewidth=1.4,
+                marker="|",
+                markersize=7,
+                markeredgewidth=1.4,
+                solid_capstyle="butt",
+                zorder=4,
+                gid="funnel-ci",
+            )

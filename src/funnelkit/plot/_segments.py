@@ -1,4 +1,4 @@
-"""Segment comparison: conversion per stage per segment, with Wilson intervals."""
+"""Segment comparison: a stage metric per segment, with 95% intervals; unsettled points hollow."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ TOP = 20
 
 METRICS = {
     "conversion": "Conversion",
+    "conversion_closed": "Advanced / (advanced + dropped)",
     "conversion_raw": "Advanced / reached",
     "win_rate_from": "Win rate from stage",
     "cumulative": "Cumulative conversion",
@@ -29,9 +30,9 @@ def segments(
     *,
     by: str | Sequence[str] | None = None,
     ax: Axes | None = None,
-    metric: Literal["conversion", "conversion_raw", "win_rate_from", "cumulative"] = (
-        "conversion"
-    ),
+    metric: Literal[
+        "conversion", "conversion_closed", "conversion_raw", "win_rate_from", "cumulative"
+    ] = "conversion",
     skips: Literal["implied", "strict"] = "implied",
     weight: str | None = None,
     overall: bool = True,
@@ -39,12 +40,18 @@ def segments(
     title: str | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """Segment comparison: a stage metric per segment, with 95% Wilson intervals.
+    """Segment comparison: a stage metric per segment, with 95% intervals.
 
     Stages on the vertical axis (first at the top), the metric on the horizontal axis;
     within each stage one dot per segment (colour and marker per segment) with its
-    interval as a whisker (``conversion`` only — the other metrics have no interval in
-    the funnel table). With an EventLog, a black bar marks all deals together.
+    interval as a whisker (the metrics with ``<metric>_low`` / ``<metric>_high`` columns in
+    the table: ``conversion``, ``conversion_closed``, ``win_rate_from``). With an EventLog,
+    a black bar marks all deals together.
+
+    A ``conversion`` not settled yet — its row's ``unresolved`` share
+    is at least 0.05% (:data:`funnelkit.plot._style.UNRESOLVED_MIN`): deals still open,
+    or silent, may yet advance — is drawn hollow: the point is only what has happened so
+    far; read its interval, which spans the unresolved share. The legend says so.
 
     Parameters
     ----------
@@ -56,7 +63,8 @@ def segments(
         Carried attribute(s) to compare; required with an EventLog.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on. Default: a new figure sized for stages and segments.
-    metric : {"conversion", "conversion_raw", "win_rate_from", "cumulative"}, default "conversion"
+    metric : {"conversion", "conversion_closed", "conversion_raw", "win_rate_from", \
+"cumulative"}, default "conversion"
         Column of the funnel table to draw.
     skips, weight
         Passed to ``log.funnel`` with an EventLog.
@@ -78,7 +86,10 @@ def segments(
     matplotlib.axes.Axes
         One errorbar container per drawn segment in ``ax.containers``, labelled with the
         segment, in legend order (sorted by name, missing values last; the first drawn on
-        top in each stage).
+        top in each stage); its data line holds every stage's value (NaN where the
+        segment lacks the stage) and shows the markers of the settled ones. The hollow
+        markers of the unsettled ones are lines with the gid ``"segments-unresolved"``,
+        one per segment that has any, labelled with the segment.
 
     Examples
     --------
@@ -112,9 +123,9 @@ def segments(
         )
     if table.empty:  # e.g. a log of won/lost events only
         raise ValueError("The funnel table is empty: no stage to draw.")
-    with_ci = metric == "conversion" and {"conversion_low", "conversion_high"} <= set(
-        table.columns
-    )
+    with_ci = {f"{metric}_low", f"{metric}_high"} <= set(table.columns)
+    # the table's unresolved share is the conversion's (the ratios are what they are)
+    marks_open = metric == "conversion" and "unresolved" in table.columns
     stages = list(log.stages) if log is not None else S.ordered_unique(table["stage"])
     table, n_total, hidden_share = _largest(table, seg_cols, top)
     table = table.copy()
@@ -126,6 +137,7 @@ def segments(
     y_of = {s: float(n - 1 - i) for i, s in enumerate(stages)}
     handles: list[Any] = []  # legend: segments with their deals at the first stage
     texts: list[str] = []
+    any_open = False
     band = 0.7
     offs = np.linspace(-band / 2, band / 2, k + 2)[1:-1] if k > 1 else np.zeros(1)
     for i in range(n):
@@ -137,8 +149,8 @@ def segments(
         yy = np.array([y_of[s] for s in stages]) - offs[j]  # first segment on top
         xerr = None
         if with_ci:
-            lo = rows["conversion_low"].to_numpy(dtype=float)
-            hi = rows["conversion_high"].to_numpy(dtype=float)
+            lo = rows[f"{metric}_low"].to_numpy(dtype=float)
+            hi = rows[f"{metric}_high"].to_numpy(dtype=float)
             # clip: a bound can miss the estimate by rounding (e.g. at 100%)
             xerr = np.clip(np.vstack([x - lo, hi - x]), 0.0, None)
         first = rows["reached"].iloc[0] if len(rows) else np.nan
@@ -153,7 +165,25 @@ def segments(
             "markeredgewidth": 0.6,
         }
         eb_kw.update(kwargs)
+        open_ = S.unsettled(rows["unresolved"]) if marks_open else np.zeros(n, dtype=bool)
+        if open_.any():
+            eb_kw["markevery"] = list(np.flatnonzero(~open_))
         cont = ax.errorbar(x, yy, xerr=xerr, label=str(seg), zorder=3, **eb_kw)
+        if open_.any():
+            any_open = True
+            ax.plot(
+                x[open_],
+                yy[open_],
+                linestyle="none",
+                marker=eb_kw["fmt"],
+                ms=eb_kw["ms"],
+                markerfacecolor="white",
+                markeredgecolor=eb_kw["color"],
+                markeredgewidth=1.5,
+                zorder=3.5,
+                gid="segments-unresolved",
+                label=str(seg),
+            )
         handles.append(cont)
         texts.append(f"{S.wrap(seg, 24)}  ({S.count(first)})")
     if overall and log is not None:
@@ -171,6 +201,22 @@ def segments(
         )
         handles.append(overall_pts)
         texts.append("all deals")
+    if any_open:
+        from matplotlib.lines import Line2D
+
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                ms=6.5,
+                markerfacecolor="white",
+                markeredgecolor=S.MUTED,
+                markeredgewidth=1.5,
+            )
+        )
+        texts.append("hollow: not settled yet\n(part unresolved:\nread the interval)")
     ax.set_yticks([y_of[s] for s in stages], [S.wrap(s) for s in stages])
     ax.set_ylim(-0.5, n - 0.5)
     ax.set_xlim(-0.015, 1.015)  # room for markers at 0% and 100%
@@ -179,7 +225,7 @@ def segments(
     ax.tick_params(axis="y", length=0)
     ax.spines["left"].set_visible(False)
     name = METRICS[metric]
-    S.label(ax, x=name + (" (95% Wilson interval)" if with_ci else ""))
+    S.label(ax, x=name + (" (95% interval)" if with_ci else ""))
     seg_name = S.esc(" × ".join(map(str, seg_cols)))
     ax.legend(
         handles,
@@ -192,9 +238,13 @@ def segments(
         title_fontsize=S.ANNOT_SIZE,
     )
     sub = {
-        "conversion": "advanced / (advanced + dropped) per stage; open deals are not counted",
+        "conversion": "probability of advancing per stage; open deals count for the time they"
+        " have been open",
+        "conversion_closed": "advanced / (advanced + dropped) per stage; open deals are not "
+        "counted",
         "conversion_raw": "advanced / reached per stage (open deals count as not advanced)",
-        "win_rate_from": "won / resolved among deals that reached the stage",
+        "win_rate_from": "probability of winning from the stage on; open deals count for the "
+        "time they have been open",
         "cumulative": "product of the conversions of the earlier stages",
     }[metric]
     rule = table["skips"].iloc[0] if "skips" in table.columns else None

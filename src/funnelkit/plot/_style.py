@@ -64,6 +64,12 @@ TICK_SIZE = 10
 ANNOT_SIZE = 9.5
 SMALL_SIZE = 8.5
 
+#: an estimate with at least this much unresolved probability mass (``funnel()``'s
+#: ``unresolved``; 0.05%, which rounds to 0.1%) is *not settled yet*: the funnel chart gives
+#: its interval instead of a point, the segment and trend charts draw it hollow, and the
+#: report's funnel table shows the unresolved share
+UNRESOLVED_MIN = 0.0005
+
 #: wrap stage names on tick labels after this many characters
 WRAP = 18
 SUBTITLE_GID = "funnelkit-subtitle"
@@ -260,6 +266,20 @@ def pct(x: float, decimals: int = 1) -> str:
     if 0 < abs(x) < 0.5 * 10 ** -(decimals + 2):
         return f"<{10**-decimals:.{decimals}f}%"
     return f"{100 * x:.{decimals}f}%"
+
+
+def pct_range(low: float, high: float, decimals: int = 1) -> str:
+    """``(0.307, 0.869)`` → ``"30.7–86.9%"``; NaN ends → ``"–"``."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return f"{100 * low:.{decimals}f}–{100 * high:.{decimals}f}%"
+
+
+def unsettled(unresolved: Any) -> np.ndarray:
+    """Which estimates are not settled yet: ``unresolved`` >= :data:`UNRESOLVED_MIN`
+    (missing → settled: nothing says otherwise)."""
+    u = pd.to_numeric(pd.Series(unresolved), errors="coerce").to_numpy(dtype=float)
+    return np.nan_to_num(u, nan=0.0) >= UNRESOLVED_MIN
 
 
 def count(x: float) -> str:

@@ -43,9 +43,9 @@ def cohort_trend(
         ``period`` (the last day of the cohort's period), ``stage`` (conversion only),
         ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (cycle
         time: the median's 95% Brookmeyer–Crowley interval, ``median_low`` /
-        ``median_high`` of :meth:`EventLog.trend`; NaN when undefined), ``mature``; with
-        ``by``, also
-        ``segment`` (the ``by`` values joined by " / ").
+        ``median_high`` of :meth:`EventLog.trend`; NaN when undefined), ``mature``;
+        ``unresolved`` (conversion, when :meth:`EventLog.trend` gives it: the share not
+        resolved yet); with ``by``, also ``segment`` (the ``by`` values joined by " / ").
     """
     S.check_choice("metric", metric, list(_TITLES))
     t = log.trend(freq=freq, metric=metric, by=by)
@@ -75,6 +75,8 @@ def cohort_trend(
             "mature": t["mature"].to_numpy(),
         }
     )
+    if metric == "conversion" and "unresolved" in t.columns:
+        out["unresolved"] = t["unresolved"].to_numpy(dtype=float)
     if by is not None:
         cols = S.names(by)
         out["segment"] = t[cols].astype(str).agg(" / ".join, axis=1).to_numpy()
@@ -94,7 +96,8 @@ def _median_ci(t: np.ndarray) -> tuple[float, float, float]:
 
 
 def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, str]:
-    """Any accepted trend table → columns period, series, value, low, high; the metric."""
+    """Any accepted trend table → columns period, series, value, low, high (and
+    unresolved, when the table has it); the metric."""
     if {"metric", "value"} <= set(table.columns):
         metrics = S.ordered_unique(table["metric"])
         chosen = metric if metric is not None else metrics[0]
@@ -126,6 +129,8 @@ def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, st
         if pd.api.types.is_timedelta64_dtype(out[c].dtype):
             out[c] = S.to_days(out[c])
     out["series"] = out["series"].astype(object).where(out["series"].notna(), chosen)
+    if "unresolved" in table.columns:
+        out["unresolved"] = pd.to_numeric(table.loc[out.index, "unresolved"], errors="coerce")
     if "segment" in table.columns:
         out["segment"] = table.loc[out.index, "segment"]
     return out, chosen
@@ -144,6 +149,9 @@ def _period_labels(periods: list[pd.Timestamp], sep: str = " ") -> list[str]:
 
 
 def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: dict) -> Any:
+    """One series as an errorbar line; points not settled yet (``unresolved`` >=
+    :data:`~funnelkit.plot._style.UNRESOLVED_MIN`) hollow, as a line of their own
+    (gid ``"trend-unresolved"``) over the errorbar's, which shows only the others."""
     g = g.sort_values("period")
     x = np.array([x_of[p] for p in g["period"]], dtype=float) + off
     v = g["value"].to_numpy(dtype=float)
@@ -162,7 +170,28 @@ def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: 
         "capsize": 3,
     }
     eb_kw.update(kw)
-    return ax.errorbar(x, v, yerr=yerr, **eb_kw)
+    open_ = S.unsettled(g["unresolved"]) if "unresolved" in g.columns else np.zeros(v.size, bool)
+    if open_.any():
+        eb_kw["markevery"] = list(np.flatnonzero(~open_))
+    cont = ax.errorbar(x, v, yerr=yerr, **eb_kw)
+    if open_.any():
+        ax.plot(
+            x[open_],
+            v[open_],
+            linestyle="none",
+            marker=eb_kw["fmt"],
+            ms=eb_kw["ms"],
+            markerfacecolor="white",
+            markeredgecolor=eb_kw["color"],
+            markeredgewidth=1.5,
+            zorder=3,
+            gid="trend-unresolved",
+        )
+    return cont
+
+
+#: the note of a trend with points not settled yet
+_OPEN_NOTE = "hollow: not settled yet (part of the probability unresolved: read the interval)"
 
 
 def _period_axis(ax: Axes, labels: list[str], rotate: bool) -> None:
@@ -299,6 +328,14 @@ def trend(
         "cycle_time": "Kaplan–Meier median time from first event to resolution, open deals"
         " censored;\n95% CI (Brookmeyer–Crowley; no upper arm where the upper end is undefined)",
     }.get(chosen, "with 95% intervals")
+    if "unresolved" in std.columns:
+        if chosen == "conversion":  # an estimate with open deals censored, not a ratio
+            sub = (
+                "probability of advancing per cohort; open deals count for the time they "
+                "have been open; 95% intervals"
+            )
+        if S.unsettled(std["unresolved"]).any():
+            sub += "\n" + _OPEN_NOTE
     by_label = " / ".join(S.names(comp["by"])) if comp.get("by") is not None else None
     title = title or _TITLES.get(chosen, f"{chosen} by period") + (
         f", per {by_label}" if by_label else ""
