@@ -441,7 +441,7 @@ def page(
             body += [
                 "<h3>Each segment against the rest</h3>",
                 "<p class='muted'>Two-sided tests: a segment that converts better or worse "
-                "than the rest. The key-stage <i>dropoff</i> signal tests the same counts "
+                "than the rest. The key-stage <i>dropoff</i> signal tests the same estimates "
                 "one-sided (only a segment that loses more is a signal), so its p- and "
                 "q-values for a segment that loses more are about half of these.</p>",
                 _compare(t["compare_by"]),

@@ -12,7 +12,8 @@ imported only when a chart is drawn: ``import funnelkit.plot`` does not import i
 * :func:`dwell` — dwell per stage, censored visits, Kaplan–Meier median and p90
 * :func:`survival` — Kaplan–Meier "still in stage" curves, per stage or per segment
 * :func:`key_stages` — effects with intervals and reasons from the key-stage table
-* :func:`segments` — conversion per stage per segment with Wilson intervals
+* :func:`segments` — conversion per stage per segment with its intervals (stages not
+  settled yet drawn hollow)
 * :func:`trend` — conversion, win rate or cycle time per cohort with intervals
 * :func:`calibration` — reliability diagram of a forecast backtest
 * :func:`incidence` — cumulative incidence of advancing, lost, stale and still open
