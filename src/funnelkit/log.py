@@ -1329,9 +1329,13 @@ class EventLog:
         the probability of having advanced or been lost, deals not resolved at ``as_of``
         (open, or silent) censored there; and, on the same clock, the probability of
         having been won (against lost). The last row of a stage holds ``funnel()``'s
-        ``conversion`` and ``win_rate_from``, and its ``unresolved`` share — which
-        ``funnel()`` counts as stale (lost) when the curves have levelled off: no deal of
-        the stage advanced during the last ``stale_after`` of follow-up.
+        ``conversion`` and ``win_rate_from``. Its ``unresolved`` is the share still open
+        or silent there; ``funnel()``'s ``unresolved`` differs in two ways: it is 0 when
+        the curves have levelled off (no deal of the stage advanced during the last
+        ``stale_after`` of follow-up: the silent rest is stale, i.e. lost), and it adds
+        the mass the estimator handed out once fewer than 10 deals were left at risk
+        after a censoring (too few for the variance formula) — the part of the curve
+        near its end that ``funnel()``'s interval spans rather than trusts.
 
         Parameters
         ----------
