@@ -289,3 +289,18 @@ def test_stale_deals_count_as_lost_once_the_curve_levels_off():
         g = g.set_index("stage")
         assert g.loc["B", "dropped"] == 3
         assert g.loc["B", "conversion"] == 0.0 and g.loc["B", "unresolved"] == 0.0
+
+
+def test_two_threads_give_the_same_funnel(monkeypatch):
+    """Large logs run the conversion and win-rate estimates on two threads; forcing that
+    path on the sample gives the same table as the sequential one."""
+    import pandas as pd
+
+    import funnelkit as fk
+    from funnelkit import funnel as F
+
+    events = fk.datasets.load_sample()
+    seq = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS).funnel(by="team")
+    monkeypatch.setattr(F, "PARALLEL_SUBJECTS", 0)
+    par = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS).funnel(by="team")
+    pd.testing.assert_frame_equal(seq, par)

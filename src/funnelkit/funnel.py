@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -413,6 +415,8 @@ ADVANCE, LOST_CAUSE = 1, 2  # causes; 0 = not resolved at as_of (open or stale: 
 N_CAUSES = 2
 #: below this many deals at risk, what the estimate allocates counts as unresolved
 MIN_AT_RISK = 10
+#: from this many subjects on, the conversion and win-rate estimates run on two threads
+PARALLEL_SUBJECTS = 200_000
 
 
 @dataclass
@@ -539,12 +543,20 @@ def competing_estimates(
     from ._competing import aalen_johansen
 
     K, m = N_CAUSES, MIN_AT_RISK
-    a = aalen_johansen(
-        adv[0], adv[1], adv[2], n_groups, K, adv[3], weights2=adv[4], report=1, thin=m
-    )
-    b = aalen_johansen(
-        win[0], win[1], win[2], n_groups, K, win[3], weights2=win[4], report=1, thin=m
-    )
+
+    def estimate(x):
+        return aalen_johansen(x[0], x[1], x[2], n_groups, K, x[3], weights2=x[4], report=1, thin=m)
+
+    if len(adv[0]) >= PARALLEL_SUBJECTS and (os.cpu_count() or 1) > 1:
+        # two independent estimates, each mostly one sort and array passes that release
+        # the GIL: on a second thread they take ~0.6 of the time (0.81 -> 0.47 s at 1M
+        # deals on 2 cores); nothing process-wide changes
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            later = pool.submit(estimate, win)
+            a = estimate(adv)
+            b = later.result()
+    else:
+        a, b = estimate(adv), estimate(win)
 
     def settled(aj) -> np.ndarray:
         done = np.zeros(n_groups, dtype=bool)
