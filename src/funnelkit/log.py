@@ -2036,6 +2036,8 @@ class EventLog:
               quantiles of the counted visits (timedelta)
             * ``reached_by``, ``mature`` : as for ``conversion``; here only visits that
               began by ``reached_by`` count
+            * ``median_low``, ``median_high`` : 95% Brookmeyer–Crowley interval of the
+              median, as in :meth:`EventLog.dwell` (NaT when undefined)
 
         Raises
         ------

@@ -538,6 +538,9 @@ def _trend_by_stage(
         out["p90"] = to_timedelta(km["q90"]).to_numpy()
     out["reached_by"] = log._timestamp(np.tile(cut, G))
     out["mature"] = np.repeat(end_ns, S) - 1 <= np.tile(cut, G)
+    if metric == "dwell":  # new columns after the existing ones, as for cycle time
+        out["median_low"] = to_timedelta(km["q50_low"]).to_numpy()
+        out["median_high"] = to_timedelta(km["q50_high"]).to_numpy()
     return out
 
 
