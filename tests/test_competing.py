@@ -304,3 +304,17 @@ def test_two_threads_give_the_same_funnel(monkeypatch):
     monkeypatch.setattr(F, "PARALLEL_SUBJECTS", 0)
     par = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS).funnel(by="team")
     pd.testing.assert_frame_equal(seq, par)
+
+
+def test_incidence_of_some_stages_equals_those_rows_of_all():
+    """Asking for stages builds subjects for those stages only; the curves are the same
+    as in the table of every stage."""
+    import pandas as pd
+
+    import funnelkit as fk
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    every = log.incidence(by="team")
+    some = log.incidence(["Demo", "Proposal"], by="team")
+    want = every.loc[every["stage"].isin(["Demo", "Proposal"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, want, rtol=1e-12, atol=1e-14)

@@ -481,14 +481,18 @@ def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:
     return Subjects(d, s, t_adv, c_adv, t_end, c_out)
 
 
-def competing_subjects(log: EventLog, st: StageStatus, within=None, calendar=None) -> Subjects:
+def competing_subjects(
+    log: EventLog, st: StageStatus, within=None, calendar=None, stages=None
+) -> Subjects:
     """The subjects of the conversion and win-rate estimates (see :class:`Subjects`).
 
     With a conversion window ``within``, an advance counts only within the window and a
     subject that has neither advanced nor been lost by then is censored at the window,
-    so the estimate is the cumulative incidence of advancing by the window."""
+    so the estimate is the cumulative incidence of advancing by the window. ``stages``: a
+    boolean mask over the stages to build subjects for (default all)."""
     assert st.entry_t is not None and st.progress is not None
-    d, s = np.nonzero(st.reached)
+    reached = st.reached if stages is None else st.reached & stages[None, :]
+    d, s = np.nonzero(reached)
     entry = st.entry_t[d, s]
     outcome = log._outcome[d].astype(np.int64)
     term = log._term_ns[d]
@@ -632,17 +636,15 @@ def incidence(log: EventLog, stage=None, *, by=None) -> pd.DataFrame:
     wanted = wanted_stages(list(log.stages), stage)
     by_cols = normalize_by(by)
     st = stage_status(log, "implied")
-    sub = competing_subjects(log, st)
+    sub = competing_subjects(log, st, stages=wanted)  # only the stages asked for
     seg_m, labels = stage_segments(log, by_cols, st.entry_i)
-    keep = wanted[sub.stage]
-    d, s = sub.deal[keep], sub.stage[keep]
-    group = seg_m[d, s] * S + s
+    group = seg_m[sub.deal, sub.stage] * S + sub.stage
     return incidence_table(
         list(log.stages),
         labels,
         by_cols,
-        (group, sub.t_adv[keep], sub.c_adv[keep], None),
-        (group, sub.t_win[keep], sub.c_win[keep], None),
+        (group, sub.t_adv, sub.c_adv, None),
+        (group, sub.t_win, sub.c_win, None),
     )
 
 
