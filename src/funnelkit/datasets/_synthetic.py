@@ -11,7 +11,8 @@ loop (a loop over steps, never over deals). A visit lasts a random dwell; then t
 Decorations that leave the ground truth unchanged are inserted into a visit: a re-logged
 stage (``p_relog``), a zero dwell so the next event shares the timestamp (``p_tie``), and a
 lost event followed by a reopen into the same stage (``p_reopen``). Events after ``as_of``
-are cut, which is the only way a deal stays open.
+are cut, which is the only way a deal stays open. A planted dwell effect scales the dwell of
+a visit as it is drawn, so it changes times only, never the decisions.
 
 Because the decision to leave a stage forward does not depend on what happened at earlier
 stages (unless a planted effect says so), ``advance[s]`` is exactly the conversion of stage
@@ -81,8 +82,9 @@ class SyntheticTruth:
         Median dwell per stage, in days.
     dwell_shape : float
         Log-scale sigma (lognormal) or shape *k* (gamma) of the dwell distribution.
-    segment_effect, stall, change : tuple of dict
-        The planted effects, normalised (dates as UTC timestamps); empty when none.
+    segment_effect, stall, change, dwell_effect : tuple of dict
+        The planted effects, normalised (dates as UTC timestamps, numbers as floats); empty
+        when none.
     start, end, as_of : pandas.Timestamp
         Creation window and observation time (UTC).
     n_deals : int
@@ -137,6 +139,7 @@ class SyntheticTruth:
     segment_effect: tuple[dict[str, Any], ...]
     stall: tuple[dict[str, Any], ...]
     change: tuple[dict[str, Any], ...]
+    dwell_effect: tuple[dict[str, Any], ...]
     start: pd.Timestamp
     end: pd.Timestamp
     as_of: pd.Timestamp
@@ -173,6 +176,7 @@ def synthetic(
     segment_effect: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     stall: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     change: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    dwell_effect: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     amount_median: float = 25_000.0,
     amount_sigma: float = 1.0,
     return_truth: bool = False,
@@ -186,7 +190,7 @@ def synthetic(
     entered it (stale deals counted as losses). The log carries the edge cases a real CRM
     export has — skipped stages, backward moves, re-logged stages, tied timestamps, reopened
     deals, stale and open deals, several lost names — and can hold planted segment
-    differences, a stall and a change over time.
+    differences, a stall, a change over time and longer (or shorter) dwell.
 
     Per-stage parameters accept a scalar (every stage), a sequence in stage order, or a
     mapping ``{stage: value}`` (stages not named keep their default).
@@ -265,6 +269,13 @@ def synthetic(
         Planted change(s) over time, e.g. ``{"date": "2025-01-01", "stage": "Demo",
         "advance": 0.7}``: visits entering the stage after the date advance with the new
         probability.
+    dwell_effect : mapping or sequence of mappings, default=None
+        Planted dwell difference(s): the dwell of a matching visit is multiplied by
+        ``factor`` (> 0), either for a segment, e.g. ``{"column": "team", "value": "Team C",
+        "stage": "Proposal", "factor": 2.0}``, or for visits entering the stage after a
+        date, e.g. ``{"date": "2025-01-01", "stage": "Demo", "factor": 2.0}``. Only times
+        change: the advance probabilities are untouched (but a stall at the same stage
+        sees the longer dwell).
     amount_median, amount_sigma : float, default=25000.0, 1.0
         Per-deal amount: lognormal with this median and log-scale sigma, in cents
         precision. The amount is on every event of the deal.
@@ -288,8 +299,10 @@ def synthetic(
 
     Notes
     -----
-    Planted effects apply in the order segment effect, change, stall: a later one overrides
-    an earlier one for the same visit. With planted effects, or with ``skips="implied"``
+    Planted effects on the advance apply in the order segment effect, change, stall: a later
+    one overrides an earlier one for the same visit. Dwell effects multiply: a visit matched
+    by two of them gets both factors. A dwell effect scales the visit's continuous draw,
+    before the rounding to whole seconds, the one-hour minimum and the zero dwell of ties. With planted effects, or with ``skips="implied"``
     (deals that skip a stage count as passing it), a stage's conversion is a mixture and no
     longer equals ``truth.advance``; the planted values are in ``truth``.
 
@@ -314,6 +327,17 @@ def synthetic(
     (0.6, 0.15)
     >>> sorted(truth.deals["outcome"].unique())
     ['lost', 'open', 'stale', 'won']
+
+    Double Team C's dwell at Proposal; its median first visit there lasts about twice as
+    long as the other teams':
+
+    >>> import funnelkit as fk
+    >>> events = synthetic(3000, seed=1, dwell_effect={
+    ...     "column": "team", "value": "Team C", "stage": "Proposal", "factor": 2.0})
+    >>> d = fk.EventLog(events, **fk.datasets.SAMPLE_KWARGS).dwell(by="team", visits="first")
+    >>> median = d[d["stage"] == "Proposal"].set_index("team")["median"].dt.days
+    >>> bool(1.6 < median["Team C"] / median.drop("Team C").mean() < 2.5)
+    True
     """
     n_deals = _check_count(n_deals)
     stages = _check_stages(stages)
@@ -359,11 +383,24 @@ def synthetic(
         "owner": _check_values("owners", owners),
         "team": _check_values("teams", teams),
     }
-    seg_effects = _segment_effects(segment_effect, stages, segments)
-    stalls = _effects(
-        "stall", stall, ("stage", "after_days", "advance"), stages, _check_after_days
+    seg_effects = _effects(
+        "segment_effect",
+        segment_effect,
+        [("column", "value", "stage", "advance")],
+        stages,
+        _segment_check(segments),
     )
-    changes = _effects("change", change, ("date", "stage", "advance"), stages, _check_date)
+    stalls = _effects(
+        "stall", stall, [("stage", "after_days", "advance")], stages, _check_after_days
+    )
+    changes = _effects("change", change, [("date", "stage", "advance")], stages)
+    dwell_effects = _effects(
+        "dwell_effect",
+        dwell_effect,
+        [("column", "value", "stage", "factor"), ("date", "stage", "factor")],
+        stages,
+        _segment_check(segments),
+    )
     amount_median = _check_positive("amount_median", amount_median)
     amount_sigma = _check_positive("amount_sigma", amount_sigma, allow_zero=True)
 
@@ -412,7 +449,8 @@ def synthetic(
         m = deal.size
         emit(deal, stage, t)  # entry into the visit; t <= as_of by construction
         u = rng.random((12, m))
-        dwell = _draw_dwell(rng, dwell_dist, dwell_shape, dwell_scale[stage])
+        factor = _dwell_factor(stage, deal, t, dwell_effects, codes, stages)
+        dwell = _draw_dwell(rng, dwell_dist, dwell_shape, dwell_scale[stage] * factor)
         detour = ret >= 0
         back = ~detour & (pred >= 0) & (u[0] < p["p_back"][stage])
         tie = ~back & (u[1] < p["p_tie"][stage])
@@ -538,6 +576,7 @@ def synthetic(
         segment_effect=tuple(_public(e) for e in seg_effects),
         stall=tuple(_public(e) for e in stalls),
         change=tuple(_public(e) for e in changes),
+        dwell_effect=tuple(_public(e) for e in dwell_effects),
         start=start_ts,
         end=end_ts,
         as_of=as_of_ts,
@@ -575,6 +614,26 @@ def _effective_advance(
         hit = (stage == stages.index(e["stage"])) & (dwell > e["after_days"] * _DAY)
         a = np.where(hit, e["advance"], a)
     return a
+
+
+def _dwell_factor(
+    stage: np.ndarray,
+    deal: np.ndarray,
+    t: np.ndarray,
+    dwell_effects: Sequence[Mapping[str, Any]],
+    codes: Mapping[str, np.ndarray],
+    stages: Sequence[str],
+) -> np.ndarray:
+    """Factor on the dwell of each visit after the planted dwell effects (they multiply)."""
+    factor = np.ones(stage.size)
+    for e in dwell_effects:
+        hit = stage == stages.index(e["stage"])
+        if "date" in e:
+            hit &= t > _seconds(e["date"])
+        else:
+            hit &= codes[e["column"]][deal] == e["_code"]
+        factor[hit] *= e["factor"]
+    return factor
 
 
 def _public(effect: Mapping[str, Any]) -> dict[str, Any]:
@@ -793,18 +852,19 @@ def _check_after_days(name: str, effect: dict[str, Any]) -> None:
     effect["after_days"] = _check_positive(f"{name}['after_days']", effect["after_days"])
 
 
-def _check_date(name: str, effect: dict[str, Any]) -> None:
-    effect["date"] = _utc(f"{name}['date']", effect["date"])
-
-
 def _effects(
     name: str,
     value: Any,
-    keys: tuple[str, ...],
+    keys: Sequence[tuple[str, ...]],
     stages: tuple[str, ...],
     check: Any = None,
 ) -> tuple[dict[str, Any], ...]:
-    """Normalise one effect mapping or a sequence of them; check keys, stage, advance."""
+    """Normalise one effect mapping or a sequence of them.
+
+    Each effect has exactly one of the key sets `keys`. The stage is checked, ``advance``
+    must be a probability, ``factor`` a positive number, ``date`` a timestamp; `check`
+    does the rest.
+    """
     if value is None:
         return ()
     items = [value] if isinstance(value, Mapping) else value
@@ -814,28 +874,37 @@ def _effects(
     for item in items:
         if not isinstance(item, Mapping):
             raise TypeError(f"`{name}` must be a mapping or a sequence of mappings; got {item!r}.")
-        if set(item) != set(keys):
+        match = [k for k in keys if set(item) == set(k)]
+        if not match:
+            wanted = " or ".join(str(list(k)) for k in keys)
             raise ValueError(
-                f"`{name}` needs exactly the keys {list(keys)}; got {sorted(item)}. "
+                f"`{name}` needs exactly the keys {wanted}; got {sorted(item)}. "
                 f"Example: {_EXAMPLES[name]}."
             )
-        effect = {k: item[k] for k in keys}
+        effect = {k: item[k] for k in match[0]}
         if effect["stage"] not in stages:
             raise ValueError(
                 f"`{name}['stage']` must be one of {list(stages)}; got {effect['stage']!r}."
             )
-        effect["advance"] = _float(f"{name}['advance']", effect["advance"])
-        _check_unit(f"{name}['advance']", np.array([effect["advance"]]), (effect["stage"],))
+        if "advance" in effect:
+            effect["advance"] = _float(f"{name}['advance']", effect["advance"])
+            _check_unit(f"{name}['advance']", np.array([effect["advance"]]), (effect["stage"],))
+        if "factor" in effect:
+            effect["factor"] = _check_positive(f"{name}['factor']", effect["factor"])
+        if "date" in effect:
+            effect["date"] = _utc(f"{name}['date']", effect["date"])
         if check is not None:
             check(name, effect)
         out.append(effect)
     return tuple(out)
 
 
-def _segment_effects(
-    value: Any, stages: tuple[str, ...], segments: Mapping[str, tuple[str, ...]]
-) -> tuple[dict[str, Any], ...]:
+def _segment_check(segments: Mapping[str, tuple[str, ...]]) -> Any:
+    """A check of an effect's ``column`` and ``value``, storing the value's code as ``_code``."""
+
     def check(name: str, effect: dict[str, Any]) -> None:
+        if "column" not in effect:
+            return
         column = effect["column"]
         if column not in segments:
             raise ValueError(
@@ -848,14 +917,13 @@ def _segment_effects(
             )
         effect["_code"] = segments[column].index(effect["value"])
 
-    effects = _effects(
-        "segment_effect", value, ("column", "value", "stage", "advance"), stages, check
-    )
-    return effects
+    return check
 
 
 _EXAMPLES = {
     "segment_effect": '{"column": "team", "value": "Team C", "stage": "Demo", "advance": 0.35}',
     "stall": '{"stage": "Proposal", "after_days": 30, "advance": 0.15}',
     "change": '{"date": "2025-01-01", "stage": "Demo", "advance": 0.7}',
+    "dwell_effect": '{"column": "team", "value": "Team C", "stage": "Proposal", "factor": 2.0}'
+    ' or {"date": "2025-01-01", "stage": "Demo", "factor": 2.0}',
 }
