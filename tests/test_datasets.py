@@ -27,6 +27,7 @@ COLUMNS = ["deal_id", "stage", "ts", "amount", "region", "owner", "team"]
 STAGES = ["Lead", "Qualified", "Discovery", "Demo", "Proposal", "Negotiation"]
 TEAM_C = {"column": "team", "value": "Team C", "stage": "Demo", "advance": 0.35}
 STALL = {"stage": "Proposal", "after_days": 30, "advance": 0.15}
+TEAM_C_DWELL = {"column": "team", "value": "Team C", "stage": "Proposal", "factor": 2.0}
 DAY = pd.Timedelta(days=1)
 
 
@@ -194,7 +195,7 @@ def test_truth_is_frozen_and_complete(default_log):
     assert truth.won == "Won" and truth.lost == ("Lost", "Disqualified")
     assert truth.as_of == pd.Timestamp("2025-06-30", tz="UTC")
     assert all(abs(truth.advance[s] + truth.loss[s] - 1) < 1e-12 for s in STAGES)
-    assert truth.segment_effect == truth.stall == truth.change == ()
+    assert truth.segment_effect == truth.stall == truth.change == truth.dwell_effect == ()
     assert truth.deals["deal_id"].tolist() == [f"D{i:06d}" for i in range(1, 2001)]
     assert set(truth.deals["outcome"]) == {"won", "lost", "stale", "open"}
 
@@ -344,6 +345,73 @@ def test_change_is_visible():
     assert within(after_rate, 0.9, n_after), after_rate
 
 
+def test_dwell_effect_doubles_one_teams_dwell_and_nothing_else():
+    # Observed long after `end`, so that no visit is cut off and the completed visits
+    # give the whole dwell distribution.
+    kwargs = {"seed": 15, "as_of": "2075-01-01", "return_truth": True}
+    null_events, null_truth = synthetic(6000, **kwargs)
+    events, truth = synthetic(6000, dwell_effect=TEAM_C_DWELL, **kwargs)
+    assert truth.dwell_effect == (TEAM_C_DWELL | {"factor": 2.0},)
+    assert "_code" not in truth.dwell_effect[0]
+    path = ordered(events, truth)
+    team = truth.deals.set_index("deal_id")["team"]
+
+    def median_days(stage: str, in_c: bool) -> float:
+        left = exit_dwell(path, truth, stage)
+        keep = (team.reindex(left.index) == "Team C") == in_c
+        return left.loc[keep, "dwell"].median() / DAY
+
+    proposal = truth.dwell_median["Proposal"]
+    assert abs(median_days("Proposal", True) / (2 * proposal) - 1) < 0.12
+    assert abs(median_days("Proposal", False) / proposal - 1) < 0.08
+    ratio = median_days("Proposal", True) / median_days("Proposal", False)
+    assert 1.8 < ratio < 2.2, ratio
+    assert abs(median_days("Demo", True) / median_days("Demo", False) - 1) < 0.12
+    # The decisions are those of the log without the effect: same rows, same random draws
+    # (no visit is cut off at `as_of`); only times at or after Team C's Proposal visits move.
+    same = events.columns.drop("ts")
+    pd.testing.assert_frame_equal(events[same], null_events[same])
+    pd.testing.assert_frame_equal(
+        truth.deals.drop(columns=["last_event"]), null_truth.deals.drop(columns=["last_event"])
+    )
+    moved = events["ts"] != null_events["ts"]
+    assert (events.loc[moved, "team"] == "Team C").all() and moved.any()
+    proposal_entry = null_events[null_events["stage"] == "Proposal"].groupby("deal_id")["ts"].min()
+    moved_from = null_events.loc[moved, "ts"]
+    assert (moved_from > proposal_entry.reindex(events.loc[moved, "deal_id"]).to_numpy()).all()
+    c, n_c = conversion(path, truth, "Proposal", team.index[team == "Team C"])
+    assert within(c, truth.advance["Proposal"], n_c), c
+
+
+def test_dwell_effect_after_a_date():
+    effect = {"date": "2025-01-01", "stage": "Demo", "factor": 0.5}
+    events, truth = synthetic(
+        6000, seed=16, as_of="2075-01-01", dwell_effect=effect, return_truth=True
+    )
+    assert truth.dwell_effect == ({**effect, "date": pd.Timestamp("2025-01-01", tz="UTC")},)
+    left = exit_dwell(ordered(events, truth), truth, "Demo")
+    after = left["entered"] > truth.dwell_effect[0]["date"]
+    demo = truth.dwell_median["Demo"]
+    assert abs(left.loc[after, "dwell"].median() / DAY / (0.5 * demo) - 1) < 0.12
+    assert abs(left.loc[~after, "dwell"].median() / DAY / demo - 1) < 0.08
+
+
+def test_dwell_effects_multiply():
+    both = [TEAM_C_DWELL, {"date": "2020-01-01", "stage": "Proposal", "factor": 3}]
+    events, truth = synthetic(
+        3000, seed=17, as_of="2075-01-01", dwell_effect=both, return_truth=True
+    )
+    assert [e["factor"] for e in truth.dwell_effect] == [2.0, 3.0]
+    left = exit_dwell(ordered(events, truth), truth, "Proposal")
+    team = truth.deals.set_index("deal_id")["team"].reindex(left.index)
+    ratio = (
+        left.loc[team == "Team C", "dwell"].median() / left.loc[team != "Team C", "dwell"].median()
+    )
+    assert 1.7 < ratio < 2.3, ratio
+    proposal = truth.dwell_median["Proposal"]
+    assert abs(left.loc[team != "Team C", "dwell"].median() / DAY / (3 * proposal) - 1) < 0.12
+
+
 def test_effects_accept_lists_and_apply_in_order():
     effects = [TEAM_C, TEAM_C | {"value": "Team A", "advance": 0.5}]
     _, truth = synthetic(50, seed=0, segment_effect=effects, return_truth=True)
@@ -430,6 +498,39 @@ def test_without_edge_cases_paths_are_clean():
         ({"stall": STALL | {"stage": "Pitch"}}, ValueError, r"\['stage'\]` must be one of"),
         ({"change": {"date": "soon", "stage": "Demo", "advance": 0.5}}, ValueError, "date"),
         ({"stall": "Proposal"}, TypeError, r"mapping or a sequence of mappings"),
+        (
+            {"dwell_effect": TEAM_C_DWELL | {"factor": 0}},
+            ValueError,
+            r"\['factor'\]` must be a positive",
+        ),
+        (
+            {"dwell_effect": TEAM_C_DWELL | {"factor": "x"}},
+            ValueError,
+            r"\['factor'\]` must hold numbers",
+        ),
+        (
+            {"dwell_effect": TEAM_C_DWELL | {"date": "2025-01-01"}},
+            ValueError,
+            r"needs exactly the keys .* or ",
+        ),
+        ({"dwell_effect": {"stage": "Demo", "factor": 2}}, ValueError, r"Example: \{"),
+        (
+            {"dwell_effect": {"stage": "Demo", "advance": 0.5, "date": "2025-01-01"}},
+            ValueError,
+            "needs exactly",
+        ),
+        ({"dwell_effect": TEAM_C_DWELL | {"value": "Team Z"}}, ValueError, r"team values"),
+        (
+            {"dwell_effect": TEAM_C_DWELL | {"stage": "Pitch"}},
+            ValueError,
+            r"\['stage'\]` must be one of",
+        ),
+        (
+            {"dwell_effect": {"date": "soon", "stage": "Demo", "factor": 2}},
+            ValueError,
+            r"\['date'\]` must be a timestamp",
+        ),
+        ({"dwell_effect": [TEAM_C_DWELL, 2.0]}, TypeError, r"`dwell_effect` must be a mapping"),
         ({"regions": "North"}, TypeError, r"`regions` must be a sequence"),
     ],
 )
