@@ -641,12 +641,12 @@ def test_ctrl_c_while_computing_writes_nothing(tmp_path):
         ('n_boot = "many"', "`key_stages.n_boot` must be an integer"),
         ("n_boot = 2.5", "`key_stages.n_boot` must be an integer"),
         ("n_boot = true", "`key_stages.n_boot` must be an integer"),
-        ("n_boot = -1", "`n_boot` must be >= 0"),
+        ("n_boot = -1", "`n_boot` must be an int in the range [0, 100,000]"),
         ('seed = "x"', "`key_stages.seed` must be an integer"),
         ('alpha = "x"', "`key_stages.alpha` must be a number"),
-        ("alpha = 2", "`alpha` must be in (0, 1)"),
-        ("uplift = 0", "`uplift` must be in (0, 1]"),
-        ("min_deals = 0", "`min_deals` must be >= 1"),
+        ("alpha = 2", "`alpha` must be a number in the range (0, 1)"),
+        ("uplift = 0", "`uplift` must be a number in the range (0, 1]"),
+        ("min_deals = 0", "`min_deals` must be a positive integer"),
         ("signals = 3", "`key_stages.signals` must be a signal name"),
         ('signals = ["bogus"]', "unknown signal(s) ['bogus']"),
         ("benchmark = 0.3", "`key_stages.benchmark` must be a table"),
@@ -670,7 +670,7 @@ def test_parameter_type_errors_are_usage_errors_others_analysis_errors(monkeypat
     from funnelkit import cli
 
     def bad_parameter(args):
-        raise TypeError("Parameter `n_boot` must be an int; got str.")
+        raise fk.InvalidParameterError("Parameter `n_boot` must be an int; got str.")
 
     def bug(args):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")

@@ -4,7 +4,7 @@ from . import datasets, plot
 from ._memory import tuned_allocator
 from ._version import __version__
 from .businessdays import BusinessCalendar
-from .errors import EventLogError, FunnelkitWarning
+from .errors import EventLogError, FunnelkitWarning, InvalidParameterError
 from .io import read_events
 from .log import EventLog
 from .quality import QualityReport
@@ -15,6 +15,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "FunnelkitWarning",
+    "InvalidParameterError",
     "QualityReport",
     "__version__",
     "datasets",

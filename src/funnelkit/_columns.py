@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 
 NAT = np.iinfo(np.int64).min
 # an offset after a time of day: "...T09:00Z", "... 09:00:00+01:00", "...T0900-0500"
@@ -47,7 +47,7 @@ def as_list(value: Any, param: str, *, ordered: bool) -> list:
         return [value]
     if isinstance(value, AbcSet) and not isinstance(value, KeysView):
         if ordered:
-            raise TypeError(
+            raise InvalidParameterError(
                 f"Parameter `{param}` must be an ordered sequence such as a list or tuple "
                 f"(its order is the funnel order); got a {type(value).__name__}, whose "
                 f"order changes from run to run. Pass e.g. `{param}=[...]` in funnel order."
@@ -56,7 +56,7 @@ def as_list(value: Any, param: str, *, ordered: bool) -> list:
     try:
         return list(value)
     except TypeError:
-        raise TypeError(
+        raise InvalidParameterError(
             f"Parameter `{param}` must be a name or a list of names; got {type(value).__name__}."
         ) from None
 
@@ -729,10 +729,9 @@ def _on_the_clock(text: str) -> bool:
 
 def to_timestamp(value: object, aware: bool, name: str) -> int:
     """A scalar time (``as_of``) as int64 ns on the log's clock (naive read as UTC)."""
-    from .errors import EventLogError
 
     if isinstance(value, str) and _on_the_clock(value):
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`={value!r} holds no date with a year (pandas would fill "
             "in today's date, or the year 1); pass a date, e.g. '2025-06-30' or "
             "'2025-06-30 12:00'."
@@ -740,24 +739,24 @@ def to_timestamp(value: object, aware: bool, name: str) -> int:
     try:
         ts = pd.Timestamp(value)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`: could not parse {value!r} as a timestamp; "
             "pass an ISO 8601 string or a datetime."
         ) from exc
     if ts is pd.NaT:
-        raise EventLogError(f"Parameter `{name}` is NaT; pass a real timestamp or None.")
+        raise InvalidParameterError(f"Parameter `{name}` is NaT; pass a real timestamp or None.")
     if aware:
         ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
         ts = ts.tz_localize(None)
     elif ts.tz is not None:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`={value!r} has a time zone but the log's timestamps are "
             "naive; pass a naive timestamp or make the log's times time-zone aware."
         )
     try:
         return int(ts.as_unit("ns").value)
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`={value!r} is outside the years 1677 to 2262 that "
             "nanosecond timestamps hold; pass a time near the events or leave it None."
         ) from None
@@ -784,7 +783,7 @@ def to_duration(value: object, name: str) -> pd.Timedelta:
         unitless = np.datetime_data(value.dtype)[0] == "generic"
     if isinstance(value, str) and re.match(r"\s*P[^T]*M", value):
         # ISO 8601 "P3M" is three months; pandas reads it as three minutes
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`={value!r} holds months, which have no fixed length (and "
             f"pandas would read 'P3M' as minutes); pass days, {example}."
         )
@@ -796,17 +795,19 @@ def to_duration(value: object, name: str) -> pd.Timedelta:
     try:
         td = pd.Timedelta(value)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}`={value!r} is not a duration; pass {example}."
         ) from exc
     if td is pd.NaT:
-        raise EventLogError(f"Parameter `{name}`={value!r} is not a duration; pass {example}.")
+        raise InvalidParameterError(
+            f"Parameter `{name}`={value!r} is not a duration; pass {example}."
+        )
     if td <= pd.Timedelta(0):
-        raise EventLogError(f"Parameter `{name}` must be positive; got {value!r}.")
+        raise InvalidParameterError(f"Parameter `{name}` must be positive; got {value!r}.")
     return td
 
 
-class _UnitlessDuration(EventLogError, TypeError):
+class _UnitlessDuration(InvalidParameterError):
     """A number where a duration with a unit is needed: a wrong value and a wrong type."""
 
 

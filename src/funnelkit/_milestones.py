@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _columns as C
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 from .quality import REASONS
 
 if TYPE_CHECKING:
@@ -124,16 +124,18 @@ def from_milestones(
     elif hasattr(deals, "to_pandas") and hasattr(deals, "column_names"):  # a pyarrow Table
         deals = deals.to_pandas()
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             f"`deals` must be a pandas DataFrame (one row per deal); got {type(deals).__name__}."
         )
     if errors not in ("raise", "drop"):
-        raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
+        raise InvalidParameterError(
+            f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}."
+        )
     formats = dict(date_format) if isinstance(date_format, Mapping) else {}
     for f in formats.values() if formats else [date_format]:
         check_date_format(f)
     if not isinstance(stage_dates, Mapping) or not stage_dates:
-        raise EventLogError(
+        raise InvalidParameterError(
             "Parameter `stage_dates` must be a non-empty mapping of stage name → column "
             f"holding the date the deal entered it; got {stage_dates!r}."
         )
@@ -145,9 +147,9 @@ def from_milestones(
         ("amount", amount),
     ]:
         if value is not None and not isinstance(value, str):
-            raise TypeError(f"Parameter `{key}` must be a column name; got {value!r}.")
+            raise InvalidParameterError(f"Parameter `{key}` must be a column name; got {value!r}.")
     if closed_at is not None and status is None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter `closed_at`={closed_at!r} needs `status`: the column whose won/lost "
             "value says what the close date means."
         )
@@ -165,7 +167,7 @@ def from_milestones(
         declared = _names(stages, "stages")
     first_stage = declared[0] if declared else None
     if created_at is not None and first_stage is None:
-        raise ValueError(
+        raise InvalidParameterError(
             "Parameter `created_at` is the entry of the first stage, but there is none: "
             "pass `stages` (the non-terminal stages in funnel order)."
         )
@@ -200,7 +202,7 @@ def from_milestones(
     )
     unknown = [c for c in formats if c not in date_cols]
     if unknown:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter `date_format` names columns {unknown} that hold no dates here; its "
             f"keys must be among {date_cols}."
         )

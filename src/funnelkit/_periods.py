@@ -26,7 +26,7 @@ from . import _validate as V
 from ._columns import NAT, to_timestamp
 from ._segments import is_visit_level, segments
 from .dwell import km_table
-from .errors import EventLogError
+from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -269,7 +269,7 @@ def period_split(log: EventLog, period: Any) -> tuple[int, str]:
     n_after = int((log._first_ns >= period_ns).sum())
     if n_after in (0, log.n_deals):
         side = "after" if n_after == 0 else "before"
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `period`={period!r}: no deal was created {side} it (deals were "
             f"created from {log._timestamp(np.array([log._first_ns.min()]))[0]} to "
             f"{log._timestamp(np.array([log._first_ns.max()]))[0]}); pick a date inside "

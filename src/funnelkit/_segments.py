@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ._columns import as_list
-from .errors import EventLogError
+from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -30,13 +30,13 @@ def segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
         return np.zeros(log.n_deals, dtype=np.int64), pd.DataFrame(index=[0])
     if is_visit_level(log, by):
         va = [b for b in by if b in log._visit_attrs]
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`by`={va} names a visit attribute (who held the deal at each stage); this "
             "analysis needs a deal attribute: add the column to attrs=[...] as well."
         )
     unknown = [b for b in by if b not in log._attrs]
     if unknown:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`by`={unknown} is not a carried attribute of this log; carried: "
             f"{log.attrs}. Pass attrs=[...] when building the EventLog."
         )
@@ -77,7 +77,7 @@ def path_segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFram
     """
     unknown = [b for b in by if b not in log._attrs and b not in log._visit_attrs]
     if unknown:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`by`={unknown} is not a carried attribute of this log; carried per deal: "
             f"{log.attrs}, per visit: {list(log._visit_attrs)}. Pass attrs=[...] or "
             "visit_attrs=[...] when building the EventLog."

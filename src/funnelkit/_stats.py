@@ -6,6 +6,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .errors import InvalidParameterError
+
 #: z for two-sided 95% intervals, Φ⁻¹(0.975)
 Z95 = NormalDist().inv_cdf(0.975)
 #: tolerance of the Kaplan–Meier quantile rule S(t) <= 1 - q + TOL (DESIGN §3)
@@ -334,7 +336,7 @@ def fisher_exact_2x2(a, b, c, d, alternative: str = "two-sided") -> np.ndarray:
     or ``"less"``. A table with an empty row or column gets 1.
     """
     if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(
+        raise InvalidParameterError(
             f"`alternative` must be 'two-sided', 'greater' or 'less'; got {alternative!r}."
         )
     a, b, c, d = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (a, b, c, d)))

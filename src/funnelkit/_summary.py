@@ -48,7 +48,7 @@ from . import _validate as V
 from ._columns import NAT
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
-from .errors import MAX_BOOT, EventLogError, int_param
+from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
 from .funnel import assemble, competing_estimates
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
@@ -1148,7 +1148,7 @@ def _by_columns(by: str | Sequence[str] | None, lay: Layout) -> list[str]:
     cols = normalize_by(by)
     unknown = [b for b in cols if b not in lay.attrs]
     if unknown:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`by`={unknown} is not a carried attribute of this log; carried: "
             f"{list(lay.attrs)}. Pass attrs=[...] when building the EventLog."
         )
@@ -1266,9 +1266,9 @@ def funnel_table(
 ) -> pd.DataFrame:
     """``EventLog.funnel()`` from a summary."""
     if skips not in ("implied", "strict"):
-        raise EventLogError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
+        raise InvalidParameterError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     if weight is not None and (weight not in ("amount", lay.amount) or lay.amount is None):
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`weight`={weight!r}: only the mapped amount column can weight the funnel "
             f"(amount={lay.amount!r}). Pass amount=... when building the EventLog and "
             "weight='amount'."
@@ -1371,7 +1371,9 @@ def incidence_table(sm: Summary, lay: Layout, *, stage=None, by=None) -> pd.Data
 def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd.DataFrame:
     """``EventLog.dwell()`` from a summary (Kaplan–Meier over censored visits)."""
     if visits not in ("all", "first", "repeat"):
-        raise EventLogError(f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}.")
+        raise InvalidParameterError(
+            f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}."
+        )
     by_cols = _by_columns(by, lay)
     dw = sm.tables["dwell"]
     if visits != "all":
@@ -1512,7 +1514,7 @@ def transition_matrix_table(sm: Summary, lay: Layout, kind: str = "probabilities
     states = [*lay.catalogue, "stale"]
     n = len(states)
     if kind not in ("counts", "probabilities"):
-        raise ValueError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
+        raise InvalidParameterError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
     mat = np.zeros((n, n), dtype=np.float64 if kind == "probabilities" else np.int64)
     t = transitions_table(sm, lay)
     idx = {s: i for i, s in enumerate(states)}

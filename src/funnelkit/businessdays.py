@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 
 __all__ = ["BusinessCalendar"]
 
@@ -126,7 +126,7 @@ def as_calendar(value: Any) -> BusinessCalendar | None:
         return value
     if value == "business":
         return BusinessCalendar()
-    raise EventLogError(
+    raise InvalidParameterError(
         f"`calendar`={value!r}: pass fk.BusinessCalendar(weekmask=..., holidays=[...]), "
         "'business' (Mon-Fri) or None (calendar days)."
     )

@@ -36,7 +36,7 @@ from typing import Any
 from pyarrow import ArrowException
 
 from ._version import __version__
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -671,14 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"funnelkit: {_interrupted(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, EventLogError, OSError, ArrowException) as exc:
+    except (UsageError, EventLogError, InvalidParameterError, OSError, ArrowException) as exc:
+        # InvalidParameterError: a bad value from the config file or the command line
         print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
-        if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("Parameter `"):
-            # the library's parameter checks: a bad value from the config or command line
-            print(f"funnelkit: error: {one_line(exc)}", file=sys.stderr)
-            return EXIT_INPUT
         print(
             f"funnelkit: analysis failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr
         )

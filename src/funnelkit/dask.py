@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import _columns as C
 from . import _summary as SM
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 from .funnel import stale_ns
 from .log import EventLog, _names, bad_rows_error
 from .quality import REASONS, QualityReport
@@ -160,7 +160,7 @@ class DaskEventLog:
     ) -> None:
         dask, dd = _dask()
         if not isinstance(events, dd.DataFrame):
-            raise TypeError(
+            raise InvalidParameterError(
                 "`events` must be a dask DataFrame; got "
                 f"{type(events).__name__}. Use funnelkit.EventLog for pandas DataFrames and "
                 "pyarrow Tables."
@@ -171,9 +171,9 @@ class DaskEventLog:
                 "columns per deal with attrs=[...] or use an in-memory funnelkit.EventLog."
             )
         if isinstance(exact_durations, bool) or not isinstance(exact_durations, int):
-            raise TypeError("Parameter `exact_durations` must be an int.")
+            raise InvalidParameterError("Parameter `exact_durations` must be an int.")
         if exact_durations < 0:
-            raise EventLogError("Parameter `exact_durations` must be >= 0.")
+            raise InvalidParameterError("Parameter `exact_durations` must be >= 0.")
         attrs = C.as_list(attrs, "attrs", ordered=False)
         # stage names read once: an iterator would be empty on a second read
         self.won = _names(won, "won")

@@ -11,7 +11,7 @@ from . import _stats
 from ._columns import NAT
 from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
-from .errors import EventLogError
+from .errors import InvalidParameterError
 from .transitions import to_timedelta
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ def dwell(
     calendar=None,
 ) -> pd.DataFrame:
     if visits not in ("all", "first", "repeat"):
-        raise EventLogError(f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}.")
+        raise InvalidParameterError(
+            f"`visits` must be 'all', 'first' or 'repeat'; got {visits!r}."
+        )
     by_cols = normalize_by(by)
     S = log._n_stages
     v = log._visits(calendar)

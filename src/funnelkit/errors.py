@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ["EventLogError", "FunnelkitWarning"]
+__all__ = ["EventLogError", "FunnelkitWarning", "InvalidParameterError"]
 
 
 class EventLogError(ValueError):
@@ -37,6 +37,29 @@ class EventLogError(ValueError):
         if failure_cases is None:
             failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
         self.failure_cases = failure_cases
+
+
+class InvalidParameterError(EventLogError, TypeError):
+    """A parameter value that the function does not accept.
+
+    The message names the function, the parameter, the value given and what is allowed.
+    Raised before any work is done where the value alone is wrong (``alpha=2``), and by the
+    function's own checks where only the data can tell (a stage the log does not have).
+    It is a :class:`ValueError` and a :class:`TypeError`, and — so that an ETL job's
+    ``except fk.EventLogError`` keeps catching every bad input, as it did before the
+    parameter checks were unified — an :class:`EventLogError` with no ``failure_cases``
+    rows. Catch ``InvalidParameterError`` to tell a wrong argument from bad data.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> try:
+    ...     log.key_stages(alpha=2)
+    ... except fk.InvalidParameterError as err:
+    ...     print(err)
+    EventLog.key_stages: `alpha` must be a number in the range (0, 1); got 2 (int).
+    """
 
 
 class FunnelkitWarning(UserWarning):
@@ -81,11 +104,13 @@ MAX_BOOT = 100_000
 def int_param(name: str, value: object, low: int, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]``, or a clear error naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Parameter `{name}` must be an int; got {type(value).__name__}.")
+        raise InvalidParameterError(
+            f"Parameter `{name}` must be an int; got {type(value).__name__}."
+        )
     if value < low:
-        raise EventLogError(f"Parameter `{name}` must be >= {low}; got {value}.")
+        raise InvalidParameterError(f"Parameter `{name}` must be >= {low}; got {value}.")
     if high is not None and value > high:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `{name}` must be <= {high:,}; got {value:,} (more draws than that do "
             "not change a 95% interval and would take hours)."
             if name == "n_boot"

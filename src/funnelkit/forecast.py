@@ -47,6 +47,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -57,10 +58,11 @@ from scipy import sparse
 from . import _columns as C
 from . import _validate as V
 from ._columns import NAT
+from ._params import CHECKED_INSIDE, Interval, Options, validate_params
 from ._segments import expand, normalize_by, segments
 from ._stats import Z95, wilson
 from .dwell import km_table
-from .errors import MAX_BOOT, EventLogError, int_param
+from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
 from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
 
 if TYPE_CHECKING:
@@ -217,7 +219,7 @@ def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]
     """``[(stage index, conversion delta, dwell factor), ...]`` from the ``changes``
     mapping; bounds of ``conversion`` are checked against each chain later."""
     if not isinstance(changes, Mapping) or not changes:
-        raise TypeError(
+        raise InvalidParameterError(
             "Parameter `changes` must be a non-empty mapping {stage: {'conversion': delta, "
             "'dwell': factor}}, e.g. {'Demo': {'conversion': 0.05}}; got "
             f"{type(changes).__name__}."
@@ -225,7 +227,7 @@ def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]
     plan = []
     for stage, change in changes.items():
         if stage not in log.stages:
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `changes` names stage {stage!r}, which is not a stage of the log; "
                 f"stages: {log.stages}."
             )
@@ -504,14 +506,14 @@ def cut_log(log: EventLog, cut: Any) -> EventLog:
     """
     cut_ns = C.to_timestamp(cut, log._aware, "cut")
     if cut_ns > log._as_of_ns:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `cut`={cut!r} is after the log's as_of ({log.as_of}); a cut must lie "
             "within the log."
         )
     if cut_ns == log._as_of_ns:
         return log
     if cut_ns < int(log._first_ns.min()):
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `cut`={cut!r} is before the log's first event "
             f"({log._timestamp(np.array([log._first_ns.min()]))[0]}): nothing to cut."
         )
@@ -895,6 +897,16 @@ def _calibration(pred: dict[str, np.ndarray], won: np.ndarray, bins: int) -> pd.
     return pd.concat(parts, ignore_index=True)
 
 
+@validate_params(
+    {
+        "log": [CHECKED_INSIDE],
+        "cut": ["timestamp"],
+        "horizon": ["duration"],
+        "exits": [Options(str, ("shares", "by_dwell"))],
+        "bins": [Interval(Integral, 1, None)],
+    },
+    name="fk.backtest",
+)
 def backtest(
     log: EventLog,
     cut: Any,
@@ -1027,4 +1039,6 @@ def backtest(
 
 def _check_exits(exits: Any) -> None:
     if exits not in ("shares", "by_dwell"):
-        raise EventLogError(f"Parameter `exits` must be 'shares' or 'by_dwell'; got {exits!r}.")
+        raise InvalidParameterError(
+            f"Parameter `exits` must be 'shares' or 'by_dwell'; got {exits!r}."
+        )

@@ -16,7 +16,7 @@ from ._columns import to_duration
 from ._memory import hot_path
 from ._segments import expand, is_visit_level, normalize_by, path_segments, segments
 from ._stats import Z95
-from .errors import EventLogError, warn
+from .errors import EventLogError, InvalidParameterError, warn
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -29,7 +29,7 @@ def deal_weights(log: EventLog, weight: str | None) -> np.ndarray | None:
         return None
     amount_col = log._settings["amount"]
     if weight not in ("amount", amount_col) or log._amount is None:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`weight`={weight!r}: only the mapped amount column can weight the funnel "
             f"(amount={amount_col!r}). Pass amount=... when building the EventLog and "
             "weight='amount'."
@@ -76,7 +76,7 @@ def funnel(
     calendar=None,
 ) -> pd.DataFrame:
     if skips not in ("implied", "strict"):
-        raise EventLogError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
+        raise InvalidParameterError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     by_cols = normalize_by(by)
     if within is not None or is_visit_level(log, by_cols):
         return _funnel_by_stage(log, skips, weight, by_cols, within, calendar)
@@ -655,7 +655,7 @@ def wanted_stages(stages: list[str], stage) -> np.ndarray:
     names = [stage] if isinstance(stage, str) else list(stage)
     unknown = [s for s in names if s not in stages]
     if unknown:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`stage`={stage!r}: {unknown!r} is not a stage of this log; the stages are {stages}."
         )
     return np.isin(np.arange(len(stages)), [stages.index(s) for s in names])

@@ -17,7 +17,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from . import _columns as C
-from .errors import EventLogError
+from ._params import CHECKED_INSIDE, Options, validate_params
+from .errors import EventLogError, InvalidParameterError
 from .log import EventLog
 
 if TYPE_CHECKING:
@@ -50,6 +51,16 @@ NA_VALUES: tuple[str, ...] = (
 )
 
 
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "engine": [Options(str, ("pandas", "dask"))],
+        "encoding": [str],
+        "na_values": [CHECKED_INSIDE],
+        "kwargs": [CHECKED_INSIDE],
+    },
+    name="fk.read_events",
+)
 def read_events(
     path: str | os.PathLike,
     *,
@@ -142,7 +153,9 @@ def read_events(
 
         return read_with_dask(path, encoding=encoding, na_values=nas, **kwargs)
     if engine != "pandas":
-        raise EventLogError(f"Parameter `engine` must be 'pandas' or 'dask'; got {engine!r}.")
+        raise InvalidParameterError(
+            f"Parameter `engine` must be 'pandas' or 'dask'; got {engine!r}."
+        )
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Input `{path}` does not exist.")
@@ -166,7 +179,7 @@ def _wide_columns(kwargs: dict[str, Any]) -> dict[str, str]:
     """Role of each column a wide export maps (``{"deal": ..., "Engaging": ...}``)."""
     stage_dates = kwargs["stage_dates"]
     if not isinstance(stage_dates, Mapping) or not stage_dates:
-        raise EventLogError(
+        raise InvalidParameterError(
             "Parameter `stage_dates` must be a non-empty mapping of stage name → date column; "
             f"got {stage_dates!r}."
         )
@@ -183,11 +196,13 @@ def _wide_columns(kwargs: dict[str, Any]) -> dict[str, str]:
 
 def _check_encoding(encoding: Any) -> str:
     if not isinstance(encoding, str):
-        raise TypeError(f"Parameter `encoding` must be a str; got {type(encoding).__name__}.")
+        raise InvalidParameterError(
+            f"Parameter `encoding` must be a str; got {type(encoding).__name__}."
+        )
     try:
         return codecs.lookup(encoding).name
     except LookupError:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter `encoding`: unknown text encoding {encoding!r}; use a Python codec "
             "name such as 'utf-8', 'latin-1', 'cp1252' or 'utf-16'."
         ) from None
@@ -195,11 +210,15 @@ def _check_encoding(encoding: Any) -> str:
 
 def _check_na_values(na_values: Any) -> tuple[str, ...]:
     if isinstance(na_values, str) or not isinstance(na_values, Iterable):
-        raise TypeError(f"Parameter `na_values` must be a list of strings; got {na_values!r}.")
+        raise InvalidParameterError(
+            f"Parameter `na_values` must be a list of strings; got {na_values!r}."
+        )
     values = tuple(dict.fromkeys(na_values))
     bad = [v for v in values if not isinstance(v, str)]
     if bad:
-        raise TypeError(f"Parameter `na_values` must hold strings only; got {bad[0]!r}.")
+        raise InvalidParameterError(
+            f"Parameter `na_values` must hold strings only; got {bad[0]!r}."
+        )
     return tuple(dict.fromkeys(("", *values)))
 
 

@@ -46,7 +46,7 @@ from ._ajtests import (
 from ._columns import NAT
 from ._periods import bh, newcombe, period_split
 from ._segments import is_visit_level, normalize_by, path_segments, segments
-from .errors import MAX_BOOT, EventLogError, int_param
+from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
 from .funnel import (
     Subjects,
     competing_estimates,
@@ -914,7 +914,7 @@ def _check_signals(signals: Any, by: list[str], period: Any) -> list[str]:
     names = [signals] if isinstance(signals, str) else list(signals)
     unknown = [s for s in names if s not in SIGNALS]
     if unknown or not names:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `signals`: unknown signal(s) {unknown}; choose from {list(SIGNALS)} "
             "or pass None for every signal the options allow."
         )
@@ -942,24 +942,26 @@ def _check_benchmark(log: EventLog, benchmark: Any) -> dict[str, float] | None:
     if isinstance(benchmark, pd.DataFrame):
         missing = [c for c in ("stage", "loss_rate") if c not in benchmark.columns]
         if missing:
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `benchmark`: the DataFrame needs columns 'stage' and "
                 f"'loss_rate'; missing {missing}, found {list(benchmark.columns)}."
             )
         if benchmark["stage"].duplicated().any():
             dup = benchmark.loc[benchmark["stage"].duplicated(), "stage"].tolist()
-            raise EventLogError(f"Parameter `benchmark` lists stages {dup} more than once.")
+            raise InvalidParameterError(
+                f"Parameter `benchmark` lists stages {dup} more than once."
+            )
         items = list(zip(benchmark["stage"], benchmark["loss_rate"], strict=True))
     elif isinstance(benchmark, Mapping):
         items = list(benchmark.items())
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             "Parameter `benchmark` must be a dict {stage: expected loss rate} or a DataFrame "
             f"with columns 'stage' and 'loss_rate'; got {type(benchmark).__name__}."
         )
     unknown = [s for s, _ in items if s not in log.stages]
     if unknown:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `benchmark` names stages {unknown} that are not in the log; stages: "
             f"{log.stages}."
         )
@@ -970,7 +972,7 @@ def _check_benchmark(log: EventLog, benchmark: Any) -> dict[str, float] | None:
         except (TypeError, ValueError):
             rate = np.nan
         if not (0 <= rate <= 1):
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `benchmark`: the loss rate of {s!r} must be a proportion in "
                 f"[0, 1]; got {r!r}."
             )
@@ -983,13 +985,13 @@ def _check_min_effect(min_effect: Any) -> dict[str, float]:
     if min_effect is None:
         return out
     if not isinstance(min_effect, Mapping):
-        raise TypeError(
+        raise InvalidParameterError(
             "Parameter `min_effect` must be a dict {signal: threshold} such as "
             f"{{'stall': 0.15}}; got {type(min_effect).__name__}."
         )
     for k, val in min_effect.items():
         if k not in SIGNALS:
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `min_effect`: unknown signal {k!r}; choose from {list(SIGNALS)}."
             )
         try:
@@ -997,7 +999,7 @@ def _check_min_effect(min_effect: Any) -> dict[str, float]:
         except (TypeError, ValueError):
             x = np.nan
         if not (x >= 0 and np.isfinite(x)):
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `min_effect[{k!r}]` must be a non-negative number; got {val!r}."
             )
         out[k] = x
@@ -1017,7 +1019,7 @@ def _check_progress(progress: Any) -> Callable[[int, int], None] | None:
         return to_stderr
     if callable(progress):
         return progress
-    raise TypeError(
+    raise InvalidParameterError(
         "Parameter `progress` must be None, True (print to stderr) or a callable "
         f"progress(done, total); got {type(progress).__name__}."
     )
@@ -1031,7 +1033,7 @@ def _unit_interval(name: str, value: Any, *, closed_high: bool) -> float:
     ok = 0 < x <= 1 if closed_high else 0 < x < 1
     if not ok:
         bounds = "(0, 1]" if closed_high else "(0, 1)"
-        raise EventLogError(f"Parameter `{name}` must be in {bounds}; got {value!r}.")
+        raise InvalidParameterError(f"Parameter `{name}` must be in {bounds}; got {value!r}.")
     return x
 
 

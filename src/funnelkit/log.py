@@ -7,6 +7,7 @@ import html
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -17,8 +18,9 @@ from . import _columns as C
 from . import _validate as V
 from ._expr import where_mask
 from ._memory import hot_path
+from ._params import BY, CHECKED_INSIDE, DATE, PROGRESS, SEED, Interval, Options, validate_params
 from .businessdays import BusinessCalendar, as_calendar
-from .errors import EventLogError
+from .errors import MAX_BOOT, EventLogError, InvalidParameterError
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
@@ -82,7 +84,7 @@ def _names(value: str | Iterable[str] | None, param: str) -> list[str]:
     except TypeError:
         if param == "stages" and not isinstance(value, (str, bytes)):
             raise
-        raise TypeError(
+        raise InvalidParameterError(
             f"Parameter `{param}` must be a stage name, a list of names or None; "
             f"got {type(value).__name__}."
         ) from None
@@ -133,12 +135,12 @@ def check_date_format(date_format: Any) -> None:
     if date_format is None:
         return
     if not isinstance(date_format, str):
-        raise TypeError(
+        raise InvalidParameterError(
             f"Parameter `date_format` must be a strftime format string such as '%d-%m-%y' or "
             f"None; got {type(date_format).__name__}."
         )
     if "%" not in date_format:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter `date_format`={date_format!r} has no % directive; pass a strftime "
             "format such as '%d-%m-%y' (day-month-year) or '%m/%d/%Y'."
         )
@@ -148,6 +150,29 @@ def _is_dask_frame(obj: Any) -> bool:
     """True for a dask DataFrame, without importing dask (loaded already if obj is one)."""
     dd = sys.modules.get("dask.dataframe")
     return dd is not None and isinstance(obj, dd.DataFrame)
+
+
+# --------------------------------------------------------------------------- parameters
+#: what the log's settings accept (the constructor and from_milestones)
+_CALENDAR = [BusinessCalendar, Options(str, ("business",)), None]
+_ERRORS = [Options(str, ("raise", "drop"))]
+_SETTINGS: dict[str, list[Any]] = {
+    "deal": [str],
+    "stage_map": [Mapping, None],
+    "stages": ["str_list", None],
+    "won": ["str_list", None],
+    "lost": ["str_list", None],
+    "amount": [str, None],
+    "attrs": ["str_list"],
+    "as_of": DATE,
+    "stale_after": ["duration", None],
+    "calendar": _CALENDAR,
+    "errors": _ERRORS,
+}
+_N_BOOT = [
+    Interval(Integral, 0, MAX_BOOT, why="more draws do not change a 95% interval and take hours")
+]
+_ALPHA = [Interval(Real, 0, 1, closed="neither")]
 
 
 class EventLog:
@@ -247,6 +272,17 @@ class EventLog:
             return DaskEventLog(events, *args, **kwargs)
         return super().__new__(cls)
 
+    @validate_params(
+        _SETTINGS
+        | {
+            "events": [CHECKED_INSIDE],
+            "stage": [str],
+            "time": [str],
+            "visit_attrs": ["str_list"],
+            "date_format": [str, None],
+        },
+        name="EventLog",
+    )
     def __init__(
         self,
         events: pd.DataFrame | pa.Table,
@@ -268,12 +304,14 @@ class EventLog:
         date_format: str | None = None,
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
-            raise TypeError(
+            raise InvalidParameterError(
                 "`events` must be a pandas DataFrame, a pyarrow Table or a dask DataFrame; got "
                 f"{type(events).__name__}. Use fk.read_events(path, ...) for files."
             )
         if errors not in ("raise", "drop"):
-            raise EventLogError(f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}.")
+            raise InvalidParameterError(
+                f"Parameter `errors` must be 'raise' or 'drop'; got {errors!r}."
+            )
         check_date_format(date_format)
         attrs = C.as_list(attrs, "attrs", ordered=False)
         visit_attrs = C.as_list(visit_attrs, "visit_attrs", ordered=False)
@@ -306,10 +344,10 @@ class EventLog:
         if declared is not None:
             dup = pd.Index(declared)[pd.Index(declared).duplicated()].tolist()
             if dup:
-                raise EventLogError(f"Parameter `stages` lists {dup} more than once.")
+                raise InvalidParameterError(f"Parameter `stages` lists {dup} more than once.")
             term = set(declared) & (set(self.won) | set(self.lost))
             if term:
-                raise EventLogError(
+                raise InvalidParameterError(
                     f"Parameter `stages` holds terminal stages {sorted(term)}; list only "
                     "non-terminal stages there and name outcomes in `won`/`lost`."
                 )
@@ -324,6 +362,18 @@ class EventLog:
         self._build(events, declared, as_of, errors)
 
     @classmethod
+    @validate_params(
+        _SETTINGS
+        | {
+            "deals": [CHECKED_INSIDE],
+            "stage_dates": [Mapping],
+            "status": [str, None],
+            "closed_at": [str, None],
+            "created_at": [str, None],
+            "date_format": [str, Mapping, None],
+        },
+        name="EventLog.from_milestones",
+    )
     def from_milestones(
         cls,
         deals: pd.DataFrame,
@@ -592,7 +642,7 @@ class EventLog:
             C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
         )
         if as_of_ns - int(ts.min()) >= 2 * C.MAX_FROM_MEDIAN:  # a given as_of, far out
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"Parameter `as_of`={as_of!r} is more than 292 years after the first event "
                 f"({self._timestamp(ts[:1].copy())[0]}); durations up to it cannot be "
                 "measured. Pass an as_of near the events or leave it None."
@@ -902,6 +952,7 @@ class EventLog:
             self._cache[key] = compute_visits(self, cal)
         return self._cache[key]
 
+    @validate_params({"columns": ["str_list", None]})
     def visits(self, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per visit of a stage by a deal, in path order (see Concepts: visits).
 
@@ -943,7 +994,7 @@ class EventLog:
             columns = [columns] if isinstance(columns, str) else list(columns)
             unknown = [c for c in columns if c not in have]
             if unknown:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"Parameter `columns`: {unknown} are not columns of visits(); "
                     f"choose from {have}."
                 )
@@ -1001,6 +1052,14 @@ class EventLog:
         return out
 
     # ------------------------------------------------------------------ scoping
+    @validate_params(
+        {
+            "where": [str, "callable", CHECKED_INSIDE],
+            "created": [tuple, list, None],
+            "deals": [CHECKED_INSIDE],
+            "stages": ["str_list", None],
+        }
+    )
     def filter(
         self,
         *,
@@ -1074,7 +1133,7 @@ class EventLog:
                 mask = where
             mask = np.asarray(mask)
             if mask.dtype != bool or mask.shape != (len(table),):
-                raise EventLogError(
+                raise InvalidParameterError(
                     f"`where` must give one boolean per deal ({len(table)}); got "
                     f"{mask.dtype} of shape {mask.shape}."
                 )
@@ -1111,7 +1170,7 @@ class EventLog:
         if stages is not None:
             unknown = [st for st in stages if st not in self.stages]
             if unknown:
-                raise EventLogError(
+                raise InvalidParameterError(
                     f"`stages`={unknown} are not stages of this log ({self.stages})."
                 )
             codes, names = C.stage_codes(C.column(source, stage_col), settings["stage_map"])
@@ -1181,6 +1240,7 @@ class EventLog:
 
         return transitions(self)
 
+    @validate_params({"kind": [Options(str, ("counts", "probabilities"))]})
     def transition_matrix(
         self, kind: Literal["counts", "probabilities"] = "probabilities"
     ) -> pd.DataFrame:
@@ -1213,6 +1273,15 @@ class EventLog:
 
         return transition_matrix(self, kind)
 
+    @validate_params(
+        {
+            "skips": [Options(str, ("implied", "strict"))],
+            "weight": [str, None],
+            "by": BY,
+            "within": ["duration", Mapping, None],
+            "calendar": _CALENDAR,
+        }
+    )
     def funnel(
         self,
         *,
@@ -1316,6 +1385,7 @@ class EventLog:
 
         return funnel(self, skips=skips, weight=weight, by=by, within=within, calendar=calendar)
 
+    @validate_params({"stage": ["str_list", None], "by": BY})
     def incidence(
         self,
         stage: str | Sequence[str] | None = None,
@@ -1377,6 +1447,9 @@ class EventLog:
 
         return incidence(self, stage, by=by)
 
+    @validate_params(
+        {"by": BY, "visits": [Options(str, ("all", "first", "repeat"))], "calendar": _CALENDAR}
+    )
     def dwell(
         self,
         *,
@@ -1437,6 +1510,7 @@ class EventLog:
 
         return dwell(self, by=by, visits=visits, calendar=calendar)
 
+    @validate_params({"by": BY, "calendar": _CALENDAR})
     def cycle_time(
         self,
         *,
@@ -1487,6 +1561,7 @@ class EventLog:
 
         return cycle_time(self, by=by, calendar=calendar)
 
+    @validate_params({"by": BY, "freq": [str, None]})
     def kpis(
         self, *, by: str | Sequence[str] | None = None, freq: str | None = None
     ) -> pd.DataFrame:
@@ -1532,6 +1607,21 @@ class EventLog:
 
         return kpis(self, by=by)
 
+    @validate_params(
+        {
+            "by": BY,
+            "period": DATE,
+            "benchmark": [Mapping, pd.DataFrame, None],
+            "signals": ["str_list", None],
+            "alpha": _ALPHA,
+            "uplift": [Interval(Real, 0, 1, closed="right")],
+            "n_boot": _N_BOOT,
+            "seed": SEED,
+            "min_deals": [Interval(Integral, 1, None)],
+            "min_effect": [Mapping, None],
+            "progress": PROGRESS,
+        }
+    )
     def key_stages(
         self,
         *,
@@ -1786,6 +1876,7 @@ class EventLog:
         )
 
     # ------------------------------------------------------------------ monitoring
+    @validate_params({"by": BY, "period": DATE, "alpha": _ALPHA})
     def compare(
         self,
         *,
@@ -1938,6 +2029,13 @@ class EventLog:
 
         return compare(self, by=by, period=period, alpha=alpha)
 
+    @validate_params(
+        {
+            "freq": [str],
+            "by": BY,
+            "metric": [Options(str, ("conversion", "win_rate", "cycle_time", "dwell"))],
+        }
+    )
     def trend(
         self,
         *,
@@ -2126,6 +2224,7 @@ class EventLog:
 
         return trend(self, freq=freq, by=by, metric=metric)
 
+    @validate_params({"start": ["timestamp"], "end": ["timestamp"]})
     def movement(self, start: Any, end: Any) -> pd.DataFrame:
         """The pipeline waterfall between two dates: what was open, what came in, what left.
 
@@ -2220,6 +2319,7 @@ class EventLog:
         return movement(self, start, end)
 
     # ------------------------------------------------------------------ prediction
+    @validate_params({"changes": [Mapping], "by": BY, "n_boot": _N_BOOT, "seed": SEED})
     def what_if(
         self,
         changes: Mapping[str, Mapping[str, float]],
@@ -2325,6 +2425,14 @@ class EventLog:
 
         return what_if(self, changes, by=by, n_boot=n_boot, seed=seed)
 
+    @validate_params(
+        {
+            "horizon": ["duration"],
+            "by": BY,
+            "as_of": DATE,
+            "exits": [Options(str, ("shares", "by_dwell"))],
+        }
+    )
     def forecast(
         self,
         horizon: Any = "90D",
@@ -2429,6 +2537,17 @@ class EventLog:
         return forecast(self, horizon, by=by, as_of=as_of, exits=exits)
 
     # ------------------------------------------------------------------ report
+    @validate_params(
+        {
+            "by": BY,
+            "freq": [str, None],
+            "period": DATE,
+            "key_kwargs": [Mapping, None],
+            "within": ["duration", Mapping, None],
+            "charts": ["boolean"],
+            "progress": PROGRESS,
+        }
+    )
     def report(
         self,
         *,

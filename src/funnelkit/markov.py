@@ -26,7 +26,7 @@ from scipy import sparse
 
 from . import _validate as V
 from ._kernel import NO_NEXT
-from .errors import EventLogError
+from .errors import EventLogError, InvalidParameterError
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -405,11 +405,11 @@ class AbsorbingChain:
         c = np.asarray(counts, dtype=np.float64)
         n = len(states)
         if c.shape != (n, n):
-            raise EventLogError(
+            raise InvalidParameterError(
                 f"`counts` must be square over the {n} states {states}; got shape {c.shape}."
             )
         if not np.all(np.isfinite(c)) or (c < 0).any():
-            raise EventLogError("`counts` must hold finite, non-negative numbers.")
+            raise InvalidParameterError("`counts` must hold finite, non-negative numbers.")
         t = len(stages)
         if start is None:
             st = np.zeros(n)
@@ -417,7 +417,7 @@ class AbsorbingChain:
         else:
             st = np.asarray(start, dtype=np.float64).reshape(-1)
             if st.shape != (n,) or (st < 0).any() or st.sum() <= 0:
-                raise EventLogError(
+                raise InvalidParameterError(
                     f"`start` must be {n} non-negative numbers with a positive sum (one per "
                     f"state {states}); got {np.asarray(start).tolist()}."
                 )
@@ -668,7 +668,7 @@ class AbsorbingChain:
 
 def _check_uplift(uplift: float) -> None:
     if not (isinstance(uplift, (int, float, np.floating)) and 0 <= float(uplift) <= 1):
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `uplift` must be a relative reduction in [0, 1] (0.1 = 10%); got "
             f"{uplift!r}."
         )

@@ -43,7 +43,7 @@ from ._periods import (
 from ._segments import expand, is_visit_level, normalize_by, segments
 from ._stats import Z95
 from .dwell import km_table
-from .errors import EventLogError, warn
+from .errors import EventLogError, InvalidParameterError, warn
 from .funnel import (
     ADVANCE,
     LOST_CAUSE,
@@ -119,7 +119,7 @@ def _check_alpha(alpha: Any) -> float:
     except (TypeError, ValueError):
         x = np.nan
     if not 0 < x < 1:
-        raise EventLogError(f"Parameter `alpha` must be in (0, 1); got {alpha!r}.")
+        raise InvalidParameterError(f"Parameter `alpha` must be in (0, 1); got {alpha!r}.")
     return x
 
 
@@ -127,7 +127,7 @@ def _check_by(by: Any) -> list[str]:
     by_cols = normalize_by(by)
     clash = [b for b in by_cols if b in _RESERVED]
     if clash:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"`by`={clash} has the name of an output column; rename that column of the events "
             f"before building the EventLog (output columns: {_RESERVED})."
         )
@@ -138,7 +138,9 @@ def _check_by(by: Any) -> list[str]:
 def _period_freq(freq: Any) -> str:
     """A pandas offset alias ("QE", "ME", "W", also "Q", "M") as a period alias."""
     if not isinstance(freq, str):
-        raise TypeError(f"Parameter `freq` must be a string such as 'QE'; got {freq!r}.")
+        raise InvalidParameterError(
+            f"Parameter `freq` must be a string such as 'QE'; got {freq!r}."
+        )
     base, dash, anchor = freq.partition("-")
     ok = base in _PERIOD_BASE and (not dash or (base in _ANCHORED and anchor.isalpha()))
     pfreq = _PERIOD_BASE.get(base, "") + (f"-{anchor}" if dash else "")
@@ -148,7 +150,7 @@ def _period_freq(freq: Any) -> str:
         except (ValueError, TypeError):
             ok = False
     if not ok:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `freq`={freq!r} is not a supported period: pass a pandas offset "
             "alias — 'D', 'W' (or 'W-MON', ...), 'ME' or 'M', 'QE' or 'Q' (or 'QE-NOV', ...), "
             "'YE' or 'Y'."
@@ -461,7 +463,9 @@ def trend(
     [391, 209]
     """
     if metric not in METRICS:
-        raise EventLogError(f"Parameter `metric` must be one of {list(METRICS)}; got {metric!r}.")
+        raise InvalidParameterError(
+            f"Parameter `metric` must be one of {list(METRICS)}; got {metric!r}."
+        )
     by_cols = _check_by(by)
     group, G, head, end_ns = _groups(log, by_cols, freq)
     if metric in ("conversion", "dwell"):
@@ -736,7 +740,7 @@ def movement(log: EventLog, start: Any, end: Any) -> pd.DataFrame:
             f"Parameters `start`={start!r} and `end`={end!r}: `start` must be before `end`."
         )
     if end_ns > log._as_of_ns:
-        raise EventLogError(
+        raise InvalidParameterError(
             f"Parameter `end`={end!r} is after the log's as_of ({log.as_of}); nothing is "
             "known after as_of. Pass an earlier `end` or build the log with a later as_of."
         )

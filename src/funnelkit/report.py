@@ -49,9 +49,11 @@ import numpy as np
 import pandas as pd
 
 from . import _report_html as H
+from ._params import PROGRESS, Options, validate_params
 from ._report_html import NO_VISITS, missing, number
 from ._segments import normalize_by
 from ._version import __version__
+from .errors import InvalidParameterError
 from .quality import REASONS
 
 if TYPE_CHECKING:
@@ -686,6 +688,7 @@ class Report:
         )
 
     # ------------------------------------------------------------------ rendering
+    @validate_params({"name": [str], "fmt": [Options(str, ("png", "svg"))]})
     def chart_bytes(self, name: str, fmt: str = "png") -> bytes:
         """One chart as PNG or SVG bytes (rendered once, then cached).
 
@@ -717,7 +720,7 @@ class Report:
         True
         """
         if fmt not in ("png", "svg"):
-            raise ValueError(f"`fmt` must be 'png' or 'svg'; got {fmt!r}.")
+            raise InvalidParameterError(f"`fmt` must be 'png' or 'svg'; got {fmt!r}.")
         if (name, fmt) not in self._rendered:
             buf = io.BytesIO()
             meta = {"Software": None} if fmt == "png" else {"Date": None}
@@ -763,6 +766,14 @@ class Report:
         )
 
     # ------------------------------------------------------------------ writing
+    @validate_params(
+        {
+            "outdir": [str, os.PathLike],
+            "overwrite": ["boolean"],
+            "progress": PROGRESS,
+            "csv": [Options(str, CSV_CHOICES)],
+        }
+    )
     def save(
         self,
         outdir: str | os.PathLike,
@@ -842,7 +853,7 @@ class Report:
         (True, True)
         """
         if csv not in CSV_CHOICES:
-            raise ValueError(f"`csv` must be one of {list(CSV_CHOICES)}; got {csv!r}.")
+            raise InvalidParameterError(f"`csv` must be one of {list(CSV_CHOICES)}; got {csv!r}.")
         out = Path(outdir)
         _check_replaceable(out, overwrite)
         _progress(progress)("writing…")

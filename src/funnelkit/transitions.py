@@ -11,6 +11,7 @@ from . import _stats
 from ._columns import NAT
 from ._kernel import NO_NEXT
 from ._memory import hot_path
+from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -104,7 +105,7 @@ def transition_matrix(
         absorbing = np.arange(log._n_stages, n)
         mat[absorbing, absorbing] = 1.0
     else:
-        raise ValueError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
+        raise InvalidParameterError(f"`kind` must be 'counts' or 'probabilities'; got {kind!r}.")
     return pd.DataFrame(
         mat, index=pd.Index(states, name="from_stage"), columns=pd.Index(states, name="to_stage")
     )

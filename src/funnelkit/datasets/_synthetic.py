@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidParameterError
+
 __all__ = ["SyntheticTruth", "synthetic"]
 
 DEFAULT_STAGES = ("Lead", "Qualified", "Discovery", "Demo", "Proposal", "Negotiation")
@@ -348,9 +350,11 @@ def synthetic(
     start_ts, end_ts = _utc("start", start), _utc("end", end)
     as_of_ts = end_ts if as_of is None else _utc("as_of", as_of)
     if end_ts <= start_ts:
-        raise ValueError(f"`end` must be after `start`; got start={start_ts}, end={end_ts}.")
+        raise InvalidParameterError(
+            f"`end` must be after `start`; got start={start_ts}, end={end_ts}."
+        )
     if as_of_ts < end_ts:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`as_of` must not be before `end` (every deal must exist at `as_of`); got "
             f"as_of={as_of_ts}, end={end_ts}. Move `end` back or `as_of` forward."
         )
@@ -375,7 +379,9 @@ def synthetic(
         _DEFAULT_DWELL_MEDIAN if is_default else _FALLBACK_DWELL_MEDIAN,
     )
     if not np.all(np.isfinite(median) & (median > 0)):
-        raise ValueError(f"`dwell_median` must be positive days; got {median.tolist()}.")
+        raise InvalidParameterError(
+            f"`dwell_median` must be positive days; got {median.tolist()}."
+        )
     dwell_dist, dwell_shape = _check_dwell(dwell_dist, dwell_shape)
 
     segments = {
@@ -694,9 +700,9 @@ def _strings(values: Any) -> pd.Index:
 
 def _check_count(n_deals: Any) -> int:
     if isinstance(n_deals, bool) or not isinstance(n_deals, (int, np.integer)):
-        raise TypeError(f"`n_deals` must be an int; got {type(n_deals).__name__}.")
+        raise InvalidParameterError(f"`n_deals` must be an int; got {type(n_deals).__name__}.")
     if n_deals < 0:
-        raise ValueError(f"`n_deals` must be >= 0; got {n_deals}.")
+        raise InvalidParameterError(f"`n_deals` must be >= 0; got {n_deals}.")
     return int(n_deals)
 
 
@@ -717,7 +723,7 @@ def _check_terminals(
     won: str, lost: str | Sequence[str], stages: tuple[str, ...]
 ) -> tuple[str, tuple[str, ...]]:
     if not isinstance(won, str):
-        raise TypeError(f"`won` must be a string; got {won!r}.")
+        raise InvalidParameterError(f"`won` must be a string; got {won!r}.")
     lost_names = _check_values("lost", (lost,) if isinstance(lost, str) else lost)
     clash = {won, *lost_names} & set(stages)
     if won in lost_names or clash:
@@ -818,16 +824,16 @@ def _lost_weights(weights: Any, n_stages: int, n_lost: int) -> np.ndarray:
     try:
         w = np.asarray(weights, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"`lost_weights` must hold numbers; got {weights!r}.") from exc
+        raise InvalidParameterError(f"`lost_weights` must hold numbers; got {weights!r}.") from exc
     if w.shape == (n_lost,):
         w = np.broadcast_to(w, (n_stages, n_lost))
     if w.shape != (n_stages, n_lost):
-        raise ValueError(
+        raise InvalidParameterError(
             f"`lost_weights` must have shape ({n_lost},) or ({n_stages}, {n_lost}) "
             f"(stages x lost names); got shape {w.shape}."
         )
     if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(w.sum(axis=1) > 0)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"`lost_weights` must be non-negative with a positive sum per stage; got {w}."
         )
     return w / w.sum(axis=1, keepdims=True)
@@ -836,7 +842,7 @@ def _lost_weights(weights: Any, n_stages: int, n_lost: int) -> np.ndarray:
 def _check_dwell(dist: str, shape: float | None) -> tuple[str, float]:
     defaults = {"lognormal": 0.9, "gamma": 2.0}
     if dist not in defaults:
-        raise ValueError(f"`dwell_dist` must be 'lognormal' or 'gamma'; got {dist!r}.")
+        raise InvalidParameterError(f"`dwell_dist` must be 'lognormal' or 'gamma'; got {dist!r}.")
     value = defaults[dist] if shape is None else _check_positive("dwell_shape", shape)
     return dist, value
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -43,12 +45,21 @@ def _tables(data: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, str | None]:
                 "funnelkit.forecast.backtest(...) or its .calibration table."
             )
         return data, None, None
-    raise TypeError(
+    raise InvalidParameterError(
         "`data` must be a backtest result (funnelkit.forecast.backtest) or its calibration "
         f"table; got {type(data).__name__}."
     )
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "counts": ["boolean"],
+    }
+)
 def calibration(
     data: Any,
     *,

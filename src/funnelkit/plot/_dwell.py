@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, Interval, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -90,6 +93,17 @@ def _scale(days: np.ndarray, logscale: bool | None) -> tuple[bool, float]:
     return use_log, S.log_floor(days) if use_log else 0.0
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "logscale": ["boolean", None],
+        "max_points": [Interval(Integral, 1, None)],
+        "seed": [Interval(Integral, 0, None)],
+    }
+)
 def dwell(
     data: Any,
     *,
@@ -306,6 +320,17 @@ def dwell(
     return ax
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "stage": [CHECKED_INSIDE],
+        "by": [str, None],
+        "logscale": ["boolean", None],
+    }
+)
 def survival(
     data: Any,
     *,
@@ -374,13 +399,13 @@ def survival(
         chosen = S.stage_names(stages, [stage] if isinstance(stage, str) else stage, "stage")
     if by is not None:
         if len(chosen) != 1:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`by`={by!r} draws one curve per segment of one stage; pass stage=... "
                 f"(one of {stages})."
             )
         if S.is_log(data):
             if by not in data.attrs:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"`by`={by!r} is not a carried attribute of this log; carried: "
                     f"{data.attrs}. Pass attrs=[...] when building the EventLog."
                 )

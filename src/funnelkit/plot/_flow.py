@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, validate_params
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -121,6 +122,16 @@ def _band(x0: float, y0: tuple[float, float], x1: float, y1: tuple[float, float]
     return Path(verts, codes)
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "won": ["str_list", None],
+        "lost": ["str_list", None],
+    }
+)
 def flow(
     data: Any,
     *,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, Options, validate_params
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def segment_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in _FUNNEL_ALL]
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "key": ["str_list", pd.DataFrame, None],
+        "skips": [Options(str, ("implied", "strict"))],
+        "weight": [str, None],
+    }
+)
 def funnel(
     data: Any,
     *,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, Interval, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ def share_matrix(
         m = data.astype(float)
         square = list(m.index) == list(m.columns)
         if not square:
-            raise ValueError(
+            raise InvalidParameterError(
                 "`data` must be an EventLog, log.transitions() (columns from_stage, "
                 "to_stage, share) or log.transition_matrix() (a square matrix); got a "
                 f"table with columns {list(data.columns)}."
@@ -67,7 +70,7 @@ def share_matrix(
         m = m.loc[stages]
         kinds = S.outcomes(absorbing, won, lost)[1]
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             "`data` must be an fk.EventLog or a pandas DataFrame (log.transitions() or "
             f"log.transition_matrix()); got {type(data).__name__}."
         )
@@ -76,6 +79,18 @@ def share_matrix(
     return m, stages, kinds
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "decimals": [Interval(Integral, 0, None)],
+        "colorbar": ["boolean"],
+        "won": ["str_list", None],
+        "lost": ["str_list", None],
+    }
+)
 def heatmap(
     data: Any,
     *,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -26,6 +28,15 @@ _BANDS = (
 )
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "stage": [str, None],
+    }
+)
 def incidence(
     data: Any,
     stage: str | None = None,
@@ -92,7 +103,9 @@ def incidence(
     if stage is None:
         stage = stages[0]
     elif stage not in stages:
-        raise ValueError(f"`stage`={stage!r} is not in the table; its stages are {stages}.")
+        raise InvalidParameterError(
+            f"`stage`={stage!r} is not in the table; its stages are {stages}."
+        )
     rows = table.loc[table["stage"] == stage]
     extra = [
         c

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .._params import CHECKED_INSIDE, TITLE, Interval, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -37,6 +40,18 @@ def _key_table(data: Any, kwargs: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "signal": ["str_list", None],
+        "percent": ["boolean", None],
+        "key_kwargs": [Mapping, None],
+        "max_rows": [Interval(Integral, 1, None), None],
+    }
+)
 def key_stages(
     data: Any,
     *,
@@ -249,7 +264,9 @@ def _first_rows(table: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
     if max_rows is not None and (
         isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1
     ):
-        raise ValueError(f"`max_rows` must be a positive integer or None; got {max_rows!r}.")
+        raise InvalidParameterError(
+            f"`max_rows` must be a positive integer or None; got {max_rows!r}."
+        )
     if max_rows is None or len(table) <= max_rows:
         return table
     flagged = table["is_key"].fillna(False).to_numpy(dtype=bool)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .._params import CHECKED_INSIDE, TITLE, Interval, Options, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 from ._funnel import FUNNEL_COLUMNS, segment_columns
 
@@ -25,6 +28,31 @@ METRICS = {
 }
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "by": ["columns", None],
+        "metric": [
+            Options(
+                str,
+                (
+                    "conversion",
+                    "conversion_closed",
+                    "conversion_raw",
+                    "win_rate_from",
+                    "cumulative",
+                ),
+            )
+        ],
+        "skips": [Options(str, ("implied", "strict"))],
+        "weight": [str, None],
+        "overall": ["boolean"],
+        "top": [Interval(Integral, 1, None), None],
+    }
+)
 def segments(
     data: Any,
     *,
@@ -267,7 +295,7 @@ def _largest(table: Any, seg_cols: list[str], top: int | None) -> tuple[Any, int
     if top is not None and (
         isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1
     ):
-        raise ValueError(f"`top` must be a positive integer or None; got {top!r}.")
+        raise InvalidParameterError(f"`top` must be a positive integer or None; got {top!r}.")
     gid = table.groupby(seg_cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
     n_total = int(gid.max()) + 1 if gid.size else 0
     if top is None or n_total <= top:

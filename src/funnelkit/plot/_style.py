@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidParameterError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -369,7 +371,7 @@ def table_or_log(
                 "with its documented columns."
             )
         return data, None
-    raise TypeError(
+    raise InvalidParameterError(
         f"`data` must be an fk.EventLog or a pandas DataFrame ({what}); got {type(data).__name__}."
     )
 
@@ -480,7 +482,7 @@ def outcomes(
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}; got {value!r}.")
+        raise InvalidParameterError(f"`{name}` must be one of {list(choices)}; got {value!r}.")
 
 
 def stage_names(stages: Sequence[Any], wanted: Iterable[Any], param: str) -> list[Any]:

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .. import _stats
+from .._params import CHECKED_INSIDE, TITLE, validate_params
+from ..errors import InvalidParameterError
 from . import _style as S
 
 if TYPE_CHECKING:
@@ -102,7 +104,9 @@ def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, st
         metrics = S.ordered_unique(table["metric"])
         chosen = metric if metric is not None else metrics[0]
         if chosen not in metrics:
-            raise ValueError(f"`metric`={chosen!r} is not in the table; metrics: {metrics}.")
+            raise InvalidParameterError(
+                f"`metric`={chosen!r} is not in the table; metrics: {metrics}."
+            )
         t = table.loc[table["metric"] == chosen]
         out = pd.DataFrame({"period": t["period"], "value": t["value"]})
         out["low"] = t["low"] if "low" in t.columns else np.nan
@@ -212,6 +216,18 @@ def _value_axis(ax: Axes, is_days: bool) -> None:
         S.percent_axis(ax, "y")
 
 
+@validate_params(
+    {
+        "data": [CHECKED_INSIDE],
+        "ax": ["axes", None],
+        "title": TITLE,
+        "kwargs": [CHECKED_INSIDE],
+        "metric": [str, None],
+        "stage": ["str_list", None],
+        "freq": [str],
+        "panels": ["boolean", None],
+    }
+)
 def trend(
     data: Any,
     *,
@@ -288,7 +304,7 @@ def trend(
         order = S.ordered_unique(data["stage"]) if "stage" in data.columns else []
         std, chosen = _standard(data, metric)
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             f"`data` must be an fk.EventLog or a pandas DataFrame; got {type(data).__name__}."
         )
     std["period"] = pd.to_datetime(std["period"])
