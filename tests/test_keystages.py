@@ -367,23 +367,23 @@ def test_dropoff_segment_against_the_rest(planted_log):
 
 
 def test_period_signals_are_wald_tests_of_the_two_periods_funnels(planted_log, planted_ks):
-    """change (two-sided) and dropoff vs the previous period (one-sided, on 1 − conversion)
-    from funnel() of the log of deals created before the date and of those since."""
+    """change (two-sided) from funnel() of the log of deals created before the date and of
+    those since; dropoff does not test the same counts again (one comparison, one
+    family)."""
     events = fk.datasets.synthetic(3000, seed=11, **PLANTED)
     d = planted_log.deals()
     since = d["first_event"] >= pd.Timestamp("2025-01-01", tz="UTC")
     before = sub_funnel(events, planted_log, d.loc[~since, "deal"])
     after = sub_funnel(events, planted_log, d.loc[since, "deal"])
-    change, drop = rows(planted_ks, "change"), rows(planted_ks, "dropoff")
+    change = rows(planted_ks, "change")
+    assert planted_ks.loc[planted_ks["signal"] == "dropoff", "segment"].notna().all()
     checked = 0
     for stage in planted_log.stages:
-        c, o = change.loc[stage], drop.loc[stage]
+        c = change.loc[stage]
         F0, F1 = before.loc[stage, "conversion"], after.loc[stage, "conversion"]
         assert c["value"] == pytest.approx(F1, abs=1e-14)
         assert c["baseline"] == pytest.approx(F0, abs=1e-14)
-        assert o["value"] == pytest.approx(1 - F1, abs=1e-14)
         assert c["n_deals"] == before.loc[stage, "reached"] + after.loc[stage, "reached"]
-        assert c["n_deals"] == o["n_deals"]
         if before.loc[stage, "unresolved"] or after.loc[stage, "unresolved"]:
             # unresolved mass: never more significant than the point estimates alone
             continue
@@ -391,8 +391,6 @@ def test_period_signals_are_wald_tests_of_the_two_periods_funnels(planted_log, p
         _, V1, _ = aj_from_funnel(after.loc[stage])
         assert c["effect"] == pytest.approx(F1 - F0, abs=1e-14)
         assert c["p_value"] == pytest.approx(two_group_p(F1, V1, F0, V0, "two-sided"), rel=1e-6)
-        p_drop = two_group_p(1 - F1, V1, 1 - F0, V0, "greater")
-        assert o["p_value"] == pytest.approx(p_drop, rel=1e-6)
         verb = "rose" if F1 > F0 else "fell"
         assert (
             f"{stage} conversion {verb} from {pct(F0)} of the {before.loc[stage, 'reached']} "
@@ -416,82 +414,165 @@ def test_period_signals_are_wald_tests_of_the_two_periods_funnels(planted_log, p
     assert "unresolved" in r["reason"]
 
 
-def test_change_reason_quotes_median_dwell(planted_log, planted_ks):
-    v = planted_log.visits()
-    d = planted_log.deals().set_index("deal")
+def km_median(x: pd.DataFrame, z: float = Z) -> tuple[float, float, float]:
+    """Kaplan–Meier median (days) of visits (scipy's ecdf) and its Brookmeyer–Crowley
+    interval, written out: the times whose log(−log) band around S contains 0.5."""
+    secs = x["dwell"].dt.total_seconds().to_numpy()
+    cens = x["censored"].to_numpy()
+    sf = stats.ecdf(stats.CensoredData(uncensored=secs[~cens], right=secs[cens])).sf
+    t, s = sf.quantiles, sf.probabilities
+    med = t[np.searchsorted(-s, -(0.5 + 1e-9), side="left")]
+    # Greenwood at each time of the curve: Σ d / (n (n − d))
+    d = np.array([(secs[~cens] == u).sum() for u in t])
+    n = np.array([(secs >= u).sum() for u in t])
+    gw = np.cumsum(np.where(d > 0, d / (n * (n - d)).clip(1e-300), 0.0))
+    inside = (s > 0) & (s < 1)
+    g = np.log(-np.log(np.where(inside, s, 0.5)))
+    half = z * np.sqrt(gw) / -np.log(np.where(inside, s, 0.5))
+    c = np.log(-np.log(0.5 + 1e-9))
+    low = t[np.argmax(np.where(inside, g + half, np.where(s <= 0, np.inf, -np.inf)) >= c)]
+    hit = np.where(inside, g - half, -np.inf) >= c
+    high = t[np.argmax(hit)] if hit.any() else np.nan
+    return med / 86400, low / 86400, high / 86400
+
+
+def logrank_p(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    def data(x):
+        secs = x["dwell"].dt.total_seconds().to_numpy()
+        cens = x["censored"].to_numpy()
+        return stats.CensoredData(uncensored=secs[~cens], right=secs[cens])
+
+    return float(stats.logrank(data(a), data(b)).pvalue)
+
+
+def first_visits(log: fk.EventLog) -> pd.DataFrame:
+    v = log.visits()
+    d = log.deals().set_index("deal")
+    v = v[v["visit"] == 1].copy()
+    # a silent (stale) visit is still in the stage as far as the log knows: censored at as_of
+    stale = v["dwell"].isna()
+    v.loc[stale, "dwell"] = log.as_of - v.loc[stale, "entered"]
+    v.loc[stale, "censored"] = True
     v["after"] = (
         d.loc[v["deal"], "first_event"] >= pd.Timestamp("2025-01-01", tz="UTC")
     ).to_numpy()
-    change = rows(planted_ks, "change")
-    stage = "Lead"
-    meds = []
-    for after in (False, True):
-        x = v[
-            (v["stage"] == stage) & (v["visit"] == 1) & v["dwell"].notna() & (v["after"] == after)
-        ]
-        secs = x["dwell"].dt.total_seconds().to_numpy()
-        cens = x["censored"].to_numpy()
-        sf = stats.ecdf(stats.CensoredData(uncensored=secs[~cens], right=secs[cens])).sf
-        t = sf.quantiles[np.searchsorted(-sf.probabilities, -(0.5 + 1e-9), side="left")]
-        meds.append(t / 86400)
-    assert (
-        f"median first-visit dwell {meds[0]:.1f} days → {meds[1]:.1f} days"
-        in change.loc[stage, "reason"]
-    )
+    v["team"] = d.loc[v["deal"], "team"].astype(str).to_numpy()
+    return v
+
+
+def test_dwell_family_is_log_rank_with_the_median_ratio(planted_log, planted_ks):
+    """Each dwell row against scipy's log-rank test and Kaplan–Meier medians of the two
+    groups' first visits (open and silent ones censored at as_of)."""
+    v = first_visits(planted_log)
+    dw = planted_ks[planted_ks["signal"] == "dwell"]
+    assert len(dw) == len(planted_log.stages) * 4  # 3 teams + after vs before
+    checked = 0
+    for r in dw.itertuples(index=False):
+        x = v[v["stage"] == r.stage]
+        if r.segment is None or pd.isna(r.segment):
+            a, b = x[x["after"]], x[~x["after"]]
+        else:
+            a, b = x[x["team"] == r.segment], x[x["team"] != r.segment]
+        assert r.n_deals == len(a) + len(b)
+        if min(len(a), len(b)) < 30:
+            assert np.isnan(r.p_value) and "not tested" in r.reason
+            continue
+        assert r.test == "log-rank" and r.alternative == "two-sided"
+        assert r.p_value == pytest.approx(logrank_p(a, b), rel=1e-9)
+        (ma, la, ha), (mb, lb, hb) = km_median(a), km_median(b)
+        assert r.value == pytest.approx(ma, rel=1e-12)
+        assert r.baseline == pytest.approx(mb, rel=1e-12)
+        assert r.effect == pytest.approx(ma / mb, rel=1e-12)
+        se = np.hypot(np.log(ha / la), np.log(hb / lb)) / (2 * Z)
+        assert r.ci_low == pytest.approx(ma / mb * np.exp(-Z * se), rel=1e-9)
+        assert r.ci_high == pytest.approx(ma / mb * np.exp(Z * se), rel=1e-9)
+        assert f"{ma:.1f} days at the median for the {len(a)}" in r.reason
+        assert f"{ma / mb:.2f}× (95% interval {r.ci_low:.2f}–{r.ci_high:.2f})" in r.reason
+        checked += 1
+    assert checked >= 15
+
+
+def test_a_slower_segment_is_a_dwell_flag_only():
+    """A team whose Proposal visits last twice as long is flagged by the dwell family
+    (slower: the bad side) and by no conversion family."""
+    slow = {"column": "team", "value": "Team C", "stage": "Proposal", "factor": 2.0}
+    log = fk.EventLog(fk.datasets.synthetic(3000, seed=5, dwell_effect=slow), **KW)
+    ks = key_stages(log, by="team", signals=["dropoff", "heterogeneity", "dwell"])
+    key = ks[ks["is_key"]]
+    assert [(r.signal, r.stage, r.segment) for r in key.itertuples()] == [
+        ("dwell", "Proposal", "Team C")
+    ]
+    r = key.iloc[0]
+    assert 1.6 <= r["effect"] <= 2.5 and r["ci_low"] > 1
 
 
 # --------------------------------------------------------------------------- stall
 def stall_cohort(log: fk.EventLog, stage: str) -> pd.DataFrame:
+    """First visits of the stage that ended by advancing (a later stage, or won) or by a
+    lost event — from the public visits table."""
     v = log.visits()
-    d = log.deals().set_index("deal")
-    x = v[(v["stage"] == stage) & (v["visit"] == 1) & v["dwell"].notna() & ~v["censored"]].copy()
-    x["outcome"] = d.loc[x["deal"], "outcome"].astype(str).to_numpy()
-    return x[x["outcome"] != "open"]
+    x = v[(v["stage"] == stage) & (v["visit"] == 1)].copy()
+    nxt = x["next_stage"].astype(object)
+    rank = {s: i for i, s in enumerate(log.stages)}
+    forward = nxt.map(lambda n: n in rank and rank[n] > rank[stage]).astype(bool)
+    won = nxt.isin(list(log.won))
+    lost = nxt.isin(list(log.lost))
+    x["advanced"] = (forward | won).to_numpy()
+    return x[(forward | won | lost).to_numpy()]
 
 
 def test_stall_numbers_and_reason(planted_log, planted_ks):
     st = rows(planted_ks, "stall")
-    f = planted_log.funnel().set_index("stage")
     for stage in planted_log.stages:
         r = st.loc[stage]
         x = stall_cohort(planted_log, stage)
-        won = x["outcome"] == "won"
-        days = x["dwell"].dt.total_seconds() / 86400
         assert r["n_deals"] == len(x)
-        p = stats.mannwhitneyu(days[won], days[~won], alternative="less").pvalue
-        assert r["p_value"] == pytest.approx(p, rel=1e-9)
+        days = x["dwell"].dt.total_seconds().to_numpy() / 86400
+        # the declared threshold: the median, rounded up to whole days
         t = r["dwell_threshold"]
-        assert t % DAY == pd.Timedelta(0)  # whole days, so the reason's number is exact
-        above = x["dwell"] > t
-        wa, na = int((won & above).sum()), int(above.sum())
-        wb, nb = int((won & ~above).sum()), int((~above).sum())
-        assert min(na, nb) >= 30
-        assert r["value"] == pytest.approx(wa / na, abs=1e-15)
-        assert r["baseline"] == pytest.approx(wb / nb, abs=1e-15)
-        assert r["effect"] == pytest.approx(wa / na - wb / nb, abs=1e-15)
-        n_days = t // DAY
-        assert r["reason"].startswith(f"Deals that stay more than {n_days} days in {stage}")
-        assert (
-            f"win {pct(wa / na)} vs {pct(wb / nb)} ({wa} of {na} vs {wb} of {nb};" in r["reason"]
+        assert t == pd.Timedelta(days=max(np.ceil(np.median(days)), 1))
+        above = (x["dwell"] > t).to_numpy()
+        adv = x["advanced"].to_numpy()
+        xa, na = int((adv & above).sum()), int(above.sum())
+        xb, nb = int((adv & ~above).sum()), int((~above).sum())
+        table = [[xa, na - xa], [xb, nb - xb]]
+        assert r["p_value"] == pytest.approx(
+            stats.fisher_exact(table, alternative="less").pvalue, rel=1e-9
         )
-        found = "no dwell threshold" not in r["reason"]
-        assert (wa / na < 0.5 * f.loc[stage, "win_rate_from"]) == found
+        assert r["value"] == pytest.approx(xa / na, abs=1e-15)
+        assert r["baseline"] == pytest.approx(xb / nb, abs=1e-15)
+        assert r["effect"] == pytest.approx(xa / na - xb / nb, abs=1e-15)
+        lo, hi = newcombe(xa, na, xb, nb, Z)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi), abs=1e-12)
+        n_days = t // DAY
+        assert r["reason"].startswith(
+            f"First visits to {stage} that lasted more than {n_days} days (the stage's median)"
+        )
+        assert (
+            f"advanced {pct(xa / na)} of the time vs {pct(xb / nb)} for shorter ones "
+            f"({xa} of {na} vs {xb} of {nb};" in r["reason"]
+        )
     prop = st.loc["Proposal"]
-    assert prop["is_key"] and prop["effect"] <= -0.10
-    # the planted stall starts after 30 days
-    assert pd.Timedelta(days=20) <= prop["dwell_threshold"] <= pd.Timedelta(days=45)
+    assert prop["is_key"] and prop["effect"] <= -0.10 and prop["ci_high"] < 0
 
 
-def test_stall_excludes_open_deals_and_silent_visits(planted_log):
+def test_stall_excludes_open_silent_and_backward_visits(planted_log):
     v = planted_log.visits()
-    d = planted_log.deals().set_index("deal")
     ks = rows(key_stages(planted_log, signals="stall"), "stall")
     x = v[(v["stage"] == "Proposal") & (v["visit"] == 1)]
-    oc = d.loc[x["deal"], "outcome"].to_numpy()
-    silent = x["dwell"].isna().to_numpy()
-    assert silent.any() and (oc[silent] == "stale").all()
-    want = int(((oc != "open") & ~silent & ~x["censored"].to_numpy()).sum())
-    assert ks.loc["Proposal", "n_deals"] == want
+    silent = (x["next_stage"] == "stale").to_numpy()
+    assert silent.any() and x["censored"].any()
+    assert ks.loc["Proposal", "n_deals"] == len(stall_cohort(planted_log, "Proposal"))
+    assert ks.loc["Proposal", "n_deals"] < len(x) - silent.sum() - x["censored"].sum() + 1
+
+
+def test_stall_is_not_fooled_by_a_young_pipeline():
+    """The audit's log: 60% of deals open, winners of the recent past look fast. Visits
+    are judged by how they ended in the stage, not by the deal's outcome, so no flag."""
+    ev = fk.datasets.synthetic(3000, seed=7, start="2025-01-01", end="2025-03-15")
+    ks = key_stages(fk.EventLog(ev, **KW), signals=["stall"], n_boot=0, seed=7)
+    assert not ks["is_key"].any()
+    assert (ks.loc[ks["p_value"].notna(), "p_value"] > 0.01).all()
 
 
 # --------------------------------------------------------------------------- heterogeneity
@@ -518,12 +599,22 @@ def test_heterogeneity_numbers_and_reason(planted_log, planted_ks):
         assert r["test"] == "chi-square"
         assert r["p_value"] == pytest.approx(stats.chi2.sf(q, len(F) - 1), rel=1e-6)
         assert (
-            f"across 3 team values ranges from {pct(F.min())} ({worst}, {g.loc[worst, 'reached']} deals) to "
-            f"{pct(F.max())} ({best}, {g.loc[best, 'reached']} deals)" in r["reason"]
+            "across 3 team values (chi-square p" in r["reason"]
+            and f"from {pct(F.min())} ({worst}, {g.loc[worst, 'reached']} deals) to "
+            f"{pct(F.max())} ({best}, {g.loc[best, 'reached']} deals)"
+            in r["reason"]
         )
+        # the spread's interval: Šidák-simultaneous log(−log) intervals of the 3 teams
+        z3 = stats.norm.ppf(1 - (1 - 0.95 ** (1 / 3)) / 2)
+        se = np.sqrt(V) / (F * np.abs(np.log(F)))
+        th = np.log(-np.log(F))
+        low, high = np.exp(-np.exp(th + z3 * se)), np.exp(-np.exp(th - z3 * se))
+        assert r["ci_low"] == pytest.approx(max(low.max() - high.min(), 0), abs=1e-12)
+        assert r["ci_high"] == pytest.approx(high.max() - low.min(), abs=1e-12)
         checked += 1
     assert checked >= 4
-    assert het.loc["Demo", "is_key"] and het.loc["Demo", "segment"] == "Team C"
+    demo = het.loc["Demo"]
+    assert demo["is_key"] and demo["segment"] == "Team C" and demo["ci_low"] > 0
 
 
 def chi2(advanced, n):
@@ -582,13 +673,31 @@ def test_segments_of_several_columns_and_missing_values(sample_log):
 # --------------------------------------------------------------------------- decisions
 def test_q_values_are_bh_within_each_family_and_is_key_follows_the_rule(planted_ks):
     ks = planted_ks
-    for fam, m in [("dropoff", 0.05), ("stall", 0.10), ("heterogeneity", 0.10), ("change", 0.05)]:
+    fams = [
+        ("dropoff", 0.05),
+        ("stall", 0.10),
+        ("heterogeneity", 0.10),
+        ("change", 0.05),
+        ("dwell", 0.25),
+    ]
+    for fam, m in fams:
         r = ks[(ks["signal"] == fam) & ks["p_value"].notna()]
         q = stats.false_discovery_control(r["p_value"].to_numpy(), method="bh")
         np.testing.assert_allclose(r["q_value"].to_numpy(), q, rtol=1e-12)
-        eff = r["effect"]
-        material = {"dropoff": eff >= m, "stall": eff <= -m}.get(fam, eff.abs() >= m)
-        want = (r["q_value"] <= 0.05) & material
+        eff, lo, hi = r["effect"], r["ci_low"], r["ci_high"]
+        material = {
+            "dropoff": eff >= m,
+            "stall": eff <= -m,
+            "heterogeneity": eff >= m,
+            "dwell": eff >= 1 + m,
+        }.get(fam, eff.abs() >= m)
+        # and the interval excludes "no effect" on the flagged side
+        clear = {
+            "stall": hi < 0,
+            "change": (lo > 0) | (hi < 0),
+            "dwell": lo > 1,
+        }.get(fam, lo > 0)
+        want = (r["q_value"] <= 0.05) & material & clear
         pd.testing.assert_series_equal(r["is_key"], want, check_names=False)
         untested = ks[(ks["signal"] == fam) & ks["p_value"].isna()]
         assert not untested["is_key"].any() and untested["q_value"].isna().all()
@@ -687,26 +796,40 @@ def test_power_planted_segment_and_stall_are_found():
 
 
 OWNERS_40 = tuple(f"Owner {i:02d}" for i in range(1, 41))
-#: null set-ups (generator keywords, by, period): mature, young (2.5 months), 40 owners
+#: null set-ups (generator keywords, log keywords, by, period): mature, young (2.5 months),
+#: 40 owners, and the audit's heavily censored one (60% open, dwell × 8, no stale rule)
 NULL_SETUPS = {
-    "mature": ({}, "team", "2025-01-01"),
-    "young": ({"start": "2025-04-15", "end": "2025-06-30"}, "team", "2025-05-23"),
-    "40 owners": ({"owners": OWNERS_40}, "owner", "2025-01-01"),
+    "mature": ({}, KW, "team", "2025-01-01"),
+    "young": ({"start": "2025-04-15", "end": "2025-06-30"}, KW, "team", "2025-05-23"),
+    "40 owners": ({"owners": OWNERS_40}, KW, "owner", "2025-01-01"),
+    "young, slow, no stale rule": (
+        {
+            "start": "2025-01-01",
+            "end": "2025-03-15",
+            "dwell_median": [8 * d for d in (3, 6, 9, 10, 18, 12)],
+        },
+        {**KW, "stale_after": None},
+        "team",
+        "2025-02-07",
+    ),
 }
-AJ_FAMILIES = ["dropoff", "heterogeneity", "change"]
+NULL_FAMILIES = ["dropoff", "heterogeneity", "change", "stall", "dwell"]
 
 
 @pytest.fixture(scope="module")
 def null_runs():
-    """20 null logs per set-up; per log the segment dropoff and heterogeneity (by=) and
-    the period dropoff and change (period=)."""
+    """20 null logs per set-up; per log the segment signals (by=: dropoff, heterogeneity,
+    dwell) with stall, and the period signals (period=: change, dwell)."""
     out = {}
-    for name, (gen, by, period) in NULL_SETUPS.items():
+    for name, (gen, log_kw, by, period) in NULL_SETUPS.items():
         runs = []
         for seed in range(20):
-            log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=700 + seed, **gen), **KW)
-            seg = key_stages(log, by=by, signals=["dropoff", "heterogeneity"], seed=seed)
-            per = key_stages(log, period=period, signals=["dropoff", "change"], seed=seed)
+            ev = fk.datasets.synthetic(N_DEALS, seed=700 + seed, **gen)
+            log = fk.EventLog(ev, **log_kw)
+            seg = key_stages(
+                log, by=by, signals=["dropoff", "stall", "heterogeneity", "dwell"], seed=seed
+            )
+            per = key_stages(log, period=period, signals=["change", "dwell"], seed=seed)
             runs.append((seg, per))
         out[name] = runs
     return out
@@ -720,12 +843,12 @@ def family_rows(run, fam: str) -> list[pd.DataFrame]:
 def test_calibration_no_flags_beyond_the_nominal_rate_under_the_null(null_runs):
     """With nothing planted, the share of analyses with any flag in a family stays at or
     below alpha plus two simulation standard errors, pooled over the mature, young and
-    40-owner set-ups (20 logs of 3,000 deals each); and within each set-up at or below
-    alpha plus three."""
+    40-owner and heavily censored set-ups (20 logs of 3,000 deals each); and within each
+    set-up at or below alpha plus three."""
     alpha = 0.05
-    pooled = dict.fromkeys(AJ_FAMILIES, (0, 0))
+    pooled = dict.fromkeys(NULL_FAMILIES, (0, 0))
     for name, runs in null_runs.items():
-        for fam in AJ_FAMILIES:
+        for fam in NULL_FAMILIES:
             flags = [bool(t["is_key"].any()) for run in runs for t in family_rows(run, fam)]
             n = len(flags)
             rate = sum(flags) / n
@@ -742,25 +865,34 @@ def test_null_p_values_are_not_small_too_often(null_runs):
     (the tests may be conservative: unresolved mass and exact tests only lower it) —
     materiality does not hide a miscalibrated test."""
     for name, runs in null_runs.items():
-        for fam in AJ_FAMILIES:
+        for fam in NULL_FAMILIES:
             p = np.concatenate(
                 [t["p_value"].dropna().to_numpy() for run in runs for t in family_rows(run, fam)]
             )
             se = np.sqrt(0.05 * 0.95 / p.size)
             share = float((p < 0.05).mean())
             print(f"{name} {fam}: {p.size} p-values, share < 0.05 = {share:.3f}")
-            assert p.size >= 60 and share <= 0.05 + 3 * se, (name, fam, share)
+            assert p.size >= 40 and share <= 0.05 + 3 * se, (name, fam, share)
 
 
-def test_stall_calibration_under_the_null():
-    """stall is unchanged (not on the Aalen–Johansen conversion): its any-flag rate over
-    40 analyses stays at or below alpha plus two simulation standard errors."""
-    flagged = 0
-    for seed in range(40):
-        log = fk.EventLog(fk.datasets.synthetic(N_DEALS, seed=500 + seed), **KW)
-        ks = key_stages(log, signals="stall", seed=seed)
-        flagged += bool(ks["is_key"].any())
-    assert flagged / 40 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 40)
+def test_power_twice_the_dwell_is_a_dwell_flag_not_a_conversion_flag():
+    """Team C's Proposal visits last twice as long (nothing else planted): the dwell
+    family flags it in most of 20 logs of 3,000 deals (the benchmark measures >= 0.8 over
+    more seeds), and conversion families rarely flag that stage."""
+    slow = {"column": "team", "value": "Team C", "stage": "Proposal", "factor": 2.0}
+    hit = conversion = 0
+    for seed in range(20):
+        ev = fk.datasets.synthetic(N_DEALS, seed=900 + seed, dwell_effect=slow)
+        ks = key_stages(
+            fk.EventLog(ev, **KW), by="team", signals=["dropoff", "heterogeneity", "dwell"]
+        )
+        key = ks[ks["is_key"] & (ks["stage"] == "Proposal")]
+        hit += bool(((key["signal"] == "dwell") & (key["segment"] == "Team C")).any())
+        conversion += bool(key["signal"].isin(["dropoff", "heterogeneity"]).any())
+    print(
+        f"2x dwell over 20 logs: dwell flag {hit / 20:.2f}, conversion flag {conversion / 20:.2f}"
+    )
+    assert hit / 20 >= 0.7 and conversion / 20 <= 0.15
 
 
 def test_power_on_a_young_pipeline_and_for_a_change():

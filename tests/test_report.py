@@ -165,6 +165,7 @@ def test_one_page_one_number_each(tmp_path):
         "dropoff": {"greater"},
         "stall": {"less"},
         "heterogeneity": {"two-sided"},
+        "dwell": {"two-sided"},
     }
     # key stages' drop-off tests the same Aalen-Johansen estimates as compare_by, one-
     # sided: its effect is compare_by's rest_conversion - conversion exactly, and twice

@@ -251,3 +251,12 @@ def conditional_test(x: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> 
     sim = _chi2_stat(sims.astype(np.float64), n.astype(np.float64))
     p = (1 + np.count_nonzero(sim >= obs * (1 - 1e-12))) / (N_MONTE_CARLO + 1)
     return float(p), "monte-carlo chi-square"
+
+
+def rate_interval(r: Rate, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of each group's rate at the normal quantile ``z`` (another level than
+    the one ``r`` was made with), widened by the unresolved mass as in
+    :func:`conversion_rates`; the Wilson fallback at a rate of 0 or 1 uses the effective
+    deals."""
+    low, high = interval(r.p, r.var, r.n, z=z)
+    return np.maximum(low - r.below, 0.0), np.minimum(high + r.above, 1.0)

@@ -262,6 +262,7 @@ def kaplan_meier(
     censored: np.ndarray,
     n_groups: int,
     quantiles: tuple[float, ...] = (0.5, 0.75, 0.9),
+    z: float = Z95,
 ) -> dict[str, np.ndarray]:
     """Kaplan–Meier estimates for every group at once.
 
@@ -277,8 +278,9 @@ def kaplan_meier(
     falls that low); ``mean`` is the restricted mean survival time up to the group's
     largest observed time, event or censored.
 
-    Intervals (95%) come from :func:`km_intervals`: Brookmeyer–Crowley with the log(−log)
-    statistic for the quantiles, Greenwood's formula for the restricted mean.
+    Intervals (95%; another level with its normal quantile ``z``) come from
+    :func:`km_intervals`: Brookmeyer–Crowley with the log(−log) statistic for the
+    quantiles, Greenwood's formula for the restricted mean.
 
     Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean``,
     ``mean_low``, ``mean_high`` and per quantile ``q{round(100 q)}``,
@@ -308,7 +310,7 @@ def kaplan_meier(
             if i < b - a:
                 qs[f"q{round(100 * q)}"][k] = float(tk[i])
         at_risk = np.arange(b - a, 0, -1, dtype=np.float64)
-        res = km_intervals(tk, np.subtract(1.0, ck), at_risk, surv, quantiles)
+        res = km_intervals(tk, np.subtract(1.0, ck), at_risk, surv, quantiles, z)
         mean[k] = res["mean"]
         for name in names:
             ci[name][k] = res[name]
@@ -399,3 +401,90 @@ def _fisher_block(a, n1, n2, n, lo, hi, w, alternative):
         tol = np.log1p(1e-14) + 4e-16 * np.abs(col - k)
         sel = inside & (logw <= at + tol)
     return np.where(sel, weight, 0.0).sum(axis=1) / total
+
+
+def one_vs_rest(
+    time: np.ndarray,
+    event: np.ndarray,
+    group: np.ndarray,
+    groups: np.ndarray,
+    z: float = Z95,
+) -> dict[str, np.ndarray]:
+    """Each group in ``groups`` against all other subjects: the log-rank test and both
+    sides' Kaplan–Meier medians with Brookmeyer–Crowley intervals.
+
+    ``time`` (any numeric unit), ``event`` (bool: the subject left; False: censored at
+    ``time``) and ``group`` (int) per subject; a subject is at risk at every event time up
+    to and including its own. One sort for all comparisons, then one pass of cumulative
+    counts per group (a loop over groups only). For group *g* at each distinct event time
+    with ``d`` events among ``n`` at risk, ``d_g`` and ``n_g`` of them in *g*:
+    ``O − E = Σ (d_g − d n_g / n)`` and the hypergeometric variance
+    ``V = Σ d (n_g / n)(1 − n_g / n)(n − d) / (n − 1)``; ``Z = (O − E) / √V`` is standard
+    normal under equal hazards (two-sided p-value ``2 Φ(−|Z|)``). The curves of *g* and
+    of the rest come from the same counts (``d_g`` of ``n_g``; ``d − d_g`` of
+    ``n − n_g``); their medians are those of :func:`kaplan_meier`, the intervals those of
+    :func:`km_intervals` at the normal quantile ``z``.
+
+    Returns a dict of arrays of the length of ``groups``: ``n``, ``rest_n`` (subjects),
+    ``observed``, ``expected``, ``variance`` (of the group's events; variance 0 when
+    nothing can be compared), ``median``, ``median_low``, ``median_high`` and
+    ``rest_median``, ``rest_median_low``, ``rest_median_high`` (NaN when undefined).
+
+    Examples
+    --------
+    >>> t = np.array([1, 2, 3, 4, 5, 6.0])
+    >>> r = one_vs_rest(t, np.ones(6, bool), np.array([0, 0, 0, 1, 1, 1]), np.array([0]))
+    >>> float(r["observed"][0]), round(float(r["expected"][0]), 3), float(r["median"][0])
+    (3.0, 1.15, 2.0)
+    >>> float(r["rest_median"][0])
+    5.0
+    """
+    order = np.argsort(time, kind="stable")
+    t = np.asarray(time)[order]
+    ev = np.asarray(event, dtype=bool)[order]
+    g = np.asarray(group)[order]
+    n_all = t.size
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if n_all else np.zeros(0, np.int64)
+    at_risk = (n_all - starts).astype(np.float64)
+    d = np.add.reduceat(ev.astype(np.float64), starts) if n_all else np.zeros(0)
+    has = d > 0
+    starts, at_risk, d = starts[has], at_risk[has], d[has]
+    times = t[starts].astype(np.float64)
+    block_end = np.searchsorted(t, t[starts], side="right")  # end of each tied block
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tie = np.where(at_risk > 1, (at_risk - d) / (at_risk - 1), 0.0)
+    names = ["n", "rest_n", "observed", "expected", "variance"]
+    names += [f"{side}median{end}" for side in ("", "rest_") for end in ("", "_low", "_high")]
+    out = {k: np.full(len(groups), np.nan) for k in names}
+    for i, k in enumerate(groups):  # loop over groups only
+        mk = g == k
+        ck = np.concatenate([[0], np.cumsum(mk)])
+        n_k = (ck[-1] - ck[starts]).astype(np.float64)
+        ek = np.concatenate([[0], np.cumsum(mk & ev)])
+        d_k = (ek[block_end] - ek[starts]).astype(np.float64)
+        share = n_k / at_risk
+        out["n"][i], out["rest_n"][i] = ck[-1], n_all - ck[-1]
+        out["observed"][i] = d_k.sum()
+        out["expected"][i] = float(np.dot(d, share))
+        out["variance"][i] = float(np.sum(d * share * (1 - share) * tie))
+        for side, dd, nn in (("", d_k, n_k), ("rest_", d - d_k, at_risk - n_k)):
+            m, lo, hi = _km_median(times, dd, nn, z)
+            out[f"{side}median"][i] = m
+            out[f"{side}median_low"][i] = lo
+            out[f"{side}median_high"][i] = hi
+    return out
+
+
+def _km_median(
+    times: np.ndarray, events: np.ndarray, at_risk: np.ndarray, z: float
+) -> tuple[float, float, float]:
+    """Median and Brookmeyer–Crowley interval of a curve given at its event times."""
+    sel = events > 0
+    if not sel.any():
+        return np.nan, np.nan, np.nan
+    tj, dj, nj = times[sel], events[sel], at_risk[sel]
+    surv = np.cumprod(1.0 - dj / nj)
+    i = int(np.count_nonzero(surv > 0.5 + KM_TOL))
+    med = float(tj[i]) if i < tj.size else np.nan
+    res = km_intervals(tj, dj, nj, surv, (0.5,), z)
+    return med, res["q50_low"], res["q50_high"]

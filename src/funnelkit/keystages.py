@@ -7,14 +7,17 @@ events; loops run over stages, segments and bootstrap draws only):
   a deal-level bootstrap interval;
 * ``dropoff`` — the stage's loss rate against a baseline (benchmark, previous period, or
   the other segments);
-* ``stall`` — long dwell in the stage predicts losing;
+* ``stall`` — visits that last longer than the stage's median end in a loss more often;
 * ``heterogeneity`` — conversion differs across segments;
-* ``change`` — conversion differs for deals created before and after a date.
+* ``change`` — conversion differs for deals created before and after a date;
+* ``dwell`` — time in the stage differs: a segment against the rest, or deals created
+  after a date against those before (log-rank, Kaplan–Meier median ratio).
 
 ``dropoff``, ``heterogeneity`` and ``change`` compare the conversion of ``funnel()`` — the
 Aalen–Johansen estimate, open deals censored — and its loss rate 1 − conversion, with the
 tests of :mod:`funnelkit._ajtests` (effective counts; unresolved mass allocated
-least-favourably). Tests are corrected with Benjamini–Hochberg within each signal family.
+least-favourably). Tests are corrected with Benjamini–Hochberg within each signal family;
+a test flags only when its interval also excludes "no effect" on the bad side.
 """
 
 from __future__ import annotations
@@ -30,11 +33,19 @@ from scipy import stats
 
 from . import _stats
 from . import _validate as V
-from ._ajtests import _FIELDS, Rate, conversion_rates, many_groups, mover, one_sample, two_groups
+from ._ajtests import (
+    _FIELDS,
+    Rate,
+    conversion_rates,
+    many_groups,
+    mover,
+    one_sample,
+    rate_interval,
+    two_groups,
+)
 from ._columns import NAT
-from ._periods import bh, newcombe, period_split, stage_counts
+from ._periods import bh, newcombe, period_split
 from ._segments import is_visit_level, normalize_by, path_segments, segments
-from .dwell import km_table
 from .errors import MAX_BOOT, EventLogError, int_param
 from .funnel import (
     Subjects,
@@ -60,9 +71,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MIN_EFFECT", "SIGNALS", "key_stages"]
 
 #: the signals, in output order
-SIGNALS = ("leverage", "dropoff", "stall", "heterogeneity", "change")
+SIGNALS = ("leverage", "dropoff", "stall", "heterogeneity", "change", "dwell")
 #: tested signal families (Benjamini–Hochberg runs within each)
-FAMILIES = ("dropoff", "stall", "heterogeneity", "change")
+FAMILIES = ("dropoff", "stall", "heterogeneity", "change", "dwell")
 #: materiality thresholds (see ``key_stages``: units differ per signal)
 DEFAULT_MIN_EFFECT: dict[str, float] = {
     "leverage": 0.05,
@@ -70,6 +81,7 @@ DEFAULT_MIN_EFFECT: dict[str, float] = {
     "stall": 0.10,
     "heterogeneity": 0.10,
     "change": 0.05,
+    "dwell": 0.25,
 }
 COLUMNS = [
     "stage",
@@ -90,11 +102,12 @@ COLUMNS = [
     "alternative",
     "dwell_threshold",
 ]
-NO_BASELINE = "no baseline: pass benchmark=, period= or by="
+NO_BASELINE = (
+    "no baseline: pass benchmark= or by= (deals before and after a date are compared by "
+    "the change signal)"
+)
 _DAY_NS = 86_400 * 10**9
 _HOUR_NS = 3_600 * 10**9
-_N_MONTE_CARLO = 20_000
-_STALL_QUANTILES = np.round(np.arange(0.05, 0.951, 0.05), 2)
 _MISSING = "(missing)"
 #: subject rows per Aalen–Johansen call of the segment-vs-rest drop-off
 _REST_ROWS = 2_000_000
@@ -126,8 +139,26 @@ def _date(log: EventLog, ns: int) -> str:
     return str(log._timestamp(np.array([ns], dtype=np.int64))[0].date())
 
 
-def _days1(ns: float) -> str:
-    return "n/a" if not np.isfinite(ns) else f"{ns / _DAY_NS:.1f} days"
+def _days_short(ns: float) -> str:
+    """A duration for the reasons: days with one decimal, hours below a day."""
+    if ns < _DAY_NS:
+        return f"{ns / _HOUR_NS:.1f} hours"
+    return f"{ns / _DAY_NS:.1f} days"
+
+
+def _points(d: float) -> str:
+    """A difference of proportions in percentage points, signed."""
+    v = round(100 * d)
+    return "0 points" if v == 0 else f"{v:+d} point" + ("" if abs(v) == 1 else "s")
+
+
+def _span(lo: float, hi: float) -> str:
+    a, b = round(100 * lo), round(100 * hi)
+    return f"{a:+d} to {b:+d}".replace("+0 ", "0 ").replace("-0 ", "0 ")
+
+
+def _level(opt: _Options) -> str:
+    return f"{100 * (1 - opt.alpha):g}%"
 
 
 # --------------------------------------------------------------------------- estimates
@@ -433,7 +464,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     m = opt.min_effect["dropoff"]
     sub, seg, labels = _subjects(log, opt)
     rows = []
-    if opt.benchmark is not None or (opt.period_ns is None and not opt.by):
+    if opt.benchmark is not None or not opt.by:
         loss = _rates(log, sub, np.zeros(sub.deal.size, dtype=np.int64), 1, opt.z).complement()
         for s, name in enumerate(log.stages):  # loop over stages
             r = loss.take(s)
@@ -480,34 +511,20 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 )
             )
         return rows
-    if opt.period_ns is not None:
-        since = (log._first_ns >= opt.period_ns).astype(np.int64)[sub.deal]  # 1 = since
-        both = _rates(log, sub, since, 2, opt.z).complement()
-        when = opt.period_label
-        pairs: list[tuple[Rate, Rate, str | None, str, str]] = [
-            (
-                both.take(S + np.arange(S)),
-                both.take(np.arange(S)),
-                None,
-                f"deals created since {when}",
-                f"deals created before {when}",
-            )
-        ]
-    else:
-        n_seg = len(labels)
-        own = _rates(log, sub, seg, n_seg, opt.z).complement()
-        rest = _rest_rates(log, sub, seg, n_seg, opt.z).complement()
-        names = _segment_names(labels)
-        pairs = [
-            (
-                own.take(k * S + np.arange(S)),
-                rest.take(k * S + np.arange(S)),
-                names[k],
-                f"{names[k]} deals",
-                "other deals",
-            )
-            for k in range(n_seg)
-        ]
+    n_seg = len(labels)
+    own = _rates(log, sub, seg, n_seg, opt.z).complement()
+    rest = _rest_rates(log, sub, seg, n_seg, opt.z).complement()
+    names = _segment_names(labels)
+    pairs = [
+        (
+            own.take(k * S + np.arange(S)),
+            rest.take(k * S + np.arange(S)),
+            names[k],
+            f"{names[k]} deals",
+            "other deals",
+        )
+        for k in range(n_seg)
+    ]
     for s, name in enumerate(log.stages):  # loop over stages
         for a_all, b_all, seg_name, who, other in pairs:  # loop over segments
             a, b = a_all.take(s), b_all.take(s)
@@ -516,7 +533,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 return (
                     f"{name} loses {_est(a.p[0], a.unresolved[0])} of the {int(a.deals[0])} "
                     f"{who} vs {_est(b.p[0], b.unresolved[0])} of the {int(b.deals[0])} "
-                    f"{other} ({_pval(p)})"
+                    f"{other} (difference {_points(eff)}; {_pval(p)})"
                 )
 
             rows.append(
@@ -543,78 +560,76 @@ def _segment_names(labels: pd.DataFrame) -> list[str]:
 
 # --------------------------------------------------------------------------- stall
 def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
+    S = log._n_stages
     v = log._visits()
-    oc = log._outcome[v.deal]
-    resolved = oc != V.OPEN
-    keep = (v.visit == 1) & (v.dwell != NAT) & ~v.censored & resolved
-    stage, dwell, won = v.stage[keep], v.dwell[keep], oc[keep] == V.WON
+    nxt = v.next
+    # how each first visit ended: advanced (a later stage or won) or lost here; open,
+    # stale (silent: when it died is unknown) and backward exits are not in the test
+    terminal = (nxt >= S) & (nxt < len(log._catalogue))
+    kind = log._kind[np.where(terminal, nxt, 0)]
+    advanced = ((nxt < S) & (nxt > v.stage)) | (terminal & (kind == V.WON_KIND))
+    lost = terminal & (kind == V.LOST_KIND)
+    keep = (v.visit == 1) & (advanced | lost) & (v.dwell != NAT)
+    stage, dwell, adv = v.stage[keep], v.dwell[keep], advanced[keep]
     order = np.lexsort((dwell, stage))  # one sort: by stage, then dwell
-    stage, dwell, won = stage[order], dwell[order], won[order]
-    start, end = _stats.group_bounds(stage, log._n_stages)
-    zero = np.zeros(log.n_deals, dtype=np.int64)
-    c = stage_counts(log, zero, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        baseline_wr = c["won"][0] / c["resolved"][0]
+    stage, dwell, adv = stage[order], dwell[order], adv[order]
+    start, end = _stats.group_bounds(stage, S)
     m = opt.min_effect["stall"]
     rows = []
     for s, name in enumerate(log.stages):  # loop over stages
         d = dwell[start[s] : end[s]]
-        w = won[start[s] : end[s]]
-        n, n_won = d.size, int(w.sum())
-        n_lost = n - n_won
-        if min(n_won, n_lost) < opt.min_deals:
+        a = adv[start[s] : end[s]]
+        n = d.size
+        if n == 0:
+            reason = f"{name}: not tested, no first visit has advanced or been lost here yet"
+            rows.append(_row(name, "stall", "advanced_share", reason=reason))
+            continue
+        # the declared threshold: the median of the ended visits' dwell, rounded up to a
+        # whole day (hour below two days) — a function of the times only, so under "how a
+        # visit ends does not depend on how long it lasted" Fisher's test stays exact
+        med = float(np.median(d))
+        unit = _DAY_NS if med >= 2 * _DAY_NS else _HOUR_NS
+        t = int(max(np.ceil(med / unit), 1) * unit)
+        nb = int(np.searchsorted(d, t, side="right"))
+        na = n - nb
+        if min(na, nb) < opt.min_deals:
+            side = "longer" if na < nb else "at most as long"
             reason = _too_few(
                 name,
-                min(n_won, n_lost),
-                f"{'won' if n_won < n_lost else 'lost'} deals with a completed first visit",
+                min(na, nb),
+                f"ended first visits {side} than {_days(t)} (the stage's median)",
                 opt.min_deals,
             )
-            rows.append(_row(name, "stall", "win_rate", n_deals=n, reason=reason))
+            rows.append(
+                _row(name, "stall", "advanced_share", n_deals=n, reason=reason, dwell_threshold=t)
+            )
             continue
-        dd = d.astype(np.float64) / _DAY_NS
-        p = float(stats.mannwhitneyu(dd[w], dd[~w], alternative="less").pvalue)
-        # threshold candidates: dwell quantiles rounded up to whole days (or hours)
-        unit = _DAY_NS if np.median(d) >= 2 * _DAY_NS else _HOUR_NS
-        cand = np.unique(np.ceil(np.quantile(d, _STALL_QUANTILES) / unit) * unit).astype(np.int64)
-        cum_won = np.concatenate([[0], np.cumsum(w)])
-        n_below = np.searchsorted(d, cand, side="right")
-        n_above = n - n_below
-        won_above = n_won - cum_won[n_below]
-        ok = (n_above >= opt.min_deals) & (n_below >= opt.min_deals)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            wr_above = won_above / n_above
-        half = 0.5 * baseline_wr[s]
-        hit = np.flatnonzero(ok & (wr_above < half))
-        found = hit.size > 0
-        if found:
-            i = int(hit[0])
-        else:
-            med = int(np.ceil(np.median(d) / unit) * unit)
-            i = int(np.argmin(np.abs(cand - med) + np.where(ok, 0, np.iinfo(np.int64).max // 2)))
-            if not ok[i]:
-                reason = f"{name}: not tested, too few deals on one side of every dwell threshold"
-                rows.append(_row(name, "stall", "win_rate", n_deals=n, reason=reason))
-                continue
-        t = int(cand[i])
-        na, nb = int(n_above[i]), int(n_below[i])
-        xa, xb = int(won_above[i]), int(n_won - won_above[i])
+        xb = int(a[:nb].sum())
+        xa = int(a.sum()) - xb
         ra, rb = xa / na, xb / nb
-        lo, hi = newcombe(xa, na, xb, nb, opt.z)
-        median = "" if found else " (about the median)"
-        tail = (
-            ""
-            if found
-            else f"; no dwell threshold halves the stage's {_pct(baseline_wr[s])} win rate"
+        p = float(
+            np.asarray(
+                _stats.fisher_exact_2x2(
+                    np.array([xa]),
+                    np.array([na - xa]),
+                    np.array([xb]),
+                    np.array([nb - xb]),
+                    alternative="less",
+                )
+            ).reshape(-1)[0]
         )
+        lo, hi = newcombe(xa, na, xb, nb, opt.z)
         reason = (
-            f"Deals that stay more than {_days(t)} in {name}{median} win {_pct(ra)} vs "
-            f"{_pct(rb)} ({xa} of {na} vs {xb} of {nb}; {_pval(p)}){tail}"
+            f"First visits to {name} that lasted more than {_days(t)} (the stage's median) "
+            f"advanced {_pct(ra)} of the time vs {_pct(rb)} for shorter ones ({xa} of {na} "
+            f"vs {xb} of {nb}; difference {_points(ra - rb)}, {_level(opt)} interval "
+            f"{_span(lo, hi)}; Fisher {_pval(p)})"
         )
         rows.append(
             _row(
                 name,
                 "stall",
-                "win_rate",
+                "advanced_share",
                 effect=ra - rb,
                 ci_low=lo,
                 ci_high=hi,
@@ -623,7 +638,7 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 value=ra,
                 baseline=rb,
                 n_deals=n,
-                test="mann-whitney",
+                test="fisher",
                 alternative="less",
                 dwell_threshold=t,
                 _material=ra - rb <= -m,
@@ -666,7 +681,14 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         lo_i, hi_i = int(np.argmin(r.p)), int(np.argmax(r.p))
         worst, best = r.take(lo_i), r.take(hi_i)
         spread = float(best.p[0] - worst.p[0])
-        ci = mover(best, worst)
+        # simultaneous intervals (Šidák) for every tested segment: with probability at
+        # least 1 − alpha all hold at once, so the spread of the true conversions lies in
+        # [max low − min high (at least 0), max high − min low] whichever segments are the
+        # extremes — an interval of the spread, not of two segments picked after the fact
+        z_k = float(stats.norm.ppf(1 - (1 - (1 - opt.alpha) ** (1 / ok.size)) / 2))
+        low, high = rate_interval(r, z_k)
+        ci_low = max(float(low.max() - high.min()), 0.0)
+        ci_high = float(high.max() - low.min())
         w_name, b_name = names[ok[lo_i]], names[ok[hi_i]]
         left_out = n_seg - ok.size
         note = f"; {left_out} smaller {dim} value(s) not tested" if left_out else ""
@@ -677,8 +699,10 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             return f"{_pct(x.p[0])} ({label}, {int(x.deals[0])} deals{tail})"
 
         reason = (
-            f"{name} conversion across {ok.size} {dim} values ranges from "
-            f"{one(worst, w_name)} to {one(best, b_name)} ({test} {_pval(p)}){note}"
+            f"{name} conversion differs across {ok.size} {dim} values ({test} {_pval(p)}): "
+            f"from {one(worst, w_name)} to {one(best, b_name)}, a spread of "
+            f"{100 * spread:.0f} points ({_level(opt)} simultaneous interval "
+            f"{100 * ci_low:.0f} to {100 * ci_high:.0f}){note}"
         )
         rows.append(
             _row(
@@ -686,8 +710,8 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 "heterogeneity",
                 "conversion",
                 effect=spread,
-                ci_low=float(ci[0][0]),
-                ci_high=float(ci[1][0]),
+                ci_low=ci_low,
+                ci_high=ci_high,
                 p_value=p,
                 reason=reason,
                 segment=w_name,
@@ -710,10 +734,6 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = created since the date
     sub, _, _ = _subjects(log, opt)
     conv = _rates(log, sub, group[sub.deal], 2, opt.z)
-    v = log._visits()
-    keep = (v.visit == 1) & (v.dwell != NAT)
-    km = km_table(group[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], v.censored[keep], 2 * S)
-    med = km["q50"].reshape(2, S)
     m = opt.min_effect["change"]
     when = opt.period_label
     rows = []
@@ -725,8 +745,8 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
             return (
                 f"{name} conversion {verb} from {_est(b.p[0], b.unresolved[0])} of the "
                 f"{int(b.deals[0])} deals created before {when} to "
-                f"{_est(a.p[0], a.unresolved[0])} of the {int(a.deals[0])} since ({_pval(p)}); "
-                f"median first-visit dwell {_days1(med[0, s])} → {_days1(med[1, s])}"
+                f"{_est(a.p[0], a.unresolved[0])} of the {int(a.deals[0])} since "
+                f"(difference {_points(eff)}; {_pval(p)})"
             )
 
         rows.append(
@@ -745,12 +765,138 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- dwell
+def _dwell(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
+    """Time in the stage: each segment against the other deals (with ``by``) and the deals
+    created since ``period`` against those before — log-rank on first visits (open ones
+    censored), the effect the ratio of Kaplan–Meier medians."""
+    S = log._n_stages
+    v = log._visits()
+    # a silent (stale) visit is still in the stage as far as the log knows: censored at
+    # as_of like an open one. Leaving it out (as dwell() does) would drop the old groups'
+    # silent visits while the recent groups keep theirs as open ones — a bias between
+    # periods and between segments of different ages.
+    keep = v.visit == 1
+    stale = keep & (v.dwell == NAT)
+    dur = np.where(stale, log._as_of_ns - v.entered, v.dwell)[keep]
+    stage, event = v.stage[keep], ~(v.censored | stale)[keep]
+    comparisons: list[tuple[np.ndarray, list[int], Callable[[int], tuple[Any, str, str]]]] = []
+    if opt.by:
+        if is_visit_level(log, opt.by):
+            pseg, labels = path_segments(log, opt.by)
+            seg = pseg[v.path_index[keep]]
+        else:
+            seg_d, labels = segments(log, opt.by)
+            seg = seg_d[v.deal[keep]]
+        names = _segment_names(labels)
+
+        def by_segment(k: int) -> tuple[Any, str, str]:
+            return names[k], f"{names[k]} deals", "other deals"
+
+        comparisons.append((np.asarray(seg, dtype=np.int64), list(range(len(labels))), by_segment))
+    if opt.period_ns is not None:
+        since = (log._first_ns[v.deal[keep]] >= opt.period_ns).astype(np.int64)
+        when = opt.period_label
+        comparisons.append(
+            (
+                since,
+                [1],
+                lambda k: (None, f"deals created since {when}", f"deals created before {when}"),
+            )
+        )
+    order = np.argsort(stage, kind="stable")
+    start, end = _stats.group_bounds(stage[order], S)
+    m = opt.min_effect["dwell"]
+    rows = []
+    for s, name in enumerate(log.stages):  # loop over stages
+        idx = order[start[s] : end[s]]
+        for group, ks, label in comparisons:  # one or two comparisons
+            g = group[idx]
+            present = [k for k in ks if np.any(g == k)]
+            res = _stats.one_vs_rest(dur[idx], event[idx], g, np.array(present), z=opt.z)
+            for i, k in enumerate(present):  # loop over segments
+                seg_name, who, other = label(k)
+                rows.append(_dwell_row(name, res, i, seg_name, who, other, opt, m))
+    return rows
+
+
+def _dwell_row(
+    stage: str,
+    res: dict[str, np.ndarray],
+    i: int,
+    seg_name: str | None,
+    who: str,
+    other: str,
+    opt: _Options,
+    m: float,
+) -> dict[str, Any]:
+    """One log-rank comparison of :func:`_stats.one_vs_rest` as a key-stage row."""
+    n_a, n_b = int(res["n"][i]), int(res["rest_n"][i])
+    med_a, med_b = float(res["median"][i]), float(res["rest_median"][i])
+    kw: dict[str, Any] = dict(
+        segment=seg_name, value=med_a / _DAY_NS, baseline=med_b / _DAY_NS, n_deals=n_a + n_b
+    )
+    if min(n_a, n_b) < opt.min_deals:
+        small = who if n_a < n_b else other
+        reason = _too_few(stage, min(n_a, n_b), f"first visits of {small}", opt.min_deals)
+        return _row(stage, "dwell", "median_dwell_days", reason=reason, **kw)
+    var = float(res["variance"][i])
+    if not var > 0:
+        reason = f"{stage}: not tested, no visit of {who} or {other} has left the stage yet"
+        return _row(stage, "dwell", "median_dwell_days", reason=reason, **kw)
+    zstat = (float(res["observed"][i]) - float(res["expected"][i])) / np.sqrt(var)
+    p = float(2 * stats.norm.sf(abs(zstat)))
+    # the ratio of medians; its interval on the log scale, each median's standard error
+    # read from its Brookmeyer–Crowley interval (half its log width over z)
+    eff = lo = hi = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if med_a > 0 and med_b > 0:
+            eff = med_a / med_b
+            se = [
+                (np.log(res[f"{side}median_high"][i]) - np.log(res[f"{side}median_low"][i]))
+                / (2 * opt.z)
+                for side in ("", "rest_")
+            ]
+            half = opt.z * float(np.hypot(*se))
+            if np.isfinite(half):
+                lo, hi = eff * np.exp(-half), eff * np.exp(half)
+
+    def med(x: float) -> str:
+        return "not reached" if not np.isfinite(x) else _days_short(x)
+
+    if np.isfinite(eff):
+        ratio = f"{eff:.2f}×" + (
+            f" ({_level(opt)} interval {lo:.2f}–{hi:.2f})" if np.isfinite(lo) else ""
+        )
+    else:
+        ratio = "ratio not defined"
+    reason = (
+        f"First visits to {stage} last {med(med_a)} at the median for the {n_a} {who} vs "
+        f"{med(med_b)} for the {n_b} {other}: {ratio}; log-rank {_pval(p)}"
+    )
+    return _row(
+        stage,
+        "dwell",
+        "median_dwell_days",
+        effect=eff,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=p,
+        reason=reason,
+        test="log-rank",
+        alternative="two-sided",
+        _material=bool(eff >= 1 + m),
+        **kw,
+    )
+
+
 _SIGNAL_FUNCS = {
     "leverage": _leverage,
     "dropoff": _dropoff,
     "stall": _stall,
     "heterogeneity": _heterogeneity,
     "change": _change,
+    "dwell": _dwell,
 }
 
 
@@ -762,6 +908,8 @@ def _check_signals(signals: Any, by: list[str], period: Any) -> list[str]:
             chosen.append("heterogeneity")
         if period is not None:
             chosen.append("change")
+        if by or period is not None:
+            chosen.append("dwell")
         return [s for s in SIGNALS if s in chosen]
     names = [signals] if isinstance(signals, str) else list(signals)
     unknown = [s for s in names if s not in SIGNALS]
@@ -779,6 +927,11 @@ def _check_signals(signals: Any, by: list[str], period: Any) -> list[str]:
         raise EventLogError(
             "Signal 'change' compares deals created before and after a date: pass "
             "period='2025-01-01' (for example)."
+        )
+    if "dwell" in names and not by and period is None:
+        raise EventLogError(
+            "Signal 'dwell' compares time in the stage between segments or periods: pass "
+            "by='team' (or another carried attribute) and/or period='2025-01-01'."
         )
     return [s for s in SIGNALS if s in names]
 
@@ -948,8 +1101,17 @@ def key_stages(
         if sel.any():
             out.loc[sel, "q_value"] = bh(out.loc[sel, "p_value"].to_numpy(dtype=np.float64))
     material = out["_material"].to_numpy(dtype=bool)
-    tested = out["signal"].isin(FAMILIES).to_numpy()
+    sig = out["signal"].to_numpy(dtype=object)
+    tested = np.isin(sig, FAMILIES)
     q = out["q_value"].to_numpy(dtype=np.float64)
+    lo = out["ci_low"].to_numpy(dtype=np.float64)
+    hi = out["ci_high"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        out["is_key"] = np.where(tested, material & (q <= alpha), material)
+        # the interval excludes "no effect" on the side the flag is about (NaN: never)
+        clear = np.select(
+            [sig == "stall", sig == "change", sig == "dwell"],
+            [hi < 0, (lo > 0) | (hi < 0), lo > 1],
+            default=lo > 0,
+        )
+        out["is_key"] = np.where(tested, material & (q <= alpha) & clear, material)
     return typed_table(out)

@@ -1550,8 +1550,8 @@ class EventLog:
         """Flag the key stages: effect sizes, intervals, q-values and a reason per stage.
 
         A stage is *key* when it has a large, statistically supported effect on the outcome
-        (see Concepts: key stages). Each signal gives one row per stage (``dropoff`` with ``by``: per stage
-        and segment):
+        (see Concepts: key stages). Each signal gives one row per stage (``dropoff`` and
+        ``dwell`` with ``by``: per stage and segment):
 
         ``leverage``
             How much the overall win probability changes if the stage's loss probability
@@ -1567,23 +1567,25 @@ class EventLog:
             The stage's loss rate, 1 − ``conversion`` of :meth:`EventLog.funnel` (the
             Aalen–Johansen estimate, open deals censored), against a baseline: ``benchmark``
             (exact binomial test on the effective counts; interval: ``funnel()``'s, as a loss
-            rate), else the deals created before ``period`` (the previous period), else, with
-            ``by``, each segment against all other deals (Wald z-test of the two estimates;
+            rate), else, with ``by``, each segment against all other deals (Wald z-test of
+            the two estimates;
             Fisher's exact test on the rounded effective counts when a group has fewer than
             100 effective deals; MOVER interval from the two groups' ``funnel()`` intervals).
             One-sided: only an excess loss is a signal. Without a baseline it is not
             computed: one row per stage with the loss rate in ``value``, NaN statistics and
-            the reason ``"no baseline: pass benchmark=, period= or by="``.
+            the reason ``"no baseline: pass benchmark= or by= ..."``. Deals before and after
+            ``period`` are compared by ``change`` only: one comparison, one family.
         ``stall``
-            Whether long dwell in the stage predicts losing. Among resolved deals (won, lost,
-            stale) whose first visit of the stage completed, a one-sided Mann–Whitney U test
-            that won deals dwelt less than lost ones. The effect is the win rate of deals that
-            stayed longer than a threshold minus that of the others (Newcombe interval). The
-            threshold is the smallest dwell beyond which the win rate falls below half of the
-            stage's ``win_rate_from`` (:meth:`EventLog.funnel`), scanning the 5th, 10th, ...,
-            95th percentiles of dwell rounded up to whole days (hours when the median dwell is
-            under two days) with at least ``min_deals`` deals on each side; the median when no
-            dwell qualifies (the reason says so).
+            Whether visits that last long end in a loss more often. The stage's first visits
+            that ended — advanced (a later stage or won) or lost in the stage — are split at
+            a declared threshold: their median dwell rounded up to a whole day (an hour when
+            it is under two days). The effect is the share that advanced among the visits
+            longer than the threshold minus that among the others (Newcombe interval);
+            one-sided Fisher's exact test. Visits are judged by how they ended in the stage,
+            not by the deal's final outcome, so a young log (where the recent winners are the
+            fast ones) does not fake a stall; open and silent (stale) visits and moves back
+            are left out. The threshold depends on the dwell times only, so under "how a
+            visit ends does not depend on how long it lasted" the test is exact.
         ``heterogeneity`` (needs ``by``)
             Conversion (as in ``funnel(by=...)``) differs across segments: per stage, the Wald
             chi-square test (Cochran's Q: inverse-variance weighted spread, k − 1 degrees of
@@ -1591,13 +1593,24 @@ class EventLog:
             segment has fewer than 100 effective deals, the exact conditional test on the
             rounded effective counts — Fisher's (two segments) or a Monte-Carlo chi-square
             with the observed margins (20,000 tables). The effect is the spread, best minus
-            worst conversion, with the MOVER interval of those two segments (descriptive: not
-            adjusted for picking the extremes); ``segment`` names the worst.
+            worst conversion; its interval holds for the spread of the true conversions
+            whichever segments are the extremes: from simultaneous (Šidák) intervals of the k
+            tested segments, ``[max(0, max low − min high), max high − min low]``.
+            ``segment`` names the worst.
         ``change`` (needs ``period``)
             Conversion differs between deals created before ``period`` and since (creation =
             the deal's first event; every deal counts, its open time censored): two-sided
-            test as for ``dropoff``; effect = since − before. The reason also quotes both
-            groups' Kaplan–Meier median first-visit dwell.
+            test as for ``dropoff``; effect = since − before.
+        ``dwell`` (needs ``by`` or ``period``)
+            Time in the stage differs: each segment against all other deals (with ``by``)
+            and the deals created since ``period`` against those before (with ``period``).
+            Log-rank test on the first visits of the stage, two-sided; open visits and
+            silent (stale) ones are censored at ``as_of`` (a silent deal is still in the
+            stage as far as the log knows, so a group with more silent losses also sits
+            longer). The effect is the ratio of the two Kaplan–Meier median dwells, with an
+            interval on the log scale whose standard errors come from each median's
+            Brookmeyer–Crowley interval. Only a longer dwell (ratio above 1) is a key
+            stage.
 
         ``dropoff``, ``heterogeneity`` and ``change`` compare the Aalen–Johansen estimates of
         ``funnel()``. An estimate ``F`` with variance ``V`` counts as ``n = F (1 − F) / V``
@@ -1625,8 +1638,8 @@ class EventLog:
             over ``period`` and ``by`` as the ``dropoff`` baseline.
         signals : str or list of str, optional
             Signals to compute, from ``"leverage"``, ``"dropoff"``, ``"stall"``,
-            ``"heterogeneity"``, ``"change"``. Default: every signal the other options allow
-            (``dropoff`` always, saying so when it has no baseline).
+            ``"heterogeneity"``, ``"change"``, ``"dwell"``. Default: every signal the other
+            options allow (``dropoff`` always, saying so when it has no baseline).
         alpha : float, default=0.05
             False discovery rate: a test flags when its Benjamini–Hochberg q-value is at most
             ``alpha``. Intervals are at level 1 − ``alpha``.
@@ -1641,17 +1654,19 @@ class EventLog:
         min_deals : int, default=30
             Minimum sample: every group a test compares needs this many resolved deals —
             the effective number ``F (1 − F) / V`` for ``dropoff``, ``heterogeneity`` and
-            ``change`` (``stall``: won and lost deals, and deals on each side of the
-            threshold; ``heterogeneity``: segments below it are left out; ``leverage``: deals
-            that left the stage). Rows below it are not tested (NaN p-value, reason says so).
+            ``change`` (``stall``: ended visits on each side of the threshold;
+            ``heterogeneity``: segments below it are left out; ``dwell``: first visits in
+            each group; ``leverage``: deals that left the stage). Rows below it are not
+            tested (NaN p-value, reason says so).
         min_effect : dict, optional
             Materiality thresholds by signal; defaults ``{"leverage": 0.05, "dropoff": 0.05,
-            "stall": 0.10, "heterogeneity": 0.10, "change": 0.05}``. ``leverage`` is relative:
+            "stall": 0.10, "heterogeneity": 0.10, "change": 0.05, "dwell": 0.25}``. ``leverage`` is relative:
             the interval's lower end must reach that share of the current win probability
             (0.05: a 12% win rate must gain at least 0.6 points). The others are absolute
-            differences of proportions: loss-rate excess (``dropoff``), win-rate shortfall of
-            long-dwell deals (``stall``), spread of conversion (``heterogeneity``) and size of
-            the change either way (``change``).
+            differences of proportions: loss-rate excess (``dropoff``), advance-share
+            shortfall of long visits (``stall``), spread of conversion (``heterogeneity``) and
+            size of the change either way (``change``); ``dwell`` is relative: the median
+            ratio must reach 1 + that (0.25: a quarter longer).
         progress : bool or callable, optional
             Feedback during the bootstrap: ``True`` prints to stderr; a callable is called as
             ``progress(done, total)`` about 20 times.
@@ -1663,40 +1678,45 @@ class EventLog:
             funnel order (no rows when the log has no stages: only won/lost events):
 
             * ``stage`` : stage name
-            * ``signal`` : ``"leverage"``, ``"dropoff"``, ``"stall"``, ``"heterogeneity"`` or
-              ``"change"``
+            * ``signal`` : ``"leverage"``, ``"dropoff"``, ``"stall"``, ``"heterogeneity"``,
+              ``"change"`` or ``"dwell"``
             * ``effect`` : ``leverage``: win probability after − now; ``dropoff``: loss rate −
-              baseline; ``stall``: win rate above − at or below the threshold;
+              baseline; ``stall``: advanced share above − at or below the threshold;
               ``heterogeneity``: best − worst segment conversion; ``change``: conversion since
-              − before ``period``
+              − before ``period``; ``dwell``: median dwell of the group ÷ that of the rest
+              (or since ÷ before)
             * ``ci_low``, ``ci_high`` : 1 − ``alpha`` interval of ``effect``
             * ``p_value`` : NaN for ``leverage`` and for rows not tested
             * ``q_value`` : Benjamini–Hochberg within the signal (dropoff, stall,
-              heterogeneity and change are separate families, each over its stages and
+              heterogeneity, change and dwell are separate families, each over its stages and
               segments)
             * ``is_key`` : tests: ``q_value <= alpha``, the effect material (``min_effect``;
-              in the bad direction for ``dropoff`` and ``stall``) and the sample large enough;
+              in the bad direction for ``dropoff``, ``stall`` and ``dwell``), the interval
+              clear of "no effect" on that side (0; 1 for ``dwell``) and the sample large
+              enough;
               ``leverage``: ``ci_low`` at least ``min_effect["leverage"]`` × the current win
               probability, with at least ``min_deals`` deals leaving the stage
             * ``reason`` : one line for a sales leader, with the numbers
-            * ``segment`` : ``dropoff`` with ``by``: the segment compared with the rest;
-              ``heterogeneity``: the worst segment; else missing. Several ``by`` columns join
+            * ``segment`` : ``dropoff`` and ``dwell`` with ``by``: the segment compared with
+              the rest; ``heterogeneity``: the worst segment; else missing. Several ``by`` columns join
               as ``"Team C / North"``; a missing value reads ``"(missing)"``
             * ``metric`` : what ``value`` and ``baseline`` measure: ``"win_probability"``,
-              ``"loss_rate"``, ``"win_rate"`` or ``"conversion"``
+              ``"loss_rate"``, ``"advanced_share"``, ``"conversion"`` or
+              ``"median_dwell_days"``
             * ``value`` : the stage's figure — win probability after the cut, loss rate,
-              win rate above the threshold, worst segment's conversion, conversion since
-              ``period``
+              advanced share above the threshold, worst segment's conversion, conversion since
+              ``period``, the group's median dwell in days
             * ``baseline`` : what it is compared with — win probability now, the baseline loss
-              rate, win rate at or below the threshold, best segment's conversion, conversion
-              before ``period``
+              rate, advanced share at or below the threshold, best segment's conversion,
+              conversion before ``period``, the rest's (or before's) median dwell in days
             * ``n_deals`` : deals the row is computed on (``dropoff``, ``heterogeneity``,
               ``change``: deals that reached the stage in the groups compared)
             * ``test`` : ``"bootstrap"``, ``"binomial"``, ``"z"``, ``"fisher"``,
-              ``"mann-whitney"``, ``"chi-square"``, ``"monte-carlo chi-square"`` or ``"none"``
+              ``"chi-square"``, ``"monte-carlo chi-square"``, ``"log-rank"`` or ``"none"``
             * ``alternative`` : the side the test looks at — ``"greater"`` (``dropoff``: the
-              loss rate exceeds the baseline), ``"less"`` (``stall``: long dwellers win
-              less), ``"two-sided"`` (``heterogeneity``, ``change``); ``""`` without a test.
+              loss rate exceeds the baseline), ``"less"`` (``stall``: long visits advance
+              less), ``"two-sided"`` (``heterogeneity``, ``change``, ``dwell``); ``""``
+              without a test.
               A one-sided p-value is about half the two-sided one of the same comparison
               (e.g. :meth:`EventLog.compare`, whose tests are two-sided)
             * ``dwell_threshold`` : ``stall``: the dwell threshold (timedelta); NaT elsewhere
@@ -1720,20 +1740,19 @@ class EventLog:
         conversion of :meth:`EventLog.funnel`: open deals count until ``as_of`` (censored),
         so a young pipeline is not biased against, and the mass still unresolved only
         weakens a test (see above). Still-open visits make no exit in the chain. ``stall``
-        uses resolved deals only, so it needs no censored dwell; a stale deal's last visit has
-        no dwell (when it died is unknown), so deals that went silent in the stage are left
-        out of that stage's ``stall`` test. Without a stall this leaves the comparison
-        unbiased (whether a deal is left out does not depend on its dwell); with one, the
-        silent stalled deals are lost, so the test is conservative. Won deals take longer to
-        resolve than deals lost in the stage, so among recent deals long-dwelling winners are
-        under-represented; on simulated logs without a stall the test's p-values stay uniform
-        (``benchmarks/RESULTS.md``), so this bias is negligible there.
+        compares how ended visits ended, which censoring at ``as_of`` does not bias under
+        its null (whether a visit has ended by ``as_of`` does not depend on how it ends);
+        silent stalled deals are not in it, so with a real stall it is conservative.
+        ``dwell`` censors open and silent visits at ``as_of``.
 
-        Period comparisons (``change``, ``dropoff`` against the previous period) use every
-        deal: the recent period's open deals are censored, and what they may still do is
-        its unresolved mass. On simulated logs under the null, including a pipeline only
-        2.5 months old and 40 owners of about 75 deals, no family flags more often than
-        ``alpha``; the price is power on young pipelines (``benchmarks/RESULTS.md``).
+        Period comparisons (``change``, ``dwell`` since ``period``) use every deal: the
+        recent period's open deals are censored, and what they may still do is its
+        unresolved mass. On simulated logs under the null — a pipeline only 2.5 months old,
+        one with 60% of its deals open, slow stages and no ``stale_after``, 40 owners of
+        about 75 deals — no family flags more often than ``alpha`` plus simulation error;
+        the price is power on young pipelines (``benchmarks/RESULTS.md``).
+
+        Every number a reason quotes comes with its test or interval in the row.
 
         Materiality and minimum samples keep large logs from flagging tiny differences and
         small ones from flagging noise; the p-values and q-values are reported regardless.
@@ -1745,9 +1764,9 @@ class EventLog:
         >>> ks = log.key_stages(by="team", n_boot=50)
         >>> key = ks[ks["is_key"]]
         >>> key[["stage", "signal"]].to_numpy().tolist()
-        [['Demo', 'leverage'], ['Proposal', 'leverage'], ['Demo', 'dropoff'], ['Demo', 'heterogeneity']]
-        >>> print(key["reason"].iloc[-1])
-        Demo conversion across 3 team values ranges from 35% (Team C, 104 deals) to 73% (Team A, 107 deals; est., 2% unresolved) (chi-square p < 0.0001)
+        [['Demo', 'leverage'], ['Proposal', 'leverage'], ['Demo', 'dropoff'], ['Demo', 'heterogeneity'], ['Demo', 'dwell']]
+        >>> print(key["reason"].iloc[3])
+        Demo conversion differs across 3 team values (chi-square p < 0.0001): from 35% (Team C, 104 deals) to 73% (Team A, 107 deals; est., 2% unresolved), a spread of 38 points (95% simultaneous interval 13 to 58)
         """
         from .keystages import key_stages
 
@@ -2460,7 +2479,7 @@ class EventLog:
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
         >>> report = log.report(by="team", charts=False)
         >>> [(k["stage"], k["signal"]) for k in report.summary["key_stages"]]
-        [('Demo', 'leverage'), ('Proposal', 'leverage'), ('Demo', 'dropoff'), ('Demo', 'heterogeneity')]
+        [('Demo', 'leverage'), ('Proposal', 'leverage'), ('Demo', 'dropoff'), ('Demo', 'heterogeneity'), ('Demo', 'dwell')]
         >>> import pathlib, tempfile
         >>> out = report.save(pathlib.Path(tempfile.mkdtemp()) / "report")
         >>> sorted(p.name for p in out.iterdir())

@@ -170,8 +170,8 @@ def build_report(
         ``"QE"``, ``"YE"``...), when the library has ``EventLog.trend``. Default ``"QE"``.
     period : str or datetime, optional
         A date splitting deals by creation into before and since: the ``change`` and
-        previous-period ``dropoff`` key-stage signals, and ``compare_period`` when the
-        library has ``EventLog.compare``.
+        ``dwell`` key-stage signals, and ``compare_period`` when the library has
+        ``EventLog.compare``.
     key_kwargs : dict, optional
         More keywords of :meth:`EventLog.key_stages` (``alpha``, ``n_boot``,
         ``benchmark``, ``min_deals``...); they override ``by`` and ``period`` there.

@@ -52,7 +52,9 @@ def key_stages(
 
     One row per row of the key-stage table, grouped by signal (a bold header per
     signal), stages in the table's order: the effect as a dot, its confidence interval
-    as a whisker, key (flagged) rows in colour and the others grey, and the one-line
+    as a whisker (``dwell``'s ratio of medians drawn as ratio − 1, the relative change,
+    so that 0 is "no effect" on every row), key (flagged) rows in colour and the others
+    grey, and the one-line
     reason on the right (with the Benjamini–Hochberg q-value when the signal is a
     test). Rows without an estimate (e.g. drop-off without a baseline) show only the
     reason.
@@ -132,6 +134,15 @@ def key_stages(
     ax = S.new_axes(ax, (12.0, 1.9 + 0.42 * n))
     y = np.arange(n)[::-1].astype(float)
     trans = blended_transform_factory(ax.transAxes, ax.transData)
+    # dwell effects are ratios of medians: drawn as the relative change (ratio − 1, e.g.
+    # +34% = a third longer) so that 0 means "no effect" for every signal
+    table = table.copy()
+    is_dwell = (table["signal"] == "dwell").to_numpy()
+    if is_dwell.any():
+        for col in ("effect", "ci_low", "ci_high"):
+            table[col] = np.where(
+                is_dwell, table[col].to_numpy(dtype=float) - 1, table[col].to_numpy(dtype=float)
+            )
     vals = table[["effect", "ci_low", "ci_high"]].to_numpy(dtype=float)
     finite = vals[np.isfinite(vals)]
     if percent is None:
@@ -146,7 +157,7 @@ def key_stages(
         seg = getattr(r, "segment", None)
         name = (
             f"{r.stage} · {seg}"
-            if seg is not None and pd.notna(seg) and r.signal == "dropoff"
+            if seg is not None and pd.notna(seg) and r.signal in ("dropoff", "dwell")
             else r.stage
         )
         labels.append(S.esc(S.wrap(str(name), 22)))
@@ -203,7 +214,10 @@ def key_stages(
     ax.spines["left"].set_visible(False)
     if percent:
         S.percent_axis(ax, "x", decimals=None)
-    S.label(ax, x="Effect, with 95% interval" + (" (percentage points)" if percent else ""))
+    unit = " (percentage points)" if percent else ""
+    if is_dwell.any():
+        unit = " (percentage points; dwell: % longer)" if percent else " (dwell: ratio − 1)"
+    S.label(ax, x="Effect, with 95% interval" + unit)
     ax.legend(
         handles=[
             Line2D([], [], marker="o", ls="-", color=S.HIGHLIGHT, label="key stage (flagged)"),
