@@ -489,6 +489,7 @@ PLANTS: dict[str, dict] = {
             ("found: dwell (Team C, Proposal)", ("dwell",), "Proposal", "Team C", False),
             ("dwell flags elsewhere", ("dwell",), "Proposal", "Team C", True),
             ("dropoff/heterogeneity flags at Proposal", CONV, "Proposal", None, False),
+            ("dropoff/heterogeneity flags at any stage", CONV, None, None, True),
             ("stall flags at Proposal", ("stall",), "Proposal", None, False),
         ),
     },
@@ -561,7 +562,7 @@ def hard_null_task(setup: str, seed: int, available: tuple[str, ...]) -> dict:
 
 def _flagged(key: pd.DataFrame, signals, stage, segment, elsewhere: bool) -> bool:
     """Any flag of `signals` at `stage` (for `segment`), or anywhere but there."""
-    here = key["stage"] == stage
+    here = key["stage"] == stage  # stage None: nowhere, so elsewhere=True is anywhere
     if segment is not None:
         here &= key["segment"] == segment
     return bool((key["signal"].isin(signals) & (~here if elsewhere else here)).any())
