@@ -163,8 +163,8 @@ def build_report(
     by : str or list of str, optional
         Carried attribute(s) (team, owner, region...) to compare segments by: the
         segment funnel (``funnel_by``) and its chart, the ``heterogeneity`` and
-        segment-vs-rest ``dropoff`` key-stage signals, and ``compare_by`` when the library
-        has ``EventLog.compare``.
+        segment-vs-rest ``dropoff`` and ``dwell`` key-stage signals, and ``compare_by``
+        when the library has ``EventLog.compare``.
     freq : str, optional
         Cohort period of the ``trend`` table and chart (pandas offset alias: ``"ME"``,
         ``"QE"``, ``"YE"``...), when the library has ``EventLog.trend``. Default ``"QE"``.
