@@ -348,8 +348,6 @@ def typed_table(out: pd.DataFrame) -> pd.DataFrame:
     )
     for col in ("stage", "signal", "reason", "metric", "test", "alternative"):
         out[col] = out[col].astype(str)
-    # a string column, missing (NaN) where a row is about no segment
-    out["segment"] = out["segment"].astype(str).where(out["segment"].notna(), np.nan)
     out["dwell_threshold"] = pd.to_timedelta(
         out["dwell_threshold"].to_numpy(dtype=np.int64).view("timedelta64[ns]")
     )
