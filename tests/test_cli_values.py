@@ -170,7 +170,11 @@ def test_n_boot_has_an_upper_bound_in_the_library():
     import funnelkit as fk
 
     log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-    with pytest.raises(fk.EventLogError, match=r"`n_boot` must be an int in the range \[0, 100,000\]"):
+    with pytest.raises(
+        fk.EventLogError, match=r"`n_boot` must be an int in the range \[0, 100,000\]"
+    ):
         log.key_stages(n_boot=10**9)
-    with pytest.raises(fk.EventLogError, match=r"`n_boot` must be an int in the range \[0, 100,000\]"):
+    with pytest.raises(
+        fk.EventLogError, match=r"`n_boot` must be an int in the range \[0, 100,000\]"
+    ):
         log.what_if({"Demo": {"conversion": 0.05}}, n_boot=10**9)
