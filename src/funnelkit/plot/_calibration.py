@@ -51,6 +51,7 @@ def _tables(data: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, str | None]:
     )
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

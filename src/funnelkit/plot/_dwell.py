@@ -93,6 +93,7 @@ def _scale(days: np.ndarray, logscale: bool | None) -> tuple[bool, float]:
     return use_log, S.log_floor(days) if use_log else 0.0
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],
@@ -320,6 +321,7 @@ def dwell(
     return ax
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

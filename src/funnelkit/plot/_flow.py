@@ -122,6 +122,7 @@ def _band(x0: float, y0: tuple[float, float], x1: float, y1: tuple[float, float]
     return Path(verts, codes)
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

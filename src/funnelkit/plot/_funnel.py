@@ -68,6 +68,7 @@ def segment_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in _FUNNEL_ALL]
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

@@ -79,6 +79,7 @@ def share_matrix(
     return m, stages, kinds
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

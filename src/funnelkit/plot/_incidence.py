@@ -28,6 +28,7 @@ _BANDS = (
 )
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

@@ -40,6 +40,7 @@ def _key_table(data: Any, kwargs: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

@@ -28,6 +28,7 @@ METRICS = {
 }
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],

@@ -7,17 +7,19 @@ explicitly, and matplotlib itself is imported only when a chart is drawn
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, warn
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,9 +41,22 @@ OKABE_ITO = {
 }
 #: colours of categorical series (segments, stages), in order; yellow left out (it does not
 #: read on white), line styles change after the seventh series
-SERIES = [c for k, c in OKABE_ITO.items() if k != "yellow"]
+#: followed by five of Paul Tol's "muted" scheme (Tol 2021, "Colour schemes"), so that 12
+#: series get distinct colours; markers and line styles keep them apart beyond colour.
+#: Black is left out too: it vanishes on a dark theme. Beyond 12 series, charts pool the
+#: smallest as "other" (:data:`OTHER`).
+SERIES = [c for k, c in OKABE_ITO.items() if k not in ("yellow", "black")] + [
+    "#882255",  # wine
+    "#999933",  # olive
+    "#44AA99",  # teal
+    "#AA4499",  # purple
+    "#DDCC77",  # sand
+    "#332288",  # indigo
+]
+#: the most series a chart gives their own colour
+MAX_SERIES = len(SERIES)
 #: markers and line styles that, cycled with the colours, keep >8 series apart
-MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h"]
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h", "<", ">", "p", "*"]
 LINESTYLES = ["-", "--", ":", "-."]
 
 BAR = OKABE_ITO["blue"]  # plain bars / points
@@ -52,11 +67,10 @@ WON = OKABE_ITO["bluish_green"]
 LOST = OKABE_ITO["vermillion"]
 STALE = "#8C8C8C"
 CENSORED = OKABE_ITO["orange"]  # visits still open at as_of
-NODE = "#3C3C3C"  # stage nodes
-NEUTRAL = "#A0A0A0"  # not flagged, reference lines
-GRID = "#E6E6E6"
-TEXT = "#222222"
-MUTED = "#5A5A5A"
+#: text drawn on a coloured mark (a bar, a cell) that is light: fixed, whatever the theme
+INK = "#222222"
+#: the colour of series beyond the palette, pooled as "other", and of muted marks
+OTHER = "#8C8C8C"
 
 # ---------------------------------------------------------------------------- fonts (pt)
 TITLE_SIZE = 13.5
@@ -84,6 +98,106 @@ def pyplot():
     return plt
 
 
+# ---------------------------------------------------------------------------- theme
+@dataclass(frozen=True)
+class Theme:
+    """Colours of the active matplotlib style, read when a chart is drawn.
+
+    Charts never fix a text or background colour: under ``plt.style.use(
+    "dark_background")`` (or any style, or a ``plt.style.context``) titles, labels, ticks
+    and the neutral marks follow its ``rcParams``. The muted, neutral and grid shades are
+    the text colour mixed into the background, so they keep their contrast order on light
+    and dark themes alike.
+    """
+
+    text: str  #: titles, annotations (``text.color``)
+    label: str  #: axis labels (``axes.labelcolor``)
+    tick: str  #: tick labels (``xtick.labelcolor``, else ``xtick.color``)
+    face: str  #: the background charts draw on (``axes.facecolor``)
+    muted: str  #: subtitles, secondary text (contrast >= 4.5:1 on ``face``)
+    neutral: str  #: reference lines, unflagged marks, spines
+    node: str  #: stage nodes of the flow diagram
+    grid: str  #: grid lines
+    band: str  #: zebra stripes behind rows
+    dark: bool  #: whether ``face`` is dark
+
+    @property
+    def paper(self) -> str:
+        """The background colour, for marker edges and hollow fills ("white" on paper)."""
+        return self.face
+
+
+def _hex(c: Any) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(c)
+
+
+def mix(a: Any, b: Any, t: float) -> str:
+    """Colour ``a`` moved a share ``t`` of the way towards ``b`` (in RGB)."""
+    from matplotlib.colors import to_rgb
+
+    ra, rb = np.array(to_rgb(a)), np.array(to_rgb(b))
+    return _hex(ra * (1 - t) + rb * t)
+
+
+def luminance(c: Any) -> float:
+    """Relative luminance (WCAG 2): 0 black … 1 white."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(c))
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast(a: Any, b: Any) -> float:
+    """WCAG contrast ratio of two colours (1 … 21; text wants >= 4.5, large text >= 3)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def theme() -> Theme:
+    """The :class:`Theme` of the style active now (see :class:`Theme`)."""
+    import matplotlib as mpl
+
+    rc = mpl.rcParams
+    face = rc["axes.facecolor"]
+    if str(face).lower() == "none":
+        face = rc["figure.facecolor"]
+    face = _hex(face)
+    text = _hex(rc["text.color"])
+    label = rc["axes.labelcolor"]
+    label = text if label == "inherit" else _hex(label)
+    tick = rc["xtick.labelcolor"]
+    tick = rc["xtick.color"] if tick == "inherit" else tick
+    muted = mix(text, face, 0.3)
+    if contrast(muted, face) < 4.5:
+        muted = mix(text, face, 0.15)
+    return Theme(
+        text=text,
+        label=label,
+        tick=_hex(tick),
+        face=face,
+        muted=muted,
+        neutral=mix(text, face, 0.55),
+        node=mix(text, face, 0.2),
+        grid=mix(text, face, 0.88),
+        band=mix(text, face, 0.96),
+        dark=luminance(face) < 0.2,
+    )
+
+
+_THEMED = {"TEXT": "text", "MUTED": "muted", "NEUTRAL": "neutral", "NODE": "node", "GRID": "grid"}
+
+
+def __getattr__(name: str) -> str:
+    # S.TEXT, S.MUTED, ... are the active style's colours, read at the moment a chart
+    # uses them (PEP 562); see Theme.
+    if name in _THEMED:
+        return str(getattr(theme(), _THEMED[name]))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def series_style(i: int) -> dict[str, Any]:
     """Colour, marker and line style of the i-th categorical series."""
     return {
@@ -91,6 +205,125 @@ def series_style(i: int) -> dict[str, Any]:
         "marker": MARKERS[i % len(MARKERS)],
         "linestyle": LINESTYLES[(i // len(SERIES)) % len(LINESTYLES)],
     }
+
+
+# ---------------------------------------------------------------------------- scripts
+#: installed fonts tried, in order, for Chinese, Japanese and Korean text: matplotlib's
+#: default font (DejaVu Sans) has no CJK glyphs, so 需求分析 would render as empty boxes
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "Source Han Sans CN",
+    "Source Han Sans",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Heiti SC",
+    "SimHei",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "Arial Unicode MS",
+)
+_CJK = re.compile(
+    "[\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]"
+)
+CJK_HINT = (
+    "install a CJK font — Debian/Ubuntu: `apt install fonts-noto-cjk`; Fedora: "
+    "`dnf install google-noto-sans-cjk-fonts`; conda: `conda install -c conda-forge "
+    "font-ttf-noto-cjk`; macOS and Windows ship PingFang SC and Microsoft YaHei — then "
+    "restart Python (matplotlib lists fonts once per cache; delete its font cache in "
+    "matplotlib.get_cachedir() if the font is still not found)"
+)
+
+
+def needs_cjk(text: Any) -> bool:
+    """Whether ``text`` has Chinese, Japanese or Korean characters."""
+    return bool(_CJK.search(str(text)))
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The first installed font of :data:`CJK_FONTS`, or None (looked up once)."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((f for f in CJK_FONTS if f in installed), None)
+
+
+def _chart_axes(out: Any) -> list[Axes]:
+    from matplotlib.figure import Figure, SubFigure
+
+    fig = out if isinstance(out, Figure | SubFigure) else out.figure
+    return list(fig.axes)
+
+
+def fit_scripts(out: Any) -> None:
+    """Give every text of a drawn chart that has CJK characters a font that has them.
+
+    The text's own family stays first and an installed CJK font (:data:`CJK_FONTS`) is
+    its fallback, so Latin letters and digits keep the chart's font (matplotlib >= 3.6
+    falls back glyph by glyph). Only texts with such characters change, and tick labels
+    through the Axes' tick parameters (ticks made later inherit them). No CJK font
+    installed: one :class:`~funnelkit.FunnelkitWarning` naming what to install.
+    """
+    from matplotlib.text import Text
+
+    axes = _chart_axes(out)
+    fig = axes[0].figure if axes else out
+    texts = [t for t in fig.findobj(Text) if needs_cjk(t.get_text())]
+    tick_axes = []
+    for ax in axes:
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            labels = axis.get_majorticklabels() + axis.get_minorticklabels()
+            if any(needs_cjk(t.get_text()) for t in labels):
+                tick_axes.append((ax, name, labels))
+    if not texts and not tick_axes:
+        return
+    font = cjk_font()
+    if font is None:
+        example = next(
+            (t.get_text() for t in texts),
+            next(
+                (t.get_text() for _, _, ls in tick_axes for t in ls if needs_cjk(t.get_text())), ""
+            ),
+        )
+        warn(
+            f"The chart has Chinese, Japanese or Korean text (e.g. {example!r}) but no "
+            f"installed font has those characters, so they would show as empty boxes: "
+            f"{CJK_HINT}."
+        )
+        return
+
+    def with_fallback(family: Sequence[str]) -> list[str]:
+        return list(family) + [font] if font not in family else list(family)
+
+    for t in texts:
+        t.set_fontfamily(with_fallback(t.get_fontfamily()))
+    for ax, name, labels in tick_axes:
+        family = with_fallback(labels[0].get_fontfamily())
+        ax.tick_params(axis=name, which="both", labelfontfamily=family)  # type: ignore[arg-type]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def chart(func: F) -> F:
+    """Decorate a chart: after it has drawn, fit fonts to the scripts of its text
+    (:func:`fit_scripts`)."""
+
+    @functools.wraps(func)
+    def drawn(*args: Any, **kwargs: Any) -> Any:
+        out = func(*args, **kwargs)
+        fit_scripts(out)
+        return out
+
+    return drawn  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------- axes
@@ -118,13 +351,14 @@ def style_axes(ax: Axes, *, grid: str | None = "x") -> None:
     """Light, slide-friendly axes: no top/right spines, soft grid behind the data."""
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    th = theme()
     for side in ("left", "bottom"):
-        ax.spines[side].set_color(NEUTRAL)
-    ax.tick_params(labelsize=TICK_SIZE, colors=TEXT, which="both")
-    ax.tick_params(color=NEUTRAL, which="both")
+        ax.spines[side].set_color(th.neutral)
+    ax.tick_params(labelsize=TICK_SIZE, colors=th.tick, which="both")
+    ax.tick_params(color=th.neutral, which="both")
     ax.set_axisbelow(True)
     if grid in ("x", "y", "both"):
-        ax.grid(True, axis=grid, color=GRID, linewidth=0.8)  # type: ignore[arg-type]
+        ax.grid(True, axis=grid, color=th.grid, linewidth=0.8)  # type: ignore[arg-type]
 
 
 def titles(
@@ -139,7 +373,8 @@ def titles(
     sub = subtitle or ""
     n_lines = sub.count("\n") + 1 if sub else 0
     pad = 6 + n_lines * SUBTITLE_SIZE * 1.25 + extra_pad
-    ax.set_title(title or "", fontsize=TITLE_SIZE, fontweight="bold", color=TEXT, pad=pad)
+    th = theme()
+    ax.set_title(title or "", fontsize=TITLE_SIZE, fontweight="bold", color=th.text, pad=pad)
     if sub:
         ax.annotate(
             sub,
@@ -150,7 +385,7 @@ def titles(
             ha="center",
             va="top",
             fontsize=SUBTITLE_SIZE,
-            color=MUTED,
+            color=th.muted,
             gid=SUBTITLE_GID,
         )
 
@@ -164,10 +399,11 @@ def subtitle_of(ax: Axes) -> str:
 
 
 def label(ax: Axes, *, x: str | None = None, y: str | None = None) -> None:
+    color = theme().label
     if x is not None:
-        ax.set_xlabel(x, fontsize=LABEL_SIZE, color=TEXT)
+        ax.set_xlabel(x, fontsize=LABEL_SIZE, color=color)
     if y is not None:
-        ax.set_ylabel(y, fontsize=LABEL_SIZE, color=TEXT)
+        ax.set_ylabel(y, fontsize=LABEL_SIZE, color=color)
 
 
 def percent_axis(ax: Axes, axis: str = "x", decimals: int | None = 0) -> None:
@@ -333,7 +569,7 @@ def text_on(color: Any) -> str:
 
     r, g, b = to_rgb(color)
     lum = 0.2126 * r**2.2 + 0.7152 * g**2.2 + 0.0722 * b**2.2
-    return "white" if lum < 0.35 else TEXT
+    return "white" if lum < 0.35 else INK
 
 
 # ---------------------------------------------------------------------------- data

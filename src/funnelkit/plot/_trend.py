@@ -216,6 +216,7 @@ def _value_axis(ax: Axes, is_days: bool) -> None:
         S.percent_axis(ax, "y")
 
 
+@S.chart
 @validate_params(
     {
         "data": [CHECKED_INSIDE],
