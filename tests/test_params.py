@@ -33,10 +33,33 @@ def _public():
     out.append(("fk.backtest", fk.backtest))
     for name in fk.plot.__all__:
         out.append((f"fk.plot.{name}", getattr(fk.plot, name)))
+    out += _dask_public()
     return out
 
 
-PUBLIC = _public()
+def _dask_public():
+    """The distributed log's public API: the same rules as in memory."""
+    try:
+        import dask.dataframe as dd
+
+        from funnelkit.dask import DaskEventLog, read_events
+    except ImportError:  # dask is an extra
+        return []
+    events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+    REQUIRED["DaskEventLog"] = {"events": events}
+    REQUIRED["funnelkit.dask.read_events"] = {"path": "events.parquet"}
+    log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+    out = [("DaskEventLog", DaskEventLog), ("funnelkit.dask.read_events", read_events)]
+    for name in sorted(dir(DaskEventLog)):
+        obj = inspect.getattr_static(DaskEventLog, name)
+        if name.startswith("_") or isinstance(obj, property):
+            continue
+        func = getattr(log, name)
+        if callable(func) and len(inspect.signature(func).parameters):
+            out.append((f"DaskEventLog.{name}", func))
+    return out
+
+
 #: arguments a call needs besides the parameter under test (checked before any work)
 REQUIRED = {
     "EventLog": {"events": fk.datasets.load_sample()},
@@ -46,6 +69,7 @@ REQUIRED = {
     "fk.read_events": {"path": "events.csv"},
     "fk.backtest": {"log": LOG, "cut": "2025-01-01"},
 }
+PUBLIC = _public()
 
 
 def _cases():

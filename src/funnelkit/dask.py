@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from . import _columns as C
 from . import _summary as SM
+from ._params import CHECKED_INSIDE, Interval, validate_params
 from .errors import EventLogError, InvalidParameterError
 from .funnel import stale_ns
 from .log import EventLog, _names, bad_rows_error
@@ -39,6 +41,23 @@ _NOT_DISTRIBUTED = (
     "Collect the log into memory with log.compute() (an in-memory funnelkit.EventLog) "
     "for it, or run it on a filtered part of the data."
 )
+
+
+def _as_in_memory(method: str, **own: list[Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Validate a DaskEventLog method with the constraints the in-memory
+    ``EventLog.<method>`` declares for the same parameters (plus ``own``): one rule per
+    parameter, the same error for the same mistake on either engine."""
+    import inspect
+
+    declared: dict[str, list[Any]] = getattr(EventLog, method).__funnelkit_params__
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        params = [p for p in inspect.signature(func).parameters if p != "self"]
+        constraints = {p: own[p] if p in own else declared[p] for p in params}
+        name = "DaskEventLog" if method == "__init__" else f"DaskEventLog.{func.__name__}"
+        return validate_params(constraints, name=name)(func)
+
+    return decorate
 
 
 def _dask():
@@ -138,6 +157,15 @@ class DaskEventLog:
     >>> log.funnel()  # doctest: +SKIP
     """
 
+    @_as_in_memory(
+        "__init__",
+        events=[CHECKED_INSIDE],  # a dask DataFrame; dask is imported only when used
+        won=["str_list", None],
+        lost=["str_list", None],
+        npartitions=[Interval(Integral, 1, None), None],
+        exact_durations=[Interval(Integral, 0, None)],
+        options=[CHECKED_INSIDE],
+    )
     def __init__(
         self,
         events: dd.DataFrame,
@@ -170,10 +198,6 @@ class DaskEventLog:
                 "`visit_attrs` are not supported by the distributed log yet; carry the "
                 "columns per deal with attrs=[...] or use an in-memory funnelkit.EventLog."
             )
-        if isinstance(exact_durations, bool) or not isinstance(exact_durations, int):
-            raise InvalidParameterError("Parameter `exact_durations` must be an int.")
-        if exact_durations < 0:
-            raise InvalidParameterError("Parameter `exact_durations` must be >= 0.")
         attrs = C.as_list(attrs, "attrs", ordered=False)
         # stage names read once: an iterator would be empty on a second read
         self.won = _names(won, "won")
@@ -554,6 +578,7 @@ class DaskEventLog:
         """
         return SM.transitions_table(self._summary, self._layout)
 
+    @_as_in_memory("transition_matrix")
     def transition_matrix(
         self, kind: Literal["counts", "probabilities"] = "probabilities"
     ) -> pd.DataFrame:
@@ -573,6 +598,7 @@ class DaskEventLog:
         """
         return SM.transition_matrix_table(self._summary, self._layout, kind)
 
+    @_as_in_memory("funnel")
     def funnel(
         self,
         *,
@@ -604,6 +630,7 @@ class DaskEventLog:
             by=by,
         )
 
+    @_as_in_memory("incidence")
     def incidence(
         self,
         stage: str | Sequence[str] | None = None,
@@ -646,6 +673,7 @@ class DaskEventLog:
             self._competing_cache = cached
         return cached
 
+    @_as_in_memory("dwell")
     def dwell(
         self,
         *,
@@ -673,6 +701,7 @@ class DaskEventLog:
         """
         return SM.dwell_table(self._summary, self._layout, by=by, visits=visits)
 
+    @_as_in_memory("cycle_time")
     def cycle_time(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Cycle time per outcome; see :meth:`funnelkit.EventLog.cycle_time`. Counts and
         won/lost means exact; quantiles, the intervals (columns as in-memory) and the ``any``
@@ -695,6 +724,7 @@ class DaskEventLog:
         """
         return SM.cycle_table(self._summary, self._layout, by=by)
 
+    @_as_in_memory("kpis")
     def kpis(self, *, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Headline KPIs; see :meth:`funnelkit.EventLog.kpis`. The median won cycle time
         (and so the pipeline velocity) comes from the duration sketch.
@@ -712,6 +742,7 @@ class DaskEventLog:
         """
         return SM.kpis_table(self._summary, self._layout, by=by)
 
+    @_as_in_memory("key_stages")
     def key_stages(
         self,
         *,
@@ -780,6 +811,16 @@ class DaskEventLog:
         )
 
 
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "npartitions": [Interval(Integral, 1, None), None],
+        "encoding": [str],
+        "na_values": [CHECKED_INSIDE],
+        "kwargs": [CHECKED_INSIDE],
+    },
+    name="funnelkit.dask.read_events",
+)
 def read_events(
     path: str | os.PathLike[str],
     *,
