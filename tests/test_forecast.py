@@ -467,10 +467,14 @@ def test_forecast_as_of_is_the_backtest_forecast(sample_log):
     )
     f = cut_log(sample_log, "2025-03-01").funnel().set_index("stage")["win_rate_from"]
     np.testing.assert_allclose(
-        bt.deals["p_win_naive"], f.loc[bt.deals["stage"].astype(str)].to_numpy()
+        bt.deals["p_win_win_rate"], f.loc[bt.deals["stage"].astype(str)].to_numpy()
     )
     cal = bt.calibration
-    for model, col in (("forecast", "p_win"), ("naive", "p_win_naive")):
+    for model, col in (
+        ("forecast", "p_win"),
+        ("naive", "p_win_naive"),
+        ("naive_win_rate", "p_win_win_rate"),
+    ):
         c = cal[cal["model"] == model]
         assert c["deals"].sum() == len(bt.deals)
         assert (c["deals"] * c["mean_predicted"]).sum() == pytest.approx(bt.deals[col].sum())
@@ -512,7 +516,7 @@ def test_bpic_backtest(bpic_events):
     by_share = backtest(log, "2012-01-15", "30D", exits="shares").scores.set_index("model")
     by_dwell = backtest(log, "2012-01-15", "30D").scores.set_index("model")  # the default
     for s in (by_share, by_dwell):
-        assert s.loc["forecast", "brier"] < s.loc["naive", "brier"]
+        assert s.loc["forecast", "brier"] < s.loc["naive_win_rate", "brier"]
     observed = by_dwell.loc["forecast", "observed_wins"]
     assert abs(by_dwell.loc["forecast", "expected_wins"] - observed) <= 0.10 * observed
     # exits independent of dwell miss that late applications are cancelled: too many wins
@@ -554,3 +558,92 @@ def test_calibration_plot_from_table_on_given_axes(sample_log):
         fp.calibration(bt.calibration.drop(columns="observed"))
     with pytest.raises(TypeError, match="backtest"):
         fp.calibration(sample_log)
+
+
+# =========================================================================== rolling origin
+def test_the_horizon_aware_naive_equals_a_count_from_the_raw_events(sample_log):
+    """Per stage: of the deals open there one horizon before the cut (not stale: the
+    forecast's population), the share won by the cut — counted from the input rows."""
+    cut, h = pd.Timestamp("2025-03-01", tz="UTC"), pd.Timedelta("60D")
+    bt = backtest(sample_log, cut, h)
+    ev = fk.datasets.load_sample()
+    ts = pd.to_datetime(ev["ts"], utc=True)
+    kw = fk.datasets.SAMPLE_KWARGS
+    won_names = [kw["won"]] if isinstance(kw["won"], str) else list(kw["won"])
+    lost_names = [kw["lost"]] if isinstance(kw["lost"], str) else list(kw["lost"])
+    closing = set(won_names) | set(lost_names)
+    before = ev[ts <= cut - h].assign(ts=ts)
+    last = before.sort_values("ts", kind="stable").groupby("deal_id").tail(1)
+    early = cut_log(sample_log, cut - h).deals().set_index("deal")["outcome"].astype(str)
+    open_then = last[~last["stage"].isin(closing)]
+    open_then = open_then[early.reindex(open_then["deal_id"]).isin(["open"]).to_numpy()]
+    won_by_cut = ev[(ts <= cut) & ev["stage"].isin(won_names)]["deal_id"].unique()
+    rate = (
+        open_then.assign(won=open_then["deal_id"].isin(won_by_cut)).groupby("stage")["won"].mean()
+    )
+    d = bt.deals
+    have = d["stage"].astype(str).isin(rate.index)
+    assert have.any()
+    np.testing.assert_allclose(
+        d.loc[have, "p_win_naive"], rate.loc[d.loc[have, "stage"].astype(str)].to_numpy()
+    )
+
+
+def test_rolling_origin_is_the_default(sample_log):
+    bt = backtest(sample_log, horizon="30D")
+    c = bt.cuts
+    assert len(c) == 12 and bt.cut == c["cut"].iloc[-1]
+    assert c["cut"].iloc[-1] == sample_log.as_of - pd.Timedelta("30D")
+    assert c["cut"].iloc[0] >= sample_log.deals()["first_event"].min() + pd.Timedelta("60D")
+    gaps = c["cut"].diff().dropna()
+    assert gaps.nunique() == 1 and gaps.iloc[0] % pd.Timedelta("1D") == pd.Timedelta(0)
+    # every row of a cut is that cut's one-cut backtest
+    one = backtest(sample_log, c["cut"].iloc[3], "30D")
+    row = c.iloc[3]
+    assert row["deals"] == len(one.deals) == (bt.deals["cut"] == row["cut"]).sum()
+    assert row["observed_wins"] == one.cuts["observed_wins"].iloc[0]
+    np.testing.assert_allclose(row["expected_wins"], one.forecast.totals["expected_wins"].iloc[0])
+    assert row["covered"] == (row["wins_low"] <= row["observed_wins"] <= row["wins_high"])
+    # pooled scores are over every deal-cut
+    s = bt.scores.set_index("model")
+    won = bt.deals["won"].to_numpy()
+    np.testing.assert_allclose(s.loc["forecast", "brier"], np.mean((bt.deals["p_win"] - won) ** 2))
+    assert s.loc["forecast", "covered"] == c["covered"].sum()
+    assert s.loc["naive", "brier_skill"] == 0.0
+    assert s.loc["forecast", "beats_naive"] == (c["brier"] < c["brier_naive"]).sum()
+
+
+def test_rolling_cuts_every(sample_log):
+    bt = backtest(sample_log, horizon="30D", every="14D", n_cuts=5)
+    assert (bt.cuts["cut"].diff().dropna() == pd.Timedelta("14D")).all()
+    assert len(bt.cuts) == 5
+
+
+def test_a_log_too_short_for_rolling_cuts_says_so(sample_log):
+    with pytest.raises(fk.EventLogError, match="three horizons"):
+        backtest(sample_log, horizon="200D")
+
+
+def test_bpic_rolling_backtest(bpic_events):
+    """The audit of issue 19: eight cuts every 14 days from 2011-11-01, 30 days ahead."""
+    a = bpic_events[
+        (bpic_events["lifecycle"] == "COMPLETE") & bpic_events["activity"].str.startswith("A_")
+    ]
+    log = fk.EventLog(
+        a.reset_index(drop=True),
+        deal="case_id",
+        stage="activity",
+        time="ts",
+        won=["A_APPROVED", "A_REGISTERED", "A_ACTIVATED"],
+        lost=["A_DECLINED", "A_CANCELLED"],
+        amount="amount_req",
+    )
+    cuts = pd.date_range("2011-11-01", periods=8, freq="14D", tz="UTC")
+    bt = backtest(log, list(cuts), "30D")
+    assert len(bt.cuts) == 8
+    s = bt.scores.set_index("model")
+    # the win-rate naive ignores the horizon and over-predicts (1.0-1.5x); the forecast
+    # beats the horizon-aware naive at most cuts (7 of 8 on 2026-12-05)
+    assert s.loc["naive_win_rate", "ratio_median"] > 1.2
+    assert s.loc["forecast", "beats_naive"] >= 6
+    assert 0.9 < s.loc["forecast", "ratio_median"] < 1.1

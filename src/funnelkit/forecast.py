@@ -813,23 +813,31 @@ def forecast(
 
 
 # =========================================================================== backtest
+#: the forecast and its two naive references, in the order of every backtest table
+MODELS = ("forecast", "naive", "naive_win_rate")
+
+
 @dataclass(frozen=True, eq=False)
 class Backtest:
-    """A forecast from a past date set against what happened (see :func:`backtest`).
+    """Forecasts from past dates set against what happened (see :func:`backtest`).
 
     Attributes
     ----------
-    cut : pandas.Timestamp
-        The date forecast from.
-    horizon : pandas.Timedelta
-    deals : pandas.DataFrame
-        The forecast's deals with the naive prediction and the outcome.
-    calibration : pandas.DataFrame
-        Reliability table per model and bin of predicted ``p_win``.
+    cuts : pandas.DataFrame
+        One row per cut: the forecast's totals against the outcome (columns in
+        :func:`backtest`).
     scores : pandas.DataFrame
-        Brier score and totals per model.
+        One row per model, pooled over the cuts: Brier score, skill against the
+        horizon-aware naive, predicted/actual ratios and interval coverage across cuts.
+    deals : pandas.DataFrame
+        Every cut's open deals with each model's probability and the outcome.
+    calibration : pandas.DataFrame
+        Reliability table per model and bin of predicted ``p_win``, pooled over the cuts.
+    cut : pandas.Timestamp
+        The last cut.
+    horizon : pandas.Timedelta
     forecast : Forecast
-        The forecast made at ``cut``.
+        The forecast made at the last cut.
 
     Examples
     --------
@@ -850,21 +858,26 @@ class Backtest:
     calibration: pd.DataFrame
     scores: pd.DataFrame
     forecast: Forecast
+    cuts: pd.DataFrame
 
     def __repr__(self) -> str:
         s = self.scores.set_index("model")
+        f = s.loc["forecast"]
+        n = len(self.cuts)
         return (
-            f"<Backtest from {self.cut} over {self.horizon}: {len(self.deals):,} open deals; "
-            f"Brier {s.loc['forecast', 'brier']:.4f} (naive {s.loc['naive', 'brier']:.4f}); "
-            f"expected wins {s.loc['forecast', 'expected_wins']:,.1f}, observed "
-            f"{int(s.loc['forecast', 'observed_wins']):,}>"
+            f"<Backtest over {self.horizon}: {n} cut{'s' if n != 1 else ''} "
+            f"({self.cuts['cut'].iloc[0].date()} … {self.cut.date()}), "
+            f"{len(self.deals):,} open deal-cuts; Brier {f['brier']:.4f} (naive "
+            f"{s.loc['naive', 'brier']:.4f}); predicted/actual wins "
+            f"{f['ratio_min']:.2f}–{f['ratio_max']:.2f}; interval covered at "
+            f"{int(f['covered'])} of {n}>"
         )
 
     def _repr_html_(self) -> str:
-        head = html.escape(f"Backtest from {self.cut}, horizon {self.horizon}")
+        head = html.escape(f"Backtest over {self.horizon}, {len(self.cuts)} cuts")
         return (
             f"<div><b>{head}</b>{self.scores.to_html(index=False)}"
-            f"{self.calibration.to_html(index=False)}</div>"
+            f"{self.cuts.to_html(index=False)}</div>"
         )
 
 
@@ -872,7 +885,7 @@ def _calibration(pred: dict[str, np.ndarray], won: np.ndarray, bins: int) -> pd.
     edges = np.linspace(0.0, 1.0, bins + 1)
     y = won.astype(np.float64)
     parts = []
-    for model, p in pred.items():  # loop over the two models
+    for model, p in pred.items():  # loop over the models
         b = np.clip(np.floor(p * bins).astype(np.int64), 0, bins - 1)
         n = np.bincount(b, minlength=bins)
         sp = np.bincount(b, weights=p, minlength=bins)
@@ -897,11 +910,181 @@ def _calibration(pred: dict[str, np.ndarray], won: np.ndarray, bins: int) -> pd.
     return pd.concat(parts, ignore_index=True)
 
 
+class _Cuts:
+    """The log cut at given times, each cut made once (rolling cuts share their ends)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._done: dict[int, EventLog] = {}
+
+    def __call__(self, ns: int) -> EventLog:
+        if ns not in self._done:
+            self._done[ns] = cut_log(self.log, self.log._timestamp(np.array([ns]))[0])
+        return self._done[ns]
+
+
+def _open_stage(log: EventLog) -> pd.DataFrame:
+    """Deals open at ``log.as_of`` (not closed, not stale: the deals a forecast is made
+    for) and the stage each is in."""
+    v = log._visits()
+    vis = np.flatnonzero(v.censored)
+    return pd.DataFrame(
+        {
+            "deal": log._deal_labels.take(v.deal[vis]),
+            "stage": np.asarray(log.stages, dtype=object)[v.stage[vis]],
+        }
+    )
+
+
+def _horizon_naive(cuts: _Cuts, cut_ns: int, h_ns: int) -> tuple[dict[str, float], float]:
+    """Per stage, the share of the deals open there ``h`` before the cut that were won by
+    the cut (and that share over all stages): the naive forecast that knows the horizon.
+    Empty and NaN when the log does not reach back ``h`` before the cut."""
+    if cut_ns - h_ns < int(cuts.log._first_ns.min()):
+        return {}, np.nan
+    early = _open_stage(cuts(cut_ns - h_ns))
+    if early.empty:
+        return {}, np.nan
+    then = cuts(cut_ns).deals()
+    outcome = pd.Series(then["outcome"].astype(str).to_numpy(), index=then["deal"])
+    won = outcome.reindex(early["deal"]).to_numpy() == "won"
+    rate = pd.Series(won, dtype=float).groupby(early["stage"].to_numpy()).mean()
+    return {str(k): float(x) for k, x in rate.items()}, float(won.mean())
+
+
+def _one_cut(cuts: _Cuts, cut_ns: int, h_ns: int, exits: str) -> tuple[pd.DataFrame, Forecast]:
+    """The forecast at one cut, each model's probability and the outcome per open deal."""
+    past = cuts(cut_ns)
+    fc = _forecast(past, h_ns, [], exits)
+    d = fc.deals.copy()
+    stage = d["stage"].astype(str)
+    # the historic win rate from the stage, ignoring the horizon (the old naive)
+    f = past.funnel()
+    q = past.quality
+    resolved = q.won + q.lost + q.stale
+    overall = q.won / resolved if resolved else np.nan
+    rate = dict(zip(f["stage"].astype(str), f["win_rate_from"].to_numpy(dtype=float), strict=True))
+    naive = stage.map(rate).to_numpy(dtype=np.float64)
+    d["p_win_win_rate"] = np.where(np.isfinite(naive), naive, overall)
+    by_stage, pooled = _horizon_naive(cuts, cut_ns, h_ns)
+    h_naive = stage.map(by_stage).to_numpy(dtype=np.float64)
+    d["p_win_naive"] = np.where(np.isfinite(h_naive), h_naive, pooled)
+    later = cuts(cut_ns + h_ns).deals()
+    pos = pd.Index(later["deal"]).get_indexer(d["deal"])
+    d["outcome"] = pd.Categorical(
+        np.asarray(later["outcome"].astype(str))[pos], categories=list(V.OUTCOMES)
+    )
+    d["won"] = d["outcome"].to_numpy() == "won"
+    return d, fc
+
+
+def _cut_row(d: pd.DataFrame, fc: Forecast, first_ns: int) -> dict[str, Any]:
+    won = d["won"].to_numpy()
+    amount = d["amount"].to_numpy(dtype=np.float64)
+    t = fc.totals.iloc[0]
+    observed = int(won.sum())
+    expected = float(t["expected_wins"])
+    obs_amount = float(np.nansum(np.where(won, amount, np.nan))) if won.any() else 0.0
+    brier = {
+        m: float(np.mean((d[col].to_numpy() - won) ** 2))
+        for m, col in zip(MODELS, ("p_win", "p_win_naive", "p_win_win_rate"), strict=True)
+    }
+    naive_wins = float(d["p_win_naive"].sum())
+    return {
+        "cut": fc.as_of,
+        "history_days": (fc.as_of.value - first_ns) / _DAY_NS,
+        "deals": len(d),
+        "expected_wins": expected,
+        "wins_low": float(t["wins_low"]),
+        "wins_high": float(t["wins_high"]),
+        "observed_wins": observed,
+        "ratio": expected / observed if observed else np.nan,
+        "covered": bool(t["wins_low"] <= observed <= t["wins_high"]),
+        "expected_amount": float(t["expected_amount"]),
+        "observed_amount": obs_amount,
+        "amount_ratio": float(t["expected_amount"]) / obs_amount if obs_amount else np.nan,
+        "brier": brier["forecast"],
+        "brier_naive": brier["naive"],
+        "brier_skill": 1.0 - brier["forecast"] / brier["naive"] if brier["naive"] else np.nan,
+        "naive_wins": naive_wins,
+        "naive_ratio": naive_wins / observed if observed else np.nan,
+        "brier_naive_win_rate": brier["naive_win_rate"],
+        "win_rate_wins": float(d["p_win_win_rate"].sum()),
+    }
+
+
+def _scores(d: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    won = d["won"].to_numpy()
+    cols = dict(zip(MODELS, ("p_win", "p_win_naive", "p_win_win_rate"), strict=True))
+    per_cut = {
+        "forecast": (table["expected_wins"], table["brier"]),
+        "naive": (table["naive_wins"], table["brier_naive"]),
+        "naive_win_rate": (table["win_rate_wins"], table["brier_naive_win_rate"]),
+    }
+    observed = table["observed_wins"].to_numpy(dtype=float)
+    rows = []
+    brier_naive = float(np.mean((d[cols["naive"]].to_numpy() - won) ** 2))
+    for m in MODELS:  # loop over the three models
+        p = d[cols[m]].to_numpy()
+        brier = float(np.mean((p - won) ** 2))
+        wins, cut_brier = per_cut[m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(observed > 0, wins.to_numpy() / observed, np.nan)
+        ok = np.isfinite(ratio)
+        rows.append(
+            {
+                "model": m,
+                "cuts": len(table),
+                "deals": len(d),
+                "brier": brier,
+                "brier_skill": 1.0 - brier / brier_naive if brier_naive else np.nan,
+                "expected_wins": float(np.nansum(p)),
+                "observed_wins": int(won.sum()),
+                "ratio_min": float(ratio[ok].min()) if ok.any() else np.nan,
+                "ratio_median": float(np.median(ratio[ok])) if ok.any() else np.nan,
+                "ratio_max": float(ratio[ok].max()) if ok.any() else np.nan,
+                "covered": int(table["covered"].sum()) if m == "forecast" else np.nan,
+                "beats_naive": int((cut_brier < table["brier_naive"]).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rolling_cuts(log: EventLog, h_ns: int, n_cuts: int, every: Any = None) -> np.ndarray:
+    """Rolling-origin cut times (ns): the last at ``as_of − horizon`` (the latest whose
+    outcome is known), then back by ``every`` — by default evenly spaced over the
+    stretch from two horizons after the first event to the last cut, ``n_cuts`` of them
+    (fewer, at least a day apart, when the stretch is short)."""
+    first = int(log._first_ns.min())
+    last = log._as_of_ns - h_ns
+    earliest = first + 2 * h_ns
+    if last < earliest:
+        raise EventLogError(
+            f"The log spans {(log._as_of_ns - first) / _DAY_NS:.0f} days: a rolling "
+            f"backtest over {h_ns / _DAY_NS:g}-day horizons needs at least three horizons "
+            "(two of history before the first cut, one of outcome after the last). Pass "
+            "a shorter `horizon`, or one `cut`."
+        )
+    if every is not None:
+        step = C.to_duration(every, "every").value
+        if step <= 0:
+            raise InvalidParameterError(f"Parameter `every`={every!r} must be positive.")
+        times = np.arange(last, earliest - 1, -step)[:n_cuts][::-1]
+    else:  # whole days apart, so every cut keeps the time of day of as_of
+        days = int((last - earliest) // _DAY_NS)
+        step_days = days // (n_cuts - 1) if n_cuts > 1 and days else 0
+        k = min(n_cuts, days // step_days + 1) if step_days else 1
+        times = last - np.arange(k)[::-1] * step_days * _DAY_NS
+    return np.asarray(times, dtype=np.int64)
+
+
 @validate_params(
     {
         "log": [CHECKED_INSIDE],
-        "cut": ["timestamp"],
+        "cut": ["timestamp", list, tuple, pd.Index, np.ndarray, None],
         "horizon": ["duration"],
+        "n_cuts": [Interval(Integral, 1, 500)],
+        "every": ["duration", None],
         "exits": [Options(str, ("shares", "by_dwell"))],
         "bins": [Interval(Integral, 1, None)],
     },
@@ -909,28 +1092,47 @@ def _calibration(pred: dict[str, np.ndarray], won: np.ndarray, bins: int) -> pd.
 )
 def backtest(
     log: EventLog,
-    cut: Any,
+    cut: Any = None,
     horizon: Any = "30D",
     *,
+    n_cuts: int = 12,
+    every: Any = None,
     exits: Literal["shares", "by_dwell"] = "by_dwell",
     bins: int = 10,
 ) -> Backtest:
-    """Forecast from a past date and compare with what happened by ``cut + horizon``.
+    """Forecast from past dates and compare with what happened ``horizon`` later.
 
-    The log is cut at ``cut`` (:func:`cut_log`: its input rows up to ``cut``, validated
-    again as of ``cut``) and forecast ``horizon`` ahead (:func:`forecast`); the deals'
-    outcomes come from the log cut at ``cut + horizon`` (won, lost, stale or still open
-    then, by the same rules). The forecast is compared with a **naive** model: the
-    historic win rate from the deal's current stage (``win_rate_from`` of
-    :meth:`EventLog.funnel` at ``cut``; the overall win rate at ``cut`` where a stage has
-    no resolved deals), which ignores time.
+    **Rolling origin** by default: the log is cut at ``n_cuts`` dates across its history
+    (:func:`rolling_cuts`: the last one ``horizon`` before ``log.as_of``, the first two
+    horizons after the first event), and at each one the forecast is made from what was
+    known then (:func:`cut_log`: the input rows up to the cut, validated again as of the
+    cut) and scored against the deals' outcomes ``horizon`` later (won, lost, stale or
+    still open then, by the same rules). One cut flatters or condemns a model by chance;
+    the spread across cuts is what to trust.
+
+    Two naive references score the forecast:
+
+    * ``naive`` (the reference of ``brier_skill``) knows the horizon: per stage, the share
+      of the deals open there one horizon *before* the cut that were won *by* the cut
+      (all stages pooled where a stage had none; NaN when the log does not reach back
+      that far);
+    * ``naive_win_rate`` is the historic win rate from the deal's stage
+      (``win_rate_from`` of :meth:`EventLog.funnel` at the cut), which ignores the
+      horizon: it over-predicts short horizons (kept for comparison; before version 0.2
+      it was the only naive).
 
     Parameters
     ----------
     log : EventLog
-    cut : str or datetime
-        The past date forecast from; ``cut + horizon`` must not be after ``log.as_of``.
+    cut : str, datetime or list of them, optional
+        The past date(s) to forecast from; each ``cut + horizon`` must not be after
+        ``log.as_of``. Default: rolling cuts (``n_cuts``, ``every``).
     horizon : str or timedelta, default "30D"
+    n_cuts : int, default=12
+        How many rolling cuts (without ``cut``).
+    every : str or timedelta, optional
+        The spacing of rolling cuts, counted back from the last; default: ``n_cuts``
+        evenly spaced cuts.
     exits : {"shares", "by_dwell"}, default "by_dwell"
         The forecast's exit model (see :func:`forecast`).
     bins : int, default=10
@@ -939,101 +1141,119 @@ def backtest(
     Returns
     -------
     Backtest
-        With three tables. ``deals``: the forecast's deals table (see :func:`forecast`)
-        plus
+        ``cuts``: one row per cut:
 
-        * ``p_win_naive`` : the naive model's probability
+        * ``cut`` : the date forecast from
+        * ``history_days`` : days of log before it (from the first event)
+        * ``deals`` : deals open at the cut (stale deals are not forecast)
+        * ``expected_wins``, ``wins_low``, ``wins_high`` : the forecast's wins within the
+          horizon and its 95% interval (the open deals' Bernoulli variance: it does not
+          include the fitted model's own uncertainty)
+        * ``observed_wins`` : of those deals, won by ``cut + horizon``
+        * ``ratio`` : ``expected_wins / observed_wins`` (NaN when none were won)
+        * ``covered`` : the interval holds ``observed_wins``
+        * ``expected_amount``, ``observed_amount``, ``amount_ratio`` : the same for the
+          won amount (sum of the amounts of the deals won)
+        * ``brier``, ``brier_naive``, ``brier_skill`` : mean (p_win − won)² of the
+          forecast and the horizon-aware naive, and 1 − brier / brier_naive
+        * ``naive_wins``, ``naive_ratio`` : the horizon-aware naive's expected wins and
+          its ratio to the observed
+        * ``brier_naive_win_rate``, ``win_rate_wins`` : the same for the win-rate naive
+
+        ``scores``: one row per model (``"forecast"``, ``"naive"``,
+        ``"naive_win_rate"``), pooled over the cuts:
+
+        * ``model``, ``cuts`` (number of cuts), ``deals`` (deal-cuts scored)
+        * ``brier`` : mean (p_win − won)² over every deal-cut
+        * ``brier_skill`` : 1 − brier / brier of ``naive`` (0 for ``naive``)
+        * ``expected_wins``, ``observed_wins`` : summed over the cuts
+        * ``ratio_min``, ``ratio_median``, ``ratio_max`` : of the per-cut predicted /
+          actual wins
+        * ``covered`` : cuts whose interval held the actual wins (forecast only)
+        * ``beats_naive`` : cuts where the model's Brier is below the naive's
+
+        ``deals``: the forecast's deals table (see :func:`forecast`) of every cut, plus
+
+        * ``p_win_naive``, ``p_win_win_rate`` : the two naive models' probabilities
         * ``outcome`` : ``"won"``, ``"lost"``, ``"stale"`` or ``"open"`` at
           ``cut + horizon``
         * ``won`` : outcome is won
+        * ``cut`` : the cut the row belongs to
 
-        ``calibration``: one row per model and non-empty bin:
+        ``calibration``: one row per model and non-empty bin, pooled over the cuts:
 
-        * ``model`` : ``"forecast"`` or ``"naive"``
+        * ``model`` : as in ``scores``
         * ``bin``, ``bin_low``, ``bin_high`` : bin number and its range of predicted
           ``p_win`` (the last bin includes 1)
-        * ``deals`` : deals in the bin
+        * ``deals`` : deal-cuts in the bin
         * ``mean_predicted`` : their mean predicted ``p_win``
         * ``observed`` : the share of them won by ``cut + horizon``
         * ``observed_low``, ``observed_high`` : Wilson 95% interval of ``observed``
 
-        ``scores``: one row per model:
-
-        * ``model`` : ``"forecast"`` or ``"naive"``
-        * ``deals`` : open deals at ``cut``
-        * ``brier`` : mean of (p_win − won)²
-        * ``brier_skill`` : 1 − brier / brier of the naive model (0 for the naive row)
-        * ``expected_wins`` : sum of the predicted ``p_win``
-        * ``observed_wins`` : deals won by ``cut + horizon``
-
     Raises
     ------
     EventLogError
-        ``cut`` outside the log or ``cut + horizon`` after ``log.as_of``, a bad
-        ``horizon``, ``bins < 1``, or no deal open at ``cut``.
+        A cut outside the log or ``cut + horizon`` after ``log.as_of``, a log too short
+        for rolling cuts, or no deal open at a cut.
 
     Examples
     --------
     >>> import funnelkit as fk
-    >>> from funnelkit.forecast import backtest
     >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-    >>> bt = backtest(log, "2025-03-01", "60D")
-    >>> bt.scores["model"].tolist()
-    ['forecast', 'naive']
-    >>> s = bt.scores.set_index("model")["brier"]
-    >>> bool(s["forecast"] < s["naive"])
-    True
+    >>> bt = fk.backtest(log, horizon="30D", n_cuts=6)  # rolling origin
+    >>> len(bt.cuts), bt.scores["model"].tolist()
+    (6, ['forecast', 'naive', 'naive_win_rate'])
+    >>> list(bt.cuts.columns[:7])
+    ['cut', 'history_days', 'deals', 'expected_wins', 'wins_low', 'wins_high', 'observed_wins']
+    >>> one = fk.backtest(log, "2025-03-01", "60D")  # one cut
+    >>> str(one.cut.date()), len(one.cuts)
+    ('2025-03-01', 1)
     """
     h_ns = _horizon(horizon)
     bins = int_param("bins", bins, 1)
     _check_exits(exits)
-    past = cut_log(log, cut)
-    end_ns = past._as_of_ns + h_ns
-    if end_ns > log._as_of_ns:
-        raise EventLogError(
-            f"`cut` + `horizon` ({log._timestamp(np.array([end_ns]))[0]}) is after the log's "
-            f"as_of ({log.as_of}): what happened by then is not known yet. Pick an earlier "
-            "`cut` or a shorter `horizon`."
-        )
-    fc = _forecast(past, h_ns, [], exits)
-    if fc.deals.empty:
-        raise EventLogError(f"No deal is open at `cut`={cut!r}: nothing to forecast.")
-    later = cut_log(log, log._timestamp(np.array([end_ns]))[0])
-    d = fc.deals.copy()
-    f = past.funnel()
-    q = past.quality
-    resolved = q.won + q.lost + q.stale
-    overall = q.won / resolved if resolved else np.nan
-    rate = dict(zip(f["stage"].astype(str), f["win_rate_from"].to_numpy(dtype=float), strict=True))
-    naive = d["stage"].astype(str).map(rate).to_numpy(dtype=np.float64)
-    d["p_win_naive"] = np.where(np.isfinite(naive), naive, overall)
-    ld = later.deals()
-    pos = pd.Index(ld["deal"]).get_indexer(d["deal"])
-    d["outcome"] = pd.Categorical(
-        np.asarray(ld["outcome"].astype(str))[pos], categories=list(V.OUTCOMES)
-    )
-    won = d["outcome"].to_numpy() == "won"
-    d["won"] = won
-    pred = {"forecast": d["p_win"].to_numpy(), "naive": d["p_win_naive"].to_numpy()}
-    calibration = _calibration(pred, won, bins)
-    brier = {m: float(np.mean((p - won) ** 2)) for m, p in pred.items()}
-    scores = pd.DataFrame(
-        {
-            "model": list(pred),
-            "deals": len(d),
-            "brier": [brier[m] for m in pred],
-            "brier_skill": [1.0 - brier[m] / brier["naive"] for m in pred],
-            "expected_wins": [float(p.sum()) for p in pred.values()],
-            "observed_wins": int(won.sum()),
-        }
-    )
+    cuts = _Cuts(log)
+    if cut is None:
+        times = rolling_cuts(log, h_ns, n_cuts, every)
+    else:
+        dates = [cut] if not isinstance(cut, list | tuple | pd.Index | np.ndarray) else list(cut)
+        if not dates:
+            raise InvalidParameterError("Parameter `cut` is an empty list: name a date.")
+        times = np.array([cuts(C.to_timestamp(c, log._aware, "cut"))._as_of_ns for c in dates])
+    first_ns = int(log._first_ns.min())
+    parts, rows = [], []
+    fc = None
+    for t_ns in sorted(set(times.tolist())):  # loop over cuts
+        end_ns = t_ns + h_ns
+        if end_ns > log._as_of_ns:
+            raise EventLogError(
+                f"`cut` + `horizon` ({log._timestamp(np.array([end_ns]))[0]}) is after the "
+                f"log's as_of ({log.as_of}): what happened by then is not known yet. Pick "
+                "an earlier `cut` or a shorter `horizon`."
+            )
+        d, fc = _one_cut(cuts, t_ns, h_ns, exits)
+        if d.empty:
+            raise EventLogError(
+                f"No deal is open at the cut {fc.as_of}: nothing to forecast. Pick another `cut`."
+            )
+        rows.append(_cut_row(d, fc, first_ns))
+        parts.append(d.assign(cut=fc.as_of))
+    assert fc is not None
+    deals = pd.concat(parts, ignore_index=True)
+    table = pd.DataFrame(rows)
+    won = deals["won"].to_numpy()
+    pred = {
+        m: deals[col].to_numpy()
+        for m, col in zip(MODELS, ("p_win", "p_win_naive", "p_win_win_rate"), strict=True)
+    }
     return Backtest(
-        cut=past.as_of,
+        cut=fc.as_of,
         horizon=fc.horizon,
-        deals=d,
-        calibration=calibration,
-        scores=scores,
+        deals=deals,
+        calibration=_calibration(pred, won, bins),
+        scores=_scores(deals, table),
         forecast=fc,
+        cuts=table,
     )
 
 
