@@ -93,6 +93,110 @@ def _scale(days: np.ndarray, logscale: bool | None) -> tuple[bool, float]:
     return use_log, S.log_floor(days) if use_log else 0.0
 
 
+# ---------------------------------------------------------------------------- room
+# Helpers that keep a chart inside the Axes it is given (issue 20, item 1): legends,
+# text columns and count rows go into strips of the Axes that the data limits leave
+# free. Shared with ``_incidence``; candidates for ``_style``.
+def _slack(ax: Axes) -> float:
+    """How much a strip measured now may grow relative to the Axes: a layout engine
+    (``layout="constrained"``, and the figures the charts make themselves) shrinks the
+    Axes when the figure is drawn, after the chart has measured it."""
+    return 1.1 if ax.figure.get_layout_engine() is not None else 1.03
+
+
+def _pt(ax: Axes) -> float:
+    """Pixels per point of ``ax``'s figure."""
+    return float(ax.figure.dpi) / 72.0
+
+
+def legend_strip(
+    ax: Axes,
+    handles: Sequence[Any],
+    labels: Sequence[str],
+    *,
+    fontsize: float = S.SMALL_SIZE,
+    max_ncol: int = 5,
+    **kwargs: Any,
+) -> tuple[Any, float]:
+    """A frameless legend across the top of ``ax``, inside it, in as many columns as fit
+    its width; and the share of the Axes' height it takes (room for a layout engine
+    included, at most 0.45), which the caller keeps free of data (:func:`room_at_top`)."""
+
+    def draw(ncol: int) -> Any:
+        return ax.legend(
+            handles,
+            labels,
+            loc="upper center",
+            ncol=ncol,
+            frameon=False,
+            fontsize=fontsize,
+            borderaxespad=0.2,
+            handletextpad=0.4,
+            columnspacing=0.9,
+            **kwargs,
+        )
+
+    n = max(len(handles), 1)
+    ncol = min(max_ncol, n)
+    leg = draw(ncol)
+    while ncol > 1 and leg.get_window_extent().width > 0.98 * ax.bbox.width:
+        ncol -= 1
+        leg = draw(ncol)
+    balanced = -(-n // -(-n // ncol))  # as few rows, as evenly filled
+    if balanced != ncol:
+        leg = draw(balanced)
+    assert leg is not None
+    share = (leg.get_window_extent().height + 3 * _pt(ax)) / ax.bbox.height * _slack(ax)
+    return leg, min(share, 0.45)
+
+
+def room_at_top(lo: float, hi: float, share: float) -> float:
+    """The upper limit of a linear axis from ``lo`` that leaves its top ``share`` free
+    above ``hi``."""
+    return lo + (hi - lo) / (1.0 - share)
+
+
+def _ticks_within(axis: Any, lo: float, hi: float) -> None:
+    """Keep only the major ticks (and so grid lines) within ``lo`` … ``hi``, and no minor
+    ticks: the rest of the axis holds text, not data."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    locs = [t for t in axis.get_majorticklocs() if lo - 1e-9 * abs(lo) <= t <= hi * (1 + 1e-9)]
+    axis.set_major_locator(FixedLocator(locs))
+    axis.set_minor_locator(NullLocator())
+
+
+def _extend_x(ax: Axes, lo: float, hi: float, share: float, log: bool) -> None:
+    """x limits with the data in ``lo`` … ``hi`` and the right ``share`` of the Axes free."""
+    if log:
+        ax.set_xlim(lo, lo * (hi / lo) ** (1.0 / (1.0 - share)))
+    else:
+        ax.set_xlim(lo, room_at_top(lo, hi, share))
+    _ticks_within(ax.xaxis, lo, hi)
+    ax.spines["bottom"].set_bounds(lo, hi)
+
+
+def _dwell_note(
+    med: float, lo: float, hi: float, p90: float, n: int, n_open: int, lines: int
+) -> str:
+    """The text beside a stage's row: median and p90; the median's 95% CI; the visits
+    — the first ``lines`` of them that fit (the CI is drawn as a band either way)."""
+    parts = [f"median {S.duration(med)} · p90 {S.duration(p90)}"]
+    if lines >= 3:
+        parts.append(_ci_text(lo, hi))
+    if lines >= 2:
+        parts.append(
+            f"{n:,} visit{'' if n == 1 else 's'}" + (f", {n_open:,} open" if n_open else "")
+        )
+    return "\n".join(parts)
+
+
+#: the tallest figure a chart makes for itself (inches)
+MAX_HEIGHT = 14.0
+#: the largest share of the Axes' width the text column of ``dwell`` takes
+MAX_COLUMN = 0.42
+
+
 @S.chart
 @validate_params(
     {
@@ -120,10 +224,16 @@ def dwell(
     One row per stage (first at the top): every completed visit is a dot on a days axis,
     visits still in the stage at ``as_of`` (censored: their dwell is a lower bound) are
     hollow orange rings, and the Kaplan–Meier median (diamond) and p90 (bar) — the
-    numbers of ``log.dwell()``, which account for censoring — are marked and written on
-    the right, the median with its 95% interval (a grey band: ``median_low`` to
-    ``median_high``; open to the right edge when the upper end is undefined). Stale
-    visits have no dwell and are left out.
+    numbers of ``log.dwell()``, which account for censoring — are marked, the median
+    with its 95% interval (a translucent band: ``median_low`` to ``median_high``; open to
+    the right end of the days axis when the upper end is undefined). Stale visits have
+    no dwell and are left out.
+
+    Everything is drawn inside ``ax``, so the chart composes in a grid of subplots: the
+    legend is a strip across the top of the Axes and the numbers (median and p90, the
+    median's 95% CI, visits and open visits) a column on its right, beside each row —
+    as many of those three lines as the row height allows. Marks follow the active
+    style (median, p90 and CI in its text colour).
 
     Parameters
     ----------
@@ -131,7 +241,8 @@ def dwell(
         An event log, or a visits table from ``log.visits()`` (columns ``stage``,
         ``dwell``, ``censored``).
     ax : matplotlib.axes.Axes, optional
-        Axes to draw on. Default: a new figure sized for the number of stages.
+        Axes to draw on. Default: a new figure sized for the number of stages (at most
+        14 in tall).
     logscale : bool, optional
         Log days axis. Default: when dwell spreads widely (p95 / p25 > 20 or max /
         median > 10); zero dwells then sit at the left edge.
@@ -150,8 +261,9 @@ def dwell(
         Dots carry the gid ``"dwell-completed"`` / ``"dwell-censored"``, the markers
         ``"dwell-median"`` / ``"dwell-p90"`` (one point per stage, in funnel order); the
         median's interval is one rectangle per stage with a defined lower end, gid
-        ``"dwell-median-ci"``, spanning ``median_low`` to ``median_high`` (to the axis'
-        right edge when that is undefined).
+        ``"dwell-median-ci"``, spanning ``median_low`` to ``median_high`` (to the end of
+        the days axis — the bounds of its bottom spine — when that is undefined). The
+        numbers beside the rows are texts with gid ``"dwell-note"``.
 
     Examples
     --------
@@ -164,6 +276,7 @@ def dwell(
     'Time in stage'
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
     from matplotlib.transforms import blended_transform_factory
 
     _, kwargs = S.split_kwargs("dwell", data, kwargs, None)
@@ -171,28 +284,30 @@ def dwell(
     n = len(stages)
     if n == 0:
         raise ValueError("The visits table is empty: no stage to draw.")
+    th = S.theme()
+    ink = th.text  # median, p90 and CI: the theme's text colour, never a fixed black
     days_all = v["days"].to_numpy()
     use_log, floor = _scale(days_all, logscale)
-    ax = S.new_axes(ax, (10.5, 1.9 + 0.55 * max(n, 3)))
+    ax = S.new_axes(ax, (10.5, min(MAX_HEIGHT, 1.9 + 0.55 * max(n, 3))))
     rng = np.random.default_rng(seed)
     y_of = {s: float(n - 1 - i) for i, s in enumerate(stages)}
-    trans = blended_transform_factory(ax.transAxes, ax.transData)
     sc_kw: dict[str, Any] = {"s": 9, "color": S.BAR, "linewidths": 0}
     sc_kw.update(kwargs)
     med, p90 = np.full(n, np.nan), np.full(n, np.nan)
     med_lo, med_hi = np.full(n, np.nan), np.full(n, np.nan)
+    counts = np.zeros((n, 2), dtype=np.int64)  # visits, still open
     groups = dict(list(v.groupby("stage", sort=False)))
     for i, s in enumerate(stages):
         g = groups.get(s)
         y0 = y_of[s]
         if g is None or g.empty:
-            ax.text(1.01, y0, "no visits", transform=trans, va="center", color=S.MUTED)
             continue
         d = g["days"].to_numpy()
         c = g["censored"].to_numpy()
         t, surv = S.km_curve(d, c)
         med[i], p90[i] = km_quantile(t, surv, 0.5), km_quantile(t, surv, 0.9)
         med_lo[i], med_hi[i] = km_median_ci(g)
+        counts[i] = len(d), int(c.sum())
         # completed and censored visits are sampled separately: the few open ones all show
         parts = []
         for sel in (np.flatnonzero(~c), np.flatnonzero(c)):
@@ -215,35 +330,18 @@ def dwell(
                 gid="dwell-censored",
                 zorder=3,
             )
-        n_open = int(c.sum())
-        note = f"median {S.duration(med[i])} ({_ci_text(med_lo[i], med_hi[i])})"
-        note += f"  ·  p90 {S.duration(p90[i])}\n{len(d):,} visits"
-        note += f", {n_open:,} still open" if n_open else ""
-        ax.text(
-            1.015,
-            y0,
-            note,
-            transform=trans,
-            ha="left",
-            va="center",
-            fontsize=S.SMALL_SIZE,
-            color=S.TEXT,
-            linespacing=1.3,
-        )
     ys = np.array([y_of[s] for s in stages])
     for k in range(n):
         if np.isfinite(med[k]) and np.isfinite(p90[k]):
-            ax.plot(
-                [max(med[k], floor), max(p90[k], floor)], [ys[k], ys[k]], color="black", lw=1.6
-            )
+            ax.plot([max(med[k], floor), max(p90[k], floor)], [ys[k], ys[k]], color=ink, lw=1.6)
     ok = np.isfinite(med)
     ax.scatter(
         np.maximum(med[ok], floor),
         ys[ok],
         marker="D",
         s=55,
-        color="black",
-        edgecolors="white",
+        color=ink,
+        edgecolors=th.paper,
         linewidths=1,
         zorder=5,
         gid="dwell-median",
@@ -254,30 +352,80 @@ def dwell(
         ys[ok],
         marker="|",
         s=260,
-        color="black",
+        color=ink,
         linewidths=2.4,
         zorder=5,
         gid="dwell-p90",
     )
-    # axes
+    # the legend: a strip across the top of the Axes, kept free of rows
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=5, color=S.BAR, alpha=0.6),
+        Line2D(
+            [], [], ls="", marker="o", ms=6, markerfacecolor="none", markeredgecolor=S.CENSORED
+        ),
+        Line2D([], [], ls="", marker="D", ms=7, color=ink, markeredgecolor=th.paper),
+        Line2D([], [], ls="", marker="s", ms=9, color=ink, alpha=0.25),
+        Line2D([], [], ls="", marker="|", ms=13, mew=2.4, color=ink),
+    ]
+    names = [
+        "completed visit",
+        "open visit (censored)",
+        "median",
+        "95% CI",
+        "p90",
+    ]
+    _, top_share = legend_strip(ax, handles, names)
+    ax.set_ylim(-0.6, room_at_top(-0.6, n - 0.4, top_share))
+    # the numbers: a column on the right, as many lines per row as its height allows
+    row_pt = ax.bbox.height / _pt(ax) * (1 - top_share) / n / _slack(ax)
+    lines = next((k for k in (3, 2, 1) if k * S.SMALL_SIZE * 1.3 <= 0.95 * row_pt), 0)
+    trans = blended_transform_factory(ax.transAxes, ax.transData)
+    notes = []
+    for k in range(n):
+        if counts[k, 0] == 0:
+            text = "no visits"
+        elif lines:
+            text = _dwell_note(
+                med[k], med_lo[k], med_hi[k], p90[k], int(counts[k, 0]), int(counts[k, 1]), lines
+            )
+        else:
+            continue
+        notes.append(
+            ax.text(
+                1.0,
+                ys[k],
+                text,
+                transform=trans,
+                ha="left",
+                va="center",
+                fontsize=S.SMALL_SIZE,
+                color=th.text,
+                linespacing=1.15,
+                gid="dwell-note",
+            )
+        )
+    width = max((note.get_window_extent().width for note in notes), default=0.0)
+    col = min((width + 10 * _pt(ax)) / ax.bbox.width * _slack(ax), MAX_COLUMN) if notes else 0.0
+    for note in notes:
+        note.set_x(1.0 - col + 4 * _pt(ax) / ax.bbox.width)
+    # the days axis: data on the left, the column on the right
     hi = float(np.nanmax(days_all)) if days_all.size else 1.0
     if use_log:
         zero = floor if (days_all <= 0).any() else None
-        S.days_axis(ax, "x", floor / 1.6, hi * 1.6, zero_at=zero)
+        lo_x, hi_x = floor / 1.6, hi * 1.6
+        S.days_axis(ax, "x", lo_x, hi_x, zero_at=zero)
         xlab = "Time in stage (log scale; d = days)"
     else:
-        ax.set_xlim(0, hi * 1.03)
+        lo_x, hi_x = 0.0, hi * 1.03
+        ax.set_xlim(lo_x, hi_x)
         xlab = "Time in stage (days)"
-    ax.set_ylim(-0.6, n - 0.4)
-    from matplotlib.patches import Rectangle
-
-    right = ax.get_xlim()[1]
+    _extend_x(ax, lo_x, hi_x, col, use_log)
     for k in range(n):  # the median's 95% interval, behind the markers
         if np.isfinite(med_lo[k]):
             x0 = max(med_lo[k], floor)
-            x1 = max(med_hi[k], floor) if np.isfinite(med_hi[k]) else right
+            x1 = max(med_hi[k], floor) if np.isfinite(med_hi[k]) else hi_x
             band = Rectangle(
-                (x0, ys[k] - 0.2), x1 - x0, 0.4, color="black", alpha=0.25, lw=0, zorder=4
+                (x0, ys[k] - 0.2), x1 - x0, 0.4, color=ink, alpha=0.25, lw=0, zorder=4
             )
             band.set_gid("dwell-median-ci")
             ax.add_patch(band)
@@ -286,37 +434,11 @@ def dwell(
     ax.tick_params(axis="y", length=0)
     ax.spines["left"].set_visible(False)
     S.label(ax, x=xlab)
-    handles = [
-        Line2D([], [], ls="", marker="o", ms=5, color=S.BAR, alpha=0.6, label="completed visit"),
-        Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            ms=6,
-            markerfacecolor="none",
-            markeredgecolor=S.CENSORED,
-            label="still in stage (censored)",
-        ),
-        Line2D([], [], ls="", marker="D", ms=7, color="black", label="median (Kaplan–Meier)"),
-        Line2D([], [], ls="", marker="s", ms=9, color="black", alpha=0.25, label="95% CI"),
-        Line2D([], [], ls="", marker="|", ms=13, mew=2.4, color="black", label="p90"),
-    ]
-    ax.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=5,
-        frameon=False,
-        fontsize=S.SMALL_SIZE,
-        borderaxespad=0.2,
-    )
     S.titles(
         ax,
         title,
         "One dot per visit; median (with its 95% CI, Brookmeyer–Crowley) and p90 from the\n"
         "Kaplan–Meier estimator, which counts open visits as censored",
-        extra_pad=18,
     )
     return ax
 
