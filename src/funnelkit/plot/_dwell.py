@@ -886,6 +886,8 @@ def _small_multiples(
     ax = S.new_axes(ax, (11.0, min(MAX_HEIGHT, 1.5 + 1.6 * -(-n // ncols_guess))))
     th = S.theme()
     ax.set_axis_off()
+    ax.set_xticks([])  # no hidden tick labels left for layout checks to trip on
+    ax.set_yticks([])
     k = _pt(ax) * _slack(ax)  # points -> pixels, with room for a layout engine
     W, H = ax.bbox.width, ax.bbox.height
     fs = S.SMALL_SIZE - 1.0
