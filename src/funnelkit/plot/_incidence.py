@@ -11,6 +11,7 @@ import pandas as pd
 from .._params import CHECKED_INSIDE, TITLE, validate_params
 from ..errors import InvalidParameterError
 from . import _style as S
+from ._dwell import legend_strip, room_at_top
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -95,7 +96,8 @@ def incidence(
     table, _ = S.table_or_log(
         data,
         required=INCIDENCE_COLUMNS,
-        compute=lambda log: log.incidence(stage),
+        # one stage is drawn: compute only it (the first stage by default)
+        compute=lambda log: log.incidence(stage if stage is not None else log.stages[:1]),
         what="an incidence table (EventLog.incidence)",
     )
     stages = S.ordered_unique(table["stage"])
@@ -151,7 +153,12 @@ def incidence(
             )
     last = rows.iloc[-1]
     ax.set_xlim(0, max(float(t[-1]), 1e-9))
-    ax.set_ylim(0, 1)
+    # the legend: a strip across the top of the Axes, above the bands (which fill 0 … 1)
+    handles, labels = ax.get_legend_handles_labels()
+    _, share = legend_strip(ax, handles, labels, fontsize=S.SMALL_SIZE, max_ncol=4)
+    ax.set_ylim(0, room_at_top(0.0, 1.0, share))
+    ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.spines["left"].set_bounds(0.0, 1.0)
     S.style_axes(ax, grid="y")
     S.percent_axis(ax, "y")
     S.label(ax, x="Days since entering the stage", y="Share of deals")
@@ -161,7 +168,6 @@ def incidence(
         f"advanced {S.pct(float(last['advanced']))}, not resolved "
         f"{S.pct(float(last['unresolved']))} at the longest follow-up",
     )
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=S.TICK_SIZE)
     return ax
 
 
