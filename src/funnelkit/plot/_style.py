@@ -370,7 +370,7 @@ def titles(
     title's ``pad`` leaves it room (plus ``extra_pad`` points, e.g. for a legend row
     between the subtitle and the axes).
     """
-    sub = subtitle or ""
+    sub = fit_width(subtitle or "", axes_inches(ax)[0], SUBTITLE_SIZE)
     n_lines = sub.count("\n") + 1 if sub else 0
     pad = 6 + n_lines * SUBTITLE_SIZE * 1.25 + extra_pad
     th = theme()
@@ -387,14 +387,33 @@ def titles(
             fontsize=SUBTITLE_SIZE,
             color=th.muted,
             gid=SUBTITLE_GID,
+            label=subtitle,  # the text before wrapping (subtitle_of)
         )
+
+
+def fit_width(text: str, width_in: float, size: float) -> str:
+    """``text`` wrapped (at spaces) to lines no wider than ``width_in`` inches at font
+    ``size`` — an estimate from the average glyph width (CJK glyphs count double), so a
+    subtitle never runs over a neighbouring chart in a grid. Existing line breaks stay."""
+    import textwrap
+
+    per_line = max(12, int(width_in * 72 / (size * 0.55)))
+    out = []
+    for line in text.split("\n"):
+        wide = sum(2 if needs_cjk(ch) else 1 for ch in line)
+        if wide <= per_line:
+            out.append(line)
+            continue
+        scale = len(line) / wide  # fewer characters fit where glyphs are wide
+        out.extend(textwrap.wrap(line, max(8, int(per_line * scale)), break_on_hyphens=False))
+    return "\n".join(out)
 
 
 def subtitle_of(ax: Axes) -> str:
     """The subtitle drawn by :func:`titles` ('' when none)."""
     for t in ax.texts:
         if t.get_gid() == SUBTITLE_GID:
-            return t.get_text()
+            return str(t.get_label() or t.get_text())
     return ""
 
 
