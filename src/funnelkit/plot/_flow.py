@@ -149,6 +149,23 @@ def text_height(n_lines: int, size: float) -> float:
     return LINE * n_lines * size
 
 
+def room_pt(
+    ax: Axes, figsize: tuple[float, float] | None, *, left: float = 0.0, sub_lines: int = 4
+) -> tuple[float, float]:
+    """Width and height in points a chart can count on in ``ax``.
+
+    A user's Axes: its size now. A figure the chart made itself (``figsize``, constrained
+    layout): the layout will give the Axes the whole figure but the title, a subtitle of
+    up to ``sub_lines`` lines and ``left`` points of tick labels — much more than its size
+    before the layout runs, which would shrink every label for nothing.
+    """
+    if figsize is None:
+        w, h = S.axes_inches(ax)
+        return 72 * w, 72 * h
+    titles = S.TITLE_SIZE * LINE + 8 + sub_lines * S.SUBTITLE_SIZE * 1.25
+    return 72 * figsize[0] - left - 12, 72 * figsize[1] - titles - 12
+
+
 def _tokens(text: str) -> list[str]:
     """Pieces a name may break between: after spaces and ``_ / -``, and between CJK
     characters (Chinese has no spaces)."""
@@ -465,8 +482,10 @@ def flow(
     bottom = min(y, -size[stages[0]]) - gap  # lowest data y of the nodes and bands
 
     width = min(2.6 + 1.4 * max(n, 3), 12.0)
-    ax = S.new_axes(ax, (width, 6.2 if n <= 10 else 7.6))
-    w_pt, h_pt = (72 * x for x in S.axes_inches(ax))
+    figsize = (width, 6.2 if n <= 10 else 7.6)
+    own = figsize if ax is None else None
+    ax = S.new_axes(ax, figsize)
+    w_pt, h_pt = room_pt(ax, own)
 
     # ---- horizontal room: outcome labels inside the axes on the right, stage labels
     # fitted to one stage spacing (or a few, staggered)

@@ -12,7 +12,14 @@ import pandas as pd
 from .._params import CHECKED_INSIDE, TITLE, Interval, validate_params
 from ..errors import InvalidParameterError
 from . import _style as S
-from ._flow import fit_lines, squeeze_lines, text_height, text_width, wrap_subtitle
+from ._flow import (
+    fit_lines,
+    room_pt,
+    squeeze_lines,
+    text_height,
+    text_width,
+    wrap_subtitle,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -83,6 +90,7 @@ def share_matrix(
 _SIZES = (S.TICK_SIZE, S.SMALL_SIZE, 7.5)  # label sizes tried, largest first
 _CELL_SIZES = (S.ANNOT_SIZE, S.SMALL_SIZE, 7.5, 7.0)  # the same for the cell values
 _BAR_W = 9.0  # colour bar width, points
+_ROW_LABEL_W = 110.0  # the widest row labels, points
 
 
 def _column_labels(
@@ -222,32 +230,39 @@ def heatmap(
     longest = max(len(str(c)) for c in columns)
     header_in = 0.35 if longest <= 8 else min(0.25 + 0.06 * min(longest, 24), 1.5)
     width = min(max(2.2 + 0.55 * n_cols + 0.7 * colorbar, 6.0), 12.0)
-    ax = S.new_axes(ax, (width, min(max(1.9 + 0.36 * n_rows + header_in, 3.6), 14.0)))
+    figsize = (width, min(max(1.9 + 0.36 * n_rows + header_in, 3.6), 14.0))
+    own = figsize if ax is None else None
+    ax = S.new_axes(ax, figsize)
     fig = ax.figure
-    w_pt, h_pt = (72 * x for x in S.axes_inches(ax))
-
-    # ---- horizontal room: the colour bar and its tick labels in the right-hand edge
-    cb_size = S.SMALL_SIZE
-    bar_room = 6 + _BAR_W + 3 + text_width("100%", cb_size) + 2 if colorbar else 0.0
-    bar_room = min(bar_room, 0.3 * w_pt)
-    col_pt = (w_pt - bar_room) / n_cols
-    x_hi = -0.5 + n_cols / (1 - bar_room / w_pt)
-
-    # ---- vertical room: column labels on top, then the rows
     is_outcome = [c in kinds and c not in set(stages) for c in columns]
-    col_labels, col_size, rotation, col_step = _column_labels(
-        columns, is_outcome, col_pt, min(0.3 * h_pt, 120.0)
-    )
     weights = ["bold" if b else "normal" for b in is_outcome]
-    if rotation:
-        header_pt = max(
-            text_width(lab, col_size, w) for lab, w in zip(col_labels, weights, strict=True)
+    cb_size = S.SMALL_SIZE
+    # room: in a figure of its own, at first as if row labels took _ROW_LABEL_W points,
+    # then what the fitted ones take (the layout gives the rest to the matrix)
+    left = _ROW_LABEL_W
+    for _ in range(2 if own else 1):
+        w_pt, h_pt = room_pt(ax, own, left=left + 22)
+        # ---- horizontal room: the colour bar and its tick labels in the right-hand edge
+        bar_room = 6 + _BAR_W + 3 + text_width("100%", cb_size) + 2 if colorbar else 0.0
+        bar_room = min(bar_room, 0.3 * w_pt)
+        col_pt = (w_pt - bar_room) / n_cols
+        # ---- vertical room: column labels on top, then the rows
+        col_labels, col_size, rotation, col_step = _column_labels(
+            columns, is_outcome, col_pt, min(0.3 * h_pt, 120.0)
         )
-    else:
-        header_pt = text_height(max(lab.count("\n") + 1 for lab in col_labels), col_size)
-    header_pt += 4
-    row_pt = (h_pt - header_pt) / n_rows
-    row_labels, row_size, row_step = _row_labels(list(m.index), row_pt, min(110.0, 0.35 * w_pt))
+        if rotation:
+            header_pt = max(
+                text_width(lab, col_size, w) for lab, w in zip(col_labels, weights, strict=True)
+            )
+        else:
+            header_pt = text_height(max(lab.count("\n") + 1 for lab in col_labels), col_size)
+        header_pt += 4
+        row_pt = (h_pt - header_pt) / n_rows
+        row_labels, row_size, row_step = _row_labels(
+            list(m.index), row_pt, min(_ROW_LABEL_W, 0.35 * w_pt)
+        )
+        left = max(text_width(r, row_size) for r in row_labels[::row_step])
+    x_hi = -0.5 + n_cols / (1 - bar_room / w_pt)
     header_rows = header_pt / row_pt  # in rows
 
     im_kw: dict[str, Any] = {"cmap": "Blues", "vmin": 0.0, "vmax": 1.0, "aspect": "auto"}
@@ -265,7 +280,7 @@ def heatmap(
     }
 
     def fits(text: str, size: float) -> bool:
-        return text_width(text, size) <= col_pt - 3 and text_height(1, size) * 0.95 <= row_pt
+        return text_width(text, size) <= col_pt - 2 and text_height(1, size) * 0.95 <= row_pt
 
     cell_size = next(
         (s for s in _CELL_SIZES if all(fits(t, s) for t in texts.values())), _CELL_SIZES[-1]
@@ -322,7 +337,7 @@ def heatmap(
     if colorbar:
         # an inset in the axes' right-hand edge, placed in points from that edge, so its
         # tick labels stay inside the axes however the layout resizes them
-        from_right = fig.dpi_scale_trans + ScaledTranslation(1, 0, ax.transAxes)
+        from_right = fig.dpi_scale_trans + ScaledTranslation(1, 0, ax.transAxes)  # type: ignore[arg-type]
         where = blended_transform_factory(from_right, ax.transAxes)
         body = n_rows / (n_rows + header_rows)
         pad = 6 / h_pt
