@@ -243,7 +243,8 @@ def heatmap(
     for _ in range(2 if own else 1):
         w_pt, h_pt = room_pt(ax, own, left=left + 22)
         # ---- horizontal room: the colour bar and its tick labels in the right-hand edge
-        bar_room = 6 + _BAR_W + 3 + text_width("100%", cb_size) + 2 if colorbar else 0.0
+        # gap, bar, tick (2 pt) and its pad (3.5 pt), the widest tick label, a margin
+        bar_room = 6 + _BAR_W + 5.5 + text_width("100%", cb_size) + 2 if colorbar else 0.0
         bar_room = min(bar_room, 0.3 * w_pt)
         col_pt = (w_pt - bar_room) / n_cols
         # ---- vertical room: column labels on top, then the rows
