@@ -87,6 +87,14 @@ def test_flows_under_min_share_are_left_out_and_counted(log):
     assert heights == sorted(float(inflow[s]) for s in log.won + log.lost + ["stale"])
 
 
+def test_flow_with_every_flow_left_out_still_draws_its_nodes(log):
+    ax = fp.flow(log, min_share=0.99)
+    assert all(p.get_gid() in ("flow-node", "flow-outcome") for p in ax.patches)
+    assert len(gid_texts(ax, "flow-stage")) == len(log.stages)
+    assert ax.get_legend() is None
+    assert f"Not drawn: {len(log.transitions())} flows < 99%" in S.subtitle_of(ax)
+
+
 def test_flow_min_share_is_checked(log):
     with pytest.raises(ValueError, match="min_share"):
         fp.flow(log, min_share=1.5)

@@ -338,6 +338,8 @@ def _legend(present: set[str], width: float, size: float) -> tuple[list[Any], in
     from matplotlib.patches import Patch
 
     kinds = [k for k in _LEGEND if k[0] in present]
+    if not kinds:
+        return [], 0
 
     def row_width(labels: list[str], ncols: int) -> float:
         # matplotlib fills the columns top down; a column is as wide as its widest entry
