@@ -171,7 +171,7 @@ def test_funnel_bars_equal_reached_and_centred(log):
     ys = [b.get_y() for b in bars]
     assert ys == sorted(ys, reverse=True)  # first stage at the top
     ticks = [t.get_text() for t in ax.get_yticklabels()]
-    assert ticks == f["stage"].tolist()
+    assert ticks == [*f["stage"], "Won"]  # the won bar at the bottom
 
 
 def test_funnel_labels_hold_counts_conversion_and_drop_off(log):
@@ -218,10 +218,9 @@ def test_funnel_from_table_and_weighted(log):
 
 
 def _gauge_x(ax, share):
-    """Axes-fraction x of a share on the funnel's gauges."""
-    from funnelkit.plot._funnel import _GAUGE
-
-    return _GAUGE[0] + (_GAUGE[1] - _GAUGE[0]) * np.asarray(share)
+    """Axes-fraction x of a share on the funnel's gauges (their tracks span 0-100%)."""
+    track = next(p for p in ax.patches if p.get_gid() == "funnel-gauge")
+    return track.get_x() + track.get_width() * np.asarray(share)
 
 
 def test_funnel_gives_the_interval_where_the_stage_is_not_settled(young):
@@ -276,7 +275,8 @@ def test_funnel_of_a_settled_log_gives_points_and_no_unresolved_share(log):
     assert [("unresolved" in x) for x in texts] == [False, False, False, True, False, False]
     # a table without the interval columns: no gauges, the points as before
     ax = fp.funnel(f[["stage", "reached", "advanced", "dropped", "open", "conversion"]])
-    assert not [p for p in ax.patches if str(p.get_gid()).startswith("funnel-")]
+    gauge_gids = {"funnel-gauge", "funnel-advance", "funnel-unresolved"}
+    assert not [p for p in ax.patches if p.get_gid() in gauge_gids]
     assert gid_texts(ax, "funnel-conversion")[3].get_text().startswith("59.3% advance")
 
 
