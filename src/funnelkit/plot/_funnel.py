@@ -229,7 +229,8 @@ def funnel(
         The stage bars are ``ax.containers[0]`` in funnel order (first stage first), the
         won bar ``ax.containers[1]``: with an EventLog its width is the deals won (their
         amount when weighted); with a table, the last stage's ``advanced`` (under
-        ``skips="implied"`` every won deal). Texts carry the gids ``"funnel-count"``,
+        ``skips="implied"`` every won deal), labelled "Won" by a minor y tick (the major
+        tick labels are the stages). Texts carry the gids ``"funnel-count"``,
         ``"funnel-share"`` (% of first · % of previous) and ``"funnel-conversion"`` (one
         per stage, in funnel order), ``"funnel-won-count"`` and ``"funnel-won-share"``;
         the gauges' patches ``"funnel-gauge"`` (the tracks), ``"funnel-advance"`` (the
@@ -400,15 +401,16 @@ def funnel(
     S.style_axes(ax, grid=None)
     ax.spines["bottom"].set_visible(False)
     ax.spines["left"].set_visible(False)
-    ax.tick_params(axis="y", length=0)
+    ax.tick_params(axis="y", which="both", length=0)
     ax.set_xticks([])
     names = [S.wrap(s) for s in stages]
     name_lines = max(t.count("\n") + 1 for t in names)
     row_pt = height_in * 72 / (n_rows + 1)
     tick_size = min(S.TICK_SIZE, max(0.95 * row_pt / (name_lines * 1.2), _MIN_SIZE))
-    ax.set_yticks([*y, 0.0], [*names, "Won"], fontsize=tick_size)
-    ticks = ax.get_yticklabels()
-    for tick, s in zip(ticks, stages, strict=False):
+    ax.set_yticks(y, names, fontsize=tick_size)
+    # the won bar's label: a minor tick, so that the major tick labels are the stages
+    ax.set_yticks([0.0], ["Won"], minor=True, fontsize=tick_size)
+    for tick, s in zip(ax.get_yticklabels(), stages, strict=True):
         if s in keys:
             tick.set_color(S.HIGHLIGHT)
             tick.set_fontweight("bold")
@@ -507,7 +509,8 @@ def _text_layout(
         if wide > _TEXT_MAX * width_in:
             size *= _TEXT_MAX * width_in / wide
         size = max(size, _MIN_SIZE)
-        frac = max(text_width_pt(t, size) for t in texts) / 72 / width_in
+        # rendered type runs up to ~3% wider than its outline (hinting)
+        frac = 1.04 * max(text_width_pt(t, size) for t in texts) / 72 / width_in
         if best is None or size > best["size"] + 0.25:
             best = {"size": size, "split": split, "frac": min(frac, 0.75)}
     assert best is not None

@@ -300,7 +300,7 @@ def segments(
 
     # ---- the data keep clear of the legend's strip
     lo_x, hi_x = -0.015, 1.015  # room for markers at 0% and 100%
-    data_frac = max(1.0 - (leg_w + 6) / (width_in * 72), 0.35)
+    data_frac = max(1.0 - (1.04 * leg_w + 6) / (width_in * 72), 0.35)
     ax.set_xlim(lo_x, lo_x + (hi_x - lo_x) / data_frac)
     ax.set_ylim(-0.5, n - 0.5)
     for i in range(n):
