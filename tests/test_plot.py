@@ -218,10 +218,9 @@ def test_funnel_from_table_and_weighted(log):
 
 
 def _gauge_x(ax, share):
-    """Axes-fraction x of a share on the funnel's gauges."""
-    from funnelkit.plot._funnel import _GAUGE
-
-    return _GAUGE[0] + (_GAUGE[1] - _GAUGE[0]) * np.asarray(share)
+    """Axes-fraction x of a share on the funnel's gauges (their tracks span 0-100%)."""
+    track = next(p for p in ax.patches if p.get_gid() == "funnel-gauge")
+    return track.get_x() + track.get_width() * np.asarray(share)
 
 
 def test_funnel_gives_the_interval_where_the_stage_is_not_settled(young):
@@ -276,7 +275,8 @@ def test_funnel_of_a_settled_log_gives_points_and_no_unresolved_share(log):
     assert [("unresolved" in x) for x in texts] == [False, False, False, True, False, False]
     # a table without the interval columns: no gauges, the points as before
     ax = fp.funnel(f[["stage", "reached", "advanced", "dropped", "open", "conversion"]])
-    assert not [p for p in ax.patches if str(p.get_gid()).startswith("funnel-")]
+    gauge_gids = {"funnel-gauge", "funnel-advance", "funnel-unresolved"}
+    assert not [p for p in ax.patches if p.get_gid() in gauge_gids]
     assert gid_texts(ax, "funnel-conversion")[3].get_text().startswith("59.3% advance")
 
 
@@ -662,7 +662,7 @@ def test_segments_draws_unsettled_conversions_hollow(young):
         assert open_.any()
         line = hollow[cont.get_label()]
         np.testing.assert_array_equal(line.get_xdata(), rows["conversion"].to_numpy()[open_])
-        assert line.get_markerfacecolor() == "white"
+        assert same_color(line.get_markerfacecolor(), S.theme().paper)  # white on paper
         shown = cont.lines[0].get_markevery()
         assert list(shown) == list(np.flatnonzero(~open_))  # filled: the settled ones only
     assert "not settled yet" in ax.get_legend().get_texts()[-1].get_text()
@@ -811,8 +811,10 @@ def test_segments_default_cap_keeps_thousands_of_segments_fast():
         lost=["Lost", "Disqualified"], attrs=["seg"],
     )  # fmt: skip
     ax = fp.segments(lg.funnel(by="seg"))
-    assert len(ax.containers) == 20
-    assert "the 20 largest of 1,500 segments" in gid_texts(ax, S.SUBTITLE_GID)[0].get_text()
+    assert len(ax.containers) == S.MAX_SERIES  # as many as get a colour (issue 20)
+    sub = gid_texts(ax, S.SUBTITLE_GID)[0].get_text().replace("\n", " ")
+    assert "the 12 largest of 1,500 segments" in sub
+    assert "12 segments with fewer than 30 deals" in sub  # 2 deals each: all grey
 
 
 # ---------------------------------------------------------------------------- trend

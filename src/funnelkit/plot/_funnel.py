@@ -33,16 +33,65 @@ _FUNNEL_ALL = FUNNEL_COLUMNS + [
     "weight",
 ]
 
-#: where the bars end and the text column starts, in axes fraction
-_BARS_END = 0.6
-_TEXT_AT = 0.63
-#: with conversion gauges: bars end, gauge from .. to, text column (axes fraction)
-_GAUGE_BARS_END = 0.47
-_GAUGE = (0.49, 0.635)
-_GAUGE_TEXT_AT = 0.655
+#: gauge width (axes fraction) and its gaps to the bars and to the text column
+_GAUGE_WIDTH = 0.15
+_GAP = 0.025
 #: gauge height, in stage rows
 _GAUGE_HEIGHT = 0.3
-_TRACK = "#E4E4E4"
+#: the text column takes at most this share of the axes width (smaller type beyond)
+_TEXT_MAX = 0.5
+#: smallest type of the text column (pt)
+_MIN_SIZE = 6.5
+#: line spacing of the text column
+_LINE = 1.15
+#: a layout engine shrinks the Axes to fit labels: keep this share of it in reserve
+_LAYOUT_SLACK = 0.88
+
+
+def _track() -> str:
+    """The light 0–100% track of a gauge: the text colour faded into the background."""
+    th = S.theme()
+    return S.mix(th.text, th.face, 0.85)
+
+
+def _unresolved_style() -> dict[str, Any]:
+    """The hatched look of unresolved probability, on the theme's paper."""
+    return {
+        "facecolor": S.theme().paper,
+        "edgecolor": S.CENSORED,
+        "hatch": "////",
+        "linewidth": 0.0,
+    }
+
+
+def text_width_pt(text: str, size: float, weight: str = "normal") -> float:
+    """Width in points of the widest line of ``text`` at ``size`` points, in the active
+    font (with the CJK fallback the chart will get), measured without a renderer."""
+    import matplotlib as mpl
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    lines = str(text).replace("\\$", "$").split("\n")
+    family = list(mpl.rcParams["font.family"])
+    if any(S.needs_cjk(line) for line in lines):
+        font = S.cjk_font()
+        if font is None:  # no glyphs to measure: a CJK character is about 1 em wide
+            return max(size * sum(1.0 if S.needs_cjk(c) else 0.6 for c in ln) for ln in lines)
+        family = [*family, font]
+    prop = FontProperties(family=family, size=size, weight=weight)
+    return max(
+        (text_to_path.get_text_width_height_descent(ln, prop, ismath=False)[0] for ln in lines),
+        default=0.0,
+    )
+
+
+def usable_inches(ax: Axes) -> tuple[float, float]:
+    """Width and height of ``ax`` in inches that a chart can count on: a layout engine
+    (constrained) will shrink the Axes a little to fit its labels."""
+    w, h = S.axes_inches(ax)
+    if ax.figure.get_layout_engine() is not None:
+        return w * _LAYOUT_SLACK, h * _LAYOUT_SLACK
+    return w, h
 
 
 def key_stage_names(key: Any, stages: Sequence[Any]) -> list[Any]:
@@ -68,6 +117,36 @@ def segment_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in _FUNNEL_ALL]
 
 
+def fit_lines(text: str, size: float, width_pt: float) -> str:
+    """``text`` with each line wrapped at spaces to at most ``width_pt`` points at
+    ``size`` (a subtitle that stays above its own Axes in a grid)."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        cur = ""
+        for w in words:
+            trial = f"{cur} {w}" if cur else w
+            if cur and text_width_pt(trial, size) > width_pt:
+                out.append(cur)
+                cur = w
+            else:
+                cur = trial
+        out.append(cur)
+    return "\n".join(out)
+
+
+def key_stages_tested(key: Any) -> int | None:
+    """How many stages a key-stages table tested (a row with an effect or a p-value);
+    None for a list of names (nothing was tested)."""
+    if not isinstance(key, pd.DataFrame):
+        return None
+    ran = pd.Series(False, index=key.index)
+    for col in ("effect", "p_value"):
+        if col in key.columns:
+            ran |= pd.to_numeric(key[col], errors="coerce").notna()
+    return int(key.loc[ran, "stage"].nunique())
+
+
 @S.chart
 @validate_params(
     {
@@ -78,6 +157,7 @@ def segment_columns(table: pd.DataFrame) -> list[str]:
         "key": ["str_list", pd.DataFrame, None],
         "skips": [Options(str, ("implied", "strict"))],
         "weight": [str, None],
+        "intervals": ["boolean"],
     }
 )
 def funnel(
@@ -87,23 +167,31 @@ def funnel(
     key: Sequence[str] | pd.DataFrame | None = None,
     skips: Literal["implied", "strict"] = "implied",
     weight: str | None = None,
+    intervals: bool = True,
     title: str | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """Funnel chart: deals reaching each stage, with conversion and drop-off.
+    """Funnel chart: deals reaching each stage, the deals won, conversion and drop-off.
 
     One horizontal bar per stage in funnel order, first stage at the top, bars centred;
-    the bar width is ``reached``. Each bar carries its count, and a text column on the
-    right gives the conversion to the next stage (to won, for the last stage), the deals
-    dropped there and the deals still open there.
+    the bar width is ``reached``. Below the last stage a green bar gives the deals won.
+    Each bar carries its count. A text column at the right, inside the Axes, gives per
+    stage its share of the first stage and of the previous one ("55.3% of first · 75.3%
+    of previous", from ``reached``) and, under it, the conversion to the next stage (to
+    won, for the last stage), the deals dropped there and the deals still open there.
 
-    With the interval columns of ``log.funnel()``, a gauge per stage shows the conversion
-    on a 0–100% track: green up to the estimate, the 95% interval as a black line over it
-    and, where part of the probability is not resolved yet (``unresolved`` >= 0.05%,
+    With ``intervals`` and the interval columns of ``log.funnel()``, a gauge per stage
+    shows the conversion on a 0–100% track: green up to the estimate, its 95% interval
+    (``conversion_low`` to ``conversion_high``) as a whisker over it and, where part of
+    the probability is not resolved yet (``unresolved`` >= 0.05%,
     :data:`funnelkit.plot._style.UNRESOLVED_MIN`), that share hatched after the estimate.
     Such a stage is *not settled yet*: its estimate is only what has happened so far, so
     the text gives the interval instead of a point, e.g. "30.7–86.9% advance, 24.3%
     unresolved".
+
+    Everything is drawn inside the given Axes (the text column and the legend, in a row
+    reserved under the bars): in a grid of charts nothing reaches into a neighbour.
+    The type of the text column shrinks to fit small Axes.
 
     Parameters
     ----------
@@ -113,45 +201,57 @@ def funnel(
         ``conversion_low``, ``conversion_high`` — the gauges — and ``unresolved``; one
         row per stage — for a segmented table use :func:`funnelkit.plot.segments`).
     ax : matplotlib.axes.Axes, optional
-        Axes to draw on. Default: a new figure sized for the number of stages.
+        Axes to draw on. Default: a new figure sized for the number of stages (at most
+        14 in tall).
     key : list of str or DataFrame, optional
-        Stages to highlight: names, or a key-stages table (``stage``, ``is_key``) whose
-        flagged stages are highlighted.
+        Stages to highlight: names, or a key-stages table (``stage``, ``is_key``; from
+        ``log.key_stages()``) whose flagged stages (``is_key``) are highlighted — only
+        those; the subtitle says how many stages the table tested.
     skips : {"implied", "strict"}, default "implied"
         Skip rule when ``data`` is an EventLog (see ``EventLog.funnel``); a table says
         which rule it used in its ``skips`` column.
     weight : {"amount"}, optional
         With an EventLog: weight deals by amount (revenue funnel). With a table: say that
         its counts are amounts; default: inferred (non-whole ``reached`` values).
+    intervals : bool, default True
+        Draw the conversion gauges with their 95% interval whiskers (when the table has
+        ``conversion_low`` and ``conversion_high``). False: the text column only.
     title : str, optional
         Default "Sales funnel" ("Revenue funnel" when weighted).
     **kwargs
         With an EventLog, the keywords of :meth:`EventLog.funnel` (``within``,
         ``calendar``); the rest go to :meth:`matplotlib.axes.Axes.barh` (e.g. ``color``,
-        ``height``).
+        ``height``) for the stage bars.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The bars are ``ax.containers[0]`` in funnel order (first stage first). Texts
-        carry the gids ``"funnel-count"`` and ``"funnel-conversion"`` (one per stage, in
-        funnel order); the gauges' patches ``"funnel-gauge"`` (the tracks),
-        ``"funnel-advance"`` (the estimates) and ``"funnel-unresolved"`` (one per stage
-        not settled yet), their interval lines ``"funnel-ci"`` (one per stage with an
-        interval).
+        The stage bars are ``ax.containers[0]`` in funnel order (first stage first), the
+        won bar ``ax.containers[1]``: with an EventLog its width is the deals won (their
+        amount when weighted); with a table, the last stage's ``advanced`` (under
+        ``skips="implied"`` every won deal), labelled "Won" by a minor y tick (the major
+        tick labels are the stages). Texts carry the gids ``"funnel-count"``,
+        ``"funnel-share"`` (% of first · % of previous) and ``"funnel-conversion"`` (one
+        per stage, in funnel order), ``"funnel-won-count"`` and ``"funnel-won-share"``;
+        the gauges' patches ``"funnel-gauge"`` (the tracks), ``"funnel-advance"`` (the
+        estimates) and ``"funnel-unresolved"`` (one per stage not settled yet), their
+        interval whiskers ``"funnel-ci"`` (one per stage with an interval); the legend
+        ``"funnel-legend"``.
 
     Examples
     --------
     >>> import funnelkit as fk
     >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-    >>> ax = fk.plot.funnel(log, key=["Demo"])
+    >>> ax = fk.plot.funnel(log, key=log.key_stages(n_boot=0))
     >>> [int(bar.get_width()) for bar in ax.containers[0]][:2]  # deals reaching the stage
     [600, 532]
+    >>> int(ax.containers[1][0].get_width())  # deals won
+    60
     >>> ax.get_title()
     'Sales funnel'
     """
     comp, kwargs = S.split_kwargs("funnel", data, kwargs, "funnel", taken=["skips", "weight"])
-    table, _ = S.table_or_log(
+    table, log = S.table_or_log(
         data,
         required=FUNNEL_COLUMNS,
         compute=lambda log: log.funnel(skips=skips, weight=weight, **comp),
@@ -175,80 +275,141 @@ def funnel(
         weighted = weight is not None or not np.all(np.mod(reached, 1) == 0)
     rule = str(table["skips"].iloc[0]) if "skips" in table.columns else None
     keys = set(key_stage_names(key, stages))
+    tested = key_stages_tested(key)
+    won = _won(table, log, weighted)
 
     conv = table["conversion"].to_numpy(dtype=float)
-    gauges = {"conversion_low", "conversion_high"} <= set(table.columns)
-    if gauges:
-        low = table["conversion_low"].to_numpy(dtype=float)
-        high = table["conversion_high"].to_numpy(dtype=float)
+    gauges = intervals and {"conversion_low", "conversion_high"} <= set(table.columns)
+    low = table["conversion_low"].to_numpy(dtype=float) if gauges else np.full(n, np.nan)
+    high = table["conversion_high"].to_numpy(dtype=float) if gauges else np.full(n, np.nan)
     unres = (
         table["unresolved"].to_numpy(dtype=float) if "unresolved" in table.columns else np.zeros(n)
     )
     open_ = S.unsettled(unres) & gauges  # not settled yet: an interval, not a point
-    bars_end = _GAUGE_BARS_END if gauges else _BARS_END
-    text_at = _GAUGE_TEXT_AT if gauges else _TEXT_AT
+    fmt = S.compact if weighted else S.count
 
-    ax = S.new_axes(ax, (10.5 if gauges else 10.0, 1.6 + 0.48 * max(n, 3)))
-    y = np.arange(n)[::-1].astype(float)  # first stage at the top
+    # ---- the texts of the column: shares of first / previous, then leaving the stage
+    first = reached[0]
+    shares = [_shares(r, first, None if i == 0 else reached[i - 1]) for i, r in enumerate(reached)]
+    won_share = _shares(won, first, reached[-1])
+    heads, tails = [], []
+    for i, row in enumerate(table.itertuples(index=False)):
+        goes = "advance" if i < n - 1 else "won"
+        if open_[i]:
+            heads.append(f"{S.pct_range(low[i], high[i])} {goes}, {S.pct(unres[i])} unresolved")
+        else:
+            heads.append(f"{S.pct(conv[i])} {goes}")
+        counts = [f"{fmt(row.dropped)} dropped"]
+        if row.open > 0:
+            counts.append(f"{fmt(row.open)} open")
+        tails.append("  ·  ".join(counts))
+
+    # ---- the legend: what the colours and the gauge marks mean
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    if keys:
+        handles.append(Patch(color=S.HIGHLIGHT, label="key stage"))
+    if gauges:
+        handles.append(Patch(color=S.WON, label="advanced"))
+        if open_.any():
+            handles.append(Patch(**_unresolved_style(), label="unresolved"))
+        handles.append(
+            Line2D(
+                [], [], color=S.TEXT, linewidth=1.4, marker="|", markersize=6, label="95% interval"
+            )
+        )
+
+    n_rows = n + 1  # the stages and the won bar
+    ax = S.new_axes(
+        ax,
+        (10.5 if gauges else 10.0, min(14.0, 2.2 + 0.55 * max(n_rows, 4) + 0.4 * bool(handles))),
+    )
+    width_in, height_in = usable_inches(ax)
+    layout = _text_layout(shares, heads, tails, open_, width_in, height_in, n_rows + 1)
+    size, split = layout["size"], layout["split"]
+    conv_texts = [
+        f"{h}\n{t}" if (open_[i] or split) else f"{h}  ·  {t}"
+        for i, (h, t) in enumerate(zip(heads, tails, strict=True))
+    ]
+    text_at = 1.0 - layout["frac"] - 0.01
+    if gauges:
+        gauge = (text_at - _GAP - _GAUGE_WIDTH, text_at - _GAP)
+        bars_end = gauge[0] - _GAP
+    else:
+        gauge = (text_at, text_at)
+        bars_end = text_at - _GAP
+
+    # the legend gets a row of its own under the won bar, as wide as the Axes allows
+    leg_size = min(S.SMALL_SIZE, size)
+    ncol, leg_pt = _legend_shape(handles, leg_size, width_in * 72)
+    extra = leg_pt * (n_rows + 0.2) / max(height_in * 72 - leg_pt, 1.0) if handles else 0.0
+
+    y = np.arange(n, 0, -1).astype(float)  # first stage at the top, won at y = 0
     colors = [S.HIGHLIGHT if s in keys else S.BAR for s in stages]
     bar_kw: dict[str, Any] = {"height": 0.72, "color": colors, "edgecolor": "none"}
     bar_kw.update(kwargs)
     ax.barh(y, reached, left=-reached / 2, **bar_kw)
-    top = float(np.nanmax(reached)) if np.nanmax(reached) > 0 else 1.0
-    span = top / (bars_end - 0.02)
+    ax.barh(
+        [0.0], [won], left=[-won / 2], height=bar_kw["height"], color=S.WON, lw=0, gid="funnel-won"
+    )
+    top = max(float(np.nanmax(reached)), won)
+    top = top if top > 0 else 1.0
+    span = top / max(bars_end - 0.02, 0.05)
     ax.set_xlim(-top / 2 - 0.01 * span, -top / 2 - 0.01 * span + span)
-    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_ylim(-0.6 - extra, n + 0.6)
 
     # counts: inside wide bars, beside narrow ones
-    fmt = S.compact if weighted else S.count
-    for yi, r, c in zip(y, reached, colors, strict=True):
-        txt = fmt(r)
+    count_size = min(S.ANNOT_SIZE + 0.5, size + 0.5)
+    for yi, r, c, gid in zip(
+        [*y, 0.0],
+        [*reached, won],
+        [*colors, S.WON],
+        ["funnel-count"] * n + ["funnel-won-count"],
+        strict=True,
+    ):
         inside = r >= 0.16 * top
         ax.text(
             0 if inside else r / 2 + 0.01 * top,
             yi,
-            txt,
+            fmt(r),
             ha="center" if inside else "left",
             va="center",
-            fontsize=S.ANNOT_SIZE + 0.5,
+            fontsize=count_size,
             fontweight="bold",
             color=S.text_on(c) if inside else S.TEXT,
-            gid="funnel-count",
+            gid=gid,
         )
-    from matplotlib.transforms import blended_transform_factory
+    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
     trans = blended_transform_factory(ax.transAxes, ax.transData)
     if gauges:
-        _draw_gauges(ax, trans, y, conv, low, high, unres, open_)
-    # text column: conversion (its interval when not settled), dropped, open
-    for i, (yi, row) in enumerate(zip(y, table.itertuples(index=False), strict=True)):
-        goes = "advance" if i < n - 1 else "won"
-        if open_[i]:
-            head = f"{S.pct_range(low[i], high[i])} {goes}, {S.pct(unres[i])} unresolved"
-        else:
-            head = f"{S.pct(conv[i])} {goes}"
-        counts = [f"{fmt(row.dropped)} dropped"]
-        if row.open > 0:
-            counts.append(f"{fmt(row.open)} open")
-        text = f"{head}\n{'  ·  '.join(counts)}" if open_[i] else "  ·  ".join([head, *counts])
-        ax.text(
-            text_at,
-            yi,
-            text,
-            transform=trans,
-            ha="left",
-            va="center",
-            fontsize=S.ANNOT_SIZE,
-            color=S.TEXT,
-            linespacing=1.25,
-            gid="funnel-conversion",
-        )
+        _draw_gauges(ax, trans, gauge, y, conv, low, high, unres, open_)
+    # the share line just above the row's centre, the conversion just below it
+    above = trans + ScaledTranslation(0, 1 / 72, ax.figure.dpi_scale_trans)
+    below = trans + ScaledTranslation(0, -1 / 72, ax.figure.dpi_scale_trans)
+    muted, text = S.MUTED, S.TEXT
+    for yi, share, conv_text in zip(y, shares, conv_texts, strict=True):
+        ax.text(text_at, yi, share, transform=above, ha="left", va="bottom", fontsize=size,
+                color=muted, gid="funnel-share")  # fmt: skip
+        ax.text(text_at, yi, conv_text, transform=below, ha="left", va="top", fontsize=size,
+                color=text, linespacing=_LINE, gid="funnel-conversion")  # fmt: skip
+    ax.text(text_at, 0.0, won_share, transform=trans, ha="left", va="center", fontsize=size,
+            color=muted, gid="funnel-won-share")  # fmt: skip
+
     S.style_axes(ax, grid=None)
     ax.spines["bottom"].set_visible(False)
     ax.spines["left"].set_visible(False)
-    ax.tick_params(axis="y", length=0)
+    ax.tick_params(axis="y", which="both", length=0)
     ax.set_xticks([])
-    ax.set_yticks(y, [S.wrap(s) for s in stages])
+    names = [S.wrap(s) for s in stages]
+    name_lines = max(t.count("\n") + 1 for t in names)
+    row_pt = height_in * 72 / (n_rows + 1)
+    tick_size = min(S.TICK_SIZE, max(0.95 * row_pt / (name_lines * 1.2), _MIN_SIZE))
+    ax.set_yticks(y, names, fontsize=tick_size)
+    # the won bar's label: a minor tick, so that the major tick labels are the stages
+    ax.set_yticks([0.0], ["Won"], minor=True, fontsize=tick_size)
     for tick, s in zip(ax.get_yticklabels(), stages, strict=True):
         if s in keys:
             tick.set_color(S.HIGHLIGHT)
@@ -267,63 +428,111 @@ def funnel(
         )
         if open_.any():
             sub += "\nhatched = not resolved yet: such a stage's conversion is its 95% interval"
-    else:
+    elif "conversion_low" not in table.columns:
         sub += "\nconversion as given in the table"
     if comp.get("within") is not None:
         sub += f"; advanced = within {comp['within']} of reaching the stage"
+    if tested is not None:
+        k = len(keys)
+        sub += (
+            f"\nkey stages (log.key_stages()): {k} of {tested} stages tested "
+            f"{'is' if k == 1 else 'are'} key" + (", highlighted" if k else "")
+        )
     S.titles(
         ax,
         title or ("Revenue funnel" if weighted else "Sales funnel"),
-        sub,
-        extra_pad=S.ANNOT_SIZE * 1.9 if gauges else 0.0,
+        fit_lines(sub, S.SUBTITLE_SIZE, max(S.axes_inches(ax)[0] * 72, 150.0)),
     )
-    from matplotlib.patches import Patch
-
-    if keys:
-        key_legend = ax.legend(
-            handles=[Patch(color=S.HIGHLIGHT, label="key stage")],
-            loc="lower left",
-            frameon=False,
-            fontsize=S.ANNOT_SIZE,
-        )
-    if gauges:
-        from matplotlib.lines import Line2D
-
-        handles = [
-            Patch(color=S.WON, label="advanced"),
-            Line2D([], [], color=S.TEXT, linewidth=1.4, label="95% interval"),
-        ]
-        if open_.any():
-            handles.insert(1, Patch(**_UNRESOLVED_STYLE, label="unresolved"))
-        gauge_legend = ax.legend(
+    if handles:
+        leg = ax.legend(
             handles=handles,
             loc="lower left",
-            bbox_to_anchor=(_GAUGE[0] - 0.01, 1.0),
-            ncol=len(handles),
+            bbox_to_anchor=(0.0, 0.0),
+            ncol=ncol,
             frameon=False,
-            fontsize=S.SMALL_SIZE,
+            fontsize=leg_size,
             handlelength=1.4,
+            handletextpad=0.5,
             columnspacing=1.0,
             borderaxespad=0.2,
+            borderpad=0.2,
         )
-        gauge_legend.set_gid("funnel-gauge-legend")
-        if keys:
-            ax.add_artist(key_legend)  # a second legend replaces the first otherwise
+        leg.set_gid("funnel-legend")
     return ax
 
 
-#: the hatched look of unresolved probability (the same as in fk.plot.incidence)
-_UNRESOLVED_STYLE: dict[str, Any] = {
-    "facecolor": "white",
-    "edgecolor": S.CENSORED,
-    "hatch": "////",
-    "linewidth": 0.0,
-}
+def _shares(r: float, first: float, previous: float | None) -> str:
+    """'55.3% of first · 75.3% of previous' for a bar of ``r`` deals."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        of_first = r / first if first > 0 else np.nan
+        if previous is None:
+            return f"{S.pct(of_first)} of first"
+        of_prev = r / previous if previous > 0 else np.nan
+    return f"{S.pct(of_first)} of first  ·  {S.pct(of_prev)} of previous"
+
+
+def _won(table: pd.DataFrame, log: Any, weighted: bool) -> float:
+    """Deals won (their amount when weighted): from the log's outcomes, else the last
+    stage's advanced (every won deal under skips="implied")."""
+    if log is not None:
+        d = log.deals()
+        is_won = d["outcome"] == "won"
+        if weighted:
+            return float(pd.to_numeric(d.loc[is_won, "amount"], errors="coerce").fillna(0).sum())
+        return float(is_won.sum())
+    last = float(table["advanced"].iloc[-1])
+    return last if np.isfinite(last) else 0.0
+
+
+def _text_layout(
+    shares: list[str],
+    heads: list[str],
+    tails: list[str],
+    open_: np.ndarray,
+    width_in: float,
+    height_in: float,
+    rows: float,
+) -> dict[str, Any]:
+    """Type size of the text column, whether each conversion text goes on two lines,
+    and the column's width as a share of the Axes: the largest type (at most
+    ANNOT_SIZE) with which the column fits in its rows and in half the Axes width."""
+    row_pt = height_in * 72 / rows
+    best: dict[str, Any] | None = None
+    for split in (False, True):
+        lines = 2 + (1 if (split or open_.any()) else 0)
+        texts = shares + [
+            f"{h}\n{t}" if (split or o) else f"{h}  ·  {t}"
+            for h, t, o in zip(heads, tails, open_, strict=True)
+        ]
+        size = min(S.ANNOT_SIZE, 0.95 * row_pt / (lines * _LINE))
+        wide = max(text_width_pt(t, size) for t in texts) / 72
+        if wide > _TEXT_MAX * width_in:
+            size *= _TEXT_MAX * width_in / wide
+        size = max(size, _MIN_SIZE)
+        # rendered type runs up to ~3% wider than its outline (hinting)
+        frac = 1.04 * max(text_width_pt(t, size) for t in texts) / 72 / width_in
+        if best is None or size > best["size"] + 0.25:
+            best = {"size": size, "split": split, "frac": min(frac, 0.75)}
+    assert best is not None
+    return best
+
+
+def _legend_shape(handles: list[Any], size: float, width_pt: float) -> tuple[int, float]:
+    """Columns of a legend that fits ``width_pt`` and its height in points."""
+    if not handles:
+        return 1, 0.0
+    entry = [(1.4 + 0.5 + 1.0) * size + text_width_pt(h.get_label(), size) for h in handles]
+    ncol = len(handles)
+    while ncol > 1 and sum(sorted(entry, reverse=True)[:ncol]) > 0.95 * width_pt:
+        ncol -= 1
+    rows = -(-len(handles) // ncol)
+    return ncol, rows * size * 1.3 + 0.8 * size + 4
 
 
 def _draw_gauges(
     ax: Axes,
     trans: Any,
+    gauge: tuple[float, float],
     y: np.ndarray,
     conv: np.ndarray,
     low: np.ndarray,
@@ -332,12 +541,14 @@ def _draw_gauges(
     open_: np.ndarray,
 ) -> None:
     """Per stage a 0–100% track: green to the estimate, the unresolved share hatched
-    after it (stages not settled yet), the 95% interval as a line with end ticks."""
+    after it (stages not settled yet), the 95% interval as a whisker with end ticks."""
     from matplotlib.patches import Rectangle
 
-    x0, x1 = _GAUGE
+    x0, x1 = gauge
     w = x1 - x0
     h = _GAUGE_HEIGHT
+    track = _track()
+    unresolved = _unresolved_style()
 
     def rect(a: float, b: float, yi: float, gid: str, **style: Any) -> None:
         ax.add_patch(
@@ -345,12 +556,12 @@ def _draw_gauges(
         )
 
     for i, yi in enumerate(y):
-        rect(0.0, 1.0, yi, "funnel-gauge", facecolor=_TRACK, edgecolor="none", zorder=2)
+        rect(0.0, 1.0, yi, "funnel-gauge", facecolor=track, edgecolor="none", zorder=2)
         if np.isfinite(conv[i]):
             rect(0.0, conv[i], yi, "funnel-advance", facecolor=S.WON, edgecolor="none", zorder=3)
             if open_[i]:
                 end = min(conv[i] + unres[i], 1.0)
-                rect(conv[i], end, yi, "funnel-unresolved", zorder=3, **_UNRESOLVED_STYLE)
+                rect(conv[i], end, yi, "funnel-unresolved", zorder=3, **unresolved)
         if np.isfinite(low[i]) and np.isfinite(high[i]):
             ax.plot(
                 [x0 + w * low[i], x0 + w * high[i]],
