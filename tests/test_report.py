@@ -149,7 +149,7 @@ def test_one_page_one_number_each(tmp_path):
     lg = sample_log()
     rep = R.build_report(lg, by="team", key_kwargs={"n_boot": 50})
     visits = lg.visits()["stage"].value_counts()
-    ticks = [t.get_text() for t in rep.charts["flow"].axes[0].get_xticklabels()]
+    ticks = [t.get_text() for t in rep.charts["flow"].axes[0].texts if t.get_gid() == "flow-stage"]
     assert ticks[0] == f"Lead\n{visits['Lead']}" == "Lead\n629"
     page = rep.to_html()
     assert "win rate (won ÷ resolved deals)" in page

@@ -109,7 +109,7 @@ PER_DEAL_TABLES = ("deals",)
 #: ``Report.save(csv=...)``: CSV of every table but the per-deal ones, of all, of none
 CSV_CHOICES = ("small", "all", "none")
 #: segments the report's segment chart draws (the largest; ``plot.segments(top=)``)
-SEGMENTS_DRAWN = 20
+SEGMENTS_DRAWN = 12  # the palette's distinct colours (fk.plot.segments' default top)
 #: rows the report's key-stage chart draws (``plot.key_stages(max_rows=)``)
 KEY_ROWS_DRAWN = 60
 #: stages the report's incidence chart draws, one panel each (see :func:`headline_stages`)

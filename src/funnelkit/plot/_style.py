@@ -12,6 +12,7 @@ import inspect
 import math
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -361,6 +362,10 @@ def style_axes(ax: Axes, *, grid: str | None = "x") -> None:
         ax.grid(True, axis=grid, color=th.grid, linewidth=0.8)  # type: ignore[arg-type]
 
 
+#: each subtitle's text before :func:`fit_width` wrapped it, by Axes (for subtitle_of)
+_UNWRAPPED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def titles(
     ax: Axes, title: str | None, subtitle: str | None = None, extra_pad: float = 0.0
 ) -> None:
@@ -376,6 +381,7 @@ def titles(
     th = theme()
     ax.set_title(title or "", fontsize=TITLE_SIZE, fontweight="bold", color=th.text, pad=pad)
     if sub:
+        _UNWRAPPED[ax] = subtitle or ""
         ax.annotate(
             sub,
             xy=(0.5, 0.0),
@@ -387,7 +393,6 @@ def titles(
             fontsize=SUBTITLE_SIZE,
             color=th.muted,
             gid=SUBTITLE_GID,
-            label=subtitle,  # the text before wrapping (subtitle_of)
         )
 
 
@@ -413,7 +418,7 @@ def subtitle_of(ax: Axes) -> str:
     """The subtitle drawn by :func:`titles` ('' when none)."""
     for t in ax.texts:
         if t.get_gid() == SUBTITLE_GID:
-            return str(t.get_label() or t.get_text())
+            return _UNWRAPPED.get(ax, t.get_text())
     return ""
 
 
