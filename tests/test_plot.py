@@ -942,7 +942,7 @@ def test_trend_draws_unsettled_points_hollow_when_the_table_says_so(log):
         np.testing.assert_allclose(ln.get_ydata(), [value])
         np.testing.assert_allclose(ln.get_xdata(), [2 + cont.lines[0].get_xdata()[0]])
         assert list(cont.lines[0].get_markevery()) == [0, 1]
-        assert ln.get_markerfacecolor() == "white"
+        assert same_color(ln.get_markerfacecolor(), S.theme().paper)
     assert "hollow: not settled yet" in S.subtitle_of(ax)
     assert S.subtitle_of(ax).startswith("probability of advancing per cohort")
     # panels too

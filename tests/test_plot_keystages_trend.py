@@ -180,3 +180,98 @@ def test_key_stages_marks_follow_the_theme(sample):
     for p in ax.child_axes:
         for c in p.collections:
             assert same_color(c.get_edgecolor()[0], paper)
+
+
+# ---------------------------------------------------------------------------- trend
+def _trend_table(n):
+    periods = pd.to_datetime(["2024-12-31", "2025-03-31", "2025-06-30"])
+    return pd.DataFrame(
+        {
+            "period": periods,
+            "metric": "win_rate",
+            "value": [0.2, 0.25, 1.0],
+            "low": [0.15, 0.2, 0.2],
+            "high": [0.25, 0.3, 1.0],
+            "n": n,
+            "mature": [True, True, False],
+        }
+    )
+
+
+def test_a_one_deal_cohort_is_drawn_muted_without_its_whisker():
+    ax = fp.trend(_trend_table([120, 95, 1]))
+    (small,) = [ln for ln in ax.lines if ln.get_gid() == "trend-small"]
+    np.testing.assert_allclose(small.get_xdata(), [2])
+    np.testing.assert_allclose(small.get_ydata(), [1.0])
+    assert same_color(small.get_color(), S.OTHER)
+    cont = ax.containers[0]
+    y = cont.lines[0].get_ydata()
+    assert np.isnan(y[2]) and np.allclose(y[:2], [0.2, 0.25])  # out of the line
+    whiskers = [seg for seg in cont.lines[2][0].get_segments() if len(seg)]
+    assert len(whiskers) == 2 and all(
+        seg[1][1] - seg[0][1] < 0.2 for seg in whiskers
+    )  # no 20–100% whisker
+    assert "fewer than 10 deals" in S.subtitle_of(ax)
+    # enough deals: drawn as the others, and no note
+    ax = fp.trend(_trend_table([120, 95, 40]))
+    assert not [ln for ln in ax.lines if ln.get_gid() == "trend-small"]
+    assert "fewer than" not in S.subtitle_of(ax)
+
+
+def test_small_cohorts_are_muted_in_every_panel(sample):
+    fig = fp.trend(sample)  # Negotiation's 2025 Q2 cohort has 4 deals
+    neg = next(a for a in fig.axes if a.get_title() == "Negotiation")
+    (small,) = [ln for ln in neg.lines if ln.get_gid() == "trend-small"]
+    np.testing.assert_allclose(small.get_xdata(), [5])
+    assert "fewer than 10 deals" in fig.get_supxlabel()
+    w, h = fig.get_size_inches()
+    assert w <= 12 and h <= 14
+
+
+def test_too_recent_cohorts_are_shaded_and_explained(sample):
+    ax = fp.trend(sample, metric="cycle_time")
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[-1] == "2025 Q2"  # no deal old enough yet: kept, shaded, explained
+    bands = [p for p in ax.patches if p.get_gid() == "trend-immature"]
+    xs = sorted(round(p.get_x() + p.get_width() / 2) for p in bands)
+    assert xs == [4, 5]
+    sub = S.subtitle_of(ax).replace("\n", " ")
+    assert "too recent" in sub and "30 Jan 2025" in sub and "no deal old enough" in sub
+    # a table with the mature column is shaded too
+    ax = fp.trend(_trend_table([120, 95, 40]))
+    assert len([p for p in ax.patches if p.get_gid() == "trend-immature"]) == 1
+
+
+def test_the_cycle_time_interval_it_promises_is_drawn(sample):
+    from funnelkit.plot._trend import cohort_trend
+
+    t = cohort_trend(sample, metric="cycle_time")
+    ax = fp.trend(sample, metric="cycle_time")
+    assert "95% interval of the median" in S.subtitle_of(ax).replace("\n", " ")
+    segs = [seg for seg in ax.containers[0].lines[2][0].get_segments() if len(seg)]
+    np.testing.assert_allclose([s[0][1] for s in segs], t["low"])
+    np.testing.assert_allclose([s[1][1] for s in segs], t["high"])
+
+
+def test_trend_legend_is_inside_and_hollow_points_follow_the_theme(sample):
+    with plt.style.context("dark_background"):
+        fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+        ax = fp.trend(sample, ax=axes[0][0], stage=["Demo", "Proposal"])
+        paper = S.theme().paper
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = ax.get_window_extent(r)
+    leg = ax.get_legend().get_window_extent(r)
+    assert box.x0 <= leg.x0 and leg.x1 <= box.x1 + 1 and leg.y1 <= box.y1 + 1
+    # the data stay left of the legend
+    x_leg = ax.transData.inverted().transform((leg.x0, leg.y0))[0]
+    assert x_leg > 5.2
+    hollow = [ln for ln in ax.lines if ln.get_gid() == "trend-unresolved"]
+    assert hollow and all(same_color(ln.get_markerfacecolor(), paper) for ln in hollow)
+    assert not same_color(paper, "white")
+
+
+def test_win_rate_says_what_it_estimates(sample):
+    ax = fp.trend(sample, metric="win_rate")
+    assert S.subtitle_of(ax).startswith("probability of winning per cohort")
+    assert "Wilson" not in S.subtitle_of(ax)
