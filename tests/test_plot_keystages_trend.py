@@ -275,3 +275,50 @@ def test_win_rate_says_what_it_estimates(sample):
     ax = fp.trend(sample, metric="win_rate")
     assert S.subtitle_of(ax).startswith("probability of winning per cohort")
     assert "Wilson" not in S.subtitle_of(ax)
+
+
+# ---------------------------------------------------------------------------- calibration
+def test_calibration_texts_have_no_raw_timestamps(sample):
+    from funnelkit.forecast import backtest
+    from funnelkit.plot._calibration import span, when
+
+    bt = backtest(sample, sample.as_of - np.timedelta64(120, "D"), "60D")
+    assert bt.cut != bt.cut.normalize()  # a cut at a time of day, as the rule tests use
+    ax = fp.calibration(bt)
+    sub = S.subtitle_of(ax).replace("\n", " ")
+    assert "00:00:00" not in sub and "+00:00" not in sub and "days 00" not in sub
+    cut = bt.cut
+    assert sub.startswith(f"Deals open on {cut.day} {cut.strftime('%b %Y')}, ")
+    assert "outcome 60 days later" in sub
+    for t in all_texts(ax.figure):
+        assert not re.search(r"\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d", t), t
+    assert when(pd.Timestamp("2025-03-01", tz="UTC")) == "1 Mar 2025"
+    assert when(pd.Timestamp("2025-03-01 21:25:08", tz="UTC")) == "1 Mar 2025, 21:25 UTC"
+    assert span(pd.Timedelta("60D")) == "60 days" and span(pd.Timedelta("1D")) == "1 day"
+    assert span(pd.Timedelta("36h")) == "1.5 days" and span(pd.Timedelta("6h")) == "6 hours"
+
+
+def test_calibration_marks_follow_the_theme_and_the_legend_is_inside(sample):
+    from funnelkit.forecast import backtest
+
+    bt = backtest(sample, "2025-03-01", "60D")
+    with plt.style.context("dark_background"):
+        fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+        ax = fp.calibration(bt, ax=axes[0][0])
+        paper = S.theme().paper
+    for model in ("forecast", "naive"):
+        (line,) = [ln for ln in ax.lines if ln.get_gid() == f"calibration-{model}"]
+        assert same_color(line.get_markeredgecolor(), paper)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = ax.get_window_extent(r)
+    leg = ax.get_legend().get_window_extent(r)
+    assert box.x0 <= leg.x0 and leg.x1 <= box.x1 and box.y0 <= leg.y0 and leg.y1 <= box.y1
+    for t in ax.texts:
+        if t.get_gid() == "calibration-count":  # counts stay inside the Axes too
+            bb = t.get_window_extent(r)
+            assert bb.x1 <= box.x1 + 1 and bb.y1 <= box.y1 + 1, t.get_text()
+    # the subtitle is no wider than the Axes, so it stays over them
+    (sub,) = [t for t in ax.texts if t.get_gid() == S.SUBTITLE_GID]
+    sb = sub.get_window_extent(r)
+    assert sb.x0 >= box.x0 - 2 and sb.x1 <= box.x1 + 2
