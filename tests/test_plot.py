@@ -806,7 +806,7 @@ def test_analysis_keywords_with_a_table_need_a_log(log):
     with pytest.raises(TypeError, match=r"go to log.key_stages\(\) and need an fk.EventLog"):
         fp.key_stages(key_table(), by="team")
     ax = fp.key_stages(key_table(), alpha=0.5)  # with a table, alpha is matplotlib's
-    assert gid_collections(ax, "key-effect")[0].get_alpha() == 0.5
+    assert key_collections(ax, "key-effect")[0].get_alpha() == 0.5
 
 
 def test_segments_draws_the_largest_and_says_what_it_left_out(log):
