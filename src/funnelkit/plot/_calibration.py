@@ -3,6 +3,7 @@ share of deals actually won, for the forecast and the naive model."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,18 +24,37 @@ _MODEL_STYLE = {
 }
 
 
+def when(ts: Any) -> str:
+    """A moment for a reader: ``"1 Mar 2025"``, with the time of day when it is not
+    midnight (``"1 Mar 2025, 21:25 UTC"``) — never a raw timestamp."""
+    t = pd.Timestamp(ts)
+    day = f"{t.day} {t.strftime('%b %Y')}"
+    if t == t.normalize():
+        return day
+    zone = f" {t.tzname()}" if t.tzinfo is not None else ""
+    return f"{day}, {t.strftime('%H:%M')}{zone}"
+
+
+def span(td: Any) -> str:
+    """A duration for a reader: ``"60 days"``, ``"1 day"``, ``"2.5 days"``, ``"6 hours"``,
+    ``"45 minutes"`` — never a timedelta repr."""
+    days = pd.Timedelta(td) / pd.Timedelta(days=1)
+    if days >= 1:
+        value, unit = days, "day"
+    elif days * 24 >= 1:
+        value, unit = days * 24, "hour"
+    else:
+        value, unit = days * 1440, "minute"
+    text = f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+    return f"{text} {unit}" + ("" if text == "1" else "s")
+
+
 def _tables(data: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, str | None]:
     """(calibration table, scores or None, subtitle or None) from a Backtest or a table."""
     from ..forecast import Backtest
 
     if isinstance(data, Backtest):
-        day = pd.Timedelta(days=1)
-        whole = data.horizon % day == pd.Timedelta(0) and data.cut == data.cut.normalize()
-        sub = (
-            f"Deals open at {data.cut.date()}; outcome {data.horizon // day} days later"
-            if whole
-            else f"Deals open at {data.cut}; outcome {data.horizon} later"
-        )
+        sub = f"Deals open on {when(data.cut)}; outcome {span(data.horizon)} later"
         return data.calibration, data.scores, sub
     if isinstance(data, pd.DataFrame):
         missing = [c for c in CALIBRATION_COLUMNS if c not in data.columns]
@@ -75,7 +95,9 @@ def calibration(
     predicted probability at (mean predicted, observed share), with the Wilson 95%
     interval of the observed share as a whisker when the table has it, the number of
     deals in the bin next to the point, and the diagonal of perfect calibration. With a
-    backtest result the legend gives each model's Brier score.
+    backtest result the legend (inside the Axes, upper left) gives each model's Brier
+    score and the subtitle says when the deals were open and how long after their outcome
+    was read, as a date and a number of days.
 
     Parameters
     ----------
@@ -138,7 +160,7 @@ def calibration(
         line_kw: dict[str, Any] = {
             "linewidth": 1.8,
             "markersize": 7,
-            "markeredgecolor": "white",
+            "markeredgecolor": S.theme().paper,
             "zorder": 3,
             **style,
         }
@@ -161,12 +183,14 @@ def calibration(
         if counts:
             dy = 8 if i % 2 == 0 else -8
             for xi, yi, n in zip(x, y, rows["deals"].to_numpy(), strict=True):
+                # inside the Axes: below a point at the top, left of one at the right edge
+                right = xi > 0.93
                 ax.annotate(
                     S.count(float(n)),
                     (xi, yi),
-                    xytext=(6, dy),
+                    xytext=(-6 if right else 6, -abs(dy) if yi > 0.93 else dy),
                     textcoords="offset points",
-                    ha="left",
+                    ha="right" if right else "left",
                     va="center",
                     fontsize=S.SMALL_SIZE,
                     color=line_kw["color"],
@@ -179,7 +203,11 @@ def calibration(
     S.percent_axis(ax, "x")
     S.percent_axis(ax, "y")
     S.label(ax, x="Predicted win probability", y="Share of deals won")
-    ax.legend(loc="upper left", frameon=False, fontsize=S.SMALL_SIZE)
-    sub = subtitle or "Deals binned by predicted win probability"
-    S.titles(ax, title, sub + ("; numbers: deals per bin" if counts else ""))
+    ax.legend(loc="upper left", frameon=False, fontsize=S.SMALL_SIZE, labelcolor=S.TEXT)
+    lines = [subtitle or "Deals binned by predicted win probability"]
+    if counts:
+        lines.append("numbers: deals per bin")
+    # the subtitle stays above the (square) Axes: a wider one reaches over a grid's neighbours
+    width = max(int(min(S.axes_inches(ax)) * 72 / (0.55 * S.SUBTITLE_SIZE)), 20)
+    S.titles(ax, title, "\n".join(textwrap.fill(line, width) for line in lines))
     return ax

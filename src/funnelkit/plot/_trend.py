@@ -46,9 +46,19 @@ def cohort_trend(
         ``metric``, ``n`` (deals behind the value), ``value``, ``low``, ``high`` (cycle
         time: the median's 95% Brookmeyer–Crowley interval, ``median_low`` /
         ``median_high`` of :meth:`EventLog.trend`; NaN when undefined), ``mature``;
-        ``unresolved`` (conversion, when :meth:`EventLog.trend` gives it: the share not
-        resolved yet); with ``by``, also ``segment`` (the ``by`` values joined by " / ").
+        ``unresolved`` (conversion and win rate, when :meth:`EventLog.trend` gives it: the
+        share not resolved yet); with ``by``, also ``segment`` (the ``by`` values joined by " / ").
     """
+    out = _cohorts(log, metric=metric, freq=freq, by=by)
+    return out.loc[out["n"] > 0].reset_index(drop=True)
+
+
+def _cohorts(
+    log: EventLog, *, metric: Metric, freq: str, by: str | Sequence[str] | None = None
+) -> pd.DataFrame:
+    """:func:`cohort_trend`'s table with the cohorts that have no deal behind a value yet
+    too (``n`` = 0: too recent for any outcome to be known), and ``known_by`` — the
+    creation time by which outcomes are (almost always) known, where the metric has one."""
     S.check_choice("metric", metric, list(_TITLES))
     t = log.trend(freq=freq, metric=metric, by=by)
     period = (pd.to_datetime(t["period_end"]) - pd.Timedelta(days=1)).dt.tz_localize(None)
@@ -77,12 +87,14 @@ def cohort_trend(
             "mature": t["mature"].to_numpy(),
         }
     )
-    if metric == "conversion" and "unresolved" in t.columns:
+    if metric in ("conversion", "win_rate") and "unresolved" in t.columns:
         out["unresolved"] = t["unresolved"].to_numpy(dtype=float)
     if by is not None:
         cols = S.names(by)
         out["segment"] = t[cols].astype(str).agg(" / ".join, axis=1).to_numpy()
-    return out.loc[out["n"] > 0].reset_index(drop=True)
+    if "created_by" in t.columns:
+        out["known_by"] = pd.to_datetime(t["created_by"]).to_numpy()
+    return out
 
 
 def _median_ci(t: np.ndarray) -> tuple[float, float, float]:
@@ -135,6 +147,9 @@ def _standard(table: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, st
     out["series"] = out["series"].astype(object).where(out["series"].notna(), chosen)
     if "unresolved" in table.columns:
         out["unresolved"] = pd.to_numeric(table.loc[out.index, "unresolved"], errors="coerce")
+    for col in ("n", "mature", "known_by"):
+        if col in table.columns:
+            out[col] = table.loc[out.index, col]
     if "segment" in table.columns:
         out["segment"] = table.loc[out.index, "segment"]
     return out, chosen
@@ -152,15 +167,42 @@ def _period_labels(periods: list[pd.Timestamp], sep: str = " ") -> list[str]:
     return [t.strftime("%Y-%m-%d") for t in ts]
 
 
+def _small(g: pd.DataFrame) -> np.ndarray:
+    """Which cohorts have too few deals to draw an interval that reads (``n`` <
+    :data:`MIN_DEALS`; no ``n`` column: none)."""
+    if "n" not in g.columns:
+        return np.zeros(len(g), dtype=bool)
+    n = pd.to_numeric(g["n"], errors="coerce").to_numpy(dtype=float)
+    return np.nan_to_num(n, nan=np.inf) < MIN_DEALS
+
+
 def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: dict) -> Any:
     """One series as an errorbar line; points not settled yet (``unresolved`` >=
     :data:`~funnelkit.plot._style.UNRESOLVED_MIN`) hollow, as a line of their own
-    (gid ``"trend-unresolved"``) over the errorbar's, which shows only the others."""
+    (gid ``"trend-unresolved"``) over the errorbar's, which shows only the others; cohorts
+    of fewer than :data:`MIN_DEALS` deals (``n``) muted, without interval and out of the
+    line (gid ``"trend-small"``)."""
     g = g.sort_values("period")
     x = np.array([x_of[p] for p in g["period"]], dtype=float) + off
     v = g["value"].to_numpy(dtype=float)
     lo = g["low"].to_numpy(dtype=float)
     hi = g["high"].to_numpy(dtype=float)
+    small = _small(g) & np.isfinite(v)
+    th = S.theme()
+    if small.any():
+        ax.plot(
+            x[small],
+            v[small],
+            linestyle="none",
+            marker="o",
+            ms=4.5,
+            color=S.OTHER,
+            markerfacecolor=th.paper,
+            markeredgewidth=1.2,
+            zorder=2,
+            gid="trend-small",
+        )
+        v = np.where(small, np.nan, v)
     yerr = np.clip(np.vstack([v - lo, hi - v]), 0.0, None)  # rounding at 0% / 100%
     yerr = np.where(np.isfinite(yerr), yerr, 0.0)
     style = S.series_style(j)
@@ -175,6 +217,7 @@ def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: 
     }
     eb_kw.update(kw)
     open_ = S.unsettled(g["unresolved"]) if "unresolved" in g.columns else np.zeros(v.size, bool)
+    open_ &= np.isfinite(v)
     if open_.any():
         eb_kw["markevery"] = list(np.flatnonzero(~open_))
     cont = ax.errorbar(x, v, yerr=yerr, **eb_kw)
@@ -185,7 +228,7 @@ def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: 
             linestyle="none",
             marker=eb_kw["fmt"],
             ms=eb_kw["ms"],
-            markerfacecolor="white",
+            markerfacecolor=th.paper,
             markeredgecolor=eb_kw["color"],
             markeredgewidth=1.5,
             zorder=3,
@@ -194,8 +237,55 @@ def _draw_series(ax: Axes, g: pd.DataFrame, x_of: dict, off: float, j: int, kw: 
     return cont
 
 
+#: cohorts with fewer deals behind their value are drawn muted, without their interval
+#: (a 1-deal cohort's interval spans most of 0–100%: it says nothing and draws the eye)
+MIN_DEALS = 10
 #: the note of a trend with points not settled yet
 _OPEN_NOTE = "hollow: not settled yet (part of the probability unresolved: read the interval)"
+
+
+def _small_note() -> str:
+    return f"grey: cohorts of fewer than {MIN_DEALS} deals, too few for an interval"
+
+
+def _immature(g: pd.DataFrame, x_of: dict) -> list[int]:
+    """Positions of the periods of ``g`` too recent for their outcomes to be known
+    (``mature`` False), an empty one (no deal behind a value) included."""
+    if "mature" not in g.columns:
+        return []
+    young = g.loc[~g["mature"].fillna(True).astype(bool), "period"]
+    return sorted({x_of[p] for p in young})
+
+
+def _shade(ax: Axes, xs: list[int]) -> None:
+    """A band behind the periods too recent for their outcomes to be known."""
+    th = S.theme()
+    for x in xs:
+        ax.axvspan(
+            x - 0.5,
+            x + 0.5,
+            color=S.mix(th.text, th.face, 0.92),
+            zorder=0,
+            lw=0,
+            gid="trend-immature",
+        )
+
+
+def _immature_note(std: pd.DataFrame, empty: bool) -> str:
+    when = ""
+    if "known_by" in std.columns and std["known_by"].notna().any():
+        t = pd.Timestamp(std["known_by"].dropna().iloc[0])
+        when = f" (deals created after {t.day} {t.strftime('%b %Y')})"
+    note = f"shaded: cohorts too recent for all their outcomes to be known{when}"
+    if empty:
+        note += "; an empty one has no deal old enough yet"
+    return note
+
+
+def _label_inches(labels: list[str], size: float = S.TICK_SIZE) -> float:
+    """About how wide the widest period name is, with some room around it (inches)."""
+    chars = max((len(line) for lab in labels for line in lab.split("\n")), default=0)
+    return chars * 0.6 * size / 72 + 0.1
 
 
 def _period_axis(ax: Axes, labels: list[str], rotate: bool) -> None:
@@ -208,12 +298,25 @@ def _period_axis(ax: Axes, labels: list[str], rotate: bool) -> None:
     ax.set_xlim(-0.6, len(labels) - 0.4)
 
 
-def _value_axis(ax: Axes, is_days: bool) -> None:
+def _value_axis(ax: Axes, is_days: bool, top: float | None = None) -> None:
+    """0–100% for shares; days from 0 to ``top`` — ticks only inside the limits."""
+    from matplotlib.ticker import MaxNLocator
+
     if is_days:
-        ax.set_ylim(bottom=0)
+        hi = top if top is not None and np.isfinite(top) and top > 0 else 1.0
+        ticks = MaxNLocator(nbins=5).tick_values(0, hi)
+        ax.set_yticks([t for t in ticks if 0 <= t <= hi * 1.0001])
+        ax.set_ylim(0, hi)
     else:
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylim(0, 1.02)
         S.percent_axis(ax, "y")
+
+
+def _days_top(std: pd.DataFrame) -> float:
+    vals = std[["value", "high"]].to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.max() * 1.08) if vals.size else 1.0
 
 
 @S.chart
@@ -243,8 +346,14 @@ def trend(
     """Trend over periods: conversion (per stage), win rate or cycle time per cohort.
 
     Each series (stage) is a line across periods, each point with its 95% interval as a
-    whisker; periods on the horizontal axis in order. Many series go into small
-    multiples, one panel per stage with shared axes.
+    whisker (cycle time: the median's Brookmeyer–Crowley interval); periods on the
+    horizontal axis in order. Many series go into small multiples, one panel per stage
+    with shared axes (a new figure of at most 12 × 14 inches). Cohorts with fewer than
+    :data:`MIN_DEALS` deals behind their value (column ``n``) are drawn as small grey
+    points without their interval, out of the line; cohorts too recent for their outcomes
+    to be known (column ``mature`` False — with an EventLog, also those with no deal old
+    enough yet) are shaded, and a note under the chart says so. The legend is drawn
+    inside the Axes, in room kept free on the right.
 
     Parameters
     ----------
@@ -277,8 +386,10 @@ def trend(
     -------
     matplotlib.axes.Axes or matplotlib.figure.Figure
         The Axes, with one errorbar container per series in ``ax.containers`` labelled
-        with the series name (x positions 0, 1, ... are the periods in order); or, in
-        panels, the Figure, its first axes per series in order (titled with the series).
+        with the series name (x positions 0, 1, ... are the periods in order; muted
+        cohorts are NaN there and drawn by a line with the gid ``"trend-small"``; shaded
+        periods are patches with the gid ``"trend-immature"``); or, in panels, the Figure,
+        its first axes per series in order (titled with the series).
 
     Examples
     --------
@@ -296,7 +407,9 @@ def trend(
     comp, kwargs = S.split_kwargs("trend", data, kwargs, "trend", taken=["freq", "metric"])
     if S.is_log(data):
         chosen = str(metric) if metric is not None else "conversion"
-        table = cohort_trend(data, metric=chosen, freq=freq, **comp)  # type: ignore[arg-type]
+        table = _cohorts(data, metric=chosen, freq=freq, **comp)  # type: ignore[arg-type]
+        # a cohort with no deal behind a value is kept, as a period too recent to show
+        table.loc[table["n"] == 0, ["value", "low", "high"]] = np.nan
         order = list(data.stages)
         std, _ = _standard(table, chosen)
     elif isinstance(data, pd.DataFrame):
@@ -325,7 +438,11 @@ def trend(
             std = std.assign(series=std["segment"])
             series = segs
         series = [s for s in series if s in set(std["series"])]
-    if std.empty:
+    if "n" in std.columns:  # series with no deal behind any value: nothing to draw
+        has = std.loc[std["n"] > 0, "series"]
+        series = [s for s in series if s in set(has)]
+        std = std.loc[std["series"].isin(series)]
+    if std.empty or std["value"].notna().sum() == 0:
         raise ValueError("The trend table has no rows to draw.")
     periods = sorted(std["period"].unique())
     x_of = {p: i for i, p in enumerate(periods)}
@@ -343,16 +460,24 @@ def trend(
         "win_rate": "won / (won + lost + stale) per cohort; open deals are not counted;"
         " 95% Wilson intervals",
         "cycle_time": "Kaplan–Meier median time from first event to resolution, open deals"
-        " censored;\n95% CI (Brookmeyer–Crowley; no upper arm where the upper end is undefined)",
+        " censored;\n95% interval of the median (Brookmeyer–Crowley; no upper arm where it"
+        " is undefined)",
     }.get(chosen, "with 95% intervals")
+    notes = []
     if "unresolved" in std.columns:
-        if chosen == "conversion":  # an estimate with open deals censored, not a ratio
+        if chosen in ("conversion", "win_rate"):  # estimates with open deals censored
             sub = (
-                "probability of advancing per cohort; open deals count for the time they "
-                "have been open; 95% intervals"
+                f"probability of {'advancing' if chosen == 'conversion' else 'winning'} per "
+                "cohort; open deals count for the time they have been open; 95% intervals"
             )
-        if S.unsettled(std["unresolved"]).any():
-            sub += "\n" + _OPEN_NOTE
+        if S.unsettled(std.loc[std["value"].notna(), "unresolved"]).any():
+            notes.append(_OPEN_NOTE)
+    if _small(std.loc[std["value"].notna()]).any():
+        notes.append(_small_note())
+    young = _immature(std, x_of)
+    if young:
+        empty = any(std.loc[std["period"] == periods[x], "value"].isna().all() for x in young)
+        notes.append(_immature_note(std, empty))
     by_label = " / ".join(S.names(comp["by"])) if comp.get("by") is not None else None
     title = title or _TITLES.get(chosen, f"{chosen} by period") + (
         f", per {by_label}" if by_label else ""
@@ -360,13 +485,16 @@ def trend(
     legend_title = " · ".join(
         t for t in ("stage" if chosen == "conversion" else None, by_label) if t is not None
     )
+    top = _days_top(std) if is_days else None
     if panels is None:
         panels = ax is None and k > 4
     if panels:
         labels = _period_labels(periods, sep="\n")
-        return _panels(std, series, x_of, labels, is_days, ylab, xlab, title, sub, kwargs)
+        return _panels(
+            std, series, x_of, labels, is_days, top, ylab, xlab, title, sub, notes, kwargs
+        )
 
-    ax = S.new_axes(ax, (min(max(5.5 + 0.75 * len(periods), 8.5), 14.0), 5.4))
+    ax = S.new_axes(ax, (min(max(5.5 + 0.75 * len(periods), 8.5), 12.0), 5.4))
     spread = min(0.36, 0.08 * (k - 1))
     offs = np.linspace(-spread / 2, spread / 2, k) if k > 1 else np.zeros(1)
     handles = []
@@ -374,23 +502,53 @@ def trend(
         cont = _draw_series(ax, std.loc[std["series"] == s], x_of, offs[j], j, kwargs)
         cont.set_label(str(s))
         handles.append(cont)
-    _period_axis(ax, labels, len(periods) > 8)
+    _shade(ax, young)
+    # period names on one line while they fit the data's width, else on two, else slanted
+    width_in = S.axes_inches(ax)[0] * 0.7
+    if len(periods) * _label_inches(labels) > width_in:
+        labels = _period_labels(periods, sep="\n")
+    _period_axis(ax, labels, len(periods) * _label_inches(labels) > width_in)
     S.style_axes(ax, grid="y")
-    _value_axis(ax, is_days)
+    _value_axis(ax, is_days, top)
     S.label(ax, x=xlab, y=ylab)
     if k > 1 or chosen == "conversion":
-        ax.legend(
-            handles,
-            [S.wrap(s, 24) for s in series],
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            fontsize=S.ANNOT_SIZE,
-            title=legend_title or None,
-            title_fontsize=S.ANNOT_SIZE,
-        )
-    S.titles(ax, title, sub)
+        _legend_inside(ax, handles, [S.wrap(s, 24) for s in series], legend_title, len(periods))
+    S.titles(ax, title, _fit_width("\n".join([sub, *notes]), S.axes_inches(ax)[0]))
     return ax
+
+
+def _fit_width(text: str, width_in: float) -> str:
+    """Each line of a subtitle wrapped to the Axes' width, so that it stays above them
+    (a wider subtitle reaches over the neighbours of a grid)."""
+    import textwrap
+
+    chars = max(int(width_in * 72 / (0.55 * S.SUBTITLE_SIZE)), 20)
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _legend_inside(
+    ax: Axes, handles: list[Any], labels: list[str], title: str, n_periods: int
+) -> None:
+    """The legend in the upper right of the Axes, in room the x limits keep free of data
+    (the periods are drawn left of it)."""
+    width_in, _ = S.axes_inches(ax)
+    chars = max([len(line) for lab in labels for line in lab.split("\n")] + [len(title)])
+    legend_in = 0.55 + chars * 0.6 * S.SMALL_SIZE / 72
+    share = min(legend_in / max(width_in, 1e-6), 0.45)
+    lo, hi = -0.6, n_periods - 0.4
+    ax.set_xlim(lo, hi + (hi - lo) * share / (1 - share))
+    ax.legend(
+        handles,
+        labels,
+        loc="upper right",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+        fontsize=S.SMALL_SIZE,
+        title=title or None,
+        title_fontsize=S.SMALL_SIZE,
+        borderaxespad=0.2,
+        labelcolor=S.theme().text,
+    )
 
 
 def _panels(
@@ -399,46 +557,57 @@ def _panels(
     x_of: dict,
     labels: list[str],
     is_days: bool,
+    top: float | None,
     ylab: str,
     xlab: str,
     title: str,
     sub: str,
+    notes: list[str],
     kwargs: dict[str, Any],
 ) -> Figure:
-    """Small multiples: one panel per series, shared axes, in a new figure."""
+    """Small multiples: one panel per series, shared axes, in a new figure of at most
+    12 × 14 inches."""
     k = len(series)
     ncols = 3 if k <= 9 else 4
     nrows = -(-k // ncols)
     plt = S.pyplot()
-    width = min(3.6 * ncols, 15.0)
+    width = min(3.0 * ncols, 12.0)
+    height = min(1.6 + 2.3 * nrows + 0.17 * len(notes), 14.0)
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(width, 1.3 + 2.5 * nrows),
+        figsize=(width, height),
         sharex=True,
         sharey=True,
         layout="constrained",
         squeeze=False,
     )
-    rotate = len(labels) * 0.5 > width / ncols - 0.6
+    th = S.theme()
+    rotate = len(labels) * _label_inches(labels, S.SMALL_SIZE) > width / ncols - 0.5
     for j, s in enumerate(series):
         a = axes.flat[j]
-        cont = _draw_series(a, std.loc[std["series"] == s], x_of, 0.0, 0, kwargs)
+        g = std.loc[std["series"] == s]
+        cont = _draw_series(a, g, x_of, 0.0, 0, kwargs)
         cont.set_label(str(s))
+        _shade(a, _immature(g, x_of))
         a.set_title(
-            S.wrap(s, 34, max_lines=2),
-            fontsize=S.ANNOT_SIZE + 0.5,
-            color=S.TEXT,
+            S.wrap(s, 28, max_lines=2),
+            fontsize=S.ANNOT_SIZE,
+            color=th.text,
             fontweight="bold",
         )
         S.style_axes(a, grid="y")
-        _value_axis(a, is_days)
+        _value_axis(a, is_days, top)
         _period_axis(a, labels, rotate)
-    for a in axes.flat[k:]:
-        a.set_visible(False)
+        a.tick_params(axis="x", labelsize=S.SMALL_SIZE)
+    for j in range(k, axes.size):
+        axes.flat[j].set_visible(False)
+        above = j - ncols  # the panel above an empty slot shows the period labels
+        if 0 <= above < k:
+            axes.flat[above].xaxis.set_tick_params(labelbottom=True)
     # labels only on the outer panels
     for a in axes[:, 0]:
-        a.set_ylabel(ylab, fontsize=S.ANNOT_SIZE, color=S.TEXT)
-    fig.suptitle(title, fontsize=S.TITLE_SIZE, fontweight="bold", color=S.TEXT)
-    fig.supxlabel(f"{xlab}\n{sub}", fontsize=S.SUBTITLE_SIZE, color=S.MUTED)
+        a.set_ylabel(ylab, fontsize=S.ANNOT_SIZE, color=th.label)
+    fig.suptitle(title, fontsize=S.TITLE_SIZE, fontweight="bold", color=th.text)
+    fig.supxlabel("\n".join([xlab, sub, *notes]), fontsize=S.SUBTITLE_SIZE, color=th.muted)
     return fig
