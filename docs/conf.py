@@ -8,7 +8,9 @@ No network is used: no intersphinx, no remote images. The pages under ``concepts
 ``howto/`` and ``getting-started.md`` are MyST notebooks executed at build time (cached in
 ``docs/_build/.jupyter_cache``); the notebooks of ``notebooks/`` are copied to
 ``docs/examples/`` and shown with their stored outputs (``tests/test_notebooks.py`` executes
-them and checks the stored outputs are current).
+them and checks the stored outputs are current). ``gallery.md`` draws every chart; each
+chart's API page shows it on the bundled sample, drawn by matplotlib's plot directive
+(images under ``_build/``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "numpydoc",
+    "matplotlib.sphinxext.plot_directive",
 ]
 
 # --------------------------------------------------------------------------- optional pages
@@ -116,6 +119,24 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
+# --------------------------------------------------------------------------- chart pictures
+# The API page of each chart (``docs/_templates/autosummary/function.rst``) shows it drawn
+# on the bundled sample, rendered at build time by matplotlib's plot directive into
+# ``_build/plot_directive`` (nothing is written to the source tree). A chart not listed here
+# is drawn as ``fk.plot.<name>(log)``. ``docs/gallery.md`` shows every chart on more logs.
+PLOT_CALLS = {
+    "survival": 'fk.plot.survival(log, stage="Proposal", by="team")',
+    "key_stages": 'fk.plot.key_stages(log, by="team")',
+    "segments": 'fk.plot.segments(log, by="team")',
+    "incidence": 'fk.plot.incidence(log, "Demo")',
+    "calibration": 'fk.plot.calibration(backtest(log, "2025-01-01", "120D"))',
+}
+autosummary_context = {"plot_calls": PLOT_CALLS}
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 96)]
+
 # --------------------------------------------------------------------------- HTML
 html_theme = "pydata_sphinx_theme"
 html_title = f"funnelkit {version}"
@@ -130,7 +151,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"getting-started": [], "changelog": []}
+html_sidebars = {"getting-started": [], "changelog": [], "gallery": []}
 html_context = {"default_mode": "light"}
 
 # no network at build time
