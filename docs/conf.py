@@ -129,7 +129,7 @@ PLOT_CALLS = {
     "key_stages": 'fk.plot.key_stages(log, by="team")',
     "segments": 'fk.plot.segments(log, by="team")',
     "incidence": 'fk.plot.incidence(log, "Demo")',
-    "calibration": 'fk.plot.calibration(backtest(log, "2025-01-01", "120D"))',
+    "calibration": 'fk.plot.calibration(backtest(log, horizon="60D"))',
 }
 autosummary_context = {"plot_calls": PLOT_CALLS}
 plot_include_source = False

@@ -317,13 +317,21 @@ def _limits(
         heads = headline_stages(tables["funnel"], tables["key_stages"])
         limits["incidence_chart"] = {"stages": heads}
     if "key_stages" in figures:
+        from .plot._keystages import ROWS_DRAWN
+
         rows = len(tables["key_stages"])
-        drawn = min(rows, KEY_ROWS_DRAWN)
+        # what the chart drew of the rows it could draw (rows of a signal that was not
+        # tested become one note on the chart); it leaves out rows that do not fit
+        drawn, drawable = min(rows, KEY_ROWS_DRAWN), rows
+        for ax in figures["key_stages"].axes:
+            if ax in ROWS_DRAWN:
+                drawn, drawable = ROWS_DRAWN[ax]
         limits["key_stages_chart"] = {"rows": rows, "drawn": drawn}
-        if drawn < rows:
+        if drawn < drawable:
             notes.append(
-                f"key-stage chart: {drawn} of {rows:,} rows are drawn (flagged rows first, "
-                "then rows not about one segment); every row is in the key_stages table"
+                f"key-stage chart: {drawn} of {drawable:,} rows are drawn (flagged rows "
+                "first, then rows not about one segment); every row is in the key_stages "
+                "table"
             )
     return limits
 

@@ -54,7 +54,15 @@ def _tables(data: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, str | None]:
     from ..forecast import Backtest
 
     if isinstance(data, Backtest):
-        sub = f"Deals open on {when(data.cut)}; outcome {span(data.horizon)} later"
+        cuts = data.cuts["cut"] if len(data.cuts) else pd.Series([data.cut])
+        if len(cuts) > 1:
+            sub = (
+                f"Deals open at {len(cuts)} cuts, {cuts.iloc[0].day} "
+                f"{cuts.iloc[0]:%b %Y} to {cuts.iloc[-1].day} {cuts.iloc[-1]:%b %Y}; "
+                f"outcome {span(data.horizon)} later"
+            )
+        else:
+            sub = f"Deals open on {when(data.cut)}; outcome {span(data.horizon)} later"
         return data.calibration, data.scores, sub
     if isinstance(data, pd.DataFrame):
         missing = [c for c in CALIBRATION_COLUMNS if c not in data.columns]
@@ -91,10 +99,11 @@ def calibration(
 ) -> Axes:
     """Reliability diagram: predicted win probability against the share actually won.
 
-    One line per model (the forecast and the naive stage win rate), one point per bin of
-    predicted probability at (mean predicted, observed share), with the Wilson 95%
-    interval of the observed share as a whisker when the table has it, the number of
-    deals in the bin next to the point, and the diagonal of perfect calibration. With a
+    One line per model (the forecast and the two naive models of :func:`fk.backtest
+    <funnelkit.forecast.backtest>`), one point per bin of predicted probability at (mean
+    predicted, observed share), with the Wilson 95% interval of the observed share as a
+    whisker when the table has it, the number of deals in each bin of the first model
+    (the forecast) next to its point, and the diagonal of perfect calibration. With a
     backtest result the legend (inside the Axes, upper left) gives each model's Brier
     score and the subtitle says when the deals were open and how long after their outcome
     was read, as a date and a number of days.
@@ -180,8 +189,8 @@ def calibration(
                         zorder=2,
                         gid="calibration-ci",
                     )
-        if counts:
-            dy = 8 if i % 2 == 0 else -8
+        if counts and i == 0:  # the first model's bins only: more would collide
+            dy = 8
             for xi, yi, n in zip(x, y, rows["deals"].to_numpy(), strict=True):
                 # inside the Axes: below a point at the top, left of one at the right edge
                 right = xi > 0.93
@@ -206,7 +215,7 @@ def calibration(
     ax.legend(loc="upper left", frameon=False, fontsize=S.SMALL_SIZE, labelcolor=S.TEXT)
     lines = [subtitle or "Deals binned by predicted win probability"]
     if counts:
-        lines.append("numbers: deals per bin")
+        lines.append(f"numbers: deals per bin of {S.esc(str(models[0]))}" if models else "")
     # the subtitle stays above the (square) Axes: a wider one reaches over a grid's neighbours
     width = max(int(min(S.axes_inches(ax)) * 72 / (0.55 * S.SUBTITLE_SIZE)), 20)
     S.titles(ax, title, "\n".join(textwrap.fill(line, width) for line in lines))

@@ -230,16 +230,7 @@ def wrap_subtitle(lines: Sequence[str], width: float, size: float = S.SUBTITLE_S
     ``width`` points."""
 
     def fill(items: list[str], sep: str) -> list[str]:
-        out: list[str] = []
-        cur = ""
-        for p in items:
-            trial = f"{cur}{sep}{p}" if cur else p
-            if cur and text_width(trial, size) > width:
-                out.append(cur)
-                cur = p
-            else:
-                cur = trial
-        return out + [cur]
+        return S.fit_width(sep.join(items), width / 72, size, sep=sep).split("\n")
 
     out: list[str] = []
     for line in lines:

@@ -64,25 +64,7 @@ def _unresolved_style() -> dict[str, Any]:
     }
 
 
-def text_width_pt(text: str, size: float, weight: str = "normal") -> float:
-    """Width in points of the widest line of ``text`` at ``size`` points, in the active
-    font (with the CJK fallback the chart will get), measured without a renderer."""
-    import matplotlib as mpl
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import text_to_path
-
-    lines = str(text).replace("\\$", "$").split("\n")
-    family = list(mpl.rcParams["font.family"])
-    if any(S.needs_cjk(line) for line in lines):
-        font = S.cjk_font()
-        if font is None:  # no glyphs to measure: a CJK character is about 1 em wide
-            return max(size * sum(1.0 if S.needs_cjk(c) else 0.6 for c in ln) for ln in lines)
-        family = [*family, font]
-    prop = FontProperties(family=family, size=size, weight=weight)
-    return max(
-        (text_to_path.get_text_width_height_descent(ln, prop, ismath=False)[0] for ln in lines),
-        default=0.0,
-    )
+text_width_pt = S.text_width_pt  # shared with the other charts
 
 
 def usable_inches(ax: Axes) -> tuple[float, float]:
@@ -120,19 +102,7 @@ def segment_columns(table: pd.DataFrame) -> list[str]:
 def fit_lines(text: str, size: float, width_pt: float) -> str:
     """``text`` with each line wrapped at spaces to at most ``width_pt`` points at
     ``size`` (a subtitle that stays above its own Axes in a grid)."""
-    out: list[str] = []
-    for line in text.split("\n"):
-        words = line.split(" ")
-        cur = ""
-        for w in words:
-            trial = f"{cur} {w}" if cur else w
-            if cur and text_width_pt(trial, size) > width_pt:
-                out.append(cur)
-                cur = w
-            else:
-                cur = trial
-        out.append(cur)
-    return "\n".join(out)
+    return S.fit_width(text, width_pt / 72, size)
 
 
 def key_stages_tested(key: Any) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 KEY_COLUMNS = ["stage", "signal", "effect", "ci_low", "ci_high", "is_key", "reason"]
+#: (rows drawn, rows in the table) of each chart drawn, by Axes: the chart leaves out rows
+#: that do not fit its box, so callers (the report) read what it drew here
+ROWS_DRAWN: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
 #: rows drawn by default (see ``max_rows``)
 MAX_ROWS = 60
 #: the largest figure the chart makes for itself (inches)
@@ -439,6 +443,7 @@ def key_stages(
     ax.set_xticks([])
     ax.set_yticks([])
     _draw_panels(ax, drawn, lines, box_w, box_h, percent, kwargs)
+    ROWS_DRAWN[ax] = (len(drawn), n_rows)
     _legend(ax)
     if notes:
         ax.text(

@@ -375,9 +375,14 @@ def titles(
     title's ``pad`` leaves it room (plus ``extra_pad`` points, e.g. for a legend row
     between the subtitle and the axes).
     """
-    sub = fit_width(subtitle or "", axes_inches(ax)[0], SUBTITLE_SIZE)
+    width = axes_inches(ax)[0]
+    if ax.figure.get_layout_engine() is not None:
+        width *= 0.9  # the layout will narrow the Axes to make room for its labels
+    # slack: a line a chart wrapped itself may be a little wider than this estimate; keep
+    # it (centred, it overhangs into the gap between Axes) rather than orphan a word
+    sub = fit_width(subtitle or "", width, SUBTITLE_SIZE, slack=1.12)
     n_lines = sub.count("\n") + 1 if sub else 0
-    pad = 6 + n_lines * SUBTITLE_SIZE * 1.25 + extra_pad
+    pad = 6 + n_lines * SUBTITLE_SIZE * 1.3 + extra_pad
     th = theme()
     ax.set_title(title or "", fontsize=TITLE_SIZE, fontweight="bold", color=th.text, pad=pad)
     if sub:
@@ -396,22 +401,48 @@ def titles(
         )
 
 
-def fit_width(text: str, width_in: float, size: float) -> str:
-    """``text`` wrapped (at spaces) to lines no wider than ``width_in`` inches at font
-    ``size`` — an estimate from the average glyph width (CJK glyphs count double), so a
-    subtitle never runs over a neighbouring chart in a grid. Existing line breaks stay."""
-    import textwrap
-
-    per_line = max(12, int(width_in * 72 / (size * 0.55)))
-    out = []
+def fit_width(text: str, width_in: float, size: float, slack: float = 1.0, sep: str = " ") -> str:
+    """``text`` wrapped at ``sep`` to lines no wider than ``width_in`` inches at font
+    ``size`` (widths measured in the active font, :func:`text_width_pt`), so a subtitle
+    never runs over a neighbouring chart in a grid. Lines that fit (within ``slack``
+    times the width), and existing line breaks, stay as they are."""
+    limit = width_in * 72
+    out: list[str] = []
     for line in text.split("\n"):
-        wide = sum(2 if needs_cjk(ch) else 1 for ch in line)
-        if wide <= per_line:
+        if text_width_pt(line, size) <= slack * limit:
             out.append(line)
             continue
-        scale = len(line) / wide  # fewer characters fit where glyphs are wide
-        out.extend(textwrap.wrap(line, max(8, int(per_line * scale)), break_on_hyphens=False))
+        cur = ""
+        for word in line.split(sep):
+            trial = f"{cur}{sep}{word}" if cur else word
+            if cur and text_width_pt(trial, size) > limit:
+                out.append(cur)
+                cur = word
+            else:
+                cur = trial
+        out.append(cur)
     return "\n".join(out)
+
+
+def text_width_pt(text: str, size: float, weight: str = "normal") -> float:
+    """Width in points of the widest line of ``text`` at ``size`` points, in the active
+    font (with the CJK fallback the chart will get), measured without a renderer."""
+    import matplotlib as mpl
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    lines = str(text).replace("\\$", "$").split("\n")
+    family = list(mpl.rcParams["font.family"])
+    if any(needs_cjk(line) for line in lines):
+        font = cjk_font()
+        if font is None:  # no glyphs to measure: a CJK character is about 1 em wide
+            return max(size * sum(1.0 if needs_cjk(c) else 0.6 for c in ln) for ln in lines)
+        family = [*family, font]
+    prop = FontProperties(family=family, size=size, weight=weight)
+    return max(
+        (text_to_path.get_text_width_height_descent(ln, prop, ismath=False)[0] for ln in lines),
+        default=0.0,
+    )
 
 
 def subtitle_of(ax: Axes) -> str:
