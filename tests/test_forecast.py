@@ -648,3 +648,21 @@ def test_bpic_rolling_backtest(bpic_events):
     assert s.loc["naive_win_rate", "ratio_median"] > 1.2
     assert s.loc["forecast", "beats_naive"] >= 6
     assert 0.9 < s.loc["forecast", "ratio_median"] < 1.1
+
+
+def test_a_stage_without_an_estimate_at_a_cut_does_not_warn():
+    # early cuts of a many-stage log: some late stages have no resolved deal yet; the
+    # win-rate naive falls back to the overall rate there, silently (it is documented)
+    stages = [f"Stage {i:02d}" for i in range(14)]
+    ev = fk.datasets.synthetic(1500, seed=4, stages=stages, start="2024-01-01", end="2025-03-31")
+    log = fk.EventLog(
+        ev, stages=stages, won="Won", lost=["Lost", "Disqualified"], stale_after="60D"
+    )
+    with pytest.warns(fk.FunnelkitWarning):  # the funnel itself says so at an early cut
+        cut_log(log, "2024-03-01").funnel()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fk.FunnelkitWarning)
+        bt = backtest(log, "2024-03-01", "30D")
+    assert np.isfinite(bt.deals["p_win_win_rate"]).all()

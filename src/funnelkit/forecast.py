@@ -958,8 +958,11 @@ def _one_cut(cuts: _Cuts, cut_ns: int, h_ns: int, exits: str) -> tuple[pd.DataFr
     fc = _forecast(past, h_ns, [], exits)
     d = fc.deals.copy()
     stage = d["stage"].astype(str)
-    # the historic win rate from the stage, ignoring the horizon (the old naive)
-    f = past.funnel()
+    # the historic win rate from the stage, ignoring the horizon (the old naive); a stage
+    # without an estimate yet takes the overall rate below, so no warning about it
+    from .funnel import funnel
+
+    f = funnel(past, warn=False)
     q = past.quality
     resolved = q.won + q.lost + q.stale
     overall = q.won / resolved if resolved else np.nan

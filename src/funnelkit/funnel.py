@@ -74,7 +74,10 @@ def funnel(
     by=None,
     within=None,
     calendar=None,
+    warn: bool = True,
 ) -> pd.DataFrame:
+    """Implementation of :meth:`funnelkit.EventLog.funnel`; ``warn=False`` for callers
+    that handle stages without an estimate themselves (the backtest's naive model)."""
     if skips not in ("implied", "strict"):
         raise InvalidParameterError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     by_cols = normalize_by(by)
@@ -141,7 +144,7 @@ def funnel(
         )
         if n_seg == 1 and w is None:
             log._cache[key] = aj
-    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
+    return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj, warn=warn)
 
 
 def assemble(
@@ -152,6 +155,7 @@ def assemble(
     weighted: bool,
     skips: str,
     aj: dict[str, np.ndarray],
+    warn: bool = True,
 ) -> pd.DataFrame:
     """The stage table from per (segment, stage) sums — reached, advanced, dropped, open,
     won and resolved among the reached, the sums of squared weights adv2 and drop2 — and
@@ -179,7 +183,8 @@ def assemble(
     win_rate_from = np.where(win_events, aj["win"].reshape(shape), np.nan)
     w_low, w_high = widened_interval(win_rate_from, aj, prefix="win_")
     w_low, w_high = w_low.reshape(shape), w_high.reshape(shape)
-    _warn_unidentified(stages, labels, by_cols, reached, known)
+    if warn:
+        _warn_unidentified(stages, labels, by_cols, reached, known)
     cumulative = np.ones_like(conversion, dtype=float)
     cumulative_closed = np.ones_like(closed, dtype=float)
     if S > 1:
