@@ -305,3 +305,12 @@ def test_segment_legend_is_inside_the_axes_and_clear_of_the_data(log, layout):
     assert right < box.x0
     stripes = [p for p in ax.patches if p.get_zorder() == 0]
     assert all(p.get_window_extent(r).x1 <= box.x0 + 1 for p in stripes)
+
+
+def test_the_won_bar_is_named_as_the_log_names_its_win():
+    stages = ["线索", "需求分析"]
+    ev = fk.datasets.synthetic(300, seed=1, stages=stages, won="赢单", lost=["输单"])
+    zh = fk.EventLog(ev, stages=stages, won="赢单", lost=["输单"])
+    ax = fp.funnel(zh)
+    assert [t.get_text() for t in ax.get_yticklabels(minor=True)] == ["赢单"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == stages

@@ -199,8 +199,8 @@ def funnel(
         The stage bars are ``ax.containers[0]`` in funnel order (first stage first), the
         won bar ``ax.containers[1]``: with an EventLog its width is the deals won (their
         amount when weighted); with a table, the last stage's ``advanced`` (under
-        ``skips="implied"`` every won deal), labelled "Won" by a minor y tick (the major
-        tick labels are the stages). Texts carry the gids ``"funnel-count"``,
+        ``skips="implied"`` every won deal), labelled with the log's win name when it
+        has one (else "Won") by a minor y tick (the major tick labels are the stages). Texts carry the gids ``"funnel-count"``,
         ``"funnel-share"`` (% of first · % of previous) and ``"funnel-conversion"`` (one
         per stage, in funnel order), ``"funnel-won-count"`` and ``"funnel-won-share"``;
         the gauges' patches ``"funnel-gauge"`` (the tracks), ``"funnel-advance"`` (the
@@ -379,7 +379,10 @@ def funnel(
     tick_size = min(S.TICK_SIZE, max(0.95 * row_pt / (name_lines * 1.2), _MIN_SIZE))
     ax.set_yticks(y, names, fontsize=tick_size)
     # the won bar's label: a minor tick, so that the major tick labels are the stages
-    ax.set_yticks([0.0], ["Won"], minor=True, fontsize=tick_size)
+    # named as the log names its one win (赢单, Closed won), else "Won"
+    won_names = list(getattr(log, "won", None) or []) if log is not None else []
+    won_label = S.wrap(won_names[0]) if len(won_names) == 1 else "Won"
+    ax.set_yticks([0.0], [won_label], minor=True, fontsize=tick_size)
     for tick, s in zip(ax.get_yticklabels(), stages, strict=True):
         if s in keys:
             tick.set_color(S.HIGHLIGHT)
