@@ -61,7 +61,10 @@ def _importable(name: str) -> bool:
     return True
 
 
+#: the real log of the second gallery page: in the shared data folder beside the repository
+BPIC = ROOT.parent / "shared" / "data" / "bpic2012.parquet"
 OPTIONAL_DOCS = {
+    "gallery-bpic": BPIC.is_file(),
     "scale-out": (DOCS / "scale-out.md").is_file(),
     "api/dask": _importable("funnelkit.dask") and (DOCS / "scale-out.md").is_file(),
 }
@@ -151,7 +154,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"getting-started": [], "changelog": [], "gallery": []}
+html_sidebars = {"getting-started": [], "changelog": [], "gallery": [], "gallery-bpic": []}
 html_context = {"default_mode": "light"}
 
 # no network at build time
