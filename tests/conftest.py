@@ -88,6 +88,13 @@ def _close_figures():
     plt.close("all")
 
 
+def same_color(a, b) -> bool:
+    """Whether two matplotlib colours are the same RGB (alpha aside)."""
+    from matplotlib.colors import to_rgba
+
+    return bool(np.allclose(to_rgba(a)[:3], to_rgba(b)[:3]))
+
+
 def days(td: pd.Series) -> np.ndarray:
     """Timedelta column → float days (NaN for NaT)."""
     return pd.to_timedelta(td).dt.total_seconds().to_numpy(dtype=float) / 86_400

@@ -500,11 +500,13 @@ def test_synthetic_forecasts_are_calibrated_and_beat_the_naive_model(seed, exits
     assert s.loc["forecast", "brier"] < s.loc["naive", "brier"]
 
 
-def test_bpic_backtest(bpic_events):
+@pytest.fixture
+def bpic_a_log(bpic_events):
+    """BPIC 2012's application funnel: its completed A_ events."""
     a = bpic_events[
         (bpic_events["lifecycle"] == "COMPLETE") & bpic_events["activity"].str.startswith("A_")
     ]
-    log = fk.EventLog(
+    return fk.EventLog(
         a.reset_index(drop=True),
         deal="case_id",
         stage="activity",
@@ -513,6 +515,10 @@ def test_bpic_backtest(bpic_events):
         lost=["A_DECLINED", "A_CANCELLED"],
         amount="amount_req",
     )
+
+
+def test_bpic_backtest(bpic_a_log):
+    log = bpic_a_log
     by_share = backtest(log, "2012-01-15", "30D", exits="shares").scores.set_index("model")
     by_dwell = backtest(log, "2012-01-15", "30D").scores.set_index("model")  # the default
     for s in (by_share, by_dwell):
@@ -625,20 +631,9 @@ def test_a_log_too_short_for_rolling_cuts_says_so(sample_log):
         backtest(sample_log, horizon="200D")
 
 
-def test_bpic_rolling_backtest(bpic_events):
+def test_bpic_rolling_backtest(bpic_a_log):
     """The audit of issue 19: eight cuts every 14 days from 2011-11-01, 30 days ahead."""
-    a = bpic_events[
-        (bpic_events["lifecycle"] == "COMPLETE") & bpic_events["activity"].str.startswith("A_")
-    ]
-    log = fk.EventLog(
-        a.reset_index(drop=True),
-        deal="case_id",
-        stage="activity",
-        time="ts",
-        won=["A_APPROVED", "A_REGISTERED", "A_ACTIVATED"],
-        lost=["A_DECLINED", "A_CANCELLED"],
-        amount="amount_req",
-    )
+    log = bpic_a_log
     cuts = pd.date_range("2011-11-01", periods=8, freq="14D", tz="UTC")
     bt = backtest(log, list(cuts), "30D")
     assert len(bt.cuts) == 8

@@ -7,10 +7,10 @@ from itertools import combinations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.colors import to_rgba
 
 import funnelkit as fk
 import funnelkit.plot as fp
+from conftest import same_color
 from funnelkit.plot import _style as S
 from funnelkit.plot._flow import fit_lines, text_width
 from test_plot_rules import LONG_STAGES, _log
@@ -26,18 +26,8 @@ def log24():
     return _log(LONG_STAGES, n=3000, seed=5)
 
 
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
-
-
 def gid_texts(ax, gid):
     return [t for t in ax.texts if t.get_gid() == gid]
-
-
-def same_color(a, b) -> bool:
-    return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 
 
 def boxes(fig, texts):

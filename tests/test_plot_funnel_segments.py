@@ -19,22 +19,13 @@ from matplotlib.colors import to_rgba
 
 import funnelkit as fk
 import funnelkit.plot as fp
+from conftest import same_color
 from funnelkit.plot import _style as S
 
 
 @pytest.fixture(scope="module")
 def log():
     return fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
-
-
-def same_color(a, b) -> bool:
-    return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 
 
 def gid_texts(ax, gid):

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_rgba
 
 import funnelkit as fk
 import funnelkit.plot as fp
+from conftest import same_color
 from funnelkit.plot import _style as S
 from funnelkit.plot._keystages import fit_text, plain, q_text
 
@@ -22,16 +22,6 @@ from funnelkit.plot._keystages import fit_text, plain, q_text
 @pytest.fixture(scope="module")
 def sample():
     return fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
-
-
-def same_color(a, b) -> bool:
-    return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 
 
 def all_texts(fig) -> list[str]:

@@ -119,12 +119,6 @@ def log24():
     return _log(LONG_STAGES, n=3000, seed=5)
 
 
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
-
-
 def _draw(name: str, log, ax=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fk.FunnelkitWarning)
