@@ -46,7 +46,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -566,6 +566,13 @@ class Forecast:
     totals: pd.DataFrame
     as_of: pd.Timestamp
     horizon: pd.Timedelta
+    #: the fitted chain's value of entering each state: ``entry_win[g, t, m]`` is the
+    #: probability that a deal of segment ``g`` entering state ``m`` at step ``t`` of the
+    #: horizon is won by its end (``n + 1`` steps of ``horizon / n``, ``n`` = the horizon
+    #: in whole days rounded up; entering at step ``t`` means mid-step); the
+    #: same for lost in ``entry_lost``. For pipeline not created yet (per-period forecasts).
+    entry_win: np.ndarray | None = field(default=None, repr=False)
+    entry_lost: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         t = self.totals
@@ -752,6 +759,8 @@ def _forecast(log: EventLog, h_ns: int, by_cols: list[str], exits: str) -> Forec
         totals=totals,
         as_of=log.as_of,
         horizon=pd.Timedelta(h_ns, unit="ns"),
+        entry_win=w_full,
+        entry_lost=l_full,
     )
 
 
