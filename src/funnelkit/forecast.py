@@ -573,6 +573,10 @@ class Forecast:
     #: same for lost in ``entry_lost``. For pipeline not created yet (per-period forecasts).
     entry_win: np.ndarray | None = field(default=None, repr=False)
     entry_lost: np.ndarray | None = field(default=None, repr=False)
+    #: per-period forecast (``by_period=``; columns in :meth:`EventLog.forecast`) and the
+    #: wins per period before it (:mod:`funnelkit._period_forecast`); None without
+    periods: pd.DataFrame | None = field(default=None, repr=False)
+    period_history: pd.DataFrame | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         t = self.totals
@@ -797,11 +801,17 @@ def _totals(
 
 def forecast(
     log: EventLog,
-    horizon: Any = "90D",
+    horizon: Any = None,
     *,
     by: str | Sequence[str] | None = None,
     as_of: Any = None,
     exits: Literal["shares", "by_dwell"] = "by_dwell",
+    by_period: str | None = None,
+    periods: int = 3,
+    quota: Any = None,
+    quota_of: Literal["amount", "wins"] = "amount",
+    n_sims: int = 2000,
+    seed: int | None = 0,
 ) -> Forecast:
     """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there).
 
@@ -813,11 +823,19 @@ def forecast(
     >>> forecast(log, "90D").totals.equals(log.forecast("90D").totals)
     True
     """
-    h_ns = _horizon(horizon)
+    from ._period_forecast import check_period_args, period_forecast
+
+    check_period_args(by_period, periods, quota, quota_of, n_sims)
     by_cols = normalize_by(by)
     _check_exits(exits)
     if as_of is not None:
         log = cut_log(log, as_of)
+    if by_period is not None:  # the horizon is the end of the last period
+        return period_forecast(
+            log, by_period, periods, by_cols=by_cols, exits=exits, quota=quota,
+            quota_of=quota_of, n_sims=n_sims, seed=seed,
+        )  # fmt: skip
+    h_ns = _horizon("90D" if horizon is None else horizon)
     return _forecast(log, h_ns, by_cols, exits)
 
 

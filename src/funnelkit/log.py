@@ -2427,19 +2427,31 @@ class EventLog:
 
     @validate_params(
         {
-            "horizon": ["duration"],
+            "horizon": ["duration", None],
             "by": BY,
             "as_of": DATE,
             "exits": [Options(str, ("shares", "by_dwell"))],
+            "by_period": [str, None],
+            "periods": [Interval(Integral, 1, 36)],
+            "quota": [Real, pd.DataFrame, Mapping, None],
+            "quota_of": [Options(str, ("amount", "wins"))],
+            "n_sims": [Interval(Integral, 100, 100_000)],
+            "seed": SEED,
         }
     )
     def forecast(
         self,
-        horizon: Any = "90D",
+        horizon: Any = None,
         *,
         by: str | Sequence[str] | None = None,
         as_of: Any = None,
         exits: Literal["shares", "by_dwell"] = "by_dwell",
+        by_period: str | None = None,
+        periods: int = 3,
+        quota: Any = None,
+        quota_of: Literal["amount", "wins"] = "amount",
+        n_sims: int = 2000,
+        seed: int | None = 0,
     ) -> Forecast:
         """Probability that each open deal is won, lost or still open ``horizon`` from now.
 
@@ -2534,7 +2546,10 @@ class EventLog:
         """
         from .forecast import forecast
 
-        return forecast(self, horizon, by=by, as_of=as_of, exits=exits)
+        return forecast(
+            self, horizon, by=by, as_of=as_of, exits=exits, by_period=by_period,
+            periods=periods, quota=quota, quota_of=quota_of, n_sims=n_sims, seed=seed,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ report
     @validate_params(
