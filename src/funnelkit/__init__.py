@@ -11,6 +11,7 @@ from .quality import QualityReport
 
 __all__ = [
     "backtest",
+    "backtest_periods",
     "BusinessCalendar",
     "EventLog",
     "EventLogError",
@@ -31,4 +32,8 @@ def __getattr__(name: str):
         from .forecast import backtest
 
         return backtest
+    if name == "backtest_periods":
+        from ._period_forecast import backtest_periods
+
+        return backtest_periods
     raise AttributeError(f"module 'funnelkit' has no attribute {name!r}")

@@ -536,7 +536,8 @@ def _simulate(
                 tot = int(k_won.sum())
                 draws = pool[rng.integers(0, pool.size, size=tot)]
                 cell = np.repeat(np.arange(n_sims * K), k_won.reshape(-1))
-                s_amt = np.bincount(cell, weights=draws, minlength=n_sims * K).reshape(n_sims, K)
+                s_amt: np.ndarray = np.bincount(cell, weights=draws, minlength=n_sims * K)
+                s_amt = s_amt.reshape(n_sims, K)
                 s_amt = s_amt + k_won * d_mean[:, None]
                 amount[g] += s_amt.T
     return wins, amount
@@ -803,8 +804,10 @@ def backtest_periods(
 
     if cut is None:
         p_last = pd.Period(pd.Timestamp(as_of), freq=pfreq) - periods  # ends by as_of
+        # the latest midnight (UTC) whose periods all end by as_of
         latest = min(as_of, _ns((p_last + 1).start_time) - 1)
-        while last_end(latest) > as_of:  # the latest cut whose periods all ended
+        latest -= latest % _DAY_NS
+        while last_end(latest) > as_of:
             latest -= _DAY_NS
         span = last_end(latest) - latest
         times = rolling_cuts(log, span, n_cuts, every)
@@ -914,9 +917,15 @@ def _period_scores(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_period_args(
-    by_period: Any, periods: Any, quota: Any, quota_of: Any, n_sims: Any
+    horizon: Any, by_period: Any, periods: Any, quota: Any, quota_of: Any, n_sims: Any
 ) -> None:
-    """Arguments that belong to ``by_period`` are an error without it."""
+    """Arguments that belong to ``by_period`` are an error without it; ``horizon`` is
+    one with it (the periods set the horizon)."""
+    if by_period is not None and horizon is not None:
+        raise InvalidParameterError(
+            f"Pass either `horizon` ({horizon!r}) or `by_period` ({by_period!r}), not both: "
+            "a per-period forecast runs to the end of its last period."
+        )
     if by_period is None:
         given = [
             name

@@ -825,7 +825,7 @@ def forecast(
     """
     from ._period_forecast import check_period_args, period_forecast
 
-    check_period_args(by_period, periods, quota, quota_of, n_sims)
+    check_period_args(horizon, by_period, periods, quota, quota_of, n_sims)
     by_cols = normalize_by(by)
     _check_exits(exits)
     if as_of is not None:

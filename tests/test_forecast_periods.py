@@ -1,0 +1,322 @@
+"""Forecast per period (issue 19, item 4): hand-worked open-deal and arrival values, the
+simulation against an exact Poisson-binomial, quota coverage, errors, the backtest's
+observed counts against a direct count, and interval calibration on seasonal logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import funnelkit as fk
+from funnelkit._period_forecast import (
+    RECENT_DAYS,
+    backtest_periods,
+    first_states,
+    fit_arrivals,
+    period_freq,
+)
+
+#: probability of keeping a deal created in month 1..12 (as in benchmarks/forecast_periods.py)
+KEEP = np.array([0.7, 0.6, 0.8, 0.7, 0.5, 0.35, 0.25, 0.4, 0.8, 1.0, 0.95, 0.6])
+
+
+def seasonal_events(n_deals: int, seed: int, start: str, end: str) -> pd.DataFrame:
+    """A synthetic log with seasonal creations: whole deals dropped by creation month
+    (deals are independent, so the rest is still a log of the same process)."""
+    ev = fk.datasets.synthetic(n_deals, seed=seed, start=start, end=end)
+    created = ev.groupby("deal_id")["ts"].min()
+    rng = np.random.default_rng(10_000 + seed)
+    keep = rng.random(len(created)) < KEEP[created.dt.month.to_numpy() - 1]
+    return ev[ev["deal_id"].isin(set(created.index[keep]))].reset_index(drop=True)
+
+
+AS_OF = pd.Timestamp("2025-03-10", tz="UTC")
+DAY = pd.Timedelta(days=1)
+
+
+# =========================================================================== a known chain
+def _known_chain() -> tuple[pd.DataFrame, dict[str, float]]:
+    """Every deal enters A and is won exactly 30 days later. History: a deal created every
+    two days from 2024-10-01 to 2025-02-01 (all won by 2025-03-03); open deals that
+    entered A 29.5, 20.5, 10.5, 5.5 and 0.5 days before as_of (won 0.5 … 29.5 days after
+    it)."""
+    rows = []
+    t = pd.Timestamp("2024-10-01", tz="UTC")
+    i = 0
+    while t <= pd.Timestamp("2025-02-01", tz="UTC"):
+        rows += [(f"h{i:03d}", "A", t, 100.0), (f"h{i:03d}", "Won", t + 30 * DAY, 100.0)]
+        t += 2 * DAY
+        i += 1
+    ages = {"o1": 29.5, "o2": 20.5, "o3": 10.5, "o4": 5.5, "o5": 0.5}
+    for deal, age in ages.items():
+        rows.append((deal, "A", AS_OF - age * DAY, 1000.0))
+    ev = pd.DataFrame(rows, columns=["deal", "stage", "ts", "amount"])
+    return ev, ages
+
+
+@pytest.fixture(scope="module")
+def chain_log():
+    ev, _ = _known_chain()
+    return fk.EventLog(
+        ev, deal="deal", stage="stage", time="ts", stages=["A"], won="Won", lost="Lost",
+        amount="amount", as_of=AS_OF,
+    )  # fmt: skip
+
+
+def test_open_deals_are_won_in_the_period_their_dwell_ends(chain_log):
+    fc = chain_log.forecast(by_period="ME", periods=3, seed=1)
+    p = fc.periods.set_index("period")
+    assert list(p.index) == ["2025-03", "2025-04", "2025-05"]
+    # March has 22 days left: o1, o2, o3 are won in it (0.5, 9.5, 19.5 days), o4 and o5
+    # in April (24.5, 29.5 days), none in May
+    assert p["expected_open_wins"].tolist() == pytest.approx([3.0, 2.0, 0.0], abs=1e-9)
+    assert p["expected_open_amount"].tolist() == pytest.approx([3000.0, 2000.0, 0.0])
+    # won in March before as_of: the deal created on 2025-01-31 (won 2025-03-02)
+    ev, _ = _known_chain()
+    won = ev[(ev["stage"] == "Won") & (ev["ts"] >= "2025-03-01") & (ev["ts"] <= AS_OF)]
+    assert p.loc["2025-03", "won_to_date"] == len(won) == 1
+    assert p.loc["2025-03", "won_amount_to_date"] == pytest.approx(100.0)
+    assert p.loc["2025-04", "won_to_date"] == 0
+    # open-deal wins are certain, so each period's total is at least them
+    assert p["wins_low"].tolist()[0] >= 4.0
+    assert (p["days_ahead"].to_numpy() == [22.0, 30.0, 31.0]).all()
+    assert (p["open_deals"] == 5).all()
+
+
+def test_arrival_rate_is_the_direct_count_over_the_window(chain_log):
+    fc = chain_log.forecast(by_period="ME", periods=3, seed=1)
+    p = fc.periods.set_index("period")
+    ev, _ = _known_chain()
+    created = ev.groupby("deal")["ts"].min()
+    start = AS_OF - RECENT_DAYS * DAY
+    rate = int((created >= start).sum()) / RECENT_DAYS
+    assert (p["arrival_model"] == "recent").all()
+    assert p["arrivals_per_day"].to_numpy() == pytest.approx(rate)
+    assert p["expected_new_deals"].to_numpy() == pytest.approx(rate * p["days_ahead"].to_numpy())
+    # a deal created x days after as_of is won at x + 30: none in March, those created
+    # in March (22 days) in April, those created from March 31 to May 1 in May (31 days)
+    assert p["expected_new_wins"].to_numpy() == pytest.approx(
+        [0.0, 22 * rate, 31 * rate], abs=1.01 * rate
+    )
+    # new wins carry the won deals' mean amount (100)
+    assert p["expected_new_amount"].to_numpy() == pytest.approx(
+        100.0 * p["expected_new_wins"].to_numpy()
+    )
+
+
+def test_seasonal_factor_is_the_direct_month_count():
+    ev = seasonal_events(3000, 4, "2022-01-01", "2024-12-31")
+    log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    seg = np.zeros(log.n_deals, dtype=np.int64)
+    arr = fit_arrivals(log, seg, 1, first_states(log))
+    assert arr.model == "seasonal"
+    created = ev.groupby("deal_id")["ts"].min()
+    start = log.as_of - ((log.as_of - created.min()) // DAY) * DAY  # whole days back
+    created = created[created >= start]
+    days = pd.date_range(start, log.as_of - DAY, freq="D") + DAY / 2
+    n_m = created.dt.month.value_counts().reindex(range(1, 13), fill_value=0).to_numpy()
+    d_m = pd.Series(days.month).value_counts().reindex(range(1, 13)).to_numpy()
+    factor = (n_m / d_m) / (n_m.sum() / d_m.sum())
+    np.testing.assert_allclose(arr.factor, factor, rtol=1e-12)
+    # the level: deals created in the last 365 days over their seasonal exposure
+    last = created[created >= log.as_of - 365 * DAY]
+    d_last = pd.Series(days[-365:].month).value_counts().reindex(range(1, 13), fill_value=0)
+    assert arr.level[0] == pytest.approx(len(last) / float(d_last.to_numpy() @ factor))
+    fc = log.forecast(by_period="QE", periods=2, n_sims=200)
+    assert (fc.periods["arrival_model"] == "seasonal").all()
+
+
+# =========================================================================== simulation
+def _poisson_binomial(p: np.ndarray) -> np.ndarray:
+    """Exact distribution of a sum of independent Bernoullis: a slow, obvious loop."""
+    dist = [1.0]
+    for q in p:  # loop over deals
+        new = [0.0] * (len(dist) + 1)
+        for k, x in enumerate(dist):
+            new[k] += x * (1 - q)
+            new[k + 1] += x * q
+        dist = new
+    return np.array(dist)
+
+
+def test_simulated_interval_is_the_exact_poisson_binomial():
+    # no deal created in the last 91 days: the periods' wins come from the open deals
+    ev = fk.datasets.synthetic(1500, seed=7, end="2024-06-30", as_of="2024-10-20")
+    log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    fc = log.forecast(by_period="ME", periods=3, n_sims=20_000, seed=3)
+    p = fc.periods
+    assert p["expected_new_deals"].sum() == 0
+    # the open deals' probabilities, from independent forecasts to each period end
+    cum = [log.forecast(e - log.as_of).deals["p_win"].to_numpy() for e in p["period_end"]]
+    cum = np.maximum.accumulate(np.column_stack(cum), axis=1)
+    per = np.diff(np.column_stack([np.zeros(len(cum)), cum]), axis=1)
+    np.testing.assert_allclose(p["expected_open_wins"], per.sum(axis=0), atol=1e-9)
+    for j in range(3):  # loop over periods
+        dist = _poisson_binomial(per[:, j])
+        cdf = np.cumsum(dist)
+        base = p["won_to_date"].iloc[j]
+        lo = base + int(np.searchsorted(cdf, 0.025))
+        hi = base + int(np.searchsorted(cdf, 0.975))
+        assert abs(p["wins_low"].iloc[j] - lo) <= 1, (j, p["wins_low"].iloc[j], lo)
+        assert abs(p["wins_high"].iloc[j] - hi) <= 1, (j, p["wins_high"].iloc[j], hi)
+    # nested bands
+    for kind in ("wins", "amount"):
+        lo95, lo80, lo50 = (p[f"{kind}_low{s}"] for s in ("", "80", "50"))
+        hi50, hi80, hi95 = (p[f"{kind}_high{s}"] for s in ("50", "80", ""))
+        assert ((lo95 <= lo80) & (lo80 <= lo50) & (lo50 <= hi50)).all()
+        assert ((hi50 <= hi80) & (hi80 <= hi95)).all()
+
+
+# =========================================================================== quota
+@pytest.fixture(scope="module")
+def sample_log():
+    return fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+
+
+def test_quota_coverage_and_probability(sample_log):
+    fc = sample_log.forecast(by_period="ME", periods=3, quota=150_000)
+    p = fc.periods
+    pipeline = float(fc.deals["amount"].sum())
+    np.testing.assert_allclose(p["pipeline"], pipeline)
+    done = p["won_amount_to_date"].iloc[0]
+    remaining = np.maximum(150_000 * np.arange(1, 4) - done, 0)
+    np.testing.assert_allclose(p["quota_remaining"], remaining)
+    np.testing.assert_allclose(p["coverage"], pipeline / remaining)
+    # p_quota agrees with the simulated bands
+    for r in p.itertuples():
+        if r.amount_high < 150_000:
+            assert r.p_quota <= 0.025
+        if r.amount_low >= 150_000:
+            assert r.p_quota >= 0.975
+        if r.amount_low50 <= 150_000 <= r.amount_high50:
+            assert 0.2 <= r.p_quota <= 0.8
+    zero = sample_log.forecast(by_period="ME", periods=2, quota=0, quota_of="wins")
+    assert (zero.periods["p_quota"] == 1.0).all()
+    assert np.isinf(zero.periods["coverage"]).all()
+
+
+def test_quota_table_per_period_and_segment(sample_log):
+    teams = sorted(fk.datasets.load_sample()["team"].unique())
+    table = pd.DataFrame(
+        {"team": [teams[0], teams[1]], "period": ["2025-07", "2025-08-15"], "quota": [5.0, 7.0]}
+    )
+    fc = sample_log.forecast(by="team", by_period="ME", periods=3, quota=table, quota_of="wins")
+    p = fc.periods.set_index(["team", "period"])
+    assert p.loc[(teams[0], "2025-07"), "quota"] == 5.0
+    assert p.loc[(teams[1], "2025-08"), "quota"] == 7.0
+    assert p["quota"].notna().sum() == 2
+    assert p["p_quota"].notna().sum() == 2
+    # a segment's pipeline counts its open deals
+    n_open = fc.deals.groupby("team", observed=True).size()
+    assert p.loc[(teams[0], "2025-06"), "pipeline"] == n_open[teams[0]]
+    assert set(fc.periods["team"]) == set(teams)
+
+
+# =========================================================================== errors
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"by_period": "MS"}, "not a supported period"),
+        ({"by_period": "2M"}, "not a supported period"),
+        ({"by_period": "ME", "periods": 0}, "`periods` must be"),
+        ({"by_period": "ME", "periods": 2.5}, "`periods` must be"),
+        ({"by_period": "ME", "quota": -5}, "finite number >= 0"),
+        ({"by_period": "ME", "quota": "lots"}, "`quota` must be"),
+        ({"by_period": "ME", "quota_of": "deals"}, "`quota_of` must be"),
+        ({"by_period": "ME", "n_sims": 10}, "`n_sims` must be"),
+        ({"by_period": "ME", "horizon": "30D"}, "not both"),
+        ({"periods": 4}, "pass `by_period`"),
+        ({"quota": 10.0}, "pass `by_period`"),
+        ({"by_period": "W", "periods": 36}, None),
+        ({"by_period": "QE", "periods": 12}, "at most 740 days"),
+        ({"by_period": "ME", "quota": pd.DataFrame({"period": ["2031-01"], "quota": [1]})},
+         "name no forecast period"),
+        ({"by_period": "ME", "quota": pd.DataFrame({"month": ["2025-06"], "quota": [1]})},
+         "lacks the column"),
+        ({"by_period": "ME", "quota": pd.DataFrame({"period": ["2025-06"] * 2, "quota": [1, 2]})},
+         "duplicate"),
+        ({"by_period": "ME", "quota": pd.DataFrame({"period": ["2025-06"], "quota": [-1]})},
+         "not a number >= 0"),
+    ],
+)  # fmt: skip
+def test_bad_parameters_say_what_is_allowed(sample_log, kwargs, match):
+    if match is None:  # the largest allowed call works
+        assert len(sample_log.forecast(n_sims=100, **kwargs).periods) == kwargs["periods"]
+        return
+    with pytest.raises(fk.InvalidParameterError, match=match):
+        sample_log.forecast(**kwargs)
+
+
+def test_period_aliases():
+    assert [period_freq(a) for a in ("W", "W-FRI", "ME", "QE", "QE-JAN", "YE-MAR")] == [
+        "W",
+        "W-FRI",
+        "M",
+        "Q",
+        "Q-JAN",
+        "Y-MAR",
+    ]
+
+
+def test_without_by_period_the_forecast_is_unchanged(sample_log):
+    fc = sample_log.forecast("90D")
+    assert fc.periods is None and fc.period_history is None
+    assert fc.totals.equals(sample_log.forecast(horizon="90D").totals)
+
+
+def test_history_counts_wins_per_past_period(sample_log):
+    fc = sample_log.forecast(by_period="ME", periods=3)
+    h = fc.period_history
+    d = sample_log.deals()
+    won = d[d["outcome"] == "won"]
+    at = won["first_event"] + won["cycle_time"]
+    for r in h.itertuples():
+        inside = (at >= r.period_start) & (at < r.period_end)
+        assert r.wins == int(inside.sum())
+        assert r.won_amount == pytest.approx(float(won.loc[inside, "amount"].sum()))
+    assert h["period"].iloc[-1] == fc.periods["period"].iloc[0]
+    assert not h["complete"].iloc[-1]
+
+
+# =========================================================================== backtest
+def test_backtest_observed_is_a_direct_count(sample_log):
+    bt = backtest_periods(sample_log, "ME", 2, n_cuts=3, n_sims=300)
+    d = sample_log.deals()
+    won = d[d["outcome"] == "won"]
+    at = won["first_event"] + won["cycle_time"]
+    assert len(bt.periods) == 6
+    for r in bt.periods.itertuples():
+        inside = (at >= r.period_start) & (at < r.period_end)
+        assert r.observed_wins == int(inside.sum())
+        assert r.period_end <= sample_log.as_of
+        assert r.covered == (r.wins_low <= r.observed_wins <= r.wins_high)
+    s = bt.scores
+    assert s["forecasts"].tolist() == [3, 3]
+    assert s["covered"].sum() == bt.periods["covered"].sum()
+
+
+def test_backtest_rejects_a_cut_without_outcome(sample_log):
+    with pytest.raises(fk.EventLogError, match="not known yet"):
+        backtest_periods(sample_log, "ME", 3, cut="2025-05-01", n_sims=200)
+
+
+# =========================================================================== calibration
+def test_intervals_cover_on_seasonal_synthetic_logs():
+    """20 seeds × 2 cuts × 3 months: the 95% and 50% intervals hold the observed wins at
+    their rates within 3 binomial standard errors (seasonal arrivals, two years of
+    history before each cut so the seasonal model is used)."""
+    parts = []
+    for seed in range(20):  # loop over seeds
+        ev = seasonal_events(4000, seed, "2022-01-01", "2025-06-30")
+        log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+        cuts = ["2024-06-12", "2024-11-20"]
+        parts.append(backtest_periods(log, "ME", 3, cut=cuts, n_sims=1000, seed=seed).periods)
+    t = pd.concat(parts, ignore_index=True)
+    assert (t["arrival_model"] == "seasonal").all()
+    n = len(t)
+    for col, rate in (("covered", 0.95), ("covered50", 0.50)):
+        se = np.sqrt(rate * (1 - rate) / n)
+        assert abs(t[col].mean() - rate) <= 3 * se + 0.01, (col, t[col].mean(), n)
+    ratio = t["expected_wins"].sum() / t["observed_wins"].sum()
+    assert 0.9 <= ratio <= 1.1
