@@ -84,6 +84,32 @@ def test_open_deals_are_won_in_the_period_their_dwell_ends(chain_log):
     assert (p["open_deals"] == 5).all()
 
 
+def test_stale_deals_come_back_as_the_dwell_curve_says():
+    # with stale_after=20D, o1 and o2 (silent 29.5 and 20.5 days) are stale at as_of. The
+    # stale share of A's exits is pi = 2 / 64 (62 won, 2 stale) and every completed visit
+    # lasted 30 days (S = 1 before): a stale deal leaves at day 30 of its visit with
+    # probability (1 - pi) / (pi + (1 - pi) * 1) = 62 / 64, and is won then (in March)
+    ev, _ = _known_chain()
+    log = fk.EventLog(
+        ev, deal="deal", stage="stage", time="ts", stages=["A"], won="Won", lost="Lost",
+        amount="amount", as_of=AS_OF, stale_after="20D",
+    )  # fmt: skip
+    assert log.quality.stale == 2
+    p = log.forecast(by_period="ME", periods=3, seed=1).periods
+    assert p["stale_deals"].tolist() == [2, 2, 2]
+    assert p["expected_stale_wins"].to_numpy() == pytest.approx([2 * 62 / 64, 0, 0], abs=1e-9)
+    assert p["expected_stale_amount"].iloc[0] == pytest.approx(2000 * 62 / 64)
+    # o3 (19.5 days to go) is won in March, o4 and o5 in April, each unless it went
+    # silent (probability pi, as for every deal entering A)
+    q = 62 / 64
+    assert p["expected_open_wins"].to_numpy() == pytest.approx([q, 2 * q, 0.0], abs=1e-9)
+    assert p["expected_wins"].to_numpy() == pytest.approx(
+        p[["won_to_date", "expected_open_wins", "expected_stale_wins", "expected_new_wins"]]
+        .sum(axis=1)
+        .to_numpy()
+    )
+
+
 def test_arrival_rate_is_the_direct_count_over_the_window(chain_log):
     fc = chain_log.forecast(by_period="ME", periods=3, seed=1)
     p = fc.periods.set_index("period")
@@ -143,10 +169,12 @@ def _poisson_binomial(p: np.ndarray) -> np.ndarray:
 def test_simulated_interval_is_the_exact_poisson_binomial():
     # no deal created in the last 91 days: the periods' wins come from the open deals
     ev = fk.datasets.synthetic(1500, seed=7, end="2024-06-30", as_of="2024-10-20")
-    log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    kw = {k: v for k, v in fk.datasets.SAMPLE_KWARGS.items() if k != "stale_after"}
+    log = fk.EventLog(ev, **kw)  # no stale deals: every deal not closed is open
     fc = log.forecast(by_period="ME", periods=3, n_sims=20_000, seed=3)
     p = fc.periods
     assert p["expected_new_deals"].sum() == 0
+    assert (p["stale_deals"] == 0).all()
     # the open deals' probabilities, from independent forecasts to each period end
     cum = [log.forecast(e - log.as_of).deals["p_win"].to_numpy() for e in p["period_end"]]
     cum = np.maximum.accumulate(np.column_stack(cum), axis=1)

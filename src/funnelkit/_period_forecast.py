@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import _validate as V
+from ._columns import NAT
 from ._params import CHECKED_INSIDE, SEED, Interval, Options, validate_params
 from ._segments import expand, segments
 from .errors import EventLogError, InvalidParameterError
@@ -234,6 +235,66 @@ def first_states(log: EventLog) -> np.ndarray:
     return out
 
 
+# =========================================================================== stale deals
+def _stale_cum(
+    log: EventLog, seg: np.ndarray, G: int, entry_win: np.ndarray, h_ns: int, ends: np.ndarray,
+    exits: str,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Deals stale at ``as_of`` that come back and are won: per such deal, the
+    probability of being won by each period end, and its deal code.
+
+    The forecast's model read at the deal's time in its stage ``a`` (beyond
+    ``stale_after``): it leaves to state *k* in ``(a, a + u]`` with probability
+    ``(1 − π)(F_k(a + u) − F_k(a)) / (π + (1 − π) S(a))`` — positive wherever the stage's
+    dwell curve reaches past ``stale_after`` — and is then won by a period end with the
+    chain's value of entering *k* then (``entry_win``, shifted: the chain is
+    time-homogeneous)."""
+    from .forecast import _calendar_visits, _incidence, _step_functions
+    from .markov import deal_counts, exit_probabilities
+
+    S, M = log._n_stages, len(log._catalogue)
+    v = _calendar_visits(log)
+    idx = np.flatnonzero(v.next == M)  # stale visits
+    idx = idx[log._outcome[v.deal[idx]] == V.STALE]
+    K = ends.size
+    if idx.size == 0:
+        return np.zeros((0, K)), np.zeros(0, dtype=np.int64)
+    competing = exits == "by_dwell"
+    exit_counts, _ = deal_counts(log)
+    counts = np.zeros((G, S * (M + 1)))
+    for g in range(G):  # loop over segments
+        counts[g] = np.asarray(exit_counts[seg == g].sum(axis=0)).reshape(-1)
+    probs = exit_probabilities(counts.reshape(G, S, M + 1))
+    pi = probs[..., M]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where((1 - pi)[..., None] > 0, probs[..., :M] / (1 - pi)[..., None], 0.0)
+    keep = v.dwell != NAT
+    dest = np.where(v.censored[keep], -1, v.next[keep])
+    steps = _step_functions(seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], dest, G * S, M)
+    n = entry_win.shape[1] - 1
+    step = h_ns / n
+    r = np.rint((ends - log._as_of_ns) / step).astype(np.int64)  # period ends in steps
+    deal = v.deal[idx]
+    age = (log._as_of_ns - v.entered[idx]).astype(np.float64)
+    group = seg[deal] * S + v.stage[idx]
+    offsets = np.arange(n + 1) * step
+    cum = np.zeros((idx.size, K))
+    for k in np.unique(group):  # loop over (segment, stage) groups
+        g, s_ = divmod(int(k), S)
+        rows = np.flatnonzero(group == k)
+        inc = _incidence(steps[k], q[g, s_], age[rows, None] + offsets, competing)
+        denom = pi[g, s_] + (1 - pi[g, s_]) * (1.0 - inc[:, 0, :].sum(axis=-1))
+        ok = denom > 0
+        d_inc = np.diff(inc, axis=1) * ((1 - pi[g, s_]) / np.where(ok, denom, 1.0))[:, None, None]
+        d_inc[~ok] = 0.0
+        for j in range(K):  # loop over period ends
+            rj = min(int(r[j]), n)
+            if rj > 0:  # leaving in step i, the deal has rj - i steps left: W[n - rj + i]
+                t = np.arange(1, rj + 1) + n - rj
+                cum[rows, j] = np.einsum("kim,im->k", d_inc[:, :rj], entry_win[g, t])
+    return np.clip(np.maximum.accumulate(cum, axis=1), 0.0, 1.0), deal
+
+
 # =========================================================================== forecast
 def _cells(as_of_ns: int, table: pd.DataFrame) -> pd.DataFrame:
     """Stretches of the future with one period and one calendar month: ``start_ns``,
@@ -354,12 +415,20 @@ def period_forecast(
     g_open = seg[d_code]
     amt_open = fc.deals["amount"].to_numpy(dtype=np.float64)
     amt0 = np.nan_to_num(amt_open)
+    # ---- deals stale at as_of that come back
+    assert fc.entry_win is not None
+    h_ns = int(ends[-1] - as_of)
+    stale_cum, stale_deal = _stale_cum(log, seg, G, fc.entry_win, h_ns, ends, exits)
+    p_stale = np.diff(np.column_stack([np.zeros(len(stale_cum)), stale_cum]), axis=1)
+    g_stale = seg[stale_deal]
+    amt_stale = np.nan_to_num(
+        log._amount[stale_deal] if log._amount is not None else np.zeros(stale_deal.size)
+    )
     # ---- new deals
     first = first_states(log)
     arr = fit_arrivals(log, seg, G, first)
     cells = _cells(as_of, table)
-    assert fc.entry_win is not None
-    A = _entry_cum(fc.entry_win, int(ends[-1] - as_of), as_of, cells, ends)  # (G, C, K, M)
+    A = _entry_cum(fc.entry_win, h_ns, as_of, cells, ends)  # (G, C, K, M)
     days_c = ((cells["end_ns"] - cells["start_ns"]) / _DAY_NS).to_numpy()
     month_c = cells["month"].to_numpy()
     per_c = cells["period"].to_numpy()
@@ -390,6 +459,10 @@ def period_forecast(
     open_amt = np.zeros((G, K))
     np.add.at(open_wins, g_open, p_open)
     np.add.at(open_amt, g_open, p_open * amt0[:, None])
+    stale_wins = np.zeros((G, K))
+    stale_amt = np.zeros((G, K))
+    np.add.at(stale_wins, g_stale, p_stale)
+    np.add.at(stale_amt, g_stale, p_stale * amt_stale[:, None])
     new_deals = np.zeros((G, K))
     np.add.at(new_deals.T, per_c, mu_c.T)
     new_wins = np.einsum("gc,gck->gk", mu_c, win_c)
@@ -398,7 +471,19 @@ def period_forecast(
     # ---- simulation
     rng = np.random.default_rng(seed)
     sims_w, sims_a = _simulate(
-        rng, n_sims, p_open, g_open, amt0, G, K, arr, A, month_c, days_c, per_c, pools
+        rng,
+        n_sims,
+        np.vstack([p_open, p_stale]),
+        np.concatenate([g_open, g_stale]),
+        np.concatenate([amt0, amt_stale]),
+        G,
+        K,
+        arr,
+        A,
+        month_c,
+        days_c,
+        per_c,
+        pools,
     )
     tot_w = won_now[..., None] + sims_w
     tot_a = won_now_amt[..., None] + sims_a
@@ -413,19 +498,28 @@ def period_forecast(
     out["open_deals"] = np.repeat(np.bincount(g_open, minlength=G), K).astype(np.int64)
     out["won_to_date"] = won_now.reshape(-1).astype(np.int64)
     out["expected_open_wins"] = open_wins.reshape(-1)
+    out["stale_deals"] = np.repeat(np.bincount(g_stale, minlength=G), K).astype(np.int64)
+    out["expected_stale_wins"] = stale_wins.reshape(-1)
     out["expected_new_deals"] = new_deals.reshape(-1)
     out["expected_new_wins"] = new_wins.reshape(-1)
     out["expected_wins"] = (
-        out["won_to_date"] + out["expected_open_wins"] + out["expected_new_wins"]
+        out["won_to_date"]
+        + out["expected_open_wins"]
+        + out["expected_stale_wins"]
+        + out["expected_new_wins"]
     )
     for key, val in qw.items():
         out[f"wins_{key}"] = val.reshape(-1).astype(np.float64)
     nan = np.full(G * K, np.nan)
     out["won_amount_to_date"] = won_now_amt.reshape(-1) if has_amount else nan
     out["expected_open_amount"] = open_amt.reshape(-1) if has_amount else nan
+    out["expected_stale_amount"] = stale_amt.reshape(-1) if has_amount else nan
     out["expected_new_amount"] = new_amt.reshape(-1) if has_amount else nan
     out["expected_amount"] = (
-        out["won_amount_to_date"] + out["expected_open_amount"] + out["expected_new_amount"]
+        out["won_amount_to_date"]
+        + out["expected_open_amount"]
+        + out["expected_stale_amount"]
+        + out["expected_new_amount"]
     )
     for key, val in qa.items():
         out[f"amount_{key}"] = val.reshape(-1) if has_amount else nan
