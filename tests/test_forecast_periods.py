@@ -348,3 +348,50 @@ def test_intervals_cover_on_seasonal_synthetic_logs():
         assert abs(t[col].mean() - rate) <= 3 * se + 0.01, (col, t[col].mean(), n)
     ratio = t["expected_wins"].sum() / t["observed_wins"].sum()
     assert 0.9 <= ratio <= 1.1
+
+
+# =========================================================================== fan chart
+def test_fan_chart_draws_the_table(sample_log):
+    fc = sample_log.forecast(by_period="ME", periods=3, quota=4, quota_of="wins", n_sims=500)
+    ax = fk.plot.forecast(fc)
+    p, h = fc.periods, fc.period_history
+    past = h[h["complete"]]
+    arts = {a.get_gid(): a for a in [*ax.lines, *ax.collections]}
+    actual = arts["forecast-actual"]
+    assert actual.get_ydata().tolist() == past["wins"].tolist()
+    expected = arts["forecast-expected"]
+    # the fan starts at the last complete period's actual, then one point per period
+    assert expected.get_ydata()[0] == past["wins"].iloc[-1]
+    np.testing.assert_allclose(expected.get_ydata()[1:], p["expected_wins"])
+    for cover, suffix in ((95, ""), (80, "80"), (50, "50")):
+        verts = arts[f"forecast-band-{cover}"].get_paths()[0].vertices
+        ys = set(np.round(verts[:, 1], 9))
+        assert set(np.round(p[f"wins_low{suffix}"], 9)) <= ys
+        assert set(np.round(p[f"wins_high{suffix}"], 9)) <= ys
+    quota = arts["forecast-quota"].get_ydata()
+    assert set(quota[np.isfinite(quota)]) == {4.0}
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == past["period"].tolist() + p["period"].tolist()
+    assert "P(reach quota)" in _subtitle(ax)
+
+
+def _subtitle(ax) -> str:
+    from funnelkit.plot import _style as S
+
+    return S.subtitle_of(ax)
+
+
+def test_fan_chart_of_amount_and_a_segment(sample_log):
+    fc = sample_log.forecast(by="team", by_period="QE", periods=2, n_sims=300)
+    team = fc.periods["team"].iloc[0]
+    ax = fk.plot.forecast(fc, value="amount", segment=team)
+    rows = fc.periods[fc.periods["team"] == team]
+    line = next(a for a in ax.lines if a.get_gid() == "forecast-expected")
+    np.testing.assert_allclose(line.get_ydata()[-2:], rows["expected_amount"])
+    assert str(team) in _subtitle(ax)
+    with pytest.raises(fk.InvalidParameterError, match="name one with `segment`"):
+        fk.plot.forecast(fc)
+    with pytest.raises(fk.InvalidParameterError, match="not a segment"):
+        fk.plot.forecast(fc, segment="Nope")
+    with pytest.raises(fk.InvalidParameterError, match="no per-period table"):
+        fk.plot.forecast(sample_log.forecast("30D"))

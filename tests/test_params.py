@@ -31,6 +31,7 @@ def _public():
     out.append(("EventLog", fk.EventLog))  # its __init__ is checked
     out.append(("fk.read_events", fk.read_events))
     out.append(("fk.backtest", fk.backtest))
+    out.append(("fk.backtest_periods", fk.backtest_periods))
     for name in fk.plot.__all__:
         out.append((f"fk.plot.{name}", getattr(fk.plot, name)))
     out += _dask_public()
@@ -68,6 +69,7 @@ REQUIRED = {
     "EventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
     "fk.read_events": {"path": "events.csv"},
     "fk.backtest": {"log": LOG, "cut": "2025-01-01"},
+    "fk.backtest_periods": {"log": LOG, "cut": "2025-01-01"},
 }
 PUBLIC = _public()
 

@@ -46,7 +46,16 @@ CHARTS: dict[str, Callable[[fk.EventLog, Axes | None], Any]] = {
     "calibration": lambda log, ax: fp.calibration(
         backtest(log, log.as_of - np.timedelta64(120, "D"), "60D"), ax=ax
     ),
+    "forecast": lambda log, ax: _fan(log, ax),
 }
+
+
+def _fan(log: fk.EventLog, ax: Axes | None) -> Axes:
+    """The fan chart of one team's monthly forecast with a quota (its name in the subtitle)."""
+    fc = log.forecast(by="team", by_period="ME", periods=3, quota=5, quota_of="wins", n_sims=200)
+    return fp.forecast(fc, segment=fc.periods["team"].iloc[0], ax=ax)
+
+
 #: the eight charts issue 20 names; incidence and calibration came later and keep the
 #: same rules
 NAMES = list(CHARTS)

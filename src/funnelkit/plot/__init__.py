@@ -17,11 +17,13 @@ imported only when a chart is drawn: ``import funnelkit.plot`` does not import i
 * :func:`trend` — conversion, win rate or cycle time per cohort with intervals
 * :func:`calibration` — reliability diagram of a forecast backtest
 * :func:`incidence` — cumulative incidence of advancing, lost, stale and still open
+* :func:`forecast` — fan chart of a per-period forecast (wins or amount, 50/80/95% bands)
 """
 
 from ._calibration import calibration
 from ._dwell import dwell, survival
 from ._flow import flow
+from ._forecast import forecast
 from ._funnel import funnel
 from ._heatmap import heatmap
 from ._incidence import incidence
@@ -33,6 +35,7 @@ __all__ = [
     "calibration",
     "dwell",
     "flow",
+    "forecast",
     "funnel",
     "heatmap",
     "incidence",
