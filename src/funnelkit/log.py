@@ -2453,7 +2453,8 @@ class EventLog:
         n_sims: int = 2000,
         seed: int | None = 0,
     ) -> Forecast:
-        """Probability that each open deal is won, lost or still open ``horizon`` from now.
+        """Probability that each open deal is won, lost or still open ``horizon`` from now;
+        with ``by_period``, expected wins and won amount per calendar period.
 
         Built from the stages' exits (by default each exit's cumulative incidence over the
         time spent in the stage; with ``exits="shares"`` the rows of the absorbing chain,
@@ -2462,10 +2463,20 @@ class EventLog:
         semi-Markov recursion on a daily grid; the model is described in
         :mod:`funnelkit.forecast`). Dwell is calendar time, whatever the log's calendar.
 
+        With ``by_period`` (``"ME"``, ``"QE"``…) the forecast is made per calendar period
+        (UTC): the current, partial period and ``periods − 1`` after it, each with what is
+        already won in it, the open deals' wins in it, the wins of deals declared stale
+        that come back, and the wins of deals not created yet (an arrival model fitted to
+        the log's creations, seasonal by month of year when the log spans two years), with
+        simulated intervals; ``quota`` adds pipeline coverage and the probability of
+        reaching quota. The model is described in :mod:`funnelkit._period_forecast`;
+        :func:`funnelkit.backtest_periods` scores it on past dates.
+
         Parameters
         ----------
         horizon : str or timedelta, default "90D"
-            How far ahead (calendar time), e.g. ``"30D"``.
+            How far ahead (calendar time), e.g. ``"30D"``. Not with ``by_period`` (the
+            horizon is then the end of the last period).
         by : str or list of str, optional
             Carried attributes: each segment's deals are forecast with the segment's own exit
             shares and dwell curves, and get their own totals.
@@ -2482,11 +2493,30 @@ class EventLog:
             (the chain's rows with the Kaplan–Meier dwell curve); it over-predicted BPIC's
             wins by 22% (``"by_dwell"``: 6%) and is as good where the exit mix does not
             change with time (``benchmarks/RESULTS.md``).
+        by_period : str, optional
+            Forecast per calendar period: a pandas period-end alias — ``"W"`` (or
+            ``"W-FRI"``…), ``"ME"``, ``"QE"`` (or ``"QE-JAN"``… for a fiscal year),
+            ``"YE"``. Fills ``Forecast.periods`` and ``Forecast.period_history``.
+        periods : int, default 3
+            How many periods, the current (partial) one first; at most 740 days ahead.
+        quota : float, mapping or DataFrame, optional
+            The quota of each period: one number for every period (and segment), a
+            mapping ``{period: quota}``, or a table with columns ``period`` (a period
+            label such as ``"2025-07"`` or any date inside it), ``quota`` and the ``by``
+            columns. Periods without a quota get NaN.
+        quota_of : {"amount", "wins"}, default "amount"
+            What the quota counts: won amount or deals won.
+        n_sims : int, default 2000
+            Simulations behind the per-period intervals.
+        seed : int or None, default 0
+            Seed of the simulation.
 
         Returns
         -------
         Forecast
-            With two tables. ``deals``: one row per deal open at ``as_of``, in deal order:
+            With two tables (four with ``by_period``). ``deals``: one row per deal open at
+            ``as_of``, in deal order (with ``by_period``: ``p_win`` etc. by the end of the
+            last period):
 
             * ``by`` columns, when given
             * ``deal`` : deal id
@@ -2515,6 +2545,59 @@ class EventLog:
               amount)
             * ``amount_low``, ``amount_high`` : 95% interval, variance Σ amount² p(1 − p)
 
+            ``periods`` (with ``by_period``): one row per (segment and) period, in order:
+
+            * ``by`` columns, when given
+            * ``period`` : the period's label (``"2025-07"``, ``"2025Q3"``, …)
+            * ``period_start``, ``period_end`` : its bounds (end exclusive, UTC)
+            * ``days_ahead`` : days of the period after ``as_of`` (the whole period after
+              the first)
+            * ``open_deals`` : deals open at ``as_of``; ``stale_deals`` : deals stale then
+            * ``won_to_date`` : deals won in the period up to ``as_of`` (known; 0 after the
+              current period)
+            * ``expected_open_wins`` : expected wins of the open deals in the period (the
+              differences of their ``p_win`` by each period end)
+            * ``expected_stale_wins`` : expected wins of deals stale at ``as_of`` that come
+              back (the stage's dwell curve reaches past ``stale_after``)
+            * ``expected_new_deals`` : expected deals created in the period after ``as_of``
+            * ``expected_new_wins`` : expected wins in the period of deals not created yet
+            * ``expected_wins`` : ``won_to_date`` + the three expected wins
+            * ``wins_low``, ``wins_high`` : 95% interval of the period's wins (simulated;
+              each tail holds at most 2.5%); ``wins_low80``, ``wins_high80``,
+              ``wins_low50``, ``wins_high50`` : the 80% and 50% intervals
+            * ``won_amount_to_date``, ``expected_open_amount``, ``expected_stale_amount``,
+              ``expected_new_amount``, ``expected_amount`` : the same for the won amount
+              (a new deal's amount: the amounts of the segment's won deals), NaN without
+              amounts
+            * ``amount_low``, ``amount_high``, ``amount_low80``, ``amount_high80``,
+              ``amount_low50``, ``amount_high50`` : its 95%, 80% and 50% intervals
+            * ``arrival_model`` : ``"seasonal"`` (two years of history or more: a level
+              times a month-of-year factor) or ``"recent"`` (the rate of the last 91 days)
+            * ``arrivals_per_day`` : the fitted creation rate in the period's future part
+
+            With ``quota``, in its unit (``quota_of``):
+
+            * ``quota`` : the period's quota (NaN when none)
+            * ``quota_remaining`` : the quotas from the current period through this one,
+              less what is already won in the current period (at least 0)
+            * ``pipeline`` : the open deals' amount (their number with
+              ``quota_of="wins"``), not weighted by their chance
+            * ``coverage`` : ``pipeline / quota_remaining`` (inf when nothing remains):
+              in the first row the usual pipeline coverage of the current period, in later
+              rows that of all quota up to that period, so one pipeline is never counted
+              twice
+            * ``p_quota`` : probability that the period's won total (``won_to_date``
+              included) reaches its quota, from the simulation
+
+            ``period_history``: deals won per period in the ``periods`` periods before the
+            current one and in the current one up to ``as_of`` — ``by`` columns,
+            ``period``, ``period_start``, ``period_end``, ``complete`` (the period ended
+            and lies within the log), ``wins``, ``won_amount``.
+
+            The per-period intervals include the outcome of every deal, the creations'
+            Poisson noise, overdispersion and the arrival rate's estimation error, not the
+            estimation error of the chain itself.
+
         Raises
         ------
         EventLogError
@@ -2522,6 +2605,11 @@ class EventLog:
             unknown ``by`` attribute.
         TypeError
             A bare number as ``horizon``.
+        InvalidParameterError
+            An unknown ``by_period``; ``periods`` out of range or reaching more than 740
+            days ahead; a negative ``quota`` or a quota table with unknown periods or
+            segments, missing columns or duplicates; ``periods``, ``quota``, ``quota_of``
+            or ``n_sims`` without ``by_period``; ``horizon`` with it.
 
         Notes
         -----
@@ -2543,6 +2631,17 @@ class EventLog:
         True
         >>> list(fc.totals.columns[:4])
         ['deals', 'expected_wins', 'wins_low', 'wins_high']
+
+        Per month, with a quota of 150,000 a month:
+
+        >>> m = log.forecast(by_period="ME", periods=3, quota=150_000)
+        >>> m.periods["period"].tolist()
+        ['2025-06', '2025-07', '2025-08']
+        >>> row = m.periods.iloc[1]
+        >>> bool(row["wins_low"] <= row["expected_wins"] <= row["wins_high"])
+        True
+        >>> 0 <= float(row["p_quota"]) <= 1
+        True
         """
         from .forecast import forecast
 
