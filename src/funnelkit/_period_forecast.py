@@ -22,6 +22,11 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
   - ``"recent"`` otherwise: the rate over the last :data:`RECENT_DAYS` days (or the whole
     history when shorter), no seasonality.
 
+  The level may wander: the mean squared change of the (deseasonalised) log rate
+  between consecutive 91-day windows of the history, less its Poisson part, gives a
+  drift variance per day, and a period's rate is drawn around the level with the
+  variance that drift builds up from the middle of the level's window to the period.
+
   A new deal enters the state its kind of deal enters (the shares of first states among
   the deals created in the fitting window), and is won by a period end with the chain's
   value of entering that state then (``Forecast.entry_win``, averaged over arrival times
@@ -31,7 +36,7 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
 Intervals come from a Monte Carlo simulation (``n_sims`` draws) of everything that is
 random given the fitted model — every open deal's outcome period (a categorical draw
 from its probabilities), creations per period (Poisson with the rate's own estimation
-uncertainty — a Gamma posterior of the level and of each month's factor — and the
+uncertainty — a Gamma posterior of the level and of each month's factor — its drift, and the
 overdispersion seen in weekly creation counts: negative binomial with variance
 ``φ·mean``, ``φ`` the Pearson dispersion of weekly counts, at least 1), the new deals'
 entry mix (Dirichlet), their outcome periods (multinomial) and won amounts (resampled
@@ -145,6 +150,7 @@ class _Arrivals:
     month_days: np.ndarray  # (12,) exposure days per calendar month
     factor: np.ndarray  # (12,) month-of-year factor (ones without seasonality)
     phi: float  # overdispersion of weekly counts (>= 1)
+    drift: float  # variance per day of the log level's drift (0: none seen or measurable)
     window_days: float
     mix: np.ndarray  # (G, M) first-state counts in the window
 
@@ -222,8 +228,33 @@ def fit_arrivals(log: EventLog, seg: np.ndarray, G: int, first_state: np.ndarray
         factor=factor,
         phi=phi,
         window_days=float(window),
+        drift=_drift(created, as_of, days, day_month, factor),
         mix=mix,
     )
+
+
+def _drift(
+    created: np.ndarray, as_of: int, days: np.ndarray, day_month: np.ndarray, factor: np.ndarray
+) -> float:
+    """How fast the (deseasonalised) creation rate wanders: the mean squared change of the
+    log rate between consecutive :data:`RECENT_DAYS`-day windows of the history, less its
+    Poisson part (``1/N₁ + 1/N₂``), per day; 0 with fewer than three windows."""
+    step = RECENT_DAYS
+    n_w = days.size // step
+    if n_w < 3:
+        return 0.0
+    edges = as_of - np.arange(n_w, -1, -1, dtype=np.int64) * step * _DAY_NS
+    w = np.searchsorted(edges, created, side="right") - 1
+    n = np.bincount(w[(w >= 0) & (w < n_w)], minlength=n_w).astype(float)
+    x = factor[day_month[-n_w * step :]].reshape(n_w, step).sum(axis=1)
+    both = (n[:-1] > 0) & (n[1:] > 0)
+    if both.sum() < 2:
+        return 0.0
+    with np.errstate(divide="ignore"):
+        r = np.log(n / x)
+    d = np.diff(r)[both]
+    noise = (1 / n[:-1] + 1 / n[1:])[both]
+    return max(float(np.mean(d**2) - np.mean(noise)), 0.0) / step
 
 
 def first_states(log: EventLog) -> np.ndarray:
@@ -484,6 +515,8 @@ def period_forecast(
         days_c,
         per_c,
         pools,
+        as_of,
+        ((cells["start_ns"] + cells["end_ns"]) / 2).to_numpy(),
     )
     tot_w = won_now[..., None] + sims_w
     tot_a = won_now_amt[..., None] + sims_a
@@ -570,6 +603,8 @@ def _simulate(
     days_c: np.ndarray,
     per_c: np.ndarray,
     pools: list[np.ndarray],
+    as_of_ns: int,
+    cell_mid_ns: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Simulated wins and won amount still to come per (segment, period, simulation)."""
     wins = np.zeros((G, K, n_sims))
@@ -595,6 +630,10 @@ def _simulate(
             amount += amt.reshape(G, K + 1, n_sims)[:, :K]
     # ---- new deals: rate (level × month factor) with its estimation uncertainty
     phi = arr.phi
+    # days from the middle of the level's window to each cell's middle: the level drifts
+    centre = as_of_ns - arr.window_days * _DAY_NS / 2
+    lag = np.clip((cell_mid_ns - centre) / _DAY_NS, 0.0, None)
+    sd_c = np.sqrt(arr.drift * lag)  # (C,)
     if arr.model == "seasonal":
         r_m = rng.gamma((arr.month_count + 0.5) / phi, phi, size=(n_sims, 12)) / np.where(
             arr.month_days > 0, arr.month_days, 1.0
@@ -607,6 +646,7 @@ def _simulate(
     C = days_c.size
     for g in range(G):  # loop over segments
         level = rng.gamma((arr.level_count[g] + 0.5) / phi, phi, size=n_sims) / expo
+        z = rng.standard_normal(n_sims)
         mix = arr.mix[g] if arr.mix[g].sum() > 0 else arr.mix.sum(axis=0)
         seen = mix > 0
         mix_s = np.zeros((n_sims, mix.size))
@@ -616,7 +656,8 @@ def _simulate(
         if pool.size:
             d_mean = rng.normal(0.0, pool.std() / math.sqrt(pool.size), size=n_sims)
         for c in range(C):  # loop over cells (period × month)
-            mu = level * f_s[:, month_c[c]] * days_c[c]
+            walk = np.exp(z * sd_c[c] - sd_c[c] ** 2 / 2)  # mean 1
+            mu = level * walk * f_s[:, month_c[c]] * days_c[c]
             n_new = _nb(rng, mu, phi)
             cum = np.einsum("sm,km->sk", mix_s, A[g, c])  # (sims, K) won by period end
             p = np.diff(np.concatenate([np.zeros((n_sims, 1)), cum], axis=1), axis=1)

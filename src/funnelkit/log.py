@@ -2595,7 +2595,8 @@ class EventLog:
             and lies within the log), ``wins``, ``won_amount``.
 
             The per-period intervals include the outcome of every deal, the creations'
-            Poisson noise, overdispersion and the arrival rate's estimation error, not the
+            Poisson noise, overdispersion, the arrival rate's estimation error and its
+            drift over time (measured on the history), not the
             estimation error of the chain itself.
 
         Raises
