@@ -395,3 +395,24 @@ def test_fan_chart_of_amount_and_a_segment(sample_log):
         fk.plot.forecast(fc, segment="Nope")
     with pytest.raises(fk.InvalidParameterError, match="no per-period table"):
         fk.plot.forecast(sample_log.forecast("30D"))
+
+
+def test_drift_is_the_excess_change_between_windows():
+    # four 91-day windows ending at as_of with 100, 150, 80 and 120 deals created
+    counts = [100, 150, 80, 120]
+    start = AS_OF - 4 * RECENT_DAYS * DAY
+    rows = [("first", "A", start)]
+    for w, n in enumerate(counts):
+        lo = start + w * RECENT_DAYS * DAY
+        for i in range(n):  # spread inside the window, away from its edges
+            rows.append((f"w{w}-{i}", "A", lo + (0.5 + i * (RECENT_DAYS - 1) / n) * DAY))
+    ev = pd.DataFrame(rows, columns=["deal", "stage", "ts"])
+    log = fk.EventLog(ev, deal="deal", stage="stage", time="ts", stages=["A"], as_of=AS_OF)
+    arr = fit_arrivals(log, np.zeros(log.n_deals, dtype=np.int64), 1, first_states(log))
+    n = np.array(counts, dtype=float)
+    n[0] += 1  # the first deal, at the first window's start
+    d = np.diff(np.log(n))
+    expected = max(np.mean(d**2) - np.mean(1 / n[:-1] + 1 / n[1:]), 0) / RECENT_DAYS
+    assert arr.drift == pytest.approx(expected)
+    assert arr.level[0] == pytest.approx(counts[-1] / RECENT_DAYS)
+    assert arr.model == "recent"
