@@ -416,3 +416,18 @@ def test_drift_is_the_excess_change_between_windows():
     assert arr.drift == pytest.approx(expected)
     assert arr.level[0] == pytest.approx(counts[-1] / RECENT_DAYS)
     assert arr.model == "recent"
+
+
+def test_many_open_deals_use_the_normal_sum(sample_log, monkeypatch):
+    """Past GAUSSIAN_DEALS open deals in a segment, their sum is drawn from its normal
+    approximation: the same intervals as deal by deal, up to rounding and noise."""
+    from funnelkit import _period_forecast as P
+
+    exact = sample_log.forecast(by_period="ME", periods=3, n_sims=20_000).periods
+    monkeypatch.setattr(P, "GAUSSIAN_DEALS", 10)
+    normal = sample_log.forecast(by_period="ME", periods=3, n_sims=20_000).periods
+    np.testing.assert_allclose(normal["expected_wins"], exact["expected_wins"])
+    for col in ("wins_low", "wins_high", "wins_low80", "wins_high80", "wins_low50", "wins_high50"):
+        assert (np.abs(normal[col] - exact[col]) <= 1).all(), col
+    for col in ("amount_low80", "amount_high80", "amount_low50", "amount_high50"):
+        np.testing.assert_allclose(normal[col], exact[col], rtol=0.1, atol=5_000)

@@ -84,6 +84,9 @@ MAX_SPAN_DAYS = 740
 BANDS = ((0.95, ""), (0.80, "80"), (0.50, "50"))
 #: period-end aliases accepted by ``by_period`` (pandas offset alias → period alias)
 _PERIOD_BASE = {"W": "W", "ME": "M", "M": "M", "QE": "Q", "Q": "Q", "YE": "Y", "Y": "Y"}
+#: open deals in one segment beyond which their sum is simulated from its normal
+#: approximation (exact mean and covariance) instead of deal by deal
+GAUSSIAN_DEALS = 20_000
 #: deal × simulation elements per block of the open-deal simulation
 _BLOCK = 8_000_000
 
@@ -589,6 +592,29 @@ def _period_factor(arr: _Arrivals, cells: pd.DataFrame, K: int) -> np.ndarray:
     )
 
 
+def _gaussian_sum(
+    rng: np.random.Generator, p: np.ndarray, a: np.ndarray, n_sims: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wins per period (rounded) and won amount of many independent deals, ``(K, sims)``
+    each, from the multivariate normal with their exact mean and covariance: a deal is
+    won in period *j* with probability ``p[:, j]`` (at most one period) and then brings
+    its amount ``a``."""
+    K = p.shape[1]
+    mean = np.concatenate([p.sum(axis=0), (a[:, None] * p).sum(axis=0)])
+    cov = np.zeros((2 * K, 2 * K))
+    for w1, i1 in ((np.ones_like(a), 0), (a, K)):  # the four blocks
+        for w2, i2 in ((np.ones_like(a), 0), (a, K)):
+            w = w1 * w2
+            block = np.diag((w[:, None] * p).sum(axis=0)) - (w[:, None] * p).T @ p
+            cov[i1 : i1 + K, i2 : i2 + K] = block
+    vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+    draws = (
+        mean + (rng.standard_normal((n_sims, 2 * K)) * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    )
+    wins = np.clip(np.rint(draws[:, :K]), 0, None)
+    return wins.T, np.clip(draws[:, K:], 0, None).T
+
+
 def _simulate(
     rng: np.random.Generator,
     n_sims: int,
@@ -609,21 +635,32 @@ def _simulate(
     """Simulated wins and won amount still to come per (segment, period, simulation)."""
     wins = np.zeros((G, K, n_sims))
     amount = np.zeros((G, K, n_sims))
-    # ---- open deals: each deal's outcome period (K = not won within the periods)
-    D = p_open.shape[0]
+    # ---- open deals: each deal's outcome period (K = not won within the periods); a
+    # segment with more than GAUSSIAN_DEALS of them gets the normal approximation of the
+    # sum (its exact mean and covariance), which costs nothing per deal and simulation
+    sizes = np.bincount(g_open, minlength=G)
+    big = sizes > GAUSSIAN_DEALS
+    for g_big in np.flatnonzero(big):  # loop over large segments
+        rows = g_open == g_big
+        w_g, a_g = _gaussian_sum(rng, p_open[rows], amt0[rows], n_sims)
+        wins[g_big] += w_g
+        amount[g_big] += a_g
+    exact = ~big[g_open]
+    D = int(exact.sum())
     if D:
-        cum = np.cumsum(p_open, axis=1)
+        p_ex, g_ex, a_ex = p_open[exact], g_open[exact], amt0[exact]
+        cum = np.cumsum(p_ex, axis=1)
         chunk = max(1, _BLOCK // (n_sims * K))
         sims = np.arange(n_sims)
         for a in range(0, D, chunk):  # loop over blocks of deals
             b = min(a + chunk, D)
             u = rng.random((b - a, n_sims))
             j = (u[:, :, None] >= cum[a:b, None, :]).sum(axis=2)  # (deals, sims)
-            key = ((g_open[a:b, None] * (K + 1) + j) * n_sims + sims[None, :]).reshape(-1)
+            key = ((g_ex[a:b, None] * (K + 1) + j) * n_sims + sims[None, :]).reshape(-1)
             cnt = np.bincount(key, minlength=G * (K + 1) * n_sims)
             amt = np.bincount(
                 key,
-                weights=np.repeat(amt0[a:b], n_sims),
+                weights=np.repeat(a_ex[a:b], n_sims),
                 minlength=G * (K + 1) * n_sims,
             )
             wins += cnt.reshape(G, K + 1, n_sims)[:, :K]

@@ -32,6 +32,7 @@ CHART_ALT = {
     "survival": "Kaplan-Meier curves of the share of visits still in each stage",
     "segments": "Conversion per stage per segment with intervals",
     "trend": "Conversion per cohort over time",
+    "forecast": "Fan chart: expected wins per month with 50, 80 and 95% intervals",
 }
 #: the note of a report on a log without stage visits (only won/lost events)
 NO_VISITS = (
@@ -455,6 +456,18 @@ def page(
     if "trend" in t:
         body = [chart("trend"), details("Trend table", table(t["trend"], max_rows=500))]
         sections.append(("trend", "Trend", body))
+    if "forecast_periods" in t:
+        body = [
+            chart(
+                "forecast",
+                "Wins per month: won so far, then the open deals, deals declared stale that "
+                "come back and deals not created yet (an arrival model fitted to the log), "
+                "with simulated 50, 80 and 95% intervals. The model's own estimation error "
+                "is not in them.",
+            ),
+            details("Forecast per month", table(t["forecast_periods"])),
+        ]
+        sections.append(("forecast", "Forecast", body))
     sections.append(("quality", "Data quality", _quality(t, quality)))
 
     nav = "".join(f"<a href='#{a}'>{esc(title)}</a>" for a, title, _ in sections)

@@ -59,6 +59,7 @@ from .quality import REASONS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .forecast import Forecast
     from .log import EventLog
     from .quality import QualityReport
 
@@ -87,6 +88,7 @@ TABLE_NAMES = (
     "compare_by",
     "compare_period",
     "trend",
+    "forecast_periods",
     "deals",
     "quality",
     "rejects",
@@ -103,6 +105,7 @@ CHART_NAMES = (
     "survival",
     "segments",
     "trend",
+    "forecast",
 )
 #: the tables with one row per deal: Parquet only under ``csv="small"``
 PER_DEAL_TABLES = ("deals",)
@@ -244,6 +247,10 @@ def build_report(
     if trend is not None:
         say("trend…")
         tables["trend"] = trend(freq=freq)
+    say("forecast…")
+    fc = _month_forecast(log, notes)
+    if fc is not None and fc.periods is not None:
+        tables["forecast_periods"] = fc.periods
     tables["deals"] = log.deals()
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
@@ -254,7 +261,7 @@ def build_report(
     figures: dict[str, Figure] = {}
     if charts:
         say("charts…")
-        figures = _draw_charts(log, tables, notes, curves)
+        figures = _draw_charts(log, tables, notes, curves, fc)
     else:
         notes.append("charts: not drawn (charts=False)")
     settings = {
@@ -386,6 +393,7 @@ def _draw_charts(
     tables: dict[str, pd.DataFrame],
     notes: list[str],
     curves: dict[str, pd.DataFrame],
+    fc: Forecast | None = None,
 ) -> dict[str, Figure]:
     import matplotlib.pyplot as plt
 
@@ -415,6 +423,8 @@ def _draw_charts(
             # names periods by their last day (end excluded → the day before)
             t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
         draw["trend"] = lambda: plot.trend(t)
+    if fc is not None:
+        draw["forecast"] = lambda: plot.forecast(fc)
     figures: dict[str, Figure] = {}
     for name in sorted(draw, key=CHART_NAMES.index):  # page order
         fn = draw[name]
@@ -430,6 +440,21 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+def _month_forecast(log: EventLog, notes: list[str]) -> Forecast | None:
+    """Wins per month for this month and the next two (``EventLog.forecast`` with
+    ``by_period="ME"``), or None with a note saying why not."""
+    from .errors import EventLogError
+
+    if log.quality.open == 0:
+        notes.append("forecast per month: not computed (no open deal)")
+        return None
+    try:
+        return log.forecast(by_period="ME", periods=3, n_sims=1000)
+    except (EventLogError, InvalidParameterError) as exc:
+        notes.append(f"forecast per month: not computed ({exc})")
+        return None
 
 
 def headline_stages(funnel: pd.DataFrame, key_stages: pd.DataFrame) -> list[str]:
