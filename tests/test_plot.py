@@ -151,6 +151,7 @@ def test_public_api():
         "calibration",
         "dwell",
         "flow",
+        "forecast",
         "funnel",
         "heatmap",
         "incidence",

@@ -247,10 +247,6 @@ def build_report(
     if trend is not None:
         say("trend…")
         tables["trend"] = trend(freq=freq)
-    say("forecast…")
-    fc = _month_forecast(log, notes)
-    if fc is not None and fc.periods is not None:
-        tables["forecast_periods"] = fc.periods
     tables["deals"] = log.deals()
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
@@ -258,6 +254,10 @@ def build_report(
 
     if log.visits().empty:  # only won/lost events: say so on the page
         notes.append(NO_VISITS)
+    say("forecast…")
+    fc = _month_forecast(log, notes)
+    if fc is not None and fc.periods is not None:
+        tables["forecast_periods"] = fc.periods
     figures: dict[str, Figure] = {}
     if charts:
         say("charts…")
