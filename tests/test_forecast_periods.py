@@ -431,3 +431,32 @@ def test_many_open_deals_use_the_normal_sum(sample_log, monkeypatch):
         assert (np.abs(normal[col] - exact[col]) <= 1).all(), col
     for col in ("amount_low80", "amount_high80", "amount_low50", "amount_high50"):
         np.testing.assert_allclose(normal[col], exact[col], rtol=0.1, atol=5_000)
+
+
+# =========================================================================== report
+def test_the_report_has_a_forecast_section(sample_log):
+    from funnelkit.report import build_report
+
+    rep = build_report(sample_log)
+    expected = sample_log.forecast(by_period="ME", periods=3, n_sims=1000).periods
+    pd.testing.assert_frame_equal(rep.tables["forecast_periods"], expected)
+    assert "forecast" in rep.charts
+    page = rep.to_html()
+    assert "id='forecast'" in page or 'id="forecast"' in page
+    assert "Forecast per month" in page
+
+
+def test_a_report_without_open_deals_says_why_there_is_no_forecast():
+    from funnelkit.report import build_report
+
+    ev = pd.DataFrame(
+        {
+            "deal": ["a", "a", "b", "b"],
+            "stage": ["A", "Won", "A", "Lost"],
+            "ts": pd.to_datetime(["2025-01-01", "2025-01-05", "2025-01-02", "2025-01-09"]),
+        }
+    )
+    log = fk.EventLog(ev, deal="deal", stage="stage", time="ts", won="Won", lost="Lost")
+    rep = build_report(log, charts=False)
+    assert "forecast_periods" not in rep.tables
+    assert "forecast per month: not computed (no open deal)" in rep.notes

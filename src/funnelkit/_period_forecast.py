@@ -313,9 +313,17 @@ def _stale_cum(
     group = seg[deal] * S + v.stage[idx]
     offsets = np.arange(n + 1) * step
     cum = np.zeros((idx.size, K))
-    for k in np.unique(group):  # loop over (segment, stage) groups
-        g, s_ = divmod(int(k), S)
-        rows = np.flatnonzero(group == k)
+    chunk = max(1, _BLOCK // 2 // ((n + 1) * M))
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(G * S + 1), side="left")
+    blocks = [
+        (grp, a)
+        for grp in range(G * S)
+        for a in range(int(bounds[grp]), int(bounds[grp + 1]), chunk)
+    ]
+    for k, a in blocks:  # loop over (segment, stage) groups, in blocks of deals
+        g, s_ = divmod(k, S)
+        rows = order[a : min(a + chunk, int(bounds[k + 1]))]
         inc = _incidence(steps[k], q[g, s_], age[rows, None] + offsets, competing)
         denom = pi[g, s_] + (1 - pi[g, s_]) * (1.0 - inc[:, 0, :].sum(axis=-1))
         ok = denom > 0
