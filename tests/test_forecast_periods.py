@@ -460,3 +460,13 @@ def test_a_report_without_open_deals_says_why_there_is_no_forecast():
     rep = build_report(log, charts=False)
     assert "forecast_periods" not in rep.tables
     assert "forecast per month: not computed (no open deal)" in rep.notes
+
+
+def test_weekly_quota_by_mapping_of_dates(sample_log):
+    fc = sample_log.forecast(by_period="W", periods=3, quota={"2025-07-02": 2}, quota_of="wins")
+    p = fc.periods
+    assert p["period"].tolist()[1] == "2025-06-30/2025-07-06"
+    assert p["quota"].isna().tolist() == [True, False, True]
+    assert p["quota"].iloc[1] == 2.0
+    # the current week has no quota, so what it won so far does not count against week 2
+    assert p["quota_remaining"].iloc[1] == 2.0

@@ -445,7 +445,7 @@ def period_forecast(
         )
     seg, labels = segments(log, by_cols)
     G = len(labels)
-    quota_arr = _quota_table(quota, table, labels, by_cols)
+    quota_arr = _quota_table(quota, table, labels, by_cols, pfreq)
     # ---- open deals: P(won by each period end)
     fcs = [_forecast(log, int(e - as_of), by_cols, exits) for e in ends]
     fc = fcs[-1]
@@ -575,7 +575,9 @@ def period_forecast(
         pipe = amt0 if quota_of == "amount" else np.ones_like(amt0)
         pipeline = np.bincount(g_open, weights=pipe, minlength=G)
         q = quota_arr  # (G, K)
-        remaining = np.clip(np.nancumsum(q, axis=1) - done.sum(axis=1, keepdims=True), 0, None)
+        # what is won so far counts against the current period's quota (when it has one)
+        won_cur = np.where(np.isnan(q[:, :1]), 0.0, done[:, :1])
+        remaining = np.clip(np.nancumsum(q, axis=1) - won_cur, 0, None)
         remaining = np.where(np.isnan(q), np.nan, remaining)
         with np.errstate(divide="ignore", invalid="ignore"):
             coverage = np.where(remaining > 0, pipeline[:, None] / remaining, np.inf)
@@ -725,7 +727,7 @@ def _simulate(
 
 # =========================================================================== quota
 def _quota_table(
-    quota: Any, table: pd.DataFrame, labels: pd.DataFrame, by_cols: list[str]
+    quota: Any, table: pd.DataFrame, labels: pd.DataFrame, by_cols: list[str], pfreq: str
 ) -> np.ndarray | None:
     """``quota`` as an array ``(segments, periods)`` (NaN: no quota for that cell)."""
     G, K = len(labels), len(table)
@@ -762,7 +764,6 @@ def _quota_table(
             f"e.g. {quota.loc[bad].head(3).to_dict('records')}."
         )
     labels_p = table["period"].tolist()
-    pfreq = pd.Period(table["period"].iloc[0]).freqstr
     per = []
     for value in quota["period"].tolist():  # loop over the quota rows
         try:

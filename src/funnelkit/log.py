@@ -2578,8 +2578,9 @@ class EventLog:
             With ``quota``, in its unit (``quota_of``):
 
             * ``quota`` : the period's quota (NaN when none)
-            * ``quota_remaining`` : the quotas from the current period through this one,
-              less what is already won in the current period (at least 0)
+            * ``quota_remaining`` : the quotas from the current period through this one
+              (periods without one count 0), less what is already won in the current
+              period when it has a quota (at least 0)
             * ``pipeline`` : the open deals' amount (their number with
               ``quota_of="wins"``), not weighted by their chance
             * ``coverage`` : ``pipeline / quota_remaining`` (inf when nothing remains):
