@@ -12,6 +12,10 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
 * **open deals** — each open deal's probability of being won by each period end comes
   from the semi-Markov forecast (:func:`funnelkit.forecast.forecast`, one horizon per
   period end); the differences are its probabilities of being won in each period;
+* **stale deals that come back** — a deal declared stale (silent for ``stale_after``) is
+  not lost for the model: where the stage's dwell curve reaches past ``stale_after``,
+  some such deals move on. Its chance of being won by each period end is the forecast's
+  first leg read at its time in the stage (see :func:`_stale_cum`);
 * **new deals** — deals created after ``as_of``. Creations per day are a Poisson process
   whose rate is fitted to the log's history (the deals' first events):
 
