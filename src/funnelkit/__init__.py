@@ -21,14 +21,16 @@ __all__ = [
     "datasets",
     "plot",
     "read_events",
+    "tune_recency",
     "tuned_allocator",
 ]
 
 
 def __getattr__(name: str):
-    # fk.backtest lives in funnelkit.forecast, which imports scipy: load it on first use
-    if name == "backtest":
-        from .forecast import backtest
+    # fk.backtest and fk.tune_recency live in funnelkit.forecast, which imports scipy:
+    # load it on first use
+    if name in ("backtest", "tune_recency"):
+        from . import forecast
 
-        return backtest
+        return getattr(forecast, name)
     raise AttributeError(f"module 'funnelkit' has no attribute {name!r}")

@@ -2431,6 +2431,10 @@ class EventLog:
             "by": BY,
             "as_of": DATE,
             "exits": [Options(str, ("shares", "by_dwell"))],
+            "n_boot": _N_BOOT,
+            "seed": SEED,
+            "half_life": ["duration", Options(str, ("auto",)), None],
+            "window": ["duration", None],
         }
     )
     def forecast(
@@ -2440,6 +2444,10 @@ class EventLog:
         by: str | Sequence[str] | None = None,
         as_of: Any = None,
         exits: Literal["shares", "by_dwell"] = "by_dwell",
+        n_boot: int = 100,
+        seed: int | None = 0,
+        half_life: Any = None,
+        window: Any = None,
     ) -> Forecast:
         """Probability that each open deal is won, lost or still open ``horizon`` from now.
 
@@ -2470,6 +2478,24 @@ class EventLog:
             (the chain's rows with the Kaplan–Meier dwell curve); it over-predicted BPIC's
             wins by 22% (``"by_dwell"``: 6%) and is as good where the exit mix does not
             change with time (``benchmarks/RESULTS.md``).
+        n_boot : int, default=100
+            Deal-level bootstrap draws for the model's own uncertainty: the whole model
+            (exit shares, dwell and incidence curves, stale shares) is refitted on the log's
+            deals drawn with replacement and the open deals forecast again; the spread of
+            the totals joins the open deals' own chance in the intervals. 0: the intervals
+            hold only the open deals' chance. The cost grows linearly (about 20 ms a draw
+            for a 13,000-deal log with a 30-day horizon).
+        seed : int or None, default=0
+            Seed of the bootstrap (``None``: fresh randomness).
+        half_life : str, timedelta or "auto", optional
+            Weight recent history more: a visit's weight in the model halves every
+            ``half_life`` before ``as_of`` (by when the visit began). For processes that
+            change (BPIC 2012 changed within months). ``"auto"``: the value with the best
+            Brier score in a rolling backtest of the log (:func:`funnelkit.tune_recency`,
+            with this horizon). Default: all history weighs the same.
+        window : str or timedelta, optional
+            Instead of ``half_life``: only visits that began within ``window`` before
+            ``as_of`` make the model.
 
         Returns
         -------
@@ -2486,6 +2512,13 @@ class EventLog:
             * ``p_lost`` : probability of being lost by then: a lost event, or stale (silent
               and declared stale by then, ``stale_after`` after its last event)
             * ``p_open`` : 1 − ``p_win`` − ``p_lost``
+            * ``p_win_min``, ``p_win_max`` : the lowest and highest ``p_win`` the history
+              allows: beyond the longest time the history has followed deals in the stage
+              the curves are unknown, and ``p_win`` extrapolates them (at the exit rate of
+              the last quarter of that follow-up); ``p_win_min`` holds them flat there (no
+              more exits), ``p_win_max`` lets every deal still unresolved there be won.
+              Equal to ``p_win`` when the deal's horizon lies within the follow-up
+            * ``thin_history`` : the stage's model rests on fewer than 20 completed visits
             * ``expected_amount`` : ``p_win × amount``
 
             ``totals``: one row (per segment):
@@ -2493,15 +2526,24 @@ class EventLog:
             * ``by`` columns, when given
             * ``deals`` : open deals
             * ``expected_wins`` : sum of ``p_win``
-            * ``wins_low``, ``wins_high`` : 95% interval of the number of wins, normal
-              approximation of the Poisson-binomial (variance Σ p(1 − p)), clipped to
-              [0, deals]. It treats the probabilities as known: the model's own estimation
-              error is not included.
+            * ``wins_low``, ``wins_high`` : 95% interval of the number of wins: from
+              Σ ``p_win_min`` − 1.96 sd to Σ ``p_win_max`` + 1.96 sd, clipped to [0, deals],
+              where sd² = Σ p(1 − p) (the open deals' own chance) + the bootstrap variance
+              of the expected wins (the model's own uncertainty; ``n_boot``)
+            * ``wins_sd_model`` : that bootstrap standard deviation (0 with ``n_boot=0``)
+            * ``wins_unresolved`` : Σ (``p_win_max`` − ``p_win_min``): wins the history
+              cannot tell yet
             * ``expected_lost``, ``expected_open`` : sums of ``p_lost`` and ``p_open``
             * ``deals_with_amount`` : open deals with an amount
             * ``expected_amount`` : sum of ``expected_amount`` over them (NaN when none has an
               amount)
-            * ``amount_low``, ``amount_high`` : 95% interval, variance Σ amount² p(1 − p)
+            * ``amount_low``, ``amount_high`` : 95% interval of the won amount, built the
+              same way (variance Σ amount² p(1 − p) + bootstrap)
+            * ``enough_history`` : False when the history is too short to forecast well:
+              the unresolved wins exceed a quarter of ``expected_wins``, or more than a
+              tenth of the open deals sit in stages with fewer than 20 completed visits
+            * ``history_note`` : why not, in words ('' when there is enough); the forecast
+              then warns
 
         Raises
         ------
@@ -2513,11 +2555,11 @@ class EventLog:
 
         Notes
         -----
-        A deal beyond every completed dwell seen in its stage keeps the curve's last value:
-        when the curve ends on a censored visit (some deals stay for good), the deal may never
-        move; when it ends at 0 and the stage has no stale losses, the deal is forecast to stay
-        open. Exit shares and dwell curves are estimated from all visits in the log (or the
-        segment), so a small segment gives noisy forecasts.
+        Exit shares and dwell curves are estimated from all visits in the log (or the
+        segment; weighted by ``half_life`` or ``window``), so a small segment gives noisy
+        forecasts — the bootstrap interval says how noisy. On BPIC 2012, eight cuts
+        every 14 days with 30-day horizons, the forecast was within 0.92–1.14 of the actual
+        wins and its interval held them at every cut (``benchmarks/RESULTS.md``).
 
         Examples
         --------
@@ -2534,7 +2576,17 @@ class EventLog:
         """
         from .forecast import forecast
 
-        return forecast(self, horizon, by=by, as_of=as_of, exits=exits)
+        return forecast(
+            self,
+            horizon,
+            by=by,
+            as_of=as_of,
+            exits=exits,
+            n_boot=n_boot,
+            seed=seed,
+            half_life=half_life,
+            window=window,
+        )
 
     # ------------------------------------------------------------------ report
     @validate_params(
