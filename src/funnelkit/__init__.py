@@ -21,6 +21,7 @@ __all__ = [
     "datasets",
     "plot",
     "read_events",
+    "read_sql",
     "tune_recency",
     "tuned_allocator",
 ]
@@ -33,4 +34,8 @@ def __getattr__(name: str):
         from . import forecast
 
         return getattr(forecast, name)
+    if name == "read_sql":  # funnelkit.sql: database drivers load on first use
+        from .sql import read_sql
+
+        return read_sql
     raise AttributeError(f"module 'funnelkit' has no attribute {name!r}")

@@ -106,6 +106,19 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sample", action="store_true", help="use the bundled sample log")
     p.add_argument(
+        "--sql",
+        metavar="QUERY",
+        help="read from a database instead of INPUT: a query (SELECT ...) or a table name; "
+        "with --db",
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="the database of --sql: postgresql://user:pw@host/db, sqlite:///file.db, "
+        "duckdb:///file.duckdb or any SQLAlchemy URL (a password is better kept in "
+        '~/.pgpass or the environment: --db "$DATABASE_URL")',
+    )
+    p.add_argument(
         "--config",
         help="TOML file holding the options below as keys (as_of, stale_after, ...; lists as "
         "TOML arrays), plus [stage_map], [milestones] and [key_stages] tables; options given "
@@ -527,6 +540,20 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
                 f"{', '.join(alone)} describe a wide export: add --milestone STAGE=COLUMN "
                 "for each dated stage"
             )
+    sql, db = getattr(args, "sql", None), getattr(args, "db", None)
+    if sql is not None or db is not None:
+        if sql is None or db is None:
+            raise UsageError("--sql and --db go together: the query (or table) and its database")
+        if args.input or args.sample:
+            raise UsageError("pass one input: INPUT, --sample, or --sql with --db")
+        if wide:
+            raise UsageError("--milestone reads a wide export from a file; --sql reads a long log")
+        missing = [f"--{n}" for n in ("deal", "stage", "time") if n not in kw]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)}: name the columns of the --sql result")
+        from .sql import read_sql
+
+        return read_sql(sql, db, **kw)
     if args.sample:
         if wide:
             raise UsageError("--milestone reads a wide export from INPUT; --sample is a long log")
@@ -536,7 +563,9 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
         sample_kw = {**datasets.SAMPLE_KWARGS, **kw, "attrs": list(dict.fromkeys(attrs))}
         return EventLog(datasets.load_sample(), **sample_kw)
     if not args.input:
-        raise UsageError("missing INPUT (a .csv, .parquet or folder), or pass --sample")
+        raise UsageError(
+            "missing INPUT (a .csv, .parquet or folder), or pass --sample, or --sql with --db"
+        )
     needed = ("deal",) if wide else ("deal", "stage", "time")
     missing = [f"--{n}" for n in needed if n not in kw]
     if missing:
