@@ -280,3 +280,37 @@ def test_cli_sql_usage_errors(sqlite_file):
     ):
         out = subprocess.run([*base, "--time", "t", *extra], capture_output=True, text=True)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
+
+
+def test_monitor_job_on_postgres_exits_3_on_a_real_drop(postgres, tmp_path):
+    """The scheduled job of issue 24: events in PostgreSQL, a 30-point drop at Demo for
+    deals entering it from 2025-05-05, checked four weeks later: exit code 3."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    change = {"date": "2025-05-05", "stage": "Demo", "advance": 0.35}
+    ev = fk.datasets.synthetic(8000, seed=400, start="2024-01-01", end="2025-06-30", change=change)
+    engine = sqlalchemy.create_engine(postgres.replace("postgresql://", "postgresql+psycopg://"))
+    name = f"drop_{uuid.uuid4().hex[:8]}"
+    ev.to_sql(name, engine, index=False)
+    try:
+        base = [sys.executable, "-m", "funnelkit", "monitor", "--db", postgres]
+        cols = ["--deal", "deal_id", "--stage", "stage", "--time", "ts", "--won", "Won"]
+        cols += ["--lost", "Lost,Disqualified", "--stale-after", "60D", "--weeks", "4"]
+        cols += ["--stages", ",".join(KW["stages"]), "-o", str(tmp_path / "m")]
+        sql = f"SELECT * FROM {name} WHERE ts <= '2025-06-02'"
+        out = subprocess.run([*base, "--sql", sql, *cols], capture_output=True, text=True)
+        assert out.returncode == 3, out.stderr
+        import json
+
+        doc = json.loads((tmp_path / "m" / "alerts.json").read_text())
+        fired = {(a["rule"], a["stage"]) for a in doc["alerts"]}
+        assert ("conversion", "Demo") in fired
+        # before the change, the same job is quiet on conversion at Demo
+        sql = f"SELECT * FROM {name} WHERE ts <= '2025-05-05'"
+        quiet = subprocess.run([*base, "--sql", sql, *cols], capture_output=True, text=True)
+        assert quiet.returncode in (0, 3), quiet.stderr
+        doc = json.loads((tmp_path / "m" / "alerts.json").read_text())
+        assert ("conversion", "Demo") not in {(a["rule"], a["stage"]) for a in doc["alerts"]}
+    finally:
+        with engine.begin() as c:
+            c.execute(sqlalchemy.text(f'DROP TABLE IF EXISTS "{name}"'))
+        engine.dispose()

@@ -2224,6 +2224,99 @@ class EventLog:
 
         return trend(self, freq=freq, by=by, metric=metric)
 
+    @validate_params(
+        {
+            "weeks": [Interval(Integral, 1, 520)],
+            "baseline": [Interval(Integral, 4, 520)],
+            "alpha": _ALPHA,
+            "thresholds": [Mapping, None],
+        }
+    )
+    def alerts(
+        self,
+        *,
+        weeks: int = 1,
+        baseline: int = 26,
+        alpha: float = 0.01,
+        thresholds: Mapping[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Check the last complete weeks against the weeks before, and against thresholds.
+
+        For a scheduled job: each rule compares a week with what its ``baseline`` weeks
+        predict, the baseline's own uncertainty included, so that under a stable process a
+        rule fires in at most ``alpha`` of the weeks, per rule and stage (measured:
+        ``benchmarks/RESULTS.md``). The rules (:mod:`funnelkit.alerts` has the tests):
+
+        * ``conversion`` — of the stage's visits resolved in the week (advanced, lost, or
+          declared stale when the stale rule fired), the share that advanced; fires on a
+          drop;
+        * ``dwell_p90`` — of the visits completed in the week, the share slower than the
+          baseline's 90th percentile of dwell; fires when more are slow;
+        * ``stalled`` — open deals at the week's end past that 90th percentile; fires on
+          more than the baseline weeks predict;
+        * ``bad_rows`` — input rows of the week dropped as bad rows; fires on a rise;
+        * ``threshold_<metric>`` — a limit from ``thresholds``, no test.
+
+        Share rules are checked on the week (``window="1W"``) and on the two weeks to it
+        (``"2W"``), each at ``alpha / 2``: a small drop is caught a week later. Weeks run
+        Monday to Sunday (UTC); the last complete one ends at or before ``as_of``.
+
+        Parameters
+        ----------
+        weeks : int, default=1
+            How many of the last complete weeks to check, each against its own baseline.
+        baseline : int, default=26
+            Weeks before the two-week window that make the baseline.
+        alpha : float, default=0.01
+            False-alert rate per rule, stage and week under a stable process. With 6
+            stages and 4 rules, expect about 0.2 false alerts a week at the default.
+        thresholds : mapping, optional
+            Limits the team sets: ``{"conversion": {"Demo": 0.5}}`` (fires below),
+            ``"dwell_p90_days"`` (the week's p90 of completed dwell, in days; above),
+            ``"stalled"`` (above), ``"bad_rows_share"`` (one number; above). A number for a
+            metric sets it for every stage. (In the CLI: an ``[alerts.thresholds]`` table.)
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per week, rule, stage and window:
+
+            * ``week`` : the week's Monday
+            * ``rule`` : ``"conversion"``, ``"dwell_p90"``, ``"stalled"``,
+              ``"bad_rows"`` or ``"threshold_<metric>"``
+            * ``stage`` : the stage (NA for ``bad_rows``)
+            * ``window`` : ``"1W"`` (the week) or ``"2W"`` (the two weeks to it)
+            * ``value`` : the week's share (conversion, slow share, bad-row share), count
+              (stalled) or thresholded metric
+            * ``expected`` : the baseline's (share, or mean weekly count; NaN for
+              thresholds)
+            * ``limit`` : the value at which the rule fires (share or count), or the
+              threshold; NaN when no value could fire
+            * ``n`` : visits resolved, visits completed, stalled deals or input rows
+            * ``p_value`` : probability of a value this extreme under the baseline (NaN
+              for thresholds)
+            * ``alert`` : the rule fires
+            * ``message`` : what fired, in words ('' when nothing did)
+
+        Raises
+        ------
+        EventLogError
+            When the log is shorter than ``baseline`` + 2 complete weeks.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> a = log.alerts(thresholds={"conversion": {"Demo": 0.9}})
+        >>> sorted(a["rule"].unique())
+        ['bad_rows', 'conversion', 'dwell_p90', 'stalled', 'threshold_conversion']
+        >>> a.loc[a["alert"], "message"].tolist()
+        ['Demo: conversion 0.5 below the threshold 0.9']
+        """
+        from .alerts import alerts
+
+        return alerts(self, weeks=weeks, baseline=baseline, alpha=alpha, thresholds=thresholds)
+
     @validate_params({"start": ["timestamp"], "end": ["timestamp"]})
     def movement(self, start: Any, end: Any) -> pd.DataFrame:
         """The pipeline waterfall between two dates: what was open, what came in, what left.
