@@ -293,19 +293,21 @@ def two_stage(extra: dict | None = None, stale: int = 0) -> fk.EventLog:
 )
 def test_forecast_by_hand(horizon, xa, xb, exits):
     log = two_stage()
-    d = forecast(log, horizon, exits=exits).deals.set_index("deal")
+    with pytest.warns(fk.FunnelkitWarning, match="Too little history.*fewer than 20"):
+        d = forecast(log, horizon, exits=exits).deals.set_index("deal")
     assert d.loc["xa", ["p_win", "p_lost"]].tolist() == pytest.approx(list(xa), abs=1e-12)
     assert d.loc["xb", ["p_win", "p_lost"]].tolist() == pytest.approx(list(xb), abs=1e-12)
     assert d.loc["xa", "days_in_stage"] == pytest.approx(1.0)
 
 
+@pytest.mark.filterwarnings("ignore:Too little history")  # twelve deals make the model
 @pytest.mark.parametrize(("horizon", "stale_part"), [("10D", 0.0), ("40D", 0.2)])
 def test_forecast_silent_deals_become_stale_after_stale_after(horizon, stale_part):
     """Two of A's twelve exits are stale (π = 1/6): the deal 1 day into A (S(1 day) = 1)
     is silent with probability π and then declared stale 30 days after its last event."""
     log = two_stage(stale=2)
     assert log.quality.stale == 2
-    d = forecast(log, horizon, exits="shares").deals.set_index("deal")
+    d = forecast(log, horizon, exits="shares", n_boot=0).deals.set_index("deal")
     # A: 5 → B, 5 → L, 2 → stale; B: 3 → W, 2 → L
     pi = 2 / 12
     assert d.loc["xa", "p_win"] == pytest.approx((1 - pi) * 0.5 * 0.6)
@@ -390,7 +392,7 @@ def test_forecast_recursion_agrees_with_monte_carlo(sample_log, rng):
 
 
 def test_forecast_tables(sample_log):
-    fc = forecast(sample_log, "60D")
+    fc = forecast(sample_log, "60D", n_boot=0)
     d, t = fc.deals, fc.totals
     assert len(d) == sample_log.quality.open == int(t["deals"].iloc[0])
     p = d[["p_win", "p_lost", "p_open"]].to_numpy()
@@ -400,7 +402,10 @@ def test_forecast_tables(sample_log):
     assert t["expected_wins"].iloc[0] == pytest.approx(d["p_win"].sum())
     assert t["wins_low"].iloc[0] < t["expected_wins"].iloc[0] < t["wins_high"].iloc[0]
     sd = np.sqrt((d["p_win"] * (1 - d["p_win"])).sum())
-    assert t["wins_high"].iloc[0] - t["expected_wins"].iloc[0] == pytest.approx(1.959964 * sd)
+    top = d["p_win_max"].sum()  # plus what the history cannot tell yet
+    assert t["wins_high"].iloc[0] - top == pytest.approx(1.959964 * sd)
+    assert t["wins_unresolved"].iloc[0] == pytest.approx(top - d["p_win_min"].sum())
+    assert t["wins_sd_model"].iloc[0] == 0.0
     assert t["expected_amount"].iloc[0] == pytest.approx(d["expected_amount"].sum())
     long = forecast(sample_log, "720D").deals
     assert (long["p_open"] < 0.05).all()
@@ -421,12 +426,13 @@ def test_without_amounts_amount_metrics_are_missing():
     assert t["deals_with_amount"] == 0 and np.isnan(t["expected_amount"])
 
 
+@pytest.mark.filterwarnings("ignore:Too little history")  # Team A's late stages are thin
 def test_forecast_by_segment_equals_sub_logs(sample_log):
-    fc = forecast(sample_log, "90D", by="team")
+    fc = forecast(sample_log, "90D", by="team", n_boot=0)
     ev = fk.datasets.load_sample()
     kw = {**fk.datasets.SAMPLE_KWARGS, "as_of": sample_log.as_of}
     for team in ("Team A", "Team C"):
-        sub = forecast(fk.EventLog(ev[ev["team"] == team], **kw), "90D")
+        sub = forecast(fk.EventLog(ev[ev["team"] == team], **kw), "90D", n_boot=0)
         got = fc.deals[fc.deals["team"] == team].drop(columns="team").reset_index(drop=True)
         pd.testing.assert_frame_equal(got, sub.deals)
         row = fc.totals[fc.totals["team"] == team].drop(columns="team").reset_index(drop=True)
@@ -639,10 +645,17 @@ def test_bpic_rolling_backtest(bpic_a_log):
     assert len(bt.cuts) == 8
     s = bt.scores.set_index("model")
     # the win-rate naive ignores the horizon and over-predicts (1.0-1.5x); the forecast
-    # beats the horizon-aware naive at most cuts (7 of 8 on 2026-12-05)
+    # beats the horizon-aware naive at most cuts (7 of 8 on 2026-12-06)
     assert s.loc["naive_win_rate", "ratio_median"] > 1.2
     assert s.loc["forecast", "beats_naive"] >= 6
-    assert 0.9 < s.loc["forecast", "ratio_median"] < 1.1
+    # issue 19's bar: every cut within 0.8-1.25 of the actual wins (0.92-1.14 on
+    # 2026-12-06), the interval holding them at 7 or more of 8 cuts (8)
+    assert bt.cuts["ratio"].between(0.8, 1.25).all()
+    assert s.loc["forecast", "covered"] >= 7
+    # one month of history at the first cut: the curves end before its deals' horizons
+    first = bt.cuts.iloc[0]
+    assert not first["enough_history"] and first["wins_unresolved"] > 50
+    assert bt.cuts["enough_history"].iloc[1:].all()
 
 
 def test_a_stage_without_an_estimate_at_a_cut_does_not_warn():
@@ -661,3 +674,150 @@ def test_a_stage_without_an_estimate_at_a_cut_does_not_warn():
         warnings.simplefilter("error", fk.FunnelkitWarning)
         bt = backtest(log, "2024-03-01", "30D")
     assert np.isfinite(bt.deals["p_win_win_rate"]).all()
+
+
+# ============================================= model uncertainty, unresolved tails, recency
+def test_bootstrap_weights_fit_the_log_with_deals_repeated(sample_log):
+    """A bootstrap draw weights each deal by how often it was drawn: the fitted chain must
+    equal the one fitted on a log where each deal appears that many times."""
+    from funnelkit.forecast import _calendar_visits, _fit, _recency
+
+    rng = np.random.default_rng(3)
+    labels = sample_log._deal_labels
+    w = rng.multinomial(sample_log.n_deals, np.full(sample_log.n_deals, 1 / sample_log.n_deals))
+    ev = fk.datasets.load_sample()
+    times = dict(zip(labels, w, strict=True))
+    parts = [
+        ev[ev["deal_id"] == d].assign(deal_id=f"{d}#{k}")
+        for d, m in times.items()
+        for k in range(m)
+    ]
+    kw = {**fk.datasets.SAMPLE_KWARGS, "as_of": sample_log.as_of, "stages": sample_log.stages}
+    rep = fk.EventLog(pd.concat(parts, ignore_index=True), **kw)
+    h = 45 * 86_400 * 10**9
+    for exits in (True, False):
+        v = _calendar_visits(sample_log)
+        ones = np.zeros(sample_log.n_deals, dtype=np.int64)
+        a = _fit(sample_log, v, ones, 1, h, exits, _recency(sample_log, v, None, None) * w[v.deal])
+        v2 = _calendar_visits(rep)
+        b = _fit(
+            rep, v2, np.zeros(rep.n_deals, dtype=np.int64), 1, h, exits, np.ones(v2.deal.size)
+        )
+        np.testing.assert_allclose(a.q, b.q, atol=1e-12)
+        np.testing.assert_allclose(a.pi, b.pi, atol=1e-12)
+        np.testing.assert_allclose(a.w_full, b.w_full, atol=1e-10)
+        np.testing.assert_allclose(a.l_full, b.l_full, atol=1e-10)
+        for sa, sb in zip(a.steps, b.steps, strict=True):
+            np.testing.assert_allclose(sa.cif, sb.cif, atol=1e-12)
+            assert sa.tau == sb.tau and sa.lam == pytest.approx(sb.lam, abs=1e-15)
+
+
+def test_the_interval_holds_the_model_bootstrap(sample_log):
+    a = forecast(sample_log, "60D", n_boot=40, seed=1)
+    b = forecast(sample_log, "60D", n_boot=40, seed=1)
+    pd.testing.assert_frame_equal(a.totals, b.totals)  # seeded
+    t, d = a.totals.iloc[0], a.deals
+    assert t["wins_sd_model"] > 0.3
+    sd = np.sqrt((d["p_win"] * (1 - d["p_win"])).sum() + t["wins_sd_model"] ** 2)
+    assert t["wins_high"] - d["p_win_max"].sum() == pytest.approx(1.959964 * sd)
+    assert d["p_win_min"].sum() - t["wins_low"] == pytest.approx(1.959964 * sd)
+    plain = forecast(sample_log, "60D", n_boot=0).totals.iloc[0]
+    assert plain["expected_wins"] == t["expected_wins"]  # the point forecast is the same
+    assert plain["wins_high"] - plain["wins_low"] < t["wins_high"] - t["wins_low"]
+
+
+def test_the_tail_beyond_the_longest_follow_up_by_hand():
+    """Visits of 1 (exit 0), 7 (exit 1) and two censored at 8 days: S(6) = 3/4, S(8) = 1/2;
+    the last quarter of follow-up, (6, 8], has hazard ln(3/2)/2 and only exit 1."""
+    from funnelkit.forecast import _at, _step_functions
+
+    day = 86_400 * 10**9
+    time = np.array([1, 7, 8, 8]) * day
+    dest = np.array([0, 1, -1, -1])
+    (step,) = _step_functions(np.zeros(4, dtype=np.int64), time, dest, 1, 2)
+    assert step.tau == 8 * day
+    assert step.lam == pytest.approx(np.log(1.5) / (2 * day))
+    np.testing.assert_allclose(step.frac, [0.0, 1.0])
+    x = np.array([0.5, 7.5, 8, 10]) * day
+    flat = _at(step, x, tail=False)
+    np.testing.assert_allclose(flat, [[0, 0], [0.25, 0.25], [0.25, 0.25], [0.25, 0.25]])
+    ext = _at(step, x)
+    beyond = 0.5 * (1 - np.exp(-np.log(1.5) / 2 * 2))  # S(8) × P(leave within 2 more days)
+    np.testing.assert_allclose(ext[:3], flat[:3])
+    np.testing.assert_allclose(ext[3], [0.25, 0.25 + beyond])
+
+
+def test_a_young_log_says_it_cannot_tell_yet():
+    """Two months of history and a 60-day horizon: the stages' curves end before the
+    deals' horizons; p_win extrapolates between the flat and the all-won bounds, the
+    interval spans them, and the forecast says the history is short."""
+    ev = fk.datasets.synthetic(3000, seed=5, start="2025-01-01", end="2025-06-30")
+    log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    with pytest.warns(fk.FunnelkitWarning, match="beyond the longest time"):
+        fc = forecast(log, "60D", as_of="2025-03-01", n_boot=0)
+    d, t = fc.deals, fc.totals.iloc[0]
+    assert (d["p_win_min"] <= d["p_win"] + 1e-12).all()
+    assert (d["p_win"] <= d["p_win_max"] + 1e-12).all()
+    assert (d["p_win_max"] <= 1).all()
+    assert (d["p_win_max"] > d["p_win_min"] + 0.05).mean() > 0.5
+    assert not t["enough_history"] and "beyond the longest time" in t["history_note"]
+    assert t["wins_unresolved"] > 0.25 * t["expected_wins"]
+    assert t["wins_low"] < d["p_win_min"].sum() and t["wins_high"] > d["p_win_max"].sum()
+    # a mature log: the horizon lies within the follow-up for (nearly) every open deal
+    late = forecast(log, "30D", n_boot=0).totals.iloc[0]
+    assert late["enough_history"] and late["wins_unresolved"] < 0.05 * late["expected_wins"]
+
+
+def test_recency_weights():
+    from funnelkit.forecast import _calendar_visits, _recency
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    v = _calendar_visits(log)
+    age_days = (log._as_of_ns - v.entered) / 86_400e9
+    np.testing.assert_allclose(_recency(log, v, "30D", None), 0.5 ** (age_days / 30))
+    np.testing.assert_array_equal(_recency(log, v, None, "90D"), age_days <= 90)
+    a = forecast(log, "60D", n_boot=0, window="100000D").deals
+    b = forecast(log, "60D", n_boot=0).deals
+    pd.testing.assert_frame_equal(a, b)
+    near = forecast(log, "60D", n_boot=0, window="120D").deals
+    assert not np.allclose(near["p_win"], b["p_win"])
+    with pytest.raises(fk.InvalidParameterError, match="pass one of them"):
+        forecast(log, "60D", half_life="30D", window="90D")
+
+
+def test_tune_recency_prefers_recent_history_after_a_change():
+    change = [
+        {"date": "2025-02-01", "stage": s, "advance": a}
+        for s, a in (("Demo", 0.35), ("Proposal", 0.25), ("Negotiation", 0.3))
+    ]
+    ev = fk.datasets.synthetic(6000, seed=7, start="2024-01-01", end="2025-06-30", change=change)
+    log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+    t = fk.tune_recency(log, "30D", n_cuts=6, every="14D")
+    assert t["half_life"].isna().tolist() == [True, False, False, False, False]
+    best = t.loc[t["best"]].iloc[0]
+    assert pd.notna(best["half_life"]) and best["brier"] < t["brier"].iloc[0]
+    b = backtest(log, horizon="30D", n_cuts=6, every="14D", n_boot=0, half_life=best["half_life"])
+    assert b.scores.set_index("model").loc["forecast", "brier"] == pytest.approx(best["brier"])
+    # "auto": the choice of the default rolling backtest at the forecast's horizon
+    auto = fk.tune_recency(log, "30D")
+    chosen = auto.loc[auto["best"], "half_life"].iloc[0]
+    fc = log.forecast("30D", half_life="auto", n_boot=0)
+    manual = log.forecast("30D", half_life=None if pd.isna(chosen) else chosen, n_boot=0)
+    pd.testing.assert_frame_equal(fc.deals, manual.deals)
+
+
+def test_interval_coverage_across_synthetic_logs_and_cuts():
+    """CI-sized calibration of the total-wins interval (the full study is in
+    benchmarks/forecast_backtest.py): 20 logs x 4 rolling cuts, 95% nominal."""
+    covered, z = [], []
+    for seed in range(20):
+        ev = fk.datasets.synthetic(1500, seed=200 + seed)
+        log = fk.EventLog(ev, **fk.datasets.SAMPLE_KWARGS)
+        c = backtest(log, horizon="30D", n_cuts=4, n_boot=20, seed=seed).cuts
+        covered += c["covered"].tolist()
+        half = (c["wins_high"] - c["wins_low"]) / (2 * 1.959964)
+        z += ((c["observed_wins"] - c["expected_wins"]) / half).tolist()
+    rate, n = np.mean(covered), len(covered)
+    se = np.sqrt(0.95 * 0.05 / n)
+    assert rate >= 0.95 - 3 * se, (rate, n)
+    assert np.std(z) < 1.3  # not much narrower than it should be

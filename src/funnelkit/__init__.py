@@ -22,18 +22,25 @@ __all__ = [
     "datasets",
     "plot",
     "read_events",
+    "read_sql",
+    "tune_recency",
     "tuned_allocator",
 ]
 
 
 def __getattr__(name: str):
-    # fk.backtest lives in funnelkit.forecast, which imports scipy: load it on first use
-    if name == "backtest":
-        from .forecast import backtest
+    # fk.backtest and fk.tune_recency live in funnelkit.forecast, which imports scipy:
+    # load it on first use
+    if name in ("backtest", "tune_recency"):
+        from . import forecast
 
-        return backtest
+        return getattr(forecast, name)
     if name == "backtest_periods":
         from ._period_forecast import backtest_periods
 
         return backtest_periods
+    if name == "read_sql":  # funnelkit.sql: database drivers load on first use
+        from .sql import read_sql
+
+        return read_sql
     raise AttributeError(f"module 'funnelkit' has no attribute {name!r}")

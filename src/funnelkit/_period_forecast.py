@@ -44,10 +44,12 @@ uncertainty — a Gamma posterior of the level and of each month's factor — it
 overdispersion seen in weekly creation counts: negative binomial with variance
 ``φ·mean``, ``φ`` the Pearson dispersion of weekly counts, at least 1), the new deals'
 entry mix (Dirichlet), their outcome periods (multinomial) and won amounts (resampled
-amounts plus the uncertainty of their mean). It does **not** include the estimation
-error of the chain itself (exit shares, dwell curves), which is small next to the rest
-when the history holds many more deals than the forecast; ``benchmarks/RESULTS.md``
-measures the coverage this gives.
+amounts plus the uncertainty of their mean), and — with ``n_boot`` — the estimation
+error of the chain itself for the open deals: the deal-bootstrap standard deviation of
+their wins by each period end (:func:`funnelkit.forecast.forecast`), as one common normal
+error per segment and simulation (the same refit moves every period the same way). The
+chain's error is not carried into the stale and new deals' wins.
+``benchmarks/RESULTS.md`` measures the coverage this gives.
 """
 
 from __future__ import annotations
@@ -64,7 +66,6 @@ import numpy as np
 import pandas as pd
 
 from . import _validate as V
-from ._columns import NAT
 from ._params import CHECKED_INSIDE, SEED, Interval, Options, validate_params
 from ._segments import expand, segments
 from .errors import EventLogError, InvalidParameterError
@@ -275,20 +276,19 @@ def first_states(log: EventLog) -> np.ndarray:
 
 # =========================================================================== stale deals
 def _stale_cum(
-    log: EventLog, seg: np.ndarray, G: int, entry_win: np.ndarray, h_ns: int, ends: np.ndarray,
-    exits: str,
+    log: EventLog, seg: np.ndarray, G: int, h_ns: int, ends: np.ndarray, exits: str,
+    half_life: Any = None, window: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Deals stale at ``as_of`` that come back and are won: per such deal, the
     probability of being won by each period end, and its deal code.
 
-    The forecast's model read at the deal's time in its stage ``a`` (beyond
-    ``stale_after``): it leaves to state *k* in ``(a, a + u]`` with probability
-    ``(1 − π)(F_k(a + u) − F_k(a)) / (π + (1 − π) S(a))`` — positive wherever the stage's
-    dwell curve reaches past ``stale_after`` — and is then won by a period end with the
-    chain's value of entering *k* then (``entry_win``, shifted: the chain is
-    time-homogeneous)."""
-    from .forecast import _calendar_visits, _incidence, _step_functions
-    from .markov import deal_counts, exit_probabilities
+    The forecast's model (:func:`funnelkit.forecast._fit`, the same weights) read at the
+    deal's time in its stage ``a`` (beyond ``stale_after``): it leaves to state *k* in
+    ``(a, a + u]`` with probability ``(1 − π)(F_k(a + u) − F_k(a)) / (π + (1 − π) S(a))``
+    — positive wherever the stage's dwell curve reaches past ``stale_after`` — and is then
+    won by a period end with the chain's value of entering *k* then (shifted: the chain
+    is time-homogeneous)."""
+    from .forecast import _calendar_visits, _fit, _incidence, _recency
 
     S, M = log._n_stages, len(log._catalogue)
     v = _calendar_visits(log)
@@ -298,17 +298,8 @@ def _stale_cum(
     if idx.size == 0:
         return np.zeros((0, K)), np.zeros(0, dtype=np.int64)
     competing = exits == "by_dwell"
-    exit_counts, _ = deal_counts(log)
-    counts = np.zeros((G, S * (M + 1)))
-    for g in range(G):  # loop over segments
-        counts[g] = np.asarray(exit_counts[seg == g].sum(axis=0)).reshape(-1)
-    probs = exit_probabilities(counts.reshape(G, S, M + 1))
-    pi = probs[..., M]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where((1 - pi)[..., None] > 0, probs[..., :M] / (1 - pi)[..., None], 0.0)
-    keep = v.dwell != NAT
-    dest = np.where(v.censored[keep], -1, v.next[keep])
-    steps = _step_functions(seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], dest, G * S, M)
+    fit = _fit(log, v, seg, G, h_ns, competing, _recency(log, v, half_life, window))
+    pi, q, steps, entry_win = fit.pi, fit.q, fit.steps, fit.w_full
     n = entry_win.shape[1] - 1
     step = h_ns / n
     r = np.rint((ends - log._as_of_ns) / step).astype(np.int64)  # period ends in steps
@@ -432,9 +423,12 @@ def period_forecast(
     quota_of: str,
     n_sims: int,
     seed: int | None,
+    n_boot: int = 0,
+    half_life: Any = None,
+    window: Any = None,
 ) -> Forecast:
     """Implementation of ``EventLog.forecast(by_period=...)`` (documented there)."""
-    from .forecast import _forecast
+    from .forecast import _auto_half_life, _forecast
 
     pfreq = period_freq(by_period)
     as_of = log._as_of_ns
@@ -450,9 +444,26 @@ def period_forecast(
     seg, labels = segments(log, by_cols)
     G = len(labels)
     quota_arr = _quota_table(quota, table, labels, by_cols, pfreq)
-    # ---- open deals: P(won by each period end)
-    fcs = [_forecast(log, int(e - as_of), by_cols, exits) for e in ends]
+    # ---- open deals: P(won by each period end), and the model's own uncertainty of
+    # their wins by each end (deal bootstrap, n_boot draws)
+    h_ns = int(ends[-1] - as_of)
+    if isinstance(half_life, str) and half_life == "auto":
+        half_life = _auto_half_life(log, h_ns, exits)
+    fcs = [
+        _forecast(
+            log,
+            int(e - as_of),
+            by_cols,
+            exits,
+            n_boot=n_boot,
+            seed=seed,
+            half_life=half_life,
+            window=window,
+        )  # fmt: skip
+        for e in ends
+    ]
     fc = fcs[-1]
+    sd_model = np.column_stack([f.totals["wins_sd_model"].to_numpy(dtype=float) for f in fcs])
     cum = np.column_stack([f.deals["p_win"].to_numpy() for f in fcs])
     cum = np.maximum.accumulate(np.clip(cum, 0.0, 1.0), axis=1)
     p_open = np.diff(np.column_stack([np.zeros(len(cum)), cum]), axis=1)  # (D, K)
@@ -463,8 +474,7 @@ def period_forecast(
     amt0 = np.nan_to_num(amt_open)
     # ---- deals stale at as_of that come back
     assert fc.entry_win is not None
-    h_ns = int(ends[-1] - as_of)
-    stale_cum, stale_deal = _stale_cum(log, seg, G, fc.entry_win, h_ns, ends, exits)
+    stale_cum, stale_deal = _stale_cum(log, seg, G, h_ns, ends, exits, half_life, window)
     p_stale = np.diff(np.column_stack([np.zeros(len(stale_cum)), stale_cum]), axis=1)
     g_stale = seg[stale_deal]
     amt_stale = np.nan_to_num(
@@ -533,6 +543,14 @@ def period_forecast(
         as_of,
         ((cells["start_ns"] + cells["end_ns"]) / 2).to_numpy(),
     )
+    if n_boot > 1:  # the model's own uncertainty of the open deals' wins (bootstrap sd by
+        # each period end), one common normal error per segment and simulation
+        inc_sd = np.clip(np.diff(sd_model, axis=1, prepend=0.0), 0.0, None)  # (G, K)
+        z = rng.standard_normal((G, 1, n_sims))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_win = np.where(open_wins > 0, open_amt / open_wins, 0.0)
+        sims_w = np.clip(np.rint(sims_w + z * inc_sd[..., None]), 0.0, None)
+        sims_a = np.clip(sims_a + z * (inc_sd * per_win)[..., None], 0.0, None)
     tot_w = won_now[..., None] + sims_w
     tot_a = won_now_amt[..., None] + sims_a
     qw = _quantiles(tot_w, discrete=True)
@@ -887,6 +905,7 @@ class PeriodBacktest:
         "every": ["duration", None],
         "exits": [Options(str, ("shares", "by_dwell"))],
         "n_sims": [Interval(Integral, 100, 100_000)],
+        "n_boot": [Interval(Integral, 0, 10_000)],
         "seed": SEED,
     },
     name="fk.backtest_periods",
@@ -901,6 +920,7 @@ def backtest_periods(
     every: Any = None,
     exits: Literal["shares", "by_dwell"] = "by_dwell",
     n_sims: int = 2000,
+    n_boot: int = 0,
     seed: int | None = 0,
 ) -> PeriodBacktest:
     """Per-period forecasts made from past dates, compared with what happened.
@@ -928,6 +948,10 @@ def backtest_periods(
     exits : {"by_dwell", "shares"}, default "by_dwell"
     n_sims : int, default 2000
         Simulations per forecast (its intervals).
+    n_boot : int, default 0
+        Bootstrap draws for the chain's own uncertainty in each forecast (see
+        :meth:`EventLog.forecast`; its default there is 100). 0 here, because every
+        draw refits the model once per period and cut.
     seed : int or None, default 0
 
     Returns
@@ -1026,6 +1050,7 @@ def backtest_periods(
             quota_of="amount",
             n_sims=n_sims,
             seed=sub_seed,
+            n_boot=n_boot,
         )
         assert fc.periods is not None
         p = fc.periods

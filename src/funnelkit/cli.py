@@ -44,6 +44,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 EXIT_OK, EXIT_ANALYSIS, EXIT_INPUT = 0, 1, 2
+#: ``funnelkit monitor``: an alert fired (alerts.json says which)
+EXIT_ALERT = 3
 #: interrupted (Ctrl-C): 128 + SIGINT, the shells' convention
 EXIT_INTERRUPTED = 130
 
@@ -65,7 +67,9 @@ _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
 _REPORT_KEYS = ("by", "freq", "period", "csv", *_SCOPE_KEYS)
-_TABLE_KEYS = ("stage_map", "key_stages", "milestones")
+_TABLE_KEYS = ("stage_map", "key_stages", "milestones", "alerts")
+#: keys of the ``[alerts]`` table (``funnelkit monitor``)
+_ALERT_KEYS = ("weeks", "baseline", "alpha", "thresholds")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
 #: ``[key_stages]`` keys the report sets itself
 _KEY_STAGES_OWN = ("by", "period", "progress")
@@ -105,6 +109,19 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         help="the CRM export: .csv, .parquet or a folder of Parquet (required unless --sample)",
     )
     p.add_argument("--sample", action="store_true", help="use the bundled sample log")
+    p.add_argument(
+        "--sql",
+        metavar="QUERY",
+        help="read from a database instead of INPUT: a query (SELECT ...) or a table name; "
+        "with --db",
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="the database of --sql: postgresql://user:pw@host/db, sqlite:///file.db, "
+        "duckdb:///file.duckdb or any SQLAlchemy URL (a password is better kept in "
+        '~/.pgpass or the environment: --db "$DATABASE_URL")',
+    )
     p.add_argument(
         "--config",
         help="TOML file holding the options below as keys (as_of, stale_after, ...; lists as "
@@ -167,7 +184,8 @@ exit codes:
   0  ok
   1  analysis failure (a bug or a computation that could not finish)
   2  bad input or usage: a missing file, column or option, invalid values
-     (the message names the column and counts the rows per reason)"""
+     (the message names the column and counts the rows per reason)
+  3  (monitor) an alert fired: alerts.json lists it"""
 
 _SHAPES = """\
 input shapes:
@@ -200,6 +218,16 @@ examples:
 
 required: -o/--output, and INPUT (or --sample); with INPUT, --deal and either
 --stage/--time (long) or --milestone (wide), on the command line or in --config."""
+
+
+_MONITOR_EXAMPLES = """\
+examples:
+  funnelkit monitor --sample -o monitoring
+  funnelkit monitor --sql "SELECT * FROM crm.deal_events" --db "$DATABASE_URL" \\
+      --config funnel.toml -o /var/lib/funnel/alerts
+  # cron: 0 7 * * 1  funnelkit monitor ... -o out || [ $? -eq 3 ] && mail -s alert ...
+
+required: -o/--output, and INPUT (or --sample, or --sql with --db)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
+    m = sub.add_parser(
+        "monitor",
+        help="check the last complete week(s) against history; exit 3 when an alert fires",
+        description="Read an event log and check its last complete week(s) against the weeks "
+        "before (conversion drops, slower dwell, stalled deals, bad rows) and against the "
+        "thresholds of an [alerts.thresholds] table in --config. Writes alerts.json and "
+        "alerts.csv to the folder; exits 3 when an alert fires, for cron and Airflow.",
+        epilog=f"{_SHAPES}\n\n{_MONITOR_EXAMPLES}\n\n{EXIT_CODES}",
+        formatter_class=raw,
+    )
+    _add_input_options(m)
+    m.add_argument("--weeks", type=int, help="complete weeks to check (default 1)")
+    m.add_argument("--baseline", type=int, help="weeks of history to compare with (default 26)")
+    m.add_argument(
+        "--alpha", type=float, help="false-alert rate per rule, stage and week (default 0.01)"
+    )
+    m.add_argument("-o", "--output", required=True, help="folder for alerts.json (required)")
     return parser
 
 
@@ -323,6 +368,15 @@ def duration_text(value: Any, label: str) -> str:
 
 
 def _config_value(name: str, value: Any, path: str) -> Any:
+    if name == "alerts":  # [alerts] weeks = 1, alpha = 0.01, [alerts.thresholds] ...
+        if not isinstance(value, dict) or set(value) - set(_ALERT_KEYS):
+            unknown = sorted(set(value) - set(_ALERT_KEYS)) if isinstance(value, dict) else []
+            raise UsageError(
+                f"config file `{path}`: `alerts` must be a table of "
+                f"{', '.join(_ALERT_KEYS)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        return dict(value)
     if name == "milestones":  # [milestones] Engaging = "engage_date", or a list of STAGE=COLUMN
         if isinstance(value, list):
             return milestone_option(_names(value, name) or [])
@@ -527,6 +581,20 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
                 f"{', '.join(alone)} describe a wide export: add --milestone STAGE=COLUMN "
                 "for each dated stage"
             )
+    sql, db = getattr(args, "sql", None), getattr(args, "db", None)
+    if sql is not None or db is not None:
+        if sql is None or db is None:
+            raise UsageError("--sql and --db go together: the query (or table) and its database")
+        if args.input or args.sample:
+            raise UsageError("pass one input: INPUT, --sample, or --sql with --db")
+        if wide:
+            raise UsageError("--milestone reads a wide export from a file; --sql reads a long log")
+        missing = [f"--{n}" for n in ("deal", "stage", "time") if n not in kw]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)}: name the columns of the --sql result")
+        from .sql import read_sql
+
+        return read_sql(sql, db, **kw)
     if args.sample:
         if wide:
             raise UsageError("--milestone reads a wide export from INPUT; --sample is a long log")
@@ -536,7 +604,9 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
         sample_kw = {**datasets.SAMPLE_KWARGS, **kw, "attrs": list(dict.fromkeys(attrs))}
         return EventLog(datasets.load_sample(), **sample_kw)
     if not args.input:
-        raise UsageError("missing INPUT (a .csv, .parquet or folder), or pass --sample")
+        raise UsageError(
+            "missing INPUT (a .csv, .parquet or folder), or pass --sample, or --sql with --db"
+        )
     needed = ("deal",) if wide else ("deal", "stage", "time")
     missing = [f"--{n}" for n in needed if n not in kw]
     if missing:
@@ -589,6 +659,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     args.written = out
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
     return EXIT_OK
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    opts = options(args)
+    cfg = dict(opts.get("alerts") or {})
+    for name in ("weeks", "baseline", "alpha"):  # the command line overrides the config
+        if getattr(args, name, None) is not None:
+            cfg[name] = getattr(args, name)
+    log = scoped(load_log(args, opts), opts)
+    table = log.alerts(**cfg)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    fired = table[table["alert"]]
+
+    def records(t: Any) -> list[dict[str, Any]]:
+        t = t.assign(week=t["week"].dt.strftime("%Y-%m-%d"))
+        return json.loads(t.to_json(orient="records"))
+
+    doc = {
+        "as_of": str(log.as_of),
+        "weeks": sorted(table["week"].dt.strftime("%Y-%m-%d").unique().tolist()),
+        "fired": int(len(fired)),
+        "alerts": records(fired),
+        "checks": records(table),
+    }
+    for name, text in (
+        ("alerts.json", json.dumps(doc, indent=2, ensure_ascii=False)),
+        ("alerts.csv", table.to_csv(index=False)),
+    ):  # each file replaced whole: a reader never sees half of it
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    args.written = out
+    say = _say(args)
+    for msg in fired["message"]:
+        print(f"alert: {msg}")
+    say(f"{len(fired)} alert(s) in {len(table)} checks; wrote {out / 'alerts.json'}")
+    return EXIT_ALERT if len(fired) else EXIT_OK
 
 
 #: where a report puts what log.rejects holds: counts per reason, and a few example rows
@@ -667,7 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
     try:
-        return {"validate": _cmd_validate, "report": _cmd_report}[args.command](args)
+        commands = {"validate": _cmd_validate, "report": _cmd_report, "monitor": _cmd_monitor}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"funnelkit: {_interrupted(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -48,7 +48,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -58,11 +58,12 @@ from scipy import sparse
 from . import _columns as C
 from . import _validate as V
 from ._columns import NAT
+from ._kernel import NO_NEXT
 from ._params import CHECKED_INSIDE, Interval, Options, validate_params
 from ._segments import expand, normalize_by, segments
 from ._stats import Z95, wilson
 from .dwell import km_table
-from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
+from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param, warn
 from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ __all__ = [
     "cut_log",
     "forecast",
     "shift_conversion",
+    "tune_recency",
     "what_if",
 ]
 
@@ -603,81 +605,138 @@ def _calendar_visits(log: EventLog) -> Visits:
     return compute_visits(log)
 
 
+class _Step(NamedTuple):
+    """One group's Aalen–Johansen curves: ``cif`` of shape ``(len(times), n_dest)`` just
+    after each event time (0 before the first; ``1 − cif.sum(1)`` is the Kaplan–Meier
+    survival), known up to the longest follow-up ``tau``; beyond it the exits go on at the
+    hazard ``lam`` of the last quarter of follow-up, split by that quarter's mix ``frac``."""
+
+    times: np.ndarray
+    cif: np.ndarray
+    tau: float
+    lam: float
+    frac: np.ndarray
+
+
 def _step_functions(
-    group: np.ndarray, time: np.ndarray, dest: np.ndarray, n_groups: int, n_dest: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Aalen–Johansen cumulative incidence per group: ``(times, cif)`` with ``cif`` of shape
-    ``(len(times), n_dest)`` just after each event time (0 before the first). ``dest`` is
-    the destination of a completed visit, −1 for a censored one; ``1 − cif.sum(1)`` is the
-    Kaplan–Meier survival."""
+    group: np.ndarray,
+    time: np.ndarray,
+    dest: np.ndarray,
+    n_groups: int,
+    n_dest: int,
+    weight: np.ndarray | None = None,
+) -> list[_Step]:
+    """Aalen–Johansen cumulative incidence per group (weighted: bootstrap or recency
+    weights). ``dest`` is the destination of a completed visit, −1 for a censored one."""
+    if weight is None:
+        weight = np.ones(time.size)
     order = np.lexsort((dest < 0, time, group))
-    g, t, d = group[order], time[order], dest[order]
+    g, t, d, w = group[order], time[order], dest[order], weight[order]
     bounds = np.searchsorted(g, np.arange(n_groups + 1), side="left")
+    none = np.zeros(n_dest)
     out = []
     for k in range(n_groups):  # loop over (segment, stage) groups
         a, b = bounds[k], bounds[k + 1]
-        tk, dk = t[a:b], d[a:b]
+        tk, dk, wk = t[a:b], d[a:b], w[a:b]
+        if wk.size and wk.min() <= 0:
+            pos_w = wk > 0
+            tk, dk, wk = tk[pos_w], dk[pos_w], wk[pos_w]
         ev = dk >= 0
+        tau = float(tk[-1]) if tk.size else 0.0
         if not ev.any():
-            out.append((np.zeros(0), np.zeros((0, n_dest))))
+            out.append(_Step(np.zeros(0), np.zeros((0, n_dest)), tau, 0.0, none))
             continue
         uniq, first = np.unique(tk, return_index=True)
-        at_risk = (b - a - first).astype(np.float64)
+        cum = np.concatenate(([0.0], np.cumsum(wk)))
+        at_risk = cum[-1] - cum[first]
         pos = np.searchsorted(uniq, tk[ev])
-        dcount = np.bincount(pos * n_dest + dk[ev], minlength=uniq.size * n_dest).reshape(
-            uniq.size, n_dest
-        )
+        dcount = np.bincount(
+            pos * n_dest + dk[ev], weights=wk[ev], minlength=uniq.size * n_dest
+        ).reshape(uniq.size, n_dest)
         dtot = dcount.sum(axis=1)
         has = dtot > 0
         uniq, at_risk, dcount, dtot = uniq[has], at_risk[has], dcount[has], dtot[has]
         surv = np.cumprod(1.0 - dtot / at_risk)
         before = np.concatenate(([1.0], surv[:-1]))
         cif = np.cumsum(before[:, None] * dcount / at_risk[:, None], axis=0)
-        out.append((uniq.astype(np.float64), cif))
+        times = uniq.astype(np.float64)
+        # the tail beyond tau: the hazard and exit mix of the last quarter of follow-up
+        lam, frac = 0.0, none
+        lo = 0.75 * tau
+        i_lo = int(np.searchsorted(times, lo, side="right"))
+        s_lo = surv[i_lo - 1] if i_lo else 1.0
+        c_lo = cif[i_lo - 1] if i_lo else none
+        s_tau = surv[-1]
+        if s_tau > 0 and s_lo > s_tau and tau > lo:
+            lam = float(-np.log(s_tau / s_lo) / (tau - lo))
+            frac = (cif[-1] - c_lo) / (s_lo - s_tau)
+        out.append(_Step(times, cif, tau, lam, frac))
     return out
 
 
-def _at(step: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Cumulative incidence at times ``x`` (any shape) → ``x.shape + (n_dest,)``."""
-    times, cif = step
-    table = np.vstack([np.zeros((1, cif.shape[1])), cif])
-    return table[np.searchsorted(times, x, side="right")]
+def _at(step: _Step, x: np.ndarray, tail: bool = True) -> np.ndarray:
+    """Cumulative incidence at times ``x`` (any shape) → ``x.shape + (n_dest,)``; beyond
+    the longest follow-up extrapolated with the step's tail (``tail``) or flat."""
+    table = np.vstack([np.zeros((1, step.cif.shape[1])), step.cif])
+    c = table[np.searchsorted(step.times, x, side="right")]
+    if tail and step.lam > 0:
+        s_tau = 1.0 - step.cif[-1].sum()
+        extra = np.clip(np.asarray(x, dtype=np.float64) - step.tau, 0.0, None)
+        c = c + (s_tau * -np.expm1(-step.lam * extra))[..., None] * step.frac
+    return c
 
 
 def _incidence(
-    step: tuple[np.ndarray, np.ndarray], q: np.ndarray, x: np.ndarray, competing: bool
+    step: _Step, q: np.ndarray, x: np.ndarray, competing: bool, tail: bool = True
 ) -> np.ndarray:
     """Sub-distribution of leaving to each state by time ``x``: the Kaplan–Meier share
     that has left, split by the exit shares ``q`` (or, with ``competing``, the
     Aalen–Johansen incidence itself)."""
-    c = _at(step, x)
+    c = _at(step, x, tail)
     if competing:
         return c
     return c.sum(axis=-1, keepdims=True) * q
 
 
-def _forecast(log: EventLog, h_ns: int, by_cols: list[str], exits: str) -> Forecast:
-    competing = exits == "by_dwell"
+@dataclass(frozen=True)
+class _Fit:
+    """The fitted semi-Markov chain of one forecast (per segment)."""
+
+    pi: np.ndarray  # (G, S) stale share
+    q: np.ndarray  # (G, S, M) non-stale exit shares
+    steps: list[_Step]  # per (segment, stage)
+    w_full: np.ndarray  # (G, n + 1, M) value of entering a state at a step: won by the end
+    l_full: np.ndarray  # the same, lost
+    resolved: np.ndarray  # (G, S) weighted completed visits the stage's model rests on
+
+
+def _fit(
+    log: EventLog,
+    v: Visits,
+    seg: np.ndarray,
+    G: int,
+    h_ns: int,
+    competing: bool,
+    weight: np.ndarray,
+) -> _Fit:
+    """Fit the chain on visits weighted by ``weight`` (one per visit: a deal's bootstrap
+    weight times the visit's recency weight) and run the backward recursion."""
     S = log._n_stages
     M = len(log._catalogue)  # non-stale states: stages, won names, lost names
-    seg, labels = segments(log, by_cols)
-    G = len(labels)
-    v = _calendar_visits(log)
     won = log._kind == V.WON_KIND
     lost = log._kind == V.LOST_KIND
-    # ---- model per segment: exit shares, stale share, dwell curves
-    exit_counts, _ = deal_counts(log)
-    ind = sparse.csr_matrix(
-        (np.ones(log.n_deals), (seg, np.arange(log.n_deals))), shape=(G, log.n_deals)
-    )
-    counts = np.asarray((ind @ exit_counts).todense()).reshape(G, S, M + 1)
+    ex = v.next != NO_NEXT
+    key = (seg[v.deal[ex]] * S + v.stage[ex]) * (M + 1) + v.next[ex]
+    counts = np.bincount(key, weights=weight[ex], minlength=G * S * (M + 1)).reshape(G, S, M + 1)
     probs = exit_probabilities(counts)
     pi = probs[..., M]
     with np.errstate(invalid="ignore", divide="ignore"):
         q = np.where((1 - pi)[..., None] > 0, probs[..., :M] / (1 - pi)[..., None], 0.0)
     keep = v.dwell != NAT
     dest = np.where(v.censored[keep], -1, v.next[keep])
-    steps = _step_functions(seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], dest, G * S, M)
+    steps = _step_functions(
+        seg[v.deal[keep]] * S + v.stage[keep], v.dwell[keep], dest, G * S, M, weight[keep]
+    )
     # ---- grid and per-leg sub-distributions: phi[g, s, m, d], dwell rounded to d steps
     n = max(1, math.ceil(h_ns / _DAY_NS))
     step_ns = h_ns / n
@@ -713,65 +772,182 @@ def _forecast(log: EventLog, h_ns: int, by_cols: list[str], exits: str) -> Forec
         sol = _solve(a0, np.stack([rhs_w, rhs_l], axis=-1))
         w_full[:, t, :S] = sol[..., 0]
         l_full[:, t, :S] = sol[..., 1]
-    # ---- first leg of every open deal, conditioned on its time in the stage
-    vis = np.flatnonzero(v.censored)
+    return _Fit(pi, q, steps, w_full, l_full, counts.sum(axis=-1))
+
+
+def _first_leg(
+    fit: _Fit,
+    log: EventLog,
+    v: Visits,
+    vis: np.ndarray,
+    g_of: np.ndarray,
+    h_ns: int,
+    competing: bool,
+    bounds_too: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """``p_win``, ``p_lost`` of the open visits ``vis``, conditioned on their time in the
+    stage; with ``bounds_too`` also the lowest and highest ``p_win`` the data allow: the
+    curves held flat beyond their longest follow-up, and that unresolved mass all won."""
+    S = log._n_stages
+    M = fit.q.shape[-1]
+    n = fit.w_full.shape[1] - 1
+    step_ns = h_ns / n
     deal = v.deal[vis]
     stage = v.stage[vis]
     age = v.dwell[vis].astype(np.float64)
-    g_of = seg[deal]
+    stale_ns = log.stale_after.value if log.stale_after is not None else None
     if stale_ns is None:
         stale_first = np.zeros(vis.size)
     else:
         stale_first = (log._as_of_ns + h_ns - log._last_ns[deal] > stale_ns).astype(float)
-    p_win = np.zeros(vis.size)
-    p_lost = np.zeros(vis.size)
+    n_out = 4 if bounds_too else 2
+    out = [np.zeros(vis.size) for _ in range(n_out)]
     offsets = np.arange(n + 1) * step_ns
     group = g_of * S + stage
     order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(G * S + 1), side="left")
+    bounds = np.searchsorted(group[order], np.arange(len(fit.steps) + 1), side="left")
     chunk = max(1, _BLOCK // ((n + 1) * M))
-    for k in range(G * S):  # loop over (segment, stage) groups, in blocks of deals
+    pi, q = fit.pi, fit.q
+    for k in range(len(fit.steps)):  # loop over (segment, stage) groups, in blocks of deals
         g, s = divmod(k, S)
+        step = fit.steps[k]
         for a in range(bounds[k], bounds[k + 1], chunk):
             idx = order[a : min(a + chunk, bounds[k + 1])]
-            inc = _incidence(steps[k], q[g, s], age[idx, None] + offsets, competing)
-            surv_a = 1.0 - inc[:, 0, :].sum(axis=-1)
-            denom = pi[g, s] + (1 - pi[g, s]) * surv_a
-            d_inc = np.diff(inc, axis=1) * (1 - pi[g, s])  # (k, n, M)
-            win_ = np.einsum("kjm,jm->k", d_inc, w_full[g, 1:])
-            lost_ = np.einsum("kjm,jm->k", d_inc, l_full[g, 1:]) + pi[g, s] * stale_first[idx]
-            ok = denom > 0
-            safe = np.where(ok, denom, 1.0)
-            p_win[idx] = np.where(ok, win_ / safe, 0.0)
-            p_lost[idx] = np.where(ok, lost_ / safe, 0.0)
-    p_win = np.clip(p_win, 0.0, 1.0)
-    p_lost = np.clip(p_lost, 0.0, 1.0 - p_win)
+            x = age[idx, None] + offsets
+            for tail in (True, False) if bounds_too else (True,):  # extrapolated, flat
+                inc = _incidence(step, q[g, s], x, competing, tail)
+                surv_a = 1.0 - inc[:, 0, :].sum(axis=-1)
+                denom = pi[g, s] + (1 - pi[g, s]) * surv_a
+                d_inc = np.diff(inc, axis=1) * (1 - pi[g, s])  # (k, n, M)
+                win_ = np.einsum("kjm,jm->k", d_inc, fit.w_full[g, 1:])
+                lost_ = np.einsum("kjm,jm->k", d_inc, fit.l_full[g, 1:])
+                lost_ += pi[g, s] * stale_first[idx]
+                ok = denom > 0
+                safe = np.where(ok, denom, 1.0)
+                w_ = np.where(ok, win_ / safe, 0.0)
+                l_ = np.where(ok, lost_ / safe, 0.0)
+                if tail:
+                    out[0][idx], out[1][idx] = w_, l_
+                    continue
+                # the flat curves: the mass unresolved at tau within the horizon may all win
+                s_tau = 1.0 - step.cif[-1].sum() if step.cif.shape[0] else 1.0
+                reach = age[idx] + h_ns > step.tau
+                u = np.where(ok & reach, (1 - pi[g, s]) * s_tau / safe, 0.0)
+                out[2][idx] = w_
+                out[3][idx] = np.minimum(w_ + u, 1.0 - l_)
+    p_win = np.clip(out[0], 0.0, 1.0)
+    p_lost = np.clip(out[1], 0.0, 1.0 - p_win)
+    if not bounds_too:
+        return p_win, p_lost
+    low = np.minimum(np.clip(out[2], 0.0, 1.0), p_win)
+    high = np.maximum(np.clip(out[3], 0.0, 1.0), p_win)
+    return p_win, p_lost, low, high
+
+
+#: a stage's model needs this many completed visits (weighted) to be trusted
+_MIN_RESOLVED = 20
+#: the forecast says "too little history" when the wins it cannot tell exceed this share
+_MAX_UNRESOLVED = 0.25
+
+
+def _recency(log: EventLog, v: Visits, half_life: Any, window: Any) -> np.ndarray:
+    """One weight per visit: 1, or halved every ``half_life`` before ``as_of`` (by the
+    visit's entry), or 0 for visits entered more than ``window`` before ``as_of``."""
+    age = (log._as_of_ns - v.entered).astype(np.float64)
+    if half_life is not None:
+        return np.exp2(-np.clip(age, 0.0, None) / C.to_duration(half_life, "half_life").value)
+    if window is not None:
+        return (age <= C.to_duration(window, "window").value).astype(np.float64)
+    return np.ones(v.deal.size)
+
+
+def _forecast(
+    log: EventLog,
+    h_ns: int,
+    by_cols: list[str],
+    exits: str,
+    *,
+    n_boot: int = 0,
+    seed: int | None = None,
+    half_life: Any = None,
+    window: Any = None,
+) -> Forecast:
+    competing = exits == "by_dwell"
+    seg, labels = segments(log, by_cols)
+    G = len(labels)
+    v = _calendar_visits(log)
+    recency = _recency(log, v, half_life, window)
+    fit = _fit(log, v, seg, G, h_ns, competing, recency)
+    vis = np.flatnonzero(v.censored)
+    deal = v.deal[vis]
+    stage = v.stage[vis]
+    g_of = seg[deal]
+    p_win, p_lost, p_min, p_max = _first_leg(fit, log, v, vis, g_of, h_ns, competing, True)
     amount = log._amount[deal] if log._amount is not None else np.full(vis.size, np.nan)
+    a0 = np.where(np.isfinite(amount), amount, 0.0)
+    boot_w = boot_a = None
+    if n_boot:  # the model's own uncertainty: refit on deals drawn with replacement
+        rng = np.random.default_rng(seed)
+        boot_w, boot_a = np.empty((n_boot, G)), np.empty((n_boot, G))
+        n = log.n_deals
+        for b in range(n_boot):  # loop over bootstrap draws
+            wd = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
+            fb = _fit(log, v, seg, G, h_ns, competing, recency * wd[v.deal])
+            pw = _first_leg(fb, log, v, vis, g_of, h_ns, competing)[0]
+            boot_w[b] = np.bincount(g_of, weights=pw, minlength=G)
+            boot_a[b] = np.bincount(g_of, weights=pw * a0, minlength=G)
+    thin = fit.resolved[g_of, stage] < _MIN_RESOLVED
     deals = expand(labels, g_of, by_cols)
     deals["deal"] = log._deal_labels.take(deal)
     deals["stage"] = pd.Categorical.from_codes(stage, categories=log.stages)
     deals["entered"] = log._timestamp(v.entered[vis])
-    deals["days_in_stage"] = age / _DAY_NS
+    deals["days_in_stage"] = v.dwell[vis] / _DAY_NS
     deals["amount"] = amount
     deals["p_win"] = p_win
     deals["p_lost"] = p_lost
     deals["p_open"] = 1.0 - p_win - p_lost
+    deals["p_win_min"] = p_min
+    deals["p_win_max"] = p_max
+    deals["thin_history"] = thin
     deals["expected_amount"] = p_win * amount
-    totals = _totals(deals, g_of, G, labels, by_cols)
+    totals = _totals(deals, g_of, G, labels, by_cols, boot_w, boot_a)
     return Forecast(
         deals=deals,
         totals=totals,
         as_of=log.as_of,
         horizon=pd.Timedelta(h_ns, unit="ns"),
-        entry_win=w_full,
-        entry_lost=l_full,
+        entry_win=fit.w_full,
+        entry_lost=fit.l_full,
     )
 
 
+def _history_note(unresolved: float, expected: float, thin: int, n: int) -> str:
+    """Why a forecast rests on too little history ('' when it does not)."""
+    parts = []
+    if expected > 0 and unresolved > _MAX_UNRESOLVED * expected:
+        parts.append(
+            f"{unresolved:,.1f} of the wins are beyond the longest time the history has "
+            "followed deals in their stage (the interval includes them)"
+        )
+    if n and thin > 0.1 * n:
+        parts.append(
+            f"{thin:,} of {n:,} open deals sit in stages with fewer than {_MIN_RESOLVED} "
+            "completed visits in the history"
+        )
+    return "; ".join(parts)
+
+
 def _totals(
-    deals: pd.DataFrame, g_of: np.ndarray, G: int, labels: pd.DataFrame, by_cols: list[str]
+    deals: pd.DataFrame,
+    g_of: np.ndarray,
+    G: int,
+    labels: pd.DataFrame,
+    by_cols: list[str],
+    boot_w: np.ndarray | None = None,
+    boot_a: np.ndarray | None = None,
 ) -> pd.DataFrame:
     p = deals["p_win"].to_numpy()
+    lo_p, hi_p = deals["p_win_min"].to_numpy(), deals["p_win_max"].to_numpy()
     a = deals["amount"].to_numpy(dtype=np.float64)
     has = np.isfinite(a)
     a0 = np.where(has, a, 0.0)
@@ -781,21 +957,34 @@ def _totals(
         return np.bincount(g_of, weights=x, minlength=G)
 
     n = np.bincount(g_of, minlength=G)
-    wins, sd_w = tot(p), np.sqrt(tot(var))
-    amt, sd_a = tot(a0 * p), np.sqrt(tot(a0 * a0 * var))
+    wins, var_w = tot(p), tot(var)
+    amt, var_a = tot(a0 * p), tot(a0 * a0 * var)
+    model_w = np.var(boot_w, axis=0, ddof=1) if boot_w is not None and len(boot_w) > 1 else 0.0
+    model_a = np.var(boot_a, axis=0, ddof=1) if boot_a is not None and len(boot_a) > 1 else 0.0
+    sd_w, sd_a = np.sqrt(var_w + model_w), np.sqrt(var_a + model_a)
+    w_lo, w_hi = tot(lo_p), tot(hi_p)
+    thin = np.bincount(g_of, weights=deals["thin_history"].to_numpy(dtype=np.float64), minlength=G)
     out = expand(labels, np.arange(G), by_cols)
     out["deals"] = n.astype(np.int64)
     out["expected_wins"] = wins
-    out["wins_low"] = np.clip(wins - Z95 * sd_w, 0.0, None)
-    out["wins_high"] = np.minimum(wins + Z95 * sd_w, n)
+    out["wins_low"] = np.clip(w_lo - Z95 * sd_w, 0.0, None)
+    out["wins_high"] = np.minimum(w_hi + Z95 * sd_w, n)
+    out["wins_sd_model"] = np.sqrt(model_w) * np.ones(G)
+    out["wins_unresolved"] = w_hi - w_lo
     out["expected_lost"] = tot(deals["p_lost"].to_numpy())
     out["expected_open"] = tot(deals["p_open"].to_numpy())
     n_amt = np.bincount(g_of[has], minlength=G)
     none = n_amt == 0
     out["deals_with_amount"] = n_amt.astype(np.int64)
     out["expected_amount"] = np.where(none, np.nan, amt)
-    out["amount_low"] = np.where(none, np.nan, np.clip(amt - Z95 * sd_a, 0.0, None))
-    out["amount_high"] = np.where(none, np.nan, amt + Z95 * sd_a)
+    out["amount_low"] = np.where(none, np.nan, np.clip(tot(a0 * lo_p) - Z95 * sd_a, 0.0, None))
+    out["amount_high"] = np.where(none, np.nan, tot(a0 * hi_p) + Z95 * sd_a)
+    notes = [
+        _history_note(float(u), float(e), int(t), int(k))
+        for u, e, t, k in zip(w_hi - w_lo, wins, thin, n, strict=True)
+    ]
+    out["enough_history"] = np.array([not x for x in notes], dtype=bool)
+    out["history_note"] = pd.array(notes, dtype="string")
     return out
 
 
@@ -806,12 +995,15 @@ def forecast(
     by: str | Sequence[str] | None = None,
     as_of: Any = None,
     exits: Literal["shares", "by_dwell"] = "by_dwell",
+    n_boot: int = 100,
+    seed: int | None = 0,
+    half_life: Any = None,
+    window: Any = None,
     by_period: str | None = None,
     periods: int = 3,
     quota: Any = None,
     quota_of: Literal["amount", "wins"] = "amount",
     n_sims: int = 2000,
-    seed: int | None = 0,
 ) -> Forecast:
     """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there).
 
@@ -828,15 +1020,30 @@ def forecast(
     check_period_args(horizon, by_period, periods, quota, quota_of, n_sims)
     by_cols = normalize_by(by)
     _check_exits(exits)
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
+    if half_life is not None and window is not None:
+        raise InvalidParameterError(
+            f"Parameters `half_life`={half_life!r} and `window`={window!r} both weight "
+            "recent history: pass one of them."
+        )
     if as_of is not None:
         log = cut_log(log, as_of)
     if by_period is not None:  # the horizon is the end of the last period
         return period_forecast(
             log, by_period, periods, by_cols=by_cols, exits=exits, quota=quota,
-            quota_of=quota_of, n_sims=n_sims, seed=seed,
+            quota_of=quota_of, n_sims=n_sims, seed=seed, n_boot=n_boot,
+            half_life=half_life, window=window,
         )  # fmt: skip
     h_ns = _horizon("90D" if horizon is None else horizon)
-    return _forecast(log, h_ns, by_cols, exits)
+    if isinstance(half_life, str) and half_life == "auto":
+        half_life = _auto_half_life(log, h_ns, exits)
+    fc = _forecast(
+        log, h_ns, by_cols, exits, n_boot=n_boot, seed=seed, half_life=half_life, window=window
+    )
+    short = fc.totals.loc[~fc.totals["enough_history"].to_numpy(dtype=bool)]
+    for note in short["history_note"].astype(str):  # one warning per segment short of history
+        warn(f"Too little history for a {fc.horizon.days}-day forecast from {fc.as_of}: {note}.")
+    return fc
 
 
 # =========================================================================== backtest
@@ -979,10 +1186,12 @@ def _horizon_naive(cuts: _Cuts, cut_ns: int, h_ns: int) -> tuple[dict[str, float
     return {str(k): float(x) for k, x in rate.items()}, float(won.mean())
 
 
-def _one_cut(cuts: _Cuts, cut_ns: int, h_ns: int, exits: str) -> tuple[pd.DataFrame, Forecast]:
+def _one_cut(
+    cuts: _Cuts, cut_ns: int, h_ns: int, exits: str, opts: Mapping[str, Any]
+) -> tuple[pd.DataFrame, Forecast]:
     """The forecast at one cut, each model's probability and the outcome per open deal."""
     past = cuts(cut_ns)
-    fc = _forecast(past, h_ns, [], exits)
+    fc = _forecast(past, h_ns, [], exits, **opts)
     d = fc.deals.copy()
     stage = d["stage"].astype(str)
     # the historic win rate from the stage, ignoring the horizon (the old naive); a stage
@@ -1040,6 +1249,10 @@ def _cut_row(d: pd.DataFrame, fc: Forecast, first_ns: int) -> dict[str, Any]:
         "naive_ratio": naive_wins / observed if observed else np.nan,
         "brier_naive_win_rate": brier["naive_win_rate"],
         "win_rate_wins": float(d["p_win_win_rate"].sum()),
+        "wins_sd_model": float(t["wins_sd_model"]),
+        "wins_unresolved": float(t["wins_unresolved"]),
+        "enough_history": bool(t["enough_history"]),
+        "history_note": str(t["history_note"]),
     }
 
 
@@ -1117,6 +1330,10 @@ def rolling_cuts(log: EventLog, h_ns: int, n_cuts: int, every: Any = None) -> np
         "every": ["duration", None],
         "exits": [Options(str, ("shares", "by_dwell"))],
         "bins": [Interval(Integral, 1, None)],
+        "n_boot": [Interval(Integral, 0, MAX_BOOT)],
+        "seed": [Interval(Integral, 0, None), None],
+        "half_life": ["duration", None],
+        "window": ["duration", None],
     },
     name="fk.backtest",
 )
@@ -1129,6 +1346,10 @@ def backtest(
     every: Any = None,
     exits: Literal["shares", "by_dwell"] = "by_dwell",
     bins: int = 10,
+    n_boot: int = 100,
+    seed: int | None = 0,
+    half_life: Any = None,
+    window: Any = None,
 ) -> Backtest:
     """Forecast from past dates and compare with what happened ``horizon`` later.
 
@@ -1167,6 +1388,10 @@ def backtest(
         The forecast's exit model (see :func:`forecast`).
     bins : int, default=10
         Equal-width bins of predicted win probability for the calibration table.
+    n_boot, seed, half_life, window
+        The forecast's (see :meth:`EventLog.forecast`): bootstrap draws for the model's own
+        uncertainty in the intervals (0: the open deals' chance only) and its seed, and
+        the weighting of recent history (:func:`tune_recency` compares half-lives).
 
     Returns
     -------
@@ -1177,8 +1402,9 @@ def backtest(
         * ``history_days`` : days of log before it (from the first event)
         * ``deals`` : deals open at the cut (stale deals are not forecast)
         * ``expected_wins``, ``wins_low``, ``wins_high`` : the forecast's wins within the
-          horizon and its 95% interval (the open deals' Bernoulli variance: it does not
-          include the fitted model's own uncertainty)
+          horizon and its 95% interval (the open deals' chance, the model's bootstrap
+          uncertainty and the wins the history cannot tell yet; see
+          :meth:`EventLog.forecast`)
         * ``observed_wins`` : of those deals, won by ``cut + horizon``
         * ``ratio`` : ``expected_wins / observed_wins`` (NaN when none were won)
         * ``covered`` : the interval holds ``observed_wins``
@@ -1189,6 +1415,11 @@ def backtest(
         * ``naive_wins``, ``naive_ratio`` : the horizon-aware naive's expected wins and
           its ratio to the observed
         * ``brier_naive_win_rate``, ``win_rate_wins`` : the same for the win-rate naive
+        * ``wins_sd_model`` : the bootstrap standard deviation of ``expected_wins``
+        * ``wins_unresolved`` : wins the history at the cut cannot tell yet (the stages'
+          curves end before the deals' horizons)
+        * ``enough_history``, ``history_note`` : whether the history at the cut sufficed
+          to forecast (see :meth:`EventLog.forecast`), and why not
 
         ``scores``: one row per model (``"forecast"``, ``"naive"``,
         ``"naive_win_rate"``), pooled over the cuts:
@@ -1242,6 +1473,7 @@ def backtest(
     h_ns = _horizon(horizon)
     bins = int_param("bins", bins, 1)
     _check_exits(exits)
+    opts = {"n_boot": n_boot, "seed": seed, "half_life": half_life, "window": window}
     cuts = _Cuts(log)
     if cut is None:
         times = rolling_cuts(log, h_ns, n_cuts, every)
@@ -1250,6 +1482,13 @@ def backtest(
         if not dates:
             raise InvalidParameterError("Parameter `cut` is an empty list: name a date.")
         times = np.array([cuts(C.to_timestamp(c, log._aware, "cut"))._as_of_ns for c in dates])
+    return _backtest(cuts, times, h_ns, exits, bins, opts)
+
+
+def _backtest(
+    cuts: _Cuts, times: np.ndarray, h_ns: int, exits: str, bins: int, opts: Mapping[str, Any]
+) -> Backtest:
+    log = cuts.log
     first_ns = int(log._first_ns.min())
     parts, rows = [], []
     fc = None
@@ -1261,7 +1500,7 @@ def backtest(
                 f"log's as_of ({log.as_of}): what happened by then is not known yet. Pick "
                 "an earlier `cut` or a shorter `horizon`."
             )
-        d, fc = _one_cut(cuts, t_ns, h_ns, exits)
+        d, fc = _one_cut(cuts, t_ns, h_ns, exits, opts)
         if d.empty:
             raise EventLogError(
                 f"No deal is open at the cut {fc.as_of}: nothing to forecast. Pick another `cut`."
@@ -1285,6 +1524,114 @@ def backtest(
         forecast=fc,
         cuts=table,
     )
+
+
+@validate_params(
+    {
+        "log": [CHECKED_INSIDE],
+        "horizon": ["duration"],
+        "half_lives": [list, tuple, None],
+        "n_cuts": [Interval(Integral, 1, 500)],
+        "every": ["duration", None],
+        "exits": [Options(str, ("shares", "by_dwell"))],
+    },
+    name="fk.tune_recency",
+)
+def tune_recency(
+    log: EventLog,
+    horizon: Any = "30D",
+    half_lives: Sequence[Any] | None = None,
+    *,
+    n_cuts: int = 12,
+    every: Any = None,
+    exits: Literal["shares", "by_dwell"] = "by_dwell",
+) -> pd.DataFrame:
+    """Choose how much to weight recent history: a rolling backtest per half-life.
+
+    The same rolling cuts as :func:`backtest` are forecast with each half-life (and with
+    none: all history weighs the same) and scored by the pooled Brier score of the
+    forecast; the lowest wins (``best``). A process that changes (new rules, a new
+    product, a reorganised team) forecasts better from recent history; a stable one
+    from all of it, where a short half-life only adds noise. :meth:`EventLog.forecast`
+    with ``half_life="auto"`` uses this choice.
+
+    Parameters
+    ----------
+    log : EventLog
+    horizon : str or timedelta, default "30D"
+    half_lives : list of str or timedelta, optional
+        Candidates; ``None`` in the list stands for no weighting. Default: no weighting
+        and 1, 2, 4 and 8 horizons.
+    n_cuts, every
+        The rolling cuts (see :func:`backtest`).
+    exits : {"by_dwell", "shares"}, default "by_dwell"
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per candidate, in the order given:
+
+        * ``half_life`` : the half-life (NaT: no weighting)
+        * ``cuts`` : cuts scored
+        * ``deals`` : deal-cuts scored
+        * ``brier`` : pooled Brier score of the forecast
+        * ``brier_skill`` : 1 − brier / the horizon-aware naive's Brier
+        * ``ratio_min``, ``ratio_median``, ``ratio_max`` : per-cut predicted / actual wins
+        * ``best`` : the lowest ``brier`` (the first of equals)
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> t = fk.tune_recency(log, "30D", [None, "90D"], n_cuts=4)
+    >>> t["half_life"].tolist()
+    [NaT, Timedelta('90 days 00:00:00')]
+    >>> int(t["best"].sum())
+    1
+    """
+    h_ns = _horizon(horizon)
+    _check_exits(exits)
+    if half_lives is None:
+        half_lives = [None, *(pd.Timedelta(k * h_ns, unit="ns") for k in (1, 2, 4, 8))]
+    if not len(half_lives):
+        raise InvalidParameterError("Parameter `half_lives` is empty: name at least one.")
+    spans = [None if h is None else C.to_duration(h, "half_lives") for h in half_lives]
+    cuts = _Cuts(log)
+    times = rolling_cuts(log, h_ns, n_cuts, every)
+    rows = []
+    for h in spans:  # loop over candidate half-lives
+        bt = _backtest(cuts, times, h_ns, exits, 10, {"n_boot": 0, "half_life": h})
+        f = bt.scores.set_index("model").loc["forecast"]
+        rows.append(
+            {
+                "half_life": pd.NaT if h is None else pd.Timedelta(h),
+                "cuts": int(f["cuts"]),
+                "deals": int(f["deals"]),
+                "brier": float(f["brier"]),
+                "brier_skill": float(f["brier_skill"]),
+                "ratio_min": float(f["ratio_min"]),
+                "ratio_median": float(f["ratio_median"]),
+                "ratio_max": float(f["ratio_max"]),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["half_life"] = pd.to_timedelta(out["half_life"])
+    best = np.zeros(len(out), dtype=bool)
+    best[int(np.argmin(out["brier"].to_numpy()))] = True
+    out["best"] = best
+    return out
+
+
+def _auto_half_life(log: EventLog, h_ns: int, exits: str) -> pd.Timedelta | None:
+    """The half-life :func:`tune_recency` picks for this horizon (None: no weighting, also
+    when the log is too short for a rolling backtest)."""
+    try:
+        mode: Literal["shares", "by_dwell"] = "shares" if exits == "shares" else "by_dwell"
+        t = tune_recency(log, pd.Timedelta(h_ns, unit="ns"), exits=mode)
+    except EventLogError:
+        return None
+    h = t.loc[t["best"], "half_life"].iloc[0]
+    return None if pd.isna(h) else pd.Timedelta(h)
 
 
 def _check_exits(exits: Any) -> None:

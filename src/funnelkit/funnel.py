@@ -441,6 +441,7 @@ class Subjects:
     c_adv: np.ndarray
     t_win: np.ndarray
     c_win: np.ndarray
+    entry: np.ndarray | None = None  # when the clock starts (ns)
 
 
 def log_subjects(log: EventLog, skips: str) -> Subjects:
@@ -483,7 +484,7 @@ def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:
     np.maximum(t_adv, 0, out=t_adv)
     not_adv = np.where(c_out_d == ADVANCE, 0, c_out_d).astype(np.int8)  # won: no stage left
     c_adv = np.where(adv, np.int8(ADVANCE), not_adv[d])
-    return Subjects(d, s, t_adv, c_adv, t_end, c_out)
+    return Subjects(d, s, t_adv, c_adv, t_end, c_out, entry)
 
 
 def competing_subjects(
@@ -518,7 +519,7 @@ def competing_subjects(
         late = ~adv & ((c_adv == 0) | (span > win))
         t_adv = np.where(late, np.minimum(t_adv, win), t_adv)
         c_adv = np.where(late, 0, c_adv)
-    return Subjects(d, s, t_adv, c_adv, t_end, c_out)
+    return Subjects(d, s, t_adv, c_adv, t_end, c_out, entry)
 
 
 def competing_estimates(

@@ -1,0 +1,553 @@
+"""Alerts for scheduled monitoring: :func:`alerts` checks the last complete weeks of a log
+against its own history, and against the thresholds a team sets.
+
+Every statistical rule compares a week's count with what the **baseline** (the weeks
+before) predicts, with the baseline's own uncertainty included, so that under a stable
+process a rule fires in at most ``alpha`` of the weeks (per rule and stage; measured in
+``benchmarks/alerts.py``):
+
+``conversion`` (a drop)
+    Of the stage's visits resolved in the week — advanced (a later stage or the win), lost,
+    or declared stale (when the stale rule fires, ``stale_after`` after the deal's last
+    event) — the share that advanced. Under the baseline's share ``p`` (a Jeffreys beta
+    posterior from its advances and resolutions), the week's advances are beta-binomial;
+    the rule fires when so few advances have a probability below ``alpha / 2``. The same
+    test runs on the last two weeks pooled (at ``alpha / 2``), which catches a smaller drop
+    a week later; together they keep ``alpha``.
+``dwell_p90`` (slower)
+    Of the stage's visits completed in the week (advanced or lost), the share that took
+    longer than the baseline's 90th percentile of dwell; tested the same way (expected
+    about 10%, more is slower).
+``stalled`` (more)
+    Open deals at the week's end that have spent longer in their stage than the baseline's
+    90th percentile of dwell. The count is compared with the baseline weeks' counts: it
+    fires above the ``1 − alpha`` quantile of a negative binomial with the baseline's mean
+    and variance (Poisson when not over-dispersed), widened for the baseline's size.
+``bad_rows`` (more)
+    Input rows of the week (by their time) dropped as bad rows (missing or unknown stage,
+    bad amount, ...; rows whose time cannot be read have no week and are counted in the
+    message), against the baseline's share, beta-binomial as above.
+
+``threshold`` rules fire when a week's value crosses a limit the team set (see
+``thresholds``), without a test.
+
+Weeks run Monday to Sunday, UTC; a week is complete when it ends at or before
+``log.as_of``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import _columns as C
+from . import _validate as V
+from .errors import EventLogError, InvalidParameterError
+from .funnel import ADVANCE, LOST_CAUSE, log_subjects
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+#: per window ("1W", "2W"): the week's successes and trials per stage, and the baseline's
+_Counts = Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+__all__ = ["ALERT_COLUMNS", "RULES", "THRESHOLDS", "alerts"]
+
+#: the statistical rules, in the order of the table
+RULES = ("conversion", "dwell_p90", "stalled", "bad_rows")
+#: the metrics a threshold can be set on, and the direction that fires
+THRESHOLDS = {
+    "conversion": "below",
+    "dwell_p90_days": "above",
+    "stalled": "above",
+    "bad_rows_share": "above",
+}
+#: the columns of :func:`alerts`, in order
+ALERT_COLUMNS = (
+    "week",
+    "rule",
+    "stage",
+    "window",
+    "value",
+    "expected",
+    "limit",
+    "n",
+    "p_value",
+    "alert",
+    "message",
+)
+_WEEK_NS = 7 * 86_400 * 10**9
+_DAY_NS = 86_400 * 10**9
+#: Monday 1970-01-05 00:00 UTC: weeks are counted from it
+_MONDAY_NS = 4 * _DAY_NS
+
+
+def _week(ns: np.ndarray) -> np.ndarray:
+    """Week number (Monday-to-Sunday, UTC) of epoch-ns times."""
+    return np.floor_divide(np.asarray(ns, dtype=np.int64) - _MONDAY_NS, _WEEK_NS)
+
+
+def _week_start(w: int) -> pd.Timestamp:
+    return pd.Timestamp(int(w) * _WEEK_NS + _MONDAY_NS, unit="ns", tz="UTC")
+
+
+def alerts(
+    log: EventLog,
+    *,
+    weeks: int = 1,
+    baseline: int = 26,
+    alpha: float = 0.01,
+    thresholds: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Implementation of :meth:`funnelkit.EventLog.alerts` (documented there)."""
+    weeks = int(weeks)
+    baseline = int(baseline)
+    alpha = float(alpha)
+    limits = _check_thresholds(thresholds, list(log.stages))
+    # the last complete week: the one that ends at or before as_of
+    last = int(_week(np.array([log._as_of_ns]))[0]) - 1
+    first_event = int(_week(np.array([int(log._first_ns.min())]))[0])
+    monitored = np.arange(last - weeks + 1, last + 1)
+    if monitored[0] - 1 - baseline < first_event:
+        have = last - first_event - 1
+        raise EventLogError(
+            f"Alerts compare the last {weeks} complete week(s) with the {baseline} weeks "
+            f"before them, but the log holds {max(have, 0)} complete week(s) before the last "
+            f"two (it starts {log._timestamp(np.array([int(log._first_ns.min())]))[0]}). "
+            "Pass a smaller `baseline`, or wait for more history."
+        )
+    ex = _exits(log)
+    q90 = _baseline_p90(ex, log._n_stages, monitored[0] - 1 - baseline, monitored[0] - 2)
+    rows: list[dict[str, Any]] = []
+    for w in monitored.tolist():  # loop over the weeks watched
+        base = (w - 1 - baseline, w - 2)  # the baseline ends before the two-week window
+        rows += _conversion_rows(log, ex, w, base, alpha)
+        rows += _dwell_rows(log, ex, w, base, alpha, q90)
+        rows += _stalled_rows(log, ex, w, base, alpha, q90)
+        rows += _bad_row_rows(log, w, base, alpha)
+        rows += _threshold_rows(log, ex, w, limits, q90)
+    out = pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
+    out["week"] = pd.to_datetime(out["week"], utc=True)
+    if not log._aware:
+        out["week"] = out["week"].dt.tz_localize(None)
+    out["stage"] = out["stage"].astype("string")
+    out["n"] = out["n"].astype("Int64")
+    out["alert"] = out["alert"].astype(bool)
+    return out
+
+
+# =========================================================================== events
+class _Exits:
+    """Per visit (subject: a deal's stay in a stage): stage, entry, the time it was
+    resolved and how (advanced, lost, stale; 0 = open at as_of), and dwell."""
+
+    def __init__(self, log: EventLog) -> None:
+        sub = log_subjects(log, "implied")
+        entry = sub.entry
+        assert entry is not None
+        cause = sub.c_adv.astype(np.int64)
+        end = entry + sub.t_adv
+        stale = log._outcome[sub.deal] == V.STALE
+        if log.stale_after is not None:  # a silent deal drops when the stale rule fires
+            fires = log._last_ns[sub.deal] + int(log.stale_after.value)
+            drop = (cause == 0) & stale & (fires <= log._as_of_ns)
+            cause = np.where(drop, 3, cause)
+            end = np.where(drop, np.maximum(fires, entry), end)
+        self.stage = sub.stage
+        self.entry = entry
+        self.cause = cause  # 1 advanced, 2 lost, 3 stale, 0 open
+        self.end = np.where(cause == 0, log._as_of_ns, end)
+        self.dwell = self.end - entry
+        self.week = _week(self.end)
+
+
+def _exits(log: EventLog) -> _Exits:
+    return _Exits(log)
+
+
+def _in(week: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return (week >= lo) & (week <= hi)
+
+
+def _baseline_p90(ex: _Exits, S: int, lo: int, hi: int) -> np.ndarray:
+    """Each stage's 90th percentile of dwell among visits completed (advanced or lost) in
+    the baseline weeks; NaN without any."""
+    done = ((ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE)) & _in(ex.week, lo, hi)
+    out = np.full(S, np.nan)
+    for s in range(S):  # loop over stages
+        d = ex.dwell[done & (ex.stage == s)]
+        if d.size:
+            out[s] = float(np.quantile(d, 0.9, method="higher"))
+    return out
+
+
+# =========================================================================== tests
+def _beta_binomial_low(x: int, n: int, x0: float, n0: float) -> float:
+    """P(X ≤ x), X ~ beta-binomial(n) with the baseline's Jeffreys posterior."""
+    return float(stats.betabinom.cdf(x, n, x0 + 0.5, n0 - x0 + 0.5))
+
+
+def _row(week: int, rule: str, stage: str | None, window: str, **kw: Any) -> dict[str, Any]:
+    return {"week": _week_start(week), "rule": rule, "stage": stage, "window": window, **kw}
+
+
+def _share_rows(
+    log: EventLog,
+    rule: str,
+    w: int,
+    alpha: float,
+    counts: _Counts,
+    low_is_bad: bool,
+    label: str,
+) -> list[dict[str, Any]]:
+    """Beta-binomial tests of a share, for the week and the two weeks to it.
+
+    ``counts[window] = (x, n, x0, n0)`` per stage: the week's successes and trials and
+    the baseline's. ``low_is_bad``: fire on too few successes (conversion), else too many.
+    """
+    rows = []
+    stages = list(log.stages)
+    for window, (x, n, x0, n0) in counts.items():  # loop over the two windows
+        for s, name in enumerate(stages):  # loop over stages
+            if n[s] == 0 or n0[s] == 0:
+                continue
+            xs, ns, b, bn = int(x[s]), int(n[s]), float(x0[s]), float(n0[s])
+            if low_is_bad:
+                p = _beta_binomial_low(xs, ns, b, bn)
+            else:  # too many: few failures
+                p = _beta_binomial_low(ns - xs, ns, bn - b, bn)
+            expected = (b + 0.5) / (bn + 1.0)
+            ok = p >= alpha / 2
+            value = xs / ns
+            rows.append(
+                _row(
+                    w,
+                    rule,
+                    name,
+                    window,
+                    value=value,
+                    expected=expected,
+                    limit=_limit(ns, b, bn, alpha / 2, low_is_bad),
+                    n=ns,
+                    p_value=p,
+                    alert=not ok,
+                    message=""
+                    if ok
+                    else f"{name}: {label} {value:.1%} over {ns:,} in {window.lower()}, "
+                    f"against {expected:.1%} before (p = {p:.2g})",
+                )
+            )
+    return rows
+
+
+def _limit(n: int, x0: float, n0: float, level: float, low_is_bad: bool) -> float:
+    """The share of ``n`` at which the beta-binomial test starts to fire (at or below it
+    for ``low_is_bad``, at or above it otherwise); NaN when no count would fire."""
+    a, b = x0 + 0.5, n0 - x0 + 0.5
+    if low_is_bad:
+        k = float(stats.betabinom.ppf(level, n, a, b)) - 1  # the largest count that fires
+    else:
+        k = n - (float(stats.betabinom.ppf(level, n, b, a)) - 1)
+    return k / n if 0 <= k <= n else np.nan
+
+
+def _window_counts(
+    ex_week: np.ndarray,
+    stage: np.ndarray,
+    good: np.ndarray,
+    total: np.ndarray,
+    w: int,
+    base: tuple[int, int],
+    S: int,
+) -> _Counts:
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    b = _in(ex_week, *base) & total
+    x0 = np.bincount(stage[b & good], minlength=S)
+    n0 = np.bincount(stage[b], minlength=S)
+    for window, lo in (("1W", w), ("2W", w - 1)):
+        m = _in(ex_week, lo, w) & total
+        out[window] = (
+            np.bincount(stage[m & good], minlength=S),
+            np.bincount(stage[m], minlength=S),
+            x0,
+            n0,
+        )
+    return out
+
+
+def _conversion_rows(
+    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float
+) -> list[dict[str, Any]]:
+    resolved = ex.cause > 0
+    counts = _window_counts(
+        ex.week, ex.stage, ex.cause == ADVANCE, resolved, w, base, log._n_stages
+    )
+    return _share_rows(log, "conversion", w, alpha, counts, True, "conversion")
+
+
+def _dwell_rows(
+    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
+) -> list[dict[str, Any]]:
+    done = (ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE)
+    q = q90[ex.stage]
+    slow = np.isfinite(q) & (ex.dwell > np.nan_to_num(q, nan=np.inf))
+    counts = _window_counts(ex.week, ex.stage, slow, done, w, base, log._n_stages)
+    return _share_rows(log, "dwell_p90", w, alpha, counts, False, "visits slower than p90")
+
+
+def _stalled_counts(ex: _Exits, weeks: np.ndarray, q90: np.ndarray, S: int) -> np.ndarray:
+    """(len(weeks), S): visits open at each week's end (Sunday 24:00) that had spent
+    longer than the stage's p90 there."""
+    t = np.asarray((weeks + 1) * _WEEK_NS + _MONDAY_NS, dtype=np.int64)
+    out = np.zeros((weeks.size, S), dtype=np.int64)
+    for s in range(S):  # loop over stages
+        if not np.isfinite(q90[s]):
+            continue
+        m = ex.stage == s
+        start = ex.entry[m] + int(q90[s])  # stalled from here ...
+        stop = np.where(ex.cause[m] == 0, np.iinfo(np.int64).max, ex.end[m])  # ... to here
+        keep = start < stop
+        a, b = np.sort(start[keep]), np.sort(stop[keep])
+        out[:, s] = np.searchsorted(a, t, side="left") - np.searchsorted(b, t, side="left")
+    return out
+
+
+def _stalled_rows(
+    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
+) -> list[dict[str, Any]]:
+    S = log._n_stages
+    weeks = np.arange(base[0], w + 1)
+    counts = _stalled_counts(ex, weeks, q90, S)
+    past = counts[: base[1] - base[0] + 1]
+    now = counts[-1]
+    rows = []
+    for s, name in enumerate(log.stages):  # loop over stages
+        if not np.isfinite(q90[s]):
+            continue
+        m = float(past[:, s].mean())
+        v = float(past[:, s].var(ddof=1)) if past.shape[0] > 1 else m
+        k = past.shape[0]
+        var = max(v, m) * (1 + 1 / k)  # the baseline's own uncertainty
+        x = int(now[s])
+        if m <= 0:
+            p = 0.0 if x > 0 else 1.0
+            lim = 0.0
+        elif var > m * 1.0001:  # over-dispersed: negative binomial with that mean, variance
+            r = m * m / (var - m)
+            prob = r / (r + m)
+            p = float(stats.nbinom.sf(x - 1, r, prob))
+            lim = float(stats.nbinom.isf(alpha, r, prob))
+        else:
+            p = float(stats.poisson.sf(x - 1, m))
+            lim = float(stats.poisson.isf(alpha, m))
+        ok = p >= alpha
+        days = q90[s] / _DAY_NS
+        rows.append(
+            _row(
+                w,
+                "stalled",
+                name,
+                "1W",
+                value=float(x),
+                expected=m,
+                limit=lim,
+                n=int(x),
+                p_value=p,
+                alert=not ok,
+                message=""
+                if ok
+                else f"{name}: {x:,} open deals past {days:.0f} days (the stage's p90) at "
+                f"the week's end, against {m:.1f} a week before (p = {p:.2g})",
+            )
+        )
+    return rows
+
+
+def _bad_row_weeks(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per input row: its week (when its time can be read), whether it has one, and
+    whether it was dropped as a bad row."""
+    src = log._source
+    fmt = log._settings.get("date_format")
+    times = C.parse_times(C.column(src, log._settings["time"]), fmt)
+    ok_t = ~(times.null | times.unparseable | times.mixed_tz)
+    week = np.where(ok_t, _week(np.where(ok_t, times.ns, 0)), np.iinfo(np.int64).min)
+    rej = log.rejects
+    dropped = np.zeros(len(week), dtype=bool)
+    if len(rej):
+        from .quality import REASONS
+
+        bad = rej["reason"].astype(str).map(REASONS).to_numpy() == "dropped"
+        dropped[rej["row"].to_numpy(dtype=np.int64)[bad]] = True
+    return week, ok_t, dropped
+
+
+def _bad_row_rows(
+    log: EventLog, w: int, base: tuple[int, int], alpha: float
+) -> list[dict[str, Any]]:
+    week, ok_t, dropped = _bad_row_weeks(log)
+    zero = np.zeros(len(week), dtype=np.int64)
+    counts = _window_counts(week, zero, dropped, ok_t, w, base, 1)
+    unplaced = int((~ok_t).sum())
+    rows = []
+    for r in _share_rows_single(counts, w, alpha):
+        if unplaced and r["alert"]:
+            r["message"] += f"; {unplaced:,} rows without a readable time are not in any week"
+        rows.append(r)
+    return rows
+
+
+def _share_rows_single(counts: _Counts, w: int, alpha: float) -> Iterator[dict[str, Any]]:
+    for window, (x, n, x0, n0) in counts.items():  # loop over the two windows
+        if n[0] == 0 or n0[0] == 0:
+            continue
+        xs, ns, b, bn = int(x[0]), int(n[0]), float(x0[0]), float(n0[0])
+        p = _beta_binomial_low(ns - xs, ns, bn - b, bn)
+        expected = (b + 0.5) / (bn + 1.0)
+        ok = p >= alpha / 2
+        yield _row(
+            w,
+            "bad_rows",
+            None,
+            window,
+            value=xs / ns,
+            expected=expected,
+            limit=_limit(ns, b, bn, alpha / 2, False),
+            n=ns,
+            p_value=p,
+            alert=not ok,
+            message=""
+            if ok
+            else f"{xs:,} of {ns:,} input rows dropped as bad ({xs / ns:.1%}) in "
+            f"{window.lower()}, against {expected:.1%} before (p = {p:.2g})",
+        )
+
+
+# =========================================================================== thresholds
+def _check_thresholds(thresholds: Any, stages: list[str]) -> dict[str, dict[str | None, float]]:
+    """``{"conversion": {"Demo": 0.5}, "stalled": 20, ...}`` → per metric, per stage
+    (``None``: every stage) limit."""
+    if thresholds is None:
+        return {}
+    if not isinstance(thresholds, Mapping):
+        raise InvalidParameterError(
+            "Parameter `thresholds` must be a mapping such as {'conversion': {'Demo': 0.5}, "
+            f"'stalled': 20}}; got {type(thresholds).__name__}."
+        )
+    out: dict[str, dict[str | None, float]] = {}
+    for metric, value in thresholds.items():
+        if metric not in THRESHOLDS:
+            raise InvalidParameterError(
+                f"`thresholds` has an unknown metric {metric!r}; known: {', '.join(THRESHOLDS)}."
+            )
+        per = value if isinstance(value, Mapping) else {None: value}
+        if metric == "bad_rows_share" and any(k is not None for k in per):
+            raise InvalidParameterError(
+                "`thresholds['bad_rows_share']` is one number, not per stage."
+            )
+        clean: dict[str | None, float] = {}
+        for stage, limit in per.items():
+            if stage is not None and stage not in stages:
+                raise InvalidParameterError(
+                    f"`thresholds[{metric!r}]` names stage {stage!r}, which is not a stage of "
+                    f"the log ({', '.join(stages)})."
+                )
+            if (
+                isinstance(limit, bool)
+                or not isinstance(limit, int | float)
+                or not np.isfinite(limit)
+            ):
+                raise InvalidParameterError(
+                    f"`thresholds[{metric!r}]` for {stage or 'every stage'} must be a number; "
+                    f"got {limit!r}."
+                )
+            clean[stage] = float(limit)
+        out[metric] = clean
+    return out
+
+
+def _threshold_rows(
+    log: EventLog,
+    ex: _Exits,
+    w: int,
+    limits: dict[str, dict[str | None, float]],
+    q90: np.ndarray,
+) -> list[dict[str, Any]]:
+    if not limits:
+        return []
+    S = log._n_stages
+    stages = list(log.stages)
+    in_w = ex.week == w
+    values: dict[str, np.ndarray] = {}
+    ns: dict[str, np.ndarray] = {}
+    res = in_w & (ex.cause > 0)
+    n_res = np.bincount(ex.stage[res], minlength=S)
+    adv = np.bincount(ex.stage[res & (ex.cause == ADVANCE)], minlength=S)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values["conversion"] = np.where(n_res > 0, adv / np.maximum(n_res, 1), np.nan)
+    ns["conversion"] = n_res
+    done = in_w & ((ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE))
+    p90 = np.full(S, np.nan)
+    n_done = np.bincount(ex.stage[done], minlength=S)
+    for s in range(S):  # loop over stages
+        d = ex.dwell[done & (ex.stage == s)]
+        if d.size:
+            p90[s] = float(np.quantile(d, 0.9, method="higher")) / _DAY_NS
+    values["dwell_p90_days"], ns["dwell_p90_days"] = p90, n_done
+    stalled = _stalled_counts(ex, np.array([w]), q90, S)[0].astype(np.float64)
+    values["stalled"], ns["stalled"] = stalled, stalled.astype(np.int64)
+    rows = []
+    for metric, per in limits.items():  # loop over the thresholds set
+        if metric == "bad_rows_share":
+            week, ok_t, dropped = _bad_row_weeks(log)
+            here = ok_t & (week == w)
+            n = int(here.sum())
+            if n:
+                v, lim = float(dropped[here].mean()), per[None]
+                fire = v > lim
+                rows.append(
+                    _row(
+                        w,
+                        "threshold_bad_rows_share",
+                        None,
+                        "1W",
+                        value=v,
+                        expected=np.nan,
+                        limit=lim,
+                        n=n,
+                        p_value=np.nan,
+                        alert=fire,
+                        message=f"bad rows {v:.1%} above the threshold {lim:.1%}" if fire else "",
+                    )
+                )
+            continue
+        below = THRESHOLDS[metric] == "below"
+        for s, name in enumerate(stages):  # loop over stages
+            limit = per.get(name, per.get(None))
+            v = values[metric][s]
+            if limit is None or not np.isfinite(v):
+                continue
+            lim = limit
+            fire = v < lim if below else v > lim
+            word = "below" if below else "above"
+            rows.append(
+                _row(
+                    w,
+                    f"threshold_{metric}",
+                    name,
+                    "1W",
+                    value=float(v),
+                    expected=np.nan,
+                    limit=lim,
+                    n=int(ns[metric][s]),
+                    p_value=np.nan,
+                    alert=bool(fire),
+                    message=f"{name}: {metric} {v:.3g} {word} the threshold {lim:.3g}"
+                    if fire
+                    else "",
+                )
+            )
+    return rows
