@@ -93,7 +93,7 @@ _HINTS = {
     "after_as_of": "changes after the log's as_of are not known at as_of; build the log "
     "with a later as_of",
     "invalid_value": "close dates must be dates (ISO 8601 such as '2025-06-30', or "
-    "date_format), amounts finite numbers >= 0; an empty value (a cleared field) is fine",
+    "close_date_format), amounts finite numbers >= 0; an empty value (a cleared field) is fine",
 }
 #: rows of :func:`movement` with a field history, in order
 MOVEMENT_CATEGORIES = (
@@ -293,6 +293,7 @@ def attach(
     fields: Mapping[str, Any] | None,
     errors: str,
     date_format: str | None,
+    close_date_format: str | None = None,
 ) -> FieldHistory:
     """Validate ``history`` against ``log`` (see :meth:`funnelkit.EventLog.with_history`)."""
     if not isinstance(history, pd.DataFrame):
@@ -371,7 +372,7 @@ def attach(
             continue
         sub = vcol.iloc[sel]
         if fname == "close_date":
-            vals, bad = _close_dates(sub, date_format)
+            vals, bad = _close_dates(sub, close_date_format)
             ns_val[sel] = vals
         elif fname == "amount":
             a, bad = _amount_values(sub, value)
@@ -421,7 +422,7 @@ def attach(
     changes = _changes_frame(log, tracks, categories)
     settings = dict(
         deal=deal, field=field, value=value, time=time, fields=fields, errors=errors,
-        date_format=date_format,
+        date_format=date_format, close_date_format=close_date_format,
     )  # fmt: skip
     return FieldHistory(
         tracks["close_date"],
@@ -820,7 +821,7 @@ def movement_flows(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per category of :data:`MOVEMENT_CATEGORIES`: the deal mask and each deal's amount
     in it (0 outside) — the per-deal waterfall, which reconciles deal by deal."""
-    if closing is not None and (log._history is None or log._history.close_date.deal.size == 0):
+    if closing is not None and log._history is None:
         raise EventLogError(
             "movement(closing=...) follows the pipeline by close date, but the log has no "
             "close-date history; attach one with log.with_history(...) (field "

@@ -2393,6 +2393,7 @@ class EventLog:
             "fields": [Mapping, None],
             "errors": _ERRORS,
             "date_format": [str, None],
+            "close_date_format": [str, None],
         }
     )
     def with_history(
@@ -2406,6 +2407,7 @@ class EventLog:
         fields: Mapping[str, str | Sequence[str]] | None = None,
         errors: Literal["raise", "drop"] = "raise",
         date_format: str | None = None,
+        close_date_format: str | None = None,
     ) -> EventLog:
         """A copy of this log that also knows how deal fields changed over time.
 
@@ -2440,7 +2442,10 @@ class EventLog:
             (``unknown_field``), a missing, unparseable or mixed-time-zone time, a change
             after ``as_of``, a value that is no date / no amount (``invalid_value``).
         date_format : str, optional
-            A strftime format for times and close dates given as text; default ISO 8601.
+            A strftime format for the ``time`` column given as text; default ISO 8601.
+        close_date_format : str, optional
+            A strftime format for close dates given as text (``"%m/%d/%Y"``); default ISO
+            8601 (``"2025-06-30"``).
 
         Returns
         -------
@@ -2474,6 +2479,7 @@ class EventLog:
             fields=fields,
             errors=errors,
             date_format=date_format,
+            close_date_format=close_date_format,
         )
         out = copy.copy(self)
         out._cache = dict(self._cache)
