@@ -590,3 +590,56 @@ def test_sample_history_is_the_generator_output():
     log = log.with_history(h, **fk.datasets.SAMPLE_HISTORY_KWARGS)
     assert log.history.quality.rows_rejected == 0
     assert (h["changed_at"] <= log.as_of).all()
+
+
+# --------------------------------------------------------------------------- charts
+def test_waterfall_draws_the_hand_worked_table(log):
+    ax = fk.plot.waterfall(log, "2025-03-31", "2025-06-30", closing=Q2)
+    bars = {p.get_gid(): (p.get_x(), p.get_width()) for p in ax.patches}
+    # (left, width): the running total 1400 -> +500 -> +200 -> +50 -> -280 -> -400 -> -0
+    # -> -100 -> -20 -> 1350
+    assert bars == {
+        "waterfall-open_at_start": (0.0, 1400.0),
+        "waterfall-created": (1400.0, 500.0),
+        "waterfall-pulled_in": (1900.0, 200.0),
+        "waterfall-increased": (2100.0, 50.0),
+        "waterfall-won": (1870.0, 280.0),
+        "waterfall-lost": (1470.0, 400.0),
+        "waterfall-stale": (1470.0, 0.0),
+        "waterfall-pushed_out": (1370.0, 100.0),
+        "waterfall-decreased": (1350.0, 20.0),
+        "waterfall-open_at_end": (0.0, 1350.0),
+    }
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "Open at start" and labels[4] == "won" and labels[-1] == "Open at end"
+    # by deals: the amount-change rows are no flows of deals
+    ax2 = fk.plot.waterfall(log.movement("2025-03-31", "2025-06-30", closing=Q2), value="deals")
+    widths = {p.get_gid(): p.get_width() for p in ax2.patches}
+    assert "waterfall-increased" not in widths
+    assert widths["waterfall-open_at_start"] == 4 and widths["waterfall-open_at_end"] == 3
+    assert [t.get_text() for t in ax2.get_yticklabels()][3] == "Won"  # a table: no log names
+
+
+def test_waterfall_without_history_has_the_six_flows(base):
+    ax = fk.plot.waterfall(base, "2025-03-31", "2025-06-30")
+    gids = [p.get_gid() for p in ax.patches]
+    assert gids == [
+        "waterfall-open_at_start",
+        "waterfall-created",
+        "waterfall-won",
+        "waterfall-lost",
+        "waterfall-stale",
+        "waterfall-open_at_end",
+    ]
+    ends = ax.patches[-1]
+    assert ends.get_width() == 1400.0  # the log's own amounts: d1 100, d2 200, d5 500, d6 600
+
+
+def test_slippage_chart_draws_the_shares(log):
+    table = log.slippage(by="owner")
+    ax = fk.plot.slippage(log, "owner")
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx(table["share_pushed"].tolist())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Ann", "Bo"]
+    with pytest.raises(ValueError, match="lacks the column"):
+        fk.plot.slippage(log.slippage(), "owner")
