@@ -294,8 +294,8 @@ def slippage(
     ends = np.nanmax(np.vstack([share, high]), axis=0)
     for yi, end_, r in zip(y, ends, table.itertuples(index=False), strict=True):
         ax.text(
-            (0.0 if not np.isfinite(end_) else end_) + 0.01,
-            yi,
+            (0.0 if not np.isfinite(end_) else float(end_)) + 0.01,
+            float(yi),
             f"{S.count(r.deals_pushed)}/{S.count(r.deals)}, {S.count(r.pushes)} pushes",
             va="center",
             ha="left",
