@@ -643,3 +643,21 @@ def test_slippage_chart_draws_the_shares(log):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Ann", "Bo"]
     with pytest.raises(ValueError, match="lacks the column"):
         fk.plot.slippage(log.slippage(), "owner")
+
+
+def test_a_dask_log_takes_a_history_by_collecting():
+    dd = pytest.importorskip("dask.dataframe")
+    from funnelkit.dask import DaskEventLog
+
+    events = dd.from_pandas(example_events(), npartitions=2)
+    dist = DaskEventLog(events, **EXAMPLE_KW)
+    history = dd.from_pandas(example_history(), npartitions=2)
+    mem = dist.with_history(history)
+    assert isinstance(mem, fk.EventLog)
+    expected = fk.EventLog(example_events(), **EXAMPLE_KW).with_history(example_history())
+    pd.testing.assert_frame_equal(
+        mem.movement("2025-03-31", "2025-06-30", closing=Q2),
+        expected.movement("2025-03-31", "2025-06-30", closing=Q2),
+    )
+    # the collected deal ids keep dask's string dtype: compare the values
+    pd.testing.assert_frame_equal(mem.slippage(), expected.slippage(), check_dtype=False)
