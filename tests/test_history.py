@@ -661,3 +661,28 @@ def test_a_dask_log_takes_a_history_by_collecting():
     )
     # the collected deal ids keep dask's string dtype: compare the values
     pd.testing.assert_frame_equal(mem.slippage(), expected.slippage(), check_dtype=False)
+
+
+# --------------------------------------------------------------------------- report
+def test_the_report_shows_the_pipeline_section_only_with_a_history(log, base, tmp_path):
+    from funnelkit.report import build_report
+
+    rep = build_report(log, charts=True)
+    # as_of 2025-07-15: the quarter Q3 2025, from 07-01 to as_of
+    pd.testing.assert_frame_equal(
+        rep.tables["movement"],
+        log.movement("2025-07-01", log.as_of, closing=("2025-07-01", "2025-09-30")),
+    )
+    pd.testing.assert_frame_equal(rep.tables["slippage_by_stage"], log.slippage(by="stage"))
+    assert {"waterfall", "slippage"} <= set(rep.charts)
+    assert any("deals closing in 2025Q3" in n for n in rep.notes)
+    plain = build_report(base, charts=False)
+    assert "movement" not in plain.tables and "slippage_by_stage" not in plain.tables
+    out = tmp_path / "rep"
+    rep.save(out)
+    assert (out / "tables" / "movement.parquet").exists()
+    assert (out / "charts" / "waterfall.png").exists()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Pipeline movement</h2>" in page and "Slippage per stage" in page
+    plain.save(tmp_path / "plain")
+    assert "Pipeline movement" not in (tmp_path / "plain" / "report.html").read_text("utf-8")
