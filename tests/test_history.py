@@ -686,3 +686,12 @@ def test_the_report_shows_the_pipeline_section_only_with_a_history(log, base, tm
     assert "<h2>Pipeline movement</h2>" in page and "Slippage per stage" in page
     plain.save(tmp_path / "plain")
     assert "Pipeline movement" not in (tmp_path / "plain" / "report.html").read_text("utf-8")
+
+
+def test_filter_keeps_the_history_of_the_kept_deals(log):
+    part = log.filter(where="owner == 'Ann'")
+    assert part.history is not None
+    assert part.history.quality.rows_in == 12  # d1 5, d2 3, d3 4 rows
+    full = log.slippage()
+    expected = full[full["deal"].isin(["d1", "d2", "d3"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.slippage(), expected, check_categorical=False)

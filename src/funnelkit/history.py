@@ -197,6 +197,7 @@ class FieldHistory:
     rejects: pd.DataFrame
     changes: pd.DataFrame
     settings: dict[str, Any]
+    source: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     def __repr__(self) -> str:
         q = self.quality
@@ -336,10 +337,10 @@ def attach(
     null_f = np.asarray(fcol.isna().to_numpy(), dtype=bool)
     mark(null_f, "missing_field")
     fcode = np.full(n, -1, dtype=np.int64)
-    if (~null_f).any():
-        fcode[~null_f] = (
-            fcol[~null_f].map(lambda v: FIELDS.index(names[v]) if v in names else -1).to_numpy()
-        )
+    if (~null_f).any():  # look up each distinct name once
+        codes_f, uniq_f = pd.factorize(fcol[~null_f])
+        lookup = np.array([FIELDS.index(names[v]) if v in names else -1 for v in uniq_f] + [-1])
+        fcode[~null_f] = lookup[codes_f]
     mark(fcode < 0, "unknown_field")
     # times
     C.check_time_dtype(history[time], time)
@@ -381,13 +382,13 @@ def attach(
             bad_c = C.unhashable(sub)
             bad = np.zeros(sel.size, dtype=bool) if bad_c is None else bad_c
             sub_ok = sub.where(~bad, None) if bad.any() else sub
-            nulls = np.asarray(sub_ok.isna().to_numpy(), dtype=bool)
-            text = pd.Series(
-                [None if z else str(v) for v, z in zip(sub_ok, nulls, strict=True)], dtype=object
+            cc, uniq = pd.factorize(sub_ok, use_na_sentinel=True)
+            # categories as text; values that read the same (1 and "1") become one
+            text, back = np.unique(
+                np.array([str(v) for v in uniq], dtype=object), return_inverse=True
             )
-            cc, uniq = pd.factorize(text, use_na_sentinel=True)
-            cat_codes[sel] = cc
-            categories = pd.Index(uniq, dtype=object)
+            cat_codes[sel] = np.where(cc >= 0, back[np.maximum(cc, 0)], -1)
+            categories = pd.Index(text, dtype=object)
         mark_rows = np.zeros(n, dtype=bool)
         mark_rows[sel] = bad
         mark(mark_rows, "invalid_value")
@@ -433,7 +434,17 @@ def attach(
         rejects,
         changes,
         settings,
+        history[columns].copy(),
     )
+
+
+def reattach(fh: FieldHistory, log: EventLog) -> FieldHistory:
+    """``fh`` validated again for ``log`` — a part of the log it was attached to
+    (:meth:`funnelkit.EventLog.filter`): the rows of the deals ``log`` keeps."""
+    src = fh.source
+    deal_col = fh.settings["deal"]
+    keep = src[deal_col].isin(pd.Index(log._deal_labels)).to_numpy(dtype=bool)
+    return attach(log, src.loc[keep].reset_index(drop=True), **fh.settings)
 
 
 def _changes_frame(log: EventLog, tracks: dict[str, _Track], categories: pd.Index) -> pd.DataFrame:

@@ -1076,7 +1076,7 @@ class EventLog:
         The input rows of the chosen deals are validated again with this log's keywords,
         ``as_of`` fixed to this log's (so "stale" means the same) and the stage order
         fixed to this log's. ``log.quality.filtered`` of the result says what was
-        filtered out.
+        filtered out. A field history (:meth:`with_history`) goes along for the kept deals.
 
         Parameters
         ----------
@@ -1191,6 +1191,10 @@ class EventLog:
             "rows": int(row_keep.size - row_keep.sum()),
         }
         out.quality = dataclasses.replace(out.quality, filtered=filtered)
+        if self._history is not None:  # the kept deals' field history goes along
+            from .history import reattach
+
+            out._history = reattach(self._history, out)
         return out
 
     def _cycle_ns(self) -> np.ndarray:
