@@ -156,8 +156,10 @@ def test_public_api():
         "incidence",
         "key_stages",
         "segments",
+        "slippage",
         "survival",
         "trend",
+        "waterfall",
     ]
 
 

@@ -46,7 +46,17 @@ CHARTS: dict[str, Callable[[fk.EventLog, Axes | None], Any]] = {
     "calibration": lambda log, ax: fp.calibration(
         backtest(log, log.as_of - np.timedelta64(120, "D"), "60D"), ax=ax
     ),
+    "waterfall": lambda log, ax: fp.waterfall(log, ax=ax),
+    "slippage": lambda log, ax: fp.slippage(_with_history(log), "stage", ax=ax),
 }
+
+
+def _with_history(log: fk.EventLog) -> fk.EventLog:
+    """The log with a simulated field history of its own events (for the slippage chart)."""
+    history = fk.datasets.field_history(log._source, won=log.won, lost=log.lost, seed=1)
+    return log.with_history(history, **fk.datasets.SAMPLE_HISTORY_KWARGS)
+
+
 #: the eight charts issue 20 names; incidence and calibration came later and keep the
 #: same rules
 NAMES = list(CHARTS)

@@ -74,7 +74,8 @@ __all__ = [
 
 #: every table a report may hold, in file and page order (``funnel_by``, ``compare_by``:
 #: with ``by``; ``compare_period``: with ``period``; ``compare_*`` and ``trend``: when the
-#: installed funnelkit has ``EventLog.compare`` / ``EventLog.trend``)
+#: installed funnelkit has ``EventLog.compare`` / ``EventLog.trend``; ``movement`` and
+#: ``slippage_by_stage``: when the log has a field history, ``EventLog.with_history``)
 TABLE_NAMES = (
     "kpis",
     "funnel",
@@ -87,6 +88,8 @@ TABLE_NAMES = (
     "compare_by",
     "compare_period",
     "trend",
+    "movement",
+    "slippage_by_stage",
     "deals",
     "quality",
     "rejects",
@@ -103,6 +106,8 @@ CHART_NAMES = (
     "survival",
     "segments",
     "trend",
+    "waterfall",
+    "slippage",
 )
 #: the tables with one row per deal: Parquet only under ``csv="small"``
 PER_DEAL_TABLES = ("deals",)
@@ -244,6 +249,9 @@ def build_report(
     if trend is not None:
         say("trend…")
         tables["trend"] = trend(freq=freq)
+    if getattr(log, "_history", None) is not None:  # a field history: this quarter
+        say("pipeline movement…")
+        tables.update(_history_tables(log, notes))
     tables["deals"] = log.deals()
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
@@ -271,6 +279,27 @@ def build_report(
         notes=notes,
         quality=log.quality,
     )
+
+
+def _history_tables(log: EventLog, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """With a field history: the waterfall of the pipeline closing in the calendar quarter
+    of ``as_of`` (UTC), from the quarter's start to ``as_of`` (the previous quarter when
+    ``as_of`` is its first instant), and close-date slippage per stage."""
+    as_of = pd.Timestamp(log.as_of)
+    naive = as_of.tz_convert("UTC").tz_localize(None) if as_of.tz is not None else as_of
+    q = naive.to_period("Q")
+    if not q.start_time < naive:
+        q = q - 1
+    first, last = q.start_time, q.end_time.normalize()
+    start = first.tz_localize("UTC") if as_of.tz is not None else first
+    notes.append(
+        f"pipeline movement: deals closing in {q} ({first:%Y-%m-%d} … {last:%Y-%m-%d}), from "
+        f"{first:%Y-%m-%d} to as_of; close dates and amounts as known at each moment"
+    )
+    return {
+        "movement": log.movement(start, log.as_of, closing=(first, last)),
+        "slippage_by_stage": log.slippage(by="stage"),
+    }
 
 
 def _default(func: Callable[..., Any], name: str) -> Any:
@@ -415,6 +444,9 @@ def _draw_charts(
             # names periods by their last day (end excluded → the day before)
             t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
         draw["trend"] = lambda: plot.trend(t)
+    if "movement" in tables:
+        draw["waterfall"] = lambda: plot.waterfall(tables["movement"])
+        draw["slippage"] = lambda: plot.slippage(tables["slippage_by_stage"], "stage")
     figures: dict[str, Figure] = {}
     for name in sorted(draw, key=CHART_NAMES.index):  # page order
         fn = draw[name]
