@@ -133,6 +133,10 @@ PLOT_CALLS = {
     "segments": 'fk.plot.segments(log, by="team")',
     "incidence": 'fk.plot.incidence(log, "Demo")',
     "calibration": 'fk.plot.calibration(backtest(log, horizon="60D"))',
+    "waterfall": "fk.plot.waterfall(log.with_history(fk.datasets.load_sample_history(), "
+    '**fk.datasets.SAMPLE_HISTORY_KWARGS), "2025-03-31", closing=("2025-04-01", "2025-06-30"))',
+    "slippage": "fk.plot.slippage(log.with_history(fk.datasets.load_sample_history(), "
+    "**fk.datasets.SAMPLE_HISTORY_KWARGS))",
 }
 autosummary_context = {"plot_calls": PLOT_CALLS}
 plot_include_source = False

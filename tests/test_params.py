@@ -67,6 +67,8 @@ REQUIRED = {
     "EventLog.from_milestones": {"deals": None, "stage_dates": {}},
     "EventLog.movement": {"start": "2025-01-01", "end": "2025-02-01"},
     "EventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
+    "EventLog.with_history": {"history": fk.datasets.load_sample_history()},
+    "DaskEventLog.with_history": {"history": fk.datasets.load_sample_history()},
     "fk.read_events": {"path": "events.csv"},
     "fk.backtest": {"log": LOG, "cut": "2025-01-01"},
     "fk.backtest_periods": {"log": LOG, "cut": "2025-01-01"},

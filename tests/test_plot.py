@@ -157,8 +157,10 @@ def test_public_api():
         "incidence",
         "key_stages",
         "segments",
+        "slippage",
         "survival",
         "trend",
+        "waterfall",
     ]
 
 

@@ -46,13 +46,23 @@ CHARTS: dict[str, Callable[[fk.EventLog, Axes | None], Any]] = {
     "calibration": lambda log, ax: fp.calibration(
         backtest(log, log.as_of - np.timedelta64(120, "D"), "60D"), ax=ax
     ),
+    "waterfall": lambda log, ax: fp.waterfall(log, ax=ax),
+    "slippage": lambda log, ax: fp.slippage(_with_history(log), "stage", ax=ax),
     "forecast": lambda log, ax: _fan(log, ax),
 }
 
 
+def _with_history(log: fk.EventLog) -> fk.EventLog:
+    """The log with a simulated field history of its own events (for the slippage chart)."""
+    history = fk.datasets.field_history(log._source, won=log.won, lost=log.lost, seed=1)
+    return log.with_history(history, **fk.datasets.SAMPLE_HISTORY_KWARGS)
+
+
 def _fan(log: fk.EventLog, ax: Axes | None) -> Axes:
     """The fan chart of one team's monthly forecast with a quota (its name in the subtitle)."""
-    fc = log.forecast(by="team", by_period="ME", periods=3, quota=5, quota_of="wins", n_sims=200)
+    fc = log.forecast(
+        by="team", by_period="ME", periods=3, quota=5, quota_of="wins", n_sims=200, n_boot=0
+    )
     return fp.forecast(fc, segment=fc.periods["team"].iloc[0], ax=ax)
 
 

@@ -32,6 +32,9 @@ CHART_ALT = {
     "survival": "Kaplan-Meier curves of the share of visits still in each stage",
     "segments": "Conversion per stage per segment with intervals",
     "trend": "Conversion per cohort over time",
+    "waterfall": "Pipeline waterfall: open at the start, created, pulled in, amount changes, "
+    "won, lost, stale, pushed out, open at the end",
+    "slippage": "Share of deals whose close date was pushed, per stage",
     "forecast": "Fan chart: expected wins per month with 50, 80 and 95% intervals",
 }
 #: the note of a report on a log without stage visits (only won/lost events)
@@ -456,6 +459,23 @@ def page(
     if "trend" in t:
         body = [chart("trend"), details("Trend table", table(t["trend"], max_rows=500))]
         sections.append(("trend", "Trend", body))
+    if "movement" in t:  # only with a field history (EventLog.with_history)
+        body = [
+            chart(
+                "waterfall",
+                "This quarter's pipeline (deals whose close date, as known at each moment, "
+                "falls in the quarter): in by creation, pull-in or amount increase; out by "
+                "win, loss, going stale, push-out or amount decrease. It reconciles exactly.",
+            ),
+            table(t["movement"]),
+            chart(
+                "slippage",
+                "Close-date pushes by the stage the deal was in when it was pushed; lines: "
+                "95% intervals.",
+            ),
+            details("Slippage per stage", table(t["slippage_by_stage"])),
+        ]
+        sections.append(("movement", "Pipeline movement", body))
     if "forecast_periods" in t:
         body = [
             chart(

@@ -15,9 +15,10 @@ process a rule fires in at most ``alpha`` of the weeks (per rule and stage; meas
     test runs on the last two weeks pooled (at ``alpha / 2``), which catches a smaller drop
     a week later; together they keep ``alpha``.
 ``dwell_p90`` (slower)
-    Of the stage's visits completed in the week (advanced or lost), the share that took
-    longer than the baseline's 90th percentile of dwell; tested the same way (expected
-    about 10%, more is slower).
+    Of the stage's visits completed in the week (advanced or lost; a stage passed over,
+    with no time spent in it, is not a visit here), the share that took longer than the
+    baseline's 90th percentile of dwell; tested the same way (expected about 10%, more is
+    slower).
 ``stalled`` (more)
     Open deals at the week's end that have spent longer in their stage than the baseline's
     90th percentile of dwell. The count is compared with the baseline weeks' counts: it
@@ -120,11 +121,11 @@ def alerts(
             f"two (it starts {log._timestamp(np.array([int(log._first_ns.min())]))[0]}). "
             "Pass a smaller `baseline`, or wait for more history."
         )
-    ex = _exits(log)
-    q90 = _baseline_p90(ex, log._n_stages, monitored[0] - 1 - baseline, monitored[0] - 2)
+    ex = _Exits(log)
     rows: list[dict[str, Any]] = []
     for w in monitored.tolist():  # loop over the weeks watched
         base = (w - 1 - baseline, w - 2)  # the baseline ends before the two-week window
+        q90 = _baseline_p90(ex, log._n_stages, *base)
         rows += _conversion_rows(log, ex, w, base, alpha)
         rows += _dwell_rows(log, ex, w, base, alpha, q90)
         rows += _stalled_rows(log, ex, w, base, alpha, q90)
@@ -163,10 +164,9 @@ class _Exits:
         self.end = np.where(cause == 0, log._as_of_ns, end)
         self.dwell = self.end - entry
         self.week = _week(self.end)
-
-
-def _exits(log: EventLog) -> _Exits:
-    return _Exits(log)
+        # completed visits with a duration: a stage passed over (reached only because a
+        # later one was) advances at once and is no dwell
+        self.completed = ((cause == ADVANCE) & (self.dwell > 0)) | (cause == LOST_CAUSE)
 
 
 def _in(week: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -176,7 +176,7 @@ def _in(week: np.ndarray, lo: int, hi: int) -> np.ndarray:
 def _baseline_p90(ex: _Exits, S: int, lo: int, hi: int) -> np.ndarray:
     """Each stage's 90th percentile of dwell among visits completed (advanced or lost) in
     the baseline weeks; NaN without any."""
-    done = ((ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE)) & _in(ex.week, lo, hi)
+    done = ex.completed & _in(ex.week, lo, hi)
     out = np.full(S, np.nan)
     for s in range(S):  # loop over stages
         d = ex.dwell[done & (ex.stage == s)]
@@ -292,7 +292,7 @@ def _conversion_rows(
 def _dwell_rows(
     log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
 ) -> list[dict[str, Any]]:
-    done = (ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE)
+    done = ex.completed
     q = q90[ex.stage]
     slow = np.isfinite(q) & (ex.dwell > np.nan_to_num(q, nan=np.inf))
     counts = _window_counts(ex.week, ex.stage, slow, done, w, base, log._n_stages)
@@ -489,7 +489,7 @@ def _threshold_rows(
     with np.errstate(invalid="ignore", divide="ignore"):
         values["conversion"] = np.where(n_res > 0, adv / np.maximum(n_res, 1), np.nan)
     ns["conversion"] = n_res
-    done = in_w & ((ex.cause == ADVANCE) | (ex.cause == LOST_CAUSE))
+    done = in_w & ex.completed
     p90 = np.full(S, np.nan)
     n_done = np.bincount(ex.stage[done], minlength=S)
     for s in range(S):  # loop over stages

@@ -795,6 +795,51 @@ class DaskEventLog:
             progress=progress,
         )
 
+    @_as_in_memory("with_history", history=[CHECKED_INSIDE])
+    def with_history(
+        self,
+        history: Any,
+        *,
+        deal: str = "deal_id",
+        field: str = "field",
+        value: str = "new_value",
+        time: str = "changed_at",
+        fields: Mapping[str, str | Sequence[str]] | None = None,
+        errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
+        close_date_format: str | None = None,
+    ) -> EventLog:
+        """The in-memory log (:meth:`compute`) with a field history attached
+        (:meth:`funnelkit.EventLog.with_history`): snapshots, slippage and the waterfall
+        need every deal's events and changes on one machine. A dask ``history`` is
+        collected too. Needs the whole log in local memory.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> h = log.with_history(fk.datasets.load_sample_history(),
+        ...                      **fk.datasets.SAMPLE_HISTORY_KWARGS)
+        >>> type(h).__name__, len(h.slippage()) == log.n_deals
+        ('EventLog', True)
+        """
+        if hasattr(history, "compute") and not isinstance(history, pd.DataFrame):
+            history = history.compute()
+        return self.compute().with_history(
+            history,
+            deal=deal,
+            field=field,
+            value=value,
+            time=time,
+            fields=fields,
+            errors=errors,
+            date_format=date_format,
+            close_date_format=close_date_format,
+        )
+
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and hasattr(EventLog, name):
             raise NotImplementedError(_NOT_DISTRIBUTED.format(what=f"EventLog.{name}"))

@@ -26,6 +26,7 @@ from .quality import REASONS, QualityReport
 if TYPE_CHECKING:
     from ._kernel import Visits
     from .forecast import Forecast
+    from .history import FieldHistory
     from .report import Report
 
 __all__ = ["EventLog"]
@@ -263,6 +264,8 @@ class EventLog:
 
     #: what help() and inspect.signature show: __init__'s keywords, not __new__'s *args
     __signature__: ClassVar[inspect.Signature]
+    #: the field history attached by :meth:`with_history` (None: stage events only)
+    _history: FieldHistory | None = None
 
     def __new__(cls, events: Any = None, *args: Any, **kwargs: Any) -> Any:
         # fk.EventLog(dask_dataframe, ...) → funnelkit.dask.DaskEventLog (imports dask)
@@ -1073,7 +1076,7 @@ class EventLog:
         The input rows of the chosen deals are validated again with this log's keywords,
         ``as_of`` fixed to this log's (so "stale" means the same) and the stage order
         fixed to this log's. ``log.quality.filtered`` of the result says what was
-        filtered out.
+        filtered out. A field history (:meth:`with_history`) goes along for the kept deals.
 
         Parameters
         ----------
@@ -1188,6 +1191,10 @@ class EventLog:
             "rows": int(row_keep.size - row_keep.sum()),
         }
         out.quality = dataclasses.replace(out.quality, filtered=filtered)
+        if self._history is not None:  # the kept deals' field history goes along
+            from .history import reattach
+
+            out._history = reattach(self._history, out)
         return out
 
     def _cycle_ns(self) -> np.ndarray:
@@ -2317,8 +2324,12 @@ class EventLog:
 
         return alerts(self, weeks=weeks, baseline=baseline, alpha=alpha, thresholds=thresholds)
 
-    @validate_params({"start": ["timestamp"], "end": ["timestamp"]})
-    def movement(self, start: Any, end: Any) -> pd.DataFrame:
+    @validate_params(
+        {"start": ["timestamp"], "end": ["timestamp"], "closing": [tuple, list, None]}
+    )
+    def movement(
+        self, start: Any, end: Any, *, closing: tuple[Any, Any] | None = None
+    ) -> pd.DataFrame:
         """The pipeline waterfall between two dates: what was open, what came in, what left.
 
         Definitions, for a time *t* (all comparisons on the log's clock, UTC):
@@ -2373,11 +2384,53 @@ class EventLog:
             * ``amount`` : sum of the deals' amounts (deals without one add nothing); NaN when
               the log has no amount column
 
+            With a field history (:meth:`with_history`) the table has twelve rows, in the
+            order ``open_at_start, created, pulled_in, increased, advanced, regressed, won,
+            lost, stale, pushed_out, decreased, open_at_end``; each deal's amount is the
+            amount **as known at the moment** it is counted (the event log's amount before
+            its first amount change), and:
+
+            - ``open_at_start`` / ``open_at_end`` : deals in the followed pipeline at
+              ``start`` / ``end``, at their amount then. The followed pipeline is every
+              open deal; with ``closing=(first, last)``, the open deals whose close date as
+              known at that time lies in [``first``, ``last``] (whole days, both included;
+              an unknown close date is outside)
+            - ``created`` : as above, when the deal's close date at the moment it joined
+              (first event, or the event that revived it) was in the window; at its amount
+              then
+            - ``won`` / ``lost`` / ``stale`` : as above, when the close date at the moment
+              it left (the terminal event; going stale: latest activity + ``stale_after``)
+              was in the window; at its amount then
+            - ``pulled_in`` / ``pushed_out`` : deals that entered / left the window's
+              pipeline by a change of close date (either direction: a close date moved
+              from next quarter into this one, or from this quarter out of it), at the
+              amount at the time of the move (the last close-date change that crossed the
+              window's edge); always 0 with ``closing=None``
+            - ``increased`` / ``decreased`` : per deal, the amount change while it was in
+              the followed pipeline in the window (from ``start`` or joining to ``end`` or
+              leaving), summed over the deals whose amount rose / fell. Their ``deals`` are
+              the deals whose amount changed: no deal enters or leaves through them
+            - ``advanced`` / ``regressed`` : as above, among deals in the followed pipeline
+              at both dates, at their amount at ``end``
+
+            The table reconciles exactly, deal by deal, for amounts::
+
+                open_at_start + created + pulled_in + increased
+                − won − lost − stale − pushed_out − decreased == open_at_end
+
+            and for deals the same without ``increased`` and ``decreased``.
+
+        Parameters
+        ----------
+        closing : (first, last), optional
+            Follow only the pipeline whose close date lies in this window of dates
+            (e.g. this quarter); needs a field history with close dates.
+
         Raises
         ------
         EventLogError
             A ``start`` or ``end`` that is no time, ``start`` not before ``end``, or ``end``
-            after ``as_of``.
+            after ``as_of``; ``closing`` without a close-date history.
 
         Notes
         -----
@@ -2406,10 +2459,266 @@ class EventLog:
         59
         >>> log.quality.open
         59
+
+        This quarter's pipeline with the sample's field history:
+
+        >>> h = log.with_history(fk.datasets.load_sample_history(),
+        ...                      **fk.datasets.SAMPLE_HISTORY_KWARGS)
+        >>> q = h.movement("2025-03-31", log.as_of, closing=("2025-04-01", "2025-06-30"))
+        >>> a = q.set_index("category")["amount"]
+        >>> inflow = a["open_at_start"] + a["created"] + a["pulled_in"] + a["increased"]
+        >>> outflow = a[["won", "lost", "stale", "pushed_out", "decreased"]].sum()
+        >>> bool(abs(inflow - outflow - a["open_at_end"]) < 1e-6)
+        True
         """
+        if self._history is not None or closing is not None:
+            from . import history
+
+            return history.movement(self, start, end, closing=closing)
         from .monitoring import movement
 
         return movement(self, start, end)
+
+    # ------------------------------------------------------------------ field history
+    @validate_params(
+        {
+            "history": [pd.DataFrame],
+            "deal": [str],
+            "field": [str],
+            "value": [str],
+            "time": [str],
+            "fields": [Mapping, None],
+            "errors": _ERRORS,
+            "date_format": [str, None],
+            "close_date_format": [str, None],
+        }
+    )
+    def with_history(
+        self,
+        history: pd.DataFrame,
+        *,
+        deal: str = "deal_id",
+        field: str = "field",
+        value: str = "new_value",
+        time: str = "changed_at",
+        fields: Mapping[str, str | Sequence[str]] | None = None,
+        errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
+        close_date_format: str | None = None,
+    ) -> EventLog:
+        """A copy of this log that also knows how deal fields changed over time.
+
+        ``history`` is a long table like a CRM's field-history export: one row per change
+        — deal, field name, new value, changed at. The fields funnelkit reads are
+        ``close_date`` (a date; the time of day is dropped, aware values taken in UTC),
+        ``amount`` (a number >= 0, or text of one) and ``forecast_category`` (text).
+        An empty value means the field was cleared (unknown from then on). Changes of
+        one deal and field at the same time apply in input order (the last row wins).
+        Before a deal's first change, its amount is the event log's amount and its close
+        date and forecast category are unknown. See the how-to "Field history" for the
+        Salesforce and HubSpot export shapes.
+
+        Parameters
+        ----------
+        history : pandas.DataFrame
+            The field changes.
+        deal, field, value, time : str, default "deal_id", "field", "new_value", "changed_at"
+            Its columns: the deal id (as in the event log), the field name, the new value
+            and when the change was made (same parsing as the event log's times; naive
+            or aware like the log's).
+        fields : mapping, optional
+            funnelkit's field → the name (or list of names) in ``field``, e.g.
+            ``{"close_date": "CloseDate", "amount": "Amount",
+            "forecast_category": "ForecastCategoryName"}``. Default: the names
+            ``close_date``, ``amount``, ``forecast_category``.
+        errors : {"raise", "drop"}, default "raise"
+            Bad rows raise :class:`~funnelkit.EventLogError` (column, count, examples and
+            how to fix; the rows as ``failure_cases``), or are left out and listed in
+            ``log.history.rejects``. Bad rows: a missing or unhashable deal id, a deal not
+            in the log (``unknown_deal``), a missing or unmapped field name
+            (``unknown_field``), a missing, unparseable or mixed-time-zone time, a change
+            after ``as_of``, a value that is no date / no amount (``invalid_value``).
+        date_format : str, optional
+            A strftime format for the ``time`` column given as text; default ISO 8601.
+        close_date_format : str, optional
+            A strftime format for close dates given as text (``"%m/%d/%Y"``); default ISO
+            8601 (``"2025-06-30"``).
+
+        Returns
+        -------
+        EventLog
+            The same log with :attr:`history` set (this log is not changed); every
+            analysis is the same, and :meth:`snapshot`, :meth:`slippage` and
+            :meth:`movement` read the history.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> h = log.with_history(fk.datasets.load_sample_history(),
+        ...                      **fk.datasets.SAMPLE_HISTORY_KWARGS)
+        >>> h.history.quality.changes
+        {'close_date': 1879, 'amount': 330, 'forecast_category': 2088}
+        >>> log.history is None
+        True
+        """
+        import copy
+
+        from . import history as H
+
+        fh = H.attach(
+            self,
+            history,
+            deal=deal,
+            field=field,
+            value=value,
+            time=time,
+            fields=fields,
+            errors=errors,
+            date_format=date_format,
+            close_date_format=close_date_format,
+        )
+        out = copy.copy(self)
+        out._cache = dict(self._cache)
+        out._history = fh
+        return out
+
+    @property
+    def history(self) -> FieldHistory | None:
+        """The attached field history (:meth:`with_history`), or None.
+
+        Its ``quality`` counts the rows used and rejected, ``rejects`` lists the rejected
+        rows with a ``reason``, ``changes`` the parsed changes.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log.history is None
+        True
+        """
+        return self._history
+
+    @validate_params({"at": ["timestamp"]})
+    def snapshot(self, at: Any) -> pd.DataFrame:
+        """The open pipeline as it stood at a moment, with the fields as known then.
+
+        A deal is open at ``at`` by the rules of :meth:`movement` (created, no terminal
+        event, not stale, all at or before ``at``). Its fields are as known at ``at``:
+        only history changes at or before ``at`` count. Works without a history too
+        (amounts are the event log's, close dates and categories unknown).
+
+        Parameters
+        ----------
+        at : str or datetime
+            Not after ``as_of``; naive on a time-zone-aware log is read as UTC.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per deal open at ``at``, in the order of :meth:`deals`:
+
+            * ``deal`` : deal id
+            * ``stage`` : its current stage at ``at`` (the stage of its latest stage
+              event then; null if it had none yet)
+            * ``furthest_stage`` : furthest stage in funnel order reached by ``at``
+            * ``first_event`` : when the deal was created
+            * ``amount`` : amount as known at ``at`` (NaN when unknown)
+            * ``close_date`` : close date as known at ``at`` (NaT when unknown)
+            * ``forecast_category`` : forecast category as known at ``at`` (missing when
+              unknown)
+            * one column per carried attribute
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log = log.with_history(fk.datasets.load_sample_history(),
+        ...                        **fk.datasets.SAMPLE_HISTORY_KWARGS)
+        >>> s = log.snapshot("2025-03-31")
+        >>> s.columns.tolist()[:7]
+        ['deal', 'stage', 'furthest_stage', 'first_event', 'amount', 'close_date', 'forecast_category']
+        >>> len(s)
+        63
+        """
+        from .history import snapshot
+
+        return snapshot(self, at)
+
+    @validate_params({"by": ["columns", None], "chronic_pushes": [Interval(Integral, 1, None)]})
+    def slippage(
+        self, *, by: str | Sequence[str] | None = None, chronic_pushes: int = 3
+    ) -> pd.DataFrame:
+        """Close-date slippage and amount changes, per deal or summed per stage or segment.
+
+        From the close-date history (:meth:`with_history`): a **push** is a change of the
+        close date to a later date, a **pull** to an earlier one, each compared with the
+        previous known close date (the first setting, and a clearing, are neither).
+        Every change up to ``as_of`` counts, also one made when the deal closed.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            ``None``: one row per deal. ``"stage"``: changes summed by the stage the deal
+            was in when the change was made (its latest event at or before the change —
+            a terminal name for changes made at or after closing; changes before the
+            deal's first event count for its first stage). A carried attribute (or a
+            list): per-deal values summed per segment (per owner, team...).
+        chronic_pushes : int, default=3
+            The chronic-slipper rule: a deal is a **chronic slipper** when its close date
+            was pushed at least this many times.
+
+        Returns
+        -------
+        pandas.DataFrame
+            With ``by=None``, one row per deal, in the order of :meth:`deals`:
+
+            * ``deal`` : deal id
+            * ``outcome`` : ``won``, ``lost``, ``stale`` or ``open`` (as in :meth:`deals`)
+            * ``pushes`` / ``pulls`` : close-date changes to a later / earlier date
+            * ``days_pushed`` / ``days_pulled`` : total days moved later / earlier (>= 0)
+            * ``quarters_slipped`` : quarter ends crossed by its pushes (calendar
+              quarters of the close dates, summed over pushes)
+            * ``first_close_date`` : earliest known close date (NaT when never set)
+            * ``last_close_date`` : close date as known at ``as_of``
+            * ``amount_first`` : the event log's amount, or, when it has none, the first
+              amount of the history
+            * ``amount_last`` : amount as known at ``as_of``
+            * ``amount_change`` : ``amount_last − amount_first``
+            * ``chronic`` : ``pushes >= chronic_pushes``
+            * one column per carried attribute
+
+            With ``by``, one row per group (``by="stage"``: every stage, then the won
+            and lost names, in the log's order):
+
+            * the ``by`` column(s)
+            * ``deals`` : deals in the group (``by="stage"``: deals that entered it)
+            * ``deals_pushed`` : of those, deals pushed at least once (``by="stage"``:
+              while in that stage)
+            * ``share_pushed`` : ``deals_pushed / deals``, with its Wilson 95% interval
+              ``share_pushed_low`` / ``share_pushed_high``
+            * ``pushes``, ``days_pushed``, ``pulls``, ``days_pulled`` : sums
+            * ``chronic`` : chronic slippers among the group's deals (``by="stage"``:
+              among its pushed deals)
+            * ``amount_change`` : sum of the deals' amount changes (not with
+              ``by="stage"``)
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log = log.with_history(fk.datasets.load_sample_history(),
+        ...                        **fk.datasets.SAMPLE_HISTORY_KWARGS)
+        >>> s = log.slippage()
+        >>> len(s) == log.n_deals
+        True
+        >>> by_owner = log.slippage(by="owner")
+        >>> int(by_owner["pushes"].sum()) == int(s["pushes"].sum())
+        True
+        """
+        from .history import slippage
+
+        return slippage(self, by=by, chronic_pushes=chronic_pushes)
 
     # ------------------------------------------------------------------ prediction
     @validate_params({"changes": [Mapping], "by": BY, "n_boot": _N_BOOT, "seed": SEED})

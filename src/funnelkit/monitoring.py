@@ -733,6 +733,29 @@ def movement(log: EventLog, start: Any, end: Any) -> pd.DataFrame:
     >>> int(m.set_index("category").loc["open_at_end", "deals"]) == log.quality.open
     True
     """
+    start_ns, end_ns, s0, s1, masks = movement_masks(log, start, end)
+    deals = [int(masks[k].sum()) for k in CATEGORIES]
+    if log._amount is None:
+        amount = [np.nan] * len(CATEGORIES)
+    else:
+        amt = np.nan_to_num(log._amount, nan=0.0)
+        amount = [float(amt[masks[k]].sum()) for k in CATEGORIES]
+    return pd.DataFrame(
+        {
+            "category": list(CATEGORIES),
+            "deals": np.array(deals, dtype=np.int64),
+            "amount": np.array(amount, dtype=np.float64),
+        }
+    )
+
+
+def movement_masks(
+    log: EventLog, start: Any, end: Any
+) -> tuple[int, int, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The window of :func:`movement` on the log's clock (checked), each deal's state at
+    ``start`` and at ``end`` (``_NONE``/``_OPEN``/``_WON``/``_LOST``/``_STALE``) and the
+    deal mask of each category of :data:`CATEGORIES` — shared with the field-history
+    waterfall of :mod:`funnelkit.history`, so both apply the same state rules."""
     start_ns = to_timestamp(start, log._aware, "start")
     end_ns = to_timestamp(end, log._aware, "end")
     if not start_ns < end_ns:
@@ -758,16 +781,4 @@ def movement(log: EventLog, start: Any, end: Any) -> pd.DataFrame:
         "stale": (s1 == _STALE) & (s0 != _STALE),
         "open_at_end": s1 == _OPEN,
     }
-    deals = [int(masks[k].sum()) for k in CATEGORIES]
-    if log._amount is None:
-        amount = [np.nan] * len(CATEGORIES)
-    else:
-        amt = np.nan_to_num(log._amount, nan=0.0)
-        amount = [float(amt[masks[k]].sum()) for k in CATEGORIES]
-    return pd.DataFrame(
-        {
-            "category": list(CATEGORIES),
-            "deals": np.array(deals, dtype=np.int64),
-            "amount": np.array(amount, dtype=np.float64),
-        }
-    )
+    return start_ns, end_ns, s0, s1, masks

@@ -75,7 +75,8 @@ __all__ = [
 
 #: every table a report may hold, in file and page order (``funnel_by``, ``compare_by``:
 #: with ``by``; ``compare_period``: with ``period``; ``compare_*`` and ``trend``: when the
-#: installed funnelkit has ``EventLog.compare`` / ``EventLog.trend``)
+#: installed funnelkit has ``EventLog.compare`` / ``EventLog.trend``; ``movement`` and
+#: ``slippage_by_stage``: when the log has a field history, ``EventLog.with_history``)
 TABLE_NAMES = (
     "kpis",
     "funnel",
@@ -88,6 +89,8 @@ TABLE_NAMES = (
     "compare_by",
     "compare_period",
     "trend",
+    "movement",
+    "slippage_by_stage",
     "forecast_periods",
     "deals",
     "quality",
@@ -105,6 +108,8 @@ CHART_NAMES = (
     "survival",
     "segments",
     "trend",
+    "waterfall",
+    "slippage",
     "forecast",
 )
 #: the tables with one row per deal: Parquet only under ``csv="small"``
@@ -247,6 +252,9 @@ def build_report(
     if trend is not None:
         say("trend…")
         tables["trend"] = trend(freq=freq)
+    if getattr(log, "_history", None) is not None:  # a field history: this quarter
+        say("pipeline movement…")
+        tables.update(_history_tables(log, notes))
     tables["deals"] = log.deals()
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
@@ -278,6 +286,27 @@ def build_report(
         notes=notes,
         quality=log.quality,
     )
+
+
+def _history_tables(log: EventLog, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """With a field history: the waterfall of the pipeline closing in the calendar quarter
+    of ``as_of`` (UTC), from the quarter's start to ``as_of`` (the previous quarter when
+    ``as_of`` is its first instant), and close-date slippage per stage."""
+    as_of = pd.Timestamp(log.as_of)
+    naive = as_of.tz_convert("UTC").tz_localize(None) if as_of.tz is not None else as_of
+    q = naive.to_period("Q")
+    if not q.start_time < naive:
+        q = q - 1
+    first, last = q.start_time, q.end_time.normalize()
+    start = first.tz_localize("UTC") if as_of.tz is not None else first
+    notes.append(
+        f"pipeline movement: deals closing in {q} ({first:%Y-%m-%d} … {last:%Y-%m-%d}), from "
+        f"{first:%Y-%m-%d} to as_of; close dates and amounts as known at each moment"
+    )
+    return {
+        "movement": log.movement(start, log.as_of, closing=(first, last)),
+        "slippage_by_stage": log.slippage(by="stage"),
+    }
 
 
 def _default(func: Callable[..., Any], name: str) -> Any:
@@ -423,6 +452,9 @@ def _draw_charts(
             # names periods by their last day (end excluded → the day before)
             t = t.assign(period=(t["period_end"] - pd.Timedelta(1, "ns")).dt.normalize())
         draw["trend"] = lambda: plot.trend(t)
+    if "movement" in tables:
+        draw["waterfall"] = lambda: plot.waterfall(tables["movement"])
+        draw["slippage"] = lambda: plot.slippage(tables["slippage_by_stage"], "stage")
     if fc is not None:
         draw["forecast"] = lambda: plot.forecast(fc)
     figures: dict[str, Figure] = {}
@@ -451,7 +483,7 @@ def _month_forecast(log: EventLog, notes: list[str]) -> Forecast | None:
         notes.append("forecast per month: not computed (no open deal)")
         return None
     try:
-        return log.forecast(by_period="ME", periods=3, n_sims=1000)
+        return log.forecast(by_period="ME", periods=3, n_sims=1000, n_boot=0)
     except (EventLogError, InvalidParameterError) as exc:
         notes.append(f"forecast per month: not computed ({exc})")
         return None

@@ -5,9 +5,22 @@
   :class:`SyntheticTruth` to check analyses against.
 * :func:`load_sample` reads the small bundled sample log; :data:`SAMPLE_KWARGS` holds the
   :class:`funnelkit.EventLog` keywords that describe it.
+* :func:`field_history` simulates how deals' close dates, amounts and forecast categories
+  changed (a CRM's field-history export); :func:`load_sample_history` reads the sample's,
+  :data:`SAMPLE_HISTORY_KWARGS` holds the keywords of
+  :meth:`funnelkit.EventLog.with_history` for it.
 """
 
+from ._history import SAMPLE_HISTORY_KWARGS, field_history, load_sample_history
 from ._sample import SAMPLE_KWARGS, load_sample
 from ._synthetic import SyntheticTruth, synthetic
 
-__all__ = ["SAMPLE_KWARGS", "SyntheticTruth", "load_sample", "synthetic"]
+__all__ = [
+    "SAMPLE_HISTORY_KWARGS",
+    "SAMPLE_KWARGS",
+    "SyntheticTruth",
+    "field_history",
+    "load_sample",
+    "load_sample_history",
+    "synthetic",
+]

@@ -182,7 +182,13 @@ def synthetic(
     amount_median: float = 25_000.0,
     amount_sigma: float = 1.0,
     return_truth: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, SyntheticTruth]:
+    history: bool = False,
+) -> (
+    pd.DataFrame
+    | tuple[pd.DataFrame, SyntheticTruth]
+    | tuple[pd.DataFrame, pd.DataFrame]
+    | tuple[pd.DataFrame, SyntheticTruth, pd.DataFrame]
+):
     """Simulate an event log of deals moving through sales stages, with known ground truth.
 
     Each deal is created at a uniformly random time between `start` and `end` in the first
@@ -283,6 +289,11 @@ def synthetic(
         precision. The amount is on every event of the deal.
     return_truth : bool, default=False
         Also return the :class:`SyntheticTruth`.
+    history : bool, default=False
+        Also return a field history of the deals (close date, amount, forecast category),
+        simulated by :func:`field_history` with its own random stream (seeded from
+        ``seed``), so the events are the same with or without it. Read it with
+        ``log.with_history(history, **fk.datasets.SAMPLE_HISTORY_KWARGS)``.
 
     Returns
     -------
@@ -298,6 +309,8 @@ def synthetic(
         String columns have pandas' default string dtype.
     truth : SyntheticTruth
         Only with ``return_truth=True``.
+    history : pandas.DataFrame
+        Only with ``history=True`` (last): see :func:`field_history`.
 
     Notes
     -----
@@ -532,8 +545,15 @@ def synthetic(
             **{k: seg_names[k].take(codes[k][row_deal]) for k in _SEGMENT_COLUMNS},
         }
     )
+    fields = None
+    if history:  # a stream of its own: the events do not depend on `history`
+        from ._history import field_history
+
+        fields = field_history(
+            events, seed=None if seed is None else [22, seed], won=won, lost=lost
+        )
     if not return_truth:
-        return events
+        return events if fields is None else (events, fields)
 
     on_stage = row_stage < n_stages
     furthest = np.full(n_deals, -1, dtype=np.int64)
@@ -590,7 +610,7 @@ def synthetic(
         seed=seed,
         deals=deals,
     )
-    return events, truth
+    return (events, truth) if fields is None else (events, truth, fields)
 
 
 # --------------------------------------------------------------------------- simulation

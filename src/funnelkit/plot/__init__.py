@@ -17,6 +17,9 @@ imported only when a chart is drawn: ``import funnelkit.plot`` does not import i
 * :func:`trend` — conversion, win rate or cycle time per cohort with intervals
 * :func:`calibration` — reliability diagram of a forecast backtest
 * :func:`incidence` — cumulative incidence of advancing, lost, stale and still open
+* :func:`waterfall` — the pipeline waterfall of ``movement`` (with a field history: pulled
+  in, pushed out, amount changes), which reconciles
+* :func:`slippage` — share of deals whose close date was pushed, per stage or segment
 * :func:`forecast` — fan chart of a per-period forecast (wins or amount, 50/80/95% bands)
 """
 
@@ -30,6 +33,7 @@ from ._incidence import incidence
 from ._keystages import key_stages
 from ._segments import segments
 from ._trend import trend
+from ._waterfall import slippage, waterfall
 
 __all__ = [
     "calibration",
@@ -41,6 +45,8 @@ __all__ = [
     "incidence",
     "key_stages",
     "segments",
+    "slippage",
     "survival",
     "trend",
+    "waterfall",
 ]
