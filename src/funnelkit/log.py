@@ -2355,6 +2355,9 @@ class EventLog:
         start, end : str or datetime
             The window (``start``, ``end``]; ``start`` before ``end``, ``end`` not after
             ``as_of``. A naive time on a time-zone-aware log is read as UTC.
+        closing : (first, last), optional
+            Follow only the pipeline whose close date lies in this window of dates
+            (e.g. this quarter); needs a field history with close dates.
 
         Returns
         -------
@@ -2419,12 +2422,6 @@ class EventLog:
                 − won − lost − stale − pushed_out − decreased == open_at_end
 
             and for deals the same without ``increased`` and ``decreased``.
-
-        Parameters
-        ----------
-        closing : (first, last), optional
-            Follow only the pipeline whose close date lies in this window of dates
-            (e.g. this quarter); needs a field history with close dates.
 
         Raises
         ------
