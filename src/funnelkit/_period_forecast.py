@@ -66,7 +66,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -582,7 +582,9 @@ def period_forecast(
     )
     if b_idx is not None:  # the model's own uncertainty of the open deals' wins: the
         # simulation's refit's wins per period, less the refits' mean
-        boot_cum = np.stack([f.wins_boot for f in fcs], axis=-1)  # (B, G, K)
+        boots = [f.wins_boot for f in fcs]
+        assert all(b is not None for b in boots)
+        boot_cum = np.stack(cast("list[np.ndarray]", boots), axis=-1)  # (B, G, K)
         boot_inc = np.diff(boot_cum, axis=-1, prepend=0.0)
         dev = np.moveaxis((boot_inc - boot_inc.mean(axis=0))[b_idx], 0, -1)  # (G, K, sims)
         with np.errstate(invalid="ignore", divide="ignore"):
