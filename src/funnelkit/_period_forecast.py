@@ -73,6 +73,7 @@ import pandas as pd
 
 from . import _validate as V
 from ._params import CHECKED_INSIDE, SEED, Interval, Options, validate_params
+from ._periods import period_alias
 from ._segments import expand, segments
 from .errors import EventLogError, InvalidParameterError
 
@@ -98,7 +99,6 @@ MAX_SPAN_DAYS = 740
 #: the bands the fan chart draws: (coverage, column suffix)
 BANDS = ((0.95, ""), (0.80, "80"), (0.50, "50"))
 #: period-end aliases accepted by ``by_period`` (pandas offset alias → period alias)
-_PERIOD_BASE = {"W": "W", "ME": "M", "M": "M", "QE": "Q", "Q": "Q", "YE": "Y", "Y": "Y"}
 #: open deals in one segment beyond which their sum is simulated from its normal
 #: approximation (exact mean and covariance) instead of deal by deal
 GAUSSIAN_DEALS = 20_000
@@ -116,24 +116,7 @@ def period_freq(by_period: Any) -> str:
     >>> period_freq("ME"), period_freq("QE"), period_freq("QE-JAN"), period_freq("W")
     ('M', 'Q', 'Q-JAN', 'W')
     """
-    ok = isinstance(by_period, str)
-    pfreq = ""
-    if ok:
-        base, dash, anchor = by_period.partition("-")
-        ok = base in _PERIOD_BASE and (not dash or (base not in ("ME", "M") and anchor.isalpha()))
-        pfreq = _PERIOD_BASE.get(base, "") + (f"-{anchor}" if dash else "")
-        if ok:
-            try:
-                pd.Period("2025-01-01", freq=pfreq)
-            except (ValueError, TypeError):
-                ok = False
-    if not ok:
-        raise InvalidParameterError(
-            f"Parameter `by_period`={by_period!r} is not a supported period: pass a pandas "
-            "period-end alias — 'W' (or 'W-FRI', ...), 'ME', 'QE' (or 'QE-JAN', ... for a "
-            "fiscal year ending in that month) or 'YE' (or 'YE-MAR', ...)."
-        )
-    return pfreq
+    return period_alias(by_period, name="by_period", bases=("W", "ME", "M", "QE", "Q", "YE", "Y"))
 
 
 def _ns(t: Any) -> int:
