@@ -13,7 +13,9 @@ process a rule fires in at most ``alpha`` of the weeks (per rule and stage; meas
     posterior from its advances and resolutions), the week's advances are beta-binomial;
     the rule fires when so few advances have a probability below ``alpha / 2``. The same
     test runs on the last two weeks pooled (at ``alpha / 2``), which catches a smaller drop
-    a week later; together they keep ``alpha``.
+    a week later; together they keep ``alpha``. This weekly share of resolutions watches
+    change; it is not the funnel's ``conversion`` (the Aalen–Johansen probability that a
+    deal entering the stage eventually advances).
 ``dwell_p90`` (slower)
     Of the stage's visits completed in the week (advanced or lost; a stage passed over,
     with no time spent in it, is not a visit here), the share that took longer than the
