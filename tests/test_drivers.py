@@ -144,3 +144,38 @@ def test_power_for_low_feedback_at_proposal():
         r = d[(d["stage"] == "Proposal") & (d["feature"] == "survey score")].iloc[0]
         found.append(bool(r["is_key"]) and r["effect"] < 0)
     assert np.mean(found) >= 0.8 - 3 * np.sqrt(0.8 * 0.2 / 20)
+
+
+def test_visit_attribute_is_read_at_the_deals_first_visit_of_the_stage():
+    """The visit attribute (the owner on the event that entered A) splits the deals as
+    the team does in :func:`_two_teams`: the same numbers."""
+    log = _two_teams()
+    ev = pd.DataFrame(
+        {
+            "deal": log.visits()["deal"].astype(str).tolist(),
+            "stage": log.visits()["stage"].astype(str).tolist(),
+            "ts": log.visits()["entered"].tolist(),
+        }
+    )
+    ev["rep"] = np.where(ev["deal"].str[1:].astype(int) < 10, "r1", "r2")
+    term = log.deals()
+    lost = term[term["outcome"] == "lost"]
+    extra = pd.DataFrame(
+        {
+            "deal": lost["deal"].astype(str),
+            "stage": "lost",
+            "ts": [
+                log.visits().set_index("deal").loc[d, "entered"] + pd.Timedelta(days=5)
+                for d in lost["deal"]
+            ],
+            "rep": "other",  # a different value on the terminal event is not read
+        }
+    )
+    ev = pd.concat([ev, extra], ignore_index=True)
+    vlog = fk.EventLog(
+        ev, deal="deal", stage="stage", time="ts", stages=["A", "B"], won="won",
+        lost="lost", visit_attrs=["rep"], as_of="2025-03-01",
+    )  # fmt: skip
+    r = vlog.drivers("A", min_visits=5).iloc[0]
+    assert (r["feature"], r["group"], r["source"]) == ("rep", "r1", "visit attribute")
+    assert (r["conversion_with"], r["conversion_without"]) == pytest.approx((0.8, 0.4))

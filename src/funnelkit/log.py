@@ -2799,8 +2799,9 @@ class EventLog:
         >>> log = log.with_activities(fk.datasets.load_sample_activities(),
         ...                           **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
         >>> t = log.activity()
-        >>> t[(t["stage"] == "Proposal") & (t["kind"] == "survey")][["visits", "values"]]
-        ...     # doctest: +SKIP
+        >>> row = t[(t["stage"] == "Proposal") & (t["kind"] == "survey")].iloc[0]
+        >>> int(row["visits"]), int(row["values"]), float(row["value_median"])
+        (199, 189, 7.0)
         """
         from . import activities as A
 
