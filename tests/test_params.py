@@ -69,6 +69,14 @@ REQUIRED = {
     "EventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
     "EventLog.with_history": {"history": fk.datasets.load_sample_history()},
     "DaskEventLog.with_history": {"history": fk.datasets.load_sample_history()},
+    "EventLog.with_activities": {
+        "acts": fk.datasets.load_sample_activities(),
+        **fk.datasets.SAMPLE_ACTIVITIES_KWARGS,
+    },
+    "DaskEventLog.with_activities": {
+        "acts": fk.datasets.load_sample_activities(),
+        **fk.datasets.SAMPLE_ACTIVITIES_KWARGS,
+    },
     "fk.read_events": {"path": "events.csv"},
     "fk.backtest": {"log": LOG, "cut": "2025-01-01"},
     "fk.backtest_periods": {"log": LOG, "cut": "2025-01-01"},

@@ -840,6 +840,48 @@ class DaskEventLog:
             close_date_format=close_date_format,
         )
 
+    @_as_in_memory("with_activities", acts=[CHECKED_INSIDE])
+    def with_activities(
+        self,
+        acts: Any,
+        *,
+        deal: str,
+        time: str,
+        kind: str,
+        value: str | None = None,
+        errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
+    ) -> EventLog:
+        """The in-memory log (:meth:`compute`) with activities attached
+        (:meth:`funnelkit.EventLog.with_activities`): placing touches in visits, the
+        activity table, the drivers and the going-cold columns need every deal's visits
+        and touches on one machine. A dask ``acts`` is collected too. Needs the whole log
+        in local memory.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> a = log.with_activities(fk.datasets.load_sample_activities(),
+        ...                         **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+        >>> type(a).__name__, "going_cold" in a.deals().columns
+        ('EventLog', True)
+        """
+        if hasattr(acts, "compute") and not isinstance(acts, pd.DataFrame):
+            acts = acts.compute()
+        return self.compute().with_activities(
+            acts,
+            deal=deal,
+            time=time,
+            kind=kind,
+            value=value,
+            errors=errors,
+            date_format=date_format,
+        )
+
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and hasattr(EventLog, name):
             raise NotImplementedError(_NOT_DISTRIBUTED.format(what=f"EventLog.{name}"))

@@ -25,6 +25,7 @@ from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
     from ._kernel import Visits
+    from .activities import Activities
     from .forecast import Forecast
     from .history import FieldHistory
     from .report import Report
@@ -174,6 +175,7 @@ _N_BOOT = [
     Interval(Integral, 0, MAX_BOOT, why="more draws do not change a 95% interval and take hours")
 ]
 _ALPHA = [Interval(Real, 0, 1, closed="neither")]
+_MIN_VISITS = [Interval(Integral, 1, None)]
 
 
 class EventLog:
@@ -266,6 +268,8 @@ class EventLog:
     __signature__: ClassVar[inspect.Signature]
     #: the field history attached by :meth:`with_history` (None: stage events only)
     _history: FieldHistory | None = None
+    #: the activities attached by :meth:`with_activities` (None: stage events only)
+    _activities: Activities | None = None
 
     def __new__(cls, events: Any = None, *args: Any, **kwargs: Any) -> Any:
         # fk.EventLog(dask_dataframe, ...) → funnelkit.dask.DaskEventLog (imports dask)
@@ -1020,6 +1024,14 @@ class EventLog:
             * ``amount`` : when an amount column is mapped
             * one column per carried attribute
             * ``reopened`` : True when a terminal event was followed by more stage events
+            * with activities (:meth:`with_activities`), the going-cold columns:
+              ``last_touch`` (the deal's latest touch, NaT without), ``since_touch``
+              (``as_of`` − last touch), ``since_stage_change`` (``as_of`` − entry into the
+              current stage), ``stage_gap_median`` and ``stage_gap_p90`` (the current
+              stage's gaps between consecutive touches of a visit — its entry counts as
+              the first touch — over all visits of the stage), ``going_cold`` (quiet — no
+              touch and no stage change — for longer than the stage's p90 gap); the
+              Timedeltas are NaT and ``going_cold`` False for deals that are not open
 
         Examples
         --------
@@ -1052,6 +1064,12 @@ class EventLog:
         for a, ser in self._attrs.items():
             out[a] = ser.to_numpy()
         out["reopened"] = self._reopened
+        if self._activities is not None:
+            from .activities import going_cold
+
+            cold = going_cold(self)
+            for c in cold.columns:
+                out[c] = cold[c].to_numpy()
         return out
 
     # ------------------------------------------------------------------ scoping
@@ -1195,6 +1213,10 @@ class EventLog:
             from .history import reattach
 
             out._history = reattach(self._history, out)
+        if self._activities is not None:  # and their activities
+            from .activities import reattach as reattach_activities
+
+            out._activities = reattach_activities(self._activities, out)
         return out
 
     def _cycle_ns(self) -> np.ndarray:
@@ -2595,6 +2617,316 @@ class EventLog:
         True
         """
         return self._history
+
+    # ------------------------------------------------------------------ activities
+    @validate_params(
+        {
+            "acts": [pd.DataFrame],
+            "deal": [str],
+            "time": [str],
+            "kind": [str],
+            "value": [str, None],
+            "errors": _ERRORS,
+            "date_format": [str, None],
+        }
+    )
+    def with_activities(
+        self,
+        acts: pd.DataFrame,
+        *,
+        deal: str,
+        time: str,
+        kind: str,
+        value: str | None = None,
+        errors: Literal["raise", "drop"] = "raise",
+        date_format: str | None = None,
+    ) -> EventLog:
+        """A copy of this log that also knows what happened inside each visit.
+
+        ``acts`` holds one row per touch — a call, email, meeting, demo, survey answer… —
+        with the deal, when it happened, its kind, and optionally a value (a feedback
+        score such as CSAT or NPS, a duration). Each touch is placed in the visit it
+        happened in: the deal's latest visit entered at or before it (of two visits
+        entered at the same time, the later in the path). A touch before the deal's first
+        event, or after the terminal event of a won or lost deal, lies in no visit; it is
+        kept and counted (``placement`` ``"before_first"`` / ``"after_last"``).
+
+        Parameters
+        ----------
+        acts : pandas.DataFrame
+            The touches.
+        deal, time, kind : str
+            Its columns: the deal id (as in the event log), when the touch happened (same
+            parsing as the event log's times; naive or aware like the log's) and its kind
+            (any text; ``1`` and ``"1"`` are one kind).
+        value : str, optional
+            A column of numbers (a score, a duration); empty cells are fine. Default: none.
+        errors : {"raise", "drop"}, default "raise"
+            Bad rows raise :class:`~funnelkit.EventLogError` (column, count, examples and
+            how to fix; the rows as ``failure_cases``), or are left out and listed in
+            ``log.activities.rejects``. Bad rows: a missing or unhashable deal id, a deal
+            not in the log (``unknown_deal``), a missing or unhashable kind, a missing,
+            unparseable or mixed-time-zone time, a touch after ``as_of``, a value that is
+            no finite number (``invalid_value``).
+        date_format : str, optional
+            A strftime format for the ``time`` column given as text; default ISO 8601.
+
+        Returns
+        -------
+        EventLog
+            The same log with :attr:`activities` set (this log is not changed): every
+            analysis is the same; :meth:`activity` and :meth:`drivers` read the touches
+            and :meth:`deals` gains the going-cold columns.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> a = log.with_activities(fk.datasets.load_sample_activities(),
+        ...                         **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+        >>> q = a.activities.quality
+        >>> q.rows_used == q.placed + q.before_first + q.after_last
+        True
+        >>> log.activities is None
+        True
+        """
+        import copy
+
+        from . import activities as A
+
+        check_date_format(date_format)
+        got = A.attach(
+            self,
+            acts,
+            deal=deal,
+            time=time,
+            kind=kind,
+            value=value,
+            errors=errors,
+            date_format=date_format,
+        )
+        out = copy.copy(self)
+        out._cache = dict(self._cache)
+        out._activities = got
+        return out
+
+    @property
+    def activities(self) -> Activities | None:
+        """The attached activities (:meth:`with_activities`), or None.
+
+        Its ``table`` lists the used touches with the visit each lies in, ``quality``
+        counts the rows used (placed, before the first event, after the last) and
+        rejected, ``rejects`` lists the rejected rows with a ``reason``.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log = log.with_activities(fk.datasets.load_sample_activities(),
+        ...                           **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+        >>> list(log.activities.table.columns)
+        ['deal', 'time', 'kind', 'value', 'stage', 'visit', 'placement']
+        """
+        return self._activities
+
+    def _needs_activities(self, method: str) -> None:
+        if self._activities is None:
+            raise EventLogError(
+                f"{method}() needs activities: attach them first with "
+                "log = log.with_activities(acts, deal=..., time=..., kind=..., value=...)."
+            )
+
+    @validate_params(
+        {"by": BY, "landmark": ["duration"], "alpha": _ALPHA, "min_visits": _MIN_VISITS}
+    )
+    def activity(
+        self,
+        by: str | Sequence[str] | None = None,
+        *,
+        landmark: Any = "3D",
+        alpha: float = 0.05,
+        min_visits: int = 20,
+    ) -> pd.DataFrame:
+        """What the team did and what customers said at each stage, for visits that
+        advanced vs dropped.
+
+        Descriptive columns use every visit of the stage; a visit *advanced* when its next
+        move is to a later stage or won, *dropped* when it is lost or stale (moves back and
+        open visits are in neither). The association columns are the tests of
+        :meth:`drivers` for the kind's features (``count_*``: more touches in the first
+        ``landmark`` of a deal's first visit vs fewer; ``value_*``: a value below the
+        stage's median vs the others), with Benjamini–Hochberg q-values within this table.
+
+        Parameters
+        ----------
+        by : str or list of str, optional
+            Carried attributes; one row per segment, stage and kind.
+        landmark : str or Timedelta, default "3D"
+            The window at the start of a visit in which the association features are
+            measured (see :meth:`drivers`).
+        alpha : float, default 0.05
+            Not used for a flag here; kept equal to :meth:`drivers`' for the q-values'
+            reading (q ≤ alpha is a discovery at that FDR).
+        min_visits : int, default 20
+            Fewest deals in each group for a test (fewer: NaN).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per ([segment,] stage, kind), in funnel order:
+
+            * ``by`` columns, when given
+            * ``stage``, ``kind``
+            * ``visits`` : visits of the stage
+            * ``touches`` : touches of the kind in them
+            * ``touched_share`` : share of the visits with at least one
+            * ``per_visit_advanced``, ``per_visit_dropped`` : mean touches per visit among
+              the visits that advanced / dropped
+            * ``first_touch_median`` : median time from entering to the first touch of the
+              kind, over the visits with one (Timedelta)
+            * ``values``, ``value_mean``, ``value_median``, ``value_p25``, ``value_p75`` :
+              the kind's values in the stage's visits (NaN without)
+            * ``count_group``, ``count_effect``, ``count_ci_low``, ``count_ci_high``,
+              ``count_p_value``, ``count_q_value`` : association of the touch count with
+              advancing (effect: conversion of the group named minus the others')
+            * ``value_group``, ``value_effect``, ``value_ci_low``, ``value_ci_high``,
+              ``value_p_value``, ``value_q_value`` : the same for a low value
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log = log.with_activities(fk.datasets.load_sample_activities(),
+        ...                           **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+        >>> t = log.activity()
+        >>> row = t[(t["stage"] == "Proposal") & (t["kind"] == "survey")].iloc[0]
+        >>> int(row["visits"]), int(row["values"]), float(row["value_median"])
+        (199, 189, 7.0)
+        """
+        from . import activities as A
+
+        self._needs_activities("activity")
+        by_cols = [] if by is None else ([by] if isinstance(by, str) else list(by))
+        L = int(C.to_duration(landmark, "landmark").value)
+        return A.activity(self, by_cols, L, alpha, min_visits)
+
+    @validate_params(
+        {
+            "stage": ["str_list", None],
+            "attrs": ["str_list", None],
+            "landmark": ["duration"],
+            "alpha": _ALPHA,
+            "min_visits": _MIN_VISITS,
+        }
+    )
+    def drivers(
+        self,
+        stage: str | Sequence[str] | None = None,
+        *,
+        attrs: str | Sequence[str] | None = None,
+        landmark: Any = "3D",
+        alpha: float = 0.05,
+        min_visits: int = 20,
+    ) -> pd.DataFrame:
+        """Which attributes and activities go with advancing, stage by stage — ranked, with
+        intervals and false-discovery control.
+
+        At each stage, every feature splits the deals that entered it (first entry,
+        ``skips="strict"``) into two groups, and the effect is the difference of their
+        conversions — each the Aalen–Johansen probability of advancing of
+        :meth:`funnel` (open deals censored at ``as_of``, the mass still unresolved
+        widening the interval):
+
+        * each carried attribute and visit attribute: each value against the rest
+          (``owner`` = ``Owner 03``; with two values, one test);
+        * each activity kind's touch count in the first ``landmark`` of the visit: more
+          than the stage's median (when the median is 0: any) against the others —
+          ``calls per visit``;
+        * each kind's value (its mean over the window's touches): below the stage's median
+          against the others with a value — ``survey score``.
+
+        Activity features are measured in the first ``landmark`` of the visit and compared
+        among the deals still in the stage then, the clock starting at the landmark: a
+        visit that lasts longer has more time for touches, so counts over the whole visit
+        would go with the outcome even where touches change nothing.
+
+        Test: on the effective counts of the two estimates, as ``key_stages``' drop-off
+        signal, but with the score z-test (pooled rate under the null) rather than the
+        Wald test; Fisher's exact test when a group has fewer than 100 effective deals;
+        at the allocation of unresolved mass closest to no difference; two-sided. Interval: MOVER from the groups' intervals.
+        q-values control the false discovery rate within each stage, each feature one
+        family of its values (Benjamini & Bogomolov: Benjamini–Hochberg over the
+        stage's features, each with the Bonferroni p-value of its best value, then
+        Bonferroni within a selected feature at ``alpha · R / m``, ``R`` of ``m``
+        features selected) — twelve owners are one question, not twelve. Association,
+        not cause: a driver is where to look; no adjusted (multivariable) model is
+        offered.
+
+        Parameters
+        ----------
+        stage : str or list of str, optional
+            Only these stages (default: all).
+        attrs : str or list of str, optional
+            The attributes to scan (carried or visit attributes); default all; ``[]`` for
+            activity features only.
+        landmark : str or Timedelta, default "3D"
+            Window at the start of each visit for activity features.
+        alpha : float, default 0.05
+            FDR level: a row is key when its q-value is at most ``alpha`` and its interval
+            excludes 0.
+        min_visits : int, default 20
+            Fewest deals in each group for a test; smaller groups get NaN statistics and
+            say so in ``reason``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (stage, feature, group), by stage in funnel order, key rows first,
+            then by q-value and size of effect:
+
+            * ``stage`` : stage name
+            * ``feature`` : attribute name, or ``"<kind>s per visit"`` /
+              ``"<kind> <value column>"`` (e.g. ``"calls per visit"``, ``"survey score"``)
+            * ``group`` : the group compared with the others (an attribute value,
+              ``"any in the first 3 days"``, ``"below 7 (the stage's median) ..."``)
+            * ``source`` : ``"attribute"``, ``"visit attribute"`` or ``"activity"``
+            * ``visits_with``, ``visits_without`` : deals in the group and in the others
+            * ``conversion_with``, ``conversion_without`` : their conversions
+            * ``effect`` : ``conversion_with`` − ``conversion_without``
+            * ``ci_low``, ``ci_high`` : its 95% interval
+            * ``p_value`` : two-sided test of no difference
+            * ``q_value`` : q-value within the stage (features as families, see above)
+            * ``is_key`` : q ≤ ``alpha`` and the interval excludes 0
+            * ``test`` : ``"z"`` or ``"fisher"`` (empty when not tested)
+            * ``reason`` : one line a sales leader can read
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> log = log.with_activities(fk.datasets.load_sample_activities(),
+        ...                           **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+        >>> d = log.drivers("Demo")
+        >>> top = d.iloc[0]
+        >>> top["feature"], top["group"], bool(top["is_key"])
+        ('team', 'Team C', True)
+        """
+        from .drivers import scan
+        from .funnel import wanted_stages
+
+        L = int(C.to_duration(landmark, "landmark").value)
+        names = None if attrs is None else ([attrs] if isinstance(attrs, str) else list(attrs))
+        if names is not None:
+            unknown = [a for a in names if a not in self._attrs and a not in self._visit_attrs]
+            if unknown:
+                raise InvalidParameterError(
+                    f"Parameter `attrs`: {unknown} are not attributes of the log; carried: "
+                    f"{self.attrs}, per visit: {list(self._visit_attrs)}."
+                )
+        mask = None if stage is None else wanted_stages(self.stages, stage)
+        return scan(
+            self, attrs=names, landmark_ns=L, alpha=alpha, stages=mask, min_visits=min_visits
+        )
 
     @validate_params({"at": ["timestamp"]})
     def snapshot(self, at: Any) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidParameterError
+from . import _activities as _A
 
 __all__ = ["SyntheticTruth", "synthetic"]
 
@@ -84,7 +85,7 @@ class SyntheticTruth:
         Median dwell per stage, in days.
     dwell_shape : float
         Log-scale sigma (lognormal) or shape *k* (gamma) of the dwell distribution.
-    segment_effect, stall, change, dwell_effect : tuple of dict
+    segment_effect, stall, change, dwell_effect, feedback_effect : tuple of dict
         The planted effects, normalised (dates as UTC timestamps, numbers as floats); empty
         when none.
     start, end, as_of : pandas.Timestamp
@@ -148,6 +149,7 @@ class SyntheticTruth:
     n_deals: int
     seed: int | None
     deals: pd.DataFrame
+    feedback_effect: tuple[dict[str, Any], ...] = ()
 
 
 def synthetic(
@@ -183,12 +185,9 @@ def synthetic(
     amount_sigma: float = 1.0,
     return_truth: bool = False,
     history: bool = False,
-) -> (
-    pd.DataFrame
-    | tuple[pd.DataFrame, SyntheticTruth]
-    | tuple[pd.DataFrame, pd.DataFrame]
-    | tuple[pd.DataFrame, SyntheticTruth, pd.DataFrame]
-):
+    activities: bool = False,
+    feedback_effect: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> Any:
     """Simulate an event log of deals moving through sales stages, with known ground truth.
 
     Each deal is created at a uniformly random time between `start` and `end` in the first
@@ -294,6 +293,21 @@ def synthetic(
         simulated by :func:`field_history` with its own random stream (seeded from
         ``seed``), so the events are the same with or without it. Read it with
         ``log.with_history(history, **fk.datasets.SAMPLE_HISTORY_KWARGS)``.
+    activities : bool, default=False
+        Also return the deals' activities (last): per visit, calls, emails and meetings
+        at steady daily rates (0.25, 0.4, 0.08) at uniform times inside the visit, and a
+        survey answer (``score`` 0–10) with probability 0.9 within two days of entering,
+        low (0–6) with probability 0.4; plus a call before the first event of 3% of deals
+        and an email after the terminal event of 10% of closed deals. Drawn from a random
+        stream of their own (seeded from ``seed``): the events are the same with or
+        without them. Read them with
+        ``log.with_activities(acts, **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)``.
+    feedback_effect : mapping or sequence of mappings, default=None
+        Planted feedback effect(s), e.g. ``{"stage": "Proposal", "effect": -0.15}``:
+        visits of the stage with a low survey answer advance ``effect`` more (negative:
+        less) than the stage's other visits — with another answer or none — while the
+        stage's overall advance probability, and so the events, stay the same (the answer
+        is drawn given the visit's move). Needs ``activities=True``.
 
     Returns
     -------
@@ -310,7 +324,12 @@ def synthetic(
     truth : SyntheticTruth
         Only with ``return_truth=True``.
     history : pandas.DataFrame
-        Only with ``history=True`` (last): see :func:`field_history`.
+        Only with ``history=True``: see :func:`field_history`.
+    activities : pandas.DataFrame
+        Only with ``activities=True`` (last), rows shuffled: ``deal_id``, ``ts``
+        (``datetime64[ns, UTC]``, never after `as_of`), ``kind`` (``"call"``,
+        ``"email"``, ``"meeting"``, ``"survey"``), ``score`` (float, the survey answer;
+        NaN for other kinds).
 
     Notes
     -----
@@ -420,10 +439,19 @@ def synthetic(
         stages,
         _segment_check(segments),
     )
+    feedback = _A.check_feedback(feedback_effect, stages)
+    if feedback and not activities:
+        raise InvalidParameterError(
+            "`feedback_effect` plants an effect of survey answers, which need activities=True."
+        )
     amount_median = _check_positive("amount_median", amount_median)
     amount_sigma = _check_positive("amount_sigma", amount_sigma, allow_zero=True)
 
     rng = np.random.default_rng(seed)
+    # the activities' own stream: the events do not depend on `activities`
+    act_rng = np.random.default_rng(None if seed is None else [23, seed])
+    acts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    closed_at = np.full(n_deals, -1, dtype=np.int64)
     start_s, end_s, as_of_s = (_seconds(x) for x in (start_ts, end_ts, as_of_ts))
 
     # Per deal: creation time, amount, segments.
@@ -499,6 +527,10 @@ def synthetic(
         stale = lose & (u[9] < p["p_stale"][stage])
         explicit = lose & ~stale
         loss_name = lost_name(stage, u[10])
+        if activities:
+            acts.append(
+                _A.visit_touches(act_rng, deal, stage, t, leave, a, forward, resolve, feedback)
+            )
 
         # Cut off at as_of: open, unless a reopen's lost event is the last thing logged.
         cut = leave > as_of_s
@@ -516,6 +548,8 @@ def synthetic(
         outcome[deal[losses]] = _LOST
         outcome_code[deal[losses]] = loss_name[losses]
         outcome[deal[~cut & stale]] = _STALE
+        closed_at[deal[wins]] = leave[wins]
+        closed_at[deal[losses]] = leave[losses]
         last_stage[deal] = stage
 
         skip = (stage + 2 <= last) & (u[11] < p["p_skip"][stage])
@@ -552,8 +586,12 @@ def synthetic(
         fields = field_history(
             events, seed=None if seed is None else [22, seed], won=won, lost=lost
         )
+    extra: tuple[pd.DataFrame, ...] = () if fields is None else (fields,)
+    if activities:
+        acts.append(_A.edge_touches(act_rng, created, closed_at))
+        extra += (_A.frame(act_rng, acts, deal_ids, as_of_s, _timestamps, _strings),)
     if not return_truth:
-        return events if fields is None else (events, fields)
+        return (events, *extra) if extra else events
 
     on_stage = row_stage < n_stages
     furthest = np.full(n_deals, -1, dtype=np.int64)
@@ -603,6 +641,7 @@ def synthetic(
         stall=tuple(_public(e) for e in stalls),
         change=tuple(_public(e) for e in changes),
         dwell_effect=tuple(_public(e) for e in dwell_effects),
+        feedback_effect=tuple({"stage": stages[f.stage], "effect": f.effect} for f in feedback),
         start=start_ts,
         end=end_ts,
         as_of=as_of_ts,
@@ -610,7 +649,7 @@ def synthetic(
         seed=seed,
         deals=deals,
     )
-    return (events, truth) if fields is None else (events, truth, fields)
+    return (events, truth, *extra)
 
 
 # --------------------------------------------------------------------------- simulation

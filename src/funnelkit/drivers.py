@@ -1,0 +1,351 @@
+"""Drivers: which attributes and activities go with advancing, stage by stage.
+
+For every stage, every feature splits the deals that entered the stage into two groups —
+a segment against the rest (``owner = Owner 03``), visits with more touches of a kind in
+their first days against fewer (``calls per visit``), visits with a low value of a kind
+against the others (``survey score``) — and the conversion of each group is the
+Aalen–Johansen cumulative incidence of advancing of :meth:`funnelkit.EventLog.funnel`
+(open visits censored at ``as_of``; deals that entered the stage, ``skips="strict"``).
+The effect is the difference of the two conversions, its interval the MOVER combination
+of the groups' intervals (widened by the mass still unresolved), its p-value a
+two-group test on the effective counts of :mod:`funnelkit._ajtests` (:func:`two_groups`:
+the score z-test with the pooled rate, Fisher's exact test below 100 effective deals a
+group, at the allocation of the unresolved mass closest to equality). q-values control the false discovery rate within each stage over
+*features*, each feature a family of its values (:func:`selective_q`: Benjamini–Hochberg
+over the features, Bonferroni within one — twelve owners are one question, "does the
+owner matter here?", not twelve).
+
+**Landmark.** A visit that lasts longer has more time for touches, and long visits advance
+less often (or more), so "touches per visit" would go with the outcome even where touches
+change nothing. Activity features are therefore measured in the first ``landmark`` of a
+visit (default three days) and compared among the visits still in the stage at the
+landmark, with the clock starting there: what happened before the landmark cannot be
+explained by what happens after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import _ajtests as AT
+from ._stats import Z95
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+__all__ = ["COLUMNS", "scan"]
+
+#: columns of :meth:`funnelkit.EventLog.drivers`, in order
+COLUMNS = [
+    "stage",
+    "feature",
+    "group",
+    "source",
+    "visits_with",
+    "visits_without",
+    "conversion_with",
+    "conversion_without",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "is_key",
+    "test",
+    "reason",
+]
+
+
+def bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values of the finite entries (NaN elsewhere)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return q
+
+
+def selective_q(stage: np.ndarray, feature: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """q-values of Benjamini & Bogomolov (2014), per stage: a feature with ``k`` tested
+    values is one family with p-value ``min(1, k · min p)`` (Bonferroni); BH over the
+    stage's families gives ``q_f``; with ``R`` of the ``m`` families at ``q_f ≤ alpha``,
+    a row's q-value is ``max(q_f, min(1, k · p · m / max(R, 1)))`` — so a row is a
+    discovery (q ≤ alpha) exactly when its family is selected by BH and its Bonferroni
+    p-value within the family is at most ``alpha · R / m``. Under no effect at all, the
+    chance of any discovery at a stage is at most ``alpha``."""
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    for s in np.unique(stage[ok]):
+        sel = np.flatnonzero(ok & (stage == s))
+        fams, inv = np.unique(feature[sel].astype(str), return_inverse=True)
+        k = np.bincount(inv, minlength=fams.size)
+        pmin = np.full(fams.size, np.inf)
+        np.minimum.at(pmin, inv, p[sel])
+        q_f = bh(np.minimum(1.0, k * pmin))
+        m, R = fams.size, int((q_f <= alpha).sum())
+        within = np.minimum(1.0, k[inv] * p[sel] * m / max(R, 1))
+        q[sel] = np.maximum(q_f[inv], within)
+    return q
+
+
+def two_groups(a: AT.Rate, b: AT.Rate) -> tuple[float, str]:
+    """Two-sided p-value of "``a`` and ``b`` advance alike": at the allocation of the
+    unresolved mass closest to equality (:func:`funnelkit._ajtests.allocate_two`), the
+    score z-test on the effective counts — the variance under the null from the pooled
+    rate, ``p̄ (1 − p̄) (1/na + 1/nb)``, which holds its level better than the Wald
+    variance of :func:`funnelkit._ajtests.two_groups` when the groups differ in size;
+    below 100 effective deals a group, or at a rate of 0 or 1, Fisher's exact test on
+    the rounded effective counts (that function's small-group branch)."""
+    va, vb = AT.allocate_two(a, b, "two-sided")
+    na, nb = float(a.n[0]), float(b.n[0])
+    if va == vb:
+        return 1.0, "z" if min(na, nb) >= AT.SMALL else "fisher"
+    if min(na, nb) < AT.SMALL or va in (0.0, 1.0) or vb in (0.0, 1.0):
+        return AT.two_groups(a, b, "two-sided")
+    pbar = (na * va + nb * vb) / (na + nb)
+    z = (va - vb) / np.sqrt(pbar * (1 - pbar) * (1 / na + 1 / nb))
+    return float(2 * stats.norm.sf(abs(z))), "z"
+
+
+def count_name(kind: str) -> str:
+    """The feature of a kind's touch count: ``"call"`` → ``"calls per visit"``."""
+    return f"{kind if kind.endswith('s') else kind + 's'} per visit"
+
+
+def value_name(kind: str, value: str | None) -> str:
+    """The feature of a kind's value: ``("survey", "score")`` → ``"survey score"``."""
+    return f"{kind} {value or 'value'}"
+
+
+def _days(ns: int) -> str:
+    d = ns / 86_400e9
+    return f"{d:g} day" + ("" if d == 1 else "s")
+
+
+class _Tests:
+    """The tests of one scan: per test its stage, labels, subjects and flags."""
+
+    def __init__(self) -> None:
+        self.meta: list[tuple[int, str, str, str]] = []
+        self.idx: list[np.ndarray] = []
+        self.flag: list[np.ndarray] = []
+        self.shift: list[int] = []
+
+    def add(self, s: int, feature: str, group: str, source: str, idx, flag, shift=0) -> None:
+        self.meta.append((s, feature, group, source))
+        self.idx.append(np.asarray(idx, dtype=np.int64))
+        self.flag.append(np.asarray(flag, dtype=bool))
+        self.shift.append(int(shift))
+
+
+def _levels(tests: _Tests, s: int, name: str, source: str, sub_idx, codes, labels) -> None:
+    """One-vs-rest tests of a categorical feature at stage ``s`` (subjects ``sub_idx``,
+    their level ``codes``, -1 missing: left out). Two levels: one test."""
+    ok = codes >= 0
+    idx, cc = sub_idx[ok], codes[ok]
+    present = np.unique(cc)
+    if present.size < 2:
+        return
+    for j in present[:1] if present.size == 2 else present:
+        tests.add(s, name, str(labels[j]), source, idx, cc == j)
+
+
+def scan(
+    log: EventLog,
+    *,
+    attrs: Sequence[str] | None,
+    landmark_ns: int,
+    alpha: float,
+    deals: np.ndarray | None = None,
+    stages: np.ndarray | None = None,
+    min_visits: int = 20,
+) -> pd.DataFrame:
+    """The table of :meth:`funnelkit.EventLog.drivers` (see there). ``deals``: a mask of
+    the deals to use (default all); ``stages``: a mask of the stages to test."""
+    from .funnel import competing_estimates, log_subjects, stale_ns
+
+    S = log._n_stages
+    sub = log_subjects(log, "strict")
+    keep = np.ones(sub.deal.size, dtype=bool)
+    if deals is not None:
+        keep &= deals[sub.deal]
+    if stages is not None:
+        keep &= stages[sub.stage]
+    sd, ss = sub.deal[keep], sub.stage[keep]
+    t_adv, c_adv = sub.t_adv[keep], sub.c_adv[keep]
+    entry = np.asarray(sub.entry)[keep]
+    tests = _Tests()
+    names = list(log._attrs) + list(log._visit_attrs) if attrs is None else list(attrs)
+    v = log._visits()
+    first = np.flatnonzero(v.visit == 1)
+    fkey = v.deal[first] * S + v.stage[first]
+    forder = np.argsort(fkey, kind="stable")
+    by_stage = [np.flatnonzero(ss == s) for s in range(S)]
+    for a in names:
+        if a in log._attrs:
+            cat = log._attrs[a].array
+            codes = np.asarray(cat.codes, dtype=np.int64)[sd]
+            labels, source = cat.categories, "attribute"
+        else:
+            vc, labels = log._visit_attrs[a]
+            pos = forder[np.searchsorted(fkey[forder], sd * S + ss)]
+            codes = np.asarray(vc, dtype=np.int64)[v.path_index[first[pos]]]
+            source = "visit attribute"
+        for s in range(S):
+            i = by_stage[s]
+            _levels(tests, s, a, source, i, codes[i], labels)
+    acts = log._activities
+    if acts is not None and len(acts.kinds):
+        _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, landmark_ns)
+    return _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns)
+
+
+def _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, L) -> None:
+    """Touch counts and values in the first ``L`` ns of each subject's visit, among the
+    subjects still in the stage at ``L``."""
+    acts = log._activities
+    v = log._visits()
+    S, K = log._n_stages, len(acts.kinds)
+    placed = np.flatnonzero(acts.visit >= 0)
+    vis = acts.visit[placed]
+    key_t = v.deal[vis] * S + v.stage[vis]
+    skey = sd * S + ss
+    order = np.argsort(skey, kind="stable")
+    sorted_key = skey[order]
+    pos = np.minimum(np.searchsorted(sorted_key, key_t), max(skey.size - 1, 0))
+    subj = np.full(key_t.size, -1, dtype=np.int64)
+    if skey.size:
+        hit = sorted_key[pos] == key_t
+        subj[hit] = order[pos[hit]]
+    ok = subj >= 0
+    dt = acts.time[placed] - np.where(ok, entry[np.maximum(subj, 0)], 0)
+    ok &= (dt >= 0) & (dt < L)
+    n = sd.size
+    sj, kk = subj[ok], acts.kind[placed][ok]
+    counts = np.bincount(sj * K + kk, minlength=n * K).reshape(n, K)
+    vals = acts.value[placed][ok]
+    has_v = np.isfinite(vals)
+    vsum = np.bincount(sj[has_v] * K + kk[has_v], weights=vals[has_v], minlength=n * K)
+    vcnt = np.bincount(sj[has_v] * K + kk[has_v], minlength=n * K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vmean = (vsum / vcnt).reshape(n, K)
+    at_landmark = t_adv > L
+    window = f"in the first {_days(L)}"
+    for s in range(log._n_stages):
+        i = by_stage[s]
+        i = i[at_landmark[i]]
+        if not i.size:
+            continue
+        for k, kind in enumerate(acts.kinds):
+            c = counts[i, k]
+            med = float(np.median(c))
+            if c.min() != c.max():
+                if med == 0:
+                    flag, grp = c > 0, f"any {window}"
+                elif (c > med).any():
+                    flag, grp = c > med, f"more than {med:g} {window}"
+                else:  # the median is the most: at least it against fewer
+                    flag, grp = c >= med, f"{med:g} or more {window}"
+                tests.add(s, count_name(str(kind)), grp, "activity", i, flag, L)
+            x = vmean[i, k]
+            has = np.isfinite(x)
+            if has.sum() >= 2:
+                m = float(np.median(x[has]))
+                low = x[has] < m
+                if low.any() and not low.all():
+                    tests.add(
+                        s,
+                        value_name(str(kind), acts.value_name),
+                        f"below {m:g} (the stage's median) {window}",
+                        "activity",
+                        i[has],
+                        low,
+                        L,
+                    )
+
+
+def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns):
+    T = len(tests.meta)
+    if T == 0:
+        return pd.DataFrame({c: [] for c in COLUMNS}).astype(
+            {"is_key": bool, "visits_with": np.int64, "visits_without": np.int64}
+        )
+    sizes = np.array([i.size for i in tests.idx])
+    idx = np.concatenate(tests.idx)
+    flag = np.concatenate(tests.flag)
+    tid = np.repeat(np.arange(T), sizes)
+    shift = np.repeat(np.array(tests.shift, dtype=np.int64), sizes)
+    group = 2 * tid + flag
+    time = np.maximum(t_adv[idx] - shift, 0)
+    cause = c_adv[idx]
+    x = (group, time, cause, None, None)
+    aj = competing_estimates(x, x, 2 * T, level_after=stale_ns(log.stale_after))
+    n = np.bincount(group, minlength=2 * T)
+    rate = AT.conversion_rates(aj, n, Z95)
+    rows = []
+    for j, (s, feature, grp, source) in enumerate(tests.meta):
+        a, b = rate.take(2 * j + 1), rate.take(2 * j)
+        nw, nwo = int(n[2 * j + 1]), int(n[2 * j])
+        pw, pwo = float(a.p[0]), float(b.p[0])
+        eff = pw - pwo
+        lo, hi, p, test = np.nan, np.nan, np.nan, ""
+        if min(nw, nwo) >= min_visits and np.isfinite(eff):
+            p, test = two_groups(a, b)
+            lo_a, hi_a = AT.mover(a, b)
+            lo, hi = float(lo_a[0]), float(hi_a[0])
+        rows.append(
+            {
+                "stage": log.stages[s],
+                "feature": feature,
+                "group": grp,
+                "source": source,
+                "visits_with": nw,
+                "visits_without": nwo,
+                "conversion_with": pw,
+                "conversion_without": pwo,
+                "effect": eff,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": p,
+                "test": test,
+                "_s": s,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["q_value"] = selective_q(
+        out["_s"].to_numpy(), out["feature"].to_numpy(), out["p_value"].to_numpy(float), alpha
+    )
+    lo, hi = out["ci_low"].to_numpy(float), out["ci_high"].to_numpy(float)
+    out["is_key"] = (out["q_value"].to_numpy(float) <= alpha) & ((lo > 0) | (hi < 0))
+    out["reason"] = [_reason(r, min_visits) for r in out.itertuples(index=False)]
+    out["_abs"] = -np.abs(out["effect"].to_numpy(float))
+    out = out.sort_values(["_s", "is_key", "q_value", "_abs"], ascending=[True, False, True, True])
+    out["stage"] = pd.Categorical(out["stage"], categories=log.stages, ordered=True)
+    return out[COLUMNS].reset_index(drop=True)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if np.isfinite(x) else "unknown"
+
+
+def _reason(r: Any, min_visits: int) -> str:
+    who = f"{r.stage} deals with {r.feature} {r.group}"
+    if r.source == "attribute" or r.source == "visit attribute":
+        who = f"{r.stage} deals with {r.feature} = {r.group}"
+    if not np.isfinite(r.p_value):
+        return (
+            f"{who}: too few to compare ({r.visits_with} vs {r.visits_without} deals; "
+            f"{min_visits} a group needed) or no estimable conversion"
+        )
+    pts = f"{r.effect * 100:+.0f} points, 95% CI {r.ci_low * 100:+.0f} to {r.ci_high * 100:+.0f}"
+    base = (
+        f"{who} advance {_pct(r.conversion_with)} vs {_pct(r.conversion_without)} for the "
+        f"others ({pts}; q = {r.q_value:.2g})"
+    )
+    return base if r.is_key else base + " — not a clear difference"
