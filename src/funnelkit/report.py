@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 
 from . import _report_html as H
+from . import _report_insights as I
+from ._i18n import LANGS, load
 from ._params import PROGRESS, Options, validate_params
 from ._report_html import NO_VISITS, missing, number
 from ._segments import normalize_by
@@ -79,6 +81,8 @@ __all__ = [
 #: ``slippage_by_stage``: when the log has a field history, ``EventLog.with_history``)
 TABLE_NAMES = (
     "kpis",
+    "kpis_by_period",
+    "act_on",
     "funnel",
     "funnel_strict",
     "key_stages",
@@ -124,6 +128,8 @@ KEY_ROWS_DRAWN = 60
 INCIDENCE_DRAWN = 3
 #: PNG resolution (dots per inch) of the charts, in the files and in the page
 DPI = 110
+#: deals to act on listed in ``summary.json`` (all are in ``tables/act_on.*``)
+ACT_ON_JSON = 100
 #: example rows per reject reason in ``reject_examples``
 EXAMPLES_PER_REASON = 3
 #: first characters that make a spreadsheet read a cell as a formula (OWASP: ``=``, ``+``,
@@ -163,6 +169,9 @@ def build_report(
     within: Any = None,
     charts: bool = True,
     progress: bool | Progress | None = None,
+    lang: str = "en",
+    currency: str | None = None,
+    cold_after: Any = None,
 ) -> Report:
     """Compute every table and chart of an event log once, into a :class:`Report`.
 
@@ -193,6 +202,15 @@ def build_report(
     progress : bool or callable, optional
         Report the long steps: ``True`` prints them to stderr; a callable is called with
         each step's name (``"tables…"``, ``"key stages…"``, ``"charts…"``).
+    lang : {"en", "zh"}, default="en"
+        Language of the page and the charts' texts (English, Simplified Chinese); the
+        tables and ``summary.json`` are the same in every language.
+    currency : str, optional
+        The amounts' currency on the page: a symbol (``"$"``, ``"€"``, ``"¥"``) written
+        before the number or a code (``"EUR"``) written after it. Default: none shown.
+    cold_after : str or timedelta, optional
+        "Going cold" in the deals to act on: an open deal with no event for this long.
+        Default: half of the log's ``stale_after``, else 30 days.
 
     Returns
     -------
@@ -219,6 +237,12 @@ def build_report(
     >>> [k["stage"] for k in report.summary["key_stages"]][:2]
     ['Demo', 'Proposal']
     """
+    if lang not in LANGS:
+        raise InvalidParameterError(f"`lang` must be one of {list(LANGS)}; got {lang!r}.")
+    if currency is not None and (not isinstance(currency, str) or not 0 < len(currency) <= 8):
+        raise InvalidParameterError(
+            f"`currency` must be a short text such as '$' or 'EUR'; got {currency!r}."
+        )
     say = _progress(progress)
     by_cols = normalize_by(by)
     freq = "QE" if freq is None else freq
@@ -256,6 +280,14 @@ def build_report(
         say("pipeline movement…")
         tables.update(_history_tables(log, notes))
     tables["deals"] = log.deals()
+    tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
+    key_names = [str(x) for x in tables["key_stages"].loc[
+        tables["key_stages"]["is_key"].astype(bool), "stage"
+    ].unique()]
+    tables["act_on"] = I.act_on(
+        log, tables["deals"], tables["dwell"], key_names, cold_after=cold_after, by=by_cols
+    )
+    windows = I.compare_windows(log, tables["deals"], tables["kpis_by_period"], period)
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
     tables["reject_examples"] = _reject_examples(log.rejects)
@@ -270,22 +302,69 @@ def build_report(
     if charts:
         say("charts…")
         figures = _draw_charts(log, tables, notes, curves, fc)
+        if lang != "en":
+            L = load(lang)
+            ks = tables["key_stages"]
+            reasons = {str(r.reason): H.reason(L, r, currency) for r in ks.itertuples()}
+            for fig in figures.values():
+                H.translate_figure(fig, lang, reasons)
+            if len(H.chart_fonts()) < 2:
+                notes.append(
+                    "charts: no CJK font found (install Noto Sans CJK, e.g. Debian's "
+                    "fonts-noto-cjk); Chinese glyphs in the charts cannot be drawn"
+                )
     else:
         notes.append("charts: not drawn (charts=False)")
     settings = {
         "by": by_cols or None,
         "freq": freq if "trend" in tables else None,
         "period": None if period is None else str(period),
+        "lang": lang,
+        "currency": currency,
     }
     min_deals = kw.get("min_deals", _default(log.key_stages, "min_deals"))
     limits = _limits(tables, by_cols, figures, min_deals, notes)
+    summary = _summary(log, tables, settings)
+    summary["windows"] = _jsonable_windows(windows)
+    summary["headline"] = I.headline(tables, summary, windows)
+    summary["act_on"] = _records(tables["act_on"].head(ACT_ON_JSON))
     return Report(
         tables=tables,
         charts=figures,
-        summary={**_summary(log, tables, settings), "limits": limits},
+        summary={**summary, "limits": limits},
         notes=notes,
         quality=log.quality,
     )
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: times in ISO 8601, missing values None."""
+    out = []
+    for row in df.to_dict(orient="records"):
+        out.append({str(k): _plain(v) for k, v in row.items()})
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (pd.Timestamp, np.datetime64)):
+        return None if missing(v) else pd.Timestamp(v).isoformat()
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return number(v)
+    return None if missing(v) else str(v)
+
+
+def _jsonable_windows(w: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The KPI cards' two windows for ``summary.json``."""
+    if w is None:
+        return None
+    return {
+        "kind": w["kind"],
+        **{part: {k: _plain(v) for k, v in w[part].items()} for part in ("current", "previous")},
+    }
 
 
 def _history_tables(log: EventLog, notes: list[str]) -> dict[str, pd.DataFrame]:
@@ -742,6 +821,7 @@ class Report:
         self.summary = summary
         self.notes = notes
         self._quality = quality
+        self._lang = str((summary.get("settings") or {}).get("lang") or "en")
         self._rendered: dict[tuple[str, str], bytes] = {}
 
     def __repr__(self) -> str:
@@ -827,7 +907,7 @@ class Report:
         w, h = (float(v) for v in self.charts[name].get_size_inches())
         return (
             f"<img class='chart' src='data:image/png;base64,{data}' width='{round(w * DPI)}' "
-            f"height='{round(h * DPI)}' alt='{H.esc(H.CHART_ALT.get(name, name))}'>"
+            f"height='{round(h * DPI)}' alt='{H.esc(H.chart_alt(name, self._lang))}'>"
         )
 
     # ------------------------------------------------------------------ writing
