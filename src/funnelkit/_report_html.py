@@ -46,8 +46,9 @@ _FUNNEL_SHOWN = (
     "unresolved not_settled conversion_closed cumulative win_rate_from"
 ).split()
 _KEY_SHOWN = (
-    "signal stage segment effect ci_low ci_high q_value test alternative is_key reason".split()
-)
+    "signal stage segment effect ci_low ci_high q_value test alternative is_key how "
+    "reason"
+).split()
 _COMPARE_SHOWN = (
     "stage deals reached conversion rest_conversion difference difference_low difference_high "
     "q_value differs"
@@ -147,6 +148,8 @@ body{margin:0;background:#fff}
 .fk-report .card .v{font-size:19px}
 .fk-report ul.exec{font-size:15px;padding-left:18px}
 .fk-report table{font-size:12px}
+.fk-report td{white-space:nowrap}
+.fk-report .card .d{white-space:normal}
 .fk-report .fig img.chart{max-width:none;width:620px}
 }
 @media print{
@@ -161,10 +164,15 @@ body{background:#fff}
 .fk-report .scroll,.fk-report .fig{overflow:visible}
 .fk-report table{width:100%;font-size:8pt;table-layout:auto}
 .fk-report th{white-space:normal}
-.fk-report th,.fk-report td{padding:1px 4px;overflow-wrap:anywhere}
+.fk-report th,.fk-report td{padding:1px 4px;overflow-wrap:break-word}
 .fk-report tr,.fk-report .card,.fk-report ul.keys li{break-inside:avoid}
+.fk-report .cards{gap:6px;margin:6px 0}
+.fk-report .card{padding:3px 8px;min-width:0}
+.fk-report .card .v{font-size:13pt}
+.fk-report .card .l,.fk-report .card .d{font-size:7.5pt}
+.fk-report ul.exec{font-size:11pt}
 .fk-report .fig,.fk-report img.chart{break-inside:avoid}
-.fk-report img.chart{max-width:100%;max-height:125mm;width:auto;margin:4px auto}
+.fk-report img.chart{max-width:100%;max-height:110mm;width:auto;margin:4px auto}
 .fk-report details:not([open]){display:none}
 .fk-report .print-only{display:block}
 .fk-report a{color:inherit;border-bottom:none}
@@ -285,7 +293,7 @@ def table(
     cols = [c for c in (columns or list(df.columns)) if c in df.columns]
     flags = list(highlight) if highlight is not None else [False] * len(df)
     names = dict(headers or {})
-    head = "".join(f"<th>{esc(names.get(c, ctx.header(c)))}</th>" for c in cols)
+    head = "".join(f"<th>{_breakable(names.get(c, ctx.header(c)))}</th>" for c in cols)
     body = []
     for i, row in enumerate(df[cols].head(max_rows).itertuples(index=False, name=None)):
         cells = []
@@ -302,6 +310,11 @@ def table(
         f"<div class='scroll'><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>{more}"
     )
+
+
+def _breakable(name: str) -> str:
+    """A column name, escaped, that may wrap after its underscores (print, phone)."""
+    return esc(name).replace("_", "_<wbr>")
 
 
 def details(summary: str, content: str) -> str:
@@ -454,8 +467,7 @@ def key_list(ks: pd.DataFrame, limit: int | None = None, ctx: _Ctx | None = None
     rows = key if limit is None else key.head(limit)
     items = "".join(
         f"<li><b>{esc(r.stage)}</b> · {esc(L.word('signal', r.signal))}: "
-        f"{esc(reason(L, r, ctx.currency))} "
-        f"<span class='muted'>({esc(_test_words(L, r))})</span></li>"
+        f"{esc(reason(L, r, ctx.currency))}</li>"
         for r in rows.itertuples(index=False)
     )
     more = len(key) - len(rows)
@@ -465,11 +477,9 @@ def key_list(ks: pd.DataFrame, limit: int | None = None, ctx: _Ctx | None = None
 
 
 def reason(L: Lang, r: Any, currency: str | None = None) -> str:
-    """A key-stage row's reason in the language: the library's own sentence in English,
-    else the catalogue's sentence of the row's signal, from the row's numbers."""
-    text = str(getattr(r, "reason", "") or "")
-    if L.code == "en":
-        return text
+    """A key-stage row's reason in plain words, in the language: the catalogue's sentence
+    of the row's signal, from the row's numbers (the library's own sentence, with its
+    test, stays in the key-stage table)."""
     sig, test = str(r.signal), str(getattr(r, "test", "") or "")
     seg = getattr(r, "segment", None)
     fields = {
@@ -491,6 +501,15 @@ def reason(L: Lang, r: Any, currency: str | None = None) -> str:
     if not L.has(k):
         return L.t("reason.generic", **fields)
     return L.t(k, **fields)
+
+
+def _key_table(ks: pd.DataFrame, ctx: _Ctx) -> pd.DataFrame:
+    """The key-stage table as the page shows it: how each row was decided (``how``), and
+    the reasons in the page's language (the library's own sentences in English)."""
+    out = ks.assign(how=[_test_words(ctx.L, r) for r in ks.itertuples()])
+    if ctx.L.code != "en" and len(ks):
+        out["reason"] = [reason(ctx.L, r, ctx.currency) for r in ks.itertuples()]
+    return out
 
 
 def _ratio(v: Any) -> str:
@@ -717,9 +736,7 @@ def page(
                 details(
                     L.t("key.table_fold", n=L.num(len(ks))),
                     tbl(
-                        ks.assign(reason=[reason(L, r, ctx.currency) for r in ks.itertuples()])
-                        if L.code != "en" and len(ks)
-                        else ks,
+                        _key_table(ks, ctx),
                         _KEY_SHOWN,
                         highlight=flagged,
                         headers=key_headers,
@@ -762,11 +779,13 @@ def page(
     if "funnel_by" in t or "compare_by" in t:
         body = [chart("segments")]
         if "compare_by" in t:
-            body += [
-                f"<h3>{esc(L.t('page.rest_title'))}</h3>",
-                f"<p class='muted'>{esc(L.t('page.rest_intro'))}</p>",
-                _compare(t["compare_by"], ctx, cmp_headers),
-            ]
+            body.append(
+                details(
+                    L.t("page.rest_title"),
+                    f"<p class='muted'>{esc(L.t('page.rest_intro'))}</p>"
+                    + _compare(t["compare_by"], ctx, cmp_headers),
+                )
+            )
         if "funnel_by" in t:
             body.append(details(L.t("page.funnel_by_fold"), tbl(t["funnel_by"])))
         sections.append(("segments", L.t("sec.segments"), body))
