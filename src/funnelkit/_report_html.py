@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,9 @@ _WORD_COLS = {
     "to_stage": "outcome",
     "next_stage": "outcome",
     "kind": "kind",
+    "reason": "qitem",
+    "skips": "skips",
+    "weight": "weight",
 }
 
 CSS = """
@@ -1038,6 +1042,28 @@ def translate_figure(fig: Figure, lang: str, reasons: Mapping[str, str] | None =
         if new != old:
             t.set_text(new)
         t.set_fontfamily(fonts)
+    for ax in fig.axes:  # tick labels are made again at each draw: translate them there
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(_translated(axis.get_major_formatter(), L))
+            axis.set_minor_formatter(_translated(axis.get_minor_formatter(), L))
+        ax.tick_params(axis="both", which="both", labelfontfamily=fonts)
+
+
+def _translated(inner: Any, L: Lang) -> Any:
+    """A tick formatter that writes what ``inner`` writes, in language ``L``."""
+    from matplotlib.ticker import Formatter
+
+    class Translated(Formatter):  # type: ignore[misc]
+        def __call__(self, x: Any, pos: Any = None) -> str:
+            return L.chart_text(str(inner(x, pos)))
+
+        def format_ticks(self, values: Any) -> list[str]:
+            return [L.chart_text(str(v)) for v in inner.format_ticks(values)]
+
+        def get_offset(self) -> str:
+            return str(inner.get_offset())
+
+    return Translated()
 
 
 def chart_fonts() -> list[str]:
@@ -1053,20 +1079,21 @@ _Q_PREFIX = re.compile(r"^(q [=<] [0-9.]+ · )?(.*)$", re.S)
 
 
 def _chart_reason(text: str, reasons: Mapping[str, str]) -> str | None:
-    """A key-stage chart's row text (``q = 0.56 · <reason, wrapped and maybe cut …>``)
-    with its reason translated; None when it is no reason."""
+    """A key-stage chart's row text (``q = 0.56 · <reason, wrapped, shortened>``) with its
+    reason translated: the row whose reason shares the longest start with it (at least 30
+    characters); None when it is no reason."""
     m = _Q_PREFIX.match(text)
-    assert m is not None
-    prefix, body = m[1] or "", " ".join(m[2].split())
-    cut = body.endswith("…")
-    body = body.rstrip(" …")
-    if len(body) < 25:
+    if m is None:  # pragma: no cover - the pattern matches any text
         return None
+    prefix, body = m[1] or "", " ".join(m[2].split())
+    best, score = None, 0
     for en, other in reasons.items():
-        if en.startswith(body) or (not cut and en == body):
-            wrapped = _wrap_cjk(prefix + other, 44)
-            return wrapped
-    return None
+        n = len(os.path.commonprefix([en, body]))
+        if n > score:
+            best, score = other, n
+    if best is None or score < min(30, len(body)) or len(body) < 20:
+        return None
+    return _wrap_cjk(prefix + best, 44)
 
 
 def _wrap_cjk(text: str, width: int) -> str:
