@@ -350,7 +350,9 @@ def test_summary_key_stages_are_the_flagged_rows(log):
     for reason in flagged["reason"]:  # every key-stage reason is on the page, escaped
         assert html.escape(reason) in page
     order = ["summary", "act-on", "kpis", "key-stages", "funnel"]
-    assert [page.index(f"id='{a}'") for a in order] == sorted(page.index(f"id='{a}'") for a in order)
+    assert [page.index(f"id='{a}'") for a in order] == sorted(
+        page.index(f"id='{a}'") for a in order
+    )
     assert page.index("id='key-stages'") < page.index("id='flow'") < page.index("id='quality'")
 
 

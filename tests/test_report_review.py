@@ -114,7 +114,9 @@ def test_numbers_and_dates_in_each_language():
         "2025年第2季度",
     )
     assert (en.days(63.8), zh.days(63.8), en.days(1, 0)) == ("63.8 days", "63.8 天", "1 day")
-    assert en.duration(pd.Timedelta("14D2h")) == "14.1 days" and zh.duration("3h12min") == "3.2 小时"
+    assert (
+        en.duration(pd.Timedelta("14D2h")) == "14.1 days" and zh.duration("3h12min") == "3.2 小时"
+    )
 
 
 def test_bad_language_or_currency_is_a_parameter_error(log):
@@ -209,7 +211,9 @@ def test_deals_to_act_on_follow_their_rules(log, en):
     assert a["amount"].is_monotonic_decreasing
     row = a.set_index("deal").loc["D000591"]  # 53.4 days in Qualified, whose p90 is 23.0
     assert row["stalled"] and row["going_cold"] and not row["key_stage"]
-    assert row["days_in_stage"] == pytest.approx((as_of - v.set_index("deal").loc["D000591", "entered"]) / pd.Timedelta("1D"))
+    assert row["days_in_stage"] == pytest.approx(
+        (as_of - v.set_index("deal").loc["D000591", "entered"]) / pd.Timedelta("1D")
+    )
     assert row["reasons"] == "stalled;going_cold;large"
 
 
@@ -220,7 +224,11 @@ def test_summary_numbers_equal_the_tables(en):
     f = t["funnel"].set_index("stage")
     lost = h["lost_most"]
     assert lost["stage"] == f["dropped"].idxmax() == "Demo"
-    assert (lost["dropped"], lost["reached"]) == (130, 332) == tuple(f.loc["Demo", ["dropped", "reached"]])
+    assert (
+        (lost["dropped"], lost["reached"])
+        == (130, 332)
+        == tuple(f.loc["Demo", ["dropped", "reached"]])
+    )
     kp = t["kpis_by_period"].set_index("period")
     ch = h["change"]
     assert (ch["label"], ch["previous_label"]) == ("2025Q1", "2024Q4")
@@ -230,11 +238,15 @@ def test_summary_numbers_equal_the_tables(en):
     lev = ks.loc[(ks["signal"] == "leverage") & ks["is_key"]].set_index("stage")
     act = h["act"]
     assert act["stage"] == lev["effect"].idxmax() == "Proposal"
-    assert act["lifted"] == pytest.approx(lev.loc["Proposal", "baseline"] + lev.loc["Proposal", "effect"])
+    assert act["lifted"] == pytest.approx(
+        lev.loc["Proposal", "baseline"] + lev.loc["Proposal", "effect"]
+    )
     assert act["deals"] == kp.loc["2025Q1", "created"] == 111
     assert act["extra_amount"] == pytest.approx(act["extra_wins"] * s["avg_won_amount"])
     a = t["act_on"]
-    assert h["act_on"]["deals"] == len(a) and h["act_on"]["amount"] == pytest.approx(a["amount"].sum())
+    assert h["act_on"]["deals"] == len(a) and h["act_on"]["amount"] == pytest.approx(
+        a["amount"].sum()
+    )
     assert h["act_on"]["stalled"] == a["stalled"].sum()
     assert h["quality"]["rows_not_used"] == 61  # the reopened deals' terminal events
     # on the page: each number as written, linked to its section
@@ -262,7 +274,10 @@ def test_since_a_date_the_cards_compare_equal_lengths(log):
     rep = R.build_report(log, charts=False, period="2025-04-01", key_kwargs={"n_boot": 0})
     w = rep.summary["windows"]
     assert w["kind"] == "since"
-    assert w["current"]["start"] == "2025-04-01T00:00:00" and w["previous"]["end"] == "2025-04-01T00:00:00"
+    assert (
+        w["current"]["start"] == "2025-04-01T00:00:00"
+        and w["previous"]["end"] == "2025-04-01T00:00:00"
+    )
     d = log.deals()
     created = (d["first_event"] >= pd.Timestamp("2025-04-01", tz="UTC")).sum()
     assert w["current"]["created"] == created
@@ -387,7 +402,9 @@ def test_page_prints_on_a4_and_letter_and_fits_a_phone(lang, en_saved, zh_saved,
     pages = {}
     for size in ("A4", "letter"):
         f = tmp_path / f"{size}.html"
-        f.write_text(page.replace("</head>", f"<style>@page{{size:{size}}}</style></head>"), "utf-8")
+        f.write_text(
+            page.replace("</head>", f"<style>@page{{size:{size}}}</style></head>"), "utf-8"
+        )
         pdf = tmp_path / f"{size}.pdf"
         _chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", f.as_uri())
         pages[size] = _pdf_pages(pdf)

@@ -37,6 +37,8 @@ NO_VISITS = (
 TABLE_ROWS = 200
 #: rows of the deals to act on shown on the page (the table files hold every row)
 ACT_ON_ROWS = 15
+#: the table files' formats as the page names them
+_FORMATS = {"parquet": "Parquet", "csv": "CSV"}
 #: forbid loading anything: images only from data URIs, styles only inline
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 #: fonts of translated chart texts: Latin from DejaVu Sans (as in English), CJK from Noto
@@ -47,8 +49,7 @@ _FUNNEL_SHOWN = (
     "unresolved not_settled conversion_closed cumulative win_rate_from"
 ).split()
 _KEY_SHOWN = (
-    "signal stage segment effect ci_low ci_high q_value test alternative is_key how "
-    "reason"
+    "signal stage segment effect ci_low ci_high q_value test alternative is_key how reason"
 ).split()
 _COMPARE_SHOWN = (
     "stage deals reached conversion rest_conversion difference difference_low difference_high "
@@ -307,9 +308,11 @@ def table(
         body.append(("<tr class='key'>" if flags[i] else "<tr>") + "".join(cells) + "</tr>")
     more = ""
     if len(df) > max_rows:
-        more = "<p class='muted'>" + esc(
-            ctx.L.t("page.first_rows", n=ctx.L.num(max_rows), total=ctx.L.num(len(df)))
-        ) + "</p>"
+        more = (
+            "<p class='muted'>"
+            + esc(ctx.L.t("page.first_rows", n=ctx.L.num(max_rows), total=ctx.L.num(len(df))))
+            + "</p>"
+        )
     return (
         f"<div class='scroll'><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>{more}"
@@ -501,7 +504,9 @@ def reason(L: Lang, r: Any, currency: str | None = None) -> str:
     }
     if test == "none" or missing(r.effect):
         return L.t("reason.not_tested", **fields)
-    k = f"reason.{sig}" + ("_segment" if fields["segment"] and L.has(f"reason.{sig}_segment") else "")
+    k = f"reason.{sig}" + (
+        "_segment" if fields["segment"] and L.has(f"reason.{sig}_segment") else ""
+    )
     if not L.has(k):
         return L.t("reason.generic", **fields)
     return L.t(k, **fields)
@@ -553,9 +558,7 @@ def win_note(summary: Mapping[str, Any], ks: pd.DataFrame, ctx: _Ctx | None = No
     )
 
 
-def compact(
-    summary: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], img: str
-) -> str:
+def compact(summary: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], img: str) -> str:
     """The Jupyter view: headline numbers, key stages, the funnel chart (``img``)."""
     ctx = _ctx(summary)
     L = ctx.L
@@ -683,7 +686,9 @@ def page(
             return ""
         out = f"<div class='fig'>{tag}</div>"
         if caption_key:
-            out += details(L.t("page.how_to_read"), f"<p class='muted'>{esc(L.t(caption_key))}</p>")
+            out += details(
+                L.t("page.how_to_read"), f"<p class='muted'>{esc(L.t(caption_key))}</p>"
+            )
         return out
 
     def tbl(df: pd.DataFrame, cols: Sequence[str] | None = None, **kw: Any) -> str:
@@ -719,8 +724,15 @@ def page(
                 for a, b, c in zip(kp["period"], kp["period_start"], kp["period_end"], strict=True)
             ]
         )
-        cols = ["period", "complete", *[c for c in kp.columns if c not in (
-            "period", "period_start", "period_end", "complete")]]
+        cols = [
+            "period",
+            "complete",
+            *[
+                c
+                for c in kp.columns
+                if c not in ("period", "period_start", "period_end", "complete")
+            ],
+        ]
         sections.append(
             (
                 "kpis",
@@ -867,10 +879,7 @@ def _act_on(
     L = ctx.L
     if df.empty:
         return [f"<p>{esc(L.t('act.none'))}</p>"]
-    why = [
-        " · ".join(L.t(f"act.why_{f}") for f in str(r).split(";") if f)
-        for r in df["reasons"]
-    ]
+    why = [" · ".join(L.t(f"act.why_{f}") for f in str(r).split(";") if f) for r in df["reasons"]]
     shown = df.assign(why=why)
     cols = [
         c
@@ -891,7 +900,8 @@ def _act_on(
         link = " " + L.t(
             "act.files",
             links=", ".join(
-                f"<a href='tables/act_on.{esc(f)}'>{esc(f.upper())}</a>" for f in files["act_on"]
+                f"<a href='tables/act_on.{esc(f)}'>{esc(_FORMATS.get(f, f))}</a>"
+                for f in files["act_on"]
             ),
         )
     return [
@@ -951,7 +961,7 @@ def _files(files: Mapping[str, Sequence[str]] | None, L: Lang) -> str:
     """The table files written beside the page, as links ('' before saving)."""
     if not files:
         return ""
-    label = {"parquet": "Parquet", "csv": "CSV"}
+    label = _FORMATS
     items = "".join(
         f"<li>{esc(name)}: "
         + ", ".join(
@@ -1007,10 +1017,17 @@ def _quality(t: Mapping[str, pd.DataFrame], q: QualityReport, ctx: _Ctx) -> list
     ]
     warnings = quality_warnings(q, L)
     if warnings:
-        body.append("<ul class='warn'>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+        body.append(
+            "<ul class='warn'>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>"
+        )
     rej = t["rejects"]
     if len(rej):
-        shown = rej.assign(description=[L.word("reject", r, d) for r, d in zip(rej["reason"], rej["description"], strict=True)])
+        shown = rej.assign(
+            description=[
+                L.word("reject", r, d)
+                for r, d in zip(rej["reason"], rej["description"], strict=True)
+            ]
+        )
         body += [
             f"<h3>{esc(L.t('quality.rejects_title'))}</h3>",
             table(shown, ["reason", "treatment", "rows", "description"], ctx=ctx),

@@ -81,8 +81,12 @@ def window_kpis(
         "lost": lost,
         "stale": stale,
         "win_rate": won / resolved if resolved else np.nan,
-        "won_amount": won_amount if won and amount is not None else (0.0 if amount is not None else np.nan),
-        "avg_won_amount": float(np.nanmean(amount[won_mask])) if won and amount is not None else np.nan,
+        "won_amount": won_amount
+        if won and amount is not None
+        else (0.0 if amount is not None else np.nan),
+        "avg_won_amount": float(np.nanmean(amount[won_mask]))
+        if won and amount is not None
+        else np.nan,
         "median_won_cycle_time_days": float(np.nanmedian(cyc[won_mask])) if won else np.nan,
     }
 
@@ -123,7 +127,9 @@ def kpis_by_period(log: EventLog, deals: pd.DataFrame, freq: str) -> pd.DataFram
         )
     out = pd.DataFrame(rows)
     if out.empty:
-        out = pd.DataFrame(columns=["period", "period_start", "period_end", "complete", *PERIOD_KPIS])
+        out = pd.DataFrame(
+            columns=["period", "period_start", "period_end", "complete", *PERIOD_KPIS]
+        )
     for c in ("period_start", "period_end"):
         out[c] = pd.to_datetime(out[c])
         if tz is not None:
@@ -167,10 +173,18 @@ def compare_windows(
     cur_row, prev_row = done.iloc[-1], done.iloc[-2]
     return {
         "kind": "period",
-        "current": {"label": cur_row["period"], "start": cur_row["period_start"],
-                    "end": cur_row["period_end"], **{k: cur_row[k] for k in PERIOD_KPIS}},
-        "previous": {"label": prev_row["period"], "start": prev_row["period_start"],
-                     "end": prev_row["period_end"], **{k: prev_row[k] for k in PERIOD_KPIS}},
+        "current": {
+            "label": cur_row["period"],
+            "start": cur_row["period_start"],
+            "end": cur_row["period_end"],
+            **{k: cur_row[k] for k in PERIOD_KPIS},
+        },
+        "previous": {
+            "label": prev_row["period"],
+            "start": prev_row["period_start"],
+            "end": prev_row["period_end"],
+            **{k: prev_row[k] for k in PERIOD_KPIS},
+        },
     }
 
 
@@ -216,7 +230,11 @@ def act_on(
     day = pd.Timedelta(days=1)
     in_stage = (as_of - m["entered"]) / day
     silent = (as_of - m["last_event"]) / day
-    p90 = dwell.set_index(dwell["stage"].astype(object))["p90"] / day if len(dwell) else pd.Series(dtype=float)
+    p90 = (
+        dwell.set_index(dwell["stage"].astype(object))["p90"] / day
+        if len(dwell)
+        else pd.Series(dtype=float)
+    )
     stage_p90 = m["stage"].map(p90).astype(float)
     out = pd.DataFrame(
         {

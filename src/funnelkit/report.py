@@ -16,7 +16,15 @@ renders in Jupyter and :meth:`Report.save` writes, atomically:
   (``2024-01-01``), other times in ISO 8601 with their UTC offset; CSV text cells that a
   spreadsheet would run as a formula are neutralised;
 * ``charts/<name>.png`` and ``charts/<name>.svg``;
-* ``summary.json`` — the headline numbers and the key stages, for alerting.
+* ``summary.json`` — the headline numbers and the key stages, for alerting, the executive
+  summary's numbers (``headline``), the KPI cards' two windows (``windows``) and the first
+  deals to act on (``act_on``).
+
+The page is written in the report's language (``lang``: English or Simplified Chinese, the
+strings from :mod:`funnelkit._i18n`): first an executive summary made from the numbers, KPI
+cards with their change against the previous period, and the deals to act on; then each
+analysis with its chart first and its tests and methods folded. It prints on A4 and Letter
+and reflows on a phone.
 
 A report caps what it draws (the segment chart: the :data:`SEGMENTS_DRAWN` largest
 segments; the key-stage chart: :data:`KEY_ROWS_DRAWN` rows; page tables: their first
@@ -281,9 +289,12 @@ def build_report(
         tables.update(_history_tables(log, notes))
     tables["deals"] = log.deals()
     tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
-    key_names = [str(x) for x in tables["key_stages"].loc[
-        tables["key_stages"]["is_key"].astype(bool), "stage"
-    ].unique()]
+    key_names = [
+        str(x)
+        for x in tables["key_stages"]
+        .loc[tables["key_stages"]["is_key"].astype(bool), "stage"]
+        .unique()
+    ]
     tables["act_on"] = I.act_on(
         log, tables["deals"], tables["dwell"], key_names, cold_after=cold_after, by=by_cols
     )
@@ -766,6 +777,16 @@ class Report:
         (``kpis``, ``funnel``, ``funnel_strict``, ``key_stages``, ``transitions``,
         ``dwell``, ``cycle_time``, ``funnel_by``, ``compare_by``, ``compare_period``,
         ``trend``, ``deals``, ``quality`` = ``log.quality.to_frame()``), plus
+        ``kpis_by_period`` — per calendar period (``freq``, UTC): ``period``,
+        ``period_start``, ``period_end``, ``complete``, ``created``, ``won``, ``lost``,
+        ``stale`` (deals resolved in the period; a stale deal at its last event +
+        ``stale_after``), ``win_rate``, ``won_amount``, ``avg_won_amount``,
+        ``median_won_cycle_time_days`` —, ``act_on`` — the open deals to act on, largest
+        amount first: ``deal``, ``owner`` and the ``by`` attributes when carried,
+        ``stage``, ``entered``, ``days_in_stage``, ``stage_p90_days``,
+        ``days_since_last_event``, ``amount``, the flags ``stalled`` (longer in the stage
+        than its p90 dwell), ``key_stage``, ``going_cold`` (no event for ``cold_after``),
+        ``large`` (top 10% of open amounts) and ``reasons`` (the flags, ``;``-joined) —,
         ``rejects`` — rows not used per reason: ``reason``, ``treatment`` (dropped,
         removed or collapsed), ``rows``, ``description`` — and ``reject_examples`` — the
         first few rows of ``log.rejects`` per reason, input columns as text.
@@ -786,7 +807,12 @@ class Report:
         ``key_stages`` (the flagged rows: ``stage``, ``signal``, ``effect``,
         ``q_value``, ``reason``, and ``segment`` when there is one) and ``limits`` (what
         the report capped: ``page_table_rows``, ``segment_tests``, ``segments_chart``,
-        ``key_stages_chart``, ``incidence_chart`` — its ``stages``). Missing numbers
+        ``key_stages_chart``, ``incidence_chart`` — its ``stages``), ``headline`` (the
+        executive summary as data: one dict per sentence with its ``kind`` —
+        ``lost_most``, ``change``, ``act``, ``act_on``, ``quality`` —, the page
+        ``section`` its numbers link to, and the numbers), ``windows`` (the KPI cards'
+        ``current`` and ``previous`` windows with their KPIs, or ``None``) and ``act_on``
+        (the first :data:`ACT_ON_JSON` rows of the ``act_on`` table). Missing numbers
         are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw; first of

@@ -39,7 +39,7 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raw(code: str) -> dict[str, Any]:
     """The catalogue of language ``code`` as read from its TOML file (nested)."""
     text = resources.files(__name__).joinpath(f"{code}.toml").read_text(encoding="utf-8")
@@ -53,7 +53,7 @@ def load(code: str) -> Lang:
     return _load(code)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(code: str) -> Lang:
     return Lang(code, raw(code))
 
