@@ -177,7 +177,7 @@ body{background:#fff}
 .fk-report .card .l,.fk-report .card .d{font-size:7.5pt}
 .fk-report ul.exec{font-size:11pt}
 .fk-report .fig,.fk-report img.chart{break-inside:avoid}
-.fk-report img.chart{max-width:100%;max-height:110mm;width:auto;margin:4px auto}
+.fk-report img.chart{max-width:100%;max-height:100mm;width:auto;margin:4px auto}
 .fk-report details:not([open]){display:none}
 .fk-report .print-only{display:block}
 .fk-report a{color:inherit;border-bottom:none}
