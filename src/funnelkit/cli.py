@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables also written as CSV (all are Parquet): small = all but the per-deal "
         "deals table (default), all, none",
     )
+    r.add_argument(
+        "--lang", choices=["en", "zh"], help="language of the page and charts (default en)"
+    )
+    r.add_argument(
+        "--currency", metavar="CUR", help="amounts' currency: a symbol ($, €, ¥) or a code (EUR)"
+    )
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
     m = sub.add_parser(
@@ -654,6 +660,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         key_kwargs=opts.get("key_stages"),
         within=within_option(opts.get("within")),
         progress=say,
+        lang=args.lang or "en",
+        currency=args.currency,
     )
     out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     args.written = out

@@ -3434,6 +3434,9 @@ class EventLog:
             "within": ["duration", Mapping, None],
             "charts": ["boolean"],
             "progress": PROGRESS,
+            "lang": [Options(str, ("en", "zh"))],
+            "currency": [str, None],
+            "cold_after": ["duration", None],
         }
     )
     def report(
@@ -3446,6 +3449,9 @@ class EventLog:
         within: Any = None,
         charts: bool = True,
         progress: bool | Callable[[str], None] | None = None,
+        lang: str = "en",
+        currency: str | None = None,
+        cold_after: Any = None,
     ) -> Report:
         """Every table and chart of the log, computed once: view in Jupyter, save to a folder.
 
@@ -3472,6 +3478,13 @@ class EventLog:
             Draw the charts; ``False`` makes a tables-only report without matplotlib.
         progress : bool or callable, optional
             ``True`` prints the long steps to stderr; a callable gets each step's name.
+        lang : {"en", "zh"}, default="en"
+            Language of the page and of the charts' texts (English, Simplified Chinese).
+        currency : str, optional
+            The amounts' currency on the page: a symbol (``"$"``) or a code (``"EUR"``).
+        cold_after : str or timedelta, optional
+            "Going cold" in the deals to act on: no event for this long (default: half
+            of ``stale_after``, else 30 days).
 
         Returns
         -------
@@ -3500,8 +3513,12 @@ class EventLog:
             freq=freq,
             period=period,
             key_kwargs=key_kwargs,
+            within=within,
             charts=charts,
             progress=progress,
+            lang=lang,
+            currency=currency,
+            cold_after=cold_after,
         )
 
     # analyses are defined in their own modules and attached below

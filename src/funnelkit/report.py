@@ -16,7 +16,15 @@ renders in Jupyter and :meth:`Report.save` writes, atomically:
   (``2024-01-01``), other times in ISO 8601 with their UTC offset; CSV text cells that a
   spreadsheet would run as a formula are neutralised;
 * ``charts/<name>.png`` and ``charts/<name>.svg``;
-* ``summary.json`` — the headline numbers and the key stages, for alerting.
+* ``summary.json`` — the headline numbers and the key stages, for alerting, the executive
+  summary's numbers (``headline``), the KPI cards' two windows (``windows``) and the first
+  deals to act on (``act_on``).
+
+The page is written in the report's language (``lang``: English or Simplified Chinese, the
+strings from :mod:`funnelkit._i18n`): first an executive summary made from the numbers, KPI
+cards with their change against the previous period, and the deals to act on; then each
+analysis with its chart first and its tests and methods folded. It prints on A4 and Letter
+and reflows on a phone.
 
 A report caps what it draws (the segment chart: the :data:`SEGMENTS_DRAWN` largest
 segments; the key-stage chart: :data:`KEY_ROWS_DRAWN` rows; page tables: their first
@@ -49,6 +57,8 @@ import numpy as np
 import pandas as pd
 
 from . import _report_html as H
+from . import _report_insights as I
+from ._i18n import LANGS, load
 from ._params import PROGRESS, Options, validate_params
 from ._report_html import NO_VISITS, missing, number
 from ._segments import normalize_by
@@ -79,6 +89,8 @@ __all__ = [
 #: ``slippage_by_stage``: when the log has a field history, ``EventLog.with_history``)
 TABLE_NAMES = (
     "kpis",
+    "kpis_by_period",
+    "act_on",
     "funnel",
     "funnel_strict",
     "key_stages",
@@ -124,6 +136,8 @@ KEY_ROWS_DRAWN = 60
 INCIDENCE_DRAWN = 3
 #: PNG resolution (dots per inch) of the charts, in the files and in the page
 DPI = 110
+#: deals to act on listed in ``summary.json`` (all are in ``tables/act_on.*``)
+ACT_ON_JSON = 100
 #: example rows per reject reason in ``reject_examples``
 EXAMPLES_PER_REASON = 3
 #: first characters that make a spreadsheet read a cell as a formula (OWASP: ``=``, ``+``,
@@ -163,6 +177,9 @@ def build_report(
     within: Any = None,
     charts: bool = True,
     progress: bool | Progress | None = None,
+    lang: str = "en",
+    currency: str | None = None,
+    cold_after: Any = None,
 ) -> Report:
     """Compute every table and chart of an event log once, into a :class:`Report`.
 
@@ -193,6 +210,15 @@ def build_report(
     progress : bool or callable, optional
         Report the long steps: ``True`` prints them to stderr; a callable is called with
         each step's name (``"tables…"``, ``"key stages…"``, ``"charts…"``).
+    lang : {"en", "zh"}, default="en"
+        Language of the page and the charts' texts (English, Simplified Chinese); the
+        tables and ``summary.json`` are the same in every language.
+    currency : str, optional
+        The amounts' currency on the page: a symbol (``"$"``, ``"€"``, ``"¥"``) written
+        before the number or a code (``"EUR"``) written after it. Default: none shown.
+    cold_after : str or timedelta, optional
+        "Going cold" in the deals to act on: an open deal with no event for this long.
+        Default: half of the log's ``stale_after``, else 30 days.
 
     Returns
     -------
@@ -219,6 +245,12 @@ def build_report(
     >>> [k["stage"] for k in report.summary["key_stages"]][:2]
     ['Demo', 'Proposal']
     """
+    if lang not in LANGS:
+        raise InvalidParameterError(f"`lang` must be one of {list(LANGS)}; got {lang!r}.")
+    if currency is not None and (not isinstance(currency, str) or not 0 < len(currency) <= 8):
+        raise InvalidParameterError(
+            f"`currency` must be a short text such as '$' or 'EUR'; got {currency!r}."
+        )
     say = _progress(progress)
     by_cols = normalize_by(by)
     freq = "QE" if freq is None else freq
@@ -256,6 +288,17 @@ def build_report(
         say("pipeline movement…")
         tables.update(_history_tables(log, notes))
     tables["deals"] = log.deals()
+    tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
+    key_names = [
+        str(x)
+        for x in tables["key_stages"]
+        .loc[tables["key_stages"]["is_key"].astype(bool), "stage"]
+        .unique()
+    ]
+    tables["act_on"] = I.act_on(
+        log, tables["deals"], tables["dwell"], key_names, cold_after=cold_after, by=by_cols
+    )
+    windows = I.compare_windows(log, tables["deals"], tables["kpis_by_period"], period)
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
     tables["reject_examples"] = _reject_examples(log.rejects)
@@ -270,22 +313,69 @@ def build_report(
     if charts:
         say("charts…")
         figures = _draw_charts(log, tables, notes, curves, fc)
+        if lang != "en":
+            L = load(lang)
+            ks = tables["key_stages"]
+            reasons = {str(r.reason): H.reason(L, r, currency) for r in ks.itertuples()}
+            for fig in figures.values():
+                H.translate_figure(fig, lang, reasons)
+            if len(H.chart_fonts()) < 2:
+                notes.append(
+                    "charts: no CJK font found (install Noto Sans CJK, e.g. Debian's "
+                    "fonts-noto-cjk); Chinese glyphs in the charts cannot be drawn"
+                )
     else:
         notes.append("charts: not drawn (charts=False)")
     settings = {
         "by": by_cols or None,
         "freq": freq if "trend" in tables else None,
         "period": None if period is None else str(period),
+        "lang": lang,
+        "currency": currency,
     }
     min_deals = kw.get("min_deals", _default(log.key_stages, "min_deals"))
     limits = _limits(tables, by_cols, figures, min_deals, notes)
+    summary = _summary(log, tables, settings)
+    summary["windows"] = _jsonable_windows(windows)
+    summary["headline"] = I.headline(tables, summary, windows)
+    summary["act_on"] = _records(tables["act_on"].head(ACT_ON_JSON))
     return Report(
         tables=tables,
         charts=figures,
-        summary={**_summary(log, tables, settings), "limits": limits},
+        summary={**summary, "limits": limits},
         notes=notes,
         quality=log.quality,
     )
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: times in ISO 8601, missing values None."""
+    out = []
+    for row in df.to_dict(orient="records"):
+        out.append({str(k): _plain(v) for k, v in row.items()})
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (pd.Timestamp, np.datetime64)):
+        return None if missing(v) else pd.Timestamp(v).isoformat()
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return number(v)
+    return None if missing(v) else str(v)
+
+
+def _jsonable_windows(w: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The KPI cards' two windows for ``summary.json``."""
+    if w is None:
+        return None
+    return {
+        "kind": w["kind"],
+        **{part: {k: _plain(v) for k, v in w[part].items()} for part in ("current", "previous")},
+    }
 
 
 def _history_tables(log: EventLog, notes: list[str]) -> dict[str, pd.DataFrame]:
@@ -687,6 +777,16 @@ class Report:
         (``kpis``, ``funnel``, ``funnel_strict``, ``key_stages``, ``transitions``,
         ``dwell``, ``cycle_time``, ``funnel_by``, ``compare_by``, ``compare_period``,
         ``trend``, ``deals``, ``quality`` = ``log.quality.to_frame()``), plus
+        ``kpis_by_period`` — per calendar period (``freq``, UTC): ``period``,
+        ``period_start``, ``period_end``, ``complete``, ``created``, ``won``, ``lost``,
+        ``stale`` (deals resolved in the period; a stale deal at its last event +
+        ``stale_after``), ``win_rate``, ``won_amount``, ``avg_won_amount``,
+        ``median_won_cycle_time_days`` —, ``act_on`` — the open deals to act on, largest
+        amount first: ``deal``, ``owner`` and the ``by`` attributes when carried,
+        ``stage``, ``entered``, ``days_in_stage``, ``stage_p90_days``,
+        ``days_since_last_event``, ``amount``, the flags ``stalled`` (longer in the stage
+        than its p90 dwell), ``key_stage``, ``going_cold`` (no event for ``cold_after``),
+        ``large`` (top 10% of open amounts) and ``reasons`` (the flags, ``;``-joined) —,
         ``rejects`` — rows not used per reason: ``reason``, ``treatment`` (dropped,
         removed or collapsed), ``rows``, ``description`` — and ``reject_examples`` — the
         first few rows of ``log.rejects`` per reason, input columns as text.
@@ -707,7 +807,12 @@ class Report:
         ``key_stages`` (the flagged rows: ``stage``, ``signal``, ``effect``,
         ``q_value``, ``reason``, and ``segment`` when there is one) and ``limits`` (what
         the report capped: ``page_table_rows``, ``segment_tests``, ``segments_chart``,
-        ``key_stages_chart``, ``incidence_chart`` — its ``stages``). Missing numbers
+        ``key_stages_chart``, ``incidence_chart`` — its ``stages``), ``headline`` (the
+        executive summary as data: one dict per sentence with its ``kind`` —
+        ``lost_most``, ``change``, ``act``, ``act_on``, ``quality`` —, the page
+        ``section`` its numbers link to, and the numbers), ``windows`` (the KPI cards'
+        ``current`` and ``previous`` windows with their KPIs, or ``None``) and ``act_on``
+        (the first :data:`ACT_ON_JSON` rows of the ``act_on`` table). Missing numbers
         are ``None``.
     notes : list of str
         What the report left out and why (e.g. a chart with nothing to draw; first of
@@ -742,6 +847,7 @@ class Report:
         self.summary = summary
         self.notes = notes
         self._quality = quality
+        self._lang = str((summary.get("settings") or {}).get("lang") or "en")
         self._rendered: dict[tuple[str, str], bytes] = {}
 
     def __repr__(self) -> str:
@@ -827,7 +933,7 @@ class Report:
         w, h = (float(v) for v in self.charts[name].get_size_inches())
         return (
             f"<img class='chart' src='data:image/png;base64,{data}' width='{round(w * DPI)}' "
-            f"height='{round(h * DPI)}' alt='{H.esc(H.CHART_ALT.get(name, name))}'>"
+            f"height='{round(h * DPI)}' alt='{H.esc(H.chart_alt(name, self._lang))}'>"
         )
 
     # ------------------------------------------------------------------ writing
