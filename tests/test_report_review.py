@@ -217,6 +217,26 @@ def test_deals_to_act_on_follow_their_rules(log, en):
     assert row["reasons"] == "stalled;going_cold;large"
 
 
+def test_with_activities_going_cold_is_the_deals_touch_rule(log):
+    """With activities attached, "going cold" is deals()' rule (no touch nor stage change
+    beyond the stage's p90 gap), and the list shows the days since the last touch."""
+    acts = fk.datasets.load_sample_activities()
+    la = log.with_activities(acts, **fk.datasets.SAMPLE_ACTIVITIES_KWARGS)
+    rep = R.build_report(la, by="team", key_kwargs={"n_boot": 20}, charts=False)
+    a = rep.tables["act_on"].set_index("deal")
+    d = la.deals().set_index("deal")
+    assert {"days_since_touch", "stage_gap_p90_days"} <= set(a.columns)
+    cold = d.index[(d["outcome"] == "open") & d["going_cold"].fillna(False).astype(bool)]
+    assert set(a.index[a["going_cold"]]) == set(cold) & set(a.index)
+    assert set(cold) <= set(a.index)  # every cold open deal is listed
+    day = pd.Timedelta("1D")
+    np.testing.assert_allclose(
+        a["days_since_touch"].to_numpy(dtype=float),
+        (d.loc[a.index, "since_touch"] / day).to_numpy(dtype=float),
+    )
+    assert "days since last touch" in rep.to_html()
+
+
 def test_summary_numbers_equal_the_tables(en):
     s, t = en.summary, en.tables
     h = {x["kind"]: x for x in s["headline"]}

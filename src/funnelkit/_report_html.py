@@ -890,6 +890,7 @@ def _act_on(
             "days_in_stage",
             "stage_p90_days",
             "days_since_last_event",
+            "days_since_touch",
             "amount",
             "why",
         )
@@ -907,7 +908,7 @@ def _act_on(
     return [
         f"<p>{esc(L.t('act.intro', n=L.num(len(df))))}{link}</p>",
         table(shown, cols, max_rows=ACT_ON_ROWS, ctx=ctx),
-        f"<p class='muted'>{esc(L.t('act.rules'))}</p>",
+        f"<p class='muted'>{esc(L.t('act.rules_touch' if 'days_since_touch' in df else 'act.rules'))}</p>",
     ]
 
 

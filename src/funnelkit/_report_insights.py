@@ -202,12 +202,15 @@ def act_on(
     A deal is listed when it is open and at least one holds: ``stalled`` — in its stage for
     longer than the stage's p90 dwell (Kaplan–Meier, ``log.dwell()``); ``key_stage`` — it sits
     at a key stage; ``going_cold`` — no event for ``cold_after`` (default: half of
-    ``stale_after``, else :data:`COLD_DAYS` days). ``large`` marks amounts in the top 10% of
-    open deals.
+    ``stale_after``, else :data:`COLD_DAYS` days), or, when activities are attached
+    (:meth:`EventLog.with_activities`), no touch nor stage change for longer than the
+    stage's p90 gap between touches (``deals()``'s ``going_cold``). ``large`` marks amounts
+    in the top 10% of open deals.
 
     Columns: ``deal``, ``owner`` and the ``by`` attributes (when the log carries them),
     ``stage``, ``entered``, ``days_in_stage``, ``stage_p90_days``,
-    ``days_since_last_event``, ``amount`` (when the log has amounts), ``stalled``,
+    ``days_since_last_event``, ``days_since_touch`` and ``stage_gap_p90_days`` (with
+    activities), ``amount`` (when the log has amounts), ``stalled``,
     ``key_stage``, ``going_cold``, ``large``, ``reasons`` (the flags that hold, joined by
     ``;``).
     """
@@ -224,7 +227,10 @@ def act_on(
     v = v.loc[v["censored"].to_numpy(dtype=bool)]
     d = deals.loc[deals["outcome"] == "open"]
     attrs = [c for c in dict.fromkeys(["owner", *by]) if c in d.columns]
+    touched = "since_touch" in d.columns  # activities attached: going cold by touches
     cols = ["deal", "last_event", *attrs] + (["amount"] if "amount" in d.columns else [])
+    if touched:
+        cols += ["since_touch", "stage_gap_p90", "going_cold"]
     m = v[["deal", "stage", "entered"]].merge(d[cols], on="deal", how="inner")
     m["stage"] = m["stage"].astype(object)
     day = pd.Timedelta(days=1)
@@ -247,11 +253,17 @@ def act_on(
             "days_since_last_event": silent.astype(float),
         }
     )
+    if touched:
+        out["days_since_touch"] = (m["since_touch"] / day).astype(float)
+        out["stage_gap_p90_days"] = (m["stage_gap_p90"] / day).astype(float)
     if "amount" in m.columns:
         out["amount"] = m["amount"].astype(float)
     out["stalled"] = (in_stage > stage_p90).fillna(False).astype(bool)
     out["key_stage"] = m["stage"].isin(list(key_stages)).astype(bool)
-    out["going_cold"] = (silent > cold / day).astype(bool)
+    if touched:
+        out["going_cold"] = m["going_cold"].fillna(False).astype(bool).to_numpy()
+    else:
+        out["going_cold"] = (silent > cold / day).astype(bool)
     if "amount" in out.columns and d["amount"].notna().any():
         cut = float(np.nanquantile(d["amount"].to_numpy(dtype=float), 0.9))
         out["large"] = (out["amount"] >= cut).fillna(False).astype(bool)
