@@ -7,6 +7,8 @@ not reopen a deal, and those that are bad rows.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -543,3 +545,124 @@ def test_dask_by_phase_and_post_sale_equal_in_memory():
     assert by.quality == mem.by_phase("p").quality
     with pytest.raises(InvalidParameterError, match="not a phase mapping"):
         dlog.by_phase("nope")
+
+
+# ---------------------------------------------------------------- command line
+CONFIG = """
+post_sale = ["Delivery"]
+[phases.decision]
+Lead = "need recognition"
+Qualified = "need recognition"
+Discovery = "information search"
+Demo = "evaluation"
+Proposal = "evaluation"
+Negotiation = "purchase decision"
+Delivery = "after-sales"
+"""
+
+
+def _sample_with_deliveries(path):
+    sample = fk.datasets.load_sample()
+    won = sample[sample["stage"] == "Won"]
+    extra = won.assign(stage="Delivery", ts=won["ts"] + pd.Timedelta(days=3))
+    events = pd.concat([sample, extra], ignore_index=True)
+    events.to_parquet(path)
+    return events
+
+
+def _cli_args(data):
+    kw = fk.datasets.SAMPLE_KWARGS
+    return [
+        str(data),
+        "--deal",
+        "deal_id",
+        "--stage",
+        "stage",
+        "--time",
+        "ts",
+        "--stages",
+        ",".join(kw["stages"]),
+        "--won",
+        "Won",
+        "--lost",
+        "Lost,Disqualified",
+        "--stale-after",
+        "60D",
+    ]
+
+
+def test_cli_validate_per_phase_with_post_sale_from_config(tmp_path, capsys):
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text(CONFIG)
+    data = tmp_path / "events.parquet"
+    events = _sample_with_deliveries(data)
+    rc = main(
+        ["validate", *_cli_args(data), "--config", str(cfg), "--phases", "decision", "--json"]
+    )
+    assert rc == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["stages"] == list(dict.fromkeys(SAMPLE_PHASES["decision"].values()))
+    assert q["rows_post_sale"] == q["post_sale_deals"] == 60
+    kw = {k: v for k, v in fk.datasets.SAMPLE_KWARGS.items() if k not in ("amount", "attrs")}
+    lib = fk.EventLog(
+        events, **kw, post_sale="Delivery", phases={"decision": SAMPLE_PHASES["decision"]}
+    )
+    assert q == json.loads(json.dumps(lib.by_phase("decision").quality.to_dict()))
+
+
+def test_cli_post_sale_option(tmp_path, capsys):
+    from funnelkit.cli import main
+
+    data = tmp_path / "events.parquet"
+    _sample_with_deliveries(data)
+    assert main(["validate", *_cli_args(data), "--post-sale", "Delivery", "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["rows_post_sale"] == 60 and q["by_reason"]["post_sale"] == 60
+    # without it the deliveries are unknown stages: a usage error naming them
+    assert main(["validate", *_cli_args(data)]) == 2
+    assert "Delivery" in capsys.readouterr().err
+
+
+def test_cli_report_per_phase_equals_the_library(tmp_path):
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "report"
+    rc = main(["report", "--sample", "--config", str(cfg), "--phases", "decision", "--quiet",
+               "-o", str(out)])  # fmt: skip
+    assert rc == 0
+    got = pd.read_parquet(out / "tables" / "funnel.parquet")
+    log = fk.EventLog(
+        fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS, post_sale="Delivery",
+        phases={"decision": SAMPLE_PHASES["decision"]},
+    )  # fmt: skip
+    want = log.by_phase("decision").funnel()
+    assert got["stage"].astype(str).tolist() == want["stage"].astype(str).tolist()
+    assert got["reached"].tolist() == want["reached"].tolist()
+    np.testing.assert_allclose(got["conversion"], want["conversion"])
+
+
+@pytest.mark.parametrize(
+    "config, extra, words",
+    [
+        (
+            CONFIG,
+            ["--phases", "sales"],
+            "no [phases.sales] table in --config; it declares decision",
+        ),
+        ("", ["--phases", "decision"], "the log has no phases"),
+        ("phases = 3\n", [], "`phases` must hold one table per mapping"),
+        ("[phases.decision]\nLead = 1\n", [], "`phases` must hold one table per mapping"),
+        ("[phases.decision]\nLeed = 'x'\n", [], "did you mean 'Lead'"),
+    ],
+)
+def test_cli_phase_errors_exit_2(tmp_path, capsys, config, extra, words):
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text(config)
+    assert main(["validate", "--sample", "--config", str(cfg), *extra]) == 2
+    assert words in capsys.readouterr().err
