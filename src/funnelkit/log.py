@@ -244,6 +244,18 @@ class EventLog:
     errors : {"raise", "drop"}, default "raise"
         Bad rows raise :class:`~funnelkit.EventLogError`, or are dropped and listed in
         :attr:`rejects`.
+    phases : mapping of str to mapping, optional
+        Named mappings of the stages (after ``stage_map``) to phases, e.g. the customer's
+        decision process and the seller's process: ``{"decision": {"Lead": "need
+        recognition", ...}, "sales": {...}}``. Every stage must be mapped (map a stage to
+        its own name to keep it); outcomes are not mapped and no phase may be named like
+        one (or ``"stale"``); post-sale stages may be mapped to post-sale phases.
+        :meth:`by_phase` gives the log read per phase.
+    post_sale : str or sequence of str, optional
+        Stages entered after a win (delivery, after-sales). An event at such a stage after
+        the deal was won does not reopen it: it is set aside (:meth:`post_sale`; counted in
+        ``quality.rows_post_sale``). One while the deal is not won is a bad row
+        (``post_sale_not_won``). Neither funnel stages nor outcomes.
 
     Attributes
     ----------
@@ -253,6 +265,10 @@ class EventLog:
         Terminal stage names.
     as_of : pandas.Timestamp
         The observation time used.
+    phases : dict of str to dict
+        The phase mappings, checked (empty without ``phases``).
+    post_sale_stages : list of str
+        The post-sale stages (empty without ``post_sale``).
     quality : QualityReport
         What happened to every input row and every deal.
     rejects : pandas.DataFrame
@@ -1082,7 +1098,8 @@ class EventLog:
             * ``furthest_stage`` : furthest stage in funnel order the deal entered (null
               when it only has a terminal event)
             * ``first_event`` : the deal's first event (before any reopen)
-            * ``last_event`` : the deal's latest event of any kind
+            * ``last_event`` : the deal's latest event of any kind (post-sale events are
+              not in the funnel: see :meth:`post_sale`)
             * ``cycle_time`` : first event to first terminal event (NaT when open or stale)
             * ``amount`` : when an amount column is mapped
             * one column per carried attribute
