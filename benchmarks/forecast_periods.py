@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from forecast_backtest import BPIC, bpic_log  # one BPIC loader for the benchmarks
 
 import funnelkit as fk
 
 HERE = Path(__file__).resolve().parent
-BPIC = HERE.parent.parent / "shared" / "data" / "bpic2012.parquet"
 #: probability of keeping a deal created in month 1..12 (a peak in autumn, a trough in summer)
 KEEP = np.array([0.7, 0.6, 0.8, 0.7, 0.5, 0.35, 0.25, 0.4, 0.8, 1.0, 0.95, 0.6])
 
@@ -39,20 +39,6 @@ def seasonal_events(n_deals: int, seed: int, start: str, end: str) -> pd.DataFra
 
 def seasonal_log(n_deals: int, seed: int, start: str = "2022-01-01", end: str = "2025-06-30"):
     return fk.EventLog(seasonal_events(n_deals, seed, start, end), **fk.datasets.SAMPLE_KWARGS)
-
-
-def bpic_log() -> fk.EventLog:
-    ev = pd.read_parquet(BPIC)
-    a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
-    return fk.EventLog(
-        a.reset_index(drop=True),
-        deal="case_id",
-        stage="activity",
-        time="ts",
-        won=["A_APPROVED", "A_REGISTERED", "A_ACTIVATED"],
-        lost=["A_DECLINED", "A_CANCELLED"],
-        amount="amount_req",
-    )
 
 
 def summary(t: pd.DataFrame) -> pd.DataFrame:
@@ -90,15 +76,19 @@ def main() -> None:
     ap.add_argument("--n-deals", type=int, default=12_000)
     ap.add_argument("--cuts", type=int, default=8)
     ap.add_argument("--append", action="store_true")
+    ap.add_argument("--n-boot", type=int, default=0)
+    ap.add_argument("--freqs", default="ME,QE")
     ap.add_argument("--no-bpic", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
     parts = {}
-    for freq, k in (("ME", 3), ("QE", 2)) if args.seeds else ():
+    ks = {"ME": 3, "QE": 2}
+    for freq in args.freqs.split(",") if args.seeds else ():
+        k = ks[freq]
         tabs = []
         for seed in range(args.seeds):  # loop over seeds
             log = seasonal_log(args.n_deals, seed)
-            bt = fk.backtest_periods(log, freq, k, n_cuts=args.cuts, seed=seed)
+            bt = fk.backtest_periods(log, freq, k, n_cuts=args.cuts, seed=seed, n_boot=args.n_boot)
             tabs.append(bt.periods.assign(seed=seed))
             print(freq, seed, f"{time.time() - t0:.0f}s", bt, flush=True)
         parts[freq] = pd.concat(tabs, ignore_index=True)
@@ -109,12 +99,13 @@ def main() -> None:
         f"{platform.python_version()}, pandas {pd.__version__}; "
         f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC. "
         "`python benchmarks/forecast_periods.py"
-        f" --seeds {args.seeds} --n-deals {args.n_deals} --cuts {args.cuts}`.\n",
+        f" --seeds {args.seeds} --n-deals {args.n_deals} --cuts {args.cuts}"
+        f" --n-boot {args.n_boot} --freqs {args.freqs}`.\n",
         f"Synthetic logs with seasonal arrivals: `fk.datasets.synthetic({args.n_deals}, "
         "start='2022-01-01', end='2025-06-30')` thinned by creation month (keep "
         f"probabilities {KEEP.tolist()} for January … December), {args.seeds} seeds, "
-        f"{args.cuts} rolling cuts each (`fk.backtest_periods`, `n_boot=0`: no bootstrap of "
-        "the chain, for time), 2,000 simulations per "
+        f"{args.cuts} rolling cuts each (`fk.backtest_periods`, `n_boot={args.n_boot}`), "
+        "2,000 simulations per "
         "forecast. A cut with two years of history uses the seasonal arrival model, an "
         f"earlier one the recent 91-day rate. Runtime {syn_time:.0f} s.\n",
     ]

@@ -414,6 +414,7 @@ def test_drift_is_the_excess_change_between_windows():
     d = np.diff(np.log(n))
     expected = max(np.mean(d**2) - np.mean(1 / n[:-1] + 1 / n[1:]), 0) / RECENT_DAYS
     assert arr.drift == pytest.approx(expected)
+    assert arr.drift_dof == 3
     assert arr.level[0] == pytest.approx(counts[-1] / RECENT_DAYS)
     assert arr.model == "recent"
 

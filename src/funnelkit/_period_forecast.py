@@ -27,9 +27,14 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
     history when shorter), no seasonality.
 
   The level may wander: the mean squared change of the (deseasonalised) log rate
-  between consecutive 91-day windows of the history, less its Poisson part, gives a
-  drift variance per day, and a period's rate is drawn around the level with the
-  variance that drift builds up from the middle of the level's window to the period.
+  between consecutive 91-day windows of the history (a quarter of the history when it is
+  shorter than a year, at least 14 days), less its Poisson part, gives a drift variance
+  per day on as many degrees of freedom as window changes. Each simulation draws its own
+  drift variance from a scaled inverse χ² posterior that pools this measurement with a
+  weak prior (a standard deviation of 0.25 in the log rate per 91 days, on one degree of
+  freedom) — a young history cannot say the rate stands still — and a period's rate is
+  drawn around the level with the variance that drift builds up from the middle of the
+  level's window to the period.
 
   A new deal enters the state its kind of deal enters (the shares of first states among
   the deals created in the fitting window), and is won by a period end with the chain's
@@ -45,10 +50,11 @@ overdispersion seen in weekly creation counts: negative binomial with variance
 ``φ·mean``, ``φ`` the Pearson dispersion of weekly counts, at least 1), the new deals'
 entry mix (Dirichlet), their outcome periods (multinomial) and won amounts (resampled
 amounts plus the uncertainty of their mean), and — with ``n_boot`` — the estimation
-error of the chain itself for the open deals: the deal-bootstrap standard deviation of
-their wins by each period end (:func:`funnelkit.forecast.forecast`), as one common normal
-error per segment and simulation (the same refit moves every period the same way). The
-chain's error is not carried into the stale and new deals' wins.
+error of the chain itself: each simulation takes one deal-bootstrap refit of the chain
+(:func:`funnelkit.forecast.forecast`), whose wins per period for the open deals (less
+the refits' mean) shift that simulation's open-deal wins, and whose value of entering a
+state gives that simulation's new deals their chance of being won — one refit moves the
+open and the new deals' wins together, in every period.
 ``benchmarks/RESULTS.md`` measures the coverage this gives.
 """
 
@@ -60,13 +66,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
 from . import _validate as V
 from ._params import CHECKED_INSIDE, SEED, Interval, Options, validate_params
+from ._periods import period_alias
 from ._segments import expand, segments
 from .errors import EventLogError, InvalidParameterError
 
@@ -83,12 +90,15 @@ SEASONAL_DAYS = 730
 RECENT_DAYS = 91
 #: the window of the seasonal model's level (days)
 LEVEL_DAYS = 365
+#: prior of the arrival rate's drift: a standard deviation of the log rate per 91 days,
+#: on this many degrees of freedom (see :func:`_drift_draws`)
+PRIOR_DRIFT_SD = 0.25
+PRIOR_DRIFT_DOF = 1
 #: longest total span of the periods forecast (days)
 MAX_SPAN_DAYS = 740
 #: the bands the fan chart draws: (coverage, column suffix)
 BANDS = ((0.95, ""), (0.80, "80"), (0.50, "50"))
 #: period-end aliases accepted by ``by_period`` (pandas offset alias → period alias)
-_PERIOD_BASE = {"W": "W", "ME": "M", "M": "M", "QE": "Q", "Q": "Q", "YE": "Y", "Y": "Y"}
 #: open deals in one segment beyond which their sum is simulated from its normal
 #: approximation (exact mean and covariance) instead of deal by deal
 GAUSSIAN_DEALS = 20_000
@@ -106,24 +116,7 @@ def period_freq(by_period: Any) -> str:
     >>> period_freq("ME"), period_freq("QE"), period_freq("QE-JAN"), period_freq("W")
     ('M', 'Q', 'Q-JAN', 'W')
     """
-    ok = isinstance(by_period, str)
-    pfreq = ""
-    if ok:
-        base, dash, anchor = by_period.partition("-")
-        ok = base in _PERIOD_BASE and (not dash or (base not in ("ME", "M") and anchor.isalpha()))
-        pfreq = _PERIOD_BASE.get(base, "") + (f"-{anchor}" if dash else "")
-        if ok:
-            try:
-                pd.Period("2025-01-01", freq=pfreq)
-            except (ValueError, TypeError):
-                ok = False
-    if not ok:
-        raise InvalidParameterError(
-            f"Parameter `by_period`={by_period!r} is not a supported period: pass a pandas "
-            "period-end alias — 'W' (or 'W-FRI', ...), 'ME', 'QE' (or 'QE-JAN', ... for a "
-            "fiscal year ending in that month) or 'YE' (or 'YE-MAR', ...)."
-        )
-    return pfreq
+    return period_alias(by_period, name="by_period", bases=("W", "ME", "M", "QE", "Q", "YE", "Y"))
 
 
 def _ns(t: Any) -> int:
@@ -159,6 +152,7 @@ class _Arrivals:
     factor: np.ndarray  # (12,) month-of-year factor (ones without seasonality)
     phi: float  # overdispersion of weekly counts (>= 1)
     drift: float  # variance per day of the log level's drift (0: none seen or measurable)
+    drift_dof: int  # changes between windows it was measured on (0: none)
     window_days: float
     mix: np.ndarray  # (G, M) first-state counts in the window
 
@@ -222,6 +216,7 @@ def fit_arrivals(log: EventLog, seg: np.ndarray, G: int, first_state: np.ndarray
         phi = max(1.0, chi2 / dof) if dof > 0 else 1.0
     else:
         phi = 1.0
+    drift, drift_dof = _drift(created, as_of, days, day_month, factor)
     M = len(log._catalogue)
     mix = np.zeros((G, M))
     np.add.at(mix, (seg[in_w], first_state[in_w]), 1.0)
@@ -236,33 +231,49 @@ def fit_arrivals(log: EventLog, seg: np.ndarray, G: int, first_state: np.ndarray
         factor=factor,
         phi=phi,
         window_days=float(window),
-        drift=_drift(created, as_of, days, day_month, factor),
+        drift=drift,
+        drift_dof=drift_dof,
         mix=mix,
     )
 
 
 def _drift(
     created: np.ndarray, as_of: int, days: np.ndarray, day_month: np.ndarray, factor: np.ndarray
-) -> float:
+) -> tuple[float, int]:
     """How fast the (deseasonalised) creation rate wanders: the mean squared change of the
-    log rate between consecutive :data:`RECENT_DAYS`-day windows of the history, less its
-    Poisson part (``1/N₁ + 1/N₂``), per day; 0 with fewer than three windows."""
-    step = RECENT_DAYS
+    log rate between consecutive windows of the history, less its Poisson part
+    (``1/N₁ + 1/N₂``), per day, and the number of changes it rests on. Windows are
+    :data:`RECENT_DAYS` days long when the history holds four of them, else a quarter of
+    the history (at least 14 days: a random walk's variance per day does not depend on the
+    window); (0, 0) with fewer than three windows."""
+    step = RECENT_DAYS if days.size >= 4 * RECENT_DAYS else max(14, days.size // 4)
     n_w = days.size // step
     if n_w < 3:
-        return 0.0
+        return 0.0, 0
     edges = as_of - np.arange(n_w, -1, -1, dtype=np.int64) * step * _DAY_NS
     w = np.searchsorted(edges, created, side="right") - 1
     n = np.bincount(w[(w >= 0) & (w < n_w)], minlength=n_w).astype(float)
     x = factor[day_month[-n_w * step :]].reshape(n_w, step).sum(axis=1)
     both = (n[:-1] > 0) & (n[1:] > 0)
     if both.sum() < 2:
-        return 0.0
+        return 0.0, 0
     with np.errstate(divide="ignore"):
         r = np.log(n / x)
     d = np.diff(r)[both]
     noise = (1 / n[:-1] + 1 / n[1:])[both]
-    return max(float(np.mean(d**2) - np.mean(noise)), 0.0) / step
+    return max(float(np.mean(d**2) - np.mean(noise)), 0.0) / step, int(both.sum())
+
+
+def _drift_draws(rng: np.random.Generator, arr: _Arrivals, n_sims: int) -> np.ndarray:
+    """Drift variances per simulation from their posterior: scaled inverse χ² with
+    ``ν₀ + k`` degrees of freedom and scale ``(ν₀ d₀ + k d̂) / (ν₀ + k)`` — the measured
+    drift ``d̂`` on ``k`` changes, pooled with a weak prior (:data:`PRIOR_DRIFT_SD` per
+    quarter on :data:`PRIOR_DRIFT_DOF` degree of freedom). A history too short to measure
+    how the rate wanders gets the prior's wide spread instead of none."""
+    nu = PRIOR_DRIFT_DOF + arr.drift_dof
+    d0 = PRIOR_DRIFT_SD**2 / RECENT_DAYS
+    ss = PRIOR_DRIFT_DOF * d0 + arr.drift_dof * arr.drift
+    return ss / rng.chisquare(nu, size=n_sims)
 
 
 def first_states(log: EventLog) -> np.ndarray:
@@ -459,11 +470,11 @@ def period_forecast(
             seed=seed,
             half_life=half_life,
             window=window,
+            keep_entry_boot=e == ends[-1],
         )  # fmt: skip
         for e in ends
     ]
     fc = fcs[-1]
-    sd_model = np.column_stack([f.totals["wins_sd_model"].to_numpy(dtype=float) for f in fcs])
     cum = np.column_stack([f.deals["p_win"].to_numpy() for f in fcs])
     cum = np.maximum.accumulate(np.clip(cum, 0.0, 1.0), axis=1)
     p_open = np.diff(np.column_stack([np.zeros(len(cum)), cum]), axis=1)  # (D, K)
@@ -485,6 +496,10 @@ def period_forecast(
     arr = fit_arrivals(log, seg, G, first)
     cells = _cells(as_of, table)
     A = _entry_cum(fc.entry_win, h_ns, as_of, cells, ends)  # (G, C, K, M)
+    A_boot = None
+    if n_boot > 1:  # each refit's value of entering a state, for the new deals
+        assert fc.entry_win_boot is not None
+        A_boot = np.stack([_entry_cum(w, h_ns, as_of, cells, ends) for w in fc.entry_win_boot])
     days_c = ((cells["end_ns"] - cells["start_ns"]) / _DAY_NS).to_numpy()
     month_c = cells["month"].to_numpy()
     per_c = cells["period"].to_numpy()
@@ -526,6 +541,9 @@ def period_forecast(
     won_now, won_now_amt = _won_in_periods(log, seg, G, table)
     # ---- simulation
     rng = np.random.default_rng(seed)
+    # the refit each simulation takes (with n_boot): one draw of the chain moves the open
+    # deals' wins and the new deals' chance of being won together
+    b_idx = rng.integers(0, n_boot, size=n_sims) if n_boot > 1 else None
     sims_w, sims_a = _simulate(
         rng,
         n_sims,
@@ -542,15 +560,20 @@ def period_forecast(
         pools,
         as_of,
         ((cells["start_ns"] + cells["end_ns"]) / 2).to_numpy(),
+        A_boot if b_idx is not None else None,
+        b_idx,
     )
-    if n_boot > 1:  # the model's own uncertainty of the open deals' wins (bootstrap sd by
-        # each period end), one common normal error per segment and simulation
-        inc_sd = np.clip(np.diff(sd_model, axis=1, prepend=0.0), 0.0, None)  # (G, K)
-        z = rng.standard_normal((G, 1, n_sims))
+    if b_idx is not None:  # the model's own uncertainty of the open deals' wins: the
+        # simulation's refit's wins per period, less the refits' mean
+        boots = [f.wins_boot for f in fcs]
+        assert all(b is not None for b in boots)
+        boot_cum = np.stack(cast("list[np.ndarray]", boots), axis=-1)  # (B, G, K)
+        boot_inc = np.diff(boot_cum, axis=-1, prepend=0.0)
+        dev = np.moveaxis((boot_inc - boot_inc.mean(axis=0))[b_idx], 0, -1)  # (G, K, sims)
         with np.errstate(invalid="ignore", divide="ignore"):
             per_win = np.where(open_wins > 0, open_amt / open_wins, 0.0)
-        sims_w = np.clip(np.rint(sims_w + z * inc_sd[..., None]), 0.0, None)
-        sims_a = np.clip(sims_a + z * (inc_sd * per_win)[..., None], 0.0, None)
+        sims_w = np.clip(np.rint(sims_w + dev), 0.0, None)
+        sims_a = np.clip(sims_a + dev * per_win[..., None], 0.0, None)
     tot_w = won_now[..., None] + sims_w
     tot_a = won_now_amt[..., None] + sims_a
     qw = _quantiles(tot_w, discrete=True)
@@ -663,8 +686,11 @@ def _simulate(
     pools: list[np.ndarray],
     as_of_ns: int,
     cell_mid_ns: np.ndarray,
+    A_boot: np.ndarray | None = None,
+    b_idx: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Simulated wins and won amount still to come per (segment, period, simulation)."""
+    """Simulated wins and won amount still to come per (segment, period, simulation);
+    with ``A_boot`` (the refits' ``A``) simulation *s* takes refit ``b_idx[s]``."""
     wins = np.zeros((G, K, n_sims))
     amount = np.zeros((G, K, n_sims))
     # ---- open deals: each deal's outcome period (K = not won within the periods); a
@@ -702,7 +728,7 @@ def _simulate(
     # days from the middle of the level's window to each cell's middle: the level drifts
     centre = as_of_ns - arr.window_days * _DAY_NS / 2
     lag = np.clip((cell_mid_ns - centre) / _DAY_NS, 0.0, None)
-    sd_c = np.sqrt(arr.drift * lag)  # (C,)
+    drift_s = _drift_draws(rng, arr, n_sims)  # (sims,)
     if arr.model == "seasonal":
         r_m = rng.gamma((arr.month_count + 0.5) / phi, phi, size=(n_sims, 12)) / np.where(
             arr.month_days > 0, arr.month_days, 1.0
@@ -725,10 +751,14 @@ def _simulate(
         if pool.size:
             d_mean = rng.normal(0.0, pool.std() / math.sqrt(pool.size), size=n_sims)
         for c in range(C):  # loop over cells (period × month)
-            walk = np.exp(z * sd_c[c] - sd_c[c] ** 2 / 2)  # mean 1
+            sd = np.sqrt(drift_s * lag[c])
+            walk = np.exp(z * sd - sd**2 / 2)  # mean 1
             mu = level * walk * f_s[:, month_c[c]] * days_c[c]
             n_new = _nb(rng, mu, phi)
-            cum = np.einsum("sm,km->sk", mix_s, A[g, c])  # (sims, K) won by period end
+            if A_boot is not None and b_idx is not None:
+                cum = np.einsum("sm,skm->sk", mix_s, A_boot[b_idx, g, c])
+            else:  # (sims, K) won by period end
+                cum = np.einsum("sm,km->sk", mix_s, A[g, c])
             p = np.diff(np.concatenate([np.zeros((n_sims, 1)), cum], axis=1), axis=1)
             p = np.clip(p, 0.0, None)
             rest = np.clip(1.0 - p.sum(axis=1, keepdims=True), 0.0, None)

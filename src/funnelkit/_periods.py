@@ -33,6 +33,55 @@ if TYPE_CHECKING:
 
 #: chi-square / z approximations need expected counts >= 5; below, exact tests
 MIN_EXPECTED = 5.0
+#: offset aliases → period aliases (anchors such as "W-MON", "QE-NOV" carry over)
+PERIOD_BASE = {
+    "D": "D",
+    "W": "W",
+    "M": "M",
+    "ME": "M",
+    "MS": "M",
+    "Q": "Q",
+    "QE": "Q",
+    "QS": "Q",
+    "Y": "Y",
+    "YE": "Y",
+    "YS": "Y",
+    "A": "Y",
+}
+_ANCHORED = {"W", "Q", "QE", "Y", "YE", "A"}
+
+
+def period_alias(value: Any, *, name: str = "freq", bases: tuple[str, ...] | None = None) -> str:
+    """The pandas period alias of an offset alias (``"QE"`` → ``"Q"``; anchors such as
+    ``"W-MON"`` or ``"QE-NOV"`` carry over), for the parameter ``name``; ``bases`` limits
+    the aliases accepted (default: all of :data:`PERIOD_BASE`).
+
+    Examples
+    --------
+    >>> from funnelkit._periods import period_alias
+    >>> [period_alias(a) for a in ("W", "W-FRI", "ME", "QE", "QE-JAN", "YE-MAR", "D")]
+    ['W', 'W-FRI', 'M', 'Q', 'Q-JAN', 'Y-MAR', 'D']
+    """
+    allowed = tuple(PERIOD_BASE) if bases is None else bases
+    ok = isinstance(value, str)
+    pfreq = ""
+    if ok:
+        base, dash, anchor = value.partition("-")
+        ok = base in allowed and (not dash or (base in _ANCHORED and anchor.isalpha()))
+        pfreq = PERIOD_BASE.get(base, "") + (f"-{anchor}" if dash else "")
+        if ok:
+            try:
+                pd.Period("2025-01-01", freq=pfreq)
+            except (ValueError, TypeError):
+                ok = False
+    if not ok:
+        shown = ", ".join(repr(b) for b in allowed)
+        raise InvalidParameterError(
+            f"Parameter `{name}`={value!r} is not a supported period: pass a pandas offset "
+            f"alias — one of {shown}; 'W', 'QE' and 'YE' also take an anchor ('W-MON', "
+            "'QE-JAN' for a fiscal year ending in January, 'YE-MAR')."
+        )
+    return pfreq
 
 
 # --------------------------------------------------------------------------- statistics

@@ -13,7 +13,9 @@ process a rule fires in at most ``alpha`` of the weeks (per rule and stage; meas
     posterior from its advances and resolutions), the week's advances are beta-binomial;
     the rule fires when so few advances have a probability below ``alpha / 2``. The same
     test runs on the last two weeks pooled (at ``alpha / 2``), which catches a smaller drop
-    a week later; together they keep ``alpha``.
+    a week later; together they keep ``alpha``. This weekly share of resolutions watches
+    change; it is not the funnel's ``conversion`` (the Aalen–Johansen probability that a
+    deal entering the stage eventually advances).
 ``dwell_p90`` (slower)
     Of the stage's visits completed in the week (advanced or lost; a stage passed over,
     with no time spent in it, is not a visit here), the share that took longer than the
@@ -38,7 +40,7 @@ Weeks run Monday to Sunday, UTC; a week is complete when it ends at or before
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,6 +124,7 @@ def alerts(
             "Pass a smaller `baseline`, or wait for more history."
         )
     ex = _Exits(log)
+    bad = _bad_row_weeks(log)  # per input row: week, readable time, dropped
     rows: list[dict[str, Any]] = []
     for w in monitored.tolist():  # loop over the weeks watched
         base = (w - 1 - baseline, w - 2)  # the baseline ends before the two-week window
@@ -129,8 +132,8 @@ def alerts(
         rows += _conversion_rows(log, ex, w, base, alpha)
         rows += _dwell_rows(log, ex, w, base, alpha, q90)
         rows += _stalled_rows(log, ex, w, base, alpha, q90)
-        rows += _bad_row_rows(log, w, base, alpha)
-        rows += _threshold_rows(log, ex, w, limits, q90)
+        rows += _bad_row_rows(bad, w, base, alpha)
+        rows += _threshold_rows(log, ex, w, limits, q90, bad)
     out = pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
     out["week"] = pd.to_datetime(out["week"], utc=True)
     if not log._aware:
@@ -196,23 +199,24 @@ def _row(week: int, rule: str, stage: str | None, window: str, **kw: Any) -> dic
 
 
 def _share_rows(
-    log: EventLog,
     rule: str,
     w: int,
     alpha: float,
     counts: _Counts,
     low_is_bad: bool,
-    label: str,
+    names: list[str | None],
+    message: Callable[[str | None, int, int, str, float, float], str],
 ) -> list[dict[str, Any]]:
     """Beta-binomial tests of a share, for the week and the two weeks to it.
 
-    ``counts[window] = (x, n, x0, n0)`` per stage: the week's successes and trials and
-    the baseline's. ``low_is_bad``: fire on too few successes (conversion), else too many.
+    ``counts[window] = (x, n, x0, n0)``, one entry per name (a stage, or ``None`` for a
+    log-wide share): the week's successes and trials and the baseline's. ``low_is_bad``:
+    fire on too few successes (conversion), else too many. ``message(name, x, n, window,
+    expected, p)`` words a firing row.
     """
     rows = []
-    stages = list(log.stages)
     for window, (x, n, x0, n0) in counts.items():  # loop over the two windows
-        for s, name in enumerate(stages):  # loop over stages
+        for s, name in enumerate(names):  # loop over stages
             if n[s] == 0 or n0[s] == 0:
                 continue
             xs, ns, b, bn = int(x[s]), int(n[s]), float(x0[s]), float(n0[s])
@@ -222,26 +226,32 @@ def _share_rows(
                 p = _beta_binomial_low(ns - xs, ns, bn - b, bn)
             expected = (b + 0.5) / (bn + 1.0)
             ok = p >= alpha / 2
-            value = xs / ns
             rows.append(
                 _row(
                     w,
                     rule,
                     name,
                     window,
-                    value=value,
+                    value=xs / ns,
                     expected=expected,
                     limit=_limit(ns, b, bn, alpha / 2, low_is_bad),
                     n=ns,
                     p_value=p,
                     alert=not ok,
-                    message=""
-                    if ok
-                    else f"{name}: {label} {value:.1%} over {ns:,} in {window.lower()}, "
-                    f"against {expected:.1%} before (p = {p:.2g})",
+                    message="" if ok else message(name, xs, ns, window, expected, p),
                 )
             )
     return rows
+
+
+def _stage_message(label: str) -> Callable[[str | None, int, int, str, float, float], str]:
+    def message(name: str | None, x: int, n: int, window: str, expected: float, p: float) -> str:
+        return (
+            f"{name}: {label} {x / n:.1%} over {n:,} in {window.lower()}, "
+            f"against {expected:.1%} before (p = {p:.2g})"
+        )
+
+    return message
 
 
 def _limit(n: int, x0: float, n0: float, level: float, low_is_bad: bool) -> float:
@@ -286,7 +296,9 @@ def _conversion_rows(
     counts = _window_counts(
         ex.week, ex.stage, ex.cause == ADVANCE, resolved, w, base, log._n_stages
     )
-    return _share_rows(log, "conversion", w, alpha, counts, True, "conversion")
+    return _share_rows(
+        "conversion", w, alpha, counts, True, list(log.stages), _stage_message("conversion")
+    )
 
 
 def _dwell_rows(
@@ -296,7 +308,15 @@ def _dwell_rows(
     q = q90[ex.stage]
     slow = np.isfinite(q) & (ex.dwell > np.nan_to_num(q, nan=np.inf))
     counts = _window_counts(ex.week, ex.stage, slow, done, w, base, log._n_stages)
-    return _share_rows(log, "dwell_p90", w, alpha, counts, False, "visits slower than p90")
+    return _share_rows(
+        "dwell_p90",
+        w,
+        alpha,
+        counts,
+        False,
+        list(log.stages),
+        _stage_message("visits slower than p90"),
+    )
 
 
 def _stalled_counts(ex: _Exits, weeks: np.ndarray, q90: np.ndarray, S: int) -> np.ndarray:
@@ -386,44 +406,23 @@ def _bad_row_weeks(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _bad_row_rows(
-    log: EventLog, w: int, base: tuple[int, int], alpha: float
+    bad: tuple[np.ndarray, np.ndarray, np.ndarray], w: int, base: tuple[int, int], alpha: float
 ) -> list[dict[str, Any]]:
-    week, ok_t, dropped = _bad_row_weeks(log)
+    week, ok_t, dropped = bad
     zero = np.zeros(len(week), dtype=np.int64)
     counts = _window_counts(week, zero, dropped, ok_t, w, base, 1)
     unplaced = int((~ok_t).sum())
-    rows = []
-    for r in _share_rows_single(counts, w, alpha):
-        if unplaced and r["alert"]:
-            r["message"] += f"; {unplaced:,} rows without a readable time are not in any week"
-        rows.append(r)
-    return rows
 
-
-def _share_rows_single(counts: _Counts, w: int, alpha: float) -> Iterator[dict[str, Any]]:
-    for window, (x, n, x0, n0) in counts.items():  # loop over the two windows
-        if n[0] == 0 or n0[0] == 0:
-            continue
-        xs, ns, b, bn = int(x[0]), int(n[0]), float(x0[0]), float(n0[0])
-        p = _beta_binomial_low(ns - xs, ns, bn - b, bn)
-        expected = (b + 0.5) / (bn + 1.0)
-        ok = p >= alpha / 2
-        yield _row(
-            w,
-            "bad_rows",
-            None,
-            window,
-            value=xs / ns,
-            expected=expected,
-            limit=_limit(ns, b, bn, alpha / 2, False),
-            n=ns,
-            p_value=p,
-            alert=not ok,
-            message=""
-            if ok
-            else f"{xs:,} of {ns:,} input rows dropped as bad ({xs / ns:.1%}) in "
-            f"{window.lower()}, against {expected:.1%} before (p = {p:.2g})",
+    def message(name: str | None, x: int, n: int, window: str, expected: float, p: float) -> str:
+        text = (
+            f"{x:,} of {n:,} input rows dropped as bad ({x / n:.1%}) in "
+            f"{window.lower()}, against {expected:.1%} before (p = {p:.2g})"
         )
+        if unplaced:
+            text += f"; {unplaced:,} rows without a readable time are not in any week"
+        return text
+
+    return _share_rows("bad_rows", w, alpha, counts, False, [None], message)
 
 
 # =========================================================================== thresholds
@@ -475,6 +474,7 @@ def _threshold_rows(
     w: int,
     limits: dict[str, dict[str | None, float]],
     q90: np.ndarray,
+    bad: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> list[dict[str, Any]]:
     if not limits:
         return []
@@ -502,7 +502,7 @@ def _threshold_rows(
     rows = []
     for metric, per in limits.items():  # loop over the thresholds set
         if metric == "bad_rows_share":
-            week, ok_t, dropped = _bad_row_weeks(log)
+            week, ok_t, dropped = bad
             here = ok_t & (week == w)
             n = int(here.sum())
             if n:

@@ -579,6 +579,12 @@ class Forecast:
     #: wins per period before it (:mod:`funnelkit._period_forecast`); None without
     periods: pd.DataFrame | None = field(default=None, repr=False)
     period_history: pd.DataFrame | None = field(default=None, repr=False)
+    #: the deal bootstrap's refits (``n_boot`` of them; None without): expected wins of
+    #: the open deals per refit and segment ``(n_boot, G)``, and each refit's
+    #: ``entry_win`` ``(n_boot, G, n + 1, M)``. The per-period forecast draws each
+    #: simulation's chain from them.
+    wins_boot: np.ndarray | None = field(default=None, repr=False)
+    entry_win_boot: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         t = self.totals
@@ -871,6 +877,7 @@ def _forecast(
     seed: int | None = None,
     half_life: Any = None,
     window: Any = None,
+    keep_entry_boot: bool = False,
 ) -> Forecast:
     competing = exits == "by_dwell"
     seg, labels = segments(log, by_cols)
@@ -885,14 +892,18 @@ def _forecast(
     p_win, p_lost, p_min, p_max = _first_leg(fit, log, v, vis, g_of, h_ns, competing, True)
     amount = log._amount[deal] if log._amount is not None else np.full(vis.size, np.nan)
     a0 = np.where(np.isfinite(amount), amount, 0.0)
-    boot_w = boot_a = None
+    boot_w = boot_a = boot_entry = None
     if n_boot:  # the model's own uncertainty: refit on deals drawn with replacement
         rng = np.random.default_rng(seed)
         boot_w, boot_a = np.empty((n_boot, G)), np.empty((n_boot, G))
+        if keep_entry_boot:
+            boot_entry = np.empty((n_boot, *fit.w_full.shape))
         n = log.n_deals
         for b in range(n_boot):  # loop over bootstrap draws
             wd = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
             fb = _fit(log, v, seg, G, h_ns, competing, recency * wd[v.deal])
+            if boot_entry is not None:
+                boot_entry[b] = fb.w_full
             pw = _first_leg(fb, log, v, vis, g_of, h_ns, competing)[0]
             boot_w[b] = np.bincount(g_of, weights=pw, minlength=G)
             boot_a[b] = np.bincount(g_of, weights=pw * a0, minlength=G)
@@ -918,6 +929,8 @@ def _forecast(
         horizon=pd.Timedelta(h_ns, unit="ns"),
         entry_win=fit.w_full,
         entry_lost=fit.l_full,
+        wins_boot=boot_w,
+        entry_win_boot=boot_entry,
     )
 
 

@@ -3124,8 +3124,9 @@ class EventLog:
 
             The per-period intervals include the outcome of every deal, the creations'
             Poisson noise, overdispersion, the arrival rate's estimation error and its
-            drift over time (measured on the history), and with ``n_boot`` the chain's
-            own estimation error for the open deals' wins.
+            drift over time (measured on the history, pooled with a weak prior), and
+            with ``n_boot`` the chain's own estimation error for the open and the new
+            deals' wins (each simulation takes one bootstrap refit).
 
         Raises
         ------

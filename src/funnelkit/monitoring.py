@@ -34,6 +34,7 @@ from ._columns import NAT, to_timestamp
 from ._periods import (
     bh,
     maturity_cutoffs,
+    period_alias,
     period_split,
     resolution_cutoff,
     segment_counts,
@@ -89,22 +90,6 @@ _RESERVED = (
     "p75 p90 median_low median_high"
 ).split()
 _GROUP_KEY = "\x00group"  # the cohort × segment attribute handed to kpis()
-# offset aliases → period aliases (anchors such as "W-MON", "QE-NOV" carry over)
-_PERIOD_BASE = {
-    "D": "D",
-    "W": "W",
-    "M": "M",
-    "ME": "M",
-    "MS": "M",
-    "Q": "Q",
-    "QE": "Q",
-    "QS": "Q",
-    "Y": "Y",
-    "YE": "Y",
-    "YS": "Y",
-    "A": "Y",
-}
-_ANCHORED = {"W", "Q", "QE", "Y", "YE", "A"}
 # deal states at a time t, for movement()
 _NONE, _OPEN, _WON, _LOST, _STALE = 0, 1, 2, 3, 4
 
@@ -137,25 +122,7 @@ def _check_by(by: Any) -> list[str]:
 # --------------------------------------------------------------------------- periods
 def _period_freq(freq: Any) -> str:
     """A pandas offset alias ("QE", "ME", "W", also "Q", "M") as a period alias."""
-    if not isinstance(freq, str):
-        raise InvalidParameterError(
-            f"Parameter `freq` must be a string such as 'QE'; got {freq!r}."
-        )
-    base, dash, anchor = freq.partition("-")
-    ok = base in _PERIOD_BASE and (not dash or (base in _ANCHORED and anchor.isalpha()))
-    pfreq = _PERIOD_BASE.get(base, "") + (f"-{anchor}" if dash else "")
-    if ok:
-        try:
-            pd.Period("2025-01-01", freq=pfreq)
-        except (ValueError, TypeError):
-            ok = False
-    if not ok:
-        raise InvalidParameterError(
-            f"Parameter `freq`={freq!r} is not a supported period: pass a pandas offset "
-            "alias — 'D', 'W' (or 'W-MON', ...), 'ME' or 'M', 'QE' or 'Q' (or 'QE-NOV', ...), "
-            "'YE' or 'Y'."
-        )
-    return pfreq
+    return period_alias(freq, name="freq")
 
 
 def _cohorts(log: EventLog, freq: Any) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
