@@ -416,6 +416,8 @@ _COUNTS = (
     "reopened",
     "deals_without_amount",
     "unresolved_ties",
+    "rows_post_sale",
+    "post_sale_deals",
 )
 
 
@@ -643,9 +645,13 @@ def summarize(pdf: pd.DataFrame, cfg: Config) -> Summary:
     out.counts["reopened"] += q.reopened
     out.counts["deals_without_amount"] += q.deals_without_amount
     out.counts["unresolved_ties"] += q.unresolved_ties
+    out.counts["rows_post_sale"] += q.rows_post_sale
+    out.counts["post_sale_deals"] += q.post_sale_deals
     out.by_reason = _add(out.by_reason, q.by_reason)
     out.attr_changes = _add(out.attr_changes, q.attr_changes)
     out.max_time_ns = int(log._last_ns.max())
+    if log._post_sale_events is not None:  # post-sale events are valid events too
+        out.max_time_ns = max(out.max_time_ns, int(log._post_sale_events.time.max()))
     if q.by_reason.get("conflicting_outcome"):
         rej = log.rejects
         rows = rej.loc[rej["reason"] == "conflicting_outcome", "row"].to_numpy(dtype=np.int64)
@@ -1041,6 +1047,8 @@ def quality_report(sm: Summary, lay: Layout) -> QualityReport:
         stages=list(lay.stages),
         stage_order_inferred=lay.inferred,
         as_of=lay.timestamp(lay.as_of_ns),
+        rows_post_sale=int(c.get("rows_post_sale", 0)),
+        post_sale_deals=int(c.get("post_sale_deals", 0)),
     )
 
 

@@ -5,9 +5,10 @@ the library's calls. A config file holds the options as keys (``deal``, ``stage`
 ``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
 ``date_format``, ``encoding``, ``status``, ``closed_at``, ``created_at``,
 ``by``, ``freq``, ``period``, ``visit_attrs``, ``where``, ``created``, ``within``,
-``calendar``, ``holidays``; lists as TOML arrays or comma-separated strings), plus a
-``[stage_map]`` table (raw name → stage), a ``[milestones]`` table (stage → date column of
-a wide export; also ``milestone = {Engaging = "engage_date"}``) and a ``[key_stages]``
+``calendar``, ``holidays``, ``post_sale``; lists as TOML arrays or comma-separated
+strings), plus a ``[stage_map]`` table (raw name → stage), a ``[milestones]`` table (stage →
+date column of a wide export; also ``milestone = {Engaging = "engage_date"}``), ``[phases.NAME]``
+tables (stage → phase; ``report --phases NAME`` reads the report per phase) and a ``[key_stages]``
 table of :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given
 on the command line override it, and an unknown key is a usage error. ``--milestone``
 (or the ``[milestones]`` table) selects the wide shape (:meth:`EventLog.from_milestones`).
@@ -63,11 +64,11 @@ _SCALAR_KEYS = (
 )
 #: wide exports (one row per deal): the milestone dates, status and its dates
 _WIDE_KEYS = ("status", "closed_at", "created_at")
-_LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays")
+_LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays", "post_sale")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
 _REPORT_KEYS = ("by", "freq", "period", "csv", *_SCOPE_KEYS)
-_TABLE_KEYS = ("stage_map", "key_stages", "milestones", "alerts")
+_TABLE_KEYS = ("stage_map", "key_stages", "milestones", "alerts", "phases")
 #: keys of the ``[alerts]`` table (``funnelkit monitor``)
 _ALERT_KEYS = ("weeks", "baseline", "alpha", "thresholds")
 CONFIG_KEYS = (*_SCALAR_KEYS, *_WIDE_KEYS, *_LIST_KEYS, *_REPORT_KEYS, *_TABLE_KEYS)
@@ -125,8 +126,8 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         help="TOML file holding the options below as keys (as_of, stale_after, ...; lists as "
-        "TOML arrays), plus [stage_map], [milestones] and [key_stages] tables; options given "
-        "here override it",
+        "TOML arrays), plus [stage_map], [milestones], [phases.NAME] and [key_stages] tables; "
+        "options given here override it",
     )
     p.add_argument("--deal", help="deal id column (required with INPUT)")
     p.add_argument("--stage", help="stage column (required with INPUT, unless --milestone)")
@@ -138,6 +139,12 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attrs", help="comma-separated columns carried per deal")
     p.add_argument("--as-of", dest="as_of", help="observation time (ISO 8601)")
     p.add_argument("--stale-after", dest="stale_after", help="e.g. 90D")
+    p.add_argument(
+        "--post-sale",
+        dest="post_sale",
+        help="stages entered after a win (e.g. Delivery,After-sales), comma-separated: their "
+        "events do not reopen the deal and are counted apart",
+    )
     p.add_argument("--errors", choices=["raise", "drop"], help="bad rows: raise (default) or drop")
     p.add_argument("--encoding", help="text encoding of a CSV INPUT, e.g. latin-1 (default utf-8)")
     p.add_argument(
@@ -230,6 +237,16 @@ examples:
 required: -o/--output, and INPUT (or --sample, or --sql with --db)."""
 
 
+def _add_phases_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--phases",
+        metavar="NAME",
+        dest="phase_view",
+        help="read the log per phase: the stages of the [phases.NAME] table of --config "
+        '(stage = "phase") become the funnel\'s steps',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -253,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     _add_input_options(v)
+    _add_phases_option(v)
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     r = sub.add_parser(
         "report",
@@ -263,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     _add_input_options(r)
+    _add_phases_option(r)
     r.add_argument("--by", help="carried attribute(s) to compare segments by, comma-separated")
     r.add_argument("--freq", help="cohort period of the trend, e.g. ME, QE (default QE)")
     r.add_argument("--period", help="date splitting deals into before and since (ISO 8601)")
@@ -414,6 +433,18 @@ def _config_value(name: str, value: Any, path: str) -> Any:
         return [time_text(v, label) for v in value]
     if name == "holidays" and isinstance(value, dt.date | dt.time):
         return [time_text(value, label)]
+    if name == "phases":  # [phases.decision] Lead = "need recognition", ...
+        ok = isinstance(value, dict) and all(
+            isinstance(m, dict) and m and all(isinstance(v, str) for v in m.values())
+            for m in value.values()
+        )
+        if not ok:
+            raise UsageError(
+                f"config file `{path}`: `phases` must hold one table per mapping, "
+                '[phases.NAME] with stage = "phase" lines (e.g. [phases.decision] '
+                'Lead = "need recognition")'
+            )
+        return {str(k): {str(st): ph for st, ph in m.items()} for k, m in value.items()}
     if name in _TABLE_KEYS:
         if not isinstance(value, dict):
             raise UsageError(f"config file `{path}`: `{name}` must be a table ([{name}])")
@@ -515,7 +546,7 @@ def milestone_option(values: Sequence[str]) -> dict[str, str]:
 
 
 def _log_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
-    kw = {k: opts[k] for k in (*_SCALAR_KEYS, *_LIST_KEYS, "stage_map") if k in opts}
+    kw = {k: opts[k] for k in (*_SCALAR_KEYS, *_LIST_KEYS, "stage_map", "phases") if k in opts}
     if opts.get("milestones"):
         kw["stage_dates"] = opts["milestones"]
         kw.update({k: opts[k] for k in _WIDE_KEYS if k in opts})
@@ -580,6 +611,12 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
             )
         if "visit_attrs" in kw:
             raise UsageError("--visit-attrs needs a long log; a wide export has one row per deal")
+        for key, spelled in (("phases", "[phases.NAME] tables"), ("post_sale", "--post-sale")):
+            if key in kw:
+                raise UsageError(
+                    f"{spelled} need a long log (one row per stage change); a wide export "
+                    "(--milestone) does not support them yet"
+                )
     else:
         alone = [f"--{n.replace('_', '-')}" for n in _WIDE_KEYS if n in given]
         if alone:
@@ -623,6 +660,24 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
     return read_events(args.input, **kw)
 
 
+def phase_view(log: Any, args: argparse.Namespace, opts: dict[str, Any]) -> Any:
+    """The log per phase with ``--phases NAME`` (see :meth:`EventLog.by_phase`)."""
+    name = getattr(args, "phase_view", None)
+    if name is None:
+        return log
+    if not opts.get("phases"):
+        raise UsageError(
+            f"--phases {name}: the log has no phases; declare them in --config as a "
+            f'[phases.{name}] table of stage = "phase" lines'
+        )
+    if name not in opts["phases"]:
+        raise UsageError(
+            f"--phases {name}: no [phases.{name}] table in --config; it declares "
+            f"{', '.join(opts['phases'])}"
+        )
+    return log.by_phase(name)
+
+
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
     if getattr(args, "quiet", False):
         return lambda msg: None
@@ -632,7 +687,7 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
 # ---------------------------------------------------------------------------- commands
 def _cmd_validate(args: argparse.Namespace) -> int:
     opts = options(args)
-    log = scoped(load_log(args, opts), opts)
+    log = phase_view(scoped(load_log(args, opts), opts), args, opts)
     q = log.quality
     if args.json:
         print(json.dumps(q.to_dict(), indent=2))
@@ -651,7 +706,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     say = _say(args)
     opts = options(args)
     say("reading…")
-    log = scoped(load_log(args, opts), opts)
+    log = phase_view(scoped(load_log(args, opts), opts), args, opts)
     report = build_report(
         log,
         by=opts.get("by"),

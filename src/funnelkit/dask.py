@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import _columns as C
+from . import _phases as P
 from . import _summary as SM
 from ._params import CHECKED_INSIDE, Interval, validate_params
 from .errors import EventLogError, InvalidParameterError
@@ -217,6 +218,11 @@ class DaskEventLog:
             **options,
         )
         _validate_keywords(events._meta, settings)
+        # phases are checked once the stage order is known; partitions need none of them
+        phases = settings.pop("phases", None)
+        self.post_sale_stages: list[str] = P.check_post_sale(
+            settings.get("post_sale"), settings["stages"], self.won, self.lost
+        )
         self._settings = settings
         self._as_of_arg = as_of
         self._events = events
@@ -304,6 +310,12 @@ class DaskEventLog:
         )
         self.as_of = self._layout.timestamp(cfg.as_of_ns)
         self.quality: QualityReport = SM.quality_report(summary, self._layout)
+        self._npartitions = npartitions
+        self._exact_durations = exact_durations
+        #: named mappings of stages to phases (see :meth:`by_phase`)
+        self.phases: dict[str, dict[str, str]] = P.check_phases(
+            phases, self.stages, self.post_sale_stages, self.won, self.lost
+        )
 
     # ------------------------------------------------------------------ construction
     def _summarize(self, cfg: SM.Config) -> SM.Summary:
@@ -484,7 +496,81 @@ class DaskEventLog:
         True
         """
         frame = self._events[list(self._columns)].compute()
-        return EventLog(frame.reset_index(drop=True), **self._settings, as_of=self._as_of_arg)
+        return EventLog(
+            frame.reset_index(drop=True),
+            **self._settings,
+            as_of=self._as_of_arg,
+            phases=self.phases or None,
+        )
+
+    @_as_in_memory("by_phase")
+    def by_phase(self, name: str) -> DaskEventLog:
+        """The log read per phase, distributed: a :class:`DaskEventLog` of the same rows
+        whose stages are the phases of ``phases[name]`` (as
+        :meth:`funnelkit.EventLog.by_phase`: the stage names mapped to their phases, this
+        log's ``as_of``). One extra pass reads the distinct stage names.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> decision = {"Lead": "need", "Qualified": "need", "Discovery": "search",
+        ...             "Demo": "evaluation", "Proposal": "evaluation",
+        ...             "Negotiation": "decision"}
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS,
+        ...                    phases={"decision": decision})
+        >>> by = log.by_phase("decision")
+        >>> by.stages
+        ['need', 'search', 'evaluation', 'decision']
+        >>> by.funnel().equals(log.compute().by_phase("decision").funnel())
+        True
+        """
+        if name not in self.phases:
+            known = list(self.phases)
+            raise InvalidParameterError(
+                f"DaskEventLog.by_phase: `name`={name!r} is not a phase mapping of this log; "
+                + (
+                    f"declared: {known}{P.close_match(name, known)}."
+                    if known
+                    else "declare them with DaskEventLog(..., phases={name: {stage: phase}})."
+                )
+            )
+        stage = self._settings["stage"]
+        raw = self._events[stage].dropna().unique().compute()
+        settings = P.phase_settings(
+            self._settings,
+            self.phases[name],
+            self.stages,
+            self.post_sale_stages,
+            [str(v) for v in raw],
+        )
+        settings.pop("phases")
+        return DaskEventLog(
+            self._events,
+            **settings,
+            as_of=self.as_of,
+            npartitions=self._npartitions,
+            exact_durations=self._exact_durations,
+        )
+
+    def post_sale(self) -> pd.DataFrame:
+        """:meth:`funnelkit.EventLog.post_sale` of the in-memory log (:meth:`compute`):
+        the events at ``post_sale`` stages after a win. Needs the whole log in local
+        memory.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS, post_sale="Delivery")
+        >>> len(log.post_sale()), log.quality.rows_post_sale
+        (0, 0)
+        """
+        return self.compute().post_sale()
 
     # ------------------------------------------------------------------ properties
     @property

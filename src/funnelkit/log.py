@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _columns as C
+from . import _phases as P
 from . import _validate as V
 from ._expr import where_mask
 from ._memory import hot_path
@@ -47,6 +48,7 @@ _COLUMN_OF_REASON = {
     "after_as_of": "time",
     "invalid_amount": "amount",
     "conflicting_outcome": "stage",
+    "post_sale_not_won": "stage",
 }
 _HINTS = {
     "invalid_deal": "a deal id must be a single value such as a string or an integer, not "
@@ -73,6 +75,9 @@ _HINTS = {
     "complex); fix them, or leave the cell empty for an unknown amount",
     "conflicting_outcome": "the deal's final run of terminal events holds both a won and a lost "
     "stage; fix the outcome in the CRM or drop the deal",
+    "post_sale_not_won": "these events are at a `post_sale` stage while the deal was not won "
+    "(no won event before them, or the deal was reopened); log the won event, or remove the "
+    "stage from `post_sale` to count it as a funnel stage",
 }
 
 
@@ -241,6 +246,18 @@ class EventLog:
     errors : {"raise", "drop"}, default "raise"
         Bad rows raise :class:`~funnelkit.EventLogError`, or are dropped and listed in
         :attr:`rejects`.
+    phases : mapping of str to mapping, optional
+        Named mappings of the stages (after ``stage_map``) to phases, e.g. the customer's
+        decision process and the seller's process: ``{"decision": {"Lead": "need
+        recognition", ...}, "sales": {...}}``. Every stage must be mapped (map a stage to
+        its own name to keep it); outcomes are not mapped and no phase may be named like
+        one (or ``"stale"``); post-sale stages may be mapped to post-sale phases.
+        :meth:`by_phase` gives the log read per phase.
+    post_sale : str or sequence of str, optional
+        Stages entered after a win (delivery, after-sales). An event at such a stage after
+        the deal was won does not reopen it: it is set aside (:meth:`post_sale`; counted in
+        ``quality.rows_post_sale``). One while the deal is not won is a bad row
+        (``post_sale_not_won``). Neither funnel stages nor outcomes.
 
     Attributes
     ----------
@@ -250,6 +267,10 @@ class EventLog:
         Terminal stage names.
     as_of : pandas.Timestamp
         The observation time used.
+    phases : dict of str to dict
+        The phase mappings, checked (empty without ``phases``).
+    post_sale_stages : list of str
+        The post-sale stages (empty without ``post_sale``).
     quality : QualityReport
         What happened to every input row and every deal.
     rejects : pandas.DataFrame
@@ -287,6 +308,8 @@ class EventLog:
             "time": [str],
             "visit_attrs": ["str_list"],
             "date_format": [str, None],
+            "phases": [Mapping, None],
+            "post_sale": ["str_list", None],
         },
         name="EventLog",
     )
@@ -309,6 +332,8 @@ class EventLog:
         calendar: BusinessCalendar | str | None = None,
         errors: Literal["raise", "drop"] = "raise",
         date_format: str | None = None,
+        phases: Mapping[str, Mapping[str, str]] | None = None,
+        post_sale: str | Sequence[str] | None = None,
     ) -> None:
         if not isinstance(events, (pd.DataFrame, pa.Table)):
             raise InvalidParameterError(
@@ -361,12 +386,25 @@ class EventLog:
         self.stale_after = None
         if stale_after is not None:
             self.stale_after = C.to_duration(stale_after, "stale_after")
+        #: stages entered after a win (delivery, after-sales): see :meth:`post_sale`
+        self.post_sale_stages: list[str] = P.check_post_sale(
+            post_sale, declared, self.won, self.lost
+        )
+        if phases is not None and not isinstance(phases, Mapping):
+            P.check_phases(phases, [], [], [], [])  # raises the type error
+        self._settings["post_sale"] = list(self.post_sale_stages) or None
+        self._settings["phases"] = None if phases is None else dict(phases)
 
         mapped = C.mapped_columns(self._settings)
         C.check_columns(mapped, C.column_names(events))
         C.check_unique_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
         self._build(events, declared, as_of, errors)
+        #: named mappings of stages to phases, checked against the stages (see by_phase)
+        self.phases: dict[str, dict[str, str]] = P.check_phases(
+            phases, self.stages, self.post_sale_stages, self.won, self.lost
+        )
+        self._settings["phases"] = self.phases or None
 
     @classmethod
     @validate_params(
@@ -574,10 +612,16 @@ class EventLog:
         )
         raw_rank = np.zeros(len(raw_names) + 1, dtype=np.int64)
         unknown_code = np.zeros(len(raw_names) + 1, dtype=bool)
+        # post-sale stages (post_sale=): set aside after the sort, before the path rules
+        ps_names = set(self.post_sale_stages)
+        raw_ps = np.array([nm in ps_names for nm in raw_names] + [False], dtype=bool)
+        ps_pending = bool(raw_ps.any())
+        ps_rows = ps_won = np.zeros(0, dtype=np.int64)
+        ps_reason = 1 + _REASON_CODES.index("post_sale")
         if declared is not None:
             pos = {nm: i for i, nm in enumerate(declared)}
             for i, nm in enumerate(raw_names):  # loop over distinct stage names only
-                if raw_kind[i] == V.STAGE:
+                if raw_kind[i] == V.STAGE and not raw_ps[i]:
                     if nm in pos:
                         raw_rank[i] = pos[nm]
                     else:
@@ -623,7 +667,9 @@ class EventLog:
                     self._failure_cases(events, np.flatnonzero(reason), reason),
                 )
             r_bits = max(1, int(raw_rank.max()).bit_length())
-            tie_of_code = ((raw_kind != V.STAGE).astype(np.int64) << r_bits) | raw_rank[:-1]
+            # tie class: stages, then terminal events, then post-sale events
+            tie_class = (raw_kind != V.STAGE).astype(np.int64) + 2 * raw_ps[:-1]
+            tie_of_code = (tie_class << r_bits) | raw_rank[:-1]
             if good.size == n:  # the common case: no copies of the input columns
                 srt = V.sort_events(None, ids.keys, ids.bits, times.ns, raw_codes, tie_of_code)
             else:
@@ -631,6 +677,18 @@ class EventLog:
                     good, ids.keys[good], ids.bits, times.ns[good], raw_codes[good], tie_of_code
                 )
             st_code = srt.code
+            if ps_pending:  # once: post-sale events leave the rows before the path rules
+                ps_pending = False
+                split = P.split_post_sale(raw_ps, raw_kind, srt)
+                ps_rows, ps_won = split.rows, split.won_ns
+                reason[ps_rows] = ps_reason
+                if split.bad.size:
+                    reason[split.bad] = 1 + _REASON_CODES.index("post_sale_not_won")
+                    if errors == "raise":
+                        bad_only = np.where(reason == ps_reason, 0, reason)
+                        self._raise_bad_rows(events, bad_only, raw_codes, raw_names)
+                if ps_rows.size or split.bad.size:
+                    continue
             st_kind = raw_kind[st_code]
             rules = V.path_rules(st_kind, st_code, srt.deal, srt.starts)
             if not rules.conflict_deal.any():
@@ -639,15 +697,28 @@ class EventLog:
             conflict_rows = srt.rows[bad_pos]
             if errors == "raise":
                 reason[conflict_rows] = 1 + _REASON_CODES.index("conflicting_outcome")
-                self._raise_bad_rows(events, reason, raw_codes, raw_names)
+                bad_only = np.where(reason == ps_reason, 0, reason)
+                self._raise_bad_rows(events, bad_only, raw_codes, raw_names)
             reason[conflict_rows] = 1 + _REASON_CODES.index("conflicting_outcome")
 
         n_sorted = srt.rows.size
         ts = srt.time
+        ps_deal = np.zeros(0, dtype=np.int64)
+        if ps_rows.size:  # the deal of each post-sale event (dense code of the log)
+            deal_keys = ids.keys[srt.rows[srt.starts]]
+            ps_deal = np.minimum(
+                np.searchsorted(deal_keys, ids.keys[ps_rows]), srt.starts.size - 1
+            )
+            gone = deal_keys[ps_deal] != ids.keys[ps_rows]
+            if gone.any():  # their deal left the log (conflicting outcome): so do they
+                reason[ps_rows[gone]] = 1 + _REASON_CODES.index("conflicting_outcome")
+                ps_rows, ps_won, ps_deal = ps_rows[~gone], ps_won[~gone], ps_deal[~gone]
         self.as_of = None
         as_of_ns = (
             C.to_timestamp(as_of, times.aware, "as_of") if as_of is not None else int(ts.max())
         )
+        if as_of is None and ps_rows.size:  # post-sale events are rows used too
+            as_of_ns = max(as_of_ns, int(times.ns[ps_rows].max()))
         if as_of_ns - int(ts.min()) >= 2 * C.MAX_FROM_MEDIAN:  # a given as_of, far out
             raise InvalidParameterError(
                 f"Parameter `as_of`={as_of!r} is more than 292 years after the first event "
@@ -712,6 +783,16 @@ class EventLog:
         # integer codes, so an ETL job that never asks for them does not pay for them
         self._label_source: tuple[C.IdKeys | None, np.ndarray] = (ids, srt.rows[srt.starts])
         self._n_deals = n_deals
+        self._post_sale_events: P.PostSaleEvents | None = None
+        if ps_rows.size:
+            self._post_sale_events = P.PostSaleEvents(
+                rows=ps_rows,
+                deal=ps_deal,
+                time=times.ns[ps_rows],
+                won_ns=ps_won,
+                code=raw_codes[ps_rows],
+                names=list(raw_names),
+            )
 
         # ---- carried columns: the first non-null value in path order
         attr_changes: dict[str, int] = {}
@@ -782,7 +863,7 @@ class EventLog:
         self.quality = QualityReport(
             rows_in=n,
             rows_used=int(kept.sum()),
-            rows_dropped=int((reason > 0).sum()),
+            rows_dropped=int(((reason > 0) & (reason != ps_reason)).sum()),
             rows_removed=int(rules.reopened_terminal.sum()),
             rows_collapsed=int(rules.repeat.sum() + rules.terminal_run.sum()),
             by_reason=by_reason,
@@ -798,6 +879,8 @@ class EventLog:
             stages=list(self.stages),
             stage_order_inferred=inferred,
             as_of=self.as_of,
+            rows_post_sale=int(ps_rows.size),
+            post_sale_deals=int(np.unique(ps_deal).size),
         )
         self._cache: dict[Any, Any] = {}
 
@@ -1019,7 +1102,8 @@ class EventLog:
             * ``furthest_stage`` : furthest stage in funnel order the deal entered (null
               when it only has a terminal event)
             * ``first_event`` : the deal's first event (before any reopen)
-            * ``last_event`` : the deal's latest event of any kind
+            * ``last_event`` : the deal's latest event of any kind (post-sale events are
+              not in the funnel: see :meth:`post_sale`)
             * ``cycle_time`` : first event to first terminal event (NaT when open or stale)
             * ``amount`` : when an amount column is mapped
             * one column per carried attribute
@@ -1195,10 +1279,15 @@ class EventLog:
                     f"`stages`={unknown} are not stages of this log ({self.stages})."
                 )
             codes, names = C.stage_codes(C.column(source, stage_col), settings["stage_map"])
-            allowed = set(stages) | set(self.won) | set(self.lost)
+            allowed = set(stages) | set(self.won) | set(self.lost) | set(self.post_sale_stages)
             ok = np.array([nm in allowed for nm in names] + [True], dtype=bool)
             row_keep &= ok[codes]
             settings["stages"] = [st for st in self.stages if st in set(stages)]
+            if self.phases:  # the phase mappings of the stages kept
+                settings["phases"] = {
+                    k: {st: ph for st, ph in m.items() if st in allowed}
+                    for k, m in self.phases.items()
+                }
         if isinstance(source, pa.Table):
             subset = source.filter(pa.array(row_keep))
         else:
@@ -3520,6 +3609,164 @@ class EventLog:
             currency=currency,
             cold_after=cold_after,
         )
+
+    # ------------------------------------------------------------------ phases
+    @validate_params({"name": [str]})
+    def by_phase(self, name: str) -> EventLog:
+        """The log read per phase: its stages are the phases of ``phases[name]``.
+
+        The log is rebuilt from the same input rows with every stage name mapped to its
+        phase (after ``stage_map``), so the phases are the stages of an ordinary
+        :class:`EventLog` and every analysis — :meth:`funnel`, :meth:`dwell`, :meth:`kpis`,
+        :meth:`trend`, :meth:`compare`, :meth:`key_stages`, :meth:`report` — reads per
+        phase. Consecutive events in one phase collapse into one visit (as repeats of one
+        stage do), entered at the first event of the run; a deal going back to an earlier
+        phase re-enters it. Phases are ordered by the first position of their stages in
+        the stage order; events at the same time in different phases are ordered by that
+        phase order (which is the stage order when each phase is a run of consecutive
+        stages). The other keywords (outcomes, ``as_of``, ``stale_after``, amounts,
+        attributes, calendar, ``errors``) are this log's, so outcomes, stale deals and
+        the bad rows are the same; post-sale stages become their phases (or keep their
+        names when the mapping leaves them out).
+
+        Parameters
+        ----------
+        name : str
+            A key of the ``phases`` given to the log.
+
+        Returns
+        -------
+        EventLog
+            Its ``stages`` are the phases. ``quality`` accounts for the same input rows:
+            the same rows dropped, removed and set aside as post-sale; ``rows_collapsed``
+            adds the events merged into a phase visit (``rejects`` lists them with reason
+            ``repeat``). ``phases`` is empty.
+
+        Raises
+        ------
+        InvalidParameterError
+            When ``name`` is not a declared phase mapping.
+
+        See Also
+        --------
+        post_sale : the events after a win at ``post_sale`` stages.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> decision = {"Lead": "need recognition", "Qualified": "need recognition",
+        ...             "Discovery": "information search", "Demo": "evaluation",
+        ...             "Proposal": "evaluation", "Negotiation": "purchase decision"}
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS,
+        ...                   phases={"decision": decision})
+        >>> by = log.by_phase("decision")
+        >>> by.stages
+        ['need recognition', 'information search', 'evaluation', 'purchase decision']
+        >>> by.funnel()[["stage", "reached", "advanced", "dropped", "open"]]
+                        stage  reached  advanced  dropped  open
+        0    need recognition      600       441      142    17
+        1  information search      441       332       94    15
+        2          evaluation      332        82      227    23
+        3   purchase decision       82        60       18     4
+        >>> by.quality.deals == log.quality.deals, by.quality.won == log.quality.won
+        (True, True)
+        """
+        if name not in self.phases:
+            known = list(self.phases)
+            raise InvalidParameterError(
+                f"EventLog.by_phase: `name`={name!r} is not a phase mapping of this log; "
+                + (
+                    f"declared: {known}{P.close_match(name, known)}."
+                    if known
+                    else "declare them with EventLog(..., phases={name: {stage: phase}})."
+                )
+            )
+        mapping = self.phases[name]
+        raw_names = C.stage_codes(C.column(self._source, self._settings["stage"]), None)[1]
+        settings = P.phase_settings(
+            self._settings, mapping, self.stages, self.post_sale_stages, raw_names
+        )
+        settings["as_of"] = self.as_of
+        out = EventLog(self._source, **settings)
+        if self._history is not None:  # the field history goes along
+            from .history import reattach
+
+            out._history = reattach(self._history, out)
+        return out
+
+    def post_sale(self) -> pd.DataFrame:
+        """Events at ``post_sale`` stages after the deal was won, one row per event.
+
+        Such an event (delivery, after-sales service) does not reopen the deal: it is set
+        aside before the path rules, so the deal stays won, and counted in the quality
+        report (``rows_post_sale``, ``post_sale_deals``; ``rejects`` lists the rows with
+        reason ``post_sale``). "After the deal was won" means the deal's latest other event
+        at or before it, in path order, is a won event (at the same time, post-sale events
+        come after terminal ones). An event at a post-sale stage while the deal was not
+        won — no win before it, or a reopened deal back in the funnel — is a bad row
+        (``post_sale_not_won``): an error, or dropped to the rejects with
+        ``errors="drop"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per post-sale event, by deal and time:
+
+            * ``deal`` : deal id
+            * ``stage`` : the post-sale stage (categorical, in ``post_sale`` order)
+            * ``time`` : when the deal entered it
+            * ``won_at`` : the win it follows (the first of a run of won events)
+            * ``days_after_won`` : ``time - won_at`` in days (float; business days with a
+              business calendar)
+            * ``amount`` : when an amount column is mapped
+            * one column per carried attribute
+
+            Empty (with these columns) when the log has no post-sale events.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import funnelkit as fk
+        >>> events = pd.DataFrame({
+        ...     "deal_id": ["d1", "d1", "d1", "d1", "d2", "d2"],
+        ...     "stage": ["Lead", "Won", "Delivery", "After-sales", "Lead", "Lost"],
+        ...     "ts": pd.to_datetime(["2025-01-01", "2025-01-10", "2025-01-20", "2025-03-01",
+        ...                           "2025-01-02", "2025-01-05"]),
+        ... })
+        >>> log = fk.EventLog(events, stages=["Lead"], won="Won", lost="Lost",
+        ...                   post_sale=["Delivery", "After-sales"])
+        >>> log.post_sale()[["deal", "stage", "days_after_won"]]
+          deal        stage  days_after_won
+        0   d1     Delivery            10.0
+        1   d1  After-sales            50.0
+        >>> log.quality.won, log.quality.reopened, log.quality.rows_post_sale
+        (1, 0, 2)
+        """
+        ev = self._post_sale_events
+        names = self.post_sale_stages
+        if ev is None:
+            rows = np.zeros(0, dtype=np.int64)
+            deal, t_ns, won_ns, stage_codes = rows, rows, rows, rows
+        else:
+            deal, t_ns, won_ns = ev.deal, ev.time, ev.won_ns
+            index = {nm: i for i, nm in enumerate(names)}
+            stage_codes = np.array([index.get(nm, -1) for nm in ev.names], dtype=np.int64)[ev.code]
+        day = 86_400 * 10**9
+        dur = t_ns - won_ns if self.calendar is None else self.calendar.duration_ns(won_ns, t_ns)
+        out = pd.DataFrame(
+            {
+                "deal": self._deal_labels[deal],
+                "stage": pd.Categorical.from_codes(stage_codes, categories=names),
+                "time": self._timestamp(t_ns),
+                "won_at": self._timestamp(won_ns),
+                "days_after_won": dur.astype(np.float64) / day,
+            }
+        )
+        if self._amount is not None:
+            out["amount"] = self._amount[deal]
+        for a, ser in self._attrs.items():
+            out[a] = ser.to_numpy()[deal]
+        return out
 
     # analyses are defined in their own modules and attached below
     def __repr__(self) -> str:

@@ -25,6 +25,8 @@ REASONS: dict[str, str] = {
     "after_as_of": "dropped",
     "invalid_amount": "dropped",
     "conflicting_outcome": "dropped",
+    # an event at a post-sale stage (``post_sale=``) while the deal was not won
+    "post_sale_not_won": "dropped",
     # wide exports (EventLog.from_milestones): a deal with no date at all
     "no_dates": "dropped",
     # removed by the path rules
@@ -32,6 +34,8 @@ REASONS: dict[str, str] = {
     # collapsed into an earlier event of the same visit or outcome
     "repeat": "collapsed",
     "terminal_run": "collapsed",
+    # set aside: an event at a post-sale stage after the deal was won (log.post_sale())
+    "post_sale": "post_sale",
 }
 
 
@@ -39,7 +43,8 @@ REASONS: dict[str, str] = {
 class QualityReport:
     """What happened to every input row and every deal.
 
-    Rows: ``rows_in == rows_used + rows_dropped + rows_removed + rows_collapsed``.
+    Rows: ``rows_in == rows_used + rows_dropped + rows_removed + rows_collapsed +
+    rows_post_sale``.
     Deals: ``deals == won + lost + stale + open``.
 
     For a log built from a wide export (:meth:`EventLog.from_milestones`, ``source ==
@@ -72,6 +77,10 @@ class QualityReport:
         The funnel order used and whether it was inferred from the data.
     as_of : pandas.Timestamp
         The observation time used.
+    rows_post_sale, post_sale_deals : int
+        Rows at a ``post_sale`` stage after the deal was won, set aside from the funnel
+        (``log.post_sale()``; listed in ``log.rejects`` with reason ``post_sale``), and
+        the deals they belong to; 0 without ``post_sale``.
     source : {"events", "deals"}
         What a row of the input is: an event (long logs), or a deal of a wide export.
     by_column : dict[str, dict[str, int]]
@@ -112,10 +121,12 @@ class QualityReport:
     filtered: dict[str, int] = field(default_factory=dict)
     source: str = "events"
     by_column: dict[str, dict[str, int]] = field(default_factory=dict)
+    rows_post_sale: int = 0
+    post_sale_deals: int = 0
 
     @property
     def rows_rejected(self) -> int:
-        """Rows not used: dropped + removed + collapsed.
+        """Rows not used: dropped + removed + collapsed + post-sale.
 
         Examples
         --------
@@ -126,7 +137,7 @@ class QualityReport:
         >>> log.quality.rows_rejected == len(log.rejects)
         True
         """
-        return self.rows_dropped + self.rows_removed + self.rows_collapsed
+        return self.rows_dropped + self.rows_removed + self.rows_collapsed + self.rows_post_sale
 
     @property
     def warnings(self) -> list[str]:
@@ -196,12 +207,16 @@ class QualityReport:
             ("rows", "rows_removed", self.rows_removed),
             ("rows", "rows_collapsed", self.rows_collapsed),
         ]
+        if self.rows_post_sale:
+            rows.append(("rows", "rows_post_sale", self.rows_post_sale))
         rows += [("reason", k, v) for k, v in self.by_reason.items()]
         rows += [
             ("deals", k, getattr(self, k))
             for k in ("deals", "won", "lost", "stale", "open", "reopened", "unresolved_ties")
         ]
         rows.append(("deals", "deals_without_amount", self.deals_without_amount))
+        if self.rows_post_sale:
+            rows.append(("deals", "post_sale_deals", self.post_sale_deals))
         rows += [("attributes", k, v) for k, v in self.attr_changes.items()]
         rows += [("filtered", k, v) for k, v in self.filtered.items()]
         rows += [
@@ -228,7 +243,8 @@ class QualityReport:
             ``stale``, ``open``, ``reopened``, ``unresolved_ties``,
             ``deals_without_amount``, ``attr_changes`` (dict), ``filtered`` (dict, empty
             unless the log came from :meth:`EventLog.filter`), ``stages`` (list),
-            ``stage_order_inferred`` (bool), ``as_of`` (ISO 8601 string).
+            ``stage_order_inferred`` (bool), ``as_of`` (ISO 8601 string),
+            ``rows_post_sale``, ``post_sale_deals``.
 
         Examples
         --------
@@ -260,6 +276,8 @@ class QualityReport:
             "stages": [str(st) for st in self.stages],
             "stage_order_inferred": bool(self.stage_order_inferred),
             "as_of": pd.Timestamp(self.as_of).isoformat(),
+            "rows_post_sale": int(self.rows_post_sale),
+            "post_sale_deals": int(self.post_sale_deals),
         }
 
     def __str__(self) -> str:
@@ -275,7 +293,8 @@ class QualityReport:
         else:
             lines = [
                 f"rows: {self.rows_in:,} in = {self.rows_used:,} used + {self.rows_dropped:,} "
-                f"dropped + {self.rows_removed:,} removed + {self.rows_collapsed:,} collapsed",
+                f"dropped + {self.rows_removed:,} removed + {self.rows_collapsed:,} collapsed"
+                + (f" + {self.rows_post_sale:,} post-sale" if self.rows_post_sale else ""),
             ]
         if self.by_reason and self.source != "deals":
             lines.append(
@@ -289,6 +308,11 @@ class QualityReport:
             ("stages (inferred): " if self.stage_order_inferred else "stages: ")
             + " → ".join(self.stages)
         )
+        if self.rows_post_sale:
+            lines.append(
+                f"post-sale: {self.rows_post_sale:,} events of {self.post_sale_deals:,} won "
+                "deals set aside (log.post_sale())"
+            )
         lines.append(f"as of: {self.as_of}")
         lines += [f"warning: {w}" for w in self.warnings if not w.startswith("stage order")]
         return "\n".join(lines)
