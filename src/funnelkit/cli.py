@@ -179,6 +179,16 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_state_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state",
+        metavar="FOLDER",
+        help="a saved log (log.save): with an input (INPUT, --sample, --sql), its events are "
+        "added to the state (created on the first run) and the state is saved back after "
+        "the output is written; without one, the state is read as it is",
+    )
+
+
 EXIT_CODES = """\
 exit codes:
   0  ok
@@ -272,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables also written as CSV (all are Parquet): small = all but the per-deal "
         "deals table (default), all, none",
     )
+    _add_state_option(r)
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
     m = sub.add_parser(
@@ -290,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--alpha", type=float, help="false-alert rate per rule, stage and week (default 0.01)"
     )
+    _add_state_option(m)
     m.add_argument("-o", "--output", required=True, help="folder for alerts.json (required)")
     return parser
 
@@ -617,6 +629,40 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
     return read_events(args.input, **kw)
 
 
+def state_log(args: argparse.Namespace, opts: dict[str, Any]) -> Any:
+    """The log of the input, scoped; with ``--state``: the state updated with the input's
+    events (the input's log when the state does not exist yet), or the state alone when
+    there is no input. :func:`save_state` saves it once the output is written."""
+    folder = getattr(args, "state", None)
+    if folder is None:
+        return scoped(load_log(args, opts), opts)
+    from . import state
+
+    exists = Path(folder, state.MANIFEST).is_file()
+    if not (args.input or args.sample or getattr(args, "sql", None)):
+        if not exists:
+            raise UsageError(
+                f"--state {folder}: no saved state there; give an input (INPUT, --sample, "
+                "or --sql with --db) to create it"
+            )
+        full = state.load(folder)
+        args.state_log = None  # nothing new: the state stays as it is
+    else:
+        new = load_log(args, opts)
+        full = state.update_saved(folder, new, as_of=opts.get("as_of")) if exists else new
+        args.state_log = full
+    return scoped(full, opts)
+
+
+def save_state(args: argparse.Namespace, log: Any, say: Callable[[str], None]) -> None:
+    """Save the state updated by :func:`state_log` (after the output is written, so a
+    failed run leaves yesterday's state for the rerun)."""
+    full = getattr(args, "state_log", None)
+    if full is not None:
+        full.save(args.state)
+        say(f"saved the state ({full.n_deals:,} deals, as of {full.as_of}) to {args.state}")
+
+
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
     if getattr(args, "quiet", False):
         return lambda msg: None
@@ -645,7 +691,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     say = _say(args)
     opts = options(args)
     say("reading…")
-    log = scoped(load_log(args, opts), opts)
+    log = state_log(args, opts)
     report = build_report(
         log,
         by=opts.get("by"),
@@ -658,6 +704,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     args.written = out
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
+    save_state(args, log, say)
     return EXIT_OK
 
 
@@ -667,7 +714,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     for name in ("weeks", "baseline", "alpha"):  # the command line overrides the config
         if getattr(args, name, None) is not None:
             cfg[name] = getattr(args, name)
-    log = scoped(load_log(args, opts), opts)
+    log = state_log(args, opts)
     table = log.alerts(**cfg)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -696,6 +743,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     for msg in fired["message"]:
         print(f"alert: {msg}")
     say(f"{len(fired)} alert(s) in {len(table)} checks; wrote {out / 'alerts.json'}")
+    save_state(args, log, say)
     return EXIT_ALERT if len(fired) else EXIT_OK
 
 
