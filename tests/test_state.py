@@ -327,8 +327,11 @@ def _scheduled_job(db: str, table: str, tmp_path, ts: str = "ts") -> None:
     assert first.returncode in (0, 3), first.stderr
     assert "saved the state" in first.stderr
     # today: the report updates the state with today's events and saves it back
+    cfg = tmp_path / "funnel.toml"  # few bootstrap draws: the test checks the flow
+    cfg.write_text("[key_stages]\nn_boot = 20\n")
     out = _run(
-        "report", "--sql", today, "--db", db, *COLS, "--state", st, "-o", rep, "--csv", "none"
+        "report", "--sql", today, "--db", db, *COLS, "--state", st, "-o", rep, "--csv", "none",
+        "--config", str(cfg),
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "report" / "report.html").is_file()
