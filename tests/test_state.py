@@ -14,6 +14,7 @@ import uuid
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import funnelkit as fk
@@ -402,3 +403,18 @@ def test_scheduled_job_on_postgres_exits_3_on_a_real_drop(postgres, tmp_path):
         with engine.begin() as c:
             c.execute(sqlalchemy.text(f'DROP TABLE IF EXISTS "{name}"'))
         engine.dispose()
+
+
+def test_new_rows_read_with_other_types_are_cast_to_the_stored_ones(sample):
+    """A day's CSV whose deal ids all look like numbers is read as integers; they join the
+    stored text ids. Types that cannot be cast are an error naming the column."""
+    codes = pd.factorize(sample["deal_id"])[0]
+    ev = sample.assign(deal_id=pd.Series(codes + 1000).astype(str).to_numpy())
+    table = pa.Table.from_pandas(ev, preserve_index=False)
+    old, new = table.slice(0, 3000), table.slice(3000)
+    as_int = new.set_column(0, "deal_id", pc.cast(new.column("deal_id"), pa.int64()))
+    got = fk.EventLog(old, **KW).update(as_int)
+    assert_same_log(got, fk.EventLog(table, **KW))
+    as_text = new.set_column(2, "ts", pa.array(["not a time"] * new.num_rows))
+    with pytest.raises(fk.EventLogError, match=r"`ts` \(timestamp.*vs string"):
+        fk.EventLog(old, **KW).update(as_text)

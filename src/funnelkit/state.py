@@ -212,7 +212,7 @@ def _read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame | pa.Table, dict[s
     try:
         manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit manifest: {exc}")
+        raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
         raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit state manifest.")
     version = manifest.get("format_version")
@@ -323,6 +323,10 @@ def _union(old: pd.DataFrame | pa.Table, new: pd.DataFrame | pa.Table) -> pd.Dat
         new = new.select(old.column_names)
         try:
             return pa.concat_tables([old, new], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass
+        try:  # e.g. a day's CSV whose deal ids all look like numbers: read as the stored text
+            return pa.concat_tables([old, new.cast(old.schema)])
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             differ = [
                 f"`{c}` ({old.schema.field(c).type} vs {new.schema.field(c).type})"
