@@ -197,9 +197,7 @@ def test_update_equals_the_full_build_on_synthetic_logs(seed, how):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_update_equals_the_full_build_on_the_sample_through_a_saved_state(
-    sample, seed, tmp_path
-):
+def test_update_equals_the_full_build_on_the_sample_through_a_saved_state(sample, seed, tmp_path):
     rng = np.random.default_rng(100 + seed)
     old, new = _split(sample, rng, "random" if seed else "time")
     full = fk.EventLog(pd.concat([old, new], ignore_index=True), **KW)
@@ -330,10 +328,8 @@ def _scheduled_job(db: str, table: str, tmp_path, ts: str = "ts") -> None:
     # today: the report updates the state with today's events and saves it back
     cfg = tmp_path / "funnel.toml"  # few bootstrap draws: the test checks the flow
     cfg.write_text("[key_stages]\nn_boot = 20\n")
-    out = _run(
-        "report", "--sql", today, "--db", db, *COLS, "--state", st, "-o", rep, "--csv", "none",
-        "--config", str(cfg),
-    )
+    report = ["report", "--sql", today, "--db", db, *COLS, "--state", st, "-o", rep]
+    out = _run(*report, "--csv", "none", "--config", str(cfg))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "report" / "report.html").is_file()
     # the alerts of the updated state (no input: the state as it is)
@@ -362,9 +358,17 @@ def test_scheduled_job_on_sqlite(tmp_path):
     _scheduled_job(f"sqlite:///{path}", "events", tmp_path)
 
 
-def test_state_usage_errors(tmp_path):
+def test_state_usage_errors(sample, tmp_path):
     out = _run("monitor", "--state", str(tmp_path / "none"), "-o", str(tmp_path / "m"))
     assert out.returncode == 2 and "no saved state there" in out.stderr
+    fk.EventLog(sample, **dict(KW, amount=None, attrs=())).save(tmp_path / "s")
+    sample.to_csv(tmp_path / "today.csv", index=False)
+    other = [*COLS[:-4], "--stale-after", "90D", *COLS[-2:]]  # 90D, saved with 60D
+    st = ["--state", str(tmp_path / "s"), "-o", str(tmp_path / "m")]
+    out = _run("monitor", str(tmp_path / "today.csv"), *other, *st)
+    assert out.returncode == 2 and "stale_after" in out.stderr, out.stderr
+    same = _run("monitor", str(tmp_path / "today.csv"), *COLS, *st)
+    assert same.returncode in (0, 3), same.stderr
 
 
 @pytest.fixture(scope="module")

@@ -171,7 +171,7 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
         ),
         "rows": int(table.num_rows),
         "deals": int(log.n_deals),
-        "as_of": log.as_of.isoformat(),
+        "as_of": str(log.as_of),
         "filtered": log.quality.filtered,
     }
     # written beside the target, then swapped in: a reader never sees half a state
@@ -212,7 +212,9 @@ def _read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame | pa.Table, dict[s
     try:
         manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit manifest: {exc}") from None
+        raise EventLogError(
+            f"fk.load: `{p / MANIFEST}` is not a funnelkit manifest: {exc}"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
         raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit state manifest.")
     version = manifest.get("format_version")
@@ -317,32 +319,61 @@ def _new_rows(log: EventLog, new_events: Any) -> pd.DataFrame | pa.Table:
     return new_events[cols]
 
 
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
 def _union(old: pd.DataFrame | pa.Table, new: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
-    """Old rows, then new rows: Arrow when both are Arrow, else pandas."""
-    if isinstance(old, pa.Table) and isinstance(new, pa.Table):
-        new = new.select(old.column_names)
+    """Old rows, then new rows. New columns of another type are cast to the stored type
+    where they can be (a day's CSV of text against stored timestamps, ids read as
+    numbers); Arrow when either side is Arrow, else pandas."""
+    if isinstance(old, pa.Table) or isinstance(new, pa.Table):
         try:
-            return pa.concat_tables([old, new], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            a = (
+                old
+                if isinstance(old, pa.Table)
+                else pa.Table.from_pandas(old, preserve_index=False)
+            )
+            b = (
+                new
+                if isinstance(new, pa.Table)
+                else pa.Table.from_pandas(new, preserve_index=False)
+            )
+        except _ARROW_ERRORS:  # mixed values in a column: pandas holds them
             pass
-        try:  # e.g. a day's CSV whose deal ids all look like numbers: read as the stored text
-            return pa.concat_tables([old, new.cast(old.schema)])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            differ = [
-                f"`{c}` ({old.schema.field(c).type} vs {new.schema.field(c).type})"
-                for c in old.column_names
-                if old.schema.field(c).type != new.schema.field(c).type
-            ]
-            raise EventLogError(
-                f"log.update: the new events' columns do not match the stored ones: "
-                f"{', '.join(differ) or exc}. Read them with the same types (e.g. the time "
-                "column as timestamps in both)."
-            ) from None
+        else:
+            return _union_arrow(a, b.select(a.column_names))
     old_df = old.to_pandas() if isinstance(old, pa.Table) else old
     new_df = new.to_pandas() if isinstance(new, pa.Table) else new
+    new_df = new_df[list(old_df.columns)]
     if len(new_df) == 0:
         return old_df
-    return pd.concat([old_df, new_df[list(old_df.columns)]], ignore_index=True)
+    for col in old_df.columns:
+        if new_df[col].dtype != old_df[col].dtype:
+            try:
+                new_df = new_df.assign(**{col: new_df[col].astype(old_df[col].dtype)})
+            except (TypeError, ValueError):  # kept as given: the log validates each value
+                pass
+    return pd.concat([old_df, new_df], ignore_index=True)
+
+
+def _union_arrow(old: pa.Table, new: pa.Table) -> pa.Table:
+    try:
+        return pa.concat_tables([old, new], promote_options="permissive")
+    except _ARROW_ERRORS:
+        pass
+    try:
+        return pa.concat_tables([old, new.cast(old.schema)])
+    except _ARROW_ERRORS as exc:
+        differ = [
+            f"`{c}` ({old.schema.field(c).type} vs {new.schema.field(c).type})"
+            for c in old.column_names
+            if old.schema.field(c).type != new.schema.field(c).type
+        ]
+        raise EventLogError(
+            f"log.update: the new events' columns do not match the stored ones: "
+            f"{', '.join(differ) or exc}. Read them with the same types (e.g. the time "
+            "column as timestamps in both), or build the state again from all the rows."
+        ) from None
 
 
 def _check_updatable(log: EventLog) -> None:
