@@ -369,6 +369,10 @@ def test_state_usage_errors(sample, tmp_path):
     assert out.returncode == 2 and "stale_after" in out.stderr, out.stderr
     same = _run("monitor", str(tmp_path / "today.csv"), *COLS, *st)
     assert same.returncode in (0, 3), same.stderr
+    # without an input, log options given must be the state's (they are not applied)
+    out = _run("monitor", *other, *st)
+    assert out.returncode == 2 and "--stale-after '90D' differs from the state's" in out.stderr
+    assert _run("monitor", *COLS, *st).returncode in (0, 3)
 
 
 @pytest.fixture(scope="module")

@@ -646,12 +646,32 @@ def state_log(args: argparse.Namespace, opts: dict[str, Any]) -> Any:
                 "or --sql with --db) to create it"
             )
         full = state.load(folder)
+        _same_settings(full, opts, folder)
         args.state_log = None  # nothing new: the state stays as it is
     else:
         new = load_log(args, opts)
         full = state.update_saved(folder, new, as_of=opts.get("as_of")) if exists else new
         args.state_log = full
     return scoped(full, opts)
+
+
+def _same_settings(log: Any, opts: dict[str, Any], folder: str) -> None:
+    """Log options given beside ``--state`` without an input must be the state's."""
+    from ._columns import to_duration
+
+    for key in ("deal", "stage", "time", "stages", "won", "lost", "amount", "stale_after"):
+        if key not in opts:
+            continue
+        given, saved = opts[key], log._settings[key]
+        if key == "stale_after":
+            same = saved is not None and to_duration(given, key) == to_duration(saved, key)
+        else:
+            same = given == saved
+        if not same:
+            raise UsageError(
+                f"{_option(key)} {given!r} differs from the state's ({saved!r}, in {folder}); "
+                "drop the option, or build the state again with it"
+            )
 
 
 def save_state(args: argparse.Namespace, log: Any, say: Callable[[str], None]) -> None:
