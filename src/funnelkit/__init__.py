@@ -23,6 +23,7 @@ __all__ = [
     "plot",
     "read_events",
     "read_sql",
+    "load",
     "tune_recency",
     "tuned_allocator",
 ]
@@ -39,6 +40,10 @@ def __getattr__(name: str):
         from ._period_forecast import backtest_periods
 
         return backtest_periods
+    if name == "load":  # funnelkit.state: reads Parquet
+        from .state import load
+
+        return load
     if name == "read_sql":  # funnelkit.sql: database drivers load on first use
         from .sql import read_sql
 

@@ -186,6 +186,16 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_state_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state",
+        metavar="FOLDER",
+        help="a saved log (log.save): with an input (INPUT, --sample, --sql), its events are "
+        "added to the state (created on the first run) and the state is saved back after "
+        "the output is written; without one, the state is read as it is",
+    )
+
+
 EXIT_CODES = """\
 exit codes:
   0  ok
@@ -297,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--currency", metavar="CUR", help="amounts' currency: a symbol ($, €, ¥) or a code (EUR)"
     )
+    _add_state_option(r)
     r.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     r.add_argument("-o", "--output", required=True, help="report folder to write (required)")
     m = sub.add_parser(
@@ -315,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--alpha", type=float, help="false-alert rate per rule, stage and week (default 0.01)"
     )
+    _add_state_option(m)
     m.add_argument("-o", "--output", required=True, help="folder for alerts.json (required)")
     return parser
 
@@ -678,6 +690,60 @@ def phase_view(log: Any, args: argparse.Namespace, opts: dict[str, Any]) -> Any:
     return log.by_phase(name)
 
 
+def state_log(args: argparse.Namespace, opts: dict[str, Any]) -> Any:
+    """The log of the input, scoped; with ``--state``: the state updated with the input's
+    events (the input's log when the state does not exist yet), or the state alone when
+    there is no input. :func:`save_state` saves it once the output is written."""
+    folder = getattr(args, "state", None)
+    if folder is None:
+        return scoped(load_log(args, opts), opts)
+    from . import state
+
+    exists = Path(folder, state.MANIFEST).is_file()
+    if not (args.input or args.sample or getattr(args, "sql", None)):
+        if not exists:
+            raise UsageError(
+                f"--state {folder}: no saved state there; give an input (INPUT, --sample, "
+                "or --sql with --db) to create it"
+            )
+        full = state.load(folder)
+        _same_settings(full, opts, folder)
+        args.state_log = None  # nothing new: the state stays as it is
+    else:
+        new = load_log(args, opts)
+        full = state.update_saved(folder, new, as_of=opts.get("as_of")) if exists else new
+        args.state_log = full
+    return scoped(full, opts)
+
+
+def _same_settings(log: Any, opts: dict[str, Any], folder: str) -> None:
+    """Log options given beside ``--state`` without an input must be the state's."""
+    from ._columns import to_duration
+
+    for key in ("deal", "stage", "time", "stages", "won", "lost", "amount", "stale_after"):
+        if key not in opts:
+            continue
+        given, saved = opts[key], log._settings[key]
+        if key == "stale_after":
+            same = saved is not None and to_duration(given, key) == to_duration(saved, key)
+        else:
+            same = given == saved
+        if not same:
+            raise UsageError(
+                f"{_option(key)} {given!r} differs from the state's ({saved!r}, in {folder}); "
+                "drop the option, or build the state again with it"
+            )
+
+
+def save_state(args: argparse.Namespace, log: Any, say: Callable[[str], None]) -> None:
+    """Save the state updated by :func:`state_log` (after the output is written, so a
+    failed run leaves yesterday's state for the rerun)."""
+    full = getattr(args, "state_log", None)
+    if full is not None:
+        full.save(args.state)
+        say(f"saved the state ({full.n_deals:,} deals, as of {full.as_of}) to {args.state}")
+
+
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
     if getattr(args, "quiet", False):
         return lambda msg: None
@@ -706,7 +772,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     say = _say(args)
     opts = options(args)
     say("reading…")
-    log = phase_view(scoped(load_log(args, opts), opts), args, opts)
+    log = phase_view(state_log(args, opts), args, opts)
     report = build_report(
         log,
         by=opts.get("by"),
@@ -721,6 +787,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     args.written = out
     say(f"wrote {out / 'report.html'} ({len(report.tables)} tables, {len(report.charts)} charts)")
+    save_state(args, log, say)
     return EXIT_OK
 
 
@@ -730,7 +797,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     for name in ("weeks", "baseline", "alpha"):  # the command line overrides the config
         if getattr(args, name, None) is not None:
             cfg[name] = getattr(args, name)
-    log = scoped(load_log(args, opts), opts)
+    log = state_log(args, opts)
     table = log.alerts(**cfg)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -759,6 +826,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     for msg in fired["message"]:
         print(f"alert: {msg}")
     say(f"{len(fired)} alert(s) in {len(table)} checks; wrote {out / 'alerts.json'}")
+    save_state(args, log, say)
     return EXIT_ALERT if len(fired) else EXIT_OK
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import html
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -3767,6 +3769,90 @@ class EventLog:
         for a, ser in self._attrs.items():
             out[a] = ser.to_numpy()[deal]
         return out
+
+    # ------------------------------------------------------------------ saved state
+    @validate_params({"path": [str, os.PathLike]})
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the log to a folder, to be read back with :func:`funnelkit.load`.
+
+        The folder holds ``events.parquet`` (every input row, as given: what the log is
+        built from), ``rejects.parquet`` (:attr:`rejects`, for inspection) and
+        ``manifest.json`` (the state format version, the funnelkit version and every
+        keyword the log was built with). It is replaced whole (written beside, then
+        swapped in). See the how-to *Scheduled jobs* for the daily update.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder to write (created; an earlier state there is replaced).
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+
+        Raises
+        ------
+        InvalidParameterError
+            For a keyword that cannot be written as JSON, a log made by
+            :meth:`from_milestones` or carrying a field history (:meth:`with_history`).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import funnelkit as fk
+        >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = log.save(f"{tmp}/state")
+        ...     sorted(p.name for p in folder.iterdir())
+        ['events.parquet', 'manifest.json', 'rejects.parquet']
+        """
+        from .state import save
+
+        return save(self, path)
+
+    @validate_params({"new_events": [CHECKED_INSIDE], "as_of": DATE})
+    def update(self, new_events: Any, *, as_of: Any = None) -> EventLog:
+        """The log with ``new_events`` added: equal to a full build on all the rows.
+
+        The result is the log of this log's input rows followed by the new rows, with this
+        log's keywords: every table equals ``EventLog(pd.concat([old, new]), ...)``. A new
+        row that repeats a stored one (an overlapping extract) is a ``repeat`` in
+        :attr:`rejects`, as a duplicate within one log; a bad new row raises or is
+        dropped as ``errors`` says. The stored rows are not read again, but they are
+        validated and sorted again with the new ones: the cost is about one build of the
+        union, not only of the new events (``benchmarks/RESULTS.md``).
+
+        Parameters
+        ----------
+        new_events : pandas.DataFrame or pyarrow.Table or EventLog
+            The new rows, with this log's mapped columns (other columns are ignored); or
+            a log built from them with the same keywords.
+        as_of : str or datetime, optional
+            The observation time of the result; default the latest time among the rows
+            used (as for a log built without ``as_of``, even if this one had one).
+
+        Returns
+        -------
+        EventLog
+            A new log; this one is unchanged.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import funnelkit as fk
+        >>> events = fk.datasets.load_sample()
+        >>> kw = fk.datasets.SAMPLE_KWARGS
+        >>> cut = events["ts"] < "2025-01-01"
+        >>> old = fk.EventLog(events[cut], **kw)
+        >>> log = old.update(events[~cut])
+        >>> full = fk.EventLog(pd.concat([events[cut], events[~cut]]), **kw)
+        >>> log.funnel().equals(full.funnel()), log.n_deals == full.n_deals
+        (True, True)
+        """
+        from .state import update
+
+        return update(self, new_events, as_of)
 
     # analyses are defined in their own modules and attached below
     def __repr__(self) -> str:

@@ -1,0 +1,137 @@
+"""Cost of ``log.update(new)`` against a full rebuild (issue 24, item 2).
+
+The 1M-deal log of ``benchmarks/generate.py`` is split by time: the latest 1% (or 10%) of
+its events are "today's", the rest the stored history. Timed (best of ``--repeat`` runs,
+wall clock):
+
+* ``full build``: ``fk.EventLog(all rows)`` from the rows in memory (Arrow);
+* ``full from file``: reading the Parquet file of all rows, then the build (what a job
+  without a state does each run);
+* ``update``: ``old_log.update(new)`` in memory;
+* ``update saved``: ``funnelkit.state.update_saved(folder, new)`` — reading the state and
+  building the updated log once (what ``--state`` does), then ``save`` of the result;
+* ``save`` / ``load`` of the state.
+
+Each update is checked equal to the full build (funnel and transitions).
+
+    python benchmarks/generate.py 1000000     # once: benchmarks/data/events_1000000.parquet
+    python benchmarks/update.py [--deals 1000000] [--repeat 3] [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import funnelkit as fk
+from funnelkit import state
+
+HERE = Path(__file__).resolve().parent
+KW = dict(
+    deal="deal_id",
+    stage="stage",
+    time="ts",
+    stages=["Lead", "Qualified", "Discovery", "Demo", "Proposal", "Negotiation", "Contract"],
+    won="Won",
+    lost=["Lost", "Disqualified"],
+    amount="amount",
+    stale_after="90D",
+)
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        out = None  # the previous result is freed before the next run
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def split(table: pa.Table, share: float) -> tuple[pa.Table, pa.Table]:
+    """History and the latest ``share`` of the events (by time), each in input order."""
+    ts = table.column("ts")
+    cut = pc.quantile(pc.cast(ts, pa.int64()), q=1 - share)[0].as_py()
+    new = pc.greater(pc.cast(ts, pa.int64()), cut)
+    return table.filter(pc.invert(new)), table.filter(new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--deals", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    path = HERE / "data" / f"events_{args.deals}.parquet"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run python benchmarks/generate.py {args.deals}")
+    table = pq.read_table(path)
+    n = table.num_rows
+    t_full_file, _ = best(lambda: fk.EventLog(pq.read_table(path), **KW), args.repeat)
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="fk-update-"))
+    try:
+        for share in (0.01, 0.10):
+            old, new = split(table, share)
+            union = pa.concat_tables([old, new])
+            t_full, full = best(lambda u=union: fk.EventLog(u, **KW), args.repeat)
+            old_log = fk.EventLog(old, **KW)
+            t_upd, got = best(lambda o=old_log, w=new: o.update(w), args.repeat)
+            for name in ("funnel", "transitions"):
+                pd.testing.assert_frame_equal(getattr(got, name)(), getattr(full, name)())
+            folder = tmp / f"state_{share}"
+            t_save, _ = best(lambda f=folder, o=old_log: o.save(f), args.repeat)
+            t_load, _ = best(lambda f=folder: fk.load(f), args.repeat)
+            t_saved, got2 = best(lambda f=folder, w=new: state.update_saved(f, w), args.repeat)
+            pd.testing.assert_frame_equal(got2.funnel(), full.funnel())
+            touched = int(pc.count_distinct(new.column("deal_id")).as_py())
+            rows.append(
+                {
+                    "new events": f"{share:.0%} ({new.num_rows:,})",
+                    "deals touched": f"{touched:,}",
+                    "full build s": round(t_full, 2),
+                    "full from file s": round(t_full_file, 2),
+                    "update s": round(t_upd, 2),
+                    "update saved s": round(t_saved, 2),
+                    "save s": round(t_save, 2),
+                    "load s": round(t_load, 2),
+                    "update / full": round(t_upd / t_full, 2),
+                }
+            )
+            del old_log, got, got2, full
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res = pd.DataFrame(rows)
+    head = "| " + " | ".join(res.columns) + " |"
+    sep = "|" + "---|" * len(res.columns)
+    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in res.itertuples(index=False)]
+    md = "\n".join([head, sep, *body])
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    text = (
+        f"\n## Incremental updates: log.update vs a full rebuild (issue 24 item 2)\n\n"
+        f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}; {machine}; numpy "
+        f"{np.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
+        f"`python benchmarks/update.py --deals {args.deals} --repeat {args.repeat}` on "
+        f"`events_{args.deals}.parquet` ({args.deals:,} deals, {n:,} events); the new events "
+        f"are the latest by time; seconds, best of {args.repeat}.\n\n{md}\n"
+    )
+    print(text)
+    if args.append:
+        with open(HERE / "RESULTS.md", "a", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,425 @@
+"""Saved state of an event log and incremental updates: :func:`save`, :func:`load`,
+:func:`update` (``log.save``, ``fk.load``, ``log.update``).
+
+A state is a folder holding
+
+* ``events.parquet`` — every input row of the log (the mapped columns, as given, in input
+  order, bad rows included), which is what the log was built from;
+* ``rejects.parquet`` — :attr:`EventLog.rejects`, for people and tools that inspect the
+  state (loading does not read it: it is derived again from the events);
+* ``manifest.json`` — the format version, the funnelkit version that wrote it, and every
+  keyword of :class:`EventLog` the log was built with (stage order, won/lost names,
+  ``stale_after``, ``as_of``, carried columns, calendar, ...).
+
+Loading builds the log again from the stored rows with the stored keywords, so a loaded log
+equals the saved one in every table, and any funnelkit version that reads the state's
+format version reads the state. An update builds the log of the union (stored rows, then
+the new rows), so its result is by construction the full recompute on the union; the old
+rows are not read from the CRM again, but they are validated and sorted again: the cost of
+an update grows with the whole history (about one build of the union; see
+``benchmarks/RESULTS.md``), not only with the new events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import _columns as C
+from ._params import validate_params
+from ._version import __version__
+from .businessdays import BusinessCalendar
+from .errors import EventLogError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+__all__ = ["FORMAT_VERSION", "load", "save", "update"]
+
+#: the state format this funnelkit writes and reads (a newer one is refused)
+FORMAT_VERSION = 1
+_FORMAT = "funnelkit-state"
+MANIFEST, EVENTS, REJECTS = "manifest.json", "events.parquet", "rejects.parquet"
+
+
+# ---------------------------------------------------------------------------- settings
+def _encode(value: Any, key: str) -> Any:
+    """A keyword's value as JSON (tagged objects for times, durations, calendars)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date, np.datetime64)):
+        return {"__timestamp__": pd.Timestamp(value).isoformat()}
+    if isinstance(value, (pd.Timedelta, dt.timedelta, np.timedelta64)):
+        return {"__timedelta_ns__": int(pd.Timedelta(value).value)}
+    if isinstance(value, BusinessCalendar):
+        return {"__calendar__": {"weekmask": value.weekmask, "holidays": list(value.holidays)}}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, key) for v in value]
+    if isinstance(value, Mapping):
+        return {"__mapping__": [[_encode(k, key), _encode(v, key)] for k, v in value.items()]}
+    raise InvalidParameterError(
+        f"log.save: the keyword `{key}` holds {value!r} (type {type(value).__name__}), which "
+        "cannot be written to the state's manifest (JSON): give it as text, a number, a "
+        "date, a duration, a list or a mapping of those when building the log."
+    )
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__timestamp__" in value:
+            return pd.Timestamp(value["__timestamp__"])
+        if "__timedelta_ns__" in value:
+            return pd.Timedelta(int(value["__timedelta_ns__"]), unit="ns")
+        if "__calendar__" in value:
+            cal = value["__calendar__"]
+            return BusinessCalendar(weekmask=cal["weekmask"], holidays=tuple(cal["holidays"]))
+        if "__mapping__" in value:
+            return {_decode(k): _decode(v) for k, v in value["__mapping__"]}
+    return value
+
+
+def _encoded_settings(log: EventLog) -> dict[str, Any]:
+    return {k: _encode(v, k) for k, v in log._settings.items()}
+
+
+def _check_savable(log: EventLog, action: str) -> None:
+    from .log import EventLog
+
+    if not isinstance(log, EventLog):
+        raise InvalidParameterError(
+            f"{action}: needs an in-memory funnelkit.EventLog; got {type(log).__name__} "
+            "(a DaskEventLog: call .compute() first)."
+        )
+    if log.quality.source == "deals":
+        raise InvalidParameterError(
+            f"{action}: this log was built from a wide export (EventLog.from_milestones); "
+            "its rejects and quality count rows of the deals table, which a state does not "
+            "hold. Keep the export and build the log from it again."
+        )
+    if log._history is not None:
+        raise InvalidParameterError(
+            f"{action}: this log carries a field history (with_history), which a state does "
+            "not hold; call it on the log without the history and attach the history "
+            "afterwards with with_history(...)."
+        )
+    if getattr(log, "_activities", None) is not None:
+        raise InvalidParameterError(
+            f"{action}: this log carries activities (with_activities), which a state does "
+            "not hold; call it on the log without them and attach them afterwards with "
+            "with_activities(...)."
+        )
+
+
+# ---------------------------------------------------------------------------- save / load
+def _source_table(log: EventLog) -> pa.Table:
+    source = log._source
+    if isinstance(source, pa.Table):
+        return source
+    try:
+        return pa.Table.from_pandas(source, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        bad = next(
+            (c for c in source.columns if source[c].dtype == object and str(c) in str(exc)),
+            None,
+        )
+        where = f"Column `{bad}`" if bad is not None else "A column"
+        raise EventLogError(
+            f"log.save: {where} of the events cannot be written to Parquet ({exc}); it "
+            "probably mixes types (numbers and text). Convert it, e.g. "
+            "events[col] = events[col].astype(str), and build the log again."
+        ) from None
+
+
+def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
+    """Write ``log`` to the folder ``path`` (see :meth:`EventLog.save`)."""
+    _check_savable(log, "log.save")
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InvalidParameterError(
+            f"log.save: `{target}` is a file; a state is a folder. Pass a folder path."
+        )
+    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
+        raise InvalidParameterError(
+            f"log.save: the folder `{target}` holds files but no {MANIFEST}, so it is no "
+            "funnelkit state; pass a new or empty folder (a state is replaced whole)."
+        )
+    settings = _encoded_settings(log)
+    table = _source_table(log)
+    source = log._source
+    manifest = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "funnelkit_version": __version__,
+        "settings": settings,
+        "source": "arrow" if isinstance(source, pa.Table) else "pandas",
+        "dtypes": (
+            None
+            if isinstance(source, pa.Table)
+            else {str(c): str(t) for c, t in source.dtypes.items()}
+        ),
+        "rows": int(table.num_rows),
+        "deals": int(log.n_deals),
+        "as_of": str(log.as_of),
+        "filtered": log.quality.filtered,
+    }
+    # written beside the target, then swapped in: a reader never sees half a state
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        pq.write_table(table, tmp / EVENTS)
+        rejects = log.rejects
+        try:
+            pq.write_table(pa.Table.from_pandas(rejects, preserve_index=False), tmp / REJECTS)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            # rejected values of mixed types (why they were rejected): kept as text
+            pq.write_table(
+                pa.Table.from_pandas(rejects.astype(str), preserve_index=False), tmp / REJECTS
+            )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame | pa.Table, dict[str, Any]]:
+    """The stored input rows and the manifest of the state at ``path``."""
+    p = Path(path)
+    if not (p / MANIFEST).is_file():
+        what = "does not exist" if not p.exists() else f"holds no {MANIFEST}"
+        raise InvalidParameterError(
+            f"fk.load: `{p}` {what}; pass the folder written by log.save(path)."
+        )
+    try:
+        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventLogError(
+            f"fk.load: `{p / MANIFEST}` is not a funnelkit manifest: {exc}"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        raise EventLogError(f"fk.load: `{p / MANIFEST}` is not a funnelkit state manifest.")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise EventLogError(
+            f"fk.load: the state `{p}` has format version {version!r}, written by funnelkit "
+            f"{manifest.get('funnelkit_version')}; this funnelkit ({__version__}) reads format "
+            f"versions up to {FORMAT_VERSION}. Upgrade funnelkit, or build the log again "
+            "from the CRM export."
+        )
+    table = pq.read_table(p / EVENTS)
+    if manifest.get("source") != "pandas":
+        return table, manifest
+    frame = table.to_pandas()
+    for col, dtype in (manifest.get("dtypes") or {}).items():
+        if col in frame and str(frame[col].dtype) != dtype:
+            try:  # e.g. object text read back as pandas 3's str: the dtype as saved
+                frame[col] = frame[col].astype(dtype)
+            except (TypeError, ValueError):
+                pass
+    return frame, manifest
+
+
+def _build(source: pd.DataFrame | pa.Table, settings: dict[str, Any]) -> EventLog:
+    from .log import EventLog
+
+    return EventLog(source, **settings)
+
+
+@validate_params({"path": [str, os.PathLike]}, name="fk.load")
+def load(path: str | os.PathLike[str]) -> EventLog:
+    """Read an event log saved with :meth:`EventLog.save`.
+
+    The log is built again from the stored input rows with the stored keywords, so it
+    equals the saved log in every table (visits, deals, transitions, funnel, dwell, KPIs,
+    quality, rejects). States written by any funnelkit with the same or an older state
+    format version are read; a newer format is refused with the version to install.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder written by :meth:`EventLog.save`.
+
+    Returns
+    -------
+    EventLog
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import funnelkit as fk
+    >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = log.save(f"{tmp}/state")
+    ...     again = fk.load(f"{tmp}/state")
+    >>> again.funnel().equals(log.funnel())
+    True
+    """
+    import dataclasses
+
+    source, manifest = _read(path)
+    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
+    log = _build(source, settings)
+    if manifest.get("filtered"):  # a log made by filter(): said so again
+        log.quality = dataclasses.replace(log.quality, filtered=manifest["filtered"])
+    return log
+
+
+# ---------------------------------------------------------------------------- update
+def _new_rows(log: EventLog, new_events: Any) -> pd.DataFrame | pa.Table:
+    """The mapped columns of ``new_events`` (a frame, an Arrow table or an EventLog)."""
+    from .log import EventLog
+
+    if isinstance(new_events, EventLog):
+        theirs = _encoded_settings(new_events)
+        ours = _encoded_settings(log)
+        differ = [
+            k
+            for k in sorted(set(ours) | set(theirs))
+            if k != "as_of" and ours.get(k) != theirs.get(k)
+        ]
+        if differ:
+            k = differ[0]
+            raise InvalidParameterError(
+                f"log.update: the new events' log was built with {k}={new_events._settings.get(k)!r}"
+                f", the log being updated with {k}={log._settings.get(k)!r} (keywords that "
+                f"differ: {differ}). Build both with the same keywords, or build the state "
+                "again from the whole export."
+            )
+        return new_events._source
+    if not isinstance(new_events, (pd.DataFrame, pa.Table)):
+        raise InvalidParameterError(
+            "log.update: `new_events` must be a pandas DataFrame, a pyarrow Table or an "
+            f"EventLog; got {type(new_events).__name__}. Read files with fk.read_events."
+        )
+    mapped = C.mapped_columns(log._settings)
+    C.check_columns(mapped, C.column_names(new_events), "the new events")
+    C.check_unique_columns(mapped, C.column_names(new_events), " of the new events")
+    cols = log._columns
+    if isinstance(new_events, pa.Table):
+        return new_events.select(cols)
+    return new_events[cols]
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _union(old: pd.DataFrame | pa.Table, new: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
+    """Old rows, then new rows. New columns of another type are cast to the stored type
+    where they can be (a day's CSV of text against stored timestamps, ids read as
+    numbers); Arrow when either side is Arrow, else pandas."""
+    if isinstance(old, pa.Table) or isinstance(new, pa.Table):
+        try:
+            a = (
+                old
+                if isinstance(old, pa.Table)
+                else pa.Table.from_pandas(old, preserve_index=False)
+            )
+            b = (
+                new
+                if isinstance(new, pa.Table)
+                else pa.Table.from_pandas(new, preserve_index=False)
+            )
+        except _ARROW_ERRORS:  # mixed values in a column: pandas holds them
+            pass
+        else:
+            return _union_arrow(a, b.select(a.column_names))
+    old_df = old.to_pandas() if isinstance(old, pa.Table) else old
+    new_df = new.to_pandas() if isinstance(new, pa.Table) else new
+    new_df = new_df[list(old_df.columns)]
+    if len(new_df) == 0:
+        return old_df
+    for col in old_df.columns:
+        if new_df[col].dtype != old_df[col].dtype:
+            try:
+                new_df = new_df.assign(**{col: new_df[col].astype(old_df[col].dtype)})
+            except (TypeError, ValueError):  # kept as given: the log validates each value
+                pass
+    return pd.concat([old_df, new_df], ignore_index=True)
+
+
+def _union_arrow(old: pa.Table, new: pa.Table) -> pa.Table:
+    try:
+        return pa.concat_tables([old, new], promote_options="permissive")
+    except _ARROW_ERRORS:
+        pass
+    try:
+        return pa.concat_tables([old, new.cast(old.schema)])
+    except _ARROW_ERRORS as exc:
+        differ = [
+            f"`{c}` ({old.schema.field(c).type} vs {new.schema.field(c).type})"
+            for c in old.column_names
+            if old.schema.field(c).type != new.schema.field(c).type
+        ]
+        raise EventLogError(
+            f"log.update: the new events' columns do not match the stored ones: "
+            f"{', '.join(differ) or exc}. Read them with the same types (e.g. the time "
+            "column as timestamps in both), or build the state again from all the rows."
+        ) from None
+
+
+def _check_updatable(log: EventLog) -> None:
+    _check_savable(log, "log.update")
+    if log.quality.filtered:
+        raise InvalidParameterError(
+            "log.update: this log was made by filter(...); update the unfiltered log and "
+            "filter the result (new deals may match the filter)."
+        )
+
+
+def update(log: EventLog, new_events: Any, as_of: Any = None) -> EventLog:
+    """The log of ``log``'s input rows followed by ``new_events`` (see
+    :meth:`EventLog.update`)."""
+    _check_updatable(log)
+    new = _new_rows(log, new_events)
+    settings = dict(log._settings)
+    settings["as_of"] = as_of
+    return _build(_union(log._source, new), settings)
+
+
+def update_saved(path: str | os.PathLike[str], new_events: Any, as_of: Any = None) -> EventLog:
+    """``fk.load(path).update(new_events, as_of)`` with one build instead of two; the
+    result is not saved (call ``save`` on it)."""
+    source, manifest = _read(path)
+    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
+    if manifest.get("filtered"):
+        raise InvalidParameterError(
+            f"log.update: the state `{path}` holds a log made by filter(...); update the "
+            "unfiltered log and filter the result."
+        )
+    probe = _Settings(settings, source)
+    new = _new_rows(probe, new_events)  # type: ignore[arg-type]
+    settings["as_of"] = as_of
+    return _build(_union(source, new), settings)
+
+
+class _Settings:
+    """What :func:`_new_rows` reads of a log, for a state not built yet."""
+
+    def __init__(self, settings: dict[str, Any], source: pd.DataFrame | pa.Table) -> None:
+        self._settings = settings
+        self._columns = C.column_names(source)
