@@ -9,7 +9,7 @@ can reject the rows with a reason.
 from __future__ import annotations
 
 import datetime
-from collections.abc import KeysView
+from collections.abc import Callable, KeysView
 from collections.abc import Set as AbcSet
 from dataclasses import dataclass
 from decimal import Decimal
@@ -917,3 +917,23 @@ def amounts(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, np
     if bad.any():
         values = np.where(bad, np.nan, values)
     return values, bad
+
+
+def deal_codes(
+    col: pd.Series, labels: pd.Index, mark: Callable[[np.ndarray, str], None]
+) -> np.ndarray:
+    """Codes of a side table's deal column (activities, field history) among the log's
+    deals ``labels``, -1 where there is none; ``mark(mask, reason)`` records the rows
+    with an unhashable id (``invalid_deal``), none (``missing_deal``) or one the log does
+    not have (``unknown_deal``)."""
+    bad = unhashable(col)
+    if bad is not None:
+        mark(bad, "invalid_deal")
+        col = blank(col, bad)
+    null = np.asarray(col.isna().to_numpy(), dtype=bool)
+    mark(null, "missing_deal")
+    codes = np.full(len(col), -1, dtype=np.int64)
+    if (~null).any():
+        codes[~null] = labels.get_indexer(pd.Index(col[~null]))
+    mark(codes < 0, "unknown_deal")
+    return codes

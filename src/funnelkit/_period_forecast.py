@@ -260,7 +260,7 @@ def _drift(
     with np.errstate(divide="ignore"):
         r = np.log(n / x)
     d = np.diff(r)[both]
-    noise = (1 / n[:-1] + 1 / n[1:])[both]
+    noise = 1 / n[:-1][both] + 1 / n[1:][both]
     return max(float(np.mean(d**2) - np.mean(noise)), 0.0) / step, int(both.sum())
 
 

@@ -318,17 +318,7 @@ def attach(
         reason[(reason == 0) & mask] = 1 + HISTORY_REASONS.index(nm)
 
     # deals
-    deal_col = history[deal]
-    bad_deal = C.unhashable(deal_col)
-    if bad_deal is not None:
-        mark(bad_deal, "invalid_deal")
-        deal_col = C.blank(deal_col, bad_deal)
-    null_deal = np.asarray(deal_col.isna().to_numpy(), dtype=bool)
-    mark(null_deal, "missing_deal")
-    codes = np.full(n, -1, dtype=np.int64)
-    if (~null_deal).any():
-        codes[~null_deal] = log._deal_labels.get_indexer(pd.Index(deal_col[~null_deal]))
-    mark(codes < 0, "unknown_deal")
+    codes = C.deal_codes(history[deal], log._deal_labels, mark)
     # fields
     fcol = history[field]
     bad_f = C.unhashable(fcol)

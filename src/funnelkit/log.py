@@ -2672,7 +2672,6 @@ class EventLog:
         >>> log.history is None
         True
         """
-        import copy
 
         from . import history as H
 
@@ -2688,9 +2687,17 @@ class EventLog:
             date_format=date_format,
             close_date_format=close_date_format,
         )
+        return self._with_side(_history=fh)
+
+    def _with_side(self, **attached: Any) -> EventLog:
+        """A shallow copy sharing the built arrays and a copy of the cache, with a side
+        table (``_history``, ``_activities``) attached."""
+        import copy
+
         out = copy.copy(self)
         out._cache = dict(self._cache)
-        out._history = fh
+        for name, value in attached.items():
+            setattr(out, name, value)
         return out
 
     @property
@@ -2781,7 +2788,6 @@ class EventLog:
         >>> log.activities is None
         True
         """
-        import copy
 
         from . import activities as A
 
@@ -2796,10 +2802,7 @@ class EventLog:
             errors=errors,
             date_format=date_format,
         )
-        out = copy.copy(self)
-        out._cache = dict(self._cache)
-        out._activities = got
-        return out
+        return self._with_side(_activities=got)
 
     @property
     def activities(self) -> Activities | None:
