@@ -937,3 +937,44 @@ def deal_codes(
         codes[~null] = labels.get_indexer(pd.Index(col[~null]))
     mark(codes < 0, "unknown_deal")
     return codes
+
+
+def side_table_error(
+    table: pd.DataFrame,
+    reason: np.ndarray,
+    roles: dict[str, str],
+    columns: list[str],
+    *,
+    reasons: tuple[str, ...],
+    reason_column: dict[str, str],
+    hints: dict[str, str],
+    what: str,
+    rejects: str,
+) -> EventLogError:
+    """The error for a side table's bad rows (``reason``: 0 good, else 1 + the index in
+    ``reasons``): per reason the count, the user's column (``roles[reason_column[r]]``),
+    three examples and the hint; the bad rows as ``failure_cases``. ``what`` names the
+    table ("the activities"), ``rejects`` where dropped rows go."""
+    bad = np.flatnonzero(reason)
+    cases = take_rows(table, bad, columns)
+    cases.insert(0, "row", bad.astype(np.int64))
+    cases["reason"] = pd.Series([reasons[r - 1] for r in reason[bad]], dtype=object).astype(str)
+    parts = []
+    for i, nm in enumerate(reasons):
+        sel = reason[bad] == i + 1
+        k = int(sel.sum())
+        if not k:
+            continue
+        col = roles[reason_column[nm]]
+        ex = cases[sel].head(3)
+        shown = ", ".join(
+            f"row {r}: {ex.loc[j, col]!r}" for j, r in zip(ex.index, ex["row"], strict=True)
+        )
+        parts.append(f"  {nm} ({k:,} rows, column `{col}`), e.g. {shown} — {hints[nm]}")
+    return EventLogError(
+        f"{what[0].upper()}{what[1:]} {'have' if what.endswith('s') else 'has'} "
+        f"{bad.size:,} bad rows of {len(table):,}:\n"
+        + "\n".join(parts)
+        + f"\nFix them, or pass errors='drop' to leave them out (listed in {rejects}).",
+        cases,
+    )

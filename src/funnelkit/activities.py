@@ -375,30 +375,16 @@ def _place(log: EventLog, deal: np.ndarray, time: np.ndarray) -> tuple[np.ndarra
 def _bad_rows_error(
     acts: pd.DataFrame, reason: np.ndarray, roles: dict[str, str], columns: list[str]
 ) -> EventLogError:
-    bad = np.flatnonzero(reason)
-    cases = C.take_rows(acts, bad, columns)
-    cases.insert(0, "row", bad.astype(np.int64))
-    cases["reason"] = pd.Series(
-        [ACTIVITY_REASONS[r - 1] for r in reason[bad]], dtype=object
-    ).astype(str)
-    parts = []
-    for i, nm in enumerate(ACTIVITY_REASONS):
-        sel = reason[bad] == i + 1
-        k = int(sel.sum())
-        if not k:
-            continue
-        col = roles[_REASON_COLUMN[nm]]
-        ex = cases[sel].head(3)
-        shown = ", ".join(
-            f"row {r}: {ex.loc[j, col]!r}" for j, r in zip(ex.index, ex["row"], strict=True)
-        )
-        parts.append(f"  {nm} ({k:,} rows, column `{col}`), e.g. {shown} — {_HINTS[nm]}")
-    return EventLogError(
-        f"The activities have {bad.size:,} bad rows of {len(acts):,}:\n"
-        + "\n".join(parts)
-        + "\nFix them, or pass errors='drop' to leave them out (listed in "
-        "log.activities.rejects).",
-        cases,
+    return C.side_table_error(
+        acts,
+        reason,
+        roles,
+        columns,
+        reasons=ACTIVITY_REASONS,
+        reason_column=_REASON_COLUMN,
+        hints=_HINTS,
+        what="the activities",
+        rejects="log.activities.rejects",
     )
 
 

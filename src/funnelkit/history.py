@@ -473,30 +473,16 @@ def _category_values(codes: np.ndarray, categories: pd.Index) -> pd.Series:
 def _bad_rows_error(
     history: pd.DataFrame, reason: np.ndarray, roles: dict[str, str], columns: list[str]
 ) -> EventLogError:
-    bad = np.flatnonzero(reason)
-    cases = C.take_rows(history, bad, columns)
-    cases.insert(0, "row", bad.astype(np.int64))
-    cases["reason"] = pd.Series(
-        [HISTORY_REASONS[r - 1] for r in reason[bad]], dtype=object
-    ).astype(str)
-    parts = []
-    for i, nm in enumerate(HISTORY_REASONS):
-        sel = reason[bad] == i + 1
-        k = int(sel.sum())
-        if not k:
-            continue
-        col = roles[_REASON_COLUMN[nm]]
-        ex = cases[sel].head(3)
-        shown = ", ".join(
-            f"row {r}: {ex.loc[j, col]!r}" for j, r in zip(ex.index, ex["row"], strict=True)
-        )
-        parts.append(f"  {nm} ({k:,} rows, column `{col}`), e.g. {shown} — {_HINTS[nm]}")
-    return EventLogError(
-        f"The field history has {bad.size:,} bad rows of {len(history):,}:\n"
-        + "\n".join(parts)
-        + "\nFix them, or pass errors='drop' to leave them out (listed in "
-        "log.history.rejects).",
-        cases,
+    return C.side_table_error(
+        history,
+        reason,
+        roles,
+        columns,
+        reasons=HISTORY_REASONS,
+        reason_column=_REASON_COLUMN,
+        hints=_HINTS,
+        what="the field history",
+        rejects="log.history.rejects",
     )
 
 
