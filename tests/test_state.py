@@ -375,6 +375,31 @@ def test_state_usage_errors(sample, tmp_path):
     assert _run("monitor", *COLS, *st).returncode in (0, 3)
 
 
+def test_a_day_without_new_events_keeps_the_state(sample, tmp_path):
+    """An extract with no rows (a quiet day) is not bad input for a job with a state: the
+    state stays as it was and the outputs are written from it; without a state it is."""
+    fk.EventLog(sample, **dict(KW, amount=None, attrs=())).save(tmp_path / "s")
+    before = (tmp_path / "s" / "manifest.json").read_text()
+    sample.iloc[:0].to_csv(tmp_path / "quiet.csv", index=False)
+    st = ["--state", str(tmp_path / "s"), "-o", str(tmp_path / "m")]
+    out = _run("monitor", str(tmp_path / "quiet.csv"), *COLS, *st)
+    assert out.returncode in (0, 3), out.stderr
+    assert "no new events in the input" in out.stderr
+    assert (tmp_path / "m" / "alerts.json").is_file()
+    assert (tmp_path / "s" / "manifest.json").read_text() == before
+    got = fk.load(tmp_path / "s")
+    want = fk.EventLog(sample, **dict(KW, amount=None, attrs=()))
+    pd.testing.assert_frame_equal(got.funnel(), want.funnel())
+    # no state yet: an empty input is still an error (exit 2), and no state is made
+    none = ["--state", str(tmp_path / "new"), "-o", str(tmp_path / "m2")]
+    out = _run("monitor", str(tmp_path / "quiet.csv"), *COLS, *none)
+    assert out.returncode == 2 and "empty" in out.stderr
+    assert not (tmp_path / "new").exists()
+    # the library tells the two apart by class
+    with pytest.raises(fk.EmptyLogError):
+        fk.EventLog(sample.iloc[:0], **dict(KW, amount=None, attrs=()))
+
+
 @pytest.fixture(scope="module")
 def postgres() -> str:
     """The server of FUNNELKIT_TEST_POSTGRES (as in test_sql: .ci/run starts one)."""

@@ -4,7 +4,7 @@ from . import datasets, plot
 from ._memory import tuned_allocator
 from ._version import __version__
 from .businessdays import BusinessCalendar
-from .errors import EventLogError, FunnelkitWarning, InvalidParameterError
+from .errors import EmptyLogError, EventLogError, FunnelkitWarning, InvalidParameterError
 from .io import read_events
 from .log import EventLog
 from .quality import QualityReport
@@ -14,6 +14,7 @@ __all__ = [
     "backtest_periods",
     "BusinessCalendar",
     "EventLog",
+    "EmptyLogError",
     "EventLogError",
     "FunnelkitWarning",
     "InvalidParameterError",

@@ -37,7 +37,7 @@ from typing import Any
 from pyarrow import ArrowException
 
 from ._version import __version__
-from .errors import EventLogError, InvalidParameterError
+from .errors import EmptyLogError, EventLogError, InvalidParameterError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -710,9 +710,21 @@ def state_log(args: argparse.Namespace, opts: dict[str, Any]) -> Any:
         _same_settings(full, opts, folder)
         args.state_log = None  # nothing new: the state stays as it is
     else:
-        new = load_log(args, opts)
-        full = state.update_saved(folder, new, as_of=opts.get("as_of")) if exists else new
-        args.state_log = full
+        try:
+            new = load_log(args, opts)
+        except EmptyLogError:
+            if not exists:
+                raise
+            # a day without new events: the state as it is (as of --as-of when given)
+            full = state.load(folder)
+            _same_settings(full, opts, folder)
+            if opts.get("as_of") is not None:
+                full = state.update(full, state.no_rows(full), opts["as_of"])
+            args.state_log = None
+            _say(args)(f"no new events in the input: the state in {folder} is kept as it was")
+        else:
+            full = state.update_saved(folder, new, as_of=opts.get("as_of")) if exists else new
+            args.state_log = full
     return scoped(full, opts)
 
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ["EventLogError", "FunnelkitWarning", "InvalidParameterError"]
+__all__ = ["EmptyLogError", "EventLogError", "FunnelkitWarning", "InvalidParameterError"]
 
 
 class EventLogError(ValueError):
@@ -37,6 +37,24 @@ class EventLogError(ValueError):
         if failure_cases is None:
             failure_cases = pd.DataFrame({"row": pd.Series([], dtype="int64"), "reason": []})
         self.failure_cases = failure_cases
+
+
+class EmptyLogError(EventLogError):
+    """The input has no rows at all (not: every row was rejected).
+
+    A scheduled job can tell a day without new events from bad input by this class.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import funnelkit as fk
+    >>> empty = pd.DataFrame({"deal": [], "stage": [], "ts": []})
+    >>> try:
+    ...     fk.EventLog(empty, deal="deal", stage="stage", time="ts")
+    ... except fk.EmptyLogError as err:
+    ...     print(err)
+    The event log is empty: no rows to analyse.
+    """
 
 
 class InvalidParameterError(EventLogError, TypeError):

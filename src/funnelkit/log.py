@@ -23,7 +23,7 @@ from ._expr import where_mask
 from ._memory import hot_path
 from ._params import BY, CHECKED_INSIDE, DATE, PROGRESS, SEED, Interval, Options, validate_params
 from .businessdays import BusinessCalendar, as_calendar
-from .errors import MAX_BOOT, EventLogError, InvalidParameterError
+from .errors import MAX_BOOT, EmptyLogError, EventLogError, InvalidParameterError
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
@@ -660,7 +660,7 @@ class EventLog:
         while True:
             good = np.flatnonzero(reason == 0)
             if n == 0:
-                raise EventLogError("The event log is empty: no rows to analyse.")
+                raise EmptyLogError("The event log is empty: no rows to analyse.")
             if good.size == 0:
                 raise EventLogError(
                     f"No usable events: all {n:,} input rows were rejected "

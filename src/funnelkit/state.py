@@ -391,6 +391,12 @@ def _check_updatable(log: EventLog) -> None:
         )
 
 
+def no_rows(log: EventLog) -> pd.DataFrame | pa.Table:
+    """None of the log's input rows, with its columns: the new events of a day without any."""
+    src = log._source
+    return src.slice(0, 0) if isinstance(src, pa.Table) else src.iloc[:0]
+
+
 def update(log: EventLog, new_events: Any, as_of: Any = None) -> EventLog:
     """The log of ``log``'s input rows followed by ``new_events`` (see
     :meth:`EventLog.update`)."""
