@@ -387,13 +387,16 @@ def _adjusted_design(tests: _Tests, s: int, ss, t_adv, c_adv):
     the test index of each column (-1: an auxiliary "has a value" column), ``notes`` a
     dict test → reason for the tests without a column. ``None`` when the stage has no
     tests."""
+    from .funnel import ADVANCE
+
     mine = [j for j, m in enumerate(tests.meta) if m[0] == s]
     if not mine:
         return None
     shift = max(tests.shift[j] for j in mine)
     base = np.flatnonzero((ss == s) & (t_adv > shift)) if shift else np.flatnonzero(ss == s)
     n = base.size
-    pos = {int(b): k for k, b in enumerate(base)}
+    pos = np.full(ss.size, -1, dtype=np.int64)  # subject -> row of the model
+    pos[base] = np.arange(n)
     keep = np.ones(n, dtype=bool)
     cols: list[int] = []
     X: list[np.ndarray] = []
@@ -401,7 +404,7 @@ def _adjusted_design(tests: _Tests, s: int, ss, t_adv, c_adv):
 
     def column(j) -> tuple[np.ndarray, np.ndarray]:
         """The test's flag over the base (0 where not a subject) and where it is one."""
-        k = np.array([pos.get(int(i), -1) for i in tests.idx[j]], dtype=np.int64)
+        k = pos[tests.idx[j]]
         ok = k >= 0
         x, cover = np.zeros(n), np.zeros(n, dtype=bool)
         x[k[ok]] = tests.flag[j][ok]
@@ -434,7 +437,7 @@ def _adjusted_design(tests: _Tests, s: int, ss, t_adv, c_adv):
             X.append(x)
             cols.append(j)
     time = np.maximum(t_adv[base] - shift, 0)
-    event = c_adv[base] == 1  # ADVANCE; lost, open and stale visits censored
+    event = c_adv[base] == ADVANCE  # lost, open and stale visits: censored
     M = np.column_stack(X) if X else np.zeros((n, 0))
     return time[keep], event[keep], M[keep], cols, notes
 
