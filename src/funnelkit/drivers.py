@@ -25,6 +25,7 @@ explained by what happens after it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from ._stats import Z95
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["COLUMNS", "scan"]
+__all__ = ["ADJ_COLUMNS", "COLUMNS", "scan"]
 
 #: columns of :meth:`funnelkit.EventLog.drivers`, in order
 COLUMNS = [
@@ -59,6 +60,12 @@ COLUMNS = [
     "test",
     "reason",
 ]
+
+#: columns added by ``drivers(adjust=True)``, after :data:`COLUMNS`
+ADJ_COLUMNS = ["adj_hazard_ratio", "adj_ci_low", "adj_ci_high", "adj_p_value", "adj_note"]
+
+#: penalizer of the adjusted model's refit when the unpenalized fit does not converge
+ADJ_PENALIZER = 0.01
 
 
 def bh(p: np.ndarray) -> np.ndarray:
@@ -165,10 +172,14 @@ def scan(
     deals: np.ndarray | None = None,
     stages: np.ndarray | None = None,
     min_visits: int = 20,
+    adjust: bool = False,
 ) -> pd.DataFrame:
     """The table of :meth:`funnelkit.EventLog.drivers` (see there). ``deals``: a mask of
     the deals to use (default all); ``stages``: a mask of the stages to test."""
     from .funnel import competing_estimates, log_subjects, stale_ns
+
+    if adjust:
+        _import_lifelines()
 
     S = log._n_stages
     sub = log_subjects(log, "strict")
@@ -203,7 +214,10 @@ def scan(
     acts = log._activities
     if acts is not None and len(acts.kinds):
         _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, landmark_ns)
-    return _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns)
+    out = _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns)
+    if adjust:
+        out = _with_adjusted(log, out, tests, ss, t_adv, c_adv)
+    return out
 
 
 def _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, L) -> None:
@@ -349,3 +363,165 @@ def _reason(r: Any, min_visits: int) -> str:
         f"others ({pts}; q = {r.q_value:.2g})"
     )
     return base if r.is_key else base + " — not a clear difference"
+
+
+def _import_lifelines() -> Any:
+    """lifelines' :class:`CoxPHFitter`, or an ImportError saying how to install it."""
+    try:
+        from lifelines import CoxPHFitter
+    except ImportError as e:
+        raise ImportError(
+            "drivers(adjust=True) fits a Cox model with lifelines, which is not installed; "
+            'install the optional extra: pip install "funnelkit[models]"'
+        ) from e
+    return CoxPHFitter
+
+
+def _adjusted_design(tests: _Tests, s: int, ss, t_adv, c_adv):
+    """The design of stage ``s``'s adjusted model from the scan's tests: the subjects
+    (all that entered the stage; with activity features, those still in it at the
+    landmark, the clock starting there), their time and event (advanced), one column per
+    test that enters the model, and per test a note when it does not.
+
+    Returns ``(time_ns, event, X, cols, notes)``: ``X`` (subjects × columns), ``cols``
+    the test index of each column (-1: an auxiliary "has a value" column), ``notes`` a
+    dict test → reason for the tests without a column. ``None`` when the stage has no
+    tests."""
+    from .funnel import ADVANCE
+
+    mine = [j for j, m in enumerate(tests.meta) if m[0] == s]
+    if not mine:
+        return None
+    shift = max(tests.shift[j] for j in mine)
+    base = np.flatnonzero((ss == s) & (t_adv > shift)) if shift else np.flatnonzero(ss == s)
+    n = base.size
+    pos = np.full(ss.size, -1, dtype=np.int64)  # subject -> row of the model
+    pos[base] = np.arange(n)
+    keep = np.ones(n, dtype=bool)
+    cols: list[int] = []
+    X: list[np.ndarray] = []
+    notes: dict[int, str] = {}
+
+    def column(j) -> tuple[np.ndarray, np.ndarray]:
+        """The test's flag over the base (0 where not a subject) and where it is one."""
+        k = pos[tests.idx[j]]
+        ok = k >= 0
+        x, cover = np.zeros(n), np.zeros(n, dtype=bool)
+        x[k[ok]] = tests.flag[j][ok]
+        cover[k[ok]] = True
+        return x, cover
+
+    by_feature: dict[str, list[int]] = {}
+    for j in mine:
+        by_feature.setdefault(tests.meta[j][1], []).append(j)
+    # coarser features first: of nested attributes (owner within team) the finer one
+    # loses the levels the coarser one determines
+    for js in sorted(by_feature.values(), key=len):
+        source = tests.meta[js[0]][3]
+        built = [column(j) for j in js]
+        if source != "activity":
+            keep &= built[0][1]  # a missing attribute value: out of the model
+            if len(js) > 1:  # one-vs-rest levels: one-hot against the most common
+                ref = int(np.argmax([x.sum() for x, _ in built]))
+                notes[js[ref]] = "reference level (the most common value)"
+                built = [b for r, b in enumerate(built) if r != ref]
+                js = [j for r, j in enumerate(js) if r != ref]
+        elif tests.meta[js[0]][1].endswith("per visit"):
+            pass
+        else:  # a value: low among those with a value, with a "has a value" column
+            has = built[0][1].astype(np.float64)
+            if not any(np.array_equal(has, x) for x in X):
+                X.append(has)
+                cols.append(-1)
+        for j, (x, _) in zip(js, built, strict=True):
+            X.append(x)
+            cols.append(j)
+    time = np.maximum(t_adv[base] - shift, 0)
+    event = c_adv[base] == ADVANCE  # lost, open and stale visits: censored
+    M = np.column_stack(X) if X else np.zeros((n, 0))
+    return time[keep], event[keep], M[keep], cols, notes
+
+
+def _fit_adjusted(time_ns, event, X, cols, notes):
+    """Fit the Cox model; per test index its (hr, lo, hi, p, note)."""
+    CoxPHFitter = _import_lifelines()
+    res: dict[int, tuple[float, float, float, float, str]] = {}
+    nan4 = (np.nan, np.nan, np.nan, np.nan)
+    use: list[int] = []
+    basis = np.ones((X.shape[0], 1))  # the baseline hazard absorbs a constant
+    for c, j in enumerate(cols):
+        x = X[:, c]
+        if x.size == 0 or x.min() == x.max():
+            if j >= 0:
+                res[j] = (*nan4, "no variation among the model's deals")
+            continue
+        trial = np.column_stack([basis, x])
+        if np.linalg.matrix_rank(trial) < trial.shape[1]:  # e.g. owner nested in team
+            if j >= 0:
+                res[j] = (*nan4, "determined by the features before it (collinear)")
+            continue
+        use.append(c)
+        basis = trial
+    for j, why in notes.items():
+        res[j] = (*nan4, why)
+    tests_in = [cols[c] for c in use if cols[c] >= 0]
+    if not tests_in:
+        return res
+    if event.sum() == 0:
+        for j in tests_in:
+            res[j] = (*nan4, "no deal advanced among the model's deals")
+        return res
+    names = [f"x{c}" for c in use]
+    df = pd.DataFrame(X[:, use], columns=names)
+    df["_t"] = time_ns / 86_400e9
+    df["_e"] = event.astype(np.int64)
+    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
+
+    note, cph = "", None
+    for pen in (0.0, ADJ_PENALIZER):
+        try:
+            with warnings.catch_warnings():  # restored on exit
+                warnings.simplefilter("error", category=ConvergenceWarning)
+                # lifelines' own pandas deprecations are not the user's to act on
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module="lifelines")
+                cph = CoxPHFitter(penalizer=pen).fit(df, duration_col="_t", event_col="_e")
+            note = "" if pen == 0 else f"penalized ({pen:g}) to converge"
+            break
+        except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError):
+            cph = None
+    if cph is None:
+        for j in tests_in:
+            res[j] = (*nan4, "the model did not converge")
+        return res
+    sm = cph.summary
+    for c in use:
+        j = cols[c]
+        if j < 0:
+            continue
+        r = sm.loc[f"x{c}"]
+        res[j] = (
+            float(r["exp(coef)"]),
+            float(r["exp(coef) lower 95%"]),
+            float(r["exp(coef) upper 95%"]),
+            float(r["p"]),
+            note,
+        )
+    return res
+
+
+def _with_adjusted(log, out, tests, ss, t_adv, c_adv) -> pd.DataFrame:
+    """``out`` with the :data:`ADJ_COLUMNS` of each stage's Cox model."""
+    res: dict[int, tuple[float, float, float, float, str]] = {}
+    for s in range(log._n_stages):
+        d = _adjusted_design(tests, s, ss, t_adv, c_adv)
+        if d is not None:
+            res.update(_fit_adjusted(*d))
+    none = (np.nan, np.nan, np.nan, np.nan, "")
+    key = {(m[0], m[1], m[2]): res.get(j, none) for j, m in enumerate(tests.meta)}
+    codes = [log.stages.index(str(x)) for x in out["stage"]]
+    rows = zip(codes, out["feature"], out["group"], strict=True)
+    vals = [key.get((c, f, g), none) for c, f, g in rows]
+    out = out.copy()
+    for k, c in enumerate(ADJ_COLUMNS):
+        out[c] = pd.Series([v[k] for v in vals], index=out.index, dtype=None if k == 4 else float)
+    return out

@@ -2911,6 +2911,7 @@ class EventLog:
             "landmark": ["duration"],
             "alpha": _ALPHA,
             "min_visits": _MIN_VISITS,
+            "adjust": ["boolean"],
         }
     )
     def drivers(
@@ -2921,6 +2922,7 @@ class EventLog:
         landmark: Any = "3D",
         alpha: float = 0.05,
         min_visits: int = 20,
+        adjust: bool = False,
     ) -> pd.DataFrame:
         """Which attributes and activities go with advancing, stage by stage — ranked, with
         intervals and false-discovery control.
@@ -2953,8 +2955,28 @@ class EventLog:
         stage's features, each with the Bonferroni p-value of its best value, then
         Bonferroni within a selected feature at ``alpha · R / m``, ``R`` of ``m``
         features selected) — twelve owners are one question, not twelve. Association,
-        not cause: a driver is where to look; no adjusted (multivariable) model is
-        offered.
+        not cause: a driver is where to look.
+
+        With ``adjust=True``, each stage also gets one adjusted (multivariable) model: a
+        cause-specific Cox proportional-hazards model of advancing (lifelines'
+        ``CoxPHFitter``, the optional extra ``funnelkit[models]``) with all the stage's
+        features together — each attribute one-hot against its most common value, each
+        activity count and low-value indicator as above (a low value compared with the
+        others with a value, through a "has a value" term). The deals are those of the
+        scan; time is the time in the stage from entry — or, when the stage has activity
+        features, from the landmark, among the deals still in the stage then (a landmark
+        model for every feature of that stage); the event is advancing, and lost, open
+        and stale visits are censored. Deals with a missing attribute value are left out
+        of that stage's model. The fit is unpenalized; only when it does not converge it
+        is refitted with an L2 penalizer of 0.01 and the row's ``adj_note`` says so.
+        Adjusted statistics are NaN, with the reason in ``adj_note``, for the reference
+        level, a feature with no variation among the model's deals, a column determined by
+        the features entered before it (features with fewer values enter first, so of
+        nested attributes — owner within team — the finer one loses the levels the
+        coarser one fixes), a stage where no deal advanced, or a model that does not
+        converge. Every feature enters the model, whatever ``min_visits``. The
+        hazard ratio is a rate (advancing sooner), not a difference of conversions, and
+        has no q-value: the scan's ``q_value`` and ``is_key`` are unchanged.
 
         Parameters
         ----------
@@ -2971,6 +2993,9 @@ class EventLog:
         min_visits : int, default 20
             Fewest deals in each group for a test; smaller groups get NaN statistics and
             say so in ``reason``.
+        adjust : bool, default False
+            Add the adjusted model's columns (needs lifelines: ``pip install
+            "funnelkit[models]"``; an ImportError says so when it is missing).
 
         Returns
         -------
@@ -2993,6 +3018,15 @@ class EventLog:
             * ``is_key`` : q ≤ ``alpha`` and the interval excludes 0
             * ``test`` : ``"z"`` or ``"fisher"`` (empty when not tested)
             * ``reason`` : one line a sales leader can read
+
+            With ``adjust=True``, after these (which are unchanged):
+
+            * ``adj_hazard_ratio`` : the row's hazard ratio of advancing in the stage's
+              Cox model (above 1: advances sooner, other features held fixed)
+            * ``adj_ci_low``, ``adj_ci_high`` : its 95% interval
+            * ``adj_p_value`` : Wald test of a hazard ratio of 1
+            * ``adj_note`` : why the adjusted statistics are NaN, or that the fit was
+              penalized; empty otherwise
 
         Examples
         --------
@@ -3019,7 +3053,13 @@ class EventLog:
                 )
         mask = None if stage is None else wanted_stages(self.stages, stage)
         return scan(
-            self, attrs=names, landmark_ns=L, alpha=alpha, stages=mask, min_visits=min_visits
+            self,
+            attrs=names,
+            landmark_ns=L,
+            alpha=alpha,
+            stages=mask,
+            min_visits=min_visits,
+            adjust=adjust,
         )
 
     @validate_params({"at": ["timestamp"]})
