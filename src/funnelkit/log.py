@@ -579,6 +579,8 @@ class EventLog:
     def _build(self, events, declared, as_of, errors) -> None:
         s = self._settings
         n = C.n_rows(events)
+        if n == 0:  # before any check of values: an empty extract is not bad values
+            raise EmptyLogError("The event log is empty: no rows to analyse.")
         # values no id or name can be (unhashable; names that are not Unicode): bad rows
         deal_col = C.column(events, s["deal"])
         bad_deal = C.unhashable(deal_col)
@@ -659,8 +661,6 @@ class EventLog:
         conflict_rows = np.zeros(0, dtype=np.int64)
         while True:
             good = np.flatnonzero(reason == 0)
-            if n == 0:
-                raise EmptyLogError("The event log is empty: no rows to analyse.")
             if good.size == 0:
                 raise EventLogError(
                     f"No usable events: all {n:,} input rows were rejected "
