@@ -3838,7 +3838,8 @@ class EventLog:
         ------
         InvalidParameterError
             For a keyword that cannot be written as JSON, a log made by
-            :meth:`from_milestones` or carrying a field history (:meth:`with_history`).
+            :meth:`from_milestones` or carrying a field history (:meth:`with_history`) or
+            activities (:meth:`with_activities`).
 
         Examples
         --------
