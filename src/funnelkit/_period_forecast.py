@@ -10,8 +10,10 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
 * **won to date** — deals won in the current period up to ``as_of`` (known, no
   uncertainty; 0 for later periods);
 * **open deals** — each open deal's probability of being won by each period end comes
-  from the semi-Markov forecast (:func:`funnelkit.forecast.forecast`, one horizon per
-  period end); the differences are its probabilities of being won in each period;
+  from the semi-Markov forecast (:func:`funnelkit.forecast.forecast`) over the whole
+  span, read at every period end (rounded to its grid's step, under a day: the chain is
+  time-homogeneous, so one fit serves every end); the differences are its probabilities
+  of being won in each period;
 * **stale deals that come back** — a deal declared stale (silent for ``stale_after``) is
   not lost for the model: where the stage's dwell curve reaches past ``stale_after``,
   some such deals move on. Its chance of being won by each period end is the forecast's
@@ -66,7 +68,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -363,25 +365,33 @@ def _cells(as_of_ns: int, table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _entry_cum(
-    entry_win: np.ndarray, h_ns: int, as_of_ns: int, cells: pd.DataFrame, ends: np.ndarray
+def _entry_weights(
+    n: int, h_ns: int, as_of_ns: int, cells: pd.DataFrame, ends: np.ndarray
 ) -> np.ndarray:
-    """``A[g, c, j, m]``: probability that a deal created in cell ``c`` (uniformly in it)
-    entering state ``m`` is won by the end of period ``j`` (0 for periods ending before
-    the cell)."""
-    G, n1, M = entry_win.shape
-    n = n1 - 1
+    """``W[c, j, t]``: the share of a cell's creation times (``c``, uniform in it) at
+    which a state entered then has the step ``t`` of an ``n``-step grid over ``h_ns``
+    left to the end of period ``j`` (0 for periods ending before the cell). The
+    cumulative win of :func:`_entry_cum` is ``W`` applied to the chain's values."""
     step = h_ns / n
     C, K = len(cells), ends.size
-    out = np.zeros((G, C, K, M))
+    out = np.zeros((C, K, n + 1))
+    periods = cells["period"].to_numpy()
     for c, (a, b) in enumerate(zip(cells["start_ns"], cells["end_ns"], strict=True)):
         pts = max(2, math.ceil(2 * (b - a) / _DAY_NS))
         x = a + (np.arange(pts) + 0.5) * (b - a) / pts - as_of_ns  # ns after as_of
-        for j in range(int(cells["period"].iloc[c]), K):  # loop over periods ahead
-            r = (ends[j] - as_of_ns) - x  # remaining time to the period end
-            t = np.clip(np.ceil(n - r / step - 1e-9), 0, n).astype(np.int64)
-            out[:, c, j, :] = entry_win[:, t, :].mean(axis=1)
+        j = np.arange(int(periods[c]), K)  # the periods ending after the cell starts
+        r = (ends[j, None] - as_of_ns) - x  # remaining time to each period end
+        t = np.clip(np.ceil(n - r / step - 1e-9), 0, n).astype(np.int64)
+        np.add.at(out[c], (np.repeat(j, pts), t.ravel()), 1.0 / pts)
     return out
+
+
+def _entry_cum(entry_win: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``A[g, c, j, m]``: probability that a deal created in cell ``c`` (uniformly in it)
+    entering state ``m`` is won by the end of period ``j`` (0 for periods ending before
+    the cell), from the chain's values ``entry_win[g, t, m]`` and the cells' step
+    weights (:func:`_entry_weights`)."""
+    return np.einsum("cjt,gtm->gcjm", weights, entry_win)
 
 
 def _won_in_periods(
@@ -460,22 +470,21 @@ def period_forecast(
     h_ns = int(ends[-1] - as_of)
     if isinstance(half_life, str) and half_life == "auto":
         half_life = _auto_half_life(log, h_ns, exits)
-    fcs = [
-        _forecast(
-            log,
-            int(e - as_of),
-            by_cols,
-            exits,
-            n_boot=n_boot,
-            seed=seed,
-            half_life=half_life,
-            window=window,
-            keep_entry_boot=e == ends[-1],
-        )  # fmt: skip
-        for e in ends
-    ]
-    fc = fcs[-1]
-    cum = np.column_stack([f.deals["p_win"].to_numpy() for f in fcs])
+    # one fit (and one set of refits) over the whole span, read at every period end
+    fc = _forecast(
+        log,
+        h_ns,
+        by_cols,
+        exits,
+        n_boot=n_boot,
+        seed=seed,
+        half_life=half_life,
+        window=window,
+        keep_entry_boot=True,
+        ends_ns=ends,
+    )
+    assert fc.p_win_by_end is not None
+    cum = fc.p_win_by_end
     cum = np.maximum.accumulate(np.clip(cum, 0.0, 1.0), axis=1)
     p_open = np.diff(np.column_stack([np.zeros(len(cum)), cum]), axis=1)  # (D, K)
     v = log._visits()
@@ -495,11 +504,13 @@ def period_forecast(
     first = first_states(log)
     arr = fit_arrivals(log, seg, G, first)
     cells = _cells(as_of, table)
-    A = _entry_cum(fc.entry_win, h_ns, as_of, cells, ends)  # (G, C, K, M)
+    assert fc.entry_win is not None
+    weights = _entry_weights(fc.entry_win.shape[1] - 1, h_ns, as_of, cells, ends)
+    A = _entry_cum(fc.entry_win, weights)  # (G, C, K, M)
     A_boot = None
     if n_boot > 1:  # each refit's value of entering a state, for the new deals
         assert fc.entry_win_boot is not None
-        A_boot = np.stack([_entry_cum(w, h_ns, as_of, cells, ends) for w in fc.entry_win_boot])
+        A_boot = np.stack([_entry_cum(w, weights) for w in fc.entry_win_boot])
     days_c = ((cells["end_ns"] - cells["start_ns"]) / _DAY_NS).to_numpy()
     month_c = cells["month"].to_numpy()
     per_c = cells["period"].to_numpy()
@@ -565,9 +576,8 @@ def period_forecast(
     )
     if b_idx is not None:  # the model's own uncertainty of the open deals' wins: the
         # simulation's refit's wins per period, less the refits' mean
-        boots = [f.wins_boot for f in fcs]
-        assert all(b is not None for b in boots)
-        boot_cum = np.stack(cast("list[np.ndarray]", boots), axis=-1)  # (B, G, K)
+        assert fc.wins_boot_by_end is not None
+        boot_cum = fc.wins_boot_by_end  # (B, G, K)
         boot_inc = np.diff(boot_cum, axis=-1, prepend=0.0)
         dev = np.moveaxis((boot_inc - boot_inc.mean(axis=0))[b_idx], 0, -1)  # (G, K, sims)
         with np.errstate(invalid="ignore", divide="ignore"):

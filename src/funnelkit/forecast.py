@@ -585,6 +585,11 @@ class Forecast:
     #: simulation's chain from them.
     wins_boot: np.ndarray | None = field(default=None, repr=False)
     entry_win_boot: np.ndarray | None = field(default=None, repr=False)
+    #: read at several ends of the one fit (the per-period forecast's period ends): each
+    #: open deal's probability of being won by each end ``(n_deals, K)`` and the
+    #: refits' expected wins per segment by each end ``(n_boot, G, K)``; None without
+    p_win_by_end: np.ndarray | None = field(default=None, repr=False)
+    wins_boot_by_end: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         t = self.totals
@@ -790,10 +795,15 @@ def _first_leg(
     h_ns: int,
     competing: bool,
     bounds_too: bool = False,
+    end_steps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """``p_win``, ``p_lost`` of the open visits ``vis``, conditioned on their time in the
     stage; with ``bounds_too`` also the lowest and highest ``p_win`` the data allow: the
-    curves held flat beyond their longest follow-up, and that unresolved mass all won."""
+    curves held flat beyond their longest follow-up, and that unresolved mass all won.
+    With ``end_steps`` (earlier ends of the horizon, in steps of the fit's grid) last
+    also ``p_win`` by each of them, ``(len(vis), len(end_steps))``: the chain is
+    time-homogeneous, so leaving at step ``i`` with ``r − i`` steps left to an end ``r``
+    is worth ``w_full[n − r + i]`` — one fit serves every end."""
     S = log._n_stages
     M = fit.q.shape[-1]
     n = fit.w_full.shape[1] - 1
@@ -808,6 +818,8 @@ def _first_leg(
         stale_first = (log._as_of_ns + h_ns - log._last_ns[deal] > stale_ns).astype(float)
     n_out = 4 if bounds_too else 2
     out = [np.zeros(vis.size) for _ in range(n_out)]
+    ends = [] if end_steps is None else [min(int(r), n) for r in end_steps]
+    by_end = np.zeros((vis.size, len(ends)))
     offsets = np.arange(n + 1) * step_ns
     group = g_of * S + stage
     order = np.argsort(group, kind="stable")
@@ -834,6 +846,11 @@ def _first_leg(
                 l_ = np.where(ok, lost_ / safe, 0.0)
                 if tail:
                     out[0][idx], out[1][idx] = w_, l_
+                    for j, r in enumerate(ends):  # loop over the earlier ends
+                        if r > 0:
+                            t = np.arange(n - r + 1, n + 1)
+                            w_r = np.einsum("kjm,jm->k", d_inc[:, :r], fit.w_full[g, t])
+                            by_end[idx, j] = np.where(ok, w_r / safe, 0.0)
                     continue
                 # the flat curves: the mass unresolved at tau within the horizon may all win
                 s_tau = 1.0 - step.cif[-1].sum() if step.cif.shape[0] else 1.0
@@ -843,11 +860,14 @@ def _first_leg(
                 out[3][idx] = np.minimum(w_ + u, 1.0 - l_)
     p_win = np.clip(out[0], 0.0, 1.0)
     p_lost = np.clip(out[1], 0.0, 1.0 - p_win)
-    if not bounds_too:
-        return p_win, p_lost
-    low = np.minimum(np.clip(out[2], 0.0, 1.0), p_win)
-    high = np.maximum(np.clip(out[3], 0.0, 1.0), p_win)
-    return p_win, p_lost, low, high
+    res: tuple[np.ndarray, ...] = (p_win, p_lost)
+    if bounds_too:
+        low = np.minimum(np.clip(out[2], 0.0, 1.0), p_win)
+        high = np.maximum(np.clip(out[3], 0.0, 1.0), p_win)
+        res = (*res, low, high)
+    if end_steps is not None:
+        res = (*res, np.clip(by_end, 0.0, 1.0))
+    return res
 
 
 #: a stage's model needs this many completed visits (weighted) to be trusted
@@ -878,7 +898,11 @@ def _forecast(
     half_life: Any = None,
     window: Any = None,
     keep_entry_boot: bool = False,
+    ends_ns: np.ndarray | None = None,
 ) -> Forecast:
+    """The forecast over ``h_ns``; with ``ends_ns`` (times ≤ ``as_of + h_ns``) also read
+    at each of those ends from the same fits (``Forecast.p_win_by_end``,
+    ``wins_boot_by_end``), each end rounded to the grid's step (under a day)."""
     competing = exits == "by_dwell"
     seg, labels = segments(log, by_cols)
     G = len(labels)
@@ -889,13 +913,21 @@ def _forecast(
     deal = v.deal[vis]
     stage = v.stage[vis]
     g_of = seg[deal]
-    p_win, p_lost, p_min, p_max = _first_leg(fit, log, v, vis, g_of, h_ns, competing, True)
+    r_ends = None
+    if ends_ns is not None:  # the ends in steps of the fit's grid
+        n_steps = fit.w_full.shape[1] - 1
+        r_ends = np.rint((ends_ns - log._as_of_ns) / (h_ns / n_steps)).astype(np.int64)
+    first = _first_leg(fit, log, v, vis, g_of, h_ns, competing, True, r_ends)
+    p_win, p_lost, p_min, p_max = first[:4]
+    by_end = first[4] if r_ends is not None else None
     amount = log._amount[deal] if log._amount is not None else np.full(vis.size, np.nan)
     a0 = np.where(np.isfinite(amount), amount, 0.0)
-    boot_w = boot_a = boot_entry = None
+    boot_w = boot_a = boot_entry = boot_end = None
     if n_boot:  # the model's own uncertainty: refit on deals drawn with replacement
         rng = np.random.default_rng(seed)
         boot_w, boot_a = np.empty((n_boot, G)), np.empty((n_boot, G))
+        if r_ends is not None:
+            boot_end = np.empty((n_boot, G, r_ends.size))
         if keep_entry_boot:
             boot_entry = np.empty((n_boot, *fit.w_full.shape))
         n = log.n_deals
@@ -904,8 +936,12 @@ def _forecast(
             fb = _fit(log, v, seg, G, h_ns, competing, recency * wd[v.deal])
             if boot_entry is not None:
                 boot_entry[b] = fb.w_full
-            pw = _first_leg(fb, log, v, vis, g_of, h_ns, competing)[0]
+            fb_first = _first_leg(fb, log, v, vis, g_of, h_ns, competing, False, r_ends)
+            pw = fb_first[0]
             boot_w[b] = np.bincount(g_of, weights=pw, minlength=G)
+            if boot_end is not None:
+                for j in range(boot_end.shape[-1]):  # loop over the ends
+                    boot_end[b, :, j] = np.bincount(g_of, weights=fb_first[2][:, j], minlength=G)
             boot_a[b] = np.bincount(g_of, weights=pw * a0, minlength=G)
     thin = fit.resolved[g_of, stage] < _MIN_RESOLVED
     deals = expand(labels, g_of, by_cols)
@@ -931,6 +967,8 @@ def _forecast(
         entry_lost=fit.l_full,
         wins_boot=boot_w,
         entry_win_boot=boot_entry,
+        p_win_by_end=by_end,
+        wins_boot_by_end=boot_end,
     )
 
 
