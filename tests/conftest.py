@@ -71,13 +71,91 @@ def require_real_data(path: Path) -> Path:
         reason = f"real data not present at {path} (a plain clone has no ../shared; CI has it)"
         if os.environ.get("FUNNELKIT_REQUIRE_REAL_DATA") == "1":
             pytest.fail(reason + " but FUNNELKIT_REQUIRE_REAL_DATA=1")
-        pytest.skip(reason)
+        _skip_external(reason)
     return path
 
 
+#: the test running now (set by the autouse fixture ``_current_test``)
+_CURRENT: list[pytest.Item] = []
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+    _CURRENT[:] = [request.node]
+    yield
+    _CURRENT.clear()
+
+
+def _skip_external(reason: str) -> None:
+    """Skip a test that needs something from outside the repository — or fail it when it
+    is not marked ``external``: CI runs only the marked ones where the data and the
+    server are, so an unmarked one would never run with them."""
+    if _CURRENT and _CURRENT[0].get_closest_marker("external") is None:
+        pytest.fail(
+            f"{reason}; this test reaches outside the repository but is not marked "
+            "`external`: use the bpic_path/bpic_events/shared_golden/postgres fixtures, or "
+            "mark it (pytest.param(..., marks=pytest.mark.external))"
+        )
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def bpic_path() -> Path:
+    """The BPIC 2012 log of ``../shared/data`` (or the test skips, see
+    :func:`require_real_data`)."""
+    return require_real_data(BPIC)
+
+
 @pytest.fixture
-def bpic_events() -> pd.DataFrame:
-    return pd.read_parquet(require_real_data(BPIC))
+def bpic_events(bpic_path) -> pd.DataFrame:
+    return pd.read_parquet(bpic_path)
+
+
+@pytest.fixture(scope="session")
+def shared_golden() -> Path:
+    """The design notes' golden example beside the repository (``../shared/examples``)."""
+    return require_real_data(SHARED / "examples" / "golden")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The URL of the PostgreSQL server of ``FUNNELKIT_TEST_POSTGRES`` (``.ci/run`` starts
+    one); without a reachable server the test skips, or fails under
+    ``FUNNELKIT_REQUIRE_POSTGRES=1``."""
+    from funnelkit.sql import _safe
+
+    url = os.environ.get("FUNNELKIT_TEST_POSTGRES")
+    required = os.environ.get("FUNNELKIT_REQUIRE_POSTGRES") == "1"
+    reason = None
+    if not url:
+        reason = "no PostgreSQL server: set FUNNELKIT_TEST_POSTGRES (.ci/run starts one)"
+    else:
+        try:
+            import psycopg
+
+            with psycopg.connect(url, connect_timeout=5):
+                pass
+        except Exception as exc:  # the server is not there
+            reason = f"PostgreSQL at {_safe(url)} unreachable: {exc}"
+    if reason:
+        if required:
+            pytest.fail(reason + " but FUNNELKIT_REQUIRE_POSTGRES=1")
+        _skip_external(reason)
+    return url
+
+
+#: the fixtures that reach outside the repository: a test using one (directly or through
+#: another fixture) is marked ``external``
+EXTERNAL_FIXTURES = frozenset({"bpic_path", "shared_golden", "postgres"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that use data or services from outside the repository (``-m
+    external`` runs just them: CI runs them where ``../shared`` and PostgreSQL are, and
+    the whole suite in a plain clone)."""
+    for item in items:
+        if EXTERNAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.external)
 
 
 @pytest.fixture(autouse=True)

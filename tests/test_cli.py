@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
-from conftest import BPIC, GOLDEN, require_real_data
+from conftest import GOLDEN
 from funnelkit.report import _days_columns
 
 CONSOLE = Path(sys.executable).parent / "funnelkit"
@@ -208,8 +208,8 @@ def test_report_writes_every_output(sample_report):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_report_bpic2012(tmp_path):
-    ev = pd.read_parquet(require_real_data(BPIC))
+def test_report_bpic2012(tmp_path, bpic_events):
+    ev = bpic_events
     a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
     path = tmp_path / "bpic_a.parquet"
     a.to_parquet(path)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
-from conftest import GOLDEN, GOLDEN_KW, SHARED, days
+from conftest import GOLDEN, GOLDEN_KW, days
 
 
 def expected(name: str) -> pd.DataFrame:
@@ -229,11 +229,9 @@ def test_readme_numbers(golden_log):
     assert f.loc["D", "cumulative_closed"] == pytest.approx(8 / 21)
 
 
-def test_in_repo_copy_matches_the_design_notes_golden_example():
+def test_in_repo_copy_matches_the_design_notes_golden_example(shared_golden):
     """tests/data/golden is a copy (a plain clone must pass its tests); it must not drift."""
-    original = SHARED / "examples" / "golden"
-    if not original.exists():
-        pytest.skip(f"the design notes' golden example is not beside the repository ({original})")
+    original = shared_golden
     names = sorted(p.name for p in original.iterdir())
     assert names == sorted(p.name for p in GOLDEN.iterdir())
     for name in names:

@@ -17,7 +17,7 @@ from scipy import stats
 
 import funnelkit as fk
 import funnelkit.plot as fp
-from conftest import BPIC, days, require_real_data
+from conftest import days
 from funnelkit.plot import _style as S
 from funnelkit.plot._flow import classify
 from funnelkit.plot._trend import cohort_trend
@@ -46,8 +46,8 @@ def log():
 
 
 @pytest.fixture(scope="module")
-def bpic_log():
-    ev = pd.read_parquet(require_real_data(BPIC))
+def bpic_log(bpic_path):
+    ev = pd.read_parquet(bpic_path)
     a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
     band = pd.cut(a["amount_req"], [-1, 5_000, 15_000, np.inf], labels=["<5k", "5-15k", ">15k"])
     a = a.assign(amount_band=band.astype(str))
@@ -308,7 +308,7 @@ def _bands(ax, kind):
     return [p for p in ax.patches if p.get_gid() == f"flow-{kind}"]
 
 
-@pytest.mark.parametrize("name", ["log", "bpic_log"])
+@pytest.mark.parametrize("name", ["log", pytest.param("bpic_log", marks=pytest.mark.external)])
 def test_flow_one_band_per_transition_by_kind(name, request):
     lg = request.getfixturevalue(name)
     t = lg.transitions()
@@ -1123,7 +1123,9 @@ def check_layout(fig) -> None:
                 assert not b1.shrunk(0.97, 0.9).overlaps(b2.shrunk(0.97, 0.9)), (t1, t2)
 
 
-@pytest.mark.parametrize("name", ["log", "log3", "log12", "bpic_log"])
+@pytest.mark.parametrize(
+    "name", ["log", "log3", "log12", pytest.param("bpic_log", marks=pytest.mark.external)]
+)
 def test_every_chart_renders_readably(name, request):
     """Every chart on the sample, a 3- and a 12-stage funnel and BPIC 2012.
 

@@ -7,7 +7,6 @@ the PostgreSQL tests skip, unless required. No mock databases.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -179,28 +178,6 @@ def test_duckdb_through_sqlalchemy(duckdb_file, reference):
 
 
 # =========================================================================== PostgreSQL
-@pytest.fixture(scope="module")
-def postgres() -> str:
-    url = os.environ.get("FUNNELKIT_TEST_POSTGRES")
-    required = os.environ.get("FUNNELKIT_REQUIRE_POSTGRES") == "1"
-    reason = None
-    if not url:
-        reason = "no PostgreSQL server: set FUNNELKIT_TEST_POSTGRES (.ci/run starts one)"
-    else:
-        try:
-            import psycopg
-
-            with psycopg.connect(url, connect_timeout=5):
-                pass
-        except Exception as exc:  # the server is not there
-            reason = f"PostgreSQL at {_safe(url)} unreachable: {exc}"
-    if reason:
-        if required:
-            pytest.fail(reason + " but FUNNELKIT_REQUIRE_POSTGRES=1")
-        pytest.skip(reason)
-    return url
-
-
 @pytest.fixture
 def pg_tables(postgres, events):
     """Two fresh tables (timestamptz and ISO text times), dropped afterwards."""

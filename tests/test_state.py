@@ -19,7 +19,6 @@ import pytest
 
 import funnelkit as fk
 from funnelkit import state
-from funnelkit.sql import _safe
 
 KW = fk.datasets.SAMPLE_KWARGS
 SYN_KW = dict(
@@ -398,29 +397,6 @@ def test_a_day_without_new_events_keeps_the_state(sample, tmp_path):
     # the library tells the two apart by class
     with pytest.raises(fk.EmptyLogError):
         fk.EventLog(sample.iloc[:0], **dict(KW, amount=None, attrs=()))
-
-
-@pytest.fixture(scope="module")
-def postgres() -> str:
-    """The server of FUNNELKIT_TEST_POSTGRES (as in test_sql: .ci/run starts one)."""
-    url = os.environ.get("FUNNELKIT_TEST_POSTGRES")
-    required = os.environ.get("FUNNELKIT_REQUIRE_POSTGRES") == "1"
-    reason = None
-    if not url:
-        reason = "no PostgreSQL server: set FUNNELKIT_TEST_POSTGRES (.ci/run starts one)"
-    else:
-        try:
-            import psycopg
-
-            with psycopg.connect(url, connect_timeout=5):
-                pass
-        except Exception as exc:  # the server is not there
-            reason = f"PostgreSQL at {_safe(url)} unreachable: {exc}"
-    if reason:
-        if required:
-            pytest.fail(reason + " but FUNNELKIT_REQUIRE_POSTGRES=1")
-        pytest.skip(reason)
-    return url
 
 
 def test_scheduled_job_on_postgres_exits_3_on_a_real_drop(postgres, tmp_path):
