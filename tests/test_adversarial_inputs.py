@@ -156,6 +156,7 @@ print(log.lost, list(log.deals().columns), list(log.funnel(by={"team", "region"}
 """
 
 
+@pytest.mark.slow
 def test_sets_where_order_is_not_meaning_are_read_sorted():
     import os
     import subprocess
@@ -469,6 +470,7 @@ def test_lone_surrogate_deal_id_is_a_bad_row(e):
     assert log.quality.by_reason == {"invalid_deal": 1}
 
 
+@pytest.mark.slow
 def test_report_of_a_log_that_dropped_surrogates_is_written(e, tmp_path):
     # before: writing the reject examples raised UnicodeEncodeError
     x = e.assign(

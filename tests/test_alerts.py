@@ -147,6 +147,7 @@ def test_the_sample_example_and_a_naive_log():
     assert a["week"].dt.tz is None and list(a.columns) == list(ALERT_COLUMNS)
 
 
+@pytest.mark.slow
 def test_false_alert_rate_on_stable_logs():
     """CI-sized: 8 stable logs x 12 weeks x 6 stages per rule; the rate of weeks in which
     a rule fires stays within 3 standard errors of alpha = 0.02 (measured at full size in
@@ -180,6 +181,7 @@ def test_a_large_drop_is_caught():
     assert caught == 5
 
 
+@pytest.mark.slow
 def test_cli_monitor_exit_codes(tmp_path):
     cfg = tmp_path / "funnel.toml"
     cfg.write_text("[alerts]\nweeks = 2\n[alerts.thresholds]\nconversion = { Demo = 0.99 }\n")

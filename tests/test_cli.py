@@ -159,6 +159,7 @@ def sample_report(tmp_path_factory):
     return r, out
 
 
+@pytest.mark.slow
 def test_report_writes_every_output(sample_report):
     r, out = sample_report
     assert r.stdout == ""
@@ -208,6 +209,7 @@ def test_report_writes_every_output(sample_report):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_report_bpic2012(tmp_path, bpic_events):
     ev = bpic_events
     a = ev[(ev["lifecycle"] == "COMPLETE") & ev["activity"].str.startswith("A_")]
@@ -245,6 +247,7 @@ n_boot = 0
 """
 
 
+@pytest.mark.slow
 def test_report_csv_option_and_config_key(tmp_path):
     cfg = tmp_path / "funnel.toml"
     cfg.write_text('csv = "all"\n' + GOLDEN_TOML)
@@ -266,6 +269,7 @@ def test_report_csv_option_and_config_key(tmp_path):
     assert r.returncode == 2 and "`csv` must be" in r.stderr
 
 
+@pytest.mark.slow
 def test_report_from_config_file_command_line_overrides(tmp_path):
     cfg = tmp_path / "funnel.toml"
     cfg.write_text(GOLDEN_TOML)
@@ -281,6 +285,7 @@ def test_report_from_config_file_command_line_overrides(tmp_path):
     assert ks.loc[ks["signal"] == "leverage", "ci_low"].isna().all()  # [key_stages] n_boot = 0
 
 
+@pytest.mark.slow
 def test_console_script_report(tmp_path):
     if not CONSOLE.exists():
         pytest.skip("console script not installed in this environment")
@@ -318,6 +323,7 @@ EVENTS = str(GOLDEN / "events.csv")
 COLS = ["--deal", "deal", "--stage", "stage", "--time", "ts"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make_args", "words"),
     [
@@ -354,6 +360,7 @@ def test_report_bad_input_exits_2_with_one_line(tmp_path, make_args, words):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_report_usage_errors(tmp_path):
     r = run("report", "--sample")
     assert r.returncode == 2 and "-o/--output" in r.stderr
@@ -363,6 +370,7 @@ def test_report_usage_errors(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_report_scoping_options_equal_the_library(tmp_path):
     out = tmp_path / "scoped"
     r = run(
@@ -421,6 +429,7 @@ WIDE_KW = dict(
 )
 
 
+@pytest.mark.slow
 def test_validate_wide_export_accounts_for_every_deal():
     r = run("validate", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
             "--json")  # fmt: skip
@@ -459,6 +468,7 @@ def test_wide_export_errors_say_where_the_rejects_go(tmp_path):
     assert "lists them" not in ok.stdout and "tables/reject_examples.csv" in ok.stdout
 
 
+@pytest.mark.slow
 def test_report_wide_export_equals_the_library(tmp_path):
     out = tmp_path / "wide"
     r = run("report", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
@@ -483,6 +493,7 @@ def test_report_wide_export_equals_the_library(tmp_path):
     assert len(deals) + len(left_out) == 600
 
 
+@pytest.mark.slow
 def test_wide_export_from_config_file(tmp_path):
     base = """
 deal = "opportunity_id"
@@ -521,6 +532,7 @@ def test_wide_usage_errors_exit_2(args, words):
     assert words in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_told_in_command_line_words_with_counts_per_reason(tmp_path):
     p = tmp_path / "both.csv"
     p.write_text("deal,stage,ts\na,A,\nb,A,01-02-23\nc,A,\nd,B,13-02-23\n")
@@ -599,6 +611,7 @@ def _interrupt_report(out: Path, when: str, *extra: str) -> tuple[int, str]:
     return proc.returncode, "".join(lines) + rest
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_writing_keeps_the_earlier_report(tmp_path):
     # before: a KeyboardInterrupt traceback and exit 1
     out = tmp_path / "report"
@@ -621,6 +634,7 @@ def test_ctrl_c_while_writing_keeps_the_earlier_report(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no hidden folder left
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_computing_writes_nothing(tmp_path):
     import signal
 
@@ -635,6 +649,7 @@ def test_ctrl_c_while_computing_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
@@ -685,6 +700,7 @@ def test_parameter_type_errors_are_usage_errors_others_analysis_errors(monkeypat
     assert "analysis failed: TypeError" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_on_terminal_events_only_exits_0(tmp_path):
     # before: "analysis failed: ValueError: need at least one array to stack", exit 1
     path = tmp_path / "events.csv"
@@ -698,6 +714,7 @@ def test_report_on_terminal_events_only_exits_0(tmp_path):
     assert "No stage visits" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_by_segment_on_terminal_events_only_exits_0(tmp_path):
     # before: "analysis failed: IndexError: single positional indexer is out-of-bounds"
     # from the segments chart of an empty funnel_by table, exit 1
@@ -711,6 +728,7 @@ def test_report_by_segment_on_terminal_events_only_exits_0(tmp_path):
     assert "chart `segments` not drawn: The funnel table is empty: no stage to draw." in notes
 
 
+@pytest.mark.slow
 def test_latin1_csv_exits_2_and_reads_with_encoding(tmp_path):
     path = tmp_path / "events.csv"
     path.write_bytes("d,s,t\nx,Lead,2025-01-01\nx,Démo,2025-01-03\n".encode("latin-1"))
@@ -725,6 +743,7 @@ def test_latin1_csv_exits_2_and_reads_with_encoding(tmp_path):
     assert r.returncode == 2 and "unknown text encoding 'klingon'" in r.stderr
 
 
+@pytest.mark.slow
 def test_next_report_removes_the_folder_of_a_killed_writer(tmp_path):
     # before: each kill while writing left a hidden .<out>.tmp-XXXX folder behind for good
     import signal

@@ -67,6 +67,7 @@ def exit2(r: subprocess.CompletedProcess, *words: str) -> None:
         assert w in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
@@ -100,6 +101,7 @@ def test_toml_values_of_the_wrong_type_are_usage_errors(tmp_path, toml, words):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -119,6 +121,7 @@ def test_command_line_times_and_durations_need_a_date_or_unit(tmp_path, args, wo
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_toml_dates_and_datetimes_are_read(tmp_path):
     # a local date, a local datetime and an offset datetime naming the same instant
     want = validate_json("--sample", "--as-of", "2025-06-30")
@@ -131,6 +134,7 @@ def test_toml_dates_and_datetimes_are_read(tmp_path):
     exit2(r, "`as_of`")
 
 
+@pytest.mark.slow
 def test_toml_created_and_holidays_as_dates(tmp_path):
     text = 'created = [2025-01-01, ""]\nholidays = [2024-12-25]\ncalendar = "business"\n'
     got = validate_json("--sample", "--config", config(tmp_path, text))
@@ -139,6 +143,7 @@ def test_toml_created_and_holidays_as_dates(tmp_path):
     assert got == want and got["filtered"]["deals"] > 0
 
 
+@pytest.mark.slow
 def test_toml_offset_datetime_on_a_naive_log_is_a_clear_error(tmp_path):
     toml = "as_of = 2025-03-01T00:00:00+02:00\n"
     r = run("validate", EVENTS, *COLS, "--config", config(tmp_path, toml))
@@ -147,6 +152,7 @@ def test_toml_offset_datetime_on_a_naive_log_is_a_clear_error(tmp_path):
     assert ok["as_of"] == "2025-03-01T00:00:00"
 
 
+@pytest.mark.slow
 def test_a_huge_n_boot_is_a_usage_error_not_a_memory_error(tmp_path):
     """[key_stages] n_boot = 99999999999999999 ran out of memory (exit 1)."""
     import subprocess

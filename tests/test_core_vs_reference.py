@@ -122,6 +122,7 @@ def test_random_logs_without_stale_and_with_as_of(seed):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(event_logs())
 def test_property_equal_reference(events):

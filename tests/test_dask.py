@@ -136,6 +136,7 @@ def test_import_funnelkit_does_not_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("seed", "tz", "stages"),
     [
@@ -164,6 +165,7 @@ def test_random_logs_equal_in_memory(client, seed, tz, stages):
     assert_same(mem.rejects, r_dist, input_dtypes=events.columns)
 
 
+@pytest.mark.slow
 def test_synthetic_exact_and_binned(client):
     events = fk.datasets.synthetic(20_000, seed=7)
     events = events.sample(frac=1.0, random_state=1).reset_index(drop=True)
@@ -257,6 +259,7 @@ def test_bad_rows_raise_one_error_for_all_partitions(client):
     assert_same(mem.value.failure_cases, dist.value.failure_cases, input_dtypes=events.columns)
 
 
+@pytest.mark.slow
 def test_bad_rows_dropped_and_as_of_after_conflicting_deal(client):
     events = bad_events()
     kw = dict(BAD_KW, errors="drop", stale_after="30D")

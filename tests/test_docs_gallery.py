@@ -80,6 +80,7 @@ def test_the_api_pictures_name_real_charts():
     assert "fk.datasets.load_sample()" in code and code.rstrip().endswith("fk.plot.funnel(log)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_the_api_picture_draws_without_a_warning(name):
     code = _picture_code(name)

@@ -391,6 +391,7 @@ def test_forecast_recursion_agrees_with_monte_carlo(sample_log, rng):
     assert abs(diff.mean()) < 0.003
 
 
+@pytest.mark.slow
 def test_forecast_tables(sample_log):
     fc = forecast(sample_log, "60D", n_boot=0)
     d, t = fc.deals, fc.totals
@@ -492,6 +493,7 @@ def test_forecast_as_of_is_the_backtest_forecast(sample_log):
     assert "Brier" in repr(bt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("exits", ["shares", "by_dwell"])
 def test_synthetic_forecasts_are_calibrated_and_beat_the_naive_model(seed, exits):
@@ -523,6 +525,7 @@ def bpic_a_log(bpic_events):
     )
 
 
+@pytest.mark.slow
 def test_bpic_backtest(bpic_a_log):
     log = bpic_a_log
     by_share = backtest(log, "2012-01-15", "30D", exits="shares").scores.set_index("model")
@@ -602,6 +605,7 @@ def test_the_horizon_aware_naive_equals_a_count_from_the_raw_events(sample_log):
     )
 
 
+@pytest.mark.slow
 def test_rolling_origin_is_the_default(sample_log):
     bt = backtest(sample_log, horizon="30D")
     c = bt.cuts
@@ -637,6 +641,7 @@ def test_a_log_too_short_for_rolling_cuts_says_so(sample_log):
         backtest(sample_log, horizon="200D")
 
 
+@pytest.mark.slow
 def test_bpic_rolling_backtest(bpic_a_log):
     """The audit of issue 19: eight cuts every 14 days from 2011-11-01, 30 days ahead."""
     log = bpic_a_log
@@ -785,6 +790,7 @@ def test_recency_weights():
         forecast(log, "60D", half_life="30D", window="90D")
 
 
+@pytest.mark.slow
 def test_tune_recency_prefers_recent_history_after_a_change():
     change = [
         {"date": "2025-02-01", "stage": s, "advance": a}
@@ -806,6 +812,7 @@ def test_tune_recency_prefers_recent_history_after_a_change():
     pd.testing.assert_frame_equal(fc.deals, manual.deals)
 
 
+@pytest.mark.slow
 def test_interval_coverage_across_synthetic_logs_and_cuts():
     """CI-sized calibration of the total-wins interval (the full study is in
     benchmarks/forecast_backtest.py): 20 logs x 4 rolling cuts, 95% nominal."""

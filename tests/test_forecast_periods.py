@@ -168,6 +168,7 @@ def _poisson_binomial(p: np.ndarray) -> np.ndarray:
     return np.array(dist)
 
 
+@pytest.mark.slow
 def test_simulated_interval_is_the_exact_poisson_binomial():
     # no deal created in the last 91 days: the periods' wins come from the open deals
     ev = fk.datasets.synthetic(1500, seed=7, end="2024-06-30", as_of="2024-10-20")
@@ -253,6 +254,7 @@ def test_quota_table_per_period_and_segment(sample_log):
 
 
 # =========================================================================== errors
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -341,6 +343,7 @@ def test_backtest_rejects_a_cut_without_outcome(sample_log):
 
 
 # =========================================================================== calibration
+@pytest.mark.slow
 def test_intervals_cover_on_seasonal_synthetic_logs():
     """20 seeds × 2 cuts × 3 months: the 95% and 50% intervals hold the observed wins at
     their rates within 3 binomial standard errors (seasonal arrivals, two years of
@@ -446,6 +449,7 @@ def test_many_open_deals_use_the_normal_sum(sample_log, monkeypatch):
 
 
 # =========================================================================== report
+@pytest.mark.slow
 def test_the_report_has_a_forecast_section(sample_log):
     from funnelkit.report import build_report
 

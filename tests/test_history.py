@@ -664,6 +664,7 @@ def test_a_dask_log_takes_a_history_by_collecting():
 
 
 # --------------------------------------------------------------------------- report
+@pytest.mark.slow
 def test_the_report_shows_the_pipeline_section_only_with_a_history(log, base, tmp_path):
     from funnelkit.report import build_report
 

@@ -840,6 +840,7 @@ def family_rows(run, fam: str) -> list[pd.DataFrame]:
     return [t[t["signal"] == fam] for t in (seg, per) if (t["signal"] == fam).any()]
 
 
+@pytest.mark.slow
 def test_calibration_no_flags_beyond_the_nominal_rate_under_the_null(null_runs):
     """With nothing planted, the share of analyses with any flag in a family stays at or
     below alpha plus two simulation standard errors, pooled over the mature, young and

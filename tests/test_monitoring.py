@@ -181,6 +181,7 @@ def test_compare_tests_and_q_values(sample_log):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cells", [1 << 21, 50])  # blocks of tables: one, or many small
 def test_vectorised_fisher_equals_scipy_per_table(monkeypatch, cells):
     import itertools
@@ -348,6 +349,7 @@ def test_compare_power_planted_segment_and_change_are_found():
     assert seg / n >= 0.85 and per / n >= 0.85
 
 
+@pytest.mark.slow
 def test_compare_null_no_false_differences_beyond_the_nominal_rate():
     """Nothing planted: the share of analyses with any `differs` stays within alpha plus two
     standard errors (BH under the complete null controls it at alpha), and the p-values are

@@ -112,6 +112,7 @@ def test_stored_notebook_is_executed_and_clean(path):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_and_stored_outputs_are_current(path, monkeypatch):
     # CI exports MPLBACKEND=Agg, which would keep the kernel from drawing inline figures

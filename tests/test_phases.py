@@ -625,6 +625,7 @@ def test_cli_post_sale_option(tmp_path, capsys):
     assert "Delivery" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_report_per_phase_equals_the_library(tmp_path):
     from funnelkit.cli import main
 

@@ -1123,6 +1123,7 @@ def check_layout(fig) -> None:
                 assert not b1.shrunk(0.97, 0.9).overlaps(b2.shrunk(0.97, 0.9)), (t1, t2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["log", "log3", "log12", pytest.param("bpic_log", marks=pytest.mark.external)]
 )
@@ -1143,6 +1144,7 @@ def test_every_chart_renders_readably(name, request):
         plt.close(fig)
 
 
+@pytest.mark.slow
 def test_untrusted_names_are_drawn_literally():
     """Stage and segment names are CRM input: ``$`` must not switch on math mode."""
     stages = ["$1M+ deals", r"Budget $\frac{$ 50k", "<script>alert(1)</script>"]

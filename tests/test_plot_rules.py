@@ -245,6 +245,7 @@ def test_the_palette_gives_twelve_series_distinct_colours():
 
 
 # ---------------------------------------------------------------------------- 3. scripts
+@pytest.mark.slow
 @pytest.mark.skipif(
     S.cjk_font() is None and not os.environ.get("CI"),
     reason="no CJK font installed (.ci/run installs Debian's fonts-noto-cjk)",
@@ -277,6 +278,7 @@ def test_latin_text_keeps_the_chart_font(sample):
 
 
 # ---------------------------------------------------------------------------- 4. scale
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_no_two_texts_overlap_with_24_stages(log24, name):
     out = _draw(name, log24)

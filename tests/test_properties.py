@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ def _tables(log: fk.EventLog) -> dict[str, pd.DataFrame]:
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(event_logs(), st.integers(0, 2**32 - 1))
 def test_invariant_to_row_order_and_id_type(events, seed):
@@ -113,6 +115,7 @@ def test_invariant_to_row_order_and_id_type(events, seed):
         pd.testing.assert_frame_equal(table, _tables(as_int)[name], obj=name)
 
 
+@pytest.mark.slow
 def test_property_tests_are_deterministic_without_ci():
     """The README's `pytest` in a plain clone (no CI variable) drew new hypothesis examples
     on every run, unlike CI: a newcomer could meet a failure CI never saw."""

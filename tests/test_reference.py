@@ -637,6 +637,7 @@ def _call(log: pd.DataFrame, **kwargs: object) -> dict[str, pd.DataFrame]:
     )
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(log=event_logs())
 def test_accounting_identities(log: pd.DataFrame) -> None:
@@ -659,6 +660,7 @@ def test_accounting_identities(log: pd.DataFrame) -> None:
     assert any_row["deals"] == int(deals["outcome"].isin(["won", "lost", "open"]).sum())
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(log=event_logs(), seed=st.integers(0, 2**32 - 1))
 def test_invariant_to_row_order(log: pd.DataFrame, seed: int) -> None:
@@ -672,6 +674,7 @@ def test_invariant_to_row_order(log: pd.DataFrame, seed: int) -> None:
     pd.testing.assert_frame_equal(a["visits"][visit_cols], b["visits"][visit_cols])
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(log=event_logs(tz=["Europe/Amsterdam", "America/New_York"]))
 def test_aware_log_equals_utc_wall_time(log: pd.DataFrame) -> None:
@@ -686,6 +689,7 @@ def test_aware_log_equals_utc_wall_time(log: pd.DataFrame) -> None:
         pd.testing.assert_frame_equal(frame, b[key], obj=key)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(log=event_logs(tz=[None, "Europe/Amsterdam"]))
 def test_string_times_equal_datetimes(log: pd.DataFrame) -> None:
@@ -702,6 +706,7 @@ def test_string_times_equal_datetimes(log: pd.DataFrame) -> None:
         pd.testing.assert_frame_equal(a[key], b[key], obj=key)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(log=event_logs(min_deals=5))
 def test_hand_written_kaplan_meier_equals_scipy(log: pd.DataFrame) -> None:

@@ -52,6 +52,7 @@ def evil(tmp_path_factory):
     return lg, rep, out
 
 
+@pytest.mark.slow
 def test_tables_are_the_librarys_and_saved_files_read_back(evil):
     lg, rep, out = evil
     expect = {
@@ -144,6 +145,7 @@ def test_page_shows_dates_and_rounded_durations(log):
     ]
 
 
+@pytest.mark.slow
 def test_one_page_one_number_each(tmp_path):
     """The flow chart counted 623 Lead visits where log.visits() has 629; the win rate card
     sat beside another 'win probability'; one comparison had two q-values, unexplained."""
@@ -244,6 +246,7 @@ def test_parquet_first_csv_as_asked_and_the_page_links_what_exists(log, tmp_path
         rep.save(tmp_path / "bad", csv="some")
 
 
+@pytest.mark.slow
 def test_the_report_caps_charts_and_says_so(tmp_path):
     events = fk.datasets.synthetic(2000, seed=6)
     codes = events["deal_id"].astype("category").cat.codes.to_numpy()
@@ -380,6 +383,7 @@ def test_progress_reports_steps(log):
     assert steps[0] == "tables…" and "key stages…" in steps
 
 
+@pytest.mark.slow
 def test_comparisons_and_trend_when_the_library_has_them(log, tmp_path):
     """Stand-ins with the monitoring tables' shape, until EventLog.compare/trend land."""
     lg = sample_log()
@@ -488,6 +492,7 @@ def test_save_replaces_only_reports_and_empty_folders(small, tmp_path):
 
 
 # ---------------------------------------------------------------------------- browser
+@pytest.mark.slow
 def test_page_in_a_headless_browser(evil, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (CI installs Debian's chromium)")
@@ -529,6 +534,7 @@ def test_page_in_a_headless_browser(evil, tmp_path):
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_chart_that_cannot_be_drawn_is_a_note(log, monkeypatch):
     import matplotlib.pyplot as plt
 
@@ -547,6 +553,7 @@ def test_a_chart_that_cannot_be_drawn_is_a_note(log, monkeypatch):
     assert plt.get_fignums() == [mine.number]  # the caller's figure is left alone
 
 
+@pytest.mark.slow
 def test_tables_only_report_never_imports_matplotlib():
     code = (
         "import sys, funnelkit as fk; from funnelkit.report import build_report; "
@@ -624,6 +631,7 @@ def _funnel_table_html(page: str) -> str:
     return page[start : page.index("</table>", start)].replace("<wbr>", "")
 
 
+@pytest.mark.slow
 def test_funnel_table_shows_unresolved_and_the_range_where_not_settled(young, tmp_path):
     lg, rep = young
     f = lg.funnel()
@@ -694,6 +702,7 @@ def test_settled_funnel_table_has_no_unresolved_column(log):
     assert "<th>unresolved</th>" in html_ and html_.count("Not settled") == 1
 
 
+@pytest.mark.slow
 def test_incidence_chart_of_the_headline_stages(young, log):
     # the key stages, in funnel order
     rep = R.build_report(log, key_kwargs={"n_boot": 50})
@@ -733,6 +742,7 @@ def test_incidence_chart_of_the_headline_stages(young, log):
     assert R.headline_stages(f.assign(conversion=np.nan), none) == []
 
 
+@pytest.mark.slow
 def test_chinese_stage_names_reach_the_page_and_the_charts(tmp_path):
     """CRM exports in Chinese: the names are text on the page and in the charts' labels
     (whether the glyphs show depends on the fonts installed: DejaVu Sans has none)."""

@@ -304,6 +304,7 @@ def test_since_a_date_the_cards_compare_equal_lengths(log):
     assert "Since 1 Apr 2025, against the same length of time before" in rep.to_html()
 
 
+@pytest.mark.slow
 def test_summary_json_and_the_act_on_csv(en_saved):
     rep, out = en_saved
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -336,6 +337,7 @@ def _data_strings(log: fk.EventLog) -> set[str]:
     return out
 
 
+@pytest.mark.slow
 def test_chinese_page_has_every_string_in_chinese(zh_saved, log):
     rep, out = zh_saved
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -370,6 +372,7 @@ def test_chinese_charts_have_every_label_in_chinese(zh_saved, log):
     assert "销售漏斗" in funnel and "推进 59.3%  ·  流失 130  ·  未结 10" in funnel
 
 
+@pytest.mark.slow
 def test_report_cli_in_chinese_with_a_currency(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "funnelkit", "report", "--sample", "--lang", "zh",
@@ -410,6 +413,7 @@ def _pdf_pages(pdf: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_prints_on_a4_and_letter_and_fits_a_phone(lang, en_saved, zh_saved, tmp_path):
     if not CHROMIUM.exists():

@@ -259,6 +259,7 @@ def test_cli_sql_usage_errors(sqlite_file):
         assert out.returncode == 2 and msg in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_monitor_job_on_postgres_exits_3_on_a_real_drop(postgres, tmp_path):
     """The scheduled job of issue 24: events in PostgreSQL, a 30-point drop at Demo for
     deals entering it from 2025-05-05, checked four weeks later: exit code 3."""

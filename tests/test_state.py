@@ -349,6 +349,7 @@ def _scheduled_job(db: str, table: str, tmp_path, ts: str = "ts") -> None:
     assert got.deals()["deal"].astype(str).tolist() == full.deals()["deal"].astype(str).tolist()
 
 
+@pytest.mark.slow
 def test_scheduled_job_on_sqlite(tmp_path):
     path = tmp_path / "crm.db"
     ev = _drop_events()
@@ -357,6 +358,7 @@ def test_scheduled_job_on_sqlite(tmp_path):
     _scheduled_job(f"sqlite:///{path}", "events", tmp_path)
 
 
+@pytest.mark.slow
 def test_state_usage_errors(sample, tmp_path):
     out = _run("monitor", "--state", str(tmp_path / "none"), "-o", str(tmp_path / "m"))
     assert out.returncode == 2 and "no saved state there" in out.stderr
@@ -374,6 +376,7 @@ def test_state_usage_errors(sample, tmp_path):
     assert _run("monitor", *COLS, *st).returncode in (0, 3)
 
 
+@pytest.mark.slow
 def test_a_day_without_new_events_keeps_the_state(sample, tmp_path):
     """An extract with no rows (a quiet day) is not bad input for a job with a state: the
     state stays as it was and the outputs are written from it; without a state it is."""
@@ -399,6 +402,7 @@ def test_a_day_without_new_events_keeps_the_state(sample, tmp_path):
         fk.EventLog(sample.iloc[:0], **dict(KW, amount=None, attrs=()))
 
 
+@pytest.mark.slow
 def test_scheduled_job_on_postgres_exits_3_on_a_real_drop(postgres, tmp_path):
     """Issue 24's done-when: a scheduled job reads events from PostgreSQL, updates
     yesterday's state with today's events, writes the report and alerts, exits 3."""
