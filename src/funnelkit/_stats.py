@@ -258,6 +258,104 @@ def km_intervals(
     return out
 
 
+def km_survival(
+    events: np.ndarray, censored: np.ndarray, binned: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Kaplan–Meier curve of one group: the number at risk and S after each entry.
+
+    The entries are in time order, events before censorings at a time, each with its
+    count of ``events`` and ``censorings`` (one deal each — 1 and 0, or 0 and 1 — or one
+    run of a sketch). The number at risk at an entry is the total less everything before
+    it; the running product of ``1 − d / n`` is S: for tied events split over entries the
+    factors telescope to ``(n − d) / n``, and a censoring multiplies by 1. In a bin
+    (``binned``) the order of events and censorings is unknown: its censorings count as at
+    risk for half of its events (the actuarial rule). This is the one Kaplan–Meier of the
+    library: :func:`kaplan_meier` (deals), :func:`kaplan_meier_runs` (the Dask engine's
+    merged runs) and the charts' step function (:func:`funnelkit.plot._style.km_curve`).
+    """
+    d = np.asarray(events, dtype=np.float64)
+    total = np.add(d, censored, dtype=np.float64)
+    at_risk = np.cumsum(total[::-1])[::-1]  # everything at or after the entry
+    if binned is not None:
+        at_risk -= np.where(binned, 0.5 * np.asarray(censored, dtype=np.float64), 0.0)
+    surv = np.zeros(d.size)
+    np.divide(d, at_risk, out=surv, where=at_risk > 0)
+    np.subtract(1.0, surv, out=surv)
+    np.cumprod(surv, out=surv)
+    return at_risk, surv
+
+
+def kaplan_meier_runs(
+    group: np.ndarray,
+    time: np.ndarray,
+    events: np.ndarray,
+    censored: np.ndarray,
+    n_groups: int,
+    quantiles: tuple[float, ...] = (0.5, 0.75, 0.9),
+    z: float = Z95,
+    binned: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Kaplan–Meier estimates per group from entries sorted by (group, time), events before
+    censorings at a time, each with its count of ``events`` and ``censored`` (and, with
+    ``binned``, whether it is a bin of unknown order; see :func:`km_survival`).
+
+    A quantile ``q`` is the smallest time with S(t) <= 1 - q + 1e-9 (NaN when S never
+    falls that low); ``mean`` is the restricted mean survival time up to the group's
+    largest observed time, event or censored. Intervals (95%; another level with its
+    normal quantile ``z``) come from :func:`km_intervals`: Brookmeyer–Crowley with the
+    log(−log) statistic for the quantiles, Greenwood's formula for the restricted mean.
+
+    Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean``,
+    ``mean_low``, ``mean_high`` and per quantile ``q{round(100 q)}``,
+    ``q{round(100 q)}_low`` and ``q{round(100 q)}_high`` (times in the input's unit, float;
+    NaN when undefined).
+    """
+    start, end = group_bounds(group, n_groups)
+    return _km_groups(time, events, censored, start, end, quantiles, z, binned)
+
+
+def _km_groups(
+    time: np.ndarray,
+    events: np.ndarray,
+    censored: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    quantiles: tuple[float, ...],
+    z: float,
+    binned: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`kaplan_meier_runs` on the slices ``[start, end)`` of each group."""
+    n_groups = start.size
+    n = np.zeros(n_groups, dtype=np.int64)
+    cens = np.zeros(n_groups, dtype=np.int64)
+    qs = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in quantiles}
+    names = ["mean_low", "mean_high"]
+    names += [f"q{round(100 * q)}_{side}" for q in quantiles for side in ("low", "high")]
+    ci = {name: np.full(n_groups, np.nan) for name in names}
+    mean = np.full(n_groups, np.nan)
+    for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
+        a, b = int(start[k]), int(end[k])
+        dk, ck, tk = events[a:b], censored[a:b], time[a:b]
+        cens[k] = int(ck.sum())
+        n[k] = int(dk.sum()) + cens[k]
+        if n[k] == 0:
+            continue
+        at_risk, surv = km_survival(dk, ck, None if binned is None else binned[a:b])
+        for q in quantiles:  # S is non-increasing: the times with S above the level lead
+            i = int(np.count_nonzero(surv > 1.0 - q + KM_TOL))
+            if i < b - a:
+                qs[f"q{round(100 * q)}"][k] = float(tk[i])
+        res = km_intervals(tk, dk, at_risk, surv, quantiles, z)
+        mean[k] = res["mean"]
+        for name in names:
+            ci[name][k] = res[name]
+    out: dict[str, np.ndarray] = {"n": n, "censored": cens}
+    out.update(qs)
+    out["mean"] = mean
+    out.update(ci)
+    return out
+
+
 def kaplan_meier(
     group: np.ndarray,
     time: np.ndarray,
@@ -266,61 +364,17 @@ def kaplan_meier(
     quantiles: tuple[float, ...] = (0.5, 0.75, 0.9),
     z: float = Z95,
 ) -> dict[str, np.ndarray]:
-    """Kaplan–Meier estimates for every group at once.
+    """Kaplan–Meier estimates for every group at once, one entry per deal.
 
     One packed sort by (group, time, censored) — events before censorings at the same
-    time — then, per sorted element *i* of a group of size *n* with rank *r*, the factor
-    ``1 - event_i / (n - r)``. Their running product is the survival function: for ``d``
-    tied events among ``n`` at risk the factors telescope to ``(n - d) / n``, and a
-    censoring multiplies by 1, so no pass to find tie blocks is needed. The cumulative
-    product runs per group (one ``np.cumprod`` per slice: a product across groups would
-    underflow); everything per element is vectorised.
-
-    A quantile ``q`` is the smallest time with S(t) <= 1 - q + 1e-9 (NaN when S never
-    falls that low); ``mean`` is the restricted mean survival time up to the group's
-    largest observed time, event or censored.
-
-    Intervals (95%; another level with its normal quantile ``z``) come from
-    :func:`km_intervals`: Brookmeyer–Crowley with the log(−log) statistic for the
-    quantiles, Greenwood's formula for the restricted mean.
-
-    Returns a dict of arrays of length ``n_groups``: ``n``, ``censored``, ``mean``,
-    ``mean_low``, ``mean_high`` and per quantile ``q{round(100 q)}``,
-    ``q{round(100 q)}_low`` and ``q{round(100 q)}_high`` (times in the input's unit, float;
-    NaN when undefined).
+    time — then :func:`kaplan_meier_runs` with one event or one censoring per entry: no
+    pass to find tie blocks is needed (the factors telescope, see :func:`km_survival`).
+    Returns its dict (``n``, ``censored``, ``mean``, ``mean_low``, ``mean_high``, and per
+    quantile ``q{round(100 q)}`` with ``_low`` / ``_high``).
     """
     t, c, start, end = group_sort(group, time, n_groups, censored)
-    out: dict[str, np.ndarray] = {"n": end - start}
-    cens = np.zeros(n_groups, dtype=np.int64)
-    qs = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in quantiles}
-    names = ["mean_low", "mean_high"]
-    names += [f"q{round(100 * q)}_{side}" for q in quantiles for side in ("low", "high")]
-    ci = {name: np.full(n_groups, np.nan) for name in names}
-    mean = np.full(n_groups, np.nan)
     assert c is not None
-    for k in np.flatnonzero(end > start):  # loop over groups (stages × segments) only
-        a, b = int(start[k]), int(end[k])
-        ck, tk = c[a:b], t[a:b]
-        cens[k] = int(ck.sum())
-        # factor_i = 1 - event_i / at_risk_i, built in one buffer
-        surv = np.subtract(1.0, ck)  # event indicator as float
-        surv /= np.arange(b - a, 0, -1, dtype=np.float64)
-        np.subtract(1.0, surv, out=surv)
-        np.cumprod(surv, out=surv)
-        for q in quantiles:  # S is non-increasing: the times with S above the level lead
-            i = int(np.count_nonzero(surv > 1.0 - q + KM_TOL))
-            if i < b - a:
-                qs[f"q{round(100 * q)}"][k] = float(tk[i])
-        at_risk = np.arange(b - a, 0, -1, dtype=np.float64)
-        res = km_intervals(tk, np.subtract(1.0, ck), at_risk, surv, quantiles, z)
-        mean[k] = res["mean"]
-        for name in names:
-            ci[name][k] = res[name]
-    out["censored"] = cens
-    out.update(qs)
-    out["mean"] = mean
-    out.update(ci)
-    return out
+    return _km_groups(t, np.subtract(1, c), c, start, end, quantiles, z)
 
 
 def fisher_exact_2x2(a, b, c, d, alternative: str = "two-sided") -> np.ndarray:

@@ -1113,42 +1113,11 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
 
 
 def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
-    """Kaplan–Meier from sorted (value, events, censored) runs per group: as
-    :func:`funnelkit._stats.kaplan_meier` (quantile: smallest time with
-    S(t) <= 1 - q + 1e-9; mean restricted to the largest observed time; 95% intervals
-    from :func:`funnelkit._stats.km_intervals`, the same function).
-
-    In a bin (``binned``) the order of events and censorings is unknown: the censorings
-    count as at risk for half of the bin's events (the actuarial rule), which halves the
-    error of either extreme (measured in the tests)."""
-    start, end = _stats.group_bounds(g, n_groups)
-    out: dict[str, np.ndarray] = {f"q{round(100 * q)}": np.full(n_groups, np.nan) for q in qs}
-    out["n"] = np.bincount(g, weights=d + c, minlength=n_groups)[:n_groups].astype(np.int64)
-    out["censored"] = np.bincount(g, weights=c, minlength=n_groups)[:n_groups].astype(np.int64)
-    names = ["mean_low", "mean_high"]
-    names += [f"q{round(100 * q)}_{side}" for q in qs for side in ("low", "high")]
-    out.update({name: np.full(n_groups, np.nan) for name in names})
-    mean = np.full(n_groups, np.nan)
-    for k in np.flatnonzero(end > start):  # loop over groups
-        a, b = start[k], end[k]
-        dk, ck, tk = d[a:b].astype(np.float64), c[a:b].astype(np.float64), t[a:b]
-        if dk.sum() + ck.sum() == 0:
-            continue
-        at_risk = (dk + ck).sum() - np.concatenate(([0.0], np.cumsum(dk + ck)[:-1]))
-        if binned is not None:
-            at_risk = at_risk - np.where(binned[a:b], 0.5 * ck, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            surv = np.cumprod(np.where(at_risk > 0, 1.0 - dk / at_risk, 1.0))
-        for q in qs:
-            i = np.searchsorted(-surv, -(1.0 - q + _stats.KM_TOL), side="left")
-            if i < b - a:
-                out[f"q{round(100 * q)}"][k] = tk[i]
-        res = _stats.km_intervals(tk, dk, at_risk, surv, qs)
-        mean[k] = res["mean"]
-        for name in names:
-            out[name][k] = res[name]
-    out["mean"] = mean
-    return out
+    """Kaplan–Meier from sorted (value, events, censored) runs per group:
+    :func:`funnelkit._stats.kaplan_meier_runs`, the in-memory engine's function (in a bin,
+    ``binned``, the censorings count as at risk for half of the bin's events — the
+    actuarial rule, which halves the error of either extreme, measured in the tests)."""
+    return _stats.kaplan_meier_runs(g, t, d, c, n_groups, qs, binned=binned)
 
 
 # ---- segments

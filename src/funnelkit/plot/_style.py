@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from .._stats import km_survival
 from ..errors import InvalidParameterError, warn
 
 if TYPE_CHECKING:
@@ -819,11 +820,10 @@ def km_curve(time: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.nda
         return np.empty(0), np.empty(0)
     uniq, inv = np.unique(time, return_inverse=True)
     d = np.bincount(inv, weights=event.astype(float), minlength=uniq.size)
-    n_at = np.bincount(inv, minlength=uniq.size)
-    at_risk = time.size - np.concatenate(([0], np.cumsum(n_at)[:-1]))
+    c = np.bincount(inv, minlength=uniq.size) - d
+    s = km_survival(d, c)[1]  # the library's one Kaplan–Meier
     has = d > 0
-    s = np.cumprod(1.0 - d[has] / at_risk[has])
-    return uniq[has], s
+    return uniq[has], s[has]
 
 
 def step_at(t_event: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
