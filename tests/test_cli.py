@@ -250,11 +250,15 @@ n_boot = 0
 @pytest.mark.slow
 def test_report_csv_option_and_config_key(tmp_path):
     cfg = tmp_path / "funnel.toml"
-    cfg.write_text('csv = "all"\n' + GOLDEN_TOML)
+    cfg.write_text('csv = "all"\ncharts = "none"\n' + GOLDEN_TOML)
     out = tmp_path / "a"
     r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert (out / "tables" / "deals.csv").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["charts"] == [] and not list((out / "charts").iterdir())
+    assert "charts: not drawn (charts=False; --charts none)" in summary["notes"]
+    assert "<img" not in (out / "report.html").read_text(encoding="utf-8")
     r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "--csv", "none",
             "-o", str(out), "--quiet")  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -267,6 +271,36 @@ def test_report_csv_option_and_config_key(tmp_path):
     cfg.write_text('csv = "some"\n' + GOLDEN_TOML)
     r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
     assert r.returncode == 2 and "`csv` must be" in r.stderr
+    cfg.write_text('charts = "some"\n' + GOLDEN_TOML)
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
+    assert r.returncode == 2 and "`charts` must be 'all' or 'none'" in r.stderr
+    r = run("report", str(GOLDEN / "events.csv"), "--charts", "few", "-o", str(out), "--quiet")
+    assert r.returncode == 2 and "--charts" in r.stderr
+
+
+@pytest.mark.slow
+def test_report_without_charts_has_the_same_tables(tmp_path, sample_report):
+    """--charts none leaves out the drawing only: every table and summary number is the
+    full report's."""
+    out = tmp_path / "tables_only"
+    r = run(*SAMPLE_REPORT, "--charts", "none", "--quiet", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    full = sample_report[1]
+    assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(
+        p.name for p in (full / "tables").iterdir()
+    )
+    for path in (full / "tables").glob("*.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / path.name),
+                                      pd.read_parquet(path))  # fmt: skip
+    a = json.loads((full / "summary.json").read_text())
+    b = json.loads((out / "summary.json").read_text())
+    assert a["charts"] and b["charts"] == []
+    drop = ("charts", "files", "notes", "limits")
+    assert {k: v for k, v in a.items() if k not in drop} == {
+        k: v for k, v in b.items() if k not in drop
+    }
+    # the limits of the charts (rows and segments drawn) go with them
+    assert {k: v for k, v in a["limits"].items() if not k.endswith("_chart")} == b["limits"]
 
 
 @pytest.mark.slow
@@ -274,11 +308,13 @@ def test_report_from_config_file_command_line_overrides(tmp_path):
     cfg = tmp_path / "funnel.toml"
     cfg.write_text(GOLDEN_TOML)
     out = tmp_path / "a"
-    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "-o", str(out), "--quiet")
+    # the tables are the subject here: no charts (--charts none)
+    r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "--charts", "none",
+            "-o", str(out), "--quiet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["stale"] == 1
     r = run("report", str(GOLDEN / "events.csv"), "--config", str(cfg), "--stale-after", "3650D",
-            "-o", str(out), "--quiet")  # fmt: skip
+            "--charts", "none", "-o", str(out), "--quiet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["stale"] == 0
     ks = pd.read_parquet(out / "tables" / "key_stages.parquet")
@@ -386,6 +422,8 @@ def test_report_scoping_options_equal_the_library(tmp_path):
         "business",
         "--holidays",
         "2024-12-25",
+        "--charts",
+        "none",  # the tables are the subject
         "--quiet",
         "-o",
         str(out),
@@ -472,7 +510,8 @@ def test_wide_export_errors_say_where_the_rejects_go(tmp_path):
 def test_report_wide_export_equals_the_library(tmp_path):
     out = tmp_path / "wide"
     r = run("report", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",
-            "--created-at", "created_on", "--amount", "close_value", "--quiet", "-o", str(out))  # fmt: skip
+            "--created-at", "created_on", "--amount", "close_value", "--charts", "none",
+            "--quiet", "-o", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     log = fk.EventLog.from_milestones(
         pd.read_csv(WIDE), **WIDE_KW, created_at="created_on", amount="close_value",
@@ -769,6 +808,6 @@ def test_next_report_removes_the_folder_of_a_killed_writer(tmp_path):
         proc.kill()
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".report.tmp-")
-    r = run("report", "--sample", "-o", str(out), "--quiet")
+    r = run("report", "--sample", "--charts", "none", "-o", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["report"]

@@ -67,7 +67,7 @@ _WIDE_KEYS = ("status", "closed_at", "created_at")
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays", "post_sale")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
-_REPORT_KEYS = ("by", "freq", "period", "csv", *_SCOPE_KEYS)
+_REPORT_KEYS = ("by", "freq", "period", "csv", "charts", *_SCOPE_KEYS)
 _TABLE_KEYS = ("stage_map", "key_stages", "milestones", "alerts", "phases")
 #: keys of the ``[alerts]`` table (``funnelkit monitor``)
 _ALERT_KEYS = ("weeks", "baseline", "alpha", "thresholds")
@@ -302,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "deals table (default), all, none",
     )
     r.add_argument(
+        "--charts",
+        choices=["all", "none"],
+        help="charts drawn and written: all (default) or none (the page, tables and "
+        "summary.json only: a scheduled job that needs the numbers skips the drawing)",
+    )
+    r.add_argument(
         "--lang", choices=["en", "zh"], help="language of the page and charts (default en)"
     )
     r.add_argument(
@@ -492,6 +498,8 @@ def _config_value(name: str, value: Any, path: str) -> Any:
         raise UsageError(
             f"config file `{path}`: `csv` must be 'small', 'all' or 'none'; got {value!r}"
         )
+    if name == "charts" and value not in ("all", "none"):
+        raise UsageError(f"config file `{path}`: `charts` must be 'all' or 'none'; got {value!r}")
     return value
 
 
@@ -795,6 +803,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         progress=say,
         lang=args.lang or "en",
         currency=args.currency,
+        charts=opts.get("charts", "all") == "all",
     )
     out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
     args.written = out

@@ -325,7 +325,7 @@ def build_report(
                     "fonts-noto-cjk); Chinese glyphs in the charts cannot be drawn"
                 )
     else:
-        notes.append("charts: not drawn (charts=False)")
+        notes.append("charts: not drawn (charts=False; --charts none)")
     settings = {
         "by": by_cols or None,
         "freq": freq if "trend" in tables else None,
@@ -830,7 +830,7 @@ class Report:
     >>> report.tables["kpis"].equals(log.kpis()), report.charts
     (True, {})
     >>> report.notes
-    ['charts: not drawn (charts=False)']
+    ['charts: not drawn (charts=False; --charts none)']
     """
 
     def __init__(
