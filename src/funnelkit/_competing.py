@@ -49,8 +49,9 @@ class AJ:
     handed to fewer than ``thin`` others. Groups
     without subjects are NaN (``n`` 0). With ``curves``: one entry per block (distinct
     group and time, in group then time order) — ``c_group``, ``c_time``, ``c_at_risk``
-    (weighted number at risk just before the time), ``c_cif`` (blocks, K), ``c_var``,
-    ``c_surv`` (overall survival just after the time).
+    (weighted number at risk just before the time), ``c_events`` (weighted number of
+    events of any cause at the time), ``c_cif`` (blocks, K), ``c_var``, ``c_surv``
+    (overall survival just after the time). Without ``variance`` the variances are NaN.
     """
 
     cif: np.ndarray
@@ -66,6 +67,7 @@ class AJ:
     c_group: np.ndarray | None = None
     c_time: np.ndarray | None = None
     c_at_risk: np.ndarray | None = None
+    c_events: np.ndarray | None = None
     c_cif: np.ndarray | None = None
     c_var: np.ndarray | None = None
     c_surv: np.ndarray | None = None
@@ -299,6 +301,7 @@ def aalen_johansen(
     curves: bool = False,
     report: int | None = None,
     thin: float = 0.0,
+    variance: bool = True,
 ) -> AJ:
     """Aalen–Johansen cumulative incidence of ``n_causes`` competing causes per group.
 
@@ -310,6 +313,8 @@ def aalen_johansen(
     docstring for the variance. ``report``: estimate only causes 1..report (the others
     still compete; their columns stay NaN) — the funnel needs the first cause only.
     ``thin``: the risk-set size below which ``thin_S``/``thin_F1`` are taken.
+    ``variance=False`` skips the variances (NaN), for callers that need the curves only
+    (the forecast's chain, refitted per bootstrap draw).
     """
     K = int(n_causes)
     fast = None
@@ -351,6 +356,7 @@ def aalen_johansen(
             out.c_group = np.zeros(0, dtype=np.int64)
             out.c_time = time[:0]
             out.c_at_risk = np.zeros(0)
+            out.c_events = np.zeros(0)
             out.c_cif = np.zeros((0, K))
             out.c_var = np.zeros((0, K))
             out.c_surv = np.zeros(0)
@@ -395,34 +401,37 @@ def aalen_johansen(
         lagS[1:] = S[:-1]
         lagS[gstart] = 1.0
         a = np.where(Y - d > 1e-12 * np.maximum(Y, 1.0), d / (Ys * (Y - d)), 0.0)
-        if curves:
+        if curves and variance:
             A = _within(a, first)
         F_all = np.empty((nb, K)) if curves else None
-        V_all = np.empty((nb, K)) if curves else None
+        V_all = np.full((nb, K), np.nan) if curves else None
         for k in range(K if report is None or curves else min(report, K)):  # causes
             dkk = dk[:, k + 1]
             inc = lagS * dkk / Ys
             F = _within(inc, first)
-            sec = lagS * lagS * dkk * (Y - dkk) / (Ys * Ys * Ys)
-            cj = lagS * dkk / (Ys * Ys)
-            if curves:
-                B1 = _within(F * a, first)
-                B2 = _within(F * F * a, first)
-                var = (
-                    F * F * A
-                    - 2 * F * B1
-                    + B2
-                    + _within(sec, first)
-                    - 2 * (F * _within(cj, first) - _within(F * cj, first))
-                )
-                assert F_all is not None and V_all is not None
-                F_all[:, k], V_all[:, k] = F, var
             Fe = F[last]
-            diff = Fe[np.searchsorted(gstart, np.arange(nb), side="right") - 1] - F
-            terms = diff * diff * a + sec - 2 * diff * cj
-            var_end = np.bincount(first, weights=terms, minlength=nb)[gstart]
             out.cif[grp, k] = _snap(Fe)
-            out.var[grp, k] = _snap_var(var_end)
+            if F_all is not None:
+                F_all[:, k] = F
+            if variance:
+                sec = lagS * lagS * dkk * (Y - dkk) / (Ys * Ys * Ys)
+                cj = lagS * dkk / (Ys * Ys)
+                if curves:
+                    B1 = _within(F * a, first)
+                    B2 = _within(F * F * a, first)
+                    var = (
+                        F * F * A
+                        - 2 * F * B1
+                        + B2
+                        + _within(sec, first)
+                        - 2 * (F * _within(cj, first) - _within(F * cj, first))
+                    )
+                    assert V_all is not None
+                    V_all[:, k] = var
+                diff = Fe[np.searchsorted(gstart, np.arange(nb), side="right") - 1] - F
+                terms = diff * diff * a + sec - 2 * diff * cj
+                var_end = np.bincount(first, weights=terms, minlength=nb)[gstart]
+                out.var[grp, k] = _snap_var(var_end)
             if k == 0:  # the first block with fewer than `thin` at risk, per group
                 # blocks after a censoring of the group (mass handed on) with few at risk
                 cens_before = _within(dk[:, 0], first) - dk[:, 0] > 0
@@ -441,8 +450,9 @@ def aalen_johansen(
         out.c_group = gb
         out.c_time = tb
         out.c_at_risk = Y / np.where(scale[gb] > 0, scale[gb], 1.0)
+        out.c_events = d / np.where(scale[gb] > 0, scale[gb], 1.0)
         out.c_cif = _snap(F_all)
-        out.c_var = _snap_var(V_all)
+        out.c_var = V_all if not variance else _snap_var(V_all)
         out.c_surv = S
     return out
 

@@ -271,17 +271,19 @@ def km_survival(
     (``binned``) the order of events and censorings is unknown: its censorings count as at
     risk for half of its events (the actuarial rule). This is the one Kaplan–Meier of the
     library: :func:`kaplan_meier` (deals), :func:`kaplan_meier_runs` (the Dask engine's
-    merged runs) and the charts' step function (:func:`funnelkit.plot._style.km_curve`).
+    merged runs), the charts' step function (:func:`funnelkit.plot._style.km_curve`) and
+    the what-if's binned curves (several at once: entries along the last axis).
     """
     d = np.asarray(events, dtype=np.float64)
     total = np.add(d, censored, dtype=np.float64)
-    at_risk = np.cumsum(total[::-1])[::-1]  # everything at or after the entry
+    # everything at or after the entry (along the last axis: many curves at once)
+    at_risk = np.flip(np.cumsum(np.flip(total, -1), axis=-1), -1)
     if binned is not None:
         at_risk -= np.where(binned, 0.5 * np.asarray(censored, dtype=np.float64), 0.0)
-    surv = np.zeros(d.size)
+    surv = np.zeros(d.shape)
     np.divide(d, at_risk, out=surv, where=at_risk > 0)
     np.subtract(1.0, surv, out=surv)
-    np.cumprod(surv, out=surv)
+    np.cumprod(surv, axis=-1, out=surv)
     return at_risk, surv
 
 

@@ -58,10 +58,11 @@ from scipy import sparse
 from . import _columns as C
 from . import _validate as V
 from ._columns import NAT
+from ._competing import aalen_johansen
 from ._kernel import NO_NEXT
 from ._params import CHECKED_INSIDE, Interval, Options, validate_params
 from ._segments import expand, normalize_by, segments
-from ._stats import Z95, wilson
+from ._stats import Z95, km_survival, wilson
 from .dwell import km_table
 from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param, warn
 from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
@@ -326,10 +327,7 @@ def _binned_km_mean(events: np.ndarray, censored: np.ndarray, times: np.ndarray)
     :func:`funnelkit._stats.kaplan_meier` (events before censorings within a bin); NaN for
     a stage without visits."""
     tot = events + censored
-    at_risk = np.flip(np.cumsum(np.flip(tot, -1), -1), -1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(at_risk > 0, 1.0 - events / np.where(at_risk > 0, at_risk, 1.0), 1.0)
-    surv = np.cumprod(factor, axis=-1)
+    surv = km_survival(events, censored)[1]  # the library's one Kaplan–Meier
     nonempty = tot > 0
     b = times.shape[-1]
     first = np.argmax(nonempty, axis=-1)
@@ -638,39 +636,31 @@ def _step_functions(
     weight: np.ndarray | None = None,
 ) -> list[_Step]:
     """Aalen–Johansen cumulative incidence per group (weighted: bootstrap or recency
-    weights). ``dest`` is the destination of a completed visit, −1 for a censored one."""
+    weights) — the library's estimator (:func:`funnelkit._competing.aalen_johansen`, its
+    curves without the variances). ``dest`` is the destination of a completed visit, −1
+    for a censored one; visits of weight 0 are left out."""
     if weight is None:
         weight = np.ones(time.size)
-    order = np.lexsort((dest < 0, time, group))
-    g, t, d, w = group[order], time[order], dest[order], weight[order]
-    bounds = np.searchsorted(g, np.arange(n_groups + 1), side="left")
+    pos = weight > 0
+    aj = aalen_johansen(
+        group[pos], time[pos], dest[pos] + 1, n_groups, n_dest,
+        weights=weight[pos], curves=True, variance=False,
+    )  # fmt: skip
+    assert aj.c_group is not None and aj.c_time is not None and aj.t_max is not None
+    assert aj.c_events is not None and aj.c_cif is not None and aj.c_surv is not None
+    bounds = np.searchsorted(aj.c_group, np.arange(n_groups + 1), side="left")
     none = np.zeros(n_dest)
     out = []
     for k in range(n_groups):  # loop over (segment, stage) groups
         a, b = bounds[k], bounds[k + 1]
-        tk, dk, wk = t[a:b], d[a:b], w[a:b]
-        if wk.size and wk.min() <= 0:
-            pos_w = wk > 0
-            tk, dk, wk = tk[pos_w], dk[pos_w], wk[pos_w]
-        ev = dk >= 0
-        tau = float(tk[-1]) if tk.size else 0.0
-        if not ev.any():
+        has = aj.c_events[a:b] > 0  # the event times (a censoring alone changes nothing)
+        tau = float(aj.t_max[k]) if b > a else 0.0
+        if not has.any():
             out.append(_Step(np.zeros(0), np.zeros((0, n_dest)), tau, 0.0, none))
             continue
-        uniq, first = np.unique(tk, return_index=True)
-        cum = np.concatenate(([0.0], np.cumsum(wk)))
-        at_risk = cum[-1] - cum[first]
-        pos = np.searchsorted(uniq, tk[ev])
-        dcount = np.bincount(
-            pos * n_dest + dk[ev], weights=wk[ev], minlength=uniq.size * n_dest
-        ).reshape(uniq.size, n_dest)
-        dtot = dcount.sum(axis=1)
-        has = dtot > 0
-        uniq, at_risk, dcount, dtot = uniq[has], at_risk[has], dcount[has], dtot[has]
-        surv = np.cumprod(1.0 - dtot / at_risk)
-        before = np.concatenate(([1.0], surv[:-1]))
-        cif = np.cumsum(before[:, None] * dcount / at_risk[:, None], axis=0)
-        times = uniq.astype(np.float64)
+        times = aj.c_time[a:b][has].astype(np.float64)
+        cif = aj.c_cif[a:b][has]
+        surv = aj.c_surv[a:b][has]
         # the tail beyond tau: the hazard and exit mix of the last quarter of follow-up
         lam, frac = 0.0, none
         lo = 0.75 * tau
