@@ -646,6 +646,30 @@ def test_cli_report_per_phase_equals_the_library(tmp_path):
     np.testing.assert_allclose(got["conversion"], want["conversion"])
 
 
+def test_cli_monitor_per_phase_equals_the_library(tmp_path):
+    """funnelkit monitor --phases NAME checks the log per phase, as log.by_phase(NAME)."""
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "alerts"
+    rc = main(["monitor", "--sample", "--config", str(cfg), "--phases", "decision",
+               "--weeks", "4", "-o", str(out)])  # fmt: skip
+    doc = json.loads((out / "alerts.json").read_text())
+    assert rc == (3 if doc["fired"] else 0)
+    log = fk.EventLog(
+        fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS, post_sale="Delivery",
+        phases={"decision": SAMPLE_PHASES["decision"]},
+    )  # fmt: skip
+    want = log.by_phase("decision").alerts(weeks=4)
+    got = pd.DataFrame(doc["checks"])
+    assert len(got) == len(want) and doc["fired"] == int(want["alert"].sum())
+    phases = set(SAMPLE_PHASES["decision"].values())
+    stages = {x for x in got["stage"].dropna()}
+    assert stages and stages <= phases  # the checks are per phase, not per stage
+    assert sorted(got["rule"].unique()) == sorted(want["rule"].unique())
+
+
 @pytest.mark.parametrize(
     "config, extra, words",
     [

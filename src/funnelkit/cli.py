@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     _add_input_options(m)
+    _add_phases_option(m)
     m.add_argument("--weeks", type=int, help="complete weeks to check (default 1)")
     m.add_argument("--baseline", type=int, help="weeks of history to compare with (default 26)")
     m.add_argument(
@@ -818,7 +819,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     for name in ("weeks", "baseline", "alpha"):  # the command line overrides the config
         if getattr(args, name, None) is not None:
             cfg[name] = getattr(args, name)
-    log = state_log(args, opts)
+    log = phase_view(state_log(args, opts), args, opts)
     table = log.alerts(**cfg)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
