@@ -467,6 +467,30 @@ WIDE_KW = dict(
 )
 
 
+def test_wide_export_per_phase_equals_the_library(tmp_path):
+    """A wide export takes [phases.NAME] tables (not post-sale stages) like a long log."""
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text('[phases.sales]\nProspecting = "early"\nEngaging = "early"\n')
+    out = tmp_path / "wide"
+    rc = main(["report", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors",
+               "drop", "--config", str(cfg), "--phases", "sales", "--charts", "none",
+               "--quiet", "-o", str(out)])  # fmt: skip
+    assert rc == 0
+    log = fk.EventLog.from_milestones(
+        pd.read_csv(WIDE), **WIDE_KW, date_format="%d-%m-%y", errors="drop",
+        phases={"sales": {"Prospecting": "early", "Engaging": "early"}},
+    )  # fmt: skip
+    want = log.by_phase("sales").funnel()
+    assert want["stage"].astype(str).tolist() == ["early"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / "funnel.parquet"), want)
+    # one phase holds both stages: a deal's Prospecting and Engaging events are one visit
+    assert want["reached"].iloc[0] == log.n_deals
+    r = run("validate", str(WIDE), *WIDE_ARGS, "--post-sale", "Delivery")
+    assert r.returncode == 2 and "a wide export (--milestone) does not support" in r.stderr
+
+
 @pytest.mark.slow
 def test_validate_wide_export_accounts_for_every_deal():
     r = run("validate", str(WIDE), *WIDE_ARGS, "--date-format", "%d-%m-%y", "--errors", "drop",

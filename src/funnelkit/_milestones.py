@@ -115,6 +115,7 @@ def from_milestones(
     stale_after: Any,
     calendar: Any,
     errors: str,
+    phases: Mapping[str, Mapping[str, str]] | None = None,
 ) -> EventLog:
     """The implementation of :meth:`EventLog.from_milestones` (see there)."""
     from .log import _names, check_date_format
@@ -338,6 +339,7 @@ def from_milestones(
         as_of=as_of,
         stale_after=stale_after,
         calendar=calendar,
+        phases=phases,
     )
     wide = _Wide(deals, deal, column_names, roles, status, closed_at, fmt_of, n)
     log = None

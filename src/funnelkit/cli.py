@@ -632,12 +632,11 @@ def load_log(args: argparse.Namespace, opts: dict[str, Any] | None = None):
             )
         if "visit_attrs" in kw:
             raise UsageError("--visit-attrs needs a long log; a wide export has one row per deal")
-        for key, spelled in (("phases", "[phases.NAME] tables"), ("post_sale", "--post-sale")):
-            if key in kw:
-                raise UsageError(
-                    f"{spelled} need a long log (one row per stage change); a wide export "
-                    "(--milestone) does not support them yet"
-                )
+        if "post_sale" in kw:
+            raise UsageError(
+                "post-sale stages (--post-sale) need a long log (one row per stage change); "
+                "a wide export (--milestone) does not support them yet"
+            )
     else:
         alone = [f"--{n.replace('_', '-')}" for n in _WIDE_KEYS if n in given]
         if alone:

@@ -418,6 +418,7 @@ class EventLog:
             "closed_at": [str, None],
             "created_at": [str, None],
             "date_format": [str, Mapping, None],
+            "phases": [Mapping, None],
         },
         name="EventLog.from_milestones",
     )
@@ -441,6 +442,7 @@ class EventLog:
         stale_after: Any = None,
         calendar: BusinessCalendar | str | None = None,
         errors: Literal["raise", "drop"] = "raise",
+        phases: Mapping[str, Mapping[str, str]] | None = None,
     ) -> EventLog:
         """Build an event log from the wide shape CRMs export: one row per deal.
 
@@ -501,6 +503,10 @@ class EventLog:
             date, a deal with no date for any stage — raise one
             :class:`~funnelkit.EventLogError` naming the columns and counting deals, or are
             left out and listed in :attr:`rejects`.
+        phases : mapping of str to mapping, optional
+            Named mappings of stages to phases, as in :class:`EventLog`
+            (:meth:`by_phase` reads the log per phase). Post-sale stages are not taken
+            from a wide export.
 
         Returns
         -------
@@ -572,6 +578,7 @@ class EventLog:
             stale_after=stale_after,
             calendar=calendar,
             errors=errors,
+            phases=phases,
         )
 
     # ------------------------------------------------------------------ construction
