@@ -383,6 +383,22 @@ def test_post_sale_events_do_not_reopen_the_deal():
     assert "2 post-sale" in str(q)
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_report_page_counts_post_sale_rows(lang):
+    from funnelkit.report import build_report
+
+    log = fk.EventLog(post_sale_events(), **HAND_KW, post_sale=PS)
+    page = build_report(log, charts=False, key_kwargs={"n_boot": 0}, lang=lang).to_html()
+    words = {
+        "en": "2 rows of 1 won deals are after-sale events",
+        "zh": "1 笔赢单的 2 行是售后事件",
+    }
+    assert words[lang] in page
+    plain = build_report(fk.EventLog(hand_events(), **HAND_KW), charts=False,
+                         key_kwargs={"n_boot": 0}, lang=lang).to_html()  # fmt: skip
+    assert "after-sale" not in plain and "售后事件" not in plain
+
+
 def test_post_sale_events_are_used_rows_for_the_default_as_of():
     kw = {k: v for k, v in HAND_KW.items() if k != "as_of"}
     log = fk.EventLog(post_sale_events(), **kw, post_sale=PS)

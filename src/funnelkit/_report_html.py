@@ -1016,6 +1016,10 @@ def _quality(t: Mapping[str, pd.DataFrame], q: QualityReport, ctx: _Ctx) -> list
         f"<p>{esc(L.t('quality.rows', rows_in=n(q.rows_in), used=n(q.rows_used), dropped=n(q.rows_dropped), removed=n(q.rows_removed), collapsed=n(q.rows_collapsed)))}</p>",
         f"<p>{esc(L.t('quality.deals', deals=n(q.deals), won=n(q.won), lost=n(q.lost), stale=n(q.stale), open=n(q.open), reopened=n(q.reopened)))}</p>",
     ]
+    if q.rows_post_sale:
+        body.append(
+            f"<p>{esc(L.t('quality.post_sale', rows=n(q.rows_post_sale), deals=n(q.post_sale_deals)))}</p>"
+        )
     warnings = quality_warnings(q, L)
     if warnings:
         body.append(
