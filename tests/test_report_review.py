@@ -386,6 +386,25 @@ def test_report_cli_in_chinese_with_a_currency(tmp_path):
     assert s["settings"]["lang"] == "zh" and s["settings"]["currency"] == "EUR"
 
 
+def test_lang_and_currency_from_the_config_file(tmp_path, capsys):
+    from funnelkit.cli import main
+
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text('lang = "zh"\ncurrency = "¥"\n')
+    base = ["report", "--sample", "--config", str(cfg), "--charts", "none", "--quiet"]
+    assert main([*base, "-o", str(tmp_path / "zh")]) == 0
+    s = json.loads((tmp_path / "zh" / "summary.json").read_text(encoding="utf-8"))
+    assert s["settings"]["lang"] == "zh" and s["settings"]["currency"] == "¥"
+    assert "销售漏斗报告" in (tmp_path / "zh" / "report.html").read_text(encoding="utf-8")
+    # the command line overrides the file
+    assert main([*base, "--lang", "en", "--currency", "EUR", "-o", str(tmp_path / "en")]) == 0
+    s = json.loads((tmp_path / "en" / "summary.json").read_text(encoding="utf-8"))
+    assert s["settings"]["lang"] == "en" and s["settings"]["currency"] == "EUR"
+    cfg.write_text('lang = "fr"\n')
+    assert main([*base, "-o", str(tmp_path / "fr")]) == 2
+    assert "`lang` must be 'en' or 'zh'; got 'fr'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- browser
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [

@@ -67,7 +67,7 @@ _WIDE_KEYS = ("status", "closed_at", "created_at")
 _LIST_KEYS = ("stages", "won", "lost", "attrs", "visit_attrs", "holidays", "post_sale")
 #: scoping: filter the deals, conversion windows, business days
 _SCOPE_KEYS = ("where", "created", "within", "calendar")
-_REPORT_KEYS = ("by", "freq", "period", "csv", "charts", *_SCOPE_KEYS)
+_REPORT_KEYS = ("by", "freq", "period", "csv", "charts", "lang", "currency", *_SCOPE_KEYS)
 _TABLE_KEYS = ("stage_map", "key_stages", "milestones", "alerts", "phases")
 #: keys of the ``[alerts]`` table (``funnelkit monitor``)
 _ALERT_KEYS = ("weeks", "baseline", "alpha", "thresholds")
@@ -499,6 +499,8 @@ def _config_value(name: str, value: Any, path: str) -> Any:
         raise UsageError(
             f"config file `{path}`: `csv` must be 'small', 'all' or 'none'; got {value!r}"
         )
+    if name == "lang" and value not in ("en", "zh"):
+        raise UsageError(f"config file `{path}`: `lang` must be 'en' or 'zh'; got {value!r}")
     if name == "charts" and value not in ("all", "none"):
         raise UsageError(f"config file `{path}`: `charts` must be 'all' or 'none'; got {value!r}")
     return value
@@ -801,8 +803,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         key_kwargs=opts.get("key_stages"),
         within=within_option(opts.get("within")),
         progress=say,
-        lang=args.lang or "en",
-        currency=args.currency,
+        lang=opts.get("lang", "en"),
+        currency=opts.get("currency"),
         charts=opts.get("charts", "all") == "all",
     )
     out = report.save(args.output, progress=say, csv=opts.get("csv", "small"))
