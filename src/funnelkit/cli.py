@@ -1,15 +1,17 @@
-"""Command line: ``funnelkit validate ...`` and ``funnelkit report ...`` (and ``python -m funnelkit``).
+"""Command line: ``funnelkit validate``, ``report`` and ``monitor`` (and ``python -m funnelkit``).
 
 The CLI holds no analysis logic: it maps options (and an optional TOML config file) to
 the library's calls. A config file holds the options as keys (``deal``, ``stage``, ``time``,
 ``stages``, ``won``, ``lost``, ``amount``, ``attrs``, ``as_of``, ``stale_after``, ``errors``,
 ``date_format``, ``encoding``, ``status``, ``closed_at``, ``created_at``,
 ``by``, ``freq``, ``period``, ``visit_attrs``, ``where``, ``created``, ``within``,
-``calendar``, ``holidays``, ``post_sale``; lists as TOML arrays or comma-separated
-strings), plus a ``[stage_map]`` table (raw name → stage), a ``[milestones]`` table (stage →
-date column of a wide export; also ``milestone = {Engaging = "engage_date"}``), ``[phases.NAME]``
-tables (stage → phase; ``report --phases NAME`` reads the report per phase) and a ``[key_stages]``
-table of :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...); options given
+``calendar``, ``holidays``, ``post_sale``, and for the report ``csv``, ``charts``, ``lang``,
+``currency``; lists as TOML arrays or comma-separated strings), plus a ``[stage_map]`` table
+(raw name → stage), a ``[milestones]`` table (stage → date column of a wide export; also
+``milestone = {Engaging = "engage_date"}``), ``[phases.NAME]`` tables (stage → phase;
+``--phases NAME`` reads the log per phase), an ``[alerts]`` table (``monitor``) and a
+``[key_stages]`` table of :meth:`EventLog.key_stages` keywords (``n_boot``, ``alpha``, ...);
+options given
 on the command line override it, and an unknown key is a usage error. ``--milestone``
 (or the ``[milestones]`` table) selects the wide shape (:meth:`EventLog.from_milestones`).
 Times (``as_of``, ``period``, ``created``, ``holidays``: TOML dates or datetimes, or ISO 8601
