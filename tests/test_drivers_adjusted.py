@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
-from funnelkit.drivers import ADJ_COLUMNS, COLUMNS
+from funnelkit.drivers import ADJ_COLUMNS, ADJ_Q, COLUMNS
 
 
 def _sample():
@@ -53,7 +53,7 @@ def test_adjusted_columns_equal_a_direct_lifelines_fit():
     sm = lifelines.CoxPHFitter().fit(df, duration_col="_t", event_col="_e").summary
 
     d = log.drivers("Demo", attrs=["region", "team"], adjust=True)
-    assert list(d.columns) == COLUMNS + ADJ_COLUMNS
+    assert list(d.columns) == [*COLUMNS, *ADJ_COLUMNS, ADJ_Q]
     assert len(d) == len(terms)
     for r in d.itertuples(index=False):
         name = terms[(r.feature, r.group)]
@@ -103,6 +103,18 @@ def test_default_output_is_unchanged_and_adjusted_only_adds_columns():
     assert "determined by the features before it (collinear)" in notes
     tc = adj[(adj["feature"] == "team") & (adj["group"] == "Team C")].iloc[0]
     assert tc["adj_hazard_ratio"] < 1 and tc["adj_p_value"] < 0.05
+    # q-values: NaN exactly where the p-value is, never below it; with one family per
+    # feature (Benjamini-Bogomolov), a family of k values and m families at most
+    # min(1, k p m / R) or the family's BH value
+    p, q = adj["adj_p_value"].to_numpy(float), adj[ADJ_Q].to_numpy(float)
+    assert (np.isnan(p) == np.isnan(q)).all()
+    assert (q[~np.isnan(p)] >= p[~np.isnan(p)] - 1e-12).all()
+    tested = adj[~np.isnan(p)]
+    k = tested.groupby("feature")["adj_p_value"].transform("size").to_numpy()
+    m = tested["feature"].nunique()
+    assert (
+        tested[ADJ_Q].to_numpy() <= np.minimum(1.0, k * tested["adj_p_value"] * m) + 1e-12
+    ).all()
 
 
 def test_planted_low_feedback_at_proposal_has_hazard_ratio_below_one():

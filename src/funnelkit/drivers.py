@@ -63,6 +63,8 @@ COLUMNS = [
 
 #: columns added by ``drivers(adjust=True)``, after :data:`COLUMNS`
 ADJ_COLUMNS = ["adj_hazard_ratio", "adj_ci_low", "adj_ci_high", "adj_p_value", "adj_note"]
+#: and after them the adjusted p-values' q-values (the scan's families, see selective_q)
+ADJ_Q = "adj_q_value"
 
 #: penalizer of the adjusted model's refit when the unpenalized fit does not converge
 ADJ_PENALIZER = 0.01
@@ -217,6 +219,10 @@ def scan(
     out = _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns)
     if adjust:
         out = _with_adjusted(log, out, tests, ss, t_adv, c_adv)
+        stage = np.array([log.stages.index(str(x)) for x in out["stage"]], dtype=np.int64)
+        out[ADJ_Q] = selective_q(
+            stage, out["feature"].to_numpy(), out["adj_p_value"].to_numpy(float), alpha
+        )
     return out
 
 

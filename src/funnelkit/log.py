@@ -3034,6 +3034,8 @@ class EventLog:
             * ``adj_p_value`` : Wald test of a hazard ratio of 1
             * ``adj_note`` : why the adjusted statistics are NaN, or that the fit was
               penalized; empty otherwise
+            * ``adj_q_value`` : the adjusted p-values' q-values, in the scan's families
+              (Benjamini–Bogomolov per stage, as ``q_value``); ``is_key`` stays the scan's
 
         Examples
         --------
