@@ -9,7 +9,7 @@ can reject the rows with a reason.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, KeysView
+from collections.abc import Callable, KeysView, Mapping, Sequence
 from collections.abc import Set as AbcSet
 from dataclasses import dataclass
 from decimal import Decimal
@@ -937,6 +937,18 @@ def deal_codes(
         codes[~null] = labels.get_indexer(pd.Index(col[~null]))
     mark(codes < 0, "unknown_deal")
     return codes
+
+
+def count_frame(counts: Sequence[tuple[str, int]], **by: Mapping[str, int]) -> pd.DataFrame:
+    """A side table's quality counts as one row each, ``metric`` and ``value``: the
+    ``counts`` in order, then each mapping of ``by`` with its name as prefix
+    (``rejected={"bad_time": 2}`` → ``rejected_bad_time``)."""
+    rows = list(counts)
+    for prefix, mapping in by.items():
+        rows += [(f"{prefix}_{k}", v) for k, v in mapping.items()]
+    return pd.DataFrame(
+        {"metric": [r[0] for r in rows], "value": np.array([r[1] for r in rows], np.int64)}
+    )
 
 
 def side_table_error(

@@ -88,6 +88,18 @@ _HINTS = {
 
 
 # --------------------------------------------------------------------------- the model
+#: the plain counts of :class:`ActivityQuality`, in the order of its table
+_COUNTS = (
+    "rows_in",
+    "rows_used",
+    "rows_rejected",
+    "placed",
+    "before_first",
+    "after_last",
+    "deals",
+)
+
+
 @dataclass(frozen=True)
 class ActivityQuality:
     """What happened to every row of an activities table.
@@ -121,20 +133,8 @@ class ActivityQuality:
         >>> int(q["rows_used"]) == int(q["placed"] + q["before_first"] + q["after_last"])
         True
         """
-        rows: list[tuple[str, int]] = [
-            ("rows_in", self.rows_in),
-            ("rows_used", self.rows_used),
-            ("rows_rejected", self.rows_rejected),
-            ("placed", self.placed),
-            ("before_first", self.before_first),
-            ("after_last", self.after_last),
-            ("deals", self.deals),
-        ]
-        rows += [(f"rejected_{k}", v) for k, v in self.by_reason.items()]
-        rows += [(f"kind_{k}", v) for k, v in self.by_kind.items()]
-        return pd.DataFrame(
-            {"metric": [r[0] for r in rows], "value": np.array([r[1] for r in rows], np.int64)}
-        )
+        counts = [(k, getattr(self, k)) for k in _COUNTS]
+        return C.count_frame(counts, rejected=self.by_reason, kind=self.by_kind)
 
 
 @dataclass(frozen=True, eq=False)

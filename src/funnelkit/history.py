@@ -154,17 +154,10 @@ class HistoryQuality:
         >>> int(q["rows_in"]) == int(q["rows_used"] + q["rows_rejected"])
         True
         """
-        rows: list[tuple[str, int]] = [
-            ("rows_in", self.rows_in),
-            ("rows_used", self.rows_used),
-            ("rows_rejected", self.rows_rejected),
-            ("deals", self.deals),
+        counts = [
+            (k, getattr(self, k)) for k in ("rows_in", "rows_used", "rows_rejected", "deals")
         ]
-        rows += [(f"rejected_{k}", v) for k, v in self.by_reason.items()]
-        rows += [(f"changes_{k}", v) for k, v in self.changes.items()]
-        return pd.DataFrame(
-            {"metric": [r[0] for r in rows], "value": np.array([r[1] for r in rows], np.int64)}
-        )
+        return C.count_frame(counts, rejected=self.by_reason, changes=self.changes)
 
 
 @dataclass(frozen=True, eq=False)
