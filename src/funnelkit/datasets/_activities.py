@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._common import string_dtype as _string_dtype
+
 __all__ = ["SAMPLE_ACTIVITIES_KWARGS", "load_sample_activities"]
 
 _DAY = 86_400  # seconds
@@ -229,7 +231,6 @@ def load_sample_activities() -> pd.DataFrame:
     >>> len(log.activities) == len(acts)
     True
     """
-    from ._synthetic import _string_dtype
 
     source = resources.files(__package__).joinpath("sample_activities.csv")
     with source.open("rb") as f:

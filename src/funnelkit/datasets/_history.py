@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidParameterError
-from ._synthetic import DEFAULT_LOST, DEFAULT_WON, _string_dtype
+from ._common import DEFAULT_LOST, DEFAULT_WON
+from ._common import string_dtype as _string_dtype
 
 __all__ = ["SAMPLE_HISTORY_KWARGS", "field_history", "load_sample_history"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._synthetic import _string_dtype
+from ._common import string_dtype as _string_dtype
 
 __all__ = ["SAMPLE_KWARGS", "load_sample"]
 

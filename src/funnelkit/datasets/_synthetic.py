@@ -30,12 +30,12 @@ import pandas as pd
 
 from ..errors import InvalidParameterError
 from . import _activities as _A
+from ._common import DEFAULT_LOST, DEFAULT_WON
+from ._common import string_dtype as _string_dtype
 
 __all__ = ["SyntheticTruth", "synthetic"]
 
 DEFAULT_STAGES = ("Lead", "Qualified", "Discovery", "Demo", "Proposal", "Negotiation")
-DEFAULT_WON = "Won"
-DEFAULT_LOST = ("Lost", "Disqualified")
 DEFAULT_REGIONS = ("North", "South", "East", "West")
 DEFAULT_TEAMS = ("Team A", "Team B", "Team C")
 DEFAULT_OWNERS = tuple(f"Owner {i:02d}" for i in range(1, 13))
@@ -742,11 +742,6 @@ def _deal_ids(n: int) -> pd.Index:
     chars[:, 0] = ord("D")
     chars[:, 1:] = digits + ord("0")
     return _strings(chars.view(f"S{width + 1}").ravel().astype(f"U{width + 1}"))
-
-
-def _string_dtype() -> Any:
-    """pandas' default string dtype: ``str`` (pandas 3, ``future.infer_string``) or object."""
-    return pd.Index(np.array(["x"], dtype=object)).dtype
 
 
 def _strings(values: Any) -> pd.Index:
