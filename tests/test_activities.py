@@ -228,7 +228,7 @@ def test_feedback_effect_needs_activities_and_a_known_stage():
 def test_sample_activities_are_the_generator_output():
     from pathlib import Path
 
-    from funnelkit.datasets._activities import build_sample_activities
+    from funnelkit.datasets._sample import build_sample_activities
 
     if not (Path(fk.__file__).resolve().parents[2] / "scripts" / "make_sample.py").exists():
         pytest.skip("needs the source tree's scripts/make_sample.py")

@@ -580,7 +580,7 @@ def test_synthetic_history_keeps_the_events():
 def test_sample_history_is_the_generator_output():
     from importlib import resources
 
-    from funnelkit.datasets._history import build_sample_history
+    from funnelkit.datasets._sample import build_sample_history
 
     text = resources.files("funnelkit.datasets").joinpath("sample_history.csv").read_text("utf-8")
     assert text == build_sample_history()

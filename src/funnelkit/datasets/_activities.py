@@ -244,28 +244,3 @@ def load_sample_activities() -> pd.DataFrame:
     out["ts"] = pd.to_datetime(out["ts"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
     out[["deal_id", "kind"]] = out[["deal_id", "kind"]].astype(_string_dtype())
     return out[_COLUMNS]
-
-
-def build_sample_activities() -> str:
-    """The CSV text of ``sample_activities.csv``: the activities of the sample's recipe
-    (``scripts/make_sample.py``) with a planted feedback effect at Proposal, up to the
-    sample's latest event (its default ``as_of``)."""
-    import importlib.util
-    from pathlib import Path
-
-    from ._sample import load_sample
-    from ._synthetic import synthetic
-
-    script = Path(__file__).resolve().parents[3] / "scripts" / "make_sample.py"
-    spec = importlib.util.spec_from_file_location("make_sample", script)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    events, acts = synthetic(
-        **mod.RECIPE, activities=True, feedback_effect={"stage": "Proposal", "effect": -0.15}
-    )
-    sample = load_sample()
-    assert len(events) == len(sample)
-    acts = acts[acts["ts"] <= sample["ts"].max()]
-    acts = acts.assign(ts=acts["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return acts.to_csv(index=False, lineterminator="\n")

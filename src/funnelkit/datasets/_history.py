@@ -34,7 +34,7 @@ SAMPLE_HISTORY_KWARGS: dict[str, Any] = {
 
 _COLUMNS = ["deal_id", "field", "new_value", "changed_at"]
 _DAY = 86_400 * 10**9
-_SAMPLE_SEED = 22
+SAMPLE_SEED = 22
 
 
 def field_history(
@@ -247,12 +247,3 @@ def load_sample_history() -> pd.DataFrame:
     strings = ["deal_id", "field", "new_value"]
     out[strings] = out[strings].astype(_string_dtype())
     return out[_COLUMNS]
-
-
-def build_sample_history() -> str:
-    """The CSV text of ``sample_history.csv``: :func:`field_history` of the sample."""
-    from ._sample import load_sample
-
-    h = field_history(load_sample(), seed=_SAMPLE_SEED)
-    h = h.assign(changed_at=h["changed_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return h.to_csv(index=False, lineterminator="\n")

@@ -88,3 +88,37 @@ def load_sample() -> pd.DataFrame:
     strings = ["deal_id", "stage", "region", "owner", "team"]
     events[strings] = events[strings].astype(_string_dtype())
     return events[_COLUMNS]
+
+
+# ---- the builders of the bundled side tables (the tests check the files are current)
+def build_sample_activities() -> str:
+    """The CSV text of ``sample_activities.csv``: the activities of the sample's recipe
+    (``scripts/make_sample.py``) with a planted feedback effect at Proposal, up to the
+    sample's latest event (its default ``as_of``)."""
+    import importlib.util
+    from pathlib import Path
+
+    from ._synthetic import synthetic
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", script)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    events, acts = synthetic(
+        **mod.RECIPE, activities=True, feedback_effect={"stage": "Proposal", "effect": -0.15}
+    )
+    sample = load_sample()
+    assert len(events) == len(sample)
+    acts = acts[acts["ts"] <= sample["ts"].max()]
+    acts = acts.assign(ts=acts["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return acts.to_csv(index=False, lineterminator="\n")
+
+
+def build_sample_history() -> str:
+    """The CSV text of ``sample_history.csv``: :func:`field_history` of the sample."""
+    from ._history import SAMPLE_SEED, field_history
+
+    h = field_history(load_sample(), seed=SAMPLE_SEED)
+    h = h.assign(changed_at=h["changed_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return h.to_csv(index=False, lineterminator="\n")
