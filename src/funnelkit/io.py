@@ -455,6 +455,7 @@ def from_milestones(
     stale_after: Any = None,
     calendar: Any = None,
     errors: Literal["raise", "drop"] = "raise",
+    phases: Mapping[str, Mapping[str, str]] | None = None,
 ) -> EventLog:
     """Build an event log from a wide export: one row per deal, one date column per stage.
 
@@ -467,7 +468,7 @@ def from_milestones(
     deals : pandas.DataFrame
         One row per deal.
     deal, stage_dates, status, closed_at, created_at, date_format, stage_map, stages, won, \
-lost, amount, attrs, as_of, stale_after, calendar, errors
+lost, amount, attrs, as_of, stale_after, calendar, errors, phases
         See :meth:`EventLog.from_milestones`.
 
     Returns
@@ -503,4 +504,5 @@ lost, amount, attrs, as_of, stale_after, calendar, errors
         stale_after=stale_after,
         calendar=calendar,
         errors=errors,
+        phases=phases,
     )
