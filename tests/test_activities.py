@@ -196,6 +196,7 @@ def test_events_are_the_same_with_or_without_activities_and_effect():
     assert a.loc[a["kind"] != "survey", "score"].isna().all()
 
 
+@pytest.mark.slow
 def test_planted_feedback_effect_is_the_promised_difference():
     """Among resolved first visits of Proposal, those with a low answer advance 15 points
     less than the others (with another answer or none): checked on 20,000 deals

@@ -113,6 +113,7 @@ def test_bad_input_exits_2_with_one_line(args, words):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_unparseable_dates_exit_2(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("deal,stage,ts\na,A,2025-01-01\na,B,someday\n")
@@ -508,6 +509,7 @@ def test_validate_wide_export_accounts_for_every_deal():
     assert "log.rejects" not in text.stdout and "tables/rejects.csv" in text.stdout
 
 
+@pytest.mark.slow
 def test_wide_export_errors_say_where_the_rejects_go(tmp_path):
     """The CLI said the report 'lists them in tables/rejects.csv', which holds counts per
     reason (examples are in reject_examples.csv); and a single problem that already says

@@ -104,6 +104,7 @@ def _identified(scenario: str) -> pd.DataFrame:
     return s[s["has"] & ~s["widened"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_coverage_per_stage(scenario):
     s = _identified(scenario)

@@ -314,6 +314,7 @@ def test_keyword_errors_and_empty_logs(client):
 
 
 # --------------------------------------------------------------------------- engine-neutral
+@pytest.mark.slow
 def test_summaries_merge_in_any_order():
     """Partial summaries of whole deals combine to the same tables however they are
     grouped (no cluster: the engine-neutral functions alone)."""
@@ -383,6 +384,7 @@ def test_read_events_from_a_parquet_folder(client, tmp_path):
     assert back.quality == mem.quality
 
 
+@pytest.mark.slow
 def test_more_partitions_than_deals_and_csv(client, tmp_path):
     """Empty partitions after the shuffle; CSV input (text columns) read with dask."""
     events = random_log(np.random.default_rng(9), 4)
@@ -427,6 +429,7 @@ def test_leverage_of_a_log_of_terminal_events_only(client):
     assert ks.empty and list(ks.columns) == list(mem.columns) and mem.empty
 
 
+@pytest.mark.slow
 def test_public_entry_points_dispatch_to_dask(client, tmp_path):
     import dask.dataframe as dd
 

@@ -345,6 +345,7 @@ def test_change_is_visible():
     assert within(after_rate, 0.9, n_after), after_rate
 
 
+@pytest.mark.slow
 def test_dwell_effect_doubles_one_teams_dwell_and_nothing_else():
     # Observed long after `end`, so that no visit is cut off and the completed visits
     # give the whole dwell distribution.
@@ -546,6 +547,7 @@ def test_bad_n_deals():
         synthetic(-1)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 60),

@@ -505,6 +505,7 @@ TOKENS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=600, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     parts=st.lists(st.sampled_from(TOKENS), max_size=12),

@@ -383,6 +383,7 @@ def simulate(log: fk.EventLog, fc: fk.forecast.Forecast, n_sims: int, rng) -> np
     return won.reshape(n, n_sims).mean(axis=1)
 
 
+@pytest.mark.slow
 def test_forecast_recursion_agrees_with_monte_carlo(sample_log, rng):
     fc = forecast(sample_log, "90D", exits="shares")
     mc = simulate(sample_log, fc, 20_000, rng)
@@ -630,6 +631,7 @@ def test_rolling_origin_is_the_default(sample_log):
     assert s.loc["forecast", "beats_naive"] == (c["brier"] < c["brier_naive"]).sum()
 
 
+@pytest.mark.slow
 def test_rolling_cuts_every(sample_log):
     bt = backtest(sample_log, horizon="30D", every="14D", n_cuts=5)
     assert (bt.cuts["cut"].diff().dropna() == pd.Timedelta("14D")).all()

@@ -395,6 +395,7 @@ def _subtitle(ax) -> str:
     return S.subtitle_of(ax)
 
 
+@pytest.mark.slow
 def test_fan_chart_of_amount_and_a_segment(sample_log):
     fc = sample_log.forecast(by="team", by_period="QE", periods=2, n_sims=300)
     team = fc.periods["team"].iloc[0]
@@ -433,6 +434,7 @@ def test_drift_is_the_excess_change_between_windows():
     assert arr.model == "recent"
 
 
+@pytest.mark.slow
 def test_many_open_deals_use_the_normal_sum(sample_log, monkeypatch):
     """Past GAUSSIAN_DEALS open deals in a segment, their sum is drawn from its normal
     approximation: the same intervals as deal by deal, up to rounding and noise."""

@@ -448,6 +448,7 @@ def random_history(rng: np.random.Generator, events: pd.DataFrame) -> pd.DataFra
     return h
 
 
+@pytest.mark.slow
 @settings(derandomize=True, deadline=None, max_examples=40)
 @given(
     st.integers(0, 2**32 - 1),
@@ -519,6 +520,7 @@ def test_waterfall_reconciles_on_random_logs(seed, n, zone, a, b, c1, c2, stale)
             assert d["pulled_in"] == 0 and d["pushed_out"] == 0
 
 
+@pytest.mark.slow
 @settings(derandomize=True, deadline=None, max_examples=30)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 20))
 def test_snapshot_and_slippage_match_slow_loops(seed, n):

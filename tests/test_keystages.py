@@ -623,6 +623,7 @@ def chi2(advanced, n):
     return ((advanced - e) ** 2 / e + ((n - advanced) - (n - e)) ** 2 / (n - e)).sum(axis=-1)
 
 
+@pytest.mark.slow
 def test_heterogeneity_small_counts_use_exact_or_monte_carlo():
     # every deal resolved long before as_of: nothing unresolved, effective = actual counts
     log = fk.EventLog(fk.datasets.synthetic(600, seed=2, as_of="2026-06-30"), **KW)
@@ -876,6 +877,7 @@ def test_null_p_values_are_not_small_too_often(null_runs):
             assert p.size >= 40 and share <= 0.05 + 3 * se, (name, fam, share)
 
 
+@pytest.mark.slow
 def test_power_twice_the_dwell_is_a_dwell_flag_not_a_conversion_flag():
     """Team C's Proposal visits last twice as long (nothing else planted): the dwell
     family flags it in most of 20 logs of 3,000 deals (the benchmark measures >= 0.8 over
@@ -896,6 +898,7 @@ def test_power_twice_the_dwell_is_a_dwell_flag_not_a_conversion_flag():
     assert hit / 20 >= 0.7 and conversion / 20 <= 0.15
 
 
+@pytest.mark.slow
 def test_power_on_a_young_pipeline_and_for_a_change():
     """Power, 20 logs of 3,000 deals each: the planted weak team at Demo on a young
     pipeline (2.5 months of deals: much of it unresolved, which the tests give the

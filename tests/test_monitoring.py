@@ -221,6 +221,7 @@ def seg_log(n_deals: int, n_seg: int, seed: int) -> fk.EventLog:
     return fk.EventLog(events, **{**KW, "attrs": [*KW["attrs"], "seg"]})
 
 
+@pytest.mark.slow
 def test_compare_of_many_small_segments_estimates_every_complement(monkeypatch):
     """1,500 deals in 300 segments, the complements estimated in many blocks of segments:
     each complement is the funnel of the log without the segment; nothing is planted, and
@@ -330,6 +331,7 @@ def test_compare_bad_parameters(sample_log, kwargs, error, match):
         M.compare(sample_log, **kwargs)
 
 
+@pytest.mark.slow
 def test_compare_power_planted_segment_and_change_are_found():
     """A weak Team C at Demo and a better Demo since CHANGE_DATE (+15 points) are flagged
     in >= 85% of 20 logs of 3,000 deals each."""

@@ -161,6 +161,7 @@ def test_the_survival_legend_sits_inside_the_axes(log):
 
 
 # ---------------------------------------------------------------------------- scale
+@pytest.mark.slow
 def test_many_curves_become_small_multiples_that_do_not_overlap(log24):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fk.FunnelkitWarning)

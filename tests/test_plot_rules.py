@@ -208,6 +208,7 @@ def _outside(t: Text, renderer, fig) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_text_outside_the_plot_reads_on_a_dark_theme(sample, name):
     with plt.style.context("dark_background"):

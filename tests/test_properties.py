@@ -18,6 +18,7 @@ def build(events: pd.DataFrame, **kw) -> fk.EventLog:
     return fk.EventLog(events, amount="amount", **{**KW, **kw})
 
 
+@pytest.mark.slow
 @settings(max_examples=30)
 @given(event_logs())
 def test_funnel_identities(events):

@@ -359,6 +359,7 @@ def test_summary_key_stages_are_the_flagged_rows(log):
     assert page.index("id='key-stages'") < page.index("id='flow'") < page.index("id='quality'")
 
 
+@pytest.mark.slow
 def test_jupyter_view_does_not_recompute(log, monkeypatch):
     rep = R.build_report(log, key_kwargs={"n_boot": 20})
 
@@ -421,6 +422,7 @@ def test_comparisons_and_trend_when_the_library_has_them(log, tmp_path):
     assert json.loads((out / "summary.json").read_text())["settings"]["freq"] == "QE"
 
 
+@pytest.mark.slow
 def test_real_comparisons_and_trend(log):
     if not (hasattr(fk.EventLog, "compare") and hasattr(fk.EventLog, "trend")):
         pytest.skip("EventLog.compare / EventLog.trend not in this funnelkit yet")
@@ -775,6 +777,7 @@ def test_chinese_stage_names_reach_the_page_and_the_charts(tmp_path):
     assert [r["stage"] for r in s["funnel"]] == kw["stages"]
 
 
+@pytest.mark.slow
 def test_unsettled_funnel_in_a_headless_browser(young, tmp_path):
     """The young log's page as a browser renders it: the range where the answer lies."""
     if not CHROMIUM.exists():

@@ -249,6 +249,7 @@ def test_cli_reads_from_postgres(postgres, pg_tables, tmp_path, reference):
     assert f"deals: {reference.n_deals:,} = {reference.quality.won} won" in out.stdout
 
 
+@pytest.mark.slow
 def test_cli_sql_usage_errors(sqlite_file):
     base = [sys.executable, "-m", "funnelkit", "validate", "--deal", "d", "--stage", "s"]
     for extra, msg in (
