@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _columns as C
+from ._inputs import _HINTS, _names, check_date_format
 from .errors import EventLogError, InvalidParameterError
 from .quality import REASONS
 
@@ -118,8 +119,6 @@ def from_milestones(
     phases: Mapping[str, Mapping[str, str]] | None = None,
 ) -> EventLog:
     """The implementation of :meth:`EventLog.from_milestones` (see there)."""
-    from .log import _names, check_date_format
-
     if isinstance(deals, pd.DataFrame):
         pass
     elif hasattr(deals, "to_pandas") and hasattr(deals, "column_names"):  # a pyarrow Table
@@ -474,8 +473,6 @@ class _Wide:
             )
         if reason == "missing_stage" and role == "status":
             return f"{deals} with no status", "every deal needs its current stage or outcome"
-        from .log import _HINTS
-
         return f"{deals}: {reason.replace('_', ' ')}", _HINTS.get(reason, "")
 
     def error(self, row, col, stage, ns, reason, aware) -> EventLogError:

@@ -25,10 +25,11 @@ import pandas as pd
 from . import _columns as C
 from . import _phases as P
 from . import _summary as SM
+from ._inputs import _names, bad_rows_error
 from ._params import CHECKED_INSIDE, Interval, validate_params
 from .errors import EmptyLogError, EventLogError, InvalidParameterError
 from .funnel import stale_ns
-from .log import EventLog, _names, bad_rows_error
+from .log import EventLog
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:

@@ -517,8 +517,6 @@ def cut_log(log: EventLog, cut: Any) -> EventLog:
             f"Parameter `cut`={cut!r} is before the log's first event "
             f"({log._timestamp(np.array([log._first_ns.min()]))[0]}): nothing to cut."
         )
-    from .log import EventLog
-
     settings = dict(log._settings)
     settings["as_of"] = log._timestamp(np.array([cut_ns]))[0]
     settings["stages"] = list(log.stages)
@@ -530,7 +528,7 @@ def cut_log(log: EventLog, cut: Any) -> EventLog:
         subset = source.filter(pa.array(keep))
     else:
         subset = source.loc[keep]
-    return EventLog(subset, **settings)
+    return type(log)(subset, **settings)  # the log's own class: no import of the facade
 
 
 # =========================================================================== forecast
