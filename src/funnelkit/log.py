@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _columns as C
+from . import _facade
 from . import _phases as P
 from . import _validate as V
 from ._expr import where_mask
@@ -74,6 +75,7 @@ _ALPHA = [Interval(Real, 0, 1, closed="neither")]
 _MIN_VISITS = [Interval(Integral, 1, None)]
 
 
+@_facade.register
 class EventLog:
     """A validated event log of deals moving through sales stages.
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from .. import _facade
 from .._stats import km_survival
 from ..errors import InvalidParameterError, warn
 
@@ -638,9 +639,7 @@ def to_days(td: Any) -> np.ndarray:
 
 
 def is_log(data: Any) -> bool:
-    from ..log import EventLog
-
-    return isinstance(data, EventLog)
+    return _facade.is_log(data)
 
 
 def table_or_log(
@@ -676,9 +675,7 @@ _SHARED = frozenset({"alpha"})
 
 
 def _keywords(method: str) -> set[str]:
-    from ..log import EventLog
-
-    params = inspect.signature(getattr(EventLog, method)).parameters.values()
+    params = inspect.signature(getattr(_facade.log_class(), method)).parameters.values()
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return {p.name for p in params if p.kind in kinds and p.name != "self"}
 
