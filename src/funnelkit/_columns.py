@@ -951,6 +951,43 @@ def count_frame(counts: Sequence[tuple[str, int]], **by: Mapping[str, int]) -> p
     )
 
 
+def side_table_times(
+    table: pd.DataFrame,
+    time: str,
+    date_format: str | None,
+    mark: Callable[[np.ndarray, str], None],
+    *,
+    aware: bool,
+    as_of_ns: int,
+    what: str,
+    var: str,
+) -> Times:
+    """A side table's time column (activities, field history), parsed as the log's are:
+    the bad rows marked (``missing_time``, ``unparseable_time``, ``mixed_timezone``,
+    ``after_as_of``) and an error when its times are not of the log's kind (naive or
+    aware). ``what`` names the column's role ("activity time"), ``var`` the user's table
+    in the fix the message shows ("acts")."""
+    check_time_dtype(table[time], time)
+    t = parse_times(table[time], date_format)
+    mark(t.null, "missing_time")
+    mark(t.unparseable, "unparseable_time")
+    mark(t.mixed_tz, "mixed_timezone")
+    parsed = ~(t.null | t.unparseable | t.mixed_tz)
+    if parsed.any() and t.aware != aware:
+        have, want = ("aware", "naive") if t.aware else ("naive", "aware")
+        raise EventLogError(
+            f"Column `{time}` ({what}) holds time-zone-{have} times but the event "
+            f"log's are {want}; make them the same kind, e.g. "
+            + (
+                f"{var}[col] = {var}[col].dt.tz_convert(None)."
+                if t.aware
+                else f"{var}[col] = pd.to_datetime({var}[col]).dt.tz_localize('UTC')."
+            )
+        )
+    mark(parsed & (t.ns > as_of_ns), "after_as_of")
+    return t
+
+
 def side_table_error(
     table: pd.DataFrame,
     reason: np.ndarray,

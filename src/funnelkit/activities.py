@@ -267,24 +267,10 @@ def attach(
     else:
         kinds = pd.Index([], dtype=object)
     # times
-    C.check_time_dtype(acts[time], time)
-    t = C.parse_times(acts[time], date_format)
-    mark(t.null, "missing_time")
-    mark(t.unparseable, "unparseable_time")
-    mark(t.mixed_tz, "mixed_timezone")
-    parsed = ~(t.null | t.unparseable | t.mixed_tz)
-    if parsed.any() and t.aware != log._aware:
-        have, want = ("aware", "naive") if t.aware else ("naive", "aware")
-        raise EventLogError(
-            f"Column `{time}` (activity time) holds time-zone-{have} times but the event "
-            f"log's are {want}; make them the same kind, e.g. "
-            + (
-                "acts[col] = acts[col].dt.tz_convert(None)."
-                if t.aware
-                else "acts[col] = pd.to_datetime(acts[col]).dt.tz_localize('UTC')."
-            )
-        )
-    mark(parsed & (t.ns > log._as_of_ns), "after_as_of")
+    t = C.side_table_times(
+        acts, time, date_format, mark, aware=log._aware, as_of_ns=log._as_of_ns,
+        what="activity time", var="acts",
+    )  # fmt: skip
     # values
     if value is not None:
         vals, bad_v = _values(acts[value])

@@ -326,24 +326,10 @@ def attach(
         fcode[~null_f] = lookup[codes_f]
     mark(fcode < 0, "unknown_field")
     # times
-    C.check_time_dtype(history[time], time)
-    t = C.parse_times(history[time], date_format)
-    mark(t.null, "missing_time")
-    mark(t.unparseable, "unparseable_time")
-    mark(t.mixed_tz, "mixed_timezone")
-    parsed = ~(t.null | t.unparseable | t.mixed_tz)
-    if parsed.any() and t.aware != log._aware:
-        have, want = ("aware", "naive") if t.aware else ("naive", "aware")
-        raise EventLogError(
-            f"Column `{time}` (history time) holds time-zone-{have} times but the event "
-            f"log's are {want}; make them the same kind, e.g. "
-            + (
-                "history[col] = history[col].dt.tz_convert(None)."
-                if t.aware
-                else "history[col] = pd.to_datetime(history[col]).dt.tz_localize('UTC')."
-            )
-        )
-    mark(parsed & (t.ns > log._as_of_ns), "after_as_of")
+    t = C.side_table_times(
+        history, time, date_format, mark, aware=log._aware, as_of_ns=log._as_of_ns,
+        what="history time", var="history",
+    )  # fmt: skip
     # values, per field
     vcol = history[value]
     num = np.full(n, np.nan)
