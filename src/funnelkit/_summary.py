@@ -1112,14 +1112,6 @@ def plain_stats(g, t, d, n_groups: int, qs=(0.5, 0.75, 0.9)) -> dict[str, np.nda
     return out
 
 
-def km_stats(g, t, d, c, n_groups: int, binned=None, qs=(0.5, 0.75, 0.9)) -> dict[str, np.ndarray]:
-    """Kaplan–Meier from sorted (value, events, censored) runs per group:
-    :func:`funnelkit._stats.kaplan_meier_runs`, the in-memory engine's function (in a bin,
-    ``binned``, the censorings count as at risk for half of the bin's events — the
-    actuarial rule, which halves the error of either extreme, measured in the tests)."""
-    return _stats.kaplan_meier_runs(g, t, d, c, n_groups, qs, binned=binned)
-
-
 # ---- segments
 def _by_columns(by: str | Sequence[str] | None, lay: Layout) -> list[str]:
     cols = normalize_by(by)
@@ -1360,7 +1352,7 @@ def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd
     S = len(lay.stages)
     stage = pd.Index(lay.stages).get_indexer(dw["stage"].astype(str)).astype(np.int64)
     g, t, d, c, b = _sorted_sketch(dw, seg * S + stage)
-    km = km_stats(g, t, d, c, n_seg * S, binned=b)
+    km = _stats.kaplan_meier_runs(g, t, d, c, n_seg * S, binned=b)  # in a bin: actuarial
     out = expand(labels, np.repeat(np.arange(n_seg), S), by_cols)
     out["stage"] = np.tile(np.array(lay.stages, dtype=object), n_seg).astype(str)
     out["visits"] = km["n"].astype(np.int64)
@@ -1399,7 +1391,7 @@ def cycle_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
             st["mean"] = np.where(n > 0, total / n, np.nan)
         rows.append((name, st, np.zeros(n_seg, dtype=np.int64)))
     g, t, d, c, b = _sorted_sketch(cy, seg_c)
-    km = km_stats(g, t, d, c, n_seg, binned=b)
+    km = _stats.kaplan_meier_runs(g, t, d, c, n_seg, binned=b)
     rows.append(("any", km, km["censored"]))
     parts = []
     for name, st, cens in rows:
