@@ -390,10 +390,14 @@ def test_the_report_page_counts_post_sale_rows(lang):
     log = fk.EventLog(post_sale_events(), **HAND_KW, post_sale=PS)
     page = build_report(log, charts=False, key_kwargs={"n_boot": 0}, lang=lang).to_html()
     words = {
-        "en": "2 rows of 1 won deals are after-sale events",
+        "en": "After-sale events (post-sale stages such as delivery): 2 rows; won deals with "
+        "such events: 1.",
         "zh": "1 笔赢单的 2 行是售后事件",
     }
     assert words[lang] in page
+    # the rejects table describes the reason too
+    described = {"en": "after-sale event of a won deal", "zh": "赢单后的售后事件"}
+    assert described[lang] in page
     plain = build_report(fk.EventLog(hand_events(), **HAND_KW), charts=False,
                          key_kwargs={"n_boot": 0}, lang=lang).to_html()  # fmt: skip
     assert "after-sale" not in plain and "售后事件" not in plain

@@ -488,3 +488,19 @@ def test_page_has_print_and_phone_rules(en):
     assert "@media print{" in page and "@media (max-width:640px){" in page
     assert CSP_META in page
     assert np.isfinite(en.summary["windows"]["current"]["win_rate"])
+
+
+def test_every_reject_reason_is_described_in_every_language():
+    """The report's rejects table describes each reason (post_sale had no words)."""
+    from funnelkit._i18n import tomllib  # tomli before Python 3.11
+    from funnelkit.quality import REASONS
+    from funnelkit.report import _REASON_TEXT
+
+    assert set(REASONS) <= set(_REASON_TEXT)
+    folder = Path(fk.__file__).parent / "_i18n"
+    for path in folder.glob("*.toml"):
+        if path.stem == "en":  # English comes from _REASON_TEXT
+            continue
+        with path.open("rb") as f:
+            words = tomllib.load(f)["reject"]
+        assert set(REASONS) <= set(words), path.name

@@ -161,6 +161,8 @@ _REASON_TEXT = {
     "reopened_terminal": "won/lost event followed by more stages (deal reopened)",
     "repeat": "stage logged again in a row (one visit)",
     "terminal_run": "further won/lost events of the same outcome",
+    "post_sale": "after-sale event of a won deal (post-sale stage), kept out of the funnel",
+    "post_sale_not_won": "post-sale stage while the deal was not won",
 }
 
 Progress = Callable[[str], None]
