@@ -46,6 +46,8 @@ from . import _columns as C
 from . import _stats
 from . import _validate as V
 from ._columns import NAT
+from ._expr import where_mask
+from ._inputs import _REASON_CODES
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
 from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
@@ -1639,6 +1641,11 @@ def deals_frame(pdf: pd.DataFrame, cfg: Config, lay: Layout, meta: pd.DataFrame)
     log = build_partition(pdf, cfg).log
     if log is None:
         return meta.iloc[:0].copy()
+    return _conform(_deals_table(log, lay), meta)
+
+
+def _deals_table(log: EventLog, lay: Layout) -> pd.DataFrame:
+    """``log.deals()`` of a partition's log with the global stage categories."""
     out = log.deals()
     v = log._visits()
     rank = pd.Index(lay.stages).get_indexer(list(log.stages)).astype(np.int64)
@@ -1652,7 +1659,63 @@ def deals_frame(pdf: pd.DataFrame, cfg: Config, lay: Layout, meta: pd.DataFrame)
     )
     for a in lay.attrs:
         out[a] = out[a].astype(object)
-    return _conform(out, meta)
+    return out
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """What :meth:`funnelkit.dask.DaskEventLog.filter` keeps, checked on the driver."""
+
+    where: str | None
+    start: pd.Timestamp | None  # first event at or after
+    end: pd.Timestamp | None  # first event before
+    deals: list[Any] | None
+    allowed: frozenset[str] | None  # stage names kept (terminal and post-sale included)
+
+
+def filter_keep(
+    pdf: pd.DataFrame, cfg: Config, lay: Layout, spec: FilterSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """For ``DaskEventLog.filter``, one partition of whole deals: the ids of the deals it
+    keeps (as :meth:`funnelkit.EventLog.filter` judges them, on the partition's deals
+    table) and the row keys of the terminal events this log removed as reopened (they
+    stay removed: without the stages that followed, they would look like the outcome)."""
+    part = build_partition(pdf, cfg)
+    log = part.log
+    if log is None:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
+    table = _deals_table(log, lay)
+    keep = np.ones(len(table), dtype=bool)
+    if spec.where is not None:  # parsed by funnelkit's own grammar, never run
+        keep &= np.asarray(where_mask(spec.where, table, "the deals table"), dtype=bool)
+    first = table["first_event"]
+    if spec.start is not None:
+        keep &= (first >= spec.start).to_numpy(dtype=bool)
+    if spec.end is not None:
+        keep &= (first < spec.end).to_numpy(dtype=bool)
+    if spec.deals is not None:
+        keep &= table["deal"].isin(spec.deals).to_numpy(dtype=bool)
+    rej_rows, rej_reasons = log._reject_rows  # rows of the partition's log
+    reopened = part.keys[rej_rows[rej_reasons == 1 + _REASON_CODES.index("reopened_terminal")]]
+    return table["deal"].to_numpy(dtype=object)[keep], reopened.astype(np.int64)
+
+
+def keep_rows(
+    pdf: pd.DataFrame, cfg: Config, ids: np.ndarray, removed: np.ndarray, spec: FilterSpec
+) -> pd.DataFrame:
+    """The rows of one *input* partition that ``DaskEventLog.filter`` keeps, in input
+    order (so the filtered log numbers and orders its rows as the in-memory filter does):
+    every row of a kept deal (rows rejected before included, to be judged again), less the
+    ``removed`` row keys and, with ``spec.allowed``, the events of other stages."""
+    s = cfg.settings
+    row_keep = pdf[s["deal"]].isin(ids).to_numpy(dtype=bool, copy=True)
+    if removed.size:
+        row_keep &= ~np.isin(pdf[ROW].to_numpy(dtype=np.int64), removed)
+    if spec.allowed is not None:
+        codes, names = C.stage_codes(C.column(pdf, s["stage"]), s["stage_map"])
+        ok = np.array([nm in spec.allowed for nm in names] + [True], dtype=bool)
+        row_keep &= ok[codes]
+    return pdf.iloc[np.flatnonzero(row_keep)]
 
 
 def rejects_frame(

@@ -13,6 +13,7 @@ Install the extra with ``pip install "funnelkit[dask]"``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral
@@ -25,6 +26,7 @@ import pandas as pd
 from . import _columns as C
 from . import _phases as P
 from . import _summary as SM
+from ._expr import where_mask
 from ._inputs import _names, bad_rows_error
 from ._params import CHECKED_INSIDE, Interval, validate_params
 from .errors import EmptyLogError, EventLogError, InvalidParameterError
@@ -100,7 +102,8 @@ class DaskEventLog:
     analyses with the same columns: :meth:`transitions`, :meth:`transition_matrix`,
     :meth:`funnel`, :meth:`dwell`, :meth:`cycle_time`, :meth:`kpis`, :attr:`quality` and
     :meth:`key_stages` (``signals="leverage"``) return pandas DataFrames; :meth:`visits`,
-    :meth:`deals` and :attr:`rejects` return dask DataFrames.
+    :meth:`deals` and :attr:`rejects` return dask DataFrames; :meth:`filter` and
+    :meth:`by_phase` return a new distributed log.
 
     How: (1) a pass over the deal, stage and time columns finds the time-zone decision and the
     default ``as_of`` (the latest valid timestamp); (2) the rows are shuffled by deal and
@@ -236,6 +239,7 @@ class DaskEventLog:
         self._columns = columns
         meta = events._meta[list(columns)].assign(**{SM.ROW: np.zeros(0, dtype=np.int64)})
         source = events[list(columns)].map_partitions(_add_row_keys, meta=meta)
+        self._source = source  # input order: the rows ``filter`` keeps come from here
         self._shuffled = source.shuffle(on=deal, npartitions=npartitions)
 
         # (1) time zones and the default as_of: one pass over the deal, stage and time columns
@@ -505,6 +509,144 @@ class DaskEventLog:
             as_of=self._as_of_arg,
             phases=self.phases or None,
         )
+
+    @_as_in_memory("filter", where=[str, None])
+    def filter(
+        self,
+        *,
+        where: str | None = None,
+        created: tuple[Any, Any] | None = None,
+        deals: Iterable[Any] | None = None,
+        stages: Sequence[str] | None = None,
+    ) -> DaskEventLog:
+        """A new distributed log of some deals or stages, with the same settings, as
+        :meth:`funnelkit.EventLog.filter`: the chosen deals' rows validated again with
+        this log's keywords, ``as_of`` and stage order fixed to this log's;
+        ``quality.filtered`` says what was filtered out.
+
+        Each partition of whole deals evaluates the conditions on its own deals table
+        (:meth:`deals`), so the result equals the in-memory filter of the same rows.
+        ``where`` is an expression of funnelkit's grammar (see
+        :meth:`funnelkit.EventLog.filter`), checked against the deals table's columns
+        before anything runs; a callable or a boolean mask, which the in-memory filter
+        also takes, cannot be aligned with deals spread over partitions — filter the dask
+        DataFrame of :meth:`deals` and pass ``deals=`` its ids, or use :meth:`compute`.
+
+        Parameters
+        ----------
+        where : str, optional
+            Which deals to keep: an expression over the deals table
+            (``"region == 'North' and amount >= 1000"``).
+        created : (start, end), optional
+            Keep deals whose first event is in ``[start, end)``; either end may be None.
+        deals : iterable, optional
+            Keep these deal ids.
+        stages : sequence of str, optional
+            Keep only these stages (terminal events are always kept).
+
+        Returns
+        -------
+        DaskEventLog
+
+        Raises
+        ------
+        EventLogError
+            An expression outside the grammar or naming an unknown column; no deal kept.
+        InvalidParameterError
+            ``stages`` that are not stages of this log; a ``where`` that is not a string.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> north = log.filter(where="region == 'North'")
+        >>> mem = log.compute().filter(where="region == 'North'")
+        >>> north.n_deals == mem.n_deals, north.funnel().equals(mem.funnel())
+        (True, True)
+        >>> north.quality.filtered == mem.quality.filtered
+        True
+        """
+        lay = self._layout
+        if where is not None:  # unknown columns and bad literals raise here, not in a task
+            where_mask(where, self.deals()._meta, "the deals table")
+        start = end = None
+        if created is not None:
+            if len(created) != 2:
+                raise InvalidParameterError(
+                    "DaskEventLog.filter: `created` must be a (start, end) pair; got "
+                    f"{len(created)} items."
+                )
+            start, end = (
+                None if v is None else lay.timestamp(C.to_timestamp(v, lay.aware, "created"))
+                for v in created
+            )
+        settings = dict(self._settings)
+        settings["stages"] = list(self.stages)
+        phases = self.phases or None
+        allowed = None
+        if stages is not None:
+            unknown = [st for st in stages if st not in self.stages]
+            if unknown:
+                raise InvalidParameterError(
+                    f"`stages`={unknown} are not stages of this log ({self.stages})."
+                )
+            allowed = frozenset(stages) | set(self.won) | set(self.lost)
+            allowed |= set(self.post_sale_stages)
+            settings["stages"] = [st for st in self.stages if st in set(stages)]
+            if phases:  # the phase mappings of the stages kept
+                phases = {
+                    k: {st: ph for st, ph in m.items() if st in allowed} for k, m in phases.items()
+                }
+        spec = SM.FilterSpec(
+            where=where,
+            start=start,
+            end=end,
+            deals=None if deals is None else list(deals),
+            allowed=allowed,
+        )
+        # (1) each partition of whole deals judges its deals; (2) the input partitions,
+        # in input order, keep the rows of the kept deals (rows numbered as in memory)
+        dask, _ = _dask()
+        judged = dask.compute(
+            *[
+                dask.delayed(SM.filter_keep)(p, self._cfg, lay, spec)
+                for p in self._shuffled.to_delayed()
+            ]
+        )
+        ids = np.concatenate([j[0] for j in judged])
+        if ids.size == 0:
+            raise EventLogError(
+                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
+                "or `deals`."
+            )
+        removed = np.concatenate([j[1] for j in judged])
+        kept = self._source.map_partitions(
+            SM.keep_rows,
+            self._cfg,
+            dask.delayed(ids),
+            dask.delayed(removed),
+            spec,
+            meta=self._source._meta,
+        )
+        out = DaskEventLog(
+            kept,
+            **settings,
+            as_of=self.as_of,
+            npartitions=self._npartitions,
+            exact_durations=self._exact_durations,
+            phases=phases,
+        )
+        out.quality = dataclasses.replace(
+            out.quality,
+            filtered={
+                "deals": int(self.n_deals - out.n_deals),
+                "rows": int(self.quality.rows_in - out.quality.rows_in),
+            },
+        )
+        return out
 
     @_as_in_memory("by_phase")
     def by_phase(self, name: str) -> DaskEventLog:
