@@ -259,6 +259,31 @@ def test_filter_equals_the_in_memory_filter(client, seed, stages):
         assert_same(m.rejects, r_dist, input_dtypes=events.columns)
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::funnelkit.FunnelkitWarning")
+def test_compare_equals_in_memory(client):
+    """Segments against their rests (every rest exact in both engines at this size) and
+    before/after a date: the same table."""
+    rng = np.random.default_rng(6)
+    events = with_attrs(random_log(rng, 200), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    for by in ("team", ["team", "tier"]):
+        assert_same(mem.compare(by=by, alpha=0.1), dist.compare(by=by, alpha=0.1))
+    firsts = mem.deals()["first_event"].sort_values()
+    for q in (0.3, 0.7):
+        period = firsts.iloc[int(q * len(firsts))]
+        assert_same(mem.compare(period=period), dist.compare(period=period))
+    with pytest.raises(fk.EventLogError, match="exactly one of"):
+        dist.compare()
+    with pytest.raises(fk.InvalidParameterError, match="no deal was created after"):
+        dist.compare(period=firsts.iloc[-1] + pd.Timedelta("1D"))
+    with pytest.raises(fk.InvalidParameterError, match="alpha"):
+        dist.compare(by="team", alpha=2)
+    with pytest.raises(fk.EventLogError, match="nope"):
+        dist.compare(by="nope")
+
+
 def test_filter_errors(client):
     events = fk.datasets.load_sample()
     dist = distributed_log(events, **fk.datasets.SAMPLE_KWARGS)

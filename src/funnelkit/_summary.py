@@ -1245,6 +1245,26 @@ def funnel_table(
             "weight='amount'."
         )
     by_cols = _by_columns(by, lay)
+    sums, labels = _funnel_sums(sm, lay, by_cols, skips, weight)
+    n_seg = len(labels)
+    S = len(lay.stages)
+    if len(sm.tables["aj_advance"]) == 0 and np.any(sums["reached"] > 0):
+        raise RuntimeError(
+            "funnel_table: the summary has no competing-risks tables although deals reached "
+            "stages; they need the stage order, so summarise with stages= (DaskEventLog "
+            "does a second pass with the inferred order)."
+        )
+    aj_args = _competing_rows(sm, lay, by_cols, skips, weight)
+    aj = competing_estimates(aj_args[0], aj_args[1], n_seg * S, level_after=lay.stale_after_ns)
+    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)
+
+
+def _funnel_sums(
+    sm: Summary, lay: Layout, by_cols: list[str], skips: str, weight: str | None
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """The funnel's counts (or weighted sums) per segment × stage — ``reached``,
+    ``dropped``, ``open``, ``advanced``, ``won``, ``resolved`` and the squared-weight sums
+    ``adv2``, ``drop2`` — arrays ``(segments, stages)``, and the segment labels."""
     d = sm.tables["deals"]
     (seg,), labels = _segments(sm, by_cols, [d])
     n_seg = len(labels)
@@ -1288,15 +1308,71 @@ def funnel_table(
         "won": E[:, :, V.WON],
         "resolved": E[:, :, V.WON] + E[:, :, V.LOST] + E[:, :, V.STALE],
     }
-    if len(sm.tables["aj_advance"]) == 0 and np.any(E.sum(axis=2) > 0):
-        raise RuntimeError(
-            "funnel_table: the summary has no competing-risks tables although deals reached "
-            "stages; they need the stage order, so summarise with stages= (DaskEventLog "
-            "does a second pass with the inferred order)."
-        )
-    aj_args = _competing_rows(sm, lay, by_cols, skips, weight)
-    aj = competing_estimates(aj_args[0], aj_args[1], n_seg * S, level_after=lay.stale_after_ns)
-    return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)
+    return sums, labels
+
+
+# --------------------------------------------------------------------------- compare
+#: rows of replicated (time, cause) counts per Aalen–Johansen call for the rests
+_REST_CHUNK = 5_000_000
+
+
+def _conversion_estimates(rows: tuple, n_groups: int, lay: Layout) -> dict[str, np.ndarray]:
+    """The conversion estimates :func:`funnelkit.monitoring.compare_table` reads, per
+    group, from ``(group, time, cause, Σw, Σw²)`` rows of the advance clock."""
+    from .monitoring import _ADV_KEYS
+
+    none = np.zeros(0, dtype=np.int64)
+    aj = competing_estimates(
+        rows, (none, none, none, None, None), n_groups, level_after=lay.stale_after_ns
+    )
+    return {k: aj[k] for k in _ADV_KEYS}
+
+
+def compare_parts(sm: Summary, lay: Layout, by_cols: list[str]):
+    """The sufficient statistics of :meth:`EventLog.compare` per segment of ``by_cols``
+    (none: the whole log as one group): the counts, the segment labels, deals per
+    segment and the conversion estimates; the advance rows are returned too."""
+    sums, labels = _funnel_sums(sm, lay, by_cols, "implied", None)
+    c = {k: sums[k] for k in ("reached", "advanced", "dropped", "open")}
+    d = sm.tables["deals"]
+    (seg,), _ = _segments(sm, by_cols, [d])
+    deals = np.bincount(seg, weights=d["deals"].to_numpy(np.float64), minlength=len(labels))
+    rows = _competing_rows(sm, lay, by_cols, "implied")[0]
+    aj = _conversion_estimates(rows, len(labels) * max(len(lay.stages), 1), lay)
+    return c, labels, np.rint(deals).astype(np.int64), aj, rows
+
+
+def compare_table(sm: Summary, lay: Layout, *, by, alpha: float) -> pd.DataFrame:
+    """``EventLog.compare(by=...)`` from a summary: each segment against all other deals.
+    The rests' estimates are exact (each rest's own Aalen–Johansen estimate from the
+    other segments' merged (time, cause) counts), also where the in-memory log
+    approximates them for its size."""
+    from .monitoring import _ADV_KEYS, _check_by
+    from .monitoring import compare_table as build
+
+    by_cols = _check_by(by)
+    _by_columns(by_cols, lay)
+    S = max(len(lay.stages), 1)
+    c, labels, deals, aj, rows = compare_parts(sm, lay, by_cols)
+    tot, _, _, _, _ = compare_parts(sm, lay, [])
+    n_g = len(labels)
+    rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
+    g, t, cause, w, w2 = rows
+    seg, stage = g // S, g % S
+    n = g.size
+    per = max(1, _REST_CHUNK // max(n, 1))
+    parts = []
+    for a in range(0, n_g, per):  # loop over blocks of segments
+        k = min(per, n_g - a)
+        idx = np.repeat(np.arange(n), k)
+        other = np.tile(np.arange(a, a + k), n)
+        keep = other != seg[idx]
+        idx, other = idx[keep], other[keep]
+        block = ((other - a) * S + stage[idx], t[idx], cause[idx], w[idx], w2[idx])
+        parts.append(_conversion_estimates(block, k * S, lay))
+    aj_rest = {key: np.concatenate([p[key] for p in parts]) for key in _ADV_KEYS}
+    head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
+    return build(head, list(lay.stages), c, rest, deals, aj, aj_rest, alpha)
 
 
 def _competing_rows(sm: Summary, lay: Layout, by_cols: list[str], skips: str, weight=None):

@@ -100,8 +100,9 @@ class DaskEventLog:
 
     The same keywords and validation rules as :class:`funnelkit.EventLog`, and the same
     analyses with the same columns: :meth:`transitions`, :meth:`transition_matrix`,
-    :meth:`funnel`, :meth:`dwell`, :meth:`cycle_time`, :meth:`kpis`, :attr:`quality` and
-    :meth:`key_stages` (``signals="leverage"``) return pandas DataFrames; :meth:`visits`,
+    :meth:`funnel`, :meth:`dwell`, :meth:`cycle_time`, :meth:`kpis`, :meth:`compare`,
+    :attr:`quality` and :meth:`key_stages` (``signals="leverage"``) return pandas
+    DataFrames; :meth:`visits`,
     :meth:`deals` and :attr:`rejects` return dask DataFrames; :meth:`filter` and
     :meth:`by_phase` return a new distributed log.
 
@@ -607,9 +608,23 @@ class DaskEventLog:
             deals=None if deals is None else list(deals),
             allowed=allowed,
         )
-        # (1) each partition of whole deals judges its deals; (2) the input partitions,
-        # in input order, keep the rows of the kept deals (rows numbered as in memory)
+        out = self._filtered(spec, settings, phases)
+        if out is None:
+            raise EventLogError(
+                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
+                "or `deals`."
+            )
+        return out
+
+    def _filtered(
+        self, spec: SM.FilterSpec, settings: dict[str, Any], phases: Any
+    ) -> DaskEventLog | None:
+        """The log of the rows ``spec`` keeps (None when it keeps no deal), with
+        ``quality.filtered``: (1) each partition of whole deals judges its deals; (2) the
+        input partitions, in input order, keep the rows of the kept deals, so the new
+        log numbers and orders its rows as the in-memory filter does."""
         dask, _ = _dask()
+        lay = self._layout
         judged = dask.compute(
             *[
                 dask.delayed(SM.filter_keep)(p, self._cfg, lay, spec)
@@ -618,10 +633,7 @@ class DaskEventLog:
         )
         ids = np.concatenate([j[0] for j in judged])
         if ids.size == 0:
-            raise EventLogError(
-                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
-                "or `deals`."
-            )
+            return None
         removed = np.concatenate([j[1] for j in judged])
         kept = self._source.map_partitions(
             SM.keep_rows,
@@ -894,8 +906,6 @@ class DaskEventLog:
             return self._summary
         cached = getattr(self, "_competing_cache", None)
         if cached is None:
-            import dataclasses
-
             settings = {**self._cfg.settings, "stages": list(self.stages)}
             second = self._summarize(dataclasses.replace(self._cfg, settings=settings))
             cached = dataclasses.replace(self._summary, tables=dict(self._summary.tables))
@@ -972,6 +982,76 @@ class DaskEventLog:
         [600, 60, 387, 94, 59]
         """
         return SM.kpis_table(self._summary, self._layout, by=by)
+
+    @_as_in_memory("compare")
+    def compare(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        period: Any = None,
+        alpha: float = 0.05,
+    ) -> pd.DataFrame:
+        """Segments against the rest, or deals created after a date against those
+        before: :meth:`funnelkit.EventLog.compare`, the same columns and tests.
+
+        With ``by`` it reads the merged summary (no pass over the data): counts and each
+        segment's conversion equal the in-memory ones exactly, and so does the rest's
+        conversion — each rest's own Aalen–Johansen estimate from the other segments'
+        (time, cause) counts, also where the in-memory log approximates it for its size
+        (many segments of a large log). With ``period`` the two sides are two filtered
+        logs (:meth:`filter` with ``created=``): two more passes.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> c = log.compare(by="team")
+        >>> c.equals(log.compute().compare(by="team"))
+        True
+        >>> c.loc[c["differs"], ["team", "stage", "conversion", "rest_conversion"]].round(3)
+              team stage  conversion  rest_conversion
+        3   Team A  Demo       0.732            0.528
+        15  Team C  Demo       0.355            0.703
+        """
+        from . import monitoring as M
+
+        if (by is None) == (period is None):
+            got = "neither" if by is None else "both"
+            raise EventLogError(
+                "Pass exactly one of `by` (a carried attribute such as 'team') or `period` "
+                f"(a date such as '2025-01-01'); got {got}."
+            )
+        alpha = M._check_alpha(alpha)
+        if period is None:
+            return SM.compare_table(self._competing_summary(), self._layout, by=by, alpha=alpha)
+        lay = self._layout
+        at = lay.timestamp(C.to_timestamp(period, lay.aware, "period"))
+        settings = dict(self._settings, stages=list(self.stages))
+        sides = []
+        for start, end in ((None, at), (at, None)):  # before, after
+            spec = SM.FilterSpec(where=None, start=start, end=end, deals=None, allowed=None)
+            side = self._filtered(spec, settings, self.phases or None)
+            if side is None:
+                first = self.deals()["first_event"]
+                lo, hi = _dask()[0].compute(first.min(), first.max())
+                raise InvalidParameterError(
+                    f"Parameter `period`={period!r}: no deal was created "
+                    f"{'after' if start is not None else 'before'} it (deals were created "
+                    f"from {lo} to {hi}); pick a date inside that range."
+                )
+            sides.append(SM.compare_parts(side._competing_summary(), side._layout, []))
+        (c0, _, d0, aj0, _), (c1, _, d1, aj1, _) = sides
+        c = {k: np.concatenate([c0[k], c1[k]]) for k in c0}
+        rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
+        aj = {k: np.concatenate([aj0[k], aj1[k]]) for k in aj0}
+        aj_rest = {k: np.concatenate([aj1[k], aj0[k]]) for k in aj0}
+        S = len(self.stages)
+        head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
+        deals = np.concatenate([d0, d1])
+        return M.compare_table(head, list(self.stages), c, rest, deals, aj, aj_rest, alpha)
 
     @_as_in_memory("key_stages")
     def key_stages(

@@ -201,7 +201,6 @@ def compare(
             f"date such as '2025-01-01'); got {got}."
         )
     alpha = _check_alpha(alpha)
-    z = NormalDist().inv_cdf(1 - alpha / 2)
     S = log._n_stages
     if period is None:
         by_cols = _check_by(by)
@@ -224,6 +223,26 @@ def compare(
         aj = subject_estimates(log, group[sub.deal] * S + sub.stage, sub, 2 * S, None)
         # the rest of each period is the other one: its rows in swapped order
         aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
+    return compare_table(head, list(log.stages), c, rest, deals, aj, aj_rest, alpha)
+
+
+def compare_table(
+    head: pd.DataFrame,
+    stages: list[str],
+    c: dict[str, np.ndarray],
+    rest: dict[str, np.ndarray],
+    deals: np.ndarray,
+    aj: dict[str, np.ndarray],
+    aj_rest: dict[str, np.ndarray],
+    alpha: float,
+) -> pd.DataFrame:
+    """The table of :meth:`funnelkit.EventLog.compare` from its sufficient statistics —
+    one builder for both engines: ``head`` (the group columns, one row per group ×
+    stage), the groups' ``reached``/``advanced``/``dropped``/``open`` counts and their
+    rests' ``advanced``/``dropped`` (arrays ``(groups, stages)``), deals per group, and the
+    conversion estimates (``_ADV_KEYS``) of each group and of its rest."""
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    n_g, S = deals.size, len(stages)
     conv, low, high, unresolved = _conversion(aj, z)
     conv_rest, _, _, unresolved_rest = _conversion(aj_rest, z)
     p, d_low, d_high, reachable = _difference_test(aj, aj_rest, conv, conv_rest, z)
@@ -242,7 +261,7 @@ def compare(
     c_low, c_high = _stats.wilson(x, n.astype(np.float64), z=z)
     q = bh(p)
     out = head
-    out["stage"] = np.tile(np.array(log.stages, dtype=object), n_g).astype(str)
+    out["stage"] = np.tile(np.array(stages, dtype=object), n_g).astype(str)
     out["deals"] = np.repeat(deals, S).astype(np.int64)
     for k in ("reached", "advanced", "dropped", "open"):
         out[k] = c[k].reshape(-1).astype(np.int64)
