@@ -284,6 +284,28 @@ def test_compare_equals_in_memory(client):
         dist.compare(by="nope")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("tz", [None, "Europe/Amsterdam"])
+def test_movement_equals_in_memory(client, tz):
+    """The eight categories' deals and amounts, an inferred stage order (advanced and
+    regressed compare positions in the global order), naive and aware logs."""
+    rng = np.random.default_rng(8)
+    events = with_attrs(random_log(rng, 150, tz=tz), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    firsts = mem.deals()["first_event"].sort_values()
+    for a, b in ((0.2, 0.6), (0.5, 1.0)):
+        start = firsts.iloc[int(a * (len(firsts) - 1))]
+        end = firsts.iloc[int(b * (len(firsts) - 1))] if b < 1 else mem.as_of
+        m, d = mem.movement(start, end), dist.movement(start, end)
+        assert m["deals"].sum() > 0
+        assert_same(m, d)
+    with pytest.raises(fk.EventLogError, match="must be before"):
+        dist.movement(mem.as_of, firsts.iloc[0])
+    with pytest.raises(fk.InvalidParameterError, match="after the log's as_of"):
+        dist.movement(firsts.iloc[0], mem.as_of + pd.Timedelta("1D"))
+
+
 def test_filter_errors(client):
     events = fk.datasets.load_sample()
     dist = distributed_log(events, **fk.datasets.SAMPLE_KWARGS)

@@ -37,6 +37,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -1792,6 +1793,19 @@ def keep_rows(
         ok = np.array([nm in spec.allowed for nm in names] + [True], dtype=bool)
         row_keep &= ok[codes]
     return pdf.iloc[np.flatnonzero(row_keep)]
+
+
+def movement_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, start, end) -> pd.DataFrame:
+    """``EventLog.movement(start, end)`` of one partition of whole deals, its log in the
+    global stage order (advanced/regressed compare positions in it): the categories'
+    deal counts and amounts, which add up over partitions."""
+    from .monitoring import movement
+
+    settings = {**cfg.settings, "stages": list(lay.stages)}
+    log = build_partition(pdf, dataclass_replace(cfg, settings=settings)).log
+    if log is None:
+        return pd.DataFrame({"deals": np.zeros(0, dtype=np.int64)})
+    return movement(log, start, end)
 
 
 def rejects_frame(

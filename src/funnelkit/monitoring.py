@@ -735,6 +735,25 @@ def movement(log: EventLog, start: Any, end: Any) -> pd.DataFrame:
     )
 
 
+def movement_window(
+    start: Any, end: Any, aware: bool, as_of_ns: int, as_of: Any
+) -> tuple[int, int]:
+    """The window ``(start, end]`` of :func:`movement` in ns on the log's clock, checked:
+    ``start`` before ``end``, ``end`` not after ``as_of`` (both engines)."""
+    start_ns = to_timestamp(start, aware, "start")
+    end_ns = to_timestamp(end, aware, "end")
+    if not start_ns < end_ns:
+        raise EventLogError(
+            f"Parameters `start`={start!r} and `end`={end!r}: `start` must be before `end`."
+        )
+    if end_ns > as_of_ns:
+        raise InvalidParameterError(
+            f"Parameter `end`={end!r} is after the log's as_of ({as_of}); nothing is "
+            "known after as_of. Pass an earlier `end` or build the log with a later as_of."
+        )
+    return start_ns, end_ns
+
+
 def movement_masks(
     log: EventLog, start: Any, end: Any
 ) -> tuple[int, int, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -742,17 +761,7 @@ def movement_masks(
     ``start`` and at ``end`` (``_NONE``/``_OPEN``/``_WON``/``_LOST``/``_STALE``) and the
     deal mask of each category of :data:`CATEGORIES` — shared with the field-history
     waterfall of :mod:`funnelkit.history`, so both apply the same state rules."""
-    start_ns = to_timestamp(start, log._aware, "start")
-    end_ns = to_timestamp(end, log._aware, "end")
-    if not start_ns < end_ns:
-        raise EventLogError(
-            f"Parameters `start`={start!r} and `end`={end!r}: `start` must be before `end`."
-        )
-    if end_ns > log._as_of_ns:
-        raise InvalidParameterError(
-            f"Parameter `end`={end!r} is after the log's as_of ({log.as_of}); nothing is "
-            "known after as_of. Pass an earlier `end` or build the log with a later as_of."
-        )
+    start_ns, end_ns = movement_window(start, end, log._aware, log._as_of_ns, log.as_of)
     s0, f0, c0 = _states(log, start_ns)
     s1, f1, c1 = _states(log, end_ns)
     both_open = (s0 == _OPEN) & (s1 == _OPEN)
