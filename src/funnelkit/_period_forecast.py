@@ -34,9 +34,13 @@ Periods are calendar periods in UTC (:class:`pandas.Period`): the current one (h
   per day on as many degrees of freedom as window changes. Each simulation draws its own
   drift variance from a scaled inverse χ² posterior that pools this measurement with a
   weak prior (a standard deviation of 0.25 in the log rate per 91 days, on one degree of
-  freedom) — a young history cannot say the rate stands still — and a period's rate is
+  freedom; a draw is capped at a standard deviation of 1 per 91 days) — a young history
+  cannot say the rate stands still — and a period's rate is
   drawn around the level with the variance that drift builds up from the middle of the
-  level's window to the period.
+  level's window to the period: a walk of the log rate with no trend (the drift is
+  measured on log-rate changes about zero), whose median is the level. The expected new
+  deals and wins are those of the level (the rate stays where it was fitted); the walk
+  widens their interval as much upwards as downwards on the log scale.
 
   A new deal enters the state its kind of deal enters (the shares of first states among
   the deals created in the fitting window), and is won by a period end with the chain's
@@ -96,6 +100,10 @@ LEVEL_DAYS = 365
 #: on this many degrees of freedom (see :func:`_drift_draws`)
 PRIOR_DRIFT_SD = 0.25
 PRIOR_DRIFT_DOF = 1
+#: largest drift a simulation draws: a standard deviation of the log rate per 91 days (a
+#: factor e per quarter at one standard deviation) — the posterior's tail on one or a few
+#: degrees of freedom would otherwise let a rate wander by factors of millions
+MAX_DRIFT_SD = 1.0
 #: longest total span of the periods forecast (days)
 MAX_SPAN_DAYS = 740
 #: the bands the fan chart draws: (coverage, column suffix)
@@ -270,12 +278,13 @@ def _drift_draws(rng: np.random.Generator, arr: _Arrivals, n_sims: int) -> np.nd
     """Drift variances per simulation from their posterior: scaled inverse χ² with
     ``ν₀ + k`` degrees of freedom and scale ``(ν₀ d₀ + k d̂) / (ν₀ + k)`` — the measured
     drift ``d̂`` on ``k`` changes, pooled with a weak prior (:data:`PRIOR_DRIFT_SD` per
-    quarter on :data:`PRIOR_DRIFT_DOF` degree of freedom). A history too short to measure
-    how the rate wanders gets the prior's wide spread instead of none."""
+    quarter on :data:`PRIOR_DRIFT_DOF` degree of freedom), at most
+    :data:`MAX_DRIFT_SD` per quarter. A history too short to measure how the rate wanders
+    gets the prior's wide spread instead of none."""
     nu = PRIOR_DRIFT_DOF + arr.drift_dof
     d0 = PRIOR_DRIFT_SD**2 / RECENT_DAYS
     ss = PRIOR_DRIFT_DOF * d0 + arr.drift_dof * arr.drift
-    return ss / rng.chisquare(nu, size=n_sims)
+    return np.minimum(ss / rng.chisquare(nu, size=n_sims), MAX_DRIFT_SD**2 / RECENT_DAYS)
 
 
 def first_states(log: EventLog) -> np.ndarray:
@@ -762,7 +771,7 @@ def _simulate(
             d_mean = rng.normal(0.0, pool.std() / math.sqrt(pool.size), size=n_sims)
         for c in range(C):  # loop over cells (period × month)
             sd = np.sqrt(drift_s * lag[c])
-            walk = np.exp(z * sd - sd**2 / 2)  # mean 1
+            walk = np.exp(z * sd)  # a symmetric walk of the log rate: median 1
             mu = level * walk * f_s[:, month_c[c]] * days_c[c]
             n_new = _nb(rng, mu, phi)
             if A_boot is not None and b_idx is not None:

@@ -897,7 +897,19 @@ class Report:
         if (name, fmt) not in self._rendered:
             buf = io.BytesIO()
             meta = {"Software": None} if fmt == "png" else {"Date": None}
-            self.charts[name].savefig(buf, format=fmt, dpi=DPI, facecolor="white", metadata=meta)
+            fig = self.charts[name]
+            engine = fig.get_layout_engine()
+            # a layout engine makes savefig lay the figure out in a pass of its own before
+            # drawing; the second format keeps the layout of the first (positions are
+            # fractions of the figure) instead of computing it again
+            again = engine is not None and any(n == name for n, _ in self._rendered)
+            if again:
+                fig.set_layout_engine("none")
+            try:
+                fig.savefig(buf, format=fmt, dpi=DPI, facecolor="white", metadata=meta)
+            finally:
+                if again:
+                    fig.set_layout_engine(engine)
             self._rendered[(name, fmt)] = buf.getvalue()
         return self._rendered[(name, fmt)]
 
