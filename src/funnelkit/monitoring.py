@@ -20,7 +20,7 @@ run over stages, blocks of segments and compared rows only).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -492,12 +492,43 @@ def _trend_by_stage(
 ) -> pd.DataFrame:
     S = log._n_stages
     cut = maturity_cutoffs(log)
-    out = head.iloc[np.repeat(np.arange(G), S)].reset_index(drop=True)
-    out["stage"] = np.tile(np.array(log.stages, dtype=object), G).astype(str)
     if metric == "conversion":
-        c = stage_counts(log, group, G)
         sub = log_subjects(log, "implied")
-        aj = subject_estimates(log, group[sub.deal] * S + sub.stage, sub, G * S, None)
+        stats = {
+            "counts": stage_counts(log, group, G),
+            "aj": subject_estimates(log, group[sub.deal] * S + sub.stage, sub, G * S, None),
+        }
+    else:
+        v = log._visits()
+        has = v.dwell != NAT
+        g = group[v.deal] * S + v.stage
+        counted = has & (v.entered <= cut[v.stage])
+        stats = {
+            "visits": np.bincount(g[has], minlength=G * S),
+            "km": km_table(g[counted], v.dwell[counted], v.censored[counted], G * S),
+        }
+    return stage_trend_table(head, list(log.stages), metric, stats, cut, end_ns, log._timestamp)
+
+
+def stage_trend_table(
+    head: pd.DataFrame,
+    stages: list[str],
+    metric: str,
+    stats: dict[str, Any],
+    cut: np.ndarray,
+    end_ns: np.ndarray,
+    timestamp: Callable[[np.ndarray], Any],
+) -> pd.DataFrame:
+    """The table of ``trend(metric="conversion" | "dwell")`` from its sufficient
+    statistics (one builder for both engines): ``head`` (one row per group), per group ×
+    stage the funnel counts and conversion estimates (``counts``, ``aj``) or the visits
+    with a dwell and the Kaplan–Meier summary of the counted ones (``visits``, ``km``),
+    the stages' cutoffs, the groups' period ends and the log's ns → time converter."""
+    G, S = len(head), len(stages)
+    out = head.iloc[np.repeat(np.arange(G), S)].reset_index(drop=True)
+    out["stage"] = np.tile(np.array(stages, dtype=object), G).astype(str)
+    if metric == "conversion":
+        c, aj = stats["counts"], stats["aj"]
         conv, low, high, unresolved = _conversion(aj, Z95)
         x = c["advanced"].reshape(-1)
         n = x + c["dropped"].reshape(-1)
@@ -514,19 +545,15 @@ def _trend_by_stage(
         out["conversion_closed_low"] = c_low
         out["conversion_closed_high"] = c_high
     else:
-        v = log._visits()
-        has = v.dwell != NAT
-        g = group[v.deal] * S + v.stage
-        counted = has & (v.entered <= cut[v.stage])
-        km = km_table(g[counted], v.dwell[counted], v.censored[counted], G * S)
-        out["visits"] = np.bincount(g[has], minlength=G * S).astype(np.int64)
+        km = stats["km"]
+        out["visits"] = np.asarray(stats["visits"]).astype(np.int64)
         out["counted"] = km["n"].astype(np.int64)
         out["censored"] = km["censored"].astype(np.int64)
         out["mean"] = to_timedelta(km["mean"]).to_numpy()
         out["median"] = to_timedelta(km["q50"]).to_numpy()
         out["p75"] = to_timedelta(km["q75"]).to_numpy()
         out["p90"] = to_timedelta(km["q90"]).to_numpy()
-    out["reached_by"] = log._timestamp(np.tile(cut, G))
+    out["reached_by"] = timestamp(np.tile(cut, G))
     out["mature"] = np.repeat(end_ns, S) - 1 <= np.tile(cut, G)
     if metric == "dwell":  # new columns after the existing ones, as for cycle time
         out["median_low"] = to_timedelta(km["q50_low"]).to_numpy()
@@ -539,17 +566,42 @@ def _trend_by_deal(
 ) -> pd.DataFrame:
     cut = resolution_cutoff(log)
     oc = log._outcome.astype(np.int64)
-    out = head.copy()
-    out["deals"] = np.bincount(group, minlength=G).astype(np.int64)
+    stats: dict[str, Any] = {"deals": np.bincount(group, minlength=G)}
     if metric == "win_rate":
-        counts = np.bincount(group * 4 + oc, minlength=G * 4).reshape(G, 4)
+        stats["outcomes"] = np.bincount(group * 4 + oc, minlength=G * 4).reshape(G, 4)
+        stats["aj"] = _conversion_estimates(log, group, *_win_clock(log), G)
+    else:
+        sel = (log._first_ns <= cut) & (oc != V.STALE)
+        done = log._term_ns != NAT
+        dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+        stats["km"] = km_table(group[sel], dur[sel], (oc == V.OPEN)[sel], G)
+    return deal_trend_table(head, metric, stats, cut, end_ns, log._timestamp)
+
+
+def deal_trend_table(
+    head: pd.DataFrame,
+    metric: str,
+    stats: dict[str, Any],
+    cut: int,
+    end_ns: np.ndarray,
+    timestamp: Callable[[np.ndarray], Any],
+) -> pd.DataFrame:
+    """The table of ``trend(metric="win_rate" | "cycle_time")`` from its sufficient
+    statistics (one builder for both engines): deals per group and either the outcome
+    counts ``(groups, 4)`` and the win-clock estimates (``outcomes``, ``aj``) or the
+    Kaplan–Meier summary of the time to resolution (``km``); the creation cutoff, the
+    groups' period ends and the log's ns → time converter."""
+    G = len(head)
+    out = head.copy()
+    out["deals"] = np.asarray(stats["deals"]).astype(np.int64)
+    if metric == "win_rate":
+        counts = stats["outcomes"]
         won, lost, stale, open_ = (counts[:, k] for k in (V.WON, V.LOST, V.STALE, V.OPEN))
         n = won + lost + stale
         with np.errstate(invalid="ignore", divide="ignore"):
             closed = won / n
         c_low, c_high = _stats.wilson(won, n.astype(np.float64))
-        aj = _conversion_estimates(log, group, *_win_clock(log), G)
-        rate, low, high, unresolved = _conversion(aj, Z95)
+        rate, low, high, unresolved = _conversion(stats["aj"], Z95)
         out["won"] = won.astype(np.int64)
         out["lost"] = lost.astype(np.int64)
         out["stale"] = stale.astype(np.int64)
@@ -562,17 +614,14 @@ def _trend_by_deal(
         out["win_rate_closed_low"] = c_low
         out["win_rate_closed_high"] = c_high
     else:
-        sel = (log._first_ns <= cut) & (oc != V.STALE)
-        done = log._term_ns != NAT
-        dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
-        km = km_table(group[sel], dur[sel], (oc == V.OPEN)[sel], G)
+        km = stats["km"]
         out["counted"] = km["n"].astype(np.int64)
         out["censored"] = km["censored"].astype(np.int64)
         out["mean"] = to_timedelta(km["mean"]).to_numpy()
         out["median"] = to_timedelta(km["q50"]).to_numpy()
         out["p75"] = to_timedelta(km["q75"]).to_numpy()
         out["p90"] = to_timedelta(km["q90"]).to_numpy()
-    out["created_by"] = log._timestamp(np.full(G, cut, dtype=np.int64))
+    out["created_by"] = timestamp(np.full(G, cut, dtype=np.int64))
     out["mature"] = end_ns - 1 <= cut
     if metric != "win_rate":  # new columns after the existing ones
         out["median_low"] = to_timedelta(km["q50_low"]).to_numpy()
