@@ -226,7 +226,7 @@ def test_leverage_bootstrap(client):
     with pytest.raises(NotImplementedError, match="period"):
         dist_log.key_stages(signals="leverage", period="2025-01-01")
     with pytest.raises(NotImplementedError, match="compute"):
-        dist_log.trend()
+        dist_log.forecast()
 
 
 @pytest.mark.slow
@@ -304,6 +304,28 @@ def test_movement_equals_in_memory(client, tz):
         dist.movement(mem.as_of, firsts.iloc[0])
     with pytest.raises(fk.InvalidParameterError, match="after the log's as_of"):
         dist.movement(firsts.iloc[0], mem.as_of + pd.Timedelta("1D"))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::funnelkit.FunnelkitWarning")
+@pytest.mark.parametrize("tz", [None, "America/New_York"])
+def test_trend_equals_in_memory(client, tz):
+    """Every metric, by cohort alone and by segments, monthly and quarterly: the same
+    table (every duration sketch exact at this size, so durations and cutoffs too)."""
+    rng = np.random.default_rng(9)
+    events = with_attrs(random_log(rng, 200, tz=tz), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    for metric in ("conversion", "win_rate", "cycle_time", "dwell"):
+        for freq, by in (("ME", None), ("QE", "team"), ("ME", ["team", "tier"])):
+            m = mem.trend(freq=freq, by=by, metric=metric)
+            d = dist.trend(freq=freq, by=by, metric=metric)
+            assert len(m) > 1
+            assert_same(m, d)
+    with pytest.raises(fk.InvalidParameterError, match="metric"):
+        dist.trend(metric="speed")
+    with pytest.raises(fk.EventLogError, match="nope"):
+        dist.trend(by="nope")
 
 
 def test_filter_errors(client):

@@ -99,7 +99,10 @@ class Config:
     ``settings`` are the :class:`funnelkit.EventLog` keywords except ``as_of``;
     ``as_of_ns`` is the global observation time on the log's clock (naive ns, UTC for
     aware logs); ``aware``/``mixed`` the global time-zone decision; ``removed`` row keys of
-    deals with a conflicting outcome to leave out up front (see ``funnelkit.dask``).
+    deals with a conflicting outcome to leave out up front (see ``funnelkit.dask``);
+    ``order`` the global stage order of a log whose order is inferred, once known: each
+    partition's log then reads its stages in that order while breaking ties between
+    simultaneous events as an inferred order does (by input order), as in memory.
     """
 
     settings: dict[str, Any]
@@ -109,6 +112,7 @@ class Config:
     mixed: bool = False
     removed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     exact_limit: int = 1024
+    order: tuple[str, ...] | None = None
 
     @property
     def attrs(self) -> list[str]:
@@ -120,7 +124,8 @@ class Config:
 
     @property
     def infer_order(self) -> bool:
-        return self.settings.get("stages") is None
+        """The partitions do not know the stage order (none declared, none given yet)."""
+        return self.settings.get("stages") is None and self.order is None
 
 
 def row_keys(n: int, partition: int) -> np.ndarray:
@@ -264,7 +269,10 @@ def build_partition(pdf: pd.DataFrame, cfg: Config) -> Part:
         kept = events.iloc[kept_rows].reset_index(drop=True) if gone.any() else events
         as_of = None if cfg.as_of_ns is None else pd.Timestamp(cfg.as_of_ns)
         try:
-            log = EventLog(kept, **s, as_of=as_of)
+            if cfg.order is not None and s.get("stages") is None:
+                log = EventLog._with_order(kept, cfg.order, **s, as_of=as_of)
+            else:
+                log = EventLog(kept, **s, as_of=as_of)
         except EventLogError as err:
             cases = err.failure_cases
             if not len(cases) or "row" not in cases.columns:
@@ -1003,6 +1011,11 @@ class Layout:
     def timestamp(self, ns: int) -> pd.Timestamp:
         ts = pd.Timestamp(np.int64(ns).astype("datetime64[ns]"))
         return ts.tz_localize("UTC") if self.aware else ts
+
+    def timestamps(self, ns: np.ndarray) -> pd.DatetimeIndex:
+        """Times of ns on the log's clock (as ``EventLog._timestamp``)."""
+        idx = pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).astype("datetime64[ns]"))
+        return idx.tz_localize("UTC") if self.aware else idx
 
 
 def infer_order(positions: pd.DataFrame) -> list[str]:
@@ -1801,8 +1814,7 @@ def movement_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, start, end) -> pd
     deal counts and amounts, which add up over partitions."""
     from .monitoring import movement
 
-    settings = {**cfg.settings, "stages": list(lay.stages)}
-    log = build_partition(pdf, dataclass_replace(cfg, settings=settings)).log
+    log = build_partition(pdf, global_order(cfg, lay)).log
     if log is None:
         return pd.DataFrame({"deals": np.zeros(0, dtype=np.int64)})
     return movement(log, start, end)
@@ -1823,3 +1835,383 @@ def rejects_frame(
     out = out.drop(columns=ROW).sort_values("row", kind="stable").reset_index(drop=True)
     out["reason"] = out["reason"].astype(str)
     return _conform(out, meta)
+
+
+# --------------------------------------------------------------------------- trend
+def global_order(cfg: Config, lay: Layout) -> Config:
+    """``cfg`` whose partitions read their stages in the global order (see
+    :class:`Config`)."""
+    if cfg.settings.get("stages") is not None:
+        return cfg
+    return dataclass_replace(cfg, order=tuple(lay.stages))
+
+
+def _trend_log(pdf: pd.DataFrame, cfg: Config, lay: Layout) -> EventLog | None:
+    """A partition's log in the global stage order."""
+    return build_partition(pdf, global_order(cfg, lay)).log
+
+
+def _sketch_frame(g: np.ndarray, values, censored, limit: int, **keys) -> pd.DataFrame:
+    gg, val, b, e, c = _sketch(g, values, censored, limit)
+    return pd.DataFrame(
+        {
+            **{k: v(gg) for k, v in keys.items()},
+            "value": val,
+            "binned": b,
+            "events": e,
+            "censored": c,
+        }
+    )
+
+
+def trend_cutoff_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_stage: bool):
+    """One partition's part of the cutoffs of ``trend``: a sketch of the first-visit
+    dwell per stage (``by_stage``) or of the time from creation to resolution (stale
+    deals left out, open ones censored), and the largest complete duration per stage (or
+    of the resolved deals) — as :func:`funnelkit._periods.maturity_cutoffs` and
+    :func:`~funnelkit._periods.resolution_cutoff` read them in memory."""
+    S = len(lay.stages)
+    log = _trend_log(pdf, cfg, lay)
+    if log is None:
+        none = np.zeros(0, dtype=np.int64)
+        return _sketch_frame(none, none, none, 0, stage=lambda g: g), np.zeros(
+            S if by_stage else 1
+        )
+    if by_stage:
+        v = log._visits()
+        keep = (v.visit == 1) & (v.dwell != NAT)
+        top = np.zeros(S)
+        np.maximum.at(top, v.stage[keep], v.dwell[keep].astype(np.float64))
+        frame = _sketch_frame(
+            v.stage[keep], v.dwell[keep], v.censored[keep], cfg.exact_limit, stage=lambda g: g
+        )
+        return frame, top
+    oc = log._outcome
+    keep = oc != V.STALE
+    done = log._term_ns != NAT
+    dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+    top = np.array([float(dur[done].max(initial=0))])
+    frame = _sketch_frame(
+        np.zeros(int(keep.sum()), dtype=np.int64),
+        dur[keep],
+        (oc == V.OPEN)[keep],
+        cfg.exact_limit,
+        stage=lambda g: g,
+    )
+    return frame, top
+
+
+def trend_cutoffs(parts: list, lay: Layout, by_stage: bool, exact_limit: int):
+    """The cutoffs of ``trend`` from the partitions' :func:`trend_cutoff_part`: per stage
+    ``as_of − stale_after − p90`` of the first-visit dwell (``by_stage``), else the one
+    creation cutoff of the time to resolution."""
+    n = len(lay.stages) if by_stage else 1
+    frames = [f for f, _ in parts if len(f)]
+    top = np.max(np.vstack([t for _, t in parts] + [np.zeros(n)]), axis=0)
+    q90 = np.full(n, np.nan)
+    if frames:
+        sk = compress(pd.concat(frames, ignore_index=True), ["stage"], exact_limit)
+        g, t, d, c, b = _sorted_sketch(sk, sk["stage"].to_numpy(dtype=np.int64))
+        q90 = _stats.kaplan_meier_runs(g, t, d, c, n, binned=b)["q90"]
+    lag = 0 if lay.stale_after_ns is None else int(lay.stale_after_ns)
+    p90 = np.where(np.isfinite(q90), np.ceil(np.nan_to_num(q90)), top).astype(np.int64)
+    cut = int(lay.as_of_ns) - lag - p90
+    return cut if by_stage else int(cut[0])
+
+
+def trend_part(
+    pdf: pd.DataFrame,
+    cfg: Config,
+    lay: Layout,
+    by_cols: list[str],
+    pfreq: str,
+    metric: str,
+    cut: Any,
+) -> dict[str, pd.DataFrame]:
+    """One partition's sufficient statistics of ``trend``, keyed by the deals' ``by``
+    values and creation period (``ordinal`` of ``pfreq``): ``deals`` per group, and per
+    metric the funnel counts and the conversion clock's (time, cause) counts, the
+    outcomes and the win clock's counts, the visits and a sketch of the counted visits'
+    dwell, or a sketch of the counted deals' time to resolution — all of which add up
+    over partitions."""
+    from ._periods import stage_counts
+    from .funnel import log_subjects
+    from .monitoring import _win_clock
+
+    log = _trend_log(pdf, cfg, lay)
+    if log is None:
+        return {}
+    S = len(lay.stages)
+    seg, labels = _segment_codes(log, by_cols)
+    first = pd.DatetimeIndex(log._first_ns.astype("datetime64[ns]"))
+    ordinal = np.asarray(first.to_period(pfreq).asi8, dtype=np.int64)
+    o_uniq, o_code = np.unique(ordinal, return_inverse=True)
+    P = o_uniq.size
+    n_seg = len(next(iter(labels.values()))) if labels else 1
+    group = seg * P + o_code.reshape(-1)
+    G = n_seg * P
+
+    def keys(g: np.ndarray) -> dict[str, np.ndarray]:
+        return {**_seg_columns(labels, g // P), "ordinal": o_uniq[g % P]}
+
+    def counted(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        cols = [*(attr_column(b) for b in by_cols), "ordinal", *by]
+        return frame.groupby(cols, sort=False, dropna=False).sum().reset_index()
+
+    out: dict[str, pd.DataFrame] = {}
+    gd = np.arange(G)
+    n_deals = np.bincount(group, minlength=G)
+    out["deals"] = pd.DataFrame({**keys(gd), "deals": n_deals})[n_deals > 0]
+    oc = log._outcome.astype(np.int64)
+    if metric == "conversion":
+        c = stage_counts(log, group, G)
+        gs = np.repeat(gd, S)
+        frame = pd.DataFrame(
+            {
+                **keys(gs),
+                "stage": np.tile(np.arange(S), G),
+                **{k: c[k].reshape(-1) for k in ("reached", "advanced", "dropped", "open")},
+            }
+        )
+        out["counts"] = frame[frame["reached"].to_numpy() > 0]
+        sub = log_subjects(log, "implied")
+        aj = pd.DataFrame(
+            {
+                **keys(group[sub.deal]),
+                "stage": sub.stage.astype(np.int64),
+                "time": sub.t_adv.astype(np.int64),
+                "cause": sub.c_adv.astype(np.int64),
+                "n": np.ones(sub.deal.size, dtype=np.int64),
+            }
+        )
+        out["aj"] = counted(aj, ["stage", "time", "cause"])
+    elif metric == "win_rate":
+        counts = np.bincount(group * 4 + oc, minlength=G * 4).reshape(G, 4)
+        out["outcomes"] = pd.DataFrame({**keys(gd), **{str(k): counts[:, k] for k in range(4)}})[
+            n_deals > 0
+        ]
+        t, cause = _win_clock(log)
+        aj = pd.DataFrame(
+            {
+                **keys(group),
+                "time": t.astype(np.int64),
+                "cause": cause.astype(np.int64),
+                "n": np.ones(group.size, dtype=np.int64),
+            }
+        )
+        out["aj"] = counted(aj, ["time", "cause"])
+    elif metric == "dwell":
+        v = log._visits()
+        has = v.dwell != NAT
+        g = group[v.deal] * S + v.stage
+        n_vis = np.bincount(g[has], minlength=G * S)
+        pres = np.flatnonzero(n_vis)
+        out["visits"] = pd.DataFrame({**keys(pres // S), "stage": pres % S, "visits": n_vis[pres]})
+        sel = has & (v.entered <= np.asarray(cut)[v.stage])
+        out["sketch"] = _sketch_frame(
+            g[sel],
+            v.dwell[sel],
+            v.censored[sel],
+            cfg.exact_limit,
+            **{"stage": lambda x: x % S},
+            **{
+                k: (lambda x, k=k: keys(x // S)[k])
+                for k in [*map(attr_column, by_cols), "ordinal"]
+            },
+        )
+    else:  # cycle_time
+        sel = (log._first_ns <= int(cut)) & (oc != V.STALE)
+        done = log._term_ns != NAT
+        dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+        out["sketch"] = _sketch_frame(
+            group[sel],
+            dur[sel],
+            (oc == V.OPEN)[sel],
+            cfg.exact_limit,
+            **{k: (lambda x, k=k: keys(x)[k]) for k in [*map(attr_column, by_cols), "ordinal"]},
+        )
+    return out
+
+
+def trend_table(
+    parts: list[dict[str, pd.DataFrame]],
+    sm: Summary,
+    lay: Layout,
+    by_cols: list[str],
+    pfreq: str,
+    metric: str,
+    cut: Any,
+    exact_limit: int,
+) -> pd.DataFrame:
+    """``EventLog.trend()`` from the partitions' :func:`trend_part`: merged, put on the
+    global segments and periods (every period from the first creation to the last), and
+    handed to the builders the in-memory trend uses."""
+    from . import monitoring as M
+
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for part in parts:  # loop over partitions
+        for key, frame in part.items():
+            frames.setdefault(key, []).append(frame)
+    cat: dict[str, pd.DataFrame] = {k: pd.concat(v, ignore_index=True) for k, v in frames.items()}
+    deals = cat["deals"]
+    o_min = int(deals["ordinal"].min())
+    o_max = int(deals["ordinal"].max())
+    periods = pd.period_range(
+        start=pd.Period(ordinal=o_min, freq=pfreq), end=pd.Period(ordinal=o_max, freq=pfreq)
+    )
+    P = len(periods)
+    start_ns = periods.start_time.as_unit("ns").asi8.astype(np.int64)
+    end_ns = (periods + 1).start_time.as_unit("ns").asi8.astype(np.int64)
+    table = pd.DataFrame(
+        {
+            "period": np.asarray(periods.astype(str), dtype=object).astype(str),
+            "period_start": lay.timestamps(start_ns),
+            "period_end": lay.timestamps(end_ns),
+        }
+    )
+    names: list[str] = [
+        k for k in ("deals", "counts", "aj", "outcomes", "visits", "sketch") if k in cat
+    ]
+    codes, labels = _segments(sm, by_cols, [sm.tables["deals"], *(cat[k] for k in names)])
+    n_seg = len(labels)
+    G, S = n_seg * P, len(lay.stages)
+    group: dict[str, np.ndarray] = {
+        k: codes[i + 1] * P + (cat[k]["ordinal"].to_numpy(dtype=np.int64) - o_min)
+        for i, k in enumerate(names)
+    }
+    head = expand(labels, np.repeat(np.arange(n_seg), P), by_cols)
+    tiled = table.iloc[np.tile(np.arange(P), n_seg)].reset_index(drop=True)
+    head = pd.concat([head, tiled], axis=1)
+    ends = np.tile(end_ns, n_seg)
+
+    def total(key: str, col: str, n: int, extra: np.ndarray | None = None) -> np.ndarray:
+        g = group[key] if extra is None else group[key] * S + extra
+        return np.bincount(g, weights=cat[key][col].to_numpy(np.float64), minlength=n)
+
+    def rows(key: str, extra: np.ndarray | None = None) -> tuple:
+        f = cat.get(key)
+        if f is None:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z, z, np.zeros(0), np.zeros(0)
+        g = group[key] if extra is None else group[key] * S + extra
+        n = f["n"].to_numpy(dtype=np.float64)
+        return (g, f["time"].to_numpy(np.int64), f["cause"].to_numpy(np.int64), n, n)
+
+    def km(key: str, n: int, by_stage: bool) -> dict[str, np.ndarray]:
+        f = cat.get(key)
+        if f is None or f.empty:
+            f = pd.DataFrame(
+                {c: np.zeros(0, dtype=np.int64) for c in ("g", "value", "events", "censored")}
+            ).assign(binned=np.zeros(0, dtype=bool))
+            g = np.zeros(0, dtype=np.int64)
+        else:
+            keys = [
+                *(attr_column(b) for b in by_cols),
+                "ordinal",
+                *(["stage"] if by_stage else []),
+            ]
+            f = compress(f, keys, exact_limit)
+            (_, seg), _ = _segments(sm, by_cols, [sm.tables["deals"], f])
+            g = seg * P + (f["ordinal"].to_numpy(dtype=np.int64) - o_min)
+            if by_stage:
+                g = g * S + f["stage"].to_numpy(dtype=np.int64)
+        gg, t, d, c, b = _sorted_sketch(f, g)
+        return _stats.kaplan_meier_runs(gg, t, d, c, n, binned=b)
+
+    stats: dict[str, Any] = {}
+    if metric == "conversion":
+        st = cat["counts"]["stage"].to_numpy(dtype=np.int64) if "counts" in cat else None
+        stats["counts"] = {
+            k: (
+                np.rint(total("counts", k, G * S, st)).astype(np.int64).reshape(G, S)
+                if st is not None
+                else np.zeros((G, S), dtype=np.int64)
+            )
+            for k in ("reached", "advanced", "dropped", "open")
+        }
+        aj_stage = cat["aj"]["stage"].to_numpy(dtype=np.int64) if "aj" in cat else None
+        stats["aj"] = _conversion_estimates(rows("aj", aj_stage), G * S, lay)
+    elif metric == "dwell":
+        st = cat["visits"]["stage"].to_numpy(dtype=np.int64) if "visits" in cat else None
+        stats["visits"] = (
+            np.rint(total("visits", "visits", G * S, st)).astype(np.int64)
+            if st is not None
+            else np.zeros(G * S, dtype=np.int64)
+        )
+        stats["km"] = km("sketch", G * S, True)
+    if metric in ("conversion", "dwell"):
+        return M.stage_trend_table(
+            head, list(lay.stages), metric, stats, np.asarray(cut), ends, lay.timestamps
+        )
+    stats["deals"] = np.rint(total("deals", "deals", G)).astype(np.int64)
+    if metric == "win_rate":
+        stats["outcomes"] = np.column_stack(
+            [np.rint(total("outcomes", str(k), G)).astype(np.int64) for k in range(4)]
+        )
+        stats["aj"] = _conversion_estimates(rows("aj"), G, lay)
+    else:
+        stats["km"] = km("sketch", G, False)
+    return M.deal_trend_table(head, metric, stats, int(cut), ends, lay.timestamps)
+
+
+def split_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, period_ns: int) -> dict:
+    """One partition's part of ``compare(period=...)``: per side (0 = created before
+    ``period_ns``, 1 = at or after; creation = the deal's first event) the deals, the
+    funnel counts ``(2, stages)`` and the conversion clock's (side × stage, time, cause)
+    counts — in the global stage order, ties as in memory."""
+    from ._periods import stage_counts
+    from .funnel import log_subjects
+
+    log = _trend_log(pdf, cfg, lay)
+    S = len(lay.stages)
+    if log is None:
+        z = np.zeros(0, dtype=np.int64)
+        return {
+            "deals": np.zeros(2, dtype=np.int64),
+            "counts": {k: np.zeros((2, S), dtype=np.int64) for k in _COUNT_KEYS},
+            "aj": pd.DataFrame({"g": z, "time": z, "cause": z, "n": z}),
+        }
+    side = (log._first_ns >= period_ns).astype(np.int64)
+    c = stage_counts(log, side, 2)
+    sub = log_subjects(log, "implied")
+    aj = pd.DataFrame(
+        {
+            "g": side[sub.deal] * S + sub.stage.astype(np.int64),
+            "time": sub.t_adv.astype(np.int64),
+            "cause": sub.c_adv.astype(np.int64),
+            "n": np.ones(sub.deal.size, dtype=np.int64),
+        }
+    )
+    return {
+        "deals": np.bincount(side, minlength=2),
+        "counts": {k: c[k] for k in _COUNT_KEYS},
+        "aj": aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index(),
+    }
+
+
+_COUNT_KEYS = ("reached", "advanced", "dropped", "open")
+
+
+def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.DataFrame:
+    """``EventLog.compare(period=...)`` from the partitions' :func:`split_part`."""
+    from .monitoring import compare_table as build
+
+    S = len(lay.stages)
+    deals = np.sum([p["deals"] for p in parts], axis=0).astype(np.int64)
+    c = {k: np.sum([p["counts"][k] for p in parts], axis=0) for k in _COUNT_KEYS}
+    aj_rows = pd.concat([p["aj"] for p in parts], ignore_index=True)
+    aj_rows = aj_rows.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
+    n = aj_rows["n"].to_numpy(dtype=np.float64)
+    rows = (
+        aj_rows["g"].to_numpy(np.int64),
+        aj_rows["time"].to_numpy(np.int64),
+        aj_rows["cause"].to_numpy(np.int64),
+        n,
+        n,
+    )
+    aj = _conversion_estimates(rows, 2 * S, lay)
+    # the rest of each side is the other one: its rows in swapped order
+    aj_rest = {k: v.reshape(2, S)[::-1].reshape(-1) for k, v in aj.items()}
+    rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
+    head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
+    return build(head, list(lay.stages), c, rest, deals, aj, aj_rest, alpha)

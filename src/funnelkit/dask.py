@@ -906,8 +906,7 @@ class DaskEventLog:
             return self._summary
         cached = getattr(self, "_competing_cache", None)
         if cached is None:
-            settings = {**self._cfg.settings, "stages": list(self.stages)}
-            second = self._summarize(dataclasses.replace(self._cfg, settings=settings))
+            second = self._summarize(SM.global_order(self._cfg, self._layout))
             cached = dataclasses.replace(self._summary, tables=dict(self._summary.tables))
             for name in ("aj_advance", "aj_win"):
                 cached.tables[name] = second.tables[name]
@@ -998,8 +997,8 @@ class DaskEventLog:
         segment's conversion equal the in-memory ones exactly, and so does the rest's
         conversion — each rest's own Aalen–Johansen estimate from the other segments'
         (time, cause) counts, also where the in-memory log approximates it for its size
-        (many segments of a large log). With ``period`` the two sides are two filtered
-        logs (:meth:`filter` with ``created=``): two more passes.
+        (many segments of a large log). With ``period`` one pass over the partitions
+        counts each side's funnel and conversion clock.
 
         Examples
         --------
@@ -1028,30 +1027,83 @@ class DaskEventLog:
         if period is None:
             return SM.compare_table(self._competing_summary(), self._layout, by=by, alpha=alpha)
         lay = self._layout
-        at = lay.timestamp(C.to_timestamp(period, lay.aware, "period"))
-        settings = dict(self._settings, stages=list(self.stages))
-        sides = []
-        for start, end in ((None, at), (at, None)):  # before, after
-            spec = SM.FilterSpec(where=None, start=start, end=end, deals=None, allowed=None)
-            side = self._filtered(spec, settings, self.phases or None)
-            if side is None:
-                first = self.deals()["first_event"]
-                lo, hi = _dask()[0].compute(first.min(), first.max())
-                raise InvalidParameterError(
-                    f"Parameter `period`={period!r}: no deal was created "
-                    f"{'after' if start is not None else 'before'} it (deals were created "
-                    f"from {lo} to {hi}); pick a date inside that range."
-                )
-            sides.append(SM.compare_parts(side._competing_summary(), side._layout, []))
-        (c0, _, d0, aj0, _), (c1, _, d1, aj1, _) = sides
-        c = {k: np.concatenate([c0[k], c1[k]]) for k in c0}
-        rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
-        aj = {k: np.concatenate([aj0[k], aj1[k]]) for k in aj0}
-        aj_rest = {k: np.concatenate([aj1[k], aj0[k]]) for k in aj0}
-        S = len(self.stages)
-        head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
-        deals = np.concatenate([d0, d1])
-        return M.compare_table(head, list(self.stages), c, rest, deals, aj, aj_rest, alpha)
+        period_ns = C.to_timestamp(period, lay.aware, "period")
+        dask, _ = _dask()
+        parts = dask.compute(
+            *[
+                dask.delayed(SM.split_part)(p, self._cfg, lay, period_ns)
+                for p in self._shuffled.to_delayed()
+            ]
+        )
+        n_after = int(sum(p["deals"][1] for p in parts))
+        if n_after in (0, self.n_deals):
+            first = self.deals()["first_event"]
+            lo, hi = dask.compute(first.min(), first.max())
+            raise InvalidParameterError(
+                f"Parameter `period`={period!r}: no deal was created "
+                f"{'after' if n_after == 0 else 'before'} it (deals were created "
+                f"from {lo} to {hi}); pick a date inside that range."
+            )
+        return SM.compare_period_table(list(parts), lay, alpha)
+
+    @_as_in_memory("trend")
+    def trend(
+        self,
+        *,
+        freq: str = "QE",
+        by: str | Sequence[str] | None = None,
+        metric: Literal["conversion", "win_rate", "cycle_time", "dwell"] = "conversion",
+    ) -> pd.DataFrame:
+        """Cohorts by creation period: :meth:`funnelkit.EventLog.trend`, the same rows
+        and columns, from two passes over the partitions — one for the maturity cutoffs
+        (the Kaplan–Meier 90th percentile of first-visit dwell per stage, or of the time
+        to resolution), one for each cohort's sufficient statistics (funnel counts and the
+        competing-risks clock's (time, cause) counts; outcome counts; dwell or
+        time-to-resolution sketches), merged and handed to the in-memory builders.
+
+        Counts and conversions equal the in-memory ones exactly; the dwell and cycle-time
+        estimates and the cutoffs too while every group has at most ``exact_durations``
+        distinct durations, else from the binned sketch (within 1%, as :meth:`dwell`).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> t = log.trend(freq="YE", metric="win_rate")
+        >>> t.equals(log.compute().trend(freq="YE", metric="win_rate"))
+        True
+        >>> t["deals"].tolist()
+        [391, 209]
+        """
+        from . import monitoring as M
+
+        if metric not in M.METRICS:
+            raise InvalidParameterError(
+                f"Parameter `metric` must be one of {list(M.METRICS)}; got {metric!r}."
+            )
+        by_cols = M._check_by(by)
+        SM._by_columns(by_cols, self._layout)
+        pfreq = M._period_freq(freq)
+        dask, _ = _dask()
+        lay, cfg = self._layout, self._cfg
+        parts = self._shuffled.to_delayed()
+        by_stage = metric in ("conversion", "dwell")
+        cuts = dask.compute(
+            *[dask.delayed(SM.trend_cutoff_part)(p, cfg, lay, by_stage) for p in parts]
+        )
+        cut = SM.trend_cutoffs(list(cuts), lay, by_stage, self._exact_durations)
+        rows = dask.compute(
+            *[dask.delayed(SM.trend_part)(p, cfg, lay, by_cols, pfreq, metric, cut) for p in parts]
+        )
+        out = SM.trend_table(
+            list(rows), self._summary, lay, by_cols, pfreq, metric, cut, self._exact_durations
+        )
+        if metric in ("conversion", "win_rate"):
+            M._warn_if_empty(self, out, metric)
+        return out
 
     @_as_in_memory("movement", closing=[None])
     def movement(self, start: Any, end: Any, *, closing: None = None) -> pd.DataFrame:

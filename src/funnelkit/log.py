@@ -185,6 +185,21 @@ class EventLog:
     #: the activities attached by :meth:`with_activities` (None: stage events only)
     _activities: Activities | None = None
 
+    #: the stage order of a log whose order was inferred elsewhere (see _with_order)
+    _order_hint: list[str] | None = None
+
+    @classmethod
+    def _with_order(cls, events: Any, order: Sequence[str], **settings: Any) -> EventLog:
+        """Internal: the log of ``events`` (``settings`` without ``stages``) read in
+        ``order``, an order inferred elsewhere — from the whole log, for one partition of
+        it (``funnelkit.dask``). Simultaneous events are ordered as under an inferred
+        order (input order), not by ``order``'s ranks as a declared order would; every
+        stage of ``events`` must be in ``order``."""
+        self = super().__new__(cls)
+        self._order_hint = list(order)
+        self.__init__(events, **settings)  # type: ignore[misc]
+        return self
+
     def __new__(cls, events: Any = None, *args: Any, **kwargs: Any) -> Any:
         # fk.EventLog(dask_dataframe, ...) → funnelkit.dask.DaskEventLog (imports dask)
         if cls is EventLog and _is_dask_frame(events):
@@ -637,6 +652,9 @@ class EventLog:
         if declared is not None:
             order_names = list(declared)
             inferred = False
+        elif self._order_hint is not None:  # inferred elsewhere (see _with_order)
+            order_names = list(self._order_hint)
+            inferred = True
         else:
             order_names = self._infer_order(p_raw, p_deal, raw_kind, raw_names)
             inferred = True

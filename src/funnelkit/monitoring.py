@@ -463,9 +463,10 @@ def trend(
     return out
 
 
-def _warn_if_empty(log: EventLog, out: pd.DataFrame, metric: str) -> None:
+def _warn_if_empty(log: Any, out: pd.DataFrame, metric: str) -> None:
     """Warn when every value of a rate trend is NaN although deals exist: no deal of any
-    cohort has advanced, won or been lost yet, which a table of NaN does not explain."""
+    cohort has advanced, won or been lost yet, which a table of NaN does not explain.
+    ``log`` is either engine's log (only its ``stale_after`` is read)."""
     if out.empty or out[metric].notna().any():
         return
     total = int(out["reached" if metric == "conversion" else "deals"].sum())
@@ -492,6 +493,7 @@ def _trend_by_stage(
 ) -> pd.DataFrame:
     S = log._n_stages
     cut = maturity_cutoffs(log)
+    stats: dict[str, Any]
     if metric == "conversion":
         sub = log_subjects(log, "implied")
         stats = {
