@@ -66,6 +66,7 @@ REQUIRED = {
     "EventLog": {"events": fk.datasets.load_sample()},
     "EventLog.from_milestones": {"deals": None, "stage_dates": {}},
     "EventLog.movement": {"start": "2025-01-01", "end": "2025-02-01"},
+    "DaskEventLog.movement": {"start": "2025-01-01", "end": "2025-02-01"},
     "EventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
     "EventLog.update": {"new_events": fk.datasets.load_sample()},
     "EventLog.with_history": {"history": fk.datasets.load_sample_history()},
