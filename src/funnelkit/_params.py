@@ -277,9 +277,12 @@ def check_param(func: str, param: str, value: Any, constraints: list[Any]) -> No
     if CHECKED_INSIDE in constraints or any(_satisfied(c, value) for c in constraints):
         return
     words = [describe(c) for c in constraints if c is not None]
-    allowed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-    if None in constraints:
-        allowed += " or None"
+    if not words:  # only None is allowed (an option this engine does not have)
+        allowed = "None"
+    else:
+        allowed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+        if None in constraints:
+            allowed += " or None"
     hint = ""
     if "duration" in constraints:
         from ._columns import to_duration
