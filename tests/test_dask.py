@@ -304,6 +304,8 @@ def test_movement_equals_in_memory(client, tz):
         dist.movement(mem.as_of, firsts.iloc[0])
     with pytest.raises(fk.InvalidParameterError, match="after the log's as_of"):
         dist.movement(firsts.iloc[0], mem.as_of + pd.Timedelta("1D"))
+    with pytest.raises(fk.InvalidParameterError, match="with_history"):
+        dist.movement(firsts.iloc[0], mem.as_of, closing=("2025-04-01", "2025-06-30"))
 
 
 @pytest.mark.slow

@@ -1105,7 +1105,7 @@ class DaskEventLog:
             M._warn_if_empty(self, out, metric)
         return out
 
-    @_as_in_memory("movement", closing=[None])
+    @_as_in_memory("movement", closing=[CHECKED_INSIDE])
     def movement(self, start: Any, end: Any, *, closing: None = None) -> pd.DataFrame:
         """How the open pipeline moved between ``start`` and ``end``: the eight rows of
         :meth:`funnelkit.EventLog.movement` (deals and amounts of ``open_at_start``,
@@ -1131,6 +1131,13 @@ class DaskEventLog:
         """
         from .monitoring import CATEGORIES, movement_window
 
+        if closing is not None:
+            raise InvalidParameterError(
+                "DaskEventLog.movement: `closing` follows the pipeline by close date, which "
+                "needs a field history, and field histories are in memory only: "
+                "log.with_history(history, ...) returns the in-memory log; call "
+                ".movement(start, end, closing=...) on it."
+            )
         lay = self._layout
         movement_window(start, end, lay.aware, lay.as_of_ns, self.as_of)  # checked here
         dask, _ = _dask()
