@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/load.py deals 1000000 2000000 [--csv all|small|none]
+    python benchmarks/load.py deals 1000000 2000000 [--seg K] [-- --csv all|small|none]
     python benchmarks/load.py stages 60 100 200
     python benchmarks/load.py segments 50000 [--deals 100000]
 
@@ -10,7 +10,9 @@ Every measured job runs in a fresh process; its wall time and peak RSS (``ru_max
 from ``os.wait4``) are printed as one Markdown table row, ready for ``RESULTS.md``.
 
 * ``deals N`` — ``funnelkit report`` (the CLI, charts included) on
-  ``benchmarks/data/events_N.parquet`` (made by ``generate.py`` when missing).
+  ``benchmarks/data/events_N.parquet`` (made by ``generate.py`` when missing); with
+  ``--seg K`` the deals carry an attribute ``seg`` of ``K`` values and the report runs
+  ``--by seg`` (issue 16's 1M-deal report).
 * ``stages K`` — a synthetic log of 5,000 deals walking ``K`` stages (advance 0.98, so
   most deals pass most stages): ``log.key_stages()`` with the defaults (200 bootstrap
   draws), then the full ``funnelkit report``.
@@ -74,11 +76,35 @@ def _child(code: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ scenarios
-def deals(sizes: list[int], extra: list[str]) -> None:
+def _with_segments(path: Path, k: int) -> Path:
+    """``path`` with a deal attribute ``seg`` of ``k`` values (``S00``, ``S01``, …; a
+    deal's value from a hash of its id, so every event of the deal carries the same)."""
+    out = path.with_name(f"{path.stem}_seg{k}.parquet")
+    if not out.exists():
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        ids = table.column("deal_id").to_numpy()
+        import pandas as pd
+
+        code = pd.util.hash_array(np.asarray(ids, dtype=object)) % np.uint64(k)
+        labels = np.array([f"S{i:02d}" for i in range(k)], dtype=object)
+        table = table.append_column("seg", pa.array(labels[code.astype(np.int64)]))
+        pq.write_table(table, out)
+    return out
+
+
+def deals(sizes: list[int], extra: list[str], seg: int = 0) -> None:
     for n in sizes:
         path = DATA / f"events_{n}.parquet"
         if not path.exists():
             subprocess.run([PY, str(HERE / "generate.py"), str(n)], check=True)
+        by: tuple[str, ...] = ()
+        if seg:
+            path = _with_segments(path, seg)
+            by = ("--attrs", "seg", "--by", "seg")
         with tempfile.TemporaryDirectory() as tmp:
             cmd = _report_cmd(
                 path,
@@ -86,8 +112,10 @@ def deals(sizes: list[int], extra: list[str]) -> None:
                 extra,
                 *("--deal", "deal_id", "--stage", "stage", "--time", "ts"),
                 *("--won", "Won", "--lost", "Lost,Disqualified", "--amount", "amount"),
+                *by,
             )
-            row(f"report, {n:,} deals {' '.join(extra)}".strip(), cmd)
+            what = f"report, {n:,} deals" + (f", --by seg ({seg} values)" if seg else "")
+            row(f"{what} {' '.join(extra)}".strip(), cmd)
             out = Path(tmp) / "r"
             if out.exists():
                 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -188,11 +216,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sizes", nargs="+", type=int)
     parser.add_argument("--deals", type=int, default=100_000, help="deals (segments scenario)")
     parser.add_argument("--src", type=Path, default=SRC, help="funnelkit sources to measure")
+    parser.add_argument(
+        "--seg",
+        type=int,
+        default=0,
+        help="deals scenario: a deal attribute of this many values, --by it",
+    )
     args = parser.parse_args(argv)
     SRC = args.src.resolve()
     print("| job | wall s | peak RSS MiB | exit |\n|---|---|---|---|", flush=True)
     if args.scenario == "deals":
-        deals(args.sizes, extra)
+        deals(args.sizes, extra, args.seg)
     elif args.scenario == "stages":
         stages(args.sizes, extra)
     else:

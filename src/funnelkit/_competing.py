@@ -80,11 +80,14 @@ def _within(x: np.ndarray, first: np.ndarray) -> np.ndarray:
     return cs - (cs[first] - x[first])
 
 
-def _snap(F: np.ndarray) -> np.ndarray:
+def _snap(F: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rounding: a sum of shares that is 1 may land at 1 ± 2e-16, and the order of the
-    sums (per-subject or pre-aggregated weights) must not decide the interval's formula."""
-    F = np.where(F > 1.0 - 1e-12, 1.0, F)
-    return np.where(F < 1e-12, 0.0, F)
+    sums (per-subject or pre-aggregated weights) must not decide the interval's formula.
+    ``out=F`` snaps in place (the curves: one value per block and cause, millions)."""
+    F = np.array(F, dtype=np.float64, copy=True) if out is None else out
+    F[F > 1.0 - 1e-12] = 1.0
+    F[F < 1e-12] = 0.0
+    return F
 
 
 def _snap_var(v: np.ndarray) -> np.ndarray:
@@ -451,7 +454,7 @@ def aalen_johansen(
         out.c_time = tb
         out.c_at_risk = Y / np.where(scale[gb] > 0, scale[gb], 1.0)
         out.c_events = d / np.where(scale[gb] > 0, scale[gb], 1.0)
-        out.c_cif = _snap(F_all)
+        out.c_cif = _snap(F_all, out=F_all)
         out.c_var = V_all if not variance else _snap_var(V_all)
         out.c_surv = S
     return out
