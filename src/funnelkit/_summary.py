@@ -1361,7 +1361,7 @@ def compare_table(sm: Summary, lay: Layout, *, by, alpha: float) -> pd.DataFrame
     The rests' estimates are exact (each rest's own Aalen–Johansen estimate from the
     other segments' merged (time, cause) counts), also where the in-memory log
     approximates them for its size."""
-    from .monitoring import _ADV_KEYS, _check_by
+    from .monitoring import _ADV_KEYS, _check_by, complement_rows
     from .monitoring import compare_table as build
 
     by_cols = _check_by(by)
@@ -1372,18 +1372,10 @@ def compare_table(sm: Summary, lay: Layout, *, by, alpha: float) -> pd.DataFrame
     n_g = len(labels)
     rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
     g, t, cause, w, w2 = rows
-    seg, stage = g // S, g % S
-    n = g.size
-    per = max(1, _REST_CHUNK // max(n, 1))
-    parts = []
-    for a in range(0, n_g, per):  # loop over blocks of segments
-        k = min(per, n_g - a)
-        idx = np.repeat(np.arange(n), k)
-        other = np.tile(np.arange(a, a + k), n)
-        keep = other != seg[idx]
-        idx, other = idx[keep], other[keep]
-        block = ((other - a) * S + stage[idx], t[idx], cause[idx], w[idx], w2[idx])
-        parts.append(_conversion_estimates(block, k * S, lay))
+    parts = [
+        _conversion_estimates((group, t[idx], cause[idx], w[idx], w2[idx]), k * S, lay)
+        for k, idx, group in complement_rows(g // S, g % S, n_g, S, _REST_CHUNK)
+    ]
     aj_rest = {key: np.concatenate([p[key] for p in parts]) for key in _ADV_KEYS}
     head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
     return build(head, list(lay.stages), c, rest, deals, aj, aj_rest, alpha)

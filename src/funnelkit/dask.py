@@ -1017,13 +1017,7 @@ class DaskEventLog:
         """
         from . import monitoring as M
 
-        if (by is None) == (period is None):
-            got = "neither" if by is None else "both"
-            raise EventLogError(
-                "Pass exactly one of `by` (a carried attribute such as 'team') or `period` "
-                f"(a date such as '2025-01-01'); got {got}."
-            )
-        alpha = M._check_alpha(alpha)
+        alpha = M.check_compare_args(by, period, alpha)
         if period is None:
             return SM.compare_table(self._competing_summary(), self._layout, by=by, alpha=alpha)
         lay = self._layout

@@ -20,7 +20,7 @@ run over stages, blocks of segments and compared rows only).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -177,6 +177,35 @@ _CHUNK_ROWS = 1_000_000
 _ADV_KEYS = ("cif", "var", "n_eff", "events", "known", "unresolved", "down", "up")
 
 
+def check_compare_args(by: Any, period: Any, alpha: Any) -> float:
+    """Exactly one of ``by`` and ``period`` (both engines); ``alpha`` as a float."""
+    if (by is None) == (period is None):
+        got = "neither" if by is None else "both"
+        raise EventLogError(
+            "Pass exactly one of `by` (a carried attribute such as 'team') or `period` (a "
+            f"date such as '2025-01-01'); got {got}."
+        )
+    return _check_alpha(alpha)
+
+
+def complement_rows(
+    seg: np.ndarray, stage: np.ndarray, n_seg: int, n_stages: int, chunk: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The rows of every segment's rest, in blocks of ``k`` segments: each row repeated
+    once for each segment of the block it is not in, with its group ``segment × stages +
+    stage`` within the block (at most about ``chunk`` rows per block). Yields ``(k,
+    row indices, groups)`` — for both engines' ``compare(by=...)``."""
+    n = seg.size
+    per = max(1, chunk // max(n, 1))
+    for a in range(0, n_seg, per):  # loop over blocks of segments
+        k = min(per, n_seg - a)
+        idx = np.repeat(np.arange(n), k)
+        g = np.tile(np.arange(a, a + k), n)
+        keep = g != seg[idx]
+        idx, g = idx[keep], g[keep]
+        yield k, idx, (g - a) * n_stages + stage[idx]
+
+
 def compare(
     log: EventLog,
     *,
@@ -194,13 +223,7 @@ def compare(
     >>> compare(log, by="team").equals(log.compare(by="team"))
     True
     """
-    if (by is None) == (period is None):
-        got = "neither" if by is None else "both"
-        raise EventLogError(
-            "Pass exactly one of `by` (a carried attribute such as 'team') or `period` (a "
-            f"date such as '2025-01-01'); got {got}."
-        )
-    alpha = _check_alpha(alpha)
+    alpha = check_compare_args(by, period, alpha)
     S = log._n_stages
     if period is None:
         by_cols = _check_by(by)
@@ -327,16 +350,10 @@ def _complement_estimates(
     n = seg.size
     if n * max(n_seg - 1, 0) > _REST_ROWS:
         return _complement_mixture(log, sub, seg, n_seg)
-    per = max(1, _CHUNK_ROWS // max(n, 1))
-    parts = []
-    for a in range(0, n_seg, per):  # loop over blocks of segments
-        k = min(per, n_seg - a)
-        idx = np.repeat(np.arange(n), k)
-        g = np.tile(np.arange(a, a + k), n)
-        keep = g != seg[idx]
-        idx, g = idx[keep], g[keep]
-        group = (g - a) * S + sub.stage[idx]
-        parts.append(_conversion_estimates(log, group, sub.t_adv[idx], sub.c_adv[idx], k * S))
+    parts = [
+        _conversion_estimates(log, group, sub.t_adv[idx], sub.c_adv[idx], k * S)
+        for k, idx, group in complement_rows(seg, sub.stage, n_seg, S, _CHUNK_ROWS)
+    ]
     return {key: np.concatenate([part[key] for part in parts]) for key in _ADV_KEYS}
 
 
