@@ -101,8 +101,8 @@ class DaskEventLog:
     The same keywords and validation rules as :class:`funnelkit.EventLog`, and the same
     analyses with the same columns: :meth:`transitions`, :meth:`transition_matrix`,
     :meth:`funnel`, :meth:`dwell`, :meth:`cycle_time`, :meth:`kpis`, :meth:`compare`,
-    :attr:`quality` and :meth:`key_stages` (``signals="leverage"``) return pandas
-    DataFrames; :meth:`visits`,
+    :meth:`trend`, :meth:`movement`, :attr:`quality` and :meth:`key_stages`
+    (``signals="leverage"``) return pandas DataFrames; :meth:`visits`,
     :meth:`deals` and :attr:`rejects` return dask DataFrames; :meth:`filter` and
     :meth:`by_phase` return a new distributed log.
 
