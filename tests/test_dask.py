@@ -251,10 +251,15 @@ def test_filter_equals_the_in_memory_filter(client, seed, stages):
         dict(stages=[mem.stages[0], mem.stages[2]]),
         dict(where="tier != 2", stages=mem.stages[1:]),
     ]
-    for case in cases:
+    for i, case in enumerate(cases):
         m, d = mem.filter(**case), dist.filter(**case)
         assert m.quality.filtered["deals"] > 0, case
-        assert_same_log(m, d)
+        assert d.quality == m.quality, case
+        if i in (0, 3):  # every table for a deal filter and a stage filter
+            assert_same_log(m, d)
+        else:
+            assert_same(m.funnel(by="team"), d.funnel(by="team"))
+            assert_same(m.dwell(), d.dwell())
         r_dist = d.rejects.compute().sort_values("row").reset_index(drop=True)
         assert_same(m.rejects, r_dist, input_dtypes=events.columns)
 
@@ -318,8 +323,9 @@ def test_trend_equals_in_memory(client, tz):
     events = with_attrs(random_log(rng, 200, tz=tz), rng)
     mem = fk.EventLog(events, **KW)
     dist = distributed_log(events, **KW)
+    configs = (("ME", None), ("QE", "team")) if tz is None else (("ME", ["team", "tier"]),)
     for metric in ("conversion", "win_rate", "cycle_time", "dwell"):
-        for freq, by in (("ME", None), ("QE", "team"), ("ME", ["team", "tier"])):
+        for freq, by in configs:
             m = mem.trend(freq=freq, by=by, metric=metric)
             d = dist.trend(freq=freq, by=by, metric=metric)
             assert len(m) > 1
