@@ -861,6 +861,7 @@ def test_calibration_no_flags_beyond_the_nominal_rate_under_the_null(null_runs):
         assert k / n <= alpha + 2 * np.sqrt(alpha * (1 - alpha) / n), (fam, k / n)
 
 
+@pytest.mark.slow  # shares its siblings' fixture (several seconds to build)
 def test_null_p_values_are_not_small_too_often(null_runs):
     """Below the flags: under the null the share of p-values below 0.05 across stages,
     segments and logs stays at or below 0.05 plus three standard errors in each set-up

@@ -193,6 +193,7 @@ def test_one_page_one_number_each(tmp_path):
     np.testing.assert_allclose(norm.isf(up["p_value"]), norm.isf(up["p_value_cmp"] / 2), atol=0.15)
 
 
+@pytest.mark.slow  # shares its siblings' fixture (several seconds to build)
 def test_html_escapes_every_data_string(evil):
     _, rep, out = evil
     page = (out / "report.html").read_text(encoding="utf-8")

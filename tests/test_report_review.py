@@ -353,6 +353,7 @@ def test_chinese_page_has_every_string_in_chinese(zh_saved, log):
     assert "2025年第1季度与2024年第4季度对比" in page
 
 
+@pytest.mark.slow  # shares its siblings' fixture (several seconds to build)
 def test_chinese_charts_have_every_label_in_chinese(zh_saved, log):
     from matplotlib.text import Text
 
