@@ -266,14 +266,21 @@ def resolution_cutoff(log: EventLog) -> int:
     largest observed time to a resolution is used instead."""
     oc = log._outcome
     keep = oc != V.STALE
-    done = log._term_ns != NAT
-    dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+    dur, done = resolution_times(log)
     km = km_table(np.zeros(int(keep.sum()), dtype=np.int64), dur[keep], (oc == V.OPEN)[keep], 1)
     if np.isfinite(km["q90"][0]):
         p90 = int(np.ceil(km["q90"][0]))
     else:
         p90 = int(dur[done].max(initial=0))
     return int(log._as_of_ns) - _lag(log) - p90
+
+
+def resolution_times(log: EventLog) -> tuple[np.ndarray, np.ndarray]:
+    """Per deal, the time from its first event to its first terminal event (to ``as_of``
+    when it has none: open or stale) in ns, and whether it has one — the clock of
+    :func:`resolution_cutoff` and of ``trend(metric="cycle_time")``."""
+    done = log._term_ns != NAT
+    return np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns), done
 
 
 def _lag(log: EventLog) -> int:

@@ -1331,15 +1331,11 @@ _REST_CHUNK = 5_000_000
 
 
 def _conversion_estimates(rows: tuple, n_groups: int, lay: Layout) -> dict[str, np.ndarray]:
-    """The conversion estimates :func:`funnelkit.monitoring.compare_table` reads, per
-    group, from ``(group, time, cause, Σw, Σw²)`` rows of the advance clock."""
-    from .monitoring import _ADV_KEYS
+    """:func:`funnelkit.monitoring.conversion_estimates` of merged count rows, with this
+    log's stale rule."""
+    from .monitoring import conversion_estimates
 
-    none = np.zeros(0, dtype=np.int64)
-    aj = competing_estimates(
-        rows, (none, none, none, None, None), n_groups, level_after=lay.stale_after_ns
-    )
-    return {k: aj[k] for k in _ADV_KEYS}
+    return conversion_estimates(rows, n_groups, lay.stale_after_ns)
 
 
 def compare_parts(sm: Summary, lay: Layout, by_cols: list[str]):
@@ -1878,10 +1874,11 @@ def trend_cutoff_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_stage: boo
             v.stage[keep], v.dwell[keep], v.censored[keep], cfg.exact_limit, stage=lambda g: g
         )
         return frame, top
+    from ._periods import resolution_times
+
     oc = log._outcome
     keep = oc != V.STALE
-    done = log._term_ns != NAT
-    dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+    dur, done = resolution_times(log)
     top = np.array([float(dur[done].max(initial=0))])
     frame = _sketch_frame(
         np.zeros(int(keep.sum()), dtype=np.int64),
@@ -1926,7 +1923,7 @@ def trend_part(
     outcomes and the win clock's counts, the visits and a sketch of the counted visits'
     dwell, or a sketch of the counted deals' time to resolution — all of which add up
     over partitions."""
-    from ._periods import stage_counts
+    from ._periods import resolution_times, stage_counts
     from .funnel import log_subjects
     from .monitoring import _win_clock
 
@@ -2013,8 +2010,7 @@ def trend_part(
         )
     else:  # cycle_time
         sel = (log._first_ns <= int(cut)) & (oc != V.STALE)
-        done = log._term_ns != NAT
-        dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+        dur, _ = resolution_times(log)
         out["sketch"] = _sketch_frame(
             group[sel],
             dur[sel],
@@ -2186,7 +2182,7 @@ _COUNT_KEYS = ("reached", "advanced", "dropped", "open")
 
 def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.DataFrame:
     """``EventLog.compare(period=...)`` from the partitions' :func:`split_part`."""
-    from .monitoring import compare_table as build
+    from .monitoring import period_compare_table
 
     S = len(lay.stages)
     deals = np.sum([p["deals"] for p in parts], axis=0).astype(np.int64)
@@ -2202,8 +2198,4 @@ def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.Dat
         n,
     )
     aj = _conversion_estimates(rows, 2 * S, lay)
-    # the rest of each side is the other one: its rows in swapped order
-    aj_rest = {k: v.reshape(2, S)[::-1].reshape(-1) for k, v in aj.items()}
-    rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
-    head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
-    return build(head, list(lay.stages), c, rest, deals, aj, aj_rest, alpha)
+    return period_compare_table(list(lay.stages), c, deals, aj, alpha)

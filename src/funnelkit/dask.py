@@ -1074,10 +1074,7 @@ class DaskEventLog:
         """
         from . import monitoring as M
 
-        if metric not in M.METRICS:
-            raise InvalidParameterError(
-                f"Parameter `metric` must be one of {list(M.METRICS)}; got {metric!r}."
-            )
+        M.check_metric(metric)
         by_cols = M._check_by(by)
         SM._by_columns(by_cols, self._layout)
         pfreq = M._period_freq(freq)

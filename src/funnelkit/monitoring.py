@@ -37,6 +37,7 @@ from ._periods import (
     period_alias,
     period_split,
     resolution_cutoff,
+    resolution_times,
     segment_counts,
     stage_counts,
     two_proportions_many,
@@ -225,27 +226,23 @@ def compare(
     """
     alpha = check_compare_args(by, period, alpha)
     S = log._n_stages
-    if period is None:
-        by_cols = _check_by(by)
-        c, tot, labels, deals = segment_counts(log, by_cols)
-        n_g = len(labels)
-        rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
-        head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
-        sub, seg = _segment_subjects(log, by_cols)
-        aj = subject_estimates(log, seg * S + sub.stage, sub, n_g * S, None)
-        aj_rest = _complement_estimates(log, sub, seg, n_g)
-    else:
+    if period is not None:
         period_ns, _ = period_split(log, period)
         group = (log._first_ns >= period_ns).astype(np.int64)  # 1 = after
-        c = stage_counts(log, group, 2)
-        rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
-        n_g = 2
-        head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
-        deals = np.bincount(group, minlength=2)
         sub = log_subjects(log, "implied")
         aj = subject_estimates(log, group[sub.deal] * S + sub.stage, sub, 2 * S, None)
-        # the rest of each period is the other one: its rows in swapped order
-        aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
+        c = stage_counts(log, group, 2)
+        return period_compare_table(
+            list(log.stages), c, np.bincount(group, minlength=2), aj, alpha
+        )
+    by_cols = _check_by(by)
+    c, tot, labels, deals = segment_counts(log, by_cols)
+    n_g = len(labels)
+    rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
+    head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
+    sub, seg = _segment_subjects(log, by_cols)
+    aj = subject_estimates(log, seg * S + sub.stage, sub, n_g * S, None)
+    aj_rest = _complement_estimates(log, sub, seg, n_g)
     return compare_table(head, list(log.stages), c, rest, deals, aj, aj_rest, alpha)
 
 
@@ -328,14 +325,45 @@ def _segment_subjects(log: EventLog, by_cols: list[str]) -> tuple[Subjects, np.n
 def _conversion_estimates(log: EventLog, group, t, cause, n_groups: int) -> dict[str, np.ndarray]:
     """The conversion estimates of :func:`competing_estimates` (``_ADV_KEYS``) per group
     from ``(group, time, cause)`` of each subject."""
+    return conversion_estimates((group, t, cause, None, None), n_groups, stale_ns(log.stale_after))
+
+
+def conversion_estimates(
+    rows: tuple, n_groups: int, level_after: int | None
+) -> dict[str, np.ndarray]:
+    """The conversion estimates (``_ADV_KEYS``) per group from ``(group, time, cause, Σw,
+    Σw²)`` rows of one clock — per subject (weights None) or aggregated counts (both
+    engines)."""
     none = np.zeros(0, dtype=np.int64)  # no win-rate subjects: that estimate is not needed
     aj = competing_estimates(
-        (group, t, cause, None, None),
-        (none, none, none, None, None),
-        n_groups,
-        level_after=stale_ns(log.stale_after),
+        rows, (none, none, none, None, None), n_groups, level_after=level_after
     )
     return {k: aj[k] for k in _ADV_KEYS}
+
+
+def period_compare_table(
+    stages: list[str],
+    c: dict[str, np.ndarray],
+    deals: np.ndarray,
+    aj: dict[str, np.ndarray],
+    alpha: float,
+) -> pd.DataFrame:
+    """``compare(period=...)`` from the two sides' statistics (rows: before, after): the
+    rest of each side is the other one (both engines)."""
+    S = len(stages)
+    rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
+    # the rest of each period is the other one: its rows in swapped order
+    aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
+    head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
+    return compare_table(head, stages, c, rest, deals, aj, aj_rest, alpha)
+
+
+def check_metric(metric: Any) -> None:
+    """``trend``'s ``metric`` (both engines)."""
+    if metric not in METRICS:
+        raise InvalidParameterError(
+            f"Parameter `metric` must be one of {list(METRICS)}; got {metric!r}."
+        )
 
 
 def _complement_estimates(
@@ -465,10 +493,7 @@ def trend(
     >>> t["deals"].tolist()
     [391, 209]
     """
-    if metric not in METRICS:
-        raise InvalidParameterError(
-            f"Parameter `metric` must be one of {list(METRICS)}; got {metric!r}."
-        )
+    check_metric(metric)
     by_cols = _check_by(by)
     group, G, head, end_ns = _groups(log, by_cols, freq)
     if metric in ("conversion", "dwell"):
@@ -591,8 +616,7 @@ def _trend_by_deal(
         stats["aj"] = _conversion_estimates(log, group, *_win_clock(log), G)
     else:
         sel = (log._first_ns <= cut) & (oc != V.STALE)
-        done = log._term_ns != NAT
-        dur = np.where(done, log._term_ns - log._first_ns, log._as_of_ns - log._first_ns)
+        dur, _ = resolution_times(log)
         stats["km"] = km_table(group[sel], dur[sel], (oc == V.OPEN)[sel], G)
     return deal_trend_table(head, metric, stats, cut, end_ns, log._timestamp)
 
