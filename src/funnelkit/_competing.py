@@ -407,7 +407,9 @@ def aalen_johansen(
         if curves and variance:
             A = _within(a, first)
         F_all = np.empty((nb, K)) if curves else None
-        V_all = np.full((nb, K), np.nan) if curves else None
+        V_all = None
+        if curves:  # without variances a read-only view of NaN: no memory, no time
+            V_all = np.full((nb, K), np.nan) if variance else np.broadcast_to(np.nan, (nb, K))
         for k in range(K if report is None or curves else min(report, K)):  # causes
             dkk = dk[:, k + 1]
             inc = lagS * dkk / Ys

@@ -65,7 +65,14 @@ from ._segments import expand, normalize_by, segments
 from ._stats import Z95, km_survival, wilson
 from .dwell import km_table
 from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param, warn
-from .markov import _solve, bootstrap_counts, chain_from_log, deal_counts, exit_probabilities
+from .markov import (
+    _inverse,
+    _solve,
+    bootstrap_counts,
+    chain_from_log,
+    deal_counts,
+    exit_probabilities,
+)
 
 if TYPE_CHECKING:
     from ._kernel import Visits
@@ -752,25 +759,26 @@ def _fit(
         stale_leg = np.zeros(n + 1)
     else:  # a deal entering at step t (mid-step) is declared stale by the horizon
         stale_leg = ((n - t_idx + 0.5) * step_ns > stale_ns).astype(np.float64)
-    # ---- backward recursion over steps: value of entering state m at step t
-    w_full = np.zeros((G, n + 1, M))
-    l_full = np.zeros((G, n + 1, M))
-    w_full[:, :, won] = 1.0
-    l_full[:, :, lost] = 1.0
-    eye = np.eye(S)
-    k0 = phi[:, :, :S, 0]  # same-step moves between stages
-    a0 = eye - k0
+    # ---- backward recursion over steps: value of entering state m at step t; won and
+    # lost side by side (last axis), the legs of d ≥ 1 steps as one matrix product per step
+    wl = np.zeros((G, n + 1, M, 2))
+    wl[:, :, won, 0] = 1.0
+    wl[:, :, lost, 1] = 1.0
+    outcome = np.stack([won, lost], axis=-1).astype(np.float64)  # (M, 2)
+    same_step = np.einsum("gsm,mk->gsk", phi[..., 0], outcome)  # leaving to an outcome at once
+    legs = np.ascontiguousarray(phi.transpose(0, 1, 3, 2))  # (G, S, n + 1, M)
+    inv = _inverse(np.eye(S) - phi[:, :, :S, 0])  # same-step moves between stages
     for t in range(n, -1, -1):  # loop over horizon steps
         d_max = n - t
-        rhs_w = np.einsum("gsm,m->gs", phi[..., 0], won.astype(np.float64))
-        rhs_l = np.einsum("gsm,m->gs", phi[..., 0], lost.astype(np.float64))
+        rhs = same_step.copy()
         if d_max:
-            rhs_w += np.einsum("gsmd,gdm->gs", phi[..., 1 : d_max + 1], w_full[:, t + 1 :])
-            rhs_l += np.einsum("gsmd,gdm->gs", phi[..., 1 : d_max + 1], l_full[:, t + 1 :])
-        rhs_l += pi * stale_leg[t]
-        sol = _solve(a0, np.stack([rhs_w, rhs_l], axis=-1))
-        w_full[:, t, :S] = sol[..., 0]
-        l_full[:, t, :S] = sol[..., 1]
+            rhs += legs[:, :, 1 : d_max + 1].reshape(G, S, d_max * M) @ wl[:, t + 1 :].reshape(
+                G, d_max * M, 2
+            )
+        rhs[..., 1] += pi * stale_leg[t]
+        wl[:, t, :S] = inv @ rhs
+    w_full = np.ascontiguousarray(wl[..., 0])
+    l_full = np.ascontiguousarray(wl[..., 1])
     return _Fit(pi, q, steps, w_full, l_full, counts.sum(axis=-1))
 
 

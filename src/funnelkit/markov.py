@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -61,24 +61,37 @@ def exit_probabilities(counts: np.ndarray) -> np.ndarray:
         return np.where(tot > 0, c / np.where(tot > 0, tot, 1.0), 0.0)
 
 
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``solve(a, b)`` over stacks; a singular system gives NaN instead of raising.
+def _stacked(fn: Any, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """``fn(a)`` or ``fn(a, b)`` of numpy.linalg over stacks; a singular system gives NaN
+    instead of raising.
 
     ``I − Q`` is singular only when some stages form a closed loop without any exit to an
     outcome in the data (possible in a tiny bootstrap draw)."""
     try:
-        return np.linalg.solve(a, b)
+        return fn(a) if b is None else fn(a, b)
     except np.linalg.LinAlgError:
         pass
+    shape = a.shape if b is None else b.shape
     a2 = a.reshape((-1, *a.shape[-2:]))
-    b2 = b.reshape((-1, *b.shape[-2:]))
-    out = np.full(b2.shape, np.nan)
+    b2 = None if b is None else b.reshape((-1, *b.shape[-2:]))
+    out = np.full((a2.shape[0], *shape[-2:]), np.nan)
     for k in range(a2.shape[0]):  # only after a singular stack: loop over systems
         try:
-            out[k] = np.linalg.solve(a2[k], b2[k])
+            out[k] = fn(a2[k]) if b2 is None else fn(a2[k], b2[k])
         except np.linalg.LinAlgError:
             continue
-    return out.reshape(b.shape)
+    return out.reshape(shape)
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``solve(a, b)`` over stacks; NaN for a singular system."""
+    return _stacked(np.linalg.solve, a, b)
+
+
+def _inverse(a: np.ndarray) -> np.ndarray:
+    """``inv(a)`` over stacks, NaN for a singular matrix: for a system solved again and
+    again with new right-hand sides."""
+    return _stacked(np.linalg.inv, a)
 
 
 def win_probability_batch(probs: np.ndarray, start: np.ndarray, won: np.ndarray) -> np.ndarray:
