@@ -8,7 +8,11 @@ with the reason when it is absent (CI has it).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -42,6 +46,37 @@ GOLDEN_KW = dict(
     as_of="2025-03-01",
     stale_after="30D",
 )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The ``funnelkit`` command run in this process (``funnelkit.cli.main``): its exit
+    code, and what it prints — Python warnings included, written to stderr as a fresh
+    interpreter writes them. A command-line test without the second or two of starting
+    Python and importing the libraries; the tests of the entry points themselves (the
+    console script, ``python -m funnelkit``, Ctrl-C, killed writers) start real processes.
+    """
+    from funnelkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        # Python's own filters, as `python -m funnelkit` has them (not pytest's)
+        warnings.simplefilter("default")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                         ResourceWarning):  # fmt: skip
+            warnings.filterwarnings("ignore", category=category)
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: usage errors and --help/--version
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    shown = "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught
+    )
+    return subprocess.CompletedProcess(["funnelkit", *args], code, out.getvalue(),
+                                       shown + err.getvalue())  # fmt: skip
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""The `funnelkit` command through its real entry points (subprocess): validate, and
-report end to end (every output exists, parses and equals the library's tables)."""
+"""The `funnelkit` command: validate, and report end to end (every output exists, parses
+and equals the library's tables). The entry points run in processes of their own
+(`python -m funnelkit`, the console script, Ctrl-C, a killed writer, the full sample
+report); the other tests call the command's `main` in this process (`run_cli`)."""
 
 from __future__ import annotations
 
@@ -13,16 +15,20 @@ import pandas as pd
 import pytest
 
 import funnelkit as fk
-from conftest import GOLDEN
+from conftest import GOLDEN, run_cli
 from funnelkit.report import _days_columns
 
 CONSOLE = Path(sys.executable).parent / "funnelkit"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run_process(*args: str) -> subprocess.CompletedProcess:
+    """``python -m funnelkit ...`` in a new process."""
     return subprocess.run(
         [sys.executable, "-m", "funnelkit", *args], capture_output=True, text=True, timeout=120
     )
+
+
+run = run_cli  # the command in this process; the entry-point tests use run_process
 
 
 GOLDEN_ARGS = [
@@ -42,7 +48,7 @@ GOLDEN_ARGS = [
 
 
 def test_version():
-    r = run("--version")
+    r = run_process("--version")
     assert r.returncode == 0 and fk.__version__ in r.stdout
 
 
@@ -155,7 +161,7 @@ SAMPLE_REPORT = ["report", "--sample", "--by", "team", "--period", "2025-01-01"]
 @pytest.fixture(scope="module")
 def sample_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "out"
-    r = run(*SAMPLE_REPORT, "-o", str(out))
+    r = run_process(*SAMPLE_REPORT, "-o", str(out))  # end to end, in a process of its own
     assert r.returncode == 0, r.stderr
     return r, out
 

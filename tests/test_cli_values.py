@@ -11,17 +11,21 @@ from pathlib import Path
 import pytest
 
 import funnelkit as fk
-from conftest import GOLDEN
+from conftest import GOLDEN, run_cli
 
 EVENTS = str(GOLDEN / "events.csv")
 COLS = ["--deal", "deal", "--stage", "stage", "--time", "ts", "--stages", "A,B,C,D",
         "--won", "W", "--lost", "L1,L2"]  # fmt: skip
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run_process(*args: str) -> subprocess.CompletedProcess:
+    """``python -m funnelkit ...`` in a new process."""
     return subprocess.run(
         [sys.executable, "-m", "funnelkit", *args], capture_output=True, text=True, timeout=120
     )
+
+
+run = run_cli  # the command in this process; the entry-point tests use run_process
 
 
 def validate_json(*args: str) -> dict:

@@ -291,9 +291,11 @@ def test_compare_equals_in_memory(client):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tz", [None, "Europe/Amsterdam"])
-def test_movement_equals_in_memory(client, tz):
+def test_movement_and_snapshot_equal_in_memory(client, tz):
     """The eight categories' deals and amounts, an inferred stage order (advanced and
-    regressed compare positions in the global order), naive and aware logs."""
+    regressed compare positions in the global order), naive and aware logs; and the open
+    pipeline at a date (``snapshot``): the same deals in the same order, stages and
+    fields."""
     rng = np.random.default_rng(8)
     events = with_attrs(random_log(rng, 150, tz=tz), rng)
     mem = fk.EventLog(events, **KW)
@@ -305,6 +307,13 @@ def test_movement_equals_in_memory(client, tz):
         m, d = mem.movement(start, end), dist.movement(start, end)
         assert m["deals"].sum() > 0
         assert_same(m, d)
+        snap = mem.snapshot(end)
+        assert len(snap) > 0
+        assert_same(snap, dist.snapshot(end), input_dtypes=["deal"])
+    assert_same(mem.snapshot(firsts.iloc[0] - pd.Timedelta("1s")),
+                dist.snapshot(firsts.iloc[0] - pd.Timedelta("1s")), input_dtypes=["deal"])  # fmt: skip
+    with pytest.raises(fk.InvalidParameterError, match="after the log's as_of"):
+        dist.snapshot(mem.as_of + pd.Timedelta("1D"))
     with pytest.raises(fk.EventLogError, match="must be before"):
         dist.movement(mem.as_of, firsts.iloc[0])
     with pytest.raises(fk.InvalidParameterError, match="after the log's as_of"):

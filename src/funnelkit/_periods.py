@@ -252,8 +252,7 @@ def maturity_cutoffs(log: EventLog) -> np.ndarray:
     keep = (v.visit == 1) & (v.dwell != NAT)
     km = km_table(v.stage[keep], v.dwell[keep], v.censored[keep], S)
     top = grouped_max(v.stage[keep], v.dwell[keep], S)
-    p90 = np.where(np.isfinite(km["q90"]), km["q90"], top)
-    return log._as_of_ns - _lag(log) - np.ceil(p90).astype(np.int64)  # exact int64 ns
+    return cutoffs(log._as_of_ns, _lag(log), km["q90"], top)
 
 
 def resolution_cutoff(log: EventLog) -> int:
@@ -268,11 +267,18 @@ def resolution_cutoff(log: EventLog) -> int:
     keep = oc != V.STALE
     dur, done = resolution_times(log)
     km = km_table(np.zeros(int(keep.sum()), dtype=np.int64), dur[keep], (oc == V.OPEN)[keep], 1)
-    if np.isfinite(km["q90"][0]):
-        p90 = int(np.ceil(km["q90"][0]))
-    else:
-        p90 = int(dur[done].max(initial=0))
-    return int(log._as_of_ns) - _lag(log) - p90
+    top = np.array([dur[done].max(initial=0)])
+    return int(cutoffs(log._as_of_ns, _lag(log), km["q90"], top)[0])
+
+
+def cutoffs(as_of_ns: int, lag_ns: int, q90: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """``as_of − stale_after − p90`` per group in exact int64 ns: ``p90`` the Kaplan–Meier
+    90th percentile rounded up to a nanosecond, or the largest observed time where the
+    estimate never falls that low (NaN) — the formula of :func:`maturity_cutoffs` and
+    :func:`resolution_cutoff`, for both engines."""
+    q90 = np.asarray(q90, dtype=np.float64)
+    p90 = np.where(np.isfinite(q90), np.ceil(np.nan_to_num(q90)), top).astype(np.int64)
+    return int(as_of_ns) - int(lag_ns) - p90
 
 
 def resolution_times(log: EventLog) -> tuple[np.ndarray, np.ndarray]:
@@ -324,15 +330,20 @@ def period_split(log: EventLog, period: Any) -> tuple[int, str]:
     period_ns = to_timestamp(period, log._aware, "period")
     n_after = int((log._first_ns >= period_ns).sum())
     if n_after in (0, log.n_deals):
-        side = "after" if n_after == 0 else "before"
-        raise InvalidParameterError(
-            f"Parameter `period`={period!r}: no deal was created {side} it (deals were "
-            f"created from {log._timestamp(np.array([log._first_ns.min()]))[0]} to "
-            f"{log._timestamp(np.array([log._first_ns.max()]))[0]}); pick a date inside "
-            "that range."
-        )
+        first, last = log._timestamp(np.array([log._first_ns.min(), log._first_ns.max()]))
+        raise one_sided_period(period, n_after, first, last)
     label = str(pd.Timestamp(period).date()) if _is_midnight(period) else str(period)
     return period_ns, label
+
+
+def one_sided_period(period: Any, n_after: int, first: Any, last: Any) -> InvalidParameterError:
+    """The error of a ``period`` with no deal created on one side of it (``n_after`` deals
+    after it: none, or all), naming the range of creation times (both engines)."""
+    return InvalidParameterError(
+        f"Parameter `period`={period!r}: no deal was created "
+        f"{'after' if n_after == 0 else 'before'} it (deals were created from {first} to "
+        f"{last}); pick a date inside that range."
+    )
 
 
 def _is_midnight(period: Any) -> bool:

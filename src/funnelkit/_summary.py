@@ -44,11 +44,10 @@ import numpy as np
 import pandas as pd
 
 from . import _columns as C
-from . import _stats
+from . import _scope, _stats
 from . import _validate as V
 from ._columns import NAT
 from ._expr import where_mask
-from ._inputs import _REASON_CODES
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
 from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
@@ -1763,18 +1762,11 @@ def filter_keep(
     if log is None:
         return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
     table = _deals_table(log, lay)
-    keep = np.ones(len(table), dtype=bool)
+    where = None
     if spec.where is not None:  # parsed by funnelkit's own grammar, never run
-        keep &= np.asarray(where_mask(spec.where, table, "the deals table"), dtype=bool)
-    first = table["first_event"]
-    if spec.start is not None:
-        keep &= (first >= spec.start).to_numpy(dtype=bool)
-    if spec.end is not None:
-        keep &= (first < spec.end).to_numpy(dtype=bool)
-    if spec.deals is not None:
-        keep &= table["deal"].isin(spec.deals).to_numpy(dtype=bool)
-    rej_rows, rej_reasons = log._reject_rows  # rows of the partition's log
-    reopened = part.keys[rej_rows[rej_reasons == 1 + _REASON_CODES.index("reopened_terminal")]]
+        where = np.asarray(where_mask(spec.where, table, "the deals table"), dtype=bool)
+    keep = _scope.deal_mask(table, where, spec.start, spec.end, spec.deals)
+    reopened = part.keys[_scope.reopened_rows(log._reject_rows)]  # rows of the partition's log
     return table["deal"].to_numpy(dtype=object)[keep], reopened.astype(np.int64)
 
 
@@ -1790,9 +1782,7 @@ def keep_rows(
     if removed.size:
         row_keep &= ~np.isin(pdf[ROW].to_numpy(dtype=np.int64), removed)
     if spec.allowed is not None:
-        codes, names = C.stage_codes(C.column(pdf, s["stage"]), s["stage_map"])
-        ok = np.array([nm in spec.allowed for nm in names] + [True], dtype=bool)
-        row_keep &= ok[codes]
+        row_keep &= _scope.stage_rows(C.column(pdf, s["stage"]), s["stage_map"], spec.allowed)
     return pdf.iloc[np.flatnonzero(row_keep)]
 
 
@@ -1834,16 +1824,33 @@ def global_order(cfg: Config, lay: Layout) -> Config:
     return dataclass_replace(cfg, order=tuple(lay.stages))
 
 
+def snapshot_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, at: Any) -> pd.DataFrame | None:
+    """``EventLog.snapshot(at)`` of one partition of whole deals, its log in the global
+    stage order (the stage columns' categories); None for a partition without a usable
+    event. Attribute columns as object (as :func:`deals_frame`)."""
+    from .history import snapshot
+
+    log = build_partition(pdf, global_order(cfg, lay)).log
+    if log is None:
+        return None
+    out = snapshot(log, at)
+    for a in lay.attrs:
+        out[a] = out[a].astype(object)
+    return out
+
+
 def _trend_log(pdf: pd.DataFrame, cfg: Config, lay: Layout) -> EventLog | None:
     """A partition's log in the global stage order."""
     return build_partition(pdf, global_order(cfg, lay)).log
 
 
-def _sketch_frame(g: np.ndarray, values, censored, limit: int, **keys) -> pd.DataFrame:
+def _sketch_frame(g: np.ndarray, values, censored, limit: int, keys=None) -> pd.DataFrame:
+    """The sketch of ``values`` per group ``g``, its rows keyed by ``keys(groups)`` (a dict
+    of columns, computed once; default: the group as ``stage``)."""
     gg, val, b, e, c = _sketch(g, values, censored, limit)
     return pd.DataFrame(
         {
-            **{k: v(gg) for k, v in keys.items()},
+            **({"stage": gg} if keys is None else keys(gg)),
             "value": val,
             "binned": b,
             "events": e,
@@ -1862,17 +1869,13 @@ def trend_cutoff_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_stage: boo
     log = _trend_log(pdf, cfg, lay)
     if log is None:
         none = np.zeros(0, dtype=np.int64)
-        return _sketch_frame(none, none, none, 0, stage=lambda g: g), np.zeros(
-            S if by_stage else 1
-        )
+        return _sketch_frame(none, none, none, 0), np.zeros(S if by_stage else 1)
     if by_stage:
         v = log._visits()
         keep = (v.visit == 1) & (v.dwell != NAT)
         top = np.zeros(S)
         np.maximum.at(top, v.stage[keep], v.dwell[keep].astype(np.float64))
-        frame = _sketch_frame(
-            v.stage[keep], v.dwell[keep], v.censored[keep], cfg.exact_limit, stage=lambda g: g
-        )
+        frame = _sketch_frame(v.stage[keep], v.dwell[keep], v.censored[keep], cfg.exact_limit)
         return frame, top
     from ._periods import resolution_times
 
@@ -1885,7 +1888,6 @@ def trend_cutoff_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_stage: boo
         dur[keep],
         (oc == V.OPEN)[keep],
         cfg.exact_limit,
-        stage=lambda g: g,
     )
     return frame, top
 
@@ -1902,9 +1904,10 @@ def trend_cutoffs(parts: list, lay: Layout, by_stage: bool, exact_limit: int):
         sk = compress(pd.concat(frames, ignore_index=True), ["stage"], exact_limit)
         g, t, d, c, b = _sorted_sketch(sk, sk["stage"].to_numpy(dtype=np.int64))
         q90 = _stats.kaplan_meier_runs(g, t, d, c, n, binned=b)["q90"]
+    from ._periods import cutoffs
+
     lag = 0 if lay.stale_after_ns is None else int(lay.stale_after_ns)
-    p90 = np.where(np.isfinite(q90), np.ceil(np.nan_to_num(q90)), top).astype(np.int64)
-    cut = int(lay.as_of_ns) - lag - p90
+    cut = cutoffs(int(lay.as_of_ns), lag, q90, top)
     return cut if by_stage else int(cut[0])
 
 
@@ -2002,11 +2005,7 @@ def trend_part(
             v.dwell[sel],
             v.censored[sel],
             cfg.exact_limit,
-            **{"stage": lambda x: x % S},
-            **{
-                k: (lambda x, k=k: keys(x // S)[k])
-                for k in [*map(attr_column, by_cols), "ordinal"]
-            },
+            lambda x: {"stage": x % S, **keys(x // S)},
         )
     else:  # cycle_time
         sel = (log._first_ns <= int(cut)) & (oc != V.STALE)
@@ -2016,7 +2015,7 @@ def trend_part(
             dur[sel],
             (oc == V.OPEN)[sel],
             cfg.exact_limit,
-            **{k: (lambda x, k=k: keys(x)[k]) for k in [*map(attr_column, by_cols), "ordinal"]},
+            keys,
         )
     return out
 

@@ -25,10 +25,12 @@ import pandas as pd
 
 from . import _columns as C
 from . import _phases as P
+from . import _scope
 from . import _summary as SM
 from ._expr import where_mask
 from ._inputs import _names, bad_rows_error
 from ._params import CHECKED_INSIDE, Interval, validate_params
+from ._periods import one_sided_period
 from .errors import EmptyLogError, EventLogError, InvalidParameterError
 from .funnel import stale_ns
 from .log import EventLog
@@ -589,18 +591,10 @@ class DaskEventLog:
         phases = self.phases or None
         allowed = None
         if stages is not None:
-            unknown = [st for st in stages if st not in self.stages]
-            if unknown:
-                raise InvalidParameterError(
-                    f"`stages`={unknown} are not stages of this log ({self.stages})."
-                )
-            allowed = frozenset(stages) | set(self.won) | set(self.lost)
-            allowed |= set(self.post_sale_stages)
-            settings["stages"] = [st for st in self.stages if st in set(stages)]
-            if phases:  # the phase mappings of the stages kept
-                phases = {
-                    k: {st: ph for st, ph in m.items() if st in allowed} for k, m in phases.items()
-                }
+            others = [*self.won, *self.lost, *self.post_sale_stages]
+            allowed, settings["stages"], phases = _scope.stage_scope(
+                stages, self.stages, others, phases
+            )
         spec = SM.FilterSpec(
             where=where,
             start=start,
@@ -610,10 +604,7 @@ class DaskEventLog:
         )
         out = self._filtered(spec, settings, phases)
         if out is None:
-            raise EventLogError(
-                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
-                "or `deals`."
-            )
+            raise _scope.no_deals_kept()
         return out
 
     def _filtered(
@@ -1033,11 +1024,7 @@ class DaskEventLog:
         if n_after in (0, self.n_deals):
             first = self.deals()["first_event"]
             lo, hi = dask.compute(first.min(), first.max())
-            raise InvalidParameterError(
-                f"Parameter `period`={period!r}: no deal was created "
-                f"{'after' if n_after == 0 else 'before'} it (deals were created "
-                f"from {lo} to {hi}); pick a date inside that range."
-            )
+            raise one_sided_period(period, n_after, lo, hi)
         return SM.compare_period_table(list(parts), lay, alpha)
 
     @_as_in_memory("trend")
@@ -1095,6 +1082,45 @@ class DaskEventLog:
         if metric in ("conversion", "win_rate"):
             M._warn_if_empty(self, out, metric)
         return out
+
+    @_as_in_memory("snapshot")
+    def snapshot(self, at: Any) -> pd.DataFrame:
+        """The open pipeline as it stood at ``at``: :meth:`funnelkit.EventLog.snapshot`'s
+        rows and columns, in the order of the in-memory :meth:`~funnelkit.EventLog.deals`
+        (sorted by deal id). Each partition of whole deals takes its deals open at ``at``
+        and the rows are gathered (the open pipeline is small next to the log). A Dask log
+        has no field history, so ``amount`` is the event log's and ``close_date`` and
+        ``forecast_category`` are unknown; attribute columns are objects (as
+        :meth:`deals`).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> s = log.snapshot("2025-03-31")
+        >>> mem = log.compute().snapshot("2025-03-31")
+        >>> len(s), s["deal"].tolist() == mem["deal"].tolist()
+        (63, True)
+        >>> s["stage"].value_counts().sort_index().tolist()
+        [6, 12, 18, 14, 9, 4]
+        """
+        from .history import snapshot_time
+
+        lay = self._layout
+        snapshot_time(at, lay.aware, lay.as_of_ns, self.as_of)  # checked here, not in a task
+        dask, _ = _dask()
+        parts = dask.compute(
+            *[
+                dask.delayed(SM.snapshot_part)(p, self._cfg, lay, at)
+                for p in self._shuffled.to_delayed()
+            ]
+        )
+        frames = [f for f in parts if f is not None]
+        out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+        return out.sort_values("deal", kind="stable", ignore_index=True)
 
     @_as_in_memory("movement", closing=[CHECKED_INSIDE])
     def movement(self, start: Any, end: Any, *, closing: None = None) -> pd.DataFrame:

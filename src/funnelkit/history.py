@@ -520,6 +520,18 @@ def _day(value: Any, name: str) -> int:
 
 
 # --------------------------------------------------------------------------- snapshot
+def snapshot_time(at: Any, aware: bool, as_of_ns: int, as_of: Any) -> int:
+    """``at`` of :meth:`~funnelkit.EventLog.snapshot` in ns on the log's clock, checked
+    (not after ``as_of``; both engines)."""
+    at_ns = to_timestamp(at, aware, "at")
+    if at_ns > as_of_ns:
+        raise InvalidParameterError(
+            f"Parameter `at`={at!r} is after the log's as_of ({as_of}); nothing is known "
+            "after as_of. Pass an earlier `at`."
+        )
+    return at_ns
+
+
 def snapshot(log: EventLog, at: Any) -> pd.DataFrame:
     """Implementation of :meth:`funnelkit.EventLog.snapshot` (documented there).
 
@@ -531,12 +543,7 @@ def snapshot(log: EventLog, at: Any) -> pd.DataFrame:
     >>> len(snapshot(log, log.as_of)) == log.quality.open
     True
     """
-    at_ns = to_timestamp(at, log._aware, "at")
-    if at_ns > log._as_of_ns:
-        raise InvalidParameterError(
-            f"Parameter `at`={at!r} is after the log's as_of ({log.as_of}); nothing is known "
-            "after as_of. Pass an earlier `at`."
-        )
+    at_ns = snapshot_time(at, log._aware, log._as_of_ns, log.as_of)
     state, furthest, current = _states(log, at_ns)
     idx = np.flatnonzero(state == _OPEN)
     t = np.full(idx.size, at_ns, dtype=np.int64)

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _columns as C
-from . import _facade
+from . import _facade, _scope
 from . import _phases as P
 from . import _validate as V
 from ._expr import where_mask
@@ -1146,7 +1146,7 @@ class EventLog:
         True
         """
         table = self.deals()
-        keep = np.ones(len(table), dtype=bool)
+        mask = None
         if where is not None:
             if isinstance(where, str):  # parsed by a grammar of our own, never run
                 mask = where_mask(where, table, "the deals table")
@@ -1160,22 +1160,17 @@ class EventLog:
                     f"`where` must give one boolean per deal ({len(table)}); got "
                     f"{mask.dtype} of shape {mask.shape}."
                 )
-            keep &= mask
-        if created is not None:
-            start, end = created
-            first = table["first_event"]
-            if start is not None:
-                keep &= (first >= self._as_log_time(start, "created")).to_numpy()
-            if end is not None:
-                keep &= (first < self._as_log_time(end, "created")).to_numpy()
-        if deals is not None:
-            keep &= table["deal"].isin(list(deals)).to_numpy()
+        start, end = (None, None) if created is None else created
+        keep = _scope.deal_mask(
+            table,
+            mask,
+            None if start is None else self._as_log_time(start, "created"),
+            None if end is None else self._as_log_time(end, "created"),
+            deals,
+        )
         kept_ids = table["deal"][keep]
         if kept_ids.empty:
-            raise EventLogError(
-                "filter(...) keeps no deals: every deal was excluded by `where`, `created` "
-                "or `deals`."
-            )
+            raise _scope.no_deals_kept()
         settings = dict(self._settings)
         settings["as_of"] = self.as_of
         settings["stages"] = list(self.stages)
@@ -1185,27 +1180,17 @@ class EventLog:
         if isinstance(source, pa.Table):
             ids = ids.to_pandas()
         row_keep = ids.isin(kept_ids).to_numpy(dtype=bool, copy=True)
-        # a terminal event this log removed as reopened stays removed: without the stages
-        # that followed it, it would otherwise look like part of the final outcome
-        rej_rows, rej_reasons = self._reject_rows
-        reopened = rej_rows[rej_reasons == 1 + _REASON_CODES.index("reopened_terminal")]
-        row_keep[reopened] = False
+        row_keep[_scope.reopened_rows(self._reject_rows)] = False
         if stages is not None:
-            unknown = [st for st in stages if st not in self.stages]
-            if unknown:
-                raise InvalidParameterError(
-                    f"`stages`={unknown} are not stages of this log ({self.stages})."
-                )
-            codes, names = C.stage_codes(C.column(source, stage_col), settings["stage_map"])
-            allowed = set(stages) | set(self.won) | set(self.lost) | set(self.post_sale_stages)
-            ok = np.array([nm in allowed for nm in names] + [True], dtype=bool)
-            row_keep &= ok[codes]
-            settings["stages"] = [st for st in self.stages if st in set(stages)]
-            if self.phases:  # the phase mappings of the stages kept
-                settings["phases"] = {
-                    k: {st: ph for st, ph in m.items() if st in allowed}
-                    for k, m in self.phases.items()
-                }
+            others = [*self.won, *self.lost, *self.post_sale_stages]
+            allowed, settings["stages"], phases = _scope.stage_scope(
+                stages, self.stages, others, self.phases
+            )
+            row_keep &= _scope.stage_rows(
+                C.column(source, stage_col), settings["stage_map"], allowed
+            )
+            if phases:  # the phase mappings of the stages kept
+                settings["phases"] = phases
         if isinstance(source, pa.Table):
             subset = source.filter(pa.array(row_keep))
         else:
