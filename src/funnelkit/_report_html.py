@@ -355,6 +355,12 @@ def kpi_cards(s: Mapping[str, Any], ctx: _Ctx | None = None) -> str:
     return f"<div class='cards'>{items}</div>"
 
 
+def sparkline_values(by_period: pd.DataFrame, col: str, n: int = 8) -> list[float]:
+    """The last ``n`` complete periods' values of ``col`` (NaN kept as NaN)."""
+    done = by_period.loc[by_period["complete"]] if len(by_period) else by_period
+    return [float(x) if not missing(x) else float("nan") for x in done[col].tail(n)]
+
+
 def sparkline(values: Sequence[float], width: int = 110, height: int = 26) -> str:
     """An inline SVG line of ``values`` (oldest first; NaN leaves a gap), '' for < 2."""
     v = np.asarray(values, dtype=float)
@@ -421,8 +427,6 @@ def period_cards(
         delta, cls = _delta(L, kind, now, before, higher, cur)
         line = ""
         if by_period is not None and key in by_period.columns and windows["kind"] == "period":
-            from ._report_insights import sparkline_values
-
             line = sparkline(sparkline_values(by_period, key))
         extra = f"<div class='d {cls}'>{esc(delta)}</div>{line}"
         items.append(_card(value or "–", L.t(f"card.p_{key}"), extra))

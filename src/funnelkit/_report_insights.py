@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._report_html import missing, number
+from ._report_html import number
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -372,9 +372,3 @@ def headline(
             }
         )
     return out
-
-
-def sparkline_values(by_period: pd.DataFrame, col: str, n: int = 8) -> list[float]:
-    """The last ``n`` complete periods' values of ``col`` (NaN kept as NaN)."""
-    done = by_period.loc[by_period["complete"]] if len(by_period) else by_period
-    return [float(x) if not missing(x) else float("nan") for x in done[col].tail(n)]
