@@ -227,6 +227,15 @@ def test_leverage_bootstrap(client):
         dist_log.key_stages(signals="leverage", period="2025-01-01")
     with pytest.raises(NotImplementedError, match="compute"):
         dist_log.forecast()
+    # what an in-memory-only method needs, and where to get it
+    with pytest.raises(NotImplementedError, match=r"field history.*with_history"):
+        dist_log.slippage()
+    with pytest.raises(NotImplementedError, match=r"activity log.*with_activities"):
+        dist_log.activities()
+    with pytest.raises(NotImplementedError, match=r"log.compute\(\).*\.save"):
+        dist_log.save("x")
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        dist_log.nonsense  # noqa: B018
 
 
 @pytest.mark.slow

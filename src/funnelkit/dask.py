@@ -47,6 +47,28 @@ _NOT_DISTRIBUTED = (
     "Collect the log into memory with log.compute() (an in-memory funnelkit.EventLog) "
     "for it, or run it on a filtered part of the data."
 )
+#: in-memory methods that need something a Dask log does not hold: where to get it
+_IN_MEMORY_ONLY = {
+    **dict.fromkeys(
+        ("history", "slippage"),
+        "EventLog.{name} reads a field history (close dates, amounts, forecast categories), "
+        "which is in memory only: log.with_history(history, ...) returns the in-memory log "
+        "with it; call .{name}(...) on that.",
+    ),
+    **dict.fromkeys(
+        ("activities", "activity"),
+        "EventLog.{name} reads an activity log, which is in memory only: "
+        "log.with_activities(activities, ...) returns the in-memory log with it; call "
+        ".{name}(...) on that.",
+    ),
+    **dict.fromkeys(
+        ("save", "update"),
+        "EventLog.{name} works on a saved state of an in-memory log: log.compute() returns "
+        "one; call .{name}(...) on that (fk.load(path) reads a saved state back).",
+    ),
+    "from_milestones": "EventLog.from_milestones reads a wide export (one row per deal) in "
+    "memory: call fk.EventLog.from_milestones(...) on the pandas table.",
+}
 
 
 def _as_in_memory(method: str, **own: list[Any]) -> Callable[[Callable[..., Any]], Any]:
@@ -1320,6 +1342,8 @@ class DaskEventLog:
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and hasattr(EventLog, name):
+            if name in _IN_MEMORY_ONLY:
+                raise NotImplementedError(_IN_MEMORY_ONLY[name].format(name=name))
             raise NotImplementedError(_NOT_DISTRIBUTED.format(what=f"EventLog.{name}"))
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
