@@ -1734,9 +1734,15 @@ def _deals_table(log: EventLog, lay: Layout) -> pd.DataFrame:
     out["outcome_stage"] = pd.Categorical(
         out["outcome_stage"].astype(object), categories=[*lay.catalogue, "stale"]
     )
+    return _object_attrs(out, lay)
+
+
+def _object_attrs(frame: pd.DataFrame, lay: Layout) -> pd.DataFrame:
+    """``frame`` with its carried-attribute columns as objects: partitions may infer an
+    attribute's dtype differently, and their frames must concatenate alike."""
     for a in lay.attrs:
-        out[a] = out[a].astype(object)
-    return out
+        frame[a] = frame[a].astype(object)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -1792,7 +1798,7 @@ def movement_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, start, end) -> pd
     deal counts and amounts, which add up over partitions."""
     from .monitoring import movement
 
-    log = build_partition(pdf, global_order(cfg, lay)).log
+    log = _global_log(pdf, cfg, lay)
     if log is None:
         return pd.DataFrame({"deals": np.zeros(0, dtype=np.int64)})
     return movement(log, start, end)
@@ -1830,17 +1836,12 @@ def snapshot_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, at: Any) -> pd.Da
     event. Attribute columns as object (as :func:`deals_frame`)."""
     from .history import snapshot
 
-    log = build_partition(pdf, global_order(cfg, lay)).log
-    if log is None:
-        return None
-    out = snapshot(log, at)
-    for a in lay.attrs:
-        out[a] = out[a].astype(object)
-    return out
+    log = _global_log(pdf, cfg, lay)
+    return None if log is None else _object_attrs(snapshot(log, at), lay)
 
 
-def _trend_log(pdf: pd.DataFrame, cfg: Config, lay: Layout) -> EventLog | None:
-    """A partition's log in the global stage order."""
+def _global_log(pdf: pd.DataFrame, cfg: Config, lay: Layout) -> EventLog | None:
+    """A partition's log in the global stage order (None without a usable event)."""
     return build_partition(pdf, global_order(cfg, lay)).log
 
 
@@ -1866,7 +1867,7 @@ def trend_cutoff_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_stage: boo
     of the resolved deals) — as :func:`funnelkit._periods.maturity_cutoffs` and
     :func:`~funnelkit._periods.resolution_cutoff` read them in memory."""
     S = len(lay.stages)
-    log = _trend_log(pdf, cfg, lay)
+    log = _global_log(pdf, cfg, lay)
     if log is None:
         none = np.zeros(0, dtype=np.int64)
         return _sketch_frame(none, none, none, 0), np.zeros(S if by_stage else 1)
@@ -1930,7 +1931,7 @@ def trend_part(
     from .funnel import log_subjects
     from .monitoring import _win_clock
 
-    log = _trend_log(pdf, cfg, lay)
+    log = _global_log(pdf, cfg, lay)
     if log is None:
         return {}
     S = len(lay.stages)
@@ -2149,7 +2150,7 @@ def split_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, period_ns: int) -> d
     from ._periods import stage_counts
     from .funnel import log_subjects
 
-    log = _trend_log(pdf, cfg, lay)
+    log = _global_log(pdf, cfg, lay)
     S = len(lay.stages)
     if log is None:
         z = np.zeros(0, dtype=np.int64)

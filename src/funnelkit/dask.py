@@ -349,6 +349,17 @@ class DaskEventLog:
             phases, self.stages, self.post_sale_stages, self.won, self.lost
         )
 
+    def _per_partition(self, part: Callable[..., Any], *args: Any) -> tuple[Any, ...]:
+        """``part(pdf, cfg, layout, *args)`` on every partition of whole deals, computed:
+        one result per partition, in partition order."""
+        dask, _ = _dask()
+        return dask.compute(
+            *[
+                dask.delayed(part)(p, self._cfg, self._layout, *args)
+                for p in self._shuffled.to_delayed()
+            ]
+        )
+
     # ------------------------------------------------------------------ construction
     def _summarize(self, cfg: SM.Config) -> SM.Summary:
         dask, _ = _dask()
@@ -637,13 +648,7 @@ class DaskEventLog:
         input partitions, in input order, keep the rows of the kept deals, so the new
         log numbers and orders its rows as the in-memory filter does."""
         dask, _ = _dask()
-        lay = self._layout
-        judged = dask.compute(
-            *[
-                dask.delayed(SM.filter_keep)(p, self._cfg, lay, spec)
-                for p in self._shuffled.to_delayed()
-            ]
-        )
+        judged = self._per_partition(SM.filter_keep, spec)
         ids = np.concatenate([j[0] for j in judged])
         if ids.size == 0:
             return None
@@ -1036,12 +1041,7 @@ class DaskEventLog:
         lay = self._layout
         period_ns = C.to_timestamp(period, lay.aware, "period")
         dask, _ = _dask()
-        parts = dask.compute(
-            *[
-                dask.delayed(SM.split_part)(p, self._cfg, lay, period_ns)
-                for p in self._shuffled.to_delayed()
-            ]
-        )
+        parts = self._per_partition(SM.split_part, period_ns)
         n_after = int(sum(p["deals"][1] for p in parts))
         if n_after in (0, self.n_deals):
             first = self.deals()["first_event"]
@@ -1087,17 +1087,11 @@ class DaskEventLog:
         by_cols = M._check_by(by)
         SM._by_columns(by_cols, self._layout)
         pfreq = M._period_freq(freq)
-        dask, _ = _dask()
-        lay, cfg = self._layout, self._cfg
-        parts = self._shuffled.to_delayed()
+        lay = self._layout
         by_stage = metric in ("conversion", "dwell")
-        cuts = dask.compute(
-            *[dask.delayed(SM.trend_cutoff_part)(p, cfg, lay, by_stage) for p in parts]
-        )
+        cuts = self._per_partition(SM.trend_cutoff_part, by_stage)
         cut = SM.trend_cutoffs(list(cuts), lay, by_stage, self._exact_durations)
-        rows = dask.compute(
-            *[dask.delayed(SM.trend_part)(p, cfg, lay, by_cols, pfreq, metric, cut) for p in parts]
-        )
+        rows = self._per_partition(SM.trend_part, by_cols, pfreq, metric, cut)
         out = SM.trend_table(
             list(rows), self._summary, lay, by_cols, pfreq, metric, cut, self._exact_durations
         )
@@ -1133,13 +1127,7 @@ class DaskEventLog:
 
         lay = self._layout
         snapshot_time(at, lay.aware, lay.as_of_ns, self.as_of)  # checked here, not in a task
-        dask, _ = _dask()
-        parts = dask.compute(
-            *[
-                dask.delayed(SM.snapshot_part)(p, self._cfg, lay, at)
-                for p in self._shuffled.to_delayed()
-            ]
-        )
+        parts = self._per_partition(SM.snapshot_part, at)
         frames = [f for f in parts if f is not None]
         out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         return out.sort_values("deal", kind="stable", ignore_index=True)
@@ -1179,13 +1167,7 @@ class DaskEventLog:
             )
         lay = self._layout
         movement_window(start, end, lay.aware, lay.as_of_ns, self.as_of)  # checked here
-        dask, _ = _dask()
-        parts = dask.compute(
-            *[
-                dask.delayed(SM.movement_part)(p, self._cfg, lay, start, end)
-                for p in self._shuffled.to_delayed()
-            ]
-        )
+        parts = self._per_partition(SM.movement_part, start, end)
         deals = np.zeros(len(CATEGORIES), dtype=np.int64)
         amount = np.zeros(len(CATEGORIES), dtype=np.float64)
         for part in parts:  # loop over partitions: their tables add up
