@@ -82,13 +82,12 @@ def _with_segments(path: Path, k: int) -> Path:
     out = path.with_name(f"{path.stem}_seg{k}.parquet")
     if not out.exists():
         import numpy as np
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
         ids = table.column("deal_id").to_numpy()
-        import pandas as pd
-
         code = pd.util.hash_array(np.asarray(ids, dtype=object)) % np.uint64(k)
         labels = np.array([f"S{i:02d}" for i in range(k)], dtype=object)
         table = table.append_column("seg", pa.array(labels[code.astype(np.int64)]))
