@@ -6,7 +6,7 @@ Build (from the repository root, with the ``docs`` extra installed)::
 
 No network is used: no intersphinx, no remote images. The pages under ``concepts/``,
 ``howto/`` and ``getting-started.md`` are MyST notebooks executed at build time (cached in
-``docs/_build/.jupyter_cache``); the notebooks of ``notebooks/`` are copied to
+``docs/_build/.jupyter_cache``; a parallel ``-j`` build executes them afresh); the notebooks of ``notebooks/`` are copied to
 ``docs/examples/`` and shown with their stored outputs (``tests/test_notebooks.py`` executes
 them and checks the stored outputs are current). ``gallery.md`` draws every chart; each
 chart's API page shows it on the bundled sample, drawn by matplotlib's plot directive
@@ -104,6 +104,10 @@ templates_path = ["_templates"]
 # --------------------------------------------------------------------------- myst / myst-nb
 myst_enable_extensions = ["colon_fence", "deflist"]  # no math: MathJax would need the network
 myst_heading_anchors = 3
+# "cache" keeps the executed pages between builds, but jupyter-cache's SQLite store is not
+# safe for Sphinx's parallel reading (``-j``): processes race on its records ("Notebook file
+# does not exist for cache record"). A parallel build executes every page afresh instead
+# (see ``_execution_mode`` below).
 nb_execution_mode = "cache"
 nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
 nb_execution_excludepatterns = ["examples/*"]  # shown with stored outputs
@@ -165,5 +169,12 @@ html_context = {"default_mode": "light"}
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 
 
+def _execution_mode(app, config):
+    """Execute the pages without the shared jupyter-cache store in a parallel build."""
+    if app.parallel > 1 and config.nb_execution_mode == "cache":
+        config.nb_execution_mode = "force"
+
+
 def setup(app):
+    app.connect("config-inited", _execution_mode)
     app.connect("source-read", _drop_missing_toc_entries)
