@@ -69,7 +69,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, Literal
@@ -1173,6 +1173,34 @@ def _period_scores(t: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def forecast_by_period(
+    log: EventLog,
+    by_period: str,
+    periods: int,
+    *,
+    by: str | Sequence[str] | None,
+    as_of: Any,
+    exits: Literal["shares", "by_dwell"],
+    n_boot: int,
+    seed: int | None,
+    half_life: Any,
+    window: Any,
+    quota: Any,
+    quota_of: Literal["amount", "wins"],
+    n_sims: int,
+) -> Forecast:
+    """Implementation of ``EventLog.forecast(by_period=...)`` with the checks it shares
+    with the forecast over one horizon (:func:`funnelkit.forecast.forecast_args`)."""
+    from .forecast import forecast_args
+
+    log, by_cols, n_boot = forecast_args(log, by, as_of, exits, n_boot, half_life, window)
+    return period_forecast(
+        log, by_period, periods, by_cols=by_cols, exits=exits, quota=quota,
+        quota_of=quota_of, n_sims=n_sims, seed=seed, n_boot=n_boot,
+        half_life=half_life, window=window,
+    )  # fmt: skip
 
 
 def check_period_args(

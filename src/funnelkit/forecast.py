@@ -1035,6 +1035,31 @@ def _totals(
     return out
 
 
+def forecast_args(
+    log: EventLog,
+    by: str | Sequence[str] | None,
+    as_of: Any,
+    exits: Any,
+    n_boot: Any,
+    half_life: Any,
+    window: Any,
+) -> tuple[EventLog, list[str], int]:
+    """The checks both forecasts share (over one horizon, and per period in
+    :mod:`funnelkit._period_forecast`): the log cut at ``as_of``, the ``by`` columns and
+    ``n_boot``."""
+    by_cols = normalize_by(by)
+    _check_exits(exits)
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
+    if half_life is not None and window is not None:
+        raise InvalidParameterError(
+            f"Parameters `half_life`={half_life!r} and `window`={window!r} both weight "
+            "recent history: pass one of them."
+        )
+    if as_of is not None:
+        log = cut_log(log, as_of)
+    return log, by_cols, n_boot
+
+
 def forecast(
     log: EventLog,
     horizon: Any = None,
@@ -1046,13 +1071,10 @@ def forecast(
     seed: int | None = 0,
     half_life: Any = None,
     window: Any = None,
-    by_period: str | None = None,
-    periods: int = 3,
-    quota: Any = None,
-    quota_of: Literal["amount", "wins"] = "amount",
-    n_sims: int = 2000,
 ) -> Forecast:
-    """Implementation of :meth:`funnelkit.EventLog.forecast` (documented there).
+    """Implementation of :meth:`funnelkit.EventLog.forecast` over one horizon (documented
+    there; the per-period forecast, ``by_period=``, is
+    :func:`funnelkit._period_forecast.forecast_by_period`).
 
     Examples
     --------
@@ -1062,25 +1084,7 @@ def forecast(
     >>> forecast(log, "90D").totals.equals(log.forecast("90D").totals)
     True
     """
-    from ._period_forecast import check_period_args, period_forecast
-
-    check_period_args(horizon, by_period, periods, quota, quota_of, n_sims)
-    by_cols = normalize_by(by)
-    _check_exits(exits)
-    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
-    if half_life is not None and window is not None:
-        raise InvalidParameterError(
-            f"Parameters `half_life`={half_life!r} and `window`={window!r} both weight "
-            "recent history: pass one of them."
-        )
-    if as_of is not None:
-        log = cut_log(log, as_of)
-    if by_period is not None:  # the horizon is the end of the last period
-        return period_forecast(
-            log, by_period, periods, by_cols=by_cols, exits=exits, quota=quota,
-            quota_of=quota_of, n_sims=n_sims, seed=seed, n_boot=n_boot,
-            half_life=half_life, window=window,
-        )  # fmt: skip
+    log, by_cols, n_boot = forecast_args(log, by, as_of, exits, n_boot, half_life, window)
     h_ns = _horizon("90D" if horizon is None else horizon)
     if isinstance(half_life, str) and half_life == "auto":
         half_life = _auto_half_life(log, h_ns, exits)

@@ -3453,12 +3453,20 @@ class EventLog:
         >>> 0 <= float(row["p_quota"]) <= 1
         True
         """
+        from ._period_forecast import check_period_args, forecast_by_period
         from .forecast import forecast
 
-        return forecast(
-            self, horizon, by=by, as_of=as_of, exits=exits, n_boot=n_boot, seed=seed,
-            half_life=half_life, window=window, by_period=by_period, periods=periods,
-            quota=quota, quota_of=quota_of, n_sims=n_sims,
+        check_period_args(horizon, by_period, periods, quota, quota_of, n_sims)
+        if by_period is None:
+            return forecast(
+                self, horizon, by=by, as_of=as_of, exits=exits, n_boot=n_boot, seed=seed,
+                half_life=half_life, window=window,
+            )  # fmt: skip
+        # the horizon is the end of the last period
+        return forecast_by_period(
+            self, by_period, periods, by=by, as_of=as_of, exits=exits, n_boot=n_boot,
+            seed=seed, half_life=half_life, window=window, quota=quota, quota_of=quota_of,
+            n_sims=n_sims,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ report
