@@ -420,6 +420,63 @@ def test_bad_rows_dropped_and_as_of_after_conflicting_deal(client):
     assert_same(mem.dwell(), dist.dwell())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("tz", [None, "Asia/Shanghai"])
+def test_alerts_equal_in_memory(client, tz):
+    """Every rule and threshold from one pass over the partitions: the same rows, counts,
+    percentiles and p-values as in memory (naive and aware logs, an inferred stage
+    order), and the same error for a log too short for the baseline."""
+    rng = np.random.default_rng(11)
+    events = with_attrs(random_log(rng, 200, tz=tz), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    limits = {"conversion": {"B": 0.9}, "stalled": 0, "dwell_p90_days": 1, "bad_rows_share": 0}
+    for kwargs in (
+        {"weeks": 3, "baseline": 8},
+        {"weeks": 2, "baseline": 12, "alpha": 0.3, "thresholds": limits},
+    ):
+        m = mem.alerts(**kwargs)
+        assert set(m["rule"]) >= {"conversion", "dwell_p90", "stalled", "bad_rows"}
+        assert_same(m, dist.alerts(**kwargs))
+    with pytest.raises(fk.EventLogError) as a:
+        mem.alerts(baseline=200)
+    with pytest.raises(fk.EventLogError) as b:
+        dist.alerts(baseline=200)
+    assert str(a.value) == str(b.value)
+    with pytest.raises(fk.InvalidParameterError, match="DaskEventLog.alerts"):
+        dist.alerts(weeks=0)
+
+
+@pytest.mark.slow
+def test_alerts_count_bad_rows_of_every_partition(client):
+    """The ``bad_rows`` rule reads every input row's week: dropped rows of all kinds
+    (unreadable times have no week, rows of the less common time zone neither, a deal
+    with a conflicting outcome), also in partitions whose own majority of rows is of
+    the globally less common time zone."""
+    rng = np.random.default_rng(12)
+    events = bad_events()
+    events["ts"] = events["ts"].astype(str).astype(object)
+    deals = events["deal"].dropna().unique()
+    deals = deals[deals != "zz"]  # the deal with a conflicting outcome stays naive
+    aware = events["deal"].isin(rng.choice(deals, len(deals) // 3, replace=False))
+    events.loc[aware, "ts"] = events.loc[aware, "ts"] + "+00:00"
+    kw = dict(BAD_KW, errors="drop", stale_after="30D")
+    mem = fk.EventLog(events, **kw)
+    assert {"mixed_timezone", "unparseable_time", "conflicting_outcome"} <= set(
+        mem.quality.by_reason
+    )
+    dist = distributed_log(events, npartitions=20, **kw)
+    from funnelkit import _columns as C
+
+    parts = [dist._shuffled.get_partition(i).compute() for i in range(20)]
+    flipped = [p for p in parts if len(p) and C.parse_times(p["ts"]).aware]
+    assert flipped  # a partition decides the other way than the whole log
+    limits = {"bad_rows_share": 0.01}
+    m = mem.alerts(weeks=4, baseline=4, thresholds=limits)
+    assert (m.loc[m["rule"] == "bad_rows", "n"] > 0).all()
+    assert_same(m, dist.alerts(weeks=4, baseline=4, thresholds=limits))
+
+
 @pytest.mark.parametrize("errors", ["raise", "drop"])
 def test_time_zones_decided_globally(client, errors):
     events = random_log(np.random.default_rng(8), 40)

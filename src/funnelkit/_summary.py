@@ -1840,6 +1840,42 @@ def snapshot_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, at: Any) -> pd.Da
     return None if log is None else _object_attrs(snapshot(log, at), lay)
 
 
+def alerts_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, since_week: int) -> tuple:
+    """One partition's part of ``alerts``: its visits open or resolved from week
+    ``since_week`` on (:class:`funnelkit.alerts.Exits`, of its log in the global stage
+    order), its input rows per week (:class:`~funnelkit.alerts.BadRows`: every row of the
+    partition, its time read with the global time-zone decision) and its first event time
+    (None without a usable event)."""
+    from .alerts import DROPPED_CODES, BadRows, Exits, _week
+
+    part = build_partition(pdf, global_order(cfg, lay))
+    log = part.log
+    s = cfg.settings
+    order = np.argsort(pdf[ROW].to_numpy(dtype=np.int64), kind="stable")
+    col = pdf[s["time"]].iloc[order].reset_index(drop=True)
+    t = C.parse_times(col, s.get("date_format"))
+    readable = ~(t.null | t.unparseable)
+    ns = t.ns
+    if t.mixed_tz.any():  # rows of the globally less common kind have no week
+        row_aware = np.where(t.mixed_tz, not t.aware, t.aware)
+        ours = readable & (row_aware == cfg.aware) & t.mixed_tz
+        if ours.any():  # the partition's majority is the global minority: read ours alone
+            ns = ns.copy()
+            ns[ours] = C.parse_times(col.iloc[np.flatnonzero(ours)], s.get("date_format")).ns
+        readable &= row_aware == cfg.aware
+    dropped_names = [r for r, kind in REASONS.items() if kind == "dropped"]
+    gone = [part.extra[ROW].to_numpy()[part.extra["reason"].isin(dropped_names).to_numpy()]]
+    if log is not None:
+        rows, reasons = log._reject_rows
+        gone.append(part.keys[rows[np.isin(reasons, DROPPED_CODES)]])
+    dropped = np.isin(part.all_keys, np.concatenate(gone))
+    bad = BadRows.of_rows(_week(np.where(readable, ns, 0)), readable, dropped)
+    if log is None:
+        none = np.zeros(0, dtype=np.int64)
+        return Exits(none, none, none, none, none, none, none.astype(bool)), bad, None
+    return Exits.of_log(log).since(since_week), bad, int(log._first_ns.min())
+
+
 def _global_log(pdf: pd.DataFrame, cfg: Config, lay: Layout) -> EventLog | None:
     """A partition's log in the global stage order (None without a usable event)."""
     return build_partition(pdf, global_order(cfg, lay)).log

@@ -41,6 +41,7 @@ Weeks run Monday to Sunday, UTC; a week is complete when it ends at or before
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,7 @@ from . import _columns as C
 from . import _validate as V
 from .errors import EventLogError, InvalidParameterError
 from .funnel import ADVANCE, LOST_CAUSE, log_subjects
+from .quality import REASONS
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -59,6 +61,11 @@ if TYPE_CHECKING:
 _Counts = Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 __all__ = ["ALERT_COLUMNS", "RULES", "THRESHOLDS", "alerts"]
+
+#: the reason codes of :attr:`EventLog.rejects` (1 + position in ``REASONS``) of dropped rows
+DROPPED_CODES = np.array(
+    [1 + i for i, kind in enumerate(REASONS.values()) if kind == "dropped"], dtype=np.int8
+)
 
 #: the statistical rules, in the order of the table
 RULES = ("conversion", "dwell_p90", "stalled", "bad_rows")
@@ -107,36 +114,70 @@ def alerts(
     thresholds: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Implementation of :meth:`funnelkit.EventLog.alerts` (documented there)."""
-    weeks = int(weeks)
-    baseline = int(baseline)
-    alpha = float(alpha)
     limits = _check_thresholds(thresholds, list(log.stages))
-    # the last complete week: the one that ends at or before as_of
-    last = int(_week(np.array([log._as_of_ns]))[0]) - 1
-    first_event = int(_week(np.array([int(log._first_ns.min())]))[0])
+    first_ns = int(log._first_ns.min())
+    monitored = monitored_weeks(log._as_of_ns, first_ns, int(weeks), int(baseline), log._aware)
+    return alerts_table(
+        Exits.of_log(log), BadRows.of_log(log), monitored, list(log.stages), int(baseline),
+        float(alpha), limits, log._aware,
+    )  # fmt: skip
+
+
+def last_week(as_of_ns: int) -> int:
+    """The last complete week: the one that ends at or before ``as_of``."""
+    return int(_week(np.array([as_of_ns]))[0]) - 1
+
+
+def first_needed_week(as_of_ns: int, weeks: int, baseline: int) -> int:
+    """The earliest week the alerts read: the first baseline week of the first week
+    watched (visits resolved before it play no part)."""
+    return last_week(as_of_ns) - int(weeks) - int(baseline)
+
+
+def monitored_weeks(
+    as_of_ns: int, first_ns: int, weeks: int, baseline: int, aware: bool
+) -> np.ndarray:
+    """The weeks watched, or the error that the log is too short for them."""
+    last = last_week(as_of_ns)
+    first_event = int(_week(np.array([first_ns]))[0])
     monitored = np.arange(last - weeks + 1, last + 1)
     if monitored[0] - 1 - baseline < first_event:
         have = last - first_event - 1
+        start = pd.Timestamp(first_ns, unit="ns", tz="UTC" if aware else None)
         raise EventLogError(
             f"Alerts compare the last {weeks} complete week(s) with the {baseline} weeks "
             f"before them, but the log holds {max(have, 0)} complete week(s) before the last "
-            f"two (it starts {log._timestamp(np.array([int(log._first_ns.min())]))[0]}). "
-            "Pass a smaller `baseline`, or wait for more history."
+            f"two (it starts {start}). Pass a smaller `baseline`, or wait for more history."
         )
-    ex = _Exits(log)
-    bad = _bad_row_weeks(log)  # per input row: week, readable time, dropped
+    return monitored
+
+
+def alerts_table(
+    ex: Exits,
+    bad: BadRows,
+    monitored: np.ndarray,
+    stages: list[str],
+    baseline: int,
+    alpha: float,
+    limits: dict[str, dict[str | None, float]],
+    aware: bool,
+) -> pd.DataFrame:
+    """The alerts of the weeks ``monitored`` from the visits ``ex`` and the input rows per
+    week ``bad`` — the one builder of both engines (:mod:`funnelkit.dask` gathers ``ex``
+    and ``bad`` from its partitions)."""
+    S = len(stages)
     rows: list[dict[str, Any]] = []
     for w in monitored.tolist():  # loop over the weeks watched
         base = (w - 1 - baseline, w - 2)  # the baseline ends before the two-week window
-        q90 = _baseline_p90(ex, log._n_stages, *base)
-        rows += _conversion_rows(log, ex, w, base, alpha)
-        rows += _dwell_rows(log, ex, w, base, alpha, q90)
-        rows += _stalled_rows(log, ex, w, base, alpha, q90)
+        q90 = _baseline_p90(ex, S, *base)
+        rows += _conversion_rows(stages, ex, w, base, alpha)
+        rows += _dwell_rows(stages, ex, w, base, alpha, q90)
+        rows += _stalled_rows(stages, ex, w, base, alpha, q90)
         rows += _bad_row_rows(bad, w, base, alpha)
-        rows += _threshold_rows(log, ex, w, limits, q90, bad)
+        rows += _threshold_rows(stages, ex, w, limits, q90, bad)
     out = pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
     out["week"] = pd.to_datetime(out["week"], utc=True)
-    if not log._aware:
+    if not aware:
         out["week"] = out["week"].dt.tz_localize(None)
     out["stage"] = out["stage"].astype("string")
     out["n"] = out["n"].astype("Int64")
@@ -145,11 +186,22 @@ def alerts(
 
 
 # =========================================================================== events
-class _Exits:
+@dataclass(frozen=True)
+class Exits:
     """Per visit (subject: a deal's stay in a stage): stage, entry, the time it was
-    resolved and how (advanced, lost, stale; 0 = open at as_of), and dwell."""
+    resolved and how (``cause``: 1 advanced, 2 lost, 3 stale, 0 open at as_of), dwell, the
+    week of ``end``, and whether it is a completed visit with a duration."""
 
-    def __init__(self, log: EventLog) -> None:
+    stage: np.ndarray
+    entry: np.ndarray
+    cause: np.ndarray
+    end: np.ndarray
+    dwell: np.ndarray
+    week: np.ndarray
+    completed: np.ndarray
+
+    @classmethod
+    def of_log(cls, log: EventLog) -> Exits:
         sub = log_subjects(log, "implied")
         entry = sub.entry
         assert entry is not None
@@ -161,22 +213,29 @@ class _Exits:
             drop = (cause == 0) & stale & (fires <= log._as_of_ns)
             cause = np.where(drop, 3, cause)
             end = np.where(drop, np.maximum(fires, entry), end)
-        self.stage = sub.stage
-        self.entry = entry
-        self.cause = cause  # 1 advanced, 2 lost, 3 stale, 0 open
-        self.end = np.where(cause == 0, log._as_of_ns, end)
-        self.dwell = self.end - entry
-        self.week = _week(self.end)
+        end = np.where(cause == 0, log._as_of_ns, end)
+        dwell = end - entry
         # completed visits with a duration: a stage passed over (reached only because a
         # later one was) advances at once and is no dwell
-        self.completed = ((cause == ADVANCE) & (self.dwell > 0)) | (cause == LOST_CAUSE)
+        completed = ((cause == ADVANCE) & (dwell > 0)) | (cause == LOST_CAUSE)
+        return cls(sub.stage, entry, cause, end, dwell, _week(end), completed)
+
+    def since(self, week: int) -> Exits:
+        """The visits still open or resolved in ``week`` or later: all the alerts from
+        ``week`` on read (a visit resolved before is neither counted nor stalled then)."""
+        keep = self.week >= week
+        return Exits(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+    @classmethod
+    def concat(cls, parts: list[Exits]) -> Exits:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
 
 def _in(week: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return (week >= lo) & (week <= hi)
 
 
-def _baseline_p90(ex: _Exits, S: int, lo: int, hi: int) -> np.ndarray:
+def _baseline_p90(ex: Exits, S: int, lo: int, hi: int) -> np.ndarray:
     """Each stage's 90th percentile of dwell among visits completed (advanced or lost) in
     the baseline weeks; NaN without any."""
     done = ex.completed & _in(ex.week, lo, hi)
@@ -186,6 +245,58 @@ def _baseline_p90(ex: _Exits, S: int, lo: int, hi: int) -> np.ndarray:
         if d.size:
             out[s] = float(np.quantile(d, 0.9, method="higher"))
     return out
+
+
+@dataclass(frozen=True)
+class BadRows:
+    """Input rows per week (by their time): ``rows`` whose time can be read and of them
+    ``dropped`` as bad rows, per distinct ``week`` (sorted); ``unplaced`` rows have no
+    readable time."""
+
+    week: np.ndarray
+    rows: np.ndarray
+    dropped: np.ndarray
+    unplaced: int
+
+    @classmethod
+    def of_rows(cls, week: np.ndarray, readable: np.ndarray, dropped: np.ndarray) -> BadRows:
+        """From per-row arrays: the row's week, whether its time can be read, whether it
+        was dropped."""
+        weeks, inverse = np.unique(week[readable], return_inverse=True)
+        return cls(
+            weeks,
+            np.bincount(inverse, minlength=weeks.size),
+            np.bincount(inverse, weights=dropped[readable], minlength=weeks.size).astype(np.int64),
+            int((~readable).sum()),
+        )
+
+    @classmethod
+    def of_log(cls, log: EventLog) -> BadRows:
+        src = log._source
+        times = C.parse_times(
+            C.column(src, log._settings["time"]), log._settings.get("date_format")
+        )
+        readable = ~(times.null | times.unparseable | times.mixed_tz)
+        rows, reasons = log._reject_rows
+        dropped = np.zeros(readable.size, dtype=bool)
+        dropped[rows[np.isin(reasons, DROPPED_CODES)]] = True
+        return cls.of_rows(_week(np.where(readable, times.ns, 0)), readable, dropped)
+
+    @classmethod
+    def merge(cls, parts: list[BadRows]) -> BadRows:
+        week = np.concatenate([p.week for p in parts])
+        weeks, inverse = np.unique(week, return_inverse=True)
+
+        def add(name: str) -> np.ndarray:
+            values = np.concatenate([getattr(p, name) for p in parts])
+            return np.bincount(inverse, weights=values, minlength=weeks.size).astype(np.int64)
+
+        return cls(weeks, add("rows"), add("dropped"), sum(p.unplaced for p in parts))
+
+    def window(self, lo: int, hi: int) -> tuple[int, int]:
+        """Dropped rows and readable rows in weeks ``lo`` to ``hi``."""
+        m = _in(self.week, lo, hi)
+        return int(self.dropped[m].sum()), int(self.rows[m].sum())
 
 
 # =========================================================================== tests
@@ -290,36 +401,34 @@ def _window_counts(
 
 
 def _conversion_rows(
-    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float
+    stages: list[str], ex: Exits, w: int, base: tuple[int, int], alpha: float
 ) -> list[dict[str, Any]]:
     resolved = ex.cause > 0
-    counts = _window_counts(
-        ex.week, ex.stage, ex.cause == ADVANCE, resolved, w, base, log._n_stages
-    )
+    counts = _window_counts(ex.week, ex.stage, ex.cause == ADVANCE, resolved, w, base, len(stages))
     return _share_rows(
-        "conversion", w, alpha, counts, True, list(log.stages), _stage_message("conversion")
+        "conversion", w, alpha, counts, True, list(stages), _stage_message("conversion")
     )
 
 
 def _dwell_rows(
-    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
+    stages: list[str], ex: Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
 ) -> list[dict[str, Any]]:
     done = ex.completed
     q = q90[ex.stage]
     slow = np.isfinite(q) & (ex.dwell > np.nan_to_num(q, nan=np.inf))
-    counts = _window_counts(ex.week, ex.stage, slow, done, w, base, log._n_stages)
+    counts = _window_counts(ex.week, ex.stage, slow, done, w, base, len(stages))
     return _share_rows(
         "dwell_p90",
         w,
         alpha,
         counts,
         False,
-        list(log.stages),
+        list(stages),
         _stage_message("visits slower than p90"),
     )
 
 
-def _stalled_counts(ex: _Exits, weeks: np.ndarray, q90: np.ndarray, S: int) -> np.ndarray:
+def _stalled_counts(ex: Exits, weeks: np.ndarray, q90: np.ndarray, S: int) -> np.ndarray:
     """(len(weeks), S): visits open at each week's end (Sunday 24:00) that had spent
     longer than the stage's p90 there."""
     t = np.asarray((weeks + 1) * _WEEK_NS + _MONDAY_NS, dtype=np.int64)
@@ -337,15 +446,15 @@ def _stalled_counts(ex: _Exits, weeks: np.ndarray, q90: np.ndarray, S: int) -> n
 
 
 def _stalled_rows(
-    log: EventLog, ex: _Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
+    stages: list[str], ex: Exits, w: int, base: tuple[int, int], alpha: float, q90: np.ndarray
 ) -> list[dict[str, Any]]:
-    S = log._n_stages
+    S = len(stages)
     weeks = np.arange(base[0], w + 1)
     counts = _stalled_counts(ex, weeks, q90, S)
     past = counts[: base[1] - base[0] + 1]
     now = counts[-1]
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(stages):  # loop over stages
         if not np.isfinite(q90[s]):
             continue
         m = float(past[:, s].mean())
@@ -387,39 +496,22 @@ def _stalled_rows(
     return rows
 
 
-def _bad_row_weeks(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per input row: its week (when its time can be read), whether it has one, and
-    whether it was dropped as a bad row."""
-    src = log._source
-    fmt = log._settings.get("date_format")
-    times = C.parse_times(C.column(src, log._settings["time"]), fmt)
-    ok_t = ~(times.null | times.unparseable | times.mixed_tz)
-    week = np.where(ok_t, _week(np.where(ok_t, times.ns, 0)), np.iinfo(np.int64).min)
-    rej = log.rejects
-    dropped = np.zeros(len(week), dtype=bool)
-    if len(rej):
-        from .quality import REASONS
-
-        bad = rej["reason"].astype(str).map(REASONS).to_numpy() == "dropped"
-        dropped[rej["row"].to_numpy(dtype=np.int64)[bad]] = True
-    return week, ok_t, dropped
-
-
 def _bad_row_rows(
-    bad: tuple[np.ndarray, np.ndarray, np.ndarray], w: int, base: tuple[int, int], alpha: float
+    bad: BadRows, w: int, base: tuple[int, int], alpha: float
 ) -> list[dict[str, Any]]:
-    week, ok_t, dropped = bad
-    zero = np.zeros(len(week), dtype=np.int64)
-    counts = _window_counts(week, zero, dropped, ok_t, w, base, 1)
-    unplaced = int((~ok_t).sum())
+    x0, n0 = bad.window(*base)
+    counts = {}
+    for window, lo in (("1W", w), ("2W", w - 1)):
+        x, n = bad.window(lo, w)
+        counts[window] = (np.array([x]), np.array([n]), np.array([x0]), np.array([n0]))
 
     def message(name: str | None, x: int, n: int, window: str, expected: float, p: float) -> str:
         text = (
             f"{x:,} of {n:,} input rows dropped as bad ({x / n:.1%}) in "
             f"{window.lower()}, against {expected:.1%} before (p = {p:.2g})"
         )
-        if unplaced:
-            text += f"; {unplaced:,} rows without a readable time are not in any week"
+        if bad.unplaced:
+            text += f"; {bad.unplaced:,} rows without a readable time are not in any week"
         return text
 
     return _share_rows("bad_rows", w, alpha, counts, False, [None], message)
@@ -469,17 +561,16 @@ def _check_thresholds(thresholds: Any, stages: list[str]) -> dict[str, dict[str 
 
 
 def _threshold_rows(
-    log: EventLog,
-    ex: _Exits,
+    stages: list[str],
+    ex: Exits,
     w: int,
     limits: dict[str, dict[str | None, float]],
     q90: np.ndarray,
-    bad: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bad: BadRows,
 ) -> list[dict[str, Any]]:
     if not limits:
         return []
-    S = log._n_stages
-    stages = list(log.stages)
+    S = len(stages)
     in_w = ex.week == w
     values: dict[str, np.ndarray] = {}
     ns: dict[str, np.ndarray] = {}
@@ -502,11 +593,9 @@ def _threshold_rows(
     rows = []
     for metric, per in limits.items():  # loop over the thresholds set
         if metric == "bad_rows_share":
-            week, ok_t, dropped = bad
-            here = ok_t & (week == w)
-            n = int(here.sum())
+            x, n = bad.window(w, w)
             if n:
-                v, lim = float(dropped[here].mean()), per[None]
+                v, lim = x / n, per[None]
                 fire = v > lim
                 rows.append(
                     _row(

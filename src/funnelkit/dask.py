@@ -1132,6 +1132,55 @@ class DaskEventLog:
         out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         return out.sort_values("deal", kind="stable", ignore_index=True)
 
+    @_as_in_memory("alerts")
+    def alerts(
+        self,
+        *,
+        weeks: int = 1,
+        baseline: int = 26,
+        alpha: float = 0.01,
+        thresholds: Mapping[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Check the last complete weeks against the weeks before, and against thresholds:
+        :meth:`funnelkit.EventLog.alerts`, the same rows and columns. One pass over the
+        partitions of whole deals gathers the visits open or resolved in the weeks the
+        rules read (the baselines and the weeks watched, about ``baseline + weeks + 1``
+        weeks: a small part of a long log) and each partition's input rows per week; the
+        in-memory builder (:func:`funnelkit.alerts.alerts_table`) makes the table. Every
+        count, percentile and p-value equals the in-memory one.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> a = log.alerts(weeks=2)
+        >>> a.equals(log.compute().alerts(weeks=2))
+        True
+        >>> sorted(a["rule"].unique())
+        ['bad_rows', 'conversion', 'dwell_p90', 'stalled']
+        """
+        from . import alerts as A
+
+        lay = self._layout
+        limits = A._check_thresholds(thresholds, list(self.stages))
+        since = A.first_needed_week(lay.as_of_ns, weeks, baseline)
+        parts = self._per_partition(SM.alerts_part, since)
+        first = min(p[2] for p in parts if p[2] is not None)
+        monitored = A.monitored_weeks(lay.as_of_ns, first, int(weeks), int(baseline), lay.aware)
+        return A.alerts_table(
+            A.Exits.concat([p[0] for p in parts]),
+            A.BadRows.merge([p[1] for p in parts]),
+            monitored,
+            list(self.stages),
+            int(baseline),
+            float(alpha),
+            limits,
+            lay.aware,
+        )
+
     @_as_in_memory("movement", closing=[CHECKED_INSIDE])
     def movement(self, start: Any, end: Any, *, closing: None = None) -> pd.DataFrame:
         """How the open pipeline moved between ``start`` and ``end``: the eight rows of
