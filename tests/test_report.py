@@ -473,6 +473,36 @@ def test_failed_write_leaves_nothing_half_written(small, tmp_path, monkeypatch):
     assert after == before and _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("call", [1, 2])
+@pytest.mark.parametrize("after", [False, True])
+def test_ctrl_c_at_any_step_of_the_swap_keeps_the_earlier_report(
+    small, tmp_path, monkeypatch, call, after
+):
+    """Ctrl-C before or right after either move of the swap (earlier report set aside,
+    new one moved in): the earlier report is back and no hidden folder is left."""
+    import os
+
+    out = tmp_path / "report"
+    small.save(out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append(1)
+        if len(calls) == call and not after:
+            raise KeyboardInterrupt
+        real(src, dst)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(R.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        small.save(out)
+    monkeypatch.undo()
+    after_files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after_files == before and _leftovers(tmp_path) == []
+
+
 def test_save_replaces_only_reports_and_empty_folders(small, tmp_path):
     out = small.save(tmp_path / "a" / "b")  # parents are created
     (out / "stray.txt").write_text("old")

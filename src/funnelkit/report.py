@@ -1043,8 +1043,9 @@ class Report:
         _check_replaceable(out, overwrite)
         _progress(progress)("writing…")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _new_sibling(out, "tmp")
-        try:
+        tmp: Path | None = None
+        try:  # from the hidden folder's creation on: Ctrl-C at any point removes it
+            tmp = _new_sibling(out, "tmp")
             files = _write_tables(self, tmp, csv)
             _write_charts(self, tmp)
             _write_summary(self, tmp, files, csv)
@@ -1054,7 +1055,8 @@ class Report:
             (tmp / "report.html").write_text(page, encoding="utf-8")
             _replace(tmp, out)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         _remove_stale_siblings(out)
         return out
@@ -1217,9 +1219,12 @@ def _new_sibling(out: Path, kind: str) -> Path:
         p = out.parent / f".{out.name}.{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             p.mkdir()
+            return p
         except FileExistsError:
             continue
-        return p
+        except BaseException:  # interrupted (Ctrl-C) right after creating it
+            shutil.rmtree(p, ignore_errors=True)
+            raise
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -1227,13 +1232,20 @@ def _replace(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.replace(tmp, out)
         return
-    old = _new_sibling(out, "old")
-    old.rmdir()
-    os.replace(out, old)
+    old: Path | None = None
     try:
+        old = _new_sibling(out, "old")
+        old.rmdir()
+        os.replace(out, old)
         os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
+    except BaseException:  # an error or Ctrl-C at any step: the earlier report goes back
+        if old is not None and old.exists():
+            if tmp.exists() and out.exists():  # nothing moved yet
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if out.exists():  # the new report went in: back to its hidden folder
+                    os.replace(out, tmp)
+                os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
 
