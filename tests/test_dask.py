@@ -221,10 +221,6 @@ def test_leverage_bootstrap(client):
         assert (np.abs(dist[end] - mem[end]).to_numpy() < 0.25 * width).all()
     again = dist_log.key_stages(signals="leverage", n_boot=300, seed=4)
     pd.testing.assert_frame_equal(dist, again)
-    with pytest.raises(NotImplementedError, match="signals='leverage'"):
-        dist_log.key_stages()
-    with pytest.raises(NotImplementedError, match="period"):
-        dist_log.key_stages(signals="leverage", period="2025-01-01")
     with pytest.raises(NotImplementedError, match="compute"):
         dist_log.forecast()
     # what an in-memory-only method needs, and where to get it
@@ -445,6 +441,36 @@ def test_alerts_equal_in_memory(client, tz):
     assert str(a.value) == str(b.value)
     with pytest.raises(fk.InvalidParameterError, match="DaskEventLog.alerts"):
         dist.alerts(weeks=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::funnelkit.FunnelkitWarning")
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
+def test_key_stages_equal_in_memory(client, tz):
+    """Every signal, by segments (one and two attributes, missing values), by period,
+    against a benchmark: the same table as in memory, values to the last bit (leverage
+    without its bootstrap, whose draws differ)."""
+    rng = np.random.default_rng(13)
+    events = with_attrs(random_log(rng, 300, tz=tz), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    period = mem.deals()["first_event"].median()
+    for kwargs in (
+        {},
+        {"by": "team"},
+        {"by": ["team", "tier"], "min_deals": 3},
+        {"period": period, "min_deals": 5},
+        {"by": "team", "period": period, "min_deals": 5, "alpha": 0.2},
+        {"benchmark": {mem.stages[0]: 0.2, mem.stages[1]: 0.5}, "signals": "dropoff"},
+    ):
+        m = mem.key_stages(n_boot=0, **kwargs)
+        assert (m["test"] != "none").any()  # something is tested
+        assert_same(m, dist.key_stages(n_boot=0, **kwargs))
+    with pytest.raises(fk.InvalidParameterError) as a:
+        mem.key_stages(period="2001-01-01")
+    with pytest.raises(fk.InvalidParameterError) as b:
+        dist.key_stages(period="2001-01-01")
+    assert str(a.value) == str(b.value)
 
 
 @pytest.mark.slow

@@ -953,3 +953,61 @@ def test_one_deal_and_all_open_logs(d, s):
     ks = _tiny(d, s, times).key_stages(n_boot=20)
     assert set(ks["stage"]) == set(s) - {"won"}
     assert not ks["is_key"].any()  # one deal can never support a flag
+
+
+# --------------------------------------------------------------------------- engine-neutral parts
+def _median_threshold(d: np.ndarray) -> int:
+    """The stall threshold as first written: the float median, rounded up to a whole day
+    (hour below two days)."""
+    day, hour = 86_400 * 10**9, 3_600 * 10**9
+    med = float(np.median(d))
+    unit = day if med >= 2 * day else hour
+    return int(max(np.ceil(med / unit), 1) * unit)
+
+
+def test_stall_table_threshold_and_merge_match_the_visits():
+    """The threshold read from hour buckets equals the median rule on the dwell values
+    (odd and even counts, middles split across buckets, values on the two-day edge), and
+    tables of parts merge into the table of the whole."""
+    from funnelkit.keystages import StallTable
+
+    rng = np.random.default_rng(3)
+    hour = 3_600 * 10**9
+    for trial in range(400):
+        n = int(rng.integers(1, 40))
+        scale = [hour, 24 * hour, 10**9][trial % 3]
+        d = rng.integers(0, 200, n) * scale // int(rng.integers(1, 4))
+        if trial % 7 == 0:
+            d[: n // 2] = 48 * hour  # the two-day edge
+        adv = rng.integers(0, 2, n)
+        ones = np.ones(n, dtype=np.int64)
+        stage = np.zeros(n, dtype=np.int64)
+        whole = StallTable._grouped(stage, -(-d // hour), ones, adv, d, d)
+        t = whole.threshold(slice(0, len(whole.n)))
+        assert t == _median_threshold(d), (trial, d)
+        cut = int(rng.integers(0, n + 1))
+        parts = [
+            StallTable._grouped(stage[sl], -(-d[sl] // hour), ones[sl], adv[sl], d[sl], d[sl])
+            for sl in (slice(0, cut), slice(cut, n))
+        ]
+        merged = StallTable.merge(parts)
+        for f in ("stage", "bucket", "n", "advanced", "low", "high"):
+            np.testing.assert_array_equal(getattr(merged, f), getattr(whole, f))
+        upto = whole.bucket * hour <= t
+        assert int(whole.n[upto].sum()) == int((d <= t).sum())
+        assert int(whole.advanced[upto].sum()) == int(adv[d <= t].sum())
+
+
+def test_one_vs_rest_with_counts_equals_the_subjects_one_by_one():
+    from funnelkit._stats import one_vs_rest
+
+    rng = np.random.default_rng(4)
+    t = rng.integers(0, 15, 300).astype(np.float64)
+    ev = rng.random(300) < 0.7
+    g = rng.integers(0, 3, 300)
+    one = one_vs_rest(t, ev, g, np.array([0, 1, 2]))
+    keys, count = np.unique(np.column_stack([t, ev, g]), axis=0, return_counts=True)
+    agg = one_vs_rest(keys[:, 0], keys[:, 1].astype(bool), keys[:, 2].astype(np.int64),
+                      np.array([0, 1, 2]), count=count)  # fmt: skip
+    for k in one:
+        np.testing.assert_allclose(agg[k], one[k], rtol=1e-12, equal_nan=True)

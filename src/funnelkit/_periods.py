@@ -332,8 +332,12 @@ def period_split(log: EventLog, period: Any) -> tuple[int, str]:
     if n_after in (0, log.n_deals):
         first, last = log._timestamp(np.array([log._first_ns.min(), log._first_ns.max()]))
         raise one_sided_period(period, n_after, first, last)
-    label = str(pd.Timestamp(period).date()) if _is_midnight(period) else str(period)
-    return period_ns, label
+    return period_ns, period_label(period)
+
+
+def period_label(period: Any) -> str:
+    """``period`` as the reasons name it: a date at midnight, else as given."""
+    return str(pd.Timestamp(period).date()) if _is_midnight(period) else str(period)
 
 
 def one_sided_period(period: Any, n_after: int, first: Any, last: Any) -> InvalidParameterError:

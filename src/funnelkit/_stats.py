@@ -467,12 +467,14 @@ def one_vs_rest(
     group: np.ndarray,
     groups: np.ndarray,
     z: float = Z95,
+    count: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each group in ``groups`` against all other subjects: the log-rank test and both
     sides' Kaplan–Meier medians with Brookmeyer–Crowley intervals.
 
     ``time`` (any numeric unit), ``event`` (bool: the subject left; False: censored at
-    ``time``) and ``group`` (int) per subject; a subject is at risk at every event time up
+    ``time``) and ``group`` (int) per subject — or per row of ``count`` (int) identical
+    subjects, which gives the same result as the subjects one by one; a subject is at risk at every event time up
     to and including its own. One sort for all comparisons, then one pass of cumulative
     counts per group (a loop over groups only). For group *g* at each distinct event time
     with ``d`` events among ``n`` at risk, ``d_g`` and ``n_g`` of them in *g*:
@@ -501,10 +503,12 @@ def one_vs_rest(
     t = np.asarray(time)[order]
     ev = np.asarray(event, dtype=bool)[order]
     g = np.asarray(group)[order]
-    n_all = t.size
-    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if n_all else np.zeros(0, np.int64)
-    at_risk = (n_all - starts).astype(np.float64)
-    d = np.add.reduceat(ev.astype(np.float64), starts) if n_all else np.zeros(0)
+    w = np.ones(t.size, dtype=np.int64) if count is None else np.asarray(count, np.int64)[order]
+    cw = np.concatenate([[0], np.cumsum(w)])  # subjects before each row
+    n_all = int(cw[-1])
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if t.size else np.zeros(0, np.int64)
+    at_risk = (n_all - cw[starts]).astype(np.float64)
+    d = np.add.reduceat((ev * w).astype(np.float64), starts) if t.size else np.zeros(0)
     has = d > 0
     starts, at_risk, d = starts[has], at_risk[has], d[has]
     times = t[starts].astype(np.float64)
@@ -516,9 +520,9 @@ def one_vs_rest(
     out = {k: np.full(len(groups), np.nan) for k in names}
     for i, k in enumerate(groups):  # loop over groups only
         mk = g == k
-        ck = np.concatenate([[0], np.cumsum(mk)])
+        ck = np.concatenate([[0], np.cumsum(mk * w)])
         n_k = (ck[-1] - ck[starts]).astype(np.float64)
-        ek = np.concatenate([[0], np.cumsum(mk & ev)])
+        ek = np.concatenate([[0], np.cumsum((mk & ev) * w)])
         d_k = (ek[block_end] - ek[starts]).astype(np.float64)
         share = n_k / at_risk
         out["n"][i], out["rest_n"][i] = ck[-1], n_all - ck[-1]

@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +51,7 @@ from ._columns import NAT
 from ._expr import where_mask
 from ._kernel import NO_NEXT
 from ._segments import expand, normalize_by
-from .errors import MAX_BOOT, EventLogError, InvalidParameterError, int_param
+from .errors import EventLogError, InvalidParameterError
 from .funnel import assemble, competing_estimates
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
@@ -1579,67 +1580,141 @@ def transition_matrix_table(sm: Summary, lay: Layout, kind: str = "probabilities
     )
 
 
-def key_stages_table(
-    sm: Summary,
-    lay: Layout,
-    *,
-    by=None,
-    period: Any = None,
-    benchmark: Any = None,
-    signals: Any = None,
-    alpha: float = 0.05,
-    uplift: float = 0.10,
-    n_boot: int = 200,
-    seed: int | None = 0,
-    min_deals: int = 30,
-    min_effect: Any = None,
-    progress: Any = None,
-) -> pd.DataFrame:
-    """``EventLog.key_stages(signals="leverage")`` from a summary.
+class SummarySource:
+    """What the key-stage signals read (:class:`funnelkit.keystages.LogSource`'s
+    attributes), from a Dask log: the conversions from the merged (time, cause) counts
+    of the competing-risks clock (each segment's rest its own exact estimate), the period
+    sides from the partitions' split counts, the stall table merged from one pass, and
+    leverage from the deal patterns. ``summary()`` gives the summary with the funnel's
+    competing tables; ``per_partition(fn, *args)`` runs ``fn`` on every partition;
+    ``split_parts`` are the partitions' :func:`split_part` of the period (None without
+    one)."""
 
-    Leverage needs only the transition counts, the starting states and, for its
-    bootstrap interval, the distinct deal patterns; the other signals need per-deal
-    visits and raise :class:`NotImplementedError`."""
-    from scipy import stats
+    def __init__(self, summary, lay: Layout, opt, per_partition, split_parts=None) -> None:
+        self._summary = summary
+        self._lay = lay
+        self._opt = opt
+        self._per_partition = per_partition
+        self._split_parts = split_parts
+        self.stages = list(lay.stages)
 
-    from . import keystages as K
+    def _rate(self, rows: tuple, n_groups: int):
+        from ._ajtests import conversion_rates
 
-    by_cols = _by_columns(by, lay)
-    alpha = K._unit_interval("alpha", alpha, closed_high=False)
-    uplift = K._unit_interval("uplift", uplift, closed_high=True)
-    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
-    min_deals = int_param("min_deals", min_deals, 1)
-    if seed is not None:
-        seed = int_param("seed", seed, 0)
-    chosen = K._check_signals(signals, by_cols, period)
-    local = [s for s in chosen if s != "leverage"]
-    if local or period is not None or benchmark is not None:
-        what = [f"signal {s!r}" for s in local] + [
-            f"`{p}=`" for p, v in (("period", period), ("benchmark", benchmark)) if v is not None
+        aj = _conversion_estimates(rows, n_groups, self._lay)
+        subjects = np.bincount(rows[0], weights=rows[3], minlength=n_groups)
+        return conversion_rates(aj, np.rint(subjects), self._opt.z)
+
+    @cached_property
+    def whole(self):
+        rows = _competing_rows(self._summary(), self._lay, [], "implied")[0]
+        return self._rate(rows, max(len(self.stages), 1))
+
+    @cached_property
+    def _segment_rows(self):
+        _, labels, _, _, rows = compare_parts(self._summary(), self._lay, self._opt.by)
+        return rows, labels
+
+    @cached_property
+    def own(self):
+        rows, labels = self._segment_rows
+        return self._rate(rows, len(labels) * max(len(self.stages), 1)), labels
+
+    @cached_property
+    def rest(self):
+        from ._ajtests import _FIELDS, Rate
+        from .monitoring import complement_rows
+
+        (g, t, cause, w, w2), labels = self._segment_rows
+        S = max(len(self.stages), 1)
+        parts = [
+            self._rate((group, t[idx], cause[idx], w[idx], w2[idx]), k * S)
+            for k, idx, group in complement_rows(g // S, g % S, len(labels), S, _REST_CHUNK)
         ]
-        raise NotImplementedError(
-            f"A distributed log computes key_stages(signals='leverage') only (from transition "
-            f"counts); {', '.join(what)} need{'s' if len(what) == 1 else ''} every deal's "
-            "visits. Pass signals='leverage', or collect the log into memory with "
-            "log.compute() (an in-memory funnelkit.EventLog) for the other signals."
+        return Rate(*(np.concatenate([getattr(r, f) for r in parts]) for f in _FIELDS))
+
+    @cached_property
+    def since(self):
+        assert self._split_parts is not None
+        aj = pd.concat([p["aj"] for p in self._split_parts], ignore_index=True)
+        aj = aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
+        n = aj["n"].to_numpy(dtype=np.float64)
+        rows = (aj["g"].to_numpy(np.int64), aj["time"].to_numpy(np.int64),
+                aj["cause"].to_numpy(np.int64), n, n)  # fmt: skip
+        return self._rate(rows, 2 * len(self.stages))
+
+    @cached_property
+    def stall(self):
+        from .keystages import StallTable
+
+        return StallTable.merge(list(self._per_partition(stall_part)))
+
+    def leverage_rows(self, opt) -> list[dict[str, Any]]:
+        from . import keystages as K
+
+        return _leverage_rows(self._summary(), self._lay, opt, K)
+
+    @cached_property
+    def first_visits(self):
+        """The first visits (:class:`funnelkit.keystages.FirstVisits`), counted per
+        (stage, duration, ended, segment, side of the period) in one pass: exact, and
+        one row per distinct duration at most."""
+        from .keystages import FirstVisits
+
+        by, period_ns = self._opt.by, self._opt.period_ns
+        frames = [f for f in self._per_partition(dwell_part, by, period_ns) if f is not None]
+        keys = [c for c in frames[0].columns if c != "count"]
+        df = pd.concat(frames, ignore_index=True)
+        df = df.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
+        seg = labels = since = None
+        if by:
+            (_, seg), labels = _segments(
+                self._summary(), by, [self._summary().tables["deals"], df]
+            )
+        if period_ns is not None:
+            since = df["since"].to_numpy(np.int64)
+        return FirstVisits(
+            df["stage"].to_numpy(np.int64),
+            df["dur"].to_numpy(np.int64),
+            df["event"].to_numpy(bool),
+            df["count"].to_numpy(np.int64),
+            None if seg is None else np.asarray(seg, dtype=np.int64),
+            labels,
+            since,
         )
-    opt = K._Options(
-        by=by_cols,
-        period_ns=None,
-        period_label="",
-        benchmark=None,
-        alpha=alpha,
-        z=float(stats.norm.ppf(1 - alpha / 2)),
-        uplift=uplift,
-        n_boot=n_boot,
-        seed=seed,
-        min_deals=min_deals,
-        min_effect=K._check_min_effect(min_effect),
-        progress=K._check_progress(progress),
-    )
-    out = pd.DataFrame(_leverage_rows(sm, lay, opt, K), columns=[*K.COLUMNS, "_material"])
-    out["is_key"] = out["_material"].to_numpy(dtype=bool)
-    return K.typed_table(out)
+
+
+def dwell_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, by_cols: list[str], period_ns):
+    """One partition's first visits for the ``dwell`` signal, counted per (stage,
+    duration, ended, the ``by`` attributes' values, created since ``period_ns``); None
+    without a usable event."""
+    from .keystages import FirstVisits
+
+    log = _global_log(pdf, cfg, lay)
+    if log is None:
+        return None
+    stage, dur, event, keep = FirstVisits.arrays(log)
+    deal = log._visits().deal[keep]
+    cols: dict[str, Any] = {"stage": stage.astype(np.int64), "dur": dur, "event": event}
+    if by_cols:
+        seg, labels = _segment_codes(log, by_cols)
+        cols.update(_seg_columns(labels, seg[deal]))
+    if period_ns is not None:
+        cols["since"] = (log._first_ns[deal] >= period_ns).astype(np.int64)
+    frame = pd.DataFrame(cols).assign(count=np.int64(1))
+    keys = list(cols)
+    return frame.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
+
+
+def stall_part(pdf: pd.DataFrame, cfg: Config, lay: Layout):
+    """One partition's :class:`funnelkit.keystages.StallTable` (its log in the global
+    stage order)."""
+    from .keystages import StallTable
+
+    log = _global_log(pdf, cfg, lay)
+    if log is None:
+        return StallTable(*(np.zeros(0, dtype=np.int64) for _ in range(6)))
+    return StallTable.of_log(log)
 
 
 def _leverage_rows(sm: Summary, lay: Layout, opt, K) -> list[dict[str, Any]]:

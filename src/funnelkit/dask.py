@@ -1038,16 +1038,21 @@ class DaskEventLog:
         alpha = M.check_compare_args(by, period, alpha)
         if period is None:
             return SM.compare_table(self._competing_summary(), self._layout, by=by, alpha=alpha)
-        lay = self._layout
-        period_ns = C.to_timestamp(period, lay.aware, "period")
-        dask, _ = _dask()
+        _, parts = self._split(period)
+        return SM.compare_period_table(list(parts), self._layout, alpha)
+
+    def _split(self, period: Any) -> tuple[int, tuple[dict, ...]]:
+        """``period`` on the log's clock and the partitions' :func:`SM.split_part` of it
+        (one pass); raises when no deal was created on one side of it."""
+        period_ns = C.to_timestamp(period, self._layout.aware, "period")
         parts = self._per_partition(SM.split_part, period_ns)
         n_after = int(sum(p["deals"][1] for p in parts))
         if n_after in (0, self.n_deals):
+            dask, _ = _dask()
             first = self.deals()["first_event"]
             lo, hi = dask.compute(first.min(), first.max())
             raise one_sided_period(period, n_after, lo, hi)
-        return SM.compare_period_table(list(parts), lay, alpha)
+        return period_ns, parts
 
     @_as_in_memory("trend")
     def trend(
@@ -1247,13 +1252,22 @@ class DaskEventLog:
         min_effect: Mapping[str, float] | None = None,
         progress: bool | Callable[[int, int], None] | None = None,
     ) -> pd.DataFrame:
-        """Key stages; see :meth:`funnelkit.EventLog.key_stages`. Only
-        ``signals="leverage"`` is distributed (it derives from transition counts); the
-        other signals raise :class:`NotImplementedError` — use :meth:`compute` for them.
+        """Key stages: :meth:`funnelkit.EventLog.key_stages`, the same rows and columns,
+        every signal and option.
 
-        Effects, values, baselines and ``n_deals`` equal the in-memory ones; the bootstrap
-        interval has the same distribution (whole deals resampled: multinomial counts of
-        the distinct deal patterns) but different draws.
+        The signals read the same statistics as in memory, merged from the partitions
+        (one builder makes the table, :func:`funnelkit.keystages.signal_table`):
+        ``dropoff``, ``heterogeneity`` and ``change`` the Aalen–Johansen conversions from
+        the merged (time, cause) counts — each segment's rest its own exact estimate, the
+        period's two sides from one pass; ``stall`` the ended first visits counted per
+        stage and hour of dwell in one pass (the median's hour fixes the threshold, so it
+        and the test are exact); ``dwell`` the first visits counted per stage, duration,
+        outcome and group in one pass (the log-rank test and the medians from those counts
+        are exact; the client holds one row per distinct duration, few with whole-day or
+        whole-hour times); ``leverage`` the transition counts and starting states.
+        Everything equals the in-memory table except the leverage bootstrap interval, which
+        has the same distribution (whole deals resampled: multinomial counts of the distinct
+        deal patterns) but different draws.
 
         Examples
         --------
@@ -1262,27 +1276,32 @@ class DaskEventLog:
         >>> from funnelkit.dask import DaskEventLog
         >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
         >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
-        >>> ks = log.key_stages(signals="leverage", n_boot=0)
-        >>> ks["stage"].tolist() == log.stages
+        >>> ks = log.key_stages(n_boot=0)
+        >>> ks.equals(log.compute().key_stages(n_boot=0))
         True
-        >>> ks["signal"].unique().tolist()
-        ['leverage']
+        >>> sorted(ks["signal"].unique())
+        ['dropoff', 'leverage', 'stall']
         """
-        return SM.key_stages_table(
-            self._summary,
-            self._layout,
-            by=by,
-            period=period,
-            benchmark=benchmark,
-            signals=signals,
-            alpha=alpha,
-            uplift=uplift,
-            n_boot=n_boot,
-            seed=seed,
-            min_deals=min_deals,
-            min_effect=min_effect,
-            progress=progress,
+        from . import keystages as K
+        from ._periods import period_label
+
+        lay = self._layout
+        by_cols = SM._by_columns(by, lay)
+        split: dict[str, Any] = {}
+
+        def split_period(p: Any) -> tuple[int, str]:
+            period_ns, split["parts"] = self._split(p)
+            return period_ns, period_label(p)
+
+        chosen, opt = K.options(
+            list(self.stages), by_cols, signals=signals, period=period, split=split_period,
+            benchmark=benchmark, alpha=alpha, uplift=uplift, n_boot=n_boot, seed=seed,
+            min_deals=min_deals, min_effect=min_effect, progress=progress,
+        )  # fmt: skip
+        src = SM.SummarySource(
+            self._competing_summary, lay, opt, self._per_partition, split.get("parts")
         )
+        return K.signal_table(src, chosen, opt)
 
     @_as_in_memory("with_history", history=[CHECKED_INSIDE])
     def with_history(

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -214,6 +215,129 @@ def _rest_rates(log: EventLog, sub: Subjects, seg: np.ndarray, n_seg: int, z: fl
         group = np.repeat(np.arange(ks.size), [i.size for i in idx])
         parts.append(_rates(log, sub, group, ks.size, z, rows))
     return Rate(*(np.concatenate([getattr(r, f) for r in parts]) for f in _FIELDS))
+
+
+class LogSource:
+    """What the signals read, from an in-memory log: each statistic computed on first
+    use, once per call. The Dask engine has the same attributes computed from its
+    partitions (:class:`funnelkit._summary.SummarySource`); the signals read them only."""
+
+    def __init__(self, log: EventLog, opt: _Options) -> None:
+        self.log = log
+        self.stages = list(log.stages)
+        self._opt = opt
+
+    @cached_property
+    def whole(self) -> Rate:
+        """The funnel's conversion per stage ``(S,)``."""
+        sub, _, _ = _subjects(self.log, self._opt)
+        return _rates(self.log, sub, np.zeros(sub.deal.size, dtype=np.int64), 1, self._opt.z)
+
+    @cached_property
+    def own(self) -> tuple[Rate, pd.DataFrame]:
+        """The conversion per segment and stage ``(segments × S,)`` and the segments."""
+        sub, seg, labels = _subjects(self.log, self._opt)
+        return _rates(self.log, sub, seg, len(labels), self._opt.z), labels
+
+    @cached_property
+    def rest(self) -> Rate:
+        """The conversion of every segment's other deals ``(segments × S,)``."""
+        sub, seg, labels = _subjects(self.log, self._opt)
+        return _rest_rates(self.log, sub, seg, len(labels), self._opt.z)
+
+    @cached_property
+    def since(self) -> Rate:
+        """The conversion of the deals created before ``period`` and since ``(2 × S,)``."""
+        assert self._opt.period_ns is not None
+        group = (self.log._first_ns >= self._opt.period_ns).astype(np.int64)
+        sub, _, _ = _subjects(self.log, self._opt)
+        return _rates(self.log, sub, group[sub.deal], 2, self._opt.z)
+
+    @cached_property
+    def stall(self) -> StallTable:
+        return StallTable.of_log(self.log)
+
+    def leverage_rows(self, opt: _Options) -> list[dict[str, Any]]:
+        return _leverage(self.log, opt)
+
+    @cached_property
+    def first_visits(self) -> FirstVisits:
+        return FirstVisits.of_log(self.log, self._opt)
+
+
+@dataclass(frozen=True)
+class StallTable:
+    """The first visits that ended (advanced, or lost in the stage) per stage and
+    **hour bucket** (``bucket`` = dwell in hours rounded up; 0 for no time): how many,
+    how many advanced, their shortest and longest dwell (ns). Sorted by stage and bucket.
+    Enough for the stall test exactly: the median's bucket fixes the threshold (a whole
+    hour, or day from two days on), and the test counts visits up to it. Tables of
+    parts of a log merge into the table of the log."""
+
+    stage: np.ndarray
+    bucket: np.ndarray
+    n: np.ndarray
+    advanced: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of_log(cls, log: EventLog) -> StallTable:
+        S = log._n_stages
+        v = log._visits()
+        nxt = v.next
+        # how each first visit ended: advanced (a later stage or won) or lost here; open,
+        # stale (silent: when it died is unknown) and backward exits are not in the test
+        terminal = (nxt >= S) & (nxt < len(log._catalogue))
+        kind = log._kind[np.where(terminal, nxt, 0)]
+        advanced = ((nxt < S) & (nxt > v.stage)) | (terminal & (kind == V.WON_KIND))
+        lost = terminal & (kind == V.LOST_KIND)
+        keep = (v.visit == 1) & (advanced | lost) & (v.dwell != NAT)
+        dwell = v.dwell[keep].astype(np.int64)
+        ones = np.ones(dwell.size, dtype=np.int64)
+        return cls._grouped(
+            v.stage[keep].astype(np.int64), -(-dwell // _HOUR_NS), ones,
+            advanced[keep].astype(np.int64), dwell, dwell,
+        )  # fmt: skip
+
+    @classmethod
+    def merge(cls, parts: Sequence[StallTable]) -> StallTable:
+        return cls._grouped(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls))
+        )
+
+    @classmethod
+    def _grouped(cls, stage, bucket, n, advanced, low, high) -> StallTable:
+        order = np.lexsort((bucket, stage))
+        stage, bucket = stage[order], bucket[order]
+        new = np.ones(stage.size, dtype=bool)
+        new[1:] = (stage[1:] != stage[:-1]) | (bucket[1:] != bucket[:-1])
+        at = np.flatnonzero(new)
+        if at.size == 0:
+            return cls(*(np.zeros(0, dtype=np.int64) for _ in fields(cls)))
+        return cls(
+            stage[at],
+            bucket[at],
+            np.add.reduceat(n[order], at),
+            np.add.reduceat(advanced[order], at),
+            np.minimum.reduceat(low[order], at),
+            np.maximum.reduceat(high[order], at),
+        )
+
+    def threshold(self, rows: slice) -> int:
+        """The stall threshold of one stage's rows: its ended first visits' median dwell,
+        rounded up to a whole day (hour below two days; at least one), in integers."""
+        n, bucket = self.n[rows], self.bucket[rows]
+        total = int(n.sum())
+        cum = np.cumsum(n)
+        j1 = int(np.searchsorted(cum, (total - 1) // 2, side="right"))
+        j2 = int(np.searchsorted(cum, total // 2, side="right"))
+        if j1 == j2:  # the median lies in one bucket, and the rounding is the same in all of it
+            h = int(bucket[j1])
+            return max(h, 1) * _HOUR_NS if h <= 48 else -(-h // 24) * _DAY_NS
+        twice = int(self.high[rows][j1]) + int(self.low[rows][j2])  # two middle values
+        unit = _DAY_NS if twice >= 4 * _DAY_NS else _HOUR_NS
+        return max(-(-twice // (2 * unit)), 1) * unit
 
 
 def _est(p: float, unresolved: float) -> str:
@@ -459,14 +583,13 @@ def leverage_rows(
 
 
 # --------------------------------------------------------------------------- drop-off
-def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    S = log._n_stages
+def _dropoff(src: Any, opt: _Options) -> list[dict[str, Any]]:
+    S = len(src.stages)
     m = opt.min_effect["dropoff"]
-    sub, seg, labels = _subjects(log, opt)
     rows = []
     if opt.benchmark is not None or not opt.by:
-        loss = _rates(log, sub, np.zeros(sub.deal.size, dtype=np.int64), 1, opt.z).complement()
-        for s, name in enumerate(log.stages):  # loop over stages
+        loss = src.whole.complement()
+        for s, name in enumerate(src.stages):  # loop over stages
             r = loss.take(s)
             rate, u = float(r.p[0]), float(r.unresolved[0])
             kw: dict[str, Any] = dict(value=rate, n_deals=int(r.deals[0]))
@@ -511,9 +634,10 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 )
             )
         return rows
+    own_rate, labels = src.own
     n_seg = len(labels)
-    own = _rates(log, sub, seg, n_seg, opt.z).complement()
-    rest = _rest_rates(log, sub, seg, n_seg, opt.z).complement()
+    own = own_rate.complement()
+    rest = src.rest.complement()
     names = _segment_names(labels)
     pairs = [
         (
@@ -525,7 +649,7 @@ def _dropoff(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         )
         for k in range(n_seg)
     ]
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(src.stages):  # loop over stages
         for a_all, b_all, seg_name, who, other in pairs:  # loop over segments
             a, b = a_all.take(s), b_all.take(s)
 
@@ -559,27 +683,14 @@ def _segment_names(labels: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- stall
-def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    S = log._n_stages
-    v = log._visits()
-    nxt = v.next
-    # how each first visit ended: advanced (a later stage or won) or lost here; open,
-    # stale (silent: when it died is unknown) and backward exits are not in the test
-    terminal = (nxt >= S) & (nxt < len(log._catalogue))
-    kind = log._kind[np.where(terminal, nxt, 0)]
-    advanced = ((nxt < S) & (nxt > v.stage)) | (terminal & (kind == V.WON_KIND))
-    lost = terminal & (kind == V.LOST_KIND)
-    keep = (v.visit == 1) & (advanced | lost) & (v.dwell != NAT)
-    stage, dwell, adv = v.stage[keep], v.dwell[keep], advanced[keep]
-    order = np.lexsort((dwell, stage))  # one sort: by stage, then dwell
-    stage, dwell, adv = stage[order], dwell[order], adv[order]
-    start, end = _stats.group_bounds(stage, S)
+def _stall(src: Any, opt: _Options) -> list[dict[str, Any]]:
+    tab: StallTable = src.stall
+    first, last = _stats.group_bounds(tab.stage, len(src.stages))
     m = opt.min_effect["stall"]
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
-        d = dwell[start[s] : end[s]]
-        a = adv[start[s] : end[s]]
-        n = d.size
+    for s, name in enumerate(src.stages):  # loop over stages
+        here = slice(int(first[s]), int(last[s]))
+        n = int(tab.n[here].sum())
         if n == 0:
             reason = f"{name}: not tested, no first visit has advanced or been lost here yet"
             rows.append(_row(name, "stall", "advanced_share", reason=reason))
@@ -587,10 +698,9 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
         # the declared threshold: the median of the ended visits' dwell, rounded up to a
         # whole day (hour below two days) — a function of the times only, so under "how a
         # visit ends does not depend on how long it lasted" Fisher's test stays exact
-        med = float(np.median(d))
-        unit = _DAY_NS if med >= 2 * _DAY_NS else _HOUR_NS
-        t = int(max(np.ceil(med / unit), 1) * unit)
-        nb = int(np.searchsorted(d, t, side="right"))
+        t = tab.threshold(here)
+        upto = tab.bucket[here] * _HOUR_NS <= t  # t is whole hours: buckets fall on a side
+        nb = int(tab.n[here][upto].sum())
         na = n - nb
         if min(na, nb) < opt.min_deals:
             side = "longer" if na < nb else "at most as long"
@@ -604,8 +714,8 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
                 _row(name, "stall", "advanced_share", n_deals=n, reason=reason, dwell_threshold=t)
             )
             continue
-        xb = int(a[:nb].sum())
-        xa = int(a.sum()) - xb
+        xb = int(tab.advanced[here][upto].sum())
+        xa = int(tab.advanced[here].sum()) - xb
         ra, rb = xa / na, xb / nb
         p = float(
             np.asarray(
@@ -648,17 +758,16 @@ def _stall(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- heterogeneity
-def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    S = log._n_stages
-    sub, seg, labels = _subjects(log, opt)
+def _heterogeneity(src: Any, opt: _Options) -> list[dict[str, Any]]:
+    S = len(src.stages)
+    conv, labels = src.own
     n_seg = len(labels)
-    conv = _rates(log, sub, seg, n_seg, opt.z)
     names = _segment_names(labels)
     rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[1])
     dim = " × ".join(opt.by)
     m = opt.min_effect["heterogeneity"]
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(src.stages):  # loop over stages
         r_all = conv.take(np.arange(n_seg) * S + s)
         ok = np.flatnonzero(np.isfinite(r_all.p) & (r_all.n >= opt.min_deals))
         if ok.size < 2:
@@ -727,17 +836,15 @@ def _heterogeneity(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- change
-def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
+def _change(src: Any, opt: _Options) -> list[dict[str, Any]]:
     if opt.period_ns is None:  # the signal needs a period (checked in key_stages)
         return []
-    S = log._n_stages
-    group = (log._first_ns >= opt.period_ns).astype(np.int64)  # 1 = created since the date
-    sub, _, _ = _subjects(log, opt)
-    conv = _rates(log, sub, group[sub.deal], 2, opt.z)
+    S = len(src.stages)
+    conv = src.since  # groups: created before the date, since
     m = opt.min_effect["change"]
     when = opt.period_label
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(src.stages):  # loop over stages
         a, b = conv.take(S + s), conv.take(s)
 
         def describe(p, eff, name=name, s=s, a=a, b=b):
@@ -766,40 +873,73 @@ def _change(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- dwell
-def _dwell(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class FirstVisits:
+    """The first visits the ``dwell`` signal compares, per row of ``count`` identical
+    visits: stage, duration (a silent visit censored at ``as_of``), whether it ended, and
+    the groups — segment (with ``by``; ``labels`` the segments) and created since
+    ``period`` (with a period)."""
+
+    stage: np.ndarray
+    dur: np.ndarray
+    event: np.ndarray
+    count: np.ndarray
+    seg: np.ndarray | None = None
+    labels: pd.DataFrame | None = None
+    since: np.ndarray | None = None
+
+    @staticmethod
+    def arrays(log: EventLog) -> tuple[np.ndarray, ...]:
+        """Per first visit of ``log``: stage, duration, ended, and its row in the visits."""
+        v = log._visits()
+        # a silent (stale) visit is still in the stage as far as the log knows: censored
+        # at as_of like an open one. Leaving it out (as dwell() does) would drop the old
+        # groups' silent visits while the recent groups keep theirs as open ones — a bias
+        # between periods and between segments of different ages.
+        keep = np.flatnonzero(v.visit == 1)
+        stale = v.dwell[keep] == NAT
+        dur = np.where(stale, log._as_of_ns - v.entered[keep], v.dwell[keep])
+        return v.stage[keep], dur, ~(v.censored[keep] | stale), keep
+
+    @classmethod
+    def of_log(cls, log: EventLog, opt: _Options) -> FirstVisits:
+        stage, dur, event, keep = cls.arrays(log)
+        v = log._visits()
+        seg = labels = since = None
+        if opt.by:
+            if is_visit_level(log, opt.by):
+                pseg, labels = path_segments(log, opt.by)
+                seg = np.asarray(pseg[v.path_index[keep]], dtype=np.int64)
+            else:
+                seg_d, labels = segments(log, opt.by)
+                seg = np.asarray(seg_d[v.deal[keep]], dtype=np.int64)
+        if opt.period_ns is not None:
+            since = (log._first_ns[v.deal[keep]] >= opt.period_ns).astype(np.int64)
+        ones = np.ones(stage.size, dtype=np.int64)
+        return cls(stage, dur, event, ones, seg, labels, since)
+
+
+def _dwell(src: Any, opt: _Options) -> list[dict[str, Any]]:
     """Time in the stage: each segment against the other deals (with ``by``) and the deals
     created since ``period`` against those before — log-rank on first visits (open ones
     censored), the effect the ratio of Kaplan–Meier medians."""
-    S = log._n_stages
-    v = log._visits()
-    # a silent (stale) visit is still in the stage as far as the log knows: censored at
-    # as_of like an open one. Leaving it out (as dwell() does) would drop the old groups'
-    # silent visits while the recent groups keep theirs as open ones — a bias between
-    # periods and between segments of different ages.
-    keep = v.visit == 1
-    stale = keep & (v.dwell == NAT)
-    dur = np.where(stale, log._as_of_ns - v.entered, v.dwell)[keep]
-    stage, event = v.stage[keep], ~(v.censored | stale)[keep]
+    S = len(src.stages)
+    fv: FirstVisits = src.first_visits
+    stage, dur, event = fv.stage, fv.dur, fv.event
     comparisons: list[tuple[np.ndarray, list[int], Callable[[int], tuple[Any, str, str]]]] = []
-    if opt.by:
-        if is_visit_level(log, opt.by):
-            pseg, labels = path_segments(log, opt.by)
-            seg = pseg[v.path_index[keep]]
-        else:
-            seg_d, labels = segments(log, opt.by)
-            seg = seg_d[v.deal[keep]]
-        names = _segment_names(labels)
+    if fv.seg is not None:
+        assert fv.labels is not None
+        names = _segment_names(fv.labels)
 
         def by_segment(k: int) -> tuple[Any, str, str]:
             return names[k], f"{names[k]} deals", "other deals"
 
-        comparisons.append((np.asarray(seg, dtype=np.int64), list(range(len(labels))), by_segment))
-    if opt.period_ns is not None:
-        since = (log._first_ns[v.deal[keep]] >= opt.period_ns).astype(np.int64)
+        comparisons.append((fv.seg, list(range(len(fv.labels))), by_segment))
+    if fv.since is not None:
         when = opt.period_label
         comparisons.append(
             (
-                since,
+                fv.since,
                 [1],
                 lambda k: (None, f"deals created since {when}", f"deals created before {when}"),
             )
@@ -808,12 +948,14 @@ def _dwell(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
     start, end = _stats.group_bounds(stage[order], S)
     m = opt.min_effect["dwell"]
     rows = []
-    for s, name in enumerate(log.stages):  # loop over stages
+    for s, name in enumerate(src.stages):  # loop over stages
         idx = order[start[s] : end[s]]
         for group, ks, label in comparisons:  # one or two comparisons
             g = group[idx]
             present = [k for k in ks if np.any(g == k)]
-            res = _stats.one_vs_rest(dur[idx], event[idx], g, np.array(present), z=opt.z)
+            res = _stats.one_vs_rest(
+                dur[idx], event[idx], g, np.array(present), z=opt.z, count=fv.count[idx]
+            )
             for i, k in enumerate(present):  # loop over segments
                 seg_name, who, other = label(k)
                 rows.append(_dwell_row(name, res, i, seg_name, who, other, opt, m))
@@ -890,8 +1032,9 @@ def _dwell_row(
     )
 
 
-_SIGNAL_FUNCS = {
-    "leverage": _leverage,
+#: signal → its rows from a source (:class:`LogSource`, or the Dask engine's)
+_SIGNAL_FUNCS: dict[str, Callable[[Any, _Options], list[dict[str, Any]]]] = {
+    "leverage": lambda src, opt: src.leverage_rows(opt),
     "dropoff": _dropoff,
     "stall": _stall,
     "heterogeneity": _heterogeneity,
@@ -936,7 +1079,7 @@ def _check_signals(signals: Any, by: list[str], period: Any) -> list[str]:
     return [s for s in SIGNALS if s in names]
 
 
-def _check_benchmark(log: EventLog, benchmark: Any) -> dict[str, float] | None:
+def _check_benchmark(stages: list[str], benchmark: Any) -> dict[str, float] | None:
     if benchmark is None:
         return None
     if isinstance(benchmark, pd.DataFrame):
@@ -959,11 +1102,11 @@ def _check_benchmark(log: EventLog, benchmark: Any) -> dict[str, float] | None:
             "Parameter `benchmark` must be a dict {stage: expected loss rate} or a DataFrame "
             f"with columns 'stage' and 'loss_rate'; got {type(benchmark).__name__}."
         )
-    unknown = [s for s, _ in items if s not in log.stages]
+    unknown = [s for s, _ in items if s not in stages]
     if unknown:
         raise InvalidParameterError(
             f"Parameter `benchmark` names stages {unknown} that are not in the log; stages: "
-            f"{log.stages}."
+            f"{stages}."
         )
     out = {}
     for s, r in items:
@@ -1069,6 +1212,33 @@ def key_stages(
     by_cols = normalize_by(by)
     if by_cols:
         path_segments(log, by_cols)  # raises for an unknown attribute
+    chosen, opt = options(
+        list(log.stages), by_cols, signals=signals, period=period,
+        split=lambda p: period_split(log, p), benchmark=benchmark, alpha=alpha,
+        uplift=uplift, n_boot=n_boot, seed=seed, min_deals=min_deals,
+        min_effect=min_effect, progress=progress,
+    )  # fmt: skip
+    return signal_table(LogSource(log, opt), chosen, opt)
+
+
+def options(
+    stages: list[str],
+    by_cols: list[str],
+    *,
+    signals: Any,
+    period: Any,
+    split: Callable[[Any], tuple[int, str]],
+    benchmark: Any,
+    alpha: Any,
+    uplift: Any,
+    n_boot: Any,
+    seed: Any,
+    min_deals: Any,
+    min_effect: Any,
+    progress: Any,
+) -> tuple[list[str], _Options]:
+    """The checked options of ``key_stages`` and the signals chosen (both engines, in the
+    same order of checks); ``split(period)`` is the engine's ``(period_ns, label)``."""
     alpha = _unit_interval("alpha", alpha, closed_high=False)
     uplift = _unit_interval("uplift", uplift, closed_high=True)
     n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
@@ -1079,12 +1249,12 @@ def key_stages(
     period_ns = None
     period_label = ""
     if period is not None:
-        period_ns, period_label = period_split(log, period)
+        period_ns, period_label = split(period)
     opt = _Options(
         by=by_cols,
         period_ns=period_ns,
         period_label=period_label,
-        benchmark=_check_benchmark(log, benchmark),
+        benchmark=_check_benchmark(stages, benchmark),
         alpha=alpha,
         z=float(stats.norm.ppf(1 - alpha / 2)),
         uplift=uplift,
@@ -1094,9 +1264,16 @@ def key_stages(
         min_effect=_check_min_effect(min_effect),
         progress=_check_progress(progress),
     )
+    return chosen, opt
+
+
+def signal_table(src: Any, chosen: list[str], opt: _Options) -> pd.DataFrame:
+    """The key-stage table of the ``chosen`` signals read from ``src`` (a
+    :class:`LogSource` or the Dask engine's source): one builder for both engines —
+    q-values within each family, then the flags."""
     rows: list[dict[str, Any]] = []
     for sig in chosen:
-        rows.extend(_SIGNAL_FUNCS[sig](log, opt))
+        rows.extend(_SIGNAL_FUNCS[sig](src, opt))
     out = pd.DataFrame(rows, columns=[*COLUMNS, "_material"])
     for fam in FAMILIES:
         sel = (out["signal"] == fam).to_numpy()
@@ -1115,5 +1292,5 @@ def key_stages(
             [hi < 0, (lo > 0) | (hi < 0), lo > 1],
             default=lo > 0,
         )
-        out["is_key"] = np.where(tested, material & (q <= alpha) & clear, material)
+        out["is_key"] = np.where(tested, material & (q <= opt.alpha) & clear, material)
     return typed_table(out)
