@@ -225,7 +225,7 @@ def _chain_metrics(
     return np.stack([p_win, t_any, t_won], axis=-1)
 
 
-def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]]:
+def _check_changes(stages: list[str], changes: Any) -> list[tuple[int, float, float]]:
     """``[(stage index, conversion delta, dwell factor), ...]`` from the ``changes``
     mapping; bounds of ``conversion`` are checked against each chain later."""
     if not isinstance(changes, Mapping) or not changes:
@@ -236,10 +236,10 @@ def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]
         )
     plan = []
     for stage, change in changes.items():
-        if stage not in log.stages:
+        if stage not in stages:
             raise InvalidParameterError(
                 f"Parameter `changes` names stage {stage!r}, which is not a stage of the log; "
-                f"stages: {log.stages}."
+                f"stages: {stages}."
             )
         if not isinstance(change, Mapping) or not change:
             raise TypeError(
@@ -267,7 +267,7 @@ def _check_changes(log: EventLog, changes: Any) -> list[tuple[int, float, float]
                 f"`changes[{stage!r}]['dwell']` is a factor on the stage's dwell time and must "
                 f"be >= 0 (0.8 = 20% faster); got {vals['dwell']!r}."
             )
-        plan.append((log.stages.index(stage), vals.get("conversion", 0.0), vals.get("dwell", 1.0)))
+        plan.append((stages.index(stage), vals.get("conversion", 0.0), vals.get("dwell", 1.0)))
     return plan
 
 
@@ -374,9 +374,8 @@ def what_if(
     n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
     if seed is not None:
         seed = int_param("seed", seed, 0)
-    plan = _check_changes(log, changes)
+    plan = _check_changes(list(log.stages), changes)
     chain = chain_from_log(log)
-    loss, forward, won = chain.loss_mask, chain.forward, chain.won
     S, n_states = log._n_stages, len(chain.states)
     exits, start = deal_counts(log)
     v = log._visits()
@@ -397,23 +396,14 @@ def what_if(
         dwell_x, bin_times = _dwell_bins(v, S, log.n_deals)
         extra = sparse.hstack([dwell_x, sparse.csr_matrix(amt_cols)]).tocsr()
     children = np.random.SeedSequence(seed).spawn(n_seg)
-    lo_q, hi_q = 2.5, 97.5  # 95% percentile interval
     blocks = []
     for g in range(n_seg):  # loop over segments
         rows = np.flatnonzero(seg == g)
         n = rows.size
         counts = np.asarray(exits[rows].sum(axis=0)).reshape(S, n_states)
         st = np.asarray(start[rows].sum(axis=0)).reshape(-1)
-        probs = exit_probabilities(counts)
-        st = st / st.sum()
-        means = np.nan_to_num(means_all[g], nan=0.0)
         a_sum, a_n = amt_cols[rows].sum(axis=0)
-        avg = a_sum / a_n if (amount is not None and a_n > 0) else np.nan
-        _check_bounds(plan, probs, loss, forward, log.stages, labels, g, by_cols)
-        p_s, m_s = _apply(plan, probs, means, loss, forward)
-        base = _metrics(probs, st, won, means, avg, n)
-        scen = _metrics(p_s, st, won, m_s, avg, n)
-        low = high = np.full(base.shape, np.nan)
+        boot = None
         if n_boot and extra is not None:
             cb, sb = bootstrap_counts(
                 exits[rows], start[rows], n_boot=n_boot, rng=np.random.default_rng(children[g])
@@ -426,29 +416,88 @@ def what_if(
             )
             xb = xb[..., 0]
             dk = xb[:, : S * _KM_BINS * 2].reshape(n_boot, S, _KM_BINS, 2)
-            mb = np.nan_to_num(_binned_km_mean(dk[..., 0], dk[..., 1], bin_times), nan=0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                avg_b = xb[:, -2] / xb[:, -1] if amount is not None else np.full(n_boot, np.nan)
-            pb = exit_probabilities(cb)
-            sb = sb / sb.sum(axis=1, keepdims=True)
-            pb_s, mb_s = _apply(plan, pb, mb, loss, forward)
-            diff = _metrics(pb_s, sb, won, mb_s, avg_b, n) - _metrics(pb, sb, won, mb, avg_b, n)
-            low, high = np.full(base.shape, np.nan), np.full(base.shape, np.nan)
-            some = np.isfinite(diff).any(axis=0)  # won_amount is NaN without amounts
-            if some.any():
-                low[some], high[some] = np.nanpercentile(diff[:, some], [lo_q, hi_q], axis=0)
-        block = expand(labels, np.full(len(WHAT_IF_METRICS), g), by_cols)
-        block["metric"] = list(WHAT_IF_METRICS)
-        block["unit"] = list(WHAT_IF_METRICS.values())
-        block["baseline"] = base
-        block["scenario"] = scen
-        block["change"] = scen - base
-        block["change_low"] = low
-        block["change_high"] = high
-        block["deals"] = n
-        blocks.append(block)
+            boot = WhatIfDraws(cb, sb, dk, bin_times, xb[:, -2], xb[:, -1])
+        blocks.append(
+            what_if_block(
+                plan, chain, counts, st, means_all[g], (a_sum, a_n), n, boot,
+                amount is not None, list(log.stages), labels, g, by_cols,
+            )
+        )  # fmt: skip
     out = pd.concat(blocks, ignore_index=True)
     return out.astype({c: np.float64 for c in ("baseline", "scenario", "change")})
+
+
+class WhatIfDraws(NamedTuple):
+    """A segment's bootstrap draws for :func:`what_if_block` (either engine's
+    resampling): exit counts ``(draws, S, states)``, starting counts ``(draws, states)``,
+    the dwell bins' event and censored counts ``(draws, S, bins, 2)`` with the bins' times
+    in days ``(S, bins)``, and the won amount's sum and count per draw."""
+
+    counts: np.ndarray
+    starts: np.ndarray
+    dwell_bins: np.ndarray
+    bin_times: np.ndarray
+    amount_sum: np.ndarray
+    amount_n: np.ndarray
+
+
+def what_if_block(
+    plan: list[tuple[int, float, float]],
+    chain: Any,
+    counts: np.ndarray,
+    starts: np.ndarray,
+    means: np.ndarray,
+    amount: tuple[float, float],
+    n: int,
+    boot: WhatIfDraws | None,
+    has_amount: bool,
+    stages: list[str],
+    labels: pd.DataFrame,
+    g: int,
+    by_cols: list[str],
+) -> pd.DataFrame:
+    """The rows of :meth:`EventLog.what_if` for segment ``g`` from its sufficient
+    statistics — one builder for both engines: the chain's exit and starting counts, the
+    mean dwell per stage (days), the won amount's sum and count, its ``n`` deals and the
+    bootstrap draws (None: no interval)."""
+    loss, forward, won = chain.loss_mask, chain.forward, chain.won
+    probs = exit_probabilities(counts)
+    st = starts / starts.sum()
+    means = np.nan_to_num(means, nan=0.0)
+    a_sum, a_n = amount
+    avg = a_sum / a_n if (has_amount and a_n > 0) else np.nan
+    _check_bounds(plan, probs, loss, forward, stages, labels, g, by_cols)
+    p_s, m_s = _apply(plan, probs, means, loss, forward)
+    base = _metrics(probs, st, won, means, avg, n)
+    scen = _metrics(p_s, st, won, m_s, avg, n)
+    low = high = np.full(base.shape, np.nan)
+    if boot is not None:
+        dk = boot.dwell_bins
+        mb = np.nan_to_num(_binned_km_mean(dk[..., 0], dk[..., 1], boot.bin_times), nan=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg_b = (
+                boot.amount_sum / boot.amount_n
+                if has_amount
+                else np.full(len(boot.counts), np.nan)
+            )
+        pb = exit_probabilities(boot.counts)
+        sb = boot.starts / boot.starts.sum(axis=1, keepdims=True)
+        pb_s, mb_s = _apply(plan, pb, mb, loss, forward)
+        diff = _metrics(pb_s, sb, won, mb_s, avg_b, n) - _metrics(pb, sb, won, mb, avg_b, n)
+        low, high = np.full(base.shape, np.nan), np.full(base.shape, np.nan)
+        some = np.isfinite(diff).any(axis=0)  # won_amount is NaN without amounts
+        if some.any():  # the 95% percentile interval
+            low[some], high[some] = np.nanpercentile(diff[:, some], [2.5, 97.5], axis=0)
+    block = expand(labels, np.full(len(WHAT_IF_METRICS), g), by_cols)
+    block["metric"] = list(WHAT_IF_METRICS)
+    block["unit"] = list(WHAT_IF_METRICS.values())
+    block["baseline"] = base
+    block["scenario"] = scen
+    block["change"] = scen - base
+    block["change_low"] = low
+    block["change_high"] = high
+    block["deals"] = n
+    return block
 
 
 def _metrics(
