@@ -474,6 +474,48 @@ def test_key_stages_equal_in_memory(client, tz):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::funnelkit.FunnelkitWarning")
+def test_what_if_equal_in_memory(client):
+    """Point estimates as in memory (every duration sketch exact at this size), by
+    segments too; the Poisson-bootstrap interval the same however the deals are
+    partitioned and, on a larger log, within Monte-Carlo error of the in-memory one."""
+    rng = np.random.default_rng(14)
+    events = with_attrs(random_log(rng, 300), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    stage = mem.stages[1]
+    changes = {stage: {"conversion": 0.05, "dwell": 0.8}, mem.stages[0]: {"dwell": 1.2}}
+    assert_same(mem.what_if(changes, n_boot=0), dist.what_if(changes, n_boot=0))
+    slower = {stage: {"dwell": 1.3}}  # a conversion change can be out of a small segment's bounds
+    for by in ("team", ["team", "tier"]):
+        a, b = mem.what_if(slower, by=by, n_boot=0), dist.what_if(slower, by=by, n_boot=0)
+        assert_same(a, b)
+    seven = dist.what_if(slower, by="team", n_boot=40, seed=3)
+    three = distributed_log(events, npartitions=3, **KW).what_if(
+        slower, by="team", n_boot=40, seed=3
+    )
+    pd.testing.assert_frame_equal(seven, three)
+    with pytest.raises(fk.InvalidParameterError) as x:
+        mem.what_if({"Nope": {"dwell": 2}})
+    with pytest.raises(fk.InvalidParameterError) as y:
+        dist.what_if({"Nope": {"dwell": 2}})
+    assert str(x.value) == str(y.value)
+    with pytest.raises(fk.InvalidParameterError, match="DaskEventLog.what_if"):
+        dist.what_if(changes, n_boot=-1)
+
+    events = fk.datasets.synthetic(5_000, seed=11)
+    kw = dict(fk.datasets.SAMPLE_KWARGS)
+    changes = {"Demo": {"conversion": 0.05}, "Proposal": {"dwell": 0.8}}
+    a = fk.EventLog(events, **kw).what_if(changes, n_boot=300, seed=4)
+    b = distributed_log(events, **kw).what_if(changes, n_boot=300, seed=4)
+    point = ["metric", "unit", "baseline", "scenario", "change", "deals"]
+    assert_same(a[point], b[point], rel=0.01)  # cycle times from the binned dwell sketch
+    width = (a["change_high"] - a["change_low"]).to_numpy()
+    for end in ("change_low", "change_high"):
+        assert (np.abs(b[end] - a[end]).to_numpy() < 0.25 * width).all()
+
+
+@pytest.mark.slow
 def test_alerts_count_bad_rows_of_every_partition(client):
     """The ``bad_rows`` rule reads every input row's week: dropped rows of all kinds
     (unreadable times have no week, rows of the less common time zone neither, a deal

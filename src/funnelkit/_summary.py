@@ -2310,3 +2310,176 @@ def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.Dat
     )
     aj = _conversion_estimates(rows, 2 * S, lay)
     return period_compare_table(list(lay.stages), c, deals, aj, alpha)
+
+
+# --------------------------------------------------------------------------- what_if
+#: Poisson(1) cumulative probabilities: a uniform draw below ``_POISSON_CDF[k]`` is k
+_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(24)], dtype=np.float64)
+
+
+def poisson_weights(keys: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(deals, n_boot)`` bootstrap weights, Poisson(1): each a function of the deal's
+    key (a 64-bit hash of its id), the draw and ``seed`` only — the same in whichever
+    partition the deal is (the Poisson bootstrap: resampling whole deals without knowing
+    how many there are)."""
+    with np.errstate(over="ignore"):
+        x = (
+            keys.astype(np.uint64)[:, None]
+            + (np.arange(1, n_boot + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[None, :]
+        )
+        x ^= np.uint64(seed) * np.uint64(0xD1B54A32D192ED03)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    u = (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return np.searchsorted(_POISSON_CDF, u, side="right").astype(np.float64)
+
+
+def what_if_edges(sm: Summary, lay: Layout, bins: int) -> np.ndarray:
+    """``(S, bins - 1)`` dwell edges (ns) per stage that cut its visits (open ones too)
+    into ``bins`` bins of about equal size, from the merged dwell sketch."""
+    S = len(lay.stages)
+    d = sm.tables["dwell"]
+    stage = pd.Index(lay.stages).get_indexer(d["stage"].astype(str))
+    value = d["value"].to_numpy(np.int64)
+    n = (d["events"] + d["censored"]).to_numpy(np.int64)
+    edges = np.zeros((S, bins - 1), dtype=np.int64)
+    for s in range(S):  # loop over stages
+        m = stage == s
+        if not m.any():
+            continue
+        o = np.argsort(value[m], kind="stable")
+        v, cum = value[m][o], np.cumsum(n[m][o])
+        rank = (np.arange(1, bins) * cum[-1]) // bins  # the visit that opens each bin
+        edges[s] = v[np.minimum(np.searchsorted(cum, rank, side="right"), v.size - 1)]
+    return edges
+
+
+def what_if_part(
+    pdf: pd.DataFrame, cfg: Config, lay: Layout, by_cols: list[str], n_boot: int, seed: int,
+    edges: np.ndarray,
+) -> dict[str, Any] | None:  # fmt: skip
+    """One partition's sufficient statistics of ``what_if`` per local segment (its values
+    in ``labels``): deals, the chain's exit and starting counts, the won amount's sum and
+    count, the dwell bins' counts and totals (days; for their times), and with
+    ``n_boot`` the same under each draw's Poisson weights (the dwell bins split by
+    censoring); None without a usable event."""
+    from scipy import sparse
+
+    from .forecast import _DAY_NS
+    from .markov import deal_counts
+
+    log = _global_log(pdf, cfg, lay)
+    if log is None:
+        return None
+    S, D = len(lay.stages), log.n_deals
+    B = edges.shape[1] + 1
+    seg, labels = _segment_codes(log, by_cols)
+    n_loc = len(next(iter(labels.values()))) if labels else 1
+    exits, start = deal_counts(log)
+    amount = log._amount
+    amt = np.zeros((D, 2))
+    if amount is not None:
+        won = (log._outcome == V.WON) & np.isfinite(amount)
+        amt = np.column_stack([np.where(won, amount, 0.0), won.astype(np.float64)])
+    member = sparse.csr_matrix((np.ones(D), (seg, np.arange(D))), shape=(n_loc, D))
+    v = log._visits()
+    keep = np.flatnonzero(v.dwell != NAT)
+    stage, dwell = v.stage[keep].astype(np.int64), v.dwell[keep]
+    b = np.zeros(keep.size, dtype=np.int64)
+    for s in range(S):  # loop over stages
+        m = stage == s
+        b[m] = np.searchsorted(edges[s], dwell[m], side="right")
+    key = stage * B + b
+    out: dict[str, Any] = {
+        "labels": labels,
+        "deals": np.bincount(seg, minlength=n_loc),
+        "counts": (member @ exits).toarray(),
+        "starts": (member @ start).toarray(),
+        "amount": member @ amt,
+        "bin_n": np.bincount(key, minlength=S * B),
+        "bin_sum": np.bincount(key, weights=dwell / _DAY_NS, minlength=S * B),
+    }
+    if n_boot:
+        ids = np.asarray(log._deal_labels.astype(str), dtype=object)
+        w = poisson_weights(pd.util.hash_array(ids), n_boot, seed)
+        col = key * 2 + v.censored[keep].astype(np.int64)
+        bins = sparse.csr_matrix((np.ones(keep.size), (v.deal[keep], col)), shape=(D, S * B * 2))
+        draws: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("b_counts", "b_starts", "b_bins", "b_amount")
+        }
+        for g in range(n_loc):  # loop over the partition's segments
+            rows = np.flatnonzero(seg == g)
+            wg = w[rows]
+            draws["b_counts"].append((exits[rows].T @ wg).T)
+            draws["b_starts"].append((start[rows].T @ wg).T)
+            draws["b_bins"].append((bins[rows].T @ wg).T)
+            draws["b_amount"].append(amt[rows].T @ wg)
+        out.update({k: np.stack(x) for k, x in draws.items()})
+    return out
+
+
+def what_if_table(
+    parts: list[dict[str, Any]], sm: Summary, lay: Layout, plan, by_cols: list[str],
+    n_boot: int, bins: int,
+) -> pd.DataFrame:  # fmt: skip
+    """``EventLog.what_if`` from the partitions' :func:`what_if_part`: their segments
+    mapped to the global ones, summed, and handed to the in-memory builder
+    (:func:`funnelkit.forecast.what_if_block`); the mean dwells from the dwell sketch."""
+    from .forecast import _DAY_NS, WhatIfDraws, bin_times, what_if_block
+    from .markov import AbsorbingChain
+
+    S = len(lay.stages)
+    n_states = len(lay.catalogue) + 1
+    frames = [
+        pd.DataFrame(
+            {attr_column(a): v for a, v in p["labels"].items()}, index=range(len(p["deals"]))
+        )
+        for p in parts
+    ]
+    codes, labels = _segments(sm, by_cols, [sm.tables["deals"], *frames])
+    n_seg = len(labels)
+
+    def total(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        acc = np.zeros((n_seg, *shape))
+        for p, c in zip(parts, codes[1:], strict=True):
+            np.add.at(acc, c, np.asarray(p[name], dtype=np.float64).reshape(len(c), *shape))
+        return acc
+
+    deals = total("deals", ()).astype(np.int64)
+    counts = total("counts", (S, n_states))
+    starts = total("starts", (n_states,))
+    amount = total("amount", (2,))
+    kind = np.append(lay.kind, V.LOST_KIND)
+    all_starts = starts.sum(axis=0)
+    chain = AbsorbingChain(
+        (*lay.catalogue, "stale"), S, counts.sum(axis=0), all_starts / all_starts.sum(),
+        kind == V.WON_KIND, kind == V.LOST_KIND,
+    )  # fmt: skip
+    dw = dwell_table(sm, lay, by=by_cols or None, visits="all")
+    means = (dw["mean"].to_numpy("timedelta64[ns]").astype(np.float64) / _DAY_NS).reshape(n_seg, S)
+    times = bin_times(
+        np.sum([p["bin_n"] for p in parts], axis=0),
+        np.sum([p["bin_sum"] for p in parts], axis=0),
+        S,
+    )
+    if n_boot:
+        b_counts = total("b_counts", (n_boot, S, n_states))
+        b_starts = total("b_starts", (n_boot, n_states))
+        b_bins = total("b_bins", (n_boot, S, bins, 2))
+        b_amount = total("b_amount", (2, n_boot))
+    blocks = []
+    for g in range(n_seg):  # loop over segments
+        boot = None
+        if n_boot:
+            boot = WhatIfDraws(
+                b_counts[g], b_starts[g], b_bins[g], times, b_amount[g, 0], b_amount[g, 1]
+            )
+        blocks.append(
+            what_if_block(
+                plan, chain, counts[g], starts[g], means[g], tuple(amount[g]), int(deals[g]),
+                boot, lay.amount is not None, list(lay.stages), labels, g, by_cols,
+            )
+        )  # fmt: skip
+    out = pd.concat(blocks, ignore_index=True)
+    return out.astype({c: np.float64 for c in ("baseline", "scenario", "change")})

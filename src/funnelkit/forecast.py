@@ -317,16 +317,21 @@ def _dwell_bins(v: Visits, n_stages: int, n_deals: int) -> tuple[sparse.csr_matr
     n_keys = n_stages * _KM_BINS
     cnt = np.bincount(key, minlength=n_keys)
     tot = np.bincount(key, weights=dw, minlength=n_keys)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        times = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan).reshape(n_stages, _KM_BINS)
-    # empty bins take the previous bin's time (dt = 0 across them)
-    idx = np.where(np.isfinite(times), np.arange(_KM_BINS), 0)
-    idx = np.maximum.accumulate(idx, axis=1)
-    times = np.nan_to_num(np.take_along_axis(times, idx, axis=1), nan=0.0)
+    times = bin_times(cnt, tot, n_stages)
     col = key * 2 + v.censored[keep].astype(np.int64)
     mat = sparse.csr_matrix((np.ones(keep.size), (v.deal[keep], col)), shape=(n_deals, n_keys * 2))
     mat.sum_duplicates()
     return mat, times
+
+
+def bin_times(cnt: np.ndarray, tot: np.ndarray, n_stages: int) -> np.ndarray:
+    """The dwell bins' times ``(S, bins)``: the mean dwell (days) of each bin's visits from
+    their count and total; an empty bin takes the previous bin's time (dt = 0 across it)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        times = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan).reshape(n_stages, -1)
+    idx = np.where(np.isfinite(times), np.arange(times.shape[1]), 0)
+    idx = np.maximum.accumulate(idx, axis=1)
+    return np.nan_to_num(np.take_along_axis(times, idx, axis=1), nan=0.0)
 
 
 def _binned_km_mean(events: np.ndarray, censored: np.ndarray, times: np.ndarray) -> np.ndarray:
