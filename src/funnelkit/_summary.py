@@ -2317,6 +2317,10 @@ def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.Dat
 _POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(24)], dtype=np.float64)
 
 
+#: deals whose bootstrap weights are held at once (with 200 draws: about 30 MB)
+_WEIGHT_ROWS = 20_000
+
+
 def poisson_weights(keys: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """``(deals, n_boot)`` bootstrap weights, Poisson(1): each a function of the deal's
     key (a 64-bit hash of its id), the draw and ``seed`` only — the same in whichever
@@ -2402,20 +2406,21 @@ def what_if_part(
     }
     if n_boot:
         ids = np.asarray(log._deal_labels.astype(str), dtype=object)
-        w = poisson_weights(pd.util.hash_array(ids), n_boot, seed)
+        keys = pd.util.hash_array(ids)
         col = key * 2 + v.censored[keep].astype(np.int64)
         bins = sparse.csr_matrix((np.ones(keep.size), (v.deal[keep], col)), shape=(D, S * B * 2))
-        draws: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("b_counts", "b_starts", "b_bins", "b_amount")
-        }
+        mats = {"b_counts": exits.tocsr(), "b_starts": start.tocsr(), "b_bins": bins,
+                "b_amount": sparse.csr_matrix(amt)}  # fmt: skip
+        draws = {k: np.zeros((n_loc, n_boot, m.shape[1])) for k, m in mats.items()}
         for g in range(n_loc):  # loop over the partition's segments
             rows = np.flatnonzero(seg == g)
-            wg = w[rows]
-            draws["b_counts"].append((exits[rows].T @ wg).T)
-            draws["b_starts"].append((start[rows].T @ wg).T)
-            draws["b_bins"].append((bins[rows].T @ wg).T)
-            draws["b_amount"].append(amt[rows].T @ wg)
-        out.update({k: np.stack(x) for k, x in draws.items()})
+            for i in range(0, rows.size, _WEIGHT_ROWS):  # blocks of deals: bounded memory
+                r = rows[i : i + _WEIGHT_ROWS]
+                w = poisson_weights(keys[r], n_boot, seed)
+                for k, m in mats.items():
+                    draws[k][g] += (m[r].T @ w).T
+        draws["b_amount"] = draws["b_amount"].transpose(0, 2, 1)  # (segments, 2, draws)
+        out.update(draws)
     return out
 
 
