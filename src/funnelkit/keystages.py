@@ -1,7 +1,10 @@
 """Key stages: statistical flags with effect sizes, intervals and q-values (DESIGN §4).
 
-Five signals, each a function of the log's integer arrays (no Python loop over deals or
-events; loops run over stages, segments and bootstrap draws only):
+Six signals, each a function of statistics the engine provides — :class:`LogSource`
+from an in-memory log's integer arrays, :class:`funnelkit._summary.SummarySource` from a
+Dask log's partitions — turned into the table by one builder, :func:`signal_table` (no
+Python loop over deals or events; loops run over stages, segments and bootstrap draws
+only):
 
 * ``leverage`` — exact what-if on the absorbing Markov chain (:mod:`funnelkit.markov`) with
   a deal-level bootstrap interval;
@@ -134,10 +137,6 @@ def _days(ns: int) -> str:
         return f"{d} day" if d == 1 else f"{d} days"
     h = ns / _HOUR_NS
     return f"{h:.0f} hour" if h == 1 else f"{h:.0f} hours"
-
-
-def _date(log: EventLog, ns: int) -> str:
-    return str(log._timestamp(np.array([ns], dtype=np.int64))[0].date())
 
 
 def _days_short(ns: float) -> str:
