@@ -68,6 +68,7 @@ REQUIRED = {
     "EventLog.movement": {"start": "2025-01-01", "end": "2025-02-01"},
     "DaskEventLog.movement": {"start": "2025-01-01", "end": "2025-02-01"},
     "EventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
+    "DaskEventLog.what_if": {"changes": {"Demo": {"conversion": 0.05}}},
     "EventLog.update": {"new_events": fk.datasets.load_sample()},
     "EventLog.with_history": {"history": fk.datasets.load_sample_history()},
     "DaskEventLog.with_history": {"history": fk.datasets.load_sample_history()},
