@@ -1636,12 +1636,7 @@ class SummarySource:
     @cached_property
     def since(self):
         assert self._split_parts is not None
-        aj = pd.concat([p["aj"] for p in self._split_parts], ignore_index=True)
-        aj = aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
-        n = aj["n"].to_numpy(dtype=np.float64)
-        rows = (aj["g"].to_numpy(np.int64), aj["time"].to_numpy(np.int64),
-                aj["cause"].to_numpy(np.int64), n, n)  # fmt: skip
-        return self._rate(rows, 2 * len(self.stages))
+        return self._rate(split_rows(self._split_parts), 2 * len(self.stages))
 
     @cached_property
     def stall(self):
@@ -1713,7 +1708,7 @@ def stall_part(pdf: pd.DataFrame, cfg: Config, lay: Layout):
 
     log = _global_log(pdf, cfg, lay)
     if log is None:
-        return StallTable(*(np.zeros(0, dtype=np.int64) for _ in range(6)))
+        return StallTable.empty()
     return StallTable.of_log(log)
 
 
@@ -1946,8 +1941,7 @@ def alerts_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, since_week: int) ->
     dropped = np.isin(part.all_keys, np.concatenate(gone))
     bad = BadRows.of_rows(_week(np.where(readable, ns, 0)), readable, dropped)
     if log is None:
-        none = np.zeros(0, dtype=np.int64)
-        return Exits(none, none, none, none, none, none, none.astype(bool)), bad, None
+        return Exits.empty(), bad, None
     return Exits.of_log(log).since(since_week), bad, int(log._first_ns.min())
 
 
@@ -2298,18 +2292,23 @@ def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.Dat
     S = len(lay.stages)
     deals = np.sum([p["deals"] for p in parts], axis=0).astype(np.int64)
     c = {k: np.sum([p["counts"][k] for p in parts], axis=0) for k in _COUNT_KEYS}
-    aj_rows = pd.concat([p["aj"] for p in parts], ignore_index=True)
-    aj_rows = aj_rows.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
-    n = aj_rows["n"].to_numpy(dtype=np.float64)
-    rows = (
-        aj_rows["g"].to_numpy(np.int64),
-        aj_rows["time"].to_numpy(np.int64),
-        aj_rows["cause"].to_numpy(np.int64),
+    aj = _conversion_estimates(split_rows(parts), 2 * S, lay)
+    return period_compare_table(list(lay.stages), c, deals, aj, alpha)
+
+
+def split_rows(parts: list[dict]) -> tuple:
+    """The conversion clock's (side × stage, time, cause, n, n) rows of the partitions'
+    :func:`split_part`, merged: the rows :func:`_conversion_estimates` reads."""
+    aj = pd.concat([p["aj"] for p in parts], ignore_index=True)
+    aj = aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
+    n = aj["n"].to_numpy(dtype=np.float64)
+    return (
+        aj["g"].to_numpy(np.int64),
+        aj["time"].to_numpy(np.int64),
+        aj["cause"].to_numpy(np.int64),
         n,
         n,
     )
-    aj = _conversion_estimates(rows, 2 * S, lay)
-    return period_compare_table(list(lay.stages), c, deals, aj, alpha)
 
 
 # --------------------------------------------------------------------------- what_if
@@ -2370,7 +2369,7 @@ def what_if_part(
     censoring); None without a usable event."""
     from scipy import sparse
 
-    from .forecast import _DAY_NS
+    from .forecast import _DAY_NS, won_amounts
     from .markov import deal_counts
 
     log = _global_log(pdf, cfg, lay)
@@ -2381,11 +2380,7 @@ def what_if_part(
     seg, labels = _segment_codes(log, by_cols)
     n_loc = len(next(iter(labels.values()))) if labels else 1
     exits, start = deal_counts(log)
-    amount = log._amount
-    amt = np.zeros((D, 2))
-    if amount is not None:
-        won = (log._outcome == V.WON) & np.isfinite(amount)
-        amt = np.column_stack([np.where(won, amount, 0.0), won.astype(np.float64)])
+    amt = won_amounts(log)
     member = sparse.csr_matrix((np.ones(D), (seg, np.arange(D))), shape=(n_loc, D))
     v = log._visits()
     keep = np.flatnonzero(v.dwell != NAT)

@@ -220,6 +220,11 @@ class Exits:
         completed = ((cause == ADVANCE) & (dwell > 0)) | (cause == LOST_CAUSE)
         return cls(sub.stage, entry, cause, end, dwell, _week(end), completed)
 
+    @classmethod
+    def empty(cls) -> Exits:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, none, none, none, none, none.astype(bool))
+
     def since(self, week: int) -> Exits:
         """The visits still open or resolved in ``week`` or later: all the alerts from
         ``week`` on read (a visit resolved before is neither counted nor stalled then)."""

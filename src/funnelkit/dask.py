@@ -31,7 +31,7 @@ from ._expr import where_mask
 from ._inputs import _names, bad_rows_error
 from ._params import CHECKED_INSIDE, Interval, validate_params
 from ._periods import one_sided_period
-from .errors import MAX_BOOT, EmptyLogError, EventLogError, InvalidParameterError, int_param
+from .errors import EmptyLogError, EventLogError, InvalidParameterError
 from .funnel import stale_ns
 from .log import EventLog
 from .quality import REASONS, QualityReport
@@ -1222,15 +1222,13 @@ class DaskEventLog:
         >>> bool(abs(w.loc["win_rate", "change"] - mem.loc["win_rate", "change"]) < 1e-12)
         True
         """
-        from .forecast import _KM_BINS, _check_changes
+        from .forecast import _KM_BINS, what_if_args
 
         lay = self._layout
         by_cols = SM._by_columns(by, lay)
-        n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
-        if seed is None:
+        n_boot, seed, plan = what_if_args(list(self.stages), changes, n_boot, seed)
+        if seed is None:  # the deals' weights need a number: a fresh one
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
-        seed = int_param("seed", seed, 0)
-        plan = _check_changes(list(self.stages), changes)
         edges = SM.what_if_edges(self._summary, lay, _KM_BINS)
         parts = [
             p

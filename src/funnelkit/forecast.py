@@ -352,6 +352,27 @@ def _binned_km_mean(events: np.ndarray, censored: np.ndarray, times: np.ndarray)
     return np.where(nonempty.any(axis=-1), mean, np.nan)
 
 
+def what_if_args(
+    stages: list[str], changes: Any, n_boot: Any, seed: Any
+) -> tuple[int, int | None, list[tuple[int, float, float]]]:
+    """The checks of ``what_if``'s arguments (both engines): ``n_boot``, ``seed`` and the
+    plan of :func:`_check_changes`."""
+    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
+    if seed is not None:
+        seed = int_param("seed", seed, 0)
+    return n_boot, seed, _check_changes(stages, changes)
+
+
+def won_amounts(log: EventLog) -> np.ndarray:
+    """Per deal ``(amount if won with an amount else 0, 1 if so else 0)``: summed over a
+    segment (or a bootstrap draw), the won amount's total and count (both engines)."""
+    amount = log._amount
+    if amount is None:
+        return np.zeros((log.n_deals, 2))
+    won = (log._outcome == V.WON) & np.isfinite(amount)
+    return np.column_stack([np.where(won, amount, 0.0), won.astype(np.float64)])
+
+
 def what_if(
     log: EventLog,
     changes: Mapping[str, Mapping[str, float]],
@@ -376,10 +397,7 @@ def what_if(
     """
     by_cols = normalize_by(by)
     seg, labels = segments(log, by_cols)
-    n_boot = int_param("n_boot", n_boot, 0, MAX_BOOT)
-    if seed is not None:
-        seed = int_param("seed", seed, 0)
-    plan = _check_changes(list(log.stages), changes)
+    n_boot, seed, plan = what_if_args(list(log.stages), changes, n_boot, seed)
     chain = chain_from_log(log)
     S, n_states = log._n_stages, len(chain.states)
     exits, start = deal_counts(log)
@@ -391,11 +409,7 @@ def what_if(
     )
     means_all = (km["mean"] / _DAY_NS).reshape(n_seg, S)
     amount = log._amount
-    if amount is not None:
-        won_amt = (log._outcome == V.WON) & np.isfinite(amount)
-        amt_cols = np.column_stack([np.where(won_amt, amount, 0.0), won_amt.astype(float)])
-    else:
-        amt_cols = np.zeros((log.n_deals, 2))
+    amt_cols = won_amounts(log)
     extra = None
     if n_boot:
         dwell_x, bin_times = _dwell_bins(v, S, log.n_deals)

@@ -300,6 +300,10 @@ class StallTable:
         )  # fmt: skip
 
     @classmethod
+    def empty(cls) -> StallTable:
+        return cls(*(np.zeros(0, dtype=np.int64) for _ in fields(cls)))
+
+    @classmethod
     def merge(cls, parts: Sequence[StallTable]) -> StallTable:
         return cls._grouped(
             *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls))
@@ -313,7 +317,7 @@ class StallTable:
         new[1:] = (stage[1:] != stage[:-1]) | (bucket[1:] != bucket[:-1])
         at = np.flatnonzero(new)
         if at.size == 0:
-            return cls(*(np.zeros(0, dtype=np.int64) for _ in fields(cls)))
+            return cls.empty()
         return cls(
             stage[at],
             bucket[at],
