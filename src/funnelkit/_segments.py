@@ -104,3 +104,39 @@ def path_segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFram
         rem = rem // base
         labels[b] = np.asarray(pd.Categorical.from_codes(code, categories=uniques))
     return seg.reshape(-1).astype(np.int64), pd.DataFrame({b: labels[b] for b in by})
+
+
+# ---- segments of a partition of a scale-out log, coded like its summary tables
+def attr_column(name: str) -> str:
+    """Column of a carried attribute in the summary tables."""
+    return f"attr:{name}"
+
+
+def segment_codes(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per deal a local segment code over all carried attributes, and each segment's
+    attribute values (object arrays, None for missing)."""
+    if not attrs:
+        return np.zeros(log.n_deals, dtype=np.int64), {}
+    key = np.zeros(log.n_deals, dtype=np.int64)
+    for a in attrs:
+        cat = log._attrs[a].cat
+        key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
+    uniq, seg = np.unique(key, return_inverse=True)
+    labels: dict[str, np.ndarray] = {}
+    rem = uniq.copy()
+    for a in reversed(attrs):
+        cat = log._attrs[a].cat
+        base = len(cat.categories) + 1
+        code = rem % base - 1
+        rem = rem // base
+        values = np.asarray(cat.categories.astype(object), dtype=object)
+        vals = np.full(code.size, None, dtype=object)
+        ok = code >= 0
+        vals[ok] = values[code[ok]]
+        labels[a] = vals
+    return seg.reshape(-1).astype(np.int64), labels
+
+
+def seg_columns(labels: dict[str, np.ndarray], seg: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``attr:…`` columns of the segments ``seg`` (see :func:`segment_codes`)."""
+    return {attr_column(a): vals[seg] for a, vals in labels.items()}

@@ -50,14 +50,35 @@ from . import _validate as V
 from ._columns import NAT
 from ._expr import where_mask
 from ._kernel import NO_NEXT
-from ._segments import expand, normalize_by
+from ._segments import attr_column, expand, normalize_by
+from ._segments import seg_columns as _seg_columns
+from ._segments import segment_codes as _segment_codes
 from .errors import EventLogError, InvalidParameterError
-from .funnel import assemble, competing_estimates
+from .funnel import assemble
 from .kpis import kpi_table
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from .log import EventLog
+
+    class Clock(Protocol):
+        """The funnel's competing-risks clock of a partitioned log: estimates per
+        (segment of ``by``) × stage, computed where the subjects live (see
+        :mod:`funnelkit._clock`; ``funnelkit.dask`` provides one)."""
+
+        def __call__(
+            self,
+            by: list[str],
+            products: tuple[str, ...],
+            *,
+            skips: str = "implied",
+            weighted: bool = False,
+            win: bool = True,
+            period_ns: int | None = None,
+        ) -> dict[str, Any]: ...
+
 
 __all__ = [
     "BIN_ERROR",
@@ -84,11 +105,6 @@ _LOG_RATIO = math.log(BIN_RATIO)
 _OUTCOME_NAMES = [str(o) for o in V.OUTCOMES]  # open, won, lost, stale
 _KINDS = np.array(["stage", "won", "lost"], dtype=object)
 _SKETCH_VALUES = ["value", "binned", "events", "censored"]
-
-
-def attr_column(name: str) -> str:
-    """Column of a carried attribute in the summary tables."""
-    return f"attr:{name}"
 
 
 # --------------------------------------------------------------------------- settings
@@ -376,10 +392,6 @@ _TABLE_VALUES: dict[str, list[str]] = {
     "cycle_sums": ["deals", "sum"],
     "positions": ["deals"],
     "patterns": ["deals"],
-    # competing-risks subjects of the funnel (one per deal and stage reached), counted
-    # per (segment, stage, time, cause): the sufficient statistics of the Aalen–Johansen
-    "aj_advance": ["deals", "amount_sum", "amount_sq"],
-    "aj_win": ["deals", "amount_sum", "amount_sq"],
 }
 _SKETCHES = ("transition_dwell", "dwell", "cycle")
 
@@ -392,8 +404,6 @@ def _table_keys(name: str, attrs: Sequence[str]) -> list[str]:
         "cycle_sums": [*a, "outcome"],
         "positions": ["stage", "position"],
         "patterns": ["pattern"],
-        "aj_advance": [*a, "skips", "stage", "time", "cause"],
-        "aj_win": [*a, "skips", "stage", "time", "cause"],
         "transition_dwell": ["from_stage", "to_stage", "to_kind"],
         "dwell": [*a, "stage", "first_visit"],
         "cycle": [*a, "outcome"],
@@ -671,35 +681,6 @@ def summarize(pdf: pd.DataFrame, cfg: Config) -> Summary:
     return out
 
 
-def _segment_codes(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per deal a local segment code over all carried attributes, and each segment's
-    attribute values (object arrays, None for missing)."""
-    if not attrs:
-        return np.zeros(log.n_deals, dtype=np.int64), {}
-    key = np.zeros(log.n_deals, dtype=np.int64)
-    for a in attrs:
-        cat = log._attrs[a].cat
-        key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
-    uniq, seg = np.unique(key, return_inverse=True)
-    labels: dict[str, np.ndarray] = {}
-    rem = uniq.copy()
-    for a in reversed(attrs):
-        cat = log._attrs[a].cat
-        base = len(cat.categories) + 1
-        code = rem % base - 1
-        rem = rem // base
-        values = np.asarray(cat.categories.astype(object), dtype=object)
-        vals = np.full(code.size, None, dtype=object)
-        ok = code >= 0
-        vals[ok] = values[code[ok]]
-        labels[a] = vals
-    return seg.reshape(-1).astype(np.int64), labels
-
-
-def _seg_columns(labels: dict[str, np.ndarray], seg: np.ndarray) -> dict[str, np.ndarray]:
-    return {attr_column(a): vals[seg] for a, vals in labels.items()}
-
-
 def _durations(log: EventLog, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     cal = getattr(log, "calendar", None)
     return end - start if cal is None else cal.duration_ns(start, end)
@@ -846,62 +827,9 @@ def _fill_tables(out: Summary, log: EventLog, cfg: Config) -> None:
     # ---- leverage: distinct (start state, exit counts) patterns of deals
     out.tables["patterns"] = _patterns(log, v, ex, pair, n_pairs, names, kinds)
 
-    # ---- competing-risks subjects of the funnel (needs the funnel order: with an
-    # inferred order the partitions cannot know it, see DaskEventLog.funnel)
-    if not cfg.infer_order:
-        _fill_competing(out, log, seg, labels)
-
     # ---- first-visit positions, for the inferred stage order
     if cfg.infer_order:
         out.tables["positions"] = _positions(log)
-
-
-def _fill_competing(out: Summary, log: EventLog, seg: np.ndarray, labels) -> None:
-    """Per (segment, skip rule, stage, time, cause) the subjects of the funnel's
-    Aalen–Johansen estimates (see ``funnel.competing_subjects``): counts, amounts and
-    squared amounts, merged by summing."""
-    from .funnel import log_subjects
-
-    S = log._n_stages
-    amt = log._amount
-    w = np.zeros(log.n_deals) if amt is None else np.nan_to_num(amt, nan=0.0)
-    names = np.array(log.stages, dtype=object)
-    parts: dict[str, list[pd.DataFrame]] = {"aj_advance": [], "aj_win": []}
-    for skips in ("implied", "strict"):  # the two skip rules
-        sub = log_subjects(log, skips)
-        for name, t, c in (
-            ("aj_advance", sub.t_adv, sub.c_adv),
-            ("aj_win", sub.t_win, sub.c_win),
-        ):
-            g = seg[sub.deal] * max(S, 1) + sub.stage
-            frame = pd.DataFrame(
-                {
-                    "g": g,
-                    "time": t.astype(np.int64),
-                    "cause": c.astype(np.int64),
-                    "deals": np.ones(g.size, dtype=np.int64),
-                    "amount_sum": w[sub.deal],
-                    "amount_sq": w[sub.deal] ** 2,
-                }
-            )
-            agg = frame.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
-            gg = agg["g"].to_numpy(dtype=np.int64)
-            parts[name].append(
-                pd.DataFrame(
-                    {
-                        **_seg_columns(labels, gg // max(S, 1)),
-                        "skips": skips,
-                        "stage": names[gg % max(S, 1)] if S else np.zeros(0, dtype=object),
-                        "time": agg["time"].to_numpy(dtype=np.int64),
-                        "cause": agg["cause"].to_numpy(dtype=np.int64),
-                        "deals": agg["deals"].to_numpy(dtype=np.int64),
-                        "amount_sum": agg["amount_sum"].to_numpy(dtype=np.float64),
-                        "amount_sq": agg["amount_sq"].to_numpy(dtype=np.float64),
-                    }
-                )
-            )
-    for name, frames in parts.items():
-        out.tables[name] = pd.concat(frames, ignore_index=True)
 
 
 def _patterns(log, v, ex, pair, n_pairs, names, kinds) -> pd.DataFrame:
@@ -1140,32 +1068,63 @@ def _by_columns(by: str | Sequence[str] | None, lay: Layout) -> list[str]:
     return cols
 
 
-def _segments(sm: Summary, by: list[str], frames: list[pd.DataFrame]):
-    """Segment codes of the rows of ``frames`` (the first is the deals table, which holds
-    every segment) and the label table, in the in-memory order."""
-    if not by:
-        return [np.zeros(len(f), dtype=np.int64) for f in frames], pd.DataFrame(index=[0])
+@dataclass(frozen=True)
+class SegmentCoder:
+    """The global segments of ``by`` (attribute columns): each attribute's values in
+    order of first appearance (``cats``) and the sorted mixed-radix keys of the segments
+    that occur (``uniq``). Codes any frame with the ``attr:…`` columns — a summary table,
+    or a partition's own segments (the sharded conversion clock, :mod:`._clock`)."""
+
+    by: tuple[str, ...]
+    cats: dict[str, pd.Index]
+    uniq: np.ndarray
+
+    def _keys(self, f: pd.DataFrame) -> np.ndarray:
+        key = np.zeros(len(f), dtype=np.int64)
+        for b in self.by:
+            code = self.cats[b].get_indexer(f[attr_column(b)].astype(object).to_numpy())
+            key = key * (len(self.cats[b]) + 1) + (code.astype(np.int64) + 1)
+        return key
+
+    def codes(self, f: pd.DataFrame) -> np.ndarray:
+        """Segment codes of the rows of ``f`` (0 for every row without ``by``)."""
+        if not self.by:
+            return np.zeros(len(f), dtype=np.int64)
+        return np.searchsorted(self.uniq, self._keys(f)).astype(np.int64)
+
+    def labels(self) -> pd.DataFrame:
+        """The label table: one row per segment, in the in-memory order."""
+        if not self.by:
+            return pd.DataFrame(index=[0])
+        labels = {}
+        rem = self.uniq.copy()
+        for b in reversed(self.by):
+            base = len(self.cats[b]) + 1
+            labels[b] = pd.Categorical.from_codes(rem % base - 1, categories=self.cats[b])
+            rem = rem // base
+        return pd.DataFrame({b: np.asarray(labels[b]) for b in self.by})
+
+    def __len__(self) -> int:
+        return max(int(self.uniq.size), 1) if self.by else 1
+
+
+def segment_coder(sm: Summary, by: Sequence[str]) -> SegmentCoder:
+    """The :class:`SegmentCoder` of ``by`` over the summary's deals (every segment)."""
     cats = {}
     for b in by:
         first = sm.attr_first[b].sort_values("first_row", kind="stable")
         cats[b] = pd.Index(first["value"].tolist())
-    keys = []
-    for f in frames:
-        key = np.zeros(len(f), dtype=np.int64)
-        for b in by:
-            code = cats[b].get_indexer(f[attr_column(b)].astype(object).to_numpy())
-            key = key * (len(cats[b]) + 1) + (code.astype(np.int64) + 1)
-        keys.append(key)
-    uniq = np.unique(keys[0])
-    codes = [np.searchsorted(uniq, k) for k in keys]
-    labels = {}
-    rem = uniq.copy()
-    for b in reversed(by):
-        base = len(cats[b]) + 1
-        labels[b] = pd.Categorical.from_codes(rem % base - 1, categories=cats[b])
-        rem = rem // base
-    table = pd.DataFrame({b: np.asarray(labels[b]) for b in by})
-    return codes, table
+    coder = SegmentCoder(tuple(by), cats, np.zeros(0, dtype=np.int64))
+    if not by:
+        return coder
+    return dataclass_replace(coder, uniq=np.unique(coder._keys(sm.tables["deals"])))
+
+
+def _segments(sm: Summary, by: list[str], frames: list[pd.DataFrame]):
+    """Segment codes of the rows of ``frames`` (the first is the deals table, which holds
+    every segment) and the label table, in the in-memory order."""
+    coder = segment_coder(sm, by)
+    return [coder.codes(f) for f in frames], coder.labels()
 
 
 # ---- the tables of the analyses
@@ -1248,8 +1207,10 @@ def funnel_table(
     skips: str = "implied",
     weight: str | None = None,
     by=None,
+    clock: Clock,
 ) -> pd.DataFrame:
-    """``EventLog.funnel()`` from a summary."""
+    """``EventLog.funnel()`` from a summary (the counts) and the sharded conversion
+    clock (the estimates)."""
     if skips not in ("implied", "strict"):
         raise InvalidParameterError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     if weight is not None and (weight not in ("amount", lay.amount) or lay.amount is None):
@@ -1260,16 +1221,7 @@ def funnel_table(
         )
     by_cols = _by_columns(by, lay)
     sums, labels = _funnel_sums(sm, lay, by_cols, skips, weight)
-    n_seg = len(labels)
-    S = len(lay.stages)
-    if len(sm.tables["aj_advance"]) == 0 and np.any(sums["reached"] > 0):
-        raise RuntimeError(
-            "funnel_table: the summary has no competing-risks tables although deals reached "
-            "stages; they need the stage order, so summarise with stages= (DaskEventLog "
-            "does a second pass with the inferred order)."
-        )
-    aj_args = _competing_rows(sm, lay, by_cols, skips, weight)
-    aj = competing_estimates(aj_args[0], aj_args[1], n_seg * S, level_after=lay.stale_after_ns)
+    aj = clock(by_cols, ("funnel",), skips=skips, weighted=weight is not None)["funnel"]
     return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)
 
 
@@ -1326,8 +1278,6 @@ def _funnel_sums(
 
 
 # --------------------------------------------------------------------------- compare
-#: rows of replicated (time, cause) counts per Aalen–Johansen call for the rests
-_REST_CHUNK = 5_000_000
 
 
 def _conversion_estimates(rows: tuple, n_groups: int, lay: Layout) -> dict[str, np.ndarray]:
@@ -1339,82 +1289,45 @@ def _conversion_estimates(rows: tuple, n_groups: int, lay: Layout) -> dict[str, 
 
 
 def compare_parts(sm: Summary, lay: Layout, by_cols: list[str]):
-    """The sufficient statistics of :meth:`EventLog.compare` per segment of ``by_cols``
-    (none: the whole log as one group): the counts, the segment labels, deals per
-    segment and the conversion estimates; the advance rows are returned too."""
+    """The counts of :meth:`EventLog.compare` per segment of ``by_cols`` (none: the
+    whole log as one group), the segment labels and the deals per segment."""
     sums, labels = _funnel_sums(sm, lay, by_cols, "implied", None)
     c = {k: sums[k] for k in ("reached", "advanced", "dropped", "open")}
     d = sm.tables["deals"]
     (seg,), _ = _segments(sm, by_cols, [d])
     deals = np.bincount(seg, weights=d["deals"].to_numpy(np.float64), minlength=len(labels))
-    rows = _competing_rows(sm, lay, by_cols, "implied")[0]
-    aj = _conversion_estimates(rows, len(labels) * max(len(lay.stages), 1), lay)
-    return c, labels, np.rint(deals).astype(np.int64), aj, rows
+    return c, labels, np.rint(deals).astype(np.int64)
 
 
-def compare_table(sm: Summary, lay: Layout, *, by, alpha: float) -> pd.DataFrame:
-    """``EventLog.compare(by=...)`` from a summary: each segment against all other deals.
-    The rests' estimates are exact (each rest's own Aalen–Johansen estimate from the
-    other segments' merged (time, cause) counts), also where the in-memory log
-    approximates them for its size."""
-    from .monitoring import _ADV_KEYS, _check_by, complement_rows
+def compare_table(sm: Summary, lay: Layout, *, by, alpha: float, clock: Clock) -> pd.DataFrame:
+    """``EventLog.compare(by=...)`` from a summary (the counts) and the sharded clock:
+    each segment's conversion and each rest's own Aalen–Johansen estimate (exact, also
+    where the in-memory log approximates the rests for its size)."""
+    from .monitoring import _check_by
     from .monitoring import compare_table as build
 
     by_cols = _check_by(by)
     _by_columns(by_cols, lay)
     S = max(len(lay.stages), 1)
-    c, labels, deals, aj, rows = compare_parts(sm, lay, by_cols)
-    tot, _, _, _, _ = compare_parts(sm, lay, [])
-    n_g = len(labels)
+    c, labels, deals = compare_parts(sm, lay, by_cols)
+    tot, _, _ = compare_parts(sm, lay, [])
     rest = {k: tot[k] - c[k] for k in ("advanced", "dropped")}
-    g, t, cause, w, w2 = rows
-    parts = [
-        _conversion_estimates((group, t[idx], cause[idx], w[idx], w2[idx]), k * S, lay)
-        for k, idx, group in complement_rows(g // S, g % S, n_g, S, _REST_CHUNK)
-    ]
-    aj_rest = {key: np.concatenate([p[key] for p in parts]) for key in _ADV_KEYS}
-    head = expand(labels, np.repeat(np.arange(n_g), S), by_cols)
-    return build(head, list(lay.stages), c, rest, deals, aj, aj_rest, alpha)
+    est = clock(by_cols, ("conversion", "rest"), win=False)
+    head = expand(labels, np.repeat(np.arange(len(labels)), S), by_cols)
+    return build(head, list(lay.stages), c, rest, deals, est["conversion"], est["rest"], alpha)
 
 
-def _competing_rows(sm: Summary, lay: Layout, by_cols: list[str], skips: str, weight=None):
-    """The (group, time, cause, Σw, Σw²) rows of the conversion and win clocks, group =
-    segment × S + stage, from the merged ``aj_advance`` / ``aj_win`` tables."""
-    S = len(lay.stages)
-    d = sm.tables["deals"]
-    out = []
-    for name in ("aj_advance", "aj_win"):
-        t = sm.tables[name]
-        t = t[(t["skips"].astype(str) == skips).to_numpy()]
-        (_, g_seg), _lab = _segments(sm, by_cols, [d, t])
-        stage = pd.Index(lay.stages).get_indexer(t["stage"].astype(str)).astype(np.int64)
-        wcol, w2col = ("deals", "deals") if weight is None else ("amount_sum", "amount_sq")
-        out.append(
-            (
-                g_seg * S + stage,
-                t["time"].to_numpy(dtype=np.int64),
-                t["cause"].to_numpy(dtype=np.int64),
-                t[wcol].to_numpy(dtype=np.float64),
-                t[w2col].to_numpy(dtype=np.float64),
-            )
-        )
-    return out
-
-
-def incidence_table(sm: Summary, lay: Layout, *, stage=None, by=None) -> pd.DataFrame:
-    """``EventLog.incidence()`` from a summary: the same rows, aggregated per time."""
-    from .funnel import incidence_table as build
+def incidence_table(
+    sm: Summary, lay: Layout, *, stage=None, by=None, clock: Clock
+) -> pd.DataFrame:
+    """``EventLog.incidence()`` from the sharded clock's curves."""
     from .funnel import wanted_stages
 
     wanted = wanted_stages(list(lay.stages), stage)
     by_cols = _by_columns(by, lay)
-    (_, labels) = _segments(sm, by_cols, [sm.tables["deals"]])
-    S = max(len(lay.stages), 1)
-    rows = []
-    for g, t, c, n, _n2 in _competing_rows(sm, lay, by_cols, "implied"):
-        keep = wanted[g % S]
-        rows.append((g[keep], t[keep], c[keep], n[keep]))
-    return build(list(lay.stages), labels, by_cols, rows[0], rows[1])
+    curves = clock(by_cols, ("incidence",))["incidence"]
+    keep = np.isin(curves["stage"].astype(str).to_numpy(), np.array(lay.stages)[wanted])
+    return curves[keep].reset_index(drop=True)
 
 
 def dwell_table(sm: Summary, lay: Layout, *, by=None, visits: str = "all") -> pd.DataFrame:
@@ -1582,61 +1495,60 @@ def transition_matrix_table(sm: Summary, lay: Layout, kind: str = "probabilities
 
 class SummarySource:
     """What the key-stage signals read (:class:`funnelkit.keystages.LogSource`'s
-    attributes), from a Dask log: the conversions from the merged (time, cause) counts
-    of the competing-risks clock (each segment's rest its own exact estimate), the period
-    sides from the partitions' split counts, the stall table merged from one pass, and
-    leverage from the deal patterns. ``summary()`` gives the summary with the funnel's
-    competing tables; ``per_partition(fn, *args)`` runs ``fn`` on every partition;
-    ``split_parts`` are the partitions' :func:`split_part` of the period (None without
-    one)."""
+    attributes), from a Dask log: the conversions from the sharded clock (each
+    segment's rest its own exact estimate; the period's two sides grouped by the clock
+    too), the stall table merged from one pass, and leverage from the deal patterns.
+    ``summary()`` gives the summary; ``per_partition(fn, *args)`` runs ``fn`` on every
+    partition; ``clock`` is the log's :class:`Clock`; ``period_ns`` the period (None
+    without one)."""
 
-    def __init__(self, summary, lay: Layout, opt, per_partition, split_parts=None) -> None:
+    def __init__(
+        self, summary, lay: Layout, opt, per_partition, clock: Clock, period_ns=None
+    ) -> None:
         self._summary = summary
         self._lay = lay
         self._opt = opt
         self._per_partition = per_partition
-        self._split_parts = split_parts
+        self._clock = clock
+        self._period_ns = period_ns
         self.stages = list(lay.stages)
 
-    def _rate(self, rows: tuple, n_groups: int):
+    def _rate(self, aj: dict[str, np.ndarray], subjects: np.ndarray):
         from ._ajtests import conversion_rates
 
-        aj = _conversion_estimates(rows, n_groups, self._lay)
-        subjects = np.bincount(rows[0], weights=rows[3], minlength=n_groups)
         return conversion_rates(aj, np.rint(subjects), self._opt.z)
 
     @cached_property
-    def whole(self):
-        rows = _competing_rows(self._summary(), self._lay, [], "implied")[0]
-        return self._rate(rows, max(len(self.stages), 1))
+    def _by_segment(self) -> dict[str, Any]:
+        by = list(self._opt.by)
+        products = ("conversion", "whole", "rest", "subjects") if by else ("whole", "subjects")
+        return self._clock(by, products, win=False)
 
     @cached_property
-    def _segment_rows(self):
-        _, labels, _, _, rows = compare_parts(self._summary(), self._lay, self._opt.by)
-        return rows, labels
+    def whole(self):
+        est = self._by_segment
+        S = max(len(self.stages), 1)
+        return self._rate(est["whole"], est["subjects"].reshape(-1, S).sum(axis=0))
 
     @cached_property
     def own(self):
-        rows, labels = self._segment_rows
-        return self._rate(rows, len(labels) * max(len(self.stages), 1)), labels
+        est = self._by_segment
+        labels = segment_coder(self._summary(), list(self._opt.by)).labels()
+        return self._rate(est["conversion"], est["subjects"]), labels
 
     @cached_property
     def rest(self):
-        from ._ajtests import _FIELDS, Rate
-        from .monitoring import complement_rows
-
-        (g, t, cause, w, w2), labels = self._segment_rows
+        est = self._by_segment
         S = max(len(self.stages), 1)
-        parts = [
-            self._rate((group, t[idx], cause[idx], w[idx], w2[idx]), k * S)
-            for k, idx, group in complement_rows(g // S, g % S, len(labels), S, _REST_CHUNK)
-        ]
-        return Rate(*(np.concatenate([getattr(r, f) for r in parts]) for f in _FIELDS))
+        own = est["subjects"].reshape(-1, S)
+        rest = own.sum(axis=0, keepdims=True) - own
+        return self._rate(est["rest"], rest.reshape(-1))
 
     @cached_property
     def since(self):
-        assert self._split_parts is not None
-        return self._rate(split_rows(self._split_parts), 2 * len(self.stages))
+        assert self._period_ns is not None
+        est = self._clock([], ("conversion", "subjects"), win=False, period_ns=self._period_ns)
+        return self._rate(est["conversion"], est["subjects"])
 
     @cached_property
     def stall(self):
@@ -2247,68 +2159,61 @@ def trend_table(
     return M.deal_trend_table(head, metric, stats, int(cut), ends, lay.timestamps)
 
 
+def clock_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, spec) -> tuple[dict, ...]:
+    """One partition's subjects of the funnel's clock, one piece per stage
+    (:func:`funnelkit._clock.subjects_by_stage` of its log in the global stage order)."""
+    from ._clock import subjects_by_stage
+
+    return subjects_by_stage(_global_log(pdf, cfg, lay), lay, spec)
+
+
+def run_clock(partitions: Sequence[pd.DataFrame], cfg: Config, lay: Layout, spec, products):
+    """The sharded clock's three steps in this process, over ``partitions`` of whole
+    deals (see :mod:`funnelkit._clock`): what an engine runs in parallel."""
+    from ._clock import clock_stage, gather
+
+    S = len(lay.stages)
+    parts = [clock_part(p, cfg, lay, spec) for p in partitions]
+    results = [clock_stage([p[s] for p in parts], lay, spec, products) for s in range(S)]
+    return gather(results or [clock_stage([], lay, spec, products)], spec, S)
+
+
 def split_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, period_ns: int) -> dict:
     """One partition's part of ``compare(period=...)``: per side (0 = created before
-    ``period_ns``, 1 = at or after; creation = the deal's first event) the deals, the
-    funnel counts ``(2, stages)`` and the conversion clock's (side × stage, time, cause)
-    counts — in the global stage order, ties as in memory."""
+    ``period_ns``, 1 = at or after; creation = the deal's first event) the deals and the
+    funnel counts ``(2, stages)`` in the global stage order (the conversions come from
+    the sharded clock, grouped by side)."""
     from ._periods import stage_counts
-    from .funnel import log_subjects
 
     log = _global_log(pdf, cfg, lay)
     S = len(lay.stages)
     if log is None:
-        z = np.zeros(0, dtype=np.int64)
         return {
             "deals": np.zeros(2, dtype=np.int64),
             "counts": {k: np.zeros((2, S), dtype=np.int64) for k in _COUNT_KEYS},
-            "aj": pd.DataFrame({"g": z, "time": z, "cause": z, "n": z}),
         }
     side = (log._first_ns >= period_ns).astype(np.int64)
     c = stage_counts(log, side, 2)
-    sub = log_subjects(log, "implied")
-    aj = pd.DataFrame(
-        {
-            "g": side[sub.deal] * S + sub.stage.astype(np.int64),
-            "time": sub.t_adv.astype(np.int64),
-            "cause": sub.c_adv.astype(np.int64),
-            "n": np.ones(sub.deal.size, dtype=np.int64),
-        }
-    )
     return {
         "deals": np.bincount(side, minlength=2),
         "counts": {k: c[k] for k in _COUNT_KEYS},
-        "aj": aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index(),
     }
 
 
 _COUNT_KEYS = ("reached", "advanced", "dropped", "open")
 
 
-def compare_period_table(parts: list[dict], lay: Layout, alpha: float) -> pd.DataFrame:
-    """``EventLog.compare(period=...)`` from the partitions' :func:`split_part`."""
+def compare_period_table(
+    parts: list[dict], lay: Layout, alpha: float, clock: Clock, period_ns: int
+) -> pd.DataFrame:
+    """``EventLog.compare(period=...)`` from the partitions' :func:`split_part` (the
+    counts) and the clock grouped by the period's sides (the conversions)."""
     from .monitoring import period_compare_table
 
-    S = len(lay.stages)
     deals = np.sum([p["deals"] for p in parts], axis=0).astype(np.int64)
     c = {k: np.sum([p["counts"][k] for p in parts], axis=0) for k in _COUNT_KEYS}
-    aj = _conversion_estimates(split_rows(parts), 2 * S, lay)
+    aj = clock([], ("conversion",), win=False, period_ns=period_ns)["conversion"]
     return period_compare_table(list(lay.stages), c, deals, aj, alpha)
-
-
-def split_rows(parts: list[dict]) -> tuple:
-    """The conversion clock's (side × stage, time, cause, n, n) rows of the partitions'
-    :func:`split_part`, merged: the rows :func:`_conversion_estimates` reads."""
-    aj = pd.concat([p["aj"] for p in parts], ignore_index=True)
-    aj = aj.groupby(["g", "time", "cause"], sort=False).sum().reset_index()
-    n = aj["n"].to_numpy(dtype=np.float64)
-    return (
-        aj["g"].to_numpy(np.int64),
-        aj["time"].to_numpy(np.int64),
-        aj["cause"].to_numpy(np.int64),
-        n,
-        n,
-    )
 
 
 # --------------------------------------------------------------------------- what_if

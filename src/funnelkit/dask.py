@@ -884,11 +884,7 @@ class DaskEventLog:
         2  Discovery      441       332
         """
         return SM.funnel_table(
-            self._competing_summary(),
-            self._layout,
-            skips=skips,
-            weight=weight,
-            by=by,
+            self._summary, self._layout, skips=skips, weight=weight, by=by, clock=self._clock
         )
 
     @_as_in_memory("incidence")
@@ -914,22 +910,47 @@ class DaskEventLog:
         >>> bool(abs(c["advanced"].iloc[-1] - mem.incidence("Demo")["advanced"].iloc[-1]) < 1e-12)
         True
         """
-        return SM.incidence_table(self._competing_summary(), self._layout, stage=stage, by=by)
+        return SM.incidence_table(
+            self._summary, self._layout, stage=stage, by=by, clock=self._clock
+        )
 
-    def _competing_summary(self) -> SM.Summary:
-        """The summary with the funnel's competing-risks tables. Those need the funnel
-        order; with an inferred order the first pass could not know it, so one more pass
-        over the partitions (once, then cached) builds them with the inferred order."""
-        if not self._layout.inferred:
-            return self._summary
-        cached = getattr(self, "_competing_cache", None)
-        if cached is None:
-            second = self._summarize(SM.global_order(self._cfg, self._layout))
-            cached = dataclasses.replace(self._summary, tables=dict(self._summary.tables))
-            for name in ("aj_advance", "aj_win"):
-                cached.tables[name] = second.tables[name]
-            self._competing_cache = cached
-        return cached
+    def _clock(
+        self,
+        by: list[str],
+        products: tuple[str, ...],
+        *,
+        skips: str = "implied",
+        weighted: bool = False,
+        win: bool = True,
+        period_ns: int | None = None,
+    ) -> dict[str, Any]:
+        """The funnel's competing-risks estimates per (segment of ``by``) × stage, computed
+        where the subjects live (:mod:`funnelkit._clock`): one pass over the partitions,
+        one task per stage gathers that stage's subjects, only the estimates come back.
+        Cached per question."""
+        from . import _clock as CK
+
+        key = (tuple(by), tuple(products), skips, weighted, win, period_ns)
+        cache = self.__dict__.setdefault("_clock_cache", {})
+        if key in cache:
+            return cache[key]
+        coder = SM.segment_coder(self._summary, by) if by else None
+        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win)
+        lay = self._layout
+        S = len(lay.stages)
+        if S == 0:
+            return CK.gather([CK.clock_stage([], lay, spec, products)], spec, 0)
+        dask, _ = _dask()
+        pieces = [
+            dask.delayed(SM.clock_part, nout=S, pure=True)(p, self._cfg, lay, spec)
+            for p in self._shuffled.to_delayed()
+        ]
+        tasks = [
+            dask.delayed(CK.clock_stage, pure=True)([pc[s] for pc in pieces], lay, spec, products)
+            for s in range(S)
+        ]
+        cache[key] = out = CK.gather(dask.compute(*tasks), spec, S)
+        return out
 
     @_as_in_memory("dwell")
     def dwell(
@@ -1037,9 +1058,11 @@ class DaskEventLog:
 
         alpha = M.check_compare_args(by, period, alpha)
         if period is None:
-            return SM.compare_table(self._competing_summary(), self._layout, by=by, alpha=alpha)
-        _, parts = self._split(period)
-        return SM.compare_period_table(list(parts), self._layout, alpha)
+            return SM.compare_table(
+                self._summary, self._layout, by=by, alpha=alpha, clock=self._clock
+            )
+        period_ns, parts = self._split(period)
+        return SM.compare_period_table(list(parts), self._layout, alpha, self._clock, period_ns)
 
     def _split(self, period: Any) -> tuple[int, tuple[dict, ...]]:
         """``period`` on the log's clock and the partitions' :func:`SM.split_part` of it
@@ -1341,8 +1364,8 @@ class DaskEventLog:
         split: dict[str, Any] = {}
 
         def split_period(p: Any) -> tuple[int, str]:
-            period_ns, split["parts"] = self._split(p)
-            return period_ns, period_label(p)
+            split["period_ns"], _ = self._split(p)
+            return split["period_ns"], period_label(p)
 
         chosen, opt = K.options(
             list(self.stages), by_cols, signals=signals, period=period, split=split_period,
@@ -1350,7 +1373,12 @@ class DaskEventLog:
             min_deals=min_deals, min_effect=min_effect, progress=progress,
         )  # fmt: skip
         src = SM.SummarySource(
-            self._competing_summary, lay, opt, self._per_partition, split.get("parts")
+            lambda: self._summary,
+            lay,
+            opt,
+            self._per_partition,
+            self._clock,
+            split.get("period_ns"),
         )
         return K.signal_table(src, chosen, opt)
 

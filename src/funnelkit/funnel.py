@@ -668,11 +668,18 @@ def wanted_stages(stages: list[str], stage) -> np.ndarray:
 
 
 def incidence_table(
-    stages: list[str], labels: pd.DataFrame, by_cols: list[str], adv: tuple, win: tuple
+    stages: list[str],
+    labels: pd.DataFrame,
+    by_cols: list[str],
+    adv: tuple,
+    win: tuple,
+    group_column: str | None = None,
 ) -> pd.DataFrame:
     """The incidence curves from ``(group, time, cause, count)`` rows of the conversion
     and the win clocks (group = segment × S + stage; count None = one subject per row, or
-    the number of subjects a row stands for — the two engines feed the same builder)."""
+    the number of subjects a row stands for — the two engines feed the same builder).
+    ``group_column`` names a column to add with each row's group (rows come ordered by
+    group, then time)."""
     from ._competing import aalen_johansen, interval
 
     S = len(stages)
@@ -726,4 +733,6 @@ def incidence_table(
     out["won"] = F_b
     out["won_low"] = low
     out["won_high"] = high
+    if group_column is not None:
+        out[group_column] = g_u
     return out.reset_index(drop=True)

@@ -1,0 +1,224 @@
+"""The funnel's competing-risks clock on a partitioned log, sharded by stage (DESIGN §7).
+
+The conversion and the win rate are Aalen–Johansen estimates over one subject per deal
+and stage reached (:func:`funnelkit.funnel.log_subjects`). Their times are durations in
+nanoseconds, nearly all distinct, so the subjects do not shrink when they are counted:
+merged over partitions they are as large as the log itself — far too large for one
+worker (issue 16: a 1M-deal summary carried 1.7 GiB of them). So they never meet in one
+place:
+
+1. each partition of whole deals turns its deals into subjects and splits them by stage
+   (:func:`subjects_by_stage`), each subject coded by its group (segment × stages + stage);
+2. one task per stage gathers that stage's subjects from every partition and computes
+   the estimates there (:func:`clock_stage`) — the largest task holds one stage's
+   subjects, at most one per deal, as compact arrays;
+3. only the estimates travel on: a few numbers per group, put together by
+   :func:`gather`.
+
+The estimates are the in-memory functions run on the same subjects (ties and sums in a
+different order aside), so they equal the in-memory ones to rounding.
+
+Plain numpy and pandas: nothing here knows about dask. ``funnelkit.dask`` drives it
+(:meth:`funnelkit.dask.DaskEventLog._clock`); the partitions' side is
+:func:`funnelkit._summary.clock_part`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ._segments import seg_columns, segment_codes
+
+if TYPE_CHECKING:
+    from ._summary import Layout, SegmentCoder
+    from .log import EventLog
+
+#: what a stage task can compute (see :func:`clock_stage`)
+PRODUCTS = ("funnel", "conversion", "whole", "rest", "subjects", "incidence")
+#: rows of replicated subjects per Aalen–Johansen call for the segments' rests
+REST_CHUNK = 5_000_000
+
+
+@dataclass(frozen=True)
+class ClockSpec:
+    """Which subjects, grouped how.
+
+    ``coder`` the segments (None: one group per stage); ``period_ns`` groups the deals
+    by the side of a period instead (0 = created before, 1 = at or after); ``skips`` the
+    funnel's skip rule; ``weighted`` weights each subject by its deal's amount; ``win``
+    adds the win clock (the funnel and the incidence curves need it).
+    """
+
+    coder: SegmentCoder | None = None
+    period_ns: int | None = None
+    skips: str = "implied"
+    weighted: bool = False
+    win: bool = True
+
+    @property
+    def n_segments(self) -> int:
+        if self.period_ns is not None:
+            return 2
+        return 1 if self.coder is None else len(self.coder)
+
+
+_FIELDS = ("g", "t_adv", "c_adv", "t_win", "c_win", "w")
+
+
+def _empty() -> dict[str, np.ndarray]:
+    z = np.zeros(0, dtype=np.int64)
+    return {
+        "g": z.astype(np.int32),
+        "t_adv": z,
+        "c_adv": z.astype(np.int8),
+        "t_win": z,
+        "c_win": z.astype(np.int8),
+        "w": np.zeros(0),
+    }
+
+
+def subjects_by_stage(
+    log: EventLog | None, lay: Layout, spec: ClockSpec
+) -> tuple[dict[str, np.ndarray], ...]:
+    """One partition's subjects of the clock (``log``: its deals in the global stage
+    order; None without any), one piece per stage: group (int32: segment × stages +
+    stage), the conversion clock's time and cause, the win clock's (when ``spec.win``),
+    and the weight (when ``spec.weighted``)."""
+    from .funnel import log_subjects
+
+    S = len(lay.stages)
+    if log is None or S == 0:
+        return tuple(_empty() for _ in range(S))
+    sub = log_subjects(log, spec.skips)
+    if spec.period_ns is not None:
+        grp = (log._first_ns >= spec.period_ns).astype(np.int64)
+    elif spec.coder is not None and spec.coder.by:
+        local, labels = segment_codes(log, list(spec.coder.by))
+        n_local = int(local.max()) + 1 if local.size else 0
+        own = pd.DataFrame(seg_columns(labels, np.arange(n_local)))
+        grp = spec.coder.codes(own)[local] if n_local else local
+    else:
+        grp = np.zeros(log.n_deals, dtype=np.int64)
+    stage = sub.stage.astype(np.int64)
+    g = (grp[sub.deal] * S + stage).astype(np.int32)
+    w = np.zeros(0)
+    if spec.weighted and log._amount is not None:
+        w = np.nan_to_num(np.asarray(log._amount, dtype=np.float64), nan=0.0)[sub.deal]
+    order = np.argsort(stage, kind="stable")
+    bounds = np.searchsorted(stage[order], np.arange(S + 1))
+    cols = {
+        "g": g,
+        "t_adv": sub.t_adv.astype(np.int64),
+        "c_adv": sub.c_adv.astype(np.int8),
+        "t_win": sub.t_win.astype(np.int64) if spec.win else np.zeros(0, dtype=np.int64),
+        "c_win": sub.c_win.astype(np.int8) if spec.win else np.zeros(0, dtype=np.int8),
+        "w": w,
+    }
+    pieces = []
+    for s in range(S):  # loop over stages: one piece each
+        idx = order[bounds[s] : bounds[s + 1]]
+        pieces.append({k: (v[idx] if v.size else v) for k, v in cols.items()})
+    return tuple(pieces)
+
+
+def _concat(pieces: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not pieces:
+        return _empty()
+    return {k: np.concatenate([p[k] for p in pieces]) for k in _FIELDS}
+
+
+def clock_stage(
+    pieces: Sequence[dict[str, np.ndarray]],
+    lay: Layout,
+    spec: ClockSpec,
+    products: Sequence[str],
+) -> dict[str, Any]:
+    """The estimates of one stage from its subjects in every partition.
+
+    Products (each a dict of arrays over all ``segments × stages`` groups, of which
+    only this stage's entries are filled, unless said otherwise):
+
+    ``funnel``      :func:`funnelkit.funnel.competing_estimates` (conversion, win rate);
+    ``conversion``  :func:`funnelkit.monitoring.conversion_estimates` per group;
+    ``whole``       the same with every segment as one (arrays over stages);
+    ``rest``        the same for each segment's rest (all other segments' subjects);
+    ``subjects``    subjects per group (weighted when ``spec.weighted``), an array;
+    ``incidence``   the incidence curves of :func:`funnelkit.funnel.incidence_table`
+                    (a frame, with the group in column ``_g``).
+    """
+    from .funnel import competing_estimates, incidence_table
+    from .monitoring import _ADV_KEYS, complement_rows, conversion_estimates
+
+    x = _concat(pieces)
+    S = max(len(lay.stages), 1)
+    G = spec.n_segments * len(lay.stages)
+    g = x["g"].astype(np.int64)
+    w = x["w"] if spec.weighted else None
+    adv = (g, x["t_adv"], x["c_adv"], w, None)
+    out: dict[str, Any] = {}
+    if "funnel" in products:
+        win = (g, x["t_win"], x["c_win"], w, None)
+        out["funnel"] = competing_estimates(adv, win, G, level_after=lay.stale_after_ns)
+    if "conversion" in products:
+        out["conversion"] = conversion_estimates(adv, G, lay.stale_after_ns)
+    if "whole" in products:
+        out["whole"] = conversion_estimates((g % S, *adv[1:]), S, lay.stale_after_ns)
+    if "rest" in products:
+        n_seg = spec.n_segments
+        parts = [
+            conversion_estimates(
+                (group, x["t_adv"][idx], x["c_adv"][idx], None if w is None else w[idx], None),
+                k * S,
+                lay.stale_after_ns,
+            )
+            for k, idx, group in complement_rows(g // S, g % S, n_seg, S, REST_CHUNK)
+        ]
+        out["rest"] = {k: np.concatenate([p[k] for p in parts]) for k in _ADV_KEYS}
+    if "subjects" in products:
+        out["subjects"] = np.bincount(g, weights=w, minlength=G).astype(np.float64)
+    if "incidence" in products:
+        labels = spec.coder.labels() if spec.coder is not None else pd.DataFrame(index=[0])
+        by = list(spec.coder.by) if spec.coder is not None else []
+        curves = incidence_table(
+            list(lay.stages),
+            labels,
+            by,
+            (g, x["t_adv"], x["c_adv"], None),
+            (g, x["t_win"], x["c_win"], None),
+            group_column="_g",
+        )
+        out["incidence"] = curves
+    return out
+
+
+def gather(results: Sequence[dict[str, Any]], spec: ClockSpec, S: int) -> dict[str, Any]:
+    """The stages' :func:`clock_stage` results put together: each group's entries from
+    the task of its stage."""
+    out: dict[str, Any] = {}
+    if not results:
+        return out
+    G = spec.n_segments * S
+    stage_of = np.arange(G) % max(S, 1)
+    for name, first in results[0].items():
+        if name == "incidence":
+            cat = pd.concat([r[name] for r in results[:S]] or [first], ignore_index=True)
+            cat = cat.sort_values("_g", kind="stable").drop(columns="_g")
+            out[name] = cat.reset_index(drop=True)
+        elif name == "whole":
+            out[name] = {k: np.array([results[s][name][k][s] for s in range(S)]) for k in first}
+        elif isinstance(first, dict):
+            out[name] = {k: _pick([r[name][k] for r in results], stage_of) for k in first}
+        else:
+            out[name] = _pick([r[name] for r in results], stage_of)
+    return out
+
+
+def _pick(arrays: list[np.ndarray], stage_of: np.ndarray) -> np.ndarray:
+    """Per group the value from the array of its stage."""
+    stacked = np.stack([np.asarray(a) for a in arrays])
+    return stacked[stage_of, np.arange(stage_of.size)]
