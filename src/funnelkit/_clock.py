@@ -25,6 +25,7 @@ Plain numpy and pandas: nothing here knows about dask. ``funnelkit.dask`` drives
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .log import EventLog
 
 #: what a stage task can compute (see :func:`clock_stage`)
-PRODUCTS = ("funnel", "conversion", "whole", "rest", "subjects", "incidence")
+PRODUCTS = ("funnel", "aj_adv", "aj_win", "conversion", "whole", "rest", "subjects", "incidence")
 #: rows of replicated subjects per Aalen–Johansen call for the segments' rests
 REST_CHUNK = 5_000_000
 
@@ -126,10 +127,23 @@ def subjects_by_stage(
     return tuple(pieces)
 
 
-def _concat(pieces: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _concat(
+    pieces: Sequence[dict[str, np.ndarray]], fields: Sequence[str]
+) -> dict[str, np.ndarray]:
+    empty = _empty()
     if not pieces:
-        return _empty()
-    return {k: np.concatenate([p[k] for p in pieces]) for k in _FIELDS}
+        return {k: empty[k] for k in fields}
+    return {k: np.concatenate([p[k] for p in pieces]) for k in fields}
+
+
+def tasks(products: Sequence[str]) -> list[tuple[str, ...]]:
+    """The products of :func:`clock_stage` calls, per stage, that answer ``products``:
+    the funnel's two clocks in two tasks (``aj_adv`` with the other products, ``aj_win``
+    alone), so that a task holds one clock's subjects of one stage."""
+    if "funnel" not in products:
+        return [tuple(products)]
+    rest = tuple(p for p in products if p != "funnel")
+    return [("aj_adv", *rest), ("aj_win",)]
 
 
 def clock_stage(
@@ -140,10 +154,13 @@ def clock_stage(
 ) -> dict[str, Any]:
     """The estimates of one stage from its subjects in every partition.
 
-    Products (each a dict of arrays over all ``segments × stages`` groups, of which
-    only this stage's entries are filled, unless said otherwise):
+    Products (each over all ``segments × stages`` groups, of which only this stage's
+    entries are filled, unless said otherwise):
 
-    ``funnel``      :func:`funnelkit.funnel.competing_estimates` (conversion, win rate);
+    ``aj_adv``, ``aj_win``  the conversion and the win clock's Aalen–Johansen estimates
+                    (:func:`funnelkit.funnel.clock_estimate`; :func:`gather` combines
+                    them into ``funnel``, :func:`funnelkit.funnel.competing_estimates`);
+    ``funnel``      both at once (one task holds both clocks' subjects);
     ``conversion``  :func:`funnelkit.monitoring.conversion_estimates` per group;
     ``whole``       the same with every segment as one (arrays over stages);
     ``rest``        the same for each segment's rest (all other segments' subjects);
@@ -151,19 +168,26 @@ def clock_stage(
     ``incidence``   the incidence curves of :func:`funnelkit.funnel.incidence_table`
                     (a frame, with the group in column ``_g``).
     """
-    from .funnel import competing_estimates, incidence_table
+    from .funnel import clock_estimate, incidence_table
     from .monitoring import _ADV_KEYS, complement_rows, conversion_estimates
 
-    x = _concat(pieces)
+    wins = {"aj_win", "funnel", "incidence"} & set(products)
+    advs = set(products) - {"aj_win"}
+    fields = ["g", *(["t_adv", "c_adv"] if advs else []), *(["t_win", "c_win"] if wins else [])]
+    x = _concat(pieces, [*fields, *(["w"] if spec.weighted else [])])
     S = max(len(lay.stages), 1)
     G = spec.n_segments * len(lay.stages)
-    g = x["g"].astype(np.int64)
-    w = x["w"] if spec.weighted else None
-    adv = (g, x["t_adv"], x["c_adv"], w, None)
+    g = x.pop("g").astype(np.int64)
+    w = x.pop("w") if spec.weighted else None
     out: dict[str, Any] = {}
-    if "funnel" in products:
+    if advs:
+        adv = (g, x["t_adv"], x["c_adv"], w, None)
+    if wins:
         win = (g, x["t_win"], x["c_win"], w, None)
-        out["funnel"] = competing_estimates(adv, win, G, level_after=lay.stale_after_ns)
+    if "aj_adv" in products or "funnel" in products:
+        out["aj_adv"] = clock_estimate(adv, G)
+    if "aj_win" in products or "funnel" in products:
+        out["aj_win"] = clock_estimate(win, G)
     if "conversion" in products:
         out["conversion"] = conversion_estimates(adv, G, lay.stale_after_ns)
     if "whole" in products:
@@ -196,9 +220,14 @@ def clock_stage(
     return out
 
 
-def gather(results: Sequence[dict[str, Any]], spec: ClockSpec, S: int) -> dict[str, Any]:
-    """The stages' :func:`clock_stage` results put together: each group's entries from
-    the task of its stage."""
+def gather(results: Sequence[dict[str, Any]], lay: Layout, spec: ClockSpec) -> dict[str, Any]:
+    """The stages' :func:`clock_stage` results (one dict per stage, the products of its
+    tasks together) put together: each group's entries from the task of its stage; the
+    two clocks combined into ``funnel``."""
+    from ._competing import AJ
+    from .funnel import combine_estimates
+
+    S = len(lay.stages)
     out: dict[str, Any] = {}
     if not results:
         return out
@@ -213,8 +242,18 @@ def gather(results: Sequence[dict[str, Any]], spec: ClockSpec, S: int) -> dict[s
             out[name] = {k: np.array([results[s][name][k][s] for s in range(S)]) for k in first}
         elif isinstance(first, dict):
             out[name] = {k: _pick([r[name][k] for r in results], stage_of) for k in first}
+        elif isinstance(first, AJ):
+            picked = {
+                f.name: _pick([getattr(r[name], f.name) for r in results], stage_of)
+                for f in dataclasses.fields(first)
+                if getattr(first, f.name) is not None
+            }
+            out[name] = dataclasses.replace(first, **picked)
         else:
             out[name] = _pick([r[name] for r in results], stage_of)
+    if "aj_adv" in out and "aj_win" in out:
+        a, b = out.pop("aj_adv"), out.pop("aj_win")
+        out["funnel"] = combine_estimates(a, b, G, level_after=lay.stale_after_ns)
     return out
 
 

@@ -2170,12 +2170,19 @@ def clock_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, spec) -> tuple[dict,
 def run_clock(partitions: Sequence[pd.DataFrame], cfg: Config, lay: Layout, spec, products):
     """The sharded clock's three steps in this process, over ``partitions`` of whole
     deals (see :mod:`funnelkit._clock`): what an engine runs in parallel."""
-    from ._clock import clock_stage, gather
+    from ._clock import clock_stage, gather, tasks
 
     S = len(lay.stages)
     parts = [clock_part(p, cfg, lay, spec) for p in partitions]
-    results = [clock_stage([p[s] for p in parts], lay, spec, products) for s in range(S)]
-    return gather(results or [clock_stage([], lay, spec, products)], spec, S)
+    results = [
+        {
+            k: v
+            for t in tasks(products)
+            for k, v in clock_stage([p[s] for p in parts], lay, spec, t).items()
+        }
+        for s in range(S)
+    ]
+    return gather(results or [clock_stage([], lay, spec, products)], lay, spec)
 
 
 def split_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, period_ns: int) -> dict:

@@ -867,7 +867,10 @@ class DaskEventLog:
         weight: str | None = None,
         by: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The stage table; see :meth:`funnelkit.EventLog.funnel`. Exact.
+        """The stage table; see :meth:`funnelkit.EventLog.funnel`. Exact: the counts
+        from the merged summary, the conversion and win rate from one pass of the clock
+        sharded by stage (:mod:`funnelkit._clock`; each stage's Aalen–Johansen estimate
+        computed where its subjects are gathered), cached per ``skips``/``weight``/``by``.
 
         Examples
         --------
@@ -896,7 +899,7 @@ class DaskEventLog:
     ) -> pd.DataFrame:
         """The curves behind the funnel's conversion; see
         :meth:`funnelkit.EventLog.incidence`. Exact: the partitions send their subjects
-        counted per (segment, stage, time, outcome), the curves are built from those sums.
+        split by stage, each stage's curves built where its subjects are gathered.
 
         Examples
         --------
@@ -926,7 +929,8 @@ class DaskEventLog:
     ) -> dict[str, Any]:
         """The funnel's competing-risks estimates per (segment of ``by``) × stage, computed
         where the subjects live (:mod:`funnelkit._clock`): one pass over the partitions,
-        one task per stage gathers that stage's subjects, only the estimates come back.
+        one task per stage and clock gathers that stage's subjects, only the estimates
+        come back.
         Cached per question."""
         from . import _clock as CK
 
@@ -939,17 +943,22 @@ class DaskEventLog:
         lay = self._layout
         S = len(lay.stages)
         if S == 0:
-            return CK.gather([CK.clock_stage([], lay, spec, products)], spec, 0)
+            return CK.gather([CK.clock_stage([], lay, spec, products)], lay, spec)
         dask, _ = _dask()
         pieces = [
             dask.delayed(SM.clock_part, nout=S, pure=True)(p, self._cfg, lay, spec)
             for p in self._shuffled.to_delayed()
         ]
-        tasks = [
-            dask.delayed(CK.clock_stage, pure=True)([pc[s] for pc in pieces], lay, spec, products)
+        per_stage = [
+            [
+                dask.delayed(CK.clock_stage, pure=True)([pc[s] for pc in pieces], lay, spec, t)
+                for t in CK.tasks(products)
+            ]
             for s in range(S)
         ]
-        cache[key] = out = CK.gather(dask.compute(*tasks), spec, S)
+        done = dask.compute(*per_stage)
+        results = [{k: v for r in stage for k, v in r.items()} for stage in done]
+        cache[key] = out = CK.gather(results, lay, spec)
         return out
 
     @_as_in_memory("dwell")
@@ -1032,12 +1041,13 @@ class DaskEventLog:
         """Segments against the rest, or deals created after a date against those
         before: :meth:`funnelkit.EventLog.compare`, the same columns and tests.
 
-        With ``by`` it reads the merged summary (no pass over the data): counts and each
+        With ``by`` the counts come from the merged summary and the conversions from one
+        pass of the clock sharded by stage (:mod:`funnelkit._clock`): counts and each
         segment's conversion equal the in-memory ones exactly, and so does the rest's
         conversion — each rest's own Aalen–Johansen estimate from the other segments'
-        (time, cause) counts, also where the in-memory log approximates it for its size
-        (many segments of a large log). With ``period`` one pass over the partitions
-        counts each side's funnel and conversion clock.
+        subjects, also where the in-memory log approximates it for its size (many
+        segments of a large log). With ``period`` one pass counts each side's funnel and
+        one pass of the clock, grouped by side, gives the conversions.
 
         Examples
         --------
@@ -1332,8 +1342,8 @@ class DaskEventLog:
         The signals read the same statistics as in memory, merged from the partitions
         (one builder makes the table, :func:`funnelkit.keystages.signal_table`):
         ``dropoff``, ``heterogeneity`` and ``change`` the Aalen–Johansen conversions from
-        the merged (time, cause) counts — each segment's rest its own exact estimate, the
-        period's two sides from one pass; ``stall`` the ended first visits counted per
+        one pass of the clock sharded by stage — each segment's rest its own exact
+        estimate, the period's two sides the clock's groups; ``stall`` the ended first visits counted per
         stage and hour of dwell in one pass (the median's hour fixes the threshold, so it
         and the test are exact); ``dwell`` the first visits counted per stage, duration,
         outcome and group in one pass (the log-rank test and the medians from those counts

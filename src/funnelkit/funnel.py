@@ -550,12 +550,9 @@ def competing_estimates(
     gave to advancing (the interval's lower end subtracts it), ``up`` the rest plus the
     unresolved tail (the upper end adds it); ``unresolved`` = ``down`` + ``up``.
     """
-    from ._competing import aalen_johansen
-
-    K, m = N_CAUSES, MIN_AT_RISK
 
     def estimate(x):
-        return aalen_johansen(x[0], x[1], x[2], n_groups, K, x[3], weights2=x[4], report=1, thin=m)
+        return clock_estimate(x, n_groups)
 
     if len(adv[0]) >= PARALLEL_SUBJECTS and (os.cpu_count() or 1) > 1:
         # two independent estimates, each mostly one sort and array passes that release
@@ -567,6 +564,25 @@ def competing_estimates(
             b = later.result()
     else:
         a, b = estimate(adv), estimate(win)
+    return combine_estimates(a, b, n_groups, level_after=level_after, horizon=horizon)
+
+
+def clock_estimate(rows: tuple, n_groups: int):
+    """The Aalen–Johansen estimate of one clock (conversion or win) per group from
+    ``(group, time, cause, weights, weights2)``: the half of
+    :func:`competing_estimates` that reads the subjects (an engine can run the two
+    clocks apart, see :mod:`funnelkit._clock`)."""
+    from ._competing import aalen_johansen
+
+    g, t, c, w, w2 = rows
+    return aalen_johansen(g, t, c, n_groups, N_CAUSES, w, weights2=w2, report=1, thin=MIN_AT_RISK)
+
+
+def combine_estimates(
+    a, b, n_groups: int, *, level_after: int | None = None, horizon: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`competing_estimates` from the two clocks' :func:`clock_estimate` results
+    ``a`` (conversion) and ``b`` (win)."""
 
     def settled(aj) -> np.ndarray:
         done = np.zeros(n_groups, dtype=bool)
