@@ -342,7 +342,13 @@ def report(big: dict | None, small_mem: dict | None, small_dask: dict | None) ->
             lines += [big["note"], ""]
     if small_mem is not None and small_dask is not None:
         same = (
-            small_mem["funnel_head"] == small_dask["funnel_head"]
+            small_mem["funnel_head"]["reached"] == small_dask["funnel_head"]["reached"]
+            and np.allclose(
+                small_mem["funnel_head"]["conversion"],
+                small_dask["funnel_head"]["conversion"],
+                rtol=1e-9,
+                atol=0,
+            )
             and small_mem["events"] == small_dask["events"]
         )
         lines += [
@@ -363,7 +369,7 @@ def report(big: dict | None, small_mem: dict | None, small_dask: dict | None) ->
             f"{small_dask['client_peak_rss_mib']:,.0f} | "
             f"{_load(small_dask)} |",
             "",
-            f"Funnel counts and conversions identical: {same}; dwell medians (days) in memory "
+            f"Funnel counts identical and conversions equal to 1e-9: {same}; dwell medians (days) in memory "
             f"{small_mem['dwell_median_days']}, dask {small_dask['dwell_median_days']} (the "
             "dwell groups have more than 1024 distinct durations, so they are binned: "
             "within 0.5% per value, 1% stated).",
