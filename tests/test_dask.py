@@ -416,6 +416,25 @@ def test_bad_rows_dropped_and_as_of_after_conflicting_deal(client):
     assert_same(mem.dwell(), dist.dwell())
 
 
+def test_default_funnel_comes_with_the_build_when_the_stages_are_declared(client):
+    """With a declared stage order the build's pass also runs the funnel's clock (its
+    default question), so ``funnel()`` needs no pass of its own; with an inferred order,
+    or when the second summary pass moves ``as_of``, it does."""
+    from funnelkit.dask import _DEFAULT_FUNNEL
+
+    events = with_attrs(random_log(np.random.default_rng(8), 120), np.random.default_rng(8))
+    declared = distributed_log(events, **dict(KW, stages=["A", "B", "C", "D"]))
+    assert set(declared._clock_cache) == {_DEFAULT_FUNNEL}
+    mem = fk.EventLog(events, **dict(KW, stages=["A", "B", "C", "D"]))
+    assert_same(mem.funnel(), declared.funnel())
+    assert_same(mem.funnel(by="team"), declared.funnel(by="team"))  # a pass of its own
+    assert len(declared._clock_cache) == 2
+    inferred = distributed_log(events, **KW)
+    assert not getattr(inferred, "_clock_cache", {})
+    moved = distributed_log(bad_events(), **dict(BAD_KW, errors="drop", stale_after="30D"))
+    assert not getattr(moved, "_clock_cache", {})  # as_of moved: the early answer is stale
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tz", [None, "Asia/Shanghai"])
 def test_alerts_equal_in_memory(client, tz):

@@ -636,7 +636,21 @@ def summarize(pdf: pd.DataFrame, cfg: Config) -> Summary:
     cfg : Config
         The global settings (``as_of``, stage order, time-zone decision).
     """
+    return _summarize_part(pdf, cfg, build_partition(pdf, cfg))
+
+
+def summarize_with_clock(pdf: pd.DataFrame, cfg: Config, lay: Layout, spec) -> tuple:
+    """:func:`summarize` and, from the same partition log, its subjects of the funnel's
+    clock split by stage (:func:`funnelkit._clock.subjects_by_stage`): ``(summary,
+    piece of stage 0, ...)``. For a log whose stage order is declared, so known before
+    the summaries are merged (``lay`` then holds what the clock reads)."""
+    from ._clock import subjects_by_stage
+
     part = build_partition(pdf, cfg)
+    return (_summarize_part(pdf, cfg, part), *subjects_by_stage(part.log, lay, spec))
+
+
+def _summarize_part(pdf: pd.DataFrame, cfg: Config, part: Part) -> Summary:
     out = Summary.empty(cfg.attrs, cfg.exact_limit)
     src = np.bincount(part.all_keys >> ROW_BITS) if part.all_keys.size else np.zeros(0, int)
     out.source_rows = {int(p): int(k) for p, k in enumerate(src) if k}
