@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import sparse, stats
 
 import funnelkit as fk
 from funnelkit._ajtests import (
@@ -23,7 +23,14 @@ from funnelkit._periods import newcombe
 from funnelkit._stats import wilson
 from funnelkit.funnel import competing_estimates
 from funnelkit.keystages import COLUMNS, NO_BASELINE, SIGNALS, key_stages
-from funnelkit.markov import chain_from_log
+from funnelkit.markov import (
+    bootstrap_counts,
+    chain_from_log,
+    deal_counts,
+    deal_patterns,
+    pattern_bootstrap,
+    pattern_chain,
+)
 
 KW = fk.datasets.SAMPLE_KWARGS
 PLANTED = dict(
@@ -117,32 +124,44 @@ def test_leverage_is_the_exact_chain_what_if(planted_log, planted_ks):
 
 # ci of `key_stages(sample, signals="leverage", n_boot=50, seed=7)` from the former,
 # all-draws-at-once implementation (commit d6e1fbf): effect, ci_low, ci_high per stage
-LEVERAGE_BEFORE = [
-    [0.0014284419956212685, 0.0010519201743245585, 0.0019045579273148914],
-    [0.0022231042264617973, 0.0016831858053182249, 0.002861789931621435],
-    [0.0034711404271275115, 0.002715498764908394, 0.004233435966810027],
-    [0.008253034790671382, 0.006682723714201538, 0.010349892020039893],
-    [0.01443175700113139, 0.012304095232721583, 0.01680047172579108],
-    [0.003690505871749794, 0.0018199059222694376, 0.005195194374615924],
-]
-
-
-def test_leverage_bootstrap_in_blocks_gives_the_same_interval(sample_log, monkeypatch):
-    cols = ["effect", "ci_low", "ci_high"]
-    whole = key_stages(sample_log, signals="leverage", n_boot=50, seed=7)
-    np.testing.assert_allclose(whole[cols].to_numpy(), LEVERAGE_BEFORE, rtol=1e-9, atol=0)
-    monkeypatch.setattr(fk.markov, "BATCH_BYTES", 1)  # blocks of one draw
-    calls = []
-    blocks = key_stages(
-        sample_log,
-        signals="leverage",
-        n_boot=50,
-        seed=7,
-        progress=lambda d, t: calls.append((d, t)),
+def test_leverage_patterns_are_the_deals_counted(sample_log):
+    """The deals summarised as distinct patterns (starting state, exit counts) hold the
+    same chain: every deal's row of ``deal_counts`` is one pattern's, and each pattern is
+    counted as often as deals share it."""
+    exits, start = deal_counts(sample_log)
+    cd = pattern_chain(deal_patterns(sample_log), sample_log._catalogue, sample_log._kind)
+    assert int(cd.deals.sum()) == sample_log.n_deals
+    deals = sparse.hstack([start, exits]).tocsr()
+    pats = sparse.hstack([cd.start, cd.exits]).tocsr()
+    key = lambda m: [tuple(m[i].toarray().ravel()) for i in range(m.shape[0])]  # noqa: E731
+    per_deal = pd.Series(key(deals)).value_counts()
+    per_pattern = pd.Series(cd.deals, index=key(pats))
+    assert per_pattern.index.is_unique
+    pd.testing.assert_series_equal(
+        per_pattern.sort_index(), per_deal.sort_index(), check_names=False, check_dtype=False
     )
-    np.testing.assert_allclose(blocks[cols].to_numpy(), whole[cols].to_numpy(), atol=1e-15)
-    assert blocks["reason"].tolist() == whole["reason"].tolist()
-    assert calls[-1] == (50, 50) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_pattern_bootstrap_has_the_deal_bootstrap_distribution(sample_log):
+    """Multinomial pattern multiplicities resample whole deals: the exit counts of the
+    draws have the mean and spread of resampling the deals themselves (the earlier,
+    deal-level implementation, kept in ``markov.bootstrap_counts``), within Monte-Carlo
+    error; and ``progress`` is called in order up to the last draw."""
+    exits, start = deal_counts(sample_log)
+    cd = pattern_chain(deal_patterns(sample_log), sample_log._catalogue, sample_log._kind)
+    n_boot = 2000
+    calls = []
+    pat, _ = pattern_bootstrap(
+        cd, n_boot, np.random.default_rng(1), progress=lambda d, t: calls.append((d, t))
+    )
+    deal, _ = bootstrap_counts(exits, start, n_boot=n_boot, rng=np.random.default_rng(2))
+    pat, deal = pat.reshape(n_boot, -1), deal.reshape(n_boot, -1)
+    used = deal.std(axis=0) > 0
+    se_mean = deal.std(axis=0)[used] / np.sqrt(n_boot)
+    assert np.all(np.abs(pat.mean(axis=0)[used] - deal.mean(axis=0)[used]) < 5 * se_mean)
+    ratio = pat.std(axis=0)[used] / deal.std(axis=0)[used]
+    assert np.all(np.abs(ratio - 1) < 5 / np.sqrt(2 * n_boot))  # sd of an sd ratio
+    assert calls[-1] == (n_boot, n_boot) and [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 def test_leverage_reason_quotes_its_numbers(planted_log, planted_ks):

@@ -56,6 +56,7 @@ from ._segments import segment_codes as _segment_codes
 from .errors import EventLogError, InvalidParameterError
 from .funnel import assemble
 from .kpis import kpi_table
+from .markov import ChainData, deal_patterns, pattern_chain
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
@@ -839,48 +840,11 @@ def _fill_tables(out: Summary, log: EventLog, cfg: Config) -> None:
     )
 
     # ---- leverage: distinct (start state, exit counts) patterns of deals
-    out.tables["patterns"] = _patterns(log, v, ex, pair, n_pairs, names, kinds)
+    out.tables["patterns"] = deal_patterns(log)
 
     # ---- first-visit positions, for the inferred stage order
     if cfg.infer_order:
         out.tables["positions"] = _positions(log)
-
-
-def _patterns(log, v, ex, pair, n_pairs, names, kinds) -> pd.DataFrame:
-    D = log.n_deals
-    n_st = len(log._catalogue) + 1
-    p_deal = log._path_deal
-    first = np.ones(p_deal.size, dtype=bool)
-    first[1:] = p_deal[1:] != p_deal[:-1]
-    start = np.zeros(D, dtype=np.int64)
-    start[p_deal[first]] = log._path_stage[first]
-    u, cnt = np.unique(v.deal[ex].astype(np.int64) * n_pairs + pair, return_counts=True)
-    ud, up = u // n_pairs, u % n_pairs
-    pid = start.copy()  # refined level by level: the k-th exit entry of each deal
-    if u.size:
-        new = np.ones(u.size, dtype=bool)
-        new[1:] = ud[1:] != ud[:-1]
-        starts = np.flatnonzero(new)
-        level = np.arange(u.size) - starts[np.cumsum(new) - 1]
-        code = up * (int(cnt.max()) + 1) + cnt
-        base = n_pairs * (int(cnt.max()) + 1)
-        for k in range(int(level.max()) + 1):  # loop over exit entries per deal (few)
-            sel = level == k
-            d = ud[sel]
-            _, inv = np.unique(pid[d] * base + code[sel], return_inverse=True)
-            pid[d] = inv.reshape(-1) + int(pid.max()) + 1
-    _, rep, n = np.unique(pid, return_index=True, return_counts=True)
-    lo = np.searchsorted(ud, rep, side="left")
-    hi = np.searchsorted(ud, rep, side="right")
-    text = np.empty(rep.size, dtype=object)
-    for i in range(rep.size):  # loop over distinct patterns
-        exits = sorted(
-            [str(names[p // n_st]), str(kinds[p % n_st]), str(names[p % n_st]), int(c)]
-            for p, c in zip(up[lo[i] : hi[i]], cnt[lo[i] : hi[i]], strict=True)
-        )
-        st = int(start[rep[i]])
-        text[i] = json.dumps({"start": [str(kinds[st]), str(names[st])], "exits": exits})
-    return pd.DataFrame({"pattern": text, "deals": n.astype(np.int64)})
 
 
 def _positions(log: EventLog) -> pd.DataFrame:
@@ -1443,46 +1407,9 @@ def kpis_table(sm: Summary, lay: Layout, *, by=None) -> pd.DataFrame:
 
 
 # ---- the absorbing chain and leverage
-@dataclass
-class ChainData:
-    """The chain of the transition counts and the deal patterns behind it.
-
-    ``exits`` (patterns × stages·states) and ``start`` (patterns × states) hold each
-    distinct pattern's exit counts and starting state; ``deals`` how many deals share it.
-    A deal-level bootstrap draws pattern multiplicities from Multinomial(n, deals / n):
-    the same distribution as resampling n deals with replacement."""
-
-    states: list[str]
-    exits: Any  # scipy.sparse.csr_matrix
-    start: Any  # scipy.sparse.csr_matrix
-    deals: np.ndarray
-
-
 def chain_data(sm: Summary, lay: Layout) -> ChainData:
-    from scipy import sparse
-
-    S = len(lay.stages)
-    n_states = len(lay.catalogue) + 1
-    pat = sm.tables["patterns"]
-    rows, cols, vals, srows, scols = [], [], [], [], []
-    for i, text in enumerate(pat["pattern"].astype(str)):  # loop over distinct patterns
-        p = json.loads(text)
-        srows.append(i)
-        scols.append(int(lay.codes([p["start"][0]], [p["start"][1]])[0]))
-        for frm, kind, to, count in p["exits"]:
-            rows.append(i)
-            cols.append(
-                int(lay.codes(["stage"], [frm])[0]) * n_states + int(lay.codes([kind], [to])[0])
-            )
-            vals.append(count)
-    n_pat = len(pat)
-    exits = sparse.csr_matrix(
-        (np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(n_pat, S * n_states)
-    )
-    start = sparse.csr_matrix((np.ones(len(srows)), (srows, scols)), shape=(n_pat, n_states))
-    return ChainData(
-        [*lay.catalogue, "stale"], exits, start, pat["deals"].to_numpy(dtype=np.int64)
-    )
+    """The chain's deal patterns of a summary (:func:`funnelkit.markov.pattern_chain`)."""
+    return pattern_chain(sm.tables["patterns"], lay.catalogue, lay.kind)
 
 
 def transition_matrix_table(sm: Summary, lay: Layout, kind: str = "probabilities") -> pd.DataFrame:
@@ -1573,7 +1500,8 @@ class SummarySource:
     def leverage_rows(self, opt) -> list[dict[str, Any]]:
         from . import keystages as K
 
-        return _leverage_rows(self._summary(), self._lay, opt, K)
+        lay = self._lay
+        return K.leverage_from_patterns(list(lay.stages), chain_data(self._summary(), lay), opt)
 
     @cached_property
     def first_visits(self):
@@ -1636,57 +1564,6 @@ def stall_part(pdf: pd.DataFrame, cfg: Config, lay: Layout):
     if log is None:
         return StallTable.empty()
     return StallTable.of_log(log)
-
-
-def _leverage_rows(sm: Summary, lay: Layout, opt, K) -> list[dict[str, Any]]:
-    """The rows of ``keystages._leverage``, from the pattern table."""
-    from .markov import AbsorbingChain, exit_probabilities, leverage_batch
-
-    S = len(lay.stages)
-    cd = chain_data(sm, lay)
-    n_states = len(cd.states)
-    m = cd.deals.astype(np.float64)
-    counts = np.asarray(cd.exits.T @ m).reshape(S, n_states)
-    st = np.asarray(cd.start.T @ m).reshape(-1)
-    kind = np.append(lay.kind, V.LOST_KIND)
-    if st.sum() <= 0:
-        raise EventLogError("The log has no deals; a chain needs at least one.")
-    chain = AbsorbingChain(
-        tuple(cd.states), S, counts, st / st.sum(), kind == V.WON_KIND, kind == V.LOST_KIND
-    )
-    loss, forward = chain.loss_mask, chain.forward
-    probs = chain.probabilities
-    base_arr, after = leverage_batch(
-        probs, chain.start, chain.won, loss=loss, forward=forward, uplift=opt.uplift
-    )
-    base = float(base_arr)
-    # deals with at least one completed exit from the stage
-    coo = cd.exits.tocoo()
-    has = np.zeros((cd.deals.size, max(S, 1)), dtype=bool)
-    has[coo.row, coo.col // n_states] = True
-    per_stage = (has.T.astype(np.float64) @ m).astype(np.int64)
-    boot = np.full((opt.n_boot, S), np.nan)
-    if opt.n_boot > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
-        n = int(cd.deals.sum())
-        p = m / m.sum()
-        ex_t, st_t = cd.exits.T.tocsr(), cd.start.T.tocsr()
-        b_counts = np.empty((opt.n_boot, S * n_states))
-        b_starts = np.empty((opt.n_boot, n_states))
-        step = max(1, opt.n_boot // 20)
-        for b in range(opt.n_boot):  # loop over bootstrap draws only
-            w = rng.multinomial(n, p).astype(np.float64)
-            b_counts[b] = ex_t @ w
-            b_starts[b] = st_t @ w
-            if opt.progress is not None and ((b + 1) % step == 0 or b + 1 == opt.n_boot):
-                opt.progress(b + 1, opt.n_boot)
-        p_b = exit_probabilities(b_counts.reshape(opt.n_boot, S, n_states))
-        b_starts /= b_starts.sum(axis=1, keepdims=True)
-        b_base, b_after = leverage_batch(
-            p_b, b_starts, chain.won, loss=loss, forward=forward, uplift=opt.uplift
-        )
-        boot = b_after - b_base[:, None]
-    return K.leverage_rows(list(lay.stages), probs, loss, base, after, boot, per_stage, opt)
 
 
 # --------------------------------------------------------------------------- row-level frames

@@ -1397,9 +1397,9 @@ class DaskEventLog:
         outcome and group in one pass (the log-rank test and the medians from those counts
         are exact; the client holds one row per distinct duration, few with whole-day or
         whole-hour times); ``leverage`` the transition counts and starting states.
-        Everything equals the in-memory table except the leverage bootstrap interval, which
-        has the same distribution (whole deals resampled: multinomial counts of the distinct
-        deal patterns) but different draws.
+        Everything equals the in-memory table, the leverage bootstrap interval included:
+        both engines draw multinomial counts of the same distinct deal patterns, in the
+        same order, from the same seed.
 
         Examples
         --------

@@ -61,12 +61,13 @@ from .funnel import (
     stale_ns,
 )
 from .markov import (
-    batch_size,
-    bootstrap_counts,
-    chain_from_log,
-    deal_counts,
+    AbsorbingChain,
+    ChainData,
+    deal_patterns,
     exit_probabilities,
     leverage_batch,
+    pattern_bootstrap,
+    pattern_chain,
 )
 
 if TYPE_CHECKING:
@@ -257,7 +258,9 @@ class LogSource:
         return StallTable.of_log(self.log)
 
     def leverage_rows(self, opt: _Options) -> list[dict[str, Any]]:
-        return _leverage(self.log, opt)
+        log = self.log
+        cd = pattern_chain(deal_patterns(log), log._catalogue, log._kind)
+        return leverage_from_patterns(list(log.stages), cd, opt)
 
     @cached_property
     def first_visits(self) -> FirstVisits:
@@ -482,50 +485,48 @@ def typed_table(out: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- leverage
-def _leverage(log: EventLog, opt: _Options) -> list[dict[str, Any]]:
-    chain = chain_from_log(log)
+def leverage_from_patterns(
+    stages: list[str], cd: ChainData, opt: _Options
+) -> list[dict[str, Any]]:
+    """The leverage rows from the deals' patterns (:func:`funnelkit.markov.pattern_chain`
+    of :func:`~funnelkit.markov.deal_patterns`: the in-memory log's, or the Dask
+    partitions' merged). The chain's counts are the patterns' sums; the bootstrap draws
+    pattern multiplicities (:func:`~funnelkit.markov.pattern_bootstrap`), the same
+    draws in both engines."""
+    S, n_states = cd.n_stages, len(cd.states)
+    m = cd.deals.astype(np.float64)
+    counts = np.asarray(cd.exits.T @ m).reshape(S, n_states)
+    st = np.asarray(cd.start.T @ m).reshape(-1)
+    if st.sum() <= 0:
+        raise EventLogError("The log has no deals; a chain needs at least one.")
+    won, lost = cd.kind == V.WON_KIND, cd.kind == V.LOST_KIND
+    chain = AbsorbingChain(tuple(cd.states), S, counts, st / st.sum(), won, lost)
     loss, forward = chain.loss_mask, chain.forward
     probs = chain.probabilities
     base_arr, after = leverage_batch(
         probs, chain.start, chain.won, loss=loss, forward=forward, uplift=opt.uplift
     )
     base = float(base_arr)
-    exits, start = deal_counts(log)
-    S, n_states = log._n_stages, len(chain.states)
     # deals with at least one completed exit from the stage
-    coo = exits.tocoo()
-    deal_stage = np.unique(coo.row.astype(np.int64) * S + coo.col // n_states)
-    per_stage = np.bincount(deal_stage % S, minlength=S)
+    coo = cd.exits.tocoo()
+    has = np.zeros((cd.deals.size, max(S, 1)), dtype=bool)
+    has[coo.row, coo.col // n_states] = True
+    per_stage = (has.T.astype(np.float64) @ m).astype(np.int64)
     boot = np.full((opt.n_boot, S), np.nan)
-    rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
-    block = batch_size(S, n_states)
-    for i in range(0, opt.n_boot, block):  # loop over blocks of bootstrap draws
-        # the draws of one block at a time (the same draws, in the same order, as all at
-        # once): memory O(block × stages²) whatever the number of draws
-        size = min(block, opt.n_boot - i)
-        counts, starts = bootstrap_counts(
-            exits, start, n_boot=size, rng=rng, progress=_offset(opt.progress, i, opt.n_boot)
-        )
-        starts /= starts.sum(axis=1, keepdims=True)
+    if opt.n_boot > 0:
+        rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
+        b_counts, b_starts = pattern_bootstrap(cd, opt.n_boot, rng, opt.progress)
+        b_starts /= b_starts.sum(axis=1, keepdims=True)
         b_base, b_after = leverage_batch(
-            exit_probabilities(counts),
-            starts,
+            exit_probabilities(b_counts),
+            b_starts,
             chain.won,
             loss=loss,
             forward=forward,
             uplift=opt.uplift,
         )
-        boot[i : i + size] = b_after - b_base[:, None]
-    return leverage_rows(log.stages, probs, loss, base, after, boot, per_stage, opt)
-
-
-def _offset(
-    progress: Callable[[int, int], None] | None, done: int, total: int
-) -> Callable[[int, int], None] | None:
-    """``progress`` for one block of draws: ``(draws so far, all draws)``."""
-    if progress is None:
-        return None
-    return lambda k, _size: progress(done + k, total)
+        boot = b_after - b_base[:, None]
+    return leverage_rows(stages, probs, loss, base, after, boot, per_stage, opt)
 
 
 def leverage_rows(

@@ -16,6 +16,7 @@ matrix such a (cluster) bootstrap multiplies by its weights.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -827,3 +828,138 @@ def chain_from_log(log: EventLog) -> AbsorbingChain:
     if st.sum() <= 0:
         raise EventLogError("The log has no deals; a chain needs at least one.")
     return AbsorbingChain(tuple(_states(log)), log._n_stages, counts, st / st.sum(), won, lost)
+
+
+# ---- deals as distinct patterns: the leverage bootstrap of both engines
+_KIND_NAMES = np.array(["stage", "won", "lost"], dtype=object)
+
+
+@dataclass
+class ChainData:
+    """The chain of the transition counts and the deal patterns behind it.
+
+    ``exits`` (patterns × stages·states) and ``start`` (patterns × states) hold each
+    distinct pattern's exit counts and starting state; ``deals`` how many deals share it;
+    ``states`` the chain's states (catalogue, then ``"stale"``), ``kind`` their kinds.
+    Patterns are in the order
+    of their text, whatever the engine or partitioning, so a draw from a seeded generator
+    is the same everywhere. A deal-level bootstrap draws pattern multiplicities from
+    Multinomial(n, deals / n): the same distribution as resampling n deals with
+    replacement (:func:`pattern_bootstrap`)."""
+
+    states: list[str]
+    exits: sparse.csr_matrix
+    start: sparse.csr_matrix
+    deals: np.ndarray
+    n_stages: int
+    #: each state's kind (``_validate.STAGE``, ``WON_KIND``, ``LOST_KIND``; stale is lost)
+    kind: np.ndarray
+
+
+def deal_patterns(log: EventLog) -> pd.DataFrame:
+    """The deals of ``log`` as distinct patterns — starting state and exit counts per
+    (stage, next state) — counted: columns ``pattern`` (JSON text: ``{"start": [kind,
+    name], "exits": [[from, kind, to, count], ...]}``, exits sorted) and ``deals``.
+    Typically a few tens of thousands of patterns for millions of deals; a partition's
+    table and the whole log's merge by summing ``deals`` per pattern."""
+    v = log._visits()
+    S = log._n_stages
+    names = np.array([*log._catalogue, "stale"], dtype=object)
+    kinds = np.append(_KIND_NAMES[log._kind], "stale")
+    n_st = len(log._catalogue) + 1  # + stale
+    ex = v.next != NO_NEXT
+    n_pairs = max(S * n_st, 1)
+    pair = v.stage[ex] * n_st + v.next[ex]
+    D = log.n_deals
+    p_deal = log._path_deal
+    first = np.ones(p_deal.size, dtype=bool)
+    first[1:] = p_deal[1:] != p_deal[:-1]
+    start = np.zeros(D, dtype=np.int64)
+    start[p_deal[first]] = log._path_stage[first]
+    u, cnt = np.unique(v.deal[ex].astype(np.int64) * n_pairs + pair, return_counts=True)
+    ud, up = u // n_pairs, u % n_pairs
+    pid = start.copy()  # refined level by level: the k-th exit entry of each deal
+    if u.size:
+        new = np.ones(u.size, dtype=bool)
+        new[1:] = ud[1:] != ud[:-1]
+        starts = np.flatnonzero(new)
+        level = np.arange(u.size) - starts[np.cumsum(new) - 1]
+        code = up * (int(cnt.max()) + 1) + cnt
+        base = n_pairs * (int(cnt.max()) + 1)
+        for k in range(int(level.max()) + 1):  # loop over exit entries per deal (few)
+            sel = level == k
+            d = ud[sel]
+            _, inv = np.unique(pid[d] * base + code[sel], return_inverse=True)
+            pid[d] = inv.reshape(-1) + int(pid.max()) + 1
+    _, rep, n = np.unique(pid, return_index=True, return_counts=True)
+    lo = np.searchsorted(ud, rep, side="left")
+    hi = np.searchsorted(ud, rep, side="right")
+    text = np.empty(rep.size, dtype=object)
+    for i in range(rep.size):  # loop over distinct patterns
+        exits = sorted(
+            [str(names[p // n_st]), str(kinds[p % n_st]), str(names[p % n_st]), int(c)]
+            for p, c in zip(up[lo[i] : hi[i]], cnt[lo[i] : hi[i]], strict=True)
+        )
+        st = int(start[rep[i]])
+        text[i] = json.dumps({"start": [str(kinds[st]), str(names[st])], "exits": exits})
+    return pd.DataFrame({"pattern": text, "deals": n.astype(np.int64)})
+
+
+def pattern_chain(patterns: pd.DataFrame, catalogue: Sequence[str], kind: np.ndarray) -> ChainData:
+    """:class:`ChainData` of a pattern table (:func:`deal_patterns`, or several merged),
+    its patterns in the order of their text. ``catalogue`` the stages, won and lost names
+    in state order, ``kind`` their kinds (``_validate.STAGE``, ``WON_KIND``,
+    ``LOST_KIND``)."""
+    kind = np.asarray(kind)
+    S = int(np.sum(kind == V.STAGE))
+    n_states = len(catalogue) + 1
+    code = {
+        (str(_KIND_NAMES[k]), str(c)): i
+        for i, (k, c) in enumerate(zip(kind, catalogue, strict=True))
+    }
+    code[("stale", "stale")] = len(catalogue)
+    text = patterns["pattern"].astype(str).to_numpy()
+    order = np.argsort(text, kind="stable")
+    rows, cols, vals, scols = [], [], [], []
+    for i, j in enumerate(order):  # loop over distinct patterns
+        p = json.loads(text[j])
+        scols.append(code[(p["start"][0], p["start"][1])])
+        for frm, kd, to, count in p["exits"]:
+            rows.append(i)
+            cols.append(code[("stage", frm)] * n_states + code[(kd, to)])
+            vals.append(count)
+    n_pat = len(order)
+    exits = sparse.csr_matrix(
+        (np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(n_pat, S * n_states)
+    )
+    start = sparse.csr_matrix((np.ones(n_pat), (np.arange(n_pat), scols)), shape=(n_pat, n_states))
+    deals = patterns["deals"].to_numpy(dtype=np.int64)[order]
+    states = [*map(str, catalogue), "stale"]
+    return ChainData(states, exits, start, deals, S, np.append(kind, V.LOST_KIND))
+
+
+def pattern_bootstrap(
+    cd: ChainData,
+    n_boot: int,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exit and start counts of ``n_boot`` deal-level bootstrap resamples, as
+    :func:`bootstrap_counts` but from the patterns: each draw takes the patterns'
+    multiplicities from Multinomial(n, deals / n) (one draw per resample, in order).
+    Returns ``counts`` (n_boot, stages, states) and ``starts`` (n_boot, states)."""
+    n_states = len(cd.states)
+    m = cd.deals.astype(np.float64)
+    n = int(cd.deals.sum())
+    p = m / m.sum() if n else m
+    ex_t, st_t = cd.exits.T.tocsr(), cd.start.T.tocsr()
+    counts = np.empty((n_boot, cd.n_stages * n_states))
+    starts = np.empty((n_boot, n_states))
+    step = max(1, n_boot // 20)
+    for b in range(n_boot):  # loop over bootstrap draws only
+        w = rng.multinomial(n, p).astype(np.float64)
+        counts[b] = ex_t @ w
+        starts[b] = st_t @ w
+        if progress is not None and ((b + 1) % step == 0 or b + 1 == n_boot):
+            progress(b + 1, n_boot)
+    return counts.reshape(n_boot, cd.n_stages, n_states), starts
