@@ -40,20 +40,11 @@ def segments(log: EventLog, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
             f"`by`={unknown} is not a carried attribute of this log; carried: "
             f"{log.attrs}. Pass attrs=[...] when building the EventLog."
         )
-    key = np.zeros(log.n_deals, dtype=np.int64)
-    for b in by:
-        cat = log._attrs[b].cat
-        key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
-    uniq, seg = np.unique(key, return_inverse=True)
-    labels = {}
-    rem = uniq.copy()
-    for b in reversed(by):
-        cat = log._attrs[b].cat
-        base = len(cat.categories) + 1
-        code = rem % base - 1
-        rem = rem // base
-        labels[b] = pd.Categorical.from_codes(code, categories=cat.categories)
-    table = pd.DataFrame({b: np.asarray(labels[b]) for b in by})
+    seg, codes = _mixed_radix(log, by)
+    cats = {b: log._attrs[b].cat.categories for b in by}
+    table = pd.DataFrame(
+        {b: np.asarray(pd.Categorical.from_codes(codes[b], categories=cats[b])) for b in by}
+    )
     return seg.reshape(-1).astype(np.int64), table
 
 
@@ -112,29 +103,39 @@ def attr_column(name: str) -> str:
     return f"attr:{name}"
 
 
-def segment_codes(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per deal a local segment code over all carried attributes, and each segment's
-    attribute values (object arrays, None for missing)."""
-    if not attrs:
-        return np.zeros(log.n_deals, dtype=np.int64), {}
+def _mixed_radix(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per deal a dense code of its combination of ``attrs`` values, and per attribute
+    each combination's category code (−1: missing). Combinations are ordered by their
+    category codes (mixed radix, missing first)."""
     key = np.zeros(log.n_deals, dtype=np.int64)
     for a in attrs:
         cat = log._attrs[a].cat
         key = key * (len(cat.categories) + 1) + (cat.codes.to_numpy().astype(np.int64) + 1)
     uniq, seg = np.unique(key, return_inverse=True)
-    labels: dict[str, np.ndarray] = {}
+    codes: dict[str, np.ndarray] = {}
     rem = uniq.copy()
     for a in reversed(attrs):
-        cat = log._attrs[a].cat
-        base = len(cat.categories) + 1
-        code = rem % base - 1
+        base = len(log._attrs[a].cat.categories) + 1
+        codes[a] = rem % base - 1
         rem = rem // base
-        values = np.asarray(cat.categories.astype(object), dtype=object)
+    return seg.reshape(-1).astype(np.int64), codes
+
+
+def segment_codes(log: EventLog, attrs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per deal a local segment code over all carried attributes, and each segment's
+    attribute values (object arrays, None for missing)."""
+    if not attrs:
+        return np.zeros(log.n_deals, dtype=np.int64), {}
+    seg, codes = _mixed_radix(log, attrs)
+    labels: dict[str, np.ndarray] = {}
+    for a in attrs:
+        values = np.asarray(log._attrs[a].cat.categories.astype(object), dtype=object)
+        code = codes[a]
         vals = np.full(code.size, None, dtype=object)
         ok = code >= 0
         vals[ok] = values[code[ok]]
         labels[a] = vals
-    return seg.reshape(-1).astype(np.int64), labels
+    return seg, labels
 
 
 def seg_columns(labels: dict[str, np.ndarray], seg: np.ndarray) -> dict[str, np.ndarray]:

@@ -60,25 +60,15 @@ from .markov import ChainData, deal_patterns, pattern_chain
 from .quality import REASONS, QualityReport
 
 if TYPE_CHECKING:
-    from typing import Protocol
+    from collections.abc import Callable
 
     from .log import EventLog
 
-    class Clock(Protocol):
-        """The funnel's competing-risks clock of a partitioned log: estimates per
-        (segment of ``by``) × stage, computed where the subjects live (see
-        :mod:`funnelkit._clock`; ``funnelkit.dask`` provides one)."""
-
-        def __call__(
-            self,
-            by: list[str],
-            products: tuple[str, ...],
-            *,
-            skips: str = "implied",
-            weighted: bool = False,
-            win: bool = True,
-            period_ns: int | None = None,
-        ) -> dict[str, Any]: ...
+    #: the funnel's competing-risks clock of a partitioned log, called as ``clock(by,
+    #: products, *, skips, weighted, win, period_ns)``: estimates per (segment of ``by``)
+    #: × stage, computed where the subjects live (:mod:`funnelkit._clock`;
+    #: ``DaskEventLog._clock`` is one)
+    Clock = Callable[..., dict[str, Any]]
 
 
 __all__ = [
