@@ -963,16 +963,21 @@ def _forecast(
     window: Any = None,
     keep_entry_boot: bool = False,
     ends_ns: np.ndarray | None = None,
+    fit_out: dict[str, Any] | None = None,
 ) -> Forecast:
     """The forecast over ``h_ns``; with ``ends_ns`` (times ≤ ``as_of + h_ns``) also read
     at each of those ends from the same fits (``Forecast.p_win_by_end``,
-    ``wins_boot_by_end``), each end rounded to the grid's step (under a day)."""
+    ``wins_boot_by_end``), each end rounded to the grid's step (under a day).
+    ``fit_out``: a dict that receives the model's fit (key ``"fit"``), for a caller that
+    reads the same model again."""
     competing = exits == "by_dwell"
     seg, labels = segments(log, by_cols)
     G = len(labels)
     v = _calendar_visits(log)
     recency = _recency(log, v, half_life, window)
     fit = _fit(log, v, seg, G, h_ns, competing, recency)
+    if fit_out is not None:
+        fit_out["fit"] = fit
     vis = np.flatnonzero(v.censored)
     deal = v.deal[vis]
     stage = v.stage[vis]
