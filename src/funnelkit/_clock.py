@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from ._summary import Layout, SegmentCoder
     from .log import EventLog
 
-#: what a stage task can compute (see :func:`clock_stage`)
-PRODUCTS = ("funnel", "aj_adv", "aj_win", "conversion", "whole", "rest", "subjects", "incidence")
 #: rows of replicated subjects per Aalen–Johansen call for the segments' rests
 REST_CHUNK = 5_000_000
 
@@ -159,8 +157,8 @@ def clock_stage(
 
     ``aj_adv``, ``aj_win``  the conversion and the win clock's Aalen–Johansen estimates
                     (:func:`funnelkit.funnel.clock_estimate`; :func:`gather` combines
-                    them into ``funnel``, :func:`funnelkit.funnel.competing_estimates`);
-    ``funnel``      both at once (one task holds both clocks' subjects);
+                    them into ``funnel``, :func:`funnelkit.funnel.competing_estimates`;
+                    :func:`tasks` asks for them in two tasks);
     ``conversion``  :func:`funnelkit.monitoring.conversion_estimates` per group;
     ``whole``       the same with every segment as one (arrays over stages);
     ``rest``        the same for each segment's rest (all other segments' subjects);
@@ -171,7 +169,7 @@ def clock_stage(
     from .funnel import clock_estimate, incidence_table
     from .monitoring import _ADV_KEYS, complement_rows, conversion_estimates
 
-    wins = {"aj_win", "funnel", "incidence"} & set(products)
+    wins = {"aj_win", "incidence"} & set(products)
     advs = set(products) - {"aj_win"}
     fields = ["g", *(["t_adv", "c_adv"] if advs else []), *(["t_win", "c_win"] if wins else [])]
     x = _concat(pieces, [*fields, *(["w"] if spec.weighted else [])])
@@ -184,9 +182,9 @@ def clock_stage(
         adv = (g, x["t_adv"], x["c_adv"], w, None)
     if wins:
         win = (g, x["t_win"], x["c_win"], w, None)
-    if "aj_adv" in products or "funnel" in products:
+    if "aj_adv" in products:
         out["aj_adv"] = clock_estimate(adv, G)
-    if "aj_win" in products or "funnel" in products:
+    if "aj_win" in products:
         out["aj_win"] = clock_estimate(win, G)
     if "conversion" in products:
         out["conversion"] = conversion_estimates(adv, G, lay.stale_after_ns)
@@ -220,17 +218,24 @@ def clock_stage(
     return out
 
 
-def gather(results: Sequence[dict[str, Any]], lay: Layout, spec: ClockSpec) -> dict[str, Any]:
-    """The stages' :func:`clock_stage` results (one dict per stage, the products of its
-    tasks together) put together: each group's entries from the task of its stage; the
-    two clocks combined into ``funnel``."""
+def gather(
+    done: Sequence[Sequence[dict[str, Any]]],
+    lay: Layout,
+    spec: ClockSpec,
+    products: Sequence[str],
+) -> dict[str, Any]:
+    """The answer to ``products`` from the :func:`clock_stage` results of the
+    :func:`tasks` of every stage (``done``: per stage, its tasks' results): each group's
+    entries from the tasks of its stage; the two clocks combined into ``funnel``. A log
+    without stages gets the products of no subjects."""
     from ._competing import AJ
     from .funnel import combine_estimates
 
     S = len(lay.stages)
+    if not done:
+        done = [[clock_stage([], lay, spec, t) for t in tasks(products)]]
+    results = [{k: v for r in stage for k, v in r.items()} for stage in done]
     out: dict[str, Any] = {}
-    if not results:
-        return out
     G = spec.n_segments * S
     stage_of = np.arange(G) % max(S, 1)
     for name, first in results[0].items():

@@ -299,7 +299,7 @@ def first_states(log: EventLog) -> np.ndarray:
 # =========================================================================== stale deals
 def _stale_cum(
     log: EventLog, seg: np.ndarray, G: int, h_ns: int, ends: np.ndarray, exits: str,
-    half_life: Any = None, window: Any = None, fit: Any = None,
+    fit: Any,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Deals stale at ``as_of`` that come back and are won: per such deal, the
     probability of being won by each period end, and its deal code.
@@ -309,9 +309,9 @@ def _stale_cum(
     ``(a, a + u]`` with probability ``(1 − π)(F_k(a + u) − F_k(a)) / (π + (1 − π) S(a))``
     — positive wherever the stage's dwell curve reaches past ``stale_after`` — and is then
     won by a period end with the chain's value of entering *k* then (shifted: the chain
-    is time-homogeneous). ``fit``: that model when the caller has it already (the
-    forecast's own fit, the same arguments), else fitted here."""
-    from .forecast import _calendar_visits, _fit, _incidence, _recency
+    is time-homogeneous). ``fit``: that model, fitted by the forecast
+    (:func:`funnelkit.forecast._forecast`'s ``fit_out``)."""
+    from .forecast import _calendar_visits, _incidence
 
     S, M = log._n_stages, len(log._catalogue)
     v = _calendar_visits(log)
@@ -321,8 +321,6 @@ def _stale_cum(
     if idx.size == 0:
         return np.zeros((0, K)), np.zeros(0, dtype=np.int64)
     competing = exits == "by_dwell"
-    if fit is None:
-        fit = _fit(log, v, seg, G, h_ns, competing, _recency(log, v, half_life, window))
     pi, q, steps, entry_win = fit.pi, fit.q, fit.steps, fit.w_full
     n = entry_win.shape[1] - 1
     step = h_ns / n
@@ -508,9 +506,7 @@ def period_forecast(
     amt0 = np.nan_to_num(amt_open)
     # ---- deals stale at as_of that come back
     assert fc.entry_win is not None
-    stale_cum, stale_deal = _stale_cum(
-        log, seg, G, h_ns, ends, exits, half_life, window, fit=fitted["fit"]
-    )
+    stale_cum, stale_deal = _stale_cum(log, seg, G, h_ns, ends, exits, fitted["fit"])
     p_stale = np.diff(np.column_stack([np.zeros(len(stale_cum)), stale_cum]), axis=1)
     g_stale = seg[stale_deal]
     amt_stale = np.nan_to_num(

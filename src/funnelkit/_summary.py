@@ -2053,17 +2053,12 @@ def run_clock(partitions: Sequence[pd.DataFrame], cfg: Config, lay: Layout, spec
     deals (see :mod:`funnelkit._clock`): what an engine runs in parallel."""
     from ._clock import clock_stage, gather, tasks
 
-    S = len(lay.stages)
     parts = [clock_part(p, cfg, lay, spec) for p in partitions]
-    results = [
-        {
-            k: v
-            for t in tasks(products)
-            for k, v in clock_stage([p[s] for p in parts], lay, spec, t).items()
-        }
-        for s in range(S)
+    done = [
+        [clock_stage([p[s] for p in parts], lay, spec, t) for t in tasks(products)]
+        for s in range(len(lay.stages))
     ]
-    return gather(results or [clock_stage([], lay, spec, products)], lay, spec)
+    return gather(done, lay, spec, products)
 
 
 def split_part(pdf: pd.DataFrame, cfg: Config, lay: Layout, period_ns: int) -> dict:

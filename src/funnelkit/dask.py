@@ -104,6 +104,22 @@ def _dask():
     return dask, dd
 
 
+def _stage_tasks(pieces: Sequence[Any], lay: SM.Layout, spec: Any, products: Any) -> list:
+    """The delayed :func:`funnelkit._clock.clock_stage` tasks of every stage (per stage,
+    one per :func:`~funnelkit._clock.tasks` entry), each over that stage's piece of every
+    partition (``pieces``: per partition, its pieces by stage)."""
+    from . import _clock as CK
+
+    dask, _ = _dask()
+    return [
+        [
+            dask.delayed(CK.clock_stage, pure=True)([pc[s] for pc in pieces], lay, spec, t)
+            for t in CK.tasks(products)
+        ]
+        for s in range(len(lay.stages))
+    ]
+
+
 def _add_row_keys(pdf: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
     number = 0 if partition_info is None else int(partition_info["number"])
     return pdf.assign(**{SM.ROW: SM.row_keys(len(pdf), number)})
@@ -357,8 +373,10 @@ class DaskEventLog:
             attrs=list(attrs),
             stale_after_ns=stale_ns(self.stale_after),
         )
+        #: the clock's answers per question (see _clock); the build's own when it has one
+        self._clock_cache: dict[tuple, dict[str, Any]] = {}
         if early is not None and early_lay == self._layout:
-            self._clock_cache = {_DEFAULT_FUNNEL: early}
+            self._clock_cache[_DEFAULT_FUNNEL] = early
         self.as_of = self._layout.timestamp(cfg.as_of_ns)
         self.quality: QualityReport = SM.quality_report(summary, self._layout)
         self._npartitions = npartitions
@@ -391,19 +409,14 @@ class DaskEventLog:
         parts = self._shuffled.to_delayed()
         S = 0 if lay is None else len(lay.stages)
         spec = CK.ClockSpec()
-        if S:
+        if lay is not None and S:
             both = [
                 dask.delayed(SM.summarize_with_clock, nout=1 + S, pure=True)(p, cfg, lay, spec)
                 for p in parts
             ]
             level = [b[0] for b in both]
-            per_stage = [
-                [
-                    dask.delayed(CK.clock_stage, pure=True)([b[1 + s] for b in both], lay, spec, t)
-                    for t in CK.tasks(_DEFAULT_FUNNEL[1])
-                ]
-                for s in range(S)
-            ]
+            pieces = [[b[1 + s] for s in range(S)] for b in both]
+            per_stage = _stage_tasks(pieces, lay, spec, _DEFAULT_FUNNEL[1])
         else:
             level = [dask.delayed(SM.summarize)(p, cfg) for p in parts]
             per_stage = []
@@ -413,11 +426,9 @@ class DaskEventLog:
                 for i in range(0, len(level), _FAN_IN)
             ]
         summary, done = dask.compute(level[0], per_stage)
-        if not S or summary.failure is not None:
+        if lay is None or not S or summary.failure is not None:
             return summary, None
-        assert lay is not None
-        results = [{k: v for r in stage for k, v in r.items()} for stage in done]
-        return summary, CK.gather(results, lay, spec)
+        return summary, CK.gather(done, lay, spec, _DEFAULT_FUNNEL[1])
 
     def _raise_failures(self, summary: SM.Summary) -> None:
         """One error for the bad rows of every partition, as the in-memory log raises."""
@@ -983,30 +994,20 @@ class DaskEventLog:
         from . import _clock as CK
 
         key: tuple = (tuple(by), tuple(products), skips, weighted, win, period_ns)
-        cache = self.__dict__.setdefault("_clock_cache", {})
+        cache = self._clock_cache
         if key in cache:
             return cache[key]
         coder = SM.segment_coder(self._summary, by) if by else None
         spec = CK.ClockSpec(coder, period_ns, skips, weighted, win)
         lay = self._layout
         S = len(lay.stages)
-        if S == 0:
-            return CK.gather([CK.clock_stage([], lay, spec, products)], lay, spec)
         dask, _ = _dask()
         pieces = [
             dask.delayed(SM.clock_part, nout=S, pure=True)(p, self._cfg, lay, spec)
-            for p in self._shuffled.to_delayed()
+            for p in (self._shuffled.to_delayed() if S else [])
         ]
-        per_stage = [
-            [
-                dask.delayed(CK.clock_stage, pure=True)([pc[s] for pc in pieces], lay, spec, t)
-                for t in CK.tasks(products)
-            ]
-            for s in range(S)
-        ]
-        done = dask.compute(*per_stage)
-        results = [{k: v for r in stage for k, v in r.items()} for stage in done]
-        cache[key] = out = CK.gather(results, lay, spec)
+        done = dask.compute(*_stage_tasks(pieces, lay, spec, products))
+        cache[key] = out = CK.gather(done, lay, spec, products)
         return out
 
     @_as_in_memory("dwell")
