@@ -141,3 +141,21 @@ def test_times_more_than_292_years_apart_sort_exactly(fn):
     got = getattr(V, fn)(None, deal_key, 1, ns, codes, tie)
     assert got.rows.tolist() == [1, 4, 0, 2, 3]
     assert got.time.tolist() == ns[[1, 4, 0, 2, 3]].tolist()
+
+
+@pytest.mark.parametrize("p_valid", [0.0, 0.05, 0.7, 1.0])
+def test_first_notnull_and_deals_where_match_a_direct_computation(p_valid):
+    """The per-deal helpers the build uses on sorted rows, against a loop over deals."""
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 6, 400)
+    deal = np.repeat(np.arange(sizes.size), sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    valid = rng.random(deal.size) < p_valid
+    first = V.first_notnull(valid, starts, deal.size)
+    expected = []
+    for d in range(sizes.size):  # loop over deals
+        pos = np.flatnonzero(valid[deal == d])
+        expected.append(starts[d] + pos[0] if pos.size else -1)
+    np.testing.assert_array_equal(first, expected)
+    assert V.deals_where(deal, valid) == np.unique(deal[valid]).size
+    assert V.first_notnull(valid[:0], starts[:0], 0).size == 0

@@ -826,6 +826,10 @@ def factorize(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, 
     error naming the column and a row."""
     from .errors import EventLogError
 
+    if isinstance(col, pa.ChunkedArray) and (
+        pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+    ):
+        return _factorize_arrow_text(col, name)
     if isinstance(col, pa.ChunkedArray):
         col = col.to_pandas()  # lists and structs become object values
     bad = unhashable(col)
@@ -839,7 +843,15 @@ def factorize(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, 
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
         uniques = uniques.categories.take(np.asarray(uniques.codes))
-    broken = [u for u in uniques if isinstance(u, str) and not is_unicode(u)]  # distinct
+    _check_unicode(name, [u for u in uniques if isinstance(u, str)])  # distinct values
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _check_unicode(name: str, texts: list[str]) -> None:
+    """The error for an attribute column whose distinct ``texts`` hold broken text."""
+    from .errors import EventLogError
+
+    broken = [u for u in texts if not is_unicode(u)]
     if broken:
         raise EventLogError(
             f"Column `{name}` (attrs) holds text that is not valid Unicode (a lone surrogate, "
@@ -847,7 +859,18 @@ def factorize(col: pd.Series | pa.ChunkedArray, name: str) -> tuple[np.ndarray, 
             "the right encoding, or clean the column, e.g. "
             "col.str.encode('utf-8', 'replace').str.decode('utf-8')."
         )
-    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _factorize_arrow_text(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, pd.Index]:
+    """:func:`factorize` of an arrow text column without a pandas copy of its values:
+    arrow's dictionary encoding gives the same codes (first appearance order, nulls -1)
+    in int32, half the int64 codes' memory at 6.5M rows."""
+    enc = pc.dictionary_encode(col).combine_chunks() if col.num_chunks else None
+    if enc is None or len(enc) == 0:
+        return np.zeros(0, dtype=np.int32), pd.Index([], dtype=object)
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    _check_unicode(name, enc.dictionary.to_pylist())
+    return codes, pd.Index(enc.dictionary.to_pandas())
 
 
 def _one_value(value: Any) -> str:

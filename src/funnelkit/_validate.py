@@ -339,11 +339,32 @@ def path_rules(
 
 
 def first_notnull(valid_sorted: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
-    """Per deal, the sorted position of the first valid value (-1 when none)."""
-    big = np.iinfo(np.int64).max
-    cand = np.where(valid_sorted, np.arange(n), big)
-    first = np.minimum.reduceat(cand, starts) if n else np.zeros(0, dtype=np.int64)
-    return np.where(first == big, -1, first)
+    """Per deal, the sorted position of the first valid value (-1 when none).
+
+    No pass over all rows beyond reading ``valid_sorted``: when every value is valid the
+    answer is ``starts``; otherwise the first valid position at or after each start is
+    found by binary search among the valid positions (an export's missing values are
+    few; a row-sized candidate array and a ``reduceat`` cost more in fresh memory)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    if n == 0 or starts.size == 0:
+        return np.zeros(starts.size, dtype=np.int64)
+    if valid_sorted.all():
+        return starts.copy()
+    pos = np.flatnonzero(valid_sorted)
+    if pos.size == 0:
+        return np.full(starts.size, -1, dtype=np.int64)
+    i = np.searchsorted(pos, starts)
+    cand = pos[np.minimum(i, pos.size - 1)]
+    ends = np.append(starts[1:], n)
+    return np.where((i < pos.size) & (cand < ends), cand, -1)
+
+
+def deals_where(deal_sorted: np.ndarray, mask: np.ndarray) -> int:
+    """How many distinct deals have a row where ``mask`` is true, for rows sorted by
+    deal (``deal_sorted`` non-decreasing): the marked deals are counted where they
+    change, with no hashing or sorting."""
+    d = deal_sorted[mask]
+    return int(d.size and 1 + np.count_nonzero(d[1:] != d[:-1]))
 
 
 def time_or_nat(mask: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -479,11 +479,15 @@ def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:
     t_end -= entry
     np.maximum(t_end, 0, out=t_end)
     c_out = c_out_d[d]
-    adv = progress != np.iinfo(np.int64).max
-    t_adv = np.where(adv, progress - entry, t_end)
+    # ``progress`` is the caller's fresh gather: reused in place for the advance times
+    # (each row-sized temporary costs fresh memory, the dominant cost here)
+    not_adv = progress == np.iinfo(np.int64).max
+    t_adv = np.subtract(progress, entry, out=progress)
+    np.copyto(t_adv, t_end, where=not_adv)
     np.maximum(t_adv, 0, out=t_adv)
-    not_adv = np.where(c_out_d == ADVANCE, 0, c_out_d).astype(np.int8)  # won: no stage left
-    c_adv = np.where(adv, np.int8(ADVANCE), not_adv[d])
+    other = np.where(c_out_d == ADVANCE, 0, c_out_d).astype(np.int8)  # won: no stage left
+    c_adv = other[d]
+    np.copyto(c_adv, np.int8(ADVANCE), where=~not_adv)
     return Subjects(d, s, t_adv, c_adv, t_end, c_out, entry)
 
 

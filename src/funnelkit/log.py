@@ -733,16 +733,14 @@ class EventLog:
                 )
             self._amount = amt
             deals_without_amount = int((first < 0).sum())
-            attr_changes[s["amount"]] = int(
-                np.unique(srt.deal[valid & (vals != amt[srt.deal])]).size
-            )
+            attr_changes[s["amount"]] = V.deals_where(srt.deal, valid & (vals != amt[srt.deal]))
         self._attrs: dict[str, pd.Series] = {}
         for a in s["attrs"]:
             codes, uniques = C.factorize(C.column(events, a), a)
             cs = codes[srt.rows]
             first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
-            attr_changes[a] = int(np.unique(srt.deal[(cs >= 0) & (cs != dcode[srt.deal])]).size)
+            attr_changes[a] = V.deals_where(srt.deal, (cs >= 0) & (cs != dcode[srt.deal]))
             self._attrs[a] = pd.Series(
                 pd.Categorical.from_codes(dcode, categories=uniques)
                 if len(uniques)
@@ -756,7 +754,7 @@ class EventLog:
         self._visit_attrs: dict[str, tuple[np.ndarray, pd.Index]] = {}
         for a in s["visit_attrs"]:
             codes, uniques = C.factorize(C.column(events, a), a)
-            self._visit_attrs[a] = (codes[srt.rows[kidx]], uniques)
+            self._visit_attrs[a] = (codes[srt.rows[kidx]].astype(np.int64), uniques)
 
         # ---- rejects and quality
         rej_rows = [np.flatnonzero(reason)]
