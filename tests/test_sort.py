@@ -144,7 +144,7 @@ def test_times_more_than_292_years_apart_sort_exactly(fn):
 
 
 @pytest.mark.parametrize("p_valid", [0.0, 0.05, 0.7, 1.0])
-def test_first_notnull_and_deals_where_match_a_direct_computation(p_valid):
+def test_first_notnull_and_changed_deals_match_a_direct_computation(p_valid):
     """The per-deal helpers the build uses on sorted rows, against a loop over deals."""
     rng = np.random.default_rng(3)
     sizes = rng.integers(1, 6, 400)
@@ -157,5 +157,10 @@ def test_first_notnull_and_deals_where_match_a_direct_computation(p_valid):
         pos = np.flatnonzero(valid[deal == d])
         expected.append(starts[d] + pos[0] if pos.size else -1)
     np.testing.assert_array_equal(first, expected)
-    assert V.deals_where(deal, valid) == np.unique(deal[valid]).size
+    # deals with more than one distinct non-null value, floats (NaN) and codes (-1)
+    codes = np.where(valid, rng.integers(0, 3, deal.size), -1).astype(np.int32)
+    amounts = np.where(valid, rng.integers(0, 3, deal.size) * 1.5, np.nan)
+    for values, null in ((codes, codes < 0), (amounts, np.isnan(amounts))):
+        changed = sum(np.unique(values[(deal == d) & ~null]).size > 1 for d in range(sizes.size))
+        assert V.changed_deals(values, starts) == changed
     assert V.first_notnull(valid[:0], starts[:0], 0).size == 0

@@ -359,12 +359,23 @@ def first_notnull(valid_sorted: np.ndarray, starts: np.ndarray, n: int) -> np.nd
     return np.where((i < pos.size) & (cand < ends), cand, -1)
 
 
-def deals_where(deal_sorted: np.ndarray, mask: np.ndarray) -> int:
-    """How many distinct deals have a row where ``mask`` is true, for rows sorted by
-    deal (``deal_sorted`` non-decreasing): the marked deals are counted where they
-    change, with no hashing or sorting."""
-    d = deal_sorted[mask]
-    return int(d.size and 1 + np.count_nonzero(d[1:] != d[:-1]))
+def changed_deals(values: np.ndarray, starts: np.ndarray) -> int:
+    """How many deals hold more than one distinct non-null value, for rows sorted by
+    deal (``starts``: each deal's first row). ``values`` are floats (NaN: null) or
+    integer codes (-1: null). A deal's values all equal its first non-null one exactly
+    when its smallest and largest non-null values are equal, so one minimum and one
+    maximum per deal answer it: no row-sized temporaries."""
+    if starts.size == 0 or values.size == 0:
+        return 0
+    if values.dtype.kind == "f":
+        hi = np.fmax.reduceat(values, starts)  # NaN only where a deal has no value
+        lo = np.fmin.reduceat(values, starts)
+        return int(np.count_nonzero(hi > lo))
+    hi = np.maximum.reduceat(values, starts)  # -1 only where a deal has no value
+    # read as unsigned, the null code -1 is the largest value: the minimum skips it
+    unsigned = np.dtype(f"u{values.dtype.itemsize}")
+    lo = np.minimum.reduceat(values.view(unsigned), starts).view(values.dtype)
+    return int(np.count_nonzero((hi >= 0) & (hi != lo)))
 
 
 def time_or_nat(mask: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -573,8 +573,8 @@ class EventLog:
 
         conflict_rows = np.zeros(0, dtype=np.int64)
         while True:
-            good = np.flatnonzero(reason == 0)
-            if good.size == 0:
+            n_bad = int(np.count_nonzero(reason))
+            if n_bad == n:
                 raise EventLogError(
                     f"No usable events: all {n:,} input rows were rejected "
                     f"({self._reason_counts(reason)}). See the error's failure cases or "
@@ -585,9 +585,10 @@ class EventLog:
             # tie class: stages, then terminal events, then post-sale events
             tie_class = (raw_kind != V.STAGE).astype(np.int64) + 2 * raw_ps[:-1]
             tie_of_code = (tie_class << r_bits) | raw_rank[:-1]
-            if good.size == n:  # the common case: no copies of the input columns
+            if n_bad == 0:  # the common case: no copies of the input columns
                 srt = V.sort_events(None, ids.keys, ids.bits, times.ns, raw_codes, tie_of_code)
             else:
+                good = np.flatnonzero(reason == 0)
                 srt = V.sort_events(
                     good, ids.keys[good], ids.bits, times.ns[good], raw_codes[good], tie_of_code
                 )
@@ -733,14 +734,14 @@ class EventLog:
                 )
             self._amount = amt
             deals_without_amount = int((first < 0).sum())
-            attr_changes[s["amount"]] = V.deals_where(srt.deal, valid & (vals != amt[srt.deal]))
+            attr_changes[s["amount"]] = V.changed_deals(vals, srt.starts)
         self._attrs: dict[str, pd.Series] = {}
         for a in s["attrs"]:
             codes, uniques = C.factorize(C.column(events, a), a)
             cs = codes[srt.rows]
             first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
-            attr_changes[a] = V.deals_where(srt.deal, (cs >= 0) & (cs != dcode[srt.deal]))
+            attr_changes[a] = V.changed_deals(cs, srt.starts)
             self._attrs[a] = pd.Series(
                 pd.Categorical.from_codes(dcode, categories=uniques)
                 if len(uniques)
