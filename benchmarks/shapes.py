@@ -33,6 +33,9 @@ its first call (file read included, imports excluded), "warm" a second call in t
 process; peak = the process's VmHWM. Methods and shapes take turns; "other load" is the
 CPU the rest of the machine used during the run (cores). Prints a Markdown table.
 
+``phases`` times each step of funnelkit's job cold (as installed and opted in to the
+allocator tuning) and counts the fresh memory each step touches.
+
 ``profile`` runs funnelkit's job once warm under cProfile and prints where the time goes.
 """
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import statistics
@@ -167,12 +171,15 @@ print(json.dumps({{"cold": cold, "warm": warm, "peak": int(hwm.split()[1]) / 102
 
 
 def run_once(method: str, path: Path) -> dict:
-    lib = "funnelkit" if method == "funnelkit" else "duckdb"
-    code = JOB.format(here=str(HERE), lib=lib, method=method, path=str(path))
+    """One fresh process running ``method`` ("funnelkit", "tuned": funnelkit with the
+    opt-in allocator tuning ``FUNNELKIT_MALLOC=1``, or "duckdb") twice on ``path``."""
+    job = "duckdb" if method == "duckdb" else "funnelkit"
+    code = JOB.format(here=str(HERE), lib=job, method=job, path=str(path))
+    env = {**os.environ, "FUNNELKIT_MALLOC": "1" if method == "tuned" else "0"}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy0, t0 = cpu_busy_seconds(), time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
     )
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -184,35 +191,164 @@ def run_once(method: str, path: Path) -> dict:
     return rec
 
 
+METHODS = ("funnelkit", "tuned", "duckdb")
+
+
 def run(n_deals: int, shapes: list[str], runs: int) -> str:
     recs: dict[tuple[str, str], list[dict]] = {}
     for _ in range(runs):
         for shape in shapes:
-            for method in ("funnelkit", "duckdb"):
+            for method in METHODS:
                 path = shape_dir(n_deals) / f"{shape}.parquet"
                 recs.setdefault((shape, method), []).append(run_once(method, path))
                 print(shape, method, recs[(shape, method)][-1], file=sys.stderr)
     events = pq.ParquetFile(shape_dir(n_deals) / "crm.parquet").metadata.num_rows
+
+    def med(shape: str, method: str, k: str) -> float:
+        return statistics.median(r[k] for r in recs[(shape, method)])
+
     lines = [
-        f"{n_deals:,} deals, {events:,} events; medians of {runs} runs.",
+        f"{n_deals:,} deals, {events:,} events; medians of {runs} runs. fk = funnelkit as "
+        "installed; tuned = funnelkit with the opt-in allocator tuning "
+        "(`FUNNELKIT_MALLOC=1`); ratio = funnelkit / DuckDB.",
         "",
-        "| shape | funnelkit cold s | DuckDB cold s | cold ratio | funnelkit warm s "
-        "| DuckDB warm s | warm ratio | ns/event cold (fk) | peak MiB fk / DuckDB "
-        "| other load (max) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | fk cold s | tuned cold s | DuckDB cold s | cold ratio fk / tuned "
+        "| fk warm s | tuned warm s | DuckDB warm s | warm ratio fk / tuned "
+        "| ns/event cold fk / tuned | peak MiB fk / tuned / DuckDB | other load (max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for shape in shapes:
-        f, d = recs[(shape, "funnelkit")], recs[(shape, "duckdb")]
-
-        def med(rs: list[dict], k: str) -> float:
-            return statistics.median(r[k] for r in rs)
-
-        fc, dc, fw, dw = med(f, "cold"), med(d, "cold"), med(f, "warm"), med(d, "warm")
-        other = max(r["other"] for r in f + d)
+        c = {m: med(shape, m, "cold") for m in METHODS}
+        w = {m: med(shape, m, "warm") for m in METHODS}
+        pk = {m: med(shape, m, "peak") for m in METHODS}
+        other = max(r["other"] for m in METHODS for r in recs[(shape, m)])
+        fk, tu, dd = c["funnelkit"], c["tuned"], c["duckdb"]
         lines.append(
-            f"| {shape} | {fc:.2f} | {dc:.2f} | {fc / dc:.2f} | {fw:.2f} | {dw:.2f} "
-            f"| {fw / dw:.2f} | {fc / events * 1e9:.0f} | {med(f, 'peak'):,.0f} / "
-            f"{med(d, 'peak'):,.0f} | {other:.2f} |"
+            f"| {shape} | {fk:.2f} | {tu:.2f} | {dd:.2f} | {fk / dd:.2f} / {tu / dd:.2f} "
+            f"| {w['funnelkit']:.2f} | {w['tuned']:.2f} | {w['duckdb']:.2f} "
+            f"| {w['funnelkit'] / w['duckdb']:.2f} / {w['tuned'] / w['duckdb']:.2f} "
+            f"| {fk / events * 1e9:.0f} / {tu / events * 1e9:.0f} "
+            f"| {pk['funnelkit']:,.0f} / {pk['tuned']:,.0f} / {pk['duckdb']:,.0f} "
+            f"| {other:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+PROBE = """
+import time, numpy as np
+if {off}:
+    np._core.multiarray._set_madvise_hugepage(False)
+t = time.perf_counter(); a = np.ones(1 << 27); print(time.perf_counter() - t)
+"""
+
+
+def fresh_memory_probe(repeats: int = 3) -> str:
+    """Seconds to touch 1 GiB of fresh memory in a new process, with numpy's default
+    transparent-huge-page advice and without it: the cost that decides cold times on a
+    VM (the host backs the guest's memory on first touch)."""
+    out = []
+    for off in (False, True):
+        runs = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", PROBE.format(off=off)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(repeats)
+        ]
+        out.append(f"{min(runs):.2f}–{max(runs):.2f} s")
+    return (
+        f"Fresh memory (1 GiB first touched in a new process, {repeats} runs): "
+        f"{out[0]} with numpy's default huge-page advice, {out[1]} without it."
+    )
+
+
+PHASES = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+import baselines, pyarrow.parquet as pq
+fk = baselines._import_funnelkit()
+names = pq.read_schema({path!r}).names
+t = time.perf_counter(); tab = pq.read_table({path!r}); out = {{"read": time.perf_counter() - t}}
+t = time.perf_counter()
+log = fk.EventLog(tab, deal="deal_id", stage="stage", time="ts", stages=baselines.STAGES,
+                  won=baselines.WON, lost=baselines.LOST,
+                  amount="amount" if "amount" in names else None,
+                  attrs=["seg"] if "seg" in names else [])
+out["build"] = time.perf_counter() - t
+for name in ("transitions", "funnel", "dwell"):
+    t = time.perf_counter(); getattr(log, name)(); out[name] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+TOUCHED = """
+import json, resource, sys, time
+import numpy as np
+np._core.multiarray._set_madvise_hugepage(False)  # 4 KiB pages: one fault per page
+sys.path.insert(0, {here!r})
+import baselines, pyarrow.parquet as pq
+fk = baselines._import_funnelkit()
+names = pq.read_schema({path!r}).names
+tab = pq.read_table({path!r})
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+out = {{}}
+f = faults()
+log = fk.EventLog(tab, deal="deal_id", stage="stage", time="ts", stages=baselines.STAGES,
+                  won=baselines.WON, lost=baselines.LOST,
+                  amount="amount" if "amount" in names else None,
+                  attrs=["seg"] if "seg" in names else [])
+out["build"] = (faults() - f) * 4096 / 2**30
+for name in ("transitions", "funnel", "dwell"):
+    f = faults(); getattr(log, name)(); out[name] = (faults() - f) * 4096 / 2**30
+print(json.dumps(out))
+"""
+
+
+def touched(n_deals: int, shape: str) -> str:
+    """GiB of fresh memory each step touches (page faults with 4 KiB pages, glibc's
+    default allocator settings): the cost that does not depend on the VM's mood."""
+    path = str(shape_dir(n_deals) / f"{shape}.parquet")
+    proc = subprocess.run(
+        [sys.executable, "-c", TOUCHED.format(here=str(HERE), path=path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return f"Fresh memory touched per step, {shape} at {n_deals:,} deals (GiB): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in got.items()
+    )
+
+
+def phases(n_deals: int, shape: str, runs: int) -> str:
+    """Cold seconds of each step of funnelkit's job (fresh process each run), as
+    installed and with the opt-in allocator tuning, runs alternating."""
+    path = str(shape_dir(n_deals) / f"{shape}.parquet")
+    code = PHASES.format(here=str(HERE), path=path)
+    got: dict[str, list[dict]] = {"0": [], "1": []}
+    for _ in range(runs):
+        for flag in got:
+            env = {**os.environ, "FUNNELKIT_MALLOC": flag}
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+            )
+            got[flag].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    steps = list(got["0"][0])
+    lines = [
+        f"Cold seconds per step, {shape} at {n_deals:,} deals (median of {runs}):",
+        "",
+        "| | " + " | ".join(steps) + " | total |",
+        "|---|" + "---|" * (len(steps) + 1),
+    ]
+    for flag, label in (("0", "as installed"), ("1", "FUNNELKIT_MALLOC=1")):
+        med = [statistics.median(r[k] for r in got[flag]) for k in steps]
+        lines.append(
+            f"| {label} | " + " | ".join(f"{x:.2f}" for x in med) + f" | {sum(med):.2f} |"
         )
     return "\n".join(lines)
 
@@ -244,6 +380,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("profile")
     p.add_argument("deals", type=int)
     p.add_argument("shape", choices=SHAPES)
+    ph = sub.add_parser("phases")
+    ph.add_argument("deals", type=int)
+    ph.add_argument("shape", choices=SHAPES)
+    ph.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     if args.cmd == "write":
         for n in args.deals:
@@ -251,8 +391,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "run":
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%a %d %b %Y %H:%M UTC")
         print(f"Machine: {platform.machine()}, Python {platform.python_version()}; {stamp}")
+        print(fresh_memory_probe())
         for n in args.deals:
             print(run(n, args.shapes, args.runs))
+        print(fresh_memory_probe())
+    elif args.cmd == "phases":
+        print(fresh_memory_probe())
+        print(phases(args.deals, args.shape, args.runs))
+        print(touched(args.deals, args.shape))
     else:
         profile(args.deals, args.shape)
 

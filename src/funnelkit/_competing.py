@@ -26,6 +26,7 @@ is exactly 1.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,22 +243,39 @@ def _compress_counts(group, time, cause, K, n_groups):
     tbits = max(1, int(t.max()).bit_length())
     if gbits + tbits + cbits > 63:
         return None
-    group = np.asarray(group, dtype=np.int64)
-    code = np.asarray(cause, dtype=np.int64)
-    t_max1 = np.full(n_groups, -1, dtype=np.int64)  # the largest time of cause 1
-    np.maximum.at(t_max1, group, np.where(code == 1, t, -1))
-    code = np.where(code == 0, K + 1, code)  # at one time: events first, then censored
-    key = np.left_shift(group, tbits + cbits)
-    key |= np.left_shift(t.astype(np.int64, copy=False), cbits)
+    # row-sized temporaries are few (fresh memory is the main cost at millions of rows):
+    # the causes stay in their small integer type, the code field is read back from the
+    # sorted keys' low byte in place
+    code = np.asarray(cause)
+    if code.dtype.kind not in "iu" or K + 1 > np.iinfo(code.dtype).max:
+        code = code.astype(np.int64)
+    # at one time: events first, then censored (code K + 1)
+    code = np.where(code == 0, K + 1, code)
+    key = np.left_shift(np.asarray(group, dtype=np.int64), tbits + cbits)
+    shifted = np.left_shift(t.astype(np.int64, copy=False), cbits)
+    key |= shifted
+    del shifted
     key |= code
     del code
     key.sort()
     shift, cmask, tmask = tbits + cbits, (1 << cbits) - 1, (1 << tbits) - 1
     bounds = np.searchsorted(key, np.arange(n_groups + 1, dtype=np.int64) << shift)
     n = np.diff(bounds)
-    c = key & cmask
+    if cbits <= 8 and sys.byteorder == "little":
+        c = key.view(np.uint8)[::8] & np.uint8(cmask)
+    else:  # pragma: no cover - many causes, or a big-endian machine
+        c = key & cmask
     pos_c = np.flatnonzero(c == K + 1)  # the censorings, in (group, time) order
     pos_k = [np.flatnonzero(c == k) for k in range(2, K + 1)]
+    # the largest time of cause 1 per group: its last cause-1 row in key order
+    pos_1 = np.flatnonzero(c == 1) if K >= 1 else np.zeros(0, dtype=np.int64)
+    t_max1 = np.full(n_groups, -1, dtype=np.int64)
+    if pos_1.size:
+        j = np.searchsorted(pos_1, bounds[1:]) - 1
+        ok = j >= 0
+        ok[ok] = pos_1[j[ok]] >= bounds[:-1][ok]
+        t_max1[ok] = (key[pos_1[j[ok]]] >> cbits) & tmask
+    del pos_1
     has = np.flatnonzero(n > 0)
     t_max = np.zeros(n_groups)
     t_max[has] = (key[bounds[has + 1] - 1] >> cbits) & tmask

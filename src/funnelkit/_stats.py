@@ -241,14 +241,23 @@ def km_intervals(
     # root per time instead of powers. Outside (0, 1): S = 1 (before any event) never
     # hits; at S = 0 the log(−log) band is undefined (R gives NA): the lower band is 0,
     # the upper one unknown, so a quantile's upper end is never read from there.
+    # (in place where it can: at a million deals each temporary is tens of MB of fresh
+    # memory, which costs more than the arithmetic)
     with np.errstate(invalid="ignore", divide="ignore"):
-        neg_log = -np.log(np.where(inside, s, 0.5))
+        neg_log = np.where(inside, s, 0.5)
+        np.log(neg_log, out=neg_log)
+        np.negative(neg_log, out=neg_log)
         g = np.log(neg_log)
         np.sqrt(v, out=v)
         v *= z
         v /= neg_log  # the half-width z se on the log(−log) scale
-    lower = np.where(inside, g + v, np.where(s <= 0, np.inf, -np.inf))
-    upper = np.where(inside, g - v, -np.inf)
+        del neg_log
+    upper = np.subtract(g, v)
+    lower = np.add(g, v, out=g)
+    outside = ~inside
+    if outside.any():
+        lower[outside] = np.where(s[outside] <= 0, np.inf, -np.inf)
+        upper[outside] = -np.inf
     for q in quantiles:
         c = np.log(-np.log(1.0 - q + KM_TOL))
         for name, band in (("low", lower), ("high", upper)):

@@ -50,7 +50,9 @@ def dwell(
         keep &= v.visit == 1
     elif visits == "repeat":
         keep &= v.visit > 1
-    group = seg_of_visit[keep] * S + v.stage[keep]
+    group = seg_of_visit[keep].astype(np.int64, copy=False)
+    group *= S
+    group += v.stage[keep]
     km = km_table(group, v.dwell[keep], v.censored[keep], n_seg * S)
     out = expand(labels, np.repeat(np.arange(n_seg), S), by_cols)
     out["stage"] = np.tile(np.array(log.stages, dtype=object), n_seg).astype(str)

@@ -44,7 +44,10 @@ def transitions(log: EventLog) -> pd.DataFrame:
         rd &= exits
         once = exits & ~rd
         deals = np.bincount(pair_all[once], minlength=n_pairs)
-        u = np.sort(v.deal[rd].astype(np.int64) * n_pairs + pair_all[rd])
+        u = v.deal[rd].astype(np.int64, copy=False)  # a fresh gather: packed in place
+        u *= n_pairs
+        u += pair_all[rd]
+        u.sort()
         first = np.ones(u.size, dtype=bool)
         first[1:] = u[1:] != u[:-1]
         deals += np.bincount(u[first] % n_pairs, minlength=n_pairs)
