@@ -214,6 +214,7 @@ def test_synthetic_exact_and_binned(client):
     np.testing.assert_allclose(b[sketched[1]], a[sketched[1]], rtol=0.006)
 
 
+@pytest.mark.slow  # over 1 s: the main suite runs it, CI's pandas 2.2 leg does not
 def test_leverage_bootstrap(client):
     events = fk.datasets.synthetic(5_000, seed=11)
     kw = dict(fk.datasets.SAMPLE_KWARGS)
@@ -362,6 +363,7 @@ def test_trend_equals_in_memory(client, tz):
         dist.trend(by="nope")
 
 
+@pytest.mark.slow  # over 1 s: the main suite runs it, CI's pandas 2.2 leg does not
 def test_filter_errors(client):
     events = fk.datasets.load_sample()
     dist = distributed_log(events, **fk.datasets.SAMPLE_KWARGS)
@@ -428,6 +430,7 @@ def test_bad_rows_dropped_and_as_of_after_conflicting_deal(client):
     assert_same(mem.dwell(), dist.dwell())
 
 
+@pytest.mark.slow  # over 1 s: the main suite runs it, CI's pandas 2.2 leg does not
 def test_default_funnel_comes_with_the_build_when_the_stages_are_declared(client):
     """With a declared stage order the build's pass also runs the funnel's clock (its
     default question), so ``funnel()`` needs no pass of its own; with an inferred order,

@@ -206,6 +206,7 @@ def test_html_escapes_every_data_string(evil):
     assert "<script" not in rep._repr_html_().lower()
 
 
+@pytest.mark.slow  # over 1 s: the main suite runs it, CI's pandas 2.2 leg does not
 def test_csv_cells_cannot_become_formulas(evil, tmp_path):
     lg, rep, _ = evil
     out = rep.save(tmp_path / "all", csv="all")
