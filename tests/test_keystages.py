@@ -1030,3 +1030,24 @@ def test_one_vs_rest_with_counts_equals_the_subjects_one_by_one():
                       np.array([0, 1, 2]), count=count)  # fmt: skip
     for k in one:
         np.testing.assert_allclose(agg[k], one[k], rtol=1e-12, equal_nan=True)
+
+
+def test_leverage_draws_in_blocks_equal_the_draws_at_once(sample_log, monkeypatch):
+    """The bootstrap runs in blocks of ``markov.batch_size`` draws, so its memory does not
+    grow with ``n_boot``: blocks of 3 give the table of one block, and the progress
+    callback still counts every draw in order up to the last."""
+    from funnelkit import keystages
+
+    whole = key_stages(sample_log, signals="leverage", n_boot=20, seed=2)
+    monkeypatch.setattr(keystages, "batch_size", lambda t, n: 3)
+    calls: list[tuple[int, int]] = []
+    blocks = key_stages(
+        sample_log,
+        signals="leverage",
+        n_boot=20,
+        seed=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    pd.testing.assert_frame_equal(whole, blocks)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 20 and {t for _, t in calls} == {20}

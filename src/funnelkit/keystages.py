@@ -63,6 +63,7 @@ from .funnel import (
 from .markov import (
     AbsorbingChain,
     ChainData,
+    batch_size,
     deal_patterns,
     exit_probabilities,
     leverage_batch,
@@ -513,9 +514,14 @@ def leverage_from_patterns(
     has[coo.row, coo.col // n_states] = True
     per_stage = (has.T.astype(np.float64) @ m).astype(np.int64)
     boot = np.full((opt.n_boot, S), np.nan)
-    if opt.n_boot > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
-        b_counts, b_starts = pattern_bootstrap(cd, opt.n_boot, rng, opt.progress)
+    rng = np.random.default_rng(np.random.SeedSequence(opt.seed).spawn(2)[0])
+    block = batch_size(S, n_states)
+    for i in range(0, opt.n_boot, block):  # loop over blocks of bootstrap draws
+        # the draws of one block at a time (the same draws, in the same order, as all at
+        # once): memory O(block × stages²) whatever the number of draws
+        size = min(block, opt.n_boot - i)
+        progress = _offset(opt.progress, i, opt.n_boot)
+        b_counts, b_starts = pattern_bootstrap(cd, size, rng, progress)
         b_starts /= b_starts.sum(axis=1, keepdims=True)
         b_base, b_after = leverage_batch(
             exit_probabilities(b_counts),
@@ -525,8 +531,17 @@ def leverage_from_patterns(
             forward=forward,
             uplift=opt.uplift,
         )
-        boot = b_after - b_base[:, None]
+        boot[i : i + size] = b_after - b_base[:, None]
     return leverage_rows(stages, probs, loss, base, after, boot, per_stage, opt)
+
+
+def _offset(
+    progress: Callable[[int, int], None] | None, done: int, total: int
+) -> Callable[[int, int], None] | None:
+    """``progress`` for one block of draws: ``(draws so far, all draws)``."""
+    if progress is None:
+        return None
+    return lambda k, _size: progress(done + k, total)
 
 
 def leverage_rows(
