@@ -59,20 +59,57 @@ def test_save_and_load_give_the_same_log(sample, tmp_path):
     log = fk.EventLog(sample, **KW)
     folder = log.save(tmp_path / "state")
     assert sorted(p.name for p in folder.iterdir()) == [
+        "attr_0.parquet",  # the categories of each carried column
+        "attr_1.parquet",
+        "attr_2.parquet",
+        "deals.parquet",
         "events.parquet",
         "manifest.json",
+        "paths.parquet",
+        "rejected.parquet",
         "rejects.parquet",
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format_version"] == state.FORMAT_VERSION
+    assert manifest["format_version"] == state.FORMAT_VERSION == 2
     assert manifest["funnelkit_version"] == fk.__version__
     assert manifest["settings"]["stages"] == KW["stages"]
     assert manifest["rows"] == len(sample) and manifest["deals"] == log.n_deals
     assert_same_log(fk.load(folder), log)
     assert_same_log(fk.load(str(folder)), log)
+    _assert_same_arrays(fk.load(folder), log)
     # the rejects file holds log.rejects, for inspection
     stored = pd.read_parquet(folder / "rejects.parquet")
     assert stored["row"].tolist() == log.rejects["row"].tolist()
+
+
+def test_a_state_is_read_back_without_a_build_and_older_states_still_load(
+    sample, tmp_path, monkeypatch
+):
+    """Format 2 holds the built log: loading reads it (no validation, no sort). A state
+    of format 1 (the rows only) is built again, and updates the same."""
+    log = fk.EventLog(sample, **KW)
+    folder = log.save(tmp_path / "state")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    old = tmp_path / "v1"
+    old.mkdir()
+    for name in ("events.parquet", "rejects.parquet"):
+        (old / name).write_bytes((folder / name).read_bytes())
+    v1 = dict(manifest, format_version=1)
+    v1.pop("parts")
+    (old / "manifest.json").write_text(json.dumps(v1))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a format-2 state was built again")
+
+    with monkeypatch.context() as m:
+        m.setattr(fk.EventLog, "_build", no_build)
+        back = fk.load(folder)
+    assert_same_log(back, log)
+    assert_same_log(fk.load(old), log)
+    new = sample.iloc[:50].assign(ts=sample["ts"].max() + pd.Timedelta("1D"))
+    want = fk.EventLog(pd.concat([sample, new], ignore_index=True), **KW)
+    assert_same_log(state.update_saved(folder, new), want)
+    assert_same_log(state.update_saved(old, new), want)
 
 
 def test_every_keyword_survives(tmp_path):
@@ -144,7 +181,8 @@ def test_load_errors_name_the_problem(sample, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["format_version"] = state.FORMAT_VERSION + 1
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(fk.EventLogError, match=r"format version 2.*reads format versions up"):
+    newer = rf"format version {state.FORMAT_VERSION + 1}.*reads format versions up"
+    with pytest.raises(fk.EventLogError, match=newer):
         fk.load(folder)
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(fk.EventLogError, match="is not a funnelkit manifest"):
@@ -193,6 +231,129 @@ def test_update_equals_the_full_build_on_synthetic_logs(seed, how):
     kw = dict(SYN_KW, errors="drop")
     got = fk.EventLog(old, **kw).update(new)
     assert_same_log(got, fk.EventLog(pd.concat([old, new], ignore_index=True), **kw))
+
+
+def _messy(seed: int, ids: str) -> pd.DataFrame:
+    """A synthetic log with what makes deals differ row by row: attributes and amounts
+    that change along a deal, simultaneous lost and disqualified events (unresolved ties),
+    values seen only late (new categories), bad rows (unknown stages, missing times and
+    ids); ids as text or integers."""
+    rng = np.random.default_rng(seed)
+    ev = synthetic(seed)
+    n = len(ev)
+    change = rng.random(n) < 0.15
+    ev.loc[change, "region"] = rng.choice(["north", "south", "west"], change.sum())
+    late = (ev["ts"] > ev["ts"].quantile(0.8)).to_numpy() & (rng.random(n) < 0.3)
+    ev.loc[late, "owner"] = rng.choice(["new1", "new2"], late.sum())
+    amt = rng.random(n)
+    ev.loc[amt < 0.05, "amount"] = np.nan
+    ev.loc[amt > 0.9, "amount"] = rng.uniform(1e3, 1e5, int((amt > 0.9).sum()))
+    lost = ev[ev["stage"] == "Lost"].sample(frac=0.3, random_state=seed)
+    ev = pd.concat([ev, lost.assign(stage="Disqualified")]).sort_values("ts", kind="stable")
+    ev = ev.reset_index(drop=True)
+    bad = rng.choice(len(ev), 6, replace=False)
+    ev.loc[bad[:2], "stage"] = "Nowhere"
+    ev.loc[bad[2:4], "ts"] = pd.NaT
+    ev["deal_id"] = ev["deal_id"].astype(object)
+    ev.loc[bad[4:], "deal_id"] = None
+    ev["channel"] = rng.choice(["web", "call", "event"], len(ev))
+    if ids == "int":
+        ev["deal_id"] = pd.factorize(ev["deal_id"])[0] * 7 + 3
+        ev.loc[bad[4:], "deal_id"] = -1  # (an integer column has no null: one more deal)
+        ev["deal_id"] = ev["deal_id"].astype(np.int64)
+    else:
+        ev["deal_id"] = ev["deal_id"].astype("string")
+    return ev
+
+
+def _assert_same_arrays(got: fk.EventLog, ref: fk.EventLog) -> None:
+    """The log's own arrays equal the full build's: values, dtypes, attribute categories."""
+    assert set(vars(got)) - {"_cache"} == set(vars(ref)) - {"_cache"}
+    for name, want in vars(ref).items():
+        have = getattr(got, name)
+        if isinstance(want, np.ndarray):
+            assert have.dtype == want.dtype, name
+            np.testing.assert_array_equal(have, want, err_msg=name)
+    for a, ser in ref._attrs.items():
+        pd.testing.assert_series_equal(got._attrs[a], ser)
+    for a, (codes, uniques) in ref._visit_attrs.items():
+        np.testing.assert_array_equal(got._visit_attrs[a][0], codes)
+        pd.testing.assert_index_equal(got._visit_attrs[a][1], uniques)
+    pd.testing.assert_index_equal(got._deal_labels, ref._deal_labels)
+
+
+@pytest.fixture
+def spliced(monkeypatch) -> list[bool]:
+    """Whether each update spliced the touched deals in (True) or built the union."""
+    from funnelkit import _update
+
+    calls: list[bool] = []
+    real = _update.spliced
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(state, "spliced", spy)
+    return calls
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("ids", ["text", "int"])
+@pytest.mark.parametrize("how", ["random", "time"])
+def test_update_rebuilds_only_the_touched_deals(seed, ids, how, monkeypatch, spliced):
+    """The update splices the deals the new rows touch into the old log (no build of the
+    union) and equals the full build, arrays included, on logs with changing attributes,
+    unresolved ties, late categories and bad rows; pandas and Arrow."""
+    from funnelkit import _update
+
+    built: list[int] = []
+    real = _update._build
+
+    def spy(source, settings):
+        built.append(source.num_rows if isinstance(source, pa.Table) else len(source))
+        return real(source, settings)
+
+    monkeypatch.setattr(_update, "_build", spy)
+    ev = _messy(seed, ids)
+    rng = np.random.default_rng(seed)
+    old, new = _split(ev, rng, how)
+    kw = dict(SYN_KW, visit_attrs=["channel"], errors="drop")
+    full = fk.EventLog(pd.concat([old, new], ignore_index=True), **kw)
+    assert full.quality.unresolved_ties > 0 and full.quality.attr_changes["region"] > 0
+    for a, b in ((old, new), (pa.Table.from_pandas(old, preserve_index=False), new)):
+        built.clear()
+        got = fk.EventLog(a, **kw).update(b)
+        assert built and max(built) < len(ev)  # only the touched deals' rows were built
+        assert spliced.pop() is True
+        ref = fk.EventLog(state._union(a, b), **kw)  # Arrow ids stay Arrow text
+        assert_same_log(got, ref)
+        _assert_same_arrays(got, ref)
+    # at a given as_of, later than every row: the stale deals move
+    later = full.as_of + pd.Timedelta("45D")
+    got = fk.EventLog(old, **kw).update(new, as_of=later)
+    ref = fk.EventLog(pd.concat([old, new], ignore_index=True), **dict(kw, as_of=later))
+    assert_same_log(got, ref)
+    assert spliced[-1] is True
+    assert got.quality.stale > full.quality.stale
+
+
+def test_updates_that_need_the_whole_log_build_it(sample, spliced):
+    """Rules over the whole log — an inferred stage order, an earlier as_of that rejected
+    rows — make the update build the union; the result is the full build's all the same."""
+    calls = spliced
+    old, new = sample.iloc[:3000], sample.iloc[3000:]
+    inferred = dict(KW, stages=None)
+    got = fk.EventLog(old, **inferred).update(new)
+    assert calls == [False]
+    assert_same_log(got, fk.EventLog(sample, **inferred))
+    early = dict(KW, as_of="2025-02-01", errors="drop")
+    base = fk.EventLog(old, **early)
+    assert base.quality.by_reason.get("after_as_of")
+    got = base.update(new)
+    assert calls == [False, False]
+    assert_same_log(got, fk.EventLog(sample, **dict(early, as_of=None)))
 
 
 @pytest.mark.parametrize("seed", range(3))

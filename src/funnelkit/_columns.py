@@ -692,22 +692,25 @@ def parse_times(col: pd.Series | pa.ChunkedArray, date_format: str | None = None
 MAX_FROM_MEDIAN = 2**62
 
 
-def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, int]:
+def out_of_range(ns: np.ndarray) -> tuple[np.ndarray | None, tuple[int, int] | None]:
     """Mask of the parsed times (not NaT) more than :data:`MAX_FROM_MEDIAN` from their
-    median — typos such as 1725 for 2025 — or None when there are none, and the median
-    (0 when not computed). One min/max pass; the median only when the span is too wide."""
+    median — typos such as 1725 for 2025 — or None when there are none, and the span
+    (earliest, latest) of the parsed times (None when there are none). One min/max pass;
+    the median only when the span is too wide. No time is out of range when the span of
+    all of them is narrower than :data:`MAX_FROM_MEDIAN` (the median lies inside it):
+    what an incremental update checks."""
     has = ns != NAT
     if not has.any():
-        return None, 0
+        return None, None
     good = ns if has.all() else ns[has]
     lo, hi = int(good.min()), int(good.max())
     if hi - lo < MAX_FROM_MEDIAN:
-        return None, 0
+        return None, (lo, hi)
     median = int(np.partition(good, good.size // 2)[good.size // 2])
     upper = min(median + MAX_FROM_MEDIAN, int(np.iinfo(np.int64).max))
     lower = max(median - MAX_FROM_MEDIAN, NAT + 1)
     bad = has & ((ns > upper) | (ns < lower))
-    return (bad if bad.any() else None), median
+    return (bad if bad.any() else None), (lo, hi)
 
 
 def _on_the_clock(text: str) -> bool:

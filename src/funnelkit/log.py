@@ -29,12 +29,14 @@ from ._inputs import (
 )
 from ._memory import hot_path
 from ._params import BY, CHECKED_INSIDE, DATE, PROGRESS, SEED, Interval, Options, validate_params
+from ._update import attr_series
 from .businessdays import BusinessCalendar, as_calendar
 from .errors import MAX_BOOT, EmptyLogError, EventLogError, InvalidParameterError
 from .quality import QualityReport
 
 if TYPE_CHECKING:
     from ._kernel import Visits
+    from ._update import Parts
     from .activities import Activities
     from .forecast import Forecast
     from .history import FieldHistory
@@ -187,6 +189,19 @@ class EventLog:
 
     #: the stage order of a log whose order was inferred elsewhere (see _with_order)
     _order_hint: list[str] | None = None
+    #: the built arrays of a log spliced or loaded instead of built (see _from_parts)
+    _parts: Parts | None = None
+
+    @classmethod
+    def _from_parts(cls, events: Any, parts: Parts, **settings: Any) -> EventLog:
+        """Internal: the log of ``events`` whose built arrays are ``parts`` — an
+        incremental update, or a saved state read back (``funnelkit._update``). The
+        keywords are checked as for any log; the rows are not validated or sorted."""
+        self = super().__new__(cls)
+        self._parts = parts
+        self.__init__(events, **settings)  # type: ignore[misc]
+        del self._parts  # the class's None again: the parts are on the log now
+        return self
 
     @classmethod
     def _with_order(cls, events: Any, order: Sequence[str], **settings: Any) -> EventLog:
@@ -307,7 +322,12 @@ class EventLog:
         C.check_columns(mapped, C.column_names(events))
         C.check_unique_columns(mapped, C.column_names(events))
         self._columns = list(dict.fromkeys(mapped.values()))
-        self._build(events, declared, as_of, errors)
+        if self._parts is not None:
+            from ._update import install
+
+            install(self, events, self._parts)
+        else:
+            self._build(events, declared, as_of, errors)
         #: named mappings of stages to phases, checked against the stages (see by_phase)
         self.phases: dict[str, dict[str, str]] = P.check_phases(
             phases, self.stages, self.post_sale_stages, self.won, self.lost
@@ -559,7 +579,7 @@ class EventLog:
         mark(times.null, "missing_time")
         mark(times.unparseable, "unparseable_time")
         mark(times.mixed_tz, "mixed_timezone")
-        far, _ = C.out_of_range(times.ns)
+        far, self._time_span = C.out_of_range(times.ns)
         if far is not None:
             mark(far, "time_out_of_range")
         mark(unknown_code[raw_codes], "unknown_stage")
@@ -659,18 +679,8 @@ class EventLog:
         else:
             order_names = self._infer_order(p_raw, p_deal, raw_kind, raw_names)
             inferred = True
-        self.stages = order_names
-        self._stage_order_inferred = inferred
-        catalogue = order_names + self.won + self.lost
-        cat_index = {nm: i for i, nm in enumerate(catalogue)}
-        self._catalogue = catalogue
-        self._n_stages = len(order_names)
-        self._kind = np.array(
-            [V.STAGE] * len(order_names)
-            + [V.WON_KIND] * len(self.won)
-            + [V.LOST_KIND] * len(self.lost),
-            dtype=np.int8,
-        )
+        self._set_catalogue(order_names, inferred)
+        cat_index = {nm: i for i, nm in enumerate(self._catalogue)}
         raw_to_cat = np.array([cat_index.get(nm, -1) for nm in raw_names] + [-1], dtype=np.int64)
         p_stage = raw_to_cat[p_raw]
 
@@ -742,14 +752,7 @@ class EventLog:
             first = V.first_notnull(cs >= 0, srt.starts, n_sorted)
             dcode = np.where(first >= 0, cs[np.maximum(first, 0)], -1)
             attr_changes[a] = V.changed_deals(cs, srt.starts)
-            self._attrs[a] = pd.Series(
-                pd.Categorical.from_codes(dcode, categories=uniques)
-                if len(uniques)
-                else pd.Categorical.from_codes(
-                    np.full(n_deals, -1), categories=pd.Index([], dtype=object)
-                ),
-                name=a,
-            )
+            self._attrs[a] = attr_series(dcode, uniques, a)
 
         # ---- visit attributes: the value on the event that entered the stage
         self._visit_attrs: dict[str, tuple[np.ndarray, pd.Index]] = {}
@@ -800,6 +803,19 @@ class EventLog:
             post_sale_deals=int(np.unique(ps_deal).size),
         )
         self._cache: dict[Any, Any] = {}
+
+    def _set_catalogue(self, order_names: list[str], inferred: bool) -> None:
+        """The stage catalogue: funnel stages in order, then won, then lost names."""
+        self.stages = order_names
+        self._stage_order_inferred = inferred
+        self._catalogue = order_names + self.won + self.lost
+        self._n_stages = len(order_names)
+        self._kind = np.array(
+            [V.STAGE] * len(order_names)
+            + [V.WON_KIND] * len(self.won)
+            + [V.LOST_KIND] * len(self.lost),
+            dtype=np.int8,
+        )
 
     @staticmethod
     def _infer_order(p_raw, p_deal, raw_kind, raw_names) -> list[str]:
@@ -3759,7 +3775,7 @@ class EventLog:
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     folder = log.save(f"{tmp}/state")
         ...     sorted(p.name for p in folder.iterdir())
-        ['events.parquet', 'manifest.json', 'rejects.parquet']
+        ['attr_0.parquet', 'attr_1.parquet', 'attr_2.parquet', 'deals.parquet', 'events.parquet', 'manifest.json', 'paths.parquet', 'rejected.parquet', 'rejects.parquet']
         """
         from .state import save
 

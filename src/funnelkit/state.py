@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from . import _columns as C
 from ._params import validate_params
+from ._update import Parts, parts_of, spliced
 from ._version import __version__
 from .businessdays import BusinessCalendar
 from .errors import EventLogError, InvalidParameterError
@@ -48,10 +49,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "load", "save", "update"]
 
-#: the state format this funnelkit writes and reads (a newer one is refused)
-FORMAT_VERSION = 1
+#: the state format this funnelkit writes and reads (a newer one is refused). Version 1
+#: holds the input rows only (loading builds the log again); version 2 adds the built log
+#: (paths, deals, rejected rows, categories), so loading reads it back without a build.
+FORMAT_VERSION = 2
 _FORMAT = "funnelkit-state"
 MANIFEST, EVENTS, REJECTS = "manifest.json", "events.parquet", "rejects.parquet"
+PATHS, DEALS, REJECTED = "paths.parquet", "deals.parquet", "rejected.parquet"
+_DEAL_ARRAYS = ("first_ns", "last_ns", "outcome", "outcome_stage", "term_ns", "reopened")
 
 
 # ---------------------------------------------------------------------------- settings
@@ -164,6 +169,8 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
     settings = _encoded_settings(log)
     table = _source_table(log)
     source = log._source
+    # the built log, unless it holds what the parts do not (post-sale events)
+    parts = parts_of(log) if log._post_sale_events is None else None
     manifest = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
@@ -179,6 +186,7 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
         "deals": int(log.n_deals),
         "as_of": str(log.as_of),
         "filtered": log.quality.filtered,
+        "parts": None if parts is None else _parts_manifest(parts),
     }
     # written beside the target, then swapped in: a reader never sees half a state
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -193,6 +201,8 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
             pq.write_table(
                 pa.Table.from_pandas(rejects.astype(str), preserve_index=False), tmp / REJECTS
             )
+        if parts is not None:
+            _write_parts(parts, tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         old = None
         if target.exists():
@@ -205,6 +215,87 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _parts_manifest(parts: Parts) -> dict[str, Any]:
+    """The parts' scalars, and the types of their categories (restored on reading)."""
+    return {
+        "stages": parts.stages,
+        "inferred": parts.inferred,
+        "aware": parts.aware,
+        "as_of_ns": parts.as_of_ns,
+        "time_span": None if parts.time_span is None else list(parts.time_span),
+        "quality": parts.quality,
+        "amount": parts.amount is not None,
+        "attrs": [[a, str(u.dtype)] for a, (_, u) in parts.attrs.items()],
+        "visit_attrs": [[a, str(u.dtype)] for a, (_, u) in parts.visit_attrs.items()],
+    }
+
+
+def _categories_table(uniques: pd.Index) -> pa.Table:
+    return pa.table({"value": pa.array(uniques.to_numpy(), from_pandas=True)})
+
+
+def _write_parts(parts: Parts, folder: Path) -> None:
+    paths = {"deal": parts.path_deal, "stage": parts.path_stage, "time": parts.path_time}
+    deals = {k: getattr(parts, k) for k in _DEAL_ARRAYS} | {"label_row": parts.label_rows}
+    if parts.amount is not None:
+        deals["amount"] = parts.amount
+    for i, (codes, uniques) in enumerate(parts.attrs.values()):
+        deals[f"attr_{i}"] = codes
+        pq.write_table(_categories_table(uniques), folder / f"attr_{i}.parquet")
+    for i, (codes, uniques) in enumerate(parts.visit_attrs.values()):
+        paths[f"visit_attr_{i}"] = codes
+        pq.write_table(_categories_table(uniques), folder / f"visit_attr_{i}.parquet")
+    pq.write_table(pa.table(paths), folder / PATHS)
+    pq.write_table(pa.table(deals), folder / DEALS)
+    rejected = {"row": parts.reject_rows, "reason": parts.reject_reason}
+    pq.write_table(pa.table(rejected), folder / REJECTED)
+
+
+def _read_parts(folder: Path, spec: dict[str, Any]) -> Parts:
+    def arrays(name: str) -> dict[str, np.ndarray]:
+        table = pq.read_table(folder / name)  # writable copies: the log owns its arrays
+        return {c: table.column(c).to_numpy().copy() for c in table.column_names}
+
+    def categories(name: str, dtype: str) -> pd.Index:
+        values = pq.read_table(folder / name).column("value").to_pandas()
+        index = pd.Index(values).rename(None)
+        if str(index.dtype) != dtype:
+            try:
+                index = index.astype(dtype)
+            except (TypeError, ValueError):
+                pass
+        return index
+
+    paths, deals, rejected = arrays(PATHS), arrays(DEALS), arrays(REJECTED)
+    attrs = {
+        a: (deals[f"attr_{i}"], categories(f"attr_{i}.parquet", dtype))
+        for i, (a, dtype) in enumerate(spec["attrs"])
+    }
+    visit_attrs = {
+        a: (paths[f"visit_attr_{i}"], categories(f"visit_attr_{i}.parquet", dtype))
+        for i, (a, dtype) in enumerate(spec["visit_attrs"])
+    }
+    span = spec["time_span"]
+    return Parts(
+        stages=list(spec["stages"]),
+        inferred=bool(spec["inferred"]),
+        aware=bool(spec["aware"]),
+        as_of_ns=int(spec["as_of_ns"]),
+        time_span=None if span is None else (int(span[0]), int(span[1])),
+        path_deal=paths["deal"],
+        path_stage=paths["stage"],
+        path_time=paths["time"],
+        **{k: deals[k] for k in _DEAL_ARRAYS},
+        label_rows=deals["label_row"],
+        amount=deals["amount"] if spec["amount"] else None,
+        attrs=attrs,
+        visit_attrs=visit_attrs,
+        reject_rows=rejected["row"],
+        reject_reason=rejected["reason"],
+        quality=dict(spec["quality"]),
+    )
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame | pa.Table, dict[str, Any]]:
@@ -250,6 +341,17 @@ def _build(source: pd.DataFrame | pa.Table, settings: dict[str, Any]) -> EventLo
     return EventLog(source, **settings)
 
 
+def _restore(source: pd.DataFrame | pa.Table, manifest: dict[str, Any], folder: Path) -> EventLog:
+    """The saved log: read back from its parts (format 2), else built from its rows."""
+    from .log import EventLog
+
+    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
+    spec = manifest.get("parts") if manifest.get("format_version", 1) >= 2 else None
+    if spec is None:
+        return _build(source, settings)
+    return EventLog._from_parts(source, _read_parts(folder, spec), **settings)
+
+
 @validate_params({"path": [str, os.PathLike]}, name="fk.load")
 def load(path: str | os.PathLike[str]) -> EventLog:
     """Read an event log saved with :meth:`EventLog.save`.
@@ -282,8 +384,7 @@ def load(path: str | os.PathLike[str]) -> EventLog:
     import dataclasses
 
     source, manifest = _read(path)
-    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
-    log = _build(source, settings)
+    log = _restore(source, manifest, Path(path))
     if manifest.get("filtered"):  # a log made by filter(): said so again
         log.quality = dataclasses.replace(log.quality, filtered=manifest["filtered"])
     return log
@@ -404,19 +505,23 @@ def update(log: EventLog, new_events: Any, as_of: Any = None) -> EventLog:
     new = _new_rows(log, new_events)
     settings = dict(log._settings)
     settings["as_of"] = as_of
-    return _build(_union(log._source, new), settings)
+    union = _union(log._source, new)
+    fast = spliced(log, union, C.n_rows(log._source), as_of)
+    return fast if fast is not None else _build(union, settings)
 
 
 def update_saved(path: str | os.PathLike[str], new_events: Any, as_of: Any = None) -> EventLog:
     """``fk.load(path).update(new_events, as_of)`` with one build instead of two; the
     result is not saved (call ``save`` on it)."""
     source, manifest = _read(path)
-    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
     if manifest.get("filtered"):
         raise InvalidParameterError(
             f"log.update: the state `{path}` holds a log made by filter(...); update the "
             "unfiltered log and filter the result."
         )
+    if manifest.get("parts") is not None:  # the saved log, read back: then the update
+        return update(_restore(source, manifest, Path(path)), new_events, as_of)
+    settings = {k: _decode(v) for k, v in manifest["settings"].items()}
     probe = _Settings(settings, source)
     new = _new_rows(probe, new_events)  # type: ignore[arg-type]
     settings["as_of"] = as_of
