@@ -112,6 +112,38 @@ def test_a_state_is_read_back_without_a_build_and_older_states_still_load(
     assert_same_log(state.update_saved(old, new), want)
 
 
+@pytest.mark.parametrize("arrow", [False, True])
+def test_a_daily_save_writes_only_the_new_rows(sample, tmp_path, arrow):
+    """Saving an updated state back to its folder keeps the stored event files (linked,
+    not rewritten) and adds one file of the new rows; any other folder gets every row."""
+    data = pa.Table.from_pandas(sample, preserve_index=False) if arrow else sample
+    old = data.slice(0, 2000) if arrow else data.iloc[:2000]
+    folder = fk.EventLog(old, **KW).save(tmp_path / "s")
+    first = (folder / "events.parquet").stat()
+    for lo, hi in ((2000, 2500), (2500, len(sample))):
+        today = data.slice(lo, hi - lo) if arrow else data.iloc[lo:hi]
+        fk.load(folder).update(today).save(folder)
+    files = json.loads((folder / "manifest.json").read_text())["events"]
+    assert [(f["file"], f["start"], f["end"]) for f in files] == [
+        ("events.parquet", 0, 2000),
+        ("events_1.parquet", 2000, 2500),
+        ("events_2.parquet", 2500, len(sample)),
+    ]
+    assert (folder / "events.parquet").stat().st_ino == first.st_ino  # kept, not rewritten
+    full = fk.EventLog(data, **KW)
+    assert_same_log(fk.load(folder), full)
+    loaded = fk.load(folder)
+    assert isinstance(loaded._source, pa.Table) == arrow
+    # elsewhere: one file of every row; and a folder replaced since is written whole
+    again = loaded.save(tmp_path / "copy")
+    assert json.loads((again / "manifest.json").read_text())["events"][0]["end"] == len(sample)
+    assert_same_log(fk.load(again), full)
+    fk.EventLog(data, **KW).save(folder)  # another log saved over the state
+    loaded.save(folder)
+    assert len(json.loads((folder / "manifest.json").read_text())["events"]) == 1
+    assert_same_log(fk.load(folder), full)
+
+
 def test_every_keyword_survives(tmp_path):
     """Inferred order, stage_map, times and durations as objects, a calendar with
     holidays, visit attrs, a given as_of and dropped bad rows: all rebuilt identically."""
@@ -268,7 +300,8 @@ def _messy(seed: int, ids: str) -> pd.DataFrame:
 
 def _assert_same_arrays(got: fk.EventLog, ref: fk.EventLog) -> None:
     """The log's own arrays equal the full build's: values, dtypes, attribute categories."""
-    assert set(vars(got)) - {"_cache"} == set(vars(ref)) - {"_cache"}
+    bookkeeping = {"_cache", "_stored"}  # caches; the state a log was read from
+    assert set(vars(got)) - bookkeeping == set(vars(ref)) - bookkeeping
     for name, want in vars(ref).items():
         have = getattr(got, name)
         if isinstance(want, np.ndarray):

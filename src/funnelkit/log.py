@@ -191,6 +191,9 @@ class EventLog:
     _order_hint: list[str] | None = None
     #: the built arrays of a log spliced or loaded instead of built (see _from_parts)
     _parts: Parts | None = None
+    #: the saved state holding this log's first input rows: its folder and the event files
+    #: its manifest lists (``funnelkit.state``; a save to that folder appends the rest)
+    _stored: tuple[str, list[dict[str, Any]]] | None = None
 
     @classmethod
     def _from_parts(cls, events: Any, parts: Parts, **settings: Any) -> EventLog:

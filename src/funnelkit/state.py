@@ -134,12 +134,13 @@ def _check_savable(log: EventLog, action: str) -> None:
 
 
 # ---------------------------------------------------------------------------- save / load
-def _source_table(log: EventLog) -> pa.Table:
+def _source_table(log: EventLog, start: int = 0) -> pa.Table:
+    """The log's input rows from row ``start`` on, as an Arrow table."""
     source = log._source
     if isinstance(source, pa.Table):
-        return source
+        return source.slice(start) if start else source
     try:
-        return pa.Table.from_pandas(source, preserve_index=False)
+        return pa.Table.from_pandas(source.iloc[start:], preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         bad = next(
             (c for c in source.columns if source[c].dtype == object and str(c) in str(exc)),
@@ -167,8 +168,15 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
             "funnelkit state; pass a new or empty folder (a state is replaced whole)."
         )
     settings = _encoded_settings(log)
-    table = _source_table(log)
     source = log._source
+    n_rows = C.n_rows(source)
+    # the input rows already in this folder (the log was read from it or saved to it, and
+    # has the same rows first): kept, and only the rows after them written
+    kept = _stored_prefix(log, target)
+    start = kept[-1]["end"] if kept else 0
+    table = _source_table(log, start)
+    if kept and not _same_schema(target / kept[0]["file"], table):
+        kept, start, table = [], 0, _source_table(log)
     # the built log, unless it holds what the parts do not (post-sale events)
     parts = parts_of(log) if log._post_sale_events is None else None
     manifest = {
@@ -182,7 +190,8 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
             if isinstance(source, pa.Table)
             else {str(c): str(t) for c, t in source.dtypes.items()}
         ),
-        "rows": int(table.num_rows),
+        "rows": n_rows,
+        "events": None,  # the event files, filled in below
         "deals": int(log.n_deals),
         "as_of": str(log.as_of),
         "filtered": log.quality.filtered,
@@ -192,7 +201,15 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir(parents=True)
     try:
-        pq.write_table(table, tmp / EVENTS)
+        for f in kept:
+            _keep(target / f["file"], tmp / f["file"])
+        files = list(kept)
+        if table.num_rows or not files:
+            name = EVENTS if not files else f"events_{len(files)}.parquet"
+            pq.write_table(table, tmp / name)
+            size = (tmp / name).stat().st_size
+            files.append({"file": name, "start": start, "end": n_rows, "bytes": size})
+        manifest["events"] = files
         rejects = log.rejects
         try:
             pq.write_table(pa.Table.from_pandas(rejects, preserve_index=False), tmp / REJECTS)
@@ -214,7 +231,46 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    log._stored = (str(target.resolve()), files)
     return target
+
+
+def _stored_prefix(log: EventLog, target: Path) -> list[dict[str, Any]]:
+    """The event files of the state at ``target`` that hold the log's first rows, as
+    its manifest lists them (name, first and end row, size); [] when the log was not
+    read from or saved to that folder, or the folder changed since."""
+    stored = log._stored
+    if stored is None or stored[0] != str(target.resolve()):
+        return []
+    try:
+        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    files = stored[1]
+    if manifest.get("events") != files or any(
+        not (target / f["file"]).is_file() or (target / f["file"]).stat().st_size != f["bytes"]
+        for f in files
+    ):
+        return []
+    if not files or files[-1]["end"] > C.n_rows(log._source):
+        return []
+    return [dict(f) for f in files]
+
+
+def _same_schema(path: Path, table: pa.Table) -> bool:
+    try:
+        stored = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return stored.remove_metadata().equals(table.schema.remove_metadata())
+
+
+def _keep(src: Path, dst: Path) -> None:
+    """A stored event file into the new state: a hard link (no copy), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _parts_manifest(parts: Parts) -> dict[str, Any]:
@@ -255,8 +311,8 @@ def _write_parts(parts: Parts, folder: Path) -> None:
 
 def _read_parts(folder: Path, spec: dict[str, Any]) -> Parts:
     def arrays(name: str) -> dict[str, np.ndarray]:
-        table = pq.read_table(folder / name)  # writable copies: the log owns its arrays
-        return {c: table.column(c).to_numpy().copy() for c in table.column_names}
+        table = pq.read_table(folder / name)  # no copy: read-only when Arrow's own
+        return {c: table.column(c).to_numpy() for c in table.column_names}
 
     def categories(name: str, dtype: str) -> pd.Index:
         values = pq.read_table(folder / name).column("value").to_pandas()
@@ -322,7 +378,9 @@ def _read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame | pa.Table, dict[s
             f"versions up to {FORMAT_VERSION}. Upgrade funnelkit, or build the log again "
             "from the CRM export."
         )
-    table = pq.read_table(p / EVENTS)
+    files = manifest.get("events") or [{"file": EVENTS}]  # format 1: one file
+    tables = [pq.read_table(p / f["file"]) for f in files]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     if manifest.get("source") != "pandas":
         return table, manifest
     frame = table.to_pandas()
@@ -348,8 +406,12 @@ def _restore(source: pd.DataFrame | pa.Table, manifest: dict[str, Any], folder: 
     settings = {k: _decode(v) for k, v in manifest["settings"].items()}
     spec = manifest.get("parts") if manifest.get("format_version", 1) >= 2 else None
     if spec is None:
-        return _build(source, settings)
-    return EventLog._from_parts(source, _read_parts(folder, spec), **settings)
+        log = _build(source, settings)
+    else:
+        log = EventLog._from_parts(source, _read_parts(folder, spec), **settings)
+    if manifest.get("events"):  # its rows are in this folder: a save there appends
+        log._stored = (str(folder.resolve()), manifest["events"])
+    return log
 
 
 @validate_params({"path": [str, os.PathLike]}, name="fk.load")
@@ -507,7 +569,10 @@ def update(log: EventLog, new_events: Any, as_of: Any = None) -> EventLog:
     settings["as_of"] = as_of
     union = _union(log._source, new)
     fast = spliced(log, union, C.n_rows(log._source), as_of)
-    return fast if fast is not None else _build(union, settings)
+    out = fast if fast is not None else _build(union, settings)
+    if log._stored is not None:  # the stored rows come first in the union
+        out._stored = log._stored
+    return out
 
 
 def update_saved(path: str | os.PathLike[str], new_events: Any, as_of: Any = None) -> EventLog:
