@@ -3747,11 +3747,16 @@ class EventLog:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save the log to a folder, to be read back with :func:`funnelkit.load`.
 
-        The folder holds ``events.parquet`` (every input row, as given: what the log is
-        built from), ``rejects.parquet`` (:attr:`rejects`, for inspection) and
-        ``manifest.json`` (the state format version, the funnelkit version and every
-        keyword the log was built with). It is replaced whole (written beside, then
-        swapped in). See the how-to *Scheduled jobs* for the daily update.
+        The folder holds the input rows, as given (``events.parquet``, then one
+        ``events_N.parquet`` per later save of an updated log to the same folder: the
+        stored files are kept, only the new rows are written), the built log
+        (``paths.parquet``, ``deals.parquet``, ``rejected.parquet`` and the categories of
+        each carried column, ``attr_N.parquet``), so that :func:`funnelkit.load` reads it
+        back without validating or sorting again, ``rejects.parquet`` (:attr:`rejects`,
+        for inspection) and ``manifest.json`` (the state format version, the funnelkit
+        version, every keyword the log was built with, the event files). It is replaced
+        whole (written beside, then swapped in). See the how-to *Scheduled jobs* for the
+        daily update.
 
         Parameters
         ----------
@@ -3777,8 +3782,10 @@ class EventLog:
         >>> log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     folder = log.save(f"{tmp}/state")
-        ...     sorted(p.name for p in folder.iterdir())
-        ['attr_0.parquet', 'attr_1.parquet', 'attr_2.parquet', 'deals.parquet', 'events.parquet', 'manifest.json', 'paths.parquet', 'rejected.parquet', 'rejects.parquet']
+        ...     sorted(p.name for p in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+        ['attr_0.parquet', 'attr_1.parquet', 'attr_2.parquet', 'deals.parquet',
+         'events.parquet', 'manifest.json', 'paths.parquet', 'rejected.parquet',
+         'rejects.parquet']
         """
         from .state import save
 
@@ -3792,9 +3799,18 @@ class EventLog:
         log's keywords: every table equals ``EventLog(pd.concat([old, new]), ...)``. A new
         row that repeats a stored one (an overlapping extract) is a ``repeat`` in
         :attr:`rejects`, as a duplicate within one log; a bad new row raises or is
-        dropped as ``errors`` says. The stored rows are not read again, but they are
-        validated and sorted again with the new ones: the cost is about one build of the
-        union, not only of the new events (``benchmarks/RESULTS.md``).
+        dropped as ``errors`` says.
+
+        Only the deals the new rows touch are built again — their stored rows and the new
+        ones — and put in place of their old versions; the other deals are copied as
+        they are, and the stale rule is applied to every deal at the new ``as_of``. A
+        deal's rows decide its path alone, so this equals the full build. Rules over the
+        whole log make the update build the union instead (same result, the cost of a
+        full build): a stage order that is inferred (pass ``stages=``), post-sale stages,
+        times given as text, stored rows rejected as ``after_as_of`` or
+        ``time_out_of_range``, new columns of another type than the stored ones, or ids
+        that are neither text nor integers. What it costs on 1M deals is in
+        ``benchmarks/RESULTS.md`` (*Incremental updates*).
 
         Parameters
         ----------

@@ -3,21 +3,26 @@
 
 A state is a folder holding
 
-* ``events.parquet`` — every input row of the log (the mapped columns, as given, in input
-  order, bad rows included), which is what the log was built from;
+* ``events.parquet`` (and ``events_1.parquet``, ``events_2.parquet``, ...) — every input row
+  of the log (the mapped columns, as given, in input order, bad rows included). A save of
+  an updated log back to the folder it was read from keeps the stored files (hard links
+  into the new folder) and writes only the rows after them;
+* the built log (format 2): ``paths.parquet`` (every deal's path: deal code, stage code,
+  time), ``deals.parquet`` (per deal: first and last time, outcome, its stage and time,
+  reopened, the row of its id, amount, codes of the carried columns), ``rejected.parquet``
+  (rejected rows and reason codes) and one ``attr_N.parquet`` / ``visit_attr_N.parquet``
+  with the categories of each carried column;
 * ``rejects.parquet`` — :attr:`EventLog.rejects`, for people and tools that inspect the
-  state (loading does not read it: it is derived again from the events);
-* ``manifest.json`` — the format version, the funnelkit version that wrote it, and every
+  state (loading does not read it);
+* ``manifest.json`` — the format version, the funnelkit version that wrote it, every
   keyword of :class:`EventLog` the log was built with (stage order, won/lost names,
-  ``stale_after``, ``as_of``, carried columns, calendar, ...).
+  ``stale_after``, ``as_of``, carried columns, calendar, ...), the event files, and the
+  scalars of the built log (stage order, ``as_of``, quality counts).
 
-Loading builds the log again from the stored rows with the stored keywords, so a loaded log
-equals the saved one in every table, and any funnelkit version that reads the state's
-format version reads the state. An update builds the log of the union (stored rows, then
-the new rows), so its result is by construction the full recompute on the union; the old
-rows are not read from the CRM again, but they are validated and sorted again: the cost of
-an update grows with the whole history (about one build of the union; see
-``benchmarks/RESULTS.md``), not only with the new events.
+Loading reads the built log back without validating or sorting (a state of format 1, rows
+only, is built again), so a loaded log equals the saved one in every table. An update
+builds only the deals the new rows touch and splices them into the log
+(:mod:`funnelkit._update`); its result equals the full build on the union.
 """
 
 from __future__ import annotations
@@ -179,7 +184,7 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
         kept, start, table = [], 0, _source_table(log)
     # the built log, unless it holds what the parts do not (post-sale events)
     parts = parts_of(log) if log._post_sale_events is None else None
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
         "funnelkit_version": __version__,
@@ -219,7 +224,7 @@ def save(log: EventLog, path: str | os.PathLike[str]) -> Path:
                 pa.Table.from_pandas(rejects.astype(str), preserve_index=False), tmp / REJECTS
             )
         if parts is not None:
-            _write_parts(parts, tmp)
+            manifest["parts"]["dtypes"] = _write_parts(parts, tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         old = None
         if target.exists():
@@ -292,9 +297,24 @@ def _categories_table(uniques: pd.Index) -> pa.Table:
     return pa.table({"value": pa.array(uniques.to_numpy(), from_pandas=True)})
 
 
-def _write_parts(parts: Parts, folder: Path) -> None:
-    paths = {"deal": parts.path_deal, "stage": parts.path_stage, "time": parts.path_time}
-    deals = {k: getattr(parts, k) for k in _DEAL_ARRAYS} | {"label_row": parts.label_rows}
+def _small(codes: np.ndarray) -> np.ndarray:
+    """Small codes in the smallest integer type that holds them (read back in their own)."""
+    if codes.size == 0 or codes.dtype.kind not in "iu":
+        return codes
+    lo, hi = int(codes.min()), int(codes.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return codes.astype(t)
+    return codes
+
+
+def _write_parts(parts: Parts, folder: Path) -> dict[str, str]:
+    """Write the built log; returns each array's type (for reading it back in it). The
+    paths hold no deal column: each deal's count of events gives it back."""
+    n_events = np.bincount(parts.path_deal, minlength=parts.first_ns.size)
+    paths = {"stage": parts.path_stage, "time": parts.path_time}
+    deals = {k: getattr(parts, k) for k in _DEAL_ARRAYS}
+    deals |= {"label_row": parts.label_rows, "n_events": n_events}
     if parts.amount is not None:
         deals["amount"] = parts.amount
     for i, (codes, uniques) in enumerate(parts.attrs.values()):
@@ -303,16 +323,27 @@ def _write_parts(parts: Parts, folder: Path) -> None:
     for i, (codes, uniques) in enumerate(parts.visit_attrs.values()):
         paths[f"visit_attr_{i}"] = codes
         pq.write_table(_categories_table(uniques), folder / f"visit_attr_{i}.parquet")
-    pq.write_table(pa.table(paths), folder / PATHS)
-    pq.write_table(pa.table(deals), folder / DEALS)
     rejected = {"row": parts.reject_rows, "reason": parts.reject_reason}
-    pq.write_table(pa.table(rejected), folder / REJECTED)
+    dtypes: dict[str, str] = {}
+    for name, group in ((PATHS, paths), (DEALS, deals), (REJECTED, rejected)):
+        dtypes |= {f"{name}:{k}": str(v.dtype) for k, v in group.items()}
+        table = pa.table({k: _small(v) for k, v in group.items()})
+        # plain numbers, lz4: the fastest to write and read of Parquet's options here
+        # (codes are already small; times and rows are nearly all distinct)
+        pq.write_table(table, folder / name, use_dictionary=False, compression="lz4")
+    dtypes["path_deal"] = str(parts.path_deal.dtype)
+    return dtypes
 
 
 def _read_parts(folder: Path, spec: dict[str, Any]) -> Parts:
+    dtypes = spec["dtypes"]
+
     def arrays(name: str) -> dict[str, np.ndarray]:
-        table = pq.read_table(folder / name)  # no copy: read-only when Arrow's own
-        return {c: table.column(c).to_numpy() for c in table.column_names}
+        table = pq.read_table(folder / name)  # no copy where the type is the log's
+        return {
+            c: table.column(c).to_numpy().astype(dtypes[f"{name}:{c}"], copy=False)
+            for c in table.column_names
+        }
 
     def categories(name: str, dtype: str) -> pd.Index:
         values = pq.read_table(folder / name).column("value").to_pandas()
@@ -340,7 +371,9 @@ def _read_parts(folder: Path, spec: dict[str, Any]) -> Parts:
         aware=bool(spec["aware"]),
         as_of_ns=int(spec["as_of_ns"]),
         time_span=None if span is None else (int(span[0]), int(span[1])),
-        path_deal=paths["deal"],
+        path_deal=np.repeat(
+            np.arange(deals["n_events"].size, dtype=dtypes["path_deal"]), deals["n_events"]
+        ),
         path_stage=paths["stage"],
         path_time=paths["time"],
         **{k: deals[k] for k in _DEAL_ARRAYS},
