@@ -34,11 +34,28 @@ NAT = np.iinfo(np.int64).min
 
 @pytest.fixture(scope="module")
 def client():
+    """Two workers in threads: the engine's results do not depend on where a task runs,
+    and worker processes cost each test seconds of start-up and transfers on 2 cores.
+    :func:`process_client` runs the broadest parity test on worker processes too."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+def process_client(client):
+    """Two worker processes (tasks, partitions and results pickled between processes, as
+    on a real cluster), the default client while the test runs."""
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as c,
+        c.as_current(),
     ):
         yield c
 
@@ -155,7 +172,11 @@ def test_import_funnelkit_does_not_import_dask():
         (3, "America/New_York", ["A", "B", "C", "D"]),
     ],
 )
-def test_random_logs_equal_in_memory(client, seed, tz, stages):
+def test_random_logs_equal_in_memory(client, seed, tz, stages, request):
+    if seed == 2:  # on worker processes: everything the engine ships pickles
+        request.getfixturevalue("process_client")
+        workers = distributed.get_client().scheduler_info()["workers"]
+        assert len(workers) == 2 and all(w.startswith("tcp://") for w in workers)
     rng = np.random.default_rng(seed)
     events = with_attrs(random_log(rng, 160, tz=tz), rng)
     kw = dict(KW, stages=stages)
