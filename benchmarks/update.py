@@ -12,8 +12,9 @@ wall clock):
   build);
 * ``daily job``: what ``funnelkit report/monitor --state`` does each day — read the state,
   update it with the new events, save it back to its folder (the stored event files are
-  kept, the new rows written as one more file, the built log rewritten); measured on a
-  fresh copy of the state each time;
+  kept, the new rows written as one more file, the built log rewritten); on a fresh copy
+  of the state each time, in a fresh process, taking turns with ``full from file`` in a
+  fresh process (a job without a state);
 * ``save``: ``log.save`` of the history to a new folder (every row written).
 
 Each update is checked equal to the full build (funnel and transitions).
@@ -28,6 +29,8 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +42,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import funnelkit as fk
-from funnelkit import state
 
 HERE = Path(__file__).resolve().parent
 KW = dict(
@@ -62,6 +64,42 @@ def best(fn, repeat: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t)
     return min(times), out
+
+
+JOB = """
+import sys, time
+import pyarrow.parquet as pq
+from funnelkit import state
+day, today = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+log = state.update_saved(day, pq.read_table(today))
+log.save(day)
+print(time.perf_counter() - t)
+"""
+FROM_FILE = """
+import sys, time
+import pyarrow.parquet as pq
+import funnelkit as fk
+from update import KW
+t = time.perf_counter()
+fk.EventLog(pq.read_table(sys.argv[1]), **KW)
+print(time.perf_counter() - t)
+"""
+
+
+def _fresh(code: str, *args: Path) -> float:
+    """Seconds the script ``code`` reports, run in a new Python process."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def split(table: pa.Table, share: float) -> tuple[pa.Table, pa.Table]:
@@ -98,15 +136,17 @@ def main() -> None:
             folder = tmp / f"state_{share}"
             t_save, _ = best(lambda f=folder, o=old_log: o.save(f), args.repeat)
             t_load, _ = best(lambda f=folder: fk.load(f), args.repeat)
-            job_times = []
+            # the daily job and a job without a state, each in a fresh process (as cron
+            # runs them), taking turns
+            today = tmp / f"new_{share}.parquet"
+            pq.write_table(new, today)
+            job_times, file_times = [], []
             for i in range(args.repeat):
                 day = tmp / f"day_{share}_{i}"
                 shutil.copytree(folder, day)
-                t = time.perf_counter()
-                got2 = state.update_saved(day, new)
-                got2.save(day)
-                job_times.append(time.perf_counter() - t)
-            t_job = min(job_times)
+                job_times.append(_fresh(JOB, day, today))
+                file_times.append(_fresh(FROM_FILE, path))
+            t_job, t_file_fresh = min(job_times), min(file_times)
             pd.testing.assert_frame_equal(fk.load(day).funnel(), full.funnel())
             touched = int(pc.count_distinct(new.column("deal_id")).as_py())
             rows.append(
@@ -117,13 +157,14 @@ def main() -> None:
                     "full from file s": round(t_full_file, 2),
                     "update s": round(t_upd, 2),
                     "load s": round(t_load, 2),
-                    "daily job s": round(t_job, 2),
                     "save s": round(t_save, 2),
+                    "daily job s (fresh process)": round(t_job, 2),
+                    "full from file s (fresh process)": round(t_file_fresh, 2),
                     "update / full": round(t_upd / t_full, 2),
-                    "job / full from file": round(t_job / t_full_file, 2),
+                    "job / full from file (fresh)": round(t_job / t_file_fresh, 2),
                 }
             )
-            del old_log, got, got2, full
+            del old_log, got, full
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     res = pd.DataFrame(rows)
