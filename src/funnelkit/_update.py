@@ -239,8 +239,10 @@ def spliced(
             as_of_ns = C.to_timestamp(as_of, log._aware, "as_of")
         except (EventLogError, InvalidParameterError):
             return None  # the full build raises the error
-        if log._last_ns.size and int(log._last_ns.max()) > as_of_ns:
-            return None  # stored rows after the new as_of: rejected by the full build
+        if span and span[1] > as_of_ns:
+            # stored rows after the new as_of (any row with a time, rejected or not: a
+            # row that made its deal's outcome conflict would be after_as_of instead)
+            return None
 
     # ---- the rows of the deals the new rows touch: their stored rows, then the new rows
     touched = pc.unique(ids.slice(n_old).drop_null())
