@@ -129,10 +129,38 @@ def column_names(data: pd.DataFrame | pa.Table) -> list[str]:
     return list(data.column_names) if isinstance(data, pa.Table) else list(data.columns)
 
 
+def take_chunked(col: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``col.take(rows)`` chunk by chunk: Arrow's take of a chunked column joins every
+    chunk first, a copy of the whole column for a few rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if col.num_chunks <= 1:
+        one = col.chunk(0) if col.num_chunks else pa.array([], type=col.type)
+        return one.take(pa.array(rows, type=pa.int64()))
+    bounds = np.cumsum([0] + [len(c) for c in col.chunks])
+    which = np.searchsorted(bounds, rows, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    cuts = np.searchsorted(which[order], np.arange(col.num_chunks + 1))
+    pieces = [
+        col.chunk(k).take(pa.array(rows[order[a:b]] - bounds[k], type=pa.int64()))
+        for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))
+        if b > a
+    ]
+    taken = pa.concat_arrays(pieces) if pieces else pa.array([], type=col.type)
+    back = np.empty(rows.size, dtype=np.int64)
+    back[order] = np.arange(rows.size)
+    return taken.take(pa.array(back, type=pa.int64()))
+
+
+def take_table(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)``, column by column with :func:`take_chunked`."""
+    cols = [take_chunked(c, rows) for c in table.columns]
+    return pa.Table.from_arrays(cols, schema=table.schema)
+
+
 def take_rows(data: pd.DataFrame | pa.Table, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """The input rows at positions ``rows`` (only ``columns``), as a DataFrame."""
     if isinstance(data, pa.Table):
-        out = data.select(columns).take(pa.array(rows, type=pa.int64())).to_pandas()
+        out = take_table(data.select(columns), rows).to_pandas()
     else:
         out = data[columns].iloc[rows].reset_index(drop=True)
     return out

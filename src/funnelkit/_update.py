@@ -15,7 +15,8 @@ rows, through the same builder — and puts them in the old log's place: the dea
 carried columns of the other deals are copied, not validated or sorted again; the stale rule
 is applied to every deal at the new ``as_of``. When a rule over the whole log could change
 (an inferred order, post-sale stages, text times, a time span near the range limit,
-rows rejected after an earlier ``as_of``, columns of other types), it returns None and
+rows rejected after an earlier ``as_of``, a new ``as_of`` before a stored row, columns of
+other types), it returns None and
 the caller builds the union in full: the result is the same, only slower.
 """
 
@@ -83,8 +84,7 @@ def _same_columns(old: pd.DataFrame | pa.Table, union: pd.DataFrame | pa.Table) 
 
 def _rows(source: pd.DataFrame | pa.Table, rows: np.ndarray) -> pd.DataFrame | pa.Table:
     if isinstance(source, pa.Table):
-        cols = [_take(c, rows) for c in source.columns]
-        return pa.Table.from_arrays(cols, schema=source.schema)
+        return C.take_table(source, rows)
     return source.iloc[rows].reset_index(drop=True)
 
 
@@ -123,28 +123,6 @@ def _recode(codes: np.ndarray, uniques: pd.Index, union: pd.Index) -> np.ndarray
     return where[codes]
 
 
-def _take(col: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """``col.take(rows)`` chunk by chunk: Arrow's take of a chunked column joins every
-    chunk first, a copy of the whole column for a few rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if col.num_chunks <= 1:
-        one = col.chunk(0) if col.num_chunks else pa.array([], type=col.type)
-        return one.take(pa.array(rows, type=pa.int64()))
-    bounds = np.cumsum([0] + [len(c) for c in col.chunks])
-    which = np.searchsorted(bounds, rows, side="right") - 1
-    order = np.argsort(which, kind="stable")
-    cuts = np.searchsorted(which[order], np.arange(col.num_chunks + 1))
-    pieces = [
-        col.chunk(k).take(pa.array(rows[order[a:b]] - bounds[k], type=pa.int64()))
-        for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))
-        if b > a
-    ]
-    taken = pa.concat_arrays(pieces) if pieces else pa.array([], type=col.type)
-    back = np.empty(rows.size, dtype=np.int64)
-    back[order] = np.arange(rows.size)
-    return taken.take(pa.array(back, type=pa.int64()))
-
-
 def _search(ids: pa.ChunkedArray, rows: np.ndarray, queries: pa.Array) -> np.ndarray:
     """``np.searchsorted(ids[rows], queries)`` for ``ids[rows]`` sorted (the deals' ids in
     the log's order), by a binary search of all queries at once on Arrow's comparisons (the
@@ -154,7 +132,7 @@ def _search(ids: pa.ChunkedArray, rows: np.ndarray, queries: pa.Array) -> np.nda
     out = np.full(len(queries), n, dtype=np.int64)
     if n == 0 or len(queries) == 0:
         return out
-    last = _take(ids, rows[n - 1 :])[0]
+    last = C.take_chunked(ids, rows[n - 1 :])[0]
     todo = np.flatnonzero(~pc.greater(queries, last).to_numpy(zero_copy_only=False))
     q = queries.take(pa.array(todo, type=pa.int64()))
     lo = np.zeros(todo.size, dtype=np.int64)
@@ -164,9 +142,9 @@ def _search(ids: pa.ChunkedArray, rows: np.ndarray, queries: pa.Array) -> np.nda
         if open_.size == 0:
             break
         mid = (lo[open_] + hi[open_]) // 2
-        below = pc.less(_take(ids, rows[mid]), q.take(pa.array(open_, type=pa.int64()))).to_numpy(
-            zero_copy_only=False
-        )
+        below = pc.less(
+            C.take_chunked(ids, rows[mid]), q.take(pa.array(open_, type=pa.int64()))
+        ).to_numpy(zero_copy_only=False)
         lo[open_[below]] = mid[below] + 1
         hi[open_[~below]] = mid[~below]
     out[todo] = lo
@@ -179,10 +157,13 @@ class _Merge:
     each rebuilt deal's place among the kept ones (how many kept deals sort before it)."""
 
     def __init__(
-        self, kept: np.ndarray, pos_b: np.ndarray, old_len: np.ndarray, b_len: np.ndarray
+        self, kept: np.ndarray, pos_b: np.ndarray, old_deal: np.ndarray, b_deal: np.ndarray
     ):
         self.kept = kept  # a mask of the old deals
+        self.ev_kept = kept[old_deal]  # ... and of their path events
+        old_len = np.bincount(old_deal, minlength=kept.size)
         n_b = pos_b.size
+        b_len = np.bincount(b_deal, minlength=n_b)
         self.n = int(np.count_nonzero(kept)) + n_b
         self.is_b = np.zeros(self.n, dtype=bool)
         self.is_b[pos_b + np.arange(n_b)] = True
@@ -198,10 +179,10 @@ class _Merge:
         out[self.is_b] = new
         return out
 
-    def events(self, old_kept: np.ndarray, new: np.ndarray) -> np.ndarray:
-        """Per path event: ``old_kept`` (the kept old deals' events) and the rebuilt ones."""
-        out = np.empty(self.n_events, dtype=np.result_type(old_kept, new))
-        out[self.ev_k] = old_kept
+    def events(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Per path event: the kept old deals' events of ``old``, and the rebuilt ones."""
+        out = np.empty(self.n_events, dtype=np.result_type(old, new))
+        out[self.ev_k] = old[self.ev_kept]
         out[self.ev_b] = new
         return out
 
@@ -274,9 +255,9 @@ def spliced(
     removed = np.flatnonzero(in_old[old_first])
     kept_mask = np.ones(log._n_deals, dtype=bool)
     kept_mask[removed] = False
-    b_ids = _take(ids, s_rows[b._label_source[1]])
+    b_ids = C.take_chunked(ids, s_rows[b._label_source[1]])
     if removed.size:
-        found = pc.index_in(b_ids, value_set=_take(ids, old_first[removed]))
+        found = pc.index_in(b_ids, value_set=C.take_chunked(ids, old_first[removed]))
         at = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     else:
         at = np.full(len(b_ids), -1, dtype=np.int64)
@@ -287,10 +268,7 @@ def spliced(
     if fresh.size:
         g = _search(ids, old_first, b_ids.take(pa.array(fresh, type=pa.int64())))
         pos_b[fresh] = g - np.searchsorted(removed, g)
-    old_len = np.bincount(log._path_deal, minlength=log._n_deals)
-    b_len = np.bincount(b._path_deal, minlength=b._n_deals)
-    m = _Merge(kept_mask, pos_b, old_len, b_len)
-    ev_kept = kept_mask[log._path_deal]
+    m = _Merge(kept_mask, pos_b, log._path_deal, b._path_deal)
 
     # ---- the deals' arrays, in the merged order
     first_ns = m.deals(log._first_ns, b._first_ns)
@@ -319,7 +297,7 @@ def spliced(
     for name, (old_codes, old_uniques) in log._visit_attrs.items():
         cats = _categories(old_uniques, C.column(new_part, name), name)
         b_codes, b_uniques = b._visit_attrs[name]
-        visit_attrs[name] = (m.events(old_codes[ev_kept], _recode(b_codes, b_uniques, cats)), cats)
+        visit_attrs[name] = (m.events(old_codes, _recode(b_codes, b_uniques, cats)), cats)
 
     # ---- rejects: the untouched rows' verdicts, and those of the rebuilt rows
     o_rows, o_reason = log._reject_rows
@@ -345,8 +323,8 @@ def spliced(
         as_of_ns=as_of_ns,
         time_span=(lo, hi),
         path_deal=np.repeat(np.arange(m.n, dtype=log._path_deal.dtype), m.lengths),
-        path_stage=m.events(log._path_stage[ev_kept], b._path_stage),
-        path_time=m.events(log._path_time[ev_kept], b._path_time),
+        path_stage=m.events(log._path_stage, b._path_stage),
+        path_time=m.events(log._path_time, b._path_time),
         first_ns=first_ns,
         last_ns=last_ns,
         outcome=outcome,

@@ -3808,8 +3808,8 @@ class EventLog:
         whole log make the update build the union instead (same result, the cost of a
         full build): a stage order that is inferred (pass ``stages=``), post-sale stages,
         times given as text, stored rows rejected as ``after_as_of`` or
-        ``time_out_of_range``, new columns of another type than the stored ones, or ids
-        that are neither text nor integers. What it costs on 1M deals is in
+        ``time_out_of_range``, an ``as_of`` earlier than a stored row, new columns of
+        another type than the stored ones, or ids that are neither text nor integers. What it costs on 1M deals is in
         ``benchmarks/RESULTS.md`` (*Incremental updates*).
 
         Parameters

@@ -7,9 +7,10 @@ A state is a folder holding
   of the log (the mapped columns, as given, in input order, bad rows included). A save of
   an updated log back to the folder it was read from keeps the stored files (hard links
   into the new folder) and writes only the rows after them;
-* the built log (format 2): ``paths.parquet`` (every deal's path: deal code, stage code,
-  time), ``deals.parquet`` (per deal: first and last time, outcome, its stage and time,
-  reopened, the row of its id, amount, codes of the carried columns), ``rejected.parquet``
+* the built log (format 2): ``paths.parquet`` (every deal's path, deal after deal: stage
+  code and time of each event), ``deals.parquet`` (per deal: its count of path events,
+  first and last time, outcome, its stage and time, reopened, the row of its id, amount,
+  codes of the carried columns), ``rejected.parquet``
   (rejected rows and reason codes) and one ``attr_N.parquet`` / ``visit_attr_N.parquet``
   with the categories of each carried column;
 * ``rejects.parquet`` — :attr:`EventLog.rejects`, for people and tools that inspect the
@@ -609,8 +610,9 @@ def update(log: EventLog, new_events: Any, as_of: Any = None) -> EventLog:
 
 
 def update_saved(path: str | os.PathLike[str], new_events: Any, as_of: Any = None) -> EventLog:
-    """``fk.load(path).update(new_events, as_of)`` with one build instead of two; the
-    result is not saved (call ``save`` on it)."""
+    """``fk.load(path).update(new_events, as_of)``; the result is not saved (call
+    ``save`` on it). A state of format 1 (rows only) is built once, on the union, instead
+    of twice."""
     source, manifest = _read(path)
     if manifest.get("filtered"):
         raise InvalidParameterError(
