@@ -322,6 +322,7 @@ def spliced(monkeypatch) -> list[bool]:
 
     calls: list[bool] = []
     real = _update.spliced
+    monkeypatch.setattr(_update, "MAX_REBUILT", 1.0)  # splice whatever the share
 
     def spy(*args):
         out = real(*args)
@@ -387,6 +388,30 @@ def test_updates_that_need_the_whole_log_build_it(sample, spliced):
     got = base.update(new)
     assert calls == [False, False]
     assert_same_log(got, fk.EventLog(sample, **dict(early, as_of=None)))
+
+
+def test_an_update_that_rebuilds_most_rows_builds_the_union(sample, monkeypatch):
+    """Past MAX_REBUILT of the union's rows to rebuild, the splice would be slower than a
+    full build, so the update builds the union; below it, it splices. Same log either way."""
+    from funnelkit import _update
+
+    calls: list[bool] = []
+    real = _update.spliced
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(state, "spliced", spy)
+    ev = sample.sort_values(KW["time"], kind="stable", ignore_index=True)
+    for n_new, splices in ((20, True), (len(ev) // 2, False)):
+        old, new = ev.iloc[:-n_new], ev.iloc[-n_new:]
+        touched = ev[KW["deal"]].isin(new[KW["deal"]]).mean()
+        assert bool(touched <= _update.MAX_REBUILT) is splices
+        got = fk.EventLog(old, **KW).update(new)
+        assert calls.pop() is splices
+        assert_same_log(got, fk.EventLog(ev, **KW))
 
 
 @pytest.mark.parametrize("seed", range(3))

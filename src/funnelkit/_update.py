@@ -17,7 +17,11 @@ is applied to every deal at the new ``as_of``. When a rule over the whole log co
 (an inferred order, post-sale stages, text times, a time span near the range limit,
 rows rejected after an earlier ``as_of``, a new ``as_of`` before a stored row, columns of
 other types), it returns None and
-the caller builds the union in full: the result is the same, only slower.
+the caller builds the union in full: the result is the same, only slower. It also returns
+None when the rows to rebuild are more than :data:`MAX_REBUILT` of the union's rows: at
+1M deals the splice took 0.59x a full build's time with 5% of the rows rebuilt and 1.4x
+with 25% (``benchmarks/RESULTS.md``, "Incremental updates"); the line through the two
+crosses 1x at about 15%, past which the full build is the faster way to the same log.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ from .quality import QualityReport
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["Parts", "install", "parts_of", "spliced"]
+__all__ = ["MAX_REBUILT", "Parts", "install", "parts_of", "spliced"]
+
+#: The share of the union's rows (the touched deals' stored rows and the new rows) above
+#: which the update builds the union instead of splicing.
+MAX_REBUILT = 0.15
 
 
 def _typed_times(col: pd.Series | pa.ChunkedArray) -> bool:
@@ -231,6 +239,8 @@ def spliced(
     in_old = pc.fill_null(in_old, False).to_numpy(zero_copy_only=False)
     old_rows = np.flatnonzero(in_old)
     s_rows = np.concatenate([old_rows, np.arange(n_old, n_all)])
+    if s_rows.size > MAX_REBUILT * n_all:
+        return None  # the full build is faster
     settings = dict(s, as_of=as_of)
     b = _build(_rows(union, s_rows), settings)
     if b is None or b._time_span is None or log._aware != b._aware:
