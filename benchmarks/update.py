@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import funnelkit as fk
+from funnelkit._update import MAX_REBUILT
 
 HERE = Path(__file__).resolve().parent
 KW = dict(
@@ -114,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--deals", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.01, 0.03, 0.10])
     ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
     args = ap.parse_args()
     path = HERE / "data" / f"events_{args.deals}.parquet"
@@ -125,7 +127,7 @@ def main() -> None:
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="fk-update-"))
     try:
-        for share in (0.01, 0.10):
+        for share in args.shares:
             old, new = split(table, share)
             union = pa.concat_tables([old, new])
             t_full, full = best(lambda u=union: fk.EventLog(u, **KW), args.repeat)
@@ -149,10 +151,14 @@ def main() -> None:
             t_job, t_file_fresh = min(job_times), min(file_times)
             pd.testing.assert_frame_equal(fk.load(day).funnel(), full.funnel())
             touched = int(pc.count_distinct(new.column("deal_id")).as_py())
+            hit = pc.is_in(old.column("deal_id"), value_set=pc.unique(new.column("deal_id")))
+            rebuilt = (pc.sum(hit).as_py() + new.num_rows) / n
             rows.append(
                 {
                     "new events": f"{share:.0%} ({new.num_rows:,})",
                     "deals touched": f"{touched:,}",
+                    "rows rebuilt": f"{rebuilt:.0%}",
+                    "update path": "splice" if rebuilt <= MAX_REBUILT else "full build",
                     "full build s": round(t_full, 2),
                     "full from file s": round(t_full_file, 2),
                     "update s": round(t_upd, 2),
@@ -177,7 +183,8 @@ def main() -> None:
         f"\n## Incremental updates: log.update vs a full rebuild (issue 24 item 2)\n\n"
         f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}; {machine}; numpy "
         f"{np.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
-        f"`python benchmarks/update.py --deals {args.deals} --repeat {args.repeat}` on "
+        f"`python benchmarks/update.py --deals {args.deals} --repeat {args.repeat}"
+        f" --shares {' '.join(map(str, args.shares))}` on "
         f"`events_{args.deals}.parquet` ({args.deals:,} deals, {n:,} events); the new events "
         f"are the latest by time; seconds, best of {args.repeat}.\n\n{md}\n"
     )

@@ -19,9 +19,9 @@ rows rejected after an earlier ``as_of``, a new ``as_of`` before a stored row, c
 other types), it returns None and
 the caller builds the union in full: the result is the same, only slower. It also returns
 None when the rows to rebuild are more than :data:`MAX_REBUILT` of the union's rows: at
-1M deals the splice took 0.59x a full build's time with 5% of the rows rebuilt and 1.4x
-with 25% (``benchmarks/RESULTS.md``, "Incremental updates"); the line through the two
-crosses 1x at about 15%, past which the full build is the faster way to the same log.
+1M deals the splice took 0.4x a full build's time with 4–7% of the rows rebuilt and about
+1x with 16% (``benchmarks/RESULTS.md``, "Incremental updates ... the crossover"), past
+which the full build is as fast a way to the same log.
 """
 
 from __future__ import annotations
