@@ -49,7 +49,39 @@ def test_fixed_width_uses_mixed_radix_without_hashing():
     long_fixed = [f"account-{i:04d}-{'z' * 40}" for i in (7, 3, 9)]  # one length: a view
     assert C._byte_keys([pa.array(long_fixed)])[0].tolist() == [4, 0, 6]
     assert C._byte_keys([pa.array(["a\x00", "a"])]) is None
-    assert C._byte_keys([pa.array([f"{i:x}-{i * 7919 % 10**9}" for i in range(2000)])]) is None
+    assert C._byte_keys([pa.array(["x" * 40 + str(i) * 40 for i in range(10)])]) is None  # bytes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ids_past_40_bits_get_exact_ranks_without_hashing(seed, monkeypatch):
+    """UUIDs and other long ids: dense ranks in string order, equal to hashing the ids and
+    sorting the distinct ones, also when many ids share their leading characters (the
+    prefix the sort uses clashes, and those runs are sorted by every byte)."""
+    import uuid
+
+    hashed = []
+    monkeypatch.setattr(C, "_hashed_keys", lambda chunks: hashed.append(1))
+    rng = np.random.default_rng(seed)
+    big = rng.integers(0, 2**62, 3000)
+    if seed % 2:  # ids of varying length: hex numbers of 1-16 digits, prefixes included
+        ids = [
+            f"{int(x) >> int(k):x}" for x, k in zip(big, rng.integers(0, 60, 3000), strict=True)
+        ]
+        shared = "abcdef01-"
+    else:
+        ids = [str(uuid.UUID(int=int(x), version=4)) for x in big]
+        shared = "abcdef01-2345-4"  # alike in their first 15 characters, then random
+    ids += [shared + f"{int(x):021x}"[: 36 - len(shared)] for x in rng.integers(0, 2**62, 500)]
+    ids += ids[:1000] + ids[-200:]  # repeated ids: several rows per deal
+    ids = [ids[i] for i in rng.permutation(len(ids))]
+    whole = pa.array(ids[:1500])
+    chunks = [whole.slice(11), pa.array(ids[:11]), pa.array(ids[1500:])]
+    flat = np.array(ids[11:1500] + ids[:11] + ids[1500:])
+    got = C.id_keys(pa.chunked_array(chunks))
+    _, ref = np.unique(flat, return_inverse=True)
+    np.testing.assert_array_equal(got.keys, ref)
+    assert got.bits == max(1, int(ref.max()).bit_length())
+    assert not hashed
 
 
 @pytest.mark.parametrize("seed", range(6))

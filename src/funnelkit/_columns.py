@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._memory import pooled
 from .errors import EventLogError, InvalidParameterError
 
 NAT = np.iinfo(np.int64).min
@@ -314,9 +315,14 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     range of bytes at that position, plus one slot below it for "ended" where shorter
     ids end. The map is injective and preserves lexicographic (code point) order, so a
     shorter id sorts before its extensions, as Python sorts strings. Works chunk by chunk
-    and block by block. Returns None when the key would need more
-    than 40 bits (or for ids longer than 32 bytes — 128 when all have one length — or
-    with NUL bytes): then the caller hashes.
+    and block by block.
+
+    When that number needs more than 40 bits (random UUIDs: 185), the keys are the ids'
+    dense ranks in sorted order instead: the varying bytes, 8 to a big-endian word, are
+    ranked by a sort of a key of their leading digits (:func:`_word_ranks`), the same
+    result as hashing the ids and sorting the distinct ones. Returns None for ids longer than 32 bytes (128
+    when all have one length), with NUL bytes, or with more than 8 × :data:`_MAX_WORDS`
+    varying bytes: then the caller hashes.
     """
     chunks = [c for c in chunks if len(c)]
     if not chunks or any(c.null_count for c in chunks):
@@ -349,10 +355,53 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     radix = hi - lo + 1 + ended
     varying = np.flatnonzero(radix > 1)
     total_bits = float(np.sum(np.log2(radix[varying]))) if varying.size else 0.0
-    if total_bits > 40:
+    if total_bits <= 40:
+        keys = _digits(views, mats, varying, radix, lo, ended)
+        bits = int(np.prod(radix[varying].astype(float)) - 1).bit_length() if varying.size else 1
+        return keys, max(1, bits)
+    if varying.size > 8 * _MAX_WORDS:
         return None
+    # the varying bytes, 8 to a word, as big-endian unsigned numbers: comparing words in
+    # turn compares the ids byte by byte (the padding 0 sorts first, like an ended id)
+    words = [_byte_word(mats, varying[a : a + 8]) for a in range(0, varying.size, 8)]
+    n = words[0].size
+    row_bits = max(1, (n - 1).bit_length())
+    prefix = _prefix_digits(mats, varying, radix, lo, ended, 1 << (63 - row_bits))
+    return _word_ranks(words, prefix, row_bits)
+
+
+_MAX_WORDS = 4  # 8-byte words per id (4 x n uint64 while ranking)
+
+
+def _byte_word(mats: list[np.ndarray], cols: np.ndarray) -> np.ndarray:
+    """The bytes at ``cols`` (<= 8) of every id as one big-endian uint64 each (missing
+    low bytes 0), block by block."""
+    n = sum(m.shape[0] for m in mats)
+    out = pooled(n, np.uint64)
+    buf = np.zeros((_BLOCK, 8), dtype=np.uint8)
+    at = 0
+    for mat in mats:
+        for a in range(0, mat.shape[0], _BLOCK):
+            part = mat[a : a + _BLOCK]
+            k = part.shape[0]
+            buf[:k, : cols.size] = part[:, cols]
+            out[at : at + k] = buf[:k].view(">u8")[:, 0]
+            at += k
+    return out
+
+
+def _digits(
+    views: list[_IdBytes],
+    mats: list[np.ndarray],
+    positions: np.ndarray,
+    radix: np.ndarray,
+    lo: np.ndarray,
+    ended: np.ndarray,
+) -> np.ndarray:
+    """The mixed-radix number of the digits at ``positions`` of every id (see
+    :func:`_byte_keys`), block by block; < 2**40 by the caller's check."""
     offset = 0  # sum of (lo_j - ended_j) * place_j: the smallest digit of each position is 0
-    for j in varying:
+    for j in positions:
         offset = offset * int(radix[j]) + int(lo[j]) - int(ended[j])
     keys = np.zeros(sum(v.n for v in views), dtype=np.int64)
     at = 0
@@ -360,7 +409,7 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
         for a in range(0, v.n, _BLOCK):  # digits accumulate in place, in cache
             part = mat[a : a + _BLOCK]
             out = keys[at + a : at + a + part.shape[0]]
-            for j in varying:  # a loop over byte positions (<= 32), not over rows
+            for j in positions:  # a loop over byte positions (<= 40), not over rows
                 np.multiply(out, int(radix[j]), out=out)
                 np.add(out, part[:, j], out=out, casting="unsafe")
                 if ended[j]:  # an ended id's 0 byte becomes the slot below lo
@@ -369,10 +418,102 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
             if offset:
                 np.subtract(out, offset, out=out)
         at += v.n
-    bits = (
-        max(1, int(np.prod(radix[varying].astype(float)) - 1).bit_length()) if varying.size else 1
-    )
-    return keys, bits
+    return keys
+
+
+def _prefix_digits(
+    mats: list[np.ndarray],
+    varying: np.ndarray,
+    radix: np.ndarray,
+    lo: np.ndarray,
+    ended: np.ndarray,
+    budget: int,
+) -> np.ndarray:
+    """A monotone key below ``budget`` of every id's leading varying bytes: the
+    mixed-radix digits of as many positions as fit, then the next digit scaled down to
+    the room left. Ids in order have keys in order; different ids may share a key."""
+    n = sum(m.shape[0] for m in mats)
+    keys = pooled(n, np.int64)
+    keys[:] = 0
+    plan: list[tuple[int, int, int]] = []  # (position, multiplier, divisor)
+    room = budget
+    for j in varying:
+        r = int(radix[j])
+        if r <= room:
+            plan.append((int(j), r, 1))
+            room //= r
+            continue
+        if room >= 2:  # a coarser digit: d * room // r, still monotone
+            plan.append((int(j), room, r))
+        break
+    at = 0
+    for mat in mats:
+        for a in range(0, mat.shape[0], _BLOCK):
+            part = mat[a : a + _BLOCK]
+            out = keys[at : at + part.shape[0]]
+            for j, mult, div in plan:
+                d = part[:, j].astype(np.int64)
+                d -= int(lo[j]) - int(ended[j])
+                if ended[j]:  # an ended id's 0 byte: the slot below lo
+                    d[part[:, j] == 0] = 0
+                if div > 1:
+                    d *= mult
+                    d //= div
+                np.multiply(out, mult, out=out)
+                out += d
+            at += part.shape[0]
+    return keys
+
+
+def _word_ranks(
+    words: list[np.ndarray], prefix: np.ndarray, row_bits: int
+) -> tuple[np.ndarray, int]:
+    """Dense ranks (0, 1, ...) of rows in the lexicographic order of their ``words`` (one
+    array per word, most significant first), and the bits they need.
+
+    ``prefix`` is a monotone key of the words below ``2**(63 - row_bits)``: one sort of
+    the prefix packed with the row number (a plain sort, 5x faster than an argsort) puts
+    the rows in order up to rows of equal prefix; where those differ in a word (ids that
+    share their leading characters: a few hundred among 1M random UUIDs), the runs of
+    equal prefix are sorted by every word, so the ranks are exact whatever the ids."""
+    n = prefix.size
+    packed = np.left_shift(prefix, row_bits, out=prefix)
+    for a in range(0, n, _BLOCK):  # the row numbers block by block (no n-sized arange)
+        packed[a : a + _BLOCK] |= np.arange(a, min(a + _BLOCK, n), dtype=np.int64)
+    packed.sort()
+    order = np.bitwise_and(packed, (1 << row_bits) - 1, out=pooled(n, np.int64))
+    packed >>= row_bits
+    same = np.equal(packed[1:], packed[:-1], out=pooled(max(n - 1, 0), np.bool_))
+    clash = pooled(same.size, np.bool_)
+    clash[:] = False
+    ws = packed.view(np.uint64)
+    for w in words:  # (the packed keys' memory holds each word in order, in turn)
+        np.take(w, order, out=ws)
+        clash |= same & (ws[1:] != ws[:-1])
+    del packed, prefix, ws
+    if clash.any():  # sort the runs of equal prefixes that hold a clash by every word
+        starts = np.flatnonzero(np.concatenate([[True], ~same]))  # runs along ``order``
+        r = np.unique(np.searchsorted(starts, np.flatnonzero(clash) + 1, side="right") - 1)
+        lo, hi = starts[r], np.append(starts, n)[r + 1]
+        at = np.repeat(lo - np.cumsum(hi - lo) + (hi - lo), hi - lo) + np.arange(
+            int((hi - lo).sum())
+        )
+        sub = order[at]
+        order[at] = sub[np.lexsort([w[sub] for w in reversed(words)])]
+        p = at[at > 0]  # rows of those runs and the row before each: equal in every word?
+        eq = np.ones(p.size, dtype=bool)
+        for w in words:
+            eq &= w[order[p]] == w[order[p - 1]]
+        same[p - 1] = eq
+    new = pooled(n, np.int64)
+    if n:
+        new[0] = 0
+        np.logical_not(same, out=new[1:], casting="unsafe")
+    np.cumsum(new, out=new)
+    ranks = np.empty_like(new)
+    ranks[order] = new
+    n_distinct = int(new[-1]) + 1 if n else 1
+    return ranks, max(1, (n_distinct - 1).bit_length())
 
 
 def _integer_ids(col: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
@@ -401,7 +542,7 @@ def _hashed_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int]:
 
 def id_keys(col: pd.Series | pa.ChunkedArray) -> IdKeys:
     """Integer keys for a deal-id column (see :class:`IdKeys`): the integers themselves,
-    byte-wise keys of string ids (:func:`_byte_keys`), else sorted hash codes."""
+    byte-wise keys or ranks of string ids (:func:`_byte_keys`), else sorted hash codes."""
     if isinstance(col, pa.ChunkedArray) and pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)  # order by the values, not the dictionary
     null = isna(col)
