@@ -488,7 +488,7 @@ def _word_ranks(
     clash[:] = False
     ws = packed.view(np.uint64)
     for w in words:  # (the packed keys' memory holds each word in order, in turn)
-        np.take(w, order, out=ws)
+        np.take(w, order, out=ws, mode="wrap")
         clash |= same & (ws[1:] != ws[:-1])
     del packed, prefix, ws
     if clash.any():  # sort the runs of equal prefixes that hold a clash by every word

@@ -109,7 +109,7 @@ def sort_events(
     if exact:
         np.left_shift(tu, u64(k_bits + r_bits), out=tu)
         key |= tu
-        np.take(tie_of_code, codes, out=t)
+        np.take(tie_of_code, codes, out=t, mode="wrap")
         np.left_shift(tu, u64(r_bits), out=tu)
         key |= tu
     else:
@@ -131,7 +131,7 @@ def sort_events(
             pos, run_id = _runs(same)
             sub = order[pos]
             order[pos] = sub[np.lexsort((sub, tie_of_code[codes[sub]], time_ns[sub], run_id))]
-        ts = np.take(time_ns, order, out=t)
+        ts = np.take(time_ns, order, out=t, mode="wrap")
     else:
         ts = np.right_shift(key, u64(k_bits + r_bits), out=tu).view(np.int64)
         ts &= (1 << t_bits) - 1
@@ -143,7 +143,9 @@ def sort_events(
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(dk[1:], dk[:-1], out=new[1:])
-    deal = np.cumsum(new, out=dk.view(np.int64))
+    deal = dk.view(np.int64)
+    deal[:] = new  # then a cumsum in place (from bool into int64 it would buffer a copy)
+    np.cumsum(deal, out=deal)
     deal -= 1
     starts = np.flatnonzero(new)
     # unresolved ties: one deal, one time, one tie rank, different stage names
@@ -221,7 +223,7 @@ def _argsort_events(
         key = np.left_shift(deal_key, t_bits + k_bits)
         np.left_shift(t, k_bits, out=t)
         key |= t
-        np.take(tie_of_code, codes, out=t)
+        np.take(tie_of_code, codes, out=t, mode="wrap")
         key |= t
     elif deal_bits <= 40:
         mode = "coarse"
@@ -239,7 +241,7 @@ def _argsort_events(
         same = (dk[1:] == dk[:-1]) & (ts[1:] == ts[:-1]) & (to[1:] == to[:-1])
     else:
         order = np.argsort(key)
-        ks = np.take(key, order, out=t)  # t's buffer is free again
+        ks = np.take(key, order, out=t, mode="wrap")  # t's buffer is free again
         same = ks[1:] == ks[:-1]
     unresolved = 0
     if same.any():
@@ -266,7 +268,7 @@ def _argsort_events(
         dk = np.right_shift(ks, t_bits + k_bits, out=ks)
     elif mode == "coarse":
         dk = np.right_shift(ks, 63 - deal_bits, out=ks)
-        ts = np.take(time_ns, order, out=key)
+        ts = np.take(time_ns, order, out=key, mode="wrap")
     srows = order if rows is None else rows[order]
     new = np.empty(n, dtype=bool)
     new[0] = True
