@@ -251,10 +251,11 @@ def _compress_counts(group, time, cause, K, n_groups):
         code = code.astype(np.int64)
     # at one time: events first, then censored (code K + 1)
     code = np.where(code == 0, K + 1, code)
-    key = np.left_shift(np.asarray(group, dtype=np.int64), tbits + cbits)
-    shifted = np.left_shift(t.astype(np.int64, copy=False), cbits)
-    key |= shifted
-    del shifted
+    # (group << tbits | time) << cbits | code: the fields do not overlap, so no shifted
+    # copy of the times is needed (one row-sized temporary less, on each of two threads)
+    key = np.left_shift(np.asarray(group, dtype=np.int64), tbits)
+    key |= t.astype(np.int64, copy=False)
+    key <<= cbits
     key |= code
     del code
     key.sort()

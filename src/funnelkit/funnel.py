@@ -455,6 +455,7 @@ def log_subjects(log: EventLog, skips: str) -> Subjects:
     # (stages × deals): each stage's row is contiguous, so the loop below streams
     fe = np.full((S, D), big, dtype=np.int64)
     fe[v.stage[first], v.deal[first]] = v.entered[first]
+    del first
     won = log._outcome == V.WON
     progress = np.empty((S, D), dtype=np.int64)
     run = np.where(won, log._term_ns, big)
@@ -463,8 +464,11 @@ def log_subjects(log: EventLog, skips: str) -> Subjects:
         np.minimum(run, fe[s], out=run)
     entry = np.minimum(fe, progress, out=fe) if skips == "implied" else fe
     flat = np.flatnonzero(entry.reshape(-1) < big)  # stage-major; no estimate needs order
+    e_flat, p_flat = entry.reshape(-1)[flat], progress.reshape(-1)[flat]
+    del fe, entry, progress  # (the peak of the funnel is in _subjects: 0.1 GiB less at 1M)
     ss, dd = np.divmod(flat, D)
-    return _subjects(log, dd, ss, entry.reshape(-1)[flat], progress.reshape(-1)[flat])
+    del flat
+    return _subjects(log, dd, ss, e_flat, p_flat)
 
 
 def _subjects(log: EventLog, d, s, entry, progress) -> Subjects:

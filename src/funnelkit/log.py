@@ -713,7 +713,9 @@ class EventLog:
         self._path_time = p_time
         # deal labels and rejects are materialised on first use: the analyses work on
         # integer codes, so an ETL job that never asks for them does not pay for them
-        self._label_source: tuple[C.IdKeys | None, np.ndarray] = (ids, srt.rows[srt.starts])
+        # (only the id column is kept for them: the sort keys, 8 bytes a row, are done)
+        bare = dataclasses.replace(ids, keys=np.zeros(0, np.int64), null=np.zeros(0, bool))
+        self._label_source: tuple[C.IdKeys | None, np.ndarray] = (bare, srt.rows[srt.starts])
         self._n_deals = n_deals
         self._post_sale_events: P.PostSaleEvents | None = None
         if ps_rows.size:
