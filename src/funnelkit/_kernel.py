@@ -53,7 +53,7 @@ class Visits:
             if name == "stage":
                 return pd.Categorical.from_codes(self.stage, categories=log.stages)
             if name == "visit":
-                return self.visit
+                return self.visit.astype(np.int64)
             if name == "entered":
                 return log._timestamp(self.entered)
             if name == "next_stage":
@@ -76,7 +76,7 @@ def _visit_numbers(deal: np.ndarray, stage: np.ndarray, new: np.ndarray) -> np.n
     once: only deals with a step down are ranked, by a stable sort of their visits.
     """
     n = deal.size
-    visit = np.ones(n, dtype=np.int64)
+    visit = np.ones(n, dtype=np.int32)  # (a deal's visits of one stage: far below 2**31)
     if n == 0:
         return visit
     down = stage[1:] <= stage[:-1]
@@ -152,4 +152,6 @@ def compute_visits(log: EventLog, calendar: BusinessCalendar | None = None) -> V
     if m:
         st = np.flatnonzero(new)
         furthest[deal[st]] = np.maximum.reduceat(stage, st)
+    if n < 2**31:  # positions in the path: int32 halves an array that lives with the log
+        idx = idx.astype(np.int32)
     return Visits(deal, stage, visit, entered, nxt, dwell, censored, furthest, stale_code, idx)

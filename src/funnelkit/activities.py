@@ -317,7 +317,9 @@ def attach(
             "kind": pd.Categorical.from_codes(k, categories=kinds),
             "value": val,
             "stage": pd.Categorical.from_codes(stage_codes, categories=log.stages),
-            "visit": np.where(in_visit, v.visit[np.maximum(vis, 0)] if v.deal.size else 0, 0),
+            "visit": np.where(
+                in_visit, v.visit[np.maximum(vis, 0)] if v.deal.size else 0, 0
+            ).astype(np.int64),
             "placement": pd.Categorical.from_codes(place, categories=list(PLACEMENTS)),
         }
     )
