@@ -320,9 +320,9 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     When that number needs more than 40 bits (random UUIDs: 185), the keys are the ids'
     dense ranks in sorted order instead: the varying bytes, 8 to a big-endian word, are
     ranked by a sort of a key of their leading digits (:func:`_word_ranks`), the same
-    result as hashing the ids and sorting the distinct ones. Returns None for ids longer than 32 bytes (128
-    when all have one length), with NUL bytes, or with more than 8 × :data:`_MAX_WORDS`
-    varying bytes: then the caller hashes.
+    result as hashing the ids and sorting the distinct ones. Returns None for ids longer
+    than 32 bytes (128 when all have one length), with NUL bytes, or with more than
+    8 × :data:`_MAX_WORDS` varying bytes: then the caller hashes.
     """
     chunks = [c for c in chunks if len(c)]
     if not chunks or any(c.null_count for c in chunks):
@@ -366,7 +366,7 @@ def _byte_keys(chunks: list[pa.Array]) -> tuple[np.ndarray, int] | None:
     words = [_byte_word(mats, varying[a : a + 8]) for a in range(0, varying.size, 8)]
     n = words[0].size
     row_bits = max(1, (n - 1).bit_length())
-    prefix = _prefix_digits(mats, varying, radix, lo, ended, 1 << (63 - row_bits))
+    prefix = _prefix_digits(views, mats, varying, radix, lo, ended, 1 << (63 - row_bits))
     return _word_ranks(words, prefix, row_bits)
 
 
@@ -397,19 +397,21 @@ def _digits(
     radix: np.ndarray,
     lo: np.ndarray,
     ended: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The mixed-radix number of the digits at ``positions`` of every id (see
-    :func:`_byte_keys`), block by block; < 2**40 by the caller's check."""
+    :func:`_byte_keys`), block by block, into ``out`` (zeros) when given; below 2**63
+    by the caller's choice of positions."""
     offset = 0  # sum of (lo_j - ended_j) * place_j: the smallest digit of each position is 0
     for j in positions:
         offset = offset * int(radix[j]) + int(lo[j]) - int(ended[j])
-    keys = np.zeros(sum(v.n for v in views), dtype=np.int64)
+    keys = np.zeros(sum(v.n for v in views), dtype=np.int64) if out is None else out
     at = 0
     for v, mat in zip(views, mats, strict=True):
         for a in range(0, v.n, _BLOCK):  # digits accumulate in place, in cache
             part = mat[a : a + _BLOCK]
             out = keys[at + a : at + a + part.shape[0]]
-            for j in positions:  # a loop over byte positions (<= 40), not over rows
+            for j in positions:  # a loop over byte positions (<= 63), not over rows
                 np.multiply(out, int(radix[j]), out=out)
                 np.add(out, part[:, j], out=out, casting="unsafe")
                 if ended[j]:  # an ended id's 0 byte becomes the slot below lo
@@ -422,6 +424,7 @@ def _digits(
 
 
 def _prefix_digits(
+    views: list[_IdBytes],
     mats: list[np.ndarray],
     varying: np.ndarray,
     radix: np.ndarray,
@@ -430,38 +433,35 @@ def _prefix_digits(
     budget: int,
 ) -> np.ndarray:
     """A monotone key below ``budget`` of every id's leading varying bytes: the
-    mixed-radix digits of as many positions as fit, then the next digit scaled down to
-    the room left. Ids in order have keys in order; different ids may share a key."""
-    n = sum(m.shape[0] for m in mats)
-    keys = pooled(n, np.int64)
-    keys[:] = 0
-    plan: list[tuple[int, int, int]] = []  # (position, multiplier, divisor)
+    :func:`_digits` of as many positions as fit, then the next digit scaled down to the
+    room left. Ids in order have keys in order; different ids may share a key."""
+    whole: list[int] = []
     room = budget
     for j in varying:
-        r = int(radix[j])
-        if r <= room:
-            plan.append((int(j), r, 1))
-            room //= r
-            continue
-        if room >= 2:  # a coarser digit: d * room // r, still monotone
-            plan.append((int(j), room, r))
-        break
+        if int(radix[j]) > room:
+            break
+        whole.append(int(j))
+        room //= int(radix[j])
+    keys = pooled(sum(v.n for v in views), np.int64)
+    keys[:] = 0
+    _digits(views, mats, np.array(whole, dtype=np.int64), radix, lo, ended, out=keys)
+    if len(whole) == varying.size or room < 2:
+        return keys
+    j, r = int(varying[len(whole)]), int(radix[varying[len(whole)]])
     at = 0
-    for mat in mats:
+    for mat in mats:  # a coarser last digit: d * room // r, still monotone
         for a in range(0, mat.shape[0], _BLOCK):
-            part = mat[a : a + _BLOCK]
-            out = keys[at : at + part.shape[0]]
-            for j, mult, div in plan:
-                d = part[:, j].astype(np.int64)
-                d -= int(lo[j]) - int(ended[j])
-                if ended[j]:  # an ended id's 0 byte: the slot below lo
-                    d[part[:, j] == 0] = 0
-                if div > 1:
-                    d *= mult
-                    d //= div
-                np.multiply(out, mult, out=out)
-                out += d
-            at += part.shape[0]
+            col = mat[a : a + _BLOCK, j]
+            d = col.astype(np.int64)
+            d -= int(lo[j]) - int(ended[j])
+            if ended[j]:  # an ended id's 0 byte: the slot below lo
+                d[col == 0] = 0
+            d *= room
+            d //= r
+            out = keys[at : at + col.size]
+            out *= room
+            out += d
+            at += col.size
     return keys
 
 
@@ -494,16 +494,16 @@ def _word_ranks(
     if clash.any():  # sort the runs of equal prefixes that hold a clash by every word
         starts = np.flatnonzero(np.concatenate([[True], ~same]))  # runs along ``order``
         r = np.unique(np.searchsorted(starts, np.flatnonzero(clash) + 1, side="right") - 1)
-        lo, hi = starts[r], np.append(starts, n)[r + 1]
-        at = np.repeat(lo - np.cumsum(hi - lo) + (hi - lo), hi - lo) + np.arange(
-            int((hi - lo).sum())
-        )
+        first, size = starts[r], np.append(starts, n)[r + 1] - starts[r]
+        # the positions of those runs: first[i], first[i] + 1, ... for each run i
+        at = np.repeat(first - np.cumsum(size) + size, size) + np.arange(int(size.sum()))
         sub = order[at]
         order[at] = sub[np.lexsort([w[sub] for w in reversed(words)])]
         p = at[at > 0]  # rows of those runs and the row before each: equal in every word?
         eq = np.ones(p.size, dtype=bool)
+        here, before = order[p], order[p - 1]
         for w in words:
-            eq &= w[order[p]] == w[order[p - 1]]
+            eq &= w[here] == w[before]
         same[p - 1] = eq
     new = pooled(n, np.int64)
     if n:
