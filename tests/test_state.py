@@ -544,8 +544,10 @@ def _scheduled_job(db: str, table: str, tmp_path, ts: str = "ts") -> None:
     assert first.returncode in (0, 3), first.stderr
     assert "saved the state" in first.stderr
     # today: the report updates the state with today's events and saves it back
-    cfg = tmp_path / "funnel.toml"  # few bootstrap draws: the test checks the flow
-    cfg.write_text("[key_stages]\nn_boot = 20\n")
+    # the test checks the flow: few bootstrap draws, and no charts (the charts a report
+    # writes are checked by test_cli.py's `report` tests)
+    cfg = tmp_path / "funnel.toml"
+    cfg.write_text('charts = "none"\n[key_stages]\nn_boot = 20\n')
     report = ["report", "--sql", today, "--db", db, *COLS, "--state", st, "-o", rep]
     out = _run(*report, "--csv", "none", "--config", str(cfg))
     assert out.returncode == 0, out.stderr
