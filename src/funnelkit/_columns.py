@@ -410,15 +410,15 @@ def _digits(
     for v, mat in zip(views, mats, strict=True):
         for a in range(0, v.n, _BLOCK):  # digits accumulate in place, in cache
             part = mat[a : a + _BLOCK]
-            out = keys[at + a : at + a + part.shape[0]]
+            block = keys[at + a : at + a + part.shape[0]]
             for j in positions:  # a loop over byte positions (<= 63), not over rows
-                np.multiply(out, int(radix[j]), out=out)
-                np.add(out, part[:, j], out=out, casting="unsafe")
+                np.multiply(block, int(radix[j]), out=block)
+                np.add(block, part[:, j], out=block, casting="unsafe")
                 if ended[j]:  # an ended id's 0 byte becomes the slot below lo
                     gone = part[:, j] == 0
-                    out[gone] += int(lo[j]) - 1
+                    block[gone] += int(lo[j]) - 1
             if offset:
-                np.subtract(out, offset, out=out)
+                np.subtract(block, offset, out=block)
         at += v.n
     return keys
 
