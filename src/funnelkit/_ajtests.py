@@ -125,8 +125,11 @@ def mover(a: Rate, b: Rate) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- tests
 def _rounded(v: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nn = np.maximum(np.rint(n), 1).astype(np.int64)
-    x = np.clip(np.rint(v * nn), 0, nn).astype(np.int64)
+    """Whole effective counts: ``n`` and ``v · n`` rounded (half to even). A count
+    within 1e-9 of a half is that half: sums of the same estimate in another order
+    (the two engines) differ in their last bits, and must not round apart."""
+    nn = np.maximum(np.rint(np.round(n, 9)), 1).astype(np.int64)
+    x = np.clip(np.rint(np.round(v * nn, 9)), 0, nn).astype(np.int64)
     return x, nn
 
 
