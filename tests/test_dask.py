@@ -17,6 +17,7 @@ import dask.dataframe as dd  # noqa: E402
 import funnelkit as fk  # noqa: E402
 from funnelkit import _summary as SM  # noqa: E402
 from funnelkit.dask import DaskEventLog, read_events  # noqa: E402
+from funnelkit.errors import InvalidParameterError  # noqa: E402
 from logs import LOG_KW, random_log  # noqa: E402
 
 KW = dict(
@@ -526,6 +527,31 @@ def test_key_stages_equal_in_memory(client, tz):
     with pytest.raises(fk.InvalidParameterError) as b:
         dist.key_stages(period="2001-01-01")
     assert str(a.value) == str(b.value)
+
+
+@pytest.mark.slow
+def test_drivers_equal_in_memory(client):
+    """Every attribute value against the deals with another value, at every stage: the
+    same rows as in memory — deals without a value (team None, tier NaN) in neither
+    group, a two-valued attribute tested once — and the same errors."""
+    rng = np.random.default_rng(11)
+    events = with_attrs(random_log(rng, 300), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    cases = [
+        (dict(min_visits=5), 10),
+        (dict(stage=["B", "C"], attrs="tier", alpha=0.2), 2),  # tier 1 vs 2, per stage
+    ]
+    for kw, tested in cases:
+        got, want = dist.drivers(**kw), mem.drivers(**kw)
+        assert_same(got, want)
+        assert (got["test"] != "").sum() >= tested
+    assert set(dist.drivers(min_visits=5)["feature"]) == {"team", "tier"}
+    assert dist.drivers(attrs=[]).empty
+    with pytest.raises(InvalidParameterError, match=r"\['nope'\] are not attributes"):
+        dist.drivers(attrs="nope")
+    with pytest.raises(NotImplementedError, match=r"log.compute\(\).drivers\(adjust=True\)"):
+        dist.drivers(adjust=True)
 
 
 @pytest.mark.slow

@@ -50,7 +50,9 @@ class ClockSpec:
     ``coder`` the segments (None: one group per stage); ``period_ns`` groups the deals
     by the side of a period instead (0 = created before, 1 = at or after); ``skips`` the
     funnel's skip rule; ``weighted`` weights each subject by its deal's amount; ``win``
-    adds the win clock (the funnel and the incidence curves need it).
+    adds the win clock (the funnel and the incidence curves need it); ``rest_without``
+    a segment whose deals are in no segment's rest (the deals without a value of a
+    one-attribute coder: ``drivers`` compares a value with the other values).
     """
 
     coder: SegmentCoder | None = None
@@ -58,6 +60,7 @@ class ClockSpec:
     skips: str = "implied"
     weighted: bool = False
     win: bool = True
+    rest_without: int | None = None
 
     @property
     def n_segments(self) -> int:
@@ -161,7 +164,8 @@ def clock_stage(
                     :func:`tasks` asks for them in two tasks);
     ``conversion``  :func:`funnelkit.monitoring.conversion_estimates` per group;
     ``whole``       the same with every segment as one (arrays over stages);
-    ``rest``        the same for each segment's rest (all other segments' subjects);
+    ``rest``        the same for each segment's rest (all other segments' subjects, but
+                    those of ``spec.rest_without``);
     ``subjects``    subjects per group (weighted when ``spec.weighted``), an array;
     ``incidence``   the incidence curves of :func:`funnelkit.funnel.incidence_table`
                     (a frame, with the group in column ``_g``).
@@ -192,13 +196,18 @@ def clock_stage(
         out["whole"] = conversion_estimates((g % S, *adv[1:]), S, lay.stale_after_ns)
     if "rest" in products:
         n_seg = spec.n_segments
+        seg, stg, t, c, wr = g // S, g % S, x["t_adv"], x["c_adv"], w
+        if spec.rest_without is not None:
+            keep = seg != spec.rest_without
+            seg, stg, t, c = seg[keep], stg[keep], t[keep], c[keep]
+            wr = None if w is None else w[keep]
         parts = [
             conversion_estimates(
-                (group, x["t_adv"][idx], x["c_adv"][idx], None if w is None else w[idx], None),
+                (group, t[idx], c[idx], None if wr is None else wr[idx], None),
                 k * S,
                 lay.stale_after_ns,
             )
-            for k, idx, group in complement_rows(g // S, g % S, n_seg, S, REST_CHUNK)
+            for k, idx, group in complement_rows(seg, stg, n_seg, S, REST_CHUNK)
         ]
         out["rest"] = {k: np.concatenate([p[k] for p in parts]) for k in _ADV_KEYS}
     if "subjects" in products:

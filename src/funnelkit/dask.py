@@ -43,7 +43,7 @@ __all__ = ["DaskEventLog", "read_events"]
 
 _FAN_IN = 8  # summaries merged per task of the reduction tree
 #: the clock's cache key of ``funnel()`` with its defaults (see ``DaskEventLog._clock``)
-_DEFAULT_FUNNEL: tuple = ((), ("funnel",), "implied", False, True, None)
+_DEFAULT_FUNNEL: tuple = ((), ("funnel",), "implied", False, True, None, None)
 _NOT_DISTRIBUTED = (
     "{what} is not computed distributed: it needs every deal's visits on one machine. "
     "Collect the log into memory with log.compute() (an in-memory funnelkit.EventLog) "
@@ -985,20 +985,21 @@ class DaskEventLog:
         weighted: bool = False,
         win: bool = True,
         period_ns: int | None = None,
+        rest_without: int | None = None,
     ) -> dict[str, Any]:
         """The funnel's competing-risks estimates per (segment of ``by``) × stage, computed
         where the subjects live (:mod:`funnelkit._clock`): one pass over the partitions,
         one task per stage and clock gathers that stage's subjects, only the estimates
-        come back.
+        come back (``rest_without``: see :class:`funnelkit._clock.ClockSpec`).
         Cached per question."""
         from . import _clock as CK
 
-        key: tuple = (tuple(by), tuple(products), skips, weighted, win, period_ns)
+        key: tuple = (tuple(by), tuple(products), skips, weighted, win, period_ns, rest_without)
         cache = self._clock_cache
         if key in cache:
             return cache[key]
         coder = SM.segment_coder(self._summary, by) if by else None
-        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win)
+        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win, rest_without)
         lay = self._layout
         S = len(lay.stages)
         dask, _ = _dask()
@@ -1440,6 +1441,105 @@ class DaskEventLog:
             split.get("period_ns"),
         )
         return K.signal_table(src, chosen, opt)
+
+    @_as_in_memory("drivers")
+    def drivers(
+        self,
+        stage: str | Sequence[str] | None = None,
+        *,
+        attrs: str | Sequence[str] | None = None,
+        landmark: Any = "3D",
+        alpha: float = 0.05,
+        min_visits: int = 20,
+        adjust: bool = False,
+    ) -> pd.DataFrame:
+        """Which attributes go with advancing, stage by stage:
+        :meth:`funnelkit.EventLog.drivers`, the same rows and columns.
+
+        A distributed log carries attributes per deal (``attrs=``), so its features are
+        those attributes: each value against the deals with another value, at each stage
+        (a log with activities is in memory: ``log.with_activities(...)``, which returns
+        one). Each group's conversion is the Aalen–Johansen estimate of the funnel's
+        clock sharded by stage — the value's deals, and the deals with another value
+        (those without a value left out, as in memory) — computed where the stage's
+        deals are gathered; the tests, intervals and q-values are the in-memory ones
+        (:func:`funnelkit.drivers.table`), so the table equals the in-memory one to
+        rounding. ``landmark`` applies to activity features only. ``adjust=True`` (the
+        multivariable Cox model) fits every deal of a stage in one process: it is not
+        distributed; ``log.compute().drivers(adjust=True)`` runs it in memory.
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> d = log.drivers("Demo")
+        >>> top = d.iloc[0]
+        >>> top["feature"], top["group"], bool(top["is_key"])
+        ('team', 'Team C', True)
+        >>> from pandas.testing import assert_frame_equal
+        >>> assert_frame_equal(d, log.compute().drivers("Demo"), rtol=1e-12)  # up to rounding
+        """
+        from . import drivers as D
+        from ._ajtests import conversion_rates
+        from ._stats import Z95
+        from .funnel import wanted_stages
+
+        C.to_duration(landmark, "landmark")
+        if adjust:
+            raise NotImplementedError(
+                "drivers(adjust=True) fits one Cox model per stage on every deal of the "
+                "stage in one process, which a distributed log does not do: run it in "
+                "memory, log.compute().drivers(adjust=True), or on a filtered part of the "
+                "data (log.filter(...).compute())."
+            )
+        names = (
+            list(self.attrs)
+            if attrs is None
+            else ([attrs] if isinstance(attrs, str) else list(attrs))
+        )
+        unknown = [a for a in names if a not in self.attrs]
+        if unknown:
+            raise InvalidParameterError(
+                f"Parameter `attrs`: {unknown} are not attributes of the log; carried: "
+                f"{list(self.attrs)}, per visit: []."
+            )
+        S = len(self.stages)
+        wanted = np.ones(S, dtype=bool) if stage is None else wanted_stages(self.stages, stage)
+        meta: list[tuple[int, str, str, str]] = []
+        picks: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]] = []
+        n: list[float] = []
+        for a in names:  # loop over attributes: one sharded clock each
+            coder = SM.segment_coder(self._summary, [a])
+            missing = 0 if coder.uniq.size and coder.uniq[0] == 0 else None
+            got = self._clock(
+                [a], ("conversion", "rest", "subjects"), skips="strict", win=False,
+                rest_without=missing,
+            )  # fmt: skip
+            labels = coder.labels()[a].tolist()
+            subjects = got["subjects"].reshape(-1, S)
+            for s in np.flatnonzero(wanted):
+                present = [j for j in range(len(coder)) if j != missing and subjects[j, s] > 0]
+                if len(present) < 2:
+                    continue
+                total = sum(subjects[j, s] for j in present)
+                for j in present[:1] if len(present) == 2 else present:
+                    meta.append((int(s), a, str(labels[j]), "attribute"))
+                    picks.append((got["rest"], got["conversion"], j * S + int(s), j * S + int(s)))
+                    n += [total - subjects[j, s], subjects[j, s]]
+        if not meta:
+            return D.table(self.stages, [], None, np.zeros(0), alpha, min_visits)
+        keys = picks[0][0].keys()
+        aj = {
+            k: np.array([x for rest, conv, i, g in picks for x in (rest[k][i], conv[k][g])])
+            for k in keys
+        }
+        counts = np.array(n)
+        return D.table(
+            self.stages, meta, conversion_rates(aj, counts, Z95), counts, alpha, min_visits
+        )
 
     @_as_in_memory("with_history", history=[CHECKED_INSIDE])
     def with_history(

@@ -39,7 +39,7 @@ from ._stats import Z95
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["ADJ_COLUMNS", "COLUMNS", "scan"]
+__all__ = ["ADJ_COLUMNS", "COLUMNS", "scan", "table"]
 
 #: columns of :meth:`funnelkit.EventLog.drivers`, in order
 COLUMNS = [
@@ -291,11 +291,11 @@ def _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, L) -> None:
 
 
 def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns):
+    """The table of the scan's ``tests``: each test's two groups estimated in one
+    Aalen–Johansen call over the subjects, then :func:`table`."""
     T = len(tests.meta)
     if T == 0:
-        return pd.DataFrame({c: [] for c in COLUMNS}).astype(
-            {"is_key": bool, "visits_with": np.int64, "visits_without": np.int64}
-        )
+        return table(log.stages, [], None, np.zeros(0), alpha, min_visits)
     sizes = np.array([i.size for i in tests.idx])
     idx = np.concatenate(tests.idx)
     flag = np.concatenate(tests.flag)
@@ -307,9 +307,27 @@ def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, s
     x = (group, time, cause, None, None)
     aj = competing_estimates(x, x, 2 * T, level_after=stale_ns(log.stale_after))
     n = np.bincount(group, minlength=2 * T)
-    rate = AT.conversion_rates(aj, n, Z95)
+    return table(log.stages, tests.meta, AT.conversion_rates(aj, n, Z95), n, alpha, min_visits)
+
+
+def table(
+    stages: Sequence[str],
+    meta: Sequence[tuple[int, str, str, str]],
+    rate: AT.Rate | None,
+    n: np.ndarray,
+    alpha: float,
+    min_visits: int,
+) -> pd.DataFrame:
+    """The drivers table (:data:`COLUMNS`) of tests ``meta`` — per test ``(stage index,
+    feature, group, source)`` — from the conversions of their groups: ``rate`` and the
+    deal counts ``n`` hold test ``j``'s others at ``2j`` and its group at ``2j + 1``. Both
+    engines end here (the distributed one estimates the groups where the deals live)."""
+    if not meta or rate is None:
+        return pd.DataFrame({c: [] for c in COLUMNS}).astype(
+            {"is_key": bool, "visits_with": np.int64, "visits_without": np.int64}
+        )
     rows = []
-    for j, (s, feature, grp, source) in enumerate(tests.meta):
+    for j, (s, feature, grp, source) in enumerate(meta):
         a, b = rate.take(2 * j + 1), rate.take(2 * j)
         nw, nwo = int(n[2 * j + 1]), int(n[2 * j])
         pw, pwo = float(a.p[0]), float(b.p[0])
@@ -321,7 +339,7 @@ def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, s
             lo, hi = float(lo_a[0]), float(hi_a[0])
         rows.append(
             {
-                "stage": log.stages[s],
+                "stage": stages[s],
                 "feature": feature,
                 "group": grp,
                 "source": source,
@@ -346,7 +364,7 @@ def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, s
     out["reason"] = [_reason(r, min_visits) for r in out.itertuples(index=False)]
     out["_abs"] = -np.abs(out["effect"].to_numpy(float))
     out = out.sort_values(["_s", "is_key", "q_value", "_abs"], ascending=[True, False, True, True])
-    out["stage"] = pd.Categorical(out["stage"], categories=log.stages, ordered=True)
+    out["stage"] = pd.Categorical(out["stage"], categories=list(stages), ordered=True)
     return out[COLUMNS].reset_index(drop=True)
 
 
