@@ -1,4 +1,4 @@
-"""The analyses distributed in issue 16 — alerts, every key-stage signal, what-if — on a
+"""The analyses distributed in issue 16 — alerts, every key-stage signal, what-if, drivers — on a
 Dask log of memory-limited workers, against the in-memory log on the same file.
 
 Run by hand (minutes; a few GB of RAM)::
@@ -49,12 +49,19 @@ def calls(log) -> dict:
         "key_stages_period": lambda: log.key_stages(period="2024-07-01", n_boot=0),
         "what_if_n_boot_0": lambda: log.what_if(CHANGES, n_boot=0),
         "what_if_by_seg_n_boot_200": lambda: log.what_if(CHANGES, by="seg", n_boot=200),
+        "drivers": lambda: log.drivers(),
     }
+
+
+#: the analyses to run (``--only``; default all)
+ONLY: list[str] = []
 
 
 def timed(log) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
     seconds, tables = {}, {}
     for name, call in calls(log).items():  # loop over the analyses
+        if ONLY and name not in ONLY:
+            continue
         t = time.perf_counter()
         tables[name] = call()
         seconds[name] = round(time.perf_counter() - t, 2)
@@ -138,14 +145,17 @@ def main() -> None:
     ap.add_argument("path")
     ap.add_argument("--memory-limit", default="4GB")
     ap.add_argument("--npartitions", type=int, default=16, help="partitions after the shuffle")
+    ap.add_argument("--only", nargs="+", default=[], help="run only these analyses")
     ap.add_argument("--in-memory-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    ONLY[:] = args.only
     if args.in_memory_out:
         in_memory(args.path, args.in_memory_out)
         return
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
-            [sys.executable, __file__, args.path, "--in-memory-out", tmp],
+            [sys.executable, __file__, args.path, "--in-memory-out", tmp,
+             *(["--only", *args.only] if args.only else [])],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         mem = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -179,3 +179,20 @@ def test_visit_attribute_is_read_at_the_deals_first_visit_of_the_stage():
     r = vlog.drivers("A", min_visits=5).iloc[0]
     assert (r["feature"], r["group"], r["source"]) == ("rep", "r1", "visit attribute")
     assert (r["conversion_with"], r["conversion_without"]) == pytest.approx((0.8, 0.4))
+
+
+def test_batches_of_tests_give_the_table_of_one_call(monkeypatch):
+    """The scan estimates its tests in batches of at most BATCH_ROWS replicated rows (a
+    value of twelve is in eleven "others"): each group's estimate depends on its own rows
+    only, so any batching gives the same table — here one test per call against all in one."""
+    import funnelkit.drivers as D
+
+    log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)
+    log = log.with_activities(
+        fk.datasets.load_sample_activities(), **fk.datasets.SAMPLE_ACTIVITIES_KWARGS
+    )
+    monkeypatch.setattr(D, "BATCH_ROWS", 10**9)
+    whole = log.drivers()
+    monkeypatch.setattr(D, "BATCH_ROWS", 1)  # every test its own call
+    pd.testing.assert_frame_equal(log.drivers(), whole)
+    assert len(whole) > 20 and set(whole["source"]) == {"attribute", "activity"}

@@ -69,6 +69,9 @@ ADJ_Q = "adj_q_value"
 #: penalizer of the adjusted model's refit when the unpenalized fit does not converge
 ADJ_PENALIZER = 0.01
 
+#: rows of replicated subjects per Aalen–Johansen call of the scan (see ``_run``)
+BATCH_ROWS = 5_000_000
+
 
 def bh(p: np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg q-values of the finite entries (NaN elsewhere)."""
@@ -291,22 +294,36 @@ def _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, L) -> None:
 
 
 def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns):
-    """The table of the scan's ``tests``: each test's two groups estimated in one
-    Aalen–Johansen call over the subjects, then :func:`table`."""
+    """The table of the scan's ``tests``: each test's two groups estimated by
+    Aalen–Johansen over the subjects, then :func:`table`. A subject is in one group of
+    every test of its stage and feature (a value of twelve is in eleven "others"), so the
+    tests are estimated in batches of at most :data:`BATCH_ROWS` rows: each group's
+    estimate depends on its own rows only, and memory stays bounded."""
     T = len(tests.meta)
     if T == 0:
         return table(log.stages, [], None, np.zeros(0), alpha, min_visits)
     sizes = np.array([i.size for i in tests.idx])
-    idx = np.concatenate(tests.idx)
-    flag = np.concatenate(tests.flag)
-    tid = np.repeat(np.arange(T), sizes)
-    shift = np.repeat(np.array(tests.shift, dtype=np.int64), sizes)
-    group = 2 * tid + flag
-    time = np.maximum(t_adv[idx] - shift, 0)
-    cause = c_adv[idx]
-    x = (group, time, cause, None, None)
-    aj = competing_estimates(x, x, 2 * T, level_after=stale_ns(log.stale_after))
-    n = np.bincount(group, minlength=2 * T)
+    parts = []
+    n = np.zeros(2 * T, dtype=np.int64)
+    start = 0
+    while start < T:  # loop over batches of tests
+        stop = start + 1
+        total = int(sizes[start])
+        while stop < T and total + sizes[stop] <= BATCH_ROWS:
+            total += int(sizes[stop])
+            stop += 1
+        idx = np.concatenate(tests.idx[start:stop])
+        flag = np.concatenate(tests.flag[start:stop])
+        tid = np.repeat(np.arange(stop - start), sizes[start:stop])
+        shift = np.repeat(np.array(tests.shift[start:stop], dtype=np.int64), sizes[start:stop])
+        group = 2 * tid + flag
+        time = np.maximum(t_adv[idx] - shift, 0)
+        x = (group, time, c_adv[idx], None, None)
+        k = 2 * (stop - start)
+        parts.append(competing_estimates(x, x, k, level_after=stale_ns(log.stale_after)))
+        n[2 * start : 2 * stop] = np.bincount(group, minlength=k)
+        start = stop
+    aj = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     return table(log.stages, tests.meta, AT.conversion_rates(aj, n, Z95), n, alpha, min_visits)
 
 
