@@ -550,8 +550,21 @@ def test_drivers_equal_in_memory(client):
     assert dist.drivers(attrs=[]).empty
     with pytest.raises(InvalidParameterError, match=r"\['nope'\] are not attributes"):
         dist.drivers(attrs="nope")
-    with pytest.raises(NotImplementedError, match=r"log.compute\(\).drivers\(adjust=True\)"):
-        dist.drivers(adjust=True)
+
+
+@pytest.mark.slow
+def test_drivers_adjusted_equal_in_memory(client):
+    """adjust=True: the deals' subjects come to the client and the in-memory scan and Cox
+    models run on them — the same table, the adjusted columns included."""
+    pytest.importorskip("lifelines")
+    rng = np.random.default_rng(11)
+    events = with_attrs(random_log(rng, 300), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    for kw in (dict(min_visits=5), dict(stage="C", attrs=["tier"])):
+        got, want = dist.drivers(adjust=True, **kw), mem.drivers(adjust=True, **kw)
+        assert_same(got, want)
+        assert got["adj_hazard_ratio"].notna().any()
 
 
 @pytest.mark.slow

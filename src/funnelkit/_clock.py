@@ -168,7 +168,10 @@ def clock_stage(
                     those of ``spec.rest_without``);
     ``subjects``    subjects per group (weighted when ``spec.weighted``), an array;
     ``incidence``   the incidence curves of :func:`funnelkit.funnel.incidence_table`
-                    (a frame, with the group in column ``_g``).
+                    (a frame, with the group in column ``_g``);
+    ``rows``        the subjects themselves: group, the conversion clock's time and cause
+                    (``g``, ``t_adv``, ``c_adv``; :func:`gather` puts the stages' together)
+                    — for a model that needs every deal of a stage in one process.
     """
     from .funnel import clock_estimate, incidence_table
     from .monitoring import _ADV_KEYS, complement_rows, conversion_estimates
@@ -212,6 +215,8 @@ def clock_stage(
         out["rest"] = {k: np.concatenate([p[k] for p in parts]) for k in _ADV_KEYS}
     if "subjects" in products:
         out["subjects"] = np.bincount(g, weights=w, minlength=G).astype(np.float64)
+    if "rows" in products:
+        out["rows"] = {"g": g, "t_adv": x["t_adv"], "c_adv": x["c_adv"]}
     if "incidence" in products:
         labels = spec.coder.labels() if spec.coder is not None else pd.DataFrame(index=[0])
         by = list(spec.coder.by) if spec.coder is not None else []
@@ -252,6 +257,8 @@ def gather(
             cat = pd.concat([r[name] for r in results[:S]] or [first], ignore_index=True)
             cat = cat.sort_values("_g", kind="stable").drop(columns="_g")
             out[name] = cat.reset_index(drop=True)
+        elif name == "rows":
+            out[name] = {k: np.concatenate([r[name][k] for r in results]) for k in first}
         elif name == "whole":
             out[name] = {k: np.array([results[s][name][k][s] for s in range(S)]) for k in first}
         elif isinstance(first, dict):

@@ -1464,9 +1464,11 @@ class DaskEventLog:
         (those without a value left out, as in memory) — computed where the stage's
         deals are gathered; the tests, intervals and q-values are the in-memory ones
         (:func:`funnelkit.drivers.table`), so the table equals the in-memory one to
-        rounding. ``landmark`` applies to activity features only. ``adjust=True`` (the
-        multivariable Cox model) fits every deal of a stage in one process: it is not
-        distributed; ``log.compute().drivers(adjust=True)`` runs it in memory.
+        rounding. ``landmark`` applies to activity features only. ``adjust=True`` adds
+        each stage's multivariable Cox model, which needs every deal of the stage in one
+        process: the deals' subjects (stage, time and cause of the conversion clock, and
+        their segment: about 13 bytes per deal and stage) come to the client, and the
+        whole table is the in-memory scan of them.
 
         Examples
         --------
@@ -1488,13 +1490,6 @@ class DaskEventLog:
         from .funnel import wanted_stages
 
         C.to_duration(landmark, "landmark")
-        if adjust:
-            raise NotImplementedError(
-                "drivers(adjust=True) fits one Cox model per stage on every deal of the "
-                "stage in one process, which a distributed log does not do: run it in "
-                "memory, log.compute().drivers(adjust=True), or on a filtered part of the "
-                "data (log.filter(...).compute())."
-            )
         names = (
             list(self.attrs)
             if attrs is None
@@ -1508,6 +1503,8 @@ class DaskEventLog:
             )
         S = len(self.stages)
         wanted = np.ones(S, dtype=bool) if stage is None else wanted_stages(self.stages, stage)
+        if adjust:
+            return self._drivers_adjusted(names, wanted, alpha, min_visits)
         meta: list[tuple[int, str, str, str]] = []
         picks: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]] = []
         n: list[float] = []
@@ -1540,6 +1537,37 @@ class DaskEventLog:
         return D.table(
             self.stages, meta, conversion_rates(aj, counts, Z95), counts, alpha, min_visits
         )
+
+    def _drivers_adjusted(
+        self, names: list[str], wanted: np.ndarray, alpha: float, min_visits: int
+    ) -> pd.DataFrame:
+        """``drivers(adjust=True)``: each stage's Cox model needs every deal of the stage
+        in one process, so the deals' subjects (stage, time and cause of the conversion
+        clock, and the segment of ``names``: about 13 bytes per deal and stage) come to
+        the client, and the in-memory scan runs on them."""
+        from . import drivers as D
+
+        D._import_lifelines()
+        S = len(self.stages)
+        tests = D._Tests()
+        ss = t_adv = c_adv = np.zeros(0, dtype=np.int64)
+        if names:
+            coder = SM.segment_coder(self._summary, names)
+            rows = self._clock(names, ("rows",), skips="strict", win=False)["rows"]
+            g = rows["g"].astype(np.int64)
+            keep = wanted[g % S]
+            seg, ss = g[keep] // S, g[keep] % S
+            t_adv, c_adv = rows["t_adv"][keep], rows["c_adv"][keep]
+            by_stage = [np.flatnonzero(ss == s) for s in range(S)]
+            labels = coder.labels()
+            for a in names:  # loop over attributes: each value of a segment, in order
+                cats = coder.cats[a]
+                level = cats.get_indexer(labels[a].astype(object).to_numpy())
+                D.feature_tests(tests, by_stage, a, "attribute", level[seg], cats)
+        return D.finish(
+            self.stages, self._layout.stale_after_ns, tests, ss, t_adv, c_adv, alpha,
+            min_visits, adjust=True,
+        )  # fmt: skip
 
     @_as_in_memory("with_history", history=[CHECKED_INSIDE])
     def with_history(

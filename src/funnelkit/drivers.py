@@ -39,7 +39,7 @@ from ._stats import Z95
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["ADJ_COLUMNS", "COLUMNS", "scan", "table"]
+__all__ = ["ADJ_COLUMNS", "COLUMNS", "feature_tests", "finish", "scan", "table"]
 
 #: columns of :meth:`funnelkit.EventLog.drivers`, in order
 COLUMNS = [
@@ -181,7 +181,7 @@ def scan(
 ) -> pd.DataFrame:
     """The table of :meth:`funnelkit.EventLog.drivers` (see there). ``deals``: a mask of
     the deals to use (default all); ``stages``: a mask of the stages to test."""
-    from .funnel import competing_estimates, log_subjects, stale_ns
+    from .funnel import log_subjects, stale_ns
 
     if adjust:
         _import_lifelines()
@@ -213,16 +213,41 @@ def scan(
             pos = forder[np.searchsorted(fkey[forder], sd * S + ss)]
             codes = np.asarray(vc, dtype=np.int64)[v.path_index[first[pos]]]
             source = "visit attribute"
-        for s in range(S):
-            i = by_stage[s]
-            _levels(tests, s, a, source, i, codes[i], labels)
+        feature_tests(tests, by_stage, a, source, codes, labels)
     acts = log._activities
     if acts is not None and len(acts.kinds):
         _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, landmark_ns)
-    out = _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns)
+    level_after = stale_ns(log.stale_after)
+    return finish(log.stages, level_after, tests, ss, t_adv, c_adv, alpha, min_visits, adjust)
+
+
+def feature_tests(
+    tests: _Tests, by_stage: Sequence[np.ndarray], name: str, source: str, codes, labels
+) -> None:
+    """Add the one-vs-rest tests of a categorical feature at every stage (``by_stage``:
+    the subjects of each stage; ``codes``: each subject's level, -1 missing)."""
+    for s, i in enumerate(by_stage):  # loop over stages
+        _levels(tests, s, name, source, i, codes[i], labels)
+
+
+def finish(
+    stages: Sequence[str],
+    level_after: int | None,
+    tests: _Tests,
+    ss: np.ndarray,
+    t_adv: np.ndarray,
+    c_adv: np.ndarray,
+    alpha: float,
+    min_visits: int,
+    adjust: bool,
+) -> pd.DataFrame:
+    """The drivers table of ``tests`` over subjects (their stage ``ss``, the conversion
+    clock's time ``t_adv`` and cause ``c_adv``); with ``adjust`` each stage's Cox model's
+    columns. ``level_after``: the stale rule in ns (the funnel's estimate)."""
+    out = _run(stages, level_after, tests, t_adv, c_adv, alpha, min_visits)
     if adjust:
-        out = _with_adjusted(log, out, tests, ss, t_adv, c_adv)
-        stage = np.array([log.stages.index(str(x)) for x in out["stage"]], dtype=np.int64)
+        out = _with_adjusted(stages, out, tests, ss, t_adv, c_adv)
+        stage = np.array([list(stages).index(str(x)) for x in out["stage"]], dtype=np.int64)
         out[ADJ_Q] = selective_q(
             stage, out["feature"].to_numpy(), out["adj_p_value"].to_numpy(float), alpha
         )
@@ -293,15 +318,17 @@ def _activity_tests(log, tests, sd, ss, entry, t_adv, by_stage, L) -> None:
                     )
 
 
-def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, stale_ns):
+def _run(stages, level_after, tests, t_adv, c_adv, alpha, min_visits):
     """The table of the scan's ``tests``: each test's two groups estimated by
     Aalen–Johansen over the subjects, then :func:`table`. A subject is in one group of
     every test of its stage and feature (a value of twelve is in eleven "others"), so the
     tests are estimated in batches of at most :data:`BATCH_ROWS` rows: each group's
     estimate depends on its own rows only, and memory stays bounded."""
+    from .funnel import competing_estimates
+
     T = len(tests.meta)
     if T == 0:
-        return table(log.stages, [], None, np.zeros(0), alpha, min_visits)
+        return table(stages, [], None, np.zeros(0), alpha, min_visits)
     sizes = np.array([i.size for i in tests.idx])
     parts = []
     n = np.zeros(2 * T, dtype=np.int64)
@@ -320,11 +347,11 @@ def _run(log, tests, sd, t_adv, c_adv, alpha, min_visits, competing_estimates, s
         time = np.maximum(t_adv[idx] - shift, 0)
         x = (group, time, c_adv[idx], None, None)
         k = 2 * (stop - start)
-        parts.append(competing_estimates(x, x, k, level_after=stale_ns(log.stale_after)))
+        parts.append(competing_estimates(x, x, k, level_after=level_after))
         n[2 * start : 2 * stop] = np.bincount(group, minlength=k)
         start = stop
     aj = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return table(log.stages, tests.meta, AT.conversion_rates(aj, n, Z95), n, alpha, min_visits)
+    return table(stages, tests.meta, AT.conversion_rates(aj, n, Z95), n, alpha, min_visits)
 
 
 def table(
@@ -550,16 +577,16 @@ def _fit_adjusted(time_ns, event, X, cols, notes):
     return res
 
 
-def _with_adjusted(log, out, tests, ss, t_adv, c_adv) -> pd.DataFrame:
+def _with_adjusted(stages, out, tests, ss, t_adv, c_adv) -> pd.DataFrame:
     """``out`` with the :data:`ADJ_COLUMNS` of each stage's Cox model."""
     res: dict[int, tuple[float, float, float, float, str]] = {}
-    for s in range(log._n_stages):
+    for s in range(len(stages)):
         d = _adjusted_design(tests, s, ss, t_adv, c_adv)
         if d is not None:
             res.update(_fit_adjusted(*d))
     none = (np.nan, np.nan, np.nan, np.nan, "")
     key = {(m[0], m[1], m[2]): res.get(j, none) for j, m in enumerate(tests.meta)}
-    codes = [log.stages.index(str(x)) for x in out["stage"]]
+    codes = [list(stages).index(str(x)) for x in out["stage"]]
     rows = zip(codes, out["feature"], out["group"], strict=True)
     vals = [key.get((c, f, g), none) for c, f, g in rows]
     out = out.copy()
