@@ -224,6 +224,8 @@ def act_on(
     else:
         cold = pd.Timedelta(cold_after)
     v = log.visits(columns=["deal", "stage", "entered", "censored"])
+    if hasattr(v, "compute"):  # a distributed log: only the open visits come back
+        v = v[v["censored"]].compute()
     v = v.loc[v["censored"].to_numpy(dtype=bool)]
     d = deals.loc[deals["outcome"] == "open"]
     attrs = [c for c in dict.fromkeys(["owner", *by]) if c in d.columns]

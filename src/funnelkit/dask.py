@@ -39,6 +39,8 @@ from .quality import REASONS, QualityReport
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
+    from .report import Report
+
 __all__ = ["DaskEventLog", "read_events"]
 
 _FAN_IN = 8  # summaries merged per task of the reduction tree
@@ -485,8 +487,10 @@ class DaskEventLog:
     def _time_dtype(self) -> Any:
         return "datetime64[ns, UTC]" if self._layout.aware else "datetime64[ns]"
 
-    def visits(self) -> dd.DataFrame:
-        """One row per visit (as :meth:`funnelkit.EventLog.visits`), as a dask DataFrame.
+    @_as_in_memory("visits")
+    def visits(self, *, columns: Sequence[str] | None = None) -> dd.DataFrame:
+        """One row per visit (as :meth:`funnelkit.EventLog.visits`), as a dask DataFrame;
+        ``columns``: only these, in this order.
 
         Partitions hold whole deals, each in path order; the partitions are not in deal
         order (sort after computing when the order matters).
@@ -518,7 +522,17 @@ class DaskEventLog:
                 "censored": pd.Series([], dtype=bool),
             }
         )
-        return self._shuffled.map_partitions(SM.visits_frame, self._cfg, lay, meta, meta=meta)
+        frame = self._shuffled.map_partitions(SM.visits_frame, self._cfg, lay, meta, meta=meta)
+        if columns is None:
+            return frame
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        unknown = [c for c in columns if c not in meta.columns]
+        if unknown:
+            raise InvalidParameterError(
+                f"Parameter `columns`: {unknown} are not columns of visits(); "
+                f"choose from {list(meta.columns)}."
+            )
+        return frame[columns]
 
     def deals(self) -> dd.DataFrame:
         """One row per deal (as :meth:`funnelkit.EventLog.deals`), as a dask DataFrame.
@@ -1536,6 +1550,60 @@ class DaskEventLog:
         counts = np.array(n)
         return D.table(
             self.stages, meta, conversion_rates(aj, counts, Z95), counts, alpha, min_visits
+        )
+
+    @_as_in_memory("report")
+    def report(
+        self,
+        *,
+        by: str | Sequence[str] | None = None,
+        freq: str | None = None,
+        period: Any = None,
+        key_kwargs: Mapping[str, Any] | None = None,
+        charts: bool = True,
+        progress: bool | Callable[[str], None] | None = None,
+        lang: str = "en",
+        currency: str | None = None,
+        cold_after: Any = None,
+    ) -> Report:
+        """Every table and chart of the log: :meth:`funnelkit.EventLog.report`, from the
+        distributed analyses (:func:`funnelkit.report.build_report` on this log).
+
+        The tables are this log's: the funnel, dwell, transitions, KPIs, key stages,
+        comparisons, trend and incidence curves computed where the deals live. What comes
+        to the client: the per-deal table (``tables["deals"]``, one row per deal, which the
+        report writes), the rejected rows, the open visits (the deals to act on) and, with
+        ``charts``, each visit's stage, time in it and whether it is open (10 bytes a
+        visit, for the dwell and survival charts). Not on a distributed log: the
+        forecast per month (the page says so; ``log.compute().report()`` has it) and a
+        conversion window (``within``).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd
+        >>> import funnelkit as fk
+        >>> from funnelkit.dask import DaskEventLog
+        >>> events = dd.from_pandas(fk.datasets.load_sample(), npartitions=2)
+        >>> log = DaskEventLog(events, **fk.datasets.SAMPLE_KWARGS)
+        >>> report = log.report(by="team", charts=False, key_kwargs={"n_boot": 0})
+        >>> report.tables["funnel"].equals(log.funnel())
+        True
+        >>> report.summary["deals"], report.summary["won"]
+        (600, 60)
+        """
+        from .report import build_report
+
+        return build_report(
+            self,  # type: ignore[arg-type]
+            by=by,
+            freq=freq,
+            period=period,
+            key_kwargs=key_kwargs,
+            charts=charts,
+            progress=progress,
+            lang=lang,
+            currency=currency,
+            cold_after=cold_after,
         )
 
     def _drivers_adjusted(

@@ -58,6 +58,7 @@ import pandas as pd
 
 from . import _report_html as H
 from . import _report_insights as I
+from ._facade import is_log
 from ._i18n import LANGS, load
 from ._params import PROGRESS, Options, validate_params
 from ._report_html import NO_VISITS, missing, number
@@ -260,9 +261,11 @@ def build_report(
     tables: dict[str, pd.DataFrame] = {}
 
     say("tables…")
+    # a conversion window only when asked for (a distributed log has no `within`)
+    win: dict[str, Any] = {} if within is None else {"within": within}
     tables["kpis"] = log.kpis()
-    tables["funnel"] = log.funnel(within=within)
-    tables["funnel_strict"] = log.funnel(skips="strict", within=within)
+    tables["funnel"] = log.funnel(**win)
+    tables["funnel_strict"] = log.funnel(skips="strict", **win)
     say("key stages…")
     kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
     tables["key_stages"] = log.key_stages(**kw)
@@ -274,7 +277,7 @@ def build_report(
     tables["dwell"] = log.dwell()
     tables["cycle_time"] = log.cycle_time()
     if by_cols:
-        tables["funnel_by"] = log.funnel(by=by_cols, within=within)
+        tables["funnel_by"] = log.funnel(by=by_cols, **win)
     compare = getattr(log, "compare", None)
     if compare is not None and (by_cols or period is not None):
         say("comparisons…")
@@ -289,7 +292,7 @@ def build_report(
     if getattr(log, "_history", None) is not None:  # a field history: this quarter
         say("pipeline movement…")
         tables.update(_history_tables(log, notes))
-    tables["deals"] = log.deals()
+    tables["deals"] = _local(log.deals())
     tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
     key_names = [
         str(x)
@@ -303,9 +306,9 @@ def build_report(
     windows = I.compare_windows(log, tables["deals"], tables["kpis_by_period"], period)
     tables["quality"] = log.quality.to_frame()
     tables["rejects"] = _rejects_summary(log.quality)
-    tables["reject_examples"] = _reject_examples(log.rejects)
+    tables["reject_examples"] = _reject_examples(_local(log.rejects))
 
-    if log.visits().empty:  # only won/lost events: say so on the page
+    if not tables["dwell"]["visits"].sum():  # only won/lost events: say so on the page
         notes.append(NO_VISITS)
     say("forecast…")
     fc = _month_forecast(log, notes)
@@ -348,6 +351,12 @@ def build_report(
         notes=notes,
         quality=log.quality,
     )
+
+
+def _local(frame: Any) -> pd.DataFrame:
+    """A pandas frame: a distributed log's lazy frame (its ``deals()``, ``rejects``,
+    ``visits()``) computed."""
+    return frame.compute() if hasattr(frame, "compute") else frame
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -489,6 +498,9 @@ def _reject_examples(rejects: pd.DataFrame) -> pd.DataFrame:
     """The first few rejected rows per reason; input columns as text (they may mix types),
     a lone surrogate (a row rejected for it) escaped as ``\\ud800`` so the table can be
     written."""
+    # the first rows of each reason by input row (a distributed log's come in partition
+    # order)
+    rejects = rejects.sort_values("row", kind="stable")
     ex = rejects.groupby("reason", sort=False).head(EXAMPLES_PER_REASON)
     order = {r: i for i, r in enumerate(REASONS)}
     ex = ex.assign(_o=ex["reason"].map(order)).sort_values(["_o", "row"], kind="stable")
@@ -520,14 +532,21 @@ def _draw_charts(
 
     from . import plot
 
-    visits = log.visits(columns=["stage", "dwell", "censored"])  # no deal ids: 40% of it
+    # no deal ids: 40% of it (a distributed log's visits come to the client for the two
+    # charts of their distribution: 10 bytes each)
+    visits = _local(log.visits(columns=["stage", "dwell", "censored"]))
     won, lost = list(log.won), list(log.lost)
     ks = tables["key_stages"]
     draw: dict[str, Callable[[], Any]] = {
         "funnel": lambda: plot.funnel(tables["funnel"], key=ks),
         "key_stages": lambda: plot.key_stages(ks, max_rows=KEY_ROWS_DRAWN),
-        # from the log: its nodes count visits (open ones too), as fk.plot.flow(log) does
-        "flow": lambda: plot.flow(log),
+        # from the log: its nodes count visits (open ones too), as fk.plot.flow(log) does;
+        # a distributed log's from its transition table (nodes sized by the moves)
+        "flow": (
+            (lambda: plot.flow(log))
+            if is_log(log)
+            else (lambda: plot.flow(tables["transitions"], won=won, lost=lost))
+        ),
         "heatmap": lambda: plot.heatmap(tables["transitions"], won=won, lost=lost),
         "dwell": lambda: plot.dwell(visits),
         "survival": lambda: plot.survival(visits),
@@ -578,6 +597,12 @@ def _month_forecast(log: EventLog, notes: list[str]) -> Forecast | None:
         return log.forecast(by_period="ME", periods=3, n_sims=1000, n_boot=0)
     except (EventLogError, InvalidParameterError) as exc:
         notes.append(f"forecast per month: not computed ({exc})")
+        return None
+    except NotImplementedError:  # a distributed log
+        notes.append(
+            "forecast per month: not computed (the forecast is not distributed: "
+            "log.compute().forecast(...) on a log that fits in memory)"
+        )
         return None
 
 
