@@ -254,3 +254,18 @@ def test_incidence_of_a_24_stage_log_draws_the_first_stage(log24):
     top = adv.get_paths()[0].vertices[:, 1].max()
     want = log24.incidence(log24.stages[0])["advanced"].iloc[-1]
     assert top == pytest.approx(want, abs=1e-3)  # thinned within 0.1 point
+
+
+def test_a_visits_table_in_any_row_order_draws_the_stages_in_stage_order(log):
+    """The stages of a visits table are categories in stage order; the rows may come in
+    any order (a distributed log's come partition by partition): the charts follow the
+    categories, not the order of first appearance."""
+    shuffled = log.visits().sample(frac=1.0, random_state=3)
+    assert list(dict.fromkeys(shuffled["stage"])) != log.stages  # appearance order differs
+    ax = fp.dwell(shuffled)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == log.stages
+    ax = fp.survival(shuffled)
+    legend = [t.get_text().split("  (")[0] for t in ax.get_legend().get_texts()]
+    assert legend == log.stages
+    assert S.ordered_unique(shuffled["stage"].astype(object)) != log.stages  # plain values

@@ -730,7 +730,13 @@ def deprecated_kwargs(chart: str, name: str, value: dict[str, Any] | None) -> di
 
 
 def ordered_unique(values: Iterable[Any]) -> list[Any]:
-    """Distinct values in order of first appearance (the funnel order of a table)."""
+    """Distinct values in order of first appearance (the funnel order of a table); of a
+    categorical column, the categories that occur, in their order (the library's tables
+    hold stages as categories in stage order, whatever order the rows come in: a
+    distributed log's visits come partition by partition)."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.dropna().unique())
+        return [c for c in values.cat.categories if c in present]
     return list(dict.fromkeys(values))
 
 
