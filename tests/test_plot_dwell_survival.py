@@ -9,6 +9,7 @@ from itertools import combinations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 from scipy.stats import norm
@@ -269,3 +270,37 @@ def test_a_visits_table_in_any_row_order_draws_the_stages_in_stage_order(log):
     legend = [t.get_text().split("  (")[0] for t in ax.get_legend().get_texts()]
     assert legend == log.stages
     assert S.ordered_unique(shuffled["stage"].astype(object)) != log.stages  # plain values
+
+
+def test_dots_show_open_visits_in_proportion_at_scale():
+    """A stage of 10,000 visits, 1% open: about max_points dots, 1% of them open — but at
+    least MIN_OPEN_DRAWN, so the open ones stay visible; a small stage draws every visit."""
+    from funnelkit.plot._dwell import MIN_OPEN_DRAWN
+
+    rng = np.random.default_rng(0)
+    big = pd.DataFrame(
+        {
+            "stage": "Big",
+            "dwell": pd.to_timedelta(rng.exponential(5.0, 10_000), unit="D"),
+            "censored": np.arange(10_000) < 100,
+        }
+    )
+    small = pd.DataFrame(
+        {
+            "stage": "Small",
+            "dwell": pd.to_timedelta(rng.exponential(5.0, 400), unit="D"),
+            "censored": np.arange(400) < 40,
+        }
+    )
+    visits = pd.concat([big, small], ignore_index=True)
+    visits["stage"] = pd.Categorical(visits["stage"], categories=["Big", "Small"])
+    ax = fp.dwell(visits, max_points=1500)
+    y = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+
+    def dots(gid: str, stage: str) -> int:
+        pts = np.concatenate([c.get_offsets() for c in ax.collections if c.get_gid() == gid])
+        return int((np.abs(pts[:, 1] - y[stage]) < 0.4).sum())
+
+    assert dots("dwell-completed", "Big") == round(1500 / 10_000 * 9_900)
+    assert dots("dwell-censored", "Big") == MIN_OPEN_DRAWN  # 15 in proportion, 25 shown
+    assert dots("dwell-completed", "Small") == 360 and dots("dwell-censored", "Small") == 40

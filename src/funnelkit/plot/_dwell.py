@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 VISIT_COLUMNS = ["stage", "dwell", "censored"]
+#: the fewest open visits a stage's dots show when it has them (see ``dwell``'s max_points)
+MIN_OPEN_DRAWN = 25
 
 
 def _visits(data: Any, extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[Any]]:
@@ -249,8 +251,9 @@ def dwell(
         Log days axis. Default: when dwell spreads widely (p95 / p25 > 20 or max /
         median > 10); zero dwells then sit at the left edge.
     max_points : int, default 1500
-        At most this many completed (and as many censored) visits per stage are drawn
-        (a seeded random sample); the median and p90 always use every visit.
+        At most about this many visits per stage are drawn (a seeded random sample),
+        completed and open ones in proportion to their numbers, but at least 25 open ones
+        where a stage has them; the median and p90 always use every visit.
     seed : int, default 0
         Seed of that sample and of the vertical jitter.
     title : str, default "Time in stage"
@@ -310,11 +313,17 @@ def dwell(
         med[i], p90[i] = km_quantile(t, surv, 0.5), km_quantile(t, surv, 0.9)
         med_lo[i], med_hi[i] = km_median_ci(g)
         counts[i] = len(d), int(c.sum())
-        # completed and censored visits are sampled separately: the few open ones all show
+        # a sample of at most max_points visits, completed and open in proportion to
+        # their numbers (1% open look like 1% open), but never fewer than MIN_OPEN_DRAWN
+        # open ones where there are: they stay visible
         parts = []
-        for sel in (np.flatnonzero(~c), np.flatnonzero(c)):
-            if sel.size > max_points:
-                sel = np.sort(rng.choice(sel, max_points, replace=False))
+        rate = min(1.0, max_points / max(d.size, 1))
+        for k, sel in enumerate((np.flatnonzero(~c), np.flatnonzero(c))):
+            m = round(rate * sel.size)
+            if k == 1:
+                m = max(m, min(sel.size, MIN_OPEN_DRAWN))
+            if sel.size > m:
+                sel = np.sort(rng.choice(sel, m, replace=False))
             parts.append(sel)
         idx = np.concatenate(parts)
         dd, cc = np.maximum(d[idx], floor), c[idx]
