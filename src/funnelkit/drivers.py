@@ -330,6 +330,8 @@ def _run(stages, level_after, tests, t_adv, c_adv, alpha, min_visits):
     if T == 0:
         return table(stages, [], None, np.zeros(0), alpha, min_visits)
     sizes = np.array([i.size for i in tests.idx])
+    none = np.zeros(0, dtype=np.int64)
+    no_win = (none, none, none, None, None)  # the table reads the conversion clock only
     parts = []
     n = np.zeros(2 * T, dtype=np.int64)
     start = 0
@@ -347,7 +349,7 @@ def _run(stages, level_after, tests, t_adv, c_adv, alpha, min_visits):
         time = np.maximum(t_adv[idx] - shift, 0)
         x = (group, time, c_adv[idx], None, None)
         k = 2 * (stop - start)
-        parts.append(competing_estimates(x, x, k, level_after=level_after))
+        parts.append(competing_estimates(x, no_win, k, level_after=level_after))
         n[2 * start : 2 * stop] = np.bincount(group, minlength=k)
         start = stop
     aj = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
