@@ -1520,7 +1520,7 @@ class DaskEventLog:
         if adjust:
             return self._drivers_adjusted(names, wanted, alpha, min_visits)
         meta: list[tuple[int, str, str, str]] = []
-        picks: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]] = []
+        picks: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]] = []
         n: list[float] = []
         for a in names:  # loop over attributes: one sharded clock each
             coder = SM.segment_coder(self._summary, [a])
@@ -1533,18 +1533,16 @@ class DaskEventLog:
             subjects = got["subjects"].reshape(-1, S)
             for s in np.flatnonzero(wanted):
                 present = [j for j in range(len(coder)) if j != missing and subjects[j, s] > 0]
-                if len(present) < 2:
-                    continue
                 total = sum(subjects[j, s] for j in present)
-                for j in present[:1] if len(present) == 2 else present:
+                for j in D.one_vs_rest_levels(present):
                     meta.append((int(s), a, str(labels[j]), "attribute"))
-                    picks.append((got["rest"], got["conversion"], j * S + int(s), j * S + int(s)))
+                    picks.append((got["rest"], got["conversion"], j * S + int(s)))
                     n += [total - subjects[j, s], subjects[j, s]]
         if not meta:
             return D.table(self.stages, [], None, np.zeros(0), alpha, min_visits)
         keys = picks[0][0].keys()
         aj = {
-            k: np.array([x for rest, conv, i, g in picks for x in (rest[k][i], conv[k][g])])
+            k: np.array([x for rest, conv, g in picks for x in (rest[k][g], conv[k][g])])
             for k in keys
         }
         counts = np.array(n)

@@ -39,7 +39,15 @@ from ._stats import Z95
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["ADJ_COLUMNS", "COLUMNS", "feature_tests", "finish", "scan", "table"]
+__all__ = [
+    "ADJ_COLUMNS",
+    "COLUMNS",
+    "feature_tests",
+    "finish",
+    "scan",
+    "table",
+    "one_vs_rest_levels",
+]
 
 #: columns of :meth:`funnelkit.EventLog.drivers`, in order
 COLUMNS = [
@@ -156,15 +164,21 @@ class _Tests:
         self.shift.append(int(shift))
 
 
+def one_vs_rest_levels(present: np.ndarray | list[int]) -> np.ndarray | list[int]:
+    """The levels of a feature tested against the others at a stage, of the levels
+    ``present`` there (in order): none below two, the first of two (one question), else
+    each."""
+    if len(present) < 2:
+        return []
+    return present[:1] if len(present) == 2 else present
+
+
 def _levels(tests: _Tests, s: int, name: str, source: str, sub_idx, codes, labels) -> None:
     """One-vs-rest tests of a categorical feature at stage ``s`` (subjects ``sub_idx``,
-    their level ``codes``, -1 missing: left out). Two levels: one test."""
+    their level ``codes``, -1 missing: left out); see :func:`one_vs_rest_levels`."""
     ok = codes >= 0
     idx, cc = sub_idx[ok], codes[ok]
-    present = np.unique(cc)
-    if present.size < 2:
-        return
-    for j in present[:1] if present.size == 2 else present:
+    for j in one_vs_rest_levels(np.unique(cc)):
         tests.add(s, name, str(labels[j]), source, idx, cc == j)
 
 

@@ -74,8 +74,6 @@ def flow_parts(
         won_l: list[Any] = list(log.won)
         lost_l: list[Any] = list(log.lost)
         counts = log.visits()["stage"].value_counts()
-        if hasattr(counts, "compute"):  # a distributed log: only the counts come back
-            counts = counts.compute()
         size = {s: float(counts.get(s, 0)) for s in stages}
     else:
         stages = S.ordered_unique(table["from_stage"])
