@@ -555,6 +555,35 @@ def test_drivers_equal_in_memory(client):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tz", [None, "Europe/Amsterdam"])
+def test_funnel_within_equals_in_memory(client, tz):
+    """A conversion window: each deal's counts and subjects from its window status where
+    the deals live — the in-memory table for one window, windows per stage, segments,
+    strict skips, amounts and business days; the same error for a stage not in the log."""
+    rng = np.random.default_rng(17)
+    events = with_attrs(random_log(rng, 240, tz=tz), rng)
+    mem = fk.EventLog(events, **KW)
+    dist = distributed_log(events, **KW)
+    cases = [
+        dict(within="20D"),
+        dict(within={"B": "10D", "C": "40D"}, by="team"),
+        dict(within="15D", skips="strict", weight="amount", by="tier"),
+        dict(within="8D", calendar="business", by=["team", "tier"]),
+    ]
+    for kw in cases:
+        want = mem.funnel(**kw)
+        assert_same(dist.funnel(**kw), want)
+        # the window changes the counts, not just the estimates
+        if "weight" not in kw:
+            plain = mem.funnel(**{k: v for k, v in kw.items() if k not in ("within", "calendar")})
+            assert (want["advanced"] < plain["advanced"]).any()
+    with pytest.raises(fk.EventLogError, match="`within` names stage 'Z'"):
+        dist.funnel(within={"Z": "10D"})
+    with pytest.raises(InvalidParameterError, match="calendar"):
+        dist.funnel(within="10D", calendar="weekdays")
+
+
+@pytest.mark.slow
 def test_drivers_adjusted_equal_in_memory(client):
     """adjust=True: the deals' subjects come to the client and the in-memory scan and Cox
     models run on them — the same table, the adjusted columns included."""
@@ -817,7 +846,7 @@ def test_report_of_a_distributed_log(client, tmp_path):
     mem = fk.EventLog(events, **KW)
     dist = distributed_log(events, **KW)
     middle = mem.deals()["first_event"].sort_values().iloc[100]
-    kw = dict(by="team", period=middle, key_kwargs={"n_boot": 0})
+    kw = dict(by="team", period=middle, within="25D", key_kwargs={"n_boot": 0})
     want = mem.report(charts=False, **kw)
     got = dist.report(**kw)
     assert set(want.tables) - set(got.tables) <= {"forecast_periods"}

@@ -282,6 +282,20 @@ def test_bad_calendar():
         fk.BusinessCalendar(weekmask="Funday")
 
 
+def test_calendar_pickles():
+    """A calendar travels to the workers of a distributed log: pickled and back, it is the
+    same calendar and counts the same business time (numpy's busdaycalendar inside does
+    not pickle by itself)."""
+    import pickle
+
+    cal = fk.BusinessCalendar(weekmask="Mon Tue Wed Thu", holidays=["2025-01-02"])
+    back = pickle.loads(pickle.dumps(cal))
+    assert back == cal
+    start, end = pd.Timestamp("2024-12-30 12:00"), pd.Timestamp("2025-01-06 12:00")
+    # Mon noon to Mon noon: Tue, Wed and two half days (Thu a holiday, Fri not a workday)
+    assert back.between(start, end) == cal.between(start, end) == pd.Timedelta(days=3)
+
+
 @settings(max_examples=20)
 @given(event_logs())
 def test_business_dwell_never_exceeds_calendar_dwell(events):

@@ -52,7 +52,12 @@ class ClockSpec:
     funnel's skip rule; ``weighted`` weights each subject by its deal's amount; ``win``
     adds the win clock (the funnel and the incidence curves need it); ``rest_without``
     a segment whose deals are in no segment's rest (the deals without a value of a
-    one-attribute coder: ``drivers`` compares a value with the other values).
+    one-attribute coder: ``drivers`` compares a value with the other values);
+    ``within`` a conversion window per stage in ns (int64 max: none; None: no window at
+    all) and ``calendar`` the business calendar it is counted on (None: the log's) —
+    with a window the subjects and the funnel's counts come from each deal's window
+    status (:func:`funnelkit.funnel.stage_status`), and each stage's piece carries its
+    counts (product ``counts``).
     """
 
     coder: SegmentCoder | None = None
@@ -61,6 +66,8 @@ class ClockSpec:
     weighted: bool = False
     win: bool = True
     rest_without: int | None = None
+    within: tuple[int, ...] | None = None
+    calendar: Any = None
 
     @property
     def n_segments(self) -> int:
@@ -91,12 +98,18 @@ def subjects_by_stage(
     order; None without any), one piece per stage: group (int32: segment × stages +
     stage), the conversion clock's time and cause, the win clock's (when ``spec.win``),
     and the weight (when ``spec.weighted``)."""
-    from .funnel import log_subjects
+    from .funnel import competing_subjects, log_subjects, stage_status
 
     S = len(lay.stages)
     if log is None or S == 0:
         return tuple(_empty() for _ in range(S))
-    sub = log_subjects(log, spec.skips)
+    st = None
+    if spec.within is None:
+        sub = log_subjects(log, spec.skips)
+    else:
+        within = window_dict(lay.stages, spec.within)
+        st = stage_status(log, spec.skips, within, spec.calendar)
+        sub = competing_subjects(log, st, within, spec.calendar)
     if spec.period_ns is not None:
         grp = (log._first_ns >= spec.period_ns).astype(np.int64)
     elif spec.coder is not None and spec.coder.by:
@@ -109,8 +122,10 @@ def subjects_by_stage(
     stage = sub.stage.astype(np.int64)
     g = (grp[sub.deal] * S + stage).astype(np.int32)
     w = np.zeros(0)
+    w_deal = None
     if spec.weighted and log._amount is not None:
-        w = np.nan_to_num(np.asarray(log._amount, dtype=np.float64), nan=0.0)[sub.deal]
+        w_deal = np.nan_to_num(np.asarray(log._amount, dtype=np.float64), nan=0.0)
+        w = w_deal[sub.deal]
     order = np.argsort(stage, kind="stable")
     bounds = np.searchsorted(stage[order], np.arange(S + 1))
     cols = {
@@ -121,11 +136,32 @@ def subjects_by_stage(
         "c_win": sub.c_win.astype(np.int8) if spec.win else np.zeros(0, dtype=np.int8),
         "w": w,
     }
+    counts = None
+    if st is not None:  # the window's counts per segment × stage, this partition's deals
+        from .funnel import SUM_KEYS, status_sums
+
+        n_seg = spec.n_segments
+        key = grp[:, None] * S + np.arange(S)[None, :]
+        sums = status_sums(st, log._outcome, key, n_seg * S, w_deal)
+        counts = np.stack([sums[k].reshape(n_seg, S) for k in SUM_KEYS])  # (keys, seg, S)
     pieces = []
     for s in range(S):  # loop over stages: one piece each
         idx = order[bounds[s] : bounds[s + 1]]
-        pieces.append({k: (v[idx] if v.size else v) for k, v in cols.items()})
+        piece = {k: (v[idx] if v.size else v) for k, v in cols.items()}
+        if counts is not None:
+            piece["counts"] = counts[:, :, s]
+            piece["stage"] = np.array([s])
+        pieces.append(piece)
     return tuple(pieces)
+
+
+def window_dict(stages: Sequence[str], within: Sequence[int]) -> dict[str, pd.Timedelta]:
+    """``within`` per stage in ns (:attr:`ClockSpec.within`) as the dict
+    :func:`funnelkit.funnel.stage_windows` reads back (stages without a window left
+    out)."""
+    big = np.iinfo(np.int64).max
+    pairs = zip(stages, within, strict=True)
+    return {s: pd.Timedelta(int(ns), unit="ns") for s, ns in pairs if ns != big}
 
 
 def _concat(
@@ -217,6 +253,8 @@ def clock_stage(
         out["subjects"] = np.bincount(g, weights=w, minlength=G).astype(np.float64)
     if "rows" in products:
         out["rows"] = {"g": g, "t_adv": x["t_adv"], "c_adv": x["c_adv"]}
+    if "counts" in products:
+        out["counts"] = _stage_counts(pieces, spec.n_segments, S)
     if "incidence" in products:
         labels = spec.coder.labels() if spec.coder is not None else pd.DataFrame(index=[0])
         by = list(spec.coder.by) if spec.coder is not None else []
@@ -230,6 +268,21 @@ def clock_stage(
         )
         out["incidence"] = curves
     return out
+
+
+def _stage_counts(
+    pieces: Sequence[dict[str, np.ndarray]], n_seg: int, S: int
+) -> dict[str, np.ndarray]:
+    """The window's funnel sums of one stage over every partition's piece, as arrays over
+    all ``segments × stages`` groups (this stage's entries filled)."""
+    from .funnel import SUM_KEYS
+
+    out = np.zeros((len(SUM_KEYS), n_seg * S))
+    mine = [p for p in pieces if "counts" in p]
+    if mine:
+        s = int(mine[0]["stage"][0])
+        out[:, np.arange(n_seg) * S + s] = np.sum([p["counts"] for p in mine], axis=0)
+    return dict(zip(SUM_KEYS, out, strict=True))
 
 
 def gather(
@@ -274,7 +327,10 @@ def gather(
             out[name] = _pick([r[name] for r in results], stage_of)
     if "aj_adv" in out and "aj_win" in out:
         a, b = out.pop("aj_adv"), out.pop("aj_win")
-        out["funnel"] = combine_estimates(a, b, G, level_after=lay.stale_after_ns)
+        horizon = None
+        if spec.within is not None:
+            horizon = np.asarray(spec.within, dtype=np.int64)[stage_of].astype(np.float64)
+        out["funnel"] = combine_estimates(a, b, G, level_after=lay.stale_after_ns, horizon=horizon)
     return out
 
 

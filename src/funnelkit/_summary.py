@@ -1175,10 +1175,14 @@ def funnel_table(
     skips: str = "implied",
     weight: str | None = None,
     by=None,
+    within=None,
+    calendar=None,
     clock: Clock,
 ) -> pd.DataFrame:
     """``EventLog.funnel()`` from a summary (the counts) and the sharded conversion
-    clock (the estimates)."""
+    clock (the estimates). With a conversion window ``within`` the counts depend on each
+    deal's timing at each stage: the clock's pass over the partitions computes them too
+    (its ``counts`` product, each stage's from that stage's piece of every partition)."""
     if skips not in ("implied", "strict"):
         raise InvalidParameterError(f"`skips` must be 'implied' or 'strict'; got {skips!r}.")
     if weight is not None and (weight not in ("amount", lay.amount) or lay.amount is None):
@@ -1188,6 +1192,28 @@ def funnel_table(
             "weight='amount'."
         )
     by_cols = _by_columns(by, lay)
+    if within is not None:
+        from .businessdays import as_calendar
+        from .funnel import stage_windows
+
+        ns = tuple(int(x) for x in stage_windows(list(lay.stages), within))
+        got = clock(
+            by_cols,
+            ("funnel", "counts"),
+            skips=skips,
+            weighted=weight is not None,
+            within=ns,
+            calendar=as_calendar(calendar),
+        )
+        S = len(lay.stages)
+        n_seg = max(got["counts"]["reached"].size // max(S, 1), 1)
+        sums = {k: v.reshape(n_seg, S) for k, v in got["counts"].items()}
+        if weight is None:  # counts are exact integers
+            sums = {k: np.rint(v).astype(np.int64) for k, v in sums.items()}
+        labels = segment_coder(sm, by_cols).labels()
+        return assemble(
+            list(lay.stages), by_cols, labels, sums, weight is not None, skips, got["funnel"]
+        )
     sums, labels = _funnel_sums(sm, lay, by_cols, skips, weight)
     aj = clock(by_cols, ("funnel",), skips=skips, weighted=weight is not None)["funnel"]
     return assemble(list(lay.stages), by_cols, labels, sums, weight is not None, skips, aj)

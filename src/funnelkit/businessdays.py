@@ -71,6 +71,11 @@ class BusinessCalendar:
         object.__setattr__(self, "holidays", hol)
         object.__setattr__(self, "_cal", cal)
 
+    def __reduce__(self) -> tuple[Any, tuple[str, tuple[Any, ...]]]:
+        # numpy's busdaycalendar does not pickle: rebuild it from the fields (a calendar
+        # travels to the workers of a distributed log)
+        return (type(self), (self.weekmask, self.holidays))
+
     def duration_ns(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Business time in ns between int64 ns ``start`` and ``end`` (NAT propagates).
 

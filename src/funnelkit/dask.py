@@ -39,13 +39,14 @@ from .quality import REASONS, QualityReport
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
+    from .businessdays import BusinessCalendar
     from .report import Report
 
 __all__ = ["DaskEventLog", "read_events"]
 
 _FAN_IN = 8  # summaries merged per task of the reduction tree
 #: the clock's cache key of ``funnel()`` with its defaults (see ``DaskEventLog._clock``)
-_DEFAULT_FUNNEL: tuple = ((), ("funnel",), "implied", False, True, None, None)
+_DEFAULT_FUNNEL: tuple = ((), ("funnel",), "implied", False, True, None, None, None, None)
 _NOT_DISTRIBUTED = (
     "{what} is not computed distributed: it needs every deal's visits on one machine. "
     "Collect the log into memory with log.compute() (an in-memory funnelkit.EventLog) "
@@ -939,11 +940,16 @@ class DaskEventLog:
         skips: Literal["implied", "strict"] = "implied",
         weight: str | None = None,
         by: str | Sequence[str] | None = None,
+        within: Any = None,
+        calendar: BusinessCalendar | str | None = None,
     ) -> pd.DataFrame:
         """The stage table; see :meth:`funnelkit.EventLog.funnel`. Exact: the counts
         from the merged summary, the conversion and win rate from one pass of the clock
         sharded by stage (:mod:`funnelkit._clock`; each stage's Aalen–Johansen estimate
-        computed where its subjects are gathered), cached per ``skips``/``weight``/``by``.
+        computed where its subjects are gathered), cached per question. With a
+        conversion window (``within``, counted on ``calendar``) the counts depend on
+        each deal's timing at each stage: that same pass computes them from the deals'
+        window status where the deals live.
 
         Examples
         --------
@@ -960,7 +966,14 @@ class DaskEventLog:
         2  Discovery      441       332
         """
         return SM.funnel_table(
-            self._summary, self._layout, skips=skips, weight=weight, by=by, clock=self._clock
+            self._summary,
+            self._layout,
+            skips=skips,
+            weight=weight,
+            by=by,
+            within=within,
+            calendar=calendar,
+            clock=self._clock,
         )
 
     @_as_in_memory("incidence")
@@ -1000,20 +1013,25 @@ class DaskEventLog:
         win: bool = True,
         period_ns: int | None = None,
         rest_without: int | None = None,
+        within: tuple[int, ...] | None = None,
+        calendar: Any = None,
     ) -> dict[str, Any]:
         """The funnel's competing-risks estimates per (segment of ``by``) × stage, computed
         where the subjects live (:mod:`funnelkit._clock`): one pass over the partitions,
         one task per stage and clock gathers that stage's subjects, only the estimates
-        come back (``rest_without``: see :class:`funnelkit._clock.ClockSpec`).
-        Cached per question."""
+        come back (``rest_without``, ``within``, ``calendar``: see
+        :class:`funnelkit._clock.ClockSpec`). Cached per question."""
         from . import _clock as CK
 
-        key: tuple = (tuple(by), tuple(products), skips, weighted, win, period_ns, rest_without)
+        key: tuple = (
+            tuple(by), tuple(products), skips, weighted, win, period_ns, rest_without,
+            within, calendar,
+        )  # fmt: skip
         cache = self._clock_cache
         if key in cache:
             return cache[key]
         coder = SM.segment_coder(self._summary, by) if by else None
-        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win, rest_without)
+        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win, rest_without, within, calendar)
         lay = self._layout
         S = len(lay.stages)
         dask, _ = _dask()
@@ -1558,6 +1576,7 @@ class DaskEventLog:
         freq: str | None = None,
         period: Any = None,
         key_kwargs: Mapping[str, Any] | None = None,
+        within: Any = None,
         charts: bool = True,
         progress: bool | Callable[[str], None] | None = None,
         lang: str = "en",
@@ -1573,8 +1592,7 @@ class DaskEventLog:
         report writes), the rejected rows, the open visits (the deals to act on) and, with
         ``charts``, each visit's stage, time in it and whether it is open (10 bytes a
         visit, for the dwell and survival charts). Not on a distributed log: the
-        forecast per month (the page says so; ``log.compute().report()`` has it) and a
-        conversion window (``within``).
+        forecast per month (the page says so; ``log.compute().report()`` has it).
 
         Examples
         --------
@@ -1597,6 +1615,7 @@ class DaskEventLog:
             freq=freq,
             period=period,
             key_kwargs=key_kwargs,
+            within=within,
             charts=charts,
             progress=progress,
             lang=lang,

@@ -259,18 +259,24 @@ def _warn_unidentified(stages, labels, by_cols, reached, known) -> None:
 
 def windows(log: EventLog, within) -> np.ndarray:
     """Window per stage in ns (int64 max = no window) from ``within``."""
+    return stage_windows(list(log.stages), within)
+
+
+def stage_windows(stages: list[str], within) -> np.ndarray:
+    """Window per stage of ``stages`` in ns (int64 max = no window) from ``within`` (a
+    duration for every stage, or a dict stage → duration): what both engines read."""
     big = np.iinfo(np.int64).max
-    out = np.full(log._n_stages, big, dtype=np.int64)
+    out = np.full(len(stages), big, dtype=np.int64)
     if within is None:
         return out
-    items = within.items() if isinstance(within, dict) else [(s, within) for s in log.stages]
+    items = within.items() if isinstance(within, dict) else [(s, within) for s in stages]
     for stage, value in items:
-        if stage not in log.stages:
+        if stage not in stages:
             raise EventLogError(
-                f"`within` names stage {stage!r}, which is not a stage of this log ({log.stages})."
+                f"`within` names stage {stage!r}, which is not a stage of this log ({stages})."
             )
         param = f"within[{stage!r}]" if isinstance(within, dict) else "within"
-        out[log.stages.index(stage)] = to_duration(value, param).value
+        out[stages.index(stage)] = to_duration(value, param).value
     return out
 
 
@@ -371,48 +377,54 @@ def _funnel_by_stage(log, skips, weight, by_cols, within, calendar) -> pd.DataFr
     stage's outcome is attributed to whoever held the deal when it reached the stage).
     Without a window and with deal attributes it equals the per-deal fast path (tested).
     """
-    S, D = log._n_stages, log.n_deals
+    S = log._n_stages
     st = stage_status(log, skips, within, calendar)
-    reached, advanced, dropped, is_open = st.reached, st.advanced, st.dropped, st.open
-    outcome = log._outcome.astype(np.int64)
-    won = outcome == V.WON
     seg, labels = stage_segments(log, by_cols, st.entry_i)
     n_seg = len(labels)
     w = deal_weights(log, weight)
-    wmat = np.ones((D, S)) if w is None else np.repeat(w[:, None], S, axis=1)
-    key = seg * S + np.arange(S)[None, :]
-    size = n_seg * S
-
-    def total(mask, power=1):
-        return np.bincount(key[mask], weights=wmat[mask] ** power, minlength=size).reshape(
-            n_seg, S
-        )
-
-    reached_n = total(reached)
-    adv, drop, opn = total(advanced), total(dropped), total(is_open)
-    adv2, drop2 = total(advanced, 2), total(dropped, 2)
-    won_r = total(reached & won[:, None])
-    resolved_r = total(reached & (outcome != V.OPEN)[:, None])
+    flat = status_sums(st, log._outcome, seg * S + np.arange(S)[None, :], n_seg * S, w)
+    sums = {k: v.reshape(n_seg, S) for k, v in flat.items()}
     sub = competing_subjects(log, st, within, calendar)
     aj = subject_estimates(
         log,
         seg[sub.deal, sub.stage] * S + sub.stage,
         sub,
-        size,
+        n_seg * S,
         None if w is None else w[sub.deal],
         within,
     )
-    sums = dict(
-        reached=reached_n,
-        advanced=adv,
-        dropped=drop,
-        open=opn,
-        adv2=adv2,
-        drop2=drop2,
-        won=won_r,
-        resolved=resolved_r,
-    )
     return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj)
+
+
+#: the funnel's sums per group, in the order :func:`status_sums` returns them
+SUM_KEYS = ("reached", "advanced", "dropped", "open", "adv2", "drop2", "won", "resolved")
+
+
+def status_sums(
+    st: StageStatus, outcome: np.ndarray, key: np.ndarray, size: int, w: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The funnel's sums (:data:`SUM_KEYS`, see :func:`assemble`) per group from the
+    (deal × stage) status: ``key`` the group of each (deal, stage) cell (< ``size``),
+    ``w`` the deals' weights (None: counts). Sums over deals, so an engine adds up the
+    sums of its parts."""
+    D, S = st.reached.shape
+    outcome = np.asarray(outcome).astype(np.int64)
+    wmat = np.ones((D, S)) if w is None else np.repeat(w[:, None], S, axis=1)
+
+    def total(mask, power=1):
+        return np.bincount(key[mask], weights=wmat[mask] ** power, minlength=size)
+
+    reached = st.reached
+    return {
+        "reached": total(reached),
+        "advanced": total(st.advanced),
+        "dropped": total(st.dropped),
+        "open": total(st.open),
+        "adv2": total(st.advanced, 2),
+        "drop2": total(st.dropped, 2),
+        "won": total(reached & (outcome == V.WON)[:, None]),
+        "resolved": total(reached & (outcome != V.OPEN)[:, None]),
+    }
 
 
 # ---- conversion as competing risks (DESIGN §3)

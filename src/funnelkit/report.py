@@ -261,7 +261,6 @@ def build_report(
     tables: dict[str, pd.DataFrame] = {}
 
     say("tables…")
-    # a conversion window only when asked for (a distributed log has no `within`)
     win: dict[str, Any] = {} if within is None else {"within": within}
     tables["kpis"] = log.kpis()
     tables["funnel"] = log.funnel(**win)
