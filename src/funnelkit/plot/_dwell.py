@@ -787,7 +787,8 @@ def survival(
         if v[by].isna().any():
             curves.append(("(missing)", v.loc[v[by].isna()]))
     else:
-        curves = [(str(s), v.loc[v["stage"] == s]) for s in chosen]
+        groups = dict(list(v.groupby("stage", sort=False)))  # one pass, not one per stage
+        curves = [(str(s), groups.get(s, v.iloc[:0])) for s in chosen]
     days = v["days"].to_numpy()
     use_log, floor = _scale(days, logscale)
     if title is None:
