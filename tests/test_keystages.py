@@ -1051,3 +1051,30 @@ def test_leverage_draws_in_blocks_equal_the_draws_at_once(sample_log, monkeypatc
     pd.testing.assert_frame_equal(whole, blocks)
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == 20 and {t for _, t in calls} == {20}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stall_table_counted_equals_sorted(seed):
+    """The stall table's (stage, hour) cells counted without a sort equal the sorted
+    grouping: the same cells in the same order, counts, advances and dwell bounds."""
+    from funnelkit import keystages as K
+
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    stage = rng.integers(0, 6, n)
+    dwell = rng.integers(0, 400 * 3_600_000_000_000, n)
+    bucket = -(-dwell // 3_600_000_000_000)
+    adv = rng.integers(0, 2, n)
+    ones = np.ones(n, dtype=np.int64)
+    counted = K.StallTable._grouped(stage, bucket, ones, adv, dwell, dwell)
+    # the sorted path, forced by a negative stage shifted back afterwards
+    shifted = K.StallTable._grouped(stage - 1, bucket, ones, adv, dwell, dwell)
+    assert counted.bucket.size < n  # cells are shared
+    np.testing.assert_array_equal(counted.stage, shifted.stage + 1)
+    for f in ("bucket", "n", "advanced", "low", "high"):
+        np.testing.assert_array_equal(getattr(counted, f), getattr(shifted, f), err_msg=f)
+    # by hand: one cell
+    m = (stage == 2) & (bucket == counted.bucket[counted.stage == 2][0])
+    i = np.flatnonzero(counted.stage == 2)[0]
+    assert counted.n[i] == m.sum() and counted.advanced[i] == adv[m].sum()
+    assert counted.low[i] == dwell[m].min() and counted.high[i] == dwell[m].max()

@@ -198,7 +198,7 @@ def clock_stage(
                     (:func:`funnelkit.funnel.clock_estimate`; :func:`gather` combines
                     them into ``funnel``, :func:`funnelkit.funnel.competing_estimates`;
                     :func:`tasks` asks for them in two tasks);
-    ``conversion``  :func:`funnelkit.monitoring.conversion_estimates` per group;
+    ``conversion``  :func:`funnelkit.funnel.conversion_estimates` per group;
     ``whole``       the same with every segment as one (arrays over stages);
     ``rest``        the same for each segment's rest (all other segments' subjects, but
                     those of ``spec.rest_without``);
@@ -209,8 +209,8 @@ def clock_stage(
                     (``g``, ``t_adv``, ``c_adv``; :func:`gather` puts the stages' together)
                     — for a model that needs every deal of a stage in one process.
     """
-    from .funnel import clock_estimate, incidence_table
-    from .monitoring import _ADV_KEYS, complement_rows, conversion_estimates
+    from .funnel import ADV_KEYS, clock_estimate, conversion_estimates, incidence_table
+    from .monitoring import complement_rows
 
     wins = {"aj_win", "incidence"} & set(products)
     advs = set(products) - {"aj_win"}
@@ -248,7 +248,7 @@ def clock_stage(
             )
             for k, idx, group in complement_rows(seg, stg, n_seg, S, REST_CHUNK)
         ]
-        out["rest"] = {k: np.concatenate([p[k] for p in parts]) for k in _ADV_KEYS}
+        out["rest"] = {k: np.concatenate([p[k] for p in parts]) for k in ADV_KEYS}
     if "subjects" in products:
         out["subjects"] = np.bincount(g, weights=w, minlength=G).astype(np.float64)
     if "rows" in products:

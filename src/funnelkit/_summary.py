@@ -1275,9 +1275,9 @@ def _funnel_sums(
 
 
 def _conversion_estimates(rows: tuple, n_groups: int, lay: Layout) -> dict[str, np.ndarray]:
-    """:func:`funnelkit.monitoring.conversion_estimates` of merged count rows, with this
+    """:func:`funnelkit.funnel.conversion_estimates` of merged count rows, with this
     log's stale rule."""
-    from .monitoring import conversion_estimates
+    from .funnel import conversion_estimates
 
     return conversion_estimates(rows, n_groups, lay.stale_after_ns)
 

@@ -134,16 +134,11 @@ def funnel(
         won=won_r,
         resolved=resolved_r,
     )
-    key = ("competing_estimates", skips)
-    if n_seg == 1 and w is None and key in log._cache:
-        aj = log._cache[key]  # the log is immutable: the estimate of the whole log is too
+    if w is None:
+        aj = log_estimates(log, skips, by_cols, seg, n_seg)
     else:
         sub = log_subjects(log, skips)
-        aj = subject_estimates(
-            log, seg[sub.deal] * S + sub.stage, sub, n_seg * S, None if w is None else w[sub.deal]
-        )
-        if n_seg == 1 and w is None:
-            log._cache[key] = aj
+        aj = subject_estimates(log, seg[sub.deal] * S + sub.stage, sub, n_seg * S, w[sub.deal])
     return assemble(log.stages, by_cols, labels, sums, w is not None, skips, aj, warn=warn)
 
 
@@ -598,6 +593,24 @@ def clock_estimate(rows: tuple, n_groups: int):
     return aalen_johansen(g, t, c, n_groups, N_CAUSES, w, weights2=w2, report=1, thin=MIN_AT_RISK)
 
 
+#: the conversion clock's estimates, what :func:`conversion_estimates` returns
+ADV_KEYS = ("cif", "var", "n_eff", "events", "known", "unresolved", "down", "up")
+
+
+def conversion_estimates(
+    rows: tuple, n_groups: int, level_after: int | None
+) -> dict[str, np.ndarray]:
+    """The conversion estimates (:data:`ADV_KEYS`) per group from ``(group, time, cause,
+    Σw, Σw²)`` rows of one clock — per subject (weights None) or aggregated counts (both
+    engines): :func:`competing_estimates` without the win clock, for the callers that
+    read the conversion only."""
+    none = np.zeros(0, dtype=np.int64)  # no win-rate subjects: that estimate is not needed
+    aj = competing_estimates(
+        rows, (none, none, none, None, None), n_groups, level_after=level_after
+    )
+    return {k: aj[k] for k in ADV_KEYS}
+
+
 def combine_estimates(
     a, b, n_groups: int, *, level_after: int | None = None, horizon: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -665,6 +678,23 @@ def subject_estimates(
         level_after=stale_ns(log.stale_after),
         horizon=horizon,
     )
+
+
+def log_estimates(
+    log: EventLog, skips: str, by_cols: list[str], seg: np.ndarray, n_seg: int
+) -> dict[str, np.ndarray]:
+    """:func:`subject_estimates` of the log's subjects (:func:`log_subjects`, unweighted,
+    no window) per segment × stage, ``seg`` the deals' segment codes of the deal
+    attributes ``by_cols``. Cached on the log per ``(skips, by_cols)``: the log is
+    immutable, so ``funnel()``, ``funnel(by=...)`` and the key stages' conversions of the
+    same question share one estimate (at 1M deals each costs about a second)."""
+    key = ("competing_estimates", skips, tuple(by_cols))
+    if key not in log._cache:
+        S = log._n_stages
+        sub = log_subjects(log, skips)
+        group = seg[sub.deal] * S + sub.stage
+        log._cache[key] = subject_estimates(log, group, sub, n_seg * S, None)
+    return log._cache[key]
 
 
 def stale_ns(stale_after) -> int | None:

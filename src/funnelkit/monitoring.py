@@ -47,11 +47,12 @@ from ._stats import Z95
 from .dwell import km_table
 from .errors import EventLogError, InvalidParameterError, warn
 from .funnel import (
+    ADV_KEYS,
     ADVANCE,
     LOST_CAUSE,
     Subjects,
-    competing_estimates,
     competing_subjects,
+    conversion_estimates,
     log_subjects,
     stage_segments,
     stage_status,
@@ -174,8 +175,6 @@ def _groups(
 #: :func:`_complement_mixture`)
 _REST_ROWS = 20_000_000
 _CHUNK_ROWS = 1_000_000
-#: the conversion columns of :func:`competing_estimates` a complement needs
-_ADV_KEYS = ("cif", "var", "n_eff", "events", "known", "unresolved", "down", "up")
 
 
 def check_compare_args(by: Any, period: Any, alpha: Any) -> float:
@@ -260,7 +259,7 @@ def compare_table(
     one builder for both engines: ``head`` (the group columns, one row per group ×
     stage), the groups' ``reached``/``advanced``/``dropped``/``open`` counts and their
     rests' ``advanced``/``dropped`` (arrays ``(groups, stages)``), deals per group, and the
-    conversion estimates (``_ADV_KEYS``) of each group and of its rest."""
+    conversion estimates (``ADV_KEYS``) of each group and of its rest."""
     z = NormalDist().inv_cdf(1 - alpha / 2)
     n_g, S = deals.size, len(stages)
     conv, low, high, unresolved = _conversion(aj, z)
@@ -323,22 +322,9 @@ def _segment_subjects(log: EventLog, by_cols: list[str]) -> tuple[Subjects, np.n
 
 
 def _conversion_estimates(log: EventLog, group, t, cause, n_groups: int) -> dict[str, np.ndarray]:
-    """The conversion estimates of :func:`competing_estimates` (``_ADV_KEYS``) per group
+    """The conversion estimates of :func:`competing_estimates` (``ADV_KEYS``) per group
     from ``(group, time, cause)`` of each subject."""
     return conversion_estimates((group, t, cause, None, None), n_groups, stale_ns(log.stale_after))
-
-
-def conversion_estimates(
-    rows: tuple, n_groups: int, level_after: int | None
-) -> dict[str, np.ndarray]:
-    """The conversion estimates (``_ADV_KEYS``) per group from ``(group, time, cause, Σw,
-    Σw²)`` rows of one clock — per subject (weights None) or aggregated counts (both
-    engines)."""
-    none = np.zeros(0, dtype=np.int64)  # no win-rate subjects: that estimate is not needed
-    aj = competing_estimates(
-        rows, (none, none, none, None, None), n_groups, level_after=level_after
-    )
-    return {k: aj[k] for k in _ADV_KEYS}
 
 
 def period_compare_table(
@@ -353,7 +339,7 @@ def period_compare_table(
     S = len(stages)
     rest = {k: c[k][::-1] for k in ("advanced", "dropped")}
     # the rest of each period is the other one: its rows in swapped order
-    aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in _ADV_KEYS}
+    aj_rest = {k: aj[k].reshape(2, S)[::-1].reshape(-1) for k in ADV_KEYS}
     head = pd.DataFrame({"period": np.repeat(np.array(["before", "after"]), S)})
     return compare_table(head, stages, c, rest, deals, aj, aj_rest, alpha)
 
@@ -382,7 +368,7 @@ def _complement_estimates(
         _conversion_estimates(log, group, sub.t_adv[idx], sub.c_adv[idx], k * S)
         for k, idx, group in complement_rows(seg, sub.stage, n_seg, S, _CHUNK_ROWS)
     ]
-    return {key: np.concatenate([part[key] for part in parts]) for key in _ADV_KEYS}
+    return {key: np.concatenate([part[key] for part in parts]) for key in ADV_KEYS}
 
 
 def _complement_mixture(
