@@ -52,6 +52,22 @@ def evil(tmp_path_factory):
     return lg, rep, out
 
 
+def test_forecast_beside_the_tables_changes_nothing(monkeypatch):
+    """The forecast per month runs on a second thread where there are two cores: the
+    tables, the forecast and the notes are those of computing everything in turn (one
+    core), in the same order."""
+    lg = sample_log()  # its own log: nothing cached by another test
+    kw = dict(by="team", charts=False, key_kwargs={"n_boot": 0})
+    beside = R.build_report(lg, **kw)
+    monkeypatch.setattr(R.os, "cpu_count", lambda: 1)
+    in_turn = R.build_report(sample_log(), **kw)
+    assert list(beside.tables) == list(in_turn.tables)
+    assert "forecast_periods" in beside.tables
+    for name, table in beside.tables.items():
+        pd.testing.assert_frame_equal(table, in_turn.tables[name], obj=name)
+    assert beside.notes == in_turn.notes
+
+
 @pytest.mark.slow
 def test_tables_are_the_librarys_and_saved_files_read_back(evil):
     lg, rep, out = evil

@@ -50,6 +50,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,52 +266,61 @@ def build_report(
     tables["kpis"] = log.kpis()
     tables["funnel"] = log.funnel(**win)
     tables["funnel_strict"] = log.funnel(skips="strict", **win)
-    say("key stages…")
-    kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
-    tables["key_stages"] = log.key_stages(**kw)
-    # the incidence chart's curves now, thinned, while few tables are held: a curve has a
-    # row per deal that reached its stage (at 1M deals, computing one added ~550 MiB)
-    curves = _headline_curves(log, tables["funnel"], tables["key_stages"]) if charts else {}
-    say("flow and dwell…")
-    tables["transitions"] = log.transitions()
-    tables["dwell"] = log.dwell()
-    tables["cycle_time"] = log.cycle_time()
-    if by_cols:
-        tables["funnel_by"] = log.funnel(by=by_cols, **win)
-    compare = getattr(log, "compare", None)
-    if compare is not None and (by_cols or period is not None):
-        say("comparisons…")
+    # the forecast per month reads only the log: on a second thread it runs beside the
+    # key stages and the other tables (numpy's sorts and array passes release the GIL;
+    # at 1M deals each side takes about 10 s). Its notes join the page's in their place.
+    # One core, or a distributed log (the forecast is not distributed): in turn.
+    fc_notes: list[str] = []
+    beside = is_log(log) and (os.cpu_count() or 1) > 1
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        later = pool.submit(_month_forecast, log, fc_notes) if beside else None
+        say("key stages…")
+        kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
+        tables["key_stages"] = log.key_stages(**kw)
+        # the incidence chart's curves now, thinned, while few tables are held: a curve has a
+        # row per deal that reached its stage (at 1M deals, computing one added ~550 MiB)
+        curves = _headline_curves(log, tables["funnel"], tables["key_stages"]) if charts else {}
+        say("flow and dwell…")
+        tables["transitions"] = log.transitions()
+        tables["dwell"] = log.dwell()
+        tables["cycle_time"] = log.cycle_time()
         if by_cols:
-            tables["compare_by"] = compare(by=by_cols)
-        if period is not None:
-            tables["compare_period"] = compare(period=period)
-    trend = getattr(log, "trend", None)
-    if trend is not None:
-        say("trend…")
-        tables["trend"] = trend(freq=freq)
-    if getattr(log, "_history", None) is not None:  # a field history: this quarter
-        say("pipeline movement…")
-        tables.update(_history_tables(log, notes))
-    tables["deals"] = _local(log.deals())
-    tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
-    key_names = [
-        str(x)
-        for x in tables["key_stages"]
-        .loc[tables["key_stages"]["is_key"].astype(bool), "stage"]
-        .unique()
-    ]
-    tables["act_on"] = I.act_on(
-        log, tables["deals"], tables["dwell"], key_names, cold_after=cold_after, by=by_cols
-    )
-    windows = I.compare_windows(log, tables["deals"], tables["kpis_by_period"], period)
-    tables["quality"] = log.quality.to_frame()
-    tables["rejects"] = _rejects_summary(log.quality)
-    tables["reject_examples"] = _reject_examples(_local(log.rejects))
+            tables["funnel_by"] = log.funnel(by=by_cols, **win)
+        compare = getattr(log, "compare", None)
+        if compare is not None and (by_cols or period is not None):
+            say("comparisons…")
+            if by_cols:
+                tables["compare_by"] = compare(by=by_cols)
+            if period is not None:
+                tables["compare_period"] = compare(period=period)
+        trend = getattr(log, "trend", None)
+        if trend is not None:
+            say("trend…")
+            tables["trend"] = trend(freq=freq)
+        if getattr(log, "_history", None) is not None:  # a field history: this quarter
+            say("pipeline movement…")
+            tables.update(_history_tables(log, notes))
+        tables["deals"] = _local(log.deals())
+        tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
+        key_names = [
+            str(x)
+            for x in tables["key_stages"]
+            .loc[tables["key_stages"]["is_key"].astype(bool), "stage"]
+            .unique()
+        ]
+        tables["act_on"] = I.act_on(
+            log, tables["deals"], tables["dwell"], key_names, cold_after=cold_after, by=by_cols
+        )
+        windows = I.compare_windows(log, tables["deals"], tables["kpis_by_period"], period)
+        tables["quality"] = log.quality.to_frame()
+        tables["rejects"] = _rejects_summary(log.quality)
+        tables["reject_examples"] = _reject_examples(_local(log.rejects))
 
-    if not tables["dwell"]["visits"].sum():  # only won/lost events: say so on the page
-        notes.append(NO_VISITS)
-    say("forecast…")
-    fc = _month_forecast(log, notes)
+        if not tables["dwell"]["visits"].sum():  # only won/lost events: say so on the page
+            notes.append(NO_VISITS)
+        say("forecast…")
+        fc = _month_forecast(log, fc_notes) if later is None else later.result()
+    notes.extend(fc_notes)
     if fc is not None and fc.periods is not None:
         tables["forecast_periods"] = fc.periods
     figures: dict[str, Figure] = {}
