@@ -58,14 +58,36 @@ def test_forecast_beside_the_tables_changes_nothing(monkeypatch):
     core), in the same order."""
     lg = sample_log()  # its own log: nothing cached by another test
     kw = dict(by="team", charts=False, key_kwargs={"n_boot": 0})
+    monkeypatch.setattr(R, "usable_cores", lambda: 2)
     beside = R.build_report(lg, **kw)
-    monkeypatch.setattr(R.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(R, "usable_cores", lambda: 1)
     in_turn = R.build_report(sample_log(), **kw)
     assert list(beside.tables) == list(in_turn.tables)
     assert "forecast_periods" in beside.tables
     for name, table in beside.tables.items():
         pd.testing.assert_frame_equal(table, in_turn.tables[name], obj=name)
     assert beside.notes == in_turn.notes
+
+
+def test_an_error_beside_the_forecast_does_not_wait_for_it(monkeypatch):
+    """A mistake found while the forecast runs on its thread comes back at once: the
+    forecast (which cannot be stopped) is left to finish, the caller is not held."""
+    import threading
+
+    release, finished = threading.Event(), []
+
+    def slow_forecast(log, notes):
+        release.wait(60)
+        finished.append(True)
+
+    monkeypatch.setattr(R, "usable_cores", lambda: 2)
+    monkeypatch.setattr(R, "_month_forecast", slow_forecast)
+    try:
+        with pytest.raises(fk.InvalidParameterError, match="not a carried attribute"):
+            R.build_report(sample_log(), by="nope", charts=False)
+        assert not finished  # raised while the forecast was still running
+    finally:
+        release.set()
 
 
 @pytest.mark.slow

@@ -294,6 +294,12 @@ def test_calendar_pickles():
     start, end = pd.Timestamp("2024-12-30 12:00"), pd.Timestamp("2025-01-06 12:00")
     # Mon noon to Mon noon: Tue, Wed and two half days (Thu a holiday, Fri not a workday)
     assert back.between(start, end) == cal.between(start, end) == pd.Timedelta(days=3)
+    # numpy's seven flags are kept as text: the calendar stays hashable, equal by value
+    flags = fk.BusinessCalendar(weekmask=[1, 1, 1, 1, 0, 0, 0], holidays=["2025-01-02"])
+    assert flags.weekmask == "1111000" and hash(flags) == hash(pickle.loads(pickle.dumps(flags)))
+    assert flags.between(start, end) == pd.Timedelta(days=3)
+    with pytest.raises(fk.EventLogError, match="7 flags"):
+        fk.BusinessCalendar(weekmask=[1, 1, 1])
 
 
 @settings(max_examples=20)

@@ -30,8 +30,10 @@ class BusinessCalendar:
 
     Parameters
     ----------
-    weekmask : str, default "Mon Tue Wed Thu Fri"
-        Working weekdays, as for :func:`numpy.busday_count`.
+    weekmask : str or sequence of 7 flags, default "Mon Tue Wed Thu Fri"
+        Working weekdays, as for :func:`numpy.busday_count`: day names, a text of seven
+        0/1 digits from Monday (``"1111100"``), or seven flags (kept as that text, so
+        the calendar is hashable and compares by value).
     holidays : iterable of date-like, default ()
         Non-working dates.
 
@@ -60,9 +62,22 @@ class BusinessCalendar:
                     "it as today, the year 1 or 1970-01-01); give dates such as "
                     "'2025-12-25'."
                 )
+        mask = self.weekmask
+        if not isinstance(mask, str):  # numpy's 7 flags, Monday first: kept as "1111100"
+            try:
+                flags = [bool(x) for x in mask]
+            except TypeError:
+                flags = []
+            if len(flags) != 7:
+                raise EventLogError(
+                    f"BusinessCalendar(weekmask={mask!r}): give the working days as text, "
+                    "e.g. 'Mon Tue Wed Thu Fri' or '1111100', or as 7 flags from Monday."
+                )
+            mask = "".join("1" if f else "0" for f in flags)
+            object.__setattr__(self, "weekmask", mask)
         try:
             hol = tuple(pd.to_datetime(days).strftime("%Y-%m-%d"))
-            cal = np.busdaycalendar(weekmask=self.weekmask, holidays=list(hol))
+            cal = np.busdaycalendar(weekmask=mask, holidays=list(hol))
         except (ValueError, TypeError) as exc:
             raise EventLogError(
                 f"BusinessCalendar(weekmask={self.weekmask!r}, holidays=...): {exc}. Use a "

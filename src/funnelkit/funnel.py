@@ -685,9 +685,10 @@ def log_estimates(
 ) -> dict[str, np.ndarray]:
     """:func:`subject_estimates` of the log's subjects (:func:`log_subjects`, unweighted,
     no window) per segment × stage, ``seg`` the deals' segment codes of the deal
-    attributes ``by_cols``. Cached on the log per ``(skips, by_cols)``: the log is
-    immutable, so ``funnel()``, ``funnel(by=...)`` and the key stages' conversions of the
-    same question share one estimate (at 1M deals each costs about a second)."""
+    attributes ``by_cols`` — :func:`funnelkit._segments.segments` of them, nothing
+    else: the cache is keyed by ``(skips, by_cols)``. The log is immutable, so
+    ``funnel()``, ``funnel(by=...)`` and the key stages' conversions of the same question
+    share one estimate (at 1M deals each costs about a second)."""
     key = ("competing_estimates", skips, tuple(by_cols))
     if key not in log._cache:
         S = log._n_stages

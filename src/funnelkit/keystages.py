@@ -181,6 +181,7 @@ def _subjects(log: EventLog, opt: _Options) -> tuple[Subjects, np.ndarray, pd.Da
             sub = log_subjects(log, "implied")
             if opt.by:
                 seg_d, labels = segments(log, opt.by)
+                opt.cache["deal_segments"] = seg_d
                 seg = seg_d[sub.deal].astype(np.int64)
             else:
                 seg, labels = np.zeros(sub.deal.size, dtype=np.int64), pd.DataFrame(index=[0])
@@ -246,7 +247,7 @@ class LogSource:
         sub, seg, labels = _subjects(log, opt)
         if opt.by and is_visit_level(log, opt.by):
             return _rates(log, sub, seg, len(labels), opt.z), labels
-        seg_d = segments(log, opt.by)[0] if opt.by else np.zeros(log.n_deals, dtype=np.int64)
+        seg_d = opt.cache["deal_segments"] if opt.by else np.zeros(log.n_deals, dtype=np.int64)
         aj = log_estimates(log, "implied", list(opt.by), seg_d, len(labels))
         S = log._n_stages
         deals = np.bincount(seg * S + sub.stage, minlength=len(labels) * S)

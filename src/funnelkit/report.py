@@ -271,9 +271,14 @@ def build_report(
     # at 1M deals each side takes about 10 s). Its notes join the page's in their place.
     # One core, or a distributed log (the forecast is not distributed): in turn.
     fc_notes: list[str] = []
-    beside = is_log(log) and (os.cpu_count() or 1) > 1
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        later = pool.submit(_month_forecast, log, fc_notes) if beside else None
+    later = None
+    pool = ThreadPoolExecutor(max_workers=1)
+    if is_log(log) and usable_cores() > 1:
+        # the log's lazily filled values both threads read, filled before they start
+        log._visits()
+        log._deal_labels  # noqa: B018
+        later = pool.submit(_month_forecast, log, fc_notes)
+    try:
         say("key stages…")
         kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
         tables["key_stages"] = log.key_stages(**kw)
@@ -320,6 +325,12 @@ def build_report(
             notes.append(NO_VISITS)
         say("forecast…")
         fc = _month_forecast(log, fc_notes) if later is None else later.result()
+    except BaseException:
+        # an error (or Ctrl-C) here comes back at once: the forecast, which cannot be
+        # stopped, finishes on its thread without holding the caller
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     notes.extend(fc_notes)
     if fc is not None and fc.periods is not None:
         tables["forecast_periods"] = fc.periods
@@ -592,6 +603,15 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, e.g. a
+    container limited to one core), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 def _month_forecast(log: EventLog, notes: list[str]) -> Forecast | None:
