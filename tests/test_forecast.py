@@ -830,3 +830,31 @@ def test_interval_coverage_across_synthetic_logs_and_cuts():
     se = np.sqrt(0.95 * 0.05 / n)
     assert rate >= 0.95 - 3 * se, (rate, n)
     assert np.std(z) < 1.3  # not much narrower than it should be
+
+
+def test_step_functions_in_runs_of_groups_equal_one_call(monkeypatch):
+    """The forecast's curves estimated in runs of groups of at most STEP_ROWS visits (to
+    bound the memory) are those of one call over every group: a group's curves do not
+    depend on the others (up to the rounding of running sums)."""
+    from funnelkit import forecast as F
+
+    rng = np.random.default_rng(3)
+    n, n_groups, n_dest = 4_000, 12, 4
+    group = rng.integers(0, n_groups, n)
+    group[group == 5] = 6  # a group without visits
+    time = rng.integers(0, 50, n) * 3_600_000_000_000
+    dest = rng.integers(-1, n_dest, n)  # -1: censored
+    weight = rng.choice([0.0, 0.5, 1.0, 2.0], n)
+    whole = F._step_functions(group, time, dest, n_groups, n_dest, weight)
+    monkeypatch.setattr(F, "STEP_ROWS", 700)
+    runs = F._step_functions(group, time, dest, n_groups, n_dest, weight)
+    assert len(whole) == len(runs) == n_groups
+    assert whole[5].times.size == 0 and whole[5].table.shape == (1, n_dest)
+    for a, b in zip(whole, runs, strict=True):
+        np.testing.assert_array_equal(a.times, b.times)
+        np.testing.assert_allclose(b.cif, a.cif, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose([b.tau, b.lam], [a.tau, a.lam], rtol=1e-12)
+        np.testing.assert_allclose(b.frac, a.frac, rtol=1e-9, atol=1e-15)
+        assert not b.table[0].any() and (b.cif.size == 0 or np.shares_memory(b.cif, b.table))
+        x = np.array([0.0, 1e12, 3e14, 1e17])  # before, inside and beyond the follow-up
+        np.testing.assert_allclose(F._at(b, x), F._at(a, x), rtol=1e-9, atol=1e-15)

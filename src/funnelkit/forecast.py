@@ -691,13 +691,22 @@ class _Step(NamedTuple):
     """One group's Aalen–Johansen curves: ``cif`` of shape ``(len(times), n_dest)`` just
     after each event time (0 before the first; ``1 − cif.sum(1)`` is the Kaplan–Meier
     survival), known up to the longest follow-up ``tau``; beyond it the exits go on at the
-    hazard ``lam`` of the last quarter of follow-up, split by that quarter's mix ``frac``."""
+    hazard ``lam`` of the last quarter of follow-up, split by that quarter's mix ``frac``.
+    ``table`` is ``cif`` after a row of zeros (``cif`` is a view of it): the value at any
+    time is one row of it, without a copy per lookup."""
 
     times: np.ndarray
     cif: np.ndarray
     tau: float
     lam: float
     frac: np.ndarray
+    table: np.ndarray
+
+
+#: rows of visits per Aalen–Johansen call of the forecast's curves: its temporaries are
+#: about 280 bytes a row (curves of every destination, ten per-block arrays), so a 1M-deal
+#: log's 6.5M visits in one call needed 1.8 GB at once
+STEP_ROWS = 1_000_000
 
 
 def _step_functions(
@@ -711,48 +720,82 @@ def _step_functions(
     """Aalen–Johansen cumulative incidence per group (weighted: bootstrap or recency
     weights) — the library's estimator (:func:`funnelkit._competing.aalen_johansen`, its
     curves without the variances). ``dest`` is the destination of a completed visit, −1
-    for a censored one; visits of weight 0 are left out."""
+    for a censored one; visits of weight 0 are left out. The groups are estimated in
+    runs of consecutive groups of at most :data:`STEP_ROWS` visits (a group's curves do
+    not depend on the other groups)."""
     if weight is None:
         weight = np.ones(time.size)
-    pos = weight > 0
+    pos = np.flatnonzero(weight > 0)
+    group, time, dest, weight = group[pos], time[pos], dest[pos], weight[pos]
+    size = np.bincount(group, minlength=n_groups)
+    out: list[_Step] = []
+    lo = 0
+    while lo < n_groups:  # loop over runs of groups
+        hi, rows = lo + 1, int(size[lo])
+        while hi < n_groups and rows + int(size[hi]) <= STEP_ROWS:
+            rows += int(size[hi])
+            hi += 1
+        part = (group, time, dest, weight)
+        if hi - lo < n_groups:
+            sel = np.flatnonzero((group >= lo) & (group < hi))
+            part = (group[sel], time[sel], dest[sel], weight[sel])
+        out.extend(_run_steps(*part, lo, hi, n_dest))
+        lo = hi
+    return out
+
+
+def _run_steps(
+    group: np.ndarray,
+    time: np.ndarray,
+    dest: np.ndarray,
+    weight: np.ndarray,
+    lo: int,
+    hi: int,
+    n_dest: int,
+) -> list[_Step]:
+    """:func:`_step_functions` of the groups ``lo`` … ``hi − 1`` (the rows given are
+    theirs)."""
     aj = aalen_johansen(
-        group[pos], time[pos], dest[pos] + 1, n_groups, n_dest,
-        weights=weight[pos], curves=True, variance=False,
+        group - lo, time, dest + 1, hi - lo, n_dest,
+        weights=weight, curves=True, variance=False,
     )  # fmt: skip
     assert aj.c_group is not None and aj.c_time is not None and aj.t_max is not None
     assert aj.c_events is not None and aj.c_cif is not None and aj.c_surv is not None
-    bounds = np.searchsorted(aj.c_group, np.arange(n_groups + 1), side="left")
+    bounds = np.searchsorted(aj.c_group, np.arange(hi - lo + 1), side="left")
     none = np.zeros(n_dest)
     out = []
-    for k in range(n_groups):  # loop over (segment, stage) groups
+    for k in range(hi - lo):  # loop over (segment, stage) groups
         a, b = bounds[k], bounds[k + 1]
         has = aj.c_events[a:b] > 0  # the event times (a censoring alone changes nothing)
         tau = float(aj.t_max[k]) if b > a else 0.0
         if not has.any():
-            out.append(_Step(np.zeros(0), np.zeros((0, n_dest)), tau, 0.0, none))
+            table = np.zeros((1, n_dest))
+            out.append(_Step(np.zeros(0), table[1:], tau, 0.0, none, table))
             continue
         times = aj.c_time[a:b][has].astype(np.float64)
-        cif = aj.c_cif[a:b][has]
+        table = np.empty((times.size + 1, n_dest))
+        table[0] = 0.0
+        table[1:] = aj.c_cif[a:b][has]
+        cif = table[1:]
         surv = aj.c_surv[a:b][has]
         # the tail beyond tau: the hazard and exit mix of the last quarter of follow-up
         lam, frac = 0.0, none
-        lo = 0.75 * tau
-        i_lo = int(np.searchsorted(times, lo, side="right"))
+        lo_t = 0.75 * tau
+        i_lo = int(np.searchsorted(times, lo_t, side="right"))
         s_lo = surv[i_lo - 1] if i_lo else 1.0
         c_lo = cif[i_lo - 1] if i_lo else none
         s_tau = surv[-1]
-        if s_tau > 0 and s_lo > s_tau and tau > lo:
-            lam = float(-np.log(s_tau / s_lo) / (tau - lo))
+        if s_tau > 0 and s_lo > s_tau and tau > lo_t:
+            lam = float(-np.log(s_tau / s_lo) / (tau - lo_t))
             frac = (cif[-1] - c_lo) / (s_lo - s_tau)
-        out.append(_Step(times, cif, tau, lam, frac))
+        out.append(_Step(times, cif, tau, lam, frac, table))
     return out
 
 
 def _at(step: _Step, x: np.ndarray, tail: bool = True) -> np.ndarray:
     """Cumulative incidence at times ``x`` (any shape) → ``x.shape + (n_dest,)``; beyond
     the longest follow-up extrapolated with the step's tail (``tail``) or flat."""
-    table = np.vstack([np.zeros((1, step.cif.shape[1])), step.cif])
-    c = table[np.searchsorted(step.times, x, side="right")]
+    c = step.table[np.searchsorted(step.times, x, side="right")]
     if tail and step.lam > 0:
         s_tau = 1.0 - step.cif[-1].sum()
         extra = np.clip(np.asarray(x, dtype=np.float64) - step.tau, 0.0, None)
