@@ -849,9 +849,16 @@ def test_step_functions_in_runs_of_groups_equal_one_call(monkeypatch):
     monkeypatch.setattr(F, "STEP_ROWS", 700)
     runs = F._step_functions(group, time, dest, n_groups, n_dest, weight)
     assert len(whole) == len(runs) == n_groups
-    assert whole[5].times.size == 0 and whole[5].table.shape == (1, n_dest)
+    assert whole[5].times.size == 0 and whole[5].table.shape == (1, 0)
+    # a group whose visits all went to destination 2 or were censored keeps one column
+    only = np.where(group == 3, np.where(dest >= 0, 2, -1), dest)
+    one = F._step_functions(group, time, only, n_groups, n_dest, weight)[3]
+    assert one.cols.tolist() == [2] and one.cif.shape[1] == 1
+    full = F._at(one, np.array([1e18]), tail=False)
+    assert full.shape == (1, n_dest) and full[0, [0, 1, 3]].tolist() == [0.0, 0.0, 0.0]
     for a, b in zip(whole, runs, strict=True):
         np.testing.assert_array_equal(a.times, b.times)
+        np.testing.assert_array_equal(a.cols, b.cols)
         np.testing.assert_allclose(b.cif, a.cif, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose([b.tau, b.lam], [a.tau, a.lam], rtol=1e-12)
         np.testing.assert_allclose(b.frac, a.frac, rtol=1e-9, atol=1e-15)

@@ -692,8 +692,11 @@ class _Step(NamedTuple):
     after each event time (0 before the first; ``1 − cif.sum(1)`` is the Kaplan–Meier
     survival), known up to the longest follow-up ``tau``; beyond it the exits go on at the
     hazard ``lam`` of the last quarter of follow-up, split by that quarter's mix ``frac``.
-    ``table`` is ``cif`` after a row of zeros (``cif`` is a view of it): the value at any
-    time is one row of it, without a copy per lookup."""
+    ``cif`` holds only the destinations ``cols`` the group's visits went to (an
+    incidence curve that ends at 0 is 0 throughout: a stage's visits reach a few of the
+    states), ``frac`` every destination; ``table`` is ``cif`` after a row of zeros
+    (``cif`` is a view of it): the value at any time is one row of it, without a copy
+    per lookup (:func:`_at` gives every destination)."""
 
     times: np.ndarray
     cif: np.ndarray
@@ -701,6 +704,7 @@ class _Step(NamedTuple):
     lam: float
     frac: np.ndarray
     table: np.ndarray
+    cols: np.ndarray
 
 
 #: rows of visits per Aalen–Johansen call of the forecast's curves: its temporaries are
@@ -769,13 +773,16 @@ def _run_steps(
         has = aj.c_events[a:b] > 0  # the event times (a censoring alone changes nothing)
         tau = float(aj.t_max[k]) if b > a else 0.0
         if not has.any():
-            table = np.zeros((1, n_dest))
-            out.append(_Step(np.zeros(0), table[1:], tau, 0.0, none, table))
+            table = np.zeros((1, 0))
+            out.append(_Step(np.zeros(0), table[1:], tau, 0.0, none, table, np.zeros(0, int)))
             continue
         times = aj.c_time[a:b][has].astype(np.float64)
-        table = np.empty((times.size + 1, n_dest))
+        full = aj.c_cif[a:b][has]
+        cols = np.flatnonzero(full[-1] > 0)  # non-decreasing curves: the others are 0
+        table = np.empty((times.size + 1, cols.size))
         table[0] = 0.0
-        table[1:] = aj.c_cif[a:b][has]
+        table[1:] = full[:, cols]
+        del full
         cif = table[1:]
         surv = aj.c_surv[a:b][has]
         # the tail beyond tau: the hazard and exit mix of the last quarter of follow-up
@@ -783,19 +790,22 @@ def _run_steps(
         lo_t = 0.75 * tau
         i_lo = int(np.searchsorted(times, lo_t, side="right"))
         s_lo = surv[i_lo - 1] if i_lo else 1.0
-        c_lo = cif[i_lo - 1] if i_lo else none
+        c_lo = cif[i_lo - 1] if i_lo else np.zeros(cols.size)
         s_tau = surv[-1]
         if s_tau > 0 and s_lo > s_tau and tau > lo_t:
             lam = float(-np.log(s_tau / s_lo) / (tau - lo_t))
-            frac = (cif[-1] - c_lo) / (s_lo - s_tau)
-        out.append(_Step(times, cif, tau, lam, frac, table))
+            frac = np.zeros(n_dest)
+            frac[cols] = (cif[-1] - c_lo) / (s_lo - s_tau)
+        out.append(_Step(times, cif, tau, lam, frac, table, cols))
     return out
 
 
 def _at(step: _Step, x: np.ndarray, tail: bool = True) -> np.ndarray:
     """Cumulative incidence at times ``x`` (any shape) → ``x.shape + (n_dest,)``; beyond
     the longest follow-up extrapolated with the step's tail (``tail``) or flat."""
-    c = step.table[np.searchsorted(step.times, x, side="right")]
+    x = np.asarray(x)
+    c = np.zeros((*x.shape, step.frac.size))
+    c[..., step.cols] = step.table[np.searchsorted(step.times, x, side="right")]
     if tail and step.lam > 0:
         s_tau = 1.0 - step.cif[-1].sum()
         extra = np.clip(np.asarray(x, dtype=np.float64) - step.tau, 0.0, None)
