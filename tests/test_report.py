@@ -53,17 +53,21 @@ def evil(tmp_path_factory):
 
 
 def test_forecast_beside_the_tables_changes_nothing(monkeypatch):
-    """The forecast per month runs on a second thread where there are two cores: the
-    tables, the forecast and the notes are those of computing everything in turn (one
-    core), in the same order."""
+    """The forecast per month and the tables that need neither the key stages nor the
+    notes run on a second thread where there are two cores: the tables, the forecast, the
+    notes and the progress steps are those of computing everything in turn (one core), in
+    the same order."""
     lg = sample_log()  # its own log: nothing cached by another test
-    kw = dict(by="team", charts=False, key_kwargs={"n_boot": 0})
+    middle = lg.deals()["first_event"].sort_values().iloc[300]
+    kw = dict(by="team", period=middle, charts=False, key_kwargs={"n_boot": 0})
+    steps: dict[int, list[str]] = {2: [], 1: []}
     monkeypatch.setattr(R, "usable_cores", lambda: 2)
-    beside = R.build_report(lg, **kw)
+    beside = R.build_report(lg, progress=steps[2].append, **kw)
     monkeypatch.setattr(R, "usable_cores", lambda: 1)
-    in_turn = R.build_report(sample_log(), **kw)
+    in_turn = R.build_report(sample_log(), progress=steps[1].append, **kw)
+    assert steps[2] == steps[1] and "comparisons…" in steps[1]
     assert list(beside.tables) == list(in_turn.tables)
-    assert "forecast_periods" in beside.tables
+    assert {"forecast_periods", "compare_by", "compare_period", "trend"} <= set(beside.tables)
     for name, table in beside.tables.items():
         pd.testing.assert_frame_equal(table, in_turn.tables[name], obj=name)
     assert beside.notes == in_turn.notes

@@ -266,18 +266,20 @@ def build_report(
     tables["kpis"] = log.kpis()
     tables["funnel"] = log.funnel(**win)
     tables["funnel_strict"] = log.funnel(skips="strict", **win)
-    # the forecast per month reads only the log: on a second thread it runs beside the
-    # key stages and the other tables (numpy's sorts and array passes release the GIL;
-    # at 1M deals each side takes about 10 s). Its notes join the page's in their place.
-    # One core, or a distributed log (the forecast is not distributed): in turn.
+    # the forecast per month and the tables that need neither the key stages nor the
+    # notes read only the log: on a second thread they run beside the key stages (numpy's
+    # sorts and array passes release the GIL; at 1M deals each side takes 10-15 s). The
+    # tables keep their order, the forecast's notes their place. One core, or a
+    # distributed log (the forecast is not distributed): in turn, as before.
     fc_notes: list[str] = []
-    later = None
+    later = side_job = None
     pool = ThreadPoolExecutor(max_workers=1)
     if is_log(log) and usable_cores() > 1:
         # the log's lazily filled values both threads read, filled before they start
         log._visits()
         log._deal_labels  # noqa: B018
         later = pool.submit(_month_forecast, log, fc_notes)
+        side_job = pool.submit(_side_tables, log, by_cols, period, freq, lambda _: None)
     try:
         say("key stages…")
         kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
@@ -285,27 +287,26 @@ def build_report(
         # the incidence chart's curves now, thinned, while few tables are held: a curve has a
         # row per deal that reached its stage (at 1M deals, computing one added ~550 MiB)
         curves = _headline_curves(log, tables["funnel"], tables["key_stages"]) if charts else {}
-        say("flow and dwell…")
-        tables["transitions"] = log.transitions()
-        tables["dwell"] = log.dwell()
-        tables["cycle_time"] = log.cycle_time()
-        if by_cols:
-            tables["funnel_by"] = log.funnel(by=by_cols, **win)
-        compare = getattr(log, "compare", None)
-        if compare is not None and (by_cols or period is not None):
-            say("comparisons…")
-            if by_cols:
-                tables["compare_by"] = compare(by=by_cols)
-            if period is not None:
-                tables["compare_period"] = compare(period=period)
-        trend = getattr(log, "trend", None)
-        if trend is not None:
-            say("trend…")
-            tables["trend"] = trend(freq=freq)
+        if side_job is None:
+            side = _side_tables(log, by_cols, period, freq, say)
+        else:
+            for step in _side_steps(log, by_cols, period):
+                say(step)
+        # the key stages estimated the segments' conversions: this reads them back
+        funnel_by = log.funnel(by=by_cols, **win) if by_cols else None
+        if side_job is not None:
+            side = side_job.result()
+        for name in ("transitions", "dwell", "cycle_time"):
+            tables[name] = side[name]
+        if funnel_by is not None:
+            tables["funnel_by"] = funnel_by
+        for name in ("compare_by", "compare_period", "trend"):
+            if name in side:
+                tables[name] = side[name]
         if getattr(log, "_history", None) is not None:  # a field history: this quarter
             say("pipeline movement…")
             tables.update(_history_tables(log, notes))
-        tables["deals"] = _local(log.deals())
+        tables["deals"] = side["deals"]
         tables["kpis_by_period"] = I.kpis_by_period(log, tables["deals"], freq)
         key_names = [
             str(x)
@@ -603,6 +604,40 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+def _side_steps(log: EventLog, by_cols: list[str], period: Any) -> list[str]:
+    """The progress steps of :func:`_side_tables`, in order."""
+    steps = ["flow and dwell…"]
+    if getattr(log, "compare", None) is not None and (by_cols or period is not None):
+        steps.append("comparisons…")
+    if getattr(log, "trend", None) is not None:
+        steps.append("trend…")
+    return steps
+
+
+def _side_tables(
+    log: EventLog, by_cols: list[str], period: Any, freq: str, say: Callable[[str], None]
+) -> dict[str, pd.DataFrame]:
+    """The report's tables that need neither the key stages nor the page's notes —
+    transitions, dwell, cycle time, the comparisons, the trend and the per-deal table —
+    saying each step (:func:`_side_steps`) as it starts."""
+    steps = iter(_side_steps(log, by_cols, period))
+    say(next(steps))
+    out = {"transitions": log.transitions(), "dwell": log.dwell(), "cycle_time": log.cycle_time()}
+    compare = getattr(log, "compare", None)
+    if compare is not None and (by_cols or period is not None):
+        say(next(steps))
+        if by_cols:
+            out["compare_by"] = compare(by=by_cols)
+        if period is not None:
+            out["compare_period"] = compare(period=period)
+    trend = getattr(log, "trend", None)
+    if trend is not None:
+        say(next(steps))
+        out["trend"] = trend(freq=freq)
+    out["deals"] = _local(log.deals())
+    return out
 
 
 def usable_cores() -> int:
