@@ -94,6 +94,28 @@ def test_an_error_beside_the_forecast_does_not_wait_for_it(monkeypatch):
         release.set()
 
 
+def test_a_stuck_job_beside_does_not_hold_the_interpreters_exit():
+    """After an error on the main thread, the process exits even though the job on the
+    second thread never ends (a daemon thread: an executor's worker would be joined at
+    exit — a Ctrl-C during the key stages once hung `funnelkit report` that way)."""
+    code = (
+        "import threading, funnelkit as fk\n"
+        "from funnelkit import report as R\n"
+        "R.usable_cores = lambda: 2\n"
+        "R._month_forecast = lambda log, notes: threading.Event().wait()\n"
+        "log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)\n"
+        "try:\n"
+        "    R.build_report(log, by='nope', charts=False)\n"
+        "except fk.InvalidParameterError:\n"
+        "    print('raised')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "raised"
+
+
 @pytest.mark.slow
 def test_tables_are_the_librarys_and_saved_files_read_back(evil):
     lg, rep, out = evil

@@ -38,6 +38,7 @@ are escaped wherever they reach HTML, and never evaluated anywhere.
 from __future__ import annotations
 
 import base64
+import importlib
 import inspect
 import io
 import json
@@ -47,10 +48,11 @@ import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,13 +275,18 @@ def build_report(
     # distributed log (the forecast is not distributed): in turn, as before.
     fc_notes: list[str] = []
     later = side_job = None
-    pool = ThreadPoolExecutor(max_workers=1)
+    beside = _Beside()
     if is_log(log) and usable_cores() > 1:
-        # the log's lazily filled values both threads read, filled before they start
+        # what both threads read lazily — the log's labels and visits, the analyses'
+        # modules — filled and imported before they start (an import interrupted by
+        # Ctrl-C on one thread can leave its module locked for the other)
         log._visits()
         log._deal_labels  # noqa: B018
-        later = pool.submit(_month_forecast, log, fc_notes)
-        side_job = pool.submit(_side_tables, log, by_cols, period, freq, lambda _: None)
+        for module in _BESIDE_MODULES:
+            importlib.import_module(module)
+        later = beside.submit(_month_forecast, log, fc_notes)
+        side_job = beside.submit(_side_tables, log, by_cols, period, freq, lambda _: None)
+        beside.start()
     try:
         say("key stages…")
         kw: dict[str, Any] = {"by": by_cols or None, "period": period, **dict(key_kwargs or {})}
@@ -327,11 +334,11 @@ def build_report(
         say("forecast…")
         fc = _month_forecast(log, fc_notes) if later is None else later.result()
     except BaseException:
-        # an error (or Ctrl-C) here comes back at once: the forecast, which cannot be
-        # stopped, finishes on its thread without holding the caller
-        pool.shutdown(wait=False, cancel_futures=True)
+        # an error (or Ctrl-C) here comes back at once: the work not started is dropped,
+        # the running job (which cannot be stopped) finishes on its daemon thread without
+        # holding the caller, nor the interpreter's exit
+        beside.cancel()
         raise
-    pool.shutdown()
     notes.extend(fc_notes)
     if fc is not None and fc.periods is not None:
         tables["forecast_periods"] = fc.periods
@@ -604,6 +611,50 @@ def _draw_charts(
         plt.close(fig)  # held by the report, not by pyplot (no duplicate display in Jupyter)
         figures[name] = fig
     return figures
+
+
+#: the modules the report's two threads import: imported before the second one starts
+_BESIDE_MODULES = (
+    "scipy.sparse",
+    "scipy.stats",
+    "funnelkit.forecast",
+    "funnelkit._period_forecast",
+    "funnelkit.keystages",
+    "funnelkit.monitoring",
+    "funnelkit.transitions",
+    "funnelkit.dwell",
+)
+
+
+class _Beside:
+    """Jobs run in order on one daemon thread, each with its
+    :class:`concurrent.futures.Future`. A daemon thread, not an executor's: after an
+    error or a Ctrl-C on the main thread the caller gets it at once, and the interpreter
+    does not wait at exit for a job that cannot be stopped."""
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._jobs.append((fut, fn, args))
+        return fut
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="funnelkit-report", daemon=True).start()
+
+    def cancel(self) -> None:
+        for fut, _, _ in self._jobs:
+            fut.cancel()  # the running one is not cancelled: it finishes, unread
+
+    def _run(self) -> None:
+        for fut, fn, args in self._jobs:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller by result()
+                fut.set_exception(exc)
 
 
 def _side_steps(log: EventLog, by_cols: list[str], period: Any) -> list[str]:

@@ -474,17 +474,10 @@ def km_band(
 
     Returns ``(t, s, low, high)`` at the distinct event times.
     """
-    time = np.asarray(days, dtype=float)
-    cens = np.asarray(censored, dtype=bool)
-    ok = np.isfinite(time)
-    time, cens = time[ok], cens[ok]
-    t, s = S.km_curve(time, cens)
+    t, s, at_risk, d = S.km_steps(days, censored)
     if t.size == 0:
         return t, s, s.copy(), s.copy()
-    at_risk = time.size - np.searchsorted(np.sort(time), t, side="left")
-    ev = np.sort(time[~cens])
-    d = np.searchsorted(ev, t, side="right") - np.searchsorted(ev, t, side="left")
-    left = (at_risk - d).astype(float)
+    left = at_risk - d
     with np.errstate(divide="ignore", invalid="ignore"):
         var = np.cumsum(np.where(left > 0, d / (at_risk * left), np.inf))
         inside = (s > 0) & (s < 1)

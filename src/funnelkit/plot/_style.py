@@ -815,18 +815,33 @@ def km_curve(time: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.nda
     Returns ``(t, s)``: the distinct event times and S just after each (the curve is 1
     before ``t[0]``). Events come before censorings at equal times (DESIGN §3).
     """
+    t, s, _, _ = km_steps(time, censored)
+    return t, s
+
+
+def km_steps(
+    time: np.ndarray, censored: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`km_curve` with, at each of its event times, the number at risk and of
+    events: ``(t, s, at_risk, events)``. Two sorts (the times, the event times), no
+    argsort: at a million visits a stage's curve is mostly its sorts."""
     time = np.asarray(time, dtype=float)
     event = ~np.asarray(censored, dtype=bool)
     ok = np.isfinite(time)
     time, event = time[ok], event[ok]
     if time.size == 0:
-        return np.empty(0), np.empty(0)
-    uniq, inv = np.unique(time, return_inverse=True)
-    d = np.bincount(inv, weights=event.astype(float), minlength=uniq.size)
-    c = np.bincount(inv, minlength=uniq.size) - d
-    s = km_survival(d, c)[1]  # the library's one Kaplan–Meier
+        return np.empty(0), np.empty(0), np.empty(0), np.empty(0)
+    ts = np.sort(time)
+    first = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
+    uniq = ts[first]
+    rows = np.diff(np.r_[first, ts.size])  # visits at each distinct time
+    te = np.sort(time[event])
+    d = (np.searchsorted(te, uniq, side="right") - np.searchsorted(te, uniq, side="left")).astype(
+        np.float64
+    )
+    at_risk, s = km_survival(d, rows - d)  # the library's one Kaplan–Meier
     has = d > 0
-    return uniq[has], s[has]
+    return uniq[has], s[has], at_risk[has], d[has]
 
 
 def step_at(t_event: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
