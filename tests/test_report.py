@@ -61,9 +61,9 @@ def test_forecast_beside_the_tables_changes_nothing(monkeypatch):
     middle = lg.deals()["first_event"].sort_values().iloc[300]
     kw = dict(by="team", period=middle, charts=False, key_kwargs={"n_boot": 0})
     steps: dict[int, list[str]] = {2: [], 1: []}
-    monkeypatch.setattr(R, "usable_cores", lambda: 2)
+    monkeypatch.setattr(R, "_usable_cores", lambda: 2)
     beside = R.build_report(lg, progress=steps[2].append, **kw)
-    monkeypatch.setattr(R, "usable_cores", lambda: 1)
+    monkeypatch.setattr(R, "_usable_cores", lambda: 1)
     in_turn = R.build_report(sample_log(), progress=steps[1].append, **kw)
     assert steps[2] == steps[1] and "comparisons…" in steps[1]
     assert list(beside.tables) == list(in_turn.tables)
@@ -84,7 +84,7 @@ def test_an_error_beside_the_forecast_does_not_wait_for_it(monkeypatch):
         release.wait(60)
         finished.append(True)
 
-    monkeypatch.setattr(R, "usable_cores", lambda: 2)
+    monkeypatch.setattr(R, "_usable_cores", lambda: 2)
     monkeypatch.setattr(R, "_month_forecast", slow_forecast)
     try:
         with pytest.raises(fk.InvalidParameterError, match="not a carried attribute"):
@@ -101,7 +101,7 @@ def test_a_stuck_job_beside_does_not_hold_the_interpreters_exit():
     code = (
         "import threading, funnelkit as fk\n"
         "from funnelkit import report as R\n"
-        "R.usable_cores = lambda: 2\n"
+        "R._usable_cores = lambda: 2\n"
         "R._month_forecast = lambda log, notes: threading.Event().wait()\n"
         "log = fk.EventLog(fk.datasets.load_sample(), **fk.datasets.SAMPLE_KWARGS)\n"
         "try:\n"

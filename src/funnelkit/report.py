@@ -276,7 +276,7 @@ def build_report(
     fc_notes: list[str] = []
     later = side_job = None
     beside = _Beside()
-    if is_log(log) and usable_cores() > 1:
+    if is_log(log) and _usable_cores() > 1:
         # what both threads read lazily — the log's labels and visits, the analyses'
         # modules — filled and imported before they start (an import interrupted by
         # Ctrl-C on one thread can leave its module locked for the other)
@@ -691,7 +691,7 @@ def _side_tables(
     return out
 
 
-def usable_cores() -> int:
+def _usable_cores() -> int:
     """The cores this process may run on (its CPU affinity where the system says, e.g. a
     container limited to one core), else the machine's."""
     try:
