@@ -1205,12 +1205,10 @@ def funnel_table(
             within=ns,
             calendar=as_calendar(calendar),
         )
-        S = len(lay.stages)
-        n_seg = max(got["counts"]["reached"].size // max(S, 1), 1)
-        sums = {k: v.reshape(n_seg, S) for k, v in got["counts"].items()}
+        labels = segment_coder(sm, by_cols).labels()
+        sums = {k: v.reshape(len(labels), len(lay.stages)) for k, v in got["counts"].items()}
         if weight is None:  # counts are exact integers
             sums = {k: np.rint(v).astype(np.int64) for k, v in sums.items()}
-        labels = segment_coder(sm, by_cols).labels()
         return assemble(
             list(lay.stages), by_cols, labels, sums, weight is not None, skips, got["funnel"]
         )

@@ -27,6 +27,7 @@ from . import _columns as C
 from . import _phases as P
 from . import _scope
 from . import _summary as SM
+from ._clock import ClockSpec
 from ._expr import where_mask
 from ._inputs import _names, bad_rows_error
 from ._params import CHECKED_INSIDE, Interval, validate_params
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["DaskEventLog", "read_events"]
 
 _FAN_IN = 8  # summaries merged per task of the reduction tree
-#: the clock's cache key of ``funnel()`` with its defaults (see ``DaskEventLog._clock``)
-_DEFAULT_FUNNEL: tuple = ((), ("funnel",), "implied", False, True, None, None, None, None)
+#: the clock's products of ``funnel()`` (see ``DaskEventLog._clock``)
+_FUNNEL_PRODUCTS = ("funnel",)
 _NOT_DISTRIBUTED = (
     "{what} is not computed distributed: it needs every deal's visits on one machine. "
     "Collect the log into memory with log.compute() (an in-memory funnelkit.EventLog) "
@@ -105,6 +106,16 @@ def _dask():
             "(or 'dask[dataframe,distributed]')."
         ) from exc
     return dask, dd
+
+
+def _clock_key(by: Sequence[str], products: Sequence[str], spec: Any) -> tuple:
+    """The clock cache's key of a question: the attributes, the products and the
+    :class:`funnelkit._clock.ClockSpec` without its coder (which ``by`` decides)."""
+    return (tuple(by), tuple(products), dataclasses.replace(spec, coder=None))
+
+
+#: the clock's cache key of ``funnel()`` with its defaults
+_DEFAULT_FUNNEL = _clock_key((), _FUNNEL_PRODUCTS, ClockSpec())
 
 
 def _stage_tasks(pieces: Sequence[Any], lay: SM.Layout, spec: Any, products: Any) -> list:
@@ -419,7 +430,7 @@ class DaskEventLog:
             ]
             level = [b[0] for b in both]
             pieces = [[b[1 + s] for s in range(S)] for b in both]
-            per_stage = _stage_tasks(pieces, lay, spec, _DEFAULT_FUNNEL[1])
+            per_stage = _stage_tasks(pieces, lay, spec, _FUNNEL_PRODUCTS)
         else:
             level = [dask.delayed(SM.summarize)(p, cfg) for p in parts]
             per_stage = []
@@ -431,7 +442,7 @@ class DaskEventLog:
         summary, done = dask.compute(level[0], per_stage)
         if lay is None or not S or summary.failure is not None:
             return summary, None
-        return summary, CK.gather(done, lay, spec, _DEFAULT_FUNNEL[1])
+        return summary, CK.gather(done, lay, spec, _FUNNEL_PRODUCTS)
 
     def _raise_failures(self, summary: SM.Summary) -> None:
         """One error for the bad rows of every partition, as the in-memory log raises."""
@@ -1023,15 +1034,13 @@ class DaskEventLog:
         :class:`funnelkit._clock.ClockSpec`). Cached per question."""
         from . import _clock as CK
 
-        key: tuple = (
-            tuple(by), tuple(products), skips, weighted, win, period_ns, rest_without,
-            within, calendar,
-        )  # fmt: skip
+        spec = CK.ClockSpec(None, period_ns, skips, weighted, win, rest_without, within, calendar)
+        key = _clock_key(by, products, spec)
         cache = self._clock_cache
         if key in cache:
             return cache[key]
-        coder = SM.segment_coder(self._summary, by) if by else None
-        spec = CK.ClockSpec(coder, period_ns, skips, weighted, win, rest_without, within, calendar)
+        if by:
+            spec = dataclasses.replace(spec, coder=SM.segment_coder(self._summary, by))
         lay = self._layout
         S = len(lay.stages)
         dask, _ = _dask()

@@ -673,20 +673,18 @@ def _side_tables(
     """The report's tables that need neither the key stages nor the page's notes —
     transitions, dwell, cycle time, the comparisons, the trend and the per-deal table —
     saying each step (:func:`_side_steps`) as it starts."""
-    steps = iter(_side_steps(log, by_cols, period))
-    say(next(steps))
+    steps = _side_steps(log, by_cols, period)
+    say("flow and dwell…")
     out = {"transitions": log.transitions(), "dwell": log.dwell(), "cycle_time": log.cycle_time()}
-    compare = getattr(log, "compare", None)
-    if compare is not None and (by_cols or period is not None):
-        say(next(steps))
+    if "comparisons…" in steps:
+        say("comparisons…")
         if by_cols:
-            out["compare_by"] = compare(by=by_cols)
+            out["compare_by"] = log.compare(by=by_cols)
         if period is not None:
-            out["compare_period"] = compare(period=period)
-    trend = getattr(log, "trend", None)
-    if trend is not None:
-        say(next(steps))
-        out["trend"] = trend(freq=freq)
+            out["compare_period"] = log.compare(period=period)
+    if "trend…" in steps:
+        say("trend…")
+        out["trend"] = log.trend(freq=freq)
     out["deals"] = _local(log.deals())
     return out
 
